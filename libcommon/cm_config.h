@@ -1,0 +1,67 @@
+/*
+ * cm_config: table-driven YAML config (libyaml event parser).
+ * A program describes its keys once in a cm_cfg_key table (dotted path, type,
+ * range, default); this module fills a struct of the program's from a file and
+ * from command-line overrides. Unknown keys, wrong types and out-of-range values
+ * are errors that name the file, the line and the key:
+ *     lockd.yaml:7: key 'redlock.redis_timeout_ms': must be an integer in 1..60000
+ * Strings in the target are malloc'ed; cm_cfg_free releases them.
+ */
+#ifndef CM_CONFIG_H
+#define CM_CONFIG_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include "cm_addr.h"
+#include "cm_core.h"
+
+typedef enum cm_cfg_type {
+    CM_CFG_INT,       /* int64_t, inclusive range [imin, imax] */
+    CM_CFG_DOUBLE,    /* double, inclusive range [dmin, dmax] */
+    CM_CFG_STRING,    /* char * (malloc'ed, never NULL after defaults: "" when unset) */
+    CM_CFG_BOOL,      /* bool: true/false/yes/no/on/off/1/0 */
+    CM_CFG_ADDR,      /* cm_addr; "" means unset (port 0) when optional */
+    CM_CFG_ADDR_LIST, /* cm_addr_list: YAML sequence of "h:p", or one "h:p,h:p" string */
+    CM_CFG_ENUM,      /* int index into enum_values */
+    CM_CFG_LOGLEVEL,  /* cm_log_level (int) */
+} cm_cfg_type;
+
+typedef struct cm_addr_list {
+    cm_addr *items; /* malloc'ed */
+    size_t count;
+} cm_addr_list;
+
+typedef struct cm_cfg_key {
+    const char *path;   /* dotted key, e.g. "redlock.redis_timeout_ms" */
+    cm_cfg_type type;
+    size_t offset;      /* offsetof(target struct, field) */
+    const char *defval; /* default in flag syntax ("50", "127.0.0.1:7380", ""); NULL = zero */
+    int64_t imin, imax; /* CM_CFG_INT range */
+    double dmin, dmax;  /* CM_CFG_DOUBLE range */
+    const char *const *enum_values; /* CM_CFG_ENUM: NULL-terminated names */
+    bool optional;      /* CM_CFG_ADDR: "" allowed (unset) */
+    const char *help;   /* one line for --help and docs */
+} cm_cfg_key;
+
+/* Frees whatever the target holds, then sets every key to its default. */
+void cm_cfg_defaults(const cm_cfg_key *table, size_t n, void *target);
+/* Reads a YAML file over the current values (call cm_cfg_defaults first).
+ * On error: err gets "FILE:LINE: key 'k': reason" (or "FILE: reason"), CM_ERR, and
+ * the target may be partly updated (callers exit 2 on a config error). */
+cm_rc cm_cfg_load_file(const cm_cfg_key *table, size_t n, void *target, const char *path,
+                       char *err, size_t errlen) CM_MUSTCHECK;
+/* Same for YAML text in memory; name is used in error messages. */
+cm_rc cm_cfg_load_string(const cm_cfg_key *table, size_t n, void *target, const char *yaml,
+                         size_t len, const char *name, char *err, size_t errlen) CM_MUSTCHECK;
+/* Sets one key from text (a command-line flag). origin names it in errors ("--listen").
+ * On error the target is unchanged. */
+cm_rc cm_cfg_set(const cm_cfg_key *table, size_t n, void *target, const char *path,
+                 const char *value, const char *origin, char *err, size_t errlen) CM_MUSTCHECK;
+/* Frees strings and lists held by the target. */
+void cm_cfg_free(const cm_cfg_key *table, size_t n, void *target);
+/* Writes "key = value" lines of the effective config (for --check-config / logs). */
+void cm_cfg_dump(const cm_cfg_key *table, size_t n, const void *target, FILE *out);
+
+#endif

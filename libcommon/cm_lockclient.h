@@ -1,0 +1,128 @@
+/*
+ * cm_lockclient: the LOCKP client library used by reserved, lockctl and the tools.
+ *
+ * Async on a caller's libevent base: one TCP session to one lockd at a time, with
+ * failover over several endpoints (tried in order, then round again with backoff).
+ * Requests are tagged so replies may come in any order. While connected the client
+ * sends PING when it has been idle for a third of the server's session timeout, so
+ * lockd's watchdog keeps our locks alive exactly as long as this process runs its loop.
+ *
+ * Lost locks: lockd pushes "* LOST"; and when the session drops, every lock granted
+ * through it is gone. Both call the on_lost callback once per lock.
+ *
+ * Ownership: the client owns its requests; callbacks borrow the result struct for
+ * the duration of the call only. A callback may call any function of this module,
+ * including cm_lockclient_free (the free is deferred until the callback returns).
+ */
+#ifndef CM_LOCKCLIENT_H
+#define CM_LOCKCLIENT_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include "cm_addr.h"
+#include "cm_core.h"
+#include "cm_lockp.h"
+
+struct event_base;
+typedef struct cm_lockclient cm_lockclient;
+
+typedef struct cm_lockclient_opts {
+    const cm_addr *endpoints; /* copied */
+    size_t n_endpoints;
+    const char *client_name;      /* HELLO name; NULL: "client" */
+    const char *auth;             /* NULL or "": no AUTH */
+    uint32_t connect_timeout_ms;  /* 0: 1000 */
+    uint32_t request_slack_ms;    /* a reply later than wait_ms + slack is a client-side timeout; 0: 3000 */
+    uint32_t ping_interval_ms;    /* 0: a third of the server's session timeout (from HELLO) */
+    uint32_t reconnect_max_ms;    /* backoff cap; 0: 2000 */
+} cm_lockclient_opts;
+
+typedef enum cm_lock_status {
+    CM_LOCK_OK,      /* RENEW/RELEASE/PING/INFO succeeded; ACQUIRE granted */
+    CM_LOCK_TIMEOUT, /* ACQUIRE waited wait_ms without getting the lock */
+    CM_LOCK_LOST,    /* RENEW/RELEASE: the lock is not ours (any more) */
+    CM_LOCK_ERROR,   /* see code: NOQUORUM, HELD, LIMIT, NOAUTH, SHUTDOWN, BADREQ, or the
+                        client's own DISCONNECTED, NOTCONNECTED, CLIENT_TIMEOUT, CANCELLED */
+} cm_lock_status;
+
+typedef struct cm_lock_result {
+    cm_lock_status status;
+    char code[16];                        /* ERR code, "" otherwise */
+    const char *message;                  /* human text, "" when none */
+    char token[CM_LOCKP_TOKEN_LEN + 1];   /* ACQUIRE OK */
+    uint64_t fence;                       /* ACQUIRE OK */
+    uint64_t validity_ms;                 /* ACQUIRE OK, RENEW OK */
+    const char *line;                     /* INFO: the text after "OK " */
+} cm_lock_result;
+
+typedef void (*cm_lock_cb)(void *arg, const cm_lock_result *res);
+typedef void (*cm_lock_lost_cb)(void *arg, const char *resource, const char *token);
+typedef void (*cm_lock_state_cb)(void *arg, bool connected);
+
+/* Creates the client and starts connecting at once. NULL on bad options. */
+cm_lockclient *cm_lockclient_new(struct event_base *base, const cm_lockclient_opts *opts)
+    CM_MUSTCHECK;
+/* Closes the session (lockd then releases our locks); pending callbacks are NOT called. */
+void cm_lockclient_free(cm_lockclient *c);
+void cm_lockclient_on_lost(cm_lockclient *c, cm_lock_lost_cb cb, void *arg);
+void cm_lockclient_on_state(cm_lockclient *c, cm_lock_state_cb cb, void *arg);
+bool cm_lockclient_connected(const cm_lockclient *c);
+
+/* Each request: CM_OK and the callback runs exactly once later (never inside this call),
+ * unless cancelled; CM_ERR on bad arguments (callback not called). req_id may be NULL.
+ * Requests made while disconnected fail with NOTCONNECTED (through the callback). */
+cm_rc cm_lockclient_acquire(cm_lockclient *c, const char *resource, uint64_t lease_ms,
+                            uint64_t wait_ms, cm_lock_cb cb, void *arg, uint64_t *req_id)
+    CM_MUSTCHECK;
+cm_rc cm_lockclient_renew(cm_lockclient *c, const char *resource, const char *token,
+                          uint64_t lease_ms, cm_lock_cb cb, void *arg) CM_MUSTCHECK;
+cm_rc cm_lockclient_release(cm_lockclient *c, const char *resource, const char *token,
+                            cm_lock_cb cb, void *arg) CM_MUSTCHECK;
+cm_rc cm_lockclient_ping(cm_lockclient *c, cm_lock_cb cb, void *arg) CM_MUSTCHECK;
+cm_rc cm_lockclient_info(cm_lockclient *c, cm_lock_cb cb, void *arg) CM_MUSTCHECK;
+/* Cancels a pending ACQUIRE: its callback will not run; if lockd grants it anyway the
+ * client releases it at once. */
+void cm_lockclient_cancel(cm_lockclient *c, uint64_t req_id);
+
+/* ---- Run work while holding a lock (the C form of "lock as an annotation") ----
+ * cm_lockclient_with_lock acquires resource, calls work(arg, grant, guard); the work
+ * calls cm_lock_guard_done(guard) when finished (synchronously or later). The lock is
+ * then released and finish(arg, status) runs once with:
+ *   CM_LOCK_OK       the work ran and the lock was held throughout,
+ *   CM_LOCK_LOST     the lock was lost while the work ran (the work's abort ran first),
+ *   CM_LOCK_TIMEOUT / CM_LOCK_ERROR   the lock was never granted (work not called).
+ * If the lock is lost mid-work, abort(arg) runs (may be NULL) so the work can stop;
+ * the work must still call cm_lock_guard_done. Release happens on every path. */
+typedef struct cm_lock_guard cm_lock_guard;
+typedef void (*cm_lock_work_fn)(void *arg, const cm_lock_result *grant, cm_lock_guard *guard);
+typedef void (*cm_lock_abort_fn)(void *arg);
+typedef void (*cm_lock_finish_fn)(void *arg, cm_lock_status status, const cm_lock_result *res);
+cm_rc cm_lockclient_with_lock(cm_lockclient *c, const char *resource, uint64_t lease_ms,
+                              uint64_t wait_ms, cm_lock_work_fn work, cm_lock_abort_fn abort,
+                              cm_lock_finish_fn finish, void *arg) CM_MUSTCHECK;
+void cm_lock_guard_done(cm_lock_guard *guard);
+bool cm_lock_guard_lost(const cm_lock_guard *guard);
+
+/* ---- Blocking wrapper (tools and tests): its own event base, runs it per call ----
+ * Keep-alive only happens while a call runs; for long holds use the async client. */
+typedef struct cm_lockclient_sync cm_lockclient_sync;
+cm_lockclient_sync *cm_lockclient_sync_new(const cm_lockclient_opts *opts, char *err,
+                                           size_t errlen) CM_MUSTCHECK; /* connects */
+void cm_lockclient_sync_free(cm_lockclient_sync *s);
+/* Fill *out (message/line point into storage valid until the next call). CM_ERR only if
+ * the call could not be made at all (then out->status is CM_LOCK_ERROR with a code). */
+cm_rc cm_lockclient_sync_acquire(cm_lockclient_sync *s, const char *resource, uint64_t lease_ms,
+                                 uint64_t wait_ms, cm_lock_result *out) CM_MUSTCHECK;
+cm_rc cm_lockclient_sync_renew(cm_lockclient_sync *s, const char *resource, const char *token,
+                               uint64_t lease_ms, cm_lock_result *out) CM_MUSTCHECK;
+cm_rc cm_lockclient_sync_release(cm_lockclient_sync *s, const char *resource, const char *token,
+                                 cm_lock_result *out) CM_MUSTCHECK;
+cm_rc cm_lockclient_sync_ping(cm_lockclient_sync *s, cm_lock_result *out) CM_MUSTCHECK;
+cm_rc cm_lockclient_sync_info(cm_lockclient_sync *s, cm_lock_result *out) CM_MUSTCHECK;
+/* Acquire, run work(arg, grant) and release on every path; *work_rc gets work's return.
+ * Returns CM_OK if the work ran, CM_ERR otherwise (out says why). */
+cm_rc cm_with_lock_sync(cm_lockclient_sync *s, const char *resource, uint64_t lease_ms,
+                        uint64_t wait_ms, int (*work)(void *arg, const cm_lock_result *grant),
+                        void *arg, int *work_rc, cm_lock_result *out) CM_MUSTCHECK;
+
+#endif

@@ -1,0 +1,96 @@
+/*
+ * lk_redlock: Redlock over N independent Redis masters (SPEC §4), hiredis async on
+ * the daemon's libevent loop. Owns the connections (one command context and one
+ * pub/sub context per master, reconnect with backoff), the Lua scripts, the per-round
+ * timers, fence write-back, and the cross-lockd wake-up channel.
+ *
+ * Keys: <prefix>lock:<resource> holds the token, <prefix>fence:<resource> counts grants.
+ * Channel: <prefix>released carries the resource name of every release.
+ *
+ * Rounds: each operation sends one script to every connected master and completes as
+ * soon as its outcome is known (quorum reached, quorum impossible, or the round timer
+ * of redlock.redis_timeout_ms fires). Late replies are ignored. A master that is not
+ * connected counts as a no. The callback runs exactly once, from the event loop, never
+ * from inside the call that started the operation, unless the operation was cancelled.
+ */
+#ifndef LK_REDLOCK_H
+#define LK_REDLOCK_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include "cm_addr.h"
+#include "cm_core.h"
+
+struct event_base;
+typedef struct lk_redlock lk_redlock;
+typedef struct lk_rl_op lk_rl_op;
+
+typedef enum lk_rl_outcome {
+    LK_RL_GRANTED,  /* acquire/renew: quorum and validity > 0; release: done (see below) */
+    LK_RL_HELD,     /* acquire: another token holds it; retry_after_ms = its smallest PTTL */
+    LK_RL_NOQUORUM, /* fewer than a quorum of masters connected; nothing was sent */
+    LK_RL_FAILED,   /* no quorum for other reasons (timeouts, errors, split vote, validity
+                       ran out); for acquire the token was already unlocked everywhere */
+} lk_rl_outcome;
+
+typedef struct lk_rl_result {
+    lk_rl_outcome outcome;
+    uint64_t fence;         /* acquire GRANTED: the fence, already on a majority */
+    int64_t validity_ms;    /* acquire/renew GRANTED: remaining validity from now */
+    int64_t retry_after_ms; /* acquire HELD: PTTL of the current holder (>= 0), else 0 */
+} lk_rl_result;
+
+typedef void (*lk_rl_cb)(void *arg, const lk_rl_result *res);
+/* Another process released resource (pub/sub). Borrowed string. */
+typedef void (*lk_rl_released_cb)(void *arg, const char *resource);
+/* The number of connected masters changed. */
+typedef void (*lk_rl_masters_cb)(void *arg, size_t up, size_t total);
+
+typedef struct lk_redlock_opts {
+    const cm_addr *masters; /* copied */
+    size_t n_masters;
+    const char *key_prefix; /* copied */
+    uint32_t redis_timeout_ms;
+    double clock_drift_factor;
+    lk_rl_released_cb on_released;
+    lk_rl_masters_cb on_masters;
+    void *cb_arg;
+} lk_redlock_opts;
+
+/* Creates the client and starts connecting to every master (non-blocking). */
+lk_redlock *lk_redlock_new(struct event_base *base, const lk_redlock_opts *opts) CM_MUSTCHECK;
+/* Disconnects everything; pending callbacks are not called. */
+void lk_redlock_free(lk_redlock *rl);
+
+size_t lk_redlock_masters_total(const lk_redlock *rl);
+size_t lk_redlock_masters_up(const lk_redlock *rl);
+size_t lk_redlock_quorum(const lk_redlock *rl);
+bool lk_redlock_has_quorum(const lk_redlock *rl);
+/* Master i: its address text and whether its command connection is up. */
+const char *lk_redlock_master_name(const lk_redlock *rl, size_t i);
+bool lk_redlock_master_up(const lk_redlock *rl, size_t i);
+
+/* One Redlock attempt for token with a lease of lease_ms. When prev_token is not NULL the
+ * lock may also be taken over from prev_token (local handoff: the current holder's token
+ * is replaced in one step, no gap). Grants bump the fence; the reply carries the largest
+ * fence of the granting masters, written back to a majority first when needed. On any
+ * failure the token is unlocked on every master before the callback. */
+lk_rl_op *lk_redlock_acquire(lk_redlock *rl, const char *resource, const char *token,
+                             const char *prev_token, uint64_t lease_ms, lk_rl_cb cb, void *arg);
+/* Extends token's lease to lease_ms where it still holds the lock; GRANTED needs quorum
+ * and validity > 0. */
+lk_rl_op *lk_redlock_renew(lk_redlock *rl, const char *resource, const char *token,
+                           uint64_t lease_ms, lk_rl_cb cb, void *arg);
+/* Deletes the lock where it holds token and publishes the release. cb may be NULL.
+ * GRANTED when a quorum answered, FAILED otherwise (the keys then expire by themselves). */
+lk_rl_op *lk_redlock_release(lk_redlock *rl, const char *resource, const char *token,
+                             lk_rl_cb cb, void *arg);
+/* The callback of op will not run. A cancelled acquire that still gets granted is
+ * released by lk_redlock itself. Safe to call with NULL. */
+void lk_redlock_cancel(lk_rl_op *op);
+
+/* Rounds still in flight (shutdown waits for releases to drain). */
+size_t lk_redlock_pending(const lk_redlock *rl);
+
+#endif
