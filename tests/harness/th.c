@@ -1,0 +1,453 @@
+/*
+ * th: see th.h. Everything here is test-only and blocking on purpose: tests are
+ * sequential programs, the servers under test run in their own processes.
+ */
+#include "th.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <arpa/inet.h>
+#include <time.h>
+#include <unistd.h>
+
+#ifndef TH_BIN_DIR
+#error "TH_BIN_DIR must point at build/bin"
+#endif
+
+static pid_t procs[TH_MAX_PROCS];
+static pid_t owner_pid; /* only the process that spawned a child may stop it */
+static char dirs[TH_MAX_PROCS][256];
+static size_t n_dirs;
+static bool atexit_set;
+
+uint64_t th_now_us(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u;
+}
+
+uint64_t th_now_ms(void)
+{
+    return th_now_us() / 1000u;
+}
+
+void th_sleep_ms(int ms)
+{
+    struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000L};
+    while (nanosleep(&ts, &ts) != 0 && errno == EINTR) {
+    }
+}
+
+static void remember_dir(const char *d)
+{
+    if (n_dirs < TH_MAX_PROCS) {
+        snprintf(dirs[n_dirs++], sizeof dirs[0], "%s", d);
+    }
+}
+
+const char *th_tmpdir(void)
+{
+    static char path[256];
+    const char *base = getenv("TMPDIR");
+    snprintf(path, sizeof path, "%s/th.XXXXXX", base && *base ? base : "/tmp");
+    if (!mkdtemp(path)) {
+        perror("mkdtemp");
+        abort();
+    }
+    remember_dir(path);
+    return path;
+}
+
+int th_free_port(void)
+{
+    /* Ports handed out by the kernel for port 0 are unlikely to be reused at once. */
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in sa = {0};
+    socklen_t sl = sizeof sa;
+    sa.sin_family = AF_INET;
+    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    if (fd < 0 || bind(fd, (struct sockaddr *)&sa, sizeof sa) != 0 ||
+        getsockname(fd, (struct sockaddr *)&sa, &sl) != 0) {
+        perror("th_free_port");
+        abort();
+    }
+    close(fd);
+    return ntohs(sa.sin_port);
+}
+
+static void register_pid(pid_t pid)
+{
+    if (owner_pid != getpid()) {
+        memset(procs, 0, sizeof procs);
+        owner_pid = getpid();
+    }
+    for (size_t i = 0; i < TH_MAX_PROCS; i++) {
+        if (procs[i] == 0) {
+            procs[i] = pid;
+            return;
+        }
+    }
+}
+
+static bool is_ours(pid_t pid)
+{
+    if (pid <= 0 || owner_pid != getpid()) {
+        return false;
+    }
+    for (size_t i = 0; i < TH_MAX_PROCS; i++) {
+        if (procs[i] == pid) {
+            return true;
+        }
+    }
+    return false;
+}
+
+static void forget_pid(pid_t pid)
+{
+    for (size_t i = 0; i < TH_MAX_PROCS; i++) {
+        if (procs[i] == pid) {
+            procs[i] = 0;
+        }
+    }
+}
+
+pid_t th_spawn(char *const argv[], const char *logfile)
+{
+    if (!atexit_set) {
+        atexit(th_stop_all);
+        atexit_set = true;
+    }
+    pid_t pid = fork();
+    if (pid < 0) {
+        perror("fork");
+        abort();
+    }
+    if (pid == 0) {
+        prctl(PR_SET_PDEATHSIG, SIGKILL);
+        int fd = open(logfile ? logfile : "/dev/null", O_WRONLY | O_CREAT | O_APPEND, 0644);
+        if (fd >= 0) {
+            dup2(fd, 1);
+            dup2(fd, 2);
+            close(fd);
+        }
+        int devnull = open("/dev/null", O_RDONLY);
+        if (devnull >= 0) {
+            dup2(devnull, 0);
+            close(devnull);
+        }
+        signal(SIGPIPE, SIG_DFL);
+        execvp(argv[0], argv);
+        fprintf(stderr, "exec %s: %s\n", argv[0], strerror(errno));
+        _exit(127);
+    }
+    register_pid(pid);
+    return pid;
+}
+
+void th_signal(pid_t pid, int sig)
+{
+    if (is_ours(pid)) {
+        kill(pid, sig);
+    }
+}
+
+int th_stop(pid_t pid, bool graceful, int timeout_ms)
+{
+    if (!is_ours(pid)) {
+        return -1;
+    }
+    int status = -1;
+    kill(pid, SIGCONT); /* a stopped process cannot act on SIGTERM */
+    kill(pid, graceful ? SIGTERM : SIGKILL);
+    uint64_t deadline = th_now_ms() + (uint64_t)timeout_ms;
+    for (;;) {
+        pid_t r = waitpid(pid, &status, WNOHANG);
+        if (r == pid || (r < 0 && errno == ECHILD)) {
+            break;
+        }
+        if (th_now_ms() > deadline) {
+            kill(pid, SIGKILL);
+            waitpid(pid, &status, 0);
+            status = -1;
+            break;
+        }
+        th_sleep_ms(5);
+    }
+    forget_pid(pid);
+    return status;
+}
+
+void th_stop_all(void)
+{
+    if (owner_pid == getpid()) {
+        for (size_t i = 0; i < TH_MAX_PROCS; i++) {
+            if (procs[i] > 0) {
+                pid_t p = procs[i];
+                kill(p, SIGCONT);
+                kill(p, SIGKILL);
+                waitpid(p, NULL, 0);
+                procs[i] = 0;
+            }
+        }
+        for (size_t i = 0; i < n_dirs; i++) {
+            if (getenv("TH_KEEP_DIRS") == NULL) {
+                char cmd[300];
+                snprintf(cmd, sizeof cmd, "rm -rf '%s'", dirs[i]);
+                if (system(cmd) != 0) {
+                    fprintf(stderr, "th: could not remove %s\n", dirs[i]);
+                }
+            }
+        }
+        n_dirs = 0;
+    }
+}
+
+bool th_wait_port(int port, int timeout_ms)
+{
+    uint64_t deadline = th_now_ms() + (uint64_t)timeout_ms;
+    do {
+        th_conn c;
+        if (th_connect(&c, port)) {
+            th_close(&c);
+            return true;
+        }
+        th_sleep_ms(10);
+    } while (th_now_ms() < deadline);
+    return false;
+}
+
+const char *th_bin(const char *name)
+{
+    static char path[8][512];
+    static int slot;
+    char *p = path[slot++ % 8];
+    snprintf(p, 512, "%s/%s", TH_BIN_DIR, name);
+    return p;
+}
+
+bool th_redis_start(th_redis *r)
+{
+    if (r->dir[0] == '\0') {
+        snprintf(r->dir, sizeof r->dir, "%s", th_tmpdir());
+    }
+    if (r->port == 0) {
+        r->port = th_free_port();
+    }
+    char port[16], log[300];
+    snprintf(port, sizeof port, "%d", r->port);
+    snprintf(log, sizeof log, "%s/redis.log", r->dir);
+    char *argv[] = {
+        "redis-server", "--port", port,    "--bind", "127.0.0.1",   "--save", "",
+        "--appendonly", "no",     "--dir", r->dir,   "--daemonize", "no",     "--protected-mode",
+        "no",           NULL};
+    r->pid = th_spawn(argv, log);
+    return th_wait_port(r->port, 5000);
+}
+
+void th_redis_kill(th_redis *r)
+{
+    if (r->pid > 0) {
+        th_stop(r->pid, false, 2000);
+        r->pid = 0;
+    }
+}
+
+bool th_lockd_start(th_lockd *l, const th_redis *redis, size_t n_redis, const char *extra_yaml)
+{
+    const char *dir = th_tmpdir();
+    l->port = th_free_port();
+    l->metrics_port = th_free_port();
+    snprintf(l->config, sizeof l->config, "%s/lockd.yaml", dir);
+    snprintf(l->log, sizeof l->log, "%s/lockd.log", dir);
+    FILE *f = fopen(l->config, "w");
+    if (!f) {
+        return false;
+    }
+    fprintf(f, "listen: 127.0.0.1:%d\nmetrics_listen: 127.0.0.1:%d\nredis: [", l->port,
+            l->metrics_port);
+    for (size_t i = 0; i < n_redis; i++) {
+        fprintf(f, "%s127.0.0.1:%d", i ? ", " : "", redis[i].port);
+    }
+    fprintf(f, "]\n%s\n", extra_yaml ? extra_yaml : "");
+    fclose(f);
+    return th_lockd_restart(l);
+}
+
+bool th_lockd_restart(th_lockd *l)
+{
+    char *argv[] = {(char *)th_bin("lockd"), "--config", l->config, NULL};
+    l->pid = th_spawn(argv, l->log);
+    return th_wait_port(l->port, 5000);
+}
+
+bool th_connect(th_conn *c, int port)
+{
+    c->len = 0;
+    c->fd = socket(AF_INET, SOCK_STREAM, 0);
+    if (c->fd < 0) {
+        return false;
+    }
+    struct sockaddr_in sa = {0};
+    sa.sin_family = AF_INET;
+    sa.sin_port = htons((uint16_t)port);
+    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    if (connect(c->fd, (struct sockaddr *)&sa, sizeof sa) != 0) {
+        close(c->fd);
+        c->fd = -1;
+        return false;
+    }
+    int one = 1;
+    setsockopt(c->fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+    return true;
+}
+
+void th_close(th_conn *c)
+{
+    if (c->fd >= 0) {
+        close(c->fd);
+    }
+    c->fd = -1;
+    c->len = 0;
+}
+
+bool th_send_raw(th_conn *c, const void *data, size_t len)
+{
+    const char *p = data;
+    while (len > 0) {
+        ssize_t n = send(c->fd, p, len, MSG_NOSIGNAL);
+        if (n < 0 && errno == EINTR) {
+            continue;
+        }
+        if (n <= 0) {
+            return false;
+        }
+        p += n;
+        len -= (size_t)n;
+    }
+    return true;
+}
+
+bool th_send(th_conn *c, const char *fmt, ...)
+{
+    char line[8192];
+    va_list ap;
+    va_start(ap, fmt);
+    int n = vsnprintf(line, sizeof line - 1, fmt, ap);
+    va_end(ap);
+    if (n < 0 || (size_t)n >= sizeof line - 1) {
+        return false;
+    }
+    line[n++] = '\n';
+    return th_send_raw(c, line, (size_t)n);
+}
+
+bool th_recv(th_conn *c, char *out, size_t outlen, int timeout_ms)
+{
+    uint64_t deadline = th_now_ms() + (uint64_t)timeout_ms;
+    for (;;) {
+        char *lf = memchr(c->buf, '\n', c->len);
+        if (lf) {
+            size_t n = (size_t)(lf - c->buf);
+            size_t keep = n;
+            if (keep > 0 && c->buf[keep - 1] == '\r') {
+                keep--;
+            }
+            if (keep >= outlen) {
+                keep = outlen - 1;
+            }
+            memcpy(out, c->buf, keep);
+            out[keep] = '\0';
+            memmove(c->buf, lf + 1, c->len - n - 1);
+            c->len -= n + 1;
+            return true;
+        }
+        if (c->len == sizeof c->buf) {
+            return false;
+        }
+        int64_t left = (int64_t)deadline - (int64_t)th_now_ms();
+        if (left <= 0) {
+            return false;
+        }
+        struct pollfd pfd = {c->fd, POLLIN, 0};
+        int pr = poll(&pfd, 1, (int)left);
+        if (pr < 0 && errno == EINTR) {
+            continue;
+        }
+        if (pr <= 0) {
+            return false;
+        }
+        ssize_t r = recv(c->fd, c->buf + c->len, sizeof c->buf - c->len, 0);
+        if (r <= 0) {
+            return false;
+        }
+        c->len += (size_t)r;
+    }
+}
+
+bool th_recv_prefix(th_conn *c, const char *prefix, char *out, size_t outlen, int timeout_ms)
+{
+    uint64_t deadline = th_now_ms() + (uint64_t)timeout_ms;
+    size_t plen = strlen(prefix);
+    for (;;) {
+        int64_t left = (int64_t)deadline - (int64_t)th_now_ms();
+        if (left < 0 || !th_recv(c, out, outlen, (int)left)) {
+            return false;
+        }
+        if (strncmp(out, prefix, plen) == 0) {
+            return true;
+        }
+    }
+}
+
+bool th_request(th_conn *c, const char *tag, char *out, size_t outlen, int timeout_ms,
+                const char *fmt, ...)
+{
+    char line[8192];
+    va_list ap;
+    va_start(ap, fmt);
+    int n = vsnprintf(line, sizeof line, fmt, ap);
+    va_end(ap);
+    if (n < 0 || (size_t)n >= sizeof line || !th_send(c, "%s %s", tag, line)) {
+        return false;
+    }
+    char prefix[64];
+    snprintf(prefix, sizeof prefix, "%s ", tag);
+    return th_recv_prefix(c, prefix, out, outlen, timeout_ms);
+}
+
+bool th_wait_closed(th_conn *c, int timeout_ms)
+{
+    uint64_t deadline = th_now_ms() + (uint64_t)timeout_ms;
+    char tmp[4096];
+    for (;;) {
+        int64_t left = (int64_t)deadline - (int64_t)th_now_ms();
+        if (left <= 0) {
+            return false;
+        }
+        struct pollfd pfd = {c->fd, POLLIN, 0};
+        int pr = poll(&pfd, 1, (int)left);
+        if (pr < 0 && errno == EINTR) {
+            continue;
+        }
+        if (pr <= 0) {
+            return false;
+        }
+        ssize_t r = recv(c->fd, tmp, sizeof tmp, 0);
+        if (r <= 0) {
+            return true;
+        }
+    }
+}

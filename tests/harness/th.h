@@ -1,0 +1,87 @@
+/*
+ * th: the integration-test harness. Starts REAL servers (redis-server, lockd) as
+ * child processes on free loopback ports, each in its own temp dir, remembers every
+ * PID it started and stops them by PID: th_stop_all() runs from Check's unchecked
+ * teardown (in the parent, so it runs even when a forked test fails) and from atexit.
+ * Children get PR_SET_PDEATHSIG(SIGKILL) so nothing outlives a crashed test binary.
+ * Also a tiny blocking LOCKP line client for black-box protocol tests.
+ */
+#ifndef TH_H
+#define TH_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#define TH_MAX_PROCS 64
+
+/* A fresh directory under $TMPDIR (or /tmp), removed by th_stop_all. */
+const char *th_tmpdir(void);
+/* A TCP port on 127.0.0.1 that was free a moment ago. */
+int th_free_port(void);
+/* fork+exec argv with stdout/stderr appended to logfile; registered for th_stop_all. */
+pid_t th_spawn(char *const argv[], const char *logfile);
+/* Sends sig to pid (only if we started it and it is alive). */
+void th_signal(pid_t pid, int sig);
+/* SIGKILL (or SIGTERM when graceful) and reap; returns the exit status (waitpid form) or -1. */
+int th_stop(pid_t pid, bool graceful, int timeout_ms);
+/* Stops every process still registered and removes temp dirs. Idempotent. */
+void th_stop_all(void);
+/* Polls a TCP connect to 127.0.0.1:port until it succeeds or timeout_ms passes. */
+bool th_wait_port(int port, int timeout_ms);
+/* Milliseconds on the monotonic clock. */
+uint64_t th_now_ms(void);
+uint64_t th_now_us(void);
+void th_sleep_ms(int ms);
+
+/* ---- servers ---- */
+typedef struct th_redis {
+    pid_t pid;
+    int port;
+    char dir[256];
+} th_redis;
+/* Starts redis-server on a free port (or r->port if non-zero, for restarts) and waits for it. */
+bool th_redis_start(th_redis *r);
+void th_redis_kill(th_redis *r); /* SIGKILL, pid = 0; the port is kept for a restart */
+
+typedef struct th_lockd {
+    pid_t pid;
+    int port;
+    int metrics_port;
+    char config[512]; /* the config file written for it */
+    char log[512];
+} th_lockd;
+/* Writes a config (redis list from the given servers, extra_yaml appended verbatim; it may
+ * override defaults like "session: {timeout_ms: 1000, lock_delay_ms: 0}") and starts
+ * build/bin/lockd on free ports; waits until it accepts connections. */
+bool th_lockd_start(th_lockd *l, const th_redis *redis, size_t n_redis, const char *extra_yaml);
+/* Restart with the same config and ports after a stop. */
+bool th_lockd_restart(th_lockd *l);
+
+/* Path of a program in build/bin (set at compile time). */
+const char *th_bin(const char *name);
+
+/* ---- blocking LOCKP line client ---- */
+typedef struct th_conn {
+    int fd;
+    char buf[16384];
+    size_t len;
+} th_conn;
+bool th_connect(th_conn *c, int port);
+void th_close(th_conn *c);
+/* Sends the bytes as they are (no LF added). */
+bool th_send_raw(th_conn *c, const void *data, size_t len);
+/* printf + "\n". */
+bool th_send(th_conn *c, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* Reads one line (without LF/CR) into out; false on timeout, EOF or error. */
+bool th_recv(th_conn *c, char *out, size_t outlen, int timeout_ms);
+/* Reads lines until one starts with prefix (others are dropped into skipped if non-NULL). */
+bool th_recv_prefix(th_conn *c, const char *prefix, char *out, size_t outlen, int timeout_ms);
+/* Sends a request and waits for the reply starting with "<tag> ". */
+bool th_request(th_conn *c, const char *tag, char *out, size_t outlen, int timeout_ms,
+                const char *fmt, ...) __attribute__((format(printf, 6, 7)));
+/* True when the peer closed the connection within timeout_ms (reads and drops data). */
+bool th_wait_closed(th_conn *c, int timeout_ms);
+
+#endif
