@@ -1,0 +1,62 @@
+/*
+ * lk_config: lockd's configuration (SPEC §5). Owns the cm_cfg_key table that
+ * describes every key (type, range, default), the command-line flags that override
+ * single keys, and the checks that span keys. The lk_config struct owns its strings
+ * and lists; lk_config_free releases them.
+ */
+#ifndef LK_CONFIG_H
+#define LK_CONFIG_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include "cm_addr.h"
+#include "cm_config.h"
+#include "cm_core.h"
+
+typedef struct lk_config {
+    cm_addr listen;             /* LOCKP listener */
+    cm_addr metrics_listen;     /* GET /metrics; port 0 = off */
+    char *auth;                 /* shared secret; "" = no AUTH needed */
+    char *key_prefix;           /* Redis key prefix */
+    cm_addr_list redis;         /* the N independent masters (at least one) */
+    int64_t redis_timeout_ms;   /* per-master round trip bound */
+    int64_t retry_delay_ms;     /* upper bound of the random retry delay */
+    double clock_drift_factor;  /* Redlock drift allowance, fraction of the lease */
+    int64_t watchdog_lease_ms;  /* lease written for lease_ms 0 locks */
+    int64_t session_timeout_ms; /* silence after which a session is dead */
+    int64_t lock_delay_ms;      /* delay before a dead session's locks are released */
+    int64_t max_sessions;
+    int64_t max_waiters; /* waiting ACQUIREs over all sessions */
+    int64_t max_lease_ms;
+    int64_t max_wait_ms;
+    int log_level; /* cm_log_level */
+} lk_config;
+
+/* What main should do after lk_config_from_args. */
+typedef enum lk_cli_action {
+    LK_CLI_RUN,          /* config is valid: run the daemon */
+    LK_CLI_HELP,         /* usage printed to stdout: exit 0 */
+    LK_CLI_VERSION,      /* version printed to stdout: exit 0 */
+    LK_CLI_CHECK_CONFIG, /* config valid and printed to stdout: exit 0 */
+} lk_cli_action;
+
+/* The key table (for docs and tests). */
+const cm_cfg_key *lk_config_table(size_t *n);
+/* Sets every key to its default (frees what cfg held; cfg must be zeroed or valid). */
+void lk_config_defaults(lk_config *cfg);
+/* Checks that span keys or that the table cannot express (redis non-empty ...).
+ * origin names the source in the message (file name or "command line"). */
+cm_rc lk_config_validate(const lk_config *cfg, const char *origin, char *err,
+                         size_t errlen) CM_MUSTCHECK;
+/* Parses argv: --config FILE first, then flags over it, then validation.
+ * On CM_ERR err holds a one-line reason and usage_error tells whether the usage
+ * should be shown (bad flag) or not (config error); the caller exits 2. */
+cm_rc lk_config_from_args(int argc, char **argv, lk_config *cfg, lk_cli_action *action,
+                          bool *usage_error, char *err, size_t errlen) CM_MUSTCHECK;
+void lk_config_usage(FILE *out, const char *prog);
+void lk_config_dump(const lk_config *cfg, FILE *out);
+void lk_config_free(lk_config *cfg);
+
+#endif

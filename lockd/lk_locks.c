@@ -1,0 +1,850 @@
+/*
+ * lk_locks: per-resource lock table, FIFO waiters, leases and the watchdog,
+ * local handoff and cross-lockd wake-ups (SPEC §2-§4).
+ *
+ * Invariants (per resource, on this lockd):
+ * - at most one Redlock acquire attempt in flight, always for the head waiter;
+ * - no attempt while a local session holds the resource: its waiters are served by
+ *   the handoff when it is released or dropped, so they never poll our own lock;
+ * - prev_token, when set, is a token of ours that still may sit on some masters
+ *   (a released lock whose handoff was not granted yet): every attempt offers it for
+ *   takeover, and it is released through Redlock when nobody is left to take it;
+ * - a resource is freed when it has no holder, no waiter and no attempt.
+ */
+#include "lk_locks.h"
+
+#include <event2/event.h>
+#include <event2/event_struct.h>
+#include <stdarg.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cm_lockp.h"
+#include "cm_log.h"
+#include "cm_rand.h"
+#include "cm_time.h"
+#include "lk_metrics.h"
+#include "lk_redlock.h"
+
+#define LK_POLL_CAP_MS 250 /* safety-net poll when another process holds the lock */
+#define LK_HASH_INIT   1024
+#define LK_LINE_BUF    (CM_LOCKP_MAX_LINE + 64)
+#define LK_TOKEN_BUF   (CM_LOCKP_TOKEN_LEN + 1)
+#define LK_TAG_BUF     (CM_LOCKP_TAG_MAX + 1)
+
+typedef struct lk_resource lk_resource;
+typedef struct lk_renew lk_renew;
+
+struct lk_waiter {
+    lk_resource *res;
+    lk_owner *owner;
+    TAILQ_ENTRY(lk_waiter) res_link;   /* FIFO of the resource */
+    TAILQ_ENTRY(lk_waiter) owner_link; /* the session's waiters */
+    struct event deadline;             /* wait_ms timer (armed only when wait_ms > 0) */
+    uint64_t lease_ms;
+    uint64_t wait_ms;
+    uint64_t start_us;   /* ACQUIRE received */
+    uint64_t handoff_us; /* RELEASE received, when this waiter's attempt is a handoff */
+    char tag[LK_TAG_BUF];
+    char token[LK_TOKEN_BUF];
+};
+
+/* A client RENEW in flight. */
+struct lk_renew {
+    lk_hold *hold;
+    TAILQ_ENTRY(lk_renew) link;
+    lk_rl_op *op;
+    uint64_t lease_ms; /* effective lease written */
+    bool set_lease;    /* the request named a lease: it becomes the lock's fixed lease */
+    char tag[LK_TAG_BUF];
+};
+
+struct lk_hold {
+    lk_locks *lk;
+    lk_resource *res;
+    lk_owner *owner; /* NULL once orphaned (session gone, release delayed) */
+    TAILQ_ENTRY(lk_hold) owner_link;
+    struct event timer;            /* fixed: local expiry; watchdog: renewal; orphan: release */
+    lk_rl_op *wd_op;               /* watchdog renewal in flight */
+    TAILQ_HEAD(, lk_renew) renews; /* client RENEWs in flight */
+    uint64_t lease_ms;             /* 0 = watchdog lease */
+    uint64_t expires_ms;           /* monotonic end of the granted validity */
+    char token[LK_TOKEN_BUF];
+};
+
+struct lk_resource {
+    lk_locks *lk;
+    lk_resource *next; /* hash chain */
+    uint32_t hash;
+    lk_hold *holder; /* local holder, if any */
+    TAILQ_HEAD(, lk_waiter) waiters;
+    size_t n_waiters;
+    lk_rl_op *op;                  /* acquire attempt in flight */
+    lk_waiter *op_waiter;          /* ... for this (head) waiter */
+    struct event retry;            /* next attempt (retry delay or safety-net poll) */
+    bool retry_is_poll;            /* the armed retry follows a HELD answer */
+    char prev_token[LK_TOKEN_BUF]; /* "" or a released token of ours (see top) */
+    size_t name_len;
+    char name[]; /* NUL-terminated */
+};
+
+struct lk_locks {
+    struct event_base *base;
+    lk_redlock *rl;
+    lk_locks_opts opts;
+    lk_resource **buckets;
+    size_t n_buckets; /* power of two */
+    size_t n_resources;
+    bool shutting_down;
+};
+
+/* ---- helpers ---------------------------------------------------------- */
+
+static void owner_sendf(lk_owner *owner, const char *tag, const char *fmt, ...) CM_PRINTF(3, 4);
+static void owner_sendf(lk_owner *owner, const char *tag, const char *fmt, ...)
+{
+    char buf[LK_LINE_BUF];
+    va_list ap;
+    size_t n;
+
+    if (!owner || owner->ended || !owner->send)
+        return;
+    va_start(ap, fmt);
+    n = cm_lockp_vformat(buf, sizeof(buf), tag, fmt, ap);
+    va_end(ap);
+    if (n > 0)
+        owner->send(owner, buf, n);
+}
+
+static void timer_arm_ms(struct event *ev, uint64_t ms)
+{
+    struct timeval tv = cm_tv_from_ms(ms);
+    evtimer_add(ev, &tv);
+}
+
+static uint64_t waiter_lease(const lk_locks *lk, const lk_waiter *w)
+{
+    return w->lease_ms ? w->lease_ms : lk->opts.watchdog_lease_ms;
+}
+
+static uint32_t hash_name(const char *s, size_t len)
+{
+    uint32_t h = 2166136261u; /* FNV-1a */
+    for (size_t i = 0; i < len; i++) {
+        h ^= (unsigned char)s[i];
+        h *= 16777619u;
+    }
+    return h;
+}
+
+/* ---- the resource table --------------------------------------------- */
+
+static lk_resource *res_lookup(lk_locks *lk, const char *name, size_t len, uint32_t h)
+{
+    for (lk_resource *r = lk->buckets[h & (lk->n_buckets - 1)]; r; r = r->next)
+        if (r->hash == h && r->name_len == len && memcmp(r->name, name, len) == 0)
+            return r;
+    return NULL;
+}
+
+static lk_resource *res_find(lk_locks *lk, const char *name)
+{
+    size_t len = strlen(name);
+    return res_lookup(lk, name, len, hash_name(name, len));
+}
+
+static void res_grow(lk_locks *lk)
+{
+    size_t n = lk->n_buckets * 2;
+    lk_resource **b = calloc(n, sizeof(*b));
+    if (!b)
+        return; /* a longer chain is still correct */
+    for (size_t i = 0; i < lk->n_buckets; i++) {
+        lk_resource *r = lk->buckets[i];
+        while (r) {
+            lk_resource *next = r->next;
+            r->next = b[r->hash & (n - 1)];
+            b[r->hash & (n - 1)] = r;
+            r = next;
+        }
+    }
+    free(lk->buckets);
+    lk->buckets = b;
+    lk->n_buckets = n;
+}
+
+static void retry_cb(evutil_socket_t fd, short what, void *arg);
+
+static lk_resource *res_get(lk_locks *lk, const char *name)
+{
+    size_t len = strlen(name);
+    uint32_t h = hash_name(name, len);
+    lk_resource *r = res_lookup(lk, name, len, h);
+    if (r)
+        return r;
+    r = calloc(1, sizeof(*r) + len + 1);
+    if (!r)
+        return NULL;
+    r->lk = lk;
+    r->hash = h;
+    r->name_len = len;
+    memcpy(r->name, name, len + 1);
+    TAILQ_INIT(&r->waiters);
+    evtimer_assign(&r->retry, lk->base, retry_cb, r);
+    if (lk->n_resources >= lk->n_buckets)
+        res_grow(lk);
+    r->next = lk->buckets[h & (lk->n_buckets - 1)];
+    lk->buckets[h & (lk->n_buckets - 1)] = r;
+    lk->n_resources++;
+    return r;
+}
+
+/* Frees r when nothing refers to it any more; a leftover released token of ours
+ * goes to Redlock first so it does not block other processes until it expires. */
+static void res_maybe_free(lk_resource *r)
+{
+    lk_locks *lk = r->lk;
+    if (r->holder || r->n_waiters > 0 || r->op)
+        return;
+    if (r->prev_token[0] && !lk->shutting_down)
+        (void)lk_redlock_release(lk->rl, r->name, r->prev_token, NULL, NULL);
+    event_del(&r->retry);
+    lk_resource **pp = &lk->buckets[r->hash & (lk->n_buckets - 1)];
+    while (*pp != r)
+        pp = &(*pp)->next;
+    *pp = r->next;
+    lk->n_resources--;
+    free(r);
+}
+
+/* ---- waiters and attempts ---------------------------------------------- */
+
+static void attempt_cb(void *arg, const lk_rl_result *res);
+
+/* Unlinks w and frees it. If its attempt is in flight the attempt is cancelled
+ * (lk_redlock releases a grant that arrives anyway). No reply, no kick. */
+static void waiter_remove(lk_waiter *w)
+{
+    lk_resource *r = w->res;
+    if (r->op_waiter == w) {
+        lk_redlock_cancel(r->op);
+        r->op = NULL;
+        r->op_waiter = NULL;
+    }
+    TAILQ_REMOVE(&r->waiters, w, res_link);
+    r->n_waiters--;
+    if (w->owner) {
+        TAILQ_REMOVE(&w->owner->waiters, w, owner_link);
+        w->owner->n_waiters--;
+    }
+    event_del(&w->deadline);
+    lk_stats.waiters--;
+    free(w);
+}
+
+static void start_attempt(lk_resource *r)
+{
+    lk_locks *lk = r->lk;
+    lk_waiter *w = TAILQ_FIRST(&r->waiters);
+
+    event_del(&r->retry);
+    r->op_waiter = w;
+    r->op = lk_redlock_acquire(lk->rl, r->name, w->token, r->prev_token[0] ? r->prev_token : NULL,
+                               waiter_lease(lk, w), attempt_cb, r);
+    if (!r->op) {
+        r->op_waiter = NULL;
+        log_warn("acquire attempt for %s could not start", r->name);
+        timer_arm_ms(&r->retry, cm_rand_range(1, (uint32_t)lk->opts.retry_delay_ms));
+    }
+}
+
+/* Starts an attempt for the head waiter if one may run now. */
+static void res_kick(lk_resource *r)
+{
+    if (TAILQ_EMPTY(&r->waiters) || r->op || r->holder || r->lk->shutting_down)
+        return;
+    if (evtimer_pending(&r->retry, NULL))
+        return; /* a poll is armed: another process holds it */
+    start_attempt(r);
+}
+
+static void retry_cb(evutil_socket_t fd, short what, void *arg)
+{
+    lk_resource *r = arg;
+    if (TAILQ_EMPTY(&r->waiters) || r->op || r->holder)
+        return;
+    if (r->retry_is_poll)
+        lk_stats.polls_total++;
+    start_attempt(r);
+}
+
+static void res_schedule(lk_resource *r, uint64_t delay_ms, bool is_poll)
+{
+    r->retry_is_poll = is_poll;
+    timer_arm_ms(&r->retry, delay_ms);
+}
+
+static void waiter_timeout(lk_waiter *w)
+{
+    lk_stats.timeouts_total++;
+    cm_hist_observe_us(&lk_stats.wait_time, cm_now_us() - w->start_us);
+    owner_sendf(w->owner, w->tag, "TIMEOUT");
+}
+
+static void deadline_cb(evutil_socket_t fd, short what, void *arg)
+{
+    lk_waiter *w = arg;
+    lk_resource *r = w->res;
+
+    waiter_timeout(w);
+    waiter_remove(w);
+    res_kick(r);
+    res_maybe_free(r);
+}
+
+/* Answers every waiter of r with ERR NOQUORUM. */
+static void res_fail_noquorum(lk_resource *r)
+{
+    lk_waiter *w;
+    while ((w = TAILQ_FIRST(&r->waiters)) != NULL) {
+        lk_stats.noquorum_total++;
+        owner_sendf(w->owner, w->tag, "ERR NOQUORUM fewer than a quorum of Redis masters");
+        waiter_remove(w);
+    }
+}
+
+static void hold_timer_cb(evutil_socket_t fd, short what, void *arg);
+
+static void grant(lk_resource *r, lk_waiter *w, const lk_rl_result *res)
+{
+    lk_locks *lk = r->lk;
+    uint64_t now_us = cm_now_us();
+    uint64_t lease = waiter_lease(lk, w);
+    uint64_t validity = res->validity_ms > 0 ? (uint64_t)res->validity_ms : 0;
+    lk_hold *h;
+
+    if (validity > lease)
+        validity = lease;
+    h = calloc(1, sizeof(*h));
+    if (!h) {
+        /* Cannot track it: give it back rather than hold it blind. */
+        (void)lk_redlock_release(lk->rl, r->name, w->token, NULL, NULL);
+        owner_sendf(w->owner, w->tag, "ERR LIMIT out of memory");
+        waiter_remove(w);
+        return;
+    }
+    h->lk = lk;
+    h->res = r;
+    h->owner = w->owner;
+    h->lease_ms = w->lease_ms;
+    h->expires_ms = now_us / 1000 + validity;
+    memcpy(h->token, w->token, sizeof(h->token));
+    TAILQ_INIT(&h->renews);
+    evtimer_assign(&h->timer, lk->base, hold_timer_cb, h);
+    TAILQ_INSERT_TAIL(&h->owner->holds, h, owner_link);
+    h->owner->n_holds++;
+    r->holder = h;
+    r->prev_token[0] = '\0'; /* taken over (or never ours): nothing left to clean */
+    timer_arm_ms(&h->timer, h->lease_ms ? validity : lk->opts.watchdog_lease_ms / 3);
+
+    owner_sendf(w->owner, w->tag, "OK %s %llu %llu", w->token, (unsigned long long)res->fence,
+                (unsigned long long)validity);
+    lk_stats.grants_total++;
+    lk_stats.locks_held++;
+    cm_hist_observe_us(&lk_stats.acquire_latency, now_us - w->start_us);
+    cm_hist_observe_us(&lk_stats.wait_time, now_us - w->start_us);
+    if (w->handoff_us) {
+        lk_stats.handoffs_total++;
+        cm_hist_observe_us(&lk_stats.handoff_latency, now_us - w->handoff_us);
+    }
+    log_debug("granted %s to %s fence %llu validity %llu", r->name, w->token,
+              (unsigned long long)res->fence, (unsigned long long)validity);
+    waiter_remove(w);
+}
+
+static void attempt_cb(void *arg, const lk_rl_result *res)
+{
+    lk_resource *r = arg;
+    lk_locks *lk = r->lk;
+    lk_waiter *w = r->op_waiter;
+    uint32_t jitter = (uint32_t)lk->opts.retry_delay_ms;
+
+    r->op = NULL;
+    r->op_waiter = NULL;
+    switch (res->outcome) {
+    case LK_RL_GRANTED:
+        grant(r, w, res);
+        break;
+    case LK_RL_HELD: {
+        w->handoff_us = 0;
+        if (w->wait_ms == 0) {
+            waiter_timeout(w);
+            waiter_remove(w);
+        }
+        uint64_t after = res->retry_after_ms > 0 ? (uint64_t)res->retry_after_ms : 0;
+        res_schedule(r, CM_MIN(after, LK_POLL_CAP_MS) + cm_rand_range(0, jitter), true);
+        break;
+    }
+    case LK_RL_FAILED:
+        w->handoff_us = 0;
+        if (w->wait_ms == 0) {
+            waiter_timeout(w);
+            waiter_remove(w);
+        }
+        res_schedule(r, cm_rand_range(1, jitter), false);
+        break;
+    case LK_RL_NOQUORUM:
+        res_fail_noquorum(r);
+        break;
+    }
+    res_maybe_free(r);
+}
+
+void lk_locks_acquire(lk_locks *lk, lk_owner *owner, const char *tag, const char *resource,
+                      uint64_t lease_ms, uint64_t wait_ms)
+{
+    lk_resource *r;
+    lk_waiter *w;
+
+    if (lk->shutting_down) {
+        owner_sendf(owner, tag, "ERR SHUTDOWN lockd is shutting down");
+        return;
+    }
+    if (lease_ms > lk->opts.max_lease_ms || wait_ms > lk->opts.max_wait_ms) {
+        owner_sendf(owner, tag, "ERR LIMIT lease_ms or wait_ms over the configured maximum");
+        return;
+    }
+    r = res_find(lk, resource);
+    if (r) {
+        if (r->holder && r->holder->owner == owner) {
+            owner_sendf(owner, tag, "ERR HELD this session holds %s already", resource);
+            return;
+        }
+        TAILQ_FOREACH(w, &owner->waiters, owner_link)
+        {
+            if (w->res == r) {
+                owner_sendf(owner, tag, "ERR HELD this session waits for %s already", resource);
+                return;
+            }
+        }
+    }
+    if (!lk_redlock_has_quorum(lk->rl)) {
+        lk_stats.noquorum_total++;
+        owner_sendf(owner, tag, "ERR NOQUORUM fewer than a quorum of Redis masters");
+        return;
+    }
+    if ((uint64_t)lk_stats.waiters >= lk->opts.max_waiters) {
+        owner_sendf(owner, tag, "ERR LIMIT too many waiters");
+        return;
+    }
+    lk_stats.acquires_total++;
+    /* No waiting and the lock is busy here: one look at the local state is the attempt. */
+    if (wait_ms == 0 && r && (r->holder || r->n_waiters > 0)) {
+        lk_stats.timeouts_total++;
+        owner_sendf(owner, tag, "TIMEOUT");
+        return;
+    }
+    if (!r && !(r = res_get(lk, resource))) {
+        owner_sendf(owner, tag, "ERR LIMIT out of memory");
+        return;
+    }
+    w = calloc(1, sizeof(*w));
+    if (!w || cm_rand_token(w->token) != CM_OK) {
+        free(w);
+        owner_sendf(owner, tag, "ERR LIMIT cannot create a token");
+        res_maybe_free(r);
+        return;
+    }
+    w->res = r;
+    w->owner = owner;
+    w->lease_ms = lease_ms;
+    w->wait_ms = wait_ms;
+    w->start_us = cm_now_us();
+    snprintf(w->tag, sizeof(w->tag), "%s", tag);
+    evtimer_assign(&w->deadline, lk->base, deadline_cb, w);
+    if (wait_ms > 0)
+        timer_arm_ms(&w->deadline, wait_ms);
+    TAILQ_INSERT_TAIL(&r->waiters, w, res_link);
+    r->n_waiters++;
+    TAILQ_INSERT_TAIL(&owner->waiters, w, owner_link);
+    owner->n_waiters++;
+    lk_stats.waiters++;
+    if (TAILQ_FIRST(&r->waiters) == w && !r->op && !r->holder)
+        start_attempt(r);
+}
+
+/* ---- holds --------------------------------------------------------------- */
+
+static void hold_detach_owner(lk_hold *h)
+{
+    if (!h->owner)
+        return;
+    TAILQ_REMOVE(&h->owner->holds, h, owner_link);
+    h->owner->n_holds--;
+    h->owner = NULL;
+}
+
+/* Cancels the renewals in flight; a client RENEW among them is answered LOST. */
+static void hold_cancel_ops(lk_hold *h)
+{
+    lk_renew *rn;
+    lk_redlock_cancel(h->wd_op);
+    h->wd_op = NULL;
+    while ((rn = TAILQ_FIRST(&h->renews)) != NULL) {
+        TAILQ_REMOVE(&h->renews, rn, link);
+        lk_redlock_cancel(rn->op);
+        owner_sendf(h->owner, rn->tag, "LOST");
+        free(rn);
+    }
+}
+
+/*
+ * The lock leaves this session: hand it to the next local waiter in one Redlock
+ * step (takeover from our token, no gap, no poll) or release it for everyone.
+ * release_us is when the RELEASE arrived, for the handoff latency (0: not a RELEASE).
+ */
+static void hold_end(lk_hold *h, uint64_t release_us)
+{
+    lk_locks *lk = h->lk;
+    lk_resource *r = h->res;
+    lk_waiter *next = TAILQ_FIRST(&r->waiters);
+
+    hold_cancel_ops(h);
+    hold_detach_owner(h);
+    event_del(&h->timer);
+    r->holder = NULL;
+    lk_stats.locks_held--;
+    if (next && !lk->shutting_down && !r->op) {
+        memcpy(r->prev_token, h->token, sizeof(r->prev_token));
+        next->handoff_us = release_us ? release_us : cm_now_us();
+        start_attempt(r);
+    } else {
+        (void)lk_redlock_release(lk->rl, r->name, h->token, NULL, NULL);
+    }
+    free(h);
+    res_maybe_free(r);
+}
+
+/* The lock could not be kept: tell the session, then let it go. */
+static void hold_lost(lk_hold *h)
+{
+    lk_stats.lost_total++;
+    owner_sendf(h->owner, NULL, "LOST %s %s", h->res->name, h->token);
+    log_info("lock %s (%s) lost", h->res->name, h->token);
+    hold_end(h, 0);
+}
+
+static void wd_renew_cb(void *arg, const lk_rl_result *res)
+{
+    lk_hold *h = arg;
+    lk_locks *lk = h->lk;
+    uint64_t now = cm_now_ms();
+
+    h->wd_op = NULL;
+    if (h->lease_ms > 0)
+        return; /* a RENEW with a lease made it a fixed lease meanwhile: its timer rules */
+    if (res->outcome == LK_RL_GRANTED && res->validity_ms > 0) {
+        lk_stats.watchdog_renewals_total++;
+        uint64_t validity = CM_MIN((uint64_t)res->validity_ms, lk->opts.watchdog_lease_ms);
+        h->expires_ms = CM_MAX(h->expires_ms, now + validity);
+        timer_arm_ms(&h->timer, CM_MAX(1, CM_MIN(lk->opts.watchdog_lease_ms / 3, validity / 2)));
+        return;
+    }
+    if (now >= h->expires_ms) {
+        hold_lost(h);
+        return;
+    }
+    /* Keep trying while validity lasts; the timer checks the deadline again. */
+    uint64_t delay = cm_rand_range(1, (uint32_t)lk->opts.retry_delay_ms);
+    timer_arm_ms(&h->timer, CM_MIN(delay, h->expires_ms - now));
+}
+
+static void hold_timer_cb(evutil_socket_t fd, short what, void *arg)
+{
+    lk_hold *h = arg;
+    lk_locks *lk = h->lk;
+
+    if (!h->owner || h->lease_ms > 0) {
+        /* Orphan after lock_delay_ms, or the end of a fixed lease: the session can no
+         * longer count on it, so it goes to the next waiter. */
+        hold_end(h, 0);
+        return;
+    }
+    uint64_t now = cm_now_ms();
+    if (now >= h->expires_ms) {
+        hold_lost(h);
+        return;
+    }
+    if (h->wd_op)
+        return;
+    h->wd_op = lk_redlock_renew(lk->rl, h->res->name, h->token, lk->opts.watchdog_lease_ms,
+                                wd_renew_cb, h);
+    if (!h->wd_op)
+        timer_arm_ms(&h->timer, CM_MIN(lk->opts.retry_delay_ms, h->expires_ms - now));
+}
+
+/* The session is gone or dead: keep the lock lock_delay_ms longer (bounded by its
+ * validity) without an owner, or end it now. */
+static void hold_orphan(lk_hold *h)
+{
+    lk_locks *lk = h->lk;
+    uint64_t now = cm_now_ms();
+    uint64_t left = h->expires_ms > now ? h->expires_ms - now : 0;
+
+    if (lk->opts.lock_delay_ms == 0 || left == 0) {
+        hold_end(h, 0);
+        return;
+    }
+    hold_cancel_ops(h);
+    hold_detach_owner(h);
+    timer_arm_ms(&h->timer, CM_MIN(lk->opts.lock_delay_ms, left));
+}
+
+static lk_hold *find_hold(lk_locks *lk, lk_owner *owner, const char *resource, const char *token)
+{
+    lk_resource *r = res_find(lk, resource);
+    lk_hold *h = r ? r->holder : NULL;
+    if (!h || h->owner != owner || strcmp(h->token, token) != 0)
+        return NULL;
+    return h;
+}
+
+static void renew_cb(void *arg, const lk_rl_result *res)
+{
+    lk_renew *rn = arg;
+    lk_hold *h = rn->hold;
+
+    TAILQ_REMOVE(&h->renews, rn, link);
+    if (res->outcome == LK_RL_GRANTED && res->validity_ms > 0) {
+        uint64_t validity = CM_MIN((uint64_t)res->validity_ms, rn->lease_ms);
+        h->expires_ms = cm_now_ms() + validity;
+        if (h->lease_ms > 0 || rn->set_lease) {
+            if (rn->set_lease)
+                h->lease_ms = rn->lease_ms;
+            if (h->lease_ms > 0)
+                timer_arm_ms(&h->timer, validity);
+        }
+        lk_stats.renews_total++;
+        owner_sendf(h->owner, rn->tag, "OK %llu", (unsigned long long)validity);
+        free(rn);
+        return;
+    }
+    owner_sendf(h->owner, rn->tag, "LOST");
+    free(rn);
+    log_info("renewal of %s (%s) failed: lock dropped", h->res->name, h->token);
+    hold_end(h, 0);
+}
+
+void lk_locks_renew(lk_locks *lk, lk_owner *owner, const char *tag, const char *resource,
+                    const char *token, uint64_t lease_ms)
+{
+    lk_hold *h = find_hold(lk, owner, resource, token);
+    lk_renew *rn;
+
+    if (!h) {
+        owner_sendf(owner, tag, "LOST");
+        return;
+    }
+    if (lease_ms > lk->opts.max_lease_ms) {
+        owner_sendf(owner, tag, "ERR LIMIT lease_ms over the configured maximum");
+        return;
+    }
+    rn = calloc(1, sizeof(*rn));
+    if (!rn) {
+        owner_sendf(owner, tag, "ERR LIMIT out of memory");
+        return;
+    }
+    rn->hold = h;
+    rn->set_lease = lease_ms > 0;
+    rn->lease_ms = lease_ms ? lease_ms : (h->lease_ms ? h->lease_ms : lk->opts.watchdog_lease_ms);
+    snprintf(rn->tag, sizeof(rn->tag), "%s", tag);
+    TAILQ_INSERT_TAIL(&h->renews, rn, link);
+    rn->op = lk_redlock_renew(lk->rl, h->res->name, h->token, rn->lease_ms, renew_cb, rn);
+    if (!rn->op) {
+        TAILQ_REMOVE(&h->renews, rn, link);
+        free(rn);
+        owner_sendf(owner, tag, "LOST");
+        hold_end(h, 0);
+    }
+}
+
+void lk_locks_release(lk_locks *lk, lk_owner *owner, const char *tag, const char *resource,
+                      const char *token)
+{
+    uint64_t now_us = cm_now_us();
+    lk_hold *h = find_hold(lk, owner, resource, token);
+
+    if (!h) {
+        owner_sendf(owner, tag, "LOST");
+        return;
+    }
+    lk_stats.releases_total++;
+    owner_sendf(owner, tag, "OK");
+    hold_end(h, now_us);
+}
+
+/* ---- sessions ------------------------------------------------------------ */
+
+void lk_owner_init(lk_owner *owner, lk_owner_send_fn send)
+{
+    memset(owner, 0, sizeof(*owner));
+    TAILQ_INIT(&owner->holds);
+    TAILQ_INIT(&owner->waiters);
+    owner->send = send;
+}
+
+/* Drops every waiter of owner (answering TIMEOUT when reply is set) and lets each
+ * affected resource move on. */
+static void owner_drop_waiters(lk_owner *owner, bool reply)
+{
+    lk_waiter *w;
+    while ((w = TAILQ_FIRST(&owner->waiters)) != NULL) {
+        lk_resource *r = w->res;
+        if (reply)
+            waiter_timeout(w);
+        waiter_remove(w);
+        res_kick(r);
+        res_maybe_free(r);
+    }
+}
+
+void lk_locks_owner_expire(lk_locks *lk, lk_owner *owner)
+{
+    lk_hold *h;
+    owner_drop_waiters(owner, true);
+    while ((h = TAILQ_FIRST(&owner->holds)) != NULL) {
+        lk_stats.lost_total++;
+        owner_sendf(owner, NULL, "LOST %s %s", h->res->name, h->token);
+        hold_orphan(h);
+    }
+}
+
+void lk_locks_owner_end(lk_locks *lk, lk_owner *owner)
+{
+    lk_hold *h;
+    if (owner->ended)
+        return;
+    owner->ended = true; /* nothing is sent from here on */
+    owner_drop_waiters(owner, false);
+    while ((h = TAILQ_FIRST(&owner->holds)) != NULL)
+        hold_orphan(h);
+}
+
+/* ---- process-wide events ------------------------------------------------- */
+
+/* Calls fn on every resource; fn may free the resource it is given (only that one). */
+static void res_foreach(lk_locks *lk, void (*fn)(lk_resource *r))
+{
+    for (size_t i = 0; i < lk->n_buckets; i++) {
+        lk_resource *r = lk->buckets[i];
+        while (r) {
+            lk_resource *next = r->next;
+            fn(r);
+            r = next;
+        }
+    }
+}
+
+static void res_noquorum(lk_resource *r)
+{
+    if (r->n_waiters == 0)
+        return;
+    res_fail_noquorum(r);
+    res_maybe_free(r);
+}
+
+void lk_locks_on_masters(lk_locks *lk, size_t up, size_t total)
+{
+    if (lk_redlock_has_quorum(lk->rl))
+        return;
+    log_warn("only %zu of %zu Redis masters up: failing waiting ACQUIREs", up, total);
+    res_foreach(lk, res_noquorum);
+}
+
+void lk_locks_on_released(lk_locks *lk, const char *resource)
+{
+    lk_resource *r = res_find(lk, resource);
+    if (!r || TAILQ_EMPTY(&r->waiters) || r->op || r->holder || lk->shutting_down)
+        return;
+    lk_stats.wakeups_total++;
+    start_attempt(r);
+}
+
+static void res_shutdown(lk_resource *r)
+{
+    lk_waiter *w;
+    while ((w = TAILQ_FIRST(&r->waiters)) != NULL) {
+        owner_sendf(w->owner, w->tag, "ERR SHUTDOWN lockd is shutting down");
+        waiter_remove(w);
+    }
+    if (r->holder)
+        hold_end(r->holder, 0); /* shutting_down: a plain release, no handoff */
+    else
+        res_maybe_free(r);
+}
+
+void lk_locks_shutdown(lk_locks *lk)
+{
+    if (lk->shutting_down)
+        return;
+    log_info("releasing %zu resources", lk->n_resources);
+    /* prev_tokens still go out: res_maybe_free skips them only once shutting_down
+     * is set, so release them first. */
+    for (size_t i = 0; i < lk->n_buckets; i++)
+        for (lk_resource *r = lk->buckets[i]; r; r = r->next)
+            if (r->prev_token[0]) {
+                (void)lk_redlock_release(lk->rl, r->name, r->prev_token, NULL, NULL);
+                r->prev_token[0] = '\0';
+            }
+    lk->shutting_down = true;
+    res_foreach(lk, res_shutdown);
+}
+
+lk_locks *lk_locks_new(struct event_base *base, struct lk_redlock *rl, const lk_locks_opts *opts)
+{
+    lk_locks *lk = calloc(1, sizeof(*lk));
+    if (!lk)
+        return NULL;
+    lk->base = base;
+    lk->rl = rl;
+    lk->opts = *opts;
+    if (lk->opts.retry_delay_ms == 0)
+        lk->opts.retry_delay_ms = 1;
+    lk->n_buckets = LK_HASH_INIT;
+    lk->buckets = calloc(lk->n_buckets, sizeof(*lk->buckets));
+    if (!lk->buckets) {
+        free(lk);
+        return NULL;
+    }
+    return lk;
+}
+
+static void res_destroy(lk_resource *r)
+{
+    lk_waiter *w;
+    while ((w = TAILQ_FIRST(&r->waiters)) != NULL)
+        waiter_remove(w);
+    if (r->holder) {
+        lk_hold *h = r->holder;
+        hold_cancel_ops(h);
+        hold_detach_owner(h);
+        event_del(&h->timer);
+        r->holder = NULL;
+        lk_stats.locks_held--;
+        free(h);
+    }
+    lk_redlock_cancel(r->op);
+    r->op = NULL;
+    r->prev_token[0] = '\0';
+    res_maybe_free(r);
+}
+
+void lk_locks_free(lk_locks *lk)
+{
+    if (!lk)
+        return;
+    lk->shutting_down = true; /* no Redlock traffic from here on */
+    res_foreach(lk, res_destroy);
+    free(lk->buckets);
+    free(lk);
+}

@@ -1,0 +1,84 @@
+/*
+ * lk_locks: the lock table of one lockd. Owns every resource this process knows
+ * about (a hash table name -> lk_resource), the FIFO of waiting ACQUIREs per
+ * resource, the locks held by local sessions (lease timers, the watchdog), the one
+ * Redlock attempt in flight per resource, local handoff on release, cross-lockd
+ * wake-ups and the bounded safety-net poll.
+ *
+ * Sessions take part through an lk_owner they embed: lk_locks links the owner's
+ * holds and waiters to it and writes replies and pushes through owner->send.
+ * An owner must be ended (lk_locks_owner_end) before its memory goes away; after
+ * that lk_locks never touches it again. Nothing in here frees an owner.
+ *
+ * Redlock callbacks get lk_resource / lk_hold pointers; every op is cancelled
+ * before the object it points to is freed, so the pointers are always valid.
+ */
+#ifndef LK_LOCKS_H
+#define LK_LOCKS_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/queue.h>
+#include "cm_core.h"
+
+struct event_base;
+struct lk_redlock;
+typedef struct lk_locks lk_locks;
+typedef struct lk_hold lk_hold;
+typedef struct lk_waiter lk_waiter;
+
+typedef struct lk_owner lk_owner;
+/* Writes one complete line (with its LF). Must not free or end the owner. */
+typedef void (*lk_owner_send_fn)(lk_owner *owner, const char *line, size_t len);
+
+struct lk_owner {
+    TAILQ_HEAD(, lk_hold) holds;     /* locks this session holds */
+    TAILQ_HEAD(, lk_waiter) waiters; /* its waiting ACQUIREs */
+    size_t n_holds;
+    size_t n_waiters;
+    lk_owner_send_fn send;
+    bool ended; /* lk_locks_owner_end ran: nothing is linked any more */
+};
+
+typedef struct lk_locks_opts {
+    uint64_t watchdog_lease_ms;
+    uint64_t retry_delay_ms;
+    uint64_t lock_delay_ms;
+    uint64_t max_waiters;
+    uint64_t max_lease_ms;
+    uint64_t max_wait_ms;
+} lk_locks_opts;
+
+lk_locks *lk_locks_new(struct event_base *base, struct lk_redlock *rl,
+                       const lk_locks_opts *opts) CM_MUSTCHECK;
+/* Cancels every op and timer and frees every resource. Owners must be ended first. */
+void lk_locks_free(lk_locks *lk);
+
+void lk_owner_init(lk_owner *owner, lk_owner_send_fn send);
+
+/* Request handlers: each answers through owner->send, now or later. */
+void lk_locks_acquire(lk_locks *lk, lk_owner *owner, const char *tag, const char *resource,
+                      uint64_t lease_ms, uint64_t wait_ms);
+void lk_locks_renew(lk_locks *lk, lk_owner *owner, const char *tag, const char *resource,
+                    const char *token, uint64_t lease_ms);
+void lk_locks_release(lk_locks *lk, lk_owner *owner, const char *tag, const char *resource,
+                      const char *token);
+
+/* The session went silent for session.timeout_ms: every lock it holds is lost
+ * (`* LOST` pushed, released after lock_delay_ms) and its waiters get TIMEOUT.
+ * The owner stays usable for new requests. */
+void lk_locks_owner_expire(lk_locks *lk, lk_owner *owner);
+/* The session is gone (EOF, QUIT, error): release its locks (now or after
+ * lock_delay_ms) and drop its waiters silently. The owner is never touched again. */
+void lk_locks_owner_end(lk_locks *lk, lk_owner *owner);
+
+/* Graceful stop: waiters get ERR SHUTDOWN, every held lock is released through
+ * Redlock, new ACQUIREs get ERR SHUTDOWN. */
+void lk_locks_shutdown(lk_locks *lk);
+
+/* Hooks for lk_redlock's callbacks (main wires them). */
+void lk_locks_on_released(lk_locks *lk, const char *resource);
+void lk_locks_on_masters(lk_locks *lk, size_t up, size_t total);
+
+#endif

@@ -1,0 +1,230 @@
+/*
+ * lockd: the Redlock lock daemon (SPEC §2-§5). main() owns the event loop and the
+ * start-up and graceful-stop order of the modules: config -> redlock -> locks ->
+ * server -> metrics, and the reverse on the way out.
+ */
+#include <event2/event.h>
+#include <signal.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cm_log.h"
+#include "cm_time.h"
+#include "lk_config.h"
+#include "lk_locks.h"
+#include "lk_metrics.h"
+#include "lk_redlock.h"
+#include "lk_server.h"
+
+#define DRAIN_MAX_MS  2000 /* releases in flight get this long at shutdown */
+#define FLUSH_MAX_MS  500  /* then sessions get this long to flush their replies */
+#define DRAIN_TICK_MS 10
+
+typedef struct lk_daemon {
+    const lk_config *cfg;
+    struct event_base *base;
+    lk_redlock *rl;
+    lk_locks *lk;
+    lk_server *srv;
+    struct event *sig_term;
+    struct event *sig_int;
+    struct event *drain;
+    bool stopping;
+    bool sessions_closed;
+    uint64_t stop_ms;
+    uint64_t close_ms;
+} lk_daemon;
+
+static void on_released(void *arg, const char *resource)
+{
+    lk_daemon *d = arg;
+    if (d->lk)
+        lk_locks_on_released(d->lk, resource);
+}
+
+static void on_masters(void *arg, size_t up, size_t total)
+{
+    lk_daemon *d = arg;
+    log_info("Redis masters up: %zu of %zu (quorum %zu)", up, total,
+             d->rl ? lk_redlock_quorum(d->rl) : total / 2 + 1);
+    if (d->lk && d->rl)
+        lk_locks_on_masters(d->lk, up, total);
+}
+
+/* Shutdown, step by step on a timer: releases drain, then sessions flush and close. */
+static void drain_cb(evutil_socket_t fd, short what, void *arg)
+{
+    lk_daemon *d = arg;
+    uint64_t now = cm_now_ms();
+    struct timeval tick = cm_tv_from_ms(DRAIN_TICK_MS);
+
+    if (!d->sessions_closed) {
+        if (lk_redlock_pending(d->rl) > 0 && now - d->stop_ms < DRAIN_MAX_MS) {
+            evtimer_add(d->drain, &tick);
+            return;
+        }
+        if (lk_redlock_pending(d->rl) > 0)
+            log_warn("%zu Redlock rounds still pending after %d ms", lk_redlock_pending(d->rl),
+                     DRAIN_MAX_MS);
+        lk_server_close_all(d->srv);
+        d->sessions_closed = true;
+        d->close_ms = now;
+    }
+    if (lk_server_sessions(d->srv) > 0 && now - d->close_ms < FLUSH_MAX_MS) {
+        evtimer_add(d->drain, &tick);
+        return;
+    }
+    event_base_loopexit(d->base, NULL);
+}
+
+static void signal_cb(evutil_socket_t sig, short what, void *arg)
+{
+    lk_daemon *d = arg;
+    if (d->stopping) {
+        log_warn("signal %d again: stopping now", (int)sig);
+        event_base_loopbreak(d->base);
+        return;
+    }
+    log_info("signal %d: graceful stop", (int)sig);
+    d->stopping = true;
+    d->stop_ms = cm_now_ms();
+    lk_server_stop_accepting(d->srv);
+    lk_locks_shutdown(d->lk);
+    drain_cb(-1, 0, d);
+}
+
+static void log_start(const lk_config *cfg, const lk_redlock *rl)
+{
+    char a[CM_HOST_MAX + 16];
+    log_info("lockd %s listening on %s, %zu Redis masters (quorum %zu), key_prefix '%s'",
+             BOOKING_VERSION, cm_addr_format(&cfg->listen, a, sizeof(a)), cfg->redis.count,
+             lk_redlock_quorum(rl), cfg->key_prefix);
+    log_info("redis_timeout_ms=%lld retry_delay_ms=%lld clock_drift_factor=%g "
+             "watchdog.lease_ms=%lld session.timeout_ms=%lld lock_delay_ms=%lld auth=%s",
+             (long long)cfg->redis_timeout_ms, (long long)cfg->retry_delay_ms,
+             cfg->clock_drift_factor, (long long)cfg->watchdog_lease_ms,
+             (long long)cfg->session_timeout_ms, (long long)cfg->lock_delay_ms,
+             cfg->auth[0] ? "on" : "off");
+}
+
+static int run(const lk_config *cfg)
+{
+    lk_daemon d;
+    int rc = 1;
+
+    memset(&d, 0, sizeof(d));
+    d.cfg = cfg;
+    lk_metrics_init();
+    d.base = event_base_new();
+    if (!d.base) {
+        log_error("cannot create the event loop");
+        return 1;
+    }
+
+    lk_redlock_opts ro = {
+        .masters = cfg->redis.items,
+        .n_masters = cfg->redis.count,
+        .key_prefix = cfg->key_prefix,
+        .redis_timeout_ms = (uint32_t)cfg->redis_timeout_ms,
+        .clock_drift_factor = cfg->clock_drift_factor,
+        .on_released = on_released,
+        .on_masters = on_masters,
+        .cb_arg = &d,
+    };
+    d.rl = lk_redlock_new(d.base, &ro);
+    if (!d.rl) {
+        log_error("cannot set up the Redis masters");
+        goto done;
+    }
+    lk_locks_opts lo = {
+        .watchdog_lease_ms = (uint64_t)cfg->watchdog_lease_ms,
+        .retry_delay_ms = (uint64_t)cfg->retry_delay_ms,
+        .lock_delay_ms = (uint64_t)cfg->lock_delay_ms,
+        .max_waiters = (uint64_t)cfg->max_waiters,
+        .max_lease_ms = (uint64_t)cfg->max_lease_ms,
+        .max_wait_ms = (uint64_t)cfg->max_wait_ms,
+    };
+    d.lk = lk_locks_new(d.base, d.rl, &lo);
+    if (!d.lk)
+        goto done;
+    lk_server_opts so = {
+        .listen = &cfg->listen,
+        .auth = cfg->auth,
+        .session_timeout_ms = (uint64_t)cfg->session_timeout_ms,
+        .max_sessions = (uint64_t)cfg->max_sessions,
+    };
+    d.srv = lk_server_new(d.base, d.lk, d.rl, &so);
+    if (!d.srv)
+        goto done;
+    if (cfg->metrics_listen.port != 0 &&
+        lk_metrics_listen(d.base, &cfg->metrics_listen, d.rl) != CM_OK)
+        goto done;
+    d.sig_term = evsignal_new(d.base, SIGTERM, signal_cb, &d);
+    d.sig_int = evsignal_new(d.base, SIGINT, signal_cb, &d);
+    d.drain = evtimer_new(d.base, drain_cb, &d);
+    if (!d.sig_term || !d.sig_int || !d.drain || evsignal_add(d.sig_term, NULL) != 0 ||
+        evsignal_add(d.sig_int, NULL) != 0)
+        goto done;
+
+    log_start(cfg, d.rl);
+    if (event_base_dispatch(d.base) < 0)
+        log_error("event loop failed");
+    else
+        rc = 0;
+    log_info("stopped");
+done:
+    lk_metrics_shutdown();
+    lk_server_free(d.srv);
+    lk_locks_free(d.lk);
+    if (d.rl)
+        lk_redlock_free(d.rl);
+    if (d.sig_term)
+        event_free(d.sig_term);
+    if (d.sig_int)
+        event_free(d.sig_int);
+    if (d.drain)
+        event_free(d.drain);
+    event_base_free(d.base);
+    return rc;
+}
+
+int main(int argc, char **argv)
+{
+    lk_config cfg;
+    lk_cli_action action;
+    bool usage_error;
+    char err[1024];
+    int rc = 0;
+
+    memset(&cfg, 0, sizeof(cfg));
+    signal(SIGPIPE, SIG_IGN);
+    cm_log_init("lockd", CM_LOG_INFO);
+    if (lk_config_from_args(argc, argv, &cfg, &action, &usage_error, err, sizeof(err)) != CM_OK) {
+        fprintf(stderr, "lockd: %s\n", err);
+        if (usage_error)
+            lk_config_usage(stderr, "lockd");
+        rc = 2;
+        goto out;
+    }
+    switch (action) {
+    case LK_CLI_HELP:
+        lk_config_usage(stdout, "lockd");
+        goto out;
+    case LK_CLI_VERSION:
+        printf("lockd %s\n", BOOKING_VERSION);
+        goto out;
+    case LK_CLI_CHECK_CONFIG:
+        lk_config_dump(&cfg, stdout);
+        goto out;
+    case LK_CLI_RUN:
+        break;
+    }
+    cm_log_set_level((cm_log_level)cfg.log_level);
+    rc = run(&cfg);
+out:
+    lk_config_free(&cfg);
+    libevent_global_shutdown();
+    return rc;
+}

@@ -1,0 +1,168 @@
+/*
+ * lk_metrics: the global lk_stats and the Prometheus page (GET /metrics on
+ * metrics_listen, evhttp on the daemon's loop). Rendering reads lk_stats and the
+ * per-master state of lk_redlock; nothing here blocks.
+ */
+#include "lk_metrics.h"
+
+#include <event2/buffer.h>
+#include <event2/event.h>
+#include <event2/http.h>
+#include <stddef.h>
+#include <string.h>
+
+#include "cm_log.h"
+#include "lk_redlock.h"
+
+lk_metrics lk_stats;
+
+static struct evhttp *metrics_http;
+static const struct lk_redlock *metrics_rl;
+
+typedef struct metric_desc {
+    const char *name;
+    const char *help;
+    size_t offset;
+    int is_gauge;
+} metric_desc;
+
+#define COUNTER(field, name, help)                                                                 \
+    {                                                                                              \
+        "lockd_" name, help, offsetof(lk_metrics, field), 0                                        \
+    }
+#define GAUGE(field, name, help)                                                                   \
+    {                                                                                              \
+        "lockd_" name, help, offsetof(lk_metrics, field), 1                                        \
+    }
+
+static const metric_desc metric_table[] = {
+    COUNTER(acquires_total, "acquires_total", "ACQUIRE requests accepted for processing"),
+    COUNTER(grants_total, "grants_total", "ACQUIRE requests answered OK"),
+    COUNTER(timeouts_total, "timeouts_total", "ACQUIRE requests answered TIMEOUT"),
+    COUNTER(noquorum_total, "noquorum_total", "ACQUIRE requests answered ERR NOQUORUM"),
+    COUNTER(releases_total, "releases_total", "RELEASE requests answered OK"),
+    COUNTER(renews_total, "renews_total", "RENEW requests answered OK"),
+    COUNTER(lost_total, "lost_locks_total", "locks lost (renewal failed or session expired)"),
+    COUNTER(handoffs_total, "handoffs_total", "locks handed to the next local waiter"),
+    COUNTER(wakeups_total, "wakeups_total", "release notices from other lockds that woke waiters"),
+    COUNTER(polls_total, "polls_total", "safety-net polls of locks held elsewhere"),
+    COUNTER(redlock_rounds_total, "redlock_rounds_total", "Redlock rounds started"),
+    COUNTER(redlock_failed_total, "redlock_failed_total", "Redlock rounds without quorum"),
+    COUNTER(fence_writebacks_total, "fence_writebacks_total", "fence write-backs to a majority"),
+    COUNTER(sessions_total, "sessions_total", "sessions accepted"),
+    COUNTER(sessions_expired_total, "sessions_expired_total",
+            "sessions ended by session.timeout_ms"),
+    COUNTER(badreq_total, "badreq_total", "requests answered ERR BADREQ"),
+    COUNTER(watchdog_renewals_total, "watchdog_renewals_total", "watchdog lease renewals"),
+    GAUGE(sessions, "sessions", "open sessions"),
+    GAUGE(waiters, "waiters", "waiting ACQUIRE requests"),
+    GAUGE(locks_held, "locks_held", "locks held by local sessions"),
+};
+
+void lk_metrics_init(void)
+{
+    memset(&lk_stats, 0, sizeof(lk_stats));
+    cm_hist_init_latency(&lk_stats.handoff_latency);
+    cm_hist_init_latency(&lk_stats.acquire_latency);
+    cm_hist_init_latency(&lk_stats.wait_time);
+    cm_hist_init_latency(&lk_stats.redis_rtt);
+}
+
+void lk_metrics_render(const struct lk_redlock *rl, cm_strbuf *out)
+{
+    const char *base = (const char *)&lk_stats;
+
+    for (size_t i = 0; i < CM_ARRAY_LEN(metric_table); i++) {
+        const metric_desc *m = &metric_table[i];
+        cm_strbuf_printf(out, "# HELP %s %s\n# TYPE %s %s\n", m->name, m->help, m->name,
+                         m->is_gauge ? "gauge" : "counter");
+        if (m->is_gauge)
+            cm_strbuf_printf(out, "%s %lld\n", m->name,
+                             (long long)*(const int64_t *)(const void *)(base + m->offset));
+        else
+            cm_strbuf_printf(
+                out, "%s %llu\n", m->name,
+                (unsigned long long)*(const uint64_t *)(const void *)(base + m->offset));
+    }
+    cm_hist_format(&lk_stats.handoff_latency, "lockd_handoff_latency_seconds",
+                   "RELEASE received to the next local waiter's OK", "", out);
+    cm_hist_format(&lk_stats.acquire_latency, "lockd_acquire_latency_seconds",
+                   "ACQUIRE received to OK", "", out);
+    cm_hist_format(&lk_stats.wait_time, "lockd_wait_seconds", "ACQUIRE received to OK or TIMEOUT",
+                   "", out);
+    cm_hist_format(&lk_stats.redis_rtt, "lockd_redis_rtt_seconds", "per-master command round trip",
+                   "", out);
+    if (!rl)
+        return;
+    size_t n = lk_redlock_masters_total(rl);
+    cm_strbuf_printf(out,
+                     "# HELP lockd_masters Redis masters configured\n# TYPE lockd_masters gauge\n"
+                     "lockd_masters %zu\n",
+                     n);
+    cm_strbuf_printf(out,
+                     "# HELP lockd_masters_up Redis masters connected\n"
+                     "# TYPE lockd_masters_up gauge\nlockd_masters_up %zu\n",
+                     lk_redlock_masters_up(rl));
+    cm_strbuf_printf(out,
+                     "# HELP lockd_quorum masters needed for a grant\n# TYPE lockd_quorum gauge\n"
+                     "lockd_quorum %zu\n",
+                     lk_redlock_quorum(rl));
+    cm_strbuf_printf(out, "# HELP lockd_master_up 1 when the master's connection is up\n"
+                          "# TYPE lockd_master_up gauge\n");
+    for (size_t i = 0; i < n; i++)
+        cm_strbuf_printf(out, "lockd_master_up{master=\"%s\"} %d\n", lk_redlock_master_name(rl, i),
+                         lk_redlock_master_up(rl, i) ? 1 : 0);
+}
+
+static void metrics_request_cb(struct evhttp_request *req, void *arg)
+{
+    const char *uri = evhttp_request_get_uri(req);
+    struct evbuffer *body = evbuffer_new();
+    struct evkeyvalq *hdrs = evhttp_request_get_output_headers(req);
+    size_t plen = strcspn(uri ? uri : "", "?");
+
+    if (!body) {
+        evhttp_send_error(req, HTTP_INTERNAL, NULL);
+        return;
+    }
+    if (evhttp_request_get_command(req) != EVHTTP_REQ_GET || plen != strlen("/metrics") ||
+        strncmp(uri, "/metrics", plen) != 0) {
+        evbuffer_add_printf(body, "not found\n");
+        evhttp_add_header(hdrs, "Content-Type", "text/plain");
+        evhttp_send_reply(req, HTTP_NOTFOUND, "Not Found", body);
+        evbuffer_free(body);
+        return;
+    }
+    cm_strbuf sb = CM_STRBUF_INIT;
+    lk_metrics_render(metrics_rl, &sb);
+    evbuffer_add(body, cm_strbuf_str(&sb), sb.len);
+    cm_strbuf_free(&sb);
+    evhttp_add_header(hdrs, "Content-Type", "text/plain; version=0.0.4");
+    evhttp_send_reply(req, HTTP_OK, "OK", body);
+    evbuffer_free(body);
+}
+
+cm_rc lk_metrics_listen(struct event_base *base, const cm_addr *addr, const struct lk_redlock *rl)
+{
+    metrics_http = evhttp_new(base);
+    if (!metrics_http)
+        return CM_ERR;
+    if (!evhttp_bind_socket_with_handle(metrics_http, addr->host, (ev_uint16_t)addr->port)) {
+        log_error("metrics: cannot listen on %s:%d", addr->host, addr->port);
+        evhttp_free(metrics_http);
+        metrics_http = NULL;
+        return CM_ERR;
+    }
+    evhttp_set_gencb(metrics_http, metrics_request_cb, NULL);
+    metrics_rl = rl;
+    log_info("metrics on http://%s:%d/metrics", addr->host, addr->port);
+    return CM_OK;
+}
+
+void lk_metrics_shutdown(void)
+{
+    if (metrics_http)
+        evhttp_free(metrics_http);
+    metrics_http = NULL;
+    metrics_rl = NULL;
+}

@@ -1,0 +1,557 @@
+/*
+ * lk_server: listener, sessions, framing and request dispatch for LOCKP/1.
+ *
+ * A session reads at most LK_LINES_PER_WAKE lines per wake-up and re-arms itself
+ * through a manual event, so one pipelining client cannot starve the others.
+ * Its input is bounded by a read high-watermark and its output by LK_OUT_BLOCK:
+ * past it the session stops taking requests until its client reads.
+ */
+#include "lk_server.h"
+
+#include <arpa/inet.h>
+#include <event2/buffer.h>
+#include <event2/bufferevent.h>
+#include <event2/event.h>
+#include <event2/event_struct.h>
+#include <event2/listener.h>
+#include <event2/util.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "cm_lockp.h"
+#include "cm_log.h"
+#include "cm_rand.h"
+#include "cm_strbuf.h"
+#include "cm_time.h"
+#include "lk_locks.h"
+#include "lk_metrics.h"
+#include "lk_redlock.h"
+
+#define LK_LINES_PER_WAKE 64
+#define LK_READ_HIGH      (256 * 1024)
+#define LK_OUT_BLOCK      (4 * 1024 * 1024)
+#define LK_SESSION_ID_LEN 16
+#define LK_NAME_MAX       64
+
+typedef enum ss_state {
+    SS_ACTIVE,  /* reading and answering requests */
+    SS_EXPIRED, /* silent past session.timeout_ms: its locks are gone; the connection stays
+                   one more timeout so a client that wakes up hears LOST; traffic revives it */
+    SS_CLOSING, /* last reply queued (QUIT, LINE_TOO_LONG, shutdown): flush, then close */
+    SS_DEAD,    /* unlinked from lk_locks, waiting for the reaper */
+} ss_state;
+
+typedef struct lk_session {
+    lk_owner owner; /* first: lk_locks hands it back to send() */
+    lk_server *srv;
+    struct bufferevent *bev;
+    TAILQ_ENTRY(lk_session) link; /* srv->live or srv->dead */
+    struct event timer;           /* liveness (and the flush bound of SS_CLOSING) */
+    struct event more;            /* lines left over after a bounded wake-up */
+    ss_state state;
+    bool authed;
+    bool out_blocked;      /* output over LK_OUT_BLOCK: wait for the write callback */
+    uint64_t last_seen_ms; /* last complete line received */
+    uint64_t expired_ms;   /* when it entered SS_EXPIRED */
+    char id[LK_SESSION_ID_LEN + 1];
+    char name[LK_NAME_MAX + 1];
+    char peer[64];
+} lk_session;
+
+TAILQ_HEAD(lk_session_list, lk_session);
+
+struct lk_server {
+    struct event_base *base;
+    struct lk_locks *lk;
+    struct lk_redlock *rl;
+    struct evconnlistener *listener;
+    struct event *reap; /* frees the dead list after the loop pass */
+    struct lk_session_list live;
+    struct lk_session_list dead;
+    size_t n_live;
+    char *auth;
+    uint64_t timeout_ms;
+    uint64_t max_sessions;
+    uint64_t start_ms;
+};
+
+static void session_process(lk_session *s);
+
+/* ---- output -------------------------------------------------------------- */
+
+static void session_send(lk_owner *owner, const char *line, size_t len)
+{
+    lk_session *s = (lk_session *)owner;
+    if (s->state == SS_DEAD)
+        return;
+    evbuffer_add(bufferevent_get_output(s->bev), line, len);
+}
+
+static void reply(lk_session *s, const char *tag, const char *fmt, ...) CM_PRINTF(3, 4);
+static void reply(lk_session *s, const char *tag, const char *fmt, ...)
+{
+    char buf[CM_LOCKP_MAX_LINE + 64];
+    va_list ap;
+    va_start(ap, fmt);
+    size_t n = cm_lockp_vformat(buf, sizeof(buf), tag, fmt, ap);
+    va_end(ap);
+    if (n > 0)
+        session_send(&s->owner, buf, n);
+}
+
+/* ---- life cycle ---------------------------------------------------------- */
+
+/* Ends the session's part in the lock table and queues it for the reaper.
+ * Safe from the session's own callbacks: nothing is freed here. */
+static void session_kill(lk_session *s)
+{
+    lk_server *srv = s->srv;
+    if (s->state == SS_DEAD)
+        return;
+    lk_locks_owner_end(srv->lk, &s->owner);
+    s->state = SS_DEAD;
+    bufferevent_disable(s->bev, EV_READ | EV_WRITE);
+    event_del(&s->timer);
+    event_del(&s->more);
+    TAILQ_REMOVE(&srv->live, s, link);
+    srv->n_live--;
+    lk_stats.sessions--;
+    TAILQ_INSERT_TAIL(&srv->dead, s, link);
+    event_active(srv->reap, EV_READ, 0);
+    log_debug("session %s (%s) closed", s->id, s->peer);
+}
+
+static void session_free(lk_session *s)
+{
+    bufferevent_free(s->bev);
+    free(s);
+}
+
+static void reap_cb(evutil_socket_t fd, short what, void *arg)
+{
+    lk_server *srv = arg;
+    lk_session *s;
+    while ((s = TAILQ_FIRST(&srv->dead)) != NULL) {
+        TAILQ_REMOVE(&srv->dead, s, link);
+        session_free(s);
+    }
+}
+
+/* The session ends now; what is queued still goes out before the socket closes. */
+static void session_close_after_flush(lk_session *s)
+{
+    if (s->state == SS_DEAD || s->state == SS_CLOSING)
+        return;
+    lk_locks_owner_end(s->srv->lk, &s->owner);
+    s->state = SS_CLOSING;
+    bufferevent_disable(s->bev, EV_READ);
+    event_del(&s->more);
+    if (evbuffer_get_length(bufferevent_get_output(s->bev)) == 0) {
+        session_kill(s);
+        return;
+    }
+    bufferevent_enable(s->bev, EV_WRITE);
+    struct timeval tv = cm_tv_from_ms(CM_MIN(s->srv->timeout_ms, 5000));
+    evtimer_add(&s->timer, &tv); /* a client that never reads must not pin us */
+}
+
+static void session_timer_cb(evutil_socket_t fd, short what, void *arg)
+{
+    lk_session *s = arg;
+    lk_server *srv = s->srv;
+    uint64_t now = cm_now_ms();
+    uint64_t idle = now - s->last_seen_ms;
+    uint64_t next = srv->timeout_ms;
+
+    switch (s->state) {
+    case SS_ACTIVE:
+        if (idle < srv->timeout_ms) {
+            next = srv->timeout_ms - idle;
+            break;
+        }
+        log_info("session %s (%s) silent for %llu ms: expired, %zu locks lost", s->id, s->peer,
+                 (unsigned long long)idle, s->owner.n_holds);
+        lk_stats.sessions_expired_total++;
+        s->state = SS_EXPIRED;
+        s->expired_ms = now;
+        lk_locks_owner_expire(srv->lk, &s->owner);
+        break;
+    case SS_EXPIRED:
+        if (now - s->expired_ms < srv->timeout_ms) {
+            next = srv->timeout_ms - (now - s->expired_ms);
+            break;
+        }
+        session_kill(s);
+        return;
+    case SS_CLOSING:
+    case SS_DEAD:
+        session_kill(s);
+        return;
+    }
+    struct timeval tv = cm_tv_from_ms(next);
+    evtimer_add(&s->timer, &tv);
+}
+
+/* ---- requests ------------------------------------------------------------ */
+
+/* Compares without an early exit, so the time taken does not tell how much matched. */
+static bool secret_equal(const char *want, const char *got, size_t got_len)
+{
+    size_t want_len = strlen(want);
+    size_t n = CM_MAX(want_len, got_len);
+    unsigned char diff = want_len != got_len;
+    for (size_t i = 0; i < n; i++) {
+        unsigned char a = i < want_len ? (unsigned char)want[i] : 0;
+        unsigned char b = i < got_len ? (unsigned char)got[i] : 0;
+        diff |= a ^ b;
+    }
+    return diff == 0;
+}
+
+static void do_info(lk_session *s, const char *tag)
+{
+    lk_server *srv = s->srv;
+    reply(s, tag,
+          "OK version=%s session_id=%s sessions=%zu locks_held=%lld waiters=%lld masters_up=%zu "
+          "masters=%zu quorum=%zu uptime_s=%llu acquires_total=%llu grants_total=%llu "
+          "timeouts_total=%llu releases_total=%llu lost_total=%llu handoffs_total=%llu "
+          "session_locks=%zu session_waiters=%zu",
+          BOOKING_VERSION, s->id, srv->n_live, (long long)lk_stats.locks_held,
+          (long long)lk_stats.waiters, lk_redlock_masters_up(srv->rl),
+          lk_redlock_masters_total(srv->rl), lk_redlock_quorum(srv->rl),
+          (unsigned long long)((cm_now_ms() - srv->start_ms) / 1000),
+          (unsigned long long)lk_stats.acquires_total, (unsigned long long)lk_stats.grants_total,
+          (unsigned long long)lk_stats.timeouts_total, (unsigned long long)lk_stats.releases_total,
+          (unsigned long long)lk_stats.lost_total, (unsigned long long)lk_stats.handoffs_total,
+          s->owner.n_holds, s->owner.n_waiters);
+}
+
+static void session_line(lk_session *s, const char *line, size_t len)
+{
+    lk_server *srv = s->srv;
+    cm_lockp_request req;
+    char err[160];
+
+    switch (cm_lockp_parse_request(line, len, &req, err, sizeof(err))) {
+    case CM_LOCKP_OK:
+        break;
+    case CM_LOCKP_BADREQ:
+        lk_stats.badreq_total++;
+        reply(s, req.tag, "ERR BADREQ %s", err);
+        return;
+    case CM_LOCKP_BADREQ_NOTAG:
+        lk_stats.badreq_total++;
+        reply(s, NULL, "ERR BADREQ %s", err);
+        return;
+    }
+    log_debug("session %s: %s %s %s", s->id, req.tag, cm_lockp_verb_name(req.verb),
+              req.verb == CM_VERB_ACQUIRE || req.verb == CM_VERB_RENEW ||
+                      req.verb == CM_VERB_RELEASE
+                  ? req.resource
+                  : "");
+
+    if (srv->auth[0] && !s->authed && req.verb != CM_VERB_HELLO && req.verb != CM_VERB_AUTH &&
+        req.verb != CM_VERB_PING && req.verb != CM_VERB_QUIT) {
+        reply(s, req.tag, "ERR NOAUTH AUTH required");
+        return;
+    }
+    switch (req.verb) {
+    case CM_VERB_HELLO:
+        snprintf(s->name, sizeof(s->name), "%.*s", (int)CM_MIN(req.text_len, LK_NAME_MAX),
+                 req.text);
+        reply(s, req.tag, "OK %s %llu", s->id, (unsigned long long)srv->timeout_ms);
+        break;
+    case CM_VERB_AUTH:
+        if (srv->auth[0] && !secret_equal(srv->auth, req.text, req.text_len)) {
+            log_info("session %s (%s): wrong AUTH secret", s->id, s->peer);
+            reply(s, req.tag, "ERR AUTH wrong secret");
+            break;
+        }
+        s->authed = true;
+        reply(s, req.tag, "OK");
+        break;
+    case CM_VERB_PING:
+        reply(s, req.tag, "OK PONG");
+        break;
+    case CM_VERB_ACQUIRE:
+        lk_locks_acquire(srv->lk, &s->owner, req.tag, req.resource, req.lease_ms, req.wait_ms);
+        break;
+    case CM_VERB_RENEW:
+        lk_locks_renew(srv->lk, &s->owner, req.tag, req.resource, req.token, req.lease_ms);
+        break;
+    case CM_VERB_RELEASE:
+        lk_locks_release(srv->lk, &s->owner, req.tag, req.resource, req.token);
+        break;
+    case CM_VERB_INFO:
+        do_info(s, req.tag);
+        break;
+    case CM_VERB_QUIT:
+        reply(s, req.tag, "OK BYE");
+        session_close_after_flush(s);
+        break;
+    }
+}
+
+static void session_too_long(lk_session *s)
+{
+    struct evbuffer *in = bufferevent_get_input(s->bev);
+    lk_stats.badreq_total++;
+    evbuffer_drain(in, evbuffer_get_length(in));
+    reply(s, NULL, "ERR LINE_TOO_LONG a line may have at most %d bytes", CM_LOCKP_MAX_LINE);
+    log_info("session %s (%s): line too long, closing", s->id, s->peer);
+    session_close_after_flush(s);
+}
+
+/*
+ * Handles up to LK_LINES_PER_WAKE complete lines. A line is at most
+ * CM_LOCKP_MAX_LINE bytes plus an optional CR; a longer one is detected from the
+ * buffered length alone, before its LF arrives, so no unbounded data is kept.
+ */
+static void session_process(lk_session *s)
+{
+    struct evbuffer *in = bufferevent_get_input(s->bev);
+    struct evbuffer *out = bufferevent_get_output(s->bev);
+    char line[CM_LOCKP_MAX_LINE + 2];
+    int lines = 0;
+
+    while (s->state == SS_ACTIVE || s->state == SS_EXPIRED) {
+        if (evbuffer_get_length(out) > LK_OUT_BLOCK) {
+            s->out_blocked = true; /* the write callback resumes us */
+            return;
+        }
+        size_t avail = evbuffer_get_length(in);
+        if (avail == 0)
+            return;
+        size_t eol_len = 0;
+        struct evbuffer_ptr eol = evbuffer_search_eol(in, NULL, &eol_len, EVBUFFER_EOL_LF);
+        if (eol.pos < 0) {
+            if (avail > CM_LOCKP_MAX_LINE + 1)
+                session_too_long(s);
+            return;
+        }
+        size_t len = (size_t)eol.pos;
+        if (len > CM_LOCKP_MAX_LINE + 1) {
+            session_too_long(s);
+            return;
+        }
+        if (lines == LK_LINES_PER_WAKE) {
+            event_active(&s->more, EV_READ, 0);
+            return;
+        }
+        evbuffer_remove(in, line, len);
+        evbuffer_drain(in, eol_len);
+        if (len == CM_LOCKP_MAX_LINE + 1 && line[len - 1] != '\r') {
+            session_too_long(s);
+            return;
+        }
+        lines++;
+        s->last_seen_ms = cm_now_ms();
+        if (s->state == SS_EXPIRED) {
+            log_info("session %s (%s) is back after expiring", s->id, s->peer);
+            s->state = SS_ACTIVE;
+        }
+        session_line(s, line, len);
+    }
+}
+
+static void session_read_cb(struct bufferevent *bev, void *arg)
+{
+    session_process(arg);
+}
+
+static void session_more_cb(evutil_socket_t fd, short what, void *arg)
+{
+    session_process(arg);
+}
+
+static void session_write_cb(struct bufferevent *bev, void *arg)
+{
+    lk_session *s = arg;
+    if (s->state == SS_CLOSING) {
+        session_kill(s);
+        return;
+    }
+    if (s->out_blocked) {
+        s->out_blocked = false;
+        session_process(s);
+    }
+}
+
+static void session_event_cb(struct bufferevent *bev, short what, void *arg)
+{
+    lk_session *s = arg;
+    if (what & (BEV_EVENT_EOF | BEV_EVENT_ERROR)) {
+        log_debug("session %s (%s): %s", s->id, s->peer,
+                  (what & BEV_EVENT_EOF) ? "EOF" : "socket error");
+        session_kill(s);
+    }
+}
+
+/* ---- listener ------------------------------------------------------------ */
+
+static void format_peer(const struct sockaddr *sa, char *buf, size_t len)
+{
+    char host[INET6_ADDRSTRLEN] = "?";
+    int port = 0;
+    if (sa->sa_family == AF_INET) {
+        const struct sockaddr_in *in = (const struct sockaddr_in *)(const void *)sa;
+        inet_ntop(AF_INET, &in->sin_addr, host, sizeof(host));
+        port = ntohs(in->sin_port);
+    } else if (sa->sa_family == AF_INET6) {
+        const struct sockaddr_in6 *in6 = (const struct sockaddr_in6 *)(const void *)sa;
+        inet_ntop(AF_INET6, &in6->sin6_addr, host, sizeof(host));
+        port = ntohs(in6->sin6_port);
+    }
+    snprintf(buf, len, "%s:%d", host, port);
+}
+
+static void accept_cb(struct evconnlistener *l, evutil_socket_t fd, struct sockaddr *sa, int salen,
+                      void *arg)
+{
+    lk_server *srv = arg;
+    lk_session *s = NULL;
+    unsigned char raw[LK_SESSION_ID_LEN / 2];
+    int one = 1;
+
+    if (srv->n_live >= srv->max_sessions) {
+        static const char msg[] = "* ERR LIMIT too many sessions\n";
+        /* A fresh socket's send buffer takes one short line without blocking. */
+        if (send(fd, msg, sizeof(msg) - 1, MSG_NOSIGNAL | MSG_DONTWAIT) < 0)
+            log_debug("limit notice not sent");
+        evutil_closesocket(fd);
+        log_warn("session refused: limits.max_sessions (%llu) reached",
+                 (unsigned long long)srv->max_sessions);
+        return;
+    }
+    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+    s = calloc(1, sizeof(*s));
+    if (!s || cm_rand_bytes(raw, sizeof(raw)) != CM_OK)
+        goto fail;
+    s->bev = bufferevent_socket_new(srv->base, fd, BEV_OPT_CLOSE_ON_FREE);
+    if (!s->bev)
+        goto fail;
+    for (size_t i = 0; i < sizeof(raw); i++)
+        snprintf(s->id + 2 * i, 3, "%02x", raw[i]);
+    format_peer(sa, s->peer, sizeof(s->peer));
+    s->srv = srv;
+    s->state = SS_ACTIVE;
+    s->last_seen_ms = cm_now_ms();
+    lk_owner_init(&s->owner, session_send);
+    evtimer_assign(&s->timer, srv->base, session_timer_cb, s);
+    event_assign(&s->more, srv->base, -1, 0, session_more_cb, s);
+    bufferevent_setcb(s->bev, session_read_cb, session_write_cb, session_event_cb, s);
+    bufferevent_setwatermark(s->bev, EV_READ, 0, LK_READ_HIGH);
+    bufferevent_enable(s->bev, EV_READ | EV_WRITE);
+    struct timeval tv = cm_tv_from_ms(srv->timeout_ms);
+    evtimer_add(&s->timer, &tv);
+    TAILQ_INSERT_TAIL(&srv->live, s, link);
+    srv->n_live++;
+    lk_stats.sessions++;
+    lk_stats.sessions_total++;
+    log_debug("session %s from %s", s->id, s->peer);
+    return;
+fail:
+    log_error("cannot set up a session from a new connection");
+    if (s && s->bev)
+        bufferevent_free(s->bev); /* closes fd */
+    else
+        evutil_closesocket(fd);
+    free(s);
+}
+
+static void listener_error_cb(struct evconnlistener *l, void *arg)
+{
+    /* EMFILE and friends: the listener retries on the next readable event. */
+    log_warn("accept failed: %s", evutil_socket_error_to_string(EVUTIL_SOCKET_ERROR()));
+}
+
+lk_server *lk_server_new(struct event_base *base, struct lk_locks *lk, struct lk_redlock *rl,
+                         const lk_server_opts *opts)
+{
+    struct evutil_addrinfo hints, *ai = NULL;
+    char port[16];
+    lk_server *srv = calloc(1, sizeof(*srv));
+
+    if (!srv)
+        return NULL;
+    srv->base = base;
+    srv->lk = lk;
+    srv->rl = rl;
+    srv->timeout_ms = opts->session_timeout_ms;
+    srv->max_sessions = opts->max_sessions;
+    srv->start_ms = cm_now_ms();
+    TAILQ_INIT(&srv->live);
+    TAILQ_INIT(&srv->dead);
+    srv->auth = strdup(opts->auth ? opts->auth : "");
+    srv->reap = event_new(base, -1, 0, reap_cb, srv);
+    if (!srv->auth || !srv->reap)
+        goto fail;
+
+    memset(&hints, 0, sizeof(hints));
+    hints.ai_family = AF_UNSPEC;
+    hints.ai_socktype = SOCK_STREAM;
+    hints.ai_flags = EVUTIL_AI_PASSIVE | EVUTIL_AI_ADDRCONFIG;
+    snprintf(port, sizeof(port), "%d", opts->listen->port);
+    /* Start-up only: resolving a name here cannot stall any session. */
+    if (evutil_getaddrinfo(opts->listen->host, port, &hints, &ai) != 0 || !ai) {
+        log_error("listen: cannot resolve %s", opts->listen->host);
+        goto fail;
+    }
+    srv->listener = evconnlistener_new_bind(
+        base, accept_cb, srv, LEV_OPT_CLOSE_ON_FREE | LEV_OPT_REUSEABLE | LEV_OPT_CLOSE_ON_EXEC,
+        1024, ai->ai_addr, (int)ai->ai_addrlen);
+    evutil_freeaddrinfo(ai);
+    if (!srv->listener) {
+        log_error("listen: cannot bind %s:%d: %s", opts->listen->host, opts->listen->port,
+                  evutil_socket_error_to_string(EVUTIL_SOCKET_ERROR()));
+        goto fail;
+    }
+    evconnlistener_set_error_cb(srv->listener, listener_error_cb);
+    return srv;
+fail:
+    lk_server_free(srv);
+    return NULL;
+}
+
+void lk_server_stop_accepting(lk_server *srv)
+{
+    if (srv->listener)
+        evconnlistener_free(srv->listener);
+    srv->listener = NULL;
+}
+
+void lk_server_close_all(lk_server *srv)
+{
+    lk_session *s, *next;
+    for (s = TAILQ_FIRST(&srv->live); s; s = next) {
+        next = TAILQ_NEXT(s, link);
+        session_close_after_flush(s);
+    }
+}
+
+size_t lk_server_sessions(const lk_server *srv)
+{
+    return srv->n_live;
+}
+
+void lk_server_free(lk_server *srv)
+{
+    lk_session *s;
+    if (!srv)
+        return;
+    lk_server_stop_accepting(srv);
+    while ((s = TAILQ_FIRST(&srv->live)) != NULL)
+        session_kill(s);
+    if (srv->reap) {
+        reap_cb(-1, 0, srv);
+        event_free(srv->reap);
+    }
+    free(srv->auth);
+    free(srv);
+}
