@@ -1,0 +1,1140 @@
+/*
+ * cm_lockclient: the async LOCKP client (contract in cm_lockclient.h) and the with_lock
+ * guard. Owns the session state machine (connect -> HELLO -> AUTH -> ready), the table
+ * of tagged requests (tags are decimal request ids), the list of locks granted through
+ * the current session, keep-alive PINGs, per-request client-side timeouts and the
+ * endpoint failover with backoff. The blocking wrapper lives in cm_lockclient_sync.c.
+ *
+ * Re-entrancy: every libevent entry point brackets its work with lc_enter/lc_leave, and
+ * every user callback runs inside such a bracket, so cm_lockclient_free called from a
+ * callback only marks the client; the last lc_leave destroys it.
+ */
+#include "cm_lockclient.h"
+
+#include <errno.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <event2/buffer.h>
+#include <event2/bufferevent.h>
+#include <event2/event.h>
+
+#include "cm_log.h"
+#include "cm_time.h"
+
+#define LC_BACKOFF_MIN_MS       50
+#define LC_DEFAULT_CONNECT_MS   1000
+#define LC_DEFAULT_SLACK_MS     3000
+#define LC_DEFAULT_RECONNECT_MS 2000
+#define LC_DEFAULT_PING_MS      3333 /* used only if HELLO reported no session timeout */
+#define LC_NAME_MAX             64
+#define LC_SECRET_MAX           256
+#define LC_BUCKETS_MIN          16
+#define LC_REQ_LINE_MAX         (CM_LOCKP_RESOURCE_MAX + CM_LOCKP_TOKEN_LEN + 96)
+
+typedef enum lc_state {
+    LC_CONNECTING, /* a connect attempt is due (retry timer at 0) or in progress */
+    LC_HANDSHAKE,  /* TCP is up; HELLO (then AUTH) sent, their replies pending */
+    LC_READY,      /* session established: requests are sent as they come */
+    LC_BACKOFF,    /* a whole round of endpoints failed; waiting; requests fail at once */
+} lc_state;
+
+typedef enum lc_kind {
+    LC_HELLO,
+    LC_AUTH,
+    LC_PING,
+    LC_ACQUIRE,
+    LC_RENEW,
+    LC_RELEASE,
+    LC_INFO,
+} lc_kind;
+
+typedef struct lc_req {
+    uint64_t id; /* also the tag on the wire */
+    lc_kind kind;
+    bool internal;       /* handshake, keep-alive, release of a cancelled grant: no callback */
+    bool cancelled;      /* callback suppressed; a grant gets released */
+    bool sent;           /* written to the current session */
+    char early_code[16]; /* non-empty: fail with this code when the timer fires (at 0) */
+    cm_lock_cb cb;
+    void *arg;
+    uint64_t lease_ms;
+    uint64_t wait_ms;
+    char resource[CM_LOCKP_RESOURCE_MAX + 1];
+    char token[CM_LOCKP_TOKEN_LEN + 1];
+    struct event *timer; /* client-side timeout (or the deferred early failure) */
+    cm_lockclient *c;
+    struct lc_req *hnext;         /* hash chain */
+    struct lc_req *qprev, *qnext; /* pending requests in creation order */
+} lc_req;
+
+typedef struct lc_grant {
+    char resource[CM_LOCKP_RESOURCE_MAX + 1];
+    char token[CM_LOCKP_TOKEN_LEN + 1];
+    cm_lock_guard *guard; /* the with_lock guard holding it, or NULL */
+    struct lc_grant *prev, *next;
+} lc_grant;
+
+typedef enum lg_state {
+    LG_ACQUIRING, /* the ACQUIRE is pending */
+    LG_WORKING,   /* granted; the work runs until cm_lock_guard_done */
+    LG_RELEASING, /* done; the RELEASE is pending */
+} lg_state;
+
+struct cm_lock_guard {
+    cm_lockclient *c;
+    lg_state st;
+    bool lost; /* the lock went away while the work ran */
+    bool done; /* cm_lock_guard_done was called */
+    char resource[CM_LOCKP_RESOURCE_MAX + 1];
+    char token[CM_LOCKP_TOKEN_LEN + 1];
+    cm_lock_work_fn work;
+    cm_lock_abort_fn abort;
+    cm_lock_finish_fn finish;
+    void *arg;
+    struct cm_lock_guard *prev, *next; /* in c->guards, freed with the client */
+};
+
+typedef struct lc_endpoint {
+    cm_addr addr;
+    struct sockaddr_storage sa;
+    socklen_t salen;
+} lc_endpoint;
+
+struct cm_lockclient {
+    struct event_base *base;
+    lc_endpoint *eps;
+    size_t n_eps;
+    size_t ep_idx; /* endpoint of the current or next attempt */
+    char name[LC_NAME_MAX + 1];
+    char auth[LC_SECRET_MAX + 1];
+    uint32_t connect_timeout_ms;
+    uint32_t slack_ms;
+    uint32_t ping_opt_ms;
+    uint32_t reconnect_max_ms;
+
+    lc_state state;
+    struct bufferevent *bev;
+    bool in_connect;  /* inside bufferevent_socket_connect */
+    short early_what; /* events its callback reported synchronously */
+    struct event *retry_timer;
+    struct event *conn_timer; /* bounds connect + handshake */
+    struct event *ping_timer;
+    uint32_t backoff_ms;
+    size_t round_fails; /* failed attempts since the last established session */
+    uint64_t session_timeout_ms;
+    uint64_t ping_ms;
+    uint64_t last_tx_ms;
+    bool ping_outstanding;
+
+    uint64_t next_id;
+    lc_req **buckets;
+    size_t nbuckets; /* power of two */
+    size_t nreqs;
+    lc_req *qhead, *qtail;
+    lc_grant *grants;
+    cm_lock_guard *guards;
+
+    cm_lock_lost_cb lost_cb;
+    void *lost_arg;
+    cm_lock_state_cb state_cb;
+    void *state_arg;
+
+    int depth;         /* nesting of entry points / callbacks */
+    bool free_pending; /* cm_lockclient_free was called inside a callback */
+    char line[CM_LOCKP_MAX_LINE + 2];
+};
+
+static void lc_session_down(cm_lockclient *c, const char *why);
+static void lc_send(cm_lockclient *c, lc_req *r);
+static void lg_on_lost(cm_lock_guard *g);
+
+/* ---------------------------------------------------------------- lifetime */
+
+static void lc_enter(cm_lockclient *c)
+{
+    c->depth++;
+}
+
+static void lc_destroy(cm_lockclient *c);
+
+/* Returns false when the client was destroyed (the caller must not touch it). */
+static bool lc_leave(cm_lockclient *c)
+{
+    c->depth--;
+    if (c->depth == 0 && c->free_pending) {
+        lc_destroy(c);
+        return false;
+    }
+    return true;
+}
+
+static bool lc_alive(const cm_lockclient *c)
+{
+    return !c->free_pending;
+}
+
+/* ---------------------------------------------------------------- request table */
+
+static size_t lc_bucket(const cm_lockclient *c, uint64_t id)
+{
+    return (size_t)(id * 0x9E3779B97F4A7C15ull >> 32) & (c->nbuckets - 1);
+}
+
+static void lc_table_grow(cm_lockclient *c)
+{
+    size_t n = c->nbuckets * 2;
+    lc_req **nb = calloc(n, sizeof(*nb));
+    if (nb == NULL)
+        return; /* chains just get longer */
+    lc_req **old = c->buckets;
+    size_t oldn = c->nbuckets;
+    c->buckets = nb;
+    c->nbuckets = n;
+    for (size_t i = 0; i < oldn; i++) {
+        lc_req *r = old[i];
+        while (r != NULL) {
+            lc_req *next = r->hnext;
+            size_t b = lc_bucket(c, r->id);
+            r->hnext = nb[b];
+            nb[b] = r;
+            r = next;
+        }
+    }
+    free(old);
+}
+
+static void lc_table_add(cm_lockclient *c, lc_req *r)
+{
+    if (c->nreqs >= c->nbuckets * 2)
+        lc_table_grow(c);
+    size_t b = lc_bucket(c, r->id);
+    r->hnext = c->buckets[b];
+    c->buckets[b] = r;
+    c->nreqs++;
+    r->qprev = c->qtail;
+    r->qnext = NULL;
+    if (c->qtail != NULL)
+        c->qtail->qnext = r;
+    else
+        c->qhead = r;
+    c->qtail = r;
+}
+
+static lc_req *lc_table_find(const cm_lockclient *c, uint64_t id)
+{
+    for (lc_req *r = c->buckets[lc_bucket(c, id)]; r != NULL; r = r->hnext)
+        if (r->id == id)
+            return r;
+    return NULL;
+}
+
+static void lc_table_remove(cm_lockclient *c, lc_req *r)
+{
+    lc_req **pp = &c->buckets[lc_bucket(c, r->id)];
+    while (*pp != NULL && *pp != r)
+        pp = &(*pp)->hnext;
+    if (*pp == NULL)
+        return;
+    *pp = r->hnext;
+    c->nreqs--;
+    if (r->qprev != NULL)
+        r->qprev->qnext = r->qnext;
+    else
+        c->qhead = r->qnext;
+    if (r->qnext != NULL)
+        r->qnext->qprev = r->qprev;
+    else
+        c->qtail = r->qprev;
+    r->hnext = r->qprev = r->qnext = NULL;
+}
+
+static void lc_req_free(lc_req *r)
+{
+    if (r->timer != NULL)
+        event_free(r->timer);
+    free(r);
+}
+
+/* Removes r and runs its callback (unless internal, cancelled or the client is being
+ * freed), then frees it. */
+static void lc_complete(cm_lockclient *c, lc_req *r, const cm_lock_result *res)
+{
+    lc_table_remove(c, r);
+    if (r->kind == LC_PING && r->internal)
+        c->ping_outstanding = false;
+    if (!r->internal && !r->cancelled && r->cb != NULL && lc_alive(c))
+        r->cb(r->arg, res);
+    lc_req_free(r);
+}
+
+static void lc_result_init(cm_lock_result *res, cm_lock_status st, const char *code,
+                           const char *message)
+{
+    memset(res, 0, sizeof(*res));
+    res->status = st;
+    snprintf(res->code, sizeof(res->code), "%s", code != NULL ? code : "");
+    res->message = message != NULL ? message : "";
+    res->line = "";
+}
+
+static void lc_fail(cm_lockclient *c, lc_req *r, const char *code, const char *message)
+{
+    cm_lock_result res;
+    lc_result_init(&res, CM_LOCK_ERROR, code, message);
+    lc_complete(c, r, &res);
+}
+
+/* ---------------------------------------------------------------- grants */
+
+static lc_grant *lc_grant_find(const cm_lockclient *c, const char *resource, const char *token)
+{
+    for (lc_grant *g = c->grants; g != NULL; g = g->next)
+        if (strcmp(g->token, token) == 0 && strcmp(g->resource, resource) == 0)
+            return g;
+    return NULL;
+}
+
+static void lc_grant_unlink(cm_lockclient *c, lc_grant *g)
+{
+    if (g->prev != NULL)
+        g->prev->next = g->next;
+    else
+        c->grants = g->next;
+    if (g->next != NULL)
+        g->next->prev = g->prev;
+    g->prev = g->next = NULL;
+}
+
+static void lc_grant_add(cm_lockclient *c, const char *resource, const char *token)
+{
+    lc_grant *g = calloc(1, sizeof(*g));
+    if (g == NULL) {
+        log_error("lockclient: out of memory tracking a grant of %s", resource);
+        return;
+    }
+    snprintf(g->resource, sizeof(g->resource), "%s", resource);
+    snprintf(g->token, sizeof(g->token), "%s", token);
+    g->next = c->grants;
+    if (c->grants != NULL)
+        c->grants->prev = g;
+    c->grants = g;
+}
+
+static void lc_grant_drop(cm_lockclient *c, const char *resource, const char *token)
+{
+    lc_grant *g = lc_grant_find(c, resource, token);
+    if (g != NULL) {
+        lc_grant_unlink(c, g);
+        free(g);
+    }
+}
+
+/* Tells the guard (if any) and the user that the lock is gone; frees g (already unlinked). */
+static void lc_grant_lost(cm_lockclient *c, lc_grant *g)
+{
+    if (g->guard != NULL && lc_alive(c))
+        lg_on_lost(g->guard);
+    if (c->lost_cb != NULL && lc_alive(c))
+        c->lost_cb(c->lost_arg, g->resource, g->token);
+    free(g);
+}
+
+/* ---------------------------------------------------------------- sending */
+
+static void lc_send(cm_lockclient *c, lc_req *r)
+{
+    char buf[LC_REQ_LINE_MAX + LC_SECRET_MAX];
+    char tag[24];
+    size_t n = 0;
+
+    snprintf(tag, sizeof(tag), "%llu", (unsigned long long)r->id);
+    switch (r->kind) {
+    case LC_HELLO:
+        n = cm_lockp_format(buf, sizeof(buf), tag, "HELLO %s", c->name);
+        break;
+    case LC_AUTH:
+        n = cm_lockp_format(buf, sizeof(buf), tag, "AUTH %s", c->auth);
+        break;
+    case LC_PING:
+        n = cm_lockp_format(buf, sizeof(buf), tag, "PING");
+        break;
+    case LC_ACQUIRE:
+        n = cm_lockp_format(buf, sizeof(buf), tag, "ACQUIRE %s %llu %llu", r->resource,
+                            (unsigned long long)r->lease_ms, (unsigned long long)r->wait_ms);
+        break;
+    case LC_RENEW:
+        n = cm_lockp_format(buf, sizeof(buf), tag, "RENEW %s %s %llu", r->resource, r->token,
+                            (unsigned long long)r->lease_ms);
+        break;
+    case LC_RELEASE:
+        n = cm_lockp_format(buf, sizeof(buf), tag, "RELEASE %s %s", r->resource, r->token);
+        break;
+    case LC_INFO:
+        n = cm_lockp_format(buf, sizeof(buf), tag, "INFO");
+        break;
+    }
+    r->sent = true;
+    if (n == 0 || bufferevent_write(c->bev, buf, n) != 0)
+        log_warn("lockclient: could not queue request %s", tag);
+    c->last_tx_ms = cm_now_ms();
+}
+
+static void lc_req_timer_cb(evutil_socket_t fd, short what, void *arg);
+
+/* Creates a request, files it and sends it (or queues it, or fails it later). */
+static lc_req *lc_submit(cm_lockclient *c, lc_kind kind, const char *resource, const char *token,
+                         uint64_t lease_ms, uint64_t wait_ms, cm_lock_cb cb, void *arg,
+                         bool internal)
+{
+    lc_req *r = calloc(1, sizeof(*r));
+    if (r == NULL)
+        return NULL;
+    r->timer = evtimer_new(c->base, lc_req_timer_cb, r);
+    if (r->timer == NULL) {
+        free(r);
+        return NULL;
+    }
+    r->id = ++c->next_id;
+    r->kind = kind;
+    r->internal = internal;
+    r->cb = cb;
+    r->arg = arg;
+    r->lease_ms = lease_ms;
+    r->wait_ms = wait_ms;
+    r->c = c;
+    if (resource != NULL)
+        snprintf(r->resource, sizeof(r->resource), "%s", resource);
+    if (token != NULL)
+        snprintf(r->token, sizeof(r->token), "%s", token);
+    lc_table_add(c, r);
+
+    uint64_t timeout_ms = c->slack_ms + (kind == LC_ACQUIRE ? wait_ms : 0);
+    if (kind == LC_HELLO || kind == LC_AUTH) {
+        /* the connect timer bounds the handshake */
+    } else if (c->state == LC_BACKOFF) {
+        snprintf(r->early_code, sizeof(r->early_code), "NOTCONNECTED");
+        timeout_ms = 0;
+    }
+    if (kind != LC_HELLO && kind != LC_AUTH) {
+        struct timeval tv = cm_tv_from_ms(timeout_ms);
+        evtimer_add(r->timer, &tv);
+    }
+    if (c->state == LC_READY || ((kind == LC_HELLO || kind == LC_AUTH) && c->bev != NULL))
+        lc_send(c, r);
+    return r;
+}
+
+static void lc_req_timer_cb(evutil_socket_t fd, short what, void *arg)
+{
+    lc_req *r = arg;
+    cm_lockclient *c = r->c;
+    lc_enter(c);
+    if (r->early_code[0] != '\0') {
+        lc_fail(c, r, r->early_code, "not connected to any lockd");
+    } else {
+        bool drop = r->sent && c->state == LC_READY;
+        lc_fail(c, r, "CLIENT_TIMEOUT", "no reply from lockd in time");
+        /* lockd stopped answering: its session (and any late grant) must not outlive this */
+        if (drop && lc_alive(c) && c->state == LC_READY)
+            lc_session_down(c, "a request timed out");
+    }
+    lc_leave(c);
+}
+
+/* ---------------------------------------------------------------- session */
+
+static void lc_arm_ping(cm_lockclient *c, uint64_t ms)
+{
+    struct timeval tv = cm_tv_from_ms(ms);
+    evtimer_add(c->ping_timer, &tv);
+}
+
+static void lc_ready(cm_lockclient *c)
+{
+    char addr[CM_HOST_MAX + 16];
+    c->state = LC_READY;
+    evtimer_del(c->conn_timer);
+    c->round_fails = 0;
+    c->backoff_ms = LC_BACKOFF_MIN_MS;
+    c->ping_ms = c->ping_opt_ms != 0          ? c->ping_opt_ms
+                 : c->session_timeout_ms >= 3 ? c->session_timeout_ms / 3
+                                              : LC_DEFAULT_PING_MS;
+    log_debug("lockclient: session ready on %s (ping every %llu ms)",
+              cm_addr_format(&c->eps[c->ep_idx].addr, addr, sizeof(addr)),
+              (unsigned long long)c->ping_ms);
+    for (lc_req *r = c->qhead; r != NULL; r = r->qnext)
+        if (!r->sent && r->early_code[0] == '\0')
+            lc_send(c, r);
+    lc_arm_ping(c, c->ping_ms);
+    if (c->state_cb != NULL)
+        c->state_cb(c->state_arg, true);
+}
+
+static void lc_ping_timer_cb(evutil_socket_t fd, short what, void *arg)
+{
+    cm_lockclient *c = arg;
+    if (c->state != LC_READY)
+        return;
+    lc_enter(c);
+    uint64_t idle = cm_now_ms() - c->last_tx_ms;
+    if (idle >= c->ping_ms) {
+        if (!c->ping_outstanding) {
+            c->ping_outstanding = true;
+            if (lc_submit(c, LC_PING, NULL, NULL, 0, 0, NULL, NULL, true) == NULL)
+                c->ping_outstanding = false;
+        }
+        lc_arm_ping(c, c->ping_ms);
+    } else {
+        lc_arm_ping(c, c->ping_ms - idle);
+    }
+    lc_leave(c);
+}
+
+static void lc_schedule_retry(cm_lockclient *c, uint64_t ms)
+{
+    struct timeval tv = cm_tv_from_ms(ms);
+    evtimer_add(c->retry_timer, &tv);
+}
+
+/*
+ * The session (or the attempt to make one) is gone: pick the next endpoint, fail the
+ * requests sent through it with DISCONNECTED, and report every lock granted through it
+ * as lost (lockd releases a session's locks when the session ends). After a whole
+ * round of failed attempts, back off and fail the queued requests with NOTCONNECTED.
+ */
+static void lc_session_down(cm_lockclient *c, const char *why)
+{
+    char addr[CM_HOST_MAX + 16];
+    bool was_ready = c->state == LC_READY;
+    bool backoff = false;
+    lc_req *failed = NULL, **ftail = &failed;
+
+    cm_addr_format(&c->eps[c->ep_idx].addr, addr, sizeof(addr));
+    if (was_ready)
+        log_warn("lockclient: session with lockd %s lost: %s", addr, why);
+    else
+        log_info("lockclient: cannot reach lockd %s: %s", addr, why);
+    if (c->bev != NULL) {
+        bufferevent_free(c->bev);
+        c->bev = NULL;
+    }
+    evtimer_del(c->conn_timer);
+    evtimer_del(c->ping_timer);
+    c->ping_outstanding = false;
+
+    if (!was_ready)
+        c->round_fails++;
+    c->ep_idx = (c->ep_idx + 1) % c->n_eps;
+    if (c->round_fails >= c->n_eps) {
+        backoff = true;
+        c->round_fails = 0;
+        c->state = LC_BACKOFF;
+        lc_schedule_retry(c, c->backoff_ms);
+        c->backoff_ms = CM_MIN(c->backoff_ms * 2, c->reconnect_max_ms);
+    } else {
+        c->state = LC_CONNECTING;
+        lc_schedule_retry(c, 0);
+    }
+
+    /* Detach first: the callbacks below may submit new requests. */
+    for (lc_req *r = c->qhead, *next; r != NULL; r = next) {
+        next = r->qnext;
+        if (r->sent || (backoff && r->early_code[0] == '\0')) {
+            if (!r->sent)
+                snprintf(r->early_code, sizeof(r->early_code), "NOTCONNECTED");
+            lc_table_remove(c, r);
+            *ftail = r;
+            ftail = &r->qnext;
+        }
+    }
+    lc_grant *grants = c->grants;
+    c->grants = NULL;
+
+    if ((was_ready || backoff) && c->state_cb != NULL && lc_alive(c))
+        c->state_cb(c->state_arg, false);
+    while (grants != NULL) {
+        lc_grant *g = grants;
+        grants = g->next;
+        lc_grant_lost(c, g);
+    }
+    while (failed != NULL) {
+        lc_req *r = failed;
+        failed = r->qnext;
+        cm_lock_result res;
+        if (r->sent)
+            lc_result_init(&res, CM_LOCK_ERROR, "DISCONNECTED", "the lockd session ended");
+        else
+            lc_result_init(&res, CM_LOCK_ERROR, "NOTCONNECTED", "not connected to any lockd");
+        if (r->kind == LC_PING && r->internal)
+            c->ping_outstanding = false;
+        if (!r->internal && !r->cancelled && r->cb != NULL && lc_alive(c))
+            r->cb(r->arg, &res);
+        lc_req_free(r);
+    }
+}
+
+static void lc_read_cb(struct bufferevent *bev, void *arg);
+static void lc_event_cb(struct bufferevent *bev, short what, void *arg);
+static void lc_connected(cm_lockclient *c);
+
+static void lc_connect(cm_lockclient *c)
+{
+    lc_endpoint *ep = &c->eps[c->ep_idx];
+    struct timeval tv = cm_tv_from_ms(c->connect_timeout_ms);
+    int one = 1, rc;
+
+    c->state = LC_CONNECTING;
+    int fd = socket(ep->sa.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (fd < 0) {
+        lc_session_down(c, strerror(errno));
+        return;
+    }
+    /* one small line per request: never let Nagle hold it back */
+    (void)setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+    c->bev = bufferevent_socket_new(c->base, fd, BEV_OPT_CLOSE_ON_FREE);
+    if (c->bev == NULL) {
+        close(fd);
+        lc_session_down(c, "out of memory");
+        return;
+    }
+    bufferevent_setcb(c->bev, lc_read_cb, NULL, lc_event_cb, c);
+    evtimer_add(c->conn_timer, &tv);
+    c->in_connect = true;
+    c->early_what = 0;
+    rc = bufferevent_socket_connect(c->bev, (struct sockaddr *)&ep->sa, (int)ep->salen);
+    c->in_connect = false;
+    if (rc != 0 || (c->early_what != 0 && !(c->early_what & BEV_EVENT_CONNECTED)))
+        lc_session_down(c, "connect failed");
+    else if (c->early_what & BEV_EVENT_CONNECTED)
+        lc_connected(c);
+}
+
+static void lc_retry_timer_cb(evutil_socket_t fd, short what, void *arg)
+{
+    cm_lockclient *c = arg;
+    lc_enter(c);
+    lc_connect(c);
+    lc_leave(c);
+}
+
+static void lc_conn_timer_cb(evutil_socket_t fd, short what, void *arg)
+{
+    cm_lockclient *c = arg;
+    lc_enter(c);
+    if (c->state == LC_CONNECTING || c->state == LC_HANDSHAKE)
+        lc_session_down(c, "connect/handshake timeout");
+    lc_leave(c);
+}
+
+static void lc_connected(cm_lockclient *c)
+{
+    c->state = LC_HANDSHAKE;
+    bufferevent_enable(c->bev, EV_READ | EV_WRITE);
+    if (lc_submit(c, LC_HELLO, NULL, NULL, 0, 0, NULL, NULL, true) == NULL)
+        lc_session_down(c, "out of memory");
+}
+
+static void lc_event_cb(struct bufferevent *bev, short what, void *arg)
+{
+    cm_lockclient *c = arg;
+    if (c->in_connect) {
+        /* reported from inside bufferevent_socket_connect: lc_connect handles it */
+        c->early_what = what;
+        return;
+    }
+    lc_enter(c);
+    if (what & BEV_EVENT_CONNECTED) {
+        lc_connected(c);
+    } else {
+        int err = EVUTIL_SOCKET_ERROR();
+        lc_session_down(c, (what & BEV_EVENT_EOF) ? "closed by lockd"
+                           : err != 0             ? evutil_socket_error_to_string(err)
+                                                  : "socket error");
+    }
+    lc_leave(c);
+}
+
+/* ---------------------------------------------------------------- replies */
+
+static void lc_handle_push(cm_lockclient *c, const cm_lockp_reply *rep)
+{
+    char resource[CM_LOCKP_RESOURCE_MAX + 1];
+    char token[CM_LOCKP_TOKEN_LEN + 1];
+
+    if (strcmp(rep->word, "LOST") == 0) {
+        if (cm_lockp_parse_lost(rep->rest, rep->rest_len, resource, token) != CM_OK) {
+            log_warn("lockclient: malformed LOST push");
+            return;
+        }
+        lc_grant *g = lc_grant_find(c, resource, token);
+        if (g == NULL)
+            return; /* released meanwhile */
+        log_warn("lockclient: lockd reports lock %s lost", resource);
+        lc_grant_unlink(c, g);
+        lc_grant_lost(c, g);
+    } else if (strcmp(rep->word, "ERR") == 0) {
+        log_warn("lockclient: lockd error: %s", rep->rest);
+    } else {
+        log_debug("lockclient: ignoring push %s", rep->word);
+    }
+}
+
+static void lc_handle_handshake(cm_lockclient *c, lc_req *r, const cm_lockp_reply *rep)
+{
+    bool ok = strcmp(rep->word, "OK") == 0;
+    if (ok && r->kind == LC_HELLO) {
+        const char *sp = memchr(rep->rest, ' ', rep->rest_len);
+        uint64_t t = 0;
+        if (sp == NULL ||
+            cm_lockp_parse_u64(sp + 1, rep->rest_len - (size_t)(sp + 1 - rep->rest), &t) != CM_OK) {
+            lc_complete(c, r, NULL);
+            lc_session_down(c, "malformed HELLO reply");
+            return;
+        }
+        c->session_timeout_ms = t;
+    }
+    lc_complete(c, r, NULL);
+    if (!ok) {
+        log_error("lockclient: lockd refused %s: %s", r->kind == LC_HELLO ? "HELLO" : "AUTH",
+                  rep->rest);
+        lc_session_down(c, "handshake refused");
+    } else if (r->kind == LC_HELLO && c->auth[0] != '\0') {
+        if (lc_submit(c, LC_AUTH, NULL, NULL, 0, 0, NULL, NULL, true) == NULL)
+            lc_session_down(c, "out of memory");
+    } else {
+        lc_ready(c);
+    }
+}
+
+static void lc_handle_line(cm_lockclient *c, char *line, size_t len)
+{
+    cm_lockp_reply rep;
+    cm_lock_result res;
+    uint64_t id;
+
+    if (cm_lockp_parse_reply(line, len, &rep) != CM_OK) {
+        log_warn("lockclient: malformed line from lockd");
+        return;
+    }
+    if (rep.is_push) {
+        lc_handle_push(c, &rep);
+        return;
+    }
+    lc_req *r = NULL;
+    if (cm_lockp_parse_u64(rep.tag, strlen(rep.tag), &id) == CM_OK)
+        r = lc_table_find(c, id);
+    if (r == NULL || !r->sent) {
+        log_debug("lockclient: reply to unknown tag %s", rep.tag);
+        return;
+    }
+    if (r->kind == LC_HELLO || r->kind == LC_AUTH) {
+        lc_handle_handshake(c, r, &rep);
+        return;
+    }
+
+    lc_result_init(&res, CM_LOCK_ERROR, "BADREPLY", "malformed reply from lockd");
+    if (strcmp(rep.word, "OK") == 0) {
+        res.status = CM_LOCK_OK;
+        res.code[0] = '\0';
+        res.message = "";
+        if (r->kind == LC_ACQUIRE) {
+            if (cm_lockp_parse_grant(rep.rest, rep.rest_len, res.token, &res.fence,
+                                     &res.validity_ms) != CM_OK)
+                lc_result_init(&res, CM_LOCK_ERROR, "BADREPLY", "malformed grant from lockd");
+        } else if (r->kind == LC_RENEW) {
+            if (cm_lockp_parse_u64(rep.rest, rep.rest_len, &res.validity_ms) != CM_OK)
+                lc_result_init(&res, CM_LOCK_ERROR, "BADREPLY", "malformed RENEW reply");
+        } else {
+            res.line = rep.rest;
+        }
+    } else if (strcmp(rep.word, "TIMEOUT") == 0) {
+        lc_result_init(&res, CM_LOCK_TIMEOUT, "", "lock wait timed out");
+    } else if (strcmp(rep.word, "LOST") == 0) {
+        lc_result_init(&res, CM_LOCK_LOST, "", "the lock is not held by this session");
+    } else if (strcmp(rep.word, "ERR") == 0) {
+        const char *sp = memchr(rep.rest, ' ', rep.rest_len);
+        size_t clen = sp != NULL ? (size_t)(sp - rep.rest) : rep.rest_len;
+        res.status = CM_LOCK_ERROR;
+        snprintf(res.code, sizeof(res.code), "%.*s", (int)CM_MIN(clen, sizeof(res.code) - 1),
+                 rep.rest);
+        res.message = sp != NULL ? sp + 1 : "";
+    }
+
+    if (r->kind == LC_ACQUIRE && res.status == CM_LOCK_OK) {
+        if (r->cancelled || r->internal) {
+            /* nobody wants it any more: give it back at once */
+            if (lc_submit(c, LC_RELEASE, r->resource, res.token, 0, 0, NULL, NULL, true) == NULL)
+                log_warn("lockclient: could not release cancelled grant of %s", r->resource);
+        } else {
+            lc_grant_add(c, r->resource, res.token);
+        }
+    } else if (r->kind == LC_RENEW && res.status == CM_LOCK_LOST) {
+        lc_grant_drop(c, r->resource, r->token);
+    }
+    lc_complete(c, r, &res);
+}
+
+static void lc_read_cb(struct bufferevent *bev, void *arg)
+{
+    cm_lockclient *c = arg;
+    struct evbuffer *in = bufferevent_get_input(bev);
+    size_t eol_len = 0;
+
+    lc_enter(c);
+    while (lc_alive(c) && c->bev == bev) {
+        struct evbuffer_ptr eol = evbuffer_search_eol(in, NULL, &eol_len, EVBUFFER_EOL_LF);
+        if (eol.pos < 0) {
+            if (evbuffer_get_length(in) > CM_LOCKP_MAX_LINE + 1)
+                lc_session_down(c, "line too long from lockd");
+            break;
+        }
+        if ((size_t)eol.pos > CM_LOCKP_MAX_LINE + 1) {
+            lc_session_down(c, "line too long from lockd");
+            break;
+        }
+        size_t len = (size_t)eol.pos;
+        if (evbuffer_remove(in, c->line, len) != (int)len)
+            break;
+        evbuffer_drain(in, eol_len);
+        if (len > 0 && c->line[len - 1] == '\r')
+            len--;
+        c->line[len] = '\0';
+        lc_handle_line(c, c->line, len);
+    }
+    lc_leave(c);
+}
+
+/* ---------------------------------------------------------------- public API */
+
+static bool lc_valid_word(const char *s, size_t max)
+{
+    size_t n = strlen(s);
+    if (n == 0 || n > max)
+        return false;
+    for (size_t i = 0; i < n; i++)
+        if ((unsigned char)s[i] < 0x21 || (unsigned char)s[i] > 0x7e)
+            return false;
+    return true;
+}
+
+static cm_rc lc_resolve(lc_endpoint *ep)
+{
+    struct addrinfo hints, *ai = NULL;
+    char port[16];
+    memset(&hints, 0, sizeof(hints));
+    hints.ai_family = AF_UNSPEC;
+    hints.ai_socktype = SOCK_STREAM;
+    hints.ai_flags = AI_NUMERICSERV;
+    snprintf(port, sizeof(port), "%d", ep->addr.port);
+    int rc = getaddrinfo(ep->addr.host, port, &hints, &ai);
+    if (rc != 0 || ai == NULL) {
+        log_error("lockclient: cannot resolve %s: %s", ep->addr.host, gai_strerror(rc));
+        return CM_ERR;
+    }
+    memcpy(&ep->sa, ai->ai_addr, ai->ai_addrlen);
+    ep->salen = ai->ai_addrlen;
+    freeaddrinfo(ai);
+    return CM_OK;
+}
+
+cm_lockclient *cm_lockclient_new(struct event_base *base, const cm_lockclient_opts *opts)
+{
+    cm_lockclient *c = NULL;
+    struct sigaction sa;
+
+    if (base == NULL || opts == NULL || opts->endpoints == NULL || opts->n_endpoints == 0)
+        return NULL;
+    if (opts->client_name != NULL && !lc_valid_word(opts->client_name, LC_NAME_MAX))
+        return NULL;
+    if (opts->auth != NULL && opts->auth[0] != '\0' && !lc_valid_word(opts->auth, LC_SECRET_MAX))
+        return NULL;
+    /* A write to a socket lockd closed must be an error we handle, not a dead process. */
+    if (sigaction(SIGPIPE, NULL, &sa) == 0 && sa.sa_handler == SIG_DFL)
+        signal(SIGPIPE, SIG_IGN);
+
+    c = calloc(1, sizeof(*c));
+    if (c == NULL)
+        goto fail;
+    c->base = base;
+    c->n_eps = opts->n_endpoints;
+    c->eps = calloc(c->n_eps, sizeof(*c->eps));
+    if (c->eps == NULL)
+        goto fail;
+    for (size_t i = 0; i < c->n_eps; i++) {
+        c->eps[i].addr = opts->endpoints[i];
+        if (lc_resolve(&c->eps[i]) != CM_OK)
+            goto fail;
+    }
+    snprintf(c->name, sizeof(c->name), "%s", opts->client_name ? opts->client_name : "client");
+    snprintf(c->auth, sizeof(c->auth), "%s", opts->auth ? opts->auth : "");
+    c->connect_timeout_ms =
+        opts->connect_timeout_ms ? opts->connect_timeout_ms : LC_DEFAULT_CONNECT_MS;
+    c->slack_ms = opts->request_slack_ms ? opts->request_slack_ms : LC_DEFAULT_SLACK_MS;
+    c->ping_opt_ms = opts->ping_interval_ms;
+    c->reconnect_max_ms = opts->reconnect_max_ms ? opts->reconnect_max_ms : LC_DEFAULT_RECONNECT_MS;
+    c->reconnect_max_ms = CM_MAX(c->reconnect_max_ms, LC_BACKOFF_MIN_MS);
+    c->backoff_ms = LC_BACKOFF_MIN_MS;
+    c->nbuckets = LC_BUCKETS_MIN;
+    c->buckets = calloc(c->nbuckets, sizeof(*c->buckets));
+    c->retry_timer = evtimer_new(base, lc_retry_timer_cb, c);
+    c->conn_timer = evtimer_new(base, lc_conn_timer_cb, c);
+    c->ping_timer = evtimer_new(base, lc_ping_timer_cb, c);
+    if (c->buckets == NULL || c->retry_timer == NULL || c->conn_timer == NULL ||
+        c->ping_timer == NULL)
+        goto fail;
+    lc_enter(c);
+    lc_connect(c);
+    lc_leave(c);
+    return c;
+fail:
+    if (c != NULL)
+        lc_destroy(c);
+    return NULL;
+}
+
+static void lc_destroy(cm_lockclient *c)
+{
+    if (c->bev != NULL)
+        bufferevent_free(c->bev);
+    while (c->qhead != NULL) {
+        lc_req *r = c->qhead;
+        lc_table_remove(c, r);
+        lc_req_free(r);
+    }
+    while (c->grants != NULL) {
+        lc_grant *g = c->grants;
+        lc_grant_unlink(c, g);
+        free(g);
+    }
+    while (c->guards != NULL) {
+        cm_lock_guard *g = c->guards;
+        c->guards = g->next;
+        free(g);
+    }
+    if (c->retry_timer != NULL)
+        event_free(c->retry_timer);
+    if (c->conn_timer != NULL)
+        event_free(c->conn_timer);
+    if (c->ping_timer != NULL)
+        event_free(c->ping_timer);
+    free(c->buckets);
+    free(c->eps);
+    free(c);
+}
+
+void cm_lockclient_free(cm_lockclient *c)
+{
+    if (c == NULL)
+        return;
+    if (c->depth > 0) {
+        c->free_pending = true;
+        return;
+    }
+    lc_destroy(c);
+}
+
+void cm_lockclient_on_lost(cm_lockclient *c, cm_lock_lost_cb cb, void *arg)
+{
+    c->lost_cb = cb;
+    c->lost_arg = arg;
+}
+
+void cm_lockclient_on_state(cm_lockclient *c, cm_lock_state_cb cb, void *arg)
+{
+    c->state_cb = cb;
+    c->state_arg = arg;
+}
+
+bool cm_lockclient_connected(const cm_lockclient *c)
+{
+    return c != NULL && c->state == LC_READY;
+}
+
+static cm_rc lc_public_submit(cm_lockclient *c, lc_kind kind, const char *resource,
+                              const char *token, uint64_t lease_ms, uint64_t wait_ms, cm_lock_cb cb,
+                              void *arg, uint64_t *req_id)
+{
+    if (c == NULL || !lc_alive(c))
+        return CM_ERR;
+    if (resource != NULL && !cm_lockp_valid_resource(resource, strlen(resource)))
+        return CM_ERR;
+    if (token != NULL && !cm_lockp_valid_token(token, strlen(token)))
+        return CM_ERR;
+    lc_req *r = lc_submit(c, kind, resource, token, lease_ms, wait_ms, cb, arg, false);
+    if (r == NULL)
+        return CM_ERR;
+    if (req_id != NULL)
+        *req_id = r->id;
+    return CM_OK;
+}
+
+cm_rc cm_lockclient_acquire(cm_lockclient *c, const char *resource, uint64_t lease_ms,
+                            uint64_t wait_ms, cm_lock_cb cb, void *arg, uint64_t *req_id)
+{
+    if (resource == NULL)
+        return CM_ERR;
+    return lc_public_submit(c, LC_ACQUIRE, resource, NULL, lease_ms, wait_ms, cb, arg, req_id);
+}
+
+cm_rc cm_lockclient_renew(cm_lockclient *c, const char *resource, const char *token,
+                          uint64_t lease_ms, cm_lock_cb cb, void *arg)
+{
+    if (resource == NULL || token == NULL)
+        return CM_ERR;
+    return lc_public_submit(c, LC_RENEW, resource, token, lease_ms, 0, cb, arg, NULL);
+}
+
+cm_rc cm_lockclient_release(cm_lockclient *c, const char *resource, const char *token,
+                            cm_lock_cb cb, void *arg)
+{
+    if (resource == NULL || token == NULL)
+        return CM_ERR;
+    cm_rc rc = lc_public_submit(c, LC_RELEASE, resource, token, 0, 0, cb, arg, NULL);
+    /* the caller gave the lock up: a later loss is no news to report */
+    if (rc == CM_OK)
+        lc_grant_drop(c, resource, token);
+    return rc;
+}
+
+cm_rc cm_lockclient_ping(cm_lockclient *c, cm_lock_cb cb, void *arg)
+{
+    return lc_public_submit(c, LC_PING, NULL, NULL, 0, 0, cb, arg, NULL);
+}
+
+cm_rc cm_lockclient_info(cm_lockclient *c, cm_lock_cb cb, void *arg)
+{
+    return lc_public_submit(c, LC_INFO, NULL, NULL, 0, 0, cb, arg, NULL);
+}
+
+void cm_lockclient_cancel(cm_lockclient *c, uint64_t req_id)
+{
+    if (c == NULL)
+        return;
+    lc_req *r = lc_table_find(c, req_id);
+    if (r == NULL || r->internal)
+        return;
+    if (r->sent) {
+        r->cancelled = true; /* the reply still has to be read (and a grant given back) */
+        return;
+    }
+    lc_table_remove(c, r);
+    lc_req_free(r);
+}
+
+/* ---------------------------------------------------------------- with_lock guard */
+
+static void lg_free(cm_lock_guard *g)
+{
+    cm_lockclient *c = g->c;
+    if (g->prev != NULL)
+        g->prev->next = g->next;
+    else
+        c->guards = g->next;
+    if (g->next != NULL)
+        g->next->prev = g->prev;
+    free(g);
+}
+
+static void lg_finish(cm_lock_guard *g, cm_lock_status st, const cm_lock_result *res)
+{
+    cm_lockclient *c = g->c;
+    cm_lock_finish_fn finish = g->finish;
+    void *arg = g->arg;
+    lg_free(g);
+    if (lc_alive(c))
+        finish(arg, st, res);
+}
+
+static void lg_released(void *arg, const cm_lock_result *res)
+{
+    cm_lock_guard *g = arg;
+    /* a RELEASE that did not come back (session dropped) still ends our hold: the work
+     * finished before any loss was reported, so the lock was held throughout */
+    lg_finish(g, res->status == CM_LOCK_LOST ? CM_LOCK_LOST : CM_LOCK_OK, res);
+}
+
+static void lg_acquired(void *arg, const cm_lock_result *res)
+{
+    cm_lock_guard *g = arg;
+    cm_lockclient *c = g->c;
+    if (res->status != CM_LOCK_OK) {
+        lg_finish(g, res->status, res);
+        return;
+    }
+    snprintf(g->token, sizeof(g->token), "%s", res->token);
+    lc_grant *gr = lc_grant_find(c, g->resource, g->token);
+    if (gr != NULL)
+        gr->guard = g;
+    g->st = LG_WORKING;
+    g->work(g->arg, res, g); /* may finish and free g: do not touch it after */
+}
+
+static void lg_on_lost(cm_lock_guard *g)
+{
+    g->lost = true;
+    if (g->st == LG_WORKING && g->abort != NULL)
+        g->abort(g->arg); /* may call cm_lock_guard_done (and free g) */
+}
+
+cm_rc cm_lockclient_with_lock(cm_lockclient *c, const char *resource, uint64_t lease_ms,
+                              uint64_t wait_ms, cm_lock_work_fn work, cm_lock_abort_fn abort,
+                              cm_lock_finish_fn finish, void *arg)
+{
+    if (c == NULL || resource == NULL || work == NULL || finish == NULL)
+        return CM_ERR;
+    cm_lock_guard *g = calloc(1, sizeof(*g));
+    if (g == NULL)
+        return CM_ERR;
+    g->c = c;
+    g->st = LG_ACQUIRING;
+    snprintf(g->resource, sizeof(g->resource), "%s", resource);
+    g->work = work;
+    g->abort = abort;
+    g->finish = finish;
+    g->arg = arg;
+    g->next = c->guards;
+    if (c->guards != NULL)
+        c->guards->prev = g;
+    c->guards = g;
+    if (cm_lockclient_acquire(c, resource, lease_ms, wait_ms, lg_acquired, g, NULL) != CM_OK) {
+        lg_free(g);
+        return CM_ERR;
+    }
+    return CM_OK;
+}
+
+void cm_lock_guard_done(cm_lock_guard *g)
+{
+    if (g == NULL || g->done)
+        return;
+    cm_lockclient *c = g->c;
+    g->done = true;
+    lc_enter(c);
+    if (g->lost) {
+        cm_lock_result res;
+        lc_result_init(&res, CM_LOCK_LOST, "", "the lock was lost while the work ran");
+        snprintf(res.token, sizeof(res.token), "%s", g->token);
+        lg_finish(g, CM_LOCK_LOST, &res);
+    } else {
+        g->st = LG_RELEASING;
+        if (cm_lockclient_release(c, g->resource, g->token, lg_released, g) != CM_OK) {
+            cm_lock_result res;
+            lc_result_init(&res, CM_LOCK_ERROR, "CLIENT", "could not send RELEASE");
+            lg_finish(g, CM_LOCK_LOST, &res);
+        }
+    }
+    lc_leave(c);
+}
+
+bool cm_lock_guard_lost(const cm_lock_guard *g)
+{
+    return g != NULL && g->lost;
+}
