@@ -1,0 +1,409 @@
+/*
+ * test_config: the table-driven YAML config (cm_config): good files, errors
+ * that name file, line and key, flag overrides that leave the target alone on
+ * error, defaults, and freeing (leaks show up under -DSANITIZE=ON).
+ */
+#include <check.h>
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "cm_config.h"
+#include "cm_log.h"
+
+typedef struct test_cfg {
+    cm_addr listen;
+    cm_addr metrics;
+    char *auth;
+    cm_addr_list redis;
+    int64_t timeout_ms;
+    double drift;
+    bool verbose;
+    int mode;
+    int level;
+    int64_t deep;
+} test_cfg;
+
+static const char *const modes[] = {"lockd", "db", NULL};
+
+static const cm_cfg_key keys[] = {
+    {.path = "listen",
+     .type = CM_CFG_ADDR,
+     .offset = offsetof(test_cfg, listen),
+     .defval = "127.0.0.1:7380"},
+    {.path = "metrics_listen",
+     .type = CM_CFG_ADDR,
+     .offset = offsetof(test_cfg, metrics),
+     .defval = "",
+     .optional = true},
+    {.path = "auth", .type = CM_CFG_STRING, .offset = offsetof(test_cfg, auth)},
+    {.path = "redis",
+     .type = CM_CFG_ADDR_LIST,
+     .offset = offsetof(test_cfg, redis),
+     .defval = "127.0.0.1:6380,127.0.0.1:6381"},
+    {.path = "redlock.redis_timeout_ms",
+     .type = CM_CFG_INT,
+     .offset = offsetof(test_cfg, timeout_ms),
+     .defval = "50",
+     .imin = 1,
+     .imax = 60000},
+    {.path = "redlock.clock_drift_factor",
+     .type = CM_CFG_DOUBLE,
+     .offset = offsetof(test_cfg, drift),
+     .defval = "0.01",
+     .dmin = 0,
+     .dmax = 0.5},
+    {.path = "verbose", .type = CM_CFG_BOOL, .offset = offsetof(test_cfg, verbose)},
+    {.path = "lock.mode",
+     .type = CM_CFG_ENUM,
+     .offset = offsetof(test_cfg, mode),
+     .defval = "lockd",
+     .enum_values = modes},
+    {.path = "log.level",
+     .type = CM_CFG_LOGLEVEL,
+     .offset = offsetof(test_cfg, level),
+     .defval = "info"},
+    {.path = "a.b.c",
+     .type = CM_CFG_INT,
+     .offset = offsetof(test_cfg, deep),
+     .imin = -5,
+     .imax = 5},
+};
+#define NKEYS CM_ARRAY_LEN(keys)
+
+static test_cfg cfg;
+static char err[512];
+
+static void setup(void)
+{
+    memset(&cfg, 0, sizeof(cfg));
+    err[0] = '\0';
+    cm_cfg_defaults(keys, NKEYS, &cfg);
+}
+
+static void teardown(void)
+{
+    cm_cfg_free(keys, NKEYS, &cfg);
+}
+
+static cm_rc load(const char *yaml)
+{
+    return cm_cfg_load_string(keys, NKEYS, &cfg, yaml, strlen(yaml), "t.yaml", err, sizeof(err));
+}
+
+/* Asserts that loading yaml fails with exactly the message want. */
+static void assert_load_error(const char *yaml, const char *want)
+{
+    ck_assert_int_eq(load(yaml), CM_ERR);
+    ck_assert_str_eq(err, want);
+}
+
+START_TEST(test_defaults)
+{
+    ck_assert_str_eq(cfg.listen.host, "127.0.0.1");
+    ck_assert_int_eq(cfg.listen.port, 7380);
+    ck_assert_int_eq(cfg.metrics.port, 0);
+    ck_assert_ptr_nonnull(cfg.auth);
+    ck_assert_str_eq(cfg.auth, "");
+    ck_assert_uint_eq(cfg.redis.count, 2);
+    ck_assert_int_eq(cfg.redis.items[1].port, 6381);
+    ck_assert_int_eq(cfg.timeout_ms, 50);
+    ck_assert_double_eq_tol(cfg.drift, 0.01, 1e-12);
+    ck_assert(!cfg.verbose);
+    ck_assert_int_eq(cfg.mode, 0);
+    ck_assert_int_eq(cfg.level, CM_LOG_INFO);
+    ck_assert_int_eq(cfg.deep, 0);
+    /* Defaults again over loaded values: frees and resets. */
+    ck_assert_int_eq(load("auth: x\nredis: [h:1]\n"), CM_OK);
+    cm_cfg_defaults(keys, NKEYS, &cfg);
+    ck_assert_str_eq(cfg.auth, "");
+    ck_assert_uint_eq(cfg.redis.count, 2);
+}
+END_TEST
+
+START_TEST(test_good_yaml)
+{
+    const char *yaml = "# lockd config\n"
+                       "listen: 0.0.0.0:7381   # trailing comment\n"
+                       "metrics_listen: \"[::1]:9380\"\n"
+                       "auth: \"s3 cret\"\n"
+                       "redis:\n"
+                       "  - 127.0.0.1:7001\n"
+                       "  - 127.0.0.1:7002\n"
+                       "  - 127.0.0.1:7003\n"
+                       "redlock:\n"
+                       "  redis_timeout_ms: 75\n"
+                       "  clock_drift_factor: 0.02\n"
+                       "verbose: yes\n"
+                       "lock:\n"
+                       "  mode: db\n"
+                       "log: {level: DEBUG}\n"
+                       "a: {b: {c: -5}}\n";
+    ck_assert_int_eq(load(yaml), CM_OK);
+    ck_assert_str_eq(cfg.listen.host, "0.0.0.0");
+    ck_assert_int_eq(cfg.listen.port, 7381);
+    ck_assert_str_eq(cfg.metrics.host, "::1");
+    ck_assert_int_eq(cfg.metrics.port, 9380);
+    ck_assert_str_eq(cfg.auth, "s3 cret");
+    ck_assert_uint_eq(cfg.redis.count, 3);
+    ck_assert_int_eq(cfg.redis.items[2].port, 7003);
+    ck_assert_int_eq(cfg.timeout_ms, 75);
+    ck_assert_double_eq_tol(cfg.drift, 0.02, 1e-12);
+    ck_assert(cfg.verbose);
+    ck_assert_int_eq(cfg.mode, 1);
+    ck_assert_int_eq(cfg.level, CM_LOG_DEBUG);
+    ck_assert_int_eq(cfg.deep, -5);
+}
+END_TEST
+
+START_TEST(test_flow_map_and_lists)
+{
+    ck_assert_int_eq(load("redlock: {redis_timeout_ms: 20, clock_drift_factor: 0}\n"
+                          "redis: [127.0.0.1:6380, '[::1]:6381', localhost:6382]\n"),
+                     CM_OK);
+    ck_assert_int_eq(cfg.timeout_ms, 20);
+    ck_assert_double_eq(cfg.drift, 0);
+    ck_assert_uint_eq(cfg.redis.count, 3);
+    ck_assert_str_eq(cfg.redis.items[1].host, "::1");
+    ck_assert_str_eq(cfg.redis.items[2].host, "localhost");
+    /* One comma-separated string is a list too. */
+    ck_assert_int_eq(load("redis: \"h1:1,h2:2\"\n"), CM_OK);
+    ck_assert_uint_eq(cfg.redis.count, 2);
+    ck_assert_str_eq(cfg.redis.items[1].host, "h2");
+    ck_assert_int_eq(load("redis: h3:3\n"), CM_OK);
+    ck_assert_uint_eq(cfg.redis.count, 1);
+    ck_assert_int_eq(load("redis: []\n"), CM_OK);
+    ck_assert_uint_eq(cfg.redis.count, 0);
+}
+END_TEST
+
+START_TEST(test_unknown_key_with_line)
+{
+    assert_load_error("listen: h:1\n\n\nlistn: h:2\n", "t.yaml:4: unknown key 'listn'");
+    assert_load_error("redlock:\n  redis_timeout_ms: 5\n  retry_ms: 3\n",
+                      "t.yaml:3: unknown key 'redlock.retry_ms'");
+    assert_load_error("a: {b: {d: 1}}\n", "t.yaml:1: unknown key 'a.b.d'");
+    assert_load_error("nosuch: {x: 1}\n", "t.yaml:1: unknown key 'nosuch'");
+}
+END_TEST
+
+START_TEST(test_wrong_type)
+{
+    assert_load_error("verbose: true\nredlock: {redis_timeout_ms: fast}\n",
+                      "t.yaml:2: key 'redlock.redis_timeout_ms': must be an integer in 1..60000");
+    assert_load_error("redlock: 5\n", "t.yaml:1: key 'redlock': must be a mapping");
+    assert_load_error("listen: [h:1]\n", "t.yaml:1: key 'listen': must be host:port");
+    assert_load_error("listen: {h: 1}\n", "t.yaml:1: key 'listen': must be host:port");
+    assert_load_error("verbose: maybe\n", "t.yaml:1: key 'verbose': must be true or false");
+    assert_load_error("lock: {mode: file}\n",
+                      "t.yaml:1: key 'lock.mode': must be one of lockd, db");
+    assert_load_error("log:\n  level: loud\n",
+                      "t.yaml:2: key 'log.level': must be one of error, warn, info, debug");
+    assert_load_error("listen: localhost\n",
+                      "t.yaml:1: key 'listen': must be host:port (missing ':port')");
+    assert_load_error("listen: \"\"\n",
+                      "t.yaml:1: key 'listen': must be host:port (empty address)");
+    assert_load_error("redis:\n  - h:1\n  - h:x\n",
+                      "t.yaml:3: key 'redis': must be a list of host:port (item 2: port is not "
+                      "a number)");
+    assert_load_error("redis: [h:1, [h:2]]\n",
+                      "t.yaml:1: key 'redis': must be a list of host:port");
+    assert_load_error("auth: [a]\n", "t.yaml:1: key 'auth': must be a string");
+}
+END_TEST
+
+START_TEST(test_out_of_range)
+{
+    assert_load_error("redlock:\n  redis_timeout_ms: 0\n",
+                      "t.yaml:2: key 'redlock.redis_timeout_ms': must be an integer in 1..60000");
+    assert_load_error("redlock:\n  redis_timeout_ms: 60001\n",
+                      "t.yaml:2: key 'redlock.redis_timeout_ms': must be an integer in 1..60000");
+    assert_load_error("redlock: {redis_timeout_ms: 99999999999999999999}\n",
+                      "t.yaml:1: key 'redlock.redis_timeout_ms': must be an integer in 1..60000");
+    assert_load_error("redlock: {clock_drift_factor: 0.6}\n",
+                      "t.yaml:1: key 'redlock.clock_drift_factor': must be a number in 0..0.5");
+    assert_load_error("redlock: {clock_drift_factor: nan}\n",
+                      "t.yaml:1: key 'redlock.clock_drift_factor': must be a number in 0..0.5");
+    assert_load_error("a: {b: {c: 6}}\n", "t.yaml:1: key 'a.b.c': must be an integer in -5..5");
+    assert_load_error("listen: h:65536\n",
+                      "t.yaml:1: key 'listen': must be host:port (port out of range 1..65535)");
+    ck_assert_int_eq(load("redlock:\n  redis_timeout_ms: 60000\n"), CM_OK);
+    ck_assert_int_eq(cfg.timeout_ms, 60000);
+}
+END_TEST
+
+START_TEST(test_syntax_error_line)
+{
+    ck_assert_int_eq(load("listen: h:1\nauth: x: y\n"), CM_ERR);
+    ck_assert_str_eq(err, "t.yaml:2: mapping values are not allowed in this context");
+    ck_assert_int_eq(load("listen: h:1\n\tauth: x\n"), CM_ERR);
+    ck_assert_msg(strncmp(err, "t.yaml:2: found a tab character", 31) == 0, "%s", err);
+    ck_assert_int_eq(load("auth: x\nverbose: on\nredis: [h:1\n"), CM_ERR);
+    ck_assert_msg(strncmp(err, "t.yaml:4: did not find expected ',' or ']'", 42) == 0, "%s", err);
+}
+END_TEST
+
+START_TEST(test_duplicates_and_shapes)
+{
+    assert_load_error("listen: h:1\nauth: a\nlisten: h:2\n", "t.yaml:3: duplicate key 'listen'");
+    assert_load_error("redlock: {redis_timeout_ms: 1}\nredlock: {clock_drift_factor: 0}\n",
+                      "t.yaml:2: duplicate key 'redlock'");
+    assert_load_error("- a\n- b\n", "t.yaml:1: top level must be a mapping of keys");
+    assert_load_error("listen: h:1\n---\nauth: x\n", "t.yaml:2: only one YAML document is allowed");
+    assert_load_error("listen: &x h:1\nauth: *x\n",
+                      "t.yaml:2: key 'auth': aliases are not supported");
+    /* Empty documents change nothing. */
+    int port = cfg.listen.port;
+    ck_assert_int_eq(load(""), CM_OK);
+    ck_assert_int_eq(load("# only a comment\n"), CM_OK);
+    ck_assert_int_eq(load("---\n"), CM_OK);
+    ck_assert_int_eq(cfg.listen.port, port);
+}
+END_TEST
+
+START_TEST(test_file_load_and_missing)
+{
+    char path[] = "/tmp/test_config_XXXXXX";
+    int fd = mkstemp(path);
+    ck_assert_int_ge(fd, 0);
+    const char *yaml = "listen: 127.0.0.1:9999\nredlock:\n  redis_timeout_ms: 0\n";
+    ck_assert_int_eq(write(fd, yaml, strlen(yaml)), (ssize_t)strlen(yaml));
+    close(fd);
+    ck_assert_int_eq(cm_cfg_load_file(keys, NKEYS, &cfg, path, err, sizeof(err)), CM_ERR);
+    char want[600];
+    snprintf(want, sizeof(want),
+             "%s:3: key 'redlock.redis_timeout_ms': must be an integer in "
+             "1..60000",
+             path);
+    ck_assert_str_eq(err, want);
+    ck_assert_int_eq(cfg.listen.port, 9999); /* partly updated: documented */
+    unlink(path);
+
+    ck_assert_int_eq(cm_cfg_load_file(keys, NKEYS, &cfg, "/nonexistent/x.yaml", err, sizeof(err)),
+                     CM_ERR);
+    ck_assert_str_eq(err, "/nonexistent/x.yaml: cannot open: No such file or directory");
+}
+END_TEST
+
+START_TEST(test_set_flags)
+{
+    ck_assert_int_eq(
+        cm_cfg_set(keys, NKEYS, &cfg, "listen", "[::1]:7000", "--listen", err, sizeof(err)), CM_OK);
+    ck_assert_str_eq(cfg.listen.host, "::1");
+    ck_assert_int_eq(
+        cm_cfg_set(keys, NKEYS, &cfg, "redis", "a:1,b:2,c:3", "--redis", err, sizeof(err)), CM_OK);
+    ck_assert_uint_eq(cfg.redis.count, 3);
+    ck_assert_int_eq(
+        cm_cfg_set(keys, NKEYS, &cfg, "log.level", "warn", "--log-level", err, sizeof(err)), CM_OK);
+    ck_assert_int_eq(cfg.level, CM_LOG_WARN);
+    ck_assert_int_eq(cm_cfg_set(keys, NKEYS, &cfg, "auth", "new", "--auth", err, sizeof(err)),
+                     CM_OK);
+    ck_assert_str_eq(cfg.auth, "new");
+    ck_assert_int_eq(
+        cm_cfg_set(keys, NKEYS, &cfg, "metrics_listen", "", "--metrics-listen", err, sizeof(err)),
+        CM_OK);
+    ck_assert_int_eq(cfg.metrics.port, 0);
+}
+END_TEST
+
+START_TEST(test_set_errors_leave_target)
+{
+    test_cfg before = cfg;
+    ck_assert_int_eq(
+        cm_cfg_set(keys, NKEYS, &cfg, "redis", "a:1,,b:2", "--redis", err, sizeof(err)), CM_ERR);
+    ck_assert_msg(strncmp(err, "--redis: key 'redis': must be a list of host:port", 49) == 0, "%s",
+                  err);
+    ck_assert_int_eq(
+        cm_cfg_set(keys, NKEYS, &cfg, "listen", "nohost", "--listen", err, sizeof(err)), CM_ERR);
+    ck_assert_str_eq(err, "--listen: key 'listen': must be host:port (missing ':port')");
+    ck_assert_int_eq(cm_cfg_set(keys, NKEYS, &cfg, "redlock.redis_timeout_ms", "-1", "--timeout",
+                                err, sizeof(err)),
+                     CM_ERR);
+    ck_assert_int_eq(
+        cm_cfg_set(keys, NKEYS, &cfg, "log.level", "loud", "--log-level", err, sizeof(err)),
+        CM_ERR);
+    ck_assert_int_eq(cm_cfg_set(keys, NKEYS, &cfg, "nosuch", "1", "--nosuch", err, sizeof(err)),
+                     CM_ERR);
+    ck_assert_str_eq(err, "--nosuch: unknown key 'nosuch'");
+    ck_assert_int_eq(cm_cfg_set(keys, NKEYS, &cfg, "redlock", "1", "--redlock", err, sizeof(err)),
+                     CM_ERR);
+    /* Same pointers and values: nothing was freed or replaced. */
+    ck_assert_int_eq(memcmp(&before, &cfg, sizeof(cfg)), 0);
+}
+END_TEST
+
+START_TEST(test_dump)
+{
+    char *text = NULL;
+    size_t len = 0;
+    FILE *f = open_memstream(&text, &len);
+    ck_assert_ptr_nonnull(f);
+    ck_assert_int_eq(load("auth: pw\nverbose: on\n"), CM_OK);
+    cm_cfg_dump(keys, NKEYS, &cfg, f);
+    fclose(f);
+    ck_assert_str_eq(text, "listen = 127.0.0.1:7380\n"
+                           "metrics_listen = \n"
+                           "auth = pw\n"
+                           "redis = 127.0.0.1:6380,127.0.0.1:6381\n"
+                           "redlock.redis_timeout_ms = 50\n"
+                           "redlock.clock_drift_factor = 0.01\n"
+                           "verbose = true\n"
+                           "lock.mode = lockd\n"
+                           "log.level = info\n"
+                           "a.b.c = 0\n");
+    free(text);
+}
+END_TEST
+
+/* Many loads, failures and overrides on one target: all memory comes back
+ * (LeakSanitizer fails the run otherwise under -DSANITIZE=ON). */
+START_TEST(test_no_leaks)
+{
+    for (int i = 0; i < 200; i++) {
+        ck_assert_int_eq(load("auth: a\nredis: [h:1, h:2]\n"), CM_OK);
+        ck_assert_int_eq(load("auth: b\nredis: [h:1, bad]\n"), CM_ERR);
+        ck_assert_int_eq(load("auth: c\nredis: [h:1\n"), CM_ERR);
+        ck_assert_int_eq(load("auth: d\nredis: x:1,y:2\nnope: 1\n"), CM_ERR);
+        ck_assert_int_eq(cm_cfg_set(keys, NKEYS, &cfg, "auth", "e", NULL, err, sizeof(err)), CM_OK);
+    }
+    ck_assert_str_eq(cfg.auth, "e");
+    ck_assert_uint_eq(cfg.redis.count, 2);
+    cm_cfg_free(keys, NKEYS, &cfg);
+    ck_assert_ptr_null(cfg.auth);
+    ck_assert_ptr_null(cfg.redis.items);
+    cm_cfg_free(keys, NKEYS, &cfg); /* twice is harmless */
+}
+END_TEST
+
+static Suite *config_suite(void)
+{
+    Suite *s = suite_create("config");
+    TCase *tc = tcase_create("config");
+    tcase_add_checked_fixture(tc, setup, teardown);
+    tcase_add_test(tc, test_defaults);
+    tcase_add_test(tc, test_good_yaml);
+    tcase_add_test(tc, test_flow_map_and_lists);
+    tcase_add_test(tc, test_unknown_key_with_line);
+    tcase_add_test(tc, test_wrong_type);
+    tcase_add_test(tc, test_out_of_range);
+    tcase_add_test(tc, test_syntax_error_line);
+    tcase_add_test(tc, test_duplicates_and_shapes);
+    tcase_add_test(tc, test_file_load_and_missing);
+    tcase_add_test(tc, test_set_flags);
+    tcase_add_test(tc, test_set_errors_leave_target);
+    tcase_add_test(tc, test_dump);
+    tcase_add_test(tc, test_no_leaks);
+    suite_add_tcase(s, tc);
+    return s;
+}
+
+int main(void)
+{
+    SRunner *sr = srunner_create(config_suite());
+    srunner_run_all(sr, CK_NORMAL);
+    int failed = srunner_ntests_failed(sr);
+    srunner_free(sr);
+    return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+}
