@@ -1,0 +1,1010 @@
+/*
+ * lk_redlock: Redlock over N Redis masters (see lk_redlock.h for the contract).
+ *
+ * Owns, per master, one command context and one pub/sub context (hiredis async on
+ * the libevent loop), their reconnect timers and the health check that drops a
+ * master whose replies stopped coming; owns every round (lk_rl_op) until its last
+ * hiredis callback has run.
+ *
+ * Lifetimes: every command carries a pointer to a slot embedded in its op, and the
+ * op holds one reference per command still queued in hiredis plus one while the
+ * round is open. hiredis runs every pending callback exactly once (with a NULL reply
+ * on disconnect or free), so the op is freed only after the last of them. A master
+ * context is only ever freed from a timer or from lk_redlock_free, never from inside
+ * one of its own callbacks.
+ */
+#include "lk_redlock.h"
+
+#include <event2/event.h>
+#include <event2/event_struct.h>
+#include <hiredis/adapters/libevent.h>
+#include <hiredis/async.h>
+#include <hiredis/hiredis.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/queue.h>
+
+#include "cm_log.h"
+#include "cm_rand.h"
+#include "cm_time.h"
+#include "lk_metrics.h"
+
+#define RL_BACKOFF_MIN_MS 50
+#define RL_BACKOFF_MAX_MS 1000
+#define RL_STUCK_FACTOR   3 /* × redis_timeout_ms without a reply: drop the context */
+#define RL_MAX_RESOURCE   256
+#define RL_MAX_TOKEN      128
+#define RL_FENCE_DIGITS   24
+
+/* ---- scripts ---- */
+
+enum { SCRIPT_ACQUIRE, SCRIPT_FENCE, SCRIPT_RENEW, SCRIPT_RELEASE, SCRIPT_COUNT };
+
+/* KEYS lock, fence; ARGV token, lease_ms, prev_token or "". Grants when the lock is
+ * free, held by prev_token (handoff) or already ours (a retried attempt). */
+static const char script_acquire[] =
+    "local v = redis.call('GET', KEYS[1]) "
+    "if v == false or v == ARGV[1] or (ARGV[3] ~= '' and v == ARGV[3]) then "
+    "redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2]) "
+    "return {1, redis.call('INCR', KEYS[2])} end "
+    "return {0, redis.call('PTTL', KEYS[1])}";
+/* KEYS fence; ARGV t. Compared as decimal strings so fences above 2^53 stay exact. */
+static const char script_fence[] =
+    "local f = redis.call('GET', KEYS[1]) or '0' "
+    "local t = ARGV[1] "
+    "if #f < #t or (#f == #t and f < t) then redis.call('SET', KEYS[1], t) end "
+    "return 1";
+/* KEYS lock; ARGV token, lease_ms. */
+static const char script_renew[] = "if redis.call('GET', KEYS[1]) == ARGV[1] then "
+                                   "redis.call('PEXPIRE', KEYS[1], ARGV[2]) return 1 end return 0";
+/* KEYS lock; ARGV token, channel, resource. */
+static const char script_release[] =
+    "if redis.call('GET', KEYS[1]) == ARGV[1] then redis.call('DEL', KEYS[1]) "
+    "redis.call('PUBLISH', ARGV[2], ARGV[3]) return 1 end return 0";
+
+static const char *const script_text[SCRIPT_COUNT] = {script_acquire, script_fence, script_renew,
+                                                      script_release};
+
+/* ---- types ---- */
+
+typedef enum rl_kind { OP_ACQUIRE, OP_RENEW, OP_RELEASE } rl_kind;
+
+typedef enum rl_phase {
+    PH_MAIN = 0,  /* the lock/renew/release script */
+    PH_FENCE = 1, /* acquire only: fence write-back */
+} rl_phase;
+
+typedef enum rl_slot_state {
+    SL_IDLE,    /* nothing sent to this master in this phase */
+    SL_WAIT,    /* sent, no reply yet */
+    SL_YES,     /* granted / renewed / answered / fence acked */
+    SL_NO,      /* a definite no: another token holds it (acquire), not ours (renew) */
+    SL_UNKNOWN, /* NULL reply or error: the command may or may not have run */
+} rl_slot_state;
+
+typedef struct rl_slot {
+    lk_rl_op *op;
+    uint32_t idx;   /* master index */
+    uint8_t phase;  /* rl_phase this command belongs to; replies of a past phase are late */
+    uint8_t state;  /* rl_slot_state */
+    uint64_t value; /* acquire: fence when YES, PTTL when NO */
+} rl_slot;
+
+typedef struct rl_conn {
+    struct rl_master *m;
+    redisAsyncContext *ac; /* NULL while disconnected; hiredis frees it, we only drop */
+    bool is_sub;
+    bool connected;          /* connect callback said OK */
+    unsigned loads_left;     /* command context: SCRIPT LOAD replies still due */
+    bool load_failed;        /* a SCRIPT LOAD came back with an error */
+    uint32_t backoff_ms;     /* next reconnect delay (before jitter) */
+    struct event *reconnect; /* one-shot backoff timer */
+} rl_conn;
+
+typedef struct rl_master {
+    lk_redlock *rl;
+    size_t idx;
+    cm_addr addr;
+    char name[CM_HOST_MAX + 16];
+    bool up;              /* command context connected and scripts loaded */
+    rl_conn cmd;          /* scripts */
+    rl_conn sub;          /* SUBSCRIBE <prefix>released */
+    uint64_t inflight;    /* commands queued on cmd without a callback yet */
+    uint64_t progress_us; /* last reply on cmd, or when inflight went 0 -> 1 */
+} rl_master;
+
+struct lk_rl_op {
+    lk_redlock *rl;
+    TAILQ_ENTRY(lk_rl_op) link; /* rl->ops while the round is open */
+    lk_rl_cb cb;
+    void *arg;
+    struct event timer; /* round timer; also made active for a deferred outcome */
+    rl_kind kind;
+    rl_phase phase;
+    bool open;         /* outcome not decided yet */
+    bool cancelled;    /* cb must not run */
+    bool noquorum;     /* not enough masters up at start: nothing was sent */
+    uint32_t refs;     /* 1 while open + 1 per command whose callback has not run */
+    uint32_t yes;      /* slots of the current phase in SL_YES (plus pre-acked for PH_FENCE) */
+    uint32_t wait;     /* slots of the current phase in SL_WAIT */
+    uint32_t no;       /* slots of the current phase in SL_NO */
+    uint64_t start_us; /* round start, for validity */
+    uint64_t phase_start_us; /* for the per-master round-trip histogram */
+    uint64_t lease_ms;
+    uint64_t fence; /* acquire: largest fence among granting masters */
+    char fence_txt[RL_FENCE_DIGITS];
+    const char *resource;
+    const char *token;
+    const char *prev; /* "" when none */
+    const char *lock_key;
+    const char *fence_key;
+    size_t resource_len, token_len, prev_len, lock_key_len, fence_key_len;
+    rl_slot *slots; /* 2 × n_masters: PH_MAIN then PH_FENCE */
+    /* slots and the strings follow in the same allocation */
+};
+
+TAILQ_HEAD(rl_op_list, lk_rl_op);
+
+struct lk_redlock {
+    struct event_base *base;
+    rl_master *masters;
+    size_t n;
+    size_t quorum;
+    size_t up;
+    char *prefix;
+    size_t prefix_len;
+    char *channel; /* <prefix>released */
+    size_t channel_len;
+    uint32_t timeout_ms;
+    double drift;
+    lk_rl_released_cb on_released;
+    lk_rl_masters_cb on_masters;
+    void *cb_arg;
+    char sha[SCRIPT_COUNT][41];
+    const struct timeval *round_tv; /* libevent common timeout: O(1) add/del */
+    struct event *health;
+    struct rl_op_list ops; /* open rounds */
+    size_t pending;
+    bool freeing; /* lk_redlock_free is running: callbacks only drop references */
+};
+
+/* ---- SHA1 (for EVALSHA; FIPS 180-1) ---- */
+
+static uint32_t sha1_rol(uint32_t v, unsigned n)
+{
+    return (v << n) | (v >> (32 - n));
+}
+
+static void sha1_block(uint32_t h[5], const unsigned char *p)
+{
+    uint32_t w[80];
+    for (int i = 0; i < 16; i++) {
+        w[i] = (uint32_t)p[4 * i] << 24 | (uint32_t)p[4 * i + 1] << 16 |
+               (uint32_t)p[4 * i + 2] << 8 | (uint32_t)p[4 * i + 3];
+    }
+    for (int i = 16; i < 80; i++) {
+        w[i] = sha1_rol(w[i - 3] ^ w[i - 8] ^ w[i - 14] ^ w[i - 16], 1);
+    }
+    uint32_t a = h[0], b = h[1], c = h[2], d = h[3], e = h[4];
+    for (int i = 0; i < 80; i++) {
+        uint32_t f, k;
+        if (i < 20) {
+            f = (b & c) | (~b & d);
+            k = 0x5A827999;
+        } else if (i < 40) {
+            f = b ^ c ^ d;
+            k = 0x6ED9EBA1;
+        } else if (i < 60) {
+            f = (b & c) | (b & d) | (c & d);
+            k = 0x8F1BBCDC;
+        } else {
+            f = b ^ c ^ d;
+            k = 0xCA62C1D6;
+        }
+        uint32_t t = sha1_rol(a, 5) + f + e + k + w[i];
+        e = d;
+        d = c;
+        c = sha1_rol(b, 30);
+        b = a;
+        a = t;
+    }
+    h[0] += a;
+    h[1] += b;
+    h[2] += c;
+    h[3] += d;
+    h[4] += e;
+}
+
+static void sha1_hex(const char *text, char out[41])
+{
+    uint32_t h[5] = {0x67452301, 0xEFCDAB89, 0x98BADCFE, 0x10325476, 0xC3D2E1F0};
+    size_t len = strlen(text), off = 0;
+    unsigned char block[64];
+    while (len - off >= 64) {
+        sha1_block(h, (const unsigned char *)text + off);
+        off += 64;
+    }
+    size_t rest = len - off;
+    memset(block, 0, sizeof block);
+    memcpy(block, text + off, rest);
+    block[rest] = 0x80;
+    if (rest >= 56) {
+        sha1_block(h, block);
+        memset(block, 0, sizeof block);
+    }
+    uint64_t bits = (uint64_t)len * 8;
+    for (int i = 0; i < 8; i++) {
+        block[63 - i] = (unsigned char)(bits >> (8 * i));
+    }
+    sha1_block(h, block);
+    for (int i = 0; i < 5; i++) {
+        snprintf(out + 8 * i, 9, "%08x", h[i]);
+    }
+}
+
+/* ---- masters ---- */
+
+static void master_set_up(rl_master *m, bool up)
+{
+    lk_redlock *rl = m->rl;
+    if (m->up == up) {
+        return;
+    }
+    m->up = up;
+    if (up) {
+        rl->up++;
+    } else {
+        rl->up--;
+    }
+    log_info("redis master %s is %s (%zu/%zu up)", m->name, up ? "up" : "down", rl->up, rl->n);
+    if (!rl->freeing && rl->on_masters) {
+        rl->on_masters(rl->cb_arg, rl->up, rl->n);
+    }
+}
+
+static void conn_schedule_reconnect(rl_conn *c)
+{
+    lk_redlock *rl = c->m->rl;
+    if (rl->freeing) {
+        return;
+    }
+    /* Jitter in [delay/2, delay] keeps several lockds from reconnecting in lockstep. */
+    uint32_t delay = cm_rand_range(c->backoff_ms / 2, c->backoff_ms);
+    c->backoff_ms = CM_MIN(c->backoff_ms * 2, RL_BACKOFF_MAX_MS);
+    struct timeval tv = cm_tv_from_ms(delay);
+    event_add(c->reconnect, &tv);
+}
+
+static void cmd_inflight_add(rl_master *m)
+{
+    if (m->inflight++ == 0) {
+        m->progress_us = cm_now_us();
+    }
+}
+
+static void cmd_inflight_done(rl_master *m, bool replied)
+{
+    m->inflight--;
+    if (replied) {
+        m->progress_us = cm_now_us();
+    }
+}
+
+/* hiredis callback for SCRIPT LOAD: the master is usable once all have been loaded. */
+static void script_loaded_cb(redisAsyncContext *ac, void *r, void *privdata)
+{
+    rl_conn *c = privdata;
+    redisReply *reply = r;
+    cmd_inflight_done(c->m, reply != NULL);
+    if (reply == NULL || c->ac != ac || c->m->rl->freeing) {
+        return;
+    }
+    if (reply->type == REDIS_REPLY_ERROR) {
+        log_error("redis master %s: SCRIPT LOAD failed: %s", c->m->name, reply->str);
+        c->load_failed = true;
+    }
+    if (--c->loads_left == 0 && !c->load_failed) {
+        c->backoff_ms = RL_BACKOFF_MIN_MS;
+        master_set_up(c->m, true);
+    }
+}
+
+/* hiredis callback for every reply on the pub/sub context. */
+static void sub_message_cb(redisAsyncContext *ac, void *r, void *privdata)
+{
+    rl_conn *c = privdata;
+    redisReply *reply = r;
+    lk_redlock *rl = c->m->rl;
+    if (reply == NULL || rl->freeing || reply->type != REDIS_REPLY_ARRAY || reply->elements != 3) {
+        return;
+    }
+    const redisReply *kind = reply->element[0];
+    const redisReply *payload = reply->element[2];
+    if (kind->type != REDIS_REPLY_STRING) {
+        return;
+    }
+    if (strcmp(kind->str, "subscribe") == 0) {
+        c->backoff_ms = RL_BACKOFF_MIN_MS;
+    } else if (strcmp(kind->str, "message") == 0 && payload->type == REDIS_REPLY_STRING &&
+               rl->on_released) {
+        rl->on_released(rl->cb_arg, payload->str);
+    }
+}
+
+static void conn_connect_cb(const redisAsyncContext *ac, int status)
+{
+    rl_conn *c = ac->data;
+    if (c->ac != ac) {
+        return; /* a context we already dropped */
+    }
+    if (status != REDIS_OK) {
+        /* hiredis frees the context right after this callback. */
+        log_debug("redis master %s: connect failed: %s", c->m->name, ac->errstr);
+        c->ac = NULL;
+        conn_schedule_reconnect(c);
+        return;
+    }
+    c->connected = true;
+}
+
+static void conn_disconnect_cb(const redisAsyncContext *ac, int status)
+{
+    rl_conn *c = ac->data;
+    if (c->ac != ac) {
+        return; /* dropped by us: the dropper scheduled the reconnect */
+    }
+    /* hiredis frees the context right after this callback. */
+    if (status != REDIS_OK && !c->m->rl->freeing) {
+        log_warn("redis master %s: %s connection lost: %s", c->m->name,
+                 c->is_sub ? "pub/sub" : "command", ac->errstr);
+    }
+    c->ac = NULL;
+    c->connected = false;
+    if (!c->is_sub) {
+        master_set_up(c->m, false);
+    }
+    conn_schedule_reconnect(c);
+}
+
+/* Starts a non-blocking connect and queues the first commands; hiredis sends them
+ * once connected, and Redis runs them before anything queued later. */
+static void conn_start(rl_conn *c)
+{
+    rl_master *m = c->m;
+    lk_redlock *rl = m->rl;
+    redisAsyncContext *ac = redisAsyncConnect(m->addr.host, m->addr.port);
+    if (ac == NULL) {
+        conn_schedule_reconnect(c);
+        return;
+    }
+    if (ac->err) {
+        log_debug("redis master %s: connect: %s", m->name, ac->errstr);
+        redisAsyncFree(ac);
+        conn_schedule_reconnect(c);
+        return;
+    }
+    ac->data = c;
+    if (redisLibeventAttach(ac, rl->base) != REDIS_OK) {
+        redisAsyncFree(ac);
+        conn_schedule_reconnect(c);
+        return;
+    }
+    redisAsyncSetConnectCallback(ac, conn_connect_cb);
+    redisAsyncSetDisconnectCallback(ac, conn_disconnect_cb);
+    c->ac = ac;
+    c->connected = false;
+    if (c->is_sub) {
+        if (redisAsyncCommand(ac, sub_message_cb, c, "SUBSCRIBE %b", rl->channel,
+                              rl->channel_len) != REDIS_OK) {
+            log_warn("redis master %s: SUBSCRIBE could not be queued", m->name);
+        }
+        return;
+    }
+    c->loads_left = SCRIPT_COUNT;
+    c->load_failed = false;
+    for (int i = 0; i < SCRIPT_COUNT; i++) {
+        if (redisAsyncCommand(ac, script_loaded_cb, c, "SCRIPT LOAD %s", script_text[i]) ==
+            REDIS_OK) {
+            cmd_inflight_add(m);
+        } else {
+            c->load_failed = true;
+        }
+    }
+}
+
+static void conn_reconnect_cb(evutil_socket_t fd, short what, void *arg)
+{
+    conn_start(arg);
+}
+
+/* Drops a live context from a timer (never from inside its own callbacks): its pending
+ * callbacks run now with NULL replies, then a reconnect is scheduled. */
+static void conn_drop(rl_conn *c)
+{
+    redisAsyncContext *ac = c->ac;
+    if (ac == NULL) {
+        return;
+    }
+    c->ac = NULL;
+    c->connected = false;
+    if (!c->is_sub) {
+        master_set_up(c->m, false);
+    }
+    redisAsyncFree(ac);
+    conn_schedule_reconnect(c);
+}
+
+/* A master that has owed replies for RL_STUCK_FACTOR rounds is stopped or cut off:
+ * dropping it bounds the commands piling up in hiredis and lets it count as down. */
+static void health_cb(evutil_socket_t fd, short what, void *arg)
+{
+    lk_redlock *rl = arg;
+    uint64_t now = cm_now_us();
+    uint64_t limit = (uint64_t)rl->timeout_ms * RL_STUCK_FACTOR * 1000u;
+    for (size_t i = 0; i < rl->n; i++) {
+        rl_master *m = &rl->masters[i];
+        if (m->cmd.ac != NULL && m->inflight > 0 && now - m->progress_us > limit) {
+            log_warn("redis master %s: no reply for %llu ms with %llu commands pending; "
+                     "reconnecting",
+                     m->name, (unsigned long long)((now - m->progress_us) / 1000),
+                     (unsigned long long)m->inflight);
+            conn_drop(&m->cmd);
+        }
+    }
+}
+
+/* ---- rounds ---- */
+
+static void op_unref(lk_rl_op *op)
+{
+    if (--op->refs == 0) {
+        free(op);
+    }
+}
+
+static void op_release_token(lk_redlock *rl, const lk_rl_op *op);
+
+/* Decides the outcome of an open op, runs its callback and closes the round. */
+static void op_finish(lk_rl_op *op, lk_rl_outcome outcome, int64_t retry_after_ms)
+{
+    lk_redlock *rl = op->rl;
+    lk_rl_result res = {.outcome = outcome};
+    if (outcome == LK_RL_GRANTED && op->kind != OP_RELEASE) {
+        int64_t elapsed_ms = (int64_t)((cm_now_us() - op->start_us) / 1000u);
+        int64_t drift = (int64_t)((double)op->lease_ms * rl->drift) + 2;
+        res.validity_ms = (int64_t)op->lease_ms - elapsed_ms - drift;
+        if (res.validity_ms <= 0) {
+            res.outcome = outcome = LK_RL_FAILED; /* too slow: the lease may be gone */
+            res.validity_ms = 0;
+        }
+    }
+    op->open = false;
+    event_del(&op->timer);
+    TAILQ_REMOVE(&rl->ops, op, link);
+    rl->pending--;
+    if (outcome != LK_RL_GRANTED) {
+        lk_stats.redlock_failed_total++;
+    }
+    if (op->kind == OP_ACQUIRE) {
+        if (outcome == LK_RL_GRANTED) {
+            res.fence = op->fence;
+        } else {
+            res.retry_after_ms = outcome == LK_RL_HELD ? CM_MAX(retry_after_ms, 0) : 0;
+        }
+        bool unknown = false;
+        for (size_t i = 0; i < rl->n; i++) {
+            uint8_t st = op->slots[i].state;
+            unknown |= st == SL_YES || st == SL_WAIT || st == SL_UNKNOWN;
+        }
+        /* Unlock everywhere unless every master said a definite no; a cancelled grant
+         * is given back too. Sent before the callback so it is ordered first. */
+        if ((outcome != LK_RL_GRANTED && outcome != LK_RL_NOQUORUM && unknown) ||
+            (outcome == LK_RL_GRANTED && op->cancelled)) {
+            op_release_token(rl, op);
+        }
+    }
+    if (!op->cancelled && op->cb) {
+        op->cb(op->arg, &res);
+    }
+    op_unref(op);
+}
+
+/* Builds the Redis command of op's current phase, as EVALSHA or (after NOSCRIPT) EVAL. */
+static int op_format(const lk_rl_op *op, bool eval, char **out)
+{
+    lk_redlock *rl = op->rl;
+    const char *argv[9];
+    size_t len[9];
+    int argc = 0;
+    int script;
+    char lease[24];
+    size_t lease_len = 0;
+    if (op->phase == PH_FENCE) {
+        script = SCRIPT_FENCE;
+    } else {
+        script = op->kind == OP_ACQUIRE ? SCRIPT_ACQUIRE
+                 : op->kind == OP_RENEW ? SCRIPT_RENEW
+                                        : SCRIPT_RELEASE;
+        lease_len = (size_t)snprintf(lease, sizeof lease, "%llu", (unsigned long long)op->lease_ms);
+    }
+#define ARG(p, l) (argv[argc] = (p), len[argc] = (l), argc++)
+    if (eval) {
+        ARG("EVAL", 4);
+        ARG(script_text[script], strlen(script_text[script]));
+    } else {
+        ARG("EVALSHA", 7);
+        ARG(rl->sha[script], 40);
+    }
+    switch (script) {
+    case SCRIPT_ACQUIRE:
+        ARG("2", 1);
+        ARG(op->lock_key, op->lock_key_len);
+        ARG(op->fence_key, op->fence_key_len);
+        ARG(op->token, op->token_len);
+        ARG(lease, lease_len);
+        ARG(op->prev, op->prev_len);
+        break;
+    case SCRIPT_FENCE:
+        ARG("1", 1);
+        ARG(op->fence_key, op->fence_key_len);
+        ARG(op->fence_txt, strlen(op->fence_txt));
+        break;
+    case SCRIPT_RENEW:
+        ARG("1", 1);
+        ARG(op->lock_key, op->lock_key_len);
+        ARG(op->token, op->token_len);
+        ARG(lease, lease_len);
+        break;
+    default:
+        ARG("1", 1);
+        ARG(op->lock_key, op->lock_key_len);
+        ARG(op->token, op->token_len);
+        ARG(rl->channel, rl->channel_len);
+        ARG(op->resource, op->resource_len);
+        break;
+    }
+#undef ARG
+    return redisFormatCommandArgv(out, argc, argv, len);
+}
+
+static void slot_reply_cb(redisAsyncContext *ac, void *r, void *privdata);
+
+/* Queues cmd on master i for the current phase. False when hiredis refused it. */
+static bool op_send(lk_rl_op *op, size_t i, const char *cmd, int len)
+{
+    rl_master *m = &op->rl->masters[i];
+    rl_slot *s = &op->slots[op->phase * op->rl->n + i];
+    if (!m->up || m->cmd.ac == NULL ||
+        redisAsyncFormattedCommand(m->cmd.ac, slot_reply_cb, s, cmd, (size_t)len) != REDIS_OK) {
+        return false;
+    }
+    cmd_inflight_add(m);
+    s->state = SL_WAIT;
+    op->wait++;
+    op->refs++;
+    return true;
+}
+
+/* Re-checks an open op after a reply: completes it once the outcome is known. */
+static void op_advance(lk_rl_op *op);
+
+/* Sends the fence write-back to every master that did not already return t, or
+ * grants at once when the granting masters agreed. */
+static void op_fence_phase(lk_rl_op *op)
+{
+    lk_redlock *rl = op->rl;
+    uint32_t have = 0;
+    for (size_t i = 0; i < rl->n; i++) {
+        const rl_slot *s = &op->slots[i];
+        have += s->state == SL_YES && s->value == op->fence;
+    }
+    if (have >= rl->quorum) {
+        op_finish(op, LK_RL_GRANTED, 0);
+        return;
+    }
+    /* Masters that returned t hold >= t already; the rest get "fence = max(fence, t)". */
+    lk_stats.fence_writebacks_total++;
+    op->phase = PH_FENCE;
+    op->yes = have;
+    op->wait = 0;
+    op->no = 0;
+    op->phase_start_us = cm_now_us();
+    snprintf(op->fence_txt, sizeof op->fence_txt, "%llu", (unsigned long long)op->fence);
+    char *cmd = NULL;
+    int len = op_format(op, false, &cmd);
+    if (len > 0) {
+        for (size_t i = 0; i < rl->n; i++) {
+            const rl_slot *s = &op->slots[i];
+            if (!(s->state == SL_YES && s->value == op->fence)) {
+                op_send(op, i, cmd, len);
+            }
+        }
+    }
+    redisFreeCommand(cmd);
+    event_del(&op->timer);
+    event_add(&op->timer, rl->round_tv);
+    op_advance(op);
+}
+
+static void op_advance(lk_rl_op *op)
+{
+    lk_redlock *rl = op->rl;
+    if (!op->open) {
+        return;
+    }
+    if (op->yes >= rl->quorum) {
+        if (op->kind == OP_ACQUIRE && op->phase == PH_MAIN) {
+            op_fence_phase(op);
+        } else {
+            op_finish(op, LK_RL_GRANTED, 0);
+        }
+    } else if (op->yes + op->wait < rl->quorum) {
+        /* Quorum impossible. HELD when some master saw another holder (the round ends
+         * at the first moment quorum is out of reach, so "held on a majority" cannot be
+         * waited for); FAILED when only timeouts, errors and down masters stood in the
+         * way. */
+        lk_rl_outcome o = LK_RL_FAILED;
+        int64_t retry = 0;
+        if (op->kind == OP_ACQUIRE && op->phase == PH_MAIN && op->no > 0) {
+            o = LK_RL_HELD;
+            retry = INT64_MAX;
+            for (size_t i = 0; i < rl->n; i++) {
+                if (op->slots[i].state == SL_NO) {
+                    retry = CM_MIN(retry, (int64_t)op->slots[i].value);
+                }
+            }
+        }
+        op_finish(op, o, retry);
+    }
+}
+
+/* A NOSCRIPT reply means the master lost its scripts (SCRIPT FLUSH, restart behind a
+ * proxy): load them again and resend this one command as EVAL. */
+static bool slot_retry_eval(lk_rl_op *op, rl_slot *s, redisAsyncContext *ac)
+{
+    rl_master *m = &op->rl->masters[s->idx];
+    char *cmd = NULL;
+    int len = op_format(op, true, &cmd);
+    bool ok =
+        len > 0 && redisAsyncFormattedCommand(ac, slot_reply_cb, s, cmd, (size_t)len) == REDIS_OK;
+    redisFreeCommand(cmd);
+    if (ok) {
+        cmd_inflight_add(m);
+        for (int i = 0; i < SCRIPT_COUNT; i++) {
+            if (redisAsyncCommand(ac, NULL, NULL, "SCRIPT LOAD %s", script_text[i]) != REDIS_OK) {
+                break;
+            }
+        }
+    }
+    return ok;
+}
+
+/* hiredis callback of every round command; privdata is its slot. */
+static void slot_reply_cb(redisAsyncContext *ac, void *r, void *privdata)
+{
+    rl_slot *s = privdata;
+    lk_rl_op *op = s->op;
+    lk_redlock *rl = op->rl;
+    redisReply *reply = r;
+    rl_master *m = &rl->masters[s->idx];
+    cmd_inflight_done(m, reply != NULL);
+    if (rl->freeing) {
+        goto done;
+    }
+    if (reply != NULL) {
+        cm_hist_observe_us(&lk_stats.redis_rtt, cm_now_us() - op->phase_start_us);
+    } else if (ac == m->cmd.ac) {
+        /* The context is going away (its disconnect callback follows): stop using it
+         * before the NULL replies below complete rounds that may start new ones. */
+        master_set_up(m, false);
+    }
+    if (!op->open || op->phase != s->phase) {
+        goto done; /* late: the round already moved on */
+    }
+    if (reply != NULL && reply->type == REDIS_REPLY_ERROR &&
+        strncmp(reply->str, "NOSCRIPT", 8) == 0 && slot_retry_eval(op, s, ac)) {
+        return; /* the EVAL took over this slot and its reference */
+    }
+    op->wait--;
+    rl_slot_state st = SL_UNKNOWN;
+    if (reply == NULL) {
+        st = SL_UNKNOWN;
+    } else if (reply->type == REDIS_REPLY_ERROR) {
+        log_warn("redis master %s: script error: %s", m->name, reply->str);
+    } else if (op->kind == OP_RELEASE || op->phase == PH_FENCE) {
+        st = SL_YES;
+    } else if (op->kind == OP_RENEW && reply->type == REDIS_REPLY_INTEGER) {
+        st = reply->integer == 1 ? SL_YES : SL_NO;
+    } else if (op->kind == OP_ACQUIRE && reply->type == REDIS_REPLY_ARRAY && reply->elements == 2 &&
+               reply->element[0]->type == REDIS_REPLY_INTEGER &&
+               reply->element[1]->type == REDIS_REPLY_INTEGER) {
+        long long v = reply->element[1]->integer;
+        st = reply->element[0]->integer == 1 ? SL_YES : SL_NO;
+        s->value = v > 0 ? (uint64_t)v : 0;
+        if (st == SL_YES && s->value > op->fence) {
+            op->fence = s->value;
+        }
+    }
+    s->state = (uint8_t)st;
+    op->yes += st == SL_YES;
+    op->no += st == SL_NO;
+    op_advance(op);
+done:
+    op_unref(op);
+}
+
+/* The round timer: decide with what has arrived. Also the deferred outcome path. */
+static void op_timer_cb(evutil_socket_t fd, short what, void *arg)
+{
+    lk_rl_op *op = arg;
+    if (!op->open) {
+        return;
+    }
+    if (op->noquorum) {
+        op_finish(op, LK_RL_NOQUORUM, 0);
+        return;
+    }
+    /* Whatever is still outstanding counts as a no from here on. */
+    op->wait = 0;
+    op_advance(op);
+}
+
+static lk_rl_op *op_new(lk_redlock *rl, rl_kind kind, const char *resource, const char *token,
+                        const char *prev, uint64_t lease_ms, lk_rl_cb cb, void *arg)
+{
+    size_t res_len = strlen(resource), tok_len = strlen(token);
+    size_t prev_len = prev ? strlen(prev) : 0;
+    size_t key_len = rl->prefix_len + 6 + res_len; /* "lock:" / "fence:" */
+    size_t slots_sz = 2 * rl->n * sizeof(rl_slot);
+    size_t total = sizeof(lk_rl_op) + slots_sz + res_len + tok_len + prev_len + 2 * key_len + 5;
+    lk_rl_op *op = malloc(total);
+    if (op == NULL) {
+        return NULL;
+    }
+    memset(op, 0, sizeof *op);
+    op->rl = rl;
+    op->kind = kind;
+    op->cb = cb;
+    op->arg = arg;
+    op->lease_ms = lease_ms;
+    op->slots = (rl_slot *)(op + 1);
+    for (size_t i = 0; i < 2 * rl->n; i++) {
+        op->slots[i] = (rl_slot){.op = op,
+                                 .idx = (uint32_t)(i % rl->n),
+                                 .phase = (uint8_t)(i / rl->n),
+                                 .state = SL_IDLE};
+    }
+    char *p = (char *)op->slots + slots_sz;
+#define PUT(field, src, n)                                                                         \
+    do {                                                                                           \
+        op->field = p;                                                                             \
+        op->field##_len = (n);                                                                     \
+        memcpy(p, (src), (n));                                                                     \
+        p[(n)] = '\0';                                                                             \
+        p += (n) + 1;                                                                              \
+    } while (0)
+    PUT(resource, resource, res_len);
+    PUT(token, token, tok_len);
+    PUT(prev, prev ? prev : "", prev_len);
+#undef PUT
+    op->lock_key = p;
+    op->lock_key_len = (size_t)sprintf(p, "%slock:%s", rl->prefix, resource);
+    p += op->lock_key_len + 1;
+    op->fence_key = p;
+    op->fence_key_len = (size_t)sprintf(p, "%sfence:%s", rl->prefix, resource);
+    op->refs = 1;
+    op->open = true;
+    event_assign(&op->timer, rl->base, -1, 0, op_timer_cb, op);
+    TAILQ_INSERT_TAIL(&rl->ops, op, link);
+    rl->pending++;
+    return op;
+}
+
+/* Starts a round: sends its command to every master that is up, or defers NOQUORUM. */
+static lk_rl_op *op_start(lk_redlock *rl, rl_kind kind, const char *resource, const char *token,
+                          const char *prev, uint64_t lease_ms, lk_rl_cb cb, void *arg)
+{
+    if (rl == NULL || resource == NULL || token == NULL || rl->freeing ||
+        strlen(resource) > RL_MAX_RESOURCE || strlen(token) > RL_MAX_TOKEN ||
+        (prev && strlen(prev) > RL_MAX_TOKEN)) {
+        return NULL;
+    }
+    lk_rl_op *op = op_new(rl, kind, resource, token, prev, lease_ms, cb, arg);
+    if (op == NULL) {
+        return NULL;
+    }
+    lk_stats.redlock_rounds_total++;
+    op->start_us = op->phase_start_us = cm_now_us();
+    if (rl->up < rl->quorum) {
+        op->noquorum = true;
+        event_active(&op->timer, EV_TIMEOUT, 1);
+        return op;
+    }
+    char *cmd = NULL;
+    int len = op_format(op, false, &cmd);
+    if (len > 0) {
+        for (size_t i = 0; i < rl->n; i++) {
+            op_send(op, i, cmd, len);
+        }
+    }
+    redisFreeCommand(cmd);
+    if (op->wait < rl->quorum) {
+        /* Sends were refused (contexts closing): fail from the loop, not from here. */
+        event_active(&op->timer, EV_TIMEOUT, 1);
+    } else {
+        event_add(&op->timer, rl->round_tv);
+    }
+    return op;
+}
+
+/* Unlock-all after a failed or cancelled acquire: a release round nobody waits for. */
+static void op_release_token(lk_redlock *rl, const lk_rl_op *op)
+{
+    if (op_start(rl, OP_RELEASE, op->resource, op->token, NULL, 0, NULL, NULL) == NULL) {
+        log_warn("redlock: could not unlock %s (the lease will expire)", op->resource);
+    }
+}
+
+/* ---- public API ---- */
+
+lk_redlock *lk_redlock_new(struct event_base *base, const lk_redlock_opts *opts)
+{
+    lk_redlock *rl = calloc(1, sizeof *rl);
+    if (rl == NULL || opts->n_masters == 0 || opts->n_masters > UINT32_MAX / 4) {
+        goto fail;
+    }
+    rl->base = base;
+    rl->n = opts->n_masters;
+    rl->quorum = rl->n / 2 + 1;
+    rl->timeout_ms = opts->redis_timeout_ms ? opts->redis_timeout_ms : 50;
+    rl->drift = opts->clock_drift_factor;
+    rl->on_released = opts->on_released;
+    rl->on_masters = opts->on_masters;
+    rl->cb_arg = opts->cb_arg;
+    TAILQ_INIT(&rl->ops);
+    const char *prefix = opts->key_prefix ? opts->key_prefix : "";
+    rl->prefix = strdup(prefix);
+    rl->prefix_len = strlen(prefix);
+    rl->channel_len = rl->prefix_len + strlen("released");
+    rl->channel = malloc(rl->channel_len + 1);
+    rl->masters = calloc(rl->n, sizeof *rl->masters);
+    if (rl->prefix == NULL || rl->channel == NULL || rl->masters == NULL) {
+        goto fail;
+    }
+    snprintf(rl->channel, rl->channel_len + 1, "%sreleased", prefix);
+    for (int i = 0; i < SCRIPT_COUNT; i++) {
+        sha1_hex(script_text[i], rl->sha[i]);
+    }
+    struct timeval tv = cm_tv_from_ms(rl->timeout_ms);
+    rl->round_tv = event_base_init_common_timeout(base, &tv);
+    if (rl->round_tv == NULL) {
+        goto fail;
+    }
+    for (size_t i = 0; i < rl->n; i++) {
+        rl_master *m = &rl->masters[i];
+        m->rl = rl;
+        m->idx = i;
+        m->addr = opts->masters[i];
+        cm_addr_format(&m->addr, m->name, sizeof m->name);
+        rl_conn *conns[2] = {&m->cmd, &m->sub};
+        for (int k = 0; k < 2; k++) {
+            conns[k]->m = m;
+            conns[k]->is_sub = k == 1;
+            conns[k]->backoff_ms = RL_BACKOFF_MIN_MS;
+            conns[k]->reconnect = evtimer_new(base, conn_reconnect_cb, conns[k]);
+            if (conns[k]->reconnect == NULL) {
+                goto fail;
+            }
+        }
+    }
+    rl->health = event_new(base, -1, EV_PERSIST, health_cb, rl);
+    struct timeval htv = cm_tv_from_ms(CM_MIN(1000u, CM_MAX(50u, rl->timeout_ms)));
+    if (rl->health == NULL || event_add(rl->health, &htv) != 0) {
+        goto fail;
+    }
+    for (size_t i = 0; i < rl->n; i++) {
+        conn_start(&rl->masters[i].cmd);
+        conn_start(&rl->masters[i].sub);
+    }
+    return rl;
+fail:
+    lk_redlock_free(rl);
+    return NULL;
+}
+
+void lk_redlock_free(lk_redlock *rl)
+{
+    if (rl == NULL) {
+        return;
+    }
+    rl->freeing = true;
+    if (rl->health) {
+        event_free(rl->health);
+    }
+    for (size_t i = 0; rl->masters && i < rl->n; i++) {
+        rl_master *m = &rl->masters[i];
+        rl_conn *conns[2] = {&m->cmd, &m->sub};
+        for (int k = 0; k < 2; k++) {
+            redisAsyncContext *ac = conns[k]->ac;
+            conns[k]->ac = NULL;
+            if (ac) {
+                redisAsyncFree(ac); /* pending callbacks see rl->freeing */
+            }
+            if (conns[k]->reconnect) {
+                event_free(conns[k]->reconnect);
+            }
+        }
+    }
+    /* Every command callback has run: only the rounds' own references are left. */
+    while (!TAILQ_EMPTY(&rl->ops)) {
+        lk_rl_op *op = TAILQ_FIRST(&rl->ops);
+        TAILQ_REMOVE(&rl->ops, op, link);
+        event_del(&op->timer);
+        op_unref(op);
+    }
+    free(rl->masters);
+    free(rl->channel);
+    free(rl->prefix);
+    free(rl);
+}
+
+size_t lk_redlock_masters_total(const lk_redlock *rl)
+{
+    return rl->n;
+}
+
+size_t lk_redlock_masters_up(const lk_redlock *rl)
+{
+    return rl->up;
+}
+
+size_t lk_redlock_quorum(const lk_redlock *rl)
+{
+    return rl->quorum;
+}
+
+bool lk_redlock_has_quorum(const lk_redlock *rl)
+{
+    return rl->up >= rl->quorum;
+}
+
+const char *lk_redlock_master_name(const lk_redlock *rl, size_t i)
+{
+    return i < rl->n ? rl->masters[i].name : "";
+}
+
+bool lk_redlock_master_up(const lk_redlock *rl, size_t i)
+{
+    return i < rl->n && rl->masters[i].up;
+}
+
+lk_rl_op *lk_redlock_acquire(lk_redlock *rl, const char *resource, const char *token,
+                             const char *prev_token, uint64_t lease_ms, lk_rl_cb cb, void *arg)
+{
+    return op_start(rl, OP_ACQUIRE, resource, token, prev_token, lease_ms, cb, arg);
+}
+
+lk_rl_op *lk_redlock_renew(lk_redlock *rl, const char *resource, const char *token,
+                           uint64_t lease_ms, lk_rl_cb cb, void *arg)
+{
+    return op_start(rl, OP_RENEW, resource, token, NULL, lease_ms, cb, arg);
+}
+
+lk_rl_op *lk_redlock_release(lk_redlock *rl, const char *resource, const char *token, lk_rl_cb cb,
+                             void *arg)
+{
+    return op_start(rl, OP_RELEASE, resource, token, NULL, 0, cb, arg);
+}
+
+void lk_redlock_cancel(lk_rl_op *op)
+{
+    if (op != NULL && op->open) {
+        op->cancelled = true;
+    }
+}
+
+size_t lk_redlock_pending(const lk_redlock *rl)
+{
+    return rl->pending;
+}

@@ -1,0 +1,625 @@
+/*
+ * test_redlock: integration tests of lk_redlock against REAL redis-server masters,
+ * started on free loopback ports by the unchecked fixture of each test case (in the
+ * parent process, so its teardown stops them by PID even when the forked test fails).
+ * Tests signal those PIDs directly (SIGKILL, SIGSTOP); a master restarted inside a
+ * test belongs to the forked child, which stops it when it exits.
+ * Redis state is inspected and prepared with blocking hiredis calls: this is a test.
+ */
+#include <check.h>
+#include <event2/event.h>
+#include <hiredis/hiredis.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "cm_addr.h"
+#include "cm_hist.h"
+#include "cm_time.h"
+#include "lk_metrics.h"
+#include "lk_redlock.h"
+#include "th.h"
+
+/* The test links lk_redlock.c alone, so it owns the metrics lk_redlock bumps. */
+lk_metrics lk_stats;
+
+#define MAX_MASTERS 5
+#define PREFIX      "t:"
+
+static th_redis masters[MAX_MASTERS];
+static size_t n_masters;
+
+static void start_masters(size_t n)
+{
+    memset(masters, 0, sizeof masters);
+    n_masters = n;
+    for (size_t i = 0; i < n; i++) {
+        if (!th_redis_start(&masters[i])) {
+            fprintf(stderr, "redis-server did not start\n");
+            th_stop_all();
+            exit(1);
+        }
+    }
+}
+
+static void setup3(void)
+{
+    start_masters(3);
+}
+
+static void setup5(void)
+{
+    start_masters(5);
+}
+
+static void teardown(void)
+{
+    th_stop_all();
+}
+
+/* ---- the client under test, on its own loop ---- */
+
+typedef struct box {
+    bool done;
+    int calls;
+    lk_rl_result r;
+} box;
+
+typedef struct env {
+    struct event_base *base;
+    lk_redlock *rl;
+    size_t masters_cb_up; /* last on_masters value */
+    int masters_cbs;
+    char released[8][64];
+    int n_released;
+} env;
+
+static void on_masters(void *arg, size_t up, size_t total)
+{
+    env *e = arg;
+    ck_assert_uint_eq(total, lk_redlock_masters_total(e->rl));
+    e->masters_cb_up = up;
+    e->masters_cbs++;
+}
+
+static void on_released(void *arg, const char *resource)
+{
+    env *e = arg;
+    if (e->n_released < 8) {
+        snprintf(e->released[e->n_released], sizeof e->released[0], "%s", resource);
+    }
+    e->n_released++;
+}
+
+static void tick(evutil_socket_t fd, short what, void *arg) {}
+
+/* Runs the loop until *flag (if given) is true or timeout_ms passes. */
+static bool run_until(env *e, const bool *flag, int timeout_ms)
+{
+    struct event *t = event_new(e->base, -1, EV_PERSIST, tick, NULL);
+    struct timeval tv = {0, 2000};
+    event_add(t, &tv);
+    uint64_t deadline = th_now_ms() + (uint64_t)timeout_ms;
+    while ((flag == NULL || !*flag) && th_now_ms() < deadline) {
+        event_base_loop(e->base, EVLOOP_ONCE);
+    }
+    event_free(t);
+    return flag ? *flag : true;
+}
+
+static bool up_is(env *e, size_t want, int timeout_ms)
+{
+    uint64_t deadline = th_now_ms() + (uint64_t)timeout_ms;
+    while (lk_redlock_masters_up(e->rl) != want && th_now_ms() < deadline) {
+        run_until(e, NULL, 5);
+    }
+    return lk_redlock_masters_up(e->rl) == want;
+}
+
+static void env_open_timeout(env *e, uint32_t timeout_ms)
+{
+    memset(e, 0, sizeof *e);
+    cm_hist_init_latency(&lk_stats.redis_rtt);
+    e->base = event_base_new();
+    ck_assert_ptr_nonnull(e->base);
+    cm_addr addrs[MAX_MASTERS];
+    for (size_t i = 0; i < n_masters; i++) {
+        snprintf(addrs[i].host, sizeof addrs[i].host, "127.0.0.1");
+        addrs[i].port = masters[i].port;
+    }
+    lk_redlock_opts o = {.masters = addrs,
+                         .n_masters = n_masters,
+                         .key_prefix = PREFIX,
+                         .redis_timeout_ms = timeout_ms,
+                         .clock_drift_factor = 0.01,
+                         .on_released = on_released,
+                         .on_masters = on_masters,
+                         .cb_arg = e};
+    e->rl = lk_redlock_new(e->base, &o);
+    ck_assert_ptr_nonnull(e->rl);
+    ck_assert_uint_eq(lk_redlock_quorum(e->rl), n_masters / 2 + 1);
+    ck_assert_msg(up_is(e, n_masters, 3000), "masters up: %zu", lk_redlock_masters_up(e->rl));
+    ck_assert_uint_eq(e->masters_cb_up, n_masters);
+}
+
+static void env_open(env *e)
+{
+    env_open_timeout(e, 50);
+}
+
+static void env_close(env *e)
+{
+    lk_redlock_free(e->rl);
+    event_base_free(e->base);
+}
+
+static void box_cb(void *arg, const lk_rl_result *res)
+{
+    box *b = arg;
+    b->r = *res;
+    b->done = true;
+    b->calls++;
+}
+
+static lk_rl_result acquire(env *e, const char *res, const char *tok, const char *prev,
+                            uint64_t lease)
+{
+    box b = {0};
+    lk_rl_op *op = lk_redlock_acquire(e->rl, res, tok, prev, lease, box_cb, &b);
+    ck_assert_ptr_nonnull(op);
+    ck_assert_msg(!b.done, "callback ran inside lk_redlock_acquire");
+    ck_assert_msg(run_until(e, &b.done, 3000), "acquire did not complete");
+    return b.r;
+}
+
+static lk_rl_result renew(env *e, const char *res, const char *tok, uint64_t lease)
+{
+    box b = {0};
+    ck_assert_ptr_nonnull(lk_redlock_renew(e->rl, res, tok, lease, box_cb, &b));
+    ck_assert_msg(run_until(e, &b.done, 3000), "renew did not complete");
+    return b.r;
+}
+
+static lk_rl_result release(env *e, const char *res, const char *tok)
+{
+    box b = {0};
+    ck_assert_ptr_nonnull(lk_redlock_release(e->rl, res, tok, box_cb, &b));
+    ck_assert_msg(run_until(e, &b.done, 3000), "release did not complete");
+    return b.r;
+}
+
+/* Lets the loop drain rounds nobody waits for (unlock-all, cancelled grants). */
+static void drain(env *e)
+{
+    uint64_t deadline = th_now_ms() + 2000;
+    while (lk_redlock_pending(e->rl) > 0 && th_now_ms() < deadline) {
+        run_until(e, NULL, 5);
+    }
+    ck_assert_uint_eq(lk_redlock_pending(e->rl), 0);
+}
+
+/* ---- direct looks into one master (blocking hiredis) ---- */
+
+static redisContext *rconnect(size_t i)
+{
+    redisContext *c = redisConnect("127.0.0.1", masters[i].port);
+    ck_assert_msg(c != NULL && !c->err, "connect to master %zu", i);
+    return c;
+}
+
+/* GET key on master i into out ("" when absent). */
+static void rget(size_t i, const char *key, char *out, size_t outlen)
+{
+    redisContext *c = rconnect(i);
+    redisReply *r = redisCommand(c, "GET %s", key);
+    ck_assert_ptr_nonnull(r);
+    snprintf(out, outlen, "%s", r->type == REDIS_REPLY_STRING ? r->str : "");
+    freeReplyObject(r);
+    redisFree(c);
+}
+
+/* The lock key holds want ("" = absent) on every master. */
+static void assert_lock_all(const char *key, const char *want)
+{
+    for (size_t i = 0; i < n_masters; i++) {
+        char v[64];
+        rget(i, key, v, sizeof v);
+        ck_assert_msg(strcmp(v, want) == 0, "master %zu: %s = '%s', want '%s'", i, key, v, want);
+    }
+}
+
+static long long rget_num(size_t i, const char *key)
+{
+    char v[64];
+    rget(i, key, v, sizeof v);
+    return v[0] ? atoll(v) : 0;
+}
+
+static void rset(size_t i, const char *key, const char *val)
+{
+    redisContext *c = rconnect(i);
+    redisReply *r = redisCommand(c, "SET %s %s", key, val);
+    ck_assert_msg(r != NULL && r->type == REDIS_REPLY_STATUS, "SET on master %zu", i);
+    freeReplyObject(r);
+    redisFree(c);
+}
+
+static void rdel(size_t i, const char *key)
+{
+    redisContext *c = rconnect(i);
+    freeReplyObject(redisCommand(c, "DEL %s", key));
+    redisFree(c);
+}
+
+/* ---- tests ---- */
+
+START_TEST(test_roundtrip)
+{
+    env e;
+    env_open(&e);
+    uint64_t rounds0 = lk_stats.redlock_rounds_total;
+    lk_rl_result r = acquire(&e, "Performance:1", "tokA", NULL, 10000);
+    ck_assert_int_eq(r.outcome, LK_RL_GRANTED);
+    ck_assert_uint_ge(r.fence, 1);
+    ck_assert_int_gt(r.validity_ms, 9000);
+    ck_assert_int_le(r.validity_ms, 10000 - 100 - 2);
+    run_until(&e, NULL, 20); /* the round ended at quorum: let the third master answer */
+    assert_lock_all(PREFIX "lock:Performance:1", "tokA");
+    for (size_t i = 0; i < 3; i++) {
+        ck_assert_int_eq(rget_num(i, PREFIX "fence:Performance:1"), (long long)r.fence);
+    }
+    r = release(&e, "Performance:1", "tokA");
+    ck_assert_int_eq(r.outcome, LK_RL_GRANTED);
+    drain(&e);
+    assert_lock_all(PREFIX "lock:Performance:1", "");
+    ck_assert_uint_eq(lk_stats.redlock_rounds_total, rounds0 + 2);
+    ck_assert_uint_ge(lk_stats.redis_rtt.count, 4);
+    env_close(&e);
+}
+END_TEST
+
+START_TEST(test_exclusion)
+{
+    env e;
+    env_open(&e);
+    lk_rl_result a = acquire(&e, "R", "tokA", NULL, 5000);
+    ck_assert_int_eq(a.outcome, LK_RL_GRANTED);
+    lk_rl_result b = acquire(&e, "R", "tokB", NULL, 5000);
+    ck_assert_int_eq(b.outcome, LK_RL_HELD);
+    ck_assert_int_gt(b.retry_after_ms, 4000);
+    ck_assert_int_le(b.retry_after_ms, 5000);
+    drain(&e);
+    assert_lock_all(PREFIX "lock:R", "tokA"); /* B's failure did not disturb A */
+    /* A retried attempt of the holder's own token is granted again (idempotent). */
+    lk_rl_result a2 = acquire(&e, "R", "tokA", NULL, 5000);
+    ck_assert_int_eq(a2.outcome, LK_RL_GRANTED);
+    ck_assert_uint_gt(a2.fence, a.fence);
+    ck_assert_int_eq(release(&e, "R", "tokB").outcome, LK_RL_GRANTED); /* answered, no-op */
+    ck_assert_int_eq(acquire(&e, "R", "tokB", NULL, 5000).outcome, LK_RL_HELD);
+    ck_assert_int_eq(release(&e, "R", "tokA").outcome, LK_RL_GRANTED);
+    lk_rl_result b2 = acquire(&e, "R", "tokB", NULL, 5000);
+    ck_assert_int_eq(b2.outcome, LK_RL_GRANTED);
+    ck_assert_uint_gt(b2.fence, a2.fence);
+    drain(&e);
+    env_close(&e);
+}
+END_TEST
+
+START_TEST(test_handoff)
+{
+    env e;
+    env_open(&e);
+    lk_rl_result a = acquire(&e, "H", "tokA", NULL, 5000);
+    ck_assert_int_eq(a.outcome, LK_RL_GRANTED);
+    /* A wrong prev_token does not take it over. */
+    ck_assert_int_eq(acquire(&e, "H", "tokB", "tokX", 5000).outcome, LK_RL_HELD);
+    lk_rl_result b = acquire(&e, "H", "tokB", "tokA", 5000);
+    ck_assert_int_eq(b.outcome, LK_RL_GRANTED);
+    ck_assert_uint_gt(b.fence, a.fence);
+    run_until(&e, NULL, 20);
+    assert_lock_all(PREFIX "lock:H", "tokB");
+    /* The old holder's token is worthless now. */
+    ck_assert_int_eq(renew(&e, "H", "tokA", 5000).outcome, LK_RL_FAILED);
+    drain(&e);
+    env_close(&e);
+}
+END_TEST
+
+START_TEST(test_fences_increase)
+{
+    env e;
+    env_open(&e);
+    uint64_t last = 0;
+    for (int i = 0; i < 100; i++) {
+        char tok[32];
+        snprintf(tok, sizeof tok, "tok%d", i);
+        lk_rl_result r = acquire(&e, "F", tok, NULL, 5000);
+        ck_assert_int_eq(r.outcome, LK_RL_GRANTED);
+        ck_assert_uint_gt(r.fence, last);
+        last = r.fence;
+        ck_assert_int_eq(release(&e, "F", tok).outcome, LK_RL_GRANTED);
+    }
+    drain(&e);
+    env_close(&e);
+}
+END_TEST
+
+static int count_at_least(const char *key, long long v)
+{
+    int n = 0;
+    for (size_t i = 0; i < n_masters; i++) {
+        n += rget_num(i, key) >= v;
+    }
+    return n;
+}
+
+START_TEST(test_fence_writeback)
+{
+    /* Masters disagree ({9,2,2} before the INCR); master 2 is held by someone else, so
+     * exactly masters 0 and 1 grant, with fences 10 and 3: t = 10 must reach a majority. */
+    rset(0, PREFIX "fence:W", "9");
+    rset(1, PREFIX "fence:W", "2");
+    rset(2, PREFIX "fence:W", "2");
+    rset(2, PREFIX "lock:W", "other");
+    env e;
+    env_open(&e);
+    uint64_t wb0 = lk_stats.fence_writebacks_total;
+    lk_rl_result r = acquire(&e, "W", "tokA", NULL, 5000);
+    ck_assert_int_eq(r.outcome, LK_RL_GRANTED);
+    ck_assert_uint_eq(r.fence, 10);
+    ck_assert_uint_eq(lk_stats.fence_writebacks_total, wb0 + 1);
+    ck_assert_int_ge(count_at_least(PREFIX "fence:W", 10), 2);
+    ck_assert_int_eq(rget_num(1, PREFIX "fence:W"), 10);
+    ck_assert_int_eq(release(&e, "W", "tokA").outcome, LK_RL_GRANTED);
+    drain(&e);
+    /* Another majority (1, 2) without master 0, which had the 10 to begin with. */
+    rdel(2, PREFIX "lock:W");
+    rset(0, PREFIX "lock:W", "other");
+    lk_rl_result r2 = acquire(&e, "W", "tokB", NULL, 5000);
+    ck_assert_int_eq(r2.outcome, LK_RL_GRANTED);
+    ck_assert_uint_gt(r2.fence, 10);
+    /* Agreeing masters need no write-back. */
+    ck_assert_uint_eq(lk_stats.fence_writebacks_total, wb0 + 1);
+    drain(&e);
+    env_close(&e);
+}
+END_TEST
+
+START_TEST(test_renew)
+{
+    env e;
+    env_open(&e);
+    ck_assert_int_eq(acquire(&e, "N", "tokA", NULL, 1000).outcome, LK_RL_GRANTED);
+    lk_rl_result r = renew(&e, "N", "tokA", 60000);
+    ck_assert_int_eq(r.outcome, LK_RL_GRANTED);
+    ck_assert_int_gt(r.validity_ms, 50000);
+    redisContext *c = rconnect(0);
+    redisReply *p = redisCommand(c, "PTTL %s", PREFIX "lock:N");
+    ck_assert_int_gt(p->integer, 50000);
+    freeReplyObject(p);
+    redisFree(c);
+    ck_assert_int_eq(renew(&e, "N", "tokB", 60000).outcome, LK_RL_FAILED);
+    ck_assert_int_eq(release(&e, "N", "tokA").outcome, LK_RL_GRANTED);
+    ck_assert_int_eq(renew(&e, "N", "tokA", 60000).outcome, LK_RL_FAILED);
+    drain(&e);
+    env_close(&e);
+}
+END_TEST
+
+START_TEST(test_cancel)
+{
+    env e;
+    env_open(&e);
+    box b = {0};
+    lk_rl_op *op = lk_redlock_acquire(e.rl, "C", "tokA", NULL, 5000, box_cb, &b);
+    ck_assert_ptr_nonnull(op);
+    lk_redlock_cancel(op);
+    lk_redlock_cancel(NULL);
+    drain(&e);
+    run_until(&e, NULL, 50);
+    ck_assert_int_eq(b.calls, 0);
+    /* The cancelled grant was given back: the lock is free on every master. */
+    assert_lock_all(PREFIX "lock:C", "");
+    ck_assert_int_eq(acquire(&e, "C", "tokB", NULL, 5000).outcome, LK_RL_GRANTED);
+    drain(&e);
+    env_close(&e);
+}
+END_TEST
+
+START_TEST(test_minority_down)
+{
+    env e;
+    env_open(&e);
+    kill(masters[0].pid, SIGKILL);
+    ck_assert(up_is(&e, 2, 2000));
+    ck_assert_uint_eq(e.masters_cb_up, 2);
+    ck_assert(lk_redlock_has_quorum(e.rl));
+    ck_assert(!lk_redlock_master_up(e.rl, 0));
+    ck_assert(lk_redlock_master_up(e.rl, 1));
+    lk_rl_result r = acquire(&e, "M", "tokA", NULL, 5000);
+    ck_assert_int_eq(r.outcome, LK_RL_GRANTED);
+    ck_assert_int_eq(acquire(&e, "M", "tokB", NULL, 5000).outcome, LK_RL_HELD);
+    ck_assert_int_eq(release(&e, "M", "tokA").outcome, LK_RL_GRANTED);
+    drain(&e);
+    env_close(&e);
+}
+END_TEST
+
+START_TEST(test_majority_noquorum)
+{
+    env e;
+    env_open(&e);
+    kill(masters[0].pid, SIGKILL);
+    kill(masters[1].pid, SIGKILL);
+    ck_assert(up_is(&e, 1, 2000));
+    ck_assert(!lk_redlock_has_quorum(e.rl));
+    uint64_t t0 = th_now_us();
+    lk_rl_result r = acquire(&e, "Q", "tokA", NULL, 5000);
+    uint64_t took = th_now_us() - t0;
+    ck_assert_int_eq(r.outcome, LK_RL_NOQUORUM);
+    ck_assert_msg(took < 100000, "NOQUORUM took %llu us", (unsigned long long)took);
+    ck_assert_int_eq(release(&e, "Q", "tokA").outcome, LK_RL_NOQUORUM);
+    drain(&e);
+    /* Nothing was sent to the master that stayed up. */
+    char v[64];
+    rget(2, PREFIX "lock:Q", v, sizeof v);
+    ck_assert_str_eq(v, "");
+    env_close(&e);
+}
+END_TEST
+
+START_TEST(test_masters_restart)
+{
+    env e;
+    env_open(&e);
+    ck_assert_int_eq(acquire(&e, "S", "tok0", NULL, 5000).outcome, LK_RL_GRANTED);
+    kill(masters[0].pid, SIGKILL);
+    kill(masters[1].pid, SIGKILL);
+    ck_assert(up_is(&e, 1, 2000));
+    ck_assert_int_eq(acquire(&e, "S", "tok1", NULL, 5000).outcome, LK_RL_NOQUORUM);
+    /* Same ports, new processes (empty data): the client reconnects by itself. */
+    masters[0].pid = masters[1].pid = 0;
+    ck_assert(th_redis_start(&masters[0]));
+    ck_assert(th_redis_start(&masters[1]));
+    ck_assert_msg(up_is(&e, 3, 3000), "up: %zu", lk_redlock_masters_up(e.rl));
+    ck_assert_uint_eq(e.masters_cb_up, 3);
+    /* The restarted majority lost its data (no AOF here): only the grant is checked;
+     * fences survive restarts only while a majority keeps its data (SPEC §4). */
+    lk_rl_result r = acquire(&e, "S", "tok2", NULL, 5000);
+    ck_assert_int_eq(r.outcome, LK_RL_GRANTED);
+    ck_assert_uint_ge(r.fence, 1);
+    drain(&e);
+    env_close(&e);
+}
+END_TEST
+
+START_TEST(test_stopped_master)
+{
+    env e;
+    env_open_timeout(&e, 50);
+    kill(masters[0].pid, SIGSTOP);
+    /* Rounds still complete within about redis_timeout_ms, granted by the other two. */
+    uint64_t worst = 0;
+    for (int i = 0; i < 20; i++) {
+        char tok[32];
+        snprintf(tok, sizeof tok, "tok%d", i);
+        uint64_t t0 = th_now_us();
+        lk_rl_result r = acquire(&e, "P", tok, NULL, 5000);
+        ck_assert_int_eq(r.outcome, LK_RL_GRANTED);
+        uint64_t t1 = th_now_us();
+        ck_assert_int_eq(release(&e, "P", tok).outcome, LK_RL_GRANTED);
+        uint64_t t2 = th_now_us();
+        worst = CM_MAX(worst, CM_MAX(t1 - t0, t2 - t1));
+        run_until(&e, NULL, 20);
+    }
+    ck_assert_msg(worst < 60000, "slowest round %llu us", (unsigned long long)worst);
+    /* The stopped master owes replies for 3 × 50 ms: it is dropped and counts as down. */
+    ck_assert_msg(up_is(&e, 2, 2000), "up: %zu", lk_redlock_masters_up(e.rl));
+    /* Once continued it comes back without a restart of the client. */
+    kill(masters[0].pid, SIGCONT);
+    ck_assert_msg(up_is(&e, 3, 3000), "up: %zu", lk_redlock_masters_up(e.rl));
+    ck_assert_int_eq(acquire(&e, "P", "last", NULL, 5000).outcome, LK_RL_GRANTED);
+    drain(&e);
+    env_close(&e);
+}
+END_TEST
+
+START_TEST(test_released_pubsub)
+{
+    env a, b;
+    env_open(&a);
+    env_open(&b);
+    ck_assert_int_eq(acquire(&a, "Pub:1", "tokA", NULL, 5000).outcome, LK_RL_GRANTED);
+    ck_assert_int_eq(release(&a, "Pub:1", "tokA").outcome, LK_RL_GRANTED);
+    /* Every master publishes its release: B hears "Pub:1" once per master. */
+    uint64_t deadline = th_now_ms() + 2000;
+    while (b.n_released < 3 && th_now_ms() < deadline) {
+        run_until(&b, NULL, 5);
+        run_until(&a, NULL, 1);
+    }
+    ck_assert_int_eq(b.n_released, 3);
+    for (int i = 0; i < 3; i++) {
+        ck_assert_str_eq(b.released[i], "Pub:1");
+    }
+    /* A release of a token that holds nothing publishes nothing. */
+    ck_assert_int_eq(release(&a, "Pub:1", "tokA").outcome, LK_RL_GRANTED);
+    run_until(&b, NULL, 100);
+    ck_assert_int_eq(b.n_released, 3);
+    drain(&a);
+    env_close(&a);
+    env_close(&b);
+}
+END_TEST
+
+START_TEST(test_five_masters)
+{
+    env e;
+    env_open(&e);
+    ck_assert_uint_eq(lk_redlock_quorum(e.rl), 3);
+    kill(masters[0].pid, SIGKILL);
+    kill(masters[3].pid, SIGKILL);
+    ck_assert(up_is(&e, 3, 2000));
+    lk_rl_result r = acquire(&e, "Five", "tokA", NULL, 5000);
+    ck_assert_int_eq(r.outcome, LK_RL_GRANTED);
+    ck_assert_int_eq(acquire(&e, "Five", "tokB", NULL, 5000).outcome, LK_RL_HELD);
+    ck_assert_int_eq(release(&e, "Five", "tokA").outcome, LK_RL_GRANTED);
+    kill(masters[4].pid, SIGKILL);
+    ck_assert(up_is(&e, 2, 2000));
+    ck_assert_int_eq(acquire(&e, "Five", "tokC", NULL, 5000).outcome, LK_RL_NOQUORUM);
+    drain(&e);
+    env_close(&e);
+}
+END_TEST
+
+START_TEST(test_free_pending)
+{
+    /* Freeing with rounds in flight: no callback, nothing leaks (ASan checks the rest). */
+    env e;
+    env_open(&e);
+    box b = {0};
+    for (int i = 0; i < 10; i++) {
+        ck_assert_ptr_nonnull(lk_redlock_acquire(e.rl, "Z", "tokA", NULL, 5000, box_cb, &b));
+        ck_assert_ptr_nonnull(lk_redlock_release(e.rl, "Z", "tokA", box_cb, &b));
+    }
+    ck_assert_uint_eq(lk_redlock_pending(e.rl), 20);
+    run_until(&e, NULL, 0);
+    env_close(&e);
+    ck_assert_int_le(b.calls, 20);
+}
+END_TEST
+
+static void add_case(Suite *s, const char *name, const TTest *t, void (*setup)(void))
+{
+    TCase *tc = tcase_create(name);
+    tcase_add_unchecked_fixture(tc, setup, teardown);
+    tcase_set_timeout(tc, 30);
+    tcase_add_test(tc, t);
+    suite_add_tcase(s, tc);
+}
+
+int main(void)
+{
+    signal(SIGPIPE, SIG_IGN);
+    Suite *s = suite_create("redlock");
+    add_case(s, "roundtrip", test_roundtrip, setup3);
+    add_case(s, "exclusion", test_exclusion, setup3);
+    add_case(s, "handoff", test_handoff, setup3);
+    add_case(s, "fences_increase", test_fences_increase, setup3);
+    add_case(s, "fence_writeback", test_fence_writeback, setup3);
+    add_case(s, "renew", test_renew, setup3);
+    add_case(s, "cancel", test_cancel, setup3);
+    add_case(s, "minority_down", test_minority_down, setup3);
+    add_case(s, "majority_noquorum", test_majority_noquorum, setup3);
+    add_case(s, "masters_restart", test_masters_restart, setup3);
+    add_case(s, "stopped_master", test_stopped_master, setup3);
+    add_case(s, "released_pubsub", test_released_pubsub, setup3);
+    add_case(s, "five_masters", test_five_masters, setup5);
+    add_case(s, "free_pending", test_free_pending, setup3);
+    SRunner *sr = srunner_create(s);
+    srunner_run_all(sr, CK_NORMAL);
+    int failed = srunner_ntests_failed(sr);
+    srunner_free(sr);
+    return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+}
