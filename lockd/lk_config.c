@@ -206,8 +206,7 @@ cm_rc lk_config_from_args(int argc, char **argv, lk_config *cfg, lk_cli_action *
         case ':':
             *usage_error = true;
             if (optopt != 0)
-                snprintf(err, errlen, "option '%s': missing or unexpected argument",
-                         opt_flag(optopt));
+                snprintf(err, errlen, "option '--%s' needs an argument", opt_flag(optopt));
             else
                 snprintf(err, errlen, "unknown option '%s'", argv[optind - 1]);
             return CM_ERR;

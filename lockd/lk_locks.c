@@ -96,6 +96,7 @@ struct lk_locks {
     size_t n_buckets; /* power of two */
     size_t n_resources;
     bool shutting_down;
+    bool had_quorum; /* for logging the loss of quorum once */
 };
 
 /* ---- helpers ---------------------------------------------------------- */
@@ -755,9 +756,13 @@ static void res_noquorum(lk_resource *r)
 
 void lk_locks_on_masters(lk_locks *lk, size_t up, size_t total)
 {
-    if (lk_redlock_has_quorum(lk->rl))
+    if (lk_redlock_has_quorum(lk->rl)) {
+        lk->had_quorum = true;
         return;
-    log_warn("only %zu of %zu Redis masters up: failing waiting ACQUIREs", up, total);
+    }
+    if (lk->had_quorum)
+        log_warn("only %zu of %zu Redis masters up: waiting ACQUIREs get NOQUORUM", up, total);
+    lk->had_quorum = false;
     res_foreach(lk, res_noquorum);
 }
 

@@ -47,8 +47,6 @@ static void on_released(void *arg, const char *resource)
 static void on_masters(void *arg, size_t up, size_t total)
 {
     lk_daemon *d = arg;
-    log_info("Redis masters up: %zu of %zu (quorum %zu)", up, total,
-             d->rl ? lk_redlock_quorum(d->rl) : total / 2 + 1);
     if (d->lk && d->rl)
         lk_locks_on_masters(d->lk, up, total);
 }
