@@ -307,6 +307,56 @@ START_TEST(test_exclusion)
 }
 END_TEST
 
+START_TEST(test_unlock_on_failure)
+{
+    /* Masters 0 and 1 are held by another token: the attempt fails, and the grant it got
+     * on master 2 is taken back before the callback ran. */
+    rset(0, PREFIX "lock:U", "other");
+    rset(1, PREFIX "lock:U", "other");
+    env e;
+    env_open(&e);
+    uint64_t failed0 = lk_stats.redlock_failed_total;
+    lk_rl_result r = acquire(&e, "U", "tokA", NULL, 5000);
+    ck_assert_int_eq(r.outcome, LK_RL_HELD);
+    ck_assert_int_eq(r.retry_after_ms, 0); /* "other" has no expiry: PTTL -1 -> 0 */
+    ck_assert_uint_eq(lk_stats.redlock_failed_total, failed0 + 1);
+    drain(&e);
+    char v[64];
+    rget(2, PREFIX "lock:U", v, sizeof v);
+    ck_assert_str_eq(v, "");
+    rget(0, PREFIX "lock:U", v, sizeof v);
+    ck_assert_str_eq(v, "other");
+    env_close(&e);
+}
+END_TEST
+
+START_TEST(test_noscript)
+{
+    /* Scripts flushed behind the client's back: NOSCRIPT falls back to EVAL and the
+     * rounds still succeed. */
+    env e;
+    env_open(&e);
+    for (size_t i = 0; i < n_masters; i++) {
+        redisContext *c = rconnect(i);
+        freeReplyObject(redisCommand(c, "SCRIPT FLUSH"));
+        redisFree(c);
+    }
+    lk_rl_result r = acquire(&e, "NS", "tokA", NULL, 5000);
+    ck_assert_int_eq(r.outcome, LK_RL_GRANTED);
+    ck_assert_uint_eq(r.fence, 1);
+    ck_assert_int_eq(renew(&e, "NS", "tokA", 5000).outcome, LK_RL_GRANTED);
+    ck_assert_int_eq(release(&e, "NS", "tokA").outcome, LK_RL_GRANTED);
+    drain(&e);
+    assert_lock_all(PREFIX "lock:NS", "");
+    redisContext *c = rconnect(0);
+    redisReply *info = redisCommand(c, "INFO commandstats");
+    ck_assert_ptr_nonnull(strstr(info->str, "cmdstat_eval:calls="));
+    freeReplyObject(info);
+    redisFree(c);
+    env_close(&e);
+}
+END_TEST
+
 START_TEST(test_handoff)
 {
     env e;
@@ -605,6 +655,8 @@ int main(void)
     Suite *s = suite_create("redlock");
     add_case(s, "roundtrip", test_roundtrip, setup3);
     add_case(s, "exclusion", test_exclusion, setup3);
+    add_case(s, "unlock_on_failure", test_unlock_on_failure, setup3);
+    add_case(s, "noscript", test_noscript, setup3);
     add_case(s, "handoff", test_handoff, setup3);
     add_case(s, "fences_increase", test_fences_increase, setup3);
     add_case(s, "fence_writeback", test_fence_writeback, setup3);
