@@ -190,6 +190,30 @@ int th_stop(pid_t pid, bool graceful, int timeout_ms)
     return status;
 }
 
+int th_wait_exit(pid_t pid, int timeout_ms)
+{
+    if (!is_ours(pid)) {
+        return -1;
+    }
+    uint64_t deadline = th_now_ms() + (uint64_t)timeout_ms;
+    for (;;) {
+        int status = 0;
+        pid_t r = waitpid(pid, &status, WNOHANG);
+        if (r == pid) {
+            forget_pid(pid);
+            return status;
+        }
+        if (r < 0 && errno != EINTR) {
+            forget_pid(pid);
+            return -1;
+        }
+        if (th_now_ms() > deadline) {
+            return -1;
+        }
+        th_sleep_ms(2);
+    }
+}
+
 void th_stop_all(void)
 {
     if (owner_pid == getpid()) {
@@ -249,10 +273,24 @@ bool th_redis_start(th_redis *r)
     char port[16], log[300];
     snprintf(port, sizeof port, "%d", r->port);
     snprintf(log, sizeof log, "%s/redis.log", r->dir);
-    char *argv[] = {
-        "redis-server", "--port", port,    "--bind", "127.0.0.1",   "--save", "",
-        "--appendonly", "no",     "--dir", r->dir,   "--daemonize", "no",     "--protected-mode",
-        "no",           NULL};
+    char *argv[] = {"redis-server",
+                    "--port",
+                    port,
+                    "--bind",
+                    "127.0.0.1",
+                    "--save",
+                    "",
+                    "--appendonly",
+                    r->aof ? "yes" : "no",
+                    "--appendfsync",
+                    r->aof ? "always" : "everysec",
+                    "--dir",
+                    r->dir,
+                    "--daemonize",
+                    "no",
+                    "--protected-mode",
+                    "no",
+                    NULL};
     r->pid = th_spawn(argv, log);
     return th_wait_port(r->port, 5000);
 }

@@ -26,6 +26,10 @@ pid_t th_spawn(char *const argv[], const char *logfile);
 void th_signal(pid_t pid, int sig);
 /* SIGKILL (or SIGTERM when graceful) and reap; returns the exit status (waitpid form) or -1. */
 int th_stop(pid_t pid, bool graceful, int timeout_ms);
+/* Waits (no signal) for a registered pid to exit by itself; reaps and forgets it.
+ * Returns the exit status (waitpid form), or -1 if it did not exit within timeout_ms
+ * (it then stays registered, so th_stop_all still stops it). */
+int th_wait_exit(pid_t pid, int timeout_ms);
 /* Stops every process still registered and removes temp dirs. Idempotent. */
 void th_stop_all(void);
 /* Polls a TCP connect to 127.0.0.1:port until it succeeds or timeout_ms passes. */
@@ -40,6 +44,7 @@ typedef struct th_redis {
     pid_t pid;
     int port;
     char dir[256];
+    bool aof; /* appendonly + appendfsync always: data survives SIGKILL (fencing safety) */
 } th_redis;
 /* Starts redis-server on a free port (or r->port if non-zero, for restarts) and waits for it. */
 bool th_redis_start(th_redis *r);
