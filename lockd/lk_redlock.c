@@ -95,7 +95,6 @@ typedef struct rl_conn {
     struct rl_master *m;
     redisAsyncContext *ac; /* NULL while disconnected; hiredis frees it, we only drop */
     bool is_sub;
-    bool connected;          /* connect callback said OK */
     unsigned loads_left;     /* command context: SCRIPT LOAD replies still due */
     bool load_failed;        /* a SCRIPT LOAD came back with an error */
     uint32_t backoff_ms;     /* next reconnect delay (before jitter) */
@@ -104,7 +103,6 @@ typedef struct rl_conn {
 
 typedef struct rl_master {
     lk_redlock *rl;
-    size_t idx;
     cm_addr addr;
     char name[CM_HOST_MAX + 16];
     bool up;              /* command context connected and scripts loaded */
@@ -345,7 +343,7 @@ static void conn_connect_cb(const redisAsyncContext *ac, int status)
         conn_schedule_reconnect(c);
         return;
     }
-    c->connected = true;
+    log_debug("redis master %s: %s connection open", c->m->name, c->is_sub ? "pub/sub" : "command");
 }
 
 static void conn_disconnect_cb(const redisAsyncContext *ac, int status)
@@ -360,7 +358,6 @@ static void conn_disconnect_cb(const redisAsyncContext *ac, int status)
                  c->is_sub ? "pub/sub" : "command", ac->errstr);
     }
     c->ac = NULL;
-    c->connected = false;
     if (!c->is_sub) {
         master_set_up(c->m, false);
     }
@@ -393,7 +390,6 @@ static void conn_start(rl_conn *c)
     redisAsyncSetConnectCallback(ac, conn_connect_cb);
     redisAsyncSetDisconnectCallback(ac, conn_disconnect_cb);
     c->ac = ac;
-    c->connected = false;
     if (c->is_sub) {
         if (redisAsyncCommand(ac, sub_message_cb, c, "SUBSCRIBE %b", rl->channel,
                               rl->channel_len) != REDIS_OK) {
@@ -427,7 +423,6 @@ static void conn_drop(rl_conn *c)
         return;
     }
     c->ac = NULL;
-    c->connected = false;
     if (!c->is_sub) {
         master_set_up(c->m, false);
     }
@@ -801,9 +796,11 @@ static lk_rl_op *op_new(lk_redlock *rl, rl_kind kind, const char *resource, cons
     return op;
 }
 
-/* Starts a round: sends its command to every master that is up, or defers NOQUORUM. */
+/* Starts a round: sends its command to every master that is up, or defers NOQUORUM.
+ * best_effort (internal unlocks): send to whatever is up even without a quorum. */
 static lk_rl_op *op_start(lk_redlock *rl, rl_kind kind, const char *resource, const char *token,
-                          const char *prev, uint64_t lease_ms, lk_rl_cb cb, void *arg)
+                          const char *prev, uint64_t lease_ms, lk_rl_cb cb, void *arg,
+                          bool best_effort)
 {
     if (rl == NULL || resource == NULL || token == NULL || rl->freeing ||
         strlen(resource) > RL_MAX_RESOURCE || strlen(token) > RL_MAX_TOKEN ||
@@ -816,7 +813,7 @@ static lk_rl_op *op_start(lk_redlock *rl, rl_kind kind, const char *resource, co
     }
     lk_stats.redlock_rounds_total++;
     op->start_us = op->phase_start_us = cm_now_us();
-    if (rl->up < rl->quorum) {
+    if (rl->up < rl->quorum && !best_effort) {
         op->noquorum = true;
         event_active(&op->timer, EV_TIMEOUT, 1);
         return op;
@@ -841,7 +838,7 @@ static lk_rl_op *op_start(lk_redlock *rl, rl_kind kind, const char *resource, co
 /* Unlock-all after a failed or cancelled acquire: a release round nobody waits for. */
 static void op_release_token(lk_redlock *rl, const lk_rl_op *op)
 {
-    if (op_start(rl, OP_RELEASE, op->resource, op->token, NULL, 0, NULL, NULL) == NULL) {
+    if (op_start(rl, OP_RELEASE, op->resource, op->token, NULL, 0, NULL, NULL, true) == NULL) {
         log_warn("redlock: could not unlock %s (the lease will expire)", op->resource);
     }
 }
@@ -884,7 +881,6 @@ lk_redlock *lk_redlock_new(struct event_base *base, const lk_redlock_opts *opts)
     for (size_t i = 0; i < rl->n; i++) {
         rl_master *m = &rl->masters[i];
         m->rl = rl;
-        m->idx = i;
         m->addr = opts->masters[i];
         cm_addr_format(&m->addr, m->name, sizeof m->name);
         rl_conn *conns[2] = {&m->cmd, &m->sub};
@@ -982,19 +978,19 @@ bool lk_redlock_master_up(const lk_redlock *rl, size_t i)
 lk_rl_op *lk_redlock_acquire(lk_redlock *rl, const char *resource, const char *token,
                              const char *prev_token, uint64_t lease_ms, lk_rl_cb cb, void *arg)
 {
-    return op_start(rl, OP_ACQUIRE, resource, token, prev_token, lease_ms, cb, arg);
+    return op_start(rl, OP_ACQUIRE, resource, token, prev_token, lease_ms, cb, arg, false);
 }
 
 lk_rl_op *lk_redlock_renew(lk_redlock *rl, const char *resource, const char *token,
                            uint64_t lease_ms, lk_rl_cb cb, void *arg)
 {
-    return op_start(rl, OP_RENEW, resource, token, NULL, lease_ms, cb, arg);
+    return op_start(rl, OP_RENEW, resource, token, NULL, lease_ms, cb, arg, false);
 }
 
 lk_rl_op *lk_redlock_release(lk_redlock *rl, const char *resource, const char *token, lk_rl_cb cb,
                              void *arg)
 {
-    return op_start(rl, OP_RELEASE, resource, token, NULL, 0, cb, arg);
+    return op_start(rl, OP_RELEASE, resource, token, NULL, 0, cb, arg, false);
 }
 
 void lk_redlock_cancel(lk_rl_op *op)
