@@ -95,6 +95,8 @@ typedef struct rl_conn {
     struct rl_master *m;
     redisAsyncContext *ac; /* NULL while disconnected; hiredis frees it, we only drop */
     bool is_sub;
+    bool ready;              /* subscribed (pub/sub) or scripts loaded (command) */
+    uint64_t since_us;       /* when the current context was started */
     unsigned loads_left;     /* command context: SCRIPT LOAD replies still due */
     bool load_failed;        /* a SCRIPT LOAD came back with an error */
     uint32_t backoff_ms;     /* next reconnect delay (before jitter) */
@@ -304,6 +306,7 @@ static void script_loaded_cb(redisAsyncContext *ac, void *r, void *privdata)
     }
     if (--c->loads_left == 0 && !c->load_failed) {
         c->backoff_ms = RL_BACKOFF_MIN_MS;
+        c->ready = true;
         master_set_up(c->m, true);
     }
 }
@@ -324,6 +327,7 @@ static void sub_message_cb(redisAsyncContext *ac, void *r, void *privdata)
     }
     if (strcmp(kind->str, "subscribe") == 0) {
         c->backoff_ms = RL_BACKOFF_MIN_MS;
+        c->ready = true;
     } else if (strcmp(kind->str, "message") == 0 && payload->type == REDIS_REPLY_STRING &&
                rl->on_released) {
         rl->on_released(rl->cb_arg, payload->str);
@@ -390,6 +394,8 @@ static void conn_start(rl_conn *c)
     redisAsyncSetConnectCallback(ac, conn_connect_cb);
     redisAsyncSetDisconnectCallback(ac, conn_disconnect_cb);
     c->ac = ac;
+    c->ready = false;
+    c->since_us = cm_now_us();
     if (c->is_sub) {
         if (redisAsyncCommand(ac, sub_message_cb, c, "SUBSCRIBE %b", rl->channel,
                               rl->channel_len) != REDIS_OK) {
@@ -445,6 +451,13 @@ static void health_cb(evutil_socket_t fd, short what, void *arg)
                      m->name, (unsigned long long)((now - m->progress_us) / 1000),
                      (unsigned long long)m->inflight);
             conn_drop(&m->cmd);
+        }
+        /* A pub/sub connect that never completes (SYN into a black hole) has no
+         * command to time out: bound the handshake the same way. */
+        if (m->sub.ac != NULL && !m->sub.ready && now - m->sub.since_us > limit) {
+            log_warn("redis master %s: pub/sub connection not ready after %llu ms; reconnecting",
+                     m->name, (unsigned long long)((now - m->sub.since_us) / 1000));
+            conn_drop(&m->sub);
         }
     }
 }
