@@ -228,7 +228,7 @@ void th_stop_all(void)
         }
         for (size_t i = 0; i < n_dirs; i++) {
             if (getenv("TH_KEEP_DIRS") == NULL) {
-                char cmd[300];
+                char cmd[600];
                 snprintf(cmd, sizeof cmd, "rm -rf '%s'", dirs[i]);
                 if (system(cmd) != 0) {
                     fprintf(stderr, "th: could not remove %s\n", dirs[i]);
