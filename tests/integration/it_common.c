@@ -19,6 +19,7 @@
 #define IT_MAX_LOGS 16
 
 static char it_logs[IT_MAX_LOGS][512];
+static pid_t it_lockd_pids[IT_MAX_LOGS];
 static size_t it_n_logs;
 static pid_t it_logs_owner;
 static bool it_atexit_set;
@@ -59,6 +60,11 @@ void it_dump_logs(void)
         return;
     }
     for (size_t i = 0; i < it_n_logs; i++) {
+        /* SIGTERM first: a graceful exit writes the coverage data (gcov) and runs the
+         * leak check; th_stop falls back to SIGKILL. Already stopped ones are skipped. */
+        th_stop(it_lockd_pids[i], true, 3000);
+    }
+    for (size_t i = 0; i < it_n_logs; i++) {
         char cmd[700];
         fprintf(stderr, "---- tail of %s ----\n", it_logs[i]);
         fflush(stderr);
@@ -86,6 +92,7 @@ void it_lockd_start(th_lockd *l, const th_redis *r, size_t n, const char *extra_
         }
     }
     if (it_n_logs < IT_MAX_LOGS) {
+        it_lockd_pids[it_n_logs] = l->pid;
         snprintf(it_logs[it_n_logs++], sizeof it_logs[0], "%s", l->log);
     }
     ck_assert_msg(ok, "lockd did not start on port %d (log %s)", l->port, l->log);
