@@ -9,7 +9,9 @@
  * - prev_token, when set, is a token of ours that still may sit on some masters
  *   (a released lock whose handoff was not granted yet): every attempt offers it for
  *   takeover, and it is released through Redlock when nobody is left to take it;
- * - a resource is freed when it has no holder, no waiter and no attempt.
+ * - a resource is freed when it has no holder, no waiter and no attempt;
+ * - local handoffs chain for at most LK_CHAIN_MS: then the lock is released through
+ *   Redis (pub/sub wakes other lockds) so their waiters are not starved forever.
  */
 #include "lk_locks.h"
 
@@ -31,6 +33,10 @@
 #define LK_LINE_BUF    (CM_LOCKP_MAX_LINE + 64)
 #define LK_TOKEN_BUF   (CM_LOCKP_TOKEN_LEN + 1)
 #define LK_TAG_BUF     (CM_LOCKP_TAG_MAX + 1)
+#define LK_CHAIN_MS    250  /* longest run of local handoffs before other lockds get a turn */
+#define LK_YIELD_MIN   2    /* ms head start for remote waiters after such a yield ... */
+#define LK_YIELD_MAX   5    /* ... about one pub/sub wake-up plus one Redlock round */
+#define LK_RAND_POOL   1024 /* bytes: 64 tokens per getrandom call */
 
 typedef struct lk_resource lk_resource;
 typedef struct lk_renew lk_renew;
@@ -84,6 +90,7 @@ struct lk_resource {
     struct event retry;            /* next attempt (retry delay or safety-net poll) */
     bool retry_is_poll;            /* the armed retry follows a HELD answer */
     char prev_token[LK_TOKEN_BUF]; /* "" or a released token of ours (see top) */
+    uint64_t chain_start_ms;       /* when this lockd last got it other than by handoff */
     size_t name_len;
     char name[]; /* NUL-terminated */
 };
@@ -96,7 +103,9 @@ struct lk_locks {
     size_t n_buckets; /* power of two */
     size_t n_resources;
     bool shutting_down;
-    bool had_quorum; /* for logging the loss of quorum once */
+    bool had_quorum;                 /* for logging the loss of quorum once */
+    unsigned char rnd[LK_RAND_POOL]; /* OS randomness not yet used for tokens */
+    size_t rnd_left;
 };
 
 /* ---- helpers ---------------------------------------------------------- */
@@ -136,6 +145,28 @@ static uint32_t hash_name(const char *s, size_t len)
         h *= 16777619u;
     }
     return h;
+}
+
+/* A fresh token: 128 bits from the OS, fetched in batches so that the lock path
+ * does not pay one getrandom call per ACQUIRE. Bytes are used once and wiped. */
+static cm_rc token_new(lk_locks *lk, char out[LK_TOKEN_BUF])
+{
+    static const char hex[] = "0123456789abcdef";
+    const size_t n = CM_LOCKP_TOKEN_LEN / 2;
+    if (lk->rnd_left < n) {
+        if (cm_rand_bytes(lk->rnd, sizeof(lk->rnd)) != CM_OK)
+            return CM_ERR;
+        lk->rnd_left = sizeof(lk->rnd);
+    }
+    unsigned char *p = lk->rnd + lk->rnd_left - n;
+    for (size_t i = 0; i < n; i++) {
+        out[2 * i] = hex[p[i] >> 4];
+        out[2 * i + 1] = hex[p[i] & 0xf];
+    }
+    out[CM_LOCKP_TOKEN_LEN] = '\0';
+    memset(p, 0, n);
+    lk->rnd_left -= n;
+    return CM_OK;
 }
 
 /* ---- the resource table --------------------------------------------- */
@@ -346,6 +377,8 @@ static void grant(lk_resource *r, lk_waiter *w, const lk_rl_result *res)
     h->owner->n_holds++;
     r->holder = h;
     r->prev_token[0] = '\0'; /* taken over (or never ours): nothing left to clean */
+    if (!w->handoff_us)
+        r->chain_start_ms = now_us / 1000;
     timer_arm_ms(&h->timer, h->lease_ms ? validity : lk->opts.watchdog_lease_ms / 3);
 
     owner_sendf(w->owner, w->tag, "OK %s %llu %llu", w->token, (unsigned long long)res->fence,
@@ -450,7 +483,7 @@ void lk_locks_acquire(lk_locks *lk, lk_owner *owner, const char *tag, const char
         return;
     }
     w = calloc(1, sizeof(*w));
-    if (!w || cm_rand_token(w->token) != CM_OK) {
+    if (!w || token_new(lk, w->token) != CM_OK) {
         free(w);
         owner_sendf(owner, tag, "ERR LIMIT cannot create a token");
         res_maybe_free(r);
@@ -515,12 +548,16 @@ static void hold_end(lk_hold *h, uint64_t release_us)
     event_del(&h->timer);
     r->holder = NULL;
     lk_stats.locks_held--;
-    if (next && !lk->shutting_down && !r->op) {
+    if (next && !lk->shutting_down && !r->op && cm_now_ms() - r->chain_start_ms < LK_CHAIN_MS) {
         memcpy(r->prev_token, h->token, sizeof(r->prev_token));
         next->handoff_us = release_us ? release_us : cm_now_us();
         start_attempt(r);
     } else {
+        /* A plain release publishes it: after a long local chain, waiters on other
+         * lockds (which only poll a lock that is never free) get a head start. */
         (void)lk_redlock_release(lk->rl, r->name, h->token, NULL, NULL);
+        if (next && !lk->shutting_down && !r->op)
+            res_schedule(r, cm_rand_range(LK_YIELD_MIN, LK_YIELD_MAX), false);
     }
     free(h);
     res_maybe_free(r);
