@@ -89,6 +89,7 @@ struct lk_resource {
     lk_waiter *op_waiter;          /* ... for this (head) waiter */
     struct event retry;            /* next attempt (retry delay or safety-net poll) */
     bool retry_is_poll;            /* the armed retry follows a HELD answer */
+    bool yielding;                 /* the armed retry is a head start for other lockds */
     char prev_token[LK_TOKEN_BUF]; /* "" or a released token of ours (see top) */
     uint64_t chain_start_ms;       /* when this lockd last got it other than by handoff */
     size_t name_len;
@@ -313,6 +314,7 @@ static void retry_cb(evutil_socket_t fd, short what, void *arg)
 static void res_schedule(lk_resource *r, uint64_t delay_ms, bool is_poll)
 {
     r->retry_is_poll = is_poll;
+    r->yielding = false;
     timer_arm_ms(&r->retry, delay_ms);
 }
 
@@ -556,8 +558,10 @@ static void hold_end(lk_hold *h, uint64_t release_us)
         /* A plain release publishes it: after a long local chain, waiters on other
          * lockds (which only poll a lock that is never free) get a head start. */
         (void)lk_redlock_release(lk->rl, r->name, h->token, NULL, NULL);
-        if (next && !lk->shutting_down && !r->op)
+        if (next && !lk->shutting_down && !r->op) {
             res_schedule(r, cm_rand_range(LK_YIELD_MIN, LK_YIELD_MAX), false);
+            r->yielding = true; /* our own release notice must not end the head start */
+        }
     }
     free(h);
     res_maybe_free(r);
@@ -807,6 +811,8 @@ void lk_locks_on_released(lk_locks *lk, const char *resource)
 {
     lk_resource *r = res_find(lk, resource);
     if (!r || TAILQ_EMPTY(&r->waiters) || r->op || r->holder || lk->shutting_down)
+        return;
+    if (r->yielding && evtimer_pending(&r->retry, NULL))
         return;
     lk_stats.wakeups_total++;
     start_attempt(r);
