@@ -230,7 +230,7 @@ say "lockd A and B: a few metrics (GET /metrics)"
 for i in 0 1; do
     echo "-- lockd $([[ $i -eq 0 ]] && echo A || echo B)"
     curl -s "http://127.0.0.1:${METRICS_PORTS[i]}/metrics" |
-        grep -E '^lockd_(grants_total|handoffs_total|wakeups_total|lost_total|sessions_expired_total|master_up|handoff_latency_seconds_count|handoff_latency_seconds_sum)' || true
+        grep -E '^lockd_(grants_total|handoffs_total|wakeups_total|lost_locks_total|sessions_expired_total|master_up|handoff_latency_seconds_count|handoff_latency_seconds_sum)' || true
 done
 
 if [[ $KEEP -eq 1 ]]; then

@@ -93,7 +93,11 @@ run_coverage() {
     gcovr --root . --object-directory "$BUILD_TEST" \
         --filter 'libcommon/' --filter 'lockd/' --filter 'tools/' --filter 'reserved/' \
         --filter 'chaos/' --exclude 'tests/' \
-        --gcov-ignore-parse-errors --txt --print-summary
+        --gcov-ignore-parse-errors --txt "$BUILD_TEST/coverage.txt" --print-summary \
+        >"$BUILD_TEST/coverage.summary"
+    # Per file without the long "Missing" column (it stays in coverage.txt), then totals.
+    cut -c1-70 "$BUILD_TEST/coverage.txt"
+    cat "$BUILD_TEST/coverage.summary"
 }
 
 if ! run_stage deps bash scripts/deps.sh; then
