@@ -221,9 +221,6 @@ static int run(const fp_opts *o)
         log_error("out of memory at start");
         goto done;
     }
-    d.http = fp_http_new(d.base, &o->listen, store, &o->knobs);
-    if (!d.http)
-        goto done;
     d.sig_term = evsignal_new(d.base, SIGTERM, signal_cb, &d);
     d.sig_int = evsignal_new(d.base, SIGINT, signal_cb, &d);
     if (!d.sig_term || !d.sig_int || evsignal_add(d.sig_term, NULL) != 0 ||
@@ -231,6 +228,10 @@ static int run(const fp_opts *o)
         log_error("cannot install the signal handlers");
         goto done;
     }
+    /* Listen only once the handlers are in: whoever sees the port may signal at once. */
+    d.http = fp_http_new(d.base, &o->listen, store, &o->knobs);
+    if (!d.http)
+        goto done;
     log_info("fakepay %s listening on %s: decline-rate=%g fail-rate=%g latency-ms=%u seed=%" PRIu64
              " max-payments=%zu",
              BOOKING_VERSION, cm_addr_format(&o->listen, a, sizeof(a)), o->knobs.decline_rate,
