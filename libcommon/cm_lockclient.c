@@ -690,7 +690,8 @@ static void lc_handle_push(cm_lockclient *c, const cm_lockp_reply *rep)
 static void lc_handle_handshake(cm_lockclient *c, lc_req *r, const cm_lockp_reply *rep)
 {
     bool ok = strcmp(rep->word, "OK") == 0;
-    if (ok && r->kind == LC_HELLO) {
+    lc_kind kind = r->kind;
+    if (ok && kind == LC_HELLO) {
         const char *sp = memchr(rep->rest, ' ', rep->rest_len);
         uint64_t t = 0;
         if (sp == NULL ||
@@ -703,10 +704,10 @@ static void lc_handle_handshake(cm_lockclient *c, lc_req *r, const cm_lockp_repl
     }
     lc_complete(c, r, NULL);
     if (!ok) {
-        log_error("lockclient: lockd refused %s: %s", r->kind == LC_HELLO ? "HELLO" : "AUTH",
+        log_error("lockclient: lockd refused %s: %s", kind == LC_HELLO ? "HELLO" : "AUTH",
                   rep->rest);
         lc_session_down(c, "handshake refused");
-    } else if (r->kind == LC_HELLO && c->auth[0] != '\0') {
+    } else if (kind == LC_HELLO && c->auth[0] != '\0') {
         if (lc_submit(c, LC_AUTH, NULL, NULL, 0, 0, NULL, NULL, true) == NULL)
             lc_session_down(c, "out of memory");
     } else {
