@@ -304,7 +304,7 @@ static void it_holder_child(int port, const char *res, int in, int out)
     dprintf(out, "OK %s %" PRIu64 "\n", g.token, g.fence);
     for (;;) {
         struct pollfd pfd = {in, POLLIN, 0};
-        int pr = poll(&pfd, 1, 200);
+        int pr = poll(&pfd, 1, 50);
         if (pr == 0) {
             /* Heartbeat; after a SIGSTOP lockd may have closed us: not fatal here. */
             if (th_send(&c, "p PING")) {

@@ -89,7 +89,8 @@ size_t it_wait_replies(th_conn *c, size_t n, const char *tag, char (*lines)[IT_L
 
 /* A lock holder in a forked child process (so it can be SIGKILLed / SIGSTOPped): it
  * connects, ACQUIREs res with a watchdog lease (waiting up to 5 s), reports the grant
- * and then PINGs every 200 ms until it is told to check or is killed. */
+ * and then PINGs every 50 ms until it is told to check or is killed (so a
+ * SIGSTOP comes at most ~50 ms after its last traffic). */
 typedef struct it_holder {
     pid_t pid;
     int to_child;   /* write end: commands */
