@@ -10,8 +10,10 @@
  *   (a released lock whose handoff was not granted yet): every attempt offers it for
  *   takeover, and it is released through Redlock when nobody is left to take it;
  * - a resource is freed when it has no holder, no waiter and no attempt;
- * - local handoffs chain for at most LK_CHAIN_MS: then the lock is released through
- *   Redis (pub/sub wakes other lockds) so their waiters are not starved forever.
+ * - a chain of local handoffs that is both long (LK_CHAIN_MIN handoffs) and old
+ *   (LK_CHAIN_MS) ends with a release through Redis (pub/sub wakes other lockds) and a
+ *   short head start for them, so their waiters are not starved forever. A single
+ *   handoff never pays that delay, however long the lock was held.
  */
 #include "lk_locks.h"
 
@@ -33,7 +35,8 @@
 #define LK_LINE_BUF    (CM_LOCKP_MAX_LINE + 64)
 #define LK_TOKEN_BUF   (CM_LOCKP_TOKEN_LEN + 1)
 #define LK_TAG_BUF     (CM_LOCKP_TAG_MAX + 1)
-#define LK_CHAIN_MS    250  /* longest run of local handoffs before other lockds get a turn */
+#define LK_CHAIN_MS    250  /* a run of local handoffs this long ... */
+#define LK_CHAIN_MIN   8    /* ... and this many gives other lockds a turn */
 #define LK_YIELD_MIN   2    /* ms head start for remote waiters after such a yield ... */
 #define LK_YIELD_MAX   5    /* ... about one pub/sub wake-up plus one Redlock round */
 #define LK_RAND_POOL   1024 /* bytes: 64 tokens per getrandom call */
@@ -92,6 +95,7 @@ struct lk_resource {
     bool yielding;                 /* the armed retry is a head start for other lockds */
     char prev_token[LK_TOKEN_BUF]; /* "" or a released token of ours (see top) */
     uint64_t chain_start_ms;       /* when this lockd last got it other than by handoff */
+    uint32_t chain_handoffs;       /* local handoffs since then */
     size_t name_len;
     char name[]; /* NUL-terminated */
 };
@@ -379,8 +383,12 @@ static void grant(lk_resource *r, lk_waiter *w, const lk_rl_result *res)
     h->owner->n_holds++;
     r->holder = h;
     r->prev_token[0] = '\0'; /* taken over (or never ours): nothing left to clean */
-    if (!w->handoff_us)
+    if (!w->handoff_us) {
         r->chain_start_ms = now_us / 1000;
+        r->chain_handoffs = 0;
+    } else {
+        r->chain_handoffs++;
+    }
     timer_arm_ms(&h->timer, h->lease_ms ? validity : lk->opts.watchdog_lease_ms / 3);
 
     owner_sendf(w->owner, w->tag, "OK %s %llu %llu", w->token, (unsigned long long)res->fence,
@@ -550,7 +558,8 @@ static void hold_end(lk_hold *h, uint64_t release_us)
     event_del(&h->timer);
     r->holder = NULL;
     lk_stats.locks_held--;
-    if (next && !lk->shutting_down && !r->op && cm_now_ms() - r->chain_start_ms < LK_CHAIN_MS) {
+    if (next && !lk->shutting_down && !r->op &&
+        (r->chain_handoffs < LK_CHAIN_MIN || cm_now_ms() - r->chain_start_ms < LK_CHAIN_MS)) {
         memcpy(r->prev_token, h->token, sizeof(r->prev_token));
         next->handoff_us = release_us ? release_us : cm_now_us();
         start_attempt(r);
