@@ -1,0 +1,812 @@
+/*
+ * test_client: the lock client library (cm_lockclient async, with_lock guard, blocking
+ * wrapper) and lockctl, end to end against REAL redis-server and build/bin/lockd
+ * processes started by the th harness. Each test starts its own servers inside its
+ * (forked) test process and stops them by PID; th_stop_all also runs from an unchecked
+ * teardown and at exit, and PDEATHSIG covers a crashed test.
+ * The binary runs one test when given its name (ctest registers one entry per test).
+ */
+#include <check.h>
+#include <errno.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <event2/event.h>
+
+#include "cm_lockclient.h"
+#include "cm_log.h"
+#include "th.h"
+
+#define LOCKD_YAML                                                                                 \
+    "session: {timeout_ms: 3000, lock_delay_ms: 0}\n"                                              \
+    "watchdog: {lease_ms: 2000}\n"
+
+/* ---------------------------------------------------------------- fixtures */
+
+typedef struct env {
+    th_redis redis[3];
+    th_lockd lockd[2];
+    int n_lockd;
+    struct event_base *base;
+} env;
+
+static void env_start(env *e, int n_lockd)
+{
+    memset(e, 0, sizeof(*e));
+    for (int i = 0; i < 3; i++)
+        ck_assert_msg(th_redis_start(&e->redis[i]), "redis-server %d did not start", i);
+    for (int i = 0; i < n_lockd; i++)
+        ck_assert_msg(th_lockd_start(&e->lockd[i], e->redis, 3, LOCKD_YAML),
+                      "lockd %d did not start (see %s)", i, e->lockd[i].log);
+    e->n_lockd = n_lockd;
+    e->base = event_base_new();
+    ck_assert_ptr_nonnull(e->base);
+}
+
+static void env_stop(env *e)
+{
+    if (e->base != NULL)
+        event_base_free(e->base);
+    e->base = NULL;
+    th_stop_all();
+}
+
+static cm_lockclient_opts client_opts(env *e, cm_addr *eps, int first, int n)
+{
+    cm_lockclient_opts o;
+    memset(&o, 0, sizeof(o));
+    for (int i = 0; i < n; i++) {
+        snprintf(eps[i].host, sizeof(eps[i].host), "127.0.0.1");
+        eps[i].port = e->lockd[first + i].port;
+    }
+    o.endpoints = eps;
+    o.n_endpoints = (size_t)n;
+    o.client_name = "test";
+    o.connect_timeout_ms = 500;
+    o.reconnect_max_ms = 200;
+    return o;
+}
+
+static cm_lockclient *client_new(env *e, int first, int n)
+{
+    cm_addr eps[2];
+    cm_lockclient_opts o = client_opts(e, eps, first, n);
+    cm_lockclient *c = cm_lockclient_new(e->base, &o);
+    ck_assert_ptr_nonnull(c);
+    return c;
+}
+
+/* Runs the loop until *flag is true or timeout_ms passed. */
+static bool run_until(env *e, const bool *flag, int timeout_ms)
+{
+    uint64_t deadline = th_now_ms() + (uint64_t)timeout_ms;
+    while (!*flag && th_now_ms() < deadline) {
+        struct timeval tv = {0, 5000};
+        event_base_loopexit(e->base, &tv);
+        event_base_dispatch(e->base);
+    }
+    return *flag;
+}
+
+static void run_for(env *e, int ms)
+{
+    bool never = false;
+    run_until(e, &never, ms);
+}
+
+/* A request's outcome, kept past its callback. */
+typedef struct box {
+    bool done;
+    int calls;
+    cm_lock_result r;
+    char message[256];
+    char line[4096];
+    uint64_t at_ms;
+} box;
+
+static void box_cb(void *arg, const cm_lock_result *r)
+{
+    box *b = arg;
+    b->calls++;
+    b->done = true;
+    b->r = *r;
+    b->at_ms = th_now_ms();
+    snprintf(b->message, sizeof(b->message), "%s", r->message);
+    snprintf(b->line, sizeof(b->line), "%s", r->line);
+    b->r.message = b->message;
+    b->r.line = b->line;
+}
+
+static void wait_connected(env *e, cm_lockclient *c)
+{
+    uint64_t deadline = th_now_ms() + 3000;
+    while (!cm_lockclient_connected(c) && th_now_ms() < deadline)
+        run_for(e, 10);
+    ck_assert_msg(cm_lockclient_connected(c), "client did not connect");
+}
+
+static cm_lock_result acquire(env *e, cm_lockclient *c, const char *res, uint64_t wait_ms)
+{
+    box b = {0};
+    ck_assert_int_eq(cm_lockclient_acquire(c, res, 0, wait_ms, box_cb, &b, NULL), CM_OK);
+    ck_assert_msg(run_until(e, &b.done, (int)wait_ms + 5000), "no reply to ACQUIRE %s", res);
+    ck_assert_int_eq(b.calls, 1);
+    return b.r;
+}
+
+static cm_lock_status release(env *e, cm_lockclient *c, const char *res, const char *token)
+{
+    box b = {0};
+    ck_assert_int_eq(cm_lockclient_release(c, res, token, box_cb, &b), CM_OK);
+    ck_assert_msg(run_until(e, &b.done, 5000), "no reply to RELEASE %s", res);
+    return b.r.status;
+}
+
+typedef struct lost_log {
+    int n;
+    char resource[300];
+    char token[40];
+} lost_log;
+
+static void lost_cb(void *arg, const char *resource, const char *token)
+{
+    lost_log *l = arg;
+    l->n++;
+    snprintf(l->resource, sizeof(l->resource), "%s", resource);
+    snprintf(l->token, sizeof(l->token), "%s", token);
+}
+
+typedef struct state_log {
+    int ups, downs;
+} state_log;
+
+static void state_cb(void *arg, bool connected)
+{
+    state_log *s = arg;
+    if (connected)
+        s->ups++;
+    else
+        s->downs++;
+}
+
+/* ---------------------------------------------------------------- async client */
+
+START_TEST(test_acquire_release)
+{
+    env e;
+    env_start(&e, 1);
+    cm_lockclient *a = client_new(&e, 0, 1);
+    cm_lockclient *b = client_new(&e, 0, 1);
+
+    /* a request made while connecting is queued and sent once the session is up */
+    cm_lock_result g1 = acquire(&e, a, "Performance:1", 0);
+    ck_assert_int_eq(g1.status, CM_LOCK_OK);
+    ck_assert_uint_eq(strlen(g1.token), 32);
+    ck_assert_uint_gt(g1.fence, 0);
+    ck_assert_uint_gt(g1.validity_ms, 0);
+
+    cm_lock_result busy = acquire(&e, b, "Performance:1", 0);
+    ck_assert_int_eq(busy.status, CM_LOCK_TIMEOUT);
+
+    box rn = {0};
+    ck_assert_int_eq(cm_lockclient_renew(a, "Performance:1", g1.token, 5000, box_cb, &rn), CM_OK);
+    ck_assert(run_until(&e, &rn.done, 3000));
+    ck_assert_int_eq(rn.r.status, CM_LOCK_OK);
+    ck_assert_uint_gt(rn.r.validity_ms, 0);
+
+    ck_assert_int_eq(release(&e, a, "Performance:1", g1.token), CM_LOCK_OK);
+    ck_assert_int_eq(release(&e, a, "Performance:1", g1.token), CM_LOCK_LOST);
+
+    cm_lock_result g2 = acquire(&e, b, "Performance:1", 0);
+    ck_assert_int_eq(g2.status, CM_LOCK_OK);
+    ck_assert_uint_gt(g2.fence, g1.fence);
+    /* a holds no lock: HELD is only for the same session */
+    cm_lock_result held = acquire(&e, b, "Performance:1", 0);
+    ck_assert_int_eq(held.status, CM_LOCK_ERROR);
+    ck_assert_str_eq(held.code, "HELD");
+
+    box ping = {0}, info = {0};
+    ck_assert_int_eq(cm_lockclient_ping(a, box_cb, &ping), CM_OK);
+    ck_assert_int_eq(cm_lockclient_info(a, box_cb, &info), CM_OK);
+    ck_assert(run_until(&e, &info.done, 3000) && run_until(&e, &ping.done, 3000));
+    ck_assert_int_eq(ping.r.status, CM_LOCK_OK);
+    ck_assert_str_eq(ping.r.line, "PONG");
+    ck_assert_int_eq(info.r.status, CM_LOCK_OK);
+    ck_assert_ptr_nonnull(strstr(info.r.line, "sessions="));
+
+    /* bad arguments: CM_ERR and no callback */
+    box bad = {0};
+    ck_assert_int_eq(cm_lockclient_acquire(a, "has space", 0, 0, box_cb, &bad, NULL), CM_ERR);
+    ck_assert_int_eq(cm_lockclient_release(a, "R", "not-a-token", box_cb, &bad), CM_ERR);
+    run_for(&e, 50);
+    ck_assert_int_eq(bad.calls, 0);
+
+    cm_lockclient_free(a);
+    cm_lockclient_free(b);
+    env_stop(&e);
+}
+END_TEST
+
+START_TEST(test_timeout)
+{
+    env e;
+    env_start(&e, 1);
+    cm_lockclient *a = client_new(&e, 0, 1);
+    cm_lockclient *b = client_new(&e, 0, 1);
+    cm_lock_result g = acquire(&e, a, "T", 0);
+    ck_assert_int_eq(g.status, CM_LOCK_OK);
+    wait_connected(&e, b);
+    uint64_t t0 = th_now_ms();
+    cm_lock_result t = acquire(&e, b, "T", 400);
+    uint64_t took = th_now_ms() - t0;
+    ck_assert_int_eq(t.status, CM_LOCK_TIMEOUT);
+    ck_assert_msg(took >= 350 && took < 2000, "TIMEOUT after %llu ms, wanted ~400",
+                  (unsigned long long)took);
+    cm_lockclient_free(a);
+    cm_lockclient_free(b);
+    env_stop(&e);
+}
+END_TEST
+
+/* A waiting ACQUIRE on a client that is freed from inside another callback: the free is
+ * deferred, no further callbacks run, nothing leaks (ASan checks). */
+typedef struct free_ctx {
+    cm_lockclient *c;
+    bool freed;
+} free_ctx;
+
+static void free_in_cb(void *arg, const cm_lock_result *r)
+{
+    free_ctx *f = arg;
+    cm_lockclient_free(f->c);
+    f->freed = true;
+}
+
+static void must_not_run(void *arg, const cm_lock_result *r)
+{
+    ck_abort_msg("callback ran after the client was freed");
+}
+
+START_TEST(test_free_inside_callback)
+{
+    env e;
+    env_start(&e, 1);
+    cm_lockclient *holder = client_new(&e, 0, 1);
+    ck_assert_int_eq(acquire(&e, holder, "F", 0).status, CM_LOCK_OK);
+    free_ctx f = {client_new(&e, 0, 1), false};
+    wait_connected(&e, f.c);
+    ck_assert_int_eq(cm_lockclient_acquire(f.c, "F", 0, 10000, must_not_run, NULL, NULL), CM_OK);
+    ck_assert_int_eq(cm_lockclient_ping(f.c, free_in_cb, &f), CM_OK);
+    ck_assert(run_until(&e, &f.freed, 3000));
+    run_for(&e, 200);
+    cm_lockclient_free(holder);
+    env_stop(&e);
+}
+END_TEST
+
+/* ---------------------------------------------------------------- with_lock guard */
+
+typedef struct guard_ctx {
+    env *e;
+    cm_lockclient *other; /* checks the lock is held during the work */
+    bool finish_called;
+    int finishes;
+    cm_lock_status status;
+    bool worked;
+    bool aborted;
+    bool done_in_work; /* call cm_lock_guard_done inside work */
+    cm_lock_guard *guard;
+    uint64_t fence;
+} guard_ctx;
+
+static void g_work(void *arg, const cm_lock_result *grant, cm_lock_guard *g)
+{
+    guard_ctx *x = arg;
+    x->worked = true;
+    x->fence = grant->fence;
+    x->guard = g;
+    ck_assert(!cm_lock_guard_lost(g));
+    if (x->done_in_work)
+        cm_lock_guard_done(g);
+}
+
+static void g_abort(void *arg)
+{
+    guard_ctx *x = arg;
+    x->aborted = true;
+    ck_assert(cm_lock_guard_lost(x->guard));
+    cm_lock_guard_done(x->guard); /* the work stops at once */
+}
+
+static void g_finish(void *arg, cm_lock_status st, const cm_lock_result *res)
+{
+    guard_ctx *x = arg;
+    x->finish_called = true;
+    x->finishes++;
+    x->status = st;
+}
+
+START_TEST(test_with_lock_ok)
+{
+    env e;
+    env_start(&e, 1);
+    cm_lockclient *c = client_new(&e, 0, 1);
+    cm_lockclient *other = client_new(&e, 0, 1);
+
+    /* done called synchronously inside the work */
+    guard_ctx x = {.e = &e, .done_in_work = true};
+    ck_assert_int_eq(cm_lockclient_with_lock(c, "W", 0, 1000, g_work, g_abort, g_finish, &x),
+                     CM_OK);
+    ck_assert(run_until(&e, &x.finish_called, 5000));
+    ck_assert(x.worked && !x.aborted);
+    ck_assert_int_eq(x.status, CM_LOCK_OK);
+    ck_assert_int_eq(x.finishes, 1);
+    /* released: someone else gets it at once */
+    cm_lock_result g = acquire(&e, other, "W", 0);
+    ck_assert_int_eq(g.status, CM_LOCK_OK);
+    ck_assert_uint_gt(g.fence, x.fence);
+    ck_assert_int_eq(release(&e, other, "W", g.token), CM_LOCK_OK);
+
+    /* done called later, from outside any callback; the lock is held meanwhile */
+    guard_ctx y = {.e = &e};
+    ck_assert_int_eq(cm_lockclient_with_lock(c, "W", 0, 1000, g_work, g_abort, g_finish, &y),
+                     CM_OK);
+    ck_assert(run_until(&e, &y.worked, 5000));
+    ck_assert_int_eq(acquire(&e, other, "W", 0).status, CM_LOCK_TIMEOUT);
+    ck_assert(!y.finish_called);
+    cm_lock_guard_done(y.guard);
+    ck_assert(run_until(&e, &y.finish_called, 5000));
+    ck_assert_int_eq(y.status, CM_LOCK_OK);
+    g = acquire(&e, other, "W", 0);
+    ck_assert_int_eq(g.status, CM_LOCK_OK);
+
+    /* never granted: work not called, finish TIMEOUT */
+    guard_ctx z = {.e = &e};
+    ck_assert_int_eq(cm_lockclient_with_lock(c, "W", 0, 200, g_work, g_abort, g_finish, &z), CM_OK);
+    ck_assert(run_until(&e, &z.finish_called, 5000));
+    ck_assert(!z.worked);
+    ck_assert_int_eq(z.status, CM_LOCK_TIMEOUT);
+
+    cm_lockclient_free(c);
+    cm_lockclient_free(other);
+    env_stop(&e);
+}
+END_TEST
+
+START_TEST(test_with_lock_lost)
+{
+    env e;
+    env_start(&e, 1);
+    cm_lockclient *c = client_new(&e, 0, 1);
+    guard_ctx x = {.e = &e};
+    ck_assert_int_eq(cm_lockclient_with_lock(c, "L", 0, 1000, g_work, g_abort, g_finish, &x),
+                     CM_OK);
+    ck_assert(run_until(&e, &x.worked, 5000));
+    /* the session drops mid-work: lockd has released the lock, the work must stop */
+    th_stop(e.lockd[0].pid, false, 2000);
+    ck_assert(run_until(&e, &x.finish_called, 5000));
+    ck_assert(x.aborted);
+    ck_assert_int_eq(x.status, CM_LOCK_LOST);
+    ck_assert_int_eq(x.finishes, 1);
+    cm_lockclient_free(c);
+    env_stop(&e);
+}
+END_TEST
+
+/* ---------------------------------------------------------------- failover, lost */
+
+START_TEST(test_failover)
+{
+    env e;
+    env_start(&e, 2);
+    cm_lockclient *c = client_new(&e, 0, 2); /* endpoints: lockd 0, then lockd 1 */
+    lost_log lost = {0};
+    state_log st = {0};
+    cm_lockclient_on_lost(c, lost_cb, &lost);
+    cm_lockclient_on_state(c, state_cb, &st);
+
+    cm_lock_result g = acquire(&e, c, "FO", 0);
+    ck_assert_int_eq(g.status, CM_LOCK_OK);
+    ck_assert_int_eq(st.ups, 1);
+    box waiting = {0};
+    cm_lockclient *other = client_new(&e, 0, 1);
+    cm_lock_result og = acquire(&e, other, "FO2", 0);
+    ck_assert_int_eq(og.status, CM_LOCK_OK);
+    ck_assert_int_eq(cm_lockclient_acquire(c, "FO2", 0, 20000, box_cb, &waiting, NULL), CM_OK);
+    run_for(&e, 100);
+
+    uint64_t t0 = th_now_ms();
+    th_stop(e.lockd[0].pid, false, 2000);
+    /* the pending ACQUIRE fails, the granted lock is reported lost */
+    ck_assert(run_until(&e, &waiting.done, 3000));
+    ck_assert_int_eq(waiting.r.status, CM_LOCK_ERROR);
+    ck_assert_str_eq(waiting.r.code, "DISCONNECTED");
+    ck_assert_int_eq(lost.n, 1);
+    ck_assert_str_eq(lost.resource, "FO");
+    ck_assert_str_eq(lost.token, g.token);
+    ck_assert_int_ge(st.downs, 1);
+
+    /* the client moves to lockd 1 by itself */
+    wait_connected(&e, c);
+    ck_assert_int_eq(st.ups, 2);
+    ck_assert_msg(th_now_ms() - t0 < 2000, "failover took %llu ms",
+                  (unsigned long long)(th_now_ms() - t0));
+    /* FO's key in Redis outlives the dead lockd until its watchdog lease (2 s) ends */
+    cm_lock_result g2 = acquire(&e, c, "FO", 5000);
+    ck_assert_int_eq(g2.status, CM_LOCK_OK);
+    ck_assert_uint_gt(g2.fence, g.fence);
+    ck_assert_int_eq(release(&e, c, "FO", g2.token), CM_LOCK_OK);
+    ck_assert_int_eq(lost.n, 1);
+    cm_lockclient_free(other);
+    cm_lockclient_free(c);
+    env_stop(&e);
+}
+END_TEST
+
+START_TEST(test_lost_on_session_drop)
+{
+    env e;
+    env_start(&e, 1);
+    cm_lockclient *c = client_new(&e, 0, 1);
+    lost_log lost = {0};
+    state_log st = {0};
+    cm_lockclient_on_lost(c, lost_cb, &lost);
+    cm_lockclient_on_state(c, state_cb, &st);
+    cm_lock_result a = acquire(&e, c, "S1", 0);
+    cm_lock_result b = acquire(&e, c, "S2", 0);
+    cm_lock_result r = acquire(&e, c, "S3", 0);
+    ck_assert(a.status == CM_LOCK_OK && b.status == CM_LOCK_OK && r.status == CM_LOCK_OK);
+    ck_assert_int_eq(release(&e, c, "S3", r.token), CM_LOCK_OK); /* released: not lost */
+
+    th_stop(e.lockd[0].pid, false, 2000);
+    uint64_t deadline = th_now_ms() + 3000;
+    while (lost.n < 2 && th_now_ms() < deadline)
+        run_for(&e, 10);
+    ck_assert_int_eq(lost.n, 2);
+    ck_assert(!cm_lockclient_connected(c));
+    ck_assert_int_ge(st.downs, 1);
+    /* with no lockd left, a request fails (through its callback) with NOTCONNECTED */
+    run_for(&e, 300);
+    box nc = {0};
+    ck_assert_int_eq(cm_lockclient_ping(c, box_cb, &nc), CM_OK);
+    ck_assert(!nc.done); /* never inside the call */
+    ck_assert(run_until(&e, &nc.done, 3000));
+    ck_assert_int_eq(nc.r.status, CM_LOCK_ERROR);
+    ck_assert_str_eq(nc.r.code, "NOTCONNECTED");
+    ck_assert_int_eq(lost.n, 2);
+
+    /* lockd back on the same port: the client reconnects by itself */
+    ck_assert(th_lockd_restart(&e.lockd[0]));
+    wait_connected(&e, c);
+    ck_assert_int_eq(acquire(&e, c, "S3", 0).status, CM_LOCK_OK);
+    cm_lockclient_free(c);
+    env_stop(&e);
+}
+END_TEST
+
+START_TEST(test_keepalive)
+{
+    /* the server's session timeout is 3 s; with PINGs every ~1 s an idle client keeps
+     * its watchdog lock for 3x the session timeout */
+    env e;
+    env_start(&e, 1);
+    cm_lockclient *c = client_new(&e, 0, 1);
+    cm_lockclient *other = client_new(&e, 0, 1);
+    lost_log lost = {0};
+    cm_lockclient_on_lost(c, lost_cb, &lost);
+    cm_lock_result g = acquire(&e, c, "K", 0);
+    ck_assert_int_eq(g.status, CM_LOCK_OK);
+    run_for(&e, 9500);
+    ck_assert_int_eq(lost.n, 0);
+    ck_assert(cm_lockclient_connected(c));
+    ck_assert_int_eq(acquire(&e, other, "K", 0).status, CM_LOCK_TIMEOUT);
+    ck_assert_int_eq(release(&e, c, "K", g.token), CM_LOCK_OK);
+    cm_lockclient_free(c);
+    cm_lockclient_free(other);
+    env_stop(&e);
+}
+END_TEST
+
+/* ---------------------------------------------------------------- cancellation */
+
+START_TEST(test_cancel)
+{
+    env e;
+    env_start(&e, 1);
+    cm_lockclient *holder = client_new(&e, 0, 1);
+    cm_lockclient *c = client_new(&e, 0, 1);
+    cm_lockclient *third = client_new(&e, 0, 1);
+    lost_log lost = {0};
+    cm_lockclient_on_lost(c, lost_cb, &lost);
+    cm_lock_result g = acquire(&e, holder, "C", 0);
+    ck_assert_int_eq(g.status, CM_LOCK_OK);
+    wait_connected(&e, c);
+
+    /* a sent, waiting ACQUIRE: cancelled; the grant that comes later is given back */
+    box cancelled = {0};
+    uint64_t id = 0;
+    ck_assert_int_eq(cm_lockclient_acquire(c, "C", 0, 10000, box_cb, &cancelled, &id), CM_OK);
+    ck_assert_uint_gt(id, 0);
+    run_for(&e, 100);
+    cm_lockclient_cancel(c, id);
+    box next = {0};
+    ck_assert_int_eq(cm_lockclient_acquire(third, "C", 0, 10000, box_cb, &next, NULL), CM_OK);
+    run_for(&e, 100);
+    ck_assert_int_eq(release(&e, holder, "C", g.token), CM_LOCK_OK);
+    /* FIFO: c's cancelled ACQUIRE is granted first, released by the client, then third */
+    ck_assert(run_until(&e, &next.done, 5000));
+    ck_assert_int_eq(next.r.status, CM_LOCK_OK);
+    ck_assert_int_eq(cancelled.calls, 0);
+    ck_assert_int_eq(lost.n, 0);
+
+    /* a request not sent yet (client still connecting) is dropped outright */
+    cm_lockclient *fresh = client_new(&e, 0, 1);
+    box unsent = {0};
+    ck_assert_int_eq(cm_lockclient_acquire(fresh, "C2", 0, 0, box_cb, &unsent, &id), CM_OK);
+    cm_lockclient_cancel(fresh, id);
+    wait_connected(&e, fresh);
+    run_for(&e, 200);
+    ck_assert_int_eq(unsent.calls, 0);
+    cm_lock_result c2 = acquire(&e, third, "C2", 0);
+    ck_assert_int_eq(c2.status, CM_LOCK_OK);
+
+    cm_lockclient_free(fresh);
+    cm_lockclient_free(holder);
+    cm_lockclient_free(c);
+    cm_lockclient_free(third);
+    env_stop(&e);
+}
+END_TEST
+
+/* ---------------------------------------------------------------- blocking wrapper */
+
+typedef struct sync_work {
+    cm_lockclient_sync *other;
+    const char *resource;
+    bool ran;
+    bool held_during;
+} sync_work;
+
+static int sync_work_fn(void *arg, const cm_lock_result *grant)
+{
+    sync_work *w = arg;
+    cm_lock_result r;
+    w->ran = true;
+    ck_assert_int_eq(cm_lockclient_sync_acquire(w->other, w->resource, 0, 0, &r), CM_OK);
+    w->held_during = r.status == CM_LOCK_TIMEOUT;
+    return 42;
+}
+
+START_TEST(test_sync)
+{
+    env e;
+    env_start(&e, 1);
+    cm_addr eps[1];
+    cm_lockclient_opts o = client_opts(&e, eps, 0, 1);
+    char err[256];
+    cm_lockclient_sync *s = cm_lockclient_sync_new(&o, err, sizeof(err));
+    ck_assert_msg(s != NULL, "sync_new: %s", err);
+    cm_lockclient_sync *s2 = cm_lockclient_sync_new(&o, err, sizeof(err));
+    ck_assert_ptr_nonnull(s2);
+    cm_lock_result r, g;
+
+    ck_assert_int_eq(cm_lockclient_sync_ping(s, &r), CM_OK);
+    ck_assert_int_eq(r.status, CM_LOCK_OK);
+    ck_assert_str_eq(r.line, "PONG");
+    ck_assert_int_eq(cm_lockclient_sync_info(s, &r), CM_OK);
+    ck_assert_ptr_nonnull(strstr(r.line, "sessions="));
+
+    ck_assert_int_eq(cm_lockclient_sync_acquire(s, "Y", 0, 0, &g), CM_OK);
+    ck_assert_int_eq(g.status, CM_LOCK_OK);
+    ck_assert_int_eq(cm_lockclient_sync_renew(s, "Y", g.token, 3000, &r), CM_OK);
+    ck_assert_int_eq(r.status, CM_LOCK_OK);
+    ck_assert_int_eq(cm_lockclient_sync_acquire(s2, "Y", 0, 0, &r), CM_OK);
+    ck_assert_int_eq(r.status, CM_LOCK_TIMEOUT);
+    ck_assert_int_eq(cm_lockclient_sync_release(s, "Y", g.token, &r), CM_OK);
+    ck_assert_int_eq(r.status, CM_LOCK_OK);
+    ck_assert_int_eq(cm_lockclient_sync_release(s, "Y", g.token, &r), CM_OK);
+    ck_assert_int_eq(r.status, CM_LOCK_LOST);
+    ck_assert_int_eq(cm_lockclient_sync_acquire(s, "bad resource", 0, 0, &r), CM_ERR);
+    ck_assert_int_eq(r.status, CM_LOCK_ERROR);
+
+    /* with_lock_sync: the work runs holding the lock, then it is released */
+    sync_work w = {s2, "Z", false, false};
+    int rc = 0;
+    ck_assert_int_eq(cm_with_lock_sync(s, "Z", 0, 1000, sync_work_fn, &w, &rc, &r), CM_OK);
+    ck_assert(w.ran && w.held_during);
+    ck_assert_int_eq(rc, 42);
+    ck_assert_int_eq(r.status, CM_LOCK_OK);
+    ck_assert_int_eq(cm_lockclient_sync_acquire(s2, "Z", 0, 0, &g), CM_OK);
+    ck_assert_int_eq(g.status, CM_LOCK_OK);
+    /* not granted: the work does not run */
+    sync_work w2 = {s2, "Z", false, false};
+    ck_assert_int_eq(cm_with_lock_sync(s, "Z", 0, 200, sync_work_fn, &w2, &rc, &r), CM_ERR);
+    ck_assert(!w2.ran);
+    ck_assert_int_eq(r.status, CM_LOCK_TIMEOUT);
+
+    cm_lockclient_sync_free(s);
+    cm_lockclient_sync_free(s2);
+    /* nobody listening: sync_new fails with a reason */
+    eps[0].port = th_free_port();
+    ck_assert_ptr_null(cm_lockclient_sync_new(&o, err, sizeof(err)));
+    ck_assert_uint_gt(strlen(err), 0);
+    env_stop(&e);
+}
+END_TEST
+
+/* ---------------------------------------------------------------- lockctl */
+
+static pid_t lockctl_spawn(env *e, const char *log, char *const *args)
+{
+    char server[64];
+    char *argv[24];
+    int n = 0;
+    snprintf(server, sizeof(server), "127.0.0.1:%d", e->lockd[0].port);
+    argv[n++] = (char *)th_bin("lockctl");
+    argv[n++] = "--server";
+    argv[n++] = server;
+    while (*args != NULL && n < 23)
+        argv[n++] = *args++;
+    argv[n] = NULL;
+    return th_spawn(argv, log);
+}
+
+static int lockctl_run(env *e, const char *log, char *const *args)
+{
+    pid_t pid = lockctl_spawn(e, log, args);
+    return th_wait_exit(pid, 20000);
+}
+
+static bool read_file(const char *path, char *out, size_t outlen)
+{
+    FILE *f = fopen(path, "r");
+    if (f == NULL)
+        return false;
+    size_t n = fread(out, 1, outlen - 1, f);
+    out[n] = '\0';
+    fclose(f);
+    return n > 0;
+}
+
+START_TEST(test_lockctl_status)
+{
+    env e;
+    char log[600], envfile[600], cmd[800], buf[4096];
+    env_start(&e, 1);
+    const char *dir = th_tmpdir();
+    snprintf(log, sizeof(log), "%s/lockctl.log", dir);
+    snprintf(envfile, sizeof(envfile), "%s/env.txt", dir);
+    snprintf(cmd, sizeof(cmd), "echo \"$LOCK_RESOURCE $LOCK_TOKEN $LOCK_FENCE\" > %s; exit 7",
+             envfile);
+
+    char *a1[] = {"acquire", "Job:1", "--", "sh", "-c", cmd, NULL};
+    int st = lockctl_run(&e, log, a1);
+    ck_assert_msg(WIFEXITED(st) && WEXITSTATUS(st) == 7, "status %d", st);
+    ck_assert(read_file(envfile, buf, sizeof(buf)));
+    char res[64], tok[64];
+    unsigned long long fence = 0;
+    ck_assert_int_eq(sscanf(buf, "%63s %63s %llu", res, tok, &fence), 3);
+    ck_assert_str_eq(res, "Job:1");
+    ck_assert_uint_eq(strlen(tok), 32);
+    ck_assert_uint_gt(fence, 0);
+
+    /* killed by a signal: 128 + signal */
+    char *a2[] = {"acquire", "Job:1", "--", "sh", "-c", "kill -TERM $$", NULL};
+    st = lockctl_run(&e, log, a2);
+    ck_assert_msg(WIFEXITED(st) && WEXITSTATUS(st) == 128 + SIGTERM, "status %d", st);
+
+    /* the lock was released each time: a holder now makes a waiter time out (exit 1) */
+    cm_lockclient *c = client_new(&e, 0, 1);
+    cm_lock_result g = acquire(&e, c, "Job:1", 0);
+    ck_assert_int_eq(g.status, CM_LOCK_OK);
+    char *a3[] = {"acquire", "Job:1", "--wait", "300", "--", "true", NULL};
+    pid_t p = lockctl_spawn(&e, log, a3);
+    uint64_t deadline = th_now_ms() + 10000;
+    while ((st = th_wait_exit(p, 20)) == -1 && th_now_ms() < deadline)
+        run_for(&e, 20); /* keep our own session served */
+    ck_assert_msg(WIFEXITED(st) && WEXITSTATUS(st) == 1, "status %d", st);
+    ck_assert_int_eq(release(&e, c, "Job:1", g.token), CM_LOCK_OK);
+
+    char *a4[] = {"ping", NULL};
+    st = lockctl_run(&e, log, a4);
+    ck_assert(WIFEXITED(st) && WEXITSTATUS(st) == 0);
+    char *a5[] = {"info", NULL};
+    st = lockctl_run(&e, log, a5);
+    ck_assert(WIFEXITED(st) && WEXITSTATUS(st) == 0);
+    char *a6[] = {"--nonsense", NULL};
+    st = lockctl_run(&e, log, a6);
+    ck_assert(WIFEXITED(st) && WEXITSTATUS(st) == 2);
+    ck_assert(read_file(log, buf, sizeof(buf)));
+    ck_assert_ptr_nonnull(strstr(buf, "PONG"));
+    ck_assert_ptr_nonnull(strstr(buf, "lock timeout"));
+    ck_assert_ptr_nonnull(strstr(buf, "sessions="));
+    cm_lockclient_free(c);
+    env_stop(&e);
+}
+END_TEST
+
+START_TEST(test_lockctl_lost)
+{
+    env e;
+    char log[600], pidfile[600], cmd[800], buf[64];
+    env_start(&e, 1);
+    const char *dir = th_tmpdir();
+    snprintf(log, sizeof(log), "%s/lockctl.log", dir);
+    snprintf(pidfile, sizeof(pidfile), "%s/child.pid", dir);
+    snprintf(cmd, sizeof(cmd), "echo $$ > %s; exec sleep 30", pidfile);
+    char *args[] = {"acquire", "Lost:1", "--", "sh", "-c", cmd, NULL};
+    pid_t p = lockctl_spawn(&e, log, args);
+    uint64_t deadline = th_now_ms() + 5000;
+    while (!read_file(pidfile, buf, sizeof(buf)) && th_now_ms() < deadline)
+        th_sleep_ms(10);
+    pid_t child = (pid_t)atoi(buf);
+    ck_assert_int_gt(child, 0);
+    ck_assert_int_eq(kill(child, 0), 0);
+
+    /* the session drops: lockd released the lock, so lockctl must stop the command */
+    uint64_t t0 = th_now_ms();
+    th_stop(e.lockd[0].pid, false, 2000);
+    int st = th_wait_exit(p, 5000);
+    uint64_t took = th_now_ms() - t0;
+    ck_assert_msg(WIFEXITED(st) && WEXITSTATUS(st) == 3, "status %d", st);
+    ck_assert_msg(took < 1500, "lockctl took %llu ms to exit", (unsigned long long)took);
+    ck_assert_msg(kill(child, 0) == -1 && errno == ESRCH, "the command still runs");
+    char text[4096];
+    ck_assert(read_file(log, text, sizeof(text)));
+    ck_assert_ptr_nonnull(strstr(text, "lost"));
+    env_stop(&e);
+}
+END_TEST
+
+static void teardown(void)
+{
+    th_stop_all();
+}
+
+static Suite *client_suite(void)
+{
+    const struct {
+        const char *name;
+        const TTest *test;
+    } tests[] = {
+        {"acquire_release", test_acquire_release},
+        {"timeout", test_timeout},
+        {"free_inside_callback", test_free_inside_callback},
+        {"with_lock_ok", test_with_lock_ok},
+        {"with_lock_lost", test_with_lock_lost},
+        {"failover", test_failover},
+        {"lost_on_session_drop", test_lost_on_session_drop},
+        {"keepalive", test_keepalive},
+        {"cancel", test_cancel},
+        {"sync", test_sync},
+        {"lockctl_status", test_lockctl_status},
+        {"lockctl_lost", test_lockctl_lost},
+    };
+    Suite *s = suite_create("client");
+    for (size_t i = 0; i < sizeof(tests) / sizeof(tests[0]); i++) {
+        TCase *tc = tcase_create(tests[i].name);
+        tcase_add_unchecked_fixture(tc, NULL, teardown);
+        tcase_set_timeout(tc, 60);
+        tcase_add_test(tc, tests[i].test);
+        suite_add_tcase(s, tc);
+    }
+    return s;
+}
+
+int main(int argc, char **argv)
+{
+    cm_log_init("test_client", CM_LOG_ERROR);
+    signal(SIGPIPE, SIG_IGN);
+    SRunner *sr = srunner_create(client_suite());
+    /* argv[1]: run only that test case (one ctest entry per case) */
+    srunner_run(sr, NULL, argc > 1 ? argv[1] : NULL, CK_NORMAL);
+    int failed = srunner_ntests_failed(sr);
+    srunner_free(sr);
+    th_stop_all();
+    return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+}
