@@ -1,0 +1,83 @@
+/*
+ * rs_http: the HTTP front of reserved on libevent's evhttp. Owns the listener, the route
+ * table, the per-request context (rs_req), JSON bodies (jansson only: no JSON is ever
+ * built by hand), the SPEC §6 error shape, the body limit (413 TOO_LARGE), 404/405, and
+ * request counting by route and status for /metrics.
+ *
+ * Lifetime: every handler gets an rs_req and must answer it exactly once with one of the
+ * rs_reply_* functions, now or later (after DB / lock / payment callbacks). A client may
+ * disconnect while the request waits: rs_req_gone() turns true, the answer is then
+ * dropped, but the handler still answers (that frees the rs_req). Work already done in
+ * the database is not undone because the client left.
+ */
+#ifndef RS_HTTP_H
+#define RS_HTTP_H
+
+#include <jansson.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include "cm_addr.h"
+#include "cm_core.h"
+
+struct event_base;
+typedef struct rs_req rs_req;
+typedef struct rs_http rs_http;
+
+typedef enum rs_method { RS_GET, RS_POST, RS_PATCH, RS_DELETE } rs_method;
+typedef void (*rs_handler)(rs_req *r);
+
+typedef struct rs_route {
+    rs_method method;
+    const char *pattern; /* "/performances/{id}/seats": {id} matches a positive int64 */
+    const char *name;    /* route label in metrics, e.g. "performance_seats" */
+    rs_handler handler;
+} rs_route;
+
+rs_http *rs_http_new(struct event_base *base, size_t max_body_bytes) CM_MUSTCHECK;
+/* Routes are borrowed (static tables); may be called several times before listen. */
+void rs_http_add_routes(rs_http *h, const rs_route *routes, size_t n);
+cm_rc rs_http_listen(rs_http *h, const cm_addr *addr) CM_MUSTCHECK;
+/* Stop accepting; in-flight requests still get their answers. */
+void rs_http_stop_accepting(rs_http *h);
+/* Requests accepted and not answered yet (graceful stop waits for 0). */
+size_t rs_http_in_flight(const rs_http *h);
+void rs_http_free(rs_http *h);
+/* Appends request counters and latency histograms in Prometheus text. */
+struct cm_strbuf;
+void rs_http_metrics(const rs_http *h, struct cm_strbuf *out);
+
+/* ---- inside handlers ---- */
+/* The i-th {id} of the matched pattern. */
+int64_t rs_req_id(const rs_req *r, int i);
+/* Query parameter (decoded) or NULL. */
+const char *rs_req_query(const rs_req *r, const char *name);
+const char *rs_req_header(const rs_req *r, const char *name);
+/* The body parsed as a JSON object. NULL when it is not: then the 400 was already sent
+ * and the handler must return without answering again. Borrowed (freed with r). */
+json_t *rs_req_json(rs_req *r);
+/* Raw body bytes (for hashing idempotent requests). */
+const char *rs_req_body(const rs_req *r, size_t *len);
+bool rs_req_gone(const rs_req *r);
+/* Opaque per-request slot for the handler's own state. */
+void rs_req_set_data(rs_req *r, void *data);
+void *rs_req_data(const rs_req *r);
+
+/* Answers. body is stolen (json_decref'd). extra_header may be NULL ("Retry-After: 1"). */
+void rs_reply_json(rs_req *r, int status, json_t *body);
+void rs_reply_json_hdr(rs_req *r, int status, json_t *body, const char *hname, const char *hval);
+/* {"error":{"code":code,"message":...}} */
+void rs_reply_error(rs_req *r, int status, const char *code, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+/* Same, with extra fields merged into the error object (stolen), e.g. {"seatIds":[..]}. */
+void rs_reply_error_extra(rs_req *r, int status, const char *code, json_t *extra,
+                          const char *fmt, ...) __attribute__((format(printf, 5, 6)));
+void rs_reply_text(rs_req *r, int status, const char *content_type, const char *text, size_t len);
+
+/* ---- JSON field helpers: each returns false after answering 400 BAD_REQUEST with a
+ * message naming the field ("field 'seatIds' must be an array of integers"). ---- */
+bool rs_json_get_string(rs_req *r, json_t *obj, const char *key, bool required, size_t max_len,
+                        const char **out);
+bool rs_json_get_int(rs_req *r, json_t *obj, const char *key, bool required, int64_t min,
+                     int64_t max, int64_t *out, bool *present);
+
+#endif

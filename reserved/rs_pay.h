@@ -1,0 +1,35 @@
+/*
+ * rs_pay: the payment gateway client (SPEC §7) on evhttp's client side, and the
+ * reconciler that cancels payments a crash left behind (issue 3 §3).
+ * Every call is asynchronous; callbacks run exactly once from the loop.
+ */
+#ifndef RS_PAY_H
+#define RS_PAY_H
+
+#include <stdint.h>
+#include "cm_core.h"
+
+struct event_base;
+typedef struct rs_pay rs_pay;
+
+typedef enum rs_pay_outcome {
+    RS_PAY_APPROVED,  /* 201: payment_id set */
+    RS_PAY_DECLINED,  /* 402 */
+    RS_PAY_CANCELLED, /* cancel: 200 */
+    RS_PAY_NOT_FOUND, /* lookup: no payment with that reference */
+    RS_PAY_UNKNOWN,   /* 5xx, timeout, connection error: the outcome is not known */
+} rs_pay_outcome;
+
+typedef void (*rs_pay_cb)(void *arg, rs_pay_outcome outcome, const char *payment_id);
+
+rs_pay *rs_pay_new(struct event_base *base, const char *url, uint32_t timeout_ms) CM_MUSTCHECK;
+void rs_pay_free(rs_pay *p);
+/* POST /payments with Idempotency-Key = reference (a retry with the same reference is safe). */
+cm_rc rs_pay_charge(rs_pay *p, const char *reference, int64_t amount, rs_pay_cb cb, void *arg)
+    CM_MUSTCHECK;
+/* POST /payments/{id}/cancel (idempotent). */
+cm_rc rs_pay_cancel(rs_pay *p, const char *payment_id, rs_pay_cb cb, void *arg) CM_MUSTCHECK;
+/* GET /payments?reference=R: APPROVED/CANCELLED/DECLINED with its id, or NOT_FOUND. */
+cm_rc rs_pay_lookup(rs_pay *p, const char *reference, rs_pay_cb cb, void *arg) CM_MUSTCHECK;
+
+#endif
