@@ -512,6 +512,42 @@ START_TEST(test_keepalive)
 }
 END_TEST
 
+START_TEST(test_unresponsive_failover)
+{
+    /* lockd 0 is frozen (SIGSTOP): TCP stays up, nothing answers. The keep-alive PING
+     * times out on the client side, the session is dropped and the client moves on. */
+    env e;
+    env_start(&e, 2);
+    cm_addr eps[2];
+    cm_lockclient_opts o = client_opts(&e, eps, 0, 2);
+    o.ping_interval_ms = 200;
+    o.request_slack_ms = 500;
+    cm_lockclient *c = cm_lockclient_new(e.base, &o);
+    ck_assert_ptr_nonnull(c);
+    lost_log lost = {0};
+    cm_lockclient_on_lost(c, lost_cb, &lost);
+    cm_lock_result g = acquire(&e, c, "Frozen", 0);
+    ck_assert_int_eq(g.status, CM_LOCK_OK);
+
+    uint64_t t0 = th_now_ms();
+    th_signal(e.lockd[0].pid, SIGSTOP);
+    uint64_t deadline = t0 + 5000;
+    while (lost.n == 0 && th_now_ms() < deadline)
+        run_for(&e, 10);
+    ck_assert_int_eq(lost.n, 1);
+    ck_assert_str_eq(lost.token, g.token);
+    wait_connected(&e, c);
+    uint64_t took = th_now_ms() - t0;
+    ck_assert_msg(took < 2500, "moved to lockd 1 after %llu ms", (unsigned long long)took);
+    box ping = {0};
+    ck_assert_int_eq(cm_lockclient_ping(c, box_cb, &ping), CM_OK);
+    ck_assert(run_until(&e, &ping.done, 3000));
+    ck_assert_int_eq(ping.r.status, CM_LOCK_OK);
+    cm_lockclient_free(c);
+    env_stop(&e); /* th_stop sends SIGCONT before SIGKILL */
+}
+END_TEST
+
 /* ---------------------------------------------------------------- cancellation */
 
 START_TEST(test_cancel)
@@ -763,6 +799,33 @@ START_TEST(test_lockctl_lost)
 }
 END_TEST
 
+START_TEST(test_lockctl_signal)
+{
+    /* SIGTERM to lockctl goes to the command, which decides; lockctl exits with its
+     * status and releases the lock */
+    env e;
+    char log[600], pidfile[600], cmd[800], buf[64];
+    env_start(&e, 1);
+    const char *dir = th_tmpdir();
+    snprintf(log, sizeof(log), "%s/lockctl.log", dir);
+    snprintf(pidfile, sizeof(pidfile), "%s/child.pid", dir);
+    snprintf(cmd, sizeof(cmd), "trap 'exit 5' TERM; echo $$ > %s; sleep 30 & wait", pidfile);
+    char *args[] = {"acquire", "Sig:1", "--", "sh", "-c", cmd, NULL};
+    pid_t p = lockctl_spawn(&e, log, args);
+    uint64_t deadline = th_now_ms() + 5000;
+    while (!read_file(pidfile, buf, sizeof(buf)) && th_now_ms() < deadline)
+        th_sleep_ms(10);
+    ck_assert_int_gt(atoi(buf), 0);
+    th_signal(p, SIGTERM);
+    int st = th_wait_exit(p, 5000);
+    ck_assert_msg(WIFEXITED(st) && WEXITSTATUS(st) == 5, "status %d", st);
+    cm_lockclient *c = client_new(&e, 0, 1);
+    ck_assert_int_eq(acquire(&e, c, "Sig:1", 0).status, CM_LOCK_OK);
+    cm_lockclient_free(c);
+    env_stop(&e);
+}
+END_TEST
+
 static void teardown(void)
 {
     th_stop_all();
@@ -780,12 +843,14 @@ static Suite *client_suite(void)
         {"with_lock_ok", test_with_lock_ok},
         {"with_lock_lost", test_with_lock_lost},
         {"failover", test_failover},
+        {"unresponsive_failover", test_unresponsive_failover},
         {"lost_on_session_drop", test_lost_on_session_drop},
         {"keepalive", test_keepalive},
         {"cancel", test_cancel},
         {"sync", test_sync},
         {"lockctl_status", test_lockctl_status},
         {"lockctl_lost", test_lockctl_lost},
+        {"lockctl_signal", test_lockctl_signal},
     };
     Suite *s = suite_create("client");
     for (size_t i = 0; i < sizeof(tests) / sizeof(tests[0]); i++) {
