@@ -74,12 +74,12 @@ RESULTS=()
 run() {
     echo
     echo "\$ $*"
-    local out
-    out="$("$@" | tee /dev/stderr | grep '^RESULT')" || true
-    RESULTS+=("$out")
+    "$@" >"$TMP/run.out" 2>&1 || echo "(exit status $?)" >>"$TMP/run.out"
+    cat "$TMP/run.out"
+    RESULTS+=("$(grep '^RESULT' "$TMP/run.out" || echo "RESULT missing for: $*")")
 }
 
-echo "machine: $(nproc) cores, $(uname -sr), $(redis-server --version | awk '{print $3}')"
+echo "machine: $(nproc) cores, $(uname -sr), redis $(redis-server --version | awk '{print $3}' | sed 's/v=//')"
 flush
 run "$BUILD/bin/lockbench" --server "127.0.0.1:$LOCKD_PORT" --clients "$CLIENTS" \
     --duration "$DURATION" --mode uncontended
