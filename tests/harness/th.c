@@ -31,6 +31,9 @@ static pid_t owner_pid; /* only the process that spawned a child may stop it */
 static char dirs[TH_MAX_PROCS][256];
 static size_t n_dirs;
 static bool atexit_set;
+/* Postmasters we started: th_stop_all gives them SIGQUIT (immediate shutdown, which also
+ * stops their backends; a SIGKILLed postmaster leaves them behind) before SIGKILL. */
+static pid_t pg_pids[8];
 
 uint64_t th_now_us(void)
 {
@@ -214,22 +217,40 @@ int th_wait_exit(pid_t pid, int timeout_ms)
     }
 }
 
+/* Stops and reaps one registered child; a postmaster first gets SIGQUIT (up to 10 s). */
+static void stop_now(pid_t p)
+{
+    kill(p, SIGCONT);
+    for (size_t k = 0; k < sizeof pg_pids / sizeof pg_pids[0]; k++) {
+        if (pg_pids[k] == p) {
+            pg_pids[k] = 0;
+            kill(p, SIGQUIT);
+            for (int w = 0; w < 1000; w++) {
+                pid_t r = waitpid(p, NULL, WNOHANG);
+                if (r == p || (r < 0 && errno != EINTR)) {
+                    return;
+                }
+                th_sleep_ms(10);
+            }
+        }
+    }
+    kill(p, SIGKILL);
+    waitpid(p, NULL, 0);
+}
+
 void th_stop_all(void)
 {
     if (owner_pid == getpid()) {
         for (size_t i = 0; i < TH_MAX_PROCS; i++) {
             if (procs[i] > 0) {
-                pid_t p = procs[i];
-                kill(p, SIGCONT);
-                kill(p, SIGKILL);
-                waitpid(p, NULL, 0);
+                stop_now(procs[i]);
                 procs[i] = 0;
             }
         }
         for (size_t i = 0; i < n_dirs; i++) {
             if (getenv("TH_KEEP_DIRS") == NULL) {
                 char cmd[600];
-                snprintf(cmd, sizeof cmd, "rm -rf '%s'", dirs[i]);
+                snprintf(cmd, sizeof cmd, "rm -rf '%.255s'", dirs[i]);
                 if (system(cmd) != 0) {
                     fprintf(stderr, "th: could not remove %s\n", dirs[i]);
                 }
@@ -488,4 +509,243 @@ bool th_wait_closed(th_conn *c, int timeout_ms)
             return true;
         }
     }
+}
+
+/* ---- PostgreSQL ---- */
+
+#define TH_PG_BIN "/usr/lib/postgresql/15/bin"
+
+static void pg_remember(pid_t pid)
+{
+    for (size_t i = 0; i < sizeof pg_pids / sizeof pg_pids[0]; i++) {
+        if (pg_pids[i] == 0) {
+            pg_pids[i] = pid;
+            return;
+        }
+    }
+}
+
+static void pg_forget(pid_t pid)
+{
+    for (size_t i = 0; i < sizeof pg_pids / sizeof pg_pids[0]; i++) {
+        if (pg_pids[i] == pid) {
+            pg_pids[i] = 0;
+        }
+    }
+}
+
+/* True once pid has exited: reaped when it is our child, else a zombie or gone in /proc
+ * (a forked test stopping the parent's server cannot waitpid it). */
+static bool pid_exited(pid_t pid)
+{
+    if (is_ours(pid)) {
+        int status;
+        pid_t r = waitpid(pid, &status, WNOHANG);
+        if (r == pid || (r < 0 && errno == ECHILD)) {
+            forget_pid(pid);
+            return true;
+        }
+        return false;
+    }
+    char path[64], buf[256];
+    snprintf(path, sizeof path, "/proc/%d/stat", (int)pid);
+    FILE *f = fopen(path, "r");
+    if (!f) {
+        return true;
+    }
+    size_t n = fread(buf, 1, sizeof buf - 1, f);
+    fclose(f);
+    buf[n] = '\0';
+    const char *rp = strrchr(buf, ')'); /* the state follows the command name */
+    return rp == NULL || (rp[1] == ' ' && (rp[2] == 'Z' || rp[2] == 'X'));
+}
+
+static bool pg_wait_exit(pid_t pid, int timeout_ms)
+{
+    uint64_t deadline = th_now_ms() + (uint64_t)timeout_ms;
+    while (!pid_exited(pid)) {
+        if (th_now_ms() > deadline) {
+            return false;
+        }
+        th_sleep_ms(5);
+    }
+    return true;
+}
+
+void th_pg_kill(th_pg *pg)
+{
+    if (pg->pid > 0) {
+        kill(pg->pid, SIGCONT);
+        kill(pg->pid, SIGQUIT);
+        if (!pg_wait_exit(pg->pid, 10000)) {
+            kill(pg->pid, SIGKILL);
+            pg_wait_exit(pg->pid, 5000);
+        }
+        pg_forget(pg->pid);
+        pg->pid = 0;
+    }
+}
+
+void th_pg_stop(th_pg *pg, bool fast)
+{
+    if (pg->pid <= 0) {
+        return;
+    }
+    kill(pg->pid, SIGCONT);
+    if (!fast) {
+        kill(pg->pid, SIGTERM);
+        if (pg_wait_exit(pg->pid, 10000)) {
+            goto done;
+        }
+    }
+    kill(pg->pid, SIGINT);
+    if (!pg_wait_exit(pg->pid, 15000)) {
+        th_pg_kill(pg);
+    }
+done:
+    pg_forget(pg->pid);
+    pg->pid = 0;
+}
+
+/* Runs argv to completion (blocking); true on exit status 0. */
+static bool run_wait(char *const argv[], const char *log)
+{
+    pid_t pid = th_spawn(argv, log);
+    int st = th_wait_exit(pid, 60000);
+    return st >= 0 && WIFEXITED(st) && WEXITSTATUS(st) == 0;
+}
+
+/* The postmaster writes "ready" on line 8 of postmaster.pid once it accepts connections. */
+static bool pg_ready(const th_pg *pg)
+{
+    char path[300], line[128];
+    snprintf(path, sizeof path, "%s/postmaster.pid", pg->dir);
+    FILE *f = fopen(path, "r");
+    if (!f) {
+        return false;
+    }
+    bool ready = false;
+    long first = 0;
+    for (int i = 1; fgets(line, sizeof line, f); i++) {
+        if (i == 1) {
+            first = strtol(line, NULL, 10);
+        }
+        if (i == 8) {
+            ready = strncmp(line, "ready", 5) == 0;
+        }
+    }
+    fclose(f);
+    return ready && first == (long)pg->pid;
+}
+
+bool th_pg_restart(th_pg *pg)
+{
+    char port[16], log[300], sockopt[300];
+    snprintf(port, sizeof port, "%d", pg->port);
+    snprintf(log, sizeof log, "%s/postgres.log", pg->sockdir);
+    snprintf(sockopt, sizeof sockopt, "unix_socket_directories=%s", pg->sockdir);
+    char *argv[] = {"setpriv",
+                    "--reuid=postgres",
+                    "--regid=postgres",
+                    "--init-groups",
+                    "--pdeathsig",
+                    "QUIT",
+                    "--",
+                    TH_PG_BIN "/postgres",
+                    "-D",
+                    pg->dir,
+                    "-p",
+                    port,
+                    "-c",
+                    sockopt,
+                    "-c",
+                    "listen_addresses=127.0.0.1",
+                    "-c",
+                    "fsync=on",
+                    "-c",
+                    "max_connections=200",
+                    NULL};
+    pg->pid = th_spawn(argv, log);
+    pg_remember(pg->pid);
+    uint64_t deadline = th_now_ms() + 30000;
+    while (!pg_ready(pg)) {
+        if (pid_exited(pg->pid) || th_now_ms() > deadline) {
+            fprintf(stderr, "th_pg: postgres did not become ready (see %s)\n", log);
+            th_pg_kill(pg);
+            return false;
+        }
+        th_sleep_ms(10);
+    }
+    return true;
+}
+
+bool th_pg_start(th_pg *pg)
+{
+    char cmd[700], log[300], port[16];
+    const char *tmp = th_tmpdir();
+    memset(pg, 0, sizeof *pg);
+    snprintf(pg->sockdir, sizeof pg->sockdir, "%s", tmp);
+    snprintf(pg->dir, sizeof pg->dir, "%s/data", tmp);
+    snprintf(log, sizeof log, "%s/postgres.log", tmp);
+    pg->port = th_free_port();
+    snprintf(port, sizeof port, "%d", pg->port);
+    snprintf(pg->conninfo, sizeof pg->conninfo, "host=%s port=%d dbname=booking user=booking",
+             pg->sockdir, pg->port);
+    if (chown(tmp, 0, 0) != 0 || chmod(tmp, 0755) != 0) {
+        perror("th_pg: chmod");
+        return false;
+    }
+    snprintf(cmd, sizeof cmd, "chown postgres:postgres '%s'", tmp);
+    if (system(cmd) != 0) {
+        fprintf(stderr, "th_pg: %s failed\n", cmd);
+        return false;
+    }
+    char *initdb[] = {"setpriv",
+                      "--reuid=postgres",
+                      "--regid=postgres",
+                      "--init-groups",
+                      "--",
+                      TH_PG_BIN "/initdb",
+                      "-D",
+                      pg->dir,
+                      "-A",
+                      "trust",
+                      "-U",
+                      "postgres",
+                      "-E",
+                      "UTF8",
+                      "--locale=C",
+                      "--no-sync",
+                      NULL};
+    if (!run_wait(initdb, log)) {
+        fprintf(stderr, "th_pg: initdb failed (see %s)\n", log);
+        return false;
+    }
+    if (!th_pg_restart(pg)) {
+        return false;
+    }
+    char *psql[] = {TH_PG_BIN "/psql",
+                    "-X",
+                    "-q",
+                    "-v",
+                    "ON_ERROR_STOP=1",
+                    "-h",
+                    pg->sockdir,
+                    "-p",
+                    port,
+                    "-U",
+                    "postgres",
+                    "-d",
+                    "postgres",
+                    "-c",
+                    "CREATE ROLE booking LOGIN",
+                    "-c",
+                    "CREATE DATABASE booking OWNER booking",
+                    NULL};
+    if (!run_wait(psql, log)) {
+        fprintf(stderr, "th_pg: creating role/database failed (see %s)\n", log);
+        th_pg_stop(pg, true);
+        return false;
+    }
+    return true;
 }

@@ -67,6 +67,37 @@ bool th_lockd_restart(th_lockd *l);
 /* Path of a program in build/bin (set at compile time). */
 const char *th_bin(const char *name);
 
+/* ---- PostgreSQL 15 (binaries in /usr/lib/postgresql/15/bin) ----
+ * PostgreSQL refuses to run as root, so initdb and the postmaster run as the `postgres`
+ * account through setpriv, which execs in place: the PID th_spawn returns IS the
+ * postmaster's (runuser would fork and turn every signal into a smart SIGTERM). The
+ * postmaster also gets PR_SET_PDEATHSIG(SIGQUIT) (immediate shutdown) so it never
+ * outlives the process that started it. */
+typedef struct th_pg {
+    pid_t pid;          /* the postmaster; 0 when stopped */
+    int port;           /* TCP port on 127.0.0.1 (kept for restarts) */
+    char dir[256];      /* the data directory */
+    char sockdir[256];  /* unix socket directory (the temp dir holding dir) */
+    char conninfo[512]; /* "host=<sockdir> port=<port> dbname=booking user=booking" */
+} th_pg;
+/* initdb (-A trust, --no-sync) in a fresh temp dir chowned to postgres, starts the
+ * postmaster (fsync=on) on a free port, waits until it is ready and creates role `booking`
+ * and database `booking` owned by it. On failure everything started is stopped. */
+bool th_pg_start(th_pg *pg);
+/* Stops the postmaster by its PID and waits for it to exit (pid = 0 after).
+ * fast: SIGINT (pg_ctl -m fast): sessions are cut at once and rolled back, clean shutdown.
+ * !fast: SIGTERM (-m smart): waits for clients to leave; after 10 s falls back to fast.
+ * Safe to call from a forked Check test on a server started by the parent (it polls /proc
+ * instead of waitpid). */
+void th_pg_stop(th_pg *pg, bool fast);
+/* SIGQUIT (-m immediate): the server dies like a crash (no checkpoint, recovery at the
+ * next start); waits for it to exit, pid = 0 after. */
+void th_pg_kill(th_pg *pg);
+/* Starts the postmaster again on the same data directory and port; waits until ready.
+ * The new postmaster is a child of the CALLER: restart from inside a forked test only a
+ * server that test started itself (the parent's copy of th_pg would go stale). */
+bool th_pg_restart(th_pg *pg);
+
 /* ---- blocking LOCKP line client ---- */
 typedef struct th_conn {
     int fd;
