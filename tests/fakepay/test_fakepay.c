@@ -10,7 +10,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <sys/wait.h>
+#include <unistd.h>
 
 #include "fpt.h"
 #include "th.h"
@@ -24,6 +26,17 @@ static void expect_payment(const fpt_resp *r, int status, const char *pay_status
     ck_assert_int_eq(fpt_int(r, "amount"), amount);
     ck_assert_str_eq(fpt_str(r, "currency"), "KRW");
     ck_assert_str_eq(fpt_str(r, "reference"), reference);
+}
+
+/* A POST /payments that must fail with status and error code. */
+static void expect_pay_error(int port, const char *key, long long amount, const char *reference,
+                             int status, const char *code)
+{
+    fpt_resp r;
+    fpt_pay(port, key, amount, reference, &r);
+    ck_assert_msg(r.status == status, "%s: want %d, got %d: %s", key, status, r.status, r.body);
+    ck_assert_str_eq(fpt_error_code(&r), code);
+    fpt_resp_free(&r);
 }
 
 static size_t stats_count(int port, const char *status)
@@ -107,14 +120,8 @@ START_TEST(test_idempotent)
         fpt_resp_free(&b);
     }
     /* Same key, different amount or reference: 422, and nothing recorded. */
-    fpt_pay(s.port, "idem-1", 7001, "rsv-idem", &c);
-    ck_assert_int_eq(c.status, 422);
-    ck_assert_str_eq(fpt_error_code(&c), "IDEMPOTENCY_MISMATCH");
-    fpt_resp_free(&c);
-    fpt_pay(s.port, "idem-1", 7000, "rsv-other", &c);
-    ck_assert_int_eq(c.status, 422);
-    ck_assert_str_eq(fpt_error_code(&c), "IDEMPOTENCY_MISMATCH");
-    fpt_resp_free(&c);
+    expect_pay_error(s.port, "idem-1", 7001, "rsv-idem", 422, "IDEMPOTENCY_MISMATCH");
+    expect_pay_error(s.port, "idem-1", 7000, "rsv-other", 422, "IDEMPOTENCY_MISMATCH");
     ck_assert_uint_eq(stats_count(s.port, NULL), 1);
 
     /* A decline is replayed too: same id, same 402, even after the rate changes. */
@@ -175,10 +182,7 @@ START_TEST(test_fail)
     fpt_start(&s, "--fail-rate", "1", "--decline-rate", "0", NULL);
     for (int i = 0; i < 10; i++) {
         snprintf(key, sizeof key, "fail-%d", i);
-        fpt_pay(s.port, key, 900, "rsv-fail", &r);
-        ck_assert_msg(r.status == 503, "want 503, got %d: %s", r.status, r.body);
-        ck_assert_str_eq(fpt_error_code(&r), "UNAVAILABLE");
-        fpt_resp_free(&r);
+        expect_pay_error(s.port, key, 900, "rsv-fail", 503, "UNAVAILABLE");
     }
     /* A failure records nothing: a retry with the same key gets a fresh decision. */
     ck_assert_uint_eq(stats_count(s.port, NULL), 0);
@@ -445,9 +449,14 @@ START_TEST(test_latency)
     ck_assert_uint_ge(took, 600);
 
     /* A client that gives up while its reply is held back does not hurt the server. */
-    int fd = fpt_send(s.port, "POST", "/payments/pay_1/cancel", NULL, NULL, 0);
-    ck_assert_int_ge(fd, 0);
-    close(fd);
+    /* It resets the connection (linger 0): the late write fails with ECONNRESET. */
+    struct linger lg = {.l_onoff = 1, .l_linger = 0};
+    for (int i = 0; i < 3; i++) {
+        int fd = fpt_send(s.port, "GET", "/payments", NULL, NULL, 0);
+        ck_assert_int_ge(fd, 0);
+        setsockopt(fd, SOL_SOCKET, SO_LINGER, &lg, sizeof lg);
+        close(fd);
+    }
     th_sleep_ms(800);
     fpt_request(s.port, "GET", "/healthz", NULL, NULL, &r);
     ck_assert_int_eq(r.status, 200);
@@ -595,10 +604,7 @@ START_TEST(test_bounded)
         ck_assert_int_eq(r.status, 201);
         fpt_resp_free(&r);
     }
-    fpt_pay(s.port, "bound-over", 100, "rsv-bound", &r);
-    ck_assert_int_eq(r.status, 503);
-    ck_assert_str_eq(fpt_error_code(&r), "STORE_FULL");
-    fpt_resp_free(&r);
+    expect_pay_error(s.port, "bound-over", 100, "rsv-bound", 503, "STORE_FULL");
     /* Replays and cancels still work when full. */
     fpt_pay(s.port, "bound-1", 100, "rsv-bound", &r);
     ck_assert_int_eq(r.status, 201);
