@@ -44,7 +44,7 @@ struct fp_http {
     fp_pending *pending; /* held-back replies, newest first */
     uint64_t failed;     /* 503s from the fail rate */
     uint64_t replayed;   /* POSTs answered from the idempotency index */
-    uint64_t rejected;   /* 4xx replies */
+    uint64_t rejected;   /* 4xx error replies (bad requests, not declines) */
 };
 
 /* Every error code fakepay can return, so each status has exactly one name. */
@@ -114,7 +114,7 @@ static void pending_cb(evutil_socket_t fd, short what, void *arg)
 static void reply_json(fp_http *h, struct evhttp_request *req, int code, json_t *body, bool delayed)
 {
     struct evbuffer *buf = evbuffer_new();
-    char *text = body ? json_dumps(body, JSON_COMPACT) : NULL;
+    char *text = body ? json_dumps(body, JSON_COMPACT | JSON_REAL_PRECISION(12)) : NULL;
     fp_pending *p = NULL;
 
     json_decref(body);
@@ -129,8 +129,6 @@ static void reply_json(fp_http *h, struct evhttp_request *req, int code, json_t 
     evbuffer_add(buf, text, strlen(text));
     free(text);
     evhttp_add_header(evhttp_request_get_output_headers(req), "Content-Type", "application/json");
-    if (code >= 400 && code < 500)
-        h->rejected++;
     if (delayed && h->knobs.latency_ms > 0) {
         p = calloc(1, sizeof(*p));
         if (p)
@@ -186,6 +184,8 @@ static void reply_error(fp_http *h, struct evhttp_request *req, bool delayed, in
     va_start(ap, fmt);
     vsnprintf(msg, sizeof(msg), fmt, ap);
     va_end(ap);
+    if (code >= 400 && code < 500)
+        h->rejected++;
     log_debug("%s %s -> %d %s: %s", method_name(evhttp_request_get_command(req)),
               evhttp_request_get_uri(req), code, err, msg);
     reply_json(h, req, code, json_pack("{s:{s:s,s:s}}", "error", "code", err, "message", msg),

@@ -377,8 +377,12 @@ START_TEST(test_badreq)
     ck_assert_int_eq(r.status, 413);
     ck_assert_str_eq(fpt_error_code(&r), "TOO_LARGE");
     fpt_resp_free(&r);
-    /* Nothing above was recorded, and the server still works. */
+    /* Nothing above was recorded, each was counted as rejected, and the server still works. */
     ck_assert_uint_eq(stats_count(s.port, NULL), 0);
+    fpt_request(s.port, "GET", "/stats", NULL, NULL, &r);
+    ck_assert_int_eq(fpt_int(&r, "rejected"),
+                     (long long)(sizeof bad_cases / sizeof bad_cases[0]) + 2);
+    fpt_resp_free(&r);
     fpt_pay(s.port, "after-bad", 100, "r", &r);
     expect_payment(&r, 201, "APPROVED", 100, "r");
     snprintf(path, sizeof path, "/payments/%s", fpt_str(&r, "id"));
