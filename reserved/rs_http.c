@@ -1,0 +1,698 @@
+/*
+ * rs_http: see rs_http.h. evhttp owns the sockets and the evhttp_request; this module
+ * owns the rs_req wrapped around each one, from dispatch until the handler's single
+ * answer.
+ *
+ * Client disconnects: libevent 2.1 reports a peer that closes while its request waits
+ * for our answer through the connection's close callback, and it detaches (does not
+ * free) the request, which it frees when we send. So the close callback only marks the
+ * rs_req gone and forgets the connection; the answer still goes through
+ * evhttp_send_reply, which frees the detached request without writing. The close
+ * callback is removed before every answer, so a kept-alive connection never calls back
+ * into a freed rs_req. evhttp_free, by contrast, frees pending requests outright:
+ * rs_http_free therefore detaches every rs_req from its evhttp_request first.
+ */
+#include "rs_http.h"
+
+#include <errno.h>
+#include <event2/buffer.h>
+#include <event2/event.h>
+#include <event2/http.h>
+#include <event2/keyvalq_struct.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/queue.h>
+
+#include "cm_hist.h"
+#include "cm_log.h"
+#include "cm_strbuf.h"
+#include "cm_time.h"
+
+#define RS_MAX_IDS        4
+#define RS_MAX_SEGMENTS   8
+#define RS_STATUS_MAX     600
+#define IDLE_TIMEOUT_S    60
+#define EVHTTP_BODY_SLACK (1024 * 1024) /* evhttp's own (non-JSON) 413 only beyond this */
+#define MSG_MAX           512
+
+/* Request counters of one route (or of a pseudo-route for answers before dispatch). */
+typedef struct rs_route_stats {
+    const char *name;
+    const char *method;
+    uint64_t by_status[RS_STATUS_MAX];
+    cm_hist latency;
+} rs_route_stats;
+
+struct rs_http {
+    struct event_base *base;
+    struct evhttp *http;
+    struct evhttp_bound_socket *bound;
+    size_t max_body;
+    bool stopping;
+    const rs_route **routes; /* borrowed entries */
+    rs_route_stats **stats;  /* parallel to routes */
+    size_t nroutes;
+    rs_route_stats unrouted; /* 404 / 405 / 413 / 400 before any handler */
+    rs_req *live;            /* requests not answered yet */
+    size_t in_flight;
+};
+
+struct rs_req {
+    rs_http *h;
+    struct evhttp_request *ereq;     /* NULL after rs_http_free detached it */
+    struct evhttp_connection *evcon; /* NULL once the client is gone */
+    rs_route_stats *stats;
+    int64_t ids[RS_MAX_IDS];
+    int nids;
+    struct evkeyvalq query;
+    char *body; /* copy of the body, NUL-terminated */
+    size_t body_len;
+    json_t *json;
+    void *data;
+    bool gone;
+    uint64_t start_us;
+    rs_req *prev;
+    rs_req *next;
+};
+
+static const char *method_label(rs_method m)
+{
+    switch (m) {
+    case RS_GET:
+        return "GET";
+    case RS_POST:
+        return "POST";
+    case RS_PATCH:
+        return "PATCH";
+    case RS_DELETE:
+        return "DELETE";
+    }
+    return "?";
+}
+
+rs_http *rs_http_new(struct event_base *base, size_t max_body_bytes)
+{
+    rs_http *h = calloc(1, sizeof(*h));
+    if (!h)
+        return NULL;
+    h->base = base;
+    h->max_body = max_body_bytes;
+    h->unrouted.name = "unrouted";
+    h->unrouted.method = "ANY";
+    cm_hist_init_latency(&h->unrouted.latency);
+    h->http = evhttp_new(base);
+    if (!h->http) {
+        free(h);
+        return NULL;
+    }
+    return h;
+}
+
+void rs_http_add_routes(rs_http *h, const rs_route *routes, size_t n)
+{
+    const rs_route **r = realloc(h->routes, (h->nroutes + n) * sizeof(*r));
+    rs_route_stats **s = r ? realloc(h->stats, (h->nroutes + n) * sizeof(*s)) : NULL;
+    if (r)
+        h->routes = r;
+    if (!r || !s)
+        fatal("out of memory adding routes");
+    h->stats = s;
+    for (size_t i = 0; i < n; i++) {
+        rs_route_stats *st = calloc(1, sizeof(*st));
+        if (!st)
+            fatal("out of memory adding routes");
+        st->name = routes[i].name;
+        st->method = method_label(routes[i].method);
+        cm_hist_init_latency(&st->latency);
+        h->routes[h->nroutes] = &routes[i];
+        h->stats[h->nroutes] = st;
+        h->nroutes++;
+    }
+}
+
+/* ---- answering ---- */
+
+static void req_unlink(rs_req *r)
+{
+    rs_http *h = r->h;
+    if (r->prev)
+        r->prev->next = r->next;
+    else
+        h->live = r->next;
+    if (r->next)
+        r->next->prev = r->prev;
+    h->in_flight--;
+}
+
+static void req_free(rs_req *r)
+{
+    evhttp_clear_headers(&r->query);
+    json_decref(r->json);
+    free(r->body);
+    free(r);
+}
+
+/* The single exit of every request: counts it, sends (or drops) the answer, frees r. */
+static void req_finish(rs_req *r, int status, struct evbuffer *body, const char *ctype,
+                       const char *hname, const char *hval)
+{
+    rs_route_stats *st = r->stats ? r->stats : &r->h->unrouted;
+    if (status > 0 && status < RS_STATUS_MAX)
+        st->by_status[status]++;
+    cm_hist_observe_us(&st->latency, cm_now_us() - r->start_us);
+    if (r->evcon)
+        evhttp_connection_set_closecb(r->evcon, NULL, NULL);
+    if (r->ereq) {
+        if (!r->gone) {
+            struct evkeyvalq *out = evhttp_request_get_output_headers(r->ereq);
+            evhttp_add_header(out, "Content-Type", ctype);
+            if (hname)
+                evhttp_add_header(out, hname, hval);
+            if (r->h->stopping)
+                evhttp_add_header(out, "Connection", "close");
+        }
+        /* For a request whose client left, this frees the detached request unsent. */
+        evhttp_send_reply(r->ereq, status, NULL, r->gone ? NULL : body); /* libevent's phrase */
+    }
+    req_unlink(r);
+    req_free(r);
+}
+
+void rs_reply_json_hdr(rs_req *r, int status, json_t *body, const char *hname, const char *hval)
+{
+    char *text = body ? json_dumps(body, JSON_COMPACT | JSON_ENCODE_ANY) : NULL;
+    struct evbuffer *buf = evbuffer_new();
+    json_decref(body);
+    if (!buf || !text) {
+        log_error("out of memory building a %d answer", status);
+        status = 500;
+    } else {
+        evbuffer_add(buf, text, strlen(text));
+    }
+    free(text);
+    req_finish(r, status, buf, "application/json", hname, hval);
+    if (buf)
+        evbuffer_free(buf);
+}
+
+void rs_reply_json(rs_req *r, int status, json_t *body)
+{
+    rs_reply_json_hdr(r, status, body, NULL, NULL);
+}
+
+/* The SPEC §6 error body; extra fields (stolen) are merged into the error object. */
+static void reply_error_v(rs_req *r, int status, const char *code, json_t *extra, const char *hname,
+                          const char *hval, const char *fmt, va_list ap)
+{
+    char msg[MSG_MAX];
+    vsnprintf(msg, sizeof(msg), fmt, ap);
+    json_t *err = json_pack("{s:s,s:s}", "code", code, "message", msg);
+    if (err && extra)
+        json_object_update(err, extra);
+    json_decref(extra);
+    if (status >= 500)
+        log_warn("answer %d %s: %s", status, code, msg);
+    else
+        log_debug("answer %d %s: %s", status, code, msg);
+    rs_reply_json_hdr(r, status, err ? json_pack("{s:o}", "error", err) : NULL, hname, hval);
+}
+
+void rs_reply_error(rs_req *r, int status, const char *code, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    reply_error_v(r, status, code, NULL, NULL, NULL, fmt, ap);
+    va_end(ap);
+}
+
+void rs_reply_error_extra(rs_req *r, int status, const char *code, json_t *extra, const char *fmt,
+                          ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    reply_error_v(r, status, code, extra, NULL, NULL, fmt, ap);
+    va_end(ap);
+}
+
+void rs_reply_text(rs_req *r, int status, const char *content_type, const char *text, size_t len)
+{
+    struct evbuffer *buf = evbuffer_new();
+    if (buf)
+        evbuffer_add(buf, text, len);
+    req_finish(r, buf ? status : 500, buf, content_type, NULL, NULL);
+    if (buf)
+        evbuffer_free(buf);
+}
+
+/* ---- request accessors ---- */
+
+int64_t rs_req_id(const rs_req *r, int i)
+{
+    return i >= 0 && i < r->nids ? r->ids[i] : 0;
+}
+
+const char *rs_req_query(const rs_req *r, const char *name)
+{
+    return evhttp_find_header(&r->query, name);
+}
+
+const char *rs_req_header(const rs_req *r, const char *name)
+{
+    return r->ereq ? evhttp_find_header(evhttp_request_get_input_headers(r->ereq), name) : NULL;
+}
+
+const char *rs_req_body(const rs_req *r, size_t *len)
+{
+    *len = r->body_len;
+    return r->body;
+}
+
+bool rs_req_gone(const rs_req *r)
+{
+    return r->gone;
+}
+
+void rs_req_set_data(rs_req *r, void *data)
+{
+    r->data = data;
+}
+
+void *rs_req_data(const rs_req *r)
+{
+    return r->data;
+}
+
+json_t *rs_req_json(rs_req *r)
+{
+    json_error_t jerr;
+    json_t *root;
+
+    if (r->json)
+        return r->json;
+    if (r->body_len == 0) {
+        rs_reply_error(r, 400, "BAD_REQUEST", "a JSON object body is required");
+        return NULL;
+    }
+    root = json_loadb(r->body, r->body_len, JSON_REJECT_DUPLICATES, &jerr);
+    if (!root) {
+        rs_reply_error(r, 400, "BAD_REQUEST", "body is not valid JSON: %s (line %d, column %d)",
+                       jerr.text, jerr.line, jerr.column);
+        return NULL;
+    }
+    if (!json_is_object(root)) {
+        json_decref(root);
+        rs_reply_error(r, 400, "BAD_REQUEST", "body must be a JSON object");
+        return NULL;
+    }
+    r->json = root;
+    return root;
+}
+
+/* Characters (UTF-8 code points) of a string jansson has already validated. */
+static size_t utf8_chars(const char *s, size_t bytes)
+{
+    size_t n = 0;
+    for (size_t i = 0; i < bytes; i++)
+        if (((unsigned char)s[i] & 0xC0) != 0x80)
+            n++;
+    return n;
+}
+
+bool rs_json_get_string(rs_req *r, json_t *obj, const char *key, bool required, size_t max_len,
+                        const char **out)
+{
+    json_t *v = json_object_get(obj, key);
+    *out = NULL;
+    if (!v || json_is_null(v)) {
+        if (!required)
+            return true;
+        rs_reply_error(r, 400, "BAD_REQUEST", "field '%s' is required", key);
+        return false;
+    }
+    if (!json_is_string(v)) {
+        rs_reply_error(r, 400, "BAD_REQUEST", "field '%s' must be a string", key);
+        return false;
+    }
+    size_t n = utf8_chars(json_string_value(v), json_string_length(v));
+    if (n == 0 || n > max_len) {
+        rs_reply_error(r, 400, "BAD_REQUEST", "field '%s' must be 1..%zu characters", key, max_len);
+        return false;
+    }
+    *out = json_string_value(v);
+    return true;
+}
+
+bool rs_json_get_int(rs_req *r, json_t *obj, const char *key, bool required, int64_t min,
+                     int64_t max, int64_t *out, bool *present)
+{
+    json_t *v = json_object_get(obj, key);
+    if (present)
+        *present = false;
+    if (!v || json_is_null(v)) {
+        if (!required)
+            return true;
+        rs_reply_error(r, 400, "BAD_REQUEST", "field '%s' is required", key);
+        return false;
+    }
+    if (!json_is_integer(v) || json_integer_value(v) < min || json_integer_value(v) > max) {
+        rs_reply_error(r, 400, "BAD_REQUEST", "field '%s' must be an integer in %lld..%lld", key,
+                       (long long)min, (long long)max);
+        return false;
+    }
+    *out = (int64_t)json_integer_value(v);
+    if (present)
+        *present = true;
+    return true;
+}
+
+/* ---- dispatch ---- */
+
+static bool method_of(enum evhttp_cmd_type cmd, rs_method *out)
+{
+    switch (cmd) {
+    case EVHTTP_REQ_GET:
+        *out = RS_GET;
+        return true;
+    case EVHTTP_REQ_POST:
+        *out = RS_POST;
+        return true;
+    case EVHTTP_REQ_PATCH:
+        *out = RS_PATCH;
+        return true;
+    case EVHTTP_REQ_DELETE:
+        *out = RS_DELETE;
+        return true;
+    default:
+        return false;
+    }
+}
+
+/* A path split at '/' into at most RS_MAX_SEGMENTS pointers into buf. */
+typedef struct path_segs {
+    char buf[1024];
+    const char *seg[RS_MAX_SEGMENTS];
+    size_t n;
+    bool ok; /* false: too long or too many segments (matches nothing) */
+} path_segs;
+
+static void split_path(const char *path, path_segs *ps)
+{
+    ps->n = 0;
+    ps->ok = false;
+    if (!path || path[0] != '/' || strlen(path) >= sizeof(ps->buf))
+        return;
+    strcpy(ps->buf, path + 1);
+    char *p = ps->buf;
+    for (;;) {
+        if (ps->n == RS_MAX_SEGMENTS)
+            return;
+        ps->seg[ps->n++] = p;
+        char *slash = strchr(p, '/');
+        if (!slash)
+            break;
+        *slash = '\0';
+        p = slash + 1;
+    }
+    ps->ok = true;
+}
+
+/* A positive int64 in plain decimal ("0", "-1", "01x", "9223372036854775808" are not). */
+static bool parse_id(const char *s, int64_t *out)
+{
+    char *end;
+    if (s[0] < '1' || s[0] > '9')
+        return false;
+    errno = 0;
+    long long v = strtoll(s, &end, 10);
+    if (errno != 0 || *end != '\0' || v <= 0)
+        return false;
+    *out = v;
+    return true;
+}
+
+typedef enum shape_match { SHAPE_NO, SHAPE_YES, SHAPE_BAD_ID } shape_match;
+
+/* Literal segments equal and {id} segments non-empty; ids are parsed into r when given. */
+static shape_match match_shape(const char *pattern, const path_segs *ps, int64_t *ids, int *nids)
+{
+    path_segs pat;
+    bool bad_id = false;
+    split_path(pattern, &pat);
+    if (!pat.ok || !ps->ok || pat.n != ps->n)
+        return SHAPE_NO;
+    *nids = 0;
+    for (size_t i = 0; i < pat.n; i++) {
+        if (strcmp(pat.seg[i], "{id}") == 0) {
+            if (ps->seg[i][0] == '\0')
+                return SHAPE_NO;
+            int64_t v = 0;
+            if (!parse_id(ps->seg[i], &v))
+                bad_id = true;
+            if (*nids < RS_MAX_IDS)
+                ids[(*nids)++] = v;
+        } else if (strcmp(pat.seg[i], ps->seg[i]) != 0) {
+            return SHAPE_NO;
+        }
+    }
+    return bad_id ? SHAPE_BAD_ID : SHAPE_YES;
+}
+
+static void on_conn_close(struct evhttp_connection *evcon, void *arg)
+{
+    rs_req *r = arg;
+    r->gone = true;
+    r->evcon = NULL;
+    log_debug("client left before its answer");
+}
+
+static rs_req *req_new(rs_http *h, struct evhttp_request *ereq)
+{
+    rs_req *r = calloc(1, sizeof(*r));
+    if (!r)
+        return NULL;
+    r->h = h;
+    r->ereq = ereq;
+    r->start_us = cm_now_us();
+    TAILQ_INIT(&r->query);
+    r->evcon = evhttp_request_get_connection(ereq);
+    if (r->evcon)
+        evhttp_connection_set_closecb(r->evcon, on_conn_close, r);
+    r->next = h->live;
+    if (h->live)
+        h->live->prev = r;
+    h->live = r;
+    h->in_flight++;
+    return r;
+}
+
+/* Copies the body out of evhttp so it stays readable whatever happens to the request. */
+static bool req_copy_body(rs_req *r)
+{
+    struct evbuffer *in = evhttp_request_get_input_buffer(r->ereq);
+    size_t len = evbuffer_get_length(in);
+    r->body = malloc(len + 1);
+    if (!r->body)
+        return false;
+    if (len > 0 && evbuffer_copyout(in, r->body, len) != (ev_ssize_t)len)
+        return false;
+    r->body[len] = '\0';
+    r->body_len = len;
+    return true;
+}
+
+/* Appends "GET, POST" of the routes of this shape to allow. */
+static void allowed_methods(const rs_http *h, const path_segs *ps, char *allow, size_t len)
+{
+    allow[0] = '\0';
+    for (size_t i = 0; i < h->nroutes; i++) {
+        int64_t ids[RS_MAX_IDS];
+        int nids;
+        if (match_shape(h->routes[i]->pattern, ps, ids, &nids) == SHAPE_NO)
+            continue;
+        const char *m = method_label(h->routes[i]->method);
+        if (strstr(allow, m))
+            continue;
+        size_t used = strlen(allow);
+        snprintf(allow + used, len - used, "%s%s", used ? ", " : "", m);
+    }
+}
+
+static void reply_405(rs_req *r, const char *allow, const char *fmt, ...) CM_PRINTF(3, 4);
+
+static void reply_405(rs_req *r, const char *allow, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    reply_error_v(r, 405, "METHOD_NOT_ALLOWED", NULL, "Allow", allow, fmt, ap);
+    va_end(ap);
+}
+
+static void dispatch(struct evhttp_request *ereq, void *arg)
+{
+    rs_http *h = arg;
+    const struct evhttp_uri *uri = evhttp_request_get_evhttp_uri(ereq);
+    const char *path = uri ? evhttp_uri_get_path(uri) : NULL;
+    const char *query = uri ? evhttp_uri_get_query(uri) : NULL;
+    rs_req *r = req_new(h, ereq);
+    path_segs ps;
+    rs_method m;
+    bool known_method;
+    bool shape_found = false;
+
+    if (!r) {
+        log_error("out of memory for a request");
+        evhttp_send_error(ereq, 500, NULL);
+        return;
+    }
+    if (!req_copy_body(r)) {
+        rs_reply_error(r, 500, "INTERNAL", "out of memory");
+        return;
+    }
+    if (h->stopping) {
+        rs_reply_error(r, 503, "UNAVAILABLE", "the server is stopping");
+        return;
+    }
+    if (r->body_len > h->max_body) {
+        rs_reply_error(r, 413, "TOO_LARGE", "body is %zu bytes, the limit is %zu", r->body_len,
+                       h->max_body);
+        return;
+    }
+    if (query && evhttp_parse_query_str(query, &r->query) != 0) {
+        rs_reply_error(r, 400, "BAD_REQUEST", "malformed query string");
+        return;
+    }
+    split_path(path, &ps);
+    known_method = method_of(evhttp_request_get_command(ereq), &m);
+    for (size_t i = 0; i < h->nroutes; i++) {
+        const rs_route *rt = h->routes[i];
+        shape_match sm = match_shape(rt->pattern, &ps, r->ids, &r->nids);
+        if (sm == SHAPE_NO)
+            continue;
+        shape_found = true;
+        if (!known_method || rt->method != m)
+            continue;
+        r->stats = h->stats[i];
+        if (sm == SHAPE_BAD_ID) {
+            rs_reply_error(r, 404, "NOT_FOUND", "no such resource: %s", path);
+            return;
+        }
+        rt->handler(r);
+        return;
+    }
+    if (shape_found) {
+        char allow[64];
+        allowed_methods(h, &ps, allow, sizeof(allow));
+        reply_405(r, allow, "%s is not allowed on %s (allowed: %s)",
+                  known_method ? method_label(m) : "this method", path, allow);
+        return;
+    }
+    rs_reply_error(r, 404, "NOT_FOUND", "no such path: %s", path ? path : "?");
+}
+
+cm_rc rs_http_listen(rs_http *h, const cm_addr *addr)
+{
+    ev_ssize_t limit = (ev_ssize_t)(h->max_body + EVHTTP_BODY_SLACK);
+    evhttp_set_gencb(h->http, dispatch, h);
+    evhttp_set_timeout(h->http, IDLE_TIMEOUT_S);
+    evhttp_set_max_body_size(h->http, limit);
+    evhttp_set_allowed_methods(h->http, EVHTTP_REQ_GET | EVHTTP_REQ_POST | EVHTTP_REQ_HEAD |
+                                            EVHTTP_REQ_PUT | EVHTTP_REQ_DELETE |
+                                            EVHTTP_REQ_OPTIONS | EVHTTP_REQ_PATCH);
+    h->bound = evhttp_bind_socket_with_handle(h->http, addr->host, (ev_uint16_t)addr->port);
+    if (!h->bound) {
+        char a[CM_HOST_MAX + 16];
+        log_error("cannot listen on %s: %s", cm_addr_format(addr, a, sizeof(a)), strerror(errno));
+        return CM_ERR;
+    }
+    return CM_OK;
+}
+
+void rs_http_stop_accepting(rs_http *h)
+{
+    h->stopping = true;
+    if (h->bound) {
+        evhttp_del_accept_socket(h->http, h->bound);
+        h->bound = NULL;
+    }
+}
+
+size_t rs_http_in_flight(const rs_http *h)
+{
+    return h->in_flight;
+}
+
+void rs_http_free(rs_http *h)
+{
+    if (!h)
+        return;
+    /* Requests still unanswered: evhttp_free frees their evhttp_requests, so forget them. */
+    while (h->live) {
+        rs_req *r = h->live;
+        if (r->evcon)
+            evhttp_connection_set_closecb(r->evcon, NULL, NULL);
+        log_warn("request unanswered at shutdown (route %s)", r->stats ? r->stats->name : "-");
+        req_unlink(r);
+        req_free(r);
+    }
+    if (h->http)
+        evhttp_free(h->http);
+    for (size_t i = 0; i < h->nroutes; i++)
+        free(h->stats[i]);
+    free(h->stats);
+    free(h->routes);
+    free(h);
+}
+
+static void stats_render(const rs_route_stats *st, cm_strbuf *out)
+{
+    for (int code = 0; code < RS_STATUS_MAX; code++) {
+        if (st->by_status[code] == 0)
+            continue;
+        cm_strbuf_printf(out,
+                         "reserved_http_requests_total{route=\"%s\",method=\"%s\",code=\"%d\","
+                         "class=\"%dxx\"} %llu\n",
+                         st->name, st->method, code, code / 100,
+                         (unsigned long long)st->by_status[code]);
+    }
+}
+
+/* One histogram family for every route: HELP/TYPE only before the first series. */
+static void hist_render(const rs_route_stats *st, bool first, cm_strbuf *out)
+{
+    char labels[160];
+    cm_strbuf tmp = CM_STRBUF_INIT;
+    snprintf(labels, sizeof(labels), "route=\"%s\",method=\"%s\"", st->name, st->method);
+    cm_hist_format(&st->latency, "reserved_http_request_seconds",
+                   "HTTP request latency, received to answered", labels, &tmp);
+    for (const char *line = cm_strbuf_str(&tmp); *line;) {
+        const char *nl = strchr(line, '\n');
+        size_t len = nl ? (size_t)(nl - line) + 1 : strlen(line);
+        if (first || line[0] != '#')
+            cm_strbuf_append(out, line, len);
+        line += len;
+    }
+    cm_strbuf_free(&tmp);
+}
+
+void rs_http_metrics(const rs_http *h, cm_strbuf *out)
+{
+    bool first = true;
+    cm_strbuf_printf(out, "# HELP reserved_http_requests_total HTTP requests answered, by route "
+                          "and status\n# TYPE reserved_http_requests_total counter\n");
+    for (size_t i = 0; i < h->nroutes; i++)
+        stats_render(h->stats[i], out);
+    stats_render(&h->unrouted, out);
+    cm_strbuf_printf(out,
+                     "# HELP reserved_http_in_flight requests accepted and not answered\n"
+                     "# TYPE reserved_http_in_flight gauge\nreserved_http_in_flight %zu\n",
+                     h->in_flight);
+    for (size_t i = 0; i <= h->nroutes; i++) {
+        const rs_route_stats *st = i < h->nroutes ? h->stats[i] : &h->unrouted;
+        if (st->latency.count == 0)
+            continue;
+        hist_render(st, first, out);
+        first = false;
+    }
+}
