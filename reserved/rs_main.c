@@ -1,0 +1,411 @@
+/*
+ * reserved: the booking HTTP server (SPEC §0, §5, §6). main() owns the command line,
+ * the event loop and the start-up and graceful-stop order of the modules:
+ *   config -> migrations (blocking, before the loop) -> DB pool -> lock client (lockd
+ *   mode) -> payment client -> HTTP routes + listen -> booking (reconciler)
+ * and on SIGTERM/SIGINT: stop accepting -> answer in-flight requests (bounded) ->
+ * stop booking -> free everything in reverse -> exit 0.
+ */
+#include <event2/event.h>
+#include <getopt.h>
+#include <signal.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cm_log.h"
+#include "cm_rand.h"
+#include "cm_time.h"
+#include "rs_api.h"
+#include "rs_app.h"
+#include "rs_booking.h"
+#include "rs_config.h"
+#include "rs_metrics.h"
+#include "rs_migrate.h"
+#include "rs_pay.h"
+
+#define DRAIN_MAX_MS  10000 /* in-flight requests get this long at shutdown */
+#define DRAIN_TICK_MS 20
+
+typedef enum cli_action { CLI_RUN, CLI_HELP, CLI_VERSION, CLI_CHECK } cli_action;
+
+enum {
+    OPT_CONFIG = 256,
+    OPT_LISTEN,
+    OPT_DATABASE,
+    OPT_LOCKD,
+    OPT_PAYMENT,
+    OPT_LOCKMODE,
+    OPT_LOGLEVEL,
+    OPT_CHECK
+};
+
+static const struct option options[] = {
+    {"config", required_argument, NULL, OPT_CONFIG},
+    {"listen", required_argument, NULL, OPT_LISTEN},
+    {"database", required_argument, NULL, OPT_DATABASE},
+    {"lockd", required_argument, NULL, OPT_LOCKD},
+    {"payment-url", required_argument, NULL, OPT_PAYMENT},
+    {"lock-mode", required_argument, NULL, OPT_LOCKMODE},
+    {"log-level", required_argument, NULL, OPT_LOGLEVEL},
+    {"check-config", no_argument, NULL, OPT_CHECK},
+    {"help", no_argument, NULL, 'h'},
+    {"version", no_argument, NULL, 'V'},
+    {NULL, 0, NULL, 0},
+};
+
+/* Flag -> the config key it overrides. */
+static const char *opt_key(int opt)
+{
+    switch (opt) {
+    case OPT_LISTEN:
+        return "listen";
+    case OPT_DATABASE:
+        return "database";
+    case OPT_LOCKD:
+        return "lockd";
+    case OPT_PAYMENT:
+        return "payment.url";
+    case OPT_LOCKMODE:
+        return "lock.mode";
+    case OPT_LOGLEVEL:
+        return "log.level";
+    default:
+        return NULL;
+    }
+}
+
+static const char *opt_flag(int opt)
+{
+    for (size_t i = 0; options[i].name; i++)
+        if (options[i].val == opt)
+            return options[i].name;
+    return "?";
+}
+
+static void usage(FILE *out)
+{
+    fprintf(out,
+            "usage: reserved [--config FILE] [--listen H:P] [--database CONNINFO]\n"
+            "                [--lockd H:P,H:P,...] [--payment-url URL] [--lock-mode lockd|db]\n"
+            "                [--log-level L] [--check-config] [--help] [--version]\n"
+            "\n"
+            "  --config FILE        YAML config (keys below)\n"
+            "  --listen H:P         overrides 'listen'\n"
+            "  --database CONNINFO  overrides 'database'\n"
+            "  --lockd LIST         overrides 'lockd'\n"
+            "  --payment-url URL    overrides 'payment.url'\n"
+            "  --lock-mode MODE     overrides 'lock.mode'\n"
+            "  --log-level L        overrides 'log.level'\n"
+            "  --check-config       validate, print the effective config, exit 0 (2 on error)\n"
+            "\nconfig keys:\n");
+    for (size_t i = 0; i < rs_config_nkeys; i++)
+        fprintf(out, "  %-34s %s (default \"%s\")\n", rs_config_keys[i].path,
+                rs_config_keys[i].help, rs_config_keys[i].defval ? rs_config_keys[i].defval : "");
+}
+
+/* Checks that span keys or that the table cannot express. */
+static cm_rc config_validate(const rs_config *cfg, const char *origin, char *err, size_t errlen)
+{
+    if (cfg->lock_mode == RS_LOCK_LOCKD && cfg->lockd.count == 0) {
+        snprintf(err, errlen, "%s: key 'lockd': lock.mode lockd needs at least one endpoint",
+                 origin);
+        return CM_ERR;
+    }
+    if (cfg->payment_url[0] && strncmp(cfg->payment_url, "http://", 7) != 0) {
+        snprintf(err, errlen, "%s: key 'payment.url': must start with http:// (or be empty)",
+                 origin);
+        return CM_ERR;
+    }
+    if (cfg->database[0] == '\0') {
+        snprintf(err, errlen, "%s: key 'database': a libpq conninfo is required", origin);
+        return CM_ERR;
+    }
+    return CM_OK;
+}
+
+/*
+ * Two passes over argv so flags override the file wherever they appear: the first
+ * finds --config and the mode flags, the second applies the key overrides.
+ * *usage_error: the usage should be shown (a bad flag, not a bad value).
+ */
+static cm_rc config_from_args(int argc, char **argv, rs_config *cfg, cli_action *action,
+                              bool *usage_error, char *err, size_t errlen)
+{
+    const char *file = NULL;
+    int opt;
+
+    *action = CLI_RUN;
+    *usage_error = false;
+    cm_cfg_defaults(rs_config_keys, rs_config_nkeys, cfg);
+    opterr = 0;
+    optind = 0;
+    while ((opt = getopt_long(argc, argv, "hV", options, NULL)) != -1) {
+        switch (opt) {
+        case OPT_CONFIG:
+            file = optarg;
+            break;
+        case OPT_CHECK:
+            *action = CLI_CHECK;
+            break;
+        case 'h':
+            *action = CLI_HELP;
+            return CM_OK;
+        case 'V':
+            *action = CLI_VERSION;
+            return CM_OK;
+        case '?':
+        case ':':
+            *usage_error = true;
+            if (optopt != 0)
+                snprintf(err, errlen, "option '--%s' needs an argument", opt_flag(optopt));
+            else
+                snprintf(err, errlen, "unknown option '%s'", argv[optind - 1]);
+            return CM_ERR;
+        default:
+            break;
+        }
+    }
+    if (optind < argc) {
+        *usage_error = true;
+        snprintf(err, errlen, "unexpected argument '%s'", argv[optind]);
+        return CM_ERR;
+    }
+    if (file && cm_cfg_load_file(rs_config_keys, rs_config_nkeys, cfg, file, err, errlen) != CM_OK)
+        return CM_ERR;
+    optind = 0;
+    while ((opt = getopt_long(argc, argv, "hV", options, NULL)) != -1) {
+        const char *key = opt_key(opt);
+        char origin[64];
+        if (!key)
+            continue;
+        snprintf(origin, sizeof(origin), "--%s", opt_flag(opt));
+        if (cm_cfg_set(rs_config_keys, rs_config_nkeys, cfg, key, optarg, origin, err, errlen) !=
+            CM_OK)
+            return CM_ERR;
+    }
+    return config_validate(cfg, file ? file : "command line", err, errlen);
+}
+
+/* ---- the daemon ---- */
+
+typedef struct rs_daemon {
+    struct event *sig_term;
+    struct event *sig_int;
+    struct event *drain;
+    uint64_t stop_ms;
+    bool booking_started;
+} rs_daemon;
+
+/* Graceful stop, on a timer: wait until every accepted request has its answer. */
+static void drain_cb(evutil_socket_t fd, short what, void *arg)
+{
+    rs_daemon *d = arg;
+    size_t left = rs_http_in_flight(rs_app_g.http);
+    struct timeval tick = cm_tv_from_ms(DRAIN_TICK_MS);
+
+    if (left > 0 && cm_now_ms() - d->stop_ms < DRAIN_MAX_MS) {
+        evtimer_add(d->drain, &tick);
+        return;
+    }
+    if (left > 0)
+        log_warn("%zu requests still unanswered after %d ms: stopping anyway", left, DRAIN_MAX_MS);
+    event_base_loopexit(rs_app_g.base, NULL);
+}
+
+static void signal_cb(evutil_socket_t sig, short what, void *arg)
+{
+    rs_daemon *d = arg;
+    if (rs_app_g.shutting_down) {
+        log_warn("signal %d again: stopping now", (int)sig);
+        event_base_loopbreak(rs_app_g.base);
+        return;
+    }
+    log_info("signal %d: graceful stop (%zu requests in flight)", (int)sig,
+             rs_http_in_flight(rs_app_g.http));
+    rs_app_g.shutting_down = true;
+    d->stop_ms = cm_now_ms();
+    rs_http_stop_accepting(rs_app_g.http);
+    /* The reconciler starts nothing new while the last answers go out. */
+    if (d->booking_started)
+        rs_booking_stop();
+    drain_cb(-1, 0, d);
+}
+
+static cm_rc make_instance_id(char out[17])
+{
+    unsigned char raw[8];
+    if (cm_rand_bytes(raw, sizeof(raw)) != CM_OK)
+        return CM_ERR;
+    for (size_t i = 0; i < sizeof(raw); i++)
+        snprintf(out + 2 * i, 3, "%02x", raw[i]);
+    return CM_OK;
+}
+
+static cm_rc start_modules(rs_app *app, rs_daemon *d)
+{
+    const rs_config *cfg = &app->cfg;
+    char client_name[64];
+
+    rs_db_opts dbo = {
+        .conninfo = cfg->database,
+        .pool_size = (size_t)cfg->db_pool_size,
+        .lock_timeout_ms = (uint32_t)cfg->db_lock_timeout_ms,
+        .idle_in_txn_timeout_ms = (uint32_t)cfg->db_idle_in_txn_timeout_ms,
+        .statement_timeout_ms = (uint32_t)cfg->db_statement_timeout_ms,
+    };
+    app->db = rs_db_new(app->base, &dbo);
+    if (!app->db) {
+        log_error("cannot set up the database pool");
+        return CM_ERR;
+    }
+    rs_api_register(app->db);
+    rs_booking_register(app->db);
+    if (rs_db_start(app->db) != CM_OK) {
+        log_error("cannot start the database pool");
+        return CM_ERR;
+    }
+    if (cfg->lock_mode == RS_LOCK_LOCKD) {
+        snprintf(client_name, sizeof(client_name), "reserved-%s", app->instance_id);
+        cm_lockclient_opts lo = {
+            .endpoints = cfg->lockd.items,
+            .n_endpoints = cfg->lockd.count,
+            .client_name = client_name,
+        };
+        app->locks = cm_lockclient_new(app->base, &lo);
+        if (!app->locks) {
+            log_error("cannot set up the lock client");
+            return CM_ERR;
+        }
+    }
+    if (cfg->payment_url[0]) {
+        app->pay = rs_pay_new(app->base, cfg->payment_url, (uint32_t)cfg->payment_timeout_ms);
+        if (!app->pay) {
+            log_error("cannot set up the payment client for %s", cfg->payment_url);
+            return CM_ERR;
+        }
+    }
+    app->http = rs_http_new(app->base, (size_t)cfg->max_body_bytes);
+    if (!app->http)
+        return CM_ERR;
+    rs_http_add_routes(app->http, rs_api_routes, rs_api_nroutes);
+    rs_http_add_routes(app->http, rs_booking_routes, rs_booking_nroutes);
+    if (rs_http_listen(app->http, &cfg->listen) != CM_OK)
+        return CM_ERR;
+    if (rs_booking_start(app) != CM_OK)
+        return CM_ERR;
+    d->booking_started = true;
+    return CM_OK;
+}
+
+static void log_start(const rs_config *cfg)
+{
+    char a[CM_HOST_MAX + 16];
+    log_info("reserved %s instance %s listening on %s, lock.mode %s, db_pool_size %lld, "
+             "payment %s",
+             BOOKING_VERSION, rs_app_g.instance_id, cm_addr_format(&cfg->listen, a, sizeof(a)),
+             cfg->lock_mode == RS_LOCK_DB ? "db" : "lockd", (long long)cfg->db_pool_size,
+             cfg->payment_url[0] ? cfg->payment_url : "off");
+}
+
+static int run(void)
+{
+    rs_app *app = &rs_app_g;
+    rs_daemon d;
+    char err[1024];
+    int rc = 1;
+
+    memset(&d, 0, sizeof(d));
+    rs_metrics_init();
+    if (make_instance_id(app->instance_id) != CM_OK) {
+        log_error("no randomness from the OS");
+        return 1;
+    }
+    /* Blocking on purpose: nothing else runs yet, and every instance must see the
+     * schema before it serves (the advisory lock makes concurrent starts safe). */
+    if (rs_migrate_apply(app->cfg.database, err, sizeof(err)) != CM_OK) {
+        log_error("migrations: %s", err);
+        return 1;
+    }
+    app->base = event_base_new();
+    if (!app->base) {
+        log_error("cannot create the event loop");
+        return 1;
+    }
+    d.sig_term = evsignal_new(app->base, SIGTERM, signal_cb, &d);
+    d.sig_int = evsignal_new(app->base, SIGINT, signal_cb, &d);
+    d.drain = evtimer_new(app->base, drain_cb, &d);
+    if (!d.sig_term || !d.sig_int || !d.drain || evsignal_add(d.sig_term, NULL) != 0 ||
+        evsignal_add(d.sig_int, NULL) != 0)
+        goto done;
+    if (start_modules(app, &d) != CM_OK)
+        goto done;
+    log_start(&app->cfg);
+    if (event_base_dispatch(app->base) < 0)
+        log_error("event loop failed");
+    else
+        rc = 0;
+    log_info("stopped");
+done:
+    if (d.booking_started && !app->shutting_down)
+        rs_booking_stop();
+    rs_http_free(app->http);
+    app->http = NULL;
+    if (app->pay)
+        rs_pay_free(app->pay);
+    app->pay = NULL;
+    if (app->locks)
+        cm_lockclient_free(app->locks);
+    app->locks = NULL;
+    if (app->db)
+        rs_db_free(app->db);
+    app->db = NULL;
+    if (d.sig_term)
+        event_free(d.sig_term);
+    if (d.sig_int)
+        event_free(d.sig_int);
+    if (d.drain)
+        event_free(d.drain);
+    event_base_free(app->base);
+    app->base = NULL;
+    return rc;
+}
+
+int main(int argc, char **argv)
+{
+    rs_config *cfg = &rs_app_g.cfg;
+    cli_action action;
+    bool usage_error;
+    char err[1024];
+    int rc = 0;
+
+    signal(SIGPIPE, SIG_IGN);
+    cm_log_init("reserved", CM_LOG_INFO);
+    if (config_from_args(argc, argv, cfg, &action, &usage_error, err, sizeof(err)) != CM_OK) {
+        fprintf(stderr, "reserved: %s\n", err);
+        if (usage_error)
+            usage(stderr);
+        rc = 2;
+        goto out;
+    }
+    switch (action) {
+    case CLI_HELP:
+        usage(stdout);
+        goto out;
+    case CLI_VERSION:
+        printf("reserved %s\n", BOOKING_VERSION);
+        goto out;
+    case CLI_CHECK:
+        cm_cfg_dump(rs_config_keys, rs_config_nkeys, cfg, stdout);
+        goto out;
+    case CLI_RUN:
+        break;
+    }
+    cm_log_set_level(cfg->log_level);
+    rc = run();
+out:
+    cm_cfg_free(rs_config_keys, rs_config_nkeys, cfg);
+    libevent_global_shutdown();
+    return rc;
+}
