@@ -12,8 +12,10 @@
  * - a resource is freed when it has no holder, no waiter and no attempt;
  * - a chain of local handoffs that is both long (LK_CHAIN_MIN handoffs) and old
  *   (LK_CHAIN_MS) ends with a release through Redis (pub/sub wakes other lockds) and a
- *   short head start for them, so their waiters are not starved forever. A single
- *   handoff never pays that delay, however long the lock was held.
+ *   short head start for them, so their waiters are not starved forever; but only
+ *   while another lockd has said it wants the lock ("want" notice within
+ *   LK_WANTED_MS): with no remote waiter the chain goes on and no handoff pays the
+ *   head start. A single handoff never pays it, however long the lock was held.
  */
 #include "lk_locks.h"
 
@@ -30,16 +32,18 @@
 #include "lk_metrics.h"
 #include "lk_redlock.h"
 
-#define LK_POLL_CAP_MS 250 /* safety-net poll when another process holds the lock */
-#define LK_HASH_INIT   1024
-#define LK_LINE_BUF    (CM_LOCKP_MAX_LINE + 64)
-#define LK_TOKEN_BUF   (CM_LOCKP_TOKEN_LEN + 1)
-#define LK_TAG_BUF     (CM_LOCKP_TAG_MAX + 1)
-#define LK_CHAIN_MS    250  /* a run of local handoffs this long ... */
-#define LK_CHAIN_MIN   8    /* ... and this many gives other lockds a turn */
-#define LK_YIELD_MIN   2    /* ms head start for remote waiters after such a yield ... */
-#define LK_YIELD_MAX   5    /* ... about one pub/sub wake-up plus one Redlock round */
-#define LK_RAND_POOL   1024 /* bytes: 64 tokens per getrandom call */
+#define LK_POLL_CAP_MS   250 /* safety-net poll when another process holds the lock */
+#define LK_HASH_INIT     1024
+#define LK_LINE_BUF      (CM_LOCKP_MAX_LINE + 64)
+#define LK_TOKEN_BUF     (CM_LOCKP_TOKEN_LEN + 1)
+#define LK_TAG_BUF       (CM_LOCKP_TAG_MAX + 1)
+#define LK_CHAIN_MS      250  /* a run of local handoffs this long ... */
+#define LK_CHAIN_MIN     8    /* ... and this many gives other lockds a turn */
+#define LK_WANTED_MS     1000 /* a "want" notice from another lockd counts this long ... */
+#define LK_WANT_EVERY_MS 100  /* ... and our own waiters repeat theirs this often */
+#define LK_YIELD_MIN     2    /* ms head start for remote waiters after such a yield ... */
+#define LK_YIELD_MAX     5    /* ... about one pub/sub wake-up plus one Redlock round */
+#define LK_RAND_POOL     1024 /* bytes: 64 tokens per getrandom call */
 
 typedef struct lk_resource lk_resource;
 typedef struct lk_renew lk_renew;
@@ -96,6 +100,8 @@ struct lk_resource {
     char prev_token[LK_TOKEN_BUF]; /* "" or a released token of ours (see top) */
     uint64_t chain_start_ms;       /* when this lockd last got it other than by handoff */
     uint32_t chain_handoffs;       /* local handoffs since then */
+    uint64_t remote_wanted_ms;     /* last "want" notice from another lockd (0: none) */
+    uint64_t want_sent_ms;         /* last "want" notice we published for our waiters */
     size_t name_len;
     char name[]; /* NUL-terminated */
 };
@@ -406,6 +412,17 @@ static void grant(lk_resource *r, lk_waiter *w, const lk_rl_result *res)
     waiter_remove(w);
 }
 
+/* Our waiters find the lock held by another process: tell the other lockds, so a
+ * long local handoff chain there yields (rate-limited per resource). */
+static void want_notify(lk_resource *r)
+{
+    uint64_t now = cm_now_ms();
+    if (TAILQ_EMPTY(&r->waiters) || now - r->want_sent_ms < LK_WANT_EVERY_MS)
+        return;
+    r->want_sent_ms = now;
+    lk_redlock_publish_wanted(r->lk->rl, r->name);
+}
+
 static void attempt_cb(void *arg, const lk_rl_result *res)
 {
     lk_resource *r = arg;
@@ -427,6 +444,7 @@ static void attempt_cb(void *arg, const lk_rl_result *res)
         }
         uint64_t after = res->retry_after_ms > 0 ? (uint64_t)res->retry_after_ms : 0;
         res_schedule(r, CM_MIN(after, LK_POLL_CAP_MS) + cm_rand_range(0, jitter), true);
+        want_notify(r);
         break;
     }
     case LK_RL_FAILED:
@@ -558,8 +576,11 @@ static void hold_end(lk_hold *h, uint64_t release_us)
     event_del(&h->timer);
     r->holder = NULL;
     lk_stats.locks_held--;
+    uint64_t now_ms = cm_now_ms();
+    bool remote_wants = r->remote_wanted_ms && now_ms - r->remote_wanted_ms < LK_WANTED_MS;
     if (next && !lk->shutting_down && !r->op &&
-        (r->chain_handoffs < LK_CHAIN_MIN || cm_now_ms() - r->chain_start_ms < LK_CHAIN_MS)) {
+        (!remote_wants || r->chain_handoffs < LK_CHAIN_MIN ||
+         now_ms - r->chain_start_ms < LK_CHAIN_MS)) {
         memcpy(r->prev_token, h->token, sizeof(r->prev_token));
         next->handoff_us = release_us ? release_us : cm_now_us();
         start_attempt(r);
@@ -825,6 +846,13 @@ void lk_locks_on_released(lk_locks *lk, const char *resource)
         return;
     lk_stats.wakeups_total++;
     start_attempt(r);
+}
+
+void lk_locks_on_wanted(lk_locks *lk, const char *resource)
+{
+    lk_resource *r = res_find(lk, resource);
+    if (r && r->holder)
+        r->remote_wanted_ms = cm_now_ms();
 }
 
 static void res_shutdown(lk_resource *r)

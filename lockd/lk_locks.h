@@ -79,6 +79,8 @@ void lk_locks_shutdown(lk_locks *lk);
 
 /* Hooks for lk_redlock's callbacks (main wires them). */
 void lk_locks_on_released(lk_locks *lk, const char *resource);
+/* Another lockd has waiters for resource: a local handoff chain will yield to it. */
+void lk_locks_on_wanted(lk_locks *lk, const char *resource);
 void lk_locks_on_masters(lk_locks *lk, size_t up, size_t total);
 
 #endif

@@ -44,6 +44,13 @@ static void on_released(void *arg, const char *resource)
         lk_locks_on_released(d->lk, resource);
 }
 
+static void on_wanted(void *arg, const char *resource)
+{
+    lk_daemon *d = arg;
+    if (d->lk)
+        lk_locks_on_wanted(d->lk, resource);
+}
+
 static void on_masters(void *arg, size_t up, size_t total)
 {
     lk_daemon *d = arg;
@@ -128,6 +135,7 @@ static int run(const lk_config *cfg)
         .redis_timeout_ms = (uint32_t)cfg->redis_timeout_ms,
         .clock_drift_factor = cfg->clock_drift_factor,
         .on_released = on_released,
+        .on_wanted = on_wanted,
         .on_masters = on_masters,
         .cb_arg = &d,
     };

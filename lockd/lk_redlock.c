@@ -159,6 +159,7 @@ struct lk_redlock {
     uint32_t timeout_ms;
     double drift;
     lk_rl_released_cb on_released;
+    lk_rl_released_cb on_wanted;
     lk_rl_masters_cb on_masters;
     void *cb_arg;
     char sha[SCRIPT_COUNT][41];
@@ -311,6 +312,24 @@ static void script_loaded_cb(redisAsyncContext *ac, void *r, void *privdata)
     }
 }
 
+#define RL_WANT_PREFIX "want "
+
+void lk_redlock_publish_wanted(lk_redlock *rl, const char *resource)
+{
+    char msg[sizeof(RL_WANT_PREFIX) + 257];
+    int n = snprintf(msg, sizeof msg, RL_WANT_PREFIX "%s", resource);
+    if (n < 0 || (size_t)n >= sizeof msg) {
+        return;
+    }
+    for (size_t i = 0; i < rl->n; i++) {
+        rl_conn *c = &rl->masters[i].cmd;
+        if (c->ac != NULL && c->ready) {
+            (void)redisAsyncCommand(c->ac, NULL, NULL, "PUBLISH %b %b", rl->channel,
+                                    rl->channel_len, msg, (size_t)n);
+        }
+    }
+}
+
 /* hiredis callback for every reply on the pub/sub context. */
 static void sub_message_cb(redisAsyncContext *ac, void *r, void *privdata)
 {
@@ -328,9 +347,14 @@ static void sub_message_cb(redisAsyncContext *ac, void *r, void *privdata)
     if (strcmp(kind->str, "subscribe") == 0) {
         c->backoff_ms = RL_BACKOFF_MIN_MS;
         c->ready = true;
-    } else if (strcmp(kind->str, "message") == 0 && payload->type == REDIS_REPLY_STRING &&
-               rl->on_released) {
-        rl->on_released(rl->cb_arg, payload->str);
+    } else if (strcmp(kind->str, "message") == 0 && payload->type == REDIS_REPLY_STRING) {
+        if (strncmp(payload->str, RL_WANT_PREFIX, strlen(RL_WANT_PREFIX)) == 0) {
+            if (rl->on_wanted) {
+                rl->on_wanted(rl->cb_arg, payload->str + strlen(RL_WANT_PREFIX));
+            }
+        } else if (rl->on_released) {
+            rl->on_released(rl->cb_arg, payload->str);
+        }
     }
 }
 
@@ -870,6 +894,7 @@ lk_redlock *lk_redlock_new(struct event_base *base, const lk_redlock_opts *opts)
     rl->timeout_ms = opts->redis_timeout_ms ? opts->redis_timeout_ms : 50;
     rl->drift = opts->clock_drift_factor;
     rl->on_released = opts->on_released;
+    rl->on_wanted = opts->on_wanted;
     rl->on_masters = opts->on_masters;
     rl->cb_arg = opts->cb_arg;
     TAILQ_INIT(&rl->ops);

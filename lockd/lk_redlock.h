@@ -5,7 +5,9 @@
  * timers, fence write-back, and the cross-lockd wake-up channel.
  *
  * Keys: <prefix>lock:<resource> holds the token, <prefix>fence:<resource> counts grants.
- * Channel: <prefix>released carries the resource name of every release.
+ * Channel: <prefix>released carries the resource name of every release, and
+ * "want <resource>" notices from lockds whose waiters find the lock held elsewhere
+ * (resource names never contain a space, so the two cannot be confused).
  *
  * Rounds: each operation sends one script to every connected master and completes as
  * soon as its outcome is known (quorum reached, quorum impossible, or the round timer
@@ -54,6 +56,7 @@ typedef struct lk_redlock_opts {
     uint32_t redis_timeout_ms;
     double clock_drift_factor;
     lk_rl_released_cb on_released;
+    lk_rl_released_cb on_wanted; /* another lockd has waiters for resource; may be NULL */
     lk_rl_masters_cb on_masters;
     void *cb_arg;
 } lk_redlock_opts;
@@ -84,11 +87,15 @@ lk_rl_op *lk_redlock_renew(lk_redlock *rl, const char *resource, const char *tok
                            uint64_t lease_ms, lk_rl_cb cb, void *arg);
 /* Deletes the lock where it holds token and publishes the release. cb may be NULL.
  * GRANTED when a quorum answered, FAILED otherwise (the keys then expire by themselves). */
-lk_rl_op *lk_redlock_release(lk_redlock *rl, const char *resource, const char *token,
-                             lk_rl_cb cb, void *arg);
+lk_rl_op *lk_redlock_release(lk_redlock *rl, const char *resource, const char *token, lk_rl_cb cb,
+                             void *arg);
 /* The callback of op will not run. A cancelled acquire that still gets granted is
  * released by lk_redlock itself. Safe to call with NULL. */
 void lk_redlock_cancel(lk_rl_op *op);
+
+/* Tells the other lockds that this one has waiters for resource, which another process
+ * holds (PUBLISH "want <resource>" on every master that is up; fire and forget). */
+void lk_redlock_publish_wanted(lk_redlock *rl, const char *resource);
 
 /* Rounds still in flight (shutdown waits for releases to drain). */
 size_t lk_redlock_pending(const lk_redlock *rl);
