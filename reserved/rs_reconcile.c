@@ -51,6 +51,7 @@ typedef struct rc_job {
     bool from_reconciler;
     rs_comp_cb cb;
     void *arg;
+    struct rc_job *prev, *next; /* in rc.jobs */
 } rc_job;
 
 static struct {
@@ -59,6 +60,8 @@ static struct {
     bool running;    /* a claim or its jobs are in flight */
     size_t run_left; /* jobs of the current run not finished */
     size_t in_flight;
+    rc_job *jobs; /* in flight: freed at exit if the DB or gateway client went first */
+    bool atexit_added;
 } rc;
 
 void rs_reconcile_register(rs_db *db)
@@ -71,10 +74,32 @@ size_t rs_reconcile_in_flight(void)
     return rc.in_flight;
 }
 
+static void rc_job_unlink(rc_job *j)
+{
+    if (j->prev != NULL)
+        j->prev->next = j->next;
+    else
+        rc.jobs = j->next;
+    if (j->next != NULL)
+        j->next->prev = j->prev;
+}
+
+/* A graceful stop waits for HTTP answers, not for reconciler jobs; the clients they
+ * wait on are freed without calling back, so what is left is freed here. */
+static void rc_free_leftovers(void)
+{
+    while (rc.jobs != NULL) {
+        rc_job *j = rc.jobs;
+        rc.jobs = j->next;
+        free(j);
+    }
+}
+
 static void rc_job_finish(rc_job *j, bool done)
 {
     rs_comp_cb cb = j->cb;
     void *arg = j->arg;
+    rc_job_unlink(j);
     free(j);
     rc.in_flight--;
     if (cb != NULL)
@@ -177,6 +202,10 @@ cm_rc rs_comp_start(const char *reference, const char *payment_id, int64_t age_m
     if (j == NULL)
         return CM_ERR;
     rc.in_flight++;
+    j->next = rc.jobs;
+    if (rc.jobs != NULL)
+        rc.jobs->prev = j;
+    rc.jobs = j;
     snprintf(j->reference, sizeof(j->reference), "%s", reference);
     snprintf(j->payment_id, sizeof(j->payment_id), "%s", payment_id != NULL ? payment_id : "");
     j->age_ms = age_ms;
@@ -258,6 +287,8 @@ static void rc_tick(evutil_socket_t fd, short what, void *arg)
 cm_rc rs_reconcile_start(rs_app *app)
 {
     rc.app = app;
+    if (!rc.atexit_added && atexit(rc_free_leftovers) == 0)
+        rc.atexit_added = true;
     if (app->cfg.reconcile_interval_ms <= 0)
         return CM_OK;
     rc.timer = event_new(app->base, -1, EV_PERSIST, rc_tick, NULL);
