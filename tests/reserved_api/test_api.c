@@ -1,0 +1,858 @@
+/*
+ * test_api: black-box tests of the catalogue side of the real reserved binary (SPEC §5,
+ * §6; issue 3 §4, §5) against a real PostgreSQL started by the harness, in --lock-mode db
+ * with no payment step. One Check case per claim, registered with ctest as rapi_<case>
+ * (CK_RUN_CASE). HTTP goes through the fakepay tests' blocking client (fpt.h): one
+ * request per connection, read to EOF. Every case that runs reserved ends with a SIGTERM
+ * that must give exit status 0: under ASan that is also the leak check.
+ */
+#include <check.h>
+#include <jansson.h>
+#include <libpq-fe.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "fpt.h"
+#include "th.h"
+
+#define START_MS 30000 /* migrations on a fresh database included */
+
+typedef struct rat_server {
+    pid_t pid;
+    int port;
+    char log[512];
+} rat_server;
+
+static void dump_log(const char *path)
+{
+    char cmd[700];
+    fprintf(stderr, "---- tail of %s ----\n", path);
+    fflush(stderr);
+    snprintf(cmd, sizeof cmd, "tail -n 40 '%s' 1>&2", path);
+    if (system(cmd) != 0)
+        fprintf(stderr, "(no log)\n");
+}
+
+/* Spawns reserved on a free port with the given flags (NULL-terminated); no wait. */
+static void rat_spawn(rat_server *s, const char *conninfo, ...)
+{
+    char *argv[32];
+    char listen[64];
+    size_t n = 0;
+    va_list ap;
+
+    memset(s, 0, sizeof(*s));
+    s->port = th_free_port();
+    snprintf(listen, sizeof listen, "127.0.0.1:%d", s->port);
+    snprintf(s->log, sizeof s->log, "%s/reserved-%d.log", th_tmpdir(), s->port);
+    argv[n++] = (char *)th_bin("reserved");
+    argv[n++] = "--listen";
+    argv[n++] = listen;
+    argv[n++] = "--database";
+    argv[n++] = (char *)conninfo;
+    va_start(ap, conninfo);
+    for (char *a = va_arg(ap, char *); a && n < 30; a = va_arg(ap, char *))
+        argv[n++] = a;
+    va_end(ap);
+    argv[n] = NULL;
+    s->pid = th_spawn(argv, s->log);
+    ck_assert_msg(s->pid > 0, "cannot spawn reserved");
+}
+
+static void rat_wait_up(rat_server *s)
+{
+    if (!th_wait_port(s->port, START_MS)) {
+        dump_log(s->log);
+        ck_abort_msg("reserved did not listen on %d", s->port);
+    }
+}
+
+/* reserved in db lock mode, no payment step, ready to serve. */
+static void rat_start(rat_server *s, const char *conninfo)
+{
+    rat_spawn(s, conninfo, "--lock-mode", "db", "--log-level", "debug", NULL);
+    rat_wait_up(s);
+}
+
+static void rat_stop_clean(rat_server *s)
+{
+    int status = th_stop(s->pid, true, 15000);
+    if (!(status != -1 && WIFEXITED(status) && WEXITSTATUS(status) == 0))
+        dump_log(s->log);
+    ck_assert_msg(status != -1, "reserved did not exit after SIGTERM");
+    ck_assert_msg(WIFEXITED(status) && WEXITSTATUS(status) == 0,
+                  "reserved exit status 0x%x (non-zero: error or leak report)", status);
+    s->pid = 0;
+}
+
+static void pg_start(th_pg *pg)
+{
+    ck_assert_msg(th_pg_start(pg), "cannot start PostgreSQL");
+}
+
+/* One request; body may be NULL. The response must be JSON unless it is /metrics. */
+static void req(const rat_server *s, const char *method, const char *path, const char *body,
+                fpt_resp *r)
+{
+    char ctype[128];
+    fpt_request(s->port, method, path, NULL, body, r);
+    ck_assert_msg(r->status != 0, "%s %s: no response", method, path);
+    ck_assert_msg(fpt_header(r, "Content-Type", ctype, sizeof ctype), "%s %s: no Content-Type",
+                  method, path);
+    if (strcmp(path, "/metrics") != 0) {
+        ck_assert_msg(strcmp(ctype, "application/json") == 0, "%s %s: Content-Type %s", method,
+                      path, ctype);
+        ck_assert_msg(r->json != NULL, "%s %s: body is not JSON: %s", method, path, r->body);
+    }
+}
+
+/* A request that must succeed with want; returns the parsed body (caller frees r). */
+static void req_ok(const rat_server *s, const char *method, const char *path, const char *body,
+                   int want, fpt_resp *r)
+{
+    req(s, method, path, body, r);
+    ck_assert_msg(r->status == want, "%s %s: want %d, got %d: %s", method, path, want, r->status,
+                  r->body);
+}
+
+static long long jint(json_t *o, const char *k)
+{
+    json_t *v = json_object_get(o, k);
+    ck_assert_msg(json_is_integer(v), "field %s is not an integer", k);
+    return (long long)json_integer_value(v);
+}
+
+static const char *jstr(json_t *o, const char *k)
+{
+    const char *v = json_string_value(json_object_get(o, k));
+    ck_assert_msg(v != NULL, "field %s is not a string", k);
+    return v;
+}
+
+/* A venue of rows A (NORMAL, 1..n_normal) and V (VIP, 1..n_vip); returns its id. */
+static long long make_venue(const rat_server *s, const char *name, int n_normal, int n_vip)
+{
+    json_t *seats = json_array();
+    for (int i = 1; i <= n_normal; i++)
+        json_array_append_new(
+            seats, json_pack("{s:s,s:i,s:s}", "row", "A", "number", i, "type", "NORMAL"));
+    for (int i = 1; i <= n_vip; i++)
+        json_array_append_new(seats,
+                              json_pack("{s:s,s:i,s:s}", "row", "V", "number", i, "type", "VIP"));
+    json_t *body = json_pack("{s:s,s:o}", "name", name, "seats", seats);
+    char *text = json_dumps(body, JSON_COMPACT);
+    fpt_resp r;
+    req_ok(s, "POST", "/venues", text, 201, &r);
+    ck_assert_int_eq(jint(r.json, "seatCount"), n_normal + n_vip);
+    ck_assert_str_eq(jstr(r.json, "name"), name);
+    long long id = jint(r.json, "id");
+    fpt_resp_free(&r);
+    free(text);
+    json_decref(body);
+    return id;
+}
+
+static long long make_perf(const rat_server *s, long long venue, const char *title,
+                           const char *starts, long long normal, long long vip, fpt_resp *out)
+{
+    json_t *body =
+        json_pack("{s:I,s:s,s:s,s:I,s:I}", "venueId", (json_int_t)venue, "title", title, "startsAt",
+                  starts, "normalPrice", (json_int_t)normal, "vipPrice", (json_int_t)vip);
+    char *text = json_dumps(body, JSON_COMPACT);
+    fpt_resp r;
+    req_ok(s, "POST", "/performances", text, 201, &r);
+    long long id = jint(r.json, "id");
+    free(text);
+    json_decref(body);
+    if (out)
+        *out = r;
+    else
+        fpt_resp_free(&r);
+    return id;
+}
+
+static void expect_perf(json_t *p, long long id, long long venue, const char *title,
+                        const char *starts, long long normal, long long vip, long long total)
+{
+    ck_assert_int_eq(jint(p, "id"), id);
+    ck_assert_int_eq(jint(p, "venueId"), venue);
+    ck_assert_str_eq(jstr(p, "title"), title);
+    ck_assert_str_eq(jstr(p, "startsAt"), starts);
+    ck_assert_int_eq(jint(p, "normalPrice"), normal);
+    ck_assert_int_eq(jint(p, "vipPrice"), vip);
+    ck_assert_int_eq(jint(p, "totalCapacity"), total);
+    ck_assert_int_eq(jint(p, "remainingCapacity"), total);
+    ck_assert_int_eq((long long)json_object_size(p), 8);
+}
+
+/* ---- catalogue: venue -> performance -> seat map -> patch ---- */
+
+START_TEST(catalogue)
+{
+    th_pg pg;
+    rat_server s;
+    fpt_resp r;
+    char path[128];
+
+    pg_start(&pg);
+    rat_start(&s, pg.conninfo);
+    long long venue = make_venue(&s, "Hall One", 3, 2);
+
+    snprintf(path, sizeof path, "/venues/%lld", venue);
+    req_ok(&s, "GET", path, NULL, 200, &r);
+    ck_assert_str_eq(jstr(r.json, "name"), "Hall One");
+    json_t *seats = json_object_get(r.json, "seats");
+    ck_assert_int_eq((long long)json_array_size(seats), 5);
+    ck_assert_str_eq(jstr(json_array_get(seats, 0), "row"), "A");
+    ck_assert_int_eq(jint(json_array_get(seats, 0), "number"), 1);
+    ck_assert_str_eq(jstr(json_array_get(seats, 3), "type"), "VIP");
+    long long vip_seat = jint(json_array_get(seats, 3), "id");
+    fpt_resp_free(&r);
+
+    /* an offset on input comes back as UTC */
+    long long perf =
+        make_perf(&s, venue, "Opening Night", "2026-12-02T04:00:00+09:00", 50000, 120000, &r);
+    expect_perf(r.json, perf, venue, "Opening Night", "2026-12-01T19:00:00Z", 50000, 120000, 5);
+    fpt_resp_free(&r);
+
+    snprintf(path, sizeof path, "/performances/%lld", perf);
+    req_ok(&s, "GET", path, NULL, 200, &r);
+    expect_perf(r.json, perf, venue, "Opening Night", "2026-12-01T19:00:00Z", 50000, 120000, 5);
+    fpt_resp_free(&r);
+
+    snprintf(path, sizeof path, "/performances/%lld/seats", perf);
+    req_ok(&s, "GET", path, NULL, 200, &r);
+    ck_assert_int_eq(jint(r.json, "performanceId"), perf);
+    seats = json_object_get(r.json, "seats");
+    ck_assert_int_eq((long long)json_array_size(seats), 5);
+    for (size_t i = 0; i < 5; i++) {
+        json_t *st = json_array_get(seats, i);
+        bool vip = strcmp(jstr(st, "type"), "VIP") == 0;
+        ck_assert_int_eq(jint(st, "price"), vip ? 120000 : 50000);
+        ck_assert(json_is_true(json_object_get(st, "available")));
+        ck_assert_int_eq((long long)json_object_size(st), 6);
+    }
+    fpt_resp_free(&r);
+
+    /* PATCH one price: the other fields stay, the seat map follows */
+    snprintf(path, sizeof path, "/performances/%lld", perf);
+    req_ok(&s, "PATCH", path, "{\"vipPrice\": 150000}", 200, &r);
+    expect_perf(r.json, perf, venue, "Opening Night", "2026-12-01T19:00:00Z", 50000, 150000, 5);
+    fpt_resp_free(&r);
+    req_ok(&s, "PATCH", path, "{\"title\": \"Gala\", \"normalPrice\": 0}", 200, &r);
+    expect_perf(r.json, perf, venue, "Gala", "2026-12-01T19:00:00Z", 0, 150000, 5);
+    fpt_resp_free(&r);
+    req_ok(&s, "GET", path, NULL, 200, &r);
+    expect_perf(r.json, perf, venue, "Gala", "2026-12-01T19:00:00Z", 0, 150000, 5);
+    fpt_resp_free(&r);
+    snprintf(path, sizeof path, "/performances/%lld/seats", perf);
+    req_ok(&s, "GET", path, NULL, 200, &r);
+    seats = json_object_get(r.json, "seats");
+    for (size_t i = 0; i < json_array_size(seats); i++) {
+        json_t *st = json_array_get(seats, i);
+        bool vip = strcmp(jstr(st, "type"), "VIP") == 0;
+        ck_assert_int_eq(jint(st, "price"), vip ? 150000 : 0);
+        ck_assert_int_eq(vip, jint(st, "id") >= vip_seat);
+    }
+    fpt_resp_free(&r);
+
+    /* fractional seconds survive the round trip */
+    long long p2 = make_perf(&s, venue, "Late", "2026-12-01T19:00:00.250Z", 1, 2, &r);
+    ck_assert_str_eq(jstr(r.json, "startsAt"), "2026-12-01T19:00:00.250000Z");
+    ck_assert_int_gt(p2, perf);
+    fpt_resp_free(&r);
+    rat_stop_clean(&s);
+}
+END_TEST
+
+/* ---- search with keyset pagination ---- */
+
+/* Walks every page of query (limit per page); checks order and returns the ids seen. */
+static size_t walk(const rat_server *s, const char *query, int limit, long long *ids, size_t max,
+                   size_t *pages)
+{
+    char path[512], cursor[256] = "";
+    char prev_start[64] = "";
+    long long prev_id = 0;
+    size_t n = 0;
+    *pages = 0;
+    for (;;) {
+        fpt_resp r;
+        snprintf(path, sizeof path, "/performances?%s%slimit=%d%s%s", query, query[0] ? "&" : "",
+                 limit, cursor[0] ? "&cursor=" : "", cursor);
+        req_ok(s, "GET", path, NULL, 200, &r);
+        (*pages)++;
+        json_t *items = json_object_get(r.json, "items");
+        ck_assert(json_is_array(items));
+        ck_assert_int_le((long long)json_array_size(items), limit);
+        for (size_t i = 0; i < json_array_size(items); i++) {
+            json_t *p = json_array_get(items, i);
+            const char *st = jstr(p, "startsAt");
+            long long id = jint(p, "id");
+            int c = strcmp(prev_start, st);
+            ck_assert_msg(c < 0 || (c == 0 && prev_id < id), "order broken at id %lld", id);
+            snprintf(prev_start, sizeof prev_start, "%s", st);
+            prev_id = id;
+            ck_assert(n < max);
+            ids[n++] = id;
+        }
+        json_t *next = json_object_get(r.json, "nextCursor");
+        ck_assert_msg(next != NULL, "nextCursor missing");
+        if (json_is_null(next)) {
+            fpt_resp_free(&r);
+            break;
+        }
+        ck_assert_int_eq((long long)json_array_size(items), limit);
+        snprintf(cursor, sizeof cursor, "%s", json_string_value(next));
+        fpt_resp_free(&r);
+        ck_assert(*pages < 100);
+    }
+    return n;
+}
+
+START_TEST(search)
+{
+    th_pg pg;
+    rat_server s;
+    long long made[25], seen[64];
+    size_t pages;
+
+    pg_start(&pg);
+    rat_start(&s, pg.conninfo);
+    long long v1 = make_venue(&s, "Big", 2, 1);
+    long long v2 = make_venue(&s, "Small", 1, 0);
+    /* 25 performances in v1, three to a start time (ties are broken by id), created out
+     * of time order; 3 more in v2 */
+    for (int i = 0; i < 25; i++) {
+        char title[32], starts[32];
+        int day = 1 + (24 - i) / 3;
+        snprintf(title, sizeof title, "Show %02d", i);
+        snprintf(starts, sizeof starts, "2027-01-%02dT20:00:00Z", day);
+        made[i] = make_perf(&s, v1, title, starts, 1000, 2000, NULL);
+    }
+    for (int i = 0; i < 3; i++)
+        make_perf(&s, v2, "Other", "2027-01-05T12:00:00Z", 10, 20, NULL);
+
+    char q[64];
+    snprintf(q, sizeof q, "venueId=%lld", v1);
+    size_t n = walk(&s, q, 10, seen, 64, &pages);
+    ck_assert_int_eq((long long)n, 25);
+    ck_assert_int_eq((long long)pages, 3);
+    for (int i = 0; i < 25; i++) {
+        int count = 0;
+        for (size_t j = 0; j < n; j++)
+            count += seen[j] == made[i];
+        ck_assert_msg(count == 1, "performance %lld seen %d times", made[i], count);
+    }
+    /* everything: 28 over pages of 7 */
+    ck_assert_int_eq((long long)walk(&s, "", 7, seen, 64, &pages), 28);
+    ck_assert_int_eq((long long)pages, 4);
+    /* an exact page boundary: the last full page has nextCursor null or an empty page after */
+    ck_assert_int_eq((long long)walk(&s, q, 25, seen, 64, &pages), 25);
+    /* filters */
+    ck_assert_int_eq((long long)walk(&s, "q=sHoW%201", 100, seen, 64, &pages), 10);
+    ck_assert_int_eq((long long)walk(&s, "q=other", 100, seen, 64, &pages), 3);
+    ck_assert_int_eq((long long)walk(&s, "q=nothing-like-this", 100, seen, 64, &pages), 0);
+    ck_assert_int_eq((long long)walk(&s, "from=2027-01-08T00:00:00Z&to=2027-01-09T20:00:00Z", 3,
+                                     seen, 64, &pages),
+                     4);
+    ck_assert_int_eq((long long)pages, 2);
+    ck_assert_int_eq((long long)walk(&s, "from=2027-01-09T21:00:00%2B01:00", 100, seen, 64, &pages),
+                     1);
+    ck_assert_int_eq((long long)walk(&s, "available=true", 100, seen, 64, &pages), 28);
+    snprintf(q, sizeof q, "venueId=%lld&q=other", v1);
+    ck_assert_int_eq((long long)walk(&s, q, 100, seen, 64, &pages), 0);
+    /* default limit 20 */
+    fpt_resp r;
+    req_ok(&s, "GET", "/performances", NULL, 200, &r);
+    ck_assert_int_eq((long long)json_array_size(json_object_get(r.json, "items")), 20);
+    ck_assert(json_is_string(json_object_get(r.json, "nextCursor")));
+    fpt_resp_free(&r);
+    rat_stop_clean(&s);
+}
+END_TEST
+
+/* ---- users ---- */
+
+START_TEST(users)
+{
+    th_pg pg;
+    rat_server s;
+    fpt_resp r;
+
+    pg_start(&pg);
+    rat_start(&s, pg.conninfo);
+    req_ok(&s, "POST", "/users", "{\"name\":\"Ann\",\"email\":\"ann@example.org\"}", 201, &r);
+    ck_assert_int_gt(jint(r.json, "id"), 0);
+    ck_assert_str_eq(jstr(r.json, "name"), "Ann");
+    ck_assert_str_eq(jstr(r.json, "email"), "ann@example.org");
+    long long ann = jint(r.json, "id");
+    fpt_resp_free(&r);
+    req_ok(&s, "POST", "/users", "{\"name\":\"Bob\",\"email\":\"bob@example.org\"}", 201, &r);
+    ck_assert_int_gt(jint(r.json, "id"), ann);
+    fpt_resp_free(&r);
+    const char *dups[] = {"{\"name\":\"Ann2\",\"email\":\"ann@example.org\"}",
+                          "{\"name\":\"Ann3\",\"email\":\"ANN@Example.org\"}"};
+    for (size_t i = 0; i < 2; i++) {
+        req_ok(&s, "POST", "/users", dups[i], 409, &r);
+        ck_assert_str_eq(fpt_error_code(&r), "EMAIL_TAKEN");
+        fpt_resp_free(&r);
+    }
+    rat_stop_clean(&s);
+}
+END_TEST
+
+/* ---- the table of bad requests ---- */
+
+typedef struct bad_case {
+    const char *method;
+    const char *path; /* {P} = an existing performance id, {V} = an existing venue id */
+    const char *body;
+    int status;
+    const char *code;
+} bad_case;
+
+#define SEAT(r, n, t) "{\"row\":\"" r "\",\"number\":" #n ",\"type\":\"" t "\"}"
+#define PERF(v, t, s, n, p)                                                                        \
+    "{\"venueId\":" v ",\"title\":" t ",\"startsAt\":" s ",\"normalPrice\":" n ",\"vipPrice\":" p  \
+    "}"
+
+static const bad_case bad_cases[] = {
+    {"POST", "/venues", "not json", 400, "BAD_REQUEST"},
+    {"POST", "/venues", "", 400, "BAD_REQUEST"},
+    {"POST", "/venues", "[{\"name\":\"V\"}]", 400, "BAD_REQUEST"},
+    {"POST", "/venues", "{\"name\":\"V\"", 400, "BAD_REQUEST"},
+    {"POST", "/venues", "{\"name\":\"V\"}", 400, "BAD_REQUEST"},
+    {"POST", "/venues", "{\"seats\":[" SEAT("A", 1, "VIP") "]}", 400, "BAD_REQUEST"},
+    {"POST", "/venues", "{\"name\":\"\",\"seats\":[" SEAT("A", 1, "VIP") "]}", 400, "BAD_REQUEST"},
+    {"POST", "/venues", "{\"name\":7,\"seats\":[" SEAT("A", 1, "VIP") "]}", 400, "BAD_REQUEST"},
+    {"POST", "/venues", "{\"name\":\"V\",\"seats\":[]}", 400, "BAD_REQUEST"},
+    {"POST", "/venues", "{\"name\":\"V\",\"seats\":\"A1\"}", 400, "BAD_REQUEST"},
+    {"POST", "/venues", "{\"name\":\"V\",\"seats\":[7]}", 400, "BAD_REQUEST"},
+    {"POST", "/venues", "{\"name\":\"V\",\"seats\":[" SEAT("A", 1, "GOLD") "]}", 400,
+     "BAD_REQUEST"},
+    {"POST", "/venues",
+     "{\"name\":\"V\",\"seats\":[" SEAT("A", 1, "NORMAL") "," SEAT("B", 1, "NORMAL") "," SEAT(
+         "A", 1, "VIP") "]}",
+     400, "BAD_REQUEST"},
+    {"POST", "/venues", "{\"name\":\"V\",\"seats\":[" SEAT("A", 0, "NORMAL") "]}", 400,
+     "BAD_REQUEST"},
+    {"POST", "/venues", "{\"name\":\"V\",\"seats\":[" SEAT("A", -4, "NORMAL") "]}", 400,
+     "BAD_REQUEST"},
+    {"POST", "/venues",
+     "{\"name\":\"V\",\"seats\":[" SEAT("A", 99999999999999999999, "NORMAL") "]}", 400,
+     "BAD_REQUEST"},
+    {"POST", "/venues", "{\"name\":\"V\",\"seats\":[" SEAT("A", 2147483648, "NORMAL") "]}", 400,
+     "BAD_REQUEST"},
+    {"POST", "/venues", "{\"name\":\"V\",\"seats\":[" SEAT("A", 1.5, "NORMAL") "]}", 400,
+     "BAD_REQUEST"},
+    {"POST", "/venues", "{\"name\":\"V\",\"seats\":[" SEAT("", 1, "NORMAL") "]}", 400,
+     "BAD_REQUEST"},
+    {"POST", "/venues", "{\"name\":\"V\",\"seats\":[" SEAT("ABCDEFGHIJKLMNOPQ", 1, "NORMAL") "]}",
+     400, "BAD_REQUEST"},
+    {"POST", "/venues", "{\"name\":\"V\",\"name\":\"W\",\"seats\":[" SEAT("A", 1, "VIP") "]}", 400,
+     "BAD_REQUEST"},
+    {"POST", "/performances", PERF("999999", "\"T\"", "\"2026-12-01T19:00:00Z\"", "1", "2"), 404,
+     "NOT_FOUND"},
+    {"POST", "/performances", PERF("{V}", "\"T\"", "\"2026-12-01T19:00:00Z\"", "-1", "2"), 400,
+     "BAD_REQUEST"},
+    {"POST", "/performances", PERF("{V}", "\"T\"", "\"2026-12-01T19:00:00Z\"", "1", "-2"), 400,
+     "BAD_REQUEST"},
+    {"POST", "/performances", PERF("{V}", "\"T\"", "\"2026-12-01T19:00:00Z\"", "\"1000\"", "2"),
+     400, "BAD_REQUEST"},
+    {"POST", "/performances", PERF("{V}", "\"T\"", "\"2026-12-01T19:00:00Z\"", "10.5", "2"), 400,
+     "BAD_REQUEST"},
+    {"POST", "/performances", PERF("{V}", "\"T\"", "\"tomorrow\"", "1", "2"), 400, "BAD_REQUEST"},
+    {"POST", "/performances", PERF("{V}", "\"T\"", "\"2026-12-01\"", "1", "2"), 400, "BAD_REQUEST"},
+    {"POST", "/performances", PERF("{V}", "\"T\"", "\"2026-13-01T19:00:00Z\"", "1", "2"), 400,
+     "BAD_REQUEST"},
+    {"POST", "/performances", PERF("{V}", "\"T\"", "\"2026-02-30T19:00:00Z\"", "1", "2"), 400,
+     "BAD_REQUEST"},
+    {"POST", "/performances", PERF("{V}", "\"T\"", "1764615600", "1", "2"), 400, "BAD_REQUEST"},
+    {"POST", "/performances", PERF("{V}", "null", "\"2026-12-01T19:00:00Z\"", "1", "2"), 400,
+     "BAD_REQUEST"},
+    {"POST", "/performances", PERF("\"{V}\"", "\"T\"", "\"2026-12-01T19:00:00Z\"", "1", "2"), 400,
+     "BAD_REQUEST"},
+    {"POST", "/performances", "{\"venueId\":{V},\"title\":\"T\",\"normalPrice\":1,\"vipPrice\":2}",
+     400, "BAD_REQUEST"},
+    {"GET", "/performances/999999", NULL, 404, "NOT_FOUND"},
+    {"GET", "/performances/abc", NULL, 404, "NOT_FOUND"},
+    {"GET", "/performances/0", NULL, 404, "NOT_FOUND"},
+    {"GET", "/performances/-1", NULL, 404, "NOT_FOUND"},
+    {"GET", "/performances/99999999999999999999", NULL, 404, "NOT_FOUND"},
+    {"GET", "/venues/999999", NULL, 404, "NOT_FOUND"},
+    {"GET", "/venues/{V}/extra", NULL, 404, "NOT_FOUND"},
+    {"GET", "/performances/999999/seats", NULL, 404, "NOT_FOUND"},
+    {"GET", "/performances/x1/seats", NULL, 404, "NOT_FOUND"},
+    {"PATCH", "/performances/{P}", "{}", 400, "BAD_REQUEST"},
+    {"PATCH", "/performances/{P}", "{\"vipPrice\":-1}", 400, "BAD_REQUEST"},
+    {"PATCH", "/performances/{P}", "{\"title\":\"\"}", 400, "BAD_REQUEST"},
+    {"PATCH", "/performances/{P}", "{\"normalPrice\":\"5\"}", 400, "BAD_REQUEST"},
+    {"PATCH", "/performances/{P}", "[]", 400, "BAD_REQUEST"},
+    {"PATCH", "/performances/999999", "{\"title\":\"x\"}", 404, "NOT_FOUND"},
+    {"PUT", "/performances/{P}", "{}", 405, "METHOD_NOT_ALLOWED"},
+    {"DELETE", "/venues", NULL, 405, "METHOD_NOT_ALLOWED"},
+    {"GET", "/users", NULL, 405, "METHOD_NOT_ALLOWED"},
+    {"POST", "/performances/{P}/seats", "{}", 405, "METHOD_NOT_ALLOWED"},
+    {"POST", "/healthz", "{}", 405, "METHOD_NOT_ALLOWED"},
+    {"GET", "/nope", NULL, 404, "NOT_FOUND"},
+    {"GET", "/", NULL, 404, "NOT_FOUND"},
+    {"GET", "/performances/", NULL, 404, "NOT_FOUND"},
+    {"GET", "/performances?limit=0", NULL, 400, "BAD_REQUEST"},
+    {"GET", "/performances?limit=101", NULL, 400, "BAD_REQUEST"},
+    {"GET", "/performances?limit=ten", NULL, 400, "BAD_REQUEST"},
+    {"GET", "/performances?limit=-5", NULL, 400, "BAD_REQUEST"},
+    {"GET", "/performances?cursor=!!!", NULL, 400, "BAD_REQUEST"},
+    {"GET", "/performances?cursor=Z2FyYmFnZQ", NULL, 400, "BAD_REQUEST"}, /* garbage */
+    {"GET", "/performances?cursor=MjAyNi0xMi0wMXwxMg", NULL, 400,
+     "BAD_REQUEST"}, /* 2026-12-01|12 */
+    {"GET", "/performances?from=yesterday", NULL, 400, "BAD_REQUEST"},
+    {"GET", "/performances?to=2026-99-01T00:00:00Z", NULL, 400, "BAD_REQUEST"},
+    {"GET", "/performances?venueId=-3", NULL, 400, "BAD_REQUEST"},
+    {"GET", "/performances?venueId=abc", NULL, 400, "BAD_REQUEST"},
+    {"GET", "/performances?available=maybe", NULL, 400, "BAD_REQUEST"},
+    {"GET", "/performances?q=", NULL, 400, "BAD_REQUEST"},
+    {"POST", "/users", "{\"name\":\"x\",\"email\":\"nope\"}", 400, "BAD_REQUEST"},
+    {"POST", "/users", "{\"name\":\"x\",\"email\":\"a b@c.org\"}", 400, "BAD_REQUEST"},
+    {"POST", "/users", "{\"name\":\"x\",\"email\":\"@c.org\"}", 400, "BAD_REQUEST"},
+    {"POST", "/users", "{\"email\":\"x@c.org\"}", 400, "BAD_REQUEST"},
+    {"POST", "/users", "{\"name\":\"x\",\"email\":[\"x@c.org\"]}", 400, "BAD_REQUEST"},
+    {"POST", "/users", "\"x@c.org\"", 400, "BAD_REQUEST"},
+};
+
+/* Replaces {P} and {V} in text. */
+static void subst(const char *in, long long perf, long long venue, char *out, size_t outlen)
+{
+    size_t o = 0;
+    for (const char *p = in; *p && o + 24 < outlen; p++) {
+        if (strncmp(p, "{P}", 3) == 0 || strncmp(p, "{V}", 3) == 0) {
+            o += (size_t)snprintf(out + o, outlen - o, "%lld", p[1] == 'P' ? perf : venue);
+            p += 2;
+        } else {
+            out[o++] = *p;
+        }
+    }
+    out[o] = '\0';
+}
+
+START_TEST(badreq)
+{
+    th_pg pg;
+    rat_server s;
+    fpt_resp r;
+    char path[256], body[512], allow[64];
+
+    pg_start(&pg);
+    rat_start(&s, pg.conninfo);
+    long long venue = make_venue(&s, "V", 1, 1);
+    long long perf = make_perf(&s, venue, "T", "2026-12-01T19:00:00Z", 1, 2, NULL);
+
+    ck_assert_int_ge((long long)(sizeof bad_cases / sizeof bad_cases[0]), 25);
+    for (size_t i = 0; i < sizeof bad_cases / sizeof bad_cases[0]; i++) {
+        const bad_case *c = &bad_cases[i];
+        subst(c->path, perf, venue, path, sizeof path);
+        if (c->body)
+            subst(c->body, perf, venue, body, sizeof body);
+        req(&s, c->method, path, c->body ? body : NULL, &r);
+        ck_assert_msg(r.status == c->status, "#%zu %s %s %s: want %d, got %d: %s", i, c->method,
+                      path, c->body ? body : "", c->status, r.status, r.body);
+        ck_assert_msg(strcmp(fpt_error_code(&r), c->code) == 0, "#%zu %s %s: want %s, got %s", i,
+                      c->method, path, c->code, r.body);
+        const char *msg =
+            json_string_value(json_object_get(json_object_get(r.json, "error"), "message"));
+        ck_assert_msg(msg && msg[0], "#%zu: no error message", i);
+        if (c->status == 405)
+            ck_assert_msg(fpt_header(&r, "Allow", allow, sizeof allow), "#%zu: no Allow", i);
+        fpt_resp_free(&r);
+    }
+
+    /* a body over limits.max_body_bytes (65536) */
+    size_t big = 70000;
+    char *huge = malloc(big + 1);
+    ck_assert_ptr_nonnull(huge);
+    memset(huge, 'x', big);
+    memcpy(huge, "{\"name\":\"", 9);
+    memcpy(huge + big - 2, "\"}", 2);
+    huge[big] = '\0';
+    req(&s, "POST", "/venues", huge, &r);
+    ck_assert_msg(r.status == 413, "oversize: got %d", r.status);
+    ck_assert_str_eq(fpt_error_code(&r), "TOO_LARGE");
+    fpt_resp_free(&r);
+    free(huge);
+
+    /* nothing above created anything: the venue list of searches is unchanged */
+    req_ok(&s, "GET", "/performances", NULL, 200, &r);
+    ck_assert_int_eq((long long)json_array_size(json_object_get(r.json, "items")), 1);
+    fpt_resp_free(&r);
+    rat_stop_clean(&s);
+}
+END_TEST
+
+/* ---- /healthz and /metrics ---- */
+
+START_TEST(healthz)
+{
+    th_pg pg;
+    rat_server s, nolockd;
+    fpt_resp r;
+    char lockd[64];
+
+    pg_start(&pg);
+    rat_start(&s, pg.conninfo);
+    req_ok(&s, "GET", "/healthz", NULL, 200, &r);
+    ck_assert_str_eq(jstr(r.json, "status"), "ok");
+    ck_assert_str_eq(jstr(r.json, "db"), "ok");
+    ck_assert_str_eq(jstr(r.json, "lockd"), "ok");
+    fpt_resp_free(&r);
+
+    /* lockd mode with no lockd listening: up, but not healthy */
+    snprintf(lockd, sizeof lockd, "127.0.0.1:%d", th_free_port());
+    rat_spawn(&nolockd, pg.conninfo, "--lock-mode", "lockd", "--lockd", lockd, NULL);
+    rat_wait_up(&nolockd);
+    req_ok(&nolockd, "GET", "/healthz", NULL, 503, &r);
+    ck_assert_str_eq(jstr(r.json, "status"), "down");
+    ck_assert_str_eq(jstr(r.json, "db"), "ok");
+    ck_assert_str_eq(jstr(r.json, "lockd"), "down");
+    fpt_resp_free(&r);
+    rat_stop_clean(&nolockd);
+
+    /* the database stops: 503 with db down; it comes back: ok again (the pool heals) */
+    th_pg_stop(&pg, true);
+    req_ok(&s, "GET", "/healthz", NULL, 503, &r);
+    ck_assert_str_eq(jstr(r.json, "status"), "down");
+    ck_assert_str_eq(jstr(r.json, "db"), "down");
+    fpt_resp_free(&r);
+    req_ok(&s, "GET", "/performances/1", NULL, 503, &r);
+    ck_assert_str_eq(fpt_error_code(&r), "UNAVAILABLE");
+    fpt_resp_free(&r);
+    ck_assert(th_pg_restart(&pg));
+    uint64_t until = th_now_ms() + 20000;
+    int status = 0;
+    while (th_now_ms() < until) {
+        req(&s, "GET", "/healthz", NULL, &r);
+        status = r.status;
+        fpt_resp_free(&r);
+        if (status == 200)
+            break;
+        th_sleep_ms(200);
+    }
+    ck_assert_int_eq(status, 200);
+    rat_stop_clean(&s);
+}
+END_TEST
+
+START_TEST(metrics)
+{
+    th_pg pg;
+    rat_server s;
+    fpt_resp r;
+    char ctype[128];
+
+    pg_start(&pg);
+    rat_start(&s, pg.conninfo);
+    make_venue(&s, "M", 1, 0);
+    req(&s, "GET", "/venues/abc", NULL, &r);
+    fpt_resp_free(&r);
+    req(&s, "GET", "/nowhere", NULL, &r);
+    fpt_resp_free(&r);
+    req_ok(&s, "GET", "/metrics", NULL, 200, &r);
+    ck_assert(fpt_header(&r, "Content-Type", ctype, sizeof ctype));
+    ck_assert_msg(strncmp(ctype, "text/plain", 10) == 0, "Content-Type %s", ctype);
+    const char *want[] = {
+        "reserved_http_requests_total{route=\"venues_create\",method=\"POST\",code=\"201\","
+        "class=\"2xx\"} 1\n",
+        "reserved_http_requests_total{route=\"venue_get\",method=\"GET\",code=\"404\","
+        "class=\"4xx\"} 1\n",
+        "reserved_http_requests_total{route=\"unrouted\",method=\"ANY\",code=\"404\","
+        "class=\"4xx\"} 1\n",
+        "reserved_http_request_seconds_count{route=\"venues_create\",method=\"POST\"} 1\n",
+        "reserved_db_pool_size 8\n",
+        "reserved_db_pool_up ",
+        "reserved_db_pool_in_use ",
+        "reserved_bookings_total{outcome=\"confirmed\"} 0\n",
+        "reserved_guard_firings_total{guard=\"capacity\"} 0\n",
+        "reserved_payments_total{outcome=\"approved\"} 0\n",
+        "reserved_booking_latency_seconds_count 0\n",
+        "reserved_lock_wait_seconds_bucket",
+        "reserved_http_in_flight 1\n",
+    };
+    for (size_t i = 0; i < sizeof want / sizeof want[0]; i++)
+        ck_assert_msg(strstr(r.body, want[i]) != NULL, "metrics lack %s", want[i]);
+    /* one HELP per family */
+    const char *help = "# HELP reserved_http_request_seconds ";
+    const char *first = strstr(r.body, help);
+    ck_assert_ptr_nonnull(first);
+    ck_assert_ptr_null(strstr(first + 1, help));
+    fpt_resp_free(&r);
+    rat_stop_clean(&s);
+}
+END_TEST
+
+/* ---- process: SIGTERM, config errors, three at once ---- */
+
+START_TEST(sigterm)
+{
+    th_pg pg;
+    rat_server s;
+    fpt_resp r;
+
+    pg_start(&pg);
+    rat_start(&s, pg.conninfo);
+    make_venue(&s, "S", 2, 0);
+    req_ok(&s, "GET", "/healthz", NULL, 200, &r);
+    fpt_resp_free(&r);
+    int port = s.port;
+    rat_stop_clean(&s);
+    ck_assert_msg(!th_wait_port(port, 200), "still listening after exit");
+}
+END_TEST
+
+/* Runs reserved with args to completion; returns its exit status, output in out. */
+static int run_cli(char *out, size_t outlen, ...)
+{
+    char *argv[16];
+    char log[512];
+    size_t n = 0;
+    va_list ap;
+    argv[n++] = (char *)th_bin("reserved");
+    va_start(ap, outlen);
+    for (char *a = va_arg(ap, char *); a && n < 15; a = va_arg(ap, char *))
+        argv[n++] = a;
+    va_end(ap);
+    argv[n] = NULL;
+    snprintf(log, sizeof log, "%s/cli-%d.log", th_tmpdir(), th_free_port());
+    pid_t pid = th_spawn(argv, log);
+    int st = th_wait_exit(pid, 10000);
+    ck_assert_msg(st != -1, "reserved %s did not exit", argv[1]);
+    FILE *f = fopen(log, "r");
+    size_t got = f ? fread(out, 1, outlen - 1, f) : 0;
+    out[got] = '\0';
+    if (f)
+        fclose(f);
+    return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
+}
+
+static void write_file(const char *path, const char *text)
+{
+    FILE *f = fopen(path, "w");
+    ck_assert_ptr_nonnull(f);
+    fputs(text, f);
+    fclose(f);
+}
+
+START_TEST(config_error)
+{
+    char out[8192], path[512], want[600];
+    struct {
+        const char *yaml;
+        const char *key;
+        int line;
+    } bad[] = {
+        {"listen: 127.0.0.1:8081\ndb_pool_size: lots\n", "db_pool_size", 2},
+        {"listen: 127.0.0.1:8081\nlock:\n  mode: redis\n", "lock.mode", 3},
+        {"limits: {max_body_bytes: -1}\n", "limits.max_body_bytes", 1},
+        {"log: {level: loud}\n", "log.level", 1},
+        {"payment:\n  url: \"\"\n  timeout_ms: 0\n", "payment.timeout_ms", 3},
+        {"reconcile: {interval_ms: 5000}\nbogus_key: 1\n", "bogus_key", 2},
+        {"db: {lock_timeout_ms: 0}\n", "db.lock_timeout_ms", 1},
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        snprintf(path, sizeof path, "%s/bad-%zu.yaml", th_tmpdir(), i);
+        write_file(path, bad[i].yaml);
+        int rc = run_cli(out, sizeof out, "--config", path, NULL);
+        ck_assert_msg(rc == 2, "case %zu: exit %d: %s", i, rc, out);
+        /* FILE:LINE: key 'k': reason, or FILE:LINE: unknown key 'k' */
+        snprintf(want, sizeof want, "%s:%d: ", path, bad[i].line);
+        ck_assert_msg(strstr(out, want) != NULL, "case %zu: want '%s' in: %s", i, want, out);
+        snprintf(want, sizeof want, "key '%s'", bad[i].key);
+        ck_assert_msg(strstr(out, want) != NULL, "case %zu: want '%s' in: %s", i, want, out);
+    }
+    /* cross-key: lockd mode with an empty lockd list */
+    snprintf(path, sizeof path, "%s/nolockd.yaml", th_tmpdir());
+    write_file(path, "lockd: []\nlock: {mode: lockd}\n");
+    ck_assert_int_eq(run_cli(out, sizeof out, "--config", path, NULL), 2);
+    ck_assert_msg(strstr(out, "key 'lockd'") != NULL, "%s", out);
+    /* flags */
+    ck_assert_int_eq(run_cli(out, sizeof out, "--lock-mode", "chaos", NULL), 2);
+    ck_assert_msg(strstr(out, "--lock-mode") && strstr(out, "lock.mode"), "%s", out);
+    ck_assert_int_eq(run_cli(out, sizeof out, "--payment-url", "ftp://x", NULL), 2);
+    ck_assert_msg(strstr(out, "payment.url") != NULL, "%s", out);
+    ck_assert_int_eq(run_cli(out, sizeof out, "--no-such-flag", NULL), 2);
+    ck_assert_int_eq(run_cli(out, sizeof out, "--config", "/nonexistent/r.yaml", NULL), 2);
+    ck_assert_msg(strstr(out, "/nonexistent/r.yaml") != NULL, "%s", out);
+    /* the good paths */
+    ck_assert_int_eq(run_cli(out, sizeof out, "--version", NULL), 0);
+    ck_assert_msg(strncmp(out, "reserved ", 9) == 0, "%s", out);
+    ck_assert_int_eq(run_cli(out, sizeof out, "--help", NULL), 0);
+    ck_assert_msg(strstr(out, "reconcile.interval_ms") != NULL, "%s", out);
+    ck_assert_int_eq(run_cli(out, sizeof out, "--config", TH_SOURCE_DIR "/config/reserved.yaml",
+                             "--lock-mode", "db", "--check-config", NULL),
+                     0);
+    ck_assert_msg(strstr(out, "lock.mode = db") != NULL, "%s", out);
+}
+END_TEST
+
+START_TEST(three_start)
+{
+    th_pg pg;
+    rat_server s[3];
+    fpt_resp r;
+
+    pg_start(&pg);
+    for (int i = 0; i < 3; i++)
+        rat_spawn(&s[i], pg.conninfo, "--lock-mode", "db", NULL);
+    for (int i = 0; i < 3; i++)
+        rat_wait_up(&s[i]);
+    long long venue = make_venue(&s[0], "Shared", 2, 2);
+    for (int i = 0; i < 3; i++) {
+        char path[64];
+        req_ok(&s[i], "GET", "/healthz", NULL, 200, &r);
+        fpt_resp_free(&r);
+        snprintf(path, sizeof path, "/venues/%lld", venue);
+        req_ok(&s[i], "GET", path, NULL, 200, &r);
+        fpt_resp_free(&r);
+    }
+    /* each migration's objects exist exactly once */
+    PGconn *c = PQconnectdb(pg.conninfo);
+    ck_assert_int_eq(PQstatus(c), CONNECTION_OK);
+    PGresult *res =
+        PQexec(c, "SELECT (SELECT count(*) FROM pg_proc WHERE proname = 'rs_rfc3339'),"
+                  " (SELECT count(*) FROM pg_class WHERE relname = 'users_email_lower'),"
+                  " (SELECT count(*) FROM pg_class WHERE relname = 'venues')");
+    ck_assert_int_eq(PQresultStatus(res), PGRES_TUPLES_OK);
+    for (int col = 0; col < 3; col++)
+        ck_assert_str_eq(PQgetvalue(res, 0, col), "1");
+    PQclear(res);
+    res = PQexec(c, "SELECT count(*), count(DISTINCT version), count(*) FILTER (WHERE version = 20)"
+                    " FROM schema_migrations");
+    ck_assert_int_eq(PQresultStatus(res), PGRES_TUPLES_OK);
+    ck_assert_str_eq(PQgetvalue(res, 0, 0), PQgetvalue(res, 0, 1));
+    ck_assert_int_ge(atoi(PQgetvalue(res, 0, 0)), 3);
+    ck_assert_str_eq(PQgetvalue(res, 0, 2), "1");
+    PQclear(res);
+    PQfinish(c);
+    for (int i = 0; i < 3; i++)
+        rat_stop_clean(&s[i]);
+}
+END_TEST
+
+int main(void)
+{
+    const fpt_case cases[] = {
+        {"catalogue", catalogue},
+        {"search", search},
+        {"users", users},
+        {"badreq", badreq},
+        {"healthz", healthz},
+        {"metrics", metrics},
+        {"sigterm", sigterm},
+        {"config_error", config_error},
+        {"three_start", three_start},
+    };
+    return fpt_main("reserved_api", cases, sizeof cases / sizeof cases[0], 120);
+}
