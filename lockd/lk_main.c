@@ -122,7 +122,14 @@ static int run(const lk_config *cfg)
     memset(&d, 0, sizeof(d));
     d.cfg = cfg;
     lk_metrics_init();
-    d.base = event_base_new();
+    /* The changelist folds the add/remove of a socket's write interest within one loop
+     * pass (hiredis' libevent adapter toggles it per batch) into at most one epoll_ctl. */
+    struct event_config *evcfg = event_config_new();
+    if (evcfg) {
+        event_config_set_flag(evcfg, EVENT_BASE_FLAG_EPOLL_USE_CHANGELIST);
+        d.base = event_base_new_with_config(evcfg);
+        event_config_free(evcfg);
+    }
     if (!d.base) {
         log_error("cannot create the event loop");
         return 1;
