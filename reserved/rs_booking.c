@@ -198,6 +198,7 @@ typedef struct bk {
     char payment_id[BK_ID_MAX];
     char fence[BK_INT_MAX]; /* "" in db lock mode */
     uint64_t t_lock_us;
+    struct bk *qnext; /* next in the process-local queue of this performance */
     /* lock */
     cm_lock_guard *guard;
     bool worked; /* the lock was granted and the work started */
@@ -647,6 +648,77 @@ static void bk_lock_abort(void *arg)
     }
 }
 
+/* ---- the process-local queue per performance ----
+ * LOCKP locks are not reentrant: a second ACQUIRE of Performance:P on our one session
+ * while we hold it is ERR HELD. So the requests of this process for one performance
+ * queue here (FIFO) and only the head talks to lockd; the queue's wait counts against
+ * lock.wait_ms. */
+#define BK_QBUCKETS 256
+
+typedef struct bk_lockq {
+    int64_t perf;
+    bk *head, *tail; /* waiting behind the one at lockd (linked through bk.qnext) */
+    struct bk_lockq *next;
+} bk_lockq;
+
+static bk_lockq *bk_queues[BK_QBUCKETS];
+
+static bk_lockq **bk_lockq_slot(int64_t perf)
+{
+    bk_lockq **pp = &bk_queues[(uint64_t)perf % BK_QBUCKETS];
+    while (*pp != NULL && (*pp)->perf != perf)
+        pp = &(*pp)->next;
+    return pp;
+}
+
+static void bk_lock_finish(void *arg, cm_lock_status status, const cm_lock_result *res);
+
+/* Sends the ACQUIRE for b (the head of its performance's queue); false when it could not
+ * be sent (b's outcome is set then). */
+static bool bk_lock_send(bk *b)
+{
+    rs_app *app = bks.app;
+    uint64_t waited_ms = (cm_now_us() - b->t_lock_us) / 1000;
+    uint64_t wait_ms = (uint64_t)app->cfg.lock_wait_ms;
+    if (app->cfg.lock_wait_ms > 0 && waited_ms >= wait_ms) {
+        bk_set_error(b, 503, "BUSY", NULL, "performance %" PRId64 " is busy, retry", b->perf);
+        b->retry_after = true;
+        return false;
+    }
+    char resource[BK_RESOURCE];
+    snprintf(resource, sizeof(resource), "Performance:%" PRId64, b->perf);
+    if (app->locks == NULL ||
+        cm_lockclient_with_lock(app->locks, resource, (uint64_t)app->cfg.lock_lease_ms,
+                                wait_ms > waited_ms ? wait_ms - waited_ms : 0, bk_lock_work,
+                                bk_lock_abort, bk_lock_finish, b) != CM_OK) {
+        bk_set_error(b, 503, "UNAVAILABLE", NULL, "lock service unavailable");
+        return false;
+    }
+    return true;
+}
+
+/* The head of perf's queue is done with lockd: start the next waiter (answering those
+ * whose wait ran out or whose ACQUIRE cannot be sent). */
+static void bk_lock_next(int64_t perf)
+{
+    bk_lockq **pp = bk_lockq_slot(perf);
+    bk_lockq *q = *pp;
+    if (q == NULL)
+        return;
+    while (q->head != NULL) {
+        bk *w = q->head;
+        q->head = w->qnext;
+        if (q->head == NULL)
+            q->tail = NULL;
+        w->qnext = NULL;
+        if (bk_lock_send(w))
+            return;
+        bk_after_lock(w);
+    }
+    *pp = q->next;
+    free(q);
+}
+
 static void bk_lock_finish(void *arg, cm_lock_status status, const cm_lock_result *res)
 {
     bk *b = arg;
@@ -661,6 +733,7 @@ static void bk_lock_finish(void *arg, cm_lock_status status, const cm_lock_resul
             bk_set_error(b, 503, "UNAVAILABLE", NULL, "lock service unavailable (%s)", res->code);
         }
     }
+    bk_lock_next(b->perf);
     bk_after_lock(b);
 }
 
@@ -679,13 +752,27 @@ static void bk_lock(bk *b)
         bk_after_lock(b);
         return;
     }
-    char resource[BK_RESOURCE];
-    snprintf(resource, sizeof(resource), "Performance:%" PRId64, b->perf);
     b->t_lock_us = cm_now_us();
-    if (cm_lockclient_with_lock(app->locks, resource, (uint64_t)app->cfg.lock_lease_ms,
-                                (uint64_t)app->cfg.lock_wait_ms, bk_lock_work, bk_lock_abort,
-                                bk_lock_finish, b) != CM_OK) {
-        bk_set_error(b, 503, "UNAVAILABLE", NULL, "lock service unavailable");
+    bk_lockq **pp = bk_lockq_slot(b->perf);
+    if (*pp != NULL) { /* another request of ours is at lockd for this performance */
+        bk_lockq *q = *pp;
+        if (q->tail != NULL)
+            q->tail->qnext = b;
+        else
+            q->head = b;
+        q->tail = b;
+        return;
+    }
+    bk_lockq *q = calloc(1, sizeof(*q));
+    if (q == NULL) {
+        bk_set_error(b, 503, "UNAVAILABLE", NULL, "out of memory");
+        bk_after_lock(b);
+        return;
+    }
+    q->perf = b->perf;
+    *pp = q;
+    if (!bk_lock_send(b)) {
+        bk_lock_next(b->perf);
         bk_after_lock(b);
     }
 }
