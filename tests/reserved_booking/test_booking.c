@@ -896,6 +896,62 @@ START_TEST(test_stale_fence)
 }
 END_TEST
 
+/* ---------------------------------------------------------------- lock lost */
+
+/* The lock is lost while the booking waits to commit (lockd killed: the session drops
+ * and the client reports LOST): the booking rolls back, its approved payment is
+ * cancelled, the answer is 503; after lockd comes back bookings work again. */
+START_TEST(test_lock_lost)
+{
+    rb_world w;
+    long long seats[10];
+    rb_start_infra(&w, NULL);
+    setenv("RESERVED_TEST_PAUSE_BEFORE_COMMIT_MS", "1500", 1);
+    rb_start_reserved(&w, 0, "lockd", NULL);
+    unsetenv("RESERVED_TEST_PAUSE_BEFORE_COMMIT_MS");
+    long long perf = rb_setup(&w, 10, 0, 1000, 1000, seats, 1);
+    char path[64];
+    snprintf(path, sizeof(path), "/performances/%lld/reservations", perf);
+    char *body = rb_booking_body(1, seats, 2);
+    int fd = rb_start(w.port[0], "POST", path, body);
+    free(body);
+    int ap = 0, ca, de;
+    for (uint64_t end = th_now_ms() + 10000; ap == 0 && th_now_ms() < end; th_sleep_ms(20))
+        rb_payments(&w, &ap, &ca, &de, NULL);
+    ck_assert_int_eq(ap, 1);
+    th_stop(w.lockd.pid, false, 5000);
+    w.lockd.pid = 0;
+    rb_resp r;
+    rb_finish(fd, &r, 15000);
+    ck_assert_msg(r.status == 503, "%d %s", r.status, r.raw);
+    ck_assert_str_eq(rb_err(&r), "UNAVAILABLE");
+    rb_resp_free(&r);
+    rb_payments(&w, &ap, &ca, &de, NULL);
+    ck_assert_int_eq(ap, 0);
+    ck_assert_int_eq(ca, 1);
+    ck_assert_int_eq(rb_metric(&w, 0, "reserved_bookings_total{outcome=\"lock_lost\"}"), 1);
+    rb_db_connect(&w);
+    ck_assert_int_eq(rb_q(&w, "SELECT count(*) FROM reservations"), 0);
+    ck_assert_int_eq(rb_q(&w, "SELECT count(*) FROM payment_attempts WHERE status = 'CANCELLED'"),
+                     1);
+    ck_assert_int_eq(rb_remaining(&w, 0, perf), 10);
+    /* lockd down: 503 at once; back: bookings heal */
+    rb_book(&w, 0, perf, 1, seats, 1, NULL, &r);
+    ck_assert_int_eq(r.status, 503);
+    rb_resp_free(&r);
+    ck_assert(th_lockd_restart(&w.lockd));
+    int status = 0;
+    for (uint64_t end = th_now_ms() + 15000; status != 201 && th_now_ms() < end; th_sleep_ms(200)) {
+        rb_book(&w, 0, perf, 1, seats, 1, NULL, &r);
+        status = r.status;
+        rb_resp_free(&r);
+    }
+    ck_assert_int_eq(status, 201);
+    PQfinish(w.db);
+    rb_stop_reserved_clean(&w);
+}
+END_TEST
+
 /* ---------------------------------------------------------------- idempotency */
 
 START_TEST(test_idempotent)
@@ -1006,6 +1062,7 @@ int main(void)
         {"crash_reconcile", test_crash_reconcile},
         {"stale_fence", test_stale_fence},
         {"idempotent", test_idempotent},
+        {"lock_lost", test_lock_lost},
     };
     signal(SIGPIPE, SIG_IGN);
     Suite *s = suite_create("reserved_booking");
