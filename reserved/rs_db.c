@@ -743,6 +743,15 @@ fail:
 
 cm_rc rs_db_start(rs_db *db)
 {
+    /* A malformed conninfo would only ever fail and retry: refuse it here instead. */
+    char *why = NULL;
+    PQconninfoOption *parsed = PQconninfoParse(db->conninfo, &why);
+    if (!parsed) {
+        log_error("db: bad conninfo: %s", why ? why : "out of memory");
+        PQfreemem(why);
+        return CM_ERR;
+    }
+    PQconninfoFree(parsed);
     for (size_t i = 0; i < db->opts.pool_size; i++) {
         if (db->conns[i].state == CONN_DOWN && !evtimer_pending(db->conns[i].tev, NULL)) {
             conn_connect(&db->conns[i]);

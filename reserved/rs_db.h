@@ -17,6 +17,19 @@
  * Results are borrowed: valid only during the callback (PQclear happens after it).
  * Every callback runs exactly once, from the loop, never inside the starting call,
  * unless the request was cancelled.
+ *
+ * Failures that never reached the server come with unavailable=true and these SQLSTATEs:
+ *   08006  the connection broke (server stopped/restarted/crashed) under the statement;
+ *   08001  no connection is up: once the pool has been up, new requests then fail at once
+ *          (from the loop) instead of waiting, so the API answers 503 quickly during an
+ *          outage; the pool reconnects by itself (backoff 100 ms doubling to 2 s). Before
+ *          the first connection is ever up, requests wait (lease_timeout_ms) instead;
+ *   53300  no connection became free within lease_timeout_ms, or the wait queue is full.
+ * Server errors 08xxx (not 08P01) and 57P01/57P02/57P03 are unavailable=true as well.
+ * An rs_db_req belongs to the pool: it is freed right after its callback (or by
+ * rs_db_cancel); forget the pointer in the callback. rs_db_free must not be called from
+ * inside an rs_db callback. conninfo: use a socket directory or an IP address (a host
+ * name would be resolved by a blocking getaddrinfo inside libpq).
  */
 #ifndef RS_DB_H
 #define RS_DB_H
@@ -88,7 +101,11 @@ rs_db_req *rs_db_lease(rs_db *db, rs_db_lease_cb cb, void *arg);
 void rs_db_cancel(rs_db_req *req);
 
 /* On a leased connection: a prepared statement, or plain SQL without parameters (BEGIN,
- * COMMIT, ROLLBACK, SET LOCAL ...). One at a time: the next after the callback. */
+ * COMMIT, ROLLBACK, SET LOCAL ...). One at a time: the next after the callback.
+ * CM_ERR (and no callback) only for misuse: not leased, or a statement already in flight.
+ * A connection that broke while leased stays broken (never silently replaced under an
+ * open transaction): every statement on it then fails with unavailable=true through the
+ * callback, until it is returned. */
 cm_rc rs_db_conn_exec(rs_db_conn *conn, const char *stmt, int nparams, const char *const *params,
                       rs_db_cb cb, void *arg) CM_MUSTCHECK;
 cm_rc rs_db_conn_sql(rs_db_conn *conn, const char *sql, rs_db_cb cb, void *arg) CM_MUSTCHECK;

@@ -487,6 +487,12 @@ START_TEST(test_exec_errors)
     ck_assert_str_eq(g.v, "10s");
     /* the pool is fine after errors */
     rs_db_conn_return(c);
+    /* a malformed conninfo is refused at start rather than retried forever */
+    rs_db_opts bad = {.conninfo = "host=/tmp port", .pool_size = 1};
+    rs_db *db2 = rs_db_new(base, &bad);
+    ck_assert_ptr_nonnull(db2);
+    ck_assert_int_eq(rs_db_start(db2), CM_ERR);
+    rs_db_free(db2);
     exec2(db, "echo", "ok", "1", &g);
     ck_assert(loop_until(&g.n, 1, 5000));
     ck_assert(g.ok);
