@@ -314,6 +314,23 @@ static long long rb_q(rb_world *w, const char *fmt, ...)
     return v;
 }
 
+/* Polls a log file until it contains needle. */
+static bool rb_log_wait(const char *path, const char *needle, int timeout_ms)
+{
+    for (uint64_t end = th_now_ms() + (uint64_t)timeout_ms; th_now_ms() < end; th_sleep_ms(10)) {
+        FILE *f = fopen(path, "r");
+        char line[1024];
+        bool found = false;
+        while (f != NULL && !found && fgets(line, sizeof(line), f) != NULL)
+            found = strstr(line, needle) != NULL;
+        if (f != NULL)
+            fclose(f);
+        if (found)
+            return true;
+    }
+    return false;
+}
+
 /* SIGTERM every reserved and require exit 0 (with ASan this is also the leak check). */
 static void rb_stop_reserved_clean(rb_world *w)
 {
@@ -858,7 +875,7 @@ START_TEST(test_stale_fence)
     rb_start_infra(&w, NULL);
     const char *lease = "lock: {mode: lockd, lease_ms: 1000, wait_ms: 20000}";
     rb_start_reserved(&w, 0, "lockd", lease);
-    setenv("RESERVED_TEST_PAUSE_AFTER_LOCK_MS", "600", 1);
+    setenv("RESERVED_TEST_PAUSE_AFTER_LOCK_MS", "3000", 1);
     setenv("RESERVED_TEST_IGNORE_LOST", "1", 1);
     rb_start_reserved(&w, 1, "lockd", lease);
     unsetenv("RESERVED_TEST_PAUSE_AFTER_LOCK_MS");
@@ -869,7 +886,9 @@ START_TEST(test_stale_fence)
     char *body = rb_booking_body(1, &seats[0], 1);
     int fd = rb_start(w.port[1], "POST", path, body);
     free(body);
-    th_sleep_ms(300); /* it holds the lock now (paused 600 ms after the grant) */
+    /* freeze it once it holds the lock (its hook logs the pause right after the grant) */
+    ck_assert_msg(rb_log_wait(w.log[1], "paused 3000 ms after the lock", 10000),
+                  "the booking never got the lock");
     th_signal(w.reserved[1], SIGSTOP);
     /* the other server waits for the lease to run out, then books with a newer fence */
     rb_resp r;
