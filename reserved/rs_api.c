@@ -130,6 +130,10 @@ static bool db_failed(rs_req *r, const rs_db_result *res)
         return false;
     if (res->unavailable)
         rs_reply_error(r, 503, "UNAVAILABLE", "the database is unavailable");
+    else if (strcmp(st, "55P03") == 0 || strcmp(st, "57014") == 0 || strcmp(st, "40001") == 0 ||
+             strcmp(st, "40P01") == 0)
+        /* lock_timeout, statement_timeout, serialization, deadlock: transient */
+        rs_reply_error_extra(r, 503, "UNAVAILABLE", NULL, "the database is busy: %s", res->message);
     else if (strcmp(st, "22007") == 0 || strcmp(st, "22008") == 0)
         rs_reply_error(r, 400, "BAD_REQUEST", "bad date/time: %s", res->message);
     else if (strncmp(st, "22", 2) == 0 || strcmp(st, "23514") == 0)

@@ -3,19 +3,23 @@
  * owns the rs_req wrapped around each one, from dispatch until the handler's single
  * answer.
  *
- * Client disconnects: libevent 2.1 reports a peer that closes while its request waits
- * for our answer through the connection's close callback, and it detaches (does not
- * free) the request, which it frees when we send. So the close callback only marks the
- * rs_req gone and forgets the connection; the answer still goes through
- * evhttp_send_reply, which frees the detached request without writing. The close
- * callback is removed before every answer, so a kept-alive connection never calls back
- * into a freed rs_req. evhttp_free, by contrast, frees pending requests outright:
- * rs_http_free therefore detaches every rs_req from its evhttp_request first.
+ * Client disconnects: libevent 2.1 stops reading a connection while its request waits
+ * for our answer, so it only notices a peer that left when the answer is written. We
+ * watch the socket ourselves with EV_CLOSED (epoll's RDHUP; a client that half-closes
+ * after its request counts as gone): on it the rs_req is marked gone, forgets its
+ * evhttp_request and frees the connection, which frees the request with it; the late
+ * answer is then only counted. Should libevent itself fail the connection first (a
+ * timeout), it detaches the request and calls the close callback, which marks the
+ * rs_req gone; evhttp_send_reply then frees the detached request without writing.
+ * The close callback is removed before every answer, so a kept-alive connection never
+ * calls back into a freed rs_req. evhttp_free frees pending requests outright:
+ * rs_http_free therefore forgets every rs_req's evhttp_request first.
  */
 #include "rs_http.h"
 
 #include <errno.h>
 #include <event2/buffer.h>
+#include <event2/bufferevent.h>
 #include <event2/event.h>
 #include <event2/http.h>
 #include <event2/keyvalq_struct.h>
@@ -57,6 +61,7 @@ struct rs_http {
     rs_route_stats unrouted; /* 404 / 405 / 413 / 400 before any handler */
     rs_req *live;            /* requests not answered yet */
     size_t in_flight;
+    uint64_t dropped; /* answers not sent: the client had left */
 };
 
 struct rs_req {
@@ -71,6 +76,7 @@ struct rs_req {
     size_t body_len;
     json_t *json;
     void *data;
+    struct event *watch; /* EV_CLOSED on the client's socket while we work */
     bool gone;
     uint64_t start_us;
     rs_req *prev;
@@ -148,6 +154,8 @@ static void req_unlink(rs_req *r)
 
 static void req_free(rs_req *r)
 {
+    if (r->watch)
+        event_free(r->watch);
     evhttp_clear_headers(&r->query);
     json_decref(r->json);
     free(r->body);
@@ -164,6 +172,12 @@ static void req_finish(rs_req *r, int status, struct evbuffer *body, const char 
     cm_hist_observe_us(&st->latency, cm_now_us() - r->start_us);
     if (r->evcon)
         evhttp_connection_set_closecb(r->evcon, NULL, NULL);
+    if (r->watch) {
+        event_free(r->watch);
+        r->watch = NULL;
+    }
+    if (r->gone)
+        r->h->dropped++;
     if (r->ereq) {
         if (!r->gone) {
             struct evkeyvalq *out = evhttp_request_get_output_headers(r->ereq);
@@ -467,6 +481,37 @@ static void on_conn_close(struct evhttp_connection *evcon, void *arg)
     log_debug("client left before its answer");
 }
 
+/* The client closed its socket while we work on its request. */
+static void on_peer_closed(evutil_socket_t fd, short what, void *arg)
+{
+    rs_req *r = arg;
+    struct evhttp_connection *evcon = r->evcon;
+    r->gone = true;
+    r->evcon = NULL;
+    r->ereq = NULL; /* freed with the connection just below */
+    event_free(r->watch);
+    r->watch = NULL;
+    if (evcon) {
+        evhttp_connection_set_closecb(evcon, NULL, NULL);
+        evhttp_connection_free(evcon);
+    }
+    log_debug("client left before its answer");
+}
+
+/* Starts watching for the client leaving, where the backend can tell (epoll can). */
+static void req_watch(rs_req *r)
+{
+    struct bufferevent *bev = r->evcon ? evhttp_connection_get_bufferevent(r->evcon) : NULL;
+    evutil_socket_t fd = bev ? bufferevent_getfd(bev) : -1;
+    if (fd < 0 || !(event_base_get_features(r->h->base) & EV_FEATURE_EARLY_CLOSE))
+        return;
+    r->watch = event_new(r->h->base, fd, EV_CLOSED, on_peer_closed, r);
+    if (r->watch && event_add(r->watch, NULL) != 0) {
+        event_free(r->watch);
+        r->watch = NULL;
+    }
+}
+
 static rs_req *req_new(rs_http *h, struct evhttp_request *ereq)
 {
     rs_req *r = calloc(1, sizeof(*r));
@@ -578,6 +623,7 @@ static void dispatch(struct evhttp_request *ereq, void *arg)
             rs_reply_error(r, 404, "NOT_FOUND", "no such resource: %s", path);
             return;
         }
+        req_watch(r);
         rt->handler(r);
         return;
     }
@@ -688,6 +734,11 @@ void rs_http_metrics(const rs_http *h, cm_strbuf *out)
                      "# HELP reserved_http_in_flight requests accepted and not answered\n"
                      "# TYPE reserved_http_in_flight gauge\nreserved_http_in_flight %zu\n",
                      h->in_flight);
+    cm_strbuf_printf(out,
+                     "# HELP reserved_http_answers_dropped_total answers not sent because the "
+                     "client had left\n# TYPE reserved_http_answers_dropped_total counter\n"
+                     "reserved_http_answers_dropped_total %llu\n",
+                     (unsigned long long)h->dropped);
     for (size_t i = 0; i <= h->nroutes; i++) {
         const rs_route_stats *st = i < h->nroutes ? h->stats[i] : &h->unrouted;
         if (st->latency.count == 0)

@@ -90,6 +90,14 @@ static void rat_stop_clean(rat_server *s)
     s->pid = 0;
 }
 
+static void write_file(const char *path, const char *text)
+{
+    FILE *f = fopen(path, "w");
+    ck_assert_ptr_nonnull(f);
+    fputs(text, f);
+    fclose(f);
+}
+
 static void pg_start(th_pg *pg)
 {
     ck_assert_msg(th_pg_start(pg), "cannot start PostgreSQL");
@@ -712,6 +720,125 @@ START_TEST(sigterm)
 }
 END_TEST
 
+/* A second session holding an exclusive lock on venues: catalogue reads of venues wait. */
+static PGconn *lock_venues(const char *conninfo)
+{
+    PGconn *c = PQconnectdb(conninfo);
+    ck_assert_int_eq(PQstatus(c), CONNECTION_OK);
+    PGresult *res = PQexec(c, "BEGIN; LOCK TABLE venues IN ACCESS EXCLUSIVE MODE");
+    ck_assert_int_eq(PQresultStatus(res), PGRES_COMMAND_OK);
+    PQclear(res);
+    return c;
+}
+
+static void unlock_venues(PGconn *c)
+{
+    PGresult *res = PQexec(c, "COMMIT");
+    ck_assert_int_eq(PQresultStatus(res), PGRES_COMMAND_OK);
+    PQclear(res);
+    PQfinish(c);
+}
+
+/* reserved with a long lock_timeout so a request can be held in flight on purpose. */
+static void rat_start_patient(rat_server *s, const th_pg *pg)
+{
+    char path[512];
+    snprintf(path, sizeof path, "%s/patient.yaml", th_tmpdir());
+    write_file(path, "lock: {mode: db}\ndb: {lock_timeout_ms: 20000}\nlog: {level: debug}\n");
+    rat_spawn(s, pg->conninfo, "--config", path, NULL);
+    rat_wait_up(s);
+}
+
+/* Waits until n requests besides the /metrics probe itself are in flight. */
+static void wait_in_flight(const rat_server *s, int n)
+{
+    char want[64];
+    uint64_t until = th_now_ms() + 10000;
+    snprintf(want, sizeof want, "reserved_http_in_flight %d\n", n + 1);
+    while (th_now_ms() < until) {
+        fpt_resp r;
+        req_ok(s, "GET", "/metrics", NULL, 200, &r);
+        bool there = strstr(r.body, want) != NULL;
+        fpt_resp_free(&r);
+        if (there)
+            return;
+        th_sleep_ms(20);
+    }
+    ck_abort_msg("never %d requests in flight", n);
+}
+
+/* SIGTERM while a request waits: it still gets its answer, then the exit is clean. */
+START_TEST(inflight)
+{
+    th_pg pg;
+    rat_server s;
+    fpt_resp r;
+    char path[64];
+
+    pg_start(&pg);
+    rat_start_patient(&s, &pg);
+    long long venue = make_venue(&s, "Held", 1, 0);
+    PGconn *holder = lock_venues(pg.conninfo);
+    snprintf(path, sizeof path, "/venues/%lld", venue);
+    int fd = fpt_send(s.port, "GET", path, NULL, NULL, 0);
+    ck_assert_int_ge(fd, 0);
+    wait_in_flight(&s, 1);
+    th_signal(s.pid, SIGTERM);
+    th_sleep_ms(500);
+    ck_assert_msg(!th_wait_port(s.port, 100), "still accepting after SIGTERM");
+    ck_assert_msg(th_wait_exit(s.pid, 200) == -1, "exited with a request in flight");
+    unlock_venues(holder);
+    fpt_recv(fd, &r);
+    if (r.status != 200)
+        dump_log(s.log);
+    ck_assert_msg(r.status == 200, "in-flight request: got %d: %s", r.status, r.body);
+    ck_assert_str_eq(jstr(r.json, "name"), "Held");
+    fpt_resp_free(&r);
+    int st = th_wait_exit(s.pid, 10000);
+    if (!(st != -1 && WIFEXITED(st) && WEXITSTATUS(st) == 0))
+        dump_log(s.log);
+    ck_assert_msg(st != -1 && WIFEXITED(st) && WEXITSTATUS(st) == 0, "exit status 0x%x", st);
+}
+END_TEST
+
+/* A client that leaves while its request waits: the late answer is dropped safely. */
+START_TEST(disconnect)
+{
+    th_pg pg;
+    rat_server s;
+    fpt_resp r;
+    char path[64];
+
+    pg_start(&pg);
+    rat_start_patient(&s, &pg);
+    long long venue = make_venue(&s, "Gone", 1, 0);
+    PGconn *holder = lock_venues(pg.conninfo);
+    snprintf(path, sizeof path, "/venues/%lld", venue);
+    for (int i = 0; i < 5; i++) {
+        int fd = fpt_send(s.port, "GET", path, NULL, NULL, 0);
+        ck_assert_int_ge(fd, 0);
+        wait_in_flight(&s, i + 1);
+        close(fd);
+    }
+    th_sleep_ms(300);
+    unlock_venues(holder);
+    th_sleep_ms(300);
+    req_ok(&s, "GET", path, NULL, 200, &r);
+    fpt_resp_free(&r);
+    req_ok(&s, "GET", "/metrics", NULL, 200, &r);
+    const char *dropped = strstr(r.body, "\nreserved_http_answers_dropped_total ");
+    ck_assert_ptr_nonnull(dropped);
+    ck_assert_msg(strncmp(dropped, "\nreserved_http_answers_dropped_total 5\n", 39) == 0, "%.60s",
+                  dropped + 1);
+    ck_assert_ptr_nonnull(strstr(r.body, "reserved_http_in_flight 1\n"));
+    /* the five left ones were answered (and counted) too, only not sent */
+    ck_assert_ptr_nonnull(
+        strstr(r.body, "route=\"venue_get\",method=\"GET\",code=\"200\",class=\"2xx\"} 6\n"));
+    fpt_resp_free(&r);
+    rat_stop_clean(&s);
+}
+END_TEST
+
 /* Runs reserved with args to completion; returns its exit status, output in out. */
 static int run_cli(char *out, size_t outlen, ...)
 {
@@ -735,14 +862,6 @@ static int run_cli(char *out, size_t outlen, ...)
     if (f)
         fclose(f);
     return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
-}
-
-static void write_file(const char *path, const char *text)
-{
-    FILE *f = fopen(path, "w");
-    ck_assert_ptr_nonnull(f);
-    fputs(text, f);
-    fclose(f);
 }
 
 START_TEST(config_error)
@@ -853,6 +972,8 @@ int main(void)
         {"sigterm", sigterm},
         {"config_error", config_error},
         {"three_start", three_start},
+        {"inflight", inflight},
+        {"disconnect", disconnect},
     };
     return fpt_main("reserved_api", cases, sizeof cases / sizeof cases[0], 120);
 }
