@@ -582,7 +582,7 @@ static void dispatch(struct evhttp_request *ereq, void *arg)
     const char *query = uri ? evhttp_uri_get_query(uri) : NULL;
     rs_req *r = req_new(h, ereq);
     path_segs ps;
-    rs_method m;
+    rs_method m = RS_GET;
     bool known_method;
     bool shape_found = false;
 
