@@ -273,11 +273,12 @@ static void rb_start_reserved(rb_world *w, size_t i, const char *lock_mode, cons
             "database: \"%s\"\n"
             "db_pool_size: 8\n"
             "lockd: [127.0.0.1:%d]\n"
-            "payment: {url: \"http://127.0.0.1:%d\", timeout_ms: 2000}\n"
             "limits: {max_body_bytes: 65536, max_seats_per_reservation: 10}\n"
             "log: {level: info}\n"
             "%s\n",
-            w->port[i], w->pg.conninfo, w->lockd.port, w->fakepay_port, extra != NULL ? extra : "");
+            w->port[i], w->pg.conninfo, w->lockd.port, extra != NULL ? extra : "");
+    if (extra == NULL || strstr(extra, "payment:") == NULL)
+        fprintf(f, "payment: {url: \"http://127.0.0.1:%d\", timeout_ms: 2000}\n", w->fakepay_port);
     if (extra == NULL || strstr(extra, "lock:") == NULL)
         fprintf(f, "lock: {mode: %s, lease_ms: 0, wait_ms: 20000}\n", lock_mode);
     fclose(f);
@@ -971,6 +972,72 @@ START_TEST(test_lock_lost)
 }
 END_TEST
 
+/* ---------------------------------------------------------------- payment unknown */
+
+static void rb_fakepay_knobs(rb_world *w, const char *json)
+{
+    rb_resp r;
+    rb_http(w->fakepay_port, "POST", "/admin/config", NULL, json, &r);
+    ck_assert_msg(r.status == 200, "admin/config: %d %s", r.status, r.raw);
+    rb_resp_free(&r);
+}
+
+/* Charges whose outcome is unknown (gateway timeout, gateway 503): the booking answers
+ * 503 and books nothing; the reconciler later cancels what the gateway did approve and
+ * closes what it never had. */
+START_TEST(test_payment_unknown)
+{
+    rb_world w;
+    long long seats[10];
+    rb_start_infra(&w, NULL);
+    char extra[256];
+    snprintf(extra, sizeof(extra),
+             "payment: {url: \"http://127.0.0.1:%d\", timeout_ms: 500}\n"
+             "reconcile: {interval_ms: 200, after_ms: 1000}",
+             w.fakepay_port);
+    rb_start_reserved(&w, 0, "lockd", extra);
+    long long perf = rb_setup(&w, 10, 0, 1000, 1000, seats, 1);
+    rb_resp r;
+    /* 1: the gateway answers after our timeout (it approves the charge nevertheless) */
+    rb_fakepay_knobs(&w, "{\"declineRate\":0,\"failRate\":0,\"latencyMs\":2000}");
+    rb_book(&w, 0, perf, 1, &seats[0], 1, NULL, &r);
+    ck_assert_msg(r.status == 503, "%d %s", r.status, r.raw);
+    ck_assert_str_eq(rb_err(&r), "UNAVAILABLE");
+    rb_resp_free(&r);
+    rb_fakepay_knobs(&w, "{\"declineRate\":0,\"failRate\":0,\"latencyMs\":0}");
+    /* 2: the gateway fails (503, nothing recorded there) */
+    rb_fakepay_knobs(&w, "{\"declineRate\":0,\"failRate\":1,\"latencyMs\":0}");
+    rb_book(&w, 0, perf, 1, &seats[1], 1, NULL, &r);
+    ck_assert_msg(r.status == 503, "%d %s", r.status, r.raw);
+    rb_resp_free(&r);
+    rb_fakepay_knobs(&w, "{\"declineRate\":0,\"failRate\":0,\"latencyMs\":0}");
+    rb_db_connect(&w);
+    ck_assert_int_eq(rb_q(&w, "SELECT count(*) FROM reservations"), 0);
+    ck_assert_int_eq(rb_remaining(&w, 0, perf), 10);
+    /* the reconciler settles both */
+    int ap = -1, ca = 0, de;
+    long long open = -1;
+    for (uint64_t end = th_now_ms() + 20000; th_now_ms() < end; th_sleep_ms(100)) {
+        rb_payments(&w, &ap, &ca, &de, NULL);
+        open = rb_q(&w, "SELECT count(*) FROM payment_attempts WHERE status <> 'CANCELLED'");
+        if (ap == 0 && ca == 1 && open == 0)
+            break;
+    }
+    ck_assert_int_eq(ap, 0);
+    ck_assert_int_eq(ca, 1);
+    ck_assert_int_eq(open, 0);
+    ck_assert_int_eq(rb_q(&w, "SELECT count(*) FROM payment_attempts WHERE status = 'CANCELLED'"),
+                     2);
+    ck_assert_int_eq(rb_metric(&w, 0, "reserved_payments_total{outcome=\"failed\"}"), 2);
+    /* and a normal booking goes through */
+    rb_book(&w, 0, perf, 1, &seats[2], 1, NULL, &r);
+    ck_assert_int_eq(r.status, 201);
+    rb_resp_free(&r);
+    PQfinish(w.db);
+    rb_stop_reserved_clean(&w);
+}
+END_TEST
+
 /* ---------------------------------------------------------------- idempotency */
 
 START_TEST(test_idempotent)
@@ -1082,6 +1149,7 @@ int main(void)
         {"stale_fence", test_stale_fence},
         {"idempotent", test_idempotent},
         {"lock_lost", test_lock_lost},
+        {"payment_unknown", test_payment_unknown},
     };
     signal(SIGPIPE, SIG_IGN);
     Suite *s = suite_create("reserved_booking");
