@@ -692,8 +692,8 @@ START_TEST(test_restart_idle)
         ck_assert(loop_until(&l.n, 1, 3000));
         ck_assert(!g.ok && g.unavailable);
         ck_assert(!l.ok && l.unavailable);
-        ck_assert_int_lt((int)(g.at_ms - t0), 100);
-        ck_assert_int_lt((int)(l.at_ms - t0), 100);
+        ck_assert_int_lt((int)(g.at_ms - t0), 250);
+        ck_assert_int_lt((int)(l.at_ms - t0), 250);
         loop_for(100);
     }
     ck_assert(th_pg_restart(&pg));
