@@ -3,10 +3,11 @@
  * state machines, the Idempotency-Key records and the reservation reads.
  *
  * One booking (struct bk) walks, each step started from the previous one's callback:
- *   [idempotency lookup] -> lock Performance:<id> (lockd mode, through the with_lock
- *   guard) -> record the payment attempt (autocommit, durable before any charge) ->
- *   lease + BEGIN -> [idempotency re-check under an advisory lock] -> rs_book() (fence or
- *   FOR UPDATE, seats, insert, capacity: one call) -> charge -> capture (attempt CAPTURED
+ *   [idempotency lookup] -> record the payment attempt (autocommit, durable before any
+ *   charge) -> lock Performance:<id> (lockd mode: a process-local FIFO per performance,
+ *   then the with_lock guard) -> lease + BEGIN -> [idempotency re-check under an advisory lock] ->
+ * rs_book() (fence or FOR UPDATE, seats, insert, capacity: one call) -> charge -> capture (attempt
+ * CAPTURED
  *   + reservation payment id) -> read back the reservation -> [store idempotency record]
  *   -> COMMIT -> release -> [compensate] -> answer.
  * Every failure goes through one unwind: ROLLBACK, give the connection back, release the
@@ -587,15 +588,10 @@ static void bk_lease(bk *b)
         bk_fail(b, 503, "UNAVAILABLE", NULL, "database unavailable");
 }
 
-static void bk_step_attempt(bk *b);
-
-/* The lock is held: fence known. */
+/* The lock is held (fence known), or db mode: into the transaction. */
 static void bk_locked(bk *b)
 {
-    if (b->op == BK_BOOK)
-        bk_step_attempt(b);
-    else
-        bk_lease(b);
+    bk_lease(b);
 }
 
 static void bk_pause_after_lock_done(evutil_socket_t fd, short what, void *arg)
@@ -1076,20 +1072,18 @@ static void bk_attempt_recorded(void *arg, const rs_db_result *res)
         return;
     }
     b->pay = BK_PAY_RECORDED;
-    if (b->lost) {
-        bk_fail_lost(b);
-        return;
-    }
-    bk_lease(b);
+    bk_lock(b);
 }
 
-/* Records the attempt durably before anything can be charged. Done before the booking
- * transaction leases its connection, so a booking never needs two connections at once
- * (in db mode the pool could otherwise fill with bookings waiting on one row). */
+/* Records the attempt durably before anything can be charged. Done before the lock and
+ * before the booking transaction leases its connection: the lock is held one round trip
+ * less, and a booking never needs two connections at once (in db mode the pool could
+ * otherwise fill with bookings waiting on one row). Every path that does not commit
+ * drops the row again (bk_after_lock). */
 static void bk_step_attempt(bk *b)
 {
     if (bks.app->pay == NULL) {
-        bk_lease(b);
+        bk_lock(b);
         return;
     }
     char perf[BK_INT_MAX], user[BK_INT_MAX];
@@ -1161,7 +1155,7 @@ static void bk_idem_looked_up(void *arg, const rs_db_result *res)
         bk_answer(b);
         return;
     }
-    bk_lock(b);
+    bk_step_attempt(b);
 }
 
 /* ---------------------------------------------------------------- POST reservations */
@@ -1285,7 +1279,7 @@ static void bk_post_reservation(rs_req *r)
         }
         return;
     }
-    bk_lock(b);
+    bk_step_attempt(b);
 }
 
 /* ---------------------------------------------------------------- DELETE reservation */
