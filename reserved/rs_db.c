@@ -351,12 +351,27 @@ static void conn_set_up(rs_db_conn *c)
     schedule_dispatch(db);
 }
 
+/* The statement prepared at setup step k (k >= 1). */
+static const rs_db_stmt *setup_stmt(const rs_db *db, size_t k)
+{
+    k--;
+    for (size_t t = 0; t < db->n_tables; t++) {
+        if (k < db->tables[t].n) {
+            return &db->tables[t].stmts[k];
+        }
+        k -= db->tables[t].n;
+    }
+    return NULL;
+}
+
 static void conn_setup_done(rs_db_conn *c, PGresult *r)
 {
     rs_db *db = c->db;
     if (!r || PQresultStatus(r) != PGRES_COMMAND_OK) {
-        char why[200];
-        snprintf(why, sizeof why, "setup step %zu failed: %s", c->setup_step,
+        /* A statement that cannot be prepared is a bug or a missing migration: say which. */
+        char why[300];
+        snprintf(why, sizeof why, "%s%s failed: %s", c->setup_step ? "prepare " : "SET",
+                 c->setup_step ? setup_stmt(db, c->setup_step)->name : "",
                  r ? PQresultErrorMessage(r) : "no result");
         PQclear(r);
         conn_broken(c, why);
@@ -379,15 +394,8 @@ static void conn_send_setup(rs_db_conn *c)
         conn_sent(c, Q_SETUP, PQsendQuery(c->pg, db->setup_sql));
         return;
     }
-    size_t k = c->setup_step - 1;
-    for (size_t t = 0; t < db->n_tables; t++) {
-        if (k < db->tables[t].n) {
-            const rs_db_stmt *s = &db->tables[t].stmts[k];
-            conn_sent(c, Q_SETUP, PQsendPrepare(c->pg, s->name, s->sql, s->nparams, NULL));
-            return;
-        }
-        k -= db->tables[t].n;
-    }
+    const rs_db_stmt *s = setup_stmt(db, c->setup_step);
+    conn_sent(c, Q_SETUP, PQsendPrepare(c->pg, s->name, s->sql, s->nparams, NULL));
 }
 
 /* The statement in flight has all its results (c->last is the last one). */

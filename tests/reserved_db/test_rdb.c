@@ -809,6 +809,56 @@ START_TEST(test_early_requests_and_free)
 }
 END_TEST
 
+START_TEST(test_prepare_failure)
+{
+    /* A statement that cannot be prepared (its table is missing) keeps the pool down,
+     * says which statement in the log, and the pool comes up by itself once the table
+     * exists. */
+    migrate();
+    static const rs_db_stmt needs_table[] = {
+        {"late_count", "SELECT count(*) FROM rdb_late", 0},
+    };
+    const char *logpath = th_tmpdir();
+    char path[300];
+    snprintf(path, sizeof path, "%s/stderr.log", logpath);
+    ck_assert_ptr_nonnull(freopen(path, "w", stderr));
+    cm_log_set_level(CM_LOG_WARN);
+    base = event_base_new();
+    rs_db_opts o = {.conninfo = pg.conninfo, .pool_size = 2, .lease_timeout_ms = 300};
+    rs_db *db = rs_db_new(base, &o);
+    ck_assert_ptr_nonnull(db);
+    rs_db_register(db, stmts, 1);
+    rs_db_register(db, needs_table, 1);
+    ck_assert_int_eq(rs_db_start(db), CM_OK);
+    got g;
+    exec2(db, "echo", "x", "1", &g);
+    ck_assert(loop_until(&g.n, 1, 3000));
+    ck_assert(!g.ok && g.unavailable);
+    ck_assert_str_eq(g.sqlstate, "08001");
+    ck_assert_uint_eq(rs_db_up(db), 0);
+    fflush(stderr);
+    FILE *f = fopen(path, "r");
+    char line[1024];
+    bool named = false;
+    while (f && fgets(line, sizeof line, f)) {
+        named |=
+            strstr(line, "prepare late_count failed") != NULL && strstr(line, "rdb_late") != NULL;
+    }
+    if (f) {
+        fclose(f);
+    }
+    ck_assert_msg(named, "the log does not name the statement");
+    sync_sql("CREATE TABLE rdb_late (x int)");
+    wait_up(db, 2, 10000);
+    memset(&g, 0, sizeof g);
+    rs_db_exec(db, "late_count", 0, NULL, on_res, &g);
+    ck_assert(loop_until(&g.n, 1, 3000));
+    ck_assert(g.ok);
+    ck_assert_str_eq(g.v, "0");
+    pool_close(db);
+}
+END_TEST
+
 static void setup(void)
 {
     if (!th_pg_start(&pg)) {
@@ -844,6 +894,7 @@ static Suite *rdb_suite(void)
         {"restart_busy", test_restart_busy},
         {"inflight_server_dies", test_inflight_server_dies},
         {"early_requests_and_free", test_early_requests_and_free},
+        {"prepare_failure", test_prepare_failure},
     };
     Suite *s = suite_create("reserved_db");
     for (size_t i = 0; i < sizeof(tests) / sizeof(tests[0]); i++) {
