@@ -74,14 +74,17 @@ static const rs_db_stmt bk_stmts[] = {
      4},
     {"bk_attempt_drop", "DELETE FROM payment_attempts WHERE reference = $1 AND status = 'PENDING'",
      1},
-    /* Zero rows: the reconciler claimed the attempt first (it cancels the payment), so
-     * this booking must not commit. */
+    /* Marks the attempt CAPTURED, stores the payment id on the reservation and reads the
+     * reservation back, in one round trip under the lock. Zero rows: the reconciler
+     * claimed the attempt first (it cancels the payment), so this booking must not
+     * commit. */
     {"bk_capture",
      "WITH a AS (UPDATE payment_attempts SET status = 'CAPTURED', payment_id = $2,"
      " amount = $3::bigint, updated_at = now()"
-     " WHERE reference = $1 AND status IN ('PENDING', 'APPROVED') RETURNING reference)"
-     " UPDATE reservations SET payment_id = $2 WHERE id = $4::bigint AND EXISTS (SELECT 1 FROM a)"
-     " RETURNING id",
+     " WHERE reference = $1 AND status IN ('PENDING', 'APPROVED') RETURNING reference),"
+     " r AS (UPDATE reservations SET payment_id = $2"
+     " WHERE id = $4::bigint AND EXISTS (SELECT 1 FROM a) RETURNING *)"
+     " SELECT " BK_RES_COLS " FROM r" BK_RES_JOIN " ORDER BY s.seat_id",
      4},
     {"bk_res_get",
      "SELECT " BK_RES_COLS " FROM reservations r" BK_RES_JOIN
@@ -846,23 +849,17 @@ static void bk_idem_stored(void *arg, const rs_db_result *res)
     bk_commit_maybe_paused(b);
 }
 
-static void bk_read_back(void *arg, const rs_db_result *res)
+/* The reservation as it will be committed (rows of BK_RES_COLS): becomes the answer and,
+ * with a key, the idempotency record; then COMMIT. */
+static void bk_use_reservation(bk *b, const PGresult *pg)
 {
-    bk *b = arg;
-    if (!res->ok || PQntuples(res->pg) == 0) {
-        if (res->ok)
-            bk_fail(b, 503, "UNAVAILABLE", NULL, "reservation vanished");
-        else
-            bk_fail_db(b, res);
-        return;
-    }
     if (b->lost) {
         bk_fail_lost(b);
         return;
     }
     int row = 0;
     json_decref(b->body);
-    b->body = bk_res_json(res->pg, &row);
+    b->body = bk_res_json(pg, &row);
     b->code = NULL;
     b->status = b->op == BK_BOOK ? 201 : 200;
     if (b->op == BK_BOOK && b->has_key) {
@@ -877,6 +874,20 @@ static void bk_read_back(void *arg, const rs_db_result *res)
         return;
     }
     bk_commit_maybe_paused(b);
+}
+
+static void bk_read_back(void *arg, const rs_db_result *res)
+{
+    bk *b = arg;
+    if (!res->ok) {
+        bk_fail_db(b, res);
+        return;
+    }
+    if (PQntuples(res->pg) == 0) {
+        bk_fail(b, 503, "UNAVAILABLE", NULL, "reservation vanished");
+        return;
+    }
+    bk_use_reservation(b, res->pg);
 }
 
 static void bk_read(bk *b)
@@ -902,18 +913,7 @@ static void bk_captured(void *arg, const rs_db_result *res)
         bk_fail(b, 503, "UNAVAILABLE", NULL, "the payment could not be confirmed; retry");
         return;
     }
-    if (b->lost) {
-        bk_fail_lost(b);
-        return;
-    }
-    bk_read(b);
-}
-
-static void bk_ignore(void *arg, const rs_db_result *res)
-{
-    CM_UNUSED(arg);
-    if (!res->ok)
-        log_debug("payment attempt update: %s", res->message);
+    bk_use_reservation(b, res->pg);
 }
 
 static void bk_charged(void *arg, rs_pay_outcome outcome, const char *payment_id)
@@ -924,10 +924,10 @@ static void bk_charged(void *arg, rs_pay_outcome outcome, const char *payment_id
         rs_stats.payments_approved++;
         b->pay = BK_PAY_APPROVED;
         snprintf(b->payment_id, sizeof(b->payment_id), "%s", payment_id);
-        /* durable note of the payment id for the reconciler; a no-op once CAPTURED */
-        const char *p1[] = {b->reference, "APPROVED", b->payment_id, "PENDING"};
-        if (rs_db_exec(bks.app->db, "bk_attempt_set", 4, p1, bk_ignore, NULL) == NULL)
-            log_debug("payment attempt %s: APPROVED not recorded", b->reference);
+        /* No separate autocommit "APPROVED + payment id" write here: it would take the
+         * attempt row's lock and fsync right before bk_capture needs that row, inside
+         * the performance lock. The id becomes durable with the commit (CAPTURED); after
+         * a crash the reconciler finds the payment by its reference. */
         if (b->lost) {
             bk_fail_lost(b);
             return;
