@@ -1,0 +1,509 @@
+/*
+ * test_cxcheck: planted-violation tests of chaos_check (issue 4 §5: a check that cannot
+ * fail is worth nothing). Each case builds the same clean world — a real PostgreSQL with
+ * reserved's schema (reserved/migrations, in order), bookings made through rs_book/rs_cancel,
+ * their payments at the real fakepay, a hand-made history and fault log — then plants ONE
+ * violation and asserts that exactly the matching check fails (and the exit status is 1);
+ * the clean case must pass everything with exit 0. Registered as cxcheck_<case>.
+ */
+#include <check.h>
+#include <dirent.h>
+#include <libpq-fe.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "fpt.h"
+#include "th.h"
+
+#define N_SEATS 10
+
+/* The clean world every case starts from. */
+typedef struct world {
+    th_pg pg;
+    PGconn *db;
+    fpt_server pay;
+    int64_t perf1, perf2, user1, user2;
+    int64_t seat[N_SEATS + 1]; /* seat[1..N] */
+    int64_t res_a, res_b, res_c, res_d;
+    char history[512], faults[512], out[512], json[512];
+    FILE *hist;
+} world;
+
+#define CM_PRINTF(a, b) __attribute__((format(printf, a, b)))
+
+static PGresult *sql(world *w, const char *fmt, ...) CM_PRINTF(2, 3);
+
+/* Runs one statement (printf-formatted), fails the test on error; returns the result. */
+static PGresult *sql(world *w, const char *fmt, ...)
+{
+    char q[4096];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(q, sizeof(q), fmt, ap);
+    va_end(ap);
+    PGresult *r = PQexec(w->db, q);
+    ExecStatusType st = PQresultStatus(r);
+    ck_assert_msg(st == PGRES_COMMAND_OK || st == PGRES_TUPLES_OK, "%s: %s", q,
+                  PQerrorMessage(w->db));
+    return r;
+}
+
+static int64_t sql_int(world *w, const char *fmt, ...) CM_PRINTF(2, 3);
+static int64_t sql_int(world *w, const char *fmt, ...)
+{
+    char q[4096];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(q, sizeof(q), fmt, ap);
+    va_end(ap);
+    PGresult *r = sql(w, "%s", q);
+    ck_assert_int_eq(PQntuples(r), 1);
+    int64_t v = strtoll(PQgetvalue(r, 0, 0), NULL, 10);
+    PQclear(r);
+    return v;
+}
+
+static int cmp_name(const void *a, const void *b)
+{
+    return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+/* Applies reserved's migrations in file-name order, as rs_migrate does. */
+static void apply_schema(world *w)
+{
+    char dir[512], path[1024], *names[64];
+    size_t n = 0;
+    snprintf(dir, sizeof(dir), "%s/reserved/migrations", TH_SOURCE_DIR);
+    DIR *d = opendir(dir);
+    ck_assert_msg(d != NULL, "cannot open %s", dir);
+    for (struct dirent *e; (e = readdir(d)) && n < 64;)
+        if (strstr(e->d_name, ".sql"))
+            names[n++] = strdup(e->d_name);
+    closedir(d);
+    qsort(names, n, sizeof(char *), cmp_name);
+    ck_assert_uint_gt(n, 0);
+    for (size_t i = 0; i < n; i++) {
+        snprintf(path, sizeof(path), "%s/%s", dir, names[i]);
+        FILE *f = fopen(path, "r");
+        ck_assert_ptr_nonnull(f);
+        char *text = calloc(1, 1 << 20);
+        size_t len = fread(text, 1, (1 << 20) - 1, f);
+        fclose(f);
+        text[len] = '\0';
+        PGresult *r = PQexec(w->db, text);
+        ck_assert_msg(PQresultStatus(r) == PGRES_COMMAND_OK, "%s: %s", names[i],
+                      PQerrorMessage(w->db));
+        PQclear(r);
+        free(text);
+        free(names[i]);
+    }
+}
+
+/* Books through rs_book (db lock mode) and pays at fakepay, linking the payment like
+ * reserved does (payment_reference = the gateway's reference, payment_id = its id). */
+static int64_t book(world *w, int64_t perf, int64_t user, const char *seats, const char *ref)
+{
+    int64_t id =
+        sql_int(w,
+                "SELECT reservation_id FROM rs_book(%lld, %lld, '{%s}'::bigint[], 0, true, "
+                "'%s')",
+                (long long)perf, (long long)user, seats, ref);
+    fpt_resp r;
+    fpt_pay(w->pay.port, ref, 1000, ref, &r);
+    ck_assert_int_eq(r.status, 201);
+    PQclear(sql(w, "UPDATE reservations SET payment_id = '%s' WHERE id = %lld", fpt_str(&r, "id"),
+                (long long)id));
+    PQclear(sql(w,
+                "INSERT INTO payment_attempts (reference, performance_id, user_id, amount, status, "
+                "payment_id) VALUES ('%s', %lld, %lld, 1000, 'CAPTURED', '%s')",
+                ref, (long long)perf, (long long)user, fpt_str(&r, "id")));
+    fpt_resp_free(&r);
+    return id;
+}
+
+/* Cancels through rs_cancel and cancels its payment at fakepay. */
+static void cancel(world *w, int64_t res)
+{
+    PGresult *r = sql(w, "SELECT payment_id FROM rs_cancel(%lld, 0, true)", (long long)res);
+    char path[128];
+    snprintf(path, sizeof(path), "/payments/%s/cancel", PQgetvalue(r, 0, 0));
+    PQclear(r);
+    fpt_resp pr;
+    fpt_request(w->pay.port, "POST", path, NULL, "", &pr);
+    ck_assert_int_eq(pr.status, 200);
+    fpt_resp_free(&pr);
+}
+
+static void hist(world *w, const char *fmt, ...) CM_PRINTF(2, 3);
+static void hist(world *w, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    vfprintf(w->hist, fmt, ap);
+    va_end(ap);
+    fputc('\n', w->hist);
+    fflush(w->hist);
+}
+
+static void book_op(world *w, int id, int64_t start, int64_t end, int64_t perf, int64_t user,
+                    const char *seats, int status, const char *outcome, int64_t res)
+{
+    hist(w,
+         "{\"type\":\"op\",\"id\":%d,\"client\":%d,\"op\":\"book\",\"start_ms\":%lld,\"end_ms\":%"
+         "lld,"
+         "\"server\":\"127.0.0.1:1\",\"perf\":%lld,\"user\":%lld,\"seats\":[%s],\"reservation\":%"
+         "lld,"
+         "\"status\":%d,\"outcome\":\"%s\",\"code\":\"%s\",\"payment\":null}",
+         id, id % 4, (long long)start, (long long)end, (long long)perf, (long long)user, seats,
+         (long long)res, status, outcome, status == 409 ? "SEAT_TAKEN" : "");
+}
+
+static void cancel_op(world *w, int id, int64_t start, int64_t end, int64_t res, int status,
+                      const char *outcome)
+{
+    hist(w,
+         "{\"type\":\"op\",\"id\":%d,\"client\":%d,\"op\":\"cancel\",\"start_ms\":%lld,"
+         "\"end_ms\":%lld,\"server\":\"127.0.0.1:1\",\"reservation\":%lld,\"status\":%d,"
+         "\"outcome\":\"%s\",\"code\":\"\",\"payment\":null}",
+         id, id % 4, (long long)start, (long long)end, (long long)res, status, outcome);
+}
+
+static void counter_op(world *w, int id, int64_t start, int64_t end, int counter, uint64_t fence,
+                       const char *write)
+{
+    hist(w,
+         "{\"type\":\"op\",\"id\":%d,\"client\":%d,\"op\":\"counter_incr\",\"start_ms\":%lld,"
+         "\"end_ms\":%lld,\"server\":\"127.0.0.1:2\",\"counter\":%d,\"fence\":%llu,\"read\":0,"
+         "\"wrote\":1,\"write\":\"%s\",\"status\":0,\"outcome\":\"%s\",\"code\":\"\"}",
+         id, id % 4, (long long)start, (long long)end, counter, (unsigned long long)fence, write,
+         strcmp(write, "applied") == 0 ? "ok" : "fail");
+}
+
+static char seats_buf[8][64];
+/* "id,id" of the given seat numbers (1-based), in a rotating static buffer. */
+static const char *seats_of(const world *w, int a, int b)
+{
+    static int k;
+    char *s = seats_buf[k++ % 8];
+    if (b)
+        snprintf(s, 64, "%lld,%lld", (long long)w->seat[a], (long long)w->seat[b]);
+    else
+        snprintf(s, 64, "%lld", (long long)w->seat[a]);
+    return s;
+}
+
+/*
+ * The clean world: perf1 (hot) and perf2 on one 10-seat venue.
+ *   A: perf1 seats 1,2 by user1, acknowledged.       B: perf1 seat 3 by user2, acknowledged,
+ *   then cancelled (acknowledged).                    C: perf1 seat 3 again by user1 after
+ *   the cancel, acknowledged.                         D: perf2 seat 1 by user2, its answer was
+ *   lost (unknown) but it committed.                  A 409 on seat 1, a read.
+ * Counter 1: fences 1 (applied), 2 (rejected: a stale holder overlapping 3), 3, 4 (applied):
+ * value 3. One fault (pay_slow) with bookings after it.
+ */
+static void world_start(world *w)
+{
+    memset(w, 0, sizeof(*w));
+    ck_assert_msg(th_pg_start(&w->pg), "cannot start PostgreSQL");
+    w->db = PQconnectdb(w->pg.conninfo);
+    ck_assert_msg(PQstatus(w->db) == CONNECTION_OK, "%s", PQerrorMessage(w->db));
+    PQclear(PQexec(w->db, "SET client_min_messages = warning"));
+    apply_schema(w);
+    fpt_start(&w->pay, "--seed", "1", NULL);
+
+    int64_t venue = sql_int(w, "INSERT INTO venues (name) VALUES ('Hall') RETURNING id");
+    for (int i = 1; i <= N_SEATS; i++)
+        w->seat[i] = sql_int(w,
+                             "INSERT INTO venue_seats (venue_id, row_label, number, type) VALUES "
+                             "(%lld, 'A', %d, '%s') RETURNING id",
+                             (long long)venue, i, i <= 2 ? "VIP" : "NORMAL");
+    w->perf1 = sql_int(w,
+                       "INSERT INTO performances (venue_id, title, starts_at, normal_price, "
+                       "vip_price, total_capacity, remaining_capacity) VALUES (%lld, 'Hot', "
+                       "'2030-01-01T19:00:00Z', 1000, 2000, %d, %d) RETURNING id",
+                       (long long)venue, N_SEATS, N_SEATS);
+    w->perf2 = sql_int(w,
+                       "INSERT INTO performances (venue_id, title, starts_at, normal_price, "
+                       "vip_price, total_capacity, remaining_capacity) VALUES (%lld, 'Cold', "
+                       "'2030-01-02T19:00:00Z', 1000, 2000, %d, %d) RETURNING id",
+                       (long long)venue, N_SEATS, N_SEATS);
+    w->user1 =
+        sql_int(w, "INSERT INTO users (name, email) VALUES ('Ann', 'ann@x.org') RETURNING id");
+    w->user2 =
+        sql_int(w, "INSERT INTO users (name, email) VALUES ('Bob', 'bob@x.org') RETURNING id");
+    PQclear(sql(w, "CREATE TABLE chaos_counters (id int PRIMARY KEY, value bigint NOT NULL, "
+                   "last_fence numeric(20,0) NOT NULL DEFAULT 0)"));
+    PQclear(sql(w, "INSERT INTO chaos_counters (id, value, last_fence) VALUES (1, 3, 4)"));
+
+    w->res_a = book(w, w->perf1, w->user1, seats_of(w, 1, 2), "ref-a");
+    w->res_b = book(w, w->perf1, w->user2, seats_of(w, 3, 0), "ref-b");
+    cancel(w, w->res_b);
+    w->res_c = book(w, w->perf1, w->user1, seats_of(w, 3, 0), "ref-c");
+    w->res_d = book(w, w->perf2, w->user2, seats_of(w, 1, 0), "ref-d");
+
+    snprintf(w->history, sizeof(w->history), "%s/history.jsonl", th_tmpdir());
+    snprintf(w->faults, sizeof(w->faults), "%s/faults.jsonl", th_tmpdir());
+    snprintf(w->out, sizeof(w->out), "%s/check.out", th_tmpdir());
+    snprintf(w->json, sizeof(w->json), "%s/check.json", th_tmpdir());
+    w->hist = fopen(w->history, "w");
+    ck_assert_ptr_nonnull(w->hist);
+    book_op(w, 1, 1000, 1010, w->perf1, w->user1, seats_of(w, 1, 2), 201, "ok", w->res_a);
+    book_op(w, 2, 1005, 1020, w->perf1, w->user2, seats_of(w, 3, 0), 201, "ok", w->res_b);
+    book_op(w, 3, 1030, 1040, w->perf1, w->user2, seats_of(w, 1, 0), 409, "fail", 0);
+    cancel_op(w, 4, 1050, 1060, w->res_b, 200, "ok");
+    book_op(w, 5, 1070, 1080, w->perf1, w->user1, seats_of(w, 3, 0), 201, "ok", w->res_c);
+    book_op(w, 6, 1090, 3090, w->perf2, w->user2, seats_of(w, 1, 0), 0, "unknown", 0);
+    hist(w,
+         "{\"type\":\"op\",\"id\":7,\"client\":1,\"op\":\"read_seats\",\"start_ms\":1100,"
+         "\"end_ms\":1105,\"server\":\"127.0.0.1:1\",\"perf\":%lld,\"status\":200,"
+         "\"outcome\":\"ok\",\"code\":\"\"}",
+         (long long)w->perf1);
+    counter_op(w, 8, 100, 110, 1, 1, "applied");
+    counter_op(w, 9, 120, 200, 1, 2, "rejected");
+    counter_op(w, 10, 130, 140, 1, 3, "applied");
+    counter_op(w, 11, 210, 220, 1, 4, "applied");
+
+    FILE *f = fopen(w->faults, "w");
+    ck_assert_ptr_nonnull(f);
+    fputs("{\"type\":\"fault\",\"kind\":\"pay_slow\",\"target\":\"fakepay\",\"start_ms\":500,"
+          "\"end_ms\":900,\"note\":\"latencyMs=500\"}\n",
+          f);
+    fclose(f);
+}
+
+/* Runs chaos_check on the world; returns its exit code. */
+static int run_check(world *w)
+{
+    char payurl[64];
+    fclose(w->hist);
+    w->hist = NULL;
+    snprintf(payurl, sizeof(payurl), "http://127.0.0.1:%d", w->pay.port);
+    char *argv[] = {(char *)th_bin("chaos_check"),
+                    "--history",
+                    w->history,
+                    "--faults",
+                    w->faults,
+                    "--database",
+                    w->pg.conninfo,
+                    "--payment-url",
+                    payurl,
+                    "--recovery-bound-ms",
+                    "1000",
+                    "--json",
+                    w->json,
+                    NULL};
+    unlink(w->out);
+    pid_t pid = th_spawn(argv, w->out);
+    ck_assert_int_gt(pid, 0);
+    int st = th_wait_exit(pid, 60000);
+    ck_assert_msg(st != -1 && WIFEXITED(st), "chaos_check did not exit");
+    char cmd[700];
+    snprintf(cmd, sizeof(cmd), "cat '%s' 1>&2", w->out);
+    if (system(cmd) != 0)
+        fprintf(stderr, "(no output)\n");
+    return WEXITSTATUS(st);
+}
+
+/* Asserts that every check passed except `failing` (NULL: all pass), by its CHECK line. */
+static void expect_only(world *w, const char *failing)
+{
+    static const char *const names[] = {
+        "no_double_sale",       "capacity",         "no_lost_ack", "payments",
+        "counter_lost_updates", "fences_monotonic", "guards",      "liveness"};
+    int rc = run_check(w);
+    FILE *f = fopen(w->out, "r");
+    ck_assert_ptr_nonnull(f);
+    char line[8192];
+    size_t seen = 0;
+    while (fgets(line, sizeof(line), f)) {
+        char name[64], verdict[8];
+        if (sscanf(line, "CHECK %63s %7s", name, verdict) != 2)
+            continue;
+        seen++;
+        bool want_fail = failing && strcmp(name, failing) == 0;
+        ck_assert_msg(strcmp(verdict, want_fail ? "FAIL" : "PASS") == 0, "check %s: %s, want %s",
+                      name, verdict, want_fail ? "FAIL" : "PASS");
+    }
+    fclose(f);
+    ck_assert_uint_eq(seen, sizeof(names) / sizeof(names[0]));
+    ck_assert_int_eq(rc, failing ? 1 : 0);
+    ck_assert_msg(access(w->json, R_OK) == 0, "no --json file");
+}
+
+static void world_stop(world *w)
+{
+    if (w->hist)
+        fclose(w->hist);
+    PQfinish(w->db);
+    fpt_stop_clean(&w->pay);
+    th_pg_stop(&w->pg, true);
+}
+
+START_TEST(clean)
+{
+    world w;
+    world_start(&w);
+    expect_only(&w, NULL);
+    world_stop(&w);
+}
+END_TEST
+
+/* The seat guard is gone (the lock failed AND the index was dropped): a second
+ * acknowledged, paid and consistently counted booking of seat 1 on perf1. */
+START_TEST(double_sale)
+{
+    world w;
+    world_start(&w);
+    PQclear(sql(&w, "DROP INDEX reservation_seats_one_confirmed"));
+    int64_t id = sql_int(&w,
+                         "INSERT INTO reservations (user_id, performance_id, status, normal_price, "
+                         "vip_price, total_amount, payment_reference) VALUES (%lld, %lld, "
+                         "'CONFIRMED', 1000, 2000, 2000, 'ref-e') RETURNING id",
+                         (long long)w.user2, (long long)w.perf1);
+    PQclear(sql(&w,
+                "INSERT INTO reservation_seats (reservation_id, performance_id, seat_id, "
+                "seat_type, price) VALUES (%lld, %lld, %lld, 'VIP', 2000)",
+                (long long)id, (long long)w.perf1, (long long)w.seat[1]));
+    PQclear(sql(&w,
+                "UPDATE performances SET remaining_capacity = remaining_capacity - 1 WHERE id "
+                "= %lld",
+                (long long)w.perf1));
+    fpt_resp r;
+    fpt_pay(w.pay.port, "ref-e", 2000, "ref-e", &r);
+    ck_assert_int_eq(r.status, 201);
+    PQclear(sql(&w, "UPDATE reservations SET payment_id = '%s' WHERE id = %lld", fpt_str(&r, "id"),
+                (long long)id));
+    fpt_resp_free(&r);
+    book_op(&w, 20, 1200, 1210, w.perf1, w.user2, seats_of(&w, 1, 0), 201, "ok", id);
+    expect_only(&w, "no_double_sale");
+    world_stop(&w);
+}
+END_TEST
+
+/* Only the history sells it twice: two 201s for seat 5 on perf2 with no cancel between,
+ * the second for a reservation the database holds elsewhere (seat 6). */
+START_TEST(double_sale_history)
+{
+    world w;
+    world_start(&w);
+    int64_t r1 = book(&w, w.perf2, w.user1, seats_of(&w, 5, 0), "ref-f");
+    int64_t r2 = book(&w, w.perf2, w.user2, seats_of(&w, 6, 0), "ref-g");
+    book_op(&w, 20, 1200, 1210, w.perf2, w.user1, seats_of(&w, 5, 0), 201, "ok", r1);
+    /* a cancel of r1 that failed (404) frees nothing */
+    cancel_op(&w, 21, 1220, 1225, r1, 404, "fail");
+    book_op(&w, 22, 1230, 1240, w.perf2, w.user2, seats_of(&w, 5, 0), 201, "ok", r2);
+    /* no_lost_ack stays clean on ids and performances; the history alone is double */
+    expect_only(&w, "no_double_sale");
+    world_stop(&w);
+}
+END_TEST
+
+/* A 201 the database does not have. */
+START_TEST(lost_ack)
+{
+    world w;
+    world_start(&w);
+    book_op(&w, 20, 1200, 1210, w.perf1, w.user2, seats_of(&w, 5, 0), 201, "ok", 99999);
+    expect_only(&w, "no_lost_ack");
+    world_stop(&w);
+}
+END_TEST
+
+/* A CONFIRMED, paid reservation that no request in the history explains. */
+START_TEST(unexplained)
+{
+    world w;
+    world_start(&w);
+    (void)book(&w, w.perf2, w.user1, seats_of(&w, 7, 0), "ref-h");
+    expect_only(&w, "no_lost_ack");
+    world_stop(&w);
+}
+END_TEST
+
+START_TEST(capacity)
+{
+    world w;
+    world_start(&w);
+    PQclear(sql(&w,
+                "UPDATE performances SET remaining_capacity = remaining_capacity - 1 WHERE id "
+                "= %lld",
+                (long long)w.perf2));
+    expect_only(&w, "capacity");
+    world_stop(&w);
+}
+END_TEST
+
+/* Op 20 started after op 11 (fence 4) ended, yet got fence 2 and its write applied; the
+ * counter value agrees with the applied writes, so only the fence check can see it. */
+START_TEST(fence_down)
+{
+    world w;
+    world_start(&w);
+    counter_op(&w, 20, 300, 310, 1, 2, "applied");
+    PQclear(sql(&w, "UPDATE chaos_counters SET value = 4 WHERE id = 1"));
+    expect_only(&w, "fences_monotonic");
+    world_stop(&w);
+}
+END_TEST
+
+START_TEST(lost_update)
+{
+    world w;
+    world_start(&w);
+    PQclear(sql(&w, "UPDATE chaos_counters SET value = 2 WHERE id = 1"));
+    expect_only(&w, "counter_lost_updates");
+    world_stop(&w);
+}
+END_TEST
+
+/* An APPROVED payment at the real fakepay with no reservation. */
+START_TEST(orphan_payment)
+{
+    world w;
+    world_start(&w);
+    fpt_resp r;
+    fpt_pay(w.pay.port, "orphan-1", 1000, "orphan-1", &r);
+    ck_assert_int_eq(r.status, 201);
+    fpt_resp_free(&r);
+    expect_only(&w, "payments");
+    world_stop(&w);
+}
+END_TEST
+
+/* A fault after which no booking succeeds within the bound (1000 ms here). */
+START_TEST(no_recovery)
+{
+    world w;
+    world_start(&w);
+    FILE *f = fopen(w.faults, "a");
+    ck_assert_ptr_nonnull(f);
+    fputs("{\"type\":\"fault\",\"kind\":\"kill_lockd\",\"target\":\"lockd1\",\"start_ms\":1500,"
+          "\"end_ms\":2000,\"note\":\"\"}\n",
+          f);
+    fclose(f);
+    book_op(&w, 20, 4000, 4100, w.perf2, w.user1, seats_of(&w, 9, 0), 409, "fail", 0);
+    expect_only(&w, "liveness");
+    world_stop(&w);
+}
+END_TEST
+
+int main(void)
+{
+    const fpt_case cases[] = {
+        {"clean", clean},
+        {"double_sale", double_sale},
+        {"double_sale_history", double_sale_history},
+        {"lost_ack", lost_ack},
+        {"unexplained", unexplained},
+        {"capacity", capacity},
+        {"fence_down", fence_down},
+        {"lost_update", lost_update},
+        {"orphan_payment", orphan_payment},
+        {"no_recovery", no_recovery},
+    };
+    return fpt_main("chaos_check", cases, sizeof(cases) / sizeof(cases[0]), 120);
+}
