@@ -28,6 +28,7 @@
 
 #include "cm_log.h"
 #include "cm_time.h"
+#include "cx_cli.h"
 #include "cx_proxy.h"
 
 #define CX_HELD             UINT64_MAX /* due time of a blackholed chunk */
@@ -669,25 +670,6 @@ static void usage(FILE *out)
             CX_DEFAULT_BUFFER);
 }
 
-static bool is_loopback(const cm_addr *a)
-{
-    return strcmp(a->host, "localhost") == 0 || strcmp(a->host, "::1") == 0 ||
-           strncmp(a->host, "127.", 4) == 0;
-}
-
-static bool parse_u64(const char *s, uint64_t lo, uint64_t hi, uint64_t *out)
-{
-    char *end;
-    if (*s < '0' || *s > '9')
-        return false;
-    errno = 0;
-    unsigned long long v = strtoull(s, &end, 10);
-    if (errno != 0 || *end != '\0' || v < lo || v > hi)
-        return false;
-    *out = v;
-    return true;
-}
-
 enum { OPT_LISTEN = 1, OPT_UP, OPT_CTL, OPT_SEED, OPT_MAXBUF, OPT_LOG, OPT_HELP, OPT_VERSION };
 
 /* 0: run; 1: --help/--version served; 2: usage error (printed). */
@@ -722,7 +704,7 @@ static int parse_args(int argc, char **argv, cx_proxy_opts *o, cm_log_level *lev
                 fprintf(stderr, "chaos_proxy: %s '%s': %s\n", names[i], optarg, err);
                 return 2;
             }
-            if (!is_loopback(addrs[i])) {
+            if (!cx_cli_loopback(addrs[i])) {
                 fprintf(stderr, "chaos_proxy: %s '%s': loopback addresses only\n", names[i],
                         optarg);
                 return 2;
@@ -731,13 +713,13 @@ static int parse_args(int argc, char **argv, cx_proxy_opts *o, cm_log_level *lev
             break;
         }
         case OPT_SEED:
-            if (!parse_u64(optarg, 0, UINT64_MAX, &o->seed)) {
+            if (!cx_cli_u64(optarg, 0, UINT64_MAX, &o->seed)) {
                 fprintf(stderr, "chaos_proxy: --seed '%s': want an unsigned integer\n", optarg);
                 return 2;
             }
             break;
         case OPT_MAXBUF:
-            if (!parse_u64(optarg, 1024, (uint64_t)1 << 30, &u)) {
+            if (!cx_cli_u64(optarg, 1024, (uint64_t)1 << 30, &u)) {
                 fprintf(stderr, "chaos_proxy: --max-buffer '%s': want 1024..1073741824\n", optarg);
                 return 2;
             }
