@@ -4,12 +4,11 @@
  *
  * One booking (struct bk) walks, each step started from the previous one's callback:
  *   [idempotency lookup] -> record the payment attempt (autocommit, durable before any
- *   charge) -> lock Performance:<id> (lockd mode: a process-local FIFO per performance,
- *   then the with_lock guard) -> lease + BEGIN -> [idempotency re-check under an advisory lock] ->
- * rs_book() (fence or FOR UPDATE, seats, insert, capacity: one call) -> charge -> capture (attempt
- * CAPTURED
- *   + reservation payment id) -> read back the reservation -> [store idempotency record]
- *   -> COMMIT -> release -> [compensate] -> answer.
+ *   charge) -> lock Performance:<id> (lockd mode: a process-local queue per performance
+ *   that owns the lock, see bk_lockq) -> lease + BEGIN -> [idempotency re-check under an
+ *   advisory lock] -> rs_book() (fence or FOR UPDATE, seats, insert, capacity: one call)
+ *   -> charge -> capture (attempt CAPTURED + payment id + read-back: one statement) ->
+ *   [store the idempotency record] -> COMMIT -> release -> [compensate] -> answer.
  * Every failure goes through one unwind: ROLLBACK, give the connection back, release the
  * lock, compensate a payment that may have been taken, answer. A LOST push only sets a
  * flag; the step that is in flight sees it when its callback comes and unwinds.
@@ -202,11 +201,9 @@ typedef struct bk {
     char payment_id[BK_ID_MAX];
     char fence[BK_INT_MAX]; /* "" in db lock mode */
     uint64_t t_lock_us;
-    struct bk *qnext; /* next in the process-local queue of this performance */
-    /* lock */
-    cm_lock_guard *guard;
-    bool worked; /* the lock was granted and the work started */
-    bool lost;   /* a LOST push came while we held it */
+    struct bk *qnext;   /* next in the process-local queue of this performance */
+    struct bk_lockq *q; /* the queue whose lock b holds now (lockd mode), or NULL */
+    bool lost;          /* a LOST push came while we held it */
     /* transaction */
     rs_db_conn *conn;
     bool in_txn;
@@ -235,6 +232,7 @@ static struct {
     uint32_t pause_before_commit_ms; /* RESERVED_TEST_PAUSE_BEFORE_COMMIT_MS */
     uint32_t pause_after_lock_ms;    /* RESERVED_TEST_PAUSE_AFTER_LOCK_MS */
     bool ignore_lost;                /* RESERVED_TEST_IGNORE_LOST */
+    bool atexit_added;
     size_t in_flight;
 } bks;
 
@@ -330,6 +328,7 @@ static json_t *bk_error_body(const bk *b)
 
 static void bk_after_lock(bk *b);
 static void bk_step_body(bk *b);
+static void bk_lock_release(bk *b);
 
 static void bk_rolled_back(void *arg, const rs_db_result *res)
 {
@@ -340,12 +339,7 @@ static void bk_rolled_back(void *arg, const rs_db_result *res)
     b->conn = NULL;
     b->in_txn = false;
     /* released after the rollback: the next holder never meets our row locks */
-    if (b->guard != NULL) {
-        cm_lock_guard *g = b->guard;
-        b->guard = NULL;
-        cm_lock_guard_done(g); /* -> bk_lock_finish -> bk_after_lock; b may be gone after */
-        return;
-    }
+    bk_lock_release(b);
     bk_after_lock(b);
 }
 
@@ -361,12 +355,7 @@ static void bk_unwind(bk *b)
         bk_rolled_back(b, &none);
         return;
     }
-    if (b->guard != NULL) {
-        cm_lock_guard *g = b->guard;
-        b->guard = NULL;
-        cm_lock_guard_done(g);
-        return;
-    }
+    bk_lock_release(b);
     bk_after_lock(b);
 }
 
@@ -597,6 +586,73 @@ static void bk_locked(bk *b)
     bk_lease(b);
 }
 
+/* ---- the performance lock in lockd mode ----
+ * LOCKP locks are not reentrant (a second ACQUIRE of Performance:P on our one session is
+ * ERR HELD), so all requests of this process for one performance line up in one queue
+ * (FIFO) that owns the lock: the queue acquires it through the with_lock guard, gives it
+ * to its head, and when that request is done (after its COMMIT or ROLLBACK) hands it on
+ * to the next waiter without a release/acquire round trip, for at most BK_CHAIN_MAX
+ * requests or BK_CHAIN_MS, then releases it so other processes (waiting at lockd) get
+ * their turn. The fence stays that of the grant, which the database accepts (<=). Time
+ * in the queue counts against lock.wait_ms. A LOST push marks the current holder, and
+ * the queue then re-acquires instead of handing on. */
+#define BK_QBUCKETS  256
+#define BK_CHAIN_MAX 8
+#define BK_CHAIN_MS  100
+
+typedef struct bk_lockq {
+    int64_t perf;
+    bk *head, *tail;      /* waiting (linked through bk.qnext) */
+    bk *cur;              /* holds the lock now */
+    cm_lock_guard *guard; /* while the lock is held */
+    bool acquiring;       /* ACQUIRE sent, no answer yet */
+    bool releasing;       /* RELEASE sent (cm_lock_guard_done), finish not called yet */
+    bool lost;            /* a LOST push came for the current grant */
+    char fence[BK_INT_MAX];
+    unsigned chain; /* requests served by the current grant */
+    uint64_t granted_us;
+    struct bk_lockq *next; /* hash chain */
+} bk_lockq;
+
+static bk_lockq *bk_queues[BK_QBUCKETS];
+
+static bk_lockq **bk_lockq_slot(int64_t perf)
+{
+    bk_lockq **pp = &bk_queues[(uint64_t)perf % BK_QBUCKETS];
+    while (*pp != NULL && (*pp)->perf != perf)
+        pp = &(*pp)->next;
+    return pp;
+}
+
+/* Queues left at exit (the lock client was freed under a pending RELEASE). */
+static void bk_lockq_free_all(void)
+{
+    for (size_t i = 0; i < BK_QBUCKETS; i++) {
+        while (bk_queues[i] != NULL) {
+            bk_lockq *q = bk_queues[i];
+            bk_queues[i] = q->next;
+            free(q);
+        }
+    }
+}
+
+static bk *bk_lockq_pop(bk_lockq *q)
+{
+    bk *w = q->head;
+    if (w != NULL) {
+        q->head = w->qnext;
+        if (q->head == NULL)
+            q->tail = NULL;
+        w->qnext = NULL;
+    }
+    return w;
+}
+
+static uint64_t bk_waited_ms(const bk *b)
+{
+    return (cm_now_us() - b->t_lock_us) / 1000;
+}
+
 static void bk_pause_after_lock_done(evutil_socket_t fd, short what, void *arg)
 {
     CM_UNUSED(fd);
@@ -619,26 +675,50 @@ static bool bk_pause_start(bk *b, uint32_t ms, event_callback_fn fn, const char 
     return true;
 }
 
-static void bk_lock_work(void *arg, const cm_lock_result *grant, cm_lock_guard *guard)
+/* w becomes the holder of q's lock. */
+static void bk_lockq_give(bk_lockq *q, bk *w)
 {
-    bk *b = arg;
-    b->guard = guard;
-    b->worked = true;
-    cm_hist_observe_us(&rs_stats.lock_wait, cm_now_us() - b->t_lock_us);
-    snprintf(b->fence, sizeof(b->fence), "%" PRIu64, grant->fence);
-    if (bk_pause_start(b, bks.pause_after_lock_ms, bk_pause_after_lock_done, "after the lock"))
+    q->cur = w;
+    q->chain++;
+    w->q = q;
+    snprintf(w->fence, sizeof(w->fence), "%s", q->fence);
+    cm_hist_observe_us(&rs_stats.lock_wait, cm_now_us() - w->t_lock_us);
+    if (bk_pause_start(w, bks.pause_after_lock_ms, bk_pause_after_lock_done, "after the lock"))
         return;
-    bk_locked(b);
+    bk_locked(w);
 }
 
-static void bk_lock_abort(void *arg)
+static void bk_lockq_finish(void *arg, cm_lock_status status, const cm_lock_result *res);
+
+static void bk_lockq_work(void *arg, const cm_lock_result *grant, cm_lock_guard *guard)
 {
-    bk *b = arg;
-    if (bks.ignore_lost) {
-        log_warn("test hook: LOST push for performance %" PRId64 " ignored", b->perf);
+    bk_lockq *q = arg;
+    q->acquiring = false;
+    q->guard = guard;
+    q->lost = false;
+    q->chain = 0;
+    q->granted_us = cm_now_us();
+    snprintf(q->fence, sizeof(q->fence), "%" PRIu64, grant->fence);
+    bk *w = bk_lockq_pop(q);
+    if (w == NULL) { /* cannot happen: we acquire only for a waiter; let it go again */
+        q->guard = NULL;
+        q->releasing = true;
+        cm_lock_guard_done(guard);
         return;
     }
-    if (!b->lost && !b->committed) {
+    bk_lockq_give(q, w);
+}
+
+static void bk_lockq_abort(void *arg)
+{
+    bk_lockq *q = arg;
+    if (bks.ignore_lost) {
+        log_warn("test hook: LOST push for performance %" PRId64 " ignored", q->perf);
+        return;
+    }
+    q->lost = true;
+    bk *b = q->cur;
+    if (b != NULL && !b->lost && !b->committed) {
         b->lost = true;
         if (b->op == BK_BOOK)
             rs_stats.bookings_lock_lost++;
@@ -647,93 +727,92 @@ static void bk_lock_abort(void *arg)
     }
 }
 
-/* ---- the process-local queue per performance ----
- * LOCKP locks are not reentrant: a second ACQUIRE of Performance:P on our one session
- * while we hold it is ERR HELD. So the requests of this process for one performance
- * queue here (FIFO) and only the head talks to lockd; the queue's wait counts against
- * lock.wait_ms. */
-#define BK_QBUCKETS 256
-
-typedef struct bk_lockq {
-    int64_t perf;
-    bk *head, *tail; /* waiting behind the one at lockd (linked through bk.qnext) */
-    struct bk_lockq *next;
-} bk_lockq;
-
-static bk_lockq *bk_queues[BK_QBUCKETS];
-
-static bk_lockq **bk_lockq_slot(int64_t perf)
-{
-    bk_lockq **pp = &bk_queues[(uint64_t)perf % BK_QBUCKETS];
-    while (*pp != NULL && (*pp)->perf != perf)
-        pp = &(*pp)->next;
-    return pp;
-}
-
-static void bk_lock_finish(void *arg, cm_lock_status status, const cm_lock_result *res);
-
-/* Sends the ACQUIRE for b (the head of its performance's queue); false when it could not
- * be sent (b's outcome is set then). */
-static bool bk_lock_send(bk *b)
+/* Moves q on while nobody holds it: hand on, release, acquire for the head, or free q.
+ * Waiters whose wait ran out are answered BUSY on the way. */
+static void bk_lockq_pump(bk_lockq *q)
 {
     rs_app *app = bks.app;
-    uint64_t waited_ms = (cm_now_us() - b->t_lock_us) / 1000;
     uint64_t wait_ms = (uint64_t)app->cfg.lock_wait_ms;
-    if (app->cfg.lock_wait_ms > 0 && waited_ms >= wait_ms) {
-        bk_set_error(b, 503, "BUSY", NULL, "performance %" PRId64 " is busy, retry", b->perf);
-        b->retry_after = true;
-        return false;
-    }
-    char resource[BK_RESOURCE];
-    snprintf(resource, sizeof(resource), "Performance:%" PRId64, b->perf);
-    if (app->locks == NULL ||
-        cm_lockclient_with_lock(app->locks, resource, (uint64_t)app->cfg.lock_lease_ms,
-                                wait_ms > waited_ms ? wait_ms - waited_ms : 0, bk_lock_work,
-                                bk_lock_abort, bk_lock_finish, b) != CM_OK) {
-        bk_set_error(b, 503, "UNAVAILABLE", NULL, "lock service unavailable");
-        return false;
-    }
-    return true;
-}
-
-/* The head of perf's queue is done with lockd: start the next waiter (answering those
- * whose wait ran out or whose ACQUIRE cannot be sent). */
-static void bk_lock_next(int64_t perf)
-{
-    bk_lockq **pp = bk_lockq_slot(perf);
-    bk_lockq *q = *pp;
-    if (q == NULL)
+    if (q->cur != NULL || q->acquiring || q->releasing)
         return;
-    while (q->head != NULL) {
-        bk *w = q->head;
-        q->head = w->qnext;
-        if (q->head == NULL)
-            q->tail = NULL;
-        w->qnext = NULL;
-        if (bk_lock_send(w))
-            return;
+    while (q->head != NULL && app->cfg.lock_wait_ms > 0 && bk_waited_ms(q->head) >= wait_ms) {
+        bk *w = bk_lockq_pop(q);
+        bk_set_error(w, 503, "BUSY", NULL, "performance %" PRId64 " is busy, retry", w->perf);
+        w->retry_after = true;
         bk_after_lock(w);
     }
-    *pp = q->next;
-    free(q);
+    if (q->guard != NULL) {
+        bool fresh = q->chain < BK_CHAIN_MAX && cm_now_us() - q->granted_us < BK_CHAIN_MS * 1000;
+        if (q->head != NULL && !q->lost && fresh) {
+            bk_lockq_give(q, bk_lockq_pop(q));
+            return;
+        }
+        cm_lock_guard *g = q->guard;
+        q->guard = NULL;
+        q->releasing = true;
+        cm_lock_guard_done(g); /* -> bk_lockq_finish (maybe at once), which pumps again */
+        return;
+    }
+    if (q->head == NULL) {
+        bk_lockq **pp = bk_lockq_slot(q->perf);
+        *pp = q->next;
+        free(q);
+        return;
+    }
+    char resource[BK_RESOURCE];
+    snprintf(resource, sizeof(resource), "Performance:%" PRId64, q->perf);
+    uint64_t waited = bk_waited_ms(q->head);
+    q->acquiring = true;
+    if (app->locks != NULL &&
+        cm_lockclient_with_lock(app->locks, resource, (uint64_t)app->cfg.lock_lease_ms,
+                                wait_ms > waited ? wait_ms - waited : 0, bk_lockq_work,
+                                bk_lockq_abort, bk_lockq_finish, q) == CM_OK)
+        return;
+    /* could not even ask: every waiter gets the answer now */
+    q->acquiring = false;
+    bk *w;
+    while ((w = bk_lockq_pop(q)) != NULL) {
+        bk_set_error(w, 503, "UNAVAILABLE", NULL, "lock service unavailable");
+        bk_after_lock(w);
+    }
+    bk_lockq_pump(q); /* frees q */
 }
 
-static void bk_lock_finish(void *arg, cm_lock_status status, const cm_lock_result *res)
+/* After a failed ACQUIRE or after the release. */
+static void bk_lockq_finish(void *arg, cm_lock_status status, const cm_lock_result *res)
 {
-    bk *b = arg;
-    b->guard = NULL;
-    if (!b->worked) {
-        if (status == CM_LOCK_TIMEOUT) {
-            bk_set_error(b, 503, "BUSY", NULL, "performance %" PRId64 " is busy, retry", b->perf);
-            b->retry_after = true;
-        } else {
-            log_warn("performance %" PRId64 ": lock not granted: %s %s", b->perf, res->code,
-                     res->message != NULL ? res->message : "");
-            bk_set_error(b, 503, "UNAVAILABLE", NULL, "lock service unavailable (%s)", res->code);
+    bk_lockq *q = arg;
+    q->guard = NULL;
+    q->releasing = false;
+    if (q->acquiring) { /* never granted: the head waiter gets the answer */
+        q->acquiring = false;
+        bk *w = bk_lockq_pop(q);
+        if (w != NULL) {
+            if (status == CM_LOCK_TIMEOUT) {
+                bk_set_error(w, 503, "BUSY", NULL, "performance %" PRId64 " is busy, retry",
+                             w->perf);
+                w->retry_after = true;
+            } else {
+                log_warn("performance %" PRId64 ": lock not granted: %s %s", w->perf, res->code,
+                         res->message != NULL ? res->message : "");
+                bk_set_error(w, 503, "UNAVAILABLE", NULL, "lock service unavailable (%s)",
+                             res->code);
+            }
+            bk_after_lock(w);
         }
     }
-    bk_lock_next(b->perf);
-    bk_after_lock(b);
+    bk_lockq_pump(q);
+}
+
+/* b is done with the lock (its transaction has ended). */
+static void bk_lock_release(bk *b)
+{
+    bk_lockq *q = b->q;
+    if (q == NULL)
+        return;
+    b->q = NULL;
+    q->cur = NULL;
+    bk_lockq_pump(q);
 }
 
 /* Takes the performance lock (lockd mode) or goes straight on (db mode: the row lock is
@@ -753,27 +832,23 @@ static void bk_lock(bk *b)
     }
     b->t_lock_us = cm_now_us();
     bk_lockq **pp = bk_lockq_slot(b->perf);
-    if (*pp != NULL) { /* another request of ours is at lockd for this performance */
-        bk_lockq *q = *pp;
-        if (q->tail != NULL)
-            q->tail->qnext = b;
-        else
-            q->head = b;
-        q->tail = b;
-        return;
-    }
-    bk_lockq *q = calloc(1, sizeof(*q));
+    bk_lockq *q = *pp;
     if (q == NULL) {
-        bk_set_error(b, 503, "UNAVAILABLE", NULL, "out of memory");
-        bk_after_lock(b);
-        return;
+        q = calloc(1, sizeof(*q));
+        if (q == NULL) {
+            bk_set_error(b, 503, "UNAVAILABLE", NULL, "out of memory");
+            bk_after_lock(b);
+            return;
+        }
+        q->perf = b->perf;
+        *pp = q;
     }
-    q->perf = b->perf;
-    *pp = q;
-    if (!bk_lock_send(b)) {
-        bk_lock_next(b->perf);
-        bk_after_lock(b);
-    }
+    if (q->tail != NULL)
+        q->tail->qnext = b;
+    else
+        q->head = b;
+    q->tail = b;
+    bk_lockq_pump(q);
 }
 
 static void bk_committed(void *arg, const rs_db_result *res)
@@ -1536,6 +1611,8 @@ cm_rc rs_booking_start(rs_app *app)
     bks.pause_before_commit_ms = bk_env_ms("RESERVED_TEST_PAUSE_BEFORE_COMMIT_MS");
     bks.pause_after_lock_ms = bk_env_ms("RESERVED_TEST_PAUSE_AFTER_LOCK_MS");
     bks.ignore_lost = bk_env_ms("RESERVED_TEST_IGNORE_LOST") > 0;
+    if (!bks.atexit_added && atexit(bk_lockq_free_all) == 0)
+        bks.atexit_added = true;
     return rs_reconcile_start(app);
 }
 
