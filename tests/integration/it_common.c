@@ -96,6 +96,32 @@ void it_lockd_start(th_lockd *l, const th_redis *r, size_t n, const char *extra_
         snprintf(it_logs[it_n_logs++], sizeof it_logs[0], "%s", l->log);
     }
     ck_assert_msg(ok, "lockd did not start on port %d (log %s)", l->port, l->log);
+    it_wait_masters(l, n, 10000);
+}
+
+void it_wait_masters(const th_lockd *l, size_t n, int timeout_ms)
+{
+    /* lockd accepts sessions before its masters are connected (ACQUIRE then answers
+     * NOQUORUM, by design); a test that starts with "all masters up" waits for that. */
+    char want[32], line[IT_LINE];
+    th_conn c;
+    snprintf(want, sizeof want, " masters_up=%zu ", n);
+    uint64_t deadline = th_now_ms() + (uint64_t)timeout_ms;
+    ck_assert_msg(th_connect(&c, l->port), "cannot connect to lockd on %d", l->port);
+    for (;;) {
+        bool got = th_request(&c, "i", line, sizeof line, 2000, "INFO");
+        size_t len = strlen(line);
+        if (got && len + 1 < sizeof line) {
+            line[len] = ' '; /* so the last key=value also ends with a space */
+            line[len + 1] = '\0';
+        }
+        if (got && (strstr(line, want) != NULL || strstr(line, "ERR NOAUTH") != NULL))
+            break; /* (with auth configured INFO needs AUTH: nothing to wait on then) */
+        ck_assert_msg(th_now_ms() < deadline, "lockd on %d: not all %zu masters up: '%s'", l->port,
+                      n, line);
+        th_sleep_ms(20);
+    }
+    th_close(&c);
 }
 
 void it_connect(th_conn *c, int port, const char *name)

@@ -49,6 +49,8 @@ int it_main(const char *name, const TTest *test, double timeout_s, void (*setup)
 void it_redis_start_n(th_redis *r, size_t n);
 /* th_lockd_start + remembers the log for it_dump_logs; aborts the test on failure. */
 void it_lockd_start(th_lockd *l, const th_redis *r, size_t n, const char *extra_yaml);
+/* Polls INFO until lockd reports all n masters up (it_lockd_start does this). */
+void it_wait_masters(const th_lockd *l, size_t n, int timeout_ms);
 /* Stops every lockd this process started (SIGTERM, then SIGKILL after 3 s) and prints
  * the tail of its log (stderr; ctest shows it only for failed tests). */
 void it_dump_logs(void);
