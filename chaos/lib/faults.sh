@@ -1,0 +1,175 @@
+# faults.sh (sourced by chaos/run): one function per fault kind of issue 4 §2. Each
+# fault_<kind> HOLD_MS injects, calls cx_fault_begin when the fault is really in place,
+# holds it, clears it and leaves a note in F_NOTE; chaos/run writes the record with
+# F_START/F_END. Targets come from the seeded schedule (F_PICK: a number the schedule drew).
+# Needs the names and ports set up by chaos/run.
+
+CX_ALL_FAULTS="kill_reserved pause_reserved kill_lockd pause_lockd kill_redis_minority pause_redis
+redis_majority_down net_lockd_redis net_reserved_lockd pg_restart pay_slow pay_fail"
+
+cx_fault_begin() { F_START=$(cx_now); }
+cx_hold() { sleep "$(awk -v ms="$1" 'BEGIN { printf "%.3f", ms / 1000 }')"; }
+
+# Waits until reservedN is inside a booking transaction (its lock held), 3 s at most.
+cx_catch_holder() {
+    if cx_wait_in_lock "$1" 3000; then
+        F_NOTE="in a booking transaction (lock held)"
+    else
+        F_NOTE="no open transaction seen within 3 s"
+    fi
+}
+
+cx_restart_reserved() {
+    cx_respawn "$1"
+    cx_wait_port "${CX_RESERVED_PORT[$1]}" 30 || echo "chaos/run: $1 did not come back" >&2
+}
+
+fault_kill_reserved() {
+    local r="reserved$((F_PICK % 3 + 1))"
+    F_TARGET=$r
+    # Its guard counters die with it: keep them for the report.
+    curl -fsS -m 2 "http://127.0.0.1:${CX_RESERVED_PORT[$r]}/metrics" 2>/dev/null |
+        grep '^reserved_guard_' | sed "s/^/$r /" >>"$CX_OUT/guards_killed.txt" || true
+    cx_catch_holder "$r"
+    cx_kill9 "$r"
+    cx_fault_begin
+    F_NOTE="SIGKILL $F_NOTE"
+    cx_hold "$1"
+    cx_restart_reserved "$r"
+}
+
+fault_pause_reserved() {
+    local r="reserved$((F_PICK % 3 + 1))"
+    F_TARGET=$r
+    cx_catch_holder "$r"
+    cx_signal "$r" STOP
+    cx_fault_begin
+    F_NOTE="SIGSTOP ${1} ms (lockd session timeout $CX_SESSION_MS ms) $F_NOTE"
+    cx_hold "$1"
+    cx_signal "$r" CONT
+}
+
+fault_kill_lockd() {
+    local l="lockd$((F_PICK % 2 + 1))" held="" i
+    F_TARGET=$l
+    for i in $(seq 40); do # up to ~2 s for a moment when its sessions hold locks
+        held=$(cx_lockd_info "${CX_LOCKD_PORT[$l]}" locks_held)
+        [ "${held:-0}" -gt 0 ] && break
+        sleep 0.05
+    done
+    cx_kill9 "$l"
+    cx_fault_begin
+    F_NOTE="SIGKILL with locks_held=${held:-?}"
+    cx_hold "$1"
+    cx_respawn "$l"
+    cx_wait_port "${CX_LOCKD_PORT[$l]}" 20 || echo "chaos/run: $l did not come back" >&2
+}
+
+fault_pause_lockd() {
+    local l="lockd$((F_PICK % 2 + 1))"
+    F_TARGET=$l
+    cx_signal "$l" STOP
+    cx_fault_begin
+    F_NOTE="SIGSTOP $1 ms"
+    cx_hold "$1"
+    cx_signal "$l" CONT
+}
+
+# Redis masters i, i+1, ... (k of them), from the pick.
+cx_redis_pick() {
+    local k=$1 i out=""
+    for ((i = 0; i < k; i++)); do out+="redis$(((F_PICK + i) % 5 + 1)) "; done
+    echo "$out"
+}
+
+cx_redis_down_up() {
+    local hold=$1 r
+    shift
+    for r in "$@"; do cx_kill9 "$r"; done
+    cx_fault_begin
+    cx_hold "$hold"
+    for r in "$@"; do cx_respawn "$r"; done
+    for r in "$@"; do cx_wait_port "${CX_REDIS_PORT[$r]}" 20 || echo "chaos/run: $r down" >&2; done
+}
+
+fault_kill_redis_minority() {
+    local -a rs
+    read -r -a rs <<<"$(cx_redis_pick 2)"
+    F_TARGET=${rs[*]}
+    F_TARGET=${F_TARGET// /,}
+    F_NOTE="SIGKILL 2 of 5 masters, restarted on their AOF"
+    cx_redis_down_up "$1" "${rs[@]}"
+}
+
+fault_redis_majority_down() {
+    local -a rs
+    read -r -a rs <<<"$(cx_redis_pick 3)"
+    F_TARGET=${rs[*]}
+    F_TARGET=${F_TARGET// /,}
+    F_NOTE="SIGKILL 3 of 5 masters (no quorum: bookings must get 503), restarted on their AOF"
+    cx_redis_down_up "$1" "${rs[@]}"
+}
+
+fault_pause_redis() {
+    local r="redis$((F_PICK % 5 + 1))"
+    F_TARGET=$r
+    cx_signal "$r" STOP
+    cx_fault_begin
+    F_NOTE="SIGSTOP $1 ms"
+    cx_hold "$1"
+    cx_signal "$r" CONT
+}
+
+# Latency with jitter on every link of a proxy group, and every connection of two of them
+# dropped half way through.
+cx_net_fault() {
+    local hold=$1 lat=$2 jit=$3 p
+    shift 3
+    local -a ports=("$@")
+    for p in "${ports[@]}"; do cx_proxy_ctl "$p" "latency $lat $jit" || true; done
+    cx_fault_begin
+    cx_hold $((hold / 2))
+    cx_proxy_ctl "${ports[$((F_PICK % ${#ports[@]}))]}" drop || true
+    cx_proxy_ctl "${ports[$(((F_PICK + 1) % ${#ports[@]}))]}" drop || true
+    cx_hold $((hold - hold / 2))
+    for p in "${ports[@]}"; do cx_proxy_ctl "$p" reset || true; done
+}
+
+fault_net_lockd_redis() {
+    F_TARGET="lockd<->redis"
+    F_NOTE="latency 20+-10 ms on every master link, two links dropped"
+    cx_net_fault "$1" 20 10 "${CX_REDIS_CTL[@]}"
+}
+
+fault_net_reserved_lockd() {
+    F_TARGET="reserved<->lockd"
+    F_NOTE="latency 60+-30 ms on both lockd links, both dropped"
+    cx_net_fault "$1" 60 30 "${CX_LOCKD_CTL[@]}"
+}
+
+fault_pg_restart() {
+    F_TARGET=postgresql
+    F_NOTE="fast shutdown under load, then start"
+    "$CX_ROOT/scripts/pg.sh" stop "$CX_WORK/pg" fast
+    cx_fault_begin
+    cx_hold "$1"
+    "$CX_ROOT/scripts/pg.sh" start "$CX_WORK/pg" "$CX_PG_PORT" >/dev/null
+}
+
+fault_pay_slow() {
+    F_TARGET=fakepay
+    F_NOTE="latencyMs=1500 (payment timeout 2000 ms)"
+    cx_pay_config '{"latencyMs":1500}'
+    cx_fault_begin
+    cx_hold "$1"
+    cx_pay_config "{\"latencyMs\":$CX_PAY_LATENCY}"
+}
+
+fault_pay_fail() {
+    F_TARGET=fakepay
+    F_NOTE="failRate=0.5 declineRate=0.2"
+    cx_pay_config '{"failRate":0.5,"declineRate":0.2}'
+    cx_fault_begin
+    cx_hold "$1"
+    cx_pay_config '{"failRate":0,"declineRate":0}'
+}

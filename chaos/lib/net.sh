@@ -1,0 +1,50 @@
+# net.sh (sourced by chaos/run): small clients for the control surfaces the faults use:
+# chaos_proxy's control port, lockd's INFO (through lockctl), fakepay's /admin/config and
+# PostgreSQL (psql). Needs: CX_BIN, CX_PSQL (array), CX_FAKEPAY (port).
+
+# cx_proxy_ctl PORT LINE: sends one control line to a chaos_proxy, prints its reply.
+cx_proxy_ctl() {
+    local fd reply=""
+    exec {fd}<>"/dev/tcp/127.0.0.1/$1" || return 1
+    printf '%s\n' "$2" >&"$fd"
+    read -r -t 2 -u "$fd" reply || true
+    exec {fd}>&-
+    [[ $reply == OK* ]] || {
+        echo "chaos/run: proxy $1: '$2' -> '$reply'" >&2
+        return 1
+    }
+}
+
+# cx_lockd_info PORT KEY: one value of lockd's INFO line ("" when lockd does not answer).
+cx_lockd_info() {
+    timeout 2 "$CX_BIN/lockctl" --server "127.0.0.1:$1" info 2>/dev/null |
+        tr ' ' '\n' | sed -n "s/^$2=//p" | head -n 1
+}
+
+# cx_pay_config JSON: sets fakepay's failure knobs.
+cx_pay_config() {
+    curl -fsS -m 5 -X POST -H 'Content-Type: application/json' -d "$1" \
+        "http://127.0.0.1:$CX_FAKEPAY/admin/config" >/dev/null
+}
+
+# cx_sql SQL: runs SQL as the booking user, prints unaligned tuples.
+cx_sql() {
+    "${CX_PSQL[@]}" -c "$1"
+}
+
+# cx_wait_in_lock APP TIMEOUT_MS: returns 0 as soon as the reserved whose database
+# connections carry application_name APP has a transaction open (in lock mode lockd a
+# booking or cancel transaction only runs while its performance lock is held), 1 after
+# the timeout. The wait loops inside PostgreSQL, so the answer is at most ~5 ms old.
+cx_wait_in_lock() {
+    local tries=$(($2 / 5))
+    [ "$(cx_sql "DO \$\$ BEGIN
+        FOR i IN 1..$tries LOOP
+            PERFORM pg_stat_clear_snapshot();
+            PERFORM 1 FROM pg_stat_activity WHERE application_name = '$1'
+                AND xact_start IS NOT NULL AND state IN ('idle in transaction', 'active')
+                AND query NOT LIKE 'DO %';
+            IF FOUND THEN RAISE NOTICE 'held'; RETURN; END IF;
+            PERFORM pg_sleep(0.005);
+        END LOOP; END \$\$" 2>&1 | grep -c held)" = 1 ]
+}

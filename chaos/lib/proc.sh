@@ -1,0 +1,90 @@
+# proc.sh (sourced by chaos/run): the processes this run started, by PID, and loopback ports.
+# Every process is started through cx_spawn and remembered under a name (redis1, lockd2, ...)
+# so faults can signal exactly it and cx_stop_all can stop everything we started (and nothing
+# else) on any exit, Ctrl-C included. Needs: CX_WORK (work dir).
+
+declare -A CX_PID=()   # name -> pid of the live process
+declare -A CX_CMD=()   # name -> the command line, NUL-free, for restarts (printf %q-quoted)
+declare -A CX_PORTS=() # ports handed out in this run
+
+# A TCP port on 127.0.0.1 nobody listens on, not handed out before in this run.
+cx_free_port() {
+    local p
+    while :; do
+        p=$((20000 + SRANDOM % 40000))
+        [ -n "${CX_PORTS[$p]:-}" ] && continue
+        if ! (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null; then
+            CX_PORTS[$p]=1
+            echo "$p"
+            return
+        fi
+    done
+}
+
+# cx_wait_port PORT [TIMEOUT_S]: until something accepts on 127.0.0.1:PORT.
+cx_wait_port() {
+    local port=$1 deadline=$((SECONDS + ${2:-20}))
+    until (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; do
+        [ $SECONDS -ge "$deadline" ] && return 1
+        sleep 0.05
+    done
+}
+
+# cx_spawn NAME CMD ARGS...: starts CMD in the background, output appended to logs/NAME.log.
+cx_spawn() {
+    local name=$1
+    shift
+    CX_CMD[$name]=$(printf '%q ' "$@")
+    "$@" </dev/null >>"$CX_WORK/logs/$name.log" 2>&1 &
+    CX_PID[$name]=$!
+}
+
+# cx_respawn NAME: starts NAME again with the command line it was first started with.
+cx_respawn() {
+    local name=$1
+    eval "set -- ${CX_CMD[$name]}"
+    "$@" </dev/null >>"$CX_WORK/logs/$name.log" 2>&1 &
+    CX_PID[$name]=$!
+}
+
+# cx_signal NAME SIG: signals the live process NAME (never anything else).
+cx_signal() {
+    local pid=${CX_PID[$1]:-}
+    [ -n "$pid" ] && kill -"$2" "$pid" 2>/dev/null || true
+}
+
+# cx_kill9 NAME: SIGKILL and reap; NAME is then not running.
+cx_kill9() {
+    local pid=${CX_PID[$1]:-}
+    [ -n "$pid" ] || return 0
+    kill -KILL "$pid" 2>/dev/null || true
+    wait "$pid" 2>/dev/null || true
+    CX_PID[$1]=
+}
+
+# cx_stop NAME [TIMEOUT_S]: SIGCONT (it may be paused), SIGTERM, then SIGKILL after the timeout.
+cx_stop() {
+    local name=$1 pid=${CX_PID[$1]:-} deadline
+    [ -n "$pid" ] || return 0
+    kill -CONT "$pid" 2>/dev/null || true
+    kill -TERM "$pid" 2>/dev/null || true
+    deadline=$((SECONDS + ${2:-10}))
+    while kill -0 "$pid" 2>/dev/null; do
+        if [ $SECONDS -ge "$deadline" ]; then
+            kill -KILL "$pid" 2>/dev/null || true
+            break
+        fi
+        sleep 0.05
+    done
+    wait "$pid" 2>/dev/null || true
+    CX_PID[$name]=
+}
+
+# Stops every process we started, newest kind first (clients before servers).
+cx_stop_all() {
+    local name
+    for name in load "${!CX_PID[@]}"; do
+        [ -n "${CX_PID[$name]:-}" ] && cx_stop "$name" 5
+    done
+    return 0
+}
