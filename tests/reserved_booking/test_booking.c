@@ -1038,6 +1038,118 @@ START_TEST(test_payment_unknown)
 }
 END_TEST
 
+/* ---------------------------------------------------------------- PostgreSQL restart */
+
+/* PostgreSQL stopped (fast: sessions cut) and started again while 200 paid bookings are
+ * in flight: every answer is 201 or 503, and once the reconciler has settled what the
+ * cut left open, the approved payments at the gateway are exactly those of the
+ * confirmed reservations, and capacity matches the seats sold. */
+START_TEST(test_pg_restart)
+{
+    rb_world w;
+    long long seats[RB_SEATS];
+    rb_start_infra(&w, "--latency-ms 5");
+    const char *rc = "reconcile: {interval_ms: 200, after_ms: 1000}";
+    rb_start_reserved(&w, 0, "lockd", rc);
+    rb_start_reserved(&w, 1, "lockd", rc);
+    long long perf = rb_setup(&w, RB_SEATS, 0, 1000, 1000, seats, 1);
+    char out[512];
+    snprintf(out, sizeof(out), "%s/pg_restart.out", th_tmpdir());
+    pid_t child = fork();
+    ck_assert_int_ge(child, 0);
+    if (child == 0) { /* the clients: 200 one-seat bookings at once */
+        rb_call *calls = calloc(RB_SEATS, sizeof(*calls));
+        char path[64];
+        snprintf(path, sizeof(path), "/performances/%lld/reservations", perf);
+        for (size_t i = 0; i < RB_SEATS; i++) {
+            char *body = rb_booking_body(1, &seats[i], 1);
+            calls[i].port = w.port[i % 2];
+            calls[i].req = rb_build("POST", path, NULL, body, &calls[i].len);
+            free(body);
+        }
+        for (size_t wave = 0; wave < 8; wave++) { /* before, during and after the outage */
+            rb_call *wc = calls + wave * (RB_SEATS / 8);
+            rb_run_batch(wc, RB_SEATS / 8, 60000);
+            int ok = 0;
+            for (size_t i = 0; i < RB_SEATS / 8; i++)
+                ok += wc[i].resp.status == 201;
+            fprintf(stderr, "pg_restart: wave %zu: %d of %d booked\n", wave, ok, RB_SEATS / 8);
+            th_sleep_ms(600);
+        }
+        FILE *f = fopen(out, "w");
+        for (size_t i = 0; f != NULL && i < RB_SEATS; i++) {
+            fprintf(f, "%d %lld\n", calls[i].resp.status, rb_int(&calls[i].resp, "id"));
+            rb_resp_free(&calls[i].resp);
+        }
+        if (f != NULL)
+            fclose(f);
+        _exit(0);
+    }
+    th_sleep_ms(400);
+    th_pg_stop(&w.pg, true);
+    th_sleep_ms(500);
+    ck_assert_msg(th_pg_restart(&w.pg), "PostgreSQL did not restart");
+    int st;
+    ck_assert_int_eq(waitpid(child, &st, 0), child);
+    ck_assert(WIFEXITED(st) && WEXITSTATUS(st) == 0);
+    FILE *f = fopen(out, "r");
+    ck_assert_ptr_nonnull(f);
+    int n201 = 0, n503 = 0, status;
+    long long id;
+    rb_db_connect(&w);
+    while (fscanf(f, "%d %lld", &status, &id) == 2) {
+        ck_assert_msg(status == 201 || status == 503, "answer %d", status);
+        if (status == 201) {
+            n201++;
+            ck_assert_int_eq(rb_q(&w,
+                                  "SELECT count(*) FROM reservations WHERE id = %lld AND "
+                                  "status = 'CONFIRMED'",
+                                  id),
+                             1);
+        } else {
+            n503++;
+        }
+    }
+    fclose(f);
+    ck_assert_int_eq(n201 + n503, RB_SEATS);
+    fprintf(stderr, "pg_restart: 201=%d 503=%d\n", n201, n503);
+    ck_assert_int_gt(n503, 0);            /* the restart did hit bookings */
+    ck_assert_int_gt(n201, RB_SEATS / 8); /* and the pool healed: later waves booked */
+    /* settle: no open attempt left, approved payments = confirmed reservations */
+    long long open = -1, confirmed = -1;
+    int ap = -1, ca, de;
+    for (uint64_t end = th_now_ms() + 30000; th_now_ms() < end; th_sleep_ms(200)) {
+        open = rb_q(&w, "SELECT count(*) FROM payment_attempts WHERE status IN "
+                        "('PENDING', 'APPROVED', 'CANCELLING')");
+        confirmed = rb_q(&w, "SELECT count(*) FROM reservations WHERE status = 'CONFIRMED'");
+        rb_payments(&w, &ap, &ca, &de, NULL);
+        if (open == 0 && ap == confirmed)
+            break;
+    }
+    ck_assert_int_eq(open, 0);
+    ck_assert_int_eq(ap, confirmed);
+    ck_assert_int_ge(confirmed, n201);
+    json_t *ids = json_array();
+    rb_payments(&w, &ap, &ca, &de, ids);
+    size_t k;
+    json_t *pid;
+    json_array_foreach(ids, k, pid)
+    {
+        ck_assert_int_eq(rb_q(&w,
+                              "SELECT count(*) FROM reservations WHERE payment_id = '%s' AND "
+                              "status = 'CONFIRMED'",
+                              json_string_value(pid)),
+                         1);
+    }
+    json_decref(ids);
+    long long sold = rb_q(&w, "SELECT count(*) FROM reservation_seats WHERE confirmed");
+    ck_assert_int_eq(sold, confirmed);
+    ck_assert_int_eq(rb_remaining(&w, 0, perf), RB_SEATS - sold);
+    PQfinish(w.db);
+    rb_stop_reserved_clean(&w);
+}
+END_TEST
+
 /* ---------------------------------------------------------------- idempotency */
 
 START_TEST(test_idempotent)
@@ -1150,6 +1262,7 @@ int main(void)
         {"idempotent", test_idempotent},
         {"lock_lost", test_lock_lost},
         {"payment_unknown", test_payment_unknown},
+        {"pg_restart", test_pg_restart},
     };
     signal(SIGPIPE, SIG_IGN);
     Suite *s = suite_create("reserved_booking");
