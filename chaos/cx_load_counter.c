@@ -18,6 +18,8 @@
 #include "cx_load_rng.h"
 
 #define CC_FAIL_PAUSE_MS 50 /* after a failed op, so a dead lockd or DB is not hammered */
+#define CC_START_POLL_MS 50
+#define CC_START_MAX_MS  10000
 
 static const char SQL_READ[] = "SELECT value FROM chaos_counters WHERE id = $1";
 static const char SQL_WRITE[] = "UPDATE chaos_counters SET value = $2, last_fence = $3"
@@ -40,6 +42,8 @@ typedef struct cc_client {
     uint64_t rng;
     cc_state state;
     struct event *timer;
+    bool started;                  /* the first op has started */
+    uint64_t start_deadline;       /* cm_now_ms by which it starts, connected or not */
     char server[CM_HOST_MAX + 16]; /* the lockd this session tries first */
     /* the op in flight */
     uint64_t id;
@@ -186,10 +190,19 @@ static void op_start(cc_client *cl)
 static void timer_cb(evutil_socket_t fd, short what, void *arg)
 {
     cc_client *cl = arg;
-    if (cl->state == CC_SLEEP)
+    if (cl->state == CC_SLEEP) {
         sleep_done(cl);
-    else if (cl->state == CC_THINK)
+    } else if (cl->state == CC_THINK) {
+        /* the first op waits (boundedly) for the session and the DB connection, so a slow
+         * start is not recorded as failed ops */
+        bool up = cm_lockclient_connected(cl->lc) && cx_pg_ready(cl->pg);
+        if (!cl->started && !up && cm_now_ms() < cl->start_deadline) {
+            client_think(cl, CC_START_POLL_MS);
+            return;
+        }
+        cl->started = true;
         op_start(cl);
+    }
 }
 
 static void client_think(cc_client *cl, uint32_t ms)
@@ -242,8 +255,8 @@ cx_counter *cx_counter_new(struct event_base *base, cx_hist *hist, const cx_coun
         if (!cl->lc || !cl->pg || !cl->timer)
             goto fail;
         cm_lockclient_on_lost(cl->lc, lost_cb, cl);
-        /* give the session and the DB connection a moment before the first op */
-        client_think(cl, 200);
+        cl->start_deadline = cm_now_ms() + CC_START_MAX_MS;
+        client_think(cl, CC_START_POLL_MS);
     }
     free(eps);
     return c;

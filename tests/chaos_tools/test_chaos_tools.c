@@ -926,7 +926,8 @@ START_TEST(load_counter)
         long long k = need_int(o, "counter");
         ck_assert(k == 1 || k == 2);
         /* nothing failed here: every op got the lock and wrote */
-        ck_assert_str_eq(need_str(o, "outcome"), "ok");
+        ck_assert_msg(strcmp(need_str(o, "outcome"), "ok") == 0, "op failed: %s",
+                      json_dumps(o, JSON_COMPACT));
         ck_assert_str_eq(need_str(o, "write"), "applied");
         long long fence = need_int(o, "fence");
         ck_assert_int_eq(need_int(o, "wrote"), need_int(o, "read") + 1);
