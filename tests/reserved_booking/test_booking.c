@@ -608,13 +608,13 @@ END_TEST
 
 /* ---------------------------------------------------------------- prices + cancel */
 
-START_TEST(test_prices_cancel)
+static void rb_prices_cancel(const char *lock_mode)
 {
     rb_world w;
     long long seats[10];
     rb_start_infra(&w, NULL);
-    rb_start_reserved(&w, 0, "lockd", NULL);
-    rb_start_reserved(&w, 1, "lockd", NULL);
+    rb_start_reserved(&w, 0, lock_mode, NULL);
+    rb_start_reserved(&w, 1, lock_mode, NULL);
     long long perf = rb_setup(&w, 10, 2, 1000, 5000, seats, 1);
     rb_resp r;
     long long two[2] = {seats[0], seats[5]}; /* one VIP, one NORMAL */
@@ -731,6 +731,17 @@ START_TEST(test_prices_cancel)
     ck_assert_int_eq(rb_metric(&w, 0, "reserved_cancellations_total"), 1);
     PQfinish(w.db);
     rb_stop_reserved_clean(&w);
+}
+
+START_TEST(test_prices_cancel)
+{
+    rb_prices_cancel("lockd");
+}
+END_TEST
+
+START_TEST(test_prices_cancel_db)
+{
+    rb_prices_cancel("db");
 }
 END_TEST
 
@@ -1256,6 +1267,7 @@ int main(void)
         {"storm", test_storm},
         {"storm_db", test_storm_db},
         {"prices_cancel", test_prices_cancel},
+        {"prices_cancel_db", test_prices_cancel_db},
         {"decline", test_decline},
         {"crash_reconcile", test_crash_reconcile},
         {"stale_fence", test_stale_fence},
