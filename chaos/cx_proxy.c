@@ -53,7 +53,8 @@ typedef struct cx_dir {
     size_t queued;     /* bytes in the chunks */
     uint64_t last_due; /* due time of the newest scheduled chunk: keeps order under jitter */
     struct event *timer;
-    bool eof_sent; /* the EOF went to the destination: close once it is drained */
+    bool eof_sent; /* the source's EOF reached the front: no more data this way */
+    bool eof_done; /* ...and the destination got it (SHUT_WR once its output drained) */
 } cx_dir;
 
 typedef struct cx_link {
@@ -171,6 +172,23 @@ static uint64_t next_due(cx_dir *d)
     return due;
 }
 
+/* The source's EOF goes on as a half-close, so the other direction keeps flowing (a
+ * client may shut down its side and still read the answer). Both directions closed:
+ * the link ends. Returns false when the link was closed. */
+static bool dir_eof_out(cx_dir *d)
+{
+    cx_link *l = d->link;
+    evutil_socket_t fd = bufferevent_getfd(l->bev[1 - d->idx]);
+    d->eof_done = true;
+    if (fd >= 0)
+        (void)shutdown(fd, SHUT_WR);
+    if (l->dir[1 - d->idx].eof_done) {
+        link_close(l, false, "eof both ways");
+        return false;
+    }
+    return true;
+}
+
 /* Moves every due chunk of d to its destination, re-arms the timer for the next one.
  * Returns false when the link was closed (then d is gone). */
 static bool dir_pump(cx_dir *d)
@@ -203,10 +221,8 @@ static bool dir_pump(cx_dir *d)
         tv.tv_usec = (suseconds_t)(wait % 1000000);
         evtimer_add(d->timer, &tv);
     }
-    if (d->eof_sent && evbuffer_get_length(bufferevent_get_output(dst)) == 0) {
-        link_close(l, false, "eof");
-        return false;
-    }
+    if (d->eof_sent && !d->eof_done && evbuffer_get_length(bufferevent_get_output(dst)) == 0)
+        return dir_eof_out(d);
     return true;
 }
 
@@ -267,8 +283,8 @@ static void side_write_cb(struct bufferevent *bev, void *arg)
 {
     cx_dir *src_of_bev = arg; /* the direction reading from this bev */
     cx_dir *into = &src_of_bev->link->dir[1 - src_of_bev->idx];
-    if (into->eof_sent)
-        link_close(into->link, false, "eof drained");
+    if (into->eof_sent && !into->eof_done)
+        (void)dir_eof_out(into);
 }
 
 static void side_event_cb(struct bufferevent *bev, short what, void *arg)
