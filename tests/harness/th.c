@@ -618,7 +618,7 @@ static bool run_wait(char *const argv[], const char *log)
 /* The postmaster writes "ready" on line 8 of postmaster.pid once it accepts connections. */
 static bool pg_ready(const th_pg *pg)
 {
-    char path[300], line[128];
+    char path[400], line[128];
     snprintf(path, sizeof path, "%s/postmaster.pid", pg->dir);
     FILE *f = fopen(path, "r");
     if (!f) {

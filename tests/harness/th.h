@@ -76,7 +76,7 @@ const char *th_bin(const char *name);
 typedef struct th_pg {
     pid_t pid;          /* the postmaster; 0 when stopped */
     int port;           /* TCP port on 127.0.0.1 (kept for restarts) */
-    char dir[256];      /* the data directory */
+    char dir[320];      /* the data directory */
     char sockdir[256];  /* unix socket directory (the temp dir holding dir) */
     char conninfo[512]; /* "host=<sockdir> port=<port> dbname=booking user=booking" */
 } th_pg;

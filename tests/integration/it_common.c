@@ -65,11 +65,11 @@ void it_dump_logs(void)
         th_stop(it_lockd_pids[i], true, 3000);
     }
     for (size_t i = 0; i < it_n_logs; i++) {
-        char cmd[700];
+        char cmd[sizeof it_logs[0] + 64];
         fprintf(stderr, "---- tail of %s ----\n", it_logs[i]);
         fflush(stderr);
-        snprintf(cmd, sizeof cmd, "tail -n 40 '%s' 1>&2", it_logs[i]);
-        if (system(cmd) != 0) {
+        int n = snprintf(cmd, sizeof cmd, "tail -n 40 '%s' 1>&2", it_logs[i]);
+        if (n < 0 || (size_t)n >= sizeof cmd || system(cmd) != 0) {
             fprintf(stderr, "(no log)\n");
         }
     }
