@@ -1,0 +1,251 @@
+# scripts/lib/booking.sh: start the booking system on loopback and seed it through its API.
+# Sourced (not run) by scripts/demo.sh, bench/booking.sh and tests/bookbench/smoke.sh.
+# Everything a bk_start_* function starts goes into BK_PIDS (stopped by bk_cleanup in
+# reverse order, by PID) and lives in one temp dir, BK_TMP; PostgreSQL is stopped through
+# scripts/pg.sh by the PID in its postmaster.pid. The caller sets the traps:
+#     trap bk_cleanup EXIT; trap 'exit 130' INT TERM
+# Needs: BK_BIN (the bin/ dir of a build). Uses curl, awk, psql.
+
+BK_ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
+BK_PIDS=()
+BK_TMP=""
+BK_PG_DIR=""
+BK_USED_PORTS=" "
+
+# Creates the temp dir every server of this run lives in.
+bk_init() { # bk_init NAME
+    BK_TMP=$(mktemp -d "${TMPDIR:-/tmp}/$1.XXXXXX")
+    chmod 0755 "$BK_TMP"
+}
+
+# Stops what this run started, newest first: clients and reserved before lockd and Redis.
+bk_cleanup() {
+    local i pid
+    for ((i = ${#BK_PIDS[@]} - 1; i >= 0; i--)); do
+        pid=${BK_PIDS[i]}
+        if kill -0 "$pid" 2>/dev/null; then
+            kill -CONT "$pid" 2>/dev/null || true
+            kill -TERM "$pid" 2>/dev/null || true
+        fi
+    done
+    for pid in "${BK_PIDS[@]}"; do
+        for _ in $(seq 100); do
+            kill -0 "$pid" 2>/dev/null || break
+            sleep 0.05
+        done
+        kill -KILL "$pid" 2>/dev/null || true
+        wait "$pid" 2>/dev/null || true
+    done
+    BK_PIDS=()
+    if [[ -n "$BK_PG_DIR" ]]; then
+        bash "$BK_ROOT/scripts/pg.sh" stop "$BK_PG_DIR" fast || true
+        BK_PG_DIR=""
+    fi
+    if [[ -n "$BK_TMP" && -d "$BK_TMP" && "${BK_KEEP_TMP:-0}" != 1 ]]; then
+        rm -rf "$BK_TMP"
+    fi
+}
+
+bk_port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+
+# A port on 127.0.0.1 nobody listens on and this run has not handed out yet.
+bk_free_port() {
+    local p
+    while :; do
+        p=$((20000 + RANDOM % 40000))
+        [[ "$BK_USED_PORTS" == *" $p "* ]] && continue
+        if ! bk_port_open "$p"; then
+            BK_USED_PORTS+="$p "
+            echo "$p"
+            return
+        fi
+    done
+}
+
+bk_wait_port() { # bk_wait_port PORT [WHAT]
+    for _ in $(seq 200); do
+        bk_port_open "$1" && return 0
+        sleep 0.05
+    done
+    echo "bk: nothing listens on 127.0.0.1:$1${2:+ ($2)}" >&2
+    return 1
+}
+
+# PostgreSQL 15 in $BK_TMP/pg (fsync on); sets BK_PG_CONNINFO.
+bk_start_pg() {
+    local port
+    port=$(bk_free_port)
+    BK_PG_DIR="$BK_TMP/pg"
+    BK_PG_CONNINFO=$(bash "$BK_ROOT/scripts/pg.sh" start "$BK_PG_DIR" "$port")
+    BK_PG_PORT=$port
+}
+
+# psql on the booking database: bk_psql SQL (unaligned, tuples only).
+bk_psql() {
+    "${PGBIN:-/usr/lib/postgresql/15/bin}/psql" -X -q -At -v ON_ERROR_STOP=1 -h "$BK_PG_DIR" -p "$BK_PG_PORT" -U booking -d booking \
+        -c "$1"
+}
+
+# N Redis masters; sets BK_REDIS_LIST "127.0.0.1:p, 127.0.0.1:q, ...".
+bk_start_redis() { # bk_start_redis N
+    local i port ports=()
+    for ((i = 1; i <= $1; i++)); do
+        port=$(bk_free_port)
+        mkdir -p "$BK_TMP/redis$i"
+        redis-server --port "$port" --bind 127.0.0.1 --save '' --appendonly yes \
+            --appendfsync always --dir "$BK_TMP/redis$i" --daemonize no \
+            >"$BK_TMP/redis$i/redis.log" 2>&1 &
+        BK_PIDS+=($!)
+        ports+=("$port")
+    done
+    for port in "${ports[@]}"; do bk_wait_port "$port" redis; done
+    BK_REDIS_LIST=$(printf '127.0.0.1:%s, ' "${ports[@]}")
+    BK_REDIS_LIST=${BK_REDIS_LIST%, }
+}
+
+# N lockd on the Redis masters; sets BK_LOCKD (array of H:P).
+bk_start_lockd() { # bk_start_lockd N
+    local i port ports=()
+    BK_LOCKD=()
+    for ((i = 1; i <= $1; i++)); do
+        port=$(bk_free_port)
+        cat >"$BK_TMP/lockd$i.yaml" <<EOF
+listen: 127.0.0.1:$port
+redis: [$BK_REDIS_LIST]
+session: {timeout_ms: 3000, lock_delay_ms: 0}
+log: {level: warn}
+EOF
+        "$BK_BIN/lockd" --config "$BK_TMP/lockd$i.yaml" >"$BK_TMP/lockd$i.log" 2>&1 &
+        BK_PIDS+=($!)
+        BK_LOCKD+=("127.0.0.1:$port")
+        ports+=("$port")
+    done
+    for port in "${ports[@]}"; do bk_wait_port "$port" lockd; done
+}
+
+# fakepay with extra flags; sets BK_PAY_URL.
+bk_start_fakepay() { # bk_start_fakepay [FLAGS...]
+    local port
+    port=$(bk_free_port)
+    "$BK_BIN/fakepay" --listen "127.0.0.1:$port" --log-level warn "$@" \
+        >"$BK_TMP/fakepay.log" 2>&1 &
+    BK_PIDS+=($!)
+    bk_wait_port "$port" fakepay
+    BK_PAY_URL="http://127.0.0.1:$port"
+}
+
+# N reserved, each with its own config file; lockd list rotated per instance so they
+# spread over the lockd. Appends to BK_RESERVED (array of H:P); BK_RESERVED_PIDS too.
+bk_start_reserved() { # bk_start_reserved N MODE PAYMENT_URL [EXTRA_YAML]
+    local n=$1 mode=$2 pay=$3 extra=${4:-} i j port lockd ports=()
+    BK_RESERVED=()
+    BK_RESERVED_PIDS=()
+    for ((i = 0; i < n; i++)); do
+        port=$(bk_free_port)
+        lockd=""
+        for ((j = 0; j < ${#BK_LOCKD[@]}; j++)); do
+            lockd+="${BK_LOCKD[(i + j) % ${#BK_LOCKD[@]}]}, "
+        done
+        cat >"$BK_TMP/reserved$((i + 1)).yaml" <<EOF
+listen: 127.0.0.1:$port
+database: "$BK_PG_CONNINFO"
+db_pool_size: 8
+lockd: [${lockd%, }]
+lock: {mode: $mode, lease_ms: 0, wait_ms: 5000}
+payment: {url: "$pay", timeout_ms: 2000}
+limits: {max_body_bytes: 1048576, max_seats_per_reservation: 10}
+log: {level: warn}
+$extra
+EOF
+        "$BK_BIN/reserved" --config "$BK_TMP/reserved$((i + 1)).yaml" \
+            >"$BK_TMP/reserved$((i + 1)).log" 2>&1 &
+        BK_PIDS+=($!)
+        BK_RESERVED_PIDS+=($!)
+        BK_RESERVED+=("127.0.0.1:$port")
+        ports+=("$port")
+    done
+    for port in "${ports[@]}"; do
+        for _ in $(seq 200); do
+            [[ $(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$port/healthz") == 200 ]] &&
+                continue 2
+            sleep 0.05
+        done
+        echo "bk: reserved on 127.0.0.1:$port is not healthy (see $BK_TMP/reserved*.log)" >&2
+        return 1
+    done
+}
+
+# Stops the reserved processes of bk_start_reserved (SIGTERM: graceful) and forgets them.
+bk_stop_reserved() {
+    local pid keep=() p
+    for pid in "${BK_RESERVED_PIDS[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
+    for pid in "${BK_RESERVED_PIDS[@]}"; do wait "$pid" 2>/dev/null || true; done
+    for p in "${BK_PIDS[@]}"; do
+        [[ " ${BK_RESERVED_PIDS[*]} " == *" $p "* ]] || keep+=("$p")
+    done
+    BK_PIDS=("${keep[@]}")
+    BK_RESERVED_PIDS=()
+    BK_RESERVED=()
+}
+
+# bk_api METHOD PATH [BODY|@FILE] against the first reserved: prints the body, fails
+# (with the answer on stderr) on anything but 2xx.
+bk_api() {
+    local out code
+    out=$(curl -s -w '\n%{http_code}' -X "$1" -H 'Content-Type: application/json' \
+        ${3:+--data-binary "$3"} "http://${BK_RESERVED[0]}$2") || return 1
+    code=${out##*$'\n'}
+    out=${out%$'\n'*}
+    if [[ $code != 2?? ]]; then
+        echo "bk: $1 $2 -> $code $out" >&2
+        return 1
+    fi
+    printf '%s\n' "$out"
+}
+
+# The first "id" of a JSON object (our API prints the object's own id first).
+bk_id() { grep -o '"id": *[0-9]*' | head -n 1 | grep -o '[0-9]*$'; }
+
+# A venue of NSEATS seats, PER_ROW a row (rows R1, R2, ...); the first NVIP seats are VIP.
+# Prints its id.
+bk_create_venue() { # bk_create_venue NAME NSEATS NVIP [PER_ROW]
+    local f="$BK_TMP/venue.$RANDOM.json"
+    awk -v name="$1" -v n="$2" -v vip="$3" -v per="${4:-20}" 'BEGIN {
+        printf "{\"name\": \"%s\", \"seats\": [", name
+        for (i = 0; i < n; i++)
+            printf "%s{\"row\": \"R%d\", \"number\": %d, \"type\": \"%s\"}", (i ? ", " : ""),
+                int(i / per) + 1, i % per + 1, (i < vip ? "VIP" : "NORMAL")
+        printf "]}\n"
+    }' >"$f"
+    bk_api POST /venues "@$f" | bk_id
+}
+
+# A performance on VENUE; prints its id. Days from now spread the start times.
+bk_create_perf() { # bk_create_perf VENUE TITLE DAYS
+    local starts
+    starts=$(date -u -d "+$3 days" +%Y-%m-%dT19:00:00Z)
+    bk_api POST /performances "{\"venueId\": $1, \"title\": \"$2\", \"startsAt\": \"$starts\", \
+\"normalPrice\": 50000, \"vipPrice\": 120000}" | bk_id
+}
+
+# N users in one curl (keep-alive); sets BK_USERS_FIRST and checks the ids are N in a row.
+bk_create_users() { # bk_create_users N
+    local n=$1 i cfg="$BK_TMP/users.curl" ids first last tag=$RANDOM$RANDOM
+    : >"$cfg"
+    for ((i = 1; i <= n; i++)); do
+        [[ $i -gt 1 ]] && echo "next" >>"$cfg"
+        printf 'url = "http://%s/users"\nheader = "Content-Type: application/json"\ndata = "{\\"name\\": \\"user %d\\", \\"email\\": \\"u%d.%s@example.test\\"}"\n' \
+            "${BK_RESERVED[0]}" "$i" "$i" "$tag" >>"$cfg"
+    done
+    ids=$(curl -s -K "$cfg" | grep -o '"id": *[0-9]*' | grep -o '[0-9]*$')
+    first=$(head -n 1 <<<"$ids")
+    last=$(tail -n 1 <<<"$ids")
+    if [[ $(wc -l <<<"$ids") -ne $n || $((last - first + 1)) -ne $n ]]; then
+        echo "bk: expected $n users with consecutive ids, got: $(tr '\n' ' ' <<<"$ids" | head -c 200)" >&2
+        return 1
+    fi
+    BK_USERS_FIRST=$first
+}
+
+# Comma-separated reserved addresses for bookbench --servers.
+bk_servers() { local IFS=,; echo "${BK_RESERVED[*]}"; }
