@@ -80,9 +80,10 @@ bk_start_pg() {
     BK_PG_PORT=$port
 }
 
-# psql on the booking database: bk_psql SQL (unaligned, tuples only).
+# psql on the booking database: bk_psql SQL (unaligned, tuples only; as role booking, or
+# BK_PSQL_USER).
 bk_psql() {
-    "${PGBIN:-/usr/lib/postgresql/15/bin}/psql" -X -q -At -v ON_ERROR_STOP=1 -h "$BK_PG_DIR" -p "$BK_PG_PORT" -U booking -d booking \
+    "${PGBIN:-/usr/lib/postgresql/15/bin}/psql" -X -q -At -v ON_ERROR_STOP=1 -h "$BK_PG_DIR" -p "$BK_PG_PORT" -U "${BK_PSQL_USER:-booking}" -d booking \
         -c "$1"
 }
 
