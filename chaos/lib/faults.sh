@@ -8,7 +8,7 @@ CX_ALL_FAULTS="kill_reserved pause_reserved kill_lockd pause_lockd kill_redis_mi
 redis_majority_down net_lockd_redis net_reserved_lockd pg_restart pay_slow pay_fail"
 
 cx_fault_begin() { F_START=$(cx_now); }
-cx_hold() { sleep "$(awk -v ms="$1" 'BEGIN { printf "%.3f", ms / 1000 }')"; }
+cx_hold() { sleep "$(($1 / 1000)).$(printf %03d $(($1 % 1000)))"; }
 
 # Waits until reservedN is inside a booking transaction (its lock held), 3 s at most.
 cx_catch_holder() {
@@ -21,7 +21,7 @@ cx_catch_holder() {
 
 cx_restart_reserved() {
     cx_respawn "$1"
-    cx_wait_port "${CX_RESERVED_PORT[$1]}" 30 || echo "chaos/run: $1 did not come back" >&2
+    cx_wait_up "$1" "${CX_RESERVED_PORT[$1]}" 30 || true
 }
 
 fault_kill_reserved() {
@@ -50,19 +50,15 @@ fault_pause_reserved() {
 }
 
 fault_kill_lockd() {
-    local l="lockd$((F_PICK % 2 + 1))" held="" i
+    local l="lockd$((F_PICK % 2 + 1))" held
     F_TARGET=$l
-    for i in $(seq 40); do # up to ~2 s for a moment when its sessions hold locks
-        held=$(cx_lockd_info "${CX_LOCKD_PORT[$l]}" locks_held)
-        [ "${held:-0}" -gt 0 ] && break
-        sleep 0.05
-    done
+    held=$(cx_lockd_held "${CX_LOCKD_PORT[$l]}" 3000) # a moment when its sessions hold locks
     cx_kill9 "$l"
     cx_fault_begin
-    F_NOTE="SIGKILL with locks_held=${held:-?}"
+    F_NOTE="SIGKILL with locks_held=$held"
     cx_hold "$1"
     cx_respawn "$l"
-    cx_wait_port "${CX_LOCKD_PORT[$l]}" 20 || echo "chaos/run: $l did not come back" >&2
+    cx_wait_up "$l" "${CX_LOCKD_PORT[$l]}" 20 || true
 }
 
 fault_pause_lockd() {
@@ -89,7 +85,7 @@ cx_redis_down_up() {
     cx_fault_begin
     cx_hold "$hold"
     for r in "$@"; do cx_respawn "$r"; done
-    for r in "$@"; do cx_wait_port "${CX_REDIS_PORT[$r]}" 20 || echo "chaos/run: $r down" >&2; done
+    for r in "$@"; do cx_wait_up "$r" "${CX_REDIS_PORT[$r]}" 20 || true; done
 }
 
 fault_kill_redis_minority() {
@@ -150,8 +146,8 @@ fault_net_reserved_lockd() {
 fault_pg_restart() {
     F_TARGET=postgresql
     F_NOTE="fast shutdown under load, then start"
+    cx_fault_begin # the fast shutdown cuts sessions at once, before pg.sh returns
     "$CX_ROOT/scripts/pg.sh" stop "$CX_WORK/pg" fast
-    cx_fault_begin
     cx_hold "$1"
     "$CX_ROOT/scripts/pg.sh" start "$CX_WORK/pg" "$CX_PG_PORT" >/dev/null
 }

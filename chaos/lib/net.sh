@@ -1,6 +1,6 @@
 # net.sh (sourced by chaos/run): small clients for the control surfaces the faults use:
-# chaos_proxy's control port, lockd's INFO (through lockctl), fakepay's /admin/config and
-# PostgreSQL (psql). Needs: CX_BIN, CX_PSQL (array), CX_FAKEPAY (port).
+# chaos_proxy's control port, lockd's INFO (LOCKP over /dev/tcp), fakepay's /admin/config and
+# PostgreSQL (psql). Needs: CX_PSQL (array), CX_FAKEPAY (port).
 
 # cx_proxy_ctl PORT LINE: sends one control line to a chaos_proxy, prints its reply.
 cx_proxy_ctl() {
@@ -15,10 +15,23 @@ cx_proxy_ctl() {
     }
 }
 
-# cx_lockd_info PORT KEY: one value of lockd's INFO line ("" when lockd does not answer).
-cx_lockd_info() {
-    timeout 2 "$CX_BIN/lockctl" --server "127.0.0.1:$1" info 2>/dev/null |
-        tr ' ' '\n' | sed -n "s/^$2=//p" | head -n 1
+# cx_lockd_held PORT TIMEOUT_MS: polls lockd's INFO every 20 ms on one LOCKP connection
+# until locks_held > 0 or the timeout; prints the last locks_held seen ("?" if no answer).
+cx_lockd_held() {
+    local fd line held="?" i
+    exec {fd}<>"/dev/tcp/127.0.0.1/$1" 2>/dev/null || {
+        echo "?"
+        return 0
+    }
+    for ((i = 0; i < $2 / 20; i++)); do
+        printf 'i%d INFO\n' "$i" >&"$fd" 2>/dev/null || break
+        read -r -t 1 -u "$fd" line || break
+        [[ $line =~ locks_held=([0-9]+) ]] && held=${BASH_REMATCH[1]}
+        [ "$held" != "?" ] && [ "$held" -gt 0 ] && break
+        sleep 0.02
+    done
+    exec {fd}>&-
+    echo "$held"
 }
 
 # cx_pay_config JSON: sets fakepay's failure knobs.

@@ -11,7 +11,9 @@ declare -A CX_PORTS=() # ports handed out in this run
 cx_free_port() {
     local p
     while :; do
-        p=$((20000 + SRANDOM % 40000))
+        # Below the kernel's ephemeral range (32768+), where outgoing connections of the
+        # proxies and clients would otherwise take a port between our probe and the bind.
+        p=$((20000 + SRANDOM % 12000))
         [ -n "${CX_PORTS[$p]:-}" ] && continue
         if ! (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null; then
             CX_PORTS[$p]=1
@@ -21,11 +23,15 @@ cx_free_port() {
     done
 }
 
-# cx_wait_port PORT [TIMEOUT_S]: until something accepts on 127.0.0.1:PORT.
-cx_wait_port() {
-    local port=$1 deadline=$((SECONDS + ${2:-20}))
+# cx_wait_up NAME PORT [TIMEOUT_S]: until NAME accepts on PORT; fails at once if it exits.
+cx_wait_up() {
+    local name=$1 port=$2 deadline=$((SECONDS + ${3:-20}))
     until (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; do
-        [ $SECONDS -ge "$deadline" ] && return 1
+        if [ $SECONDS -ge "$deadline" ] || ! kill -0 "${CX_PID[$name]:-0}" 2>/dev/null; then
+            echo "chaos/run: $name is not up on port $port (see logs/$name.log)" >&2
+            tail -n 5 "$CX_WORK/logs/$name.log" >&2 || true
+            return 1
+        fi
         sleep 0.05
     done
 }
