@@ -8,6 +8,7 @@
 
 BK_ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 BK_PIDS=()
+BK_LOCKD=()
 BK_TMP=""
 BK_PG_DIR=""
 BK_USED_PORTS=" "
@@ -143,15 +144,16 @@ bk_start_reserved() { # bk_start_reserved N MODE PAYMENT_URL [EXTRA_YAML]
     BK_RESERVED_PIDS=()
     for ((i = 0; i < n; i++)); do
         port=$(bk_free_port)
-        lockd=""
+        lockd="" # none started (db mode): the key keeps its default
         for ((j = 0; j < ${#BK_LOCKD[@]}; j++)); do
             lockd+="${BK_LOCKD[(i + j) % ${#BK_LOCKD[@]}]}, "
         done
+        [[ -n $lockd ]] && lockd="lockd: [${lockd%, }]"
         cat >"$BK_TMP/reserved$((i + 1)).yaml" <<EOF
 listen: 127.0.0.1:$port
 database: "$BK_PG_CONNINFO"
 db_pool_size: 8
-lockd: [${lockd%, }]
+$lockd
 lock: {mode: $mode, lease_ms: 0, wait_ms: 5000}
 payment: {url: "$pay", timeout_ms: 2000}
 limits: {max_body_bytes: 1048576, max_seats_per_reservation: 10}

@@ -1,0 +1,61 @@
+#!/usr/bin/env bash
+# tests/bookbench/smoke.sh: bookbench against 1 real reserved (lock mode db, no payment) on a
+# real PostgreSQL (scripts/pg.sh, fsync on): a venue of 2000 seats, a hot performance, 3
+# background performances, 20 users; ~3 s of 16 clients mixing hot bookings, background
+# bookings and seat-map reads. Checks the RESULT line (requests in every class, successes,
+# no "other" answers, no missing answers) and that the database agrees with it (201 answers
+# = confirmed reservations, remaining = total - sold, no seat sold twice). Everything
+# started is stopped by PID (trap), also on failure.
+#   BK_BIN=build/bin bash tests/bookbench/smoke.sh
+set -euo pipefail
+
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
+: "${BK_BIN:?set BK_BIN to the bin dir of a build}"
+# shellcheck source=../../scripts/lib/booking.sh
+source "$ROOT/scripts/lib/booking.sh"
+trap bk_cleanup EXIT
+trap 'exit 130' INT TERM
+
+fail() {
+    echo "FAIL: $*" >&2
+    BK_KEEP_TMP=1
+    echo "logs kept in $BK_TMP" >&2
+    exit 1
+}
+
+bk_init bookbench-smoke
+bk_start_pg
+bk_start_reserved 1 db ""
+VENUE=$(bk_create_venue "Smoke hall" 2000 200 50)
+HOT=$(bk_create_perf "$VENUE" "Smoke hot" 10)
+BG=$(for d in 11 12 13; do bk_create_perf "$VENUE" "Smoke bg $d" "$d"; done | paste -sd, -)
+bk_create_users 20
+
+OUT="$BK_TMP/bookbench.out"
+"$BK_BIN/bookbench" --servers "$(bk_servers)" --clients 16 --duration 3 --hot-perf "$HOT" \
+    --background-perfs "$BG" --background-share 0.3 --reads-share 0.2 \
+    --users "$BK_USERS_FIRST:20" --seed 7 --timeout-ms 5000 --json "$BK_TMP/bb.json" | tee "$OUT"
+RESULT=$(grep '^RESULT ' "$OUT") || fail "no RESULT line"
+res() { sed -n "s/.* $1=\([^ ]*\).*/\1/p" <<<"$RESULT"; }
+
+for k in requests hot_req bg_req read_req hot_ok bg_ok read_ok; do
+    [[ $(res "$k") -gt 0 ]] || fail "$k = $(res "$k"), want > 0"
+done
+for k in hot_other bg_other read_other hot_noanswer bg_noanswer read_noanswer; do
+    [[ $(res "$k") -eq 0 ]] || fail "$k = $(res "$k"), want 0"
+done
+ELAPSED=$(res elapsed_s)
+awk -v e="$ELAPSED" 'BEGIN { exit !(e >= 2.5 && e < 15) }' || fail "elapsed_s $ELAPSED, want about 3"
+grep -q '"hot"' "$BK_TMP/bb.json" || fail "--json wrote no per-class report"
+
+CONFIRMED=$(bk_psql "SELECT count(*) FROM reservations WHERE status = 'CONFIRMED'")
+OK=$(($(res hot_ok) + $(res bg_ok)))
+[[ $CONFIRMED -eq $OK ]] || fail "confirmed reservations $CONFIRMED, bookbench saw $OK created"
+BAD=$(bk_psql "SELECT count(*) FROM performances p WHERE p.remaining_capacity <> p.total_capacity -
+       (SELECT count(*) FROM reservation_seats s JOIN reservations r ON r.id = s.reservation_id
+        WHERE r.performance_id = p.id AND r.status = 'CONFIRMED')")
+[[ $BAD -eq 0 ]] || fail "$BAD performances with remaining != total - sold"
+TWICE=$(bk_psql "SELECT count(*) FROM (SELECT performance_id, seat_id FROM reservation_seats
+         WHERE confirmed GROUP BY 1, 2 HAVING count(*) > 1) t")
+[[ $TWICE -eq 0 ]] || fail "$TWICE seats sold twice"
+echo "PASS: $(res requests) requests, $OK bookings created, database consistent"
