@@ -1,3 +1,4 @@
+# shellcheck shell=bash
 # faults.sh (sourced by chaos/run): one function per fault kind of issue 4 §2. Each
 # fault_<kind> HOLD_MS injects, calls cx_fault_begin when the fault is really in place,
 # holds it, clears it and leaves a note in F_NOTE; chaos/run writes the record with

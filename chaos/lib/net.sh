@@ -1,3 +1,4 @@
+# shellcheck shell=bash
 # net.sh (sourced by chaos/run): small clients for the control surfaces the faults use:
 # chaos_proxy's control port, lockd's INFO (LOCKP over /dev/tcp), fakepay's /admin/config and
 # PostgreSQL (psql). Needs: CX_PSQL (array), CX_FAKEPAY (port).
@@ -6,7 +7,7 @@
 cx_proxy_ctl() {
     local fd reply=""
     exec {fd}<>"/dev/tcp/127.0.0.1/$1" || return 1
-    printf '%s\n' "$2" >&"$fd"
+    printf '%s\n' "$2" 1>&"$fd"
     read -r -t 2 -u "$fd" reply || true
     exec {fd}>&-
     [[ $reply == OK* ]] || {
@@ -24,7 +25,7 @@ cx_lockd_held() {
         return 0
     }
     for ((i = 0; i < $2 / 20; i++)); do
-        printf 'i%d INFO\n' "$i" >&"$fd" 2>/dev/null || break
+        printf 'i%d INFO\n' "$i" 1>&"$fd" 2>/dev/null || break
         read -r -t 1 -u "$fd" line || break
         [[ $line =~ locks_held=([0-9]+) ]] && held=${BASH_REMATCH[1]}
         [ "$held" != "?" ] && [ "$held" -gt 0 ] && break

@@ -1,3 +1,4 @@
+# shellcheck shell=bash
 # proc.sh (sourced by chaos/run): the processes this run started, by PID, and loopback ports.
 # Every process is started through cx_spawn and remembered under a name (redis1, lockd2, ...)
 # so faults can signal exactly it and cx_stop_all can stop everything we started (and nothing

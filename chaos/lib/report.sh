@@ -1,3 +1,4 @@
+# shellcheck shell=bash
 # report.sh (sourced by chaos/run): the plot (gnuplot, chaos/plot.gp) and the text summary.
 
 # cx_plot OUT: per-second ok / fail / unknown operations and ok bookings from history.jsonl,
