@@ -61,6 +61,7 @@ struct rs_http {
     rs_route_stats unrouted; /* 404 / 405 / 413 / 400 before any handler */
     rs_req *live;            /* requests not answered yet */
     size_t in_flight;
+    size_t sending;   /* answers handed to evhttp and not completely written yet */
     uint64_t dropped; /* answers not sent: the client had left */
 };
 
@@ -162,6 +163,13 @@ static void req_free(rs_req *r)
     free(r);
 }
 
+static void on_reply_written(struct evhttp_request *ereq, void *arg)
+{
+    rs_http *h = arg;
+    if (h->sending > 0)
+        h->sending--;
+}
+
 /* The single exit of every request: counts it, sends (or drops) the answer, frees r. */
 static void req_finish(rs_req *r, int status, struct evbuffer *body, const char *ctype,
                        const char *hname, const char *hval)
@@ -186,6 +194,12 @@ static void req_finish(rs_req *r, int status, struct evbuffer *body, const char 
                 evhttp_add_header(out, hname, hval);
             if (r->h->stopping)
                 evhttp_add_header(out, "Connection", "close");
+        }
+        if (!r->gone) {
+            /* A graceful stop must not exit while this answer still sits in an output
+             * buffer: count it until evhttp says it is written. */
+            r->h->sending++;
+            evhttp_request_set_on_complete_cb(r->ereq, on_reply_written, r->h);
         }
         /* For a request whose client left, this frees the detached request unsent. */
         evhttp_send_reply(r->ereq, status, NULL, r->gone ? NULL : body); /* libevent's phrase */
@@ -666,7 +680,7 @@ void rs_http_stop_accepting(rs_http *h)
 
 size_t rs_http_in_flight(const rs_http *h)
 {
-    return h->in_flight;
+    return h->in_flight + h->sending;
 }
 
 void rs_http_free(rs_http *h)
