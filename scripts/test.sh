@@ -4,8 +4,10 @@
 #   2. builds everything with ASan + UBSan + gcov (Debug) in build-test/;
 #   3. runs every test registered with ctest: unit, redlock, client and integration
 #      (real redis-server and lockd processes on free loopback ports);
-#   4. builds the libFuzzer target with clang in build-fuzz/ and runs it for 60 s;
-#   5. prints the line coverage of the project's own code (gcovr).
+#   4. runs a short chaos run (chaos/run --duration 60 --seed 1: every fault kind once,
+#      then the checkers) on the same binaries;
+#   5. builds the libFuzzer target with clang in build-fuzz/ and runs it for 60 s;
+#   6. prints the line coverage of the project's own code (gcovr).
 # Every stage runs even when an earlier test stage failed; the exit status is non-zero
 # if anything failed. Build dirs can be moved with BUILD_TEST=... BUILD_FUZZ=...
 set -euo pipefail
@@ -71,6 +73,12 @@ run_ctest() {
     (cd "$BUILD_TEST" && ctest --output-on-failure)
 }
 
+run_chaos() {
+    # The whole system under faults; exits non-zero when a check fails.
+    bash chaos/run --duration "${CHAOS_SECONDS:-60}" --seed "${CHAOS_SEED:-1}" \
+        --build "$BUILD_TEST" --out "$BUILD_TEST/chaos-out"
+}
+
 run_fuzz() {
     CC=clang cmake -S . -B "$BUILD_FUZZ" -DFUZZ=ON -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
     cmake --build "$BUILD_FUZZ" -j"$JOBS" --target fuzz_lockp
@@ -106,6 +114,7 @@ if ! run_stage deps bash scripts/deps.sh; then
 fi
 if run_stage build build_test; then
     run_stage ctest run_ctest || true
+    run_stage chaos run_chaos || true
 fi
 run_stage fuzz run_fuzz || true
 if [[ ! " ${FAILED[*]} " =~ " build " ]]; then
