@@ -16,8 +16,11 @@
 #include "cx_history.h"
 #include "cx_snap.h"
 
+#define MAX_HISTORIES 8
+
 typedef struct cx_args {
-    const char *history;
+    const char *history[MAX_HISTORIES]; /* --history may be given several times */
+    size_t n_history;
     const char *faults;
     const char *database;
     const char *payment_url;
@@ -30,7 +33,8 @@ static void usage(FILE *out)
 {
     fprintf(out,
             "usage: chaos_check --history FILE --database CONNINFO [options]\n"
-            "  --history FILE            operation records (JSON lines, from chaos_load)\n"
+            "  --history FILE            operation records (JSON lines, from chaos_load);\n"
+            "                            repeat for several chaos_load processes (up to 8)\n"
             "  --faults FILE             fault records (JSON lines, from chaos/run)\n"
             "  --database CONNINFO       the booking database (libpq conninfo)\n"
             "  --payment-url URL         fakepay base URL: GET /payments for the payments check\n"
@@ -63,7 +67,11 @@ static int parse_args(int argc, char **argv, cx_args *a)
     while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
         switch (c) {
         case 'H':
-            a->history = optarg;
+            if (a->n_history == MAX_HISTORIES) {
+                fprintf(stderr, "chaos_check: --history: at most %d files\n", MAX_HISTORIES);
+                return 2;
+            }
+            a->history[a->n_history++] = optarg;
             break;
         case 'f':
             a->faults = optarg;
@@ -99,7 +107,7 @@ static int parse_args(int argc, char **argv, cx_args *a)
             return 2;
         }
     }
-    if (optind < argc || !a->history || !a->database) {
+    if (optind < argc || !a->n_history || !a->database) {
         fprintf(stderr, "chaos_check: --history and --database are required\n");
         usage(stderr);
         return 2;
@@ -186,8 +194,12 @@ int main(int argc, char **argv)
     rc = 2;
     memset(&s, 0, sizeof(s));
     memset(&c, 0, sizeof(c));
-    if (cx_history_load(&h, a.history, err, sizeof(err)) != CM_OK ||
-        (a.faults && cx_history_load(&h, a.faults, err, sizeof(err)) != CM_OK)) {
+    for (size_t i = 0; i < a.n_history; i++)
+        if (cx_history_load(&h, a.history[i], err, sizeof(err)) != CM_OK) {
+            fprintf(stderr, "chaos_check: %s\n", err);
+            goto done;
+        }
+    if (a.faults && cx_history_load(&h, a.faults, err, sizeof(err)) != CM_OK) {
         fprintf(stderr, "chaos_check: %s\n", err);
         goto done;
     }

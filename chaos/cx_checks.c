@@ -431,9 +431,24 @@ static int64_t counter_value(const cx_snap *s, int64_t id, bool *found)
     return 0;
 }
 
+/*
+ * A rejected write would have been a lost update without the fence when a newer holder
+ * (higher fence) had claimed the counter by its read before the stale write was answered:
+ * the stale value would have overwritten the newer one, or been overwritten by a write
+ * computed from a read that did not see it. v[lo..hi) are the ops of one counter.
+ */
+static bool rejection_explained(const cx_op *const *v, size_t lo, size_t hi, const cx_op *stale)
+{
+    for (size_t k = lo; k < hi; k++)
+        if (v[k]->has_read && v[k]->fence > stale->fence && v[k]->start_ms <= stale->end_ms)
+            return true;
+    return false;
+}
+
 static void check_counters(cx_result *r, const cx_snap *s, const cx_op *const *v, size_t n)
 {
     size_t applied = 0, rejected = 0, errors = 0, lost_total = 0, n_counters = 0;
+    size_t would_be_lost = 0, stale_lost = 0, unexplained = 0;
     if (n == 0) {
         snprintf(r->figure, sizeof(r->figure), "n/a (no counter operations in the history)");
         return;
@@ -454,6 +469,18 @@ static void check_counters(cx_result *r, const cx_snap *s, const cx_op *const *v
             cs.applied += v[j]->write == CX_WRITE_APPLIED;
             cs.rejected += v[j]->write == CX_WRITE_REJECTED;
             cs.errors += v[j]->write == CX_WRITE_ERROR;
+        }
+        for (size_t k = i; k < j; k++) {
+            if (v[k]->write != CX_WRITE_REJECTED)
+                continue;
+            stale_lost += v[k]->lost;
+            if (rejection_explained(v, i, j, v[k]))
+                would_be_lost++;
+            else if (++unexplained <= 5)
+                inform(r,
+                       "counter %" PRId64 ": op %" PRId64 " (fence %" PRIu64
+                       ") rejected with no newer fenced read in the history",
+                       cs.id, v[k]->id, v[k]->fence);
         }
         i = j;
         n_counters++;
@@ -483,9 +510,10 @@ static void check_counters(cx_result *r, const cx_snap *s, const cx_op *const *v
         }
     }
     snprintf(r->figure, sizeof(r->figure),
-             "lost_updates=%zu applied=%zu stale_rejected_by_fence=%zu write_errors=%zu "
+             "lost_updates=%zu applied=%zu stale_rejected_by_fence=%zu "
+             "would_be_lost_without_fence=%zu rejected_after_lost_lock=%zu write_errors=%zu "
              "counters=%zu",
-             lost_total, applied, rejected, errors, n_counters);
+             lost_total, applied, rejected, would_be_lost, stale_lost, errors, n_counters);
 }
 
 /*

@@ -130,6 +130,8 @@ static void load_op(cx_op *op, const json_t *o)
     }
     op->counter = get_int(o, "counter");
     op->fence = get_u64(o, "fence");
+    op->has_read = json_object_get(o, "read") != NULL;
+    op->lost = json_is_true(json_object_get(o, "lost"));
     get_str(o, "write", buf, sizeof(buf));
     op->write = parse_write(buf);
 }

@@ -53,6 +53,8 @@ typedef struct cx_op {
     char server[64];
     int64_t counter; /* counter_incr */
     uint64_t fence;  /* counter_incr: 0 when no lock was granted */
+    bool has_read;   /* counter_incr: "read" present: its fenced read claimed the counter */
+    bool lost;       /* counter_incr: the client saw its lock lost during the op */
     cx_write write;
 } cx_op;
 
