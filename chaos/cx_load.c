@@ -97,6 +97,11 @@ typedef struct load_opts {
     const char *database;
     uint32_t counter_clients;
     uint64_t counter_lease_ms;
+    uint32_t counter_sleep_min, counter_sleep_max;
+    bool counter_ignore_lost;
+    const char *counter_marker;
+    uint32_t client_base;
+    bool have_client_base;
     cm_log_level log_level;
 } load_opts;
 
@@ -372,11 +377,17 @@ static void start_workloads(load *L)
                               .conninfo = o->database,
                               .counters = o->counters,
                               .clients = o->counter_clients,
-                              .client_base = o->n_servers > 0 ? o->clients : 0,
+                              .client_base = o->have_client_base ? o->client_base
+                                             : o->n_servers > 0  ? o->clients
+                                                                 : 0,
                               .lease_ms = o->counter_lease_ms,
                               .wait_ms = 2000,
                               .timeout_ms = o->timeout_ms,
-                              .seed = o->seed};
+                              .seed = o->seed,
+                              .sleep_min_ms = o->counter_sleep_min,
+                              .sleep_max_ms = o->counter_sleep_max,
+                              .ignore_lost = o->counter_ignore_lost,
+                              .marker = o->counter_marker};
         L->counter = cx_counter_new(L->base, L->hist, &co, counter_idle_cb, L);
         if (!L->counter) {
             log_error("cannot start the counter workload");
@@ -603,27 +614,38 @@ done:
 
 static void usage(FILE *out)
 {
-    fprintf(out, "usage: chaos_load --servers H:P,... --duration S --out FILE --hot-perf ID\n"
-                 "                  --perfs ID,... --users FIRST:COUNT [options]\n"
-                 "       chaos_load --now-ms     (prints CLOCK_MONOTONIC in ms: the run's epoch)\n"
-                 "  --servers H:P,...     reserved servers (loopback)\n"
-                 "  --duration S          stop starting ops after S seconds (1..86400)\n"
-                 "  --seed N              one seed, one sequence of intended ops per client (1)\n"
-                 "  --out FILE            history, JSON lines appended (one per op, at its end)\n"
-                 "  --epoch-ms E          CLOCK_MONOTONIC ms of the run start (now)\n"
-                 "  --clients C           concurrent booking clients, 1..4096 (16)\n"
-                 "  --hot-perf ID         the performance that gets ~60%% of the bookings\n"
-                 "  --perfs ID,...        the other performances (~15%% of the bookings)\n"
-                 "  --users FIRST:COUNT   user ids to book as\n"
-                 "  --max-requests N      stop after N ops in all (no limit)\n"
-                 "  --timeout-ms MS       per request; no answer in time: outcome unknown (5000)\n"
-                 "  --lockd H:P,...       run the counter workload through these lockd\n"
-                 "  --counters K          counters 1..K in chaos_counters (4)\n"
-                 "  --database CONNINFO   libpq conninfo of the booking database (with --lockd)\n"
-                 "  --counter-clients M   counter clients, each its own lockd session (4)\n"
-                 "  --counter-lease-ms MS lease of a counter lock, 0: watchdog (0)\n"
-                 "  --log-level L         error|warn|info|debug (warn)\n"
-                 "  --help, --version\n");
+    fprintf(out,
+            "usage: chaos_load --servers H:P,... --duration S --out FILE --hot-perf ID\n"
+            "                  --perfs ID,... --users FIRST:COUNT [options]\n"
+            "       chaos_load --lockd H:P,... --database CONNINFO --duration S --out FILE\n"
+            "                  [counter options]   (the counter workload alone)\n"
+            "       chaos_load --now-ms     (prints CLOCK_MONOTONIC in ms: the run's epoch)\n"
+            "  --servers H:P,...     reserved servers (loopback)\n"
+            "  --duration S          stop starting ops after S seconds (1..86400)\n"
+            "  --seed N              one seed, one sequence of intended ops per client (1)\n"
+            "  --out FILE            history, JSON lines appended (one per op, at its end)\n"
+            "  --epoch-ms E          CLOCK_MONOTONIC ms of the run start (now)\n"
+            "  --clients C           concurrent booking clients, 1..4096 (16)\n"
+            "  --hot-perf ID         the performance that gets ~60%% of the bookings\n"
+            "  --perfs ID,...        the other performances (~15%% of the bookings)\n"
+            "  --users FIRST:COUNT   user ids to book as\n"
+            "  --max-requests N      stop after N ops in all (no limit)\n"
+            "  --timeout-ms MS       per request; no answer in time: outcome unknown (5000)\n"
+            "  --lockd H:P,...       run the counter workload through these lockd\n"
+            "  --counters K          counters 1..K in chaos_counters (4)\n"
+            "  --database CONNINFO   libpq conninfo of the booking database (with --lockd)\n"
+            "  --counter-clients M   counter clients, each its own lockd session (4)\n"
+            "  --counter-lease-ms MS lease of a counter lock, 0: watchdog (0)\n"
+            "  --counter-sleep-ms MIN:MAX  pause between a counter's read and write (1:10)\n"
+            "  --counter-ignore-lost a naive counter client: a lost lock (LOST push, session\n"
+            "                        loss) does not stop the op in progress; its fenced write\n"
+            "                        is still sent after the sleep (Kleppmann's scenario)\n"
+            "  --counter-marker FILE publish \"sleeping=N held=M\" (counter clients holding\n"
+            "                        a lock with the write not yet sent / holding a lock)\n"
+            "  --client-base N       history number of the first counter client\n"
+            "                        (default: after the booking clients)\n"
+            "  --log-level L         error|warn|info|debug (warn)\n"
+            "  --help, --version\n");
 }
 
 /* "ID,ID,..." of positive ids into a malloc'ed array. */
@@ -694,6 +716,10 @@ enum {
     OPT_DATABASE,
     OPT_CCLIENTS,
     OPT_CLEASE,
+    OPT_CSLEEP,
+    OPT_CIGNORE,
+    OPT_CMARKER,
+    OPT_CBASE,
     OPT_LOG,
     OPT_NOW,
     OPT_HELP,
@@ -713,6 +739,7 @@ static const num_flag NUM_FLAGS[] = {
     {OPT_HOT, "--hot-perf", 1, INT64_MAX},        {OPT_MAXREQ, "--max-requests", 1, UINT64_MAX},
     {OPT_TIMEOUT, "--timeout-ms", 10, 600000},    {OPT_COUNTERS, "--counters", 1, 1000000},
     {OPT_CCLIENTS, "--counter-clients", 1, 1024}, {OPT_CLEASE, "--counter-lease-ms", 0, 3600000},
+    {OPT_CBASE, "--client-base", 0, 1000000},
 };
 
 static bool set_num(load_opts *o, int opt, uint64_t v)
@@ -749,22 +776,43 @@ static bool set_num(load_opts *o, int opt, uint64_t v)
     case OPT_CLEASE:
         o->counter_lease_ms = v;
         break;
+    case OPT_CBASE:
+        o->client_base = (uint32_t)v;
+        o->have_client_base = true;
+        break;
     default:
         return false;
     }
     return true;
 }
 
-static bool parse_users(const char *s, load_opts *o)
+/* "A:B", both integers in lo..hi. */
+static bool parse_pair(const char *s, uint64_t lo, uint64_t hi, uint64_t *a, uint64_t *b)
 {
     char first[32];
     const char *colon = strchr(s, ':');
-    uint64_t f, n;
     if (!colon || (size_t)(colon - s) >= sizeof(first))
         return false;
     memcpy(first, s, (size_t)(colon - s));
     first[colon - s] = '\0';
-    if (!cx_cli_u64(first, 1, INT64_MAX / 2, &f) || !cx_cli_u64(colon + 1, 1, INT64_MAX / 2, &n))
+    return cx_cli_u64(first, lo, hi, a) && cx_cli_u64(colon + 1, lo, hi, b);
+}
+
+/* "MIN:MAX" milliseconds, MIN <= MAX <= 60000. */
+static bool parse_sleep(const char *s, load_opts *o)
+{
+    uint64_t a, b;
+    if (!parse_pair(s, 0, 60000, &a, &b) || a > b)
+        return false;
+    o->counter_sleep_min = (uint32_t)a;
+    o->counter_sleep_max = (uint32_t)b;
+    return true;
+}
+
+static bool parse_users(const char *s, load_opts *o)
+{
+    uint64_t f, n;
+    if (!parse_pair(s, 1, INT64_MAX / 2, &f, &n))
         return false;
     o->user_first = (long long)f;
     o->user_count = (long long)n;
@@ -791,6 +839,10 @@ static int parse_args(int argc, char **argv, load_opts *o)
         {"database", required_argument, NULL, OPT_DATABASE},
         {"counter-clients", required_argument, NULL, OPT_CCLIENTS},
         {"counter-lease-ms", required_argument, NULL, OPT_CLEASE},
+        {"counter-sleep-ms", required_argument, NULL, OPT_CSLEEP},
+        {"counter-ignore-lost", no_argument, NULL, OPT_CIGNORE},
+        {"counter-marker", required_argument, NULL, OPT_CMARKER},
+        {"client-base", required_argument, NULL, OPT_CBASE},
         {"log-level", required_argument, NULL, OPT_LOG},
         {"now-ms", no_argument, NULL, OPT_NOW},
         {"help", no_argument, NULL, OPT_HELP},
@@ -832,6 +884,21 @@ static int parse_args(int argc, char **argv, load_opts *o)
             break;
         case OPT_DATABASE:
             o->database = optarg;
+            break;
+        case OPT_CSLEEP:
+            if (!parse_sleep(optarg, o)) {
+                fprintf(stderr,
+                        "chaos_load: --counter-sleep-ms '%s': want MIN:MAX, 0 <= MIN <= MAX <= "
+                        "60000\n",
+                        optarg);
+                return 2;
+            }
+            break;
+        case OPT_CIGNORE:
+            o->counter_ignore_lost = true;
+            break;
+        case OPT_CMARKER:
+            o->counter_marker = optarg;
             break;
         case OPT_PERFS:
             if (!parse_ids(optarg, &o->perfs, &o->n_perfs)) {
@@ -909,6 +976,8 @@ int main(int argc, char **argv)
     o.timeout_ms = 5000;
     o.counters = 4;
     o.counter_clients = 4;
+    o.counter_sleep_min = 1;
+    o.counter_sleep_max = 10;
     o.log_level = CM_LOG_WARN;
     rc = parse_args(argc, argv, &o);
     if (rc == 0) {

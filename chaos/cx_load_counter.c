@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "cm_lockclient.h"
 #include "cm_log.h"
@@ -21,14 +22,16 @@
 #define CC_START_POLL_MS 50
 #define CC_START_MAX_MS  10000
 
-static const char SQL_READ[] = "SELECT value FROM chaos_counters WHERE id = $1";
+/* the read claims the fence (see the header): 0 rows means a newer holder was here */
+static const char SQL_READ[] = "UPDATE chaos_counters SET last_fence = $2"
+                               " WHERE id = $1 AND last_fence <= $2 RETURNING value";
 static const char SQL_WRITE[] = "UPDATE chaos_counters SET value = $2, last_fence = $3"
                                 " WHERE id = $1 AND last_fence <= $3";
 
 typedef enum cc_state {
     CC_THINK,   /* between ops; the timer starts the next */
     CC_ACQUIRE, /* ACQUIRE Counter:<id> sent */
-    CC_READ,    /* holding the lock, SELECT in flight */
+    CC_READ,    /* holding the lock, the fenced read in flight */
     CC_SLEEP,   /* holding the lock, the unguarded pause between read and write */
     CC_WRITE,   /* UPDATE with the fence in flight */
     CC_IDLE,    /* stopped */
@@ -52,6 +55,7 @@ typedef struct cc_client {
     char resource[32];
     bool granted;
     bool lost;
+    bool have_read; /* the fenced read answered: the op claimed its fence */
     char token[CM_LOCKP_TOKEN_LEN + 1];
     uint64_t fence;
     long long read;
@@ -64,9 +68,38 @@ struct cx_counter {
     cc_client *clients;
     void (*on_idle)(void *arg);
     void *arg;
+    int marker_sleeping, marker_held; /* last published; -1: nothing yet */
 };
 
 static void client_think(cc_client *cl, uint32_t ms);
+
+/* Publishes "sleeping=N held=M" (see the header) when it changed. A small local file
+ * written by a tool, not a daemon: the blocking write is fine. */
+static void marker_update(cx_counter *w)
+{
+    char tmp[4096], line[64];
+    int sleeping = 0, held = 0;
+    if (!w->o.marker)
+        return;
+    for (uint32_t i = 0; i < w->o.clients; i++) {
+        sleeping += w->clients[i].state == CC_SLEEP;
+        held += w->clients[i].granted;
+    }
+    if (sleeping == w->marker_sleeping && held == w->marker_held)
+        return;
+    int len = snprintf(line, sizeof(line), "sleeping=%d held=%d\n", sleeping, held);
+    snprintf(tmp, sizeof(tmp), "%s.tmp", w->o.marker);
+    FILE *f = fopen(tmp, "w");
+    bool ok = f && fwrite(line, 1, (size_t)len, f) == (size_t)len;
+    if (f && fclose(f) != 0)
+        ok = false;
+    if (!ok || rename(tmp, w->o.marker) != 0) {
+        log_warn("marker %s: cannot write", w->o.marker);
+        return;
+    }
+    w->marker_sleeping = sleeping;
+    w->marker_held = held;
+}
 
 bool cx_counter_idle(const cx_counter *c)
 {
@@ -88,8 +121,9 @@ static void op_end(cc_client *cl, const char *outcome, const char *code, const c
         (json_int_t)cx_hist_now(w->hist), "server", cl->server, "counter", (json_int_t)cl->counter);
     if (rec && cl->granted)
         json_object_set_new(rec, "fence", json_integer((json_int_t)cl->fence));
-    if (rec && cl->granted && write) {
+    if (rec && cl->granted && cl->have_read)
         json_object_set_new(rec, "read", json_integer(cl->read));
+    if (rec && cl->granted && write) {
         json_object_set_new(rec, "wrote", json_integer(wrote));
         json_object_set_new(rec, "write", json_string(write));
     }
@@ -103,6 +137,7 @@ static void op_end(cc_client *cl, const char *outcome, const char *code, const c
         log_debug("counter client %u: release not sent", cl->num);
     cl->granted = false;
     client_think(cl, strcmp(outcome, "ok") == 0 ? 0 : CC_FAIL_PAUSE_MS);
+    marker_update(w);
 }
 
 static void write_cb(void *arg, cx_pg_status st, const PGresult *res, const char *err)
@@ -128,6 +163,7 @@ static void sleep_done(cc_client *cl)
     snprintf(val, sizeof(val), "%lld", cl->read + 1);
     snprintf(fence, sizeof(fence), "%" PRIu64, cl->fence);
     cl->state = CC_WRITE;
+    marker_update(cl->w); /* before the send: "sleeping" must mean "write not sent" */
     if (cx_pg_query(cl->pg, SQL_WRITE, 3, params, cl->w->o.timeout_ms, write_cb, cl) != CM_OK)
         op_end(cl, "fail", "DB_DOWN", NULL, 0);
 }
@@ -135,22 +171,33 @@ static void sleep_done(cc_client *cl)
 static void read_cb(void *arg, cx_pg_status st, const PGresult *res, const char *err)
 {
     cc_client *cl = arg;
+    const cx_counter_opts *o = &cl->w->o;
+    /* one draw per op whatever happens: the seed fixes the sequence */
+    uint64_t sleep_ms =
+        o->sleep_min_ms + cx_rng_below(&cl->rng, o->sleep_max_ms - o->sleep_min_ms + 1);
     if (st != CX_PG_OK || PQntuples(res) != 1) {
-        log_debug("counter client %u: SELECT: %s", cl->num, st == CX_PG_OK ? "no row" : err);
-        op_end(cl, "fail", st == CX_PG_OK ? "NO_ROW" : "DB", NULL, 0);
+        /* 0 rows: the counter exists (chaos/run made it) but a newer fence claimed it */
+        log_debug("counter client %u: read: %s", cl->num, st == CX_PG_OK ? "stale fence" : err);
+        op_end(cl, "fail", st == CX_PG_OK ? "STALE_FENCE_READ" : "DB", NULL, 0);
         return;
     }
     cl->read = strtoll(PQgetvalue(res, 0, 0), NULL, 10);
+    cl->have_read = true;
+    if (cl->lost && !o->ignore_lost) {
+        op_end(cl, "fail", "LOST", NULL, 0);
+        return;
+    }
     cl->state = CC_SLEEP;
-    struct timeval tv = cm_tv_from_ms(1 + cx_rng_below(&cl->rng, 10));
+    struct timeval tv = cm_tv_from_ms(sleep_ms);
     evtimer_add(cl->timer, &tv);
+    marker_update(cl->w);
 }
 
 static void acquire_cb(void *arg, const cm_lock_result *r)
 {
     cc_client *cl = arg;
-    char idv[16];
-    const char *params[1] = {idv};
+    char idv[16], fence[32];
+    const char *params[2] = {idv, fence};
 
     if (r->status != CM_LOCK_OK) {
         op_end(cl, "fail", r->status == CM_LOCK_TIMEOUT ? "TIMEOUT" : r->code, NULL, 0);
@@ -160,8 +207,10 @@ static void acquire_cb(void *arg, const cm_lock_result *r)
     cl->fence = r->fence;
     snprintf(cl->token, sizeof(cl->token), "%s", r->token);
     snprintf(idv, sizeof(idv), "%u", cl->counter);
+    snprintf(fence, sizeof(fence), "%" PRIu64, cl->fence);
     cl->state = CC_READ;
-    if (cx_pg_query(cl->pg, SQL_READ, 1, params, cl->w->o.timeout_ms, read_cb, cl) != CM_OK)
+    marker_update(cl->w);
+    if (cx_pg_query(cl->pg, SQL_READ, 2, params, cl->w->o.timeout_ms, read_cb, cl) != CM_OK)
         op_end(cl, "fail", "DB_DOWN", NULL, 0);
 }
 
@@ -177,7 +226,7 @@ static void op_start(cc_client *cl)
     }
     cl->counter = counter;
     cl->start_ms = cx_hist_now(w->hist);
-    cl->granted = cl->lost = false;
+    cl->granted = cl->lost = cl->have_read = false;
     cl->fence = 0;
     cl->read = 0;
     snprintf(cl->resource, sizeof(cl->resource), "Counter:%u", counter);
@@ -215,9 +264,17 @@ static void client_think(cc_client *cl, uint32_t ms)
 static void lost_cb(void *arg, const char *resource, const char *token)
 {
     cc_client *cl = arg;
-    if (cl->granted && strcmp(token, cl->token) == 0)
-        cl->lost = true;
-    log_debug("counter client %u: lost %s", cl->num, resource);
+    if (!cl->granted || strcmp(token, cl->token) != 0)
+        return;
+    cl->lost = true;
+    log_debug("counter client %u: lost %s%s", cl->num, resource,
+              cl->w->o.ignore_lost ? " (ignored)" : "");
+    /* a careful client gives up before its write; a read in flight ends in read_cb, a
+     * write already sent cannot be called back */
+    if (!cl->w->o.ignore_lost && cl->state == CC_SLEEP) {
+        evtimer_del(cl->timer);
+        op_end(cl, "fail", "LOST", NULL, 0);
+    }
 }
 
 cx_counter *cx_counter_new(struct event_base *base, cx_hist *hist, const cx_counter_opts *o,
@@ -232,6 +289,7 @@ cx_counter *cx_counter_new(struct event_base *base, cx_hist *hist, const cx_coun
     c->o = *o;
     c->on_idle = on_idle;
     c->arg = arg;
+    c->marker_sleeping = c->marker_held = -1;
     c->clients = calloc(o->clients, sizeof(*c->clients));
     eps = calloc(o->n_lockd, sizeof(*eps));
     if (!c->clients || !eps)
