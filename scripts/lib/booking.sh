@@ -49,11 +49,13 @@ bk_cleanup() {
 
 bk_port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
 
-# A port on 127.0.0.1 nobody listens on and this run has not handed out yet.
+# A port on 127.0.0.1 nobody listens on and this run has not handed out yet, below the
+# ephemeral range (32768+): a port some outgoing connection holds looks free to a connect
+# probe but makes the server's bind fail.
 bk_free_port() {
     local p
     while :; do
-        p=$((20000 + RANDOM % 40000))
+        p=$((10000 + RANDOM % 22000))
         [[ "$BK_USED_PORTS" == *" $p "* ]] && continue
         if ! bk_port_open "$p"; then
             BK_USED_PORTS+="$p "
