@@ -33,6 +33,7 @@ typedef enum cc_state {
     CC_ACQUIRE, /* ACQUIRE Counter:<id> sent */
     CC_READ,    /* holding the lock, the fenced read in flight */
     CC_SLEEP,   /* holding the lock, the unguarded pause between read and write */
+    CC_CHECK,   /* careful client: PING in flight, to see the session (and lock) still live */
     CC_WRITE,   /* UPDATE with the fence in flight */
     CC_IDLE,    /* stopped */
 } cc_state;
@@ -82,7 +83,7 @@ static void marker_update(cx_counter *w)
     if (!w->o.marker)
         return;
     for (uint32_t i = 0; i < w->o.clients; i++) {
-        sleeping += w->clients[i].state == CC_SLEEP;
+        sleeping += w->clients[i].state == CC_SLEEP || w->clients[i].state == CC_CHECK;
         held += w->clients[i].granted;
     }
     if (sleeping == w->marker_sleeping && held == w->marker_held)
@@ -168,6 +169,22 @@ static void sleep_done(cc_client *cl)
         op_end(cl, "fail", "DB_DOWN", NULL, 0);
 }
 
+/* A careful client's last look before the write. A LOST push or the session's end is
+ * delivered before the PING's answer on the same connection, so an OK here means the lock
+ * was ours when lockd answered -- and the write may still arrive late, which only the
+ * fence catches. After a long pause the timer may fire before the socket's EOF is read:
+ * this round trip is what makes the client notice. */
+static void check_cb(void *arg, const cm_lock_result *r)
+{
+    cc_client *cl = arg;
+    if (cl->state != CC_CHECK)
+        return;
+    if (cl->lost || r->status != CM_LOCK_OK)
+        op_end(cl, "fail", "LOST", NULL, 0);
+    else
+        sleep_done(cl);
+}
+
 static void read_cb(void *arg, cx_pg_status st, const PGresult *res, const char *err)
 {
     cc_client *cl = arg;
@@ -239,8 +256,12 @@ static void op_start(cc_client *cl)
 static void timer_cb(evutil_socket_t fd, short what, void *arg)
 {
     cc_client *cl = arg;
-    if (cl->state == CC_SLEEP) {
+    if (cl->state == CC_SLEEP && cl->w->o.ignore_lost) {
         sleep_done(cl);
+    } else if (cl->state == CC_SLEEP) {
+        cl->state = CC_CHECK;
+        if (cm_lockclient_ping(cl->lc, check_cb, cl) != CM_OK)
+            op_end(cl, "fail", "LOST", NULL, 0);
     } else if (cl->state == CC_THINK) {
         /* the first op waits (boundedly) for the session and the DB connection, so a slow
          * start is not recorded as failed ops */

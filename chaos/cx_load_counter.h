@@ -13,7 +13,8 @@
  * once a newer holder has touched the counter.
  *
  * A careful client (the default) abandons the op when its lock is lost (LOST push or
- * session loss) before the write is sent. With ignore_lost it behaves like the naive
+ * session loss) before the write is sent, and PINGs lockd after its sleep to notice a
+ * session that died while the process was paused. With ignore_lost it behaves like the naive
  * client of Kleppmann's critique: it sends its fenced write anyway, and only the store's
  * fence check stands between it and a lost update.
  *

@@ -950,16 +950,143 @@ START_TEST(load_counter)
 }
 END_TEST
 
+/*
+ * The process pause of Kleppmann's critique on one counter: a chaos_load client holds
+ * Counter:1 with its read done and a 2 s sleep before the write (the marker says so); it is
+ * SIGSTOPped; lockd's session timeout (1 s) ends its session; a second chaos_load takes the
+ * lock with higher fences and increments; then SIGCONT. The naive client
+ * (--counter-ignore-lost) still sends its write, which the fence rejects; the careful client
+ * gives the op up (LOST) without writing. Either way no increment is lost.
+ */
+static void paused_holder(bool ignore_lost)
+{
+    th_pg pg;
+    th_redis r;
+    th_lockd l;
+    char naive[512], comp[512], marker[512], nlog[600], clog[600], lockd[64], line[64] = "";
+    ck_assert_msg(th_pg_start(&pg), "cannot start PostgreSQL");
+    start_redis(&r);
+    ck_assert_msg(th_lockd_start(&l, &r, 1, "session: {timeout_ms: 1000, lock_delay_ms: 0}"),
+                  "cannot start lockd");
+    PGconn *c = PQconnectdb(pg.conninfo);
+    ck_assert_int_eq(PQstatus(c), CONNECTION_OK);
+    PGresult *res = PQexec(c, "CREATE TABLE chaos_counters (id int PRIMARY KEY, value bigint NOT"
+                              " NULL, last_fence numeric(20,0) NOT NULL DEFAULT 0);"
+                              " INSERT INTO chaos_counters (id, value) VALUES (1, 0)");
+    ck_assert_int_eq(PQresultStatus(res), PGRES_COMMAND_OK);
+    PQclear(res);
+    snprintf(naive, sizeof naive, "%s/naive.jsonl", th_tmpdir());
+    snprintf(comp, sizeof comp, "%s/comp.jsonl", th_tmpdir());
+    snprintf(marker, sizeof marker, "%s/marker", th_tmpdir());
+    snprintf(nlog, sizeof nlog, "%s.log", naive);
+    snprintf(clog, sizeof clog, "%s.log", comp);
+    snprintf(lockd, sizeof lockd, "127.0.0.1:%d", l.port);
+    char *argv[] = {(char *)th_bin("chaos_load"),
+                    "--lockd",
+                    lockd,
+                    "--database",
+                    pg.conninfo,
+                    "--counters",
+                    "1",
+                    "--counter-clients",
+                    "1",
+                    "--counter-sleep-ms",
+                    "2000:2000",
+                    "--counter-marker",
+                    marker,
+                    "--duration",
+                    "3",
+                    "--max-requests",
+                    "1",
+                    "--out",
+                    naive,
+                    ignore_lost ? "--counter-ignore-lost" : NULL,
+                    NULL};
+    pid_t pid = th_spawn(argv, nlog);
+    ck_assert_int_gt(pid, 0);
+    for (int i = 0; i < 1000 && strncmp(line, "sleeping=1", 10) != 0; i++) {
+        FILE *f = fopen(marker, "r");
+        if (!f || !fgets(line, sizeof line, f))
+            line[0] = '\0';
+        if (f)
+            fclose(f);
+        usleep(10000);
+    }
+    ck_assert_msg(strncmp(line, "sleeping=1 held=1", 17) == 0, "marker: '%s'", line);
+    ck_assert_int_eq(kill(pid, SIGSTOP), 0);
+    /* lockd frees the lock once the session times out; the competitor waits for it */
+    int rc = run_tool(clog, 30000, "chaos_load", "--lockd", lockd, "--database", pg.conninfo,
+                      "--counters", "1", "--counter-clients", "1", "--counter-sleep-ms", "0:0",
+                      "--duration", "2", "--client-base", "10", "--out", comp, NULL);
+    ck_assert_int_eq(kill(pid, SIGCONT), 0);
+    if (rc != 0)
+        dump_log(clog);
+    ck_assert_int_eq(rc, 0);
+    int st = th_wait_exit(pid, 20000);
+    ck_assert_msg(st != -1 && WIFEXITED(st) && WEXITSTATUS(st) == 0, "naive chaos_load failed");
+
+    json_t *hn = read_history(naive), *hc = read_history(comp);
+    ck_assert_uint_eq(json_array_size(hn), 1);
+    json_t *o = json_array_get(hn, 0);
+    long long stale_fence = need_int(o, "fence");
+    ck_assert_msg(json_is_true(json_object_get(o, "lost")), "the pause did not lose the lock");
+    ck_assert_int_eq(need_int(o, "read"), 0);
+    if (ignore_lost) {
+        ck_assert_str_eq(need_str(o, "write"), "rejected");
+        ck_assert_str_eq(need_str(o, "code"), "STALE_FENCE");
+    } else {
+        ck_assert_ptr_null(json_object_get(o, "write"));
+        ck_assert_str_eq(need_str(o, "code"), "LOST");
+    }
+    size_t applied = 0;
+    for (size_t i = 0; i < json_array_size(hc); i++) {
+        json_t *k = json_array_get(hc, i);
+        if (strcmp(need_str(k, "outcome"), "ok") != 0)
+            continue;
+        ck_assert(need_int(k, "fence") > stale_fence);
+        applied++;
+    }
+    ck_assert_uint_gt(applied, 0);
+    res = PQexec(c, "SELECT value FROM chaos_counters WHERE id = 1");
+    ck_assert_int_eq(PQresultStatus(res), PGRES_TUPLES_OK);
+    ck_assert_int_eq(atoll(PQgetvalue(res, 0, 0)), (long long)applied);
+    PQclear(res);
+    PQfinish(c);
+    json_decref(hn);
+    json_decref(hc);
+    th_pg_stop(&pg, true);
+}
+
+START_TEST(load_counter_ignore_lost)
+{
+    paused_holder(true);
+}
+END_TEST
+
+START_TEST(load_counter_careful)
+{
+    paused_holder(false);
+}
+END_TEST
+
 int main(void)
 {
     const fpt_case cases[] = {
-        {"proxy_forward", proxy_forward}, {"proxy_latency", proxy_latency},
-        {"proxy_drop", proxy_drop},       {"proxy_blackhole", proxy_blackhole},
-        {"proxy_refuse", proxy_refuse},   {"proxy_overflow", proxy_overflow},
-        {"proxy_control", proxy_control}, {"proxy_cli", proxy_cli},
-        {"load_args", load_args},         {"load_now_ms", load_now_ms},
-        {"load_reserved", load_reserved}, {"load_seed", load_seed},
+        {"proxy_forward", proxy_forward},
+        {"proxy_latency", proxy_latency},
+        {"proxy_drop", proxy_drop},
+        {"proxy_blackhole", proxy_blackhole},
+        {"proxy_refuse", proxy_refuse},
+        {"proxy_overflow", proxy_overflow},
+        {"proxy_control", proxy_control},
+        {"proxy_cli", proxy_cli},
+        {"load_args", load_args},
+        {"load_now_ms", load_now_ms},
+        {"load_reserved", load_reserved},
+        {"load_seed", load_seed},
         {"load_counter", load_counter},
+        {"load_counter_ignore_lost", load_counter_ignore_lost},
+        {"load_counter_careful", load_counter_careful},
     };
     return fpt_main("chaos_tools", cases, sizeof cases / sizeof cases[0], 120);
 }
