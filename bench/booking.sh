@@ -1,20 +1,21 @@
 #!/usr/bin/env bash
 # bench/booking.sh: the booking benchmark (issue 3 §8), lockd mode against db mode in one run
-# on this machine. Starts PostgreSQL 15 (fsync on), 3 Redis masters and 2 lockd on free
+# on this machine. Starts PostgreSQL 15 (fsync on), 3 Redis masters and LOCKDS lockd on free
 # loopback ports in one temp dir; then for each mode starts 3 reserved (payment off, so the
 # database and the lock are what is measured), creates a fresh hot performance on a
 # 10000-seat venue and 50 background performances on a 1000-seat venue, and runs
 # build/bin/bookbench: CLIENTS closed-loop clients over the 3 reserved, half the requests
 # hot bookings (1-3 seats), a quarter bookings on the 50 other performances, a quarter
 # seat-map reads. Prints each run, a comparison table (hot bookings/s, hot p50/p99,
-# background p99, reads p99, and the lockd/db ratios) and one RESULT line per mode.
+# background p99, reads p99, and the lockd/db ratios) and one RESULT line per run.
 # Everything started is stopped by PID at the end, also on failure or Ctrl-C.
 #   bench/booking.sh
 #   CLIENTS=128 LOCKDS=1 bench/booking.sh
 #   BUILD=build-rel MODES="db lockd" bench/booking.sh
 # Environment: BUILD (build; built with Release when a binary is missing), CLIENTS (64),
 # DURATION (10 s: at ~400 hot bookings/s of 2 seats a 10000-seat performance lasts ~12 s;
-# a run that sold the hot performance out says so), MODES ("lockd db"), LOCKDS (2), SEED (1).
+# a run that sold the hot performance out says so), MODES ("lockd db"), LOCKDS (2),
+# ROUNDS (1; each round runs every mode once, the comparison takes the means), SEED (1).
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -24,6 +25,7 @@ CLIENTS=${CLIENTS:-64}
 DURATION=${DURATION:-10}
 MODES=${MODES:-lockd db}
 LOCKDS=${LOCKDS:-2}
+ROUNDS=${ROUNDS:-1}
 SEED=${SEED:-1}
 
 for t in lockd reserved bookbench; do
@@ -49,16 +51,19 @@ bk_start_lockd "$LOCKDS"
 echo "== PostgreSQL $BK_PG_CONNINFO (fsync on); redis $BK_REDIS_LIST; lockd ${BK_LOCKD[*]}"
 
 NUSERS=200
-SUMMARY=()
-for mode in $MODES; do
+SUMMARY=() # "mode round RESULT ..."
+run_mode() { # run_mode MODE ROUND
+    local mode=$1 round=$2 tag="$1-$2" d
     echo
-    echo "== mode $mode: 3 reserved, payment off"
+    echo "== round $round, mode $mode: 3 reserved, payment off; load $(cut -d' ' -f1-3 /proc/loadavg)"
     bk_start_reserved 3 "$mode" ""
-    HOT_VENUE=$(bk_create_venue "Bench hot hall ($mode)" 10000 1000 100)
-    BG_VENUE=$(bk_create_venue "Bench hall ($mode)" 1000 100 50)
-    HOT=$(bk_create_perf "$HOT_VENUE" "Hot ($mode)" 40)
+    HOT_VENUE=$(bk_create_venue "Bench hot hall ($tag)" 10000 1000 100)
+    BG_VENUE=$(bk_create_venue "Bench hall ($tag)" 1000 100 50)
+    HOT=$(bk_create_perf "$HOT_VENUE" "Hot ($tag)" 40)
     BG=()
-    for ((d = 1; d <= 50; d++)); do BG+=("$(bk_create_perf "$BG_VENUE" "Background $d ($mode)" $((40 + d)))"); done
+    for ((d = 1; d <= 50; d++)); do
+        BG+=("$(bk_create_perf "$BG_VENUE" "Background $d ($tag)" $((40 + d)))")
+    done
     bk_create_users "$NUSERS"
     BK_PSQL_USER=postgres bk_psql "CHECKPOINT" >/dev/null
     BG_LIST=$(
@@ -68,35 +73,48 @@ for mode in $MODES; do
     CMD=("$BK_BIN/bookbench" --servers "$(bk_servers)" --clients "$CLIENTS" --duration "$DURATION"
         --hot-perf "$HOT" --background-perfs "$BG_LIST" --background-share 0.25
         --reads-share 0.25 --users "$BK_USERS_FIRST:$NUSERS" --seats-min 1 --seats-max 3
-        --seed "$SEED" --json "$BK_TMP/bookbench-$mode.json")
+        --seed "$SEED" --json "$BK_TMP/bookbench-$tag.json")
     echo "\$ ${CMD[*]}"
     echo "   (reserved configs: lock.mode $mode, payment.url \"\", db_pool_size 8, lock.wait_ms 5000)"
-    "${CMD[@]}" | tee "$BK_TMP/bookbench-$mode.out"
+    "${CMD[@]}" | tee "$BK_TMP/bookbench-$tag.out"
     echo "   load after: $(cut -d' ' -f1-3 /proc/loadavg)"
-    SUMMARY+=("$mode $(grep '^RESULT ' "$BK_TMP/bookbench-$mode.out")")
-    if grep -q ' hot_all_sold=1' "$BK_TMP/bookbench-$mode.out"; then
+    SUMMARY+=("$mode $round $(grep '^RESULT ' "$BK_TMP/bookbench-$tag.out")")
+    if grep -q ' hot_all_sold=1' "$BK_TMP/bookbench-$tag.out"; then
         echo "   WARNING: the hot performance sold out during the run: hot figures are understated"
     fi
     bk_stop_reserved
+}
+# Rounds alternate the modes, so a load that drifts (a shared machine) hits both alike.
+for ((round = 1; round <= ROUNDS; round++)); do
+    for mode in $MODES; do run_mode "$mode" "$round"; done
 done
 
 get() { sed -n "s/.* $2=\([^ ]*\).*/\1/p" <<<"$1"; }
 echo
 echo "== comparison ($CLIENTS clients, $DURATION s, 3 reserved, $LOCKDS lockd, $(nproc) cores)"
-printf '%-6s %12s %10s %10s %10s %10s %10s %10s\n' mode "hot 201/s" "hot p50ms" "hot p99ms" \
-    "bg 201/s" "bg p99ms" "read/s" "read p99ms"
-declare -A HOT_OK BG_P99
+printf '%-6s %5s %10s %10s %10s %10s %10s %10s %10s\n' mode round "hot 201/s" "hot p50ms" \
+    "hot p99ms" "bg 201/s" "bg p99ms" "read/s" "read p99ms"
+TABLE=""
 for line in "${SUMMARY[@]}"; do
-    mode=${line%% *}
-    HOT_OK[$mode]=$(get "$line" hot_ok_per_s)
-    BG_P99[$mode]=$(get "$line" bg_p99_ms)
-    printf '%-6s %12s %10s %10s %10s %10s %10s %10s\n' "$mode" "${HOT_OK[$mode]}" \
-        "$(get "$line" hot_p50_ms)" "$(get "$line" hot_p99_ms)" "$(get "$line" bg_ok_per_s)" \
-        "${BG_P99[$mode]}" "$(get "$line" read_ok_per_s)" "$(get "$line" read_p99_ms)"
+    read -r mode round _ <<<"$line"
+    row=$(printf '%-6s %5s %10s %10s %10s %10s %10s %10s %10s' "$mode" "$round" \
+        "$(get "$line" hot_ok_per_s)" "$(get "$line" hot_p50_ms)" "$(get "$line" hot_p99_ms)" \
+        "$(get "$line" bg_ok_per_s)" "$(get "$line" bg_p99_ms)" "$(get "$line" read_ok_per_s)" \
+        "$(get "$line" read_p99_ms)")
+    echo "$row"
+    TABLE+="$row"$'\n'
 done
-if [[ -n ${HOT_OK[lockd]:-} && -n ${HOT_OK[db]:-} ]]; then
-    awk -v l="${HOT_OK[lockd]}" -v d="${HOT_OK[db]}" -v bl="${BG_P99[lockd]}" -v bd="${BG_P99[db]}" \
-        'BEGIN { printf "hot bookings/s lockd/db = %.2fx; background p99 db/lockd = %.2fx\n",
-                 (d > 0 ? l / d : 0), (bl > 0 ? bd / bl : 0) }'
-fi
-for line in "${SUMMARY[@]}"; do echo "RESULT mode=${line%% *} ${line#* RESULT }"; done
+# Means over the rounds, and the ratios the issue asks about.
+awk '$1 != "" { n[$1]++; hot[$1] += $3; bg[$1] += $7 }
+     END {
+         for (m in n) printf "mean %-6s hot 201/s %.1f, background p99 %.1f ms (%d rounds)\n",
+                             m, hot[m] / n[m], bg[m] / n[m], n[m]
+         if (n["lockd"] && n["db"] && hot["db"] > 0 && bg["lockd"] > 0)
+             printf "hot bookings/s lockd/db = %.2fx; background p99 db/lockd = %.2fx\n",
+                    (hot["lockd"] / n["lockd"]) / (hot["db"] / n["db"]),
+                    (bg["db"] / n["db"]) / (bg["lockd"] / n["lockd"])
+     }' <<<"$TABLE"
+for line in "${SUMMARY[@]}"; do
+    read -r mode round _ <<<"$line"
+    echo "RESULT mode=$mode round=$round ${line#* RESULT }"
+done

@@ -122,6 +122,7 @@ struct bb {
     uint64_t t_start_us, t_last_us;
     struct event *stop_timer, *ev_int, *ev_term;
     bb_stats st[BB_NCLASS];
+    bb_stats *hot_by_server; /* [nservers]: shows a server whose hot bookings starve */
 };
 
 /* ---- latency histogram ---- */
@@ -418,6 +419,13 @@ static void on_answer(void *arg, const cx_http_resp *r)
     st->total++;
     if (o != OUT_NOANSWER)
         lat_add(&st->all, us);
+    if (c->cls == BB_HOT) {
+        bb_stats *hs = &b->hot_by_server[(size_t)c->idx % b->nservers];
+        hs->n[o]++;
+        hs->total++;
+        if (o != OUT_NOANSWER)
+            lat_add(&hs->all, us);
+    }
     if (o == OUT_OK)
         lat_add(&st->ok, us);
     b->t_last_us = now;
@@ -563,6 +571,15 @@ static void report(const bb *b)
                s->n[OUT_DECLINED], s->n[OUT_BUSY], s->n[OUT_UNAVAILABLE], s->n[OUT_OTHER],
                s->n[OUT_NOANSWER], (double)s->total / secs, (double)s->n[OUT_OK] / secs,
                lat_ms(&s->all, 0.5), lat_ms(&s->all, 0.99), (double)s->all.max_us / 1000.0);
+    }
+    for (size_t i = 0; i < b->nservers && b->nservers > 1; i++) {
+        const bb_stats *s = &b->hot_by_server[i];
+        char addr[CM_HOST_MAX + 8];
+        printf("  hot via %s: %" PRIu64 " requests, %" PRIu64 " created (%.1f/s), p50 %.2f ms, "
+               "p99 %.2f ms, max %.2f ms\n",
+               cm_addr_format(&b->servers[i], addr, sizeof(addr)), s->total, s->n[OUT_OK],
+               (double)s->n[OUT_OK] / secs, lat_ms(&s->all, 0.5), lat_ms(&s->all, 0.99),
+               (double)s->all.max_us / 1000.0);
     }
     const bb_perf *hot = &b->perfs[0];
     printf("hot performance %" PRId64 ": %u seats, %u still free by this run's count%s\n", hot->id,
@@ -771,6 +788,7 @@ static void bb_free(bb *b)
     }
     free(b->perfs);
     free(b->servers);
+    free(b->hot_by_server);
     if (b->stop_timer)
         event_free(b->stop_timer);
     if (b->ev_int)
@@ -795,7 +813,8 @@ int main(int argc, char **argv)
     rc = 1;
     b->base = event_base_new();
     b->c = calloc((size_t)b->nclients, sizeof(*b->c));
-    if (b->base == NULL || b->c == NULL)
+    b->hot_by_server = calloc(b->nservers, sizeof(*b->hot_by_server));
+    if (b->base == NULL || b->c == NULL || b->hot_by_server == NULL)
         goto done;
     b->setup_h = cx_http_new(b->base, &b->servers[0], BB_SETUP_TIMEOUT_MS);
     if (b->setup_h == NULL) {
