@@ -6,7 +6,8 @@
 # Needs the names and ports set up by chaos/run.
 
 CX_ALL_FAULTS="kill_reserved pause_reserved kill_lockd pause_lockd kill_redis_minority pause_redis
-redis_majority_down net_lockd_redis net_reserved_lockd pg_restart pay_slow pay_fail"
+redis_majority_down net_lockd_redis net_reserved_lockd pg_restart pay_slow pay_fail
+pause_counter_holder"
 
 cx_fault_begin() { F_START=$(cx_now); }
 cx_hold() { sleep "$(($1 / 1000)).$(printf %03d $(($1 % 1000)))"; }
@@ -169,4 +170,57 @@ fault_pay_fail() {
     cx_fault_begin
     cx_hold "$1"
     cx_pay_config '{"failRate":0,"declineRate":0}'
+}
+
+# cx_marker_sleeping: counter clients of the naive counter process holding a lock with
+# their write not yet sent, from its --counter-marker file ("sleeping=N held=M").
+cx_marker_sleeping() {
+    local line=""
+    read -r line <"$CX_COUNTER_MARKER" 2>/dev/null || true
+    [[ $line =~ sleeping=([0-9]+)\ held=([0-9]+) ]] || { echo "0 0"; return 0; }
+    echo "${BASH_REMATCH[1]} ${BASH_REMATCH[2]}"
+}
+
+# cx_stopped NAME: until the kernel shows NAME stopped (state T), 1 s at most: kill(2)
+# returns before the target has left the CPU.
+cx_stopped() {
+    local pid=${CX_PID[$1]:-} st="" i
+    for ((i = 0; i < 200; i++)); do
+        read -r _ _ st _ <"/proc/$pid/stat" 2>/dev/null || return 1
+        [ "$st" = T ] && return 0
+        sleep 0.005
+    done
+    return 1
+}
+
+# The process-pause case for the lock-safety workload: SIGSTOP the naive counter process
+# (--counter-ignore-lost) at a moment when one of its clients holds Counter:<id> with the
+# read done and the fenced write not yet sent, for longer than lockd's session timeout:
+# lockd ends the session and the lock goes to a client of chaos_load with a higher fence
+# that claims the counter; after SIGCONT the stale write goes out and the fence must
+# reject it. The moment is found from the marker, then checked again once the process is
+# really stopped (it cannot change any more); a miss resumes it and tries again.
+fault_pause_counter_holder() {
+    local try sleeping held deadline=$((SECONDS + 5))
+    F_TARGET=counter
+    F_NOTE="no holder with a pending write caught within 5 s"
+    for ((try = 1; SECONDS < deadline; try++)); do
+        read -r sleeping held <<<"$(cx_marker_sleeping)"
+        if [ "$sleeping" -eq 0 ]; then
+            sleep 0.005
+            continue
+        fi
+        cx_signal counter STOP
+        cx_stopped counter || true
+        read -r sleeping held <<<"$(cx_marker_sleeping)"
+        if [ "$sleeping" -gt 0 ]; then
+            cx_fault_begin
+            F_NOTE="SIGSTOP $1 ms (lockd session timeout $CX_SESSION_MS ms) with $sleeping"
+            F_NOTE+=" holder(s) between read and fenced write, $held lock(s) held, try $try"
+            cx_hold "$1"
+            cx_signal counter CONT
+            return 0
+        fi
+        cx_signal counter CONT
+    done
 }

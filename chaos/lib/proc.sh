@@ -90,7 +90,7 @@ cx_stop() {
 # Stops every process we started, newest kind first (clients before servers).
 cx_stop_all() {
     local name
-    for name in load "${!CX_PID[@]}"; do
+    for name in load counter "${!CX_PID[@]}"; do
         [ -n "${CX_PID[$name]:-}" ] && cx_stop "$name" 5
     done
     return 0

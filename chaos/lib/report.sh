@@ -6,7 +6,7 @@
 cx_plot() {
     local out=$1
     jq -r 'select(.type == "op") | [((.end_ms / 1000) | floor), .outcome, .op] | @tsv' \
-        "$out/history.jsonl" |
+        "$out/history.jsonl" "$out/counter.jsonl" |
         awk -F '\t' '
             { t = $1 + 0; if (t > max) max = t; if (min == "" || t < min) min = t
               if ($2 == "ok") ok[t]++; else if ($2 == "fail") fail[t]++; else unk[t]++
@@ -42,5 +42,5 @@ cx_report() {
     echo "-- checks"
     sed -n 's/^CHECK /  /p' "$out/check.txt"
     if [ "$rc" = 0 ]; then echo "RESULT PASS"; else echo "RESULT FAIL (chaos_check exit $rc)"; fi
-    echo "files: $out/{history.jsonl,faults.jsonl,schedule.txt,report.txt,check.json,plot.png,plot.svg,logs/}"
+    echo "files: $out/{history.jsonl,counter.jsonl,faults.jsonl,schedule.txt,report.txt,check.json,plot.png,plot.svg,logs/}"
 }
