@@ -884,23 +884,36 @@ START_TEST(load_seed)
 }
 END_TEST
 
+/* PostgreSQL with chaos_counters holding `rows` ("(id, value), ..."), one Redis and one
+ * lockd with the given session timeout; returns a connection to the database. */
+static PGconn *counter_world(th_pg *pg, th_redis *r, th_lockd *l, int session_ms, const char *rows)
+{
+    char yaml[96], sql[512];
+    ck_assert_msg(th_pg_start(pg), "cannot start PostgreSQL");
+    start_redis(r);
+    snprintf(yaml, sizeof yaml, "session: {timeout_ms: %d, lock_delay_ms: 0}", session_ms);
+    ck_assert_msg(th_lockd_start(l, r, 1, yaml), "cannot start lockd");
+    PGconn *c = PQconnectdb(pg->conninfo);
+    ck_assert_int_eq(PQstatus(c), CONNECTION_OK);
+    snprintf(sql, sizeof sql,
+             "CREATE TABLE chaos_counters (id int PRIMARY KEY, value bigint NOT NULL,"
+             " last_fence numeric(20,0) NOT NULL DEFAULT 0);"
+             " INSERT INTO chaos_counters (id, value) VALUES %s",
+             rows);
+    PGresult *res = PQexec(c, sql);
+    ck_assert_int_eq(PQresultStatus(res), PGRES_COMMAND_OK);
+    PQclear(res);
+    return c;
+}
+
 START_TEST(load_counter)
 {
     th_pg pg;
     th_redis r;
     th_lockd l;
     char out[512], lockd[64], log[600];
-    ck_assert_msg(th_pg_start(&pg), "cannot start PostgreSQL");
-    start_redis(&r);
-    ck_assert_msg(th_lockd_start(&l, &r, 1, "session: {timeout_ms: 2000, lock_delay_ms: 0}"),
-                  "cannot start lockd");
-    PGconn *c = PQconnectdb(pg.conninfo);
-    ck_assert_int_eq(PQstatus(c), CONNECTION_OK);
-    PGresult *res = PQexec(c, "CREATE TABLE chaos_counters (id int PRIMARY KEY, value bigint NOT"
-                              " NULL, last_fence numeric(20,0) NOT NULL DEFAULT 0);"
-                              " INSERT INTO chaos_counters (id, value) VALUES (1, 100), (2, 0)");
-    ck_assert_int_eq(PQresultStatus(res), PGRES_COMMAND_OK);
-    PQclear(res);
+    PGconn *c = counter_world(&pg, &r, &l, 2000, "(1, 100), (2, 0)");
+    PGresult *res;
     snprintf(out, sizeof out, "%s/counter.jsonl", th_tmpdir());
     snprintf(log, sizeof log, "%s.log", out);
     snprintf(lockd, sizeof lockd, "127.0.0.1:%d", l.port);
@@ -964,17 +977,8 @@ static void paused_holder(bool ignore_lost)
     th_redis r;
     th_lockd l;
     char naive[512], comp[512], marker[512], nlog[600], clog[600], lockd[64], line[64] = "";
-    ck_assert_msg(th_pg_start(&pg), "cannot start PostgreSQL");
-    start_redis(&r);
-    ck_assert_msg(th_lockd_start(&l, &r, 1, "session: {timeout_ms: 1000, lock_delay_ms: 0}"),
-                  "cannot start lockd");
-    PGconn *c = PQconnectdb(pg.conninfo);
-    ck_assert_int_eq(PQstatus(c), CONNECTION_OK);
-    PGresult *res = PQexec(c, "CREATE TABLE chaos_counters (id int PRIMARY KEY, value bigint NOT"
-                              " NULL, last_fence numeric(20,0) NOT NULL DEFAULT 0);"
-                              " INSERT INTO chaos_counters (id, value) VALUES (1, 0)");
-    ck_assert_int_eq(PQresultStatus(res), PGRES_COMMAND_OK);
-    PQclear(res);
+    PGconn *c = counter_world(&pg, &r, &l, 1000, "(1, 0)");
+    PGresult *res;
     snprintf(naive, sizeof naive, "%s/naive.jsonl", th_tmpdir());
     snprintf(comp, sizeof comp, "%s/comp.jsonl", th_tmpdir());
     snprintf(marker, sizeof marker, "%s/marker", th_tmpdir());
