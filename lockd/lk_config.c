@@ -4,7 +4,6 @@
  */
 #include "lk_config.h"
 
-#include <getopt.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -110,129 +109,33 @@ cm_rc lk_config_validate(const lk_config *cfg, const char *origin, char *err, si
     return CM_OK;
 }
 
-void lk_config_usage(FILE *out, const char *prog)
-{
-    size_t n;
-    const cm_cfg_key *keys = lk_config_table(&n);
-    fprintf(out,
-            "usage: %s [--config FILE] [--listen H:P] [--redis H:P,H:P,...]\n"
-            "          [--metrics-listen H:P] [--log-level L] [--check-config]\n"
-            "          [--help] [--version]\n"
-            "\n"
-            "  --config FILE         YAML config (keys below)\n"
-            "  --listen H:P          overrides 'listen'\n"
-            "  --redis LIST          overrides 'redis'\n"
-            "  --metrics-listen H:P  overrides 'metrics_listen'\n"
-            "  --log-level L         overrides 'log.level'\n"
-            "  --check-config        validate, print the effective config, exit 0 (2 on error)\n"
-            "  --help, --version\n"
-            "\nconfig keys:\n",
-            prog);
-    for (size_t i = 0; i < n; i++)
-        fprintf(out, "  %-28s %s (default \"%s\")\n", keys[i].path, keys[i].help,
-                keys[i].defval ? keys[i].defval : "");
-}
-
-enum { OPT_CONFIG = 256, OPT_LISTEN, OPT_REDIS, OPT_METRICS, OPT_LOGLEVEL, OPT_CHECK };
-
-/* Flag -> config key. */
-static const char *opt_key(int opt)
-{
-    switch (opt) {
-    case OPT_LISTEN:
-        return "listen";
-    case OPT_REDIS:
-        return "redis";
-    case OPT_METRICS:
-        return "metrics_listen";
-    case OPT_LOGLEVEL:
-        return "log.level";
-    default:
-        return NULL;
-    }
-}
-
-static const struct option lk_options[] = {
-    {"config", required_argument, NULL, OPT_CONFIG},
-    {"listen", required_argument, NULL, OPT_LISTEN},
-    {"redis", required_argument, NULL, OPT_REDIS},
-    {"metrics-listen", required_argument, NULL, OPT_METRICS},
-    {"log-level", required_argument, NULL, OPT_LOGLEVEL},
-    {"check-config", no_argument, NULL, OPT_CHECK},
-    {"help", no_argument, NULL, 'h'},
-    {"version", no_argument, NULL, 'V'},
-    {NULL, 0, NULL, 0},
+static const cm_cli_flag lk_flags[] = {
+    {"listen", "listen", "H:P"},
+    {"redis", "redis", "H:P,H:P,..."},
+    {"metrics-listen", "metrics_listen", "H:P"},
+    {"log-level", "log.level", "L"},
 };
 
-static const char *opt_flag(int opt)
+static const cm_cli_spec lk_cli = {
+    .prog = "lockd",
+    .keys = lk_keys,
+    .nkeys = CM_ARRAY_LEN(lk_keys),
+    .flags = lk_flags,
+    .nflags = CM_ARRAY_LEN(lk_flags),
+};
+
+void lk_config_usage(FILE *out)
 {
-    for (size_t i = 0; lk_options[i].name; i++)
-        if (lk_options[i].val == opt)
-            return lk_options[i].name;
-    return "?";
+    cm_cli_usage(&lk_cli, out);
 }
 
-/*
- * Two passes over argv so that flags override the file wherever they appear:
- * the first finds --config and the mode flags, the second applies key overrides.
- */
-cm_rc lk_config_from_args(int argc, char **argv, lk_config *cfg, lk_cli_action *action,
+cm_rc lk_config_from_args(int argc, char **argv, lk_config *cfg, cm_cli_action *action,
                           bool *usage_error, char *err, size_t errlen)
 {
     const char *file = NULL;
-    int opt;
-
-    *action = LK_CLI_RUN;
-    *usage_error = false;
-    lk_config_defaults(cfg);
-
-    opterr = 0;
-    optind = 0; /* GNU: full reset, so the parser can run more than once */
-    while ((opt = getopt_long(argc, argv, "hV", lk_options, NULL)) != -1) {
-        switch (opt) {
-        case OPT_CONFIG:
-            file = optarg;
-            break;
-        case OPT_CHECK:
-            *action = LK_CLI_CHECK_CONFIG;
-            break;
-        case 'h':
-            *action = LK_CLI_HELP;
-            return CM_OK;
-        case 'V':
-            *action = LK_CLI_VERSION;
-            return CM_OK;
-        case '?':
-        case ':':
-            *usage_error = true;
-            if (optopt != 0)
-                snprintf(err, errlen, "option '--%s' needs an argument", opt_flag(optopt));
-            else
-                snprintf(err, errlen, "unknown option '%s'", argv[optind - 1]);
-            return CM_ERR;
-        default:
-            break;
-        }
-    }
-    if (optind < argc) {
-        *usage_error = true;
-        snprintf(err, errlen, "unexpected argument '%s'", argv[optind]);
+    if (cm_cli_parse(&lk_cli, argc, argv, cfg, action, usage_error, &file, err, errlen) != CM_OK)
         return CM_ERR;
-    }
-
-    size_t n = CM_ARRAY_LEN(lk_keys);
-    if (file && cm_cfg_load_file(lk_keys, n, cfg, file, err, errlen) != CM_OK)
-        return CM_ERR;
-
-    optind = 0;
-    while ((opt = getopt_long(argc, argv, "hV", lk_options, NULL)) != -1) {
-        const char *key = opt_key(opt);
-        if (!key)
-            continue;
-        char origin[64];
-        snprintf(origin, sizeof(origin), "--%s", opt_flag(opt));
-        if (cm_cfg_set(lk_keys, n, cfg, key, optarg, origin, err, errlen) != CM_OK)
-            return CM_ERR;
-    }
+    if (*action == CM_CLI_HELP || *action == CM_CLI_VERSION)
+        return CM_OK;
     return lk_config_validate(cfg, file ? file : "command line", err, errlen);
 }

@@ -12,6 +12,7 @@
 #include <stdint.h>
 #include <stdio.h>
 #include "cm_addr.h"
+#include "cm_cli.h"
 #include "cm_config.h"
 #include "cm_core.h"
 
@@ -34,14 +35,6 @@ typedef struct lk_config {
     int log_level; /* cm_log_level */
 } lk_config;
 
-/* What main should do after lk_config_from_args. */
-typedef enum lk_cli_action {
-    LK_CLI_RUN,          /* config is valid: run the daemon */
-    LK_CLI_HELP,         /* usage printed to stdout: exit 0 */
-    LK_CLI_VERSION,      /* version printed to stdout: exit 0 */
-    LK_CLI_CHECK_CONFIG, /* config valid and printed to stdout: exit 0 */
-} lk_cli_action;
-
 /* The key table (for docs and tests). */
 const cm_cfg_key *lk_config_table(size_t *n);
 /* Sets every key to its default (frees what cfg held; cfg must be zeroed or valid). */
@@ -53,9 +46,9 @@ cm_rc lk_config_validate(const lk_config *cfg, const char *origin, char *err,
 /* Parses argv: --config FILE first, then flags over it, then validation.
  * On CM_ERR err holds a one-line reason and usage_error tells whether the usage
  * should be shown (bad flag) or not (config error); the caller exits 2. */
-cm_rc lk_config_from_args(int argc, char **argv, lk_config *cfg, lk_cli_action *action,
+cm_rc lk_config_from_args(int argc, char **argv, lk_config *cfg, cm_cli_action *action,
                           bool *usage_error, char *err, size_t errlen) CM_MUSTCHECK;
-void lk_config_usage(FILE *out, const char *prog);
+void lk_config_usage(FILE *out);
 void lk_config_dump(const lk_config *cfg, FILE *out);
 void lk_config_free(lk_config *cfg);
 

@@ -206,7 +206,7 @@ done:
 int main(int argc, char **argv)
 {
     lk_config cfg;
-    lk_cli_action action;
+    cm_cli_action action;
     bool usage_error;
     char err[1024];
     int rc = 0;
@@ -217,21 +217,21 @@ int main(int argc, char **argv)
     if (lk_config_from_args(argc, argv, &cfg, &action, &usage_error, err, sizeof(err)) != CM_OK) {
         fprintf(stderr, "lockd: %s\n", err);
         if (usage_error)
-            lk_config_usage(stderr, "lockd");
+            lk_config_usage(stderr);
         rc = 2;
         goto out;
     }
     switch (action) {
-    case LK_CLI_HELP:
-        lk_config_usage(stdout, "lockd");
+    case CM_CLI_HELP:
+        lk_config_usage(stdout);
         goto out;
-    case LK_CLI_VERSION:
+    case CM_CLI_VERSION:
         printf("lockd %s\n", BOOKING_VERSION);
         goto out;
-    case LK_CLI_CHECK_CONFIG:
+    case CM_CLI_CHECK_CONFIG:
         lk_config_dump(&cfg, stdout);
         goto out;
-    case LK_CLI_RUN:
+    case CM_CLI_RUN:
         break;
     }
     cm_log_set_level((cm_log_level)cfg.log_level);

@@ -7,13 +7,13 @@
  * stop booking -> free everything in reverse -> exit 0.
  */
 #include <event2/event.h>
-#include <getopt.h>
 #include <signal.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "cm_cli.h"
 #include "cm_log.h"
 #include "cm_rand.h"
 #include "cm_time.h"
@@ -28,81 +28,28 @@
 #define DRAIN_MAX_MS  10000 /* in-flight requests get this long at shutdown */
 #define DRAIN_TICK_MS 20
 
-typedef enum cli_action { CLI_RUN, CLI_HELP, CLI_VERSION, CLI_CHECK } cli_action;
-
-enum {
-    OPT_CONFIG = 256,
-    OPT_LISTEN,
-    OPT_DATABASE,
-    OPT_LOCKD,
-    OPT_PAYMENT,
-    OPT_LOCKMODE,
-    OPT_LOGLEVEL,
-    OPT_CHECK
+static const cm_cli_flag flags[] = {
+    {"listen", "listen", "H:P"},
+    {"database", "database", "CONNINFO"},
+    {"lockd", "lockd", "H:P,H:P,..."},
+    {"payment-url", "payment.url", "URL"},
+    {"lock-mode", "lock.mode", "lockd|db"},
+    {"log-level", "log.level", "L"},
 };
 
-static const struct option options[] = {
-    {"config", required_argument, NULL, OPT_CONFIG},
-    {"listen", required_argument, NULL, OPT_LISTEN},
-    {"database", required_argument, NULL, OPT_DATABASE},
-    {"lockd", required_argument, NULL, OPT_LOCKD},
-    {"payment-url", required_argument, NULL, OPT_PAYMENT},
-    {"lock-mode", required_argument, NULL, OPT_LOCKMODE},
-    {"log-level", required_argument, NULL, OPT_LOGLEVEL},
-    {"check-config", no_argument, NULL, OPT_CHECK},
-    {"help", no_argument, NULL, 'h'},
-    {"version", no_argument, NULL, 'V'},
-    {NULL, 0, NULL, 0},
-};
-
-/* Flag -> the config key it overrides. */
-static const char *opt_key(int opt)
+static cm_cli_spec cli_spec(void)
 {
-    switch (opt) {
-    case OPT_LISTEN:
-        return "listen";
-    case OPT_DATABASE:
-        return "database";
-    case OPT_LOCKD:
-        return "lockd";
-    case OPT_PAYMENT:
-        return "payment.url";
-    case OPT_LOCKMODE:
-        return "lock.mode";
-    case OPT_LOGLEVEL:
-        return "log.level";
-    default:
-        return NULL;
-    }
-}
-
-static const char *opt_flag(int opt)
-{
-    for (size_t i = 0; options[i].name; i++)
-        if (options[i].val == opt)
-            return options[i].name;
-    return "?";
+    return (cm_cli_spec){.prog = "reserved",
+                         .keys = rs_config_keys,
+                         .nkeys = rs_config_nkeys,
+                         .flags = flags,
+                         .nflags = CM_ARRAY_LEN(flags)};
 }
 
 static void usage(FILE *out)
 {
-    fprintf(out,
-            "usage: reserved [--config FILE] [--listen H:P] [--database CONNINFO]\n"
-            "                [--lockd H:P,H:P,...] [--payment-url URL] [--lock-mode lockd|db]\n"
-            "                [--log-level L] [--check-config] [--help] [--version]\n"
-            "\n"
-            "  --config FILE        YAML config (keys below)\n"
-            "  --listen H:P         overrides 'listen'\n"
-            "  --database CONNINFO  overrides 'database'\n"
-            "  --lockd LIST         overrides 'lockd'\n"
-            "  --payment-url URL    overrides 'payment.url'\n"
-            "  --lock-mode MODE     overrides 'lock.mode'\n"
-            "  --log-level L        overrides 'log.level'\n"
-            "  --check-config       validate, print the effective config, exit 0 (2 on error)\n"
-            "\nconfig keys:\n");
-    for (size_t i = 0; i < rs_config_nkeys; i++)
-        fprintf(out, "  %-34s %s (default \"%s\")\n", rs_config_keys[i].path,
-                rs_config_keys[i].help, rs_config_keys[i].defval ? rs_config_keys[i].defval : "");
+    cm_cli_spec spec = cli_spec();
+    cm_cli_usage(&spec, out);
 }
 
 /* Checks that span keys or that the table cannot express. */
@@ -125,66 +72,16 @@ static cm_rc config_validate(const rs_config *cfg, const char *origin, char *err
     return CM_OK;
 }
 
-/*
- * Two passes over argv so flags override the file wherever they appear: the first
- * finds --config and the mode flags, the second applies the key overrides.
- * *usage_error: the usage should be shown (a bad flag, not a bad value).
- */
-static cm_rc config_from_args(int argc, char **argv, rs_config *cfg, cli_action *action,
+/* Flags over the file (cm_cli), then the checks that span keys. */
+static cm_rc config_from_args(int argc, char **argv, rs_config *cfg, cm_cli_action *action,
                               bool *usage_error, char *err, size_t errlen)
 {
     const char *file = NULL;
-    int opt;
-
-    *action = CLI_RUN;
-    *usage_error = false;
-    cm_cfg_defaults(rs_config_keys, rs_config_nkeys, cfg);
-    opterr = 0;
-    optind = 0;
-    while ((opt = getopt_long(argc, argv, "hV", options, NULL)) != -1) {
-        switch (opt) {
-        case OPT_CONFIG:
-            file = optarg;
-            break;
-        case OPT_CHECK:
-            *action = CLI_CHECK;
-            break;
-        case 'h':
-            *action = CLI_HELP;
-            return CM_OK;
-        case 'V':
-            *action = CLI_VERSION;
-            return CM_OK;
-        case '?':
-        case ':':
-            *usage_error = true;
-            if (optopt != 0)
-                snprintf(err, errlen, "option '--%s' needs an argument", opt_flag(optopt));
-            else
-                snprintf(err, errlen, "unknown option '%s'", argv[optind - 1]);
-            return CM_ERR;
-        default:
-            break;
-        }
-    }
-    if (optind < argc) {
-        *usage_error = true;
-        snprintf(err, errlen, "unexpected argument '%s'", argv[optind]);
+    cm_cli_spec spec = cli_spec();
+    if (cm_cli_parse(&spec, argc, argv, cfg, action, usage_error, &file, err, errlen) != CM_OK)
         return CM_ERR;
-    }
-    if (file && cm_cfg_load_file(rs_config_keys, rs_config_nkeys, cfg, file, err, errlen) != CM_OK)
-        return CM_ERR;
-    optind = 0;
-    while ((opt = getopt_long(argc, argv, "hV", options, NULL)) != -1) {
-        const char *key = opt_key(opt);
-        char origin[64];
-        if (!key)
-            continue;
-        snprintf(origin, sizeof(origin), "--%s", opt_flag(opt));
-        if (cm_cfg_set(rs_config_keys, rs_config_nkeys, cfg, key, optarg, origin, err, errlen) !=
-            CM_OK)
-            return CM_ERR;
-    }
+    if (*action == CM_CLI_HELP || *action == CM_CLI_VERSION)
+        return CM_OK;
     return config_validate(cfg, file ? file : "command line", err, errlen);
 }
 
@@ -375,7 +272,7 @@ done:
 int main(int argc, char **argv)
 {
     rs_config *cfg = &rs_app_g.cfg;
-    cli_action action;
+    cm_cli_action action;
     bool usage_error;
     char err[1024];
     int rc = 0;
@@ -390,16 +287,16 @@ int main(int argc, char **argv)
         goto out;
     }
     switch (action) {
-    case CLI_HELP:
+    case CM_CLI_HELP:
         usage(stdout);
         goto out;
-    case CLI_VERSION:
+    case CM_CLI_VERSION:
         printf("reserved %s\n", BOOKING_VERSION);
         goto out;
-    case CLI_CHECK:
+    case CM_CLI_CHECK_CONFIG:
         cm_cfg_dump(rs_config_keys, rs_config_nkeys, cfg, stdout);
         goto out;
-    case CLI_RUN:
+    case CM_CLI_RUN:
         break;
     }
     cm_log_set_level(cfg->log_level);
