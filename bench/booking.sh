@@ -68,6 +68,9 @@ run_mode() { # run_mode MODE ROUND
         BG+=("$(bk_create_perf "$BG_VENUE" "Background $d ($tag)" $((40 + d)))")
     done
     bk_create_users "$NUSERS"
+    # Same start for every run: the last run's dead row versions (a hot performance row is
+    # updated once or twice per booking) vacuumed, dirty pages flushed.
+    BK_PSQL_USER=postgres bk_psql "VACUUM (ANALYZE)" >/dev/null
     BK_PSQL_USER=postgres bk_psql "CHECKPOINT" >/dev/null
     BG_LIST=$(
         IFS=,
@@ -80,7 +83,9 @@ run_mode() { # run_mode MODE ROUND
     echo "\$ ${CMD[*]}"
     echo "   (reserved configs: lock.mode $mode, payment.url \"\", db_pool_size 8, lock.wait_ms 5000)"
     "${CMD[@]}" | tee "$BK_TMP/bookbench-$tag.out"
-    echo "   load after: $(cut -d' ' -f1-3 /proc/loadavg)"
+    echo "   load after: $(cut -d' ' -f1-3 /proc/loadavg); performances table: $(bk_psql \
+        "SELECT n_dead_tup || ' dead row versions, ' || pg_relation_size('performances') / 8192 ||
+                ' pages' FROM pg_stat_user_tables WHERE relname = 'performances'")"
     SUMMARY+=("$mode $round $(grep '^RESULT ' "$BK_TMP/bookbench-$tag.out")")
     if grep -q ' hot_all_sold=1' "$BK_TMP/bookbench-$tag.out"; then
         echo "   WARNING: the hot performance sold out during the run: hot figures are understated"
