@@ -476,6 +476,16 @@ static void health_cb(evutil_socket_t fd, short what, void *arg)
                      (unsigned long long)m->inflight);
             conn_drop(&m->cmd);
         }
+        /* A command connection whose SCRIPT LOADs failed (a master still loading its
+         * AOF answers -LOADING) or never completed would stay "not up" for good:
+         * bound its handshake too, and try again with backoff. */
+        if (m->cmd.ac != NULL && !m->cmd.ready && m->inflight == 0 &&
+            now - m->cmd.since_us > limit) {
+            log_warn("redis master %s: command connection not ready after %llu ms; "
+                     "reconnecting",
+                     m->name, (unsigned long long)((now - m->cmd.since_us) / 1000));
+            conn_drop(&m->cmd);
+        }
         /* A pub/sub connect that never completes (SYN into a black hole) has no
          * command to time out: bound the handshake the same way. */
         if (m->sub.ac != NULL && !m->sub.ready && now - m->sub.since_us > limit) {

@@ -640,6 +640,60 @@ START_TEST(test_free_pending)
 }
 END_TEST
 
+/* A master restarted on a big AOF answers -LOADING for a while: the SCRIPT LOADs of a
+ * connection made then fail. The master must still come up once it has loaded (the
+ * handshake is retried), not stay down for good. */
+START_TEST(test_master_loading)
+{
+    env e;
+    redisContext *rc = rconnect(0);
+    /* About 600k keys make the AOF take a noticeable while to load. */
+    redisReply *rep = redisCommand(rc, "EVAL %s 0",
+                                   "for i=1,600000 do redis.call('SET','fill:'..i,'x') end "
+                                   "return 1");
+    ck_assert_ptr_nonnull(rep);
+    ck_assert_int_eq(rep->type, REDIS_REPLY_INTEGER);
+    freeReplyObject(rep);
+    redisFree(rc);
+    env_open(&e);
+    ck_assert(up_is(&e, 3, 3000));
+    kill(masters[0].pid, SIGKILL);
+    masters[0].pid = 0;
+    ck_assert(up_is(&e, 2, 2000));
+    /* Restart and let the client reconnect while the data loads. */
+    char port[16], log[300];
+    snprintf(port, sizeof port, "%d", masters[0].port);
+    snprintf(log, sizeof log, "%s/redis.log", masters[0].dir);
+    char *argv[] = {"redis-server", "--port",        port,     "--bind",
+                    "127.0.0.1",    "--save",        "",       "--appendonly",
+                    "yes",          "--appendfsync", "always", "--dir",
+                    masters[0].dir, "--daemonize",   "no",     NULL};
+    masters[0].pid = th_spawn(argv, log);
+    uint64_t t0 = cm_now_ms();
+    ck_assert_msg(up_is(&e, 3, 20000), "master never came back up after loading: up %zu",
+                  lk_redlock_masters_up(e.rl));
+    fprintf(stderr, "redlock_master_loading: up again after %llu ms\n",
+            (unsigned long long)(cm_now_ms() - t0));
+    ck_assert_int_eq(acquire(&e, "L", "tok-loading", NULL, 5000).outcome, LK_RL_GRANTED);
+    drain(&e);
+    env_close(&e);
+}
+END_TEST
+
+static void setup3_aof(void)
+{
+    memset(masters, 0, sizeof masters);
+    n_masters = 3;
+    masters[0].aof = true;
+    for (size_t i = 0; i < 3; i++) {
+        if (!th_redis_start(&masters[i])) {
+            fprintf(stderr, "redis-server did not start\n");
+            th_stop_all();
+            exit(1);
+        }
+    }
+}
+
 static void add_case(Suite *s, const char *name, const TTest *t, void (*setup)(void))
 {
     TCase *tc = tcase_create(name);
@@ -669,6 +723,7 @@ int main(void)
     add_case(s, "released_pubsub", test_released_pubsub, setup3);
     add_case(s, "five_masters", test_five_masters, setup5);
     add_case(s, "free_pending", test_free_pending, setup3);
+    add_case(s, "master_loading", test_master_loading, setup3_aof);
     SRunner *sr = srunner_create(s);
     srunner_run_all(sr, CK_NORMAL);
     int failed = srunner_ntests_failed(sr);
