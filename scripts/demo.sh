@@ -29,7 +29,7 @@ for arg in "$@"; do
     --keep) KEEP=1 ;;
     --locks) LOCKS=1 ;;
     -h | --help)
-        sed -n '2,17p' "$0" | sed 's/^# \{0,1\}//'
+        sed -n '2,16p' "$0" | sed 's/^# \{0,1\}//'
         exit 0
         ;;
     *)
