@@ -561,13 +561,13 @@ START_TEST(test_cli)
     char *bin = (char *)th_bin("fakepay");
     char *const help[] = {bin, "--help", NULL};
     char *const version[] = {bin, "--version", NULL};
-    char *const bad[][4] = {
+    char *const bad[][5] = {
         {bin, NULL},
         {bin, "--bogus", NULL},
         {bin, "--listen", NULL},
         {bin, "--listen", "nocolon", NULL},
         {bin, "--listen", "127.0.0.1:99999", NULL},
-        {bin, "--listen", "127.0.0.1:1", "extra"},
+        {bin, "--listen", "127.0.0.1:1", "extra", NULL},
     };
     char *const bad_values[][4] = {
         {bin, "--decline-rate", "1.5", NULL}, {bin, "--decline-rate", "x", NULL},
