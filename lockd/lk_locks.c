@@ -9,13 +9,16 @@
  * - prev_token, when set, is a token of ours that still may sit on some masters
  *   (a released lock whose handoff was not granted yet): every attempt offers it for
  *   takeover, and it is released through Redlock when nobody is left to take it;
- * - a resource is freed when it has no holder, no waiter and no attempt;
+ * - a resource is freed when it has no holder, no waiter, no attempt and no head start
+ *   for other lockds running;
  * - a chain of local handoffs that is both long (LK_CHAIN_MIN handoffs) and old
  *   (LK_CHAIN_MS) ends with a release through Redis (pub/sub wakes other lockds) and a
  *   short head start for them, so their waiters are not starved forever; but only
  *   while another lockd has said it wants the lock ("want" notice within
  *   LK_WANTED_MS): with no remote waiter the chain goes on and no handoff pays the
- *   head start. A single handoff never pays it, however long the lock was held.
+ *   head start. A single handoff never pays it, however long the lock was held;
+ * - a release with no local waiter while another lockd wants the lock gives the same
+ *   head start: a client that ACQUIREs again right after its RELEASE waits for it.
  */
 #include "lk_locks.h"
 
@@ -38,11 +41,13 @@
 #define LK_TOKEN_BUF     (CM_LOCKP_TOKEN_LEN + 1)
 #define LK_TAG_BUF       (CM_LOCKP_TAG_MAX + 1)
 #define LK_CHAIN_MS      250  /* a run of local handoffs this long ... */
-#define LK_CHAIN_MIN     8    /* ... and this many gives other lockds a turn */
+#define LK_CHAIN_MIN     2    /* ... and this many gives other lockds a turn (clients that
+                                 * serve a batch per grant make each handoff long) */
 #define LK_WANTED_MS     1000 /* a "want" notice from another lockd counts this long ... */
 #define LK_WANT_EVERY_MS 100  /* ... and our own waiters repeat theirs this often */
 #define LK_YIELD_MIN     2    /* ms head start for remote waiters after such a yield ... */
 #define LK_YIELD_MAX     5    /* ... about one pub/sub wake-up plus one Redlock round */
+#define LK_RELEASED_MS   50   /* "released" notices of one release arrive within this */
 #define LK_RAND_POOL     1024 /* bytes: 64 tokens per getrandom call */
 
 typedef struct lk_resource lk_resource;
@@ -102,6 +107,8 @@ struct lk_resource {
     uint32_t chain_handoffs;       /* local handoffs since then */
     uint64_t remote_wanted_ms;     /* last "want" notice from another lockd (0: none) */
     uint64_t want_sent_ms;         /* last "want" notice we published for our waiters */
+    uint64_t released_first_ms;    /* first "released" notice of the current release ... */
+    size_t released_seen;          /* ... and how many masters have sent one since */
     size_t name_len;
     char name[]; /* NUL-terminated */
 };
@@ -249,6 +256,8 @@ static void res_maybe_free(lk_resource *r)
     lk_locks *lk = r->lk;
     if (r->holder || r->n_waiters > 0 || r->op)
         return;
+    if (r->yielding && evtimer_pending(&r->retry, NULL) && !lk->shutting_down)
+        return; /* a head start for other lockds: a new local ACQUIRE must wait it out */
     if (r->prev_token[0] && !lk->shutting_down)
         (void)lk_redlock_release(lk->rl, r->name, r->prev_token, NULL, NULL);
     event_del(&r->retry);
@@ -314,8 +323,11 @@ static void res_kick(lk_resource *r)
 static void retry_cb(evutil_socket_t fd, short what, void *arg)
 {
     lk_resource *r = arg;
-    if (TAILQ_EMPTY(&r->waiters) || r->op || r->holder)
+    r->yielding = false;
+    if (TAILQ_EMPTY(&r->waiters) || r->op || r->holder) {
+        res_maybe_free(r); /* the end of a head start nobody here queued behind */
         return;
+    }
     if (r->retry_is_poll)
         lk_stats.polls_total++;
     start_attempt(r);
@@ -531,7 +543,9 @@ void lk_locks_acquire(lk_locks *lk, lk_owner *owner, const char *tag, const char
     TAILQ_INSERT_TAIL(&owner->waiters, w, owner_link);
     owner->n_waiters++;
     lk_stats.waiters++;
-    if (TAILQ_FIRST(&r->waiters) == w && !r->op && !r->holder)
+    /* During a head start for other lockds the first attempt waits for retry_cb. */
+    if (TAILQ_FIRST(&r->waiters) == w && !r->op && !r->holder &&
+        !(r->yielding && evtimer_pending(&r->retry, NULL)))
         start_attempt(r);
 }
 
@@ -586,9 +600,13 @@ static void hold_end(lk_hold *h, uint64_t release_us)
         start_attempt(r);
     } else {
         /* A plain release publishes it: after a long local chain, waiters on other
-         * lockds (which only poll a lock that is never free) get a head start. */
+         * lockds (which only poll a lock that is never free) get a head start. So they
+         * do when another lockd wants it and we have no local waiter yet: an ACQUIRE
+         * that follows the RELEASE at once (same client, same write) would otherwise
+         * reach the masters before their pub/sub wake-up, every time. The resource
+         * stays (res_maybe_free) until the head start is over. */
         (void)lk_redlock_release(lk->rl, r->name, h->token, NULL, NULL);
-        if (next && !lk->shutting_down && !r->op) {
+        if ((next || remote_wants) && !lk->shutting_down && !r->op) {
             res_schedule(r, cm_rand_range(LK_YIELD_MIN, LK_YIELD_MAX), false);
             r->yielding = true; /* our own release notice must not end the head start */
         }
@@ -844,6 +862,17 @@ void lk_locks_on_released(lk_locks *lk, const char *resource)
         return;
     if (r->yielding && evtimer_pending(&r->retry, NULL))
         return;
+    /* Each master publishes once it has deleted the key. An attempt on the first notice
+     * finds the key still on the others, loses, and backs off: wait for a quorum of
+     * them (notices within LK_RELEASED_MS belong to one release). */
+    uint64_t now = cm_now_ms();
+    if (r->released_seen == 0 || now - r->released_first_ms > LK_RELEASED_MS) {
+        r->released_first_ms = now;
+        r->released_seen = 0;
+    }
+    if (++r->released_seen < lk_redlock_quorum(lk->rl))
+        return;
+    r->released_seen = 0;
     lk_stats.wakeups_total++;
     start_attempt(r);
 }
