@@ -576,7 +576,11 @@ static void bk_leased(void *arg, rs_db_conn *conn, const rs_db_result *res)
 
 static void bk_lease(bk *b)
 {
-    if (rs_db_lease(bks.app->db, bk_leased, b) == NULL)
+    /* Holding the performance lock (lockd mode): every other booking of the performance,
+     * in every process, waits for this one, so it goes ahead of the pool's queue. */
+    rs_db_req *req = b->q != NULL ? rs_db_lease_urgent(bks.app->db, bk_leased, b)
+                                  : rs_db_lease(bks.app->db, bk_leased, b);
+    if (req == NULL)
         bk_fail(b, 503, "UNAVAILABLE", NULL, "database unavailable");
 }
 

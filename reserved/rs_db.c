@@ -74,6 +74,7 @@ struct rs_db_req {
     rs_db_cb cb;        /* REQ_EXEC */
     rs_db_lease_cb lcb; /* REQ_LEASE */
     void *arg;
+    bool urgent;            /* queued ahead of every request that is not (rs_db_lease_urgent) */
     bool cancelled;         /* RUNNING exec whose callback must not run */
     bool in_cb;             /* its callback is running: rs_db_cancel is a no-op */
     struct event *ev;       /* lease timeout / deferred failure */
@@ -273,7 +274,20 @@ static rs_db_req *req_submit(rs_db *db, rs_db_req *req)
         struct timeval tv = {(time_t)(db->opts.lease_timeout_ms / 1000),
                              (suseconds_t)(db->opts.lease_timeout_ms % 1000) * 1000};
         req->state = REQ_QUEUED;
-        TAILQ_INSERT_TAIL(&db->queue, req, link);
+        rs_db_req *after_urgent = NULL;
+        if (req->urgent) { /* behind the urgent ones (FIFO among them), before the rest */
+            TAILQ_FOREACH(after_urgent, &db->queue, link)
+            {
+                if (!after_urgent->urgent) {
+                    break;
+                }
+            }
+        }
+        if (after_urgent) {
+            TAILQ_INSERT_BEFORE(after_urgent, req, link);
+        } else {
+            TAILQ_INSERT_TAIL(&db->queue, req, link);
+        }
         db->queue_len++;
         evtimer_add(req->ev, &tv);
         schedule_dispatch(db);
@@ -869,7 +883,7 @@ rs_db_req *rs_db_exec(rs_db *db, const char *stmt, int nparams, const char *cons
     return req_submit(db, req);
 }
 
-rs_db_req *rs_db_lease(rs_db *db, rs_db_lease_cb cb, void *arg)
+static rs_db_req *lease_submit(rs_db *db, rs_db_lease_cb cb, void *arg, bool urgent)
 {
     rs_db_req *req = calloc(1, sizeof *req);
     if (!req) {
@@ -878,7 +892,18 @@ rs_db_req *rs_db_lease(rs_db *db, rs_db_lease_cb cb, void *arg)
     req->kind = REQ_LEASE;
     req->lcb = cb;
     req->arg = arg;
+    req->urgent = urgent;
     return req_submit(db, req);
+}
+
+rs_db_req *rs_db_lease(rs_db *db, rs_db_lease_cb cb, void *arg)
+{
+    return lease_submit(db, cb, arg, false);
+}
+
+rs_db_req *rs_db_lease_urgent(rs_db *db, rs_db_lease_cb cb, void *arg)
+{
+    return lease_submit(db, cb, arg, true);
 }
 
 void rs_db_cancel(rs_db_req *req)

@@ -96,6 +96,10 @@ rs_db_req *rs_db_exec(rs_db *db, const char *stmt, int nparams, const char *cons
                       rs_db_cb cb, void *arg);
 /* Leases a connection for a transaction. */
 rs_db_req *rs_db_lease(rs_db *db, rs_db_lease_cb cb, void *arg);
+/* The same, served before every queued request that is not urgent: for a caller that holds
+ * a lock others wait for (a booking under its performance lock), so the lock is not held
+ * while reads and other bookings drain the queue ahead of it. */
+rs_db_req *rs_db_lease_urgent(rs_db *db, rs_db_lease_cb cb, void *arg);
 /* The callback will not run (a leased connection that arrives later goes back to the pool;
  * an autocommit statement still runs). Safe with NULL. */
 void rs_db_cancel(rs_db_req *req);

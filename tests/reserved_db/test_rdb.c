@@ -633,6 +633,45 @@ START_TEST(test_lease_timeout)
 }
 END_TEST
 
+/* Urgent leases (a booking that holds its performance lock) are served before every
+ * queued request that is not urgent, first come first served among themselves. */
+typedef struct ordered {
+    int *seq; /* shared counter of callbacks */
+    int at;   /* this request's place in the order (1 = first) */
+} ordered;
+
+static void on_lease_return(void *arg, rs_db_conn *conn, const rs_db_result *r)
+{
+    ordered *o = arg;
+    (void)r;
+    o->at = ++*o->seq;
+    if (conn != NULL)
+        rs_db_conn_return(conn);
+}
+
+START_TEST(test_lease_urgent)
+{
+    rs_db *db = pool_open(1, 5000);
+    rs_db_conn *a = lease_now(db);
+    int seq = 0;
+    ordered n1 = {&seq, 0}, u1 = {&seq, 0}, n2 = {&seq, 0}, u2 = {&seq, 0};
+    ck_assert_ptr_nonnull(rs_db_lease(db, on_lease_return, &n1));
+    ck_assert_ptr_nonnull(rs_db_lease_urgent(db, on_lease_return, &u1));
+    ck_assert_ptr_nonnull(rs_db_lease(db, on_lease_return, &n2));
+    ck_assert_ptr_nonnull(rs_db_lease_urgent(db, on_lease_return, &u2));
+    loop_for(30);
+    ck_assert_int_eq(seq, 0); /* the one connection is still leased */
+    rs_db_conn_return(a);
+    ck_assert(loop_until(&seq, 4, 3000));
+    ck_assert_int_eq(u1.at, 1);
+    ck_assert_int_eq(u2.at, 2);
+    ck_assert_int_eq(n1.at, 3);
+    ck_assert_int_eq(n2.at, 4);
+    ck_assert_uint_eq(rs_db_in_use(db), 0);
+    pool_close(db);
+}
+END_TEST
+
 START_TEST(test_cancel)
 {
     rs_db *db = pool_open(1, 5000);
@@ -889,6 +928,7 @@ static Suite *rdb_suite(void)
         {"return_rolls_back", test_return_rolls_back},
         {"concurrent_200", test_concurrent_200},
         {"lease_timeout", test_lease_timeout},
+        {"lease_urgent", test_lease_urgent},
         {"cancel", test_cancel},
         {"restart_idle", test_restart_idle},
         {"restart_busy", test_restart_busy},
