@@ -4,25 +4,39 @@
 # loopback ports in one temp dir; then for each mode starts 3 reserved (payment off, so the
 # database and the lock are what is measured), creates a fresh hot performance on a
 # 10000-seat venue and 50 background performances on a 1000-seat venue, and runs
-# build/bin/bookbench: CLIENTS closed-loop clients over the 3 reserved, half the requests
-# hot bookings (1-3 seats), a quarter bookings on the 50 other performances, a quarter
-# seat-map reads (of any of the 51). Prints each run, a comparison table (hot bookings/s, hot p50/p99,
-# background p99, reads p99, and the lockd/db ratios) and one RESULT line per run.
+# build/bin/bookbench over the 3 reserved, in one of two shapes:
+# - split (default, BG_CLIENTS > 0): CLIENTS closed-loop clients book the hot performance
+#   (1-3 seats) while BG_CLIENTS other clients, at the same time, send background traffic
+#   at a fixed offered rate (BG_RATE requests/s, bookbench --rate): half bookings on the 50
+#   other performances, half seat-map reads (of any of the 51). Two bookbench processes, so
+#   the hot clients' rate is set by the hot path, not by the share of hot requests in a
+#   mix, and both modes get the same background work (a closed background loop would send
+#   more where it is answered faster and take the CPU from the hot path);
+# - mixed (BG_CLIENTS=0): one bookbench, each of the CLIENTS picks every request at random:
+#   BG_SHARE background bookings, READS_SHARE reads, the rest hot bookings. On a CPU-bound
+#   machine the closed-loop mix pins the hot rate to its share of the total, whatever the
+#   lock mode does.
+# Prints each run, a comparison table (hot bookings/s, hot p50/p99, background p99, reads
+# p99, and the lockd/db ratios) and one RESULT line per run.
 # Everything started is stopped by PID at the end, also on failure or Ctrl-C.
 #   bench/booking.sh
 #   CLIENTS=128 LOCKDS=1 bench/booking.sh
+#   BG_CLIENTS=0 bench/booking.sh                 # the mixed shape
 #   BUILD=build-rel MODES="db lockd" bench/booking.sh
 # Environment: BUILD (build; built with Release when a binary is missing), CLIENTS (64),
-# DURATION (10 s: at ~400 hot bookings/s of 2 seats a 10000-seat performance lasts ~12 s;
-# a run that sold the hot performance out says so), MODES ("lockd db"), LOCKDS (2),
-# ROUNDS (1; each round runs every mode once, the comparison takes the means), SEED (1),
-# BG_SHARE and READS_SHARE (0.25 each; 0 and 0: hot bookings only).
+# BG_CLIENTS (16), BG_RATE (80), DURATION (10 s: at ~400 hot bookings/s of 2 seats a 10000-seat
+# performance lasts ~12 s; a run that sold the hot performance out says so), MODES
+# ("lockd db"), LOCKDS (2), ROUNDS (1; each round runs every mode once, the comparison
+# takes the means), SEED (1), BG_SHARE and READS_SHARE (mixed shape: 0.25 each; 0 and 0:
+# hot bookings only).
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$ROOT"
 BUILD=${BUILD:-build}
 CLIENTS=${CLIENTS:-64}
+BG_CLIENTS=${BG_CLIENTS:-16}
+BG_RATE=${BG_RATE:-80}
 DURATION=${DURATION:-10}
 MODES=${MODES:-lockd db}
 LOCKDS=${LOCKDS:-2}
@@ -76,13 +90,42 @@ run_mode() { # run_mode MODE ROUND
         IFS=,
         echo "${BG[*]}"
     )
-    CMD=("$BK_BIN/bookbench" --servers "$(bk_servers)" --clients "$CLIENTS" --duration "$DURATION"
-        --hot-perf "$HOT" --background-perfs "$BG_LIST" --background-share "$BG_SHARE"
-        --reads-share "$READS_SHARE" --users "$BK_USERS_FIRST:$NUSERS" --seats-min 1 --seats-max 3
-        --seed "$SEED" --json "$BK_TMP/bookbench-$tag.json")
-    echo "\$ ${CMD[*]}"
+    local common=(--servers "$(bk_servers)" --duration "$DURATION" --hot-perf "$HOT"
+        --background-perfs "$BG_LIST" --users "$BK_USERS_FIRST:$NUSERS" --seats-min 1
+        --seats-max 3)
     echo "   (reserved configs: lock.mode $mode, payment.url \"\", db_pool_size 8, lock.wait_ms 5000)"
-    "${CMD[@]}" | tee "$BK_TMP/bookbench-$tag.out"
+    if ((BG_CLIENTS > 0)); then
+        CMD=("$BK_BIN/bookbench" "${common[@]}" --clients "$CLIENTS" --background-share 0
+            --reads-share 0 --seed "$SEED" --json "$BK_TMP/bookbench-$tag-hot.json")
+        local bg_cmd=("$BK_BIN/bookbench" "${common[@]}" --clients "$BG_CLIENTS"
+            --background-share 0.5 --reads-share 0.5 --rate "$BG_RATE" --seed "$((SEED + 1))"
+            --json "$BK_TMP/bookbench-$tag-bg.json")
+        echo "\$ ${CMD[*]} &"
+        echo "\$ ${bg_cmd[*]}"
+        "${bg_cmd[@]}" >"$BK_TMP/bookbench-$tag-bg.out" &
+        BK_PIDS+=($!)
+        "${CMD[@]}" >"$BK_TMP/bookbench-$tag-hot.out"
+        wait "${BK_PIDS[-1]}"
+        echo "-- hot clients"
+        grep -v '^RESULT' "$BK_TMP/bookbench-$tag-hot.out"
+        echo "-- background clients"
+        grep -v '^RESULT' "$BK_TMP/bookbench-$tag-bg.out"
+        # One RESULT: the hot_* fields of the hot clients, the others of the background ones.
+        {
+            printf 'RESULT clients=%s bg_clients=%s' "$CLIENTS" "$BG_CLIENTS"
+            grep '^RESULT' "$BK_TMP/bookbench-$tag-hot.out" | tr ' ' '\n' | grep '^hot_' | tr '\n' ' ' |
+                sed 's/^/ /; s/ $//'
+            grep '^RESULT' "$BK_TMP/bookbench-$tag-bg.out" | tr ' ' '\n' |
+                grep -E '^(bg|read)_' | tr '\n' ' ' | sed 's/^/ /; s/ $//'
+            echo
+        } >"$BK_TMP/bookbench-$tag.out"
+        cat "$BK_TMP/bookbench-$tag.out"
+    else
+        CMD=("$BK_BIN/bookbench" "${common[@]}" --clients "$CLIENTS" --background-share "$BG_SHARE"
+            --reads-share "$READS_SHARE" --seed "$SEED" --json "$BK_TMP/bookbench-$tag.json")
+        echo "\$ ${CMD[*]}"
+        "${CMD[@]}" | tee "$BK_TMP/bookbench-$tag.out"
+    fi
     echo "   load after: $(cut -d' ' -f1-3 /proc/loadavg); performances table: $(bk_psql \
         "SELECT n_dead_tup || ' dead row versions, ' || pg_relation_size('performances') / 8192 ||
                 ' pages' FROM pg_stat_user_tables WHERE relname = 'performances'")"
@@ -99,7 +142,12 @@ done
 
 get() { sed -n "s/.* $2=\([^ ]*\).*/\1/p" <<<"$1"; }
 echo
-echo "== comparison ($CLIENTS clients, $DURATION s, 3 reserved, $LOCKDS lockd, $(nproc) cores)"
+if ((BG_CLIENTS > 0)); then
+    SHAPE="split: $CLIENTS hot clients + $BG_CLIENTS background clients at $BG_RATE req/s"
+else
+    SHAPE="mixed: $CLIENTS clients, background share $BG_SHARE, reads share $READS_SHARE"
+fi
+echo "== comparison ($SHAPE, $DURATION s, 3 reserved, $LOCKDS lockd, $(nproc) cores)"
 printf '%-6s %5s %10s %10s %10s %10s %10s %10s %10s\n' mode round "hot 201/s" "hot p50ms" \
     "hot p99ms" "bg 201/s" "bg p99ms" "read/s" "read p99ms"
 TABLE=""

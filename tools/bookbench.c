@@ -12,6 +12,10 @@
  * seats; clients drawing the same free seat at once still collide, like real users. A
  * performance that answers SOLD_OUT or has no free seat left gets no more bookings; when
  * nothing is left to send the run ends early.
+ * With --rate R the clients are paced: each sends at most one request every C/R seconds
+ * (C clients), so the offered load stays R requests/s whatever the servers do, as long as
+ * they keep up; a closed loop without it sends more when answers come faster, which
+ * moves CPU between the classes of a run.
  *
  * Reports per class: requests by outcome (201/200, SEAT_TAKEN, SOLD_OUT, 402, BUSY,
  * UNAVAILABLE, other, no answer), throughput (all and successful per second) and latency
@@ -97,6 +101,8 @@ typedef struct bb_client {
     uint32_t picked[BB_MAX_SEATS_PER_REQ]; /* seat indexes of the booking in flight */
     int npicked;
     uint64_t t0_us;
+    uint64_t next_us;   /* --rate: not before this */
+    struct event *pace; /* --rate: fires at next_us */
     bool busy;
 } bb_client;
 
@@ -107,6 +113,8 @@ struct bb {
     int nclients;
     uint64_t duration_s, max_requests, timeout_ms, seed;
     double bg_share, reads_share;
+    double rate;      /* --rate, requests/s over all clients; 0: closed loop */
+    uint64_t pace_us; /* per client: clients / rate */
     int64_t users_first, users_count;
     int seats_min, seats_max;
     const char *json_path;
@@ -458,11 +466,29 @@ static void on_answer(void *arg, const cx_http_resp *r)
     client_next(c);
 }
 
+static void on_pace(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    client_next(arg);
+}
+
 static void client_next(bb_client *c)
 {
     bb *b = c->b;
     char path[96];
     char *body = NULL;
+    if (b->pace_us > 0 && !b->stopping) {
+        uint64_t now = cm_now_us();
+        if (now < c->next_us) {
+            struct timeval tv = {(time_t)((c->next_us - now) / 1000000),
+                                 (suseconds_t)((c->next_us - now) % 1000000)};
+            evtimer_add(c->pace, &tv);
+            return;
+        }
+        /* no burst to catch up after a slow answer: at most one slot is made good */
+        c->next_us = (c->next_us + b->pace_us < now ? now : c->next_us + b->pace_us);
+    }
     if (b->stopping || (b->max_requests && b->issued >= b->max_requests) || !choose(c)) {
         bb_finish_if_idle(b);
         return;
@@ -625,12 +651,14 @@ static void usage(FILE *f)
     fputs("usage: bookbench --servers H:P[,H:P...] --clients C --duration S --hot-perf ID\n"
           "                 --users FIRST:COUNT [--requests N] [--background-perfs ID,ID,...]\n"
           "                 [--background-share F] [--reads-share F] [--seats-min N]\n"
-          "                 [--seats-max N] [--seed N] [--timeout-ms MS] [--json FILE]\n"
+          "                 [--seats-max N] [--seed N] [--timeout-ms MS] [--rate R]\n"
+          "                 [--json FILE]\n"
           "  Closed-loop booking load on reserved. Each client sends its next request when\n"
           "  the last is answered: a read with probability --reads-share, a background\n"
           "  booking with --background-share (default 0.25 each when background\n"
           "  performances are given, else 0), otherwise a hot booking. Stops after S seconds,\n"
-          "  N requests, or when nothing is left to book.\n",
+          "  N requests, or when nothing is left to book. --rate R paces the clients to at\n"
+          "  most R requests/s in all (each client one request every C/R s).\n",
           f);
 }
 
@@ -726,6 +754,9 @@ static int parse_args(bb *b, int argc, char **argv)
             ok = parse_u64(val, 0, UINT64_MAX, &b->seed);
         } else if (strcmp(a, "--timeout-ms") == 0) {
             ok = parse_u64(val, 1, 600000, &b->timeout_ms);
+        } else if (strcmp(a, "--rate") == 0) {
+            ok = parse_u64(val, 1, 1000000, &v);
+            b->rate = (double)v;
         } else if (strcmp(a, "--json") == 0) {
             ok = (b->json_path = val) != NULL;
         } else {
@@ -763,6 +794,8 @@ static int parse_args(bb *b, int argc, char **argv)
         fprintf(stderr, "bookbench: --seats-min is above --seats-max\n");
         return 2;
     }
+    if (b->rate > 0)
+        b->pace_us = (uint64_t)((double)b->nclients * 1e6 / b->rate);
     double dflt = b->nperfs > 1 ? 0.25 : 0;
     b->bg_share = bg_share >= 0 ? bg_share : dflt;
     b->reads_share = reads_share >= 0 ? reads_share : dflt;
@@ -776,8 +809,11 @@ static int parse_args(bb *b, int argc, char **argv)
 static void bb_free(bb *b)
 {
     if (b->c) {
-        for (int i = 0; i < b->nclients; i++)
+        for (int i = 0; i < b->nclients; i++) {
             cx_http_free(b->c[i].h);
+            if (b->c[i].pace)
+                event_free(b->c[i].pace);
+        }
         free(b->c);
     }
     cx_http_free(b->setup_h);
@@ -828,6 +864,11 @@ int main(int argc, char **argv)
         c->idx = i;
         c->rng = cx_rng_seed(b->seed, (uint64_t)i);
         c->h = cx_http_new(b->base, &b->servers[(size_t)i % b->nservers], (uint32_t)b->timeout_ms);
+        c->pace = evtimer_new(b->base, on_pace, c);
+        if (c->pace == NULL)
+            goto done;
+        /* spread the first requests over one interval, so the paced load starts smooth */
+        c->next_us = cm_now_us() + b->pace_us * (uint64_t)i / (uint64_t)b->nclients;
         if (c->h == NULL) {
             fprintf(stderr, "bookbench: --servers must be numeric loopback addresses\n");
             rc = 2;
