@@ -84,8 +84,9 @@ static void check_remote_waiter(const th_lockd *a, const th_lockd *b, int member
     ck_assert_msg(it_wait_reply(&w, "w", line, sizeof line, 6000), "no reply");
     rep = it_classify(line, "w", &g);
     uint64_t waited_ms = (th_now_us() - t0) / 1000;
-    fprintf(stderr, "it_fairness: %d busy on lockd A: waiter on lockd B got '%s' after %" PRIu64
-            " ms\n", members, line, waited_ms);
+    fprintf(stderr,
+            "it_fairness: %d busy on lockd A: waiter on lockd B got '%s' after %" PRIu64 " ms\n",
+            members, line, waited_ms);
     ck_assert_msg(rep == IT_OK, "remote waiter starved: '%s'", line);
     ck_assert_msg(waited_ms < 1500, "remote waiter waited %" PRIu64 " ms", waited_ms);
     ck_assert_int_eq(it_release(&w, "r", RES, g.token, 2000), IT_OK);
