@@ -204,6 +204,11 @@ typedef struct bk {
     struct bk *qnext;   /* next in the process-local queue of this performance */
     struct bk_lockq *q; /* the queue whose lock b holds now (lockd mode), or NULL */
     bool lost;          /* a LOST push came while we held it */
+    bool locked;        /* the lock is ours (lockd mode) or not needed (db mode) */
+    /* the next in line of a queue leases its connection and sends BEGIN while it waits */
+    enum { BK_PRE_NONE, BK_PRE_STARTED, BK_PRE_READY } pre;
+    rs_db_req *pre_req; /* the prefetch lease, until its callback */
+    bool pre_fail;      /* answered while its prefetch was in flight: unwind when it lands */
     /* transaction */
     rs_db_conn *conn;
     bool in_txn;
@@ -542,14 +547,11 @@ static void bk_after_lock(bk *b)
 
 /* ---------------------------------------------------------------- lock + transaction */
 
-static void bk_begun(void *arg, const rs_db_result *res)
+static void bk_lease(bk *b);
+
+/* In the transaction, with the lock: the body. */
+static void bk_in_txn(bk *b)
 {
-    bk *b = arg;
-    if (!res->ok) {
-        bk_fail_db(b, res);
-        return;
-    }
-    b->in_txn = true;
     if (b->lost) {
         bk_fail_lost(b);
         return;
@@ -557,9 +559,73 @@ static void bk_begun(void *arg, const rs_db_result *res)
     bk_step_body(b);
 }
 
+/* A prefetch that did not work out (no connection, BEGIN failed): b goes the normal way
+ * (a lease once it has the lock), or is answered if it already was. */
+static void bk_pre_dropped(bk *b)
+{
+    b->pre = BK_PRE_NONE;
+    if (b->pre_fail) {
+        bk_after_lock(b);
+        return;
+    }
+    if (b->locked)
+        bk_lease(b);
+}
+
+static void bk_begun(void *arg, const rs_db_result *res)
+{
+    bk *b = arg;
+    if (b->pre == BK_PRE_STARTED) {
+        if (!res->ok) {
+            rs_db_conn_return(b->conn);
+            b->conn = NULL;
+            bk_pre_dropped(b);
+            return;
+        }
+        b->in_txn = true;
+        if (b->pre_fail) {
+            b->pre = BK_PRE_NONE;
+            bk_unwind(b); /* ROLLBACK, then the answer already set */
+            return;
+        }
+        if (!b->locked) {
+            b->pre = BK_PRE_READY; /* bk_locked goes on */
+            return;
+        }
+        b->pre = BK_PRE_NONE;
+        bk_in_txn(b);
+        return;
+    }
+    if (!res->ok) {
+        bk_fail_db(b, res);
+        return;
+    }
+    b->in_txn = true;
+    bk_in_txn(b);
+}
+
 static void bk_leased(void *arg, rs_db_conn *conn, const rs_db_result *res)
 {
     bk *b = arg;
+    if (b->pre == BK_PRE_STARTED) {
+        b->pre_req = NULL; /* rs_db frees it after this callback */
+        if (conn == NULL) {
+            bk_pre_dropped(b);
+            return;
+        }
+        b->conn = conn;
+        if (b->pre_fail) {
+            b->pre = BK_PRE_NONE;
+            bk_unwind(b); /* gives the connection back, then the answer already set */
+            return;
+        }
+        if (rs_db_conn_sql(conn, "BEGIN", bk_begun, b) != CM_OK) {
+            rs_db_conn_return(conn);
+            b->conn = NULL;
+            bk_pre_dropped(b);
+        }
+        return;
+    }
     if (conn == NULL) {
         log_warn("no database connection: %s", res != NULL ? res->message : "");
         bk_fail(b, 503, "UNAVAILABLE", NULL, "database unavailable");
@@ -584,10 +650,69 @@ static void bk_lease(bk *b)
         bk_fail(b, 503, "UNAVAILABLE", NULL, "database unavailable");
 }
 
-/* The lock is held (fence known), or db mode: into the transaction. */
+/* The lock is held (fence known), or db mode: into the transaction, which the prefetch
+ * may have opened already. */
 static void bk_locked(bk *b)
 {
-    bk_lease(b);
+    b->locked = true;
+    switch (b->pre) {
+    case BK_PRE_NONE:
+        bk_lease(b);
+        return;
+    case BK_PRE_STARTED:
+        if (b->conn == NULL && b->pre_req != NULL) {
+            /* still queued for a connection: now it holds the lock, so ask urgently */
+            rs_db_cancel(b->pre_req);
+            b->pre_req = NULL;
+            b->pre = BK_PRE_NONE;
+            bk_lease(b);
+        }
+        return; /* else bk_begun goes on */
+    case BK_PRE_READY:
+        b->pre = BK_PRE_NONE;
+        bk_in_txn(b);
+        return;
+    }
+}
+
+/* The next in line of a queue takes its connection and sends BEGIN while the lock is
+ * still busy, so the lock is held one lease and one round trip less per booking.
+ * PostgreSQL takes no snapshot and no lock before the first statement, which runs under
+ * the lock: lock before the transaction's work still holds. One connection per queue at
+ * most waits like this, never more. */
+static void bk_prefetch(bk *b)
+{
+    if (b == NULL || b->pre != BK_PRE_NONE || b->locked)
+        return;
+    b->pre = BK_PRE_STARTED;
+    b->pre_req = rs_db_lease(bks.app->db, bk_leased, b);
+    if (b->pre_req == NULL)
+        b->pre = BK_PRE_NONE;
+}
+
+/* A queued b is answered without the lock (its answer is set): its prefetch, if any,
+ * ends first. */
+static void bk_waiter_done(bk *b)
+{
+    switch (b->pre) {
+    case BK_PRE_NONE:
+        bk_after_lock(b);
+        return;
+    case BK_PRE_STARTED:
+        if (b->conn == NULL && b->pre_req != NULL) { /* the lease has not come yet */
+            rs_db_cancel(b->pre_req);
+            b->pre_req = NULL;
+            b->pre = BK_PRE_NONE;
+            bk_after_lock(b);
+            return;
+        }
+        b->pre_fail = true; /* BEGIN in flight: bk_begun unwinds */
+        return;
+    case BK_PRE_READY:
+        b->pre = BK_PRE_NONE;
+        bk_unwind(b);
+        return;
+    }
 }
 
 /* ---- the performance lock in lockd mode ----
@@ -685,6 +810,7 @@ static void bk_lockq_give(bk_lockq *q, bk *w)
     q->cur = w;
     q->chain++;
     w->q = q;
+    bk_prefetch(q->head);
     snprintf(w->fence, sizeof(w->fence), "%s", q->fence);
     cm_hist_observe_us(&rs_stats.lock_wait, cm_now_us() - w->t_lock_us);
     if (bk_pause_start(w, bks.pause_after_lock_ms, bk_pause_after_lock_done, "after the lock"))
@@ -737,13 +863,15 @@ static void bk_lockq_pump(bk_lockq *q)
 {
     rs_app *app = bks.app;
     uint64_t wait_ms = (uint64_t)app->cfg.lock_wait_ms;
-    if (q->cur != NULL || q->acquiring || q->releasing)
+    if (q->cur != NULL || q->acquiring || q->releasing) {
+        bk_prefetch(q->head); /* it will wait: a newcomer, or the lock is on its way */
         return;
+    }
     while (q->head != NULL && app->cfg.lock_wait_ms > 0 && bk_waited_ms(q->head) >= wait_ms) {
         bk *w = bk_lockq_pop(q);
         bk_set_error(w, 503, "BUSY", NULL, "performance %" PRId64 " is busy, retry", w->perf);
         w->retry_after = true;
-        bk_after_lock(w);
+        bk_waiter_done(w);
     }
     if (q->guard != NULL) {
         bool fresh = q->chain < BK_CHAIN_MAX && cm_now_us() - q->granted_us < BK_CHAIN_MS * 1000;
@@ -770,14 +898,16 @@ static void bk_lockq_pump(bk_lockq *q)
     if (app->locks != NULL &&
         cm_lockclient_with_lock(app->locks, resource, (uint64_t)app->cfg.lock_lease_ms,
                                 wait_ms > waited ? wait_ms - waited : 0, bk_lockq_work,
-                                bk_lockq_abort, bk_lockq_finish, q) == CM_OK)
+                                bk_lockq_abort, bk_lockq_finish, q) == CM_OK) {
+        bk_prefetch(q->head);
         return;
+    }
     /* could not even ask: every waiter gets the answer now */
     q->acquiring = false;
     bk *w;
     while ((w = bk_lockq_pop(q)) != NULL) {
         bk_set_error(w, 503, "UNAVAILABLE", NULL, "lock service unavailable");
-        bk_after_lock(w);
+        bk_waiter_done(w);
     }
     bk_lockq_pump(q); /* frees q */
 }
@@ -802,7 +932,7 @@ static void bk_lockq_finish(void *arg, cm_lock_status status, const cm_lock_resu
                 bk_set_error(w, 503, "UNAVAILABLE", NULL, "lock service unavailable (%s)",
                              res->code);
             }
-            bk_after_lock(w);
+            bk_waiter_done(w);
         }
     }
     bk_lockq_pump(q);
