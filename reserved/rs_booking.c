@@ -5,7 +5,8 @@
  * One booking (struct bk) walks, each step started from the previous one's callback:
  *   [idempotency lookup] -> record the payment attempt (autocommit, durable before any
  *   charge) -> lock Performance:<id> (lockd mode: a process-local queue per performance
- *   that owns the lock, see bk_lockq) -> lease + BEGIN -> [idempotency re-check under an
+ *   that owns the lock, see bk_lockq) -> lease + BEGIN (for the next in line of a queue
+ *   already while it waits, see bk_prefetch) -> [idempotency re-check under an
  *   advisory lock] -> rs_book() (fence or FOR UPDATE, seats, insert, capacity: one call)
  *   -> charge -> capture (attempt CAPTURED + payment id + read-back: one statement) ->
  *   [store the idempotency record] -> COMMIT -> release -> [compensate] -> answer.
