@@ -81,16 +81,11 @@ static const rs_db_stmt api_stmts[] = {
      "ORDER BY p.starts_at, p.id LIMIT $8::integer",
      8},
     {"api_perf_seats",
-     /* The taken seats are joined through the partial unique index of this performance.
-      * The per-seat NOT EXISTS this replaces grew from 8.7 to 49 ms per map over three
-      * rounds of bench/booking.sh as bookings piled up (pg_stat_statements); this form
-      * measured 6.1 ms in the first round. */
      "SELECT p.id, s.id, s.row_label, s.number, s.type, "
      "       CASE s.type WHEN 'VIP' THEN p.vip_price ELSE p.normal_price END, "
-     "       rs.seat_id IS NULL "
+     "       NOT EXISTS (SELECT 1 FROM reservation_seats rs WHERE rs.performance_id = p.id "
+     "                   AND rs.seat_id = s.id AND rs.confirmed) "
      "FROM performances p LEFT JOIN venue_seats s ON s.venue_id = p.venue_id "
-     "LEFT JOIN reservation_seats rs ON rs.performance_id = $1::bigint AND rs.seat_id = s.id "
-     "     AND rs.confirmed "
      "WHERE p.id = $1::bigint ORDER BY s.id",
      1},
     {"api_user_create", "INSERT INTO users (name, email) VALUES ($1, $2) RETURNING id, name, email",
