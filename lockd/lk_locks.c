@@ -35,15 +35,13 @@
 #include "lk_metrics.h"
 #include "lk_redlock.h"
 
-#define LK_POLL_CAP_MS 250 /* safety-net poll when another process holds the lock */
-#define LK_HASH_INIT   1024
-#define LK_LINE_BUF    (CM_LOCKP_MAX_LINE + 64)
-#define LK_TOKEN_BUF   (CM_LOCKP_TOKEN_LEN + 1)
-#define LK_TAG_BUF     (CM_LOCKP_TAG_MAX + 1)
-#define LK_CHAIN_MS    250 /* a run of local handoffs this long ... */
-#define LK_CHAIN_MIN                                                                               \
-    2                         /* ... and this many gives other lockds a turn (clients that         \
-                               * serve a batch per grant make each handoff long) */
+#define LK_POLL_CAP_MS   250 /* safety-net poll when another process holds the lock */
+#define LK_HASH_INIT     1024
+#define LK_LINE_BUF      (CM_LOCKP_MAX_LINE + 64)
+#define LK_TOKEN_BUF     (CM_LOCKP_TOKEN_LEN + 1)
+#define LK_TAG_BUF       (CM_LOCKP_TAG_MAX + 1)
+#define LK_CHAIN_MS      250  /* a run of local handoffs this long ... */
+#define LK_CHAIN_MIN     2    /* ... and this many gives other lockds a turn */
 #define LK_WANTED_MS     1000 /* a "want" notice from another lockd counts this long ... */
 #define LK_WANT_EVERY_MS 100  /* ... and our own waiters repeat theirs this often */
 #define LK_YIELD_MIN     2    /* ms head start for remote waiters after such a yield ... */

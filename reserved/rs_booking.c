@@ -651,6 +651,17 @@ static void bk_lease(bk *b)
         bk_fail(b, 503, "UNAVAILABLE", NULL, "database unavailable");
 }
 
+/* Drops a prefetch whose lease has not come yet; false when its connection is here. */
+static bool bk_pre_cancel(bk *b)
+{
+    if (b->pre != BK_PRE_STARTED || b->conn != NULL || b->pre_req == NULL)
+        return false;
+    rs_db_cancel(b->pre_req);
+    b->pre_req = NULL;
+    b->pre = BK_PRE_NONE;
+    return true;
+}
+
 /* The lock is held (fence known), or db mode: into the transaction, which the prefetch
  * may have opened already. */
 static void bk_locked(bk *b)
@@ -661,13 +672,9 @@ static void bk_locked(bk *b)
         bk_lease(b);
         return;
     case BK_PRE_STARTED:
-        if (b->conn == NULL && b->pre_req != NULL) {
-            /* still queued for a connection: now it holds the lock, so ask urgently */
-            rs_db_cancel(b->pre_req);
-            b->pre_req = NULL;
-            b->pre = BK_PRE_NONE;
+        /* still queued for a connection: now it holds the lock, so ask urgently */
+        if (bk_pre_cancel(b))
             bk_lease(b);
-        }
         return; /* else bk_begun goes on */
     case BK_PRE_READY:
         b->pre = BK_PRE_NONE;
@@ -700,10 +707,7 @@ static void bk_waiter_done(bk *b)
         bk_after_lock(b);
         return;
     case BK_PRE_STARTED:
-        if (b->conn == NULL && b->pre_req != NULL) { /* the lease has not come yet */
-            rs_db_cancel(b->pre_req);
-            b->pre_req = NULL;
-            b->pre = BK_PRE_NONE;
+        if (bk_pre_cancel(b)) {
             bk_after_lock(b);
             return;
         }

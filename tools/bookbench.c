@@ -113,8 +113,7 @@ struct bb {
     int nclients;
     uint64_t duration_s, max_requests, timeout_ms, seed;
     double bg_share, reads_share;
-    double rate;      /* --rate, requests/s over all clients; 0: closed loop */
-    uint64_t pace_us; /* per client: clients / rate */
+    uint64_t pace_us; /* --rate R: one request per client every clients / R; 0: closed loop */
     int64_t users_first, users_count;
     int seats_min, seats_max;
     const char *json_path;
@@ -711,7 +710,7 @@ static int parse_args(bb *b, int argc, char **argv)
 {
     const char *servers = NULL, *hot = NULL, *bg = NULL, *users = NULL;
     double bg_share = -1, reads_share = -1;
-    uint64_t v;
+    uint64_t v, rate = 0;
     char err[256];
     b->duration_s = 10;
     b->timeout_ms = 10000;
@@ -755,8 +754,7 @@ static int parse_args(bb *b, int argc, char **argv)
         } else if (strcmp(a, "--timeout-ms") == 0) {
             ok = parse_u64(val, 1, 600000, &b->timeout_ms);
         } else if (strcmp(a, "--rate") == 0) {
-            ok = parse_u64(val, 1, 1000000, &v);
-            b->rate = (double)v;
+            ok = parse_u64(val, 1, 1000000, &rate);
         } else if (strcmp(a, "--json") == 0) {
             ok = (b->json_path = val) != NULL;
         } else {
@@ -794,8 +792,8 @@ static int parse_args(bb *b, int argc, char **argv)
         fprintf(stderr, "bookbench: --seats-min is above --seats-max\n");
         return 2;
     }
-    if (b->rate > 0)
-        b->pace_us = (uint64_t)((double)b->nclients * 1e6 / b->rate);
+    if (rate > 0)
+        b->pace_us = (uint64_t)b->nclients * 1000000 / rate;
     double dflt = b->nperfs > 1 ? 0.25 : 0;
     b->bg_share = bg_share >= 0 ? bg_share : dflt;
     b->reads_share = reads_share >= 0 ? reads_share : dflt;
