@@ -927,6 +927,60 @@ START_TEST(test_stale_fence)
 }
 END_TEST
 
+/* ---------------------------------------------------------------- queue prefetch */
+
+/* While one booking holds the performance lock, the next in line of the process's queue
+ * opens its connection and transaction (one, not every waiter); when that waiter then runs
+ * out of lock.wait_ms it is rolled back and its connection goes back to the pool: nothing
+ * stays "idle in transaction" and the next booking works. */
+START_TEST(test_queue_prefetch)
+{
+    rb_world w;
+    long long seats[10];
+    rb_start_infra(&w, NULL);
+    setenv("RESERVED_TEST_PAUSE_AFTER_LOCK_MS", "1500", 1);
+    rb_start_reserved(&w, 0, "lockd", "lock: {mode: lockd, lease_ms: 0, wait_ms: 500}");
+    unsetenv("RESERVED_TEST_PAUSE_AFTER_LOCK_MS");
+    long long perf = rb_setup(&w, 10, 0, 1000, 1000, seats, 3);
+    rb_db_connect(&w);
+    const char *idle_in_txn = "SELECT count(*) FROM pg_stat_activity WHERE usename = 'booking'"
+                              " AND state = 'idle in transaction'";
+    char path[64];
+    snprintf(path, sizeof(path), "/performances/%lld/reservations", perf);
+    int fd[3];
+    for (int i = 0; i < 3; i++) {
+        char *body = rb_booking_body(i + 1, &seats[i], 1);
+        fd[i] = rb_start(w.port[0], "POST", path, body);
+        free(body);
+        if (i == 0)
+            ck_assert_msg(rb_log_wait(w.log[0], "paused 1500 ms after the lock", 10000),
+                          "the first booking never got the lock");
+    }
+    th_sleep_ms(300);
+    /* the holder opened its transaction while its ACQUIRE was out (it was the head then)
+     * and is paused by the hook; the head waiter has one too; the third waits without */
+    ck_assert_int_eq(rb_q(&w, "%s", idle_in_txn), 2);
+    rb_resp r;
+    rb_finish(fd[0], &r, 10000);
+    ck_assert_msg(r.status == 201, "holder got %d %s", r.status, r.raw);
+    rb_resp_free(&r);
+    for (int i = 1; i < 3; i++) {
+        rb_finish(fd[i], &r, 10000);
+        ck_assert_msg(r.status == 503 && strcmp(rb_err(&r), "BUSY") == 0, "waiter %d got %d %s", i,
+                      r.status, r.raw);
+        rb_resp_free(&r);
+    }
+    th_sleep_ms(200);
+    ck_assert_int_eq(rb_q(&w, "%s", idle_in_txn), 0);
+    rb_book(&w, 0, perf, 2, &seats[1], 1, NULL, &r);
+    ck_assert_msg(r.status == 201, "%d %s", r.status, r.raw);
+    rb_resp_free(&r);
+    ck_assert_int_eq(rb_remaining(&w, 0, perf), 8);
+    PQfinish(w.db);
+    rb_stop_reserved_clean(&w);
+}
+END_TEST
+
 /* ---------------------------------------------------------------- lock lost */
 
 /* The lock is lost while the booking waits to commit (lockd killed: the session drops
@@ -1271,6 +1325,7 @@ int main(void)
         {"decline", test_decline},
         {"crash_reconcile", test_crash_reconcile},
         {"stale_fence", test_stale_fence},
+        {"queue_prefetch", test_queue_prefetch},
         {"idempotent", test_idempotent},
         {"lock_lost", test_lock_lost},
         {"payment_unknown", test_payment_unknown},
