@@ -80,12 +80,17 @@ static const rs_db_stmt api_stmts[] = {
      "  AND ($6::timestamptz IS NULL OR (p.starts_at, p.id) > ($6::timestamptz, $7::bigint)) "
      "ORDER BY p.starts_at, p.id LIMIT $8::integer",
      8},
+    /* The sold seats come from one range of the partial unique index (performance_id =
+     * $1), whatever the statistics: a NOT EXISTS per seat was planned as a hashed subplan
+     * over every confirmed seat of every performance (63 ms against 4.5 ms on 80,000
+     * sold seats). */
     {"api_perf_seats",
      "SELECT p.id, s.id, s.row_label, s.number, s.type, "
      "       CASE s.type WHEN 'VIP' THEN p.vip_price ELSE p.normal_price END, "
-     "       NOT EXISTS (SELECT 1 FROM reservation_seats rs WHERE rs.performance_id = p.id "
-     "                   AND rs.seat_id = s.id AND rs.confirmed) "
+     "       t.seat_id IS NULL "
      "FROM performances p LEFT JOIN venue_seats s ON s.venue_id = p.venue_id "
+     "LEFT JOIN reservation_seats t "
+     "       ON t.performance_id = $1::bigint AND t.seat_id = s.id AND t.confirmed "
      "WHERE p.id = $1::bigint ORDER BY s.id",
      1},
     {"api_user_create", "INSERT INTO users (name, email) VALUES ($1, $2) RETURNING id, name, email",
