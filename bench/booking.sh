@@ -69,11 +69,53 @@ echo "== PostgreSQL $BK_PG_CONNINFO (fsync on); redis $BK_REDIS_LIST; lockd ${BK
 
 NUSERS=200
 SUMMARY=() # "mode round RESULT ..."
+HISTORY=${HISTORY:-40000}
+# A booking database in use is not empty: HISTORY past reservations of 2 seats (400 per
+# performance of a 1000-seat hall) are loaded once, before the first run, and analyzed.
+# PostgreSQL caches a generic plan per statement after a few executions; a plan made on
+# empty tables (sequential scans) stays cached while the tables grow by thousands of rows
+# in a run, and slows whichever mode runs first.
+bk_seed_history() {
+    local perfs=$(((HISTORY + 399) / 400)) t0=$SECONDS
+    BK_PSQL_USER=postgres bk_psql "
+        CREATE TEMP TABLE hv AS WITH v AS (INSERT INTO venues (name) VALUES ('History hall')
+                                           RETURNING id) SELECT id FROM v;
+        INSERT INTO venue_seats (venue_id, row_label, number, type)
+            SELECT hv.id, 'R' || (g / 50 + 1), g % 50 + 1,
+                   CASE WHEN g < 100 THEN 'VIP' ELSE 'NORMAL' END
+              FROM hv, generate_series(0, 999) g;
+        CREATE TEMP TABLE hs AS SELECT vs.id, vs.type, row_number() OVER (ORDER BY vs.id) AS n
+            FROM venue_seats vs JOIN hv ON vs.venue_id = hv.id;
+        CREATE TEMP TABLE hu AS WITH u AS (INSERT INTO users (name, email)
+            SELECT 'past user ' || g, 'past' || g || '.' || txid_current() || '@history.test'
+              FROM generate_series(1, 1000) g RETURNING id)
+            SELECT id, row_number() OVER (ORDER BY id) - 1 AS n FROM u;
+        CREATE TEMP TABLE hp AS WITH p AS (INSERT INTO performances (venue_id, title, starts_at,
+            normal_price, vip_price, total_capacity, remaining_capacity)
+            SELECT hv.id, 'Past show ' || g, now() - g * interval '1 day', 50000, 120000, 1000, 200
+              FROM hv, generate_series(1, $perfs) g RETURNING id) SELECT id FROM p;
+        CREATE TEMP TABLE hr AS WITH r AS (INSERT INTO reservations (user_id, performance_id,
+            status, normal_price, vip_price, total_amount)
+            SELECT hu.id, hp.id, 'CONFIRMED', 50000, 120000, 100000
+              FROM hp CROSS JOIN generate_series(1, 400) k JOIN hu ON hu.n = (hp.id * 7 + k) % 1000
+             ORDER BY hp.id, k RETURNING id, performance_id)
+            SELECT id, performance_id, row_number() OVER (PARTITION BY performance_id ORDER BY id) AS k
+              FROM r;
+        INSERT INTO reservation_seats (reservation_id, performance_id, seat_id, seat_type, price)
+            SELECT hr.id, hr.performance_id, hs.id, hs.type,
+                   CASE WHEN hs.type = 'VIP' THEN 120000 ELSE 50000 END
+              FROM hr JOIN hs ON hs.n IN (2 * hr.k - 1, 2 * hr.k);" >/dev/null
+    echo "== history: $((perfs * 400)) past reservations on $perfs performances ($((SECONDS - t0)) s)"
+}
 run_mode() { # run_mode MODE ROUND
     local mode=$1 round=$2 tag="$1-$2" d
     echo
     echo "== round $round, mode $mode: 3 reserved, payment off; load $(cut -d' ' -f1-3 /proc/loadavg)"
     bk_start_reserved 3 "$mode" ""
+    if [[ -z ${HISTORY_DONE:-} && $HISTORY -gt 0 ]]; then
+        bk_seed_history
+        HISTORY_DONE=1
+    fi
     HOT_VENUE=$(bk_create_venue "Bench hot hall ($tag)" 10000 1000 100)
     BG_VENUE=$(bk_create_venue "Bench hall ($tag)" 1000 100 50)
     HOT=$(bk_create_perf "$HOT_VENUE" "Hot ($tag)" 40)
@@ -83,11 +125,8 @@ run_mode() { # run_mode MODE ROUND
     done
     bk_create_users "$NUSERS"
     # Same start for every run: the last run's dead row versions (a hot performance row is
-    # updated once or twice per booking) vacuumed, dirty pages flushed. Only performances:
-    # an ANALYZE of the still empty booking tables would make every plan cached during the
-    # run a sequential scan on tables that grow by thousands of rows (reserved keeps
-    # PostgreSQL's generic plans, see rs_db.c).
-    BK_PSQL_USER=postgres bk_psql "VACUUM (ANALYZE) performances" >/dev/null
+    # updated once or twice per booking) vacuumed, statistics fresh, dirty pages flushed.
+    BK_PSQL_USER=postgres bk_psql "VACUUM (ANALYZE)" >/dev/null
     BK_PSQL_USER=postgres bk_psql "CHECKPOINT" >/dev/null
     BG_LIST=$(
         IFS=,

@@ -9,7 +9,8 @@
 #   pg.sh stop DIR [fast|immediate]
 #                          stop by the PID in DIR/data/postmaster.pid (default fast =
 #                          SIGINT; immediate = SIGQUIT, like a crash) and wait for it.
-# Logs go to DIR/postgres.log.
+# Logs go to DIR/postgres.log. PG_EXTRA_OPTS adds server options (split on spaces), e.g.
+# "-c shared_preload_libraries=pg_stat_statements" to see where a benchmark's time goes.
 set -euo pipefail
 
 PGBIN=${PGBIN:-/usr/lib/postgresql/15/bin}
@@ -58,7 +59,7 @@ start() {
             exec "$@"' _ \
             "$PGBIN/postgres" -D "$dir/data" -p "$port" -c "unix_socket_directories=$dir" \
             -c listen_addresses=127.0.0.1 -c fsync=on -c max_connections=300 \
-            </dev/null >>"$dir/postgres.log" 2>&1 &
+            ${PG_EXTRA_OPTS:-} </dev/null >>"$dir/postgres.log" 2>&1 &
         local bg=$! deadline=$((SECONDS + 30))
         until [ "$(sed -n 8p "$dir/data/postmaster.pid" 2>/dev/null | tr -d " ")" = ready ]; do
             if [ $SECONDS -ge $deadline ] || ! kill -0 "$bg" 2>/dev/null; then
