@@ -621,16 +621,27 @@ static void seats_got(void *arg, const rs_db_result *res)
                        rs_req_id(r, 0));
         return;
     }
+    /* A seat map is the largest answer (a 20,000-seat hall), built on the event loop that
+     * also hands the performance locks on: jansson's building blocks instead of one
+     * json_pack format parse per seat, and no UTF-8 re-check of keys and of text that
+     * comes from the database (UTF-8 by construction). */
     json_t *seats = json_array();
     for (int i = 0; i < rows && seats; i++) {
         if (PQgetisnull(res->pg, i, 1))
             continue;
-        json_array_append_new(
-            seats,
-            json_pack("{s:I,s:s,s:I,s:s,s:I,s:b}", "id", (json_int_t)col_int(res->pg, i, 1), "row",
-                      col_str(res->pg, i, 2), "number", (json_int_t)col_int(res->pg, i, 3), "type",
-                      col_str(res->pg, i, 4), "price", (json_int_t)col_int(res->pg, i, 5),
-                      "available", col_str(res->pg, i, 6)[0] == 't'));
+        json_t *seat = json_object();
+        if (!seat)
+            break;
+        json_object_set_new_nocheck(seat, "id", json_integer(col_int(res->pg, i, 1)));
+        json_object_set_new_nocheck(
+            seat, "row", json_stringn_nocheck(col_str(res->pg, i, 2), PQgetlength(res->pg, i, 2)));
+        json_object_set_new_nocheck(seat, "number", json_integer(col_int(res->pg, i, 3)));
+        json_object_set_new_nocheck(
+            seat, "type", json_stringn_nocheck(col_str(res->pg, i, 4), PQgetlength(res->pg, i, 4)));
+        json_object_set_new_nocheck(seat, "price", json_integer(col_int(res->pg, i, 5)));
+        json_object_set_new_nocheck(seat, "available",
+                                    json_boolean(col_str(res->pg, i, 6)[0] == 't'));
+        json_array_append_new(seats, seat);
     }
     rs_reply_json(r, 200,
                   json_pack("{s:I,s:o}", "performanceId", (json_int_t)col_int(res->pg, 0, 0),

@@ -208,18 +208,50 @@ static void req_finish(rs_req *r, int status, struct evbuffer *body, const char 
     req_free(r);
 }
 
+/* jansson hands the dump over a token at a time; evbuffer_add per token costs more than
+ * the dump itself, so tokens gather in a block first. */
+typedef struct {
+    struct evbuffer *out;
+    size_t used;
+    char block[16384];
+} dump_sink;
+
+static int dump_flush(dump_sink *d)
+{
+    int rc = d->used ? evbuffer_add(d->out, d->block, d->used) : 0;
+    d->used = 0;
+    return rc;
+}
+
+static int dump_to_sink(const char *chunk, size_t len, void *arg)
+{
+    dump_sink *d = arg;
+    if (d->used + len > sizeof(d->block) && dump_flush(d) != 0)
+        return -1;
+    if (len > sizeof(d->block))
+        return evbuffer_add(d->out, chunk, len);
+    memcpy(d->block + d->used, chunk, len);
+    d->used += len;
+    return 0;
+}
+
 void rs_reply_json_hdr(rs_req *r, int status, json_t *body, const char *hname, const char *hval)
 {
-    char *text = body ? json_dumps(body, JSON_COMPACT | JSON_ENCODE_ANY) : NULL;
+    /* dumped straight into the answer's buffer: no intermediate string to grow and copy
+     * (a seat map is close to a megabyte) */
     struct evbuffer *buf = evbuffer_new();
-    json_decref(body);
-    if (!buf || !text) {
+    static dump_sink sink; /* one event loop: never in use twice at once */
+    sink.out = buf;
+    sink.used = 0;
+    if (!buf || !body ||
+        json_dump_callback(body, dump_to_sink, &sink, JSON_COMPACT | JSON_ENCODE_ANY) != 0 ||
+        dump_flush(&sink) != 0) {
         log_error("out of memory building a %d answer", status);
         status = 500;
-    } else {
-        evbuffer_add(buf, text, strlen(text));
+        if (buf)
+            evbuffer_drain(buf, evbuffer_get_length(buf));
     }
-    free(text);
+    json_decref(body);
     req_finish(r, status, buf, "application/json", hname, hval);
     if (buf)
         evbuffer_free(buf);
