@@ -154,7 +154,7 @@ bk_start_reserved() { # bk_start_reserved N MODE PAYMENT_URL [EXTRA_YAML]
         cat >"$BK_TMP/reserved$((i + 1)).yaml" <<EOF
 listen: 127.0.0.1:$port
 database: "$BK_PG_CONNINFO"
-db_pool_size: 8
+db_pool_size: ${BK_DB_POOL:-8}
 $lockd
 lock: {mode: $mode, lease_ms: 0, wait_ms: 5000}
 payment: {url: "$pay", timeout_ms: 2000}
