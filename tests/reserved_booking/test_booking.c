@@ -606,6 +606,108 @@ START_TEST(test_storm_db)
 }
 END_TEST
 
+/* ---------------------------------------------------------------- no payment */
+
+/* Without a payment gateway a booking is booked and read back in one call (rs_book_read),
+ * and in lockd mode rs_book's fence update also takes the capacity: the answers, their
+ * precedence near the sell-out (400 foreign seat, then 409 SEAT_TAKEN, then 409
+ * SOLD_OUT) and the capacity must be those of the path with a payment. */
+static void rb_no_payment(const char *lock_mode)
+{
+    rb_world w;
+    long long seat_ids[4];
+    rb_start_infra(&w, NULL);
+    rb_start_reserved(&w, 0, lock_mode, "payment: {url: \"\", timeout_ms: 2000}");
+    long long perf = rb_setup(&w, 4, 1, 1000, 5000, seat_ids, 1);
+    long long other[1];
+    (void)rb_setup(&w, 1, 0, 1000, 5000, other, 1); /* a seat of another venue */
+    rb_db_connect(&w);
+    long long user = rb_q(&w, "SELECT min(id) FROM users");
+
+    rb_resp r;
+    long long two[] = {seat_ids[0], seat_ids[1]}; /* VIP 5000 + normal 1000 */
+    rb_book(&w, 0, perf, user, two, 2, NULL, &r);
+    ck_assert_msg(r.status == 201, "book: %d %s", r.status, r.raw);
+    ck_assert_int_eq(rb_int(&r, "totalAmount"), 6000);
+    ck_assert(json_is_null(json_object_get(r.json, "paymentId")));
+    json_t *seats = json_object_get(r.json, "seats");
+    ck_assert_int_eq(json_array_size(seats), 2);
+    ck_assert_str_eq(json_string_value(json_object_get(json_array_get(seats, 0), "type")), "VIP");
+    ck_assert_int_eq(json_integer_value(json_object_get(json_array_get(seats, 1), "price")), 1000);
+    /* the answer is the reservation as stored */
+    char path[64];
+    snprintf(path, sizeof(path), "/reservations/%lld", (long long)rb_int(&r, "id"));
+    char *booked = json_dumps(r.json, JSON_COMPACT | JSON_SORT_KEYS);
+    rb_resp_free(&r);
+    rb_http(w.port[0], "GET", path, NULL, NULL, &r);
+    ck_assert_int_eq(r.status, 200);
+    char *stored = json_dumps(r.json, JSON_COMPACT | JSON_SORT_KEYS);
+    ck_assert_str_eq(booked, stored);
+    free(booked);
+    free(stored);
+    rb_resp_free(&r);
+    ck_assert_int_eq(rb_remaining(&w, 0, perf), 2);
+
+    /* 2 left, 3 asked, one of them taken and one foreign: the foreign seat answers first,
+     * then the taken one, and only then the capacity */
+    long long foreign[] = {seat_ids[2], seat_ids[3], other[0]};
+    rb_book(&w, 0, perf, user, foreign, 3, NULL, &r);
+    ck_assert_msg(r.status == 400, "foreign seat: %d %s", r.status, r.raw);
+    rb_resp_free(&r);
+    long long taken[] = {seat_ids[0], seat_ids[2], seat_ids[3]};
+    rb_book(&w, 0, perf, user, taken, 3, NULL, &r);
+    ck_assert_msg(r.status == 409 && strcmp(rb_err(&r), "SEAT_TAKEN") == 0, "taken: %d %s",
+                  r.status, r.raw);
+    rb_resp_free(&r);
+    long long last[] = {seat_ids[2], seat_ids[3]};
+    rb_book(&w, 0, perf, user, last, 2, NULL, &r);
+    ck_assert_msg(r.status == 201, "last two: %d %s", r.status, r.raw);
+    rb_resp_free(&r);
+    rb_book(&w, 0, perf, user, last, 1, NULL, &r);
+    ck_assert_msg(r.status == 409 && strcmp(rb_err(&r), "SEAT_TAKEN") == 0, "sold: %d %s", r.status,
+                  r.raw);
+    rb_resp_free(&r);
+    /* cancel the first booking, then ask for 3 seats with 2 free, one of the 3 taken:
+     * SEAT_TAKEN, and nothing changes */
+    snprintf(path, sizeof(path), "/reservations/%lld",
+             rb_q(&w, "SELECT min(id) FROM reservations WHERE performance_id = %lld", perf));
+    rb_http(w.port[0], "DELETE", path, NULL, NULL, &r);
+    ck_assert_msg(r.status == 200, "cancel: %d %s", r.status, r.raw);
+    rb_resp_free(&r);
+    ck_assert_int_eq(rb_remaining(&w, 0, perf), 2);
+    long long want3[] = {seat_ids[0], seat_ids[1], seat_ids[2]};
+    rb_book(&w, 0, perf, user, want3, 3, NULL, &r);
+    ck_assert_msg(r.status == 409 && strcmp(rb_err(&r), "SEAT_TAKEN") == 0, "want3: %d %s",
+                  r.status, r.raw);
+    rb_resp_free(&r);
+    ck_assert_int_eq(rb_remaining(&w, 0, perf), 2);
+    ck_assert_int_eq(rb_q(&w,
+                          "SELECT count(*) FROM reservation_seats WHERE performance_id = %lld "
+                          "AND confirmed",
+                          perf),
+                     2);
+    /* lockd mode stored the fence of its last commit; db mode never writes one */
+    long long fence = rb_q(&w, "SELECT last_fence FROM performances WHERE id = %lld", perf);
+    if (strcmp(lock_mode, "db") == 0)
+        ck_assert_int_eq(fence, 0);
+    else
+        ck_assert_int_gt(fence, 0);
+    PQfinish(w.db);
+    rb_stop_reserved_clean(&w);
+}
+
+START_TEST(test_no_payment)
+{
+    rb_no_payment("lockd");
+}
+END_TEST
+
+START_TEST(test_no_payment_db)
+{
+    rb_no_payment("db");
+}
+END_TEST
+
 /* ---------------------------------------------------------------- prices + cancel */
 
 static void rb_prices_cancel(const char *lock_mode)
@@ -1330,6 +1432,8 @@ int main(void)
         {"lock_lost", test_lock_lost},
         {"payment_unknown", test_payment_unknown},
         {"pg_restart", test_pg_restart},
+        {"no_payment", test_no_payment},
+        {"no_payment_db", test_no_payment_db},
     };
     signal(SIGPIPE, SIG_IGN);
     Suite *s = suite_create("reserved_booking");
