@@ -250,12 +250,18 @@ static lk_resource *res_get(lk_locks *lk, const char *name)
 
 /* Frees r when nothing refers to it any more; a leftover released token of ours
  * goes to Redlock first so it does not block other processes until it expires. */
+/* Other lockds' head start after our release is still running (retry_cb ends it). */
+static bool head_start_running(lk_resource *r)
+{
+    return r->yielding && evtimer_pending(&r->retry, NULL);
+}
+
 static void res_maybe_free(lk_resource *r)
 {
     lk_locks *lk = r->lk;
     if (r->holder || r->n_waiters > 0 || r->op)
         return;
-    if (r->yielding && evtimer_pending(&r->retry, NULL) && !lk->shutting_down)
+    if (head_start_running(r) && !lk->shutting_down)
         return; /* a head start for other lockds: a new local ACQUIRE must wait it out */
     if (r->prev_token[0] && !lk->shutting_down)
         (void)lk_redlock_release(lk->rl, r->name, r->prev_token, NULL, NULL);
@@ -543,8 +549,7 @@ void lk_locks_acquire(lk_locks *lk, lk_owner *owner, const char *tag, const char
     owner->n_waiters++;
     lk_stats.waiters++;
     /* During a head start for other lockds the first attempt waits for retry_cb. */
-    if (TAILQ_FIRST(&r->waiters) == w && !r->op && !r->holder &&
-        !(r->yielding && evtimer_pending(&r->retry, NULL)))
+    if (TAILQ_FIRST(&r->waiters) == w && !r->op && !r->holder && !head_start_running(r))
         start_attempt(r);
 }
 
@@ -859,7 +864,7 @@ void lk_locks_on_released(lk_locks *lk, const char *resource)
     lk_resource *r = res_find(lk, resource);
     if (!r || TAILQ_EMPTY(&r->waiters) || r->op || r->holder || lk->shutting_down)
         return;
-    if (r->yielding && evtimer_pending(&r->retry, NULL))
+    if (head_start_running(r))
         return;
     /* Each master publishes once it has deleted the key. An attempt on the first notice
      * finds the key still on the others, loses, and backs off: wait for a quorum of

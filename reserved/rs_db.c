@@ -732,10 +732,11 @@ rs_db *rs_db_new(struct event_base *base, const rs_db_opts *opts)
     if (!db->opts.statement_timeout_ms) {
         db->opts.statement_timeout_ms = 10000;
     }
-    /* plan_cache_mode stays auto: with real statistics the generic plans of the booking
-     * path are the fast ones (pgbench of BEGIN; rs_book(); COMMIT on 200,000 seats, one
-     * client: 927 tps against 640-713 with force_custom_plan, whose planning runs for
-     * every statement of rs_book). Their weak spot is a table ANALYZEd while empty: a plan
+    /* plan_cache_mode stays auto for the session: with real statistics the generic plans
+     * of the booking path are the fast ones (pgbench of BEGIN; rs_book(); COMMIT on 200,000
+     * seats, one client: 927 tps against 640-713 with force_custom_plan). rs_book itself
+     * sets force_generic_plan (migration 030): auto kept re-planning its statements with
+     * an array parameter. Weak spot of generic plans: a table ANALYZEd while empty; a plan
      * cached then stays a sequential scan until the next ANALYZE. */
     snprintf(db->setup_sql, sizeof db->setup_sql,
              "SET lock_timeout = %u; SET idle_in_transaction_session_timeout = %u; "
