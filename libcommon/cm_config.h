@@ -34,15 +34,15 @@ typedef struct cm_addr_list {
 } cm_addr_list;
 
 typedef struct cm_cfg_key {
-    const char *path;   /* dotted key, e.g. "redlock.redis_timeout_ms" */
+    const char *path; /* dotted key, e.g. "redlock.redis_timeout_ms" */
     cm_cfg_type type;
     size_t offset;      /* offsetof(target struct, field) */
     const char *defval; /* default in flag syntax ("50", "127.0.0.1:7380", ""); NULL = zero */
     int64_t imin, imax; /* CM_CFG_INT range */
     double dmin, dmax;  /* CM_CFG_DOUBLE range */
     const char *const *enum_values; /* CM_CFG_ENUM: NULL-terminated names */
-    bool optional;      /* CM_CFG_ADDR: "" allowed (unset) */
-    const char *help;   /* one line for --help and docs */
+    bool optional;                  /* CM_CFG_ADDR: "" allowed (unset) */
+    const char *help;               /* one line for --help and docs */
 } cm_cfg_key;
 
 /* Frees whatever the target holds, then sets every key to its default. */
@@ -50,8 +50,8 @@ void cm_cfg_defaults(const cm_cfg_key *table, size_t n, void *target);
 /* Reads a YAML file over the current values (call cm_cfg_defaults first).
  * On error: err gets "FILE:LINE: key 'k': reason" (or "FILE: reason"), CM_ERR, and
  * the target may be partly updated (callers exit 2 on a config error). */
-cm_rc cm_cfg_load_file(const cm_cfg_key *table, size_t n, void *target, const char *path,
-                       char *err, size_t errlen) CM_MUSTCHECK;
+cm_rc cm_cfg_load_file(const cm_cfg_key *table, size_t n, void *target, const char *path, char *err,
+                       size_t errlen) CM_MUSTCHECK;
 /* Same for YAML text in memory; name is used in error messages. */
 cm_rc cm_cfg_load_string(const cm_cfg_key *table, size_t n, void *target, const char *yaml,
                          size_t len, const char *name, char *err, size_t errlen) CM_MUSTCHECK;

@@ -15,11 +15,11 @@ typedef enum cm_rc {
     CM_AGAIN = -2, /* not complete yet (need more input / retry later) */
 } cm_rc;
 
-#define CM_MUSTCHECK   __attribute__((warn_unused_result))
+#define CM_MUSTCHECK    __attribute__((warn_unused_result))
 #define CM_PRINTF(a, b) __attribute__((format(printf, a, b)))
-#define CM_UNUSED(x)   ((void)(x))
+#define CM_UNUSED(x)    ((void)(x))
 #define CM_ARRAY_LEN(a) (sizeof(a) / sizeof((a)[0]))
-#define CM_MIN(a, b)   ((a) < (b) ? (a) : (b))
-#define CM_MAX(a, b)   ((a) > (b) ? (a) : (b))
+#define CM_MIN(a, b)    ((a) < (b) ? (a) : (b))
+#define CM_MAX(a, b)    ((a) > (b) ? (a) : (b))
 
 #endif

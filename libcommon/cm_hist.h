@@ -12,7 +12,7 @@
 #define CM_HIST_MAX_BUCKETS 24
 
 typedef struct cm_hist {
-    double bounds[CM_HIST_MAX_BUCKETS]; /* ascending upper bounds in seconds */
+    double bounds[CM_HIST_MAX_BUCKETS];       /* ascending upper bounds in seconds */
     uint64_t counts[CM_HIST_MAX_BUCKETS + 1]; /* per bucket, last = +Inf */
     size_t n;
     uint64_t count;

@@ -29,12 +29,13 @@ typedef struct cm_lockclient cm_lockclient;
 typedef struct cm_lockclient_opts {
     const cm_addr *endpoints; /* copied */
     size_t n_endpoints;
-    const char *client_name;      /* HELLO name; NULL: "client" */
-    const char *auth;             /* NULL or "": no AUTH */
-    uint32_t connect_timeout_ms;  /* 0: 1000 */
-    uint32_t request_slack_ms;    /* a reply later than wait_ms + slack is a client-side timeout; 0: 3000 */
-    uint32_t ping_interval_ms;    /* 0: a third of the server's session timeout (from HELLO) */
-    uint32_t reconnect_max_ms;    /* backoff cap; 0: 2000 */
+    const char *client_name;     /* HELLO name; NULL: "client" */
+    const char *auth;            /* NULL or "": no AUTH */
+    uint32_t connect_timeout_ms; /* 0: 1000 */
+    /* a reply later than wait_ms + slack is a client-side timeout; 0: 3000 */
+    uint32_t request_slack_ms;
+    uint32_t ping_interval_ms; /* 0: a third of the server's session timeout (from HELLO) */
+    uint32_t reconnect_max_ms; /* backoff cap; 0: 2000 */
 } cm_lockclient_opts;
 
 typedef enum cm_lock_status {
@@ -47,12 +48,12 @@ typedef enum cm_lock_status {
 
 typedef struct cm_lock_result {
     cm_lock_status status;
-    char code[16];                        /* ERR code, "" otherwise */
-    const char *message;                  /* human text, "" when none */
-    char token[CM_LOCKP_TOKEN_LEN + 1];   /* ACQUIRE OK */
-    uint64_t fence;                       /* ACQUIRE OK */
-    uint64_t validity_ms;                 /* ACQUIRE OK, RENEW OK */
-    const char *line;                     /* INFO: the text after "OK " */
+    char code[16];                      /* ERR code, "" otherwise */
+    const char *message;                /* human text, "" when none */
+    char token[CM_LOCKP_TOKEN_LEN + 1]; /* ACQUIRE OK */
+    uint64_t fence;                     /* ACQUIRE OK */
+    uint64_t validity_ms;               /* ACQUIRE OK, RENEW OK */
+    const char *line;                   /* INFO: the text after "OK " */
 } cm_lock_result;
 
 typedef void (*cm_lock_cb)(void *arg, const cm_lock_result *res);
@@ -60,8 +61,8 @@ typedef void (*cm_lock_lost_cb)(void *arg, const char *resource, const char *tok
 typedef void (*cm_lock_state_cb)(void *arg, bool connected);
 
 /* Creates the client and starts connecting at once. NULL on bad options. */
-cm_lockclient *cm_lockclient_new(struct event_base *base, const cm_lockclient_opts *opts)
-    CM_MUSTCHECK;
+cm_lockclient *cm_lockclient_new(struct event_base *base,
+                                 const cm_lockclient_opts *opts) CM_MUSTCHECK;
 /* Closes the session (lockd then releases our locks); pending callbacks are NOT called. */
 void cm_lockclient_free(cm_lockclient *c);
 void cm_lockclient_on_lost(cm_lockclient *c, cm_lock_lost_cb cb, void *arg);
@@ -72,8 +73,8 @@ bool cm_lockclient_connected(const cm_lockclient *c);
  * unless cancelled; CM_ERR on bad arguments (callback not called). req_id may be NULL.
  * Requests made while disconnected fail with NOTCONNECTED (through the callback). */
 cm_rc cm_lockclient_acquire(cm_lockclient *c, const char *resource, uint64_t lease_ms,
-                            uint64_t wait_ms, cm_lock_cb cb, void *arg, uint64_t *req_id)
-    CM_MUSTCHECK;
+                            uint64_t wait_ms, cm_lock_cb cb, void *arg,
+                            uint64_t *req_id) CM_MUSTCHECK;
 cm_rc cm_lockclient_renew(cm_lockclient *c, const char *resource, const char *token,
                           uint64_t lease_ms, cm_lock_cb cb, void *arg) CM_MUSTCHECK;
 cm_rc cm_lockclient_release(cm_lockclient *c, const char *resource, const char *token,

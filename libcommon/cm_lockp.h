@@ -41,8 +41,8 @@ typedef struct cm_lockp_request {
 } cm_lockp_request;
 
 typedef enum cm_lockp_parse_status {
-    CM_LOCKP_OK,           /* req is filled */
-    CM_LOCKP_BADREQ,       /* malformed; req->tag holds a valid tag: reply "<tag> ERR BADREQ <err>" */
+    CM_LOCKP_OK,     /* req is filled */
+    CM_LOCKP_BADREQ, /* malformed; req->tag holds a valid tag: reply "<tag> ERR BADREQ <err>" */
     CM_LOCKP_BADREQ_NOTAG, /* malformed and no valid tag: reply "* ERR BADREQ <err>" */
 } cm_lockp_parse_status;
 

@@ -16,7 +16,10 @@ typedef struct cm_strbuf {
     size_t cap;
 } cm_strbuf;
 
+/* clang-format 14 would break this braced initializer over 4 lines */
+/* clang-format off */
 #define CM_STRBUF_INIT {NULL, 0, 0}
+/* clang-format on */
 
 void cm_strbuf_printf(cm_strbuf *sb, const char *fmt, ...) CM_PRINTF(2, 3);
 void cm_strbuf_vprintf(cm_strbuf *sb, const char *fmt, va_list ap);

@@ -12,23 +12,23 @@
 typedef enum rs_lock_mode { RS_LOCK_LOCKD = 0, RS_LOCK_DB = 1 } rs_lock_mode;
 
 typedef struct rs_config {
-    cm_addr listen;              /* listen */
-    char *database;              /* database (libpq conninfo) */
-    int64_t db_pool_size;        /* db_pool_size */
-    cm_addr_list lockd;          /* lockd */
-    int lock_mode;               /* lock.mode: rs_lock_mode */
-    int64_t lock_lease_ms;       /* lock.lease_ms (0 = watchdog) */
-    int64_t lock_wait_ms;        /* lock.wait_ms */
-    char *payment_url;           /* payment.url ("" = no payment step) */
-    int64_t payment_timeout_ms;  /* payment.timeout_ms */
-    int64_t max_body_bytes;      /* limits.max_body_bytes */
-    int64_t max_seats;           /* limits.max_seats_per_reservation */
+    cm_addr listen;                /* listen */
+    char *database;                /* database (libpq conninfo) */
+    int64_t db_pool_size;          /* db_pool_size */
+    cm_addr_list lockd;            /* lockd */
+    int lock_mode;                 /* lock.mode: rs_lock_mode */
+    int64_t lock_lease_ms;         /* lock.lease_ms (0 = watchdog) */
+    int64_t lock_wait_ms;          /* lock.wait_ms */
+    char *payment_url;             /* payment.url ("" = no payment step) */
+    int64_t payment_timeout_ms;    /* payment.timeout_ms */
+    int64_t max_body_bytes;        /* limits.max_body_bytes */
+    int64_t max_seats;             /* limits.max_seats_per_reservation */
     int64_t reconcile_interval_ms; /* reconcile.interval_ms */
-    int64_t reconcile_after_ms;  /* reconcile.after_ms: attempts older than this are orphans */
-    int64_t db_lock_timeout_ms;  /* db.lock_timeout_ms */
+    int64_t reconcile_after_ms;    /* reconcile.after_ms: attempts older than this are orphans */
+    int64_t db_lock_timeout_ms;    /* db.lock_timeout_ms */
     int64_t db_idle_in_txn_timeout_ms; /* db.idle_in_transaction_timeout_ms */
     int64_t db_statement_timeout_ms;   /* db.statement_timeout_ms */
-    cm_log_level log_level;      /* log.level */
+    cm_log_level log_level;            /* log.level */
 } rs_config;
 
 extern const cm_cfg_key rs_config_keys[];

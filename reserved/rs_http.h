@@ -69,8 +69,8 @@ void rs_reply_json_hdr(rs_req *r, int status, json_t *body, const char *hname, c
 void rs_reply_error(rs_req *r, int status, const char *code, const char *fmt, ...)
     __attribute__((format(printf, 4, 5)));
 /* Same, with extra fields merged into the error object (stolen), e.g. {"seatIds":[..]}. */
-void rs_reply_error_extra(rs_req *r, int status, const char *code, json_t *extra,
-                          const char *fmt, ...) __attribute__((format(printf, 5, 6)));
+void rs_reply_error_extra(rs_req *r, int status, const char *code, json_t *extra, const char *fmt,
+                          ...) __attribute__((format(printf, 5, 6)));
 void rs_reply_text(rs_req *r, int status, const char *content_type, const char *text, size_t len);
 
 /* ---- JSON field helpers: each returns false after answering 400 BAD_REQUEST with a

@@ -10,27 +10,27 @@
 #include "cm_strbuf.h"
 
 typedef struct rs_metrics {
-    uint64_t bookings_confirmed;    /* 201 */
-    uint64_t bookings_seat_taken;   /* 409 SEAT_TAKEN */
-    uint64_t bookings_sold_out;     /* 409 SOLD_OUT */
-    uint64_t bookings_declined;     /* 402 */
-    uint64_t bookings_busy;         /* 503 BUSY (lock wait timed out) */
-    uint64_t bookings_unavailable;  /* 503 UNAVAILABLE */
+    uint64_t bookings_confirmed;      /* 201 */
+    uint64_t bookings_seat_taken;     /* 409 SEAT_TAKEN */
+    uint64_t bookings_sold_out;       /* 409 SOLD_OUT */
+    uint64_t bookings_declined;       /* 402 */
+    uint64_t bookings_busy;           /* 503 BUSY (lock wait timed out) */
+    uint64_t bookings_unavailable;    /* 503 UNAVAILABLE */
     uint64_t bookings_fence_rejected; /* fence check found a newer holder: rolled back */
-    uint64_t bookings_lock_lost;    /* LOST push during a booking: rolled back */
+    uint64_t bookings_lock_lost;      /* LOST push during a booking: rolled back */
     uint64_t bookings_idempotent_replays;
     uint64_t cancellations;
-    uint64_t guard_capacity;        /* performances_capacity_guard fired (bug signal) */
-    uint64_t guard_seat_unique;     /* reservation_seats_one_confirmed fired (bug signal) */
-    uint64_t guard_other;           /* any other CHECK constraint fired */
+    uint64_t guard_capacity;    /* performances_capacity_guard fired (bug signal) */
+    uint64_t guard_seat_unique; /* reservation_seats_one_confirmed fired (bug signal) */
+    uint64_t guard_other;       /* any other CHECK constraint fired */
     uint64_t payments_approved;
     uint64_t payments_declined;
-    uint64_t payments_failed;       /* unknown outcome (5xx, timeout) */
-    uint64_t payments_cancelled;    /* compensations done (rollback or reconciler) */
+    uint64_t payments_failed;    /* unknown outcome (5xx, timeout) */
+    uint64_t payments_cancelled; /* compensations done (rollback or reconciler) */
     uint64_t reconciler_runs;
-    uint64_t reconciler_cancelled;  /* orphans cancelled by the reconciler */
-    cm_hist booking_latency;        /* POST reservations: received -> answered */
-    cm_hist lock_wait;              /* ACQUIRE sent -> granted (or db row lock wait) */
+    uint64_t reconciler_cancelled; /* orphans cancelled by the reconciler */
+    cm_hist booking_latency;       /* POST reservations: received -> answered */
+    cm_hist lock_wait;             /* ACQUIRE sent -> granted (or db row lock wait) */
 } rs_metrics;
 
 extern rs_metrics rs_stats;

@@ -25,8 +25,8 @@ typedef void (*rs_pay_cb)(void *arg, rs_pay_outcome outcome, const char *payment
 rs_pay *rs_pay_new(struct event_base *base, const char *url, uint32_t timeout_ms) CM_MUSTCHECK;
 void rs_pay_free(rs_pay *p);
 /* POST /payments with Idempotency-Key = reference (a retry with the same reference is safe). */
-cm_rc rs_pay_charge(rs_pay *p, const char *reference, int64_t amount, rs_pay_cb cb, void *arg)
-    CM_MUSTCHECK;
+cm_rc rs_pay_charge(rs_pay *p, const char *reference, int64_t amount, rs_pay_cb cb,
+                    void *arg) CM_MUSTCHECK;
 /* POST /payments/{id}/cancel (idempotent). */
 cm_rc rs_pay_cancel(rs_pay *p, const char *payment_id, rs_pay_cb cb, void *arg) CM_MUSTCHECK;
 /* GET /payments?reference=R: APPROVED/CANCELLED/DECLINED with its id, or NOT_FOUND. */

@@ -7,7 +7,7 @@ set -euo pipefail
 PACKAGES=(
     build-essential cmake pkg-config clang libclang-rt-14-dev
     redis-server libhiredis-dev libevent-dev libyaml-dev libpq-dev postgresql
-    check libjansson-dev gcovr gnuplot-nox curl
+    check libjansson-dev gcovr gnuplot-nox curl clang-format
 )
 
 cleanup() { :; } # nothing started in the background
