@@ -60,9 +60,9 @@ static cm_rc config_validate(const rs_config *cfg, const char *origin, char *err
                  origin);
         return CM_ERR;
     }
-    if (cfg->payment_url[0] && strncmp(cfg->payment_url, "http://", 7) != 0) {
-        snprintf(err, errlen, "%s: key 'payment.url': must start with http:// (or be empty)",
-                 origin);
+    char why[512];
+    if (cfg->payment_url[0] && !rs_pay_url_ok(cfg->payment_url, why, sizeof(why))) {
+        snprintf(err, errlen, "%s: key 'payment.url': %s (or empty: no payment step)", origin, why);
         return CM_ERR;
     }
     if (cfg->database[0] == '\0') {

@@ -226,20 +226,40 @@ fail:
     return CM_OK;
 }
 
+bool rs_pay_url_ok(const char *url, char *why, size_t whylen)
+{
+    struct evhttp_uri *u = url != NULL ? evhttp_uri_parse(url) : NULL;
+    const char *scheme = u != NULL ? evhttp_uri_get_scheme(u) : NULL;
+    const char *host = u != NULL ? evhttp_uri_get_host(u) : NULL;
+    bool ok = false;
+    if (u == NULL)
+        snprintf(why, whylen, "'%s' is not a URL", url != NULL ? url : "");
+    else if (scheme == NULL || strcmp(scheme, "http") != 0)
+        snprintf(why, whylen, "'%s': only http:// is supported", url);
+    else if (host == NULL || host[0] == '\0')
+        snprintf(why, whylen, "'%s' has no host (http://host[:port][/path])", url);
+    else if (evhttp_uri_get_query(u) != NULL || evhttp_uri_get_fragment(u) != NULL ||
+             evhttp_uri_get_userinfo(u) != NULL)
+        snprintf(why, whylen, "'%s': no user, query or fragment (http://host[:port][/path])", url);
+    else
+        ok = true;
+    if (u != NULL)
+        evhttp_uri_free(u);
+    return ok;
+}
+
 rs_pay *rs_pay_new(struct event_base *base, const char *url, uint32_t timeout_ms)
 {
     rs_pay *p = NULL;
-    struct evhttp_uri *u = url != NULL ? evhttp_uri_parse(url) : NULL;
-    if (u == NULL) {
-        log_error("payment.url '%s' is not a URL", url != NULL ? url : "");
+    char why[512];
+    if (!rs_pay_url_ok(url, why, sizeof(why))) {
+        log_error("payment.url %s", why);
         return NULL;
     }
-    const char *scheme = evhttp_uri_get_scheme(u);
+    struct evhttp_uri *u = evhttp_uri_parse(url);
+    if (u == NULL)
+        return NULL;
     const char *host = evhttp_uri_get_host(u);
-    if (scheme == NULL || strcmp(scheme, "http") != 0 || host == NULL || host[0] == '\0') {
-        log_error("payment.url '%s': only http://host[:port][/path] is supported", url);
-        goto fail;
-    }
     p = calloc(1, sizeof(*p));
     if (p == NULL)
         goto fail;

@@ -6,6 +6,8 @@
 #ifndef RS_PAY_H
 #define RS_PAY_H
 
+#include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 #include "cm_core.h"
 
@@ -22,6 +24,8 @@ typedef enum rs_pay_outcome {
 
 typedef void (*rs_pay_cb)(void *arg, rs_pay_outcome outcome, const char *payment_id);
 
+/* Whether url is one rs_pay_new takes: http://host[:port][/path]. When not, why says so. */
+bool rs_pay_url_ok(const char *url, char *why, size_t whylen);
 rs_pay *rs_pay_new(struct event_base *base, const char *url, uint32_t timeout_ms) CM_MUSTCHECK;
 void rs_pay_free(rs_pay *p);
 /* POST /payments with Idempotency-Key = reference (a retry with the same reference is safe). */

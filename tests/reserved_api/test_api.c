@@ -899,8 +899,19 @@ START_TEST(config_error)
     /* flags */
     ck_assert_int_eq(run_cli(out, sizeof out, "--lock-mode", "chaos", NULL), 2);
     ck_assert_msg(strstr(out, "--lock-mode") && strstr(out, "lock.mode"), "%s", out);
-    ck_assert_int_eq(run_cli(out, sizeof out, "--payment-url", "ftp://x", NULL), 2);
-    ck_assert_msg(strstr(out, "payment.url") != NULL, "%s", out);
+    /* payment.url: what --check-config passes, reserved can start with */
+    const char *bad_urls[] = {"ftp://x",      "https://pay.example", "http://", "http:///x",
+                              "http://h/p?q", "http://u@h/",         "no url"};
+    for (size_t i = 0; i < sizeof bad_urls / sizeof bad_urls[0]; i++) {
+        int rc = run_cli(out, sizeof out, "--config", TH_SOURCE_DIR "/config/reserved.yaml",
+                         "--payment-url", bad_urls[i], "--check-config", NULL);
+        ck_assert_msg(rc == 2, "payment.url '%s': exit %d: %s", bad_urls[i], rc, out);
+        ck_assert_msg(strstr(out, "key 'payment.url'") != NULL && strstr(out, bad_urls[i]) != NULL,
+                      "payment.url '%s': %s", bad_urls[i], out);
+    }
+    ck_assert_int_eq(run_cli(out, sizeof out, "--config", TH_SOURCE_DIR "/config/reserved.yaml",
+                             "--payment-url", "http://127.0.0.1:8090/gw/", "--check-config", NULL),
+                     0);
     ck_assert_int_eq(run_cli(out, sizeof out, "--no-such-flag", NULL), 2);
     ck_assert_int_eq(run_cli(out, sizeof out, "--config", "/nonexistent/r.yaml", NULL), 2);
     ck_assert_msg(strstr(out, "/nonexistent/r.yaml") != NULL, "%s", out);
