@@ -621,9 +621,11 @@ void cm_cfg_dump(const cm_cfg_key *table, size_t n, const void *target, FILE *ou
         case CM_CFG_DOUBLE:
             fprintf(out, "%g", *(const double *)f);
             break;
-        case CM_CFG_STRING:
-            fprintf(out, "%s", *(char *const *)f != NULL ? *(char *const *)f : "");
+        case CM_CFG_STRING: {
+            const char *v = *(char *const *)f != NULL ? *(char *const *)f : "";
+            fprintf(out, "%s", k->secret && v[0] != '\0' ? "(hidden)" : v);
             break;
+        }
         case CM_CFG_BOOL:
             fprintf(out, "%s", *(const bool *)f ? "true" : "false");
             break;

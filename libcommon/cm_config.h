@@ -42,6 +42,7 @@ typedef struct cm_cfg_key {
     double dmin, dmax;  /* CM_CFG_DOUBLE range */
     const char *const *enum_values; /* CM_CFG_ENUM: NULL-terminated names */
     bool optional;                  /* CM_CFG_ADDR: "" allowed (unset) */
+    bool secret;                    /* CM_CFG_STRING: cm_cfg_dump shows "(hidden)", not it */
     const char *help;               /* one line for --help and docs */
 } cm_cfg_key;
 
@@ -61,7 +62,8 @@ cm_rc cm_cfg_set(const cm_cfg_key *table, size_t n, void *target, const char *pa
                  const char *value, const char *origin, char *err, size_t errlen) CM_MUSTCHECK;
 /* Frees strings and lists held by the target. */
 void cm_cfg_free(const cm_cfg_key *table, size_t n, void *target);
-/* Writes "key = value" lines of the effective config (for --check-config / logs). */
+/* Writes "key = value" lines of the effective config (for --check-config / logs); a set
+ * secret key is written as "(hidden)", since the output ends up in tickets and logs. */
 void cm_cfg_dump(const cm_cfg_key *table, size_t n, const void *target, FILE *out);
 
 #endif

@@ -32,6 +32,7 @@ static const cm_cfg_key lk_keys[] = {
      .type = CM_CFG_STRING,
      .offset = offsetof(lk_config, auth),
      .defval = "",
+     .secret = true,
      .help = "shared secret clients send with AUTH (empty: none)"},
     {.path = "key_prefix",
      .type = CM_CFG_STRING,

@@ -7,6 +7,7 @@
  * stop booking -> free everything in reverse -> exit 0.
  */
 #include <event2/event.h>
+#include <libpq-fe.h>
 #include <signal.h>
 #include <stdbool.h>
 #include <stdio.h>
@@ -69,6 +70,17 @@ static cm_rc config_validate(const rs_config *cfg, const char *origin, char *err
         snprintf(err, errlen, "%s: key 'database': a libpq conninfo is required", origin);
         return CM_ERR;
     }
+    /* libpq's own parser, so a typo is an exit 2 here, not a pool that never connects */
+    char *pq_err = NULL;
+    PQconninfoOption *opts = PQconninfoParse(cfg->database, &pq_err);
+    if (opts == NULL) {
+        size_t n = pq_err != NULL ? strcspn(pq_err, "\n") : 0;
+        snprintf(err, errlen, "%s: key 'database': not a libpq conninfo: %.*s", origin, (int)n,
+                 pq_err != NULL ? pq_err : "out of memory");
+        PQfreemem(pq_err);
+        return CM_ERR;
+    }
+    PQconninfoFree(opts);
     return CM_OK;
 }
 

@@ -92,7 +92,7 @@ START_TEST(test_cli)
 
     /* A good file: --check-config prints the effective values; a flag overrides a key. */
     const char *good = write_yaml("redis: [127.0.0.1:6380, 127.0.0.1:6381, 127.0.0.1:6382]\n"
-                                  "session: {timeout_ms: 4321}\n");
+                                  "session: {timeout_ms: 4321}\nauth: Sesame-77\n");
     ck_assert_int_eq(run_lockd((char *[]){"--config", (char *)good, "--check-config", "--listen",
                                           "127.0.0.1:7999", NULL},
                                out, sizeof out),
@@ -100,6 +100,9 @@ START_TEST(test_cli)
     ck_assert_ptr_nonnull(strstr(out, "4321"));
     ck_assert_ptr_nonnull(strstr(out, "127.0.0.1:7999"));
     ck_assert_ptr_nonnull(strstr(out, "127.0.0.1:6382"));
+    /* the AUTH secret is not printed, only that it is set */
+    ck_assert_ptr_nonnull(strstr(out, "auth = (hidden)"));
+    ck_assert_ptr_null(strstr(out, "Sesame-77"));
     /* A flag with a bad value is named. */
     ck_assert_int_eq(run_lockd((char *[]){"--config", (char *)good, "--listen", "nowhere",
                                           "--check-config", NULL},

@@ -899,6 +899,15 @@ START_TEST(config_error)
     /* flags */
     ck_assert_int_eq(run_cli(out, sizeof out, "--lock-mode", "chaos", NULL), 2);
     ck_assert_msg(strstr(out, "--lock-mode") && strstr(out, "lock.mode"), "%s", out);
+    /* database: libpq's parser decides, before any connection is tried */
+    const char *bad_dbs[] = {"nonsense", "host=/tmp bogus=1", "host='unterminated"};
+    for (size_t i = 0; i < sizeof bad_dbs / sizeof bad_dbs[0]; i++) {
+        int rc = run_cli(out, sizeof out, "--config", TH_SOURCE_DIR "/config/reserved.yaml",
+                         "--database", bad_dbs[i], "--check-config", NULL);
+        ck_assert_msg(rc == 2, "database '%s': exit %d: %s", bad_dbs[i], rc, out);
+        ck_assert_msg(strstr(out, "key 'database': not a libpq conninfo") != NULL,
+                      "database '%s': %s", bad_dbs[i], out);
+    }
     /* payment.url: what --check-config passes, reserved can start with */
     const char *bad_urls[] = {"ftp://x",      "https://pay.example", "http://", "http:///x",
                               "http://h/p?q", "http://u@h/",         "no url"};

@@ -38,7 +38,7 @@ static const cm_cfg_key keys[] = {
      .offset = offsetof(test_cfg, metrics),
      .defval = "",
      .optional = true},
-    {.path = "auth", .type = CM_CFG_STRING, .offset = offsetof(test_cfg, auth)},
+    {.path = "auth", .type = CM_CFG_STRING, .offset = offsetof(test_cfg, auth), .secret = true},
     {.path = "redis",
      .type = CM_CFG_ADDR_LIST,
      .offset = offsetof(test_cfg, redis),
@@ -345,7 +345,7 @@ START_TEST(test_dump)
     fclose(f);
     ck_assert_str_eq(text, "listen = 127.0.0.1:7380\n"
                            "metrics_listen = \n"
-                           "auth = pw\n"
+                           "auth = (hidden)\n"
                            "redis = 127.0.0.1:6380,127.0.0.1:6381\n"
                            "redlock.redis_timeout_ms = 50\n"
                            "redlock.clock_drift_factor = 0.01\n"
@@ -353,6 +353,14 @@ START_TEST(test_dump)
                            "lock.mode = lockd\n"
                            "log.level = info\n"
                            "a.b.c = 0\n");
+    free(text);
+    /* an empty secret is shown empty: "not set" is worth knowing and gives nothing away */
+    f = open_memstream(&text, &len);
+    ck_assert_ptr_nonnull(f);
+    ck_assert_int_eq(cm_cfg_set(keys, NKEYS, &cfg, "auth", "", "--auth", err, sizeof(err)), CM_OK);
+    cm_cfg_dump(keys, NKEYS, &cfg, f);
+    fclose(f);
+    ck_assert_ptr_nonnull(strstr(text, "\nauth = \n"));
     free(text);
 }
 END_TEST
