@@ -11,7 +11,9 @@
  * Prints a table and one final `RESULT key=value ...` line for scripts. Exit 1 when a
  * safety check failed, 2 on usage errors or when the sessions cannot connect.
  */
+#include <inttypes.h>
 #include <signal.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -21,6 +23,7 @@
 
 #include "cm_addr.h"
 #include "cm_lockclient.h"
+#include "cm_lockp.h"
 #include "cm_log.h"
 #include "cm_time.h"
 
@@ -314,18 +317,31 @@ int main(int argc, char **argv)
             printf("lockbench %s\n", BOOKING_VERSION);
             return 0;
         } else if (v == NULL) {
+            fprintf(stderr, "lockbench: %s needs a value\n", o);
             usage(stderr);
             return 2;
         } else if (strcmp(o, "--server") == 0) {
             server = v;
         } else if (strcmp(o, "--server2") == 0) {
             server2 = v;
-        } else if (strcmp(o, "--clients") == 0) {
-            b.clients = atoi(v);
-        } else if (strcmp(o, "--duration") == 0) {
-            b.duration_s = atoi(v);
-        } else if (strcmp(o, "--hold") == 0) {
-            b.hold_ms = (uint64_t)atoll(v);
+        } else if (strcmp(o, "--clients") == 0 || strcmp(o, "--duration") == 0 ||
+                   strcmp(o, "--hold") == 0) {
+            uint64_t n;
+            bool clients = strcmp(o, "--clients") == 0, duration = strcmp(o, "--duration") == 0;
+            uint64_t lo = clients || duration ? 1 : 0; /* --hold 0: release at once */
+            uint64_t hi = clients ? 10000 : duration ? 86400 : 60000;
+            if (cm_lockp_parse_u64(v, strlen(v), &n) != CM_OK || n < lo || n > hi) {
+                fprintf(stderr,
+                        "lockbench: %s '%s': want a whole number %" PRIu64 "..%" PRIu64 "\n", o, v,
+                        lo, hi);
+                return 2;
+            }
+            if (clients)
+                b.clients = (int)n;
+            else if (duration)
+                b.duration_s = (int)n;
+            else
+                b.hold_ms = n;
         } else if (strcmp(o, "--mode") == 0 && strcmp(v, "uncontended") == 0) {
             b.mode = MODE_UNCONTENDED;
         } else if (strcmp(o, "--mode") == 0 && strcmp(v, "contended") == 0) {
@@ -337,7 +353,8 @@ int main(int argc, char **argv)
         }
         i++;
     }
-    if (server == NULL || b.clients < 1 || b.clients > 10000 || b.duration_s < 1) {
+    if (server == NULL) {
+        fprintf(stderr, "lockbench: --server is required\n");
         usage(stderr);
         return 2;
     }
