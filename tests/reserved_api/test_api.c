@@ -980,6 +980,256 @@ START_TEST(three_start)
 }
 END_TEST
 
+/* ---- mutated bodies: whatever arrives, a documented answer and an intact database ---- */
+
+static uint64_t mut_state = 0x9e3779b97f4a7c15ull;
+
+static uint64_t mut_next(void)
+{
+    mut_state ^= mut_state << 13;
+    mut_state ^= mut_state >> 7;
+    mut_state ^= mut_state << 17;
+    return mut_state;
+}
+
+static size_t mut_below(size_t n)
+{
+    return n > 0 ? (size_t)(mut_next() % n) : 0;
+}
+
+/* JSON fragments that stress types and ranges, spliced in anywhere. */
+static const char *const mut_tokens[] = {
+    "null",
+    "true",
+    "false",
+    "-1",
+    "0",
+    "1e309",
+    "99999999999999999999",
+    "-0",
+    "1.5",
+    "\"\"",
+    "[]",
+    "{}",
+    "\"\\u0000\"",
+    "\"\\ud800\"",
+    "\"x\"",
+    "\"VIP\"",
+    ",",
+    ":",
+    "\"",
+    "{",
+    "}",
+    "[",
+    "]",
+    "\\",
+    "\xc3\x28",
+    "\xff",
+    "\"2026-02-30T19:00:00Z\"",
+    "[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]",
+};
+
+/* One random change to a text (byte level): replace, delete a span, duplicate a span,
+ * splice a token in, or cut the tail. Never a NUL byte (the client sends C strings). */
+static void mut_bytes(char *buf, size_t cap)
+{
+    size_t len = strlen(buf);
+    size_t at = mut_below(len + 1);
+    switch (mut_below(5)) {
+    case 0:
+        if (len > 0)
+            buf[mut_below(len)] = (char)(1 + mut_below(255));
+        break;
+    case 1: {
+        size_t n = 1 + mut_below(8);
+        if (at + n > len)
+            n = len - at;
+        memmove(buf + at, buf + at + n, len - at - n + 1);
+        break;
+    }
+    case 2: {
+        size_t n = 1 + mut_below(16);
+        if (at + n > len)
+            n = len - at;
+        if (len + n + 1 <= cap) {
+            memmove(buf + at + n, buf + at, len - at + 1);
+            memcpy(buf + at + n, buf + at, n); /* the span again, right after itself */
+        }
+        break;
+    }
+    case 3: {
+        const char *t = mut_tokens[mut_below(sizeof mut_tokens / sizeof mut_tokens[0])];
+        size_t n = strlen(t);
+        if (len + n + 1 <= cap) {
+            memmove(buf + at + n, buf + at, len - at + 1);
+            memcpy(buf + at, t, n);
+        }
+        break;
+    }
+    default:
+        buf[at] = '\0';
+        break;
+    }
+}
+
+/* One random change to the JSON tree: a field gets a value of another type, goes away,
+ * or an unknown field comes in. */
+static void mut_tree(json_t *root)
+{
+    if (!json_is_object(root) || json_object_size(root) == 0)
+        return;
+    size_t pick = mut_below(json_object_size(root)), i = 0;
+    const char *key;
+    json_t *v;
+    json_object_foreach(root, key, v)
+    {
+        if (i++ != pick)
+            continue;
+        switch (mut_below(4)) {
+        case 0:
+            json_object_del(root, key);
+            return;
+        case 1:
+            if (json_is_array(v) && json_array_size(v) > 0) {
+                mut_tree(json_array_get(v, mut_below(json_array_size(v))));
+                return;
+            }
+            json_object_set_new(root, key,
+                                json_integer((json_int_t)(mut_next() % 2000001) - 1000000));
+            return;
+        case 2: {
+            json_t *vals[] = {json_null(),   json_true(),    json_string(""),  json_array(),
+                              json_object(), json_real(0.5), json_string("42")};
+            size_t k = mut_below(sizeof vals / sizeof vals[0]);
+            json_object_set(root, key, vals[k]);
+            for (size_t j = 0; j < sizeof vals / sizeof vals[0]; j++)
+                json_decref(vals[j]);
+            return;
+        }
+        default:
+            json_object_set_new(root, "unexpected", json_integer(1));
+            return;
+        }
+    }
+}
+
+START_TEST(mutate)
+{
+    th_pg pg;
+    rat_server s;
+    fpt_resp r;
+    char path[256], seed[1024], body[4096], allow[64];
+    enum { ROUNDS = 2500 };
+    unsigned by_status[600] = {0};
+
+    pg_start(&pg);
+    rat_start(&s, pg.conninfo);
+    long long venue = make_venue(&s, "Mutated hall", 8, 4);
+    long long perf = make_perf(&s, venue, "Mutated", "2026-12-01T19:00:00Z", 1000, 3000, NULL);
+    req_ok(&s, "POST", "/users", "{\"name\":\"M\",\"email\":\"m@example.org\"}", 201, &r);
+    long long user = jint(r.json, "id");
+    fpt_resp_free(&r);
+    snprintf(path, sizeof path, "/venues/%lld", venue);
+    req_ok(&s, "GET", path, NULL, 200, &r);
+    long long seat0 = jint(json_array_get(json_object_get(r.json, "seats"), 0), "id");
+    fpt_resp_free(&r);
+
+    struct {
+        const char *method, *path, *body;
+    } seeds[] = {
+        {"POST", "/venues",
+         "{\"name\":\"V\",\"seats\":[{\"row\":\"A\",\"number\":1,\"type\":\"VIP\"}]}"},
+        {"POST", "/performances",
+         "{\"venueId\":%V,\"title\":\"T\",\"startsAt\":\"2026-12-01T19:00:00Z\",\"normalPrice\":1,"
+         "\"vipPrice\":2}"},
+        {"PATCH", "/performances/%P", "{\"title\":\"T2\",\"normalPrice\":5,\"vipPrice\":6}"},
+        {"POST", "/users", "{\"name\":\"U\",\"email\":\"u@example.org\"}"},
+        {"POST", "/performances/%P/reservations", "{\"userId\":%U,\"seatIds\":[%S,%T]}"},
+    };
+    const size_t nseeds = sizeof seeds / sizeof seeds[0];
+    for (unsigned round = 0; round < ROUNDS; round++) {
+        size_t k = round % nseeds;
+        /* the seed with today's ids in it */
+        size_t o = 0;
+        for (const char *p = seeds[k].body; *p && o + 32 < sizeof seed; p++) {
+            if (*p == '%' && strchr("VPUST", p[1]) != NULL) {
+                long long id = p[1] == 'V'   ? venue
+                               : p[1] == 'P' ? perf
+                               : p[1] == 'U' ? user
+                                             : seat0 + (long long)mut_below(12);
+                o += (size_t)snprintf(seed + o, sizeof seed - o, "%lld", id);
+                p++;
+            } else {
+                seed[o++] = *p;
+            }
+        }
+        seed[o] = '\0';
+        snprintf(path, sizeof path, "%s", seeds[k].path);
+        char *pp = strstr(path, "%P");
+        if (pp != NULL) {
+            char tail[128];
+            snprintf(tail, sizeof tail, "%s", pp + 2);
+            snprintf(pp, sizeof path - (size_t)(pp - path), "%lld%s", perf, tail);
+        }
+        /* half the rounds change the tree, half the bytes; some do both, some twice */
+        if (mut_below(2) == 0) {
+            json_t *tree = json_loads(seed, 0, NULL);
+            ck_assert_ptr_nonnull(tree);
+            mut_tree(tree);
+            char *text = json_dumps(tree, JSON_COMPACT);
+            snprintf(body, sizeof body, "%s", text);
+            free(text);
+            json_decref(tree);
+        } else {
+            snprintf(body, sizeof body, "%s", seed);
+        }
+        for (size_t m = mut_below(3); m > 0; m--)
+            mut_bytes(body, sizeof body);
+
+        req(&s, seeds[k].method, path, body, &r);
+        int st = r.status;
+        by_status[st >= 0 && st < 600 ? st : 0]++;
+        bool known = st == 200 || st == 201 || st == 400 || st == 404 || st == 409 || st == 422;
+        ck_assert_msg(known, "#%u %s %s %s: status %d: %s", round, seeds[k].method, path, body, st,
+                      r.body);
+        if (st >= 400) {
+            const char *msg =
+                json_string_value(json_object_get(json_object_get(r.json, "error"), "message"));
+            ck_assert_msg(fpt_error_code(&r)[0] != '\0' && msg != NULL && msg[0] != '\0',
+                          "#%u: error without code or message: %s", round, r.body);
+        }
+        ck_assert_msg(!fpt_header(&r, "Allow", allow, sizeof allow), "#%u: 405 shape", round);
+        fpt_resp_free(&r);
+    }
+    fprintf(stderr, "mutate: %u requests: 200 %u, 201 %u, 400 %u, 404 %u, 409 %u, 422 %u\n",
+            (unsigned)ROUNDS, by_status[200], by_status[201], by_status[400], by_status[404],
+            by_status[409], by_status[422]);
+    /* both the rejected and the accepted side were reached */
+    ck_assert_uint_gt(by_status[400], ROUNDS / 10);
+    ck_assert_uint_gt(by_status[200] + by_status[201], ROUNDS / 20);
+
+    /* still serving, nothing the guards had to stop, and the books add up */
+    req_ok(&s, "GET", "/healthz", NULL, 200, &r);
+    fpt_resp_free(&r);
+    req_ok(&s, "GET", "/metrics", NULL, 200, &r);
+    ck_assert_msg(strstr(r.body, "reserved_guard_firings_total{guard=\"capacity\"} 0\n") &&
+                      strstr(r.body, "reserved_guard_firings_total{guard=\"seat_unique\"} 0\n"),
+                  "a guard fired");
+    fpt_resp_free(&r);
+    PGconn *c = PQconnectdb(pg.conninfo);
+    ck_assert_int_eq(PQstatus(c), CONNECTION_OK);
+    PGresult *res = PQexec(
+        c, "SELECT count(*) FROM performances p WHERE p.remaining_capacity <> p.total_capacity -"
+           " (SELECT count(*) FROM reservation_seats t JOIN reservations x ON x.id ="
+           " t.reservation_id WHERE x.performance_id = p.id AND x.status = 'CONFIRMED')");
+    ck_assert_int_eq(PQresultStatus(res), PGRES_TUPLES_OK);
+    ck_assert_str_eq(PQgetvalue(res, 0, 0), "0");
+    PQclear(res);
+    PQfinish(c);
+    rat_stop_clean(&s);
+}
+END_TEST
+
 int main(void)
 {
     const fpt_case cases[] = {
@@ -994,6 +1244,7 @@ int main(void)
         {"three_start", three_start},
         {"inflight", inflight},
         {"disconnect", disconnect},
+        {"mutate", mutate},
     };
     return fpt_main("reserved_api", cases, sizeof cases / sizeof cases[0], 120);
 }
