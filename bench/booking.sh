@@ -184,6 +184,8 @@ run_mode() { # run_mode MODE ROUND
     echo "   load after: $(cut -d' ' -f1-3 /proc/loadavg); performances table: $(bk_psql \
         "SELECT n_dead_tup || ' dead row versions, ' || pg_relation_size('performances') / 8192 ||
                 ' pages' FROM pg_stat_user_tables WHERE relname = 'performances'")"
+    echo "   peak RSS (MiB): reserved $(bk_peak_rss "${BK_RESERVED_PIDS[@]}"); lockd $(bk_peak_rss \
+        "${BK_LOCKD_PIDS[@]}") (since its start, all runs so far)"
     SUMMARY+=("$mode $round $(grep '^RESULT ' "$BK_TMP/bookbench-$tag.out")")
     if grep -q ' hot_all_sold=1' "$BK_TMP/bookbench-$tag.out"; then
         echo "   WARNING: the hot performance sold out during the run: hot figures are understated"

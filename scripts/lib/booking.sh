@@ -107,10 +107,11 @@ bk_start_redis() { # bk_start_redis N
     BK_REDIS_LIST=${BK_REDIS_LIST%, }
 }
 
-# N lockd on the Redis masters; sets BK_LOCKD (array of H:P).
+# N lockd on the Redis masters; sets BK_LOCKD (array of H:P) and BK_LOCKD_PIDS.
 bk_start_lockd() { # bk_start_lockd N
     local i port ports=()
     BK_LOCKD=()
+    BK_LOCKD_PIDS=()
     for ((i = 1; i <= $1; i++)); do
         port=$(bk_free_port)
         cat >"$BK_TMP/lockd$i.yaml" <<EOF
@@ -121,6 +122,7 @@ log: {level: warn}
 EOF
         "$BK_BIN/lockd" --config "$BK_TMP/lockd$i.yaml" >"$BK_TMP/lockd$i.log" 2>&1 &
         BK_PIDS+=($!)
+        BK_LOCKD_PIDS+=($!)
         BK_LOCKD+=("127.0.0.1:$port")
         ports+=("$port")
     done
@@ -254,3 +256,14 @@ bk_create_users() { # bk_create_users N
 
 # Comma-separated reserved addresses for bookbench --servers.
 bk_servers() { local IFS=,; echo "${BK_RESERVED[*]}"; }
+
+# Peak resident memory of processes (VmHWM, MiB, one decimal each, "/" between).
+bk_peak_rss() { # bk_peak_rss PID...
+    local pid kb out=()
+    for pid in "$@"; do
+        kb=$(awk '/^VmHWM:/ {print $2}' "/proc/$pid/status" 2>/dev/null || true)
+        out+=("$(awk -v k="${kb:-0}" 'BEGIN {printf "%.1f", k / 1024}')")
+    done
+    local IFS=/
+    echo "${out[*]}"
+}
