@@ -5,6 +5,8 @@
 # and stops everything it started by PID (trap), also on failure or Ctrl-C.
 #   bench/run.sh                       # 64 clients, 10 s, 1 ms hold
 #   CLIENTS=16 DURATION=3 bench/run.sh
+#   MEM_SESSIONS=5000 bench/run.sh     # sessions of the memory step (default 2000)
+#   LOCKD_EXTRA='redlock: {max_inflight_rounds: 0}' bench/run.sh   # lockd config lines
 #   BUILD=build-rel bench/run.sh       # Release build dir to use (built if missing)
 set -euo pipefail
 
@@ -15,6 +17,8 @@ CLIENTS="${CLIENTS:-64}"
 DURATION="${DURATION:-10}"
 HOLD="${HOLD:-1}"
 SKIP_NODE="${SKIP_NODE:-0}"
+MEM_SESSIONS="${MEM_SESSIONS:-2000}"
+LOCKD_EXTRA="${LOCKD_EXTRA:-}" # YAML lines added to lockd's config
 
 PIDS=()
 TMP="$(mktemp -d "${TMPDIR:-/tmp}/lockbench.XXXXXX")"
@@ -64,6 +68,7 @@ cat >"$TMP/lockd.yaml" <<EOF
 listen: 127.0.0.1:$LOCKD_PORT
 redis: [${REDIS_LIST//,/, }]
 log: {level: warn}
+$LOCKD_EXTRA
 EOF
 "$BUILD/bin/lockd" --config "$TMP/lockd.yaml" >"$TMP/lockd.log" 2>&1 &
 PIDS+=($!)
@@ -80,6 +85,19 @@ run() {
 }
 
 echo "machine: $(nproc) cores, $(uname -sr), redis $(redis-server --version | awk '{print $3}' | sed 's/v=//')"
+# lockd's memory: resident size idle, then the peak while MEM_SESSIONS sessions each
+# acquire and release their own lock for 3 s (needs that many descriptors on both sides).
+LOCKD_PID=${PIDS[-1]}
+rss_kib() { awk -v k="$2" '$1 == k":" {print $2}' "/proc/$1/status"; }
+ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
+MEM_SESSIONS=$((MEM_SESSIONS > $(ulimit -n) - 100 ? $(ulimit -n) - 100 : MEM_SESSIONS))
+idle_kib=$(rss_kib "$LOCKD_PID" VmRSS)
+run "$BUILD/bin/lockbench" --server "127.0.0.1:$LOCKD_PORT" --clients "$MEM_SESSIONS" \
+    --duration 3 --mode uncontended
+peak_kib=$(rss_kib "$LOCKD_PID" VmHWM)
+MEMORY="lockd RSS idle $((idle_kib / 1024)) MiB; peak with $MEM_SESSIONS sessions $((peak_kib / 1024)) MiB ($(((peak_kib - idle_kib) * 1024 / MEM_SESSIONS)) bytes per session)"
+echo "$MEMORY"
+
 flush
 run "$BUILD/bin/lockbench" --server "127.0.0.1:$LOCKD_PORT" --clients "$CLIENTS" \
     --duration "$DURATION" --mode uncontended
@@ -104,3 +122,4 @@ fi
 echo
 echo "== summary"
 printf '%s\n' "${RESULTS[@]}"
+echo "$MEMORY"

@@ -46,6 +46,8 @@ static const cm_cfg_key lk_keys[] = {
      .help = "independent Redis masters host:port,... (required)"},
     KEY_INT("redlock.redis_timeout_ms", redis_timeout_ms, "50", 1, 60000,
             "per-master round trip bound"),
+    KEY_INT("redlock.max_inflight_rounds", max_inflight_rounds, "256", 0, 1000000,
+            "Redlock rounds out at once, the rest wait in order (0: no limit)"),
     KEY_INT("redlock.retry_delay_ms", retry_delay_ms, "20", 1, 60000,
             "upper bound of the random delay between attempts"),
     {.path = "redlock.clock_drift_factor",

@@ -17,17 +17,18 @@
 #include "cm_core.h"
 
 typedef struct lk_config {
-    cm_addr listen;             /* LOCKP listener */
-    cm_addr metrics_listen;     /* GET /metrics; port 0 = off */
-    char *auth;                 /* shared secret; "" = no AUTH needed */
-    char *key_prefix;           /* Redis key prefix */
-    cm_addr_list redis;         /* the N independent masters (at least one) */
-    int64_t redis_timeout_ms;   /* per-master round trip bound */
-    int64_t retry_delay_ms;     /* upper bound of the random retry delay */
-    double clock_drift_factor;  /* Redlock drift allowance, fraction of the lease */
-    int64_t watchdog_lease_ms;  /* lease written for lease_ms 0 locks */
-    int64_t session_timeout_ms; /* silence after which a session is dead */
-    int64_t lock_delay_ms;      /* delay before a dead session's locks are released */
+    cm_addr listen;              /* LOCKP listener */
+    cm_addr metrics_listen;      /* GET /metrics; port 0 = off */
+    char *auth;                  /* shared secret; "" = no AUTH needed */
+    char *key_prefix;            /* Redis key prefix */
+    cm_addr_list redis;          /* the N independent masters (at least one) */
+    int64_t redis_timeout_ms;    /* per-master round trip bound */
+    int64_t max_inflight_rounds; /* Redlock rounds out at once; 0 = no limit */
+    int64_t retry_delay_ms;      /* upper bound of the random retry delay */
+    double clock_drift_factor;   /* Redlock drift allowance, fraction of the lease */
+    int64_t watchdog_lease_ms;   /* lease written for lease_ms 0 locks */
+    int64_t session_timeout_ms;  /* silence after which a session is dead */
+    int64_t lock_delay_ms;       /* delay before a dead session's locks are released */
     int64_t max_sessions;
     int64_t max_waiters; /* waiting ACQUIREs over all sessions */
     int64_t max_lease_ms;

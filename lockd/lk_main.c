@@ -106,12 +106,13 @@ static void log_start(const lk_config *cfg, const lk_redlock *rl)
     log_info("lockd %s listening on %s, %zu Redis masters (quorum %zu), key_prefix '%s'",
              BOOKING_VERSION, cm_addr_format(&cfg->listen, a, sizeof(a)), cfg->redis.count,
              lk_redlock_quorum(rl), cfg->key_prefix);
-    log_info("redis_timeout_ms=%lld retry_delay_ms=%lld clock_drift_factor=%g "
-             "watchdog.lease_ms=%lld session.timeout_ms=%lld lock_delay_ms=%lld auth=%s",
-             (long long)cfg->redis_timeout_ms, (long long)cfg->retry_delay_ms,
-             cfg->clock_drift_factor, (long long)cfg->watchdog_lease_ms,
-             (long long)cfg->session_timeout_ms, (long long)cfg->lock_delay_ms,
-             cfg->auth[0] ? "on" : "off");
+    log_info("redis_timeout_ms=%lld max_inflight_rounds=%lld retry_delay_ms=%lld "
+             "clock_drift_factor=%g watchdog.lease_ms=%lld session.timeout_ms=%lld "
+             "lock_delay_ms=%lld auth=%s",
+             (long long)cfg->redis_timeout_ms, (long long)cfg->max_inflight_rounds,
+             (long long)cfg->retry_delay_ms, cfg->clock_drift_factor,
+             (long long)cfg->watchdog_lease_ms, (long long)cfg->session_timeout_ms,
+             (long long)cfg->lock_delay_ms, cfg->auth[0] ? "on" : "off");
 }
 
 static int run(const lk_config *cfg)
@@ -140,6 +141,7 @@ static int run(const lk_config *cfg)
         .n_masters = cfg->redis.count,
         .key_prefix = cfg->key_prefix,
         .redis_timeout_ms = (uint32_t)cfg->redis_timeout_ms,
+        .max_inflight_rounds = (uint32_t)cfg->max_inflight_rounds,
         .clock_drift_factor = cfg->clock_drift_factor,
         .on_released = on_released,
         .on_wanted = on_wanted,

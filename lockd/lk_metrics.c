@@ -96,6 +96,11 @@ void lk_metrics_render(const struct lk_redlock *rl, cm_strbuf *out)
         return;
     size_t n = lk_redlock_masters_total(rl);
     cm_strbuf_printf(out,
+                     "# HELP lockd_redlock_rounds_queued Redlock rounds waiting for room under"
+                     " redlock.max_inflight_rounds\n# TYPE lockd_redlock_rounds_queued gauge\n"
+                     "lockd_redlock_rounds_queued %zu\n",
+                     lk_redlock_queued(rl));
+    cm_strbuf_printf(out,
                      "# HELP lockd_masters Redis masters configured\n# TYPE lockd_masters gauge\n"
                      "lockd_masters %zu\n",
                      n);

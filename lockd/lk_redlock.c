@@ -122,10 +122,14 @@ struct lk_rl_op {
     struct event timer; /* round timer; also made active for a deferred outcome */
     rl_kind kind;
     rl_phase phase;
-    bool open;         /* outcome not decided yet */
-    bool cancelled;    /* cb must not run */
-    bool noquorum;     /* not enough masters up at start: nothing was sent */
-    uint32_t refs;     /* 1 while open + 1 per command whose callback has not run */
+    bool open;                   /* outcome not decided yet */
+    bool cancelled;              /* cb must not run */
+    bool noquorum;               /* not enough masters up at start: nothing was sent */
+    bool queued;                 /* waiting in rl->admit: not launched yet */
+    bool launched;               /* counted in rl->inflight until it finishes */
+    bool best_effort;            /* launch even without a quorum of masters up (internal unlocks) */
+    TAILQ_ENTRY(lk_rl_op) qlink; /* rl->admit while queued */
+    uint32_t refs;               /* 1 while open + 1 per command whose callback has not run */
     uint32_t yes;      /* slots of the current phase in SL_YES (plus pre-acked for PH_FENCE) */
     uint32_t wait;     /* slots of the current phase in SL_WAIT */
     uint32_t no;       /* slots of the current phase in SL_NO */
@@ -165,8 +169,15 @@ struct lk_redlock {
     char sha[SCRIPT_COUNT][41];
     const struct timeval *round_tv; /* libevent common timeout: O(1) add/del */
     struct event *health;
-    struct rl_op_list ops; /* open rounds */
+    struct rl_op_list ops; /* open rounds, queued ones included */
     size_t pending;
+    /* Admission: at most max_inflight rounds are sent and open at once, the rest wait
+     * in admit (FIFO), so an overload queues here instead of past redis_timeout_ms in
+     * the masters, where every round would time out, unlock, and be tried again. */
+    uint32_t max_inflight; /* 0: no limit */
+    size_t inflight;
+    struct rl_op_list admit;
+    size_t queued;
     bool freeing; /* lk_redlock_free is running: callbacks only drop references */
 };
 
@@ -506,6 +517,7 @@ static void op_unref(lk_rl_op *op)
 }
 
 static void op_release_token(lk_redlock *rl, const lk_rl_op *op);
+static void rl_admit(lk_redlock *rl);
 
 /* Decides the outcome of an open op, runs its callback and closes the round. */
 static void op_finish(lk_rl_op *op, lk_rl_outcome outcome, int64_t retry_after_ms)
@@ -525,6 +537,10 @@ static void op_finish(lk_rl_op *op, lk_rl_outcome outcome, int64_t retry_after_m
     event_del(&op->timer);
     TAILQ_REMOVE(&rl->ops, op, link);
     rl->pending--;
+    if (op->launched) {
+        op->launched = false;
+        rl->inflight--;
+    }
     if (outcome != LK_RL_GRANTED) {
         lk_stats.redlock_failed_total++;
     }
@@ -550,6 +566,7 @@ static void op_finish(lk_rl_op *op, lk_rl_outcome outcome, int64_t retry_after_m
         op->cb(op->arg, &res);
     }
     op_unref(op);
+    rl_admit(rl);
 }
 
 /* Builds the Redis command of op's current phase, as EVALSHA or (after NOSCRIPT) EVAL. */
@@ -843,27 +860,18 @@ static lk_rl_op *op_new(lk_redlock *rl, rl_kind kind, const char *resource, cons
     return op;
 }
 
-/* Starts a round: sends its command to every master that is up, or defers NOQUORUM.
- * best_effort (internal unlocks): send to whatever is up even without a quorum. */
-static lk_rl_op *op_start(lk_redlock *rl, rl_kind kind, const char *resource, const char *token,
-                          const char *prev, uint64_t lease_ms, lk_rl_cb cb, void *arg,
-                          bool best_effort)
+/* Sends a round's command to every master that is up, or defers NOQUORUM. The round's
+ * time (validity, round timer) starts here, not while it was queued. */
+static void op_launch(lk_rl_op *op)
 {
-    if (rl == NULL || resource == NULL || token == NULL || rl->freeing ||
-        strlen(resource) > RL_MAX_RESOURCE || strlen(token) > RL_MAX_TOKEN ||
-        (prev && strlen(prev) > RL_MAX_TOKEN)) {
-        return NULL;
-    }
-    lk_rl_op *op = op_new(rl, kind, resource, token, prev, lease_ms, cb, arg);
-    if (op == NULL) {
-        return NULL;
-    }
-    lk_stats.redlock_rounds_total++;
+    lk_redlock *rl = op->rl;
+    op->launched = true;
+    rl->inflight++;
     op->start_us = op->phase_start_us = cm_now_us();
-    if (rl->up < rl->quorum && !best_effort) {
+    if (rl->up < rl->quorum && !op->best_effort) {
         op->noquorum = true;
         event_active(&op->timer, EV_TIMEOUT, 1);
-        return op;
+        return;
     }
     char *cmd = NULL;
     int len = op_format(op, false, &cmd);
@@ -879,6 +887,53 @@ static lk_rl_op *op_start(lk_redlock *rl, rl_kind kind, const char *resource, co
     } else {
         event_add(&op->timer, rl->round_tv);
     }
+}
+
+/* Launches queued rounds while there is room, oldest first. A cancelled acquire or
+ * renew that never went out is dropped (nothing to undo); a release still goes. */
+static void rl_admit(lk_redlock *rl)
+{
+    while (!rl->freeing && !TAILQ_EMPTY(&rl->admit) &&
+           (rl->max_inflight == 0 || rl->inflight < rl->max_inflight)) {
+        lk_rl_op *op = TAILQ_FIRST(&rl->admit);
+        TAILQ_REMOVE(&rl->admit, op, qlink);
+        rl->queued--;
+        op->queued = false;
+        if (op->cancelled && op->kind != OP_RELEASE) {
+            op->open = false;
+            TAILQ_REMOVE(&rl->ops, op, link);
+            rl->pending--;
+            op_unref(op);
+            continue;
+        }
+        op_launch(op);
+    }
+}
+
+/* Starts a round now, or queues it behind the others when max_inflight are out.
+ * best_effort (internal unlocks): send to whatever is up even without a quorum. */
+static lk_rl_op *op_start(lk_redlock *rl, rl_kind kind, const char *resource, const char *token,
+                          const char *prev, uint64_t lease_ms, lk_rl_cb cb, void *arg,
+                          bool best_effort)
+{
+    if (rl == NULL || resource == NULL || token == NULL || rl->freeing ||
+        strlen(resource) > RL_MAX_RESOURCE || strlen(token) > RL_MAX_TOKEN ||
+        (prev && strlen(prev) > RL_MAX_TOKEN)) {
+        return NULL;
+    }
+    lk_rl_op *op = op_new(rl, kind, resource, token, prev, lease_ms, cb, arg);
+    if (op == NULL) {
+        return NULL;
+    }
+    lk_stats.redlock_rounds_total++;
+    op->best_effort = best_effort;
+    if (rl->queued > 0 || (rl->max_inflight != 0 && rl->inflight >= rl->max_inflight)) {
+        op->queued = true;
+        TAILQ_INSERT_TAIL(&rl->admit, op, qlink);
+        rl->queued++;
+        return op;
+    }
+    op_launch(op);
     return op;
 }
 
@@ -907,7 +962,9 @@ lk_redlock *lk_redlock_new(struct event_base *base, const lk_redlock_opts *opts)
     rl->on_wanted = opts->on_wanted;
     rl->on_masters = opts->on_masters;
     rl->cb_arg = opts->cb_arg;
+    rl->max_inflight = opts->max_inflight_rounds;
     TAILQ_INIT(&rl->ops);
+    TAILQ_INIT(&rl->admit);
     const char *prefix = opts->key_prefix ? opts->key_prefix : "";
     rl->prefix = strdup(prefix);
     rl->prefix_len = strlen(prefix);
@@ -1051,4 +1108,9 @@ void lk_redlock_cancel(lk_rl_op *op)
 size_t lk_redlock_pending(const lk_redlock *rl)
 {
     return rl->pending;
+}
+
+size_t lk_redlock_queued(const lk_redlock *rl)
+{
+    return rl->queued;
 }

@@ -11,7 +11,9 @@
  *
  * Rounds: each operation sends one script to every connected master and completes as
  * soon as its outcome is known (quorum reached, quorum impossible, or the round timer
- * of redlock.redis_timeout_ms fires). Late replies are ignored. A master that is not
+ * of redlock.redis_timeout_ms fires). Late replies are ignored. At most
+ * max_inflight_rounds are out at once; later ones wait in a FIFO and their time starts
+ * when they are sent. A master that is not
  * connected counts as a no. The callback runs exactly once, from the event loop, never
  * from inside the call that started the operation, unless the operation was cancelled.
  */
@@ -54,6 +56,7 @@ typedef struct lk_redlock_opts {
     size_t n_masters;
     const char *key_prefix; /* copied */
     uint32_t redis_timeout_ms;
+    uint32_t max_inflight_rounds; /* rounds sent and open at once, the rest queue; 0: no limit */
     double clock_drift_factor;
     lk_rl_released_cb on_released;
     lk_rl_released_cb on_wanted; /* another lockd has waiters for resource; may be NULL */
@@ -99,5 +102,7 @@ void lk_redlock_publish_wanted(lk_redlock *rl, const char *resource);
 
 /* Rounds still in flight (shutdown waits for releases to drain). */
 size_t lk_redlock_pending(const lk_redlock *rl);
+/* Rounds waiting for room under max_inflight_rounds (not sent yet). */
+size_t lk_redlock_queued(const lk_redlock *rl);
 
 #endif

@@ -145,7 +145,7 @@ static void on_acquired(void *arg, const cm_lock_result *res)
             b->timeouts++;
         else
             b->errors++;
-        if (b->errors < 5)
+        if (b->errors + b->timeouts <= 5) /* the first few: a reason, not a flood */
             fprintf(stderr, "lockbench: session %d: ACQUIRE -> %s %s\n", s->idx,
                     res->status == CM_LOCK_TIMEOUT ? "TIMEOUT" : res->code, res->message);
         sess_next(s);

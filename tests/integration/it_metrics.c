@@ -2,7 +2,8 @@
  * it_metrics: GET /metrics on metrics_listen (a plain-socket HTTP/1.0 request) answers
  * 200 with Prometheus text that contains lockd_grants_total (counting the grants made
  * here), lockd_master_up for each of the 3 masters (all 1), and the handoff latency
- * histogram (buckets, and a _count that includes the local handoff made here).
+ * histogram (buckets, and a _count that includes the local handoff made here), and
+ * lockd_redlock_rounds_queued (0 when idle).
  */
 #include "it_common.h"
 
@@ -41,6 +42,10 @@ START_TEST(test_metrics)
                   "status line: %.40s", page);
     char *body = strstr(page, "\r\n\r\n");
     ck_assert_msg(body != NULL, "no header end");
+    /* nothing waits for room under redlock.max_inflight_rounds on an idle lockd (checked
+     * before strtok_r below cuts the page into lines) */
+    ck_assert_msg(strstr(body, "\nlockd_redlock_rounds_queued 0\n") != NULL,
+                  "lockd_redlock_rounds_queued:\n%s", body);
     double grants = -1, handoff_count = -1;
     int masters_up = 0, masters_lines = 0, handoff_buckets = 0;
     char *save = NULL;

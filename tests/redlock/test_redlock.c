@@ -118,6 +118,8 @@ static bool up_is(env *e, size_t want, int timeout_ms)
     return lk_redlock_masters_up(e->rl) == want;
 }
 
+static uint32_t env_max_inflight; /* redlock.max_inflight_rounds of the next env_open */
+
 static void env_open_timeout(env *e, uint32_t timeout_ms)
 {
     memset(e, 0, sizeof *e);
@@ -133,6 +135,7 @@ static void env_open_timeout(env *e, uint32_t timeout_ms)
                          .n_masters = n_masters,
                          .key_prefix = PREFIX,
                          .redis_timeout_ms = timeout_ms,
+                         .max_inflight_rounds = env_max_inflight,
                          .clock_drift_factor = 0.01,
                          .on_released = on_released,
                          .on_masters = on_masters,
@@ -478,6 +481,69 @@ START_TEST(test_cancel)
 }
 END_TEST
 
+/* ---- admission: at most max_inflight_rounds out at once, the rest in order ---- */
+
+typedef struct order_box {
+    box b;
+    int *log; /* shared: indexes in completion order */
+    int *n;
+    int idx;
+} order_box;
+
+static void order_cb(void *arg, const lk_rl_result *res)
+{
+    order_box *o = arg;
+    box_cb(&o->b, res);
+    o->log[(*o->n)++] = o->idx;
+}
+
+START_TEST(test_admission)
+{
+    env e;
+    enum { N = 6 };
+    order_box boxes[N];
+    lk_rl_op *ops[N];
+    int log[N], n = 0;
+    char res[N][8];
+
+    env_max_inflight = 1;
+    env_open(&e);
+    env_max_inflight = 0;
+    for (int i = 0; i < N; i++) {
+        boxes[i] = (order_box){.log = log, .n = &n, .idx = i};
+        snprintf(res[i], sizeof res[i], "Q%d", i);
+        ops[i] = lk_redlock_acquire(e.rl, res[i], "tokQ", NULL, 5000, order_cb, &boxes[i]);
+        ck_assert_ptr_nonnull(ops[i]);
+    }
+    /* one out, the others wait and have not been sent */
+    ck_assert_uint_eq(lk_redlock_queued(e.rl), N - 1);
+    ck_assert_uint_eq(lk_redlock_pending(e.rl), N);
+    lk_redlock_cancel(ops[2]); /* queued: dropped when its turn comes, never sent */
+    uint64_t deadline = th_now_ms() + 3000;
+    while (n < N - 1 && th_now_ms() < deadline) {
+        run_until(&e, NULL, 2);
+        /* never more than one round out (pending counts queued and sent ones) */
+        ck_assert_uint_le(lk_redlock_pending(e.rl) - lk_redlock_queued(e.rl), 1);
+    }
+    ck_assert_int_eq(n, N - 1);
+    /* first come, first served: the completion order is the order of the calls */
+    int want[] = {0, 1, 3, 4, 5};
+    for (int i = 0; i < N - 1; i++) {
+        ck_assert_int_eq(log[i], want[i]);
+        ck_assert_int_eq(boxes[want[i]].b.r.outcome, LK_RL_GRANTED);
+        ck_assert_int_gt(boxes[want[i]].b.r.validity_ms, 4000); /* time counts from the send */
+        char key[32];
+        snprintf(key, sizeof key, PREFIX "lock:Q%d", want[i]);
+        assert_lock_all(key, "tokQ");
+    }
+    ck_assert_int_eq(boxes[2].b.calls, 0);
+    drain(&e);
+    assert_lock_all(PREFIX "lock:Q2", ""); /* the cancelled one never reached a master */
+    ck_assert_uint_eq(lk_redlock_queued(e.rl), 0);
+    env_close(&e);
+}
+END_TEST
+
 START_TEST(test_minority_down)
 {
     env e;
@@ -716,6 +782,7 @@ int main(void)
     add_case(s, "fence_writeback", test_fence_writeback, setup3);
     add_case(s, "renew", test_renew, setup3);
     add_case(s, "cancel", test_cancel, setup3);
+    add_case(s, "admission", test_admission, setup3);
     add_case(s, "minority_down", test_minority_down, setup3);
     add_case(s, "majority_noquorum", test_majority_noquorum, setup3);
     add_case(s, "masters_restart", test_masters_restart, setup3);
