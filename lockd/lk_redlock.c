@@ -125,7 +125,6 @@ struct lk_rl_op {
     bool open;                   /* outcome not decided yet */
     bool cancelled;              /* cb must not run */
     bool noquorum;               /* not enough masters up at start: nothing was sent */
-    bool queued;                 /* waiting in rl->admit: not launched yet */
     bool launched;               /* counted in rl->inflight until it finishes */
     bool best_effort;            /* launch even without a quorum of masters up (internal unlocks) */
     TAILQ_ENTRY(lk_rl_op) qlink; /* rl->admit while queued */
@@ -898,7 +897,6 @@ static void rl_admit(lk_redlock *rl)
         lk_rl_op *op = TAILQ_FIRST(&rl->admit);
         TAILQ_REMOVE(&rl->admit, op, qlink);
         rl->queued--;
-        op->queued = false;
         if (op->cancelled && op->kind != OP_RELEASE) {
             op->open = false;
             TAILQ_REMOVE(&rl->ops, op, link);
@@ -928,7 +926,6 @@ static lk_rl_op *op_start(lk_redlock *rl, rl_kind kind, const char *resource, co
     lk_stats.redlock_rounds_total++;
     op->best_effort = best_effort;
     if (rl->queued > 0 || (rl->max_inflight != 0 && rl->inflight >= rl->max_inflight)) {
-        op->queued = true;
         TAILQ_INSERT_TAIL(&rl->admit, op, qlink);
         rl->queued++;
         return op;

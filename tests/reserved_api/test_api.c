@@ -1118,7 +1118,7 @@ START_TEST(mutate)
     th_pg pg;
     rat_server s;
     fpt_resp r;
-    char path[256], seed[1024], body[4096], allow[64];
+    char path[256], seed[1024], body[4096];
     enum { ROUNDS = 2500 };
     unsigned by_status[600] = {0};
 
@@ -1198,7 +1198,6 @@ START_TEST(mutate)
             ck_assert_msg(fpt_error_code(&r)[0] != '\0' && msg != NULL && msg[0] != '\0',
                           "#%u: error without code or message: %s", round, r.body);
         }
-        ck_assert_msg(!fpt_header(&r, "Allow", allow, sizeof allow), "#%u: 405 shape", round);
         fpt_resp_free(&r);
     }
     fprintf(stderr, "mutate: %u requests: 200 %u, 201 %u, 400 %u, 404 %u, 409 %u, 422 %u\n",
