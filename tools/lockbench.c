@@ -222,6 +222,16 @@ static void on_state(void *arg, bool connected)
         sess_next(&b->s[i]);
 }
 
+/* A whole number in lo..hi for flag o; false (after saying why) otherwise. */
+static bool flag_u64(const char *o, const char *v, uint64_t lo, uint64_t hi, uint64_t *out)
+{
+    if (cm_lockp_parse_u64(v, strlen(v), out) == CM_OK && *out >= lo && *out <= hi)
+        return true;
+    fprintf(stderr, "lockbench: %s '%s': want a whole number %" PRIu64 "..%" PRIu64 "\n", o, v, lo,
+            hi);
+    return false;
+}
+
 static void usage(FILE *out)
 {
     fprintf(out, "usage: lockbench --server H:P [--server2 H:P] [--clients C] [--duration S]\n"
@@ -310,6 +320,7 @@ int main(int argc, char **argv)
     cm_log_init("lockbench", CM_LOG_WARN);
     for (int i = 1; i < argc; i++) {
         const char *o = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
+        uint64_t n;
         if (strcmp(o, "--help") == 0) {
             usage(stdout);
             return 0;
@@ -324,24 +335,18 @@ int main(int argc, char **argv)
             server = v;
         } else if (strcmp(o, "--server2") == 0) {
             server2 = v;
-        } else if (strcmp(o, "--clients") == 0 || strcmp(o, "--duration") == 0 ||
-                   strcmp(o, "--hold") == 0) {
-            uint64_t n;
-            bool clients = strcmp(o, "--clients") == 0, duration = strcmp(o, "--duration") == 0;
-            uint64_t lo = clients || duration ? 1 : 0; /* --hold 0: release at once */
-            uint64_t hi = clients ? 10000 : duration ? 86400 : 60000;
-            if (cm_lockp_parse_u64(v, strlen(v), &n) != CM_OK || n < lo || n > hi) {
-                fprintf(stderr,
-                        "lockbench: %s '%s': want a whole number %" PRIu64 "..%" PRIu64 "\n", o, v,
-                        lo, hi);
+        } else if (strcmp(o, "--clients") == 0) {
+            if (!flag_u64(o, v, 1, 10000, &n))
                 return 2;
-            }
-            if (clients)
-                b.clients = (int)n;
-            else if (duration)
-                b.duration_s = (int)n;
-            else
-                b.hold_ms = n;
+            b.clients = (int)n;
+        } else if (strcmp(o, "--duration") == 0) {
+            if (!flag_u64(o, v, 1, 86400, &n))
+                return 2;
+            b.duration_s = (int)n;
+        } else if (strcmp(o, "--hold") == 0) {
+            if (!flag_u64(o, v, 0, 60000, &n)) /* 0: release at once */
+                return 2;
+            b.hold_ms = n;
         } else if (strcmp(o, "--mode") == 0 && strcmp(v, "uncontended") == 0) {
             b.mode = MODE_UNCONTENDED;
         } else if (strcmp(o, "--mode") == 0 && strcmp(v, "contended") == 0) {
