@@ -31,6 +31,7 @@ typedef union cfg_value {
     bool b;
     cm_addr a;
     cm_addr_list l;
+    cm_str_list sl;
     int e;
 } cfg_value;
 
@@ -117,6 +118,9 @@ static void cfg_expect(const cm_cfg_key *k, char *why, size_t whylen, const char
         cm_strbuf_printf(&sb, "must be one of ");
         cfg_names(&sb, cfg_level_names);
         break;
+    case CM_CFG_STRING_LIST:
+        cm_strbuf_printf(&sb, "must be a list of strings");
+        break;
     }
     if (detail != NULL && detail[0] != '\0')
         cm_strbuf_printf(&sb, " (%s)", detail);
@@ -180,6 +184,57 @@ static bool cfg_parse_name(const char *text, const char *const *names, int *out)
     return false;
 }
 
+static void cfg_strlist_free(cm_str_list *l)
+{
+    for (size_t i = 0; i < l->count; i++)
+        free(l->items[i]);
+    free(l->items);
+    l->items = NULL;
+    l->count = 0;
+}
+
+/* Appends a copy of the len bytes at s. */
+static void cfg_strlist_add(cm_str_list *l, const char *s, size_t len)
+{
+    char **items = realloc(l->items, (l->count + 1) * sizeof(*items));
+    char *copy = strndup(s, len);
+    if (items == NULL || copy == NULL)
+        fatal("out of memory reading config");
+    l->items = items;
+    l->items[l->count++] = copy;
+}
+
+/* "a, b,c" -> {"a","b","c"}; "" -> {}. Spaces around items go (they are never part of an
+ * origin or a name); an empty item is an error, as it is most likely a typo. */
+static cm_rc cfg_strlist_parse(const char *text, cm_str_list *out, char *detail, size_t detlen)
+{
+    cm_str_list l = {NULL, 0};
+    const char *p = text;
+    if (text[0] == '\0') {
+        *out = l;
+        return CM_OK;
+    }
+    for (;;) {
+        const char *comma = strchr(p, ',');
+        const char *end = comma != NULL ? comma : p + strlen(p);
+        while (p < end && (*p == ' ' || *p == '\t'))
+            p++;
+        while (end > p && (end[-1] == ' ' || end[-1] == '\t'))
+            end--;
+        if (end == p) {
+            snprintf(detail, detlen, "item %zu is empty", l.count + 1);
+            cfg_strlist_free(&l);
+            return CM_ERR;
+        }
+        cfg_strlist_add(&l, p, (size_t)(end - p));
+        if (comma == NULL)
+            break;
+        p = comma + 1;
+    }
+    *out = l;
+    return CM_OK;
+}
+
 /* Parses flag/scalar text for key k into v (allocating strings and lists).
  * On failure writes "must be ..." into why and allocates nothing. */
 static cm_rc cfg_value_parse(const cm_cfg_key *k, const char *text, cfg_value *v, char *why,
@@ -223,6 +278,10 @@ static cm_rc cfg_value_parse(const cm_cfg_key *k, const char *text, cfg_value *v
         if (cfg_parse_name(text, cfg_level_names, &v->e))
             return CM_OK;
         break;
+    case CM_CFG_STRING_LIST:
+        if (cfg_strlist_parse(text, &v->sl, detail, sizeof(detail)) == CM_OK)
+            return CM_OK;
+        break;
     }
     cfg_expect(k, why, whylen, detail);
     return CM_ERR;
@@ -234,7 +293,25 @@ static void cfg_value_free(const cm_cfg_key *k, cfg_value *v)
         free(v->s);
     else if (k->type == CM_CFG_ADDR_LIST)
         free(v->l.items);
+    else if (k->type == CM_CFG_STRING_LIST)
+        cfg_strlist_free(&v->sl);
     memset(v, 0, sizeof(*v));
+}
+
+/* The key's own semantic check on a parsed value not yet stored (see cm_cfg_validate_fn).
+ * On CM_ERR why holds its reason and v is freed, so the caller only reports. */
+static cm_rc cfg_value_check(const cm_cfg_key *k, cfg_value *v, char *why, size_t whylen)
+{
+    if (k->validate == NULL)
+        return CM_OK;
+    why[0] = '\0';
+    /* &v points to each member of the union, so it is the field type's pointer. */
+    if (k->validate(v, why, whylen) == CM_OK)
+        return CM_OK;
+    if (why[0] == '\0')
+        snprintf(why, whylen, "invalid value");
+    cfg_value_free(k, v);
+    return CM_ERR;
 }
 
 /* Moves v into the target, freeing what the field held before. */
@@ -266,6 +343,10 @@ static void cfg_value_store(const cm_cfg_key *k, void *target, cfg_value *v)
     case CM_CFG_LOGLEVEL:
         *(int *)f = v->e;
         break;
+    case CM_CFG_STRING_LIST:
+        cfg_strlist_free((cm_str_list *)f);
+        *(cm_str_list *)f = v->sl;
+        break;
     }
     memset(v, 0, sizeof(*v));
 }
@@ -281,6 +362,8 @@ void cm_cfg_free(const cm_cfg_key *table, size_t n, void *target)
             free(((cm_addr_list *)f)->items);
             ((cm_addr_list *)f)->items = NULL;
             ((cm_addr_list *)f)->count = 0;
+        } else if (table[i].type == CM_CFG_STRING_LIST) {
+            cfg_strlist_free((cm_str_list *)f);
         }
     }
 }
@@ -378,22 +461,45 @@ static cm_rc cfg_scalar(cfg_ctx *c, const char *path, const cm_cfg_key *k, yaml_
     cfg_value v;
     if (k == NULL)
         return cfg_shape_err(c, cfg_line(ev), path, k);
-    if (cfg_value_parse(k, (const char *)ev->data.scalar.value, &v, why, sizeof(why)) != CM_OK)
+    if (cfg_value_parse(k, (const char *)ev->data.scalar.value, &v, why, sizeof(why)) != CM_OK ||
+        cfg_value_check(k, &v, why, sizeof(why)) != CM_OK)
         return cfg_err(c, cfg_line(ev), "key '%s': %s", path, why);
     cfg_value_store(k, c->target, &v);
     return CM_OK;
 }
 
-/* A YAML sequence of "host:port" scalars for an ADDR_LIST key. */
-static cm_rc cfg_addr_seq(cfg_ctx *c, const char *path, const cm_cfg_key *k)
+/* One item of a list key taken from a sequence scalar, appended to v. */
+static cm_rc cfg_seq_item(const cm_cfg_key *k, const char *text, cfg_value *v, char *why,
+                          size_t whylen)
+{
+    if (k->type == CM_CFG_STRING_LIST) {
+        if (text[0] == '\0') {
+            snprintf(why, whylen, "is empty");
+            return CM_ERR;
+        }
+        cfg_strlist_add(&v->sl, text, strlen(text));
+        return CM_OK;
+    }
+    cm_addr *items = realloc(v->l.items, (v->l.count + 1) * sizeof(*items));
+    if (items == NULL)
+        fatal("out of memory reading config");
+    v->l.items = items;
+    if (cm_addr_parse(text, &v->l.items[v->l.count], why, whylen) != CM_OK)
+        return CM_ERR;
+    v->l.count++;
+    return CM_OK;
+}
+
+/* A YAML sequence of scalars for a list key (ADDR_LIST or STRING_LIST); line is where
+ * it starts, for the validator's message. */
+static cm_rc cfg_seq(cfg_ctx *c, const char *path, const cm_cfg_key *k, size_t line)
 {
     cfg_value v;
-    size_t cap = 0;
+    char why[CFG_WHY_MAX];
     cm_rc rc = CM_ERR;
     memset(&v, 0, sizeof(v));
-    for (;;) {
+    for (size_t item = 1;; item++) {
         yaml_event_t ev;
-        char why[CFG_WHY_MAX];
         if (cfg_next(c, &ev) != CM_OK)
             goto done;
         if (ev.type == YAML_SEQUENCE_END_EVENT) {
@@ -405,24 +511,19 @@ static cm_rc cfg_addr_seq(cfg_ctx *c, const char *path, const cm_cfg_key *k)
             yaml_event_delete(&ev);
             goto done;
         }
-        if (v.l.count == cap) {
-            cap = cap != 0 ? cap * 2 : 4;
-            cm_addr *items = realloc(v.l.items, cap * sizeof(*items));
-            if (items == NULL)
-                fatal("out of memory reading config");
-            v.l.items = items;
-        }
-        if (cm_addr_parse((const char *)ev.data.scalar.value, &v.l.items[v.l.count], why,
-                          sizeof(why)) != CM_OK) {
+        if (cfg_seq_item(k, (const char *)ev.data.scalar.value, &v, why, sizeof(why)) != CM_OK) {
             char expect[CFG_WHY_MAX];
             cfg_expect(k, expect, sizeof(expect), NULL);
-            cfg_err(c, cfg_line(&ev), "key '%s': %s (item %zu: %s)", path, expect, v.l.count + 1,
-                    why);
+            cfg_err(c, cfg_line(&ev), "key '%s': %s (item %zu%s%s)", path, expect, item,
+                    k->type == CM_CFG_STRING_LIST ? " " : ": ", why);
             yaml_event_delete(&ev);
             goto done;
         }
-        v.l.count++;
         yaml_event_delete(&ev);
+    }
+    if (cfg_value_check(k, &v, why, sizeof(why)) != CM_OK) {
+        cfg_err(c, line, "key '%s': %s", path, why);
+        goto done;
     }
     cfg_value_store(k, c->target, &v);
     rc = CM_OK;
@@ -441,8 +542,8 @@ static cm_rc cfg_value_event(cfg_ctx *c, const char *path, yaml_event_t *ev)
     case YAML_SCALAR_EVENT:
         return cfg_scalar(c, path, k, ev);
     case YAML_SEQUENCE_START_EVENT:
-        if (k != NULL && k->type == CM_CFG_ADDR_LIST)
-            return cfg_addr_seq(c, path, k);
+        if (k != NULL && (k->type == CM_CFG_ADDR_LIST || k->type == CM_CFG_STRING_LIST))
+            return cfg_seq(c, path, k, cfg_line(ev));
         return cfg_shape_err(c, cfg_line(ev), path, k);
     case YAML_MAPPING_START_EVENT:
         if (k == NULL && cfg_is_section(c->table, c->n, path))
@@ -599,7 +700,8 @@ cm_rc cm_cfg_set(const cm_cfg_key *table, size_t n, void *target, const char *pa
         snprintf(err, errlen, "%s: unknown key '%s'", origin, path);
         return CM_ERR;
     }
-    if (cfg_value_parse(k, value != NULL ? value : "", &v, why, sizeof(why)) != CM_OK) {
+    if (cfg_value_parse(k, value != NULL ? value : "", &v, why, sizeof(why)) != CM_OK ||
+        cfg_value_check(k, &v, why, sizeof(why)) != CM_OK) {
         snprintf(err, errlen, "%s: key '%s': %s", origin, path, why);
         return CM_ERR;
     }
@@ -649,6 +751,13 @@ void cm_cfg_dump(const cm_cfg_key *table, size_t n, const void *target, FILE *ou
         case CM_CFG_LOGLEVEL: {
             int e = *(const int *)f;
             fprintf(out, "%s", e >= 0 && e <= CM_LOG_DEBUG ? cfg_level_names[e] : "?");
+            break;
+        }
+        case CM_CFG_STRING_LIST: {
+            /* In flag syntax, so a dump can be pasted back as one --flag value. */
+            const cm_str_list *l = f;
+            for (size_t j = 0; j < l->count; j++)
+                fprintf(out, "%s%s", j > 0 ? "," : "", l->items[j]);
             break;
         }
         }

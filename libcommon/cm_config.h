@@ -5,7 +5,8 @@
  * from command-line overrides. Unknown keys, wrong types and out-of-range values
  * are errors that name the file, the line and the key:
  *     lockd.yaml:7: key 'redlock.redis_timeout_ms': must be an integer in 1..60000
- * Strings in the target are malloc'ed; cm_cfg_free releases them.
+ * A key may carry its own semantic check (validate), reported the same way.
+ * Strings and lists in the target are malloc'ed; cm_cfg_free releases them.
  */
 #ifndef CM_CONFIG_H
 #define CM_CONFIG_H
@@ -26,12 +27,32 @@ typedef enum cm_cfg_type {
     CM_CFG_ADDR_LIST, /* cm_addr_list: YAML sequence of "h:p", or one "h:p,h:p" string */
     CM_CFG_ENUM,      /* int index into enum_values */
     CM_CFG_LOGLEVEL,  /* cm_log_level (int) */
+    /* cm_str_list: YAML sequence of non-empty scalars, or one "a,b" string (flag or scalar;
+     * spaces around each item are dropped); "" or [] is the empty list */
+    CM_CFG_STRING_LIST,
 } cm_cfg_type;
 
 typedef struct cm_addr_list {
     cm_addr *items; /* malloc'ed */
     size_t count;
 } cm_addr_list;
+
+typedef struct cm_str_list {
+    char **items; /* malloc'ed, each malloc'ed; NULL when count is 0 */
+    size_t count;
+} cm_str_list;
+
+/* A per-key semantic check (cm_cfg_key.validate), for what a type and range cannot say
+ * ("a libpq conninfo", "an http:// URL"). value points to the parsed value, of the
+ * field's C type (char ** for CM_CFG_STRING, int64_t * for CM_CFG_INT, cm_str_list *
+ * ...), before it is stored. On CM_ERR it writes the reason into why (no key, no
+ * origin: "not a libpq conninfo: missing \"=\" after \"x\""); the loader then reports
+ *     FILE:LINE: key 'database': <why>       (from YAML: the line of the value)
+ *     --database: key 'database': <why>     (from a flag: its name)
+ * and leaves the target unchanged. It runs for every value set from YAML or a flag,
+ * the empty one included, but not for the default (so a key whose default is "" may
+ * leave "required" to the program's checks after loading). It must not keep value. */
+typedef cm_rc (*cm_cfg_validate_fn)(const void *value, char *why, size_t whylen);
 
 typedef struct cm_cfg_key {
     const char *path; /* dotted key, e.g. "redlock.redis_timeout_ms" */
@@ -44,6 +65,7 @@ typedef struct cm_cfg_key {
     bool optional;                  /* CM_CFG_ADDR: "" allowed (unset) */
     bool secret;                    /* CM_CFG_STRING: cm_cfg_dump shows "(hidden)", not it */
     const char *help;               /* one line for --help and docs */
+    cm_cfg_validate_fn validate;    /* optional semantic check, see above; NULL = none */
 } cm_cfg_key;
 
 /* Frees whatever the target holds, then sets every key to its default. */
@@ -60,7 +82,7 @@ cm_rc cm_cfg_load_string(const cm_cfg_key *table, size_t n, void *target, const 
  * On error the target is unchanged. */
 cm_rc cm_cfg_set(const cm_cfg_key *table, size_t n, void *target, const char *path,
                  const char *value, const char *origin, char *err, size_t errlen) CM_MUSTCHECK;
-/* Frees strings and lists held by the target. */
+/* Frees strings and lists held by the target (and zeroes those fields). */
 void cm_cfg_free(const cm_cfg_key *table, size_t n, void *target);
 /* Writes "key = value" lines of the effective config (for --check-config / logs); a set
  * secret key is written as "(hidden)", since the output ends up in tickets and logs. */

@@ -88,16 +88,28 @@ static void teardown(void)
     cm_cfg_free(keys, NKEYS, &cfg);
 }
 
-static cm_rc load(const char *yaml)
+/* Loads yaml into target as file name; the message goes to err. */
+static cm_rc load_into(const cm_cfg_key *table, size_t n, void *target, const char *name,
+                       const char *yaml)
 {
-    return cm_cfg_load_string(keys, NKEYS, &cfg, yaml, strlen(yaml), "t.yaml", err, sizeof(err));
+    return cm_cfg_load_string(table, n, target, yaml, strlen(yaml), name, err, sizeof(err));
 }
 
-/* Asserts that loading yaml fails with exactly the message want. */
+static cm_rc load(const char *yaml)
+{
+    return load_into(keys, NKEYS, &cfg, "t.yaml", yaml);
+}
+
+/* Asserts that rc is a failure with exactly the message want. */
+static void assert_error(cm_rc rc, const char *want)
+{
+    ck_assert_int_eq(rc, CM_ERR);
+    ck_assert_str_eq(err, want);
+}
+
 static void assert_load_error(const char *yaml, const char *want)
 {
-    ck_assert_int_eq(load(yaml), CM_ERR);
-    ck_assert_str_eq(err, want);
+    assert_error(load(yaml), want);
 }
 
 START_TEST(test_defaults)
@@ -385,6 +397,224 @@ START_TEST(test_no_leaks)
 }
 END_TEST
 
+/* A second table for the per-key validators and the string list type. */
+typedef struct v_cfg {
+    char *database;
+    cm_str_list origins;
+    int64_t even;
+    cm_str_list names;
+} v_cfg;
+
+static cm_rc check_conninfo(const void *value, char *why, size_t whylen)
+{
+    const char *s = *(char *const *)value;
+    if (s[0] == '\0' || strchr(s, '=') != NULL)
+        return CM_OK;
+    snprintf(why, whylen, "not a libpq conninfo: missing \"=\" after \"%s\"", s);
+    return CM_ERR;
+}
+
+static cm_rc check_origins(const void *value, char *why, size_t whylen)
+{
+    const cm_str_list *l = value;
+    for (size_t i = 0; i < l->count; i++) {
+        if (strncmp(l->items[i], "http://", 7) != 0 && strncmp(l->items[i], "https://", 8) != 0) {
+            snprintf(why, whylen, "'%s' is not an http(s) origin", l->items[i]);
+            return CM_ERR;
+        }
+    }
+    return CM_OK;
+}
+
+static cm_rc check_even(const void *value, char *why, size_t whylen)
+{
+    if (*(const int64_t *)value % 2 == 0)
+        return CM_OK;
+    snprintf(why, whylen, "must be even");
+    return CM_ERR;
+}
+
+static const cm_cfg_key vkeys[] = {
+    {.path = "database",
+     .type = CM_CFG_STRING,
+     .offset = offsetof(v_cfg, database),
+     .validate = check_conninfo},
+    {.path = "cors.allow_origins",
+     .type = CM_CFG_STRING_LIST,
+     .offset = offsetof(v_cfg, origins),
+     .defval = "",
+     .validate = check_origins},
+    {.path = "even",
+     .type = CM_CFG_INT,
+     .offset = offsetof(v_cfg, even),
+     .defval = "2",
+     .imin = 0,
+     .imax = 100,
+     .validate = check_even},
+    {.path = "names",
+     .type = CM_CFG_STRING_LIST,
+     .offset = offsetof(v_cfg, names),
+     .defval = "a, b ,c"},
+};
+#define NVKEYS CM_ARRAY_LEN(vkeys)
+
+static v_cfg vcfg;
+
+static void vsetup(void)
+{
+    memset(&vcfg, 0, sizeof(vcfg));
+    err[0] = '\0';
+    cm_cfg_defaults(vkeys, NVKEYS, &vcfg);
+}
+
+static void vteardown(void)
+{
+    cm_cfg_free(vkeys, NVKEYS, &vcfg);
+}
+
+static cm_rc vload(const char *yaml)
+{
+    return load_into(vkeys, NVKEYS, &vcfg, "r1.yaml", yaml);
+}
+
+static cm_rc vset(const char *key, const char *value, const char *origin)
+{
+    return cm_cfg_set(vkeys, NVKEYS, &vcfg, key, value, origin, err, sizeof(err));
+}
+
+static void assert_vload_error(const char *yaml, const char *want)
+{
+    assert_error(vload(yaml), want);
+}
+
+START_TEST(test_validator_yaml)
+{
+    ck_assert_int_eq(vload("database: \"host=db dbname=booking\"\n"), CM_OK);
+    ck_assert_str_eq(vcfg.database, "host=db dbname=booking");
+    char *before = vcfg.database;
+    /* The line of the value, the key, the validator's reason; the target is unchanged. */
+    assert_vload_error("even: 4\n\ndatabase: booking\n",
+                       "r1.yaml:3: key 'database': not a libpq conninfo: missing \"=\" after "
+                       "\"booking\"");
+    ck_assert_ptr_eq(vcfg.database, before);
+    ck_assert_str_eq(vcfg.database, "host=db dbname=booking");
+    /* Range first, then the validator. */
+    assert_vload_error("even: 101\n", "r1.yaml:1: key 'even': must be an integer in 0..100");
+    assert_vload_error("even: 3\n", "r1.yaml:1: key 'even': must be even");
+    /* A sequence: the line where it starts. */
+    assert_vload_error("cors:\n  allow_origins:\n    - http://a.example\n    - ftp://b\n",
+                       "r1.yaml:3: key 'cors.allow_origins': 'ftp://b' is not an http(s) origin");
+    assert_vload_error("cors: {allow_origins: \"http://a, b\"}\n",
+                       "r1.yaml:1: key 'cors.allow_origins': 'b' is not an http(s) origin");
+    ck_assert_uint_eq(vcfg.origins.count, 0);
+}
+END_TEST
+
+START_TEST(test_validator_flag)
+{
+    ck_assert_int_eq(vset("database", "booking", "--database"), CM_ERR);
+    ck_assert_str_eq(err, "--database: key 'database': not a libpq conninfo: missing \"=\" after "
+                          "\"booking\"");
+    ck_assert_str_eq(vcfg.database, "");
+    ck_assert_int_eq(vset("even", "7", "--even"), CM_ERR);
+    ck_assert_str_eq(err, "--even: key 'even': must be even");
+    ck_assert_int_eq(vcfg.even, 2);
+    ck_assert_int_eq(vset("cors.allow_origins", "http://a,https://b,mailto:x", "--cors"), CM_ERR);
+    ck_assert_str_eq(err, "--cors: key 'cors.allow_origins': 'mailto:x' is not an http(s) origin");
+    ck_assert_uint_eq(vcfg.origins.count, 0);
+    /* The empty value reaches the validator too (here it is allowed). */
+    ck_assert_int_eq(vset("database", "", "--database"), CM_OK);
+    ck_assert_int_eq(vset("database", "dbname=x", "--database"), CM_OK);
+    ck_assert_str_eq(vcfg.database, "dbname=x");
+    ck_assert_int_eq(vset("even", "8", "--even"), CM_OK);
+    ck_assert_int_eq(vcfg.even, 8);
+}
+END_TEST
+
+START_TEST(test_string_list)
+{
+    /* Default "a, b ,c": spaces around items dropped. */
+    ck_assert_uint_eq(vcfg.names.count, 3);
+    ck_assert_str_eq(vcfg.names.items[1], "b");
+    ck_assert_uint_eq(vcfg.origins.count, 0);
+    ck_assert_ptr_null(vcfg.origins.items);
+    ck_assert_int_eq(vload("names: [x, 'y, z', \" w \"]\n"
+                           "cors:\n"
+                           "  allow_origins:\n"
+                           "    - http://localhost:5173\n"
+                           "    - https://app.example\n"),
+                     CM_OK);
+    /* Sequence items are taken whole: a comma or spaces inside stay. */
+    ck_assert_uint_eq(vcfg.names.count, 3);
+    ck_assert_str_eq(vcfg.names.items[0], "x");
+    ck_assert_str_eq(vcfg.names.items[1], "y, z");
+    ck_assert_str_eq(vcfg.names.items[2], " w ");
+    ck_assert_uint_eq(vcfg.origins.count, 2);
+    ck_assert_str_eq(vcfg.origins.items[1], "https://app.example");
+    /* One scalar: comma-separated. */
+    ck_assert_int_eq(vload("names: p,q\n"), CM_OK);
+    ck_assert_uint_eq(vcfg.names.count, 2);
+    ck_assert_str_eq(vcfg.names.items[1], "q");
+    ck_assert_int_eq(vload("names: single\n"), CM_OK);
+    ck_assert_uint_eq(vcfg.names.count, 1);
+    ck_assert_int_eq(vload("names: []\n"), CM_OK);
+    ck_assert_uint_eq(vcfg.names.count, 0);
+    ck_assert_int_eq(vload("names: \"\"\n"), CM_OK);
+    ck_assert_uint_eq(vcfg.names.count, 0);
+    ck_assert_int_eq(vset("names", "m, n", "--names"), CM_OK);
+    ck_assert_uint_eq(vcfg.names.count, 2);
+    ck_assert_str_eq(vcfg.names.items[1], "n");
+
+    /* Errors name the item; the target keeps its list. */
+    assert_vload_error("names: \"a,,b\"\n", "r1.yaml:1: key 'names': must be a list of strings "
+                                            "(item 2 is empty)");
+    assert_vload_error("names: \"a, \"\n", "r1.yaml:1: key 'names': must be a list of strings "
+                                           "(item 2 is empty)");
+    assert_vload_error("names:\n  - a\n  - ''\n", "r1.yaml:3: key 'names': must be a list of "
+                                                  "strings (item 2 is empty)");
+    assert_vload_error("names: [a, [b]]\n", "r1.yaml:1: key 'names': must be a list of strings");
+    assert_vload_error("names: {a: b}\n", "r1.yaml:1: key 'names': must be a list of strings");
+    ck_assert_int_eq(vset("names", ",", "--names"), CM_ERR);
+    ck_assert_str_eq(err, "--names: key 'names': must be a list of strings (item 1 is empty)");
+    ck_assert_uint_eq(vcfg.names.count, 2);
+    ck_assert_str_eq(vcfg.names.items[0], "m");
+}
+END_TEST
+
+START_TEST(test_string_list_dump_free)
+{
+    char *text = NULL;
+    size_t len = 0;
+    ck_assert_int_eq(vload("database: dbname=x\n"
+                           "cors: {allow_origins: [http://a:1, https://b]}\n"),
+                     CM_OK);
+    FILE *f = open_memstream(&text, &len);
+    ck_assert_ptr_nonnull(f);
+    cm_cfg_dump(vkeys, NVKEYS, &vcfg, f);
+    fclose(f);
+    ck_assert_str_eq(text, "database = dbname=x\n"
+                           "cors.allow_origins = http://a:1,https://b\n"
+                           "even = 2\n"
+                           "names = a,b,c\n");
+    free(text);
+    /* Loads over loads, failures and defaults again: LeakSanitizer checks the rest. */
+    for (int i = 0; i < 100; i++) {
+        ck_assert_int_eq(vload("names: [a, b]\ncors: {allow_origins: http://x}\n"), CM_OK);
+        ck_assert_int_eq(vload("names: [a, '']\n"), CM_ERR);
+        ck_assert_int_eq(vload("cors: {allow_origins: [http://x, y]}\n"), CM_ERR);
+        ck_assert_int_eq(vset("names", "p,,q", "--names"), CM_ERR);
+        ck_assert_int_eq(vset("cors.allow_origins", "http://z", "--cors"), CM_OK);
+    }
+    cm_cfg_defaults(vkeys, NVKEYS, &vcfg);
+    ck_assert_uint_eq(vcfg.names.count, 3);
+    cm_cfg_free(vkeys, NVKEYS, &vcfg);
+    ck_assert_ptr_null(vcfg.names.items);
+    ck_assert_uint_eq(vcfg.names.count, 0);
+    ck_assert_ptr_null(vcfg.database);
+    cm_cfg_free(vkeys, NVKEYS, &vcfg);
+}
+END_TEST
+
 static Suite *config_suite(void)
 {
     Suite *s = suite_create("config");
@@ -404,6 +634,13 @@ static Suite *config_suite(void)
     tcase_add_test(tc, test_dump);
     tcase_add_test(tc, test_no_leaks);
     suite_add_tcase(s, tc);
+    TCase *tv = tcase_create("validate_and_string_list");
+    tcase_add_checked_fixture(tv, vsetup, vteardown);
+    tcase_add_test(tv, test_validator_yaml);
+    tcase_add_test(tv, test_validator_flag);
+    tcase_add_test(tv, test_string_list);
+    tcase_add_test(tv, test_string_list_dump_free);
+    suite_add_tcase(s, tv);
     return s;
 }
 
