@@ -44,18 +44,22 @@ typedef struct fp_daemon {
     bool stopping;
 } fp_daemon;
 
+/* The synopsis, then a blank line, then the options: the layout of lockd and reserved
+ * (cm_cli_usage), so the docs copy the first paragraph of every --help alike. */
 static void usage(FILE *out)
 {
     fprintf(out,
-            "usage: fakepay --listen HOST:PORT [options]\n"
-            "  --listen HOST:PORT     address to serve HTTP on (required)\n"
-            "  --decline-rate R       share of new payments declined with 402, 0..1 (0)\n"
-            "  --fail-rate R          share of new payments failed with 503, 0..1 (0)\n"
-            "  --latency-ms N         hold every /payments reply back N ms, 0..%d (0)\n"
-            "  --seed S               PRNG seed: one seed, one sequence of outcomes (random)\n"
-            "  --max-payments N       payments kept in memory before 503 STORE_FULL (%d)\n"
-            "  --log-level L          error|warn|info|debug (info)\n"
-            "  --help, --version\n",
+            "usage: fakepay --listen H:P [--decline-rate R] [--fail-rate R] [--latency-ms N]\n"
+            "               [--seed S] [--max-payments N] [--log-level L] [--help] [--version]\n"
+            "\n"
+            "  --listen H:P         address to serve HTTP on (required)\n"
+            "  --decline-rate R     share of new payments declined with 402, 0..1 (0)\n"
+            "  --fail-rate R        share of new payments failed with 503, 0..1 (0)\n"
+            "  --latency-ms N       hold every /payments reply back N ms, 0..%d (0)\n"
+            "  --seed S             PRNG seed: one seed, one sequence of outcomes (random)\n"
+            "  --max-payments N     payments kept in memory before 503 STORE_FULL (%d)\n"
+            "  --log-level L        error|warn|info|debug (info)\n"
+            "  --help, --version    this text; the version\n",
             FP_LATENCY_MAX_MS, DEFAULT_MAX_PAYMENTS);
 }
 
@@ -184,7 +188,7 @@ static int parse_args(int argc, char **argv, fp_opts *o)
         return 2;
     }
     if (!o->have_listen) {
-        fprintf(stderr, "fakepay: --listen HOST:PORT is required\n");
+        fprintf(stderr, "fakepay: --listen H:P is required\n");
         usage(stderr);
         return 2;
     }

@@ -101,20 +101,72 @@ done:
     return rc;
 }
 
+bool cm_cli_origin(const cm_cli_spec *spec, int argc, char **argv, const char *file,
+                   const char *key, char *buf, size_t buflen)
+{
+    const char *flag = NULL;
+    struct option *o = options_new(spec);
+    int opt;
+
+    /* getopt again, so abbreviations (--red) and --flag=value count as they did. */
+    opterr = 0;
+    optind = 0;
+    while (o != NULL && (opt = getopt_long(argc, argv, "hV", o, NULL)) != -1)
+        if (opt >= OPT_FLAG0 && strcmp(spec->flags[opt - OPT_FLAG0].key, key) == 0)
+            flag = spec->flags[opt - OPT_FLAG0].name;
+    free(o);
+    if (flag != NULL) {
+        snprintf(buf, buflen, "--%s", flag);
+        return true;
+    }
+    if (file == NULL) {
+        snprintf(buf, buflen, "command line");
+        return false;
+    }
+    size_t line = cm_cfg_file_line(file, key);
+    if (line == 0) {
+        snprintf(buf, buflen, "%s", file);
+        return false;
+    }
+    snprintf(buf, buflen, "%s:%zu", file, line);
+    return true;
+}
+
+#define USAGE_WIDTH 90
+
+/* Appends word to the synopsis, starting a new line indented under the first word
+ * after the program name when it would pass USAGE_WIDTH. */
+static void usage_word(FILE *out, const char *word, size_t indent, size_t *col)
+{
+    size_t len = strlen(word);
+    if (*col + 1 + len > USAGE_WIDTH) {
+        fprintf(out, "\n%*s", (int)indent, "");
+        *col = indent;
+    }
+    fprintf(out, " %s", word);
+    *col += 1 + len;
+}
+
 void cm_cli_usage(const cm_cli_spec *spec, FILE *out)
 {
+    static const char *const tail[] = {"[--check-config]", "[--help]", "[--version]"};
     size_t width = strlen("--config FILE");
     for (size_t i = 0; i < spec->nflags; i++) {
         size_t w = strlen(spec->flags[i].name) + strlen(spec->flags[i].metavar) + 3;
         width = w > width ? w : width;
     }
-    int indent = (int)strlen("usage: ") + (int)strlen(spec->prog);
-    fprintf(out, "usage: %s [--config FILE]", spec->prog);
-    for (size_t i = 0; i < spec->nflags; i++)
-        fprintf(out, "%s%*s[--%s %s]", i % 3 == 2 ? "\n" : "", i % 3 == 2 ? indent + 1 : 1, " ",
-                spec->flags[i].name, spec->flags[i].metavar);
-    fprintf(out, "\n%*s [--check-config] [--help] [--version]\n\n", indent, "");
-    fprintf(out, "  %-*s  YAML config (keys below)\n", (int)width, "--config FILE");
+    size_t col = (size_t)fprintf(out, "usage: %s", spec->prog);
+    size_t indent = col;
+    usage_word(out, "--config FILE", indent, &col);
+    for (size_t i = 0; i < spec->nflags; i++) {
+        char word[128];
+        snprintf(word, sizeof(word), "[--%s %s]", spec->flags[i].name, spec->flags[i].metavar);
+        usage_word(out, word, indent, &col);
+    }
+    for (size_t i = 0; i < CM_ARRAY_LEN(tail); i++)
+        usage_word(out, tail[i], indent, &col);
+    fprintf(out, "\n\n  %-*s  %s\n", (int)width, "--config FILE",
+            spec->config_help != NULL ? spec->config_help : "YAML config, keys below");
     for (size_t i = 0; i < spec->nflags; i++) {
         char left[128];
         snprintf(left, sizeof(left), "--%s %s", spec->flags[i].name, spec->flags[i].metavar);

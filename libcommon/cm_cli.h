@@ -26,6 +26,9 @@ typedef struct cm_cli_spec {
     size_t nkeys;
     const cm_cli_flag *flags;
     size_t nflags;
+    /* What --help says of --config FILE; NULL: "YAML config, keys below". Say here when
+     * the file may be left out (lockd: "... (optional when --redis is given)"). */
+    const char *config_help;
 } cm_cli_spec;
 
 typedef enum cm_cli_action {
@@ -41,6 +44,21 @@ typedef enum cm_cli_action {
  * Cross-key checks stay with the caller. */
 cm_rc cm_cli_parse(const cm_cli_spec *spec, int argc, char **argv, void *cfg, cm_cli_action *action,
                    bool *usage_error, const char **file, char *err, size_t errlen) CM_MUSTCHECK;
+/* Room for what cm_cli_origin writes ("FILE:LINE"). */
+#define CM_CLI_ORIGIN_MAX 1024
+
+/* Where the value of key comes from after cm_cli_parse (same argc, argv and *file), so
+ * a check made after loading (a required key, keys checked together) names it as a
+ * cm_config error would: buf gets "--redis" when a flag sets it (the last such flag),
+ * else "FILE:LINE" when the config file sets it, else "FILE" (not in it) or "command
+ * line" (no file). Returns true when a flag or the file sets the key, false when it
+ * holds its default. */
+bool cm_cli_origin(const cm_cli_spec *spec, int argc, char **argv, const char *file,
+                   const char *key, char *buf, size_t buflen);
+/* The usage, first the synopsis (one paragraph, wrapped at 90 columns, for the docs
+ * to copy):
+ *     usage: PROG --config FILE [--FLAG METAVAR] ... [--check-config] [--help] [--version]
+ * then one line an option and one line a config key with its default. */
 void cm_cli_usage(const cm_cli_spec *spec, FILE *out);
 
 #endif

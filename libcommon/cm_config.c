@@ -15,6 +15,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/stat.h>
 #include <yaml.h>
 
 #include "cm_log.h"
@@ -35,6 +36,12 @@ typedef union cfg_value {
     int e;
 } cfg_value;
 
+/* A dotted path met in the document, and the line of its key (duplicates). */
+typedef struct cfg_seen {
+    char *path;
+    size_t line;
+} cfg_seen;
+
 /* State of one load: the parser and the paths already seen (duplicates). */
 typedef struct cfg_ctx {
     const cm_cfg_key *table;
@@ -44,7 +51,7 @@ typedef struct cfg_ctx {
     char *err;
     size_t errlen;
     yaml_parser_t parser;
-    char **seen; /* dotted paths met so far in this document */
+    cfg_seen *seen; /* dotted paths met so far in this document */
     size_t nseen, capseen;
 } cfg_ctx;
 
@@ -411,34 +418,97 @@ static size_t cfg_line(const yaml_event_t *ev)
     return ev->start_mark.line + 1;
 }
 
-/* Takes the next event; on a YAML error reports libyaml's problem and line. */
+/* Line and column (1-based) of byte offset off in text, columns in characters as
+ * libyaml counts them (a UTF-8 continuation byte does not start one). */
+static void cfg_text_pos(const char *text, size_t len, size_t off, size_t *line, size_t *col)
+{
+    *line = 1;
+    *col = 1;
+    for (size_t i = 0; i < off && i < len; i++) {
+        if (text[i] == '\n') {
+            (*line)++;
+            *col = 1;
+        } else if (((unsigned char)text[i] & 0xC0) != 0x80) {
+            (*col)++;
+        }
+    }
+}
+
+/* Reports the parser's error as "NAME:LINE:COL: YAML syntax error: problem (context
+ * started at line L column C)", with libyaml's own words and 1-based positions. */
+static cm_rc cfg_syntax_err(cfg_ctx *c, const char *text, size_t len)
+{
+    const yaml_parser_t *p = &c->parser;
+    const char *problem = p->problem != NULL ? p->problem : "unknown error";
+    char extra[160] = "";
+    size_t line, col;
+
+    if (p->error == YAML_MEMORY_ERROR)
+        fatal("out of memory parsing %s", c->name);
+    if (p->error == YAML_READER_ERROR) {
+        /* The reader has no mark, only the byte offset of the bad byte. */
+        cfg_text_pos(text, len, p->problem_offset, &line, &col);
+        if (p->problem_value != -1)
+            snprintf(extra, sizeof(extra), " (0x%02X)", (unsigned)p->problem_value);
+    } else {
+        line = p->problem_mark.line + 1;
+        col = p->problem_mark.column + 1;
+        if (p->context != NULL)
+            snprintf(extra, sizeof(extra), " (%s started at line %zu column %zu)", p->context,
+                     p->context_mark.line + 1, p->context_mark.column + 1);
+    }
+    if (c->err != NULL && c->errlen > 0)
+        snprintf(c->err, c->errlen, "%s:%zu:%zu: YAML syntax error: %s%s", c->name, line, col,
+                 problem, extra);
+    return CM_ERR;
+}
+
+/* Runs the parser over the whole text before anything is read into the target, so that
+ * a syntax error is reported as one even where the events before it already look like a
+ * bad value (an unclosed '[' swallows the next lines into the list). */
+static cm_rc cfg_syntax_check(cfg_ctx *c, const char *text, size_t len)
+{
+    for (;;) {
+        yaml_event_t ev;
+        if (!yaml_parser_parse(&c->parser, &ev))
+            return cfg_syntax_err(c, text, len);
+        bool end = ev.type == YAML_STREAM_END_EVENT;
+        yaml_event_delete(&ev);
+        if (end)
+            return CM_OK;
+    }
+}
+
+/* Takes the next event. The text passed cfg_syntax_check, so this fails only if libyaml
+ * runs out of memory; the message is libyaml's all the same. */
 static cm_rc cfg_next(cfg_ctx *c, yaml_event_t *ev)
 {
     if (yaml_parser_parse(&c->parser, ev))
         return CM_OK;
-    const yaml_parser_t *p = &c->parser;
-    const char *problem = p->problem != NULL ? p->problem : "YAML error";
-    size_t line = p->error == YAML_READER_ERROR ? 0 : p->problem_mark.line + 1;
-    if (p->context != NULL)
-        return cfg_err(c, line, "%s %s", problem, p->context);
-    return cfg_err(c, line, "%s", problem);
+    return cfg_syntax_err(c, "", 0);
 }
 
-/* Records path as seen; CM_ERR if it was already there (duplicate key). */
-static cm_rc cfg_mark_seen(cfg_ctx *c, const char *path)
+/* Records path as seen at line; CM_ERR if it was already there (duplicate key), with
+ * *first set to the line of the first one. */
+static cm_rc cfg_mark_seen(cfg_ctx *c, const char *path, size_t line, size_t *first)
 {
-    for (size_t i = 0; i < c->nseen; i++)
-        if (strcmp(c->seen[i], path) == 0)
+    for (size_t i = 0; i < c->nseen; i++) {
+        if (strcmp(c->seen[i].path, path) == 0) {
+            *first = c->seen[i].line;
             return CM_ERR;
+        }
+    }
     if (c->nseen == c->capseen) {
         size_t cap = c->capseen != 0 ? c->capseen * 2 : 16;
-        char **p = realloc(c->seen, cap * sizeof(*p));
+        cfg_seen *p = realloc(c->seen, cap * sizeof(*p));
         if (p == NULL)
             fatal("out of memory reading config");
         c->seen = p;
         c->capseen = cap;
     }
-    c->seen[c->nseen++] = cfg_strdup(path);
+    c->seen[c->nseen].path = cfg_strdup(path);
+    c->seen[c->nseen].line = line;
+    c->nseen++;
     return CM_OK;
 }
 
@@ -562,7 +632,7 @@ static cm_rc cfg_mapping(cfg_ctx *c, const char *prefix)
     for (;;) {
         yaml_event_t ev;
         char path[CFG_PATH_MAX];
-        size_t line;
+        size_t line, first;
         cm_rc rc;
 
         if (cfg_next(c, &ev) != CM_OK)
@@ -581,8 +651,8 @@ static cm_rc cfg_mapping(cfg_ctx *c, const char *prefix)
         yaml_event_delete(&ev);
         if (plen < 0 || (size_t)plen >= sizeof(path))
             return cfg_err(c, line, "key too long");
-        if (cfg_mark_seen(c, path) != CM_OK)
-            return cfg_err(c, line, "duplicate key '%s'", path);
+        if (cfg_mark_seen(c, path, line, &first) != CM_OK)
+            return cfg_err(c, line, "duplicate key '%s' (first at line %zu)", path, first);
         if (cfg_next(c, &ev) != CM_OK)
             return CM_ERR;
         rc = cfg_value_event(c, path, &ev);
@@ -649,15 +719,53 @@ cm_rc cm_cfg_load_string(const cm_cfg_key *table, size_t n, void *target, const 
     c.errlen = errlen;
     if (err != NULL && errlen > 0)
         err[0] = '\0';
-    if (!yaml_parser_initialize(&c.parser))
-        return cfg_err(&c, 0, "cannot initialize the YAML parser");
-    yaml_parser_set_input_string(&c.parser, (const unsigned char *)(yaml != NULL ? yaml : ""),
-                                 yaml != NULL ? len : 0);
-    rc = cfg_document(&c);
-    yaml_parser_delete(&c.parser);
+    if (yaml == NULL) {
+        yaml = "";
+        len = 0;
+    }
+    /* Two passes: the whole text through the parser, then the same events read into the
+     * target; a file with a syntax error changes nothing. */
+    for (int pass = 0; pass < 2; pass++) {
+        if (!yaml_parser_initialize(&c.parser))
+            fatal("cannot initialize the YAML parser");
+        yaml_parser_set_input_string(&c.parser, (const unsigned char *)yaml, len);
+        rc = pass == 0 ? cfg_syntax_check(&c, yaml, len) : cfg_document(&c);
+        yaml_parser_delete(&c.parser);
+        if (rc != CM_OK)
+            break;
+    }
     for (size_t i = 0; i < c.nseen; i++)
-        free(c.seen[i]);
+        free(c.seen[i].path);
     free(c.seen);
+    return rc;
+}
+
+/* Reads the file at path into sb; on failure err gets "PATH: reason". */
+static cm_rc cfg_read_file(const char *path, cm_strbuf *sb, char *err, size_t errlen)
+{
+    char chunk[4096];
+    size_t got;
+    struct stat st;
+    cm_rc rc = CM_OK;
+    FILE *f = fopen(path, "r");
+
+    if (f == NULL) {
+        snprintf(err, errlen, "%s: cannot open: %s", path, strerror(errno));
+        return CM_ERR;
+    }
+    /* fopen opens a directory for reading on Linux; say what is wrong, not EISDIR. */
+    if (fstat(fileno(f), &st) == 0 && S_ISDIR(st.st_mode)) {
+        snprintf(err, errlen, "%s: is a directory, not a config file", path);
+        fclose(f);
+        return CM_ERR;
+    }
+    while ((got = fread(chunk, 1, sizeof(chunk), f)) > 0)
+        cm_strbuf_append(sb, chunk, got);
+    if (ferror(f)) {
+        snprintf(err, errlen, "%s: cannot read: %s", path, strerror(errno));
+        rc = CM_ERR;
+    }
+    fclose(f);
     return rc;
 }
 
@@ -665,26 +773,93 @@ cm_rc cm_cfg_load_file(const cm_cfg_key *table, size_t n, void *target, const ch
                        size_t errlen)
 {
     cm_strbuf sb = CM_STRBUF_INIT;
-    char chunk[4096];
-    size_t got;
-    cm_rc rc = CM_ERR;
-    FILE *f = fopen(path, "r");
-
-    if (f == NULL) {
-        snprintf(err, errlen, "%s: cannot open: %s", path, strerror(errno));
-        return CM_ERR;
-    }
-    while ((got = fread(chunk, 1, sizeof(chunk), f)) > 0)
-        cm_strbuf_append(&sb, chunk, got);
-    if (ferror(f)) {
-        snprintf(err, errlen, "%s: cannot read: %s", path, strerror(errno));
-        goto done;
-    }
-    rc = cm_cfg_load_string(table, n, target, cm_strbuf_str(&sb), sb.len, path, err, errlen);
-done:
-    fclose(f);
+    cm_rc rc = cfg_read_file(path, &sb, err, errlen);
+    if (rc == CM_OK)
+        rc = cm_cfg_load_string(table, n, target, cm_strbuf_str(&sb), sb.len, path, err, errlen);
     cm_strbuf_free(&sb);
     return rc;
+}
+
+/* Skips the rest of a node whose start event was just taken (depth 1 inside it). */
+static bool cfg_skip_node(yaml_parser_t *p)
+{
+    for (int depth = 1; depth > 0;) {
+        yaml_event_t ev;
+        if (!yaml_parser_parse(p, &ev))
+            return false;
+        if (ev.type == YAML_SEQUENCE_START_EVENT || ev.type == YAML_MAPPING_START_EVENT)
+            depth++;
+        else if (ev.type == YAML_SEQUENCE_END_EVENT || ev.type == YAML_MAPPING_END_EVENT)
+            depth--;
+        else if (ev.type == YAML_STREAM_END_EVENT)
+            depth = 0;
+        yaml_event_delete(&ev);
+    }
+    return true;
+}
+
+/* Looks for the key want in the mapping whose start was just taken; prefix is its path.
+ * Returns the line of want's key, 0 if the mapping does not hold it. */
+static size_t cfg_find_line(yaml_parser_t *p, const char *prefix, const char *want)
+{
+    for (;;) {
+        yaml_event_t ev;
+        char path[CFG_PATH_MAX];
+        size_t line;
+        bool is_scalar;
+        if (!yaml_parser_parse(p, &ev))
+            return 0;
+        if (ev.type != YAML_SCALAR_EVENT) {
+            /* the end of the mapping, or a key the loader would have refused */
+            yaml_event_delete(&ev);
+            return 0;
+        }
+        line = ev.start_mark.line + 1;
+        snprintf(path, sizeof(path), "%s%s%s", prefix, prefix[0] ? "." : "",
+                 (const char *)ev.data.scalar.value);
+        yaml_event_delete(&ev);
+        if (strcmp(path, want) == 0)
+            return line;
+        if (!yaml_parser_parse(p, &ev))
+            return 0;
+        is_scalar = ev.type == YAML_SCALAR_EVENT || ev.type == YAML_ALIAS_EVENT;
+        bool inside = ev.type == YAML_MAPPING_START_EVENT &&
+                      strncmp(want, path, strlen(path)) == 0 && want[strlen(path)] == '.';
+        yaml_event_delete(&ev);
+        if (inside)
+            return cfg_find_line(p, path, want);
+        if (!is_scalar && !cfg_skip_node(p))
+            return 0;
+    }
+}
+
+size_t cm_cfg_file_line(const char *file, const char *path)
+{
+    cm_strbuf sb = CM_STRBUF_INIT;
+    yaml_parser_t p;
+    size_t line = 0;
+    char err[CFG_WHY_MAX];
+
+    if (cfg_read_file(file, &sb, err, sizeof(err)) != CM_OK || !yaml_parser_initialize(&p)) {
+        cm_strbuf_free(&sb);
+        return 0;
+    }
+    yaml_parser_set_input_string(&p, (const unsigned char *)cm_strbuf_str(&sb), sb.len);
+    /* stream-start, document-start, then the top-level mapping */
+    for (;;) {
+        yaml_event_t ev;
+        if (!yaml_parser_parse(&p, &ev))
+            break;
+        yaml_event_type_t t = ev.type;
+        yaml_event_delete(&ev);
+        if (t == YAML_MAPPING_START_EVENT)
+            line = cfg_find_line(&p, "", path);
+        if (t != YAML_STREAM_START_EVENT && t != YAML_DOCUMENT_START_EVENT)
+            break;
+    }
+    yaml_parser_delete(&p);
+    cm_strbuf_free(&sb);
+    return line;
 }
 
 cm_rc cm_cfg_set(const cm_cfg_key *table, size_t n, void *target, const char *path,

@@ -71,8 +71,15 @@ typedef struct cm_cfg_key {
 /* Frees whatever the target holds, then sets every key to its default. */
 void cm_cfg_defaults(const cm_cfg_key *table, size_t n, void *target);
 /* Reads a YAML file over the current values (call cm_cfg_defaults first).
- * On error: err gets "FILE:LINE: key 'k': reason" (or "FILE: reason"), CM_ERR, and
- * the target may be partly updated (callers exit 2 on a config error). */
+ * On error, CM_ERR and err gets one line:
+ *     FILE:LINE:COLUMN: YAML syntax error: PROBLEM (CONTEXT started at line L column C)
+ *         (libyaml's words; the part in parentheses when libyaml gives a context;
+ *         nothing is read into the target then)
+ *     FILE:LINE: key 'k': REASON          (a bad value; "unknown key 'k'";
+ *     FILE:LINE: duplicate key 'k' (first at line N) ...)
+ *     FILE: cannot open: ERRNO TEXT       (or "is a directory, not a config file")
+ * After a value error the target may be partly updated (callers exit 2 on it). An empty
+ * file, or one of comments only, sets nothing and is no error. */
 cm_rc cm_cfg_load_file(const cm_cfg_key *table, size_t n, void *target, const char *path, char *err,
                        size_t errlen) CM_MUSTCHECK;
 /* Same for YAML text in memory; name is used in error messages. */
@@ -82,6 +89,10 @@ cm_rc cm_cfg_load_string(const cm_cfg_key *table, size_t n, void *target, const 
  * On error the target is unchanged. */
 cm_rc cm_cfg_set(const cm_cfg_key *table, size_t n, void *target, const char *path,
                  const char *value, const char *origin, char *err, size_t errlen) CM_MUSTCHECK;
+/* The line (1-based) of the key path in the YAML file, or 0 when the file does not set
+ * it (or cannot be read or parsed). For checks made after loading (a required key, keys
+ * checked together), so their messages name the line too. */
+size_t cm_cfg_file_line(const char *file, const char *path);
 /* Frees strings and lists held by the target (and zeroes those fields). */
 void cm_cfg_free(const cm_cfg_key *table, size_t n, void *target);
 /* Writes "key = value" lines of the effective config (for --check-config / logs); a set

@@ -98,20 +98,6 @@ void lk_config_dump(const lk_config *cfg, FILE *out)
     cm_cfg_dump(lk_keys, CM_ARRAY_LEN(lk_keys), cfg, out);
 }
 
-cm_rc lk_config_validate(const lk_config *cfg, const char *origin, char *err, size_t errlen)
-{
-    if (cfg->redis.count == 0) {
-        snprintf(err, errlen, "%s: key 'redis': at least one Redis master is required", origin);
-        return CM_ERR;
-    }
-    if (cfg->watchdog_lease_ms > cfg->max_lease_ms) {
-        snprintf(err, errlen, "%s: key 'watchdog.lease_ms': must not exceed limits.max_lease_ms",
-                 origin);
-        return CM_ERR;
-    }
-    return CM_OK;
-}
-
 static const cm_cli_flag lk_flags[] = {
     {"listen", "listen", "H:P"},
     {"redis", "redis", "H:P,H:P,..."},
@@ -125,7 +111,44 @@ static const cm_cli_spec lk_cli = {
     .nkeys = CM_ARRAY_LEN(lk_keys),
     .flags = lk_flags,
     .nflags = CM_ARRAY_LEN(lk_flags),
+    /* Every key has a default but redis, which --redis can give: the file is optional. */
+    .config_help = "YAML config, keys below (optional when --redis is given)",
 };
+
+cm_rc lk_config_validate(const lk_config *cfg, int argc, char **argv, const char *file, char *err,
+                         size_t errlen)
+{
+    char where[CM_CLI_ORIGIN_MAX];
+    if (cfg->redis.count == 0) {
+        if (cm_cli_origin(&lk_cli, argc, argv, file, "redis", where, sizeof(where)))
+            snprintf(err, errlen, "%s: key 'redis': at least one Redis master is required", where);
+        else if (file != NULL)
+            snprintf(err, errlen,
+                     "%s: key 'redis' is missing: at least one Redis master is required", where);
+        else
+            snprintf(err, errlen,
+                     "%s: key 'redis' is missing: at least one Redis master is required (give "
+                     "--redis H:P,... or --config FILE)",
+                     where);
+        return CM_ERR;
+    }
+    if (cfg->watchdog_lease_ms > cfg->max_lease_ms) {
+        /* Name the key that was set: the other one holds its default. */
+        if (cm_cli_origin(&lk_cli, argc, argv, file, "watchdog.lease_ms", where, sizeof(where)))
+            snprintf(err, errlen,
+                     "%s: key 'watchdog.lease_ms': must not exceed limits.max_lease_ms (%lld)",
+                     where, (long long)cfg->max_lease_ms);
+        else {
+            (void)cm_cli_origin(&lk_cli, argc, argv, file, "limits.max_lease_ms", where,
+                                sizeof(where));
+            snprintf(err, errlen,
+                     "%s: key 'limits.max_lease_ms': must not be below watchdog.lease_ms (%lld)",
+                     where, (long long)cfg->watchdog_lease_ms);
+        }
+        return CM_ERR;
+    }
+    return CM_OK;
+}
 
 void lk_config_usage(FILE *out)
 {
@@ -140,5 +163,5 @@ cm_rc lk_config_from_args(int argc, char **argv, lk_config *cfg, cm_cli_action *
         return CM_ERR;
     if (*action == CM_CLI_HELP || *action == CM_CLI_VERSION)
         return CM_OK;
-    return lk_config_validate(cfg, file ? file : "command line", err, errlen);
+    return lk_config_validate(cfg, argc, argv, file, err, errlen);
 }

@@ -40,9 +40,11 @@ typedef struct lk_config {
 const cm_cfg_key *lk_config_table(size_t *n);
 /* Sets every key to its default (frees what cfg held; cfg must be zeroed or valid). */
 void lk_config_defaults(lk_config *cfg);
-/* Checks that span keys or that the table cannot express (redis non-empty ...).
- * origin names the source in the message (file name or "command line"). */
-cm_rc lk_config_validate(const lk_config *cfg, const char *origin, char *err,
+/* Checks that span keys or that the table cannot express (redis non-empty ...), after
+ * cm_cli_parse saw argc, argv and file (NULL: none). The message names where the key
+ * was set ("lockd.yaml:4", "--redis") or that it is missing ("lockd.yaml: key 'redis'
+ * is missing: ..."), like every config error. */
+cm_rc lk_config_validate(const lk_config *cfg, int argc, char **argv, const char *file, char *err,
                          size_t errlen) CM_MUSTCHECK;
 /* Parses argv: --config FILE first, then flags over it, then validation.
  * On CM_ERR err holds a one-line reason and usage_error tells whether the usage

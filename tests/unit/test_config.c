@@ -246,22 +246,67 @@ START_TEST(test_out_of_range)
 }
 END_TEST
 
+/* Syntax errors are reported as such, with libyaml's problem, line and column (1-based)
+ * and its context, before any value is looked at, and change nothing. */
 START_TEST(test_syntax_error_line)
 {
-    ck_assert_int_eq(load("listen: h:1\nauth: x: y\n"), CM_ERR);
-    ck_assert_str_eq(err, "t.yaml:2: mapping values are not allowed in this context");
-    ck_assert_int_eq(load("listen: h:1\n\tauth: x\n"), CM_ERR);
-    ck_assert_msg(strncmp(err, "t.yaml:2: found a tab character", 31) == 0, "%s", err);
-    ck_assert_int_eq(load("auth: x\nverbose: on\nredis: [h:1\n"), CM_ERR);
-    ck_assert_msg(strncmp(err, "t.yaml:4: did not find expected ',' or ']'", 42) == 0, "%s", err);
+    int port = cfg.listen.port;
+    /* The issue's case: an unclosed '[' used to read as a bad list item. */
+    assert_load_error("listen: 127.0.0.1:9\nredis: [127.0.0.1:1, 127.0.0.1:2\nlog: {level: info}\n",
+                      "t.yaml:3:4: YAML syntax error: did not find expected ',' or ']' (while "
+                      "parsing a flow sequence started at line 2 column 8)");
+    ck_assert_int_eq(cfg.listen.port, port);
+    assert_load_error("auth: x\nverbose: on\nredis: [h:1\n",
+                      "t.yaml:4:1: YAML syntax error: did not find expected ',' or ']' (while "
+                      "parsing a flow sequence started at line 3 column 8)");
+    assert_load_error("log: {level: info\n", "t.yaml:2:1: YAML syntax error: did not find "
+                                             "expected ',' or '}' (while parsing a flow mapping "
+                                             "started at line 1 column 6)");
+    /* An unclosed quote runs to the end of the file. */
+    assert_load_error("listen: \"127.0.0.1:1\nauth: x\n",
+                      "t.yaml:3:1: YAML syntax error: found unexpected end of stream (while "
+                      "scanning a quoted scalar started at line 1 column 9)");
+    assert_load_error("auth: 'abc\n", "t.yaml:2:1: YAML syntax error: found unexpected end of "
+                                      "stream (while scanning a quoted scalar started at line 1 "
+                                      "column 7)");
+    /* A tab where YAML wants indentation. */
+    assert_load_error("listen: h:1\n\tauth: x\n",
+                      "t.yaml:2:1: YAML syntax error: found a tab character that violates "
+                      "indentation (while scanning a plain scalar started at line 1 column 9)");
+    /* Bad indentation, no context from libyaml. */
+    assert_load_error("listen: h:1\nauth: x: y\n", "t.yaml:2:8: YAML syntax error: mapping "
+                                                   "values are not allowed in this context");
+    assert_load_error("log:\n  level: info\n   x: 1\n", "t.yaml:3:5: YAML syntax error: mapping "
+                                                        "values are not allowed in this context");
+    assert_load_error("redis:\n  - h:1\n - h:2\n",
+                      "t.yaml:3:2: YAML syntax error: did not find expected key (while parsing a "
+                      "block mapping started at line 1 column 1)");
+    /* Reader errors have only an offset: the position is counted from it. */
+    assert_load_error("auth: \"a\xff\"\n",
+                      "t.yaml:1:9: YAML syntax error: invalid leading UTF-8 octet (0xFF)");
+    assert_load_error("auth: \"\xc3\xa9t\xc3\xa9\"\nverbose: \x01\n",
+                      "t.yaml:2:10: YAML syntax error: control characters are not allowed (0x01)");
+    /* A value error after a syntax error: the syntax error is the one reported. */
+    assert_load_error("listen: nohost\nredis: [h:1\n",
+                      "t.yaml:3:1: YAML syntax error: did not find expected ',' or ']' (while "
+                      "parsing a flow sequence started at line 2 column 8)");
+    ck_assert_int_eq(cfg.listen.port, port);
 }
 END_TEST
 
 START_TEST(test_duplicates_and_shapes)
 {
-    assert_load_error("listen: h:1\nauth: a\nlisten: h:2\n", "t.yaml:3: duplicate key 'listen'");
+    assert_load_error("listen: h:1\nauth: a\nlisten: h:2\n",
+                      "t.yaml:3: duplicate key 'listen' (first at line 1)");
     assert_load_error("redlock: {redis_timeout_ms: 1}\nredlock: {clock_drift_factor: 0}\n",
-                      "t.yaml:2: duplicate key 'redlock'");
+                      "t.yaml:2: duplicate key 'redlock' (first at line 1)");
+    assert_load_error("redlock:\n  redis_timeout_ms: 1\n\n  redis_timeout_ms: 2\n",
+                      "t.yaml:4: duplicate key 'redlock.redis_timeout_ms' (first at line 2)");
+    assert_load_error("hello\n", "t.yaml:1: top level must be a mapping of keys");
+    assert_load_error("\n\n[a, b]\n", "t.yaml:3: top level must be a mapping of keys");
+    assert_load_error("{listen: h:1, redlock: [1]}\n",
+                      "t.yaml:1: key 'redlock': must be a mapping");
+    assert_load_error("? [a]\n: b\n", "t.yaml:1: mapping keys must be plain names");
     assert_load_error("- a\n- b\n", "t.yaml:1: top level must be a mapping of keys");
     assert_load_error("listen: h:1\n---\nauth: x\n", "t.yaml:2: only one YAML document is allowed");
     assert_load_error("listen: &x h:1\nauth: *x\n",
@@ -296,6 +341,62 @@ START_TEST(test_file_load_and_missing)
     ck_assert_int_eq(cm_cfg_load_file(keys, NKEYS, &cfg, "/nonexistent/x.yaml", err, sizeof(err)),
                      CM_ERR);
     ck_assert_str_eq(err, "/nonexistent/x.yaml: cannot open: No such file or directory");
+    ck_assert_int_eq(cm_cfg_load_file(keys, NKEYS, &cfg, "/tmp", err, sizeof(err)), CM_ERR);
+    ck_assert_str_eq(err, "/tmp: is a directory, not a config file");
+}
+END_TEST
+
+/* Writes text to a new temporary file; path gets its name. */
+static void temp_file(char *path, const char *text)
+{
+    strcpy(path, "/tmp/test_config_XXXXXX");
+    int fd = mkstemp(path);
+    ck_assert_int_ge(fd, 0);
+    ck_assert_int_eq(write(fd, text, strlen(text)), (ssize_t)strlen(text));
+    close(fd);
+}
+
+START_TEST(test_empty_file)
+{
+    char path[64];
+    int port = cfg.listen.port;
+    temp_file(path, "");
+    ck_assert_int_eq(cm_cfg_load_file(keys, NKEYS, &cfg, path, err, sizeof(err)), CM_OK);
+    ck_assert_int_eq(cfg.listen.port, port);
+    unlink(path);
+    temp_file(path, "# nothing set yet\n\n");
+    ck_assert_int_eq(cm_cfg_load_file(keys, NKEYS, &cfg, path, err, sizeof(err)), CM_OK);
+    ck_assert_int_eq(cfg.listen.port, port);
+    ck_assert_uint_eq(cm_cfg_file_line(path, "listen"), 0);
+    unlink(path);
+}
+END_TEST
+
+/* cm_cfg_file_line: where a key stands, for checks made after loading. */
+START_TEST(test_file_line)
+{
+    char path[64];
+    temp_file(path, "# lockd\n"
+                    "listen: h:1\n"
+                    "redis:\n"
+                    "  - a:1\n"
+                    "  - b:2\n"
+                    "redlock: {retry: [1, {x: 2}], redis_timeout_ms: 5}\n"
+                    "a:\n"
+                    "  b:\n"
+                    "\n"
+                    "    c: 3\n"
+                    "log: {level: info}\n");
+    ck_assert_uint_eq(cm_cfg_file_line(path, "listen"), 2);
+    ck_assert_uint_eq(cm_cfg_file_line(path, "redis"), 3);
+    ck_assert_uint_eq(cm_cfg_file_line(path, "redlock.redis_timeout_ms"), 6);
+    ck_assert_uint_eq(cm_cfg_file_line(path, "a.b.c"), 10);
+    ck_assert_uint_eq(cm_cfg_file_line(path, "a.b"), 8);
+    ck_assert_uint_eq(cm_cfg_file_line(path, "log.level"), 11);
+    ck_assert_uint_eq(cm_cfg_file_line(path, "auth"), 0);
+    ck_assert_uint_eq(cm_cfg_file_line(path, "redlock.x"), 0);
+    ck_assert_uint_eq(cm_cfg_file_line("/nonexistent/x.yaml", "listen"), 0);
+    unlink(path);
 }
 END_TEST
 
@@ -629,6 +730,8 @@ static Suite *config_suite(void)
     tcase_add_test(tc, test_syntax_error_line);
     tcase_add_test(tc, test_duplicates_and_shapes);
     tcase_add_test(tc, test_file_load_and_missing);
+    tcase_add_test(tc, test_empty_file);
+    tcase_add_test(tc, test_file_line);
     tcase_add_test(tc, test_set_flags);
     tcase_add_test(tc, test_set_errors_leave_target);
     tcase_add_test(tc, test_dump);
