@@ -147,7 +147,7 @@ run_mode() { # run_mode MODE ROUND
     )
     local common=(--servers "$(bk_servers)" --duration "$DURATION" --hot-perf "$HOT"
         --background-perfs "$BG_LIST" --users "$BK_USERS_FIRST:$NUSERS" --seats-min 1
-        --seats-max 3)
+        --seats-max 3 --result-line)
     echo "   (reserved configs: lock.mode $mode, payment.url \"\", db_pool_size $BK_DB_POOL, lock.wait_ms 5000)"
     if ((BG_CLIENTS > 0)); then
         CMD=("$BK_BIN/bookbench" "${common[@]}" --clients "$CLIENTS" --background-share 0

@@ -1,65 +1,149 @@
 #!/usr/bin/env bash
-# demo.sh: the README's run command. Installs what is missing (scripts/deps.sh), builds the
-# Release tree in build/, then starts the whole booking system on free 127.0.0.1 ports in
-# one temp dir: PostgreSQL 15 (as `postgres`, fsync on), 3 Redis masters, 2 lockd, fakepay
-# (5% declines), 3 reserved (lock mode lockd, each with its own config file). Through the
-# API it creates a 200-seat venue (40 VIP), a hot performance, 5 other performances and
-# 100 users; then build/bin/bookbench runs a booking storm on the hot performance from 128
-# concurrent clients spread over the 3 reserved, until it is sold out or 20 s pass.
-# The summary (from PostgreSQL, fakepay and bookbench) shows seats, sold, remaining,
-# rejected by reason, oversold (must be 0), capacity consistency, approved payments vs
-# confirmed reservations, throughput and latency. Everything started is stopped by PID at
-# the end (also on Ctrl-C or failure). Exit 0 when every check holds, 1 otherwise.
-#   bash scripts/demo.sh            the storm and its summary
-#   bash scripts/demo.sh --keep     the same, then keeps everything running for curl
-#   bash scripts/demo.sh --locks    the lockd-only walkthrough (issue 2)
-# Environment: BUILD_DIR (build), CLIENTS (128), DURATION (20 s), SEED (1).
+# demo.sh: the whole booking system on this machine, a booking storm and a checked summary.
+# Installs what is missing (scripts/deps.sh), builds the Release tree in build/ (unless
+# DEMO_BIN is set), then starts on free 127.0.0.1 ports, in one temp dir: PostgreSQL 15 (as `postgres`, fsync on),
+# 3 Redis masters, 2 lockd, fakepay (5% declines) and 3 reserved (lock mode lockd). Through
+# the API it creates a 200-seat venue (40 VIP), a hot performance, 5 other performances and
+# 100 users; then bookbench runs a booking storm on the hot performance from 128 concurrent
+# clients spread over the 3 reserved, until it is sold out or 20 s pass. The summary (from
+# PostgreSQL, fakepay and bookbench) shows seats, sold, remaining, rejections by reason,
+# oversold (must be 0), approved payments against confirmed reservations, throughput and
+# latency, then one OK or FAILED per check. Every server logs at info to its own file in
+# <temp dir>/logs. At the end (also on Ctrl-C or a failure) everything started is stopped
+# by PID, one line each. Exit 0 when every check holds and everything stopped cleanly,
+# 1 otherwise, 130 when interrupted before the summary.
+#
+# usage: bash scripts/demo.sh [--keep] [--keep-logs]
+#        bash scripts/demo.sh --locks [--keep] [--keep-logs]
+#   --keep       after the summary, keep everything running and print the environment to
+#                paste (also written to DEMO_ENV_FILE: `source build/demo.env` in a second
+#                terminal), an nc line for lockd, the metrics addresses, the logs and curl
+#                examples. lockd's session timeout is 60 s here: a session typed by hand
+#                must send something (PING) within 60 s or it expires with its locks.
+#                Ctrl-C or SIGTERM then stops everything, one line per process, and
+#                exits 0 (1 if a check failed).
+#   --keep-logs  keep the logs after the end (the rest of the temp dir is removed) and
+#                print where they are
+#   --locks      the lockd-only walkthrough: lockctl workers contending for one lock
+#                through 2 lockd, a paused holder fenced off, lockd's INFO and metrics
+#   -h, --help   this text
+# environment:
+#   BUILD_DIR      the build dir to build and run (build)
+#   DEMO_BIN       run the programs of this bin dir (e.g. build-test/bin) and build nothing
+#   CLIENTS        bookbench clients (128)
+#   DURATION       the storm's time limit in seconds (20)
+#   SEED           seed of bookbench and fakepay (1)
+#   DEMO_ENV_FILE  the file --keep writes the environment to (build/demo.env); removed
+#                  when the demo stops
+#   BK_KEEP_TMP=1  keep the whole temp dir (data, configs, logs) after the end
+#   TMPDIR         where the temp dir is made (/tmp)
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+# DEMO_BIN and DEMO_ENV_FILE are paths as the caller typed them: relative to where the
+# demo was started from (BUILD_DIR stays relative to the top of the clone).
+abspath() { if [[ $1 == /* ]]; then echo "$1"; else echo "$PWD/$1"; fi; }
+[[ -n ${DEMO_BIN:-} ]] && DEMO_BIN=$(abspath "$DEMO_BIN")
+[[ -n ${DEMO_ENV_FILE:-} ]] && DEMO_ENV_FILE=$(abspath "$DEMO_ENV_FILE")
 cd "$ROOT"
 BUILD_DIR=${BUILD_DIR:-build}
 CLIENTS=${CLIENTS:-128}
 DURATION=${DURATION:-20}
 SEED=${SEED:-1}
+DEMO_ENV_FILE=${DEMO_ENV_FILE:-$ROOT/build/demo.env}
 KEEP=0
 LOCKS=0
 for arg in "$@"; do
     case "$arg" in
     --keep) KEEP=1 ;;
+    --keep-logs) export BK_KEEP_LOGS=1 ;;
     --locks) LOCKS=1 ;;
     -h | --help)
-        sed -n '2,16p' "$0" | sed 's/^# \{0,1\}//'
+        sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'
         exit 0
         ;;
     *)
-        echo "usage: $0 [--keep] [--locks]" >&2
+        echo "demo.sh: unknown argument '$arg'" >&2
+        echo "usage: $0 [--keep] [--keep-logs] [--locks] [--help]" >&2
         exit 2
         ;;
     esac
 done
 
 say() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
-ts() { date +%H:%M:%S.%3N; }
+
+# What the servers of the demo do differently from the tests' (scripts/lib/booking.sh):
+# logs at info; a lockd session timeout a person typing into nc can live with; servers in
+# their own session, so a Ctrl-C reaches this script only and it stops them in order.
+export BK_LOG_LEVEL=info BK_LOCKD_SESSION_MS=60000 BK_DETACH=1 BK_STOP_VERBOSE=1
 
 say "dependencies"
 bash scripts/deps.sh
 
-say "build ($BUILD_DIR, Release)"
-cmake -S . -B "$BUILD_DIR" -DCMAKE_BUILD_TYPE=Release >/dev/null
-cmake --build "$BUILD_DIR" -j"$(nproc 2>/dev/null || echo 2)" \
-    --target lockd lockctl reserved fakepay bookbench | tail -n 1
-BK_BIN=$(cd "$BUILD_DIR/bin" && pwd)
+if [[ -n ${DEMO_BIN:-} ]]; then
+    say "programs from $DEMO_BIN (DEMO_BIN: no build)"
+    for t in lockd lockctl reserved fakepay bookbench; do
+        if [[ ! -x "$DEMO_BIN/$t" ]]; then
+            echo "demo: DEMO_BIN=$DEMO_BIN has no program $t (want lockd, lockctl, reserved, fakepay, bookbench)" >&2
+            exit 2
+        fi
+    done
+    BK_BIN=$(cd "$DEMO_BIN" && pwd)
+else
+    say "build ($BUILD_DIR, Release)"
+    cmake -S . -B "$BUILD_DIR" -DCMAKE_BUILD_TYPE=Release >/dev/null
+    cmake --build "$BUILD_DIR" -j"$(nproc 2>/dev/null || echo 2)" \
+        --target lockd lockctl reserved fakepay bookbench | tail -n 1
+    BK_BIN=$(cd "$BUILD_DIR/bin" && pwd)
+fi
 
 # shellcheck source=lib/booking.sh
 source scripts/lib/booking.sh
-trap bk_cleanup EXIT
-trap 'exit 130' INT TERM
 
-keep_running() { # keep_running MESSAGE: until Ctrl-C
-    say "running; Ctrl-C stops everything"
-    echo "$1"
-    while :; do sleep 1; done
+ENV_WRITTEN=0
+# The EXIT trap: stops everything (one line each), removes the env file if it is still
+# ours, says where kept logs are. A clean stop keeps the exit status; an unclean one
+# turns 0 into 1. Signals are ignored meanwhile, so a second Ctrl-C cannot cut it short.
+demo_exit() {
+    local rc=$?
+    trap '' INT TERM HUP
+    if [[ ${#BK_PIDS[@]} -gt 0 || -n $BK_PG_DIR ]]; then
+        say "stopping everything${DEMO_STOP_WHY:+ ($DEMO_STOP_WHY)}"
+    fi
+    if ! bk_cleanup; then
+        echo "demo: not everything stopped cleanly" >&2
+        [[ $rc -eq 0 ]] && rc=1
+    fi
+    if [[ $ENV_WRITTEN -eq 1 ]] && head -n 1 "$DEMO_ENV_FILE" 2>/dev/null | grep -q "(pid $$)"; then
+        rm -f "$DEMO_ENV_FILE"
+        echo "removed $DEMO_ENV_FILE"
+    fi
+    if [[ -n $BK_TMP && -d $BK_TMP ]]; then
+        if [[ ${BK_KEEP_TMP:-0} == 1 ]]; then
+            echo "temp dir kept (BK_KEEP_TMP=1): $BK_TMP (logs in $BK_LOGS)"
+        elif [[ ${BK_KEEP_LOGS:-0} == 1 ]]; then
+            echo "logs kept (--keep-logs): $BK_LOGS"
+        fi
+    fi
+    exit "$rc"
+}
+trap demo_exit EXIT
+trap 'DEMO_STOP_WHY=interrupted; exit 130' INT TERM HUP
+
+# Waits for Ctrl-C, SIGTERM or SIGHUP (a sleep we wait on: the trap runs at once), then
+# returns; the caller exits and demo_exit stops everything.
+DEMO_STOP_WHY=""
+demo_keep_wait() {
+    trap 'DEMO_STOP_WHY=SIGINT' INT
+    trap 'DEMO_STOP_WHY=SIGTERM' TERM
+    trap 'DEMO_STOP_WHY=SIGHUP' HUP
+    sleep infinity &
+    local sleeper=$!
+    bk_track "$sleeper" -
+    while [[ -z $DEMO_STOP_WHY ]]; do
+        wait "$sleeper" || true
+        kill -0 "$sleeper" 2>/dev/null || break
+    done
 }
 
 if [[ $LOCKS -eq 1 ]]; then
@@ -79,12 +163,13 @@ bk_start_redis 3
 bk_start_lockd 2
 bk_start_fakepay --seed "$SEED" --decline-rate 0.05
 echo "redis: $BK_REDIS_LIST"
-echo "lockd: ${BK_LOCKD[*]}"
+echo "lockd: ${BK_LOCKD[*]} (session.timeout_ms $BK_LOCKD_SESSION_MS)"
 echo "fakepay: $BK_PAY_URL"
 
 say "3 reserved (lock mode lockd, payment on; configs $BK_TMP/reserved{1,2,3}.yaml)"
 bk_start_reserved 3 lockd "$BK_PAY_URL"
 echo "reserved: ${BK_RESERVED[*]}"
+echo "logs (info): $BK_LOGS"
 
 say "catalogue through the API (curl)"
 VENUE=$(bk_create_venue "Seoul Arts Center" 200 40)
@@ -98,12 +183,15 @@ echo "venue $VENUE: 200 seats (40 VIP); hot performance $HOT; others ${OTHERS[*]
 bk_api GET "/performances/$HOT"
 
 say "booking storm: $CLIENTS clients on 3 reserved, 1-3 random seats each, until sold out or ${DURATION} s"
-BB_OUT="$BK_TMP/bookbench.out"
+BB_OUT="$BK_LOGS/bookbench.out"
 BB_CMD=("$BK_BIN/bookbench" --servers "$(bk_servers)" --clients "$CLIENTS" --duration "$DURATION"
     --hot-perf "$HOT" --users "$BK_USERS_FIRST:$NUSERS" --seats-min 1 --seats-max 3
-    --seed "$SEED" --json "$BK_TMP/bookbench.json")
+    --seed "$SEED" --json "$BK_LOGS/bookbench.json" --result-line)
 echo "\$ ${BB_CMD[*]}"
-"${BB_CMD[@]}" | tee "$BB_OUT"
+bb_rc=0
+"${BB_CMD[@]}" >"$BB_OUT" || bb_rc=$?
+grep -v '^RESULT ' "$BB_OUT" || true
+[[ $bb_rc -eq 0 ]] || exit "$bb_rc"
 RESULT=$(grep '^RESULT ' "$BB_OUT")
 res() { sed -n "s/.* $1=\([^ ]*\).*/\1/p" <<<"$RESULT"; }
 
@@ -174,23 +262,79 @@ check "seat flags agree with reservation status" "$(yn test "$FLAG_MISMATCH" -eq
 check "no database guard fired" "$(yn test "$GUARDS" -eq 0)"
 check "no unexpected answers" "$(yn test "$(res hot_other)" -eq 0)"
 
+# 'VALUE' for a shell: single quotes, an inner ' as '\''.
+sq() { printf "'%s'" "${1//\'/\'\\\'\'}"; }
+
+# The environment of a kept demo, for `source` in another terminal: written to a temp
+# file beside DEMO_ENV_FILE and renamed, so a reader waiting for the file never sees half.
+write_env() {
+    local lh=${BK_LOCKD[0]%:*} lp=${BK_LOCKD[0]##*:} tmp
+    mkdir -p "$(dirname "$DEMO_ENV_FILE")"
+    tmp="$DEMO_ENV_FILE.tmp.$$"
+    {
+        echo "# the booking demo (scripts/demo.sh --keep) (pid $$); removed when it stops"
+        echo "export API=http://${BK_RESERVED[0]}"
+        echo "export API2=http://${BK_RESERVED[1]}"
+        echo "export API3=http://${BK_RESERVED[2]}"
+        echo "export LOCKD_SERVER=${BK_LOCKD[0]},${BK_LOCKD[1]}"
+        echo "export LOCKD_HOST=$lh"
+        echo "export LOCKD_PORT=$lp"
+        echo "export LOCKD_METRICS=http://${BK_LOCKD_METRICS[0]}"
+        echo "export LOCKD2_METRICS=http://${BK_LOCKD_METRICS[1]}"
+        echo "export PAY=$BK_PAY_URL"
+        echo "export PGCONN=$(sq "$BK_PG_CONNINFO")"
+        echo "export DEMO_LOGS=$(sq "$BK_LOGS")"
+        echo "export PERF=${OTHERS[0]}"
+        echo "export USER_ID=$BK_USERS_FIRST"
+        echo "export VENUE=$VENUE"
+        echo "export DEMO_BIN=$(sq "$BK_BIN")"
+    } >"$tmp"
+    mv -f "$tmp" "$DEMO_ENV_FILE"
+    ENV_WRITTEN=1
+}
+
 if [[ $KEEP -eq 1 ]]; then
+    write_env
     R=${BK_RESERVED[0]}
-    SEAT=$(curl -s "http://$R/performances/${OTHERS[0]}/seats" | grep -o '"id": *[0-9]*' |
-        head -n 1 | grep -o '[0-9]*$')
-    keep_running "reserved:   ${BK_RESERVED[*]}
-lockd:      ${BK_LOCKD[*]}
-redis:      $BK_REDIS_LIST
-fakepay:    $BK_PAY_URL
-postgresql: psql \"$BK_PG_CONNINFO\"
-logs:       $BK_TMP
-try:
-  curl -s http://$R/performances/$HOT
-  curl -s http://$R/performances/${OTHERS[0]}/seats
-  curl -s -X POST -H 'Content-Type: application/json' -d '{\"userId\": $BK_USERS_FIRST, \"seatIds\": [$SEAT]}' http://$R/performances/${OTHERS[0]}/reservations
-  curl -s http://$R/users/$BK_USERS_FIRST/reservations
-  curl -s http://$R/metrics | grep ^reserved_bookings_total
-  curl -s $BK_PAY_URL/stats"
+    SEAT=$(curl -s "http://$R/performances/${OTHERS[0]}/seats" |
+        jq '[.seats[] | select(.available)][0].id')
+    say "running until Ctrl-C (or: kill $$)"
+    if [[ $DEMO_ENV_FILE == "$ROOT"/* ]]; then
+        echo "In a second terminal, from $ROOT:"
+        echo "  source ${DEMO_ENV_FILE#"$ROOT"/}"
+    else
+        echo "In a second terminal:"
+        echo "  source $DEMO_ENV_FILE"
+    fi
+    echo "or paste:"
+    grep '^export ' "$DEMO_ENV_FILE" | sed 's/^/  /'
+    echo
+    echo "lockd by hand (LOCKP, one command a line): nc ${BK_LOCKD[0]%:*} ${BK_LOCKD[0]##*:}"
+    echo "  HELLO me"
+    echo "  ACQUIRE Demo:1 0 5000        -> OK <token> <fence> <validity_ms>"
+    echo "  PING                         -> OK PONG"
+    echo "  RELEASE Demo:1 <token>       -> OK"
+    echo "  session.timeout_ms is $BK_LOCKD_SESSION_MS: a session that sends nothing for" \
+        "$((BK_LOCKD_SESSION_MS / 1000)) s expires and"
+    echo "  loses its locks; any line (PING) keeps it alive."
+    echo "  lockctl: $BK_BIN/lockctl --server ${BK_LOCKD[0]},${BK_LOCKD[1]} info"
+    echo
+    echo "metrics: lockd 1 http://${BK_LOCKD_METRICS[0]}/metrics," \
+        "lockd 2 http://${BK_LOCKD_METRICS[1]}/metrics"
+    echo "         reserved http://$R/metrics (and the same path on the other two)"
+    echo "logs (info, one file per server): $BK_LOGS"
+    if [[ ${BK_KEEP_TMP:-0} == 1 || ${BK_KEEP_LOGS:-0} == 1 ]]; then
+        echo "  kept after the demo stops"
+    else
+        echo "  removed when the demo stops (--keep-logs keeps them)"
+    fi
+    echo
+    echo "try (performance ${OTHERS[0]} has free seats; user $BK_USERS_FIRST exists):"
+    echo "  curl -s http://$R/performances/${OTHERS[0]}"
+    echo "  curl -s http://$R/performances/${OTHERS[0]}/seats"
+    echo "  curl -s -X POST -H 'Content-Type: application/json' -d '{\"userId\": $BK_USERS_FIRST, \"seatIds\": [$SEAT]}' http://$R/performances/${OTHERS[0]}/reservations"
+    echo "  curl -s http://$R/users/$BK_USERS_FIRST/reservations"
+    echo "  curl -s $BK_PAY_URL/stats"
+    demo_keep_wait
 fi
-say "done: stopping everything"
 [[ $ok -eq 1 ]]

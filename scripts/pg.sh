@@ -9,14 +9,15 @@
 #   pg.sh stop DIR [fast|immediate]
 #                          stop by the PID in DIR/data/postmaster.pid (default fast =
 #                          SIGINT; immediate = SIGQUIT, like a crash) and wait for it.
-# Logs go to DIR/postgres.log. PG_EXTRA_OPTS adds server options (split on spaces), e.g.
-# "-c shared_preload_libraries=pg_stat_statements" to see where a benchmark's time goes.
+# Logs go to DIR/postgres.log, or to the file PG_LOG names. PG_EXTRA_OPTS adds server
+# options (split on spaces), e.g. "-c shared_preload_libraries=pg_stat_statements" to see
+# where a benchmark's time goes.
 set -euo pipefail
 
 PGBIN=${PGBIN:-/usr/lib/postgresql/15/bin}
 
 usage() {
-    sed -n '2,13p' "$0" | sed 's/^# \{0,1\}//' >&2
+    sed -n '2,14p' "$0" | sed 's/^# \{0,1\}//' >&2
     exit 2
 }
 
@@ -40,13 +41,14 @@ start() {
     local dir port pid
     dir=$(mkdir -p "$1" && cd "$1" && pwd)
     port=$2
+    local log=${PG_LOG:-$dir/postgres.log}
     if [ "$(id -u)" -eq 0 ]; then
         chown postgres:postgres "$dir"
         chmod 0755 "$dir"
     fi
     if [ ! -f "$dir/data/PG_VERSION" ]; then
         as_postgres "$PGBIN/initdb" -D "$dir/data" -A trust -U postgres -E UTF8 --locale=C \
-            --no-sync >>"$dir/postgres.log" 2>&1
+            --no-sync >>"$log" 2>&1
     fi
     if pid=$(pm_pid "$dir"); then
         echo "pg.sh: already running (pid $pid)" >&2
@@ -59,11 +61,11 @@ start() {
             exec "$@"' _ \
             "$PGBIN/postgres" -D "$dir/data" -p "$port" -c "unix_socket_directories=$dir" \
             -c listen_addresses=127.0.0.1 -c fsync=on -c max_connections=300 \
-            ${PG_EXTRA_OPTS:-} </dev/null >>"$dir/postgres.log" 2>&1 &
+            ${PG_EXTRA_OPTS:-} </dev/null >>"$log" 2>&1 &
         local bg=$! deadline=$((SECONDS + 30))
         until [ "$(sed -n 8p "$dir/data/postmaster.pid" 2>/dev/null | tr -d " ")" = ready ]; do
             if [ $SECONDS -ge $deadline ] || ! kill -0 "$bg" 2>/dev/null; then
-                echo "pg.sh: postgres did not start (see $dir/postgres.log)" >&2
+                echo "pg.sh: postgres did not start (see $log)" >&2
                 exit 1
             fi
             sleep 0.05

@@ -19,8 +19,10 @@
  *
  * Reports per class: requests by outcome (201/200, SEAT_TAKEN, SOLD_OUT, 402, BUSY,
  * UNAVAILABLE, other, no answer), throughput (all and successful per second) and latency
- * p50/p99/max of the answered requests; then one `RESULT key=value ...` line for scripts,
- * and the same figures as JSON with --json. Exit 0 after a run, 1 when the setup failed
+ * p50/p99/max of the answered requests. The table shows only the classes that sent
+ * requests and the outcomes that happened (the others are named on one line); every
+ * figure, zeros included, goes to one `RESULT key=value ...` line with --result-line (for
+ * scripts) and to JSON with --json. Exit 0 after a run, 1 when the setup failed
  * (a seat map could not be read), 2 on usage errors.
  */
 #include <errno.h>
@@ -65,6 +67,13 @@ typedef enum bb_outcome {
 } bb_outcome;
 static const char *const out_key[OUT_N] = {"ok",   "seat_taken",  "sold_out", "declined",
                                            "busy", "unavailable", "other",    "noanswer"};
+/* table column heads and widths; the names of outcomes that never happened */
+static const char *const out_head[OUT_N] = {"ok",   "taken", "soldout", "402",
+                                            "busy", "unavl", "other",   "noans"};
+static const int out_width[OUT_N] = {7, 7, 7, 6, 6, 6, 6, 6};
+static const char *const out_title[OUT_N] = {
+    "ok",       "409 SEAT_TAKEN",  "409 SOLD_OUT",  "402 PAYMENT_DECLINED",
+    "503 BUSY", "503 UNAVAILABLE", "other answers", "unanswered"};
 
 typedef struct bb_lat {
     uint64_t b[BB_BUCKETS];
@@ -117,7 +126,8 @@ struct bb {
     int64_t users_first, users_count;
     int seats_min, seats_max;
     const char *json_path;
-    bb_perf *perfs; /* [0] = hot, [1..] = background */
+    bool result_line; /* --result-line: the RESULT line for scripts */
+    bb_perf *perfs;   /* [0] = hot, [1..] = background */
     size_t nperfs;
     bb_client *c;
     cx_http *setup_h;
@@ -578,38 +588,11 @@ static json_t *class_json(const bb *b, bb_class k, double secs)
     return o;
 }
 
-static void report(const bb *b)
+/* The machine-readable form (--result-line): every figure of every class, zeros included,
+ * as one `RESULT key=value ...` line that scripts cut with sed. */
+static void print_result_line(const bb *b, double secs)
 {
-    double secs = (double)(b->t_last_us - b->t_start_us) / 1e6;
-    if (secs < 1e-3)
-        secs = 1e-3;
-    printf("bookbench: %d clients on %zu servers, %.2f s, %" PRIu64 " requests\n", b->nclients,
-           b->nservers, secs, b->issued);
-    printf("%-20s %8s %7s %7s %7s %6s %6s %6s %6s %6s %9s %9s %8s %8s %8s\n", "class", "requests",
-           "ok", "taken", "soldout", "402", "busy", "unavl", "other", "noans", "req/s", "ok/s",
-           "p50ms", "p99ms", "maxms");
-    for (int k = 0; k < BB_NCLASS; k++) {
-        const bb_stats *s = &b->st[k];
-        printf("%-20s %8" PRIu64 " %7" PRIu64 " %7" PRIu64 " %7" PRIu64 " %6" PRIu64 " %6" PRIu64
-               " %6" PRIu64 " %6" PRIu64 " %6" PRIu64 " %9.1f %9.1f %8.2f %8.2f %8.2f\n",
-               class_title[k], s->total, s->n[OUT_OK], s->n[OUT_SEAT_TAKEN], s->n[OUT_SOLD_OUT],
-               s->n[OUT_DECLINED], s->n[OUT_BUSY], s->n[OUT_UNAVAILABLE], s->n[OUT_OTHER],
-               s->n[OUT_NOANSWER], (double)s->total / secs, (double)s->n[OUT_OK] / secs,
-               lat_ms(&s->all, 0.5), lat_ms(&s->all, 0.99), (double)s->all.max_us / 1000.0);
-    }
-    for (size_t i = 0; i < b->nservers && b->nservers > 1; i++) {
-        const bb_stats *s = &b->hot_by_server[i];
-        char addr[CM_HOST_MAX + 8];
-        printf("  hot via %s: %" PRIu64 " requests, %" PRIu64 " created (%.1f/s), p50 %.2f ms, "
-               "p99 %.2f ms, max %.2f ms\n",
-               cm_addr_format(&b->servers[i], addr, sizeof(addr)), s->total, s->n[OUT_OK],
-               (double)s->n[OUT_OK] / secs, lat_ms(&s->all, 0.5), lat_ms(&s->all, 0.99),
-               (double)s->all.max_us / 1000.0);
-    }
     const bb_perf *hot = &b->perfs[0];
-    printf("hot performance %" PRId64 ": %u seats, %u still free by this run's count%s\n", hot->id,
-           hot->nseat, hot->nfree, hot->sold_out ? " (sold out)" : "");
-
     printf("RESULT clients=%d servers=%zu elapsed_s=%.3f requests=%" PRIu64, b->nclients,
            b->nservers, secs, b->issued);
     for (int k = 0; k < BB_NCLASS; k++) {
@@ -624,6 +607,68 @@ static void report(const bb *b)
     }
     printf(" hot_all_sold=%d hot_all_sold_ms=%" PRIu64 "\n", hot->sold_out ? 1 : 0,
            hot->sold_out ? hot->sold_out_ms : 0);
+}
+
+/* The human form: one row per class that sent requests, one column per outcome that
+ * happened in one of them; the outcomes that never happened are named on one line, so a
+ * reader still sees that there was, say, no unanswered request. */
+static void print_table(const bb *b, double secs)
+{
+    bool col[OUT_N] = {false}, any = false;
+    for (int k = 0; k < BB_NCLASS; k++)
+        for (int i = 0; i < OUT_N; i++)
+            col[i] = col[i] || b->st[k].n[i] > 0;
+    col[OUT_OK] = true;
+    printf("%-20s %8s", "class", "requests");
+    for (int i = 0; i < OUT_N; i++)
+        if (col[i])
+            printf(" %*s", out_width[i], out_head[i]);
+    printf(" %9s %9s %8s %8s %8s\n", "req/s", "ok/s", "p50ms", "p99ms", "maxms");
+    for (int k = 0; k < BB_NCLASS; k++) {
+        const bb_stats *s = &b->st[k];
+        if (s->total == 0)
+            continue;
+        printf("%-20s %8" PRIu64, class_title[k], s->total);
+        for (int i = 0; i < OUT_N; i++)
+            if (col[i])
+                printf(" %*" PRIu64, out_width[i], s->n[i]);
+        printf(" %9.1f %9.1f %8.2f %8.2f %8.2f\n", (double)s->total / secs,
+               (double)s->n[OUT_OK] / secs, lat_ms(&s->all, 0.5), lat_ms(&s->all, 0.99),
+               (double)s->all.max_us / 1000.0);
+    }
+    for (int i = 0; i < OUT_N; i++) {
+        if (!col[i]) {
+            printf("%s%s", any ? ", " : "none: ", out_title[i]);
+            any = true;
+        }
+    }
+    if (any)
+        printf("\n");
+}
+
+static void report(const bb *b)
+{
+    double secs = (double)(b->t_last_us - b->t_start_us) / 1e6;
+    if (secs < 1e-3)
+        secs = 1e-3;
+    printf("bookbench: %d clients on %zu server%s, %.2f s, %" PRIu64 " requests\n", b->nclients,
+           b->nservers, b->nservers == 1 ? "" : "s", secs, b->issued);
+    if (b->issued > 0)
+        print_table(b, secs);
+    for (size_t i = 0; i < b->nservers && b->nservers > 1 && b->st[BB_HOT].total > 0; i++) {
+        const bb_stats *s = &b->hot_by_server[i];
+        char addr[CM_HOST_MAX + 8];
+        printf("  hot via %s: %" PRIu64 " requests, %" PRIu64 " created (%.1f/s), p50 %.2f ms, "
+               "p99 %.2f ms, max %.2f ms\n",
+               cm_addr_format(&b->servers[i], addr, sizeof(addr)), s->total, s->n[OUT_OK],
+               (double)s->n[OUT_OK] / secs, lat_ms(&s->all, 0.5), lat_ms(&s->all, 0.99),
+               (double)s->all.max_us / 1000.0);
+    }
+    const bb_perf *hot = &b->perfs[0];
+    printf("hot performance %" PRId64 ": %u seats, %u still free by this run's count%s\n", hot->id,
+           hot->nseat, hot->nfree, hot->sold_out ? " (sold out)" : "");
+    if (b->result_line)
+        print_result_line(b, secs);
     fflush(stdout);
 
     if (b->json_path) {
@@ -651,13 +696,16 @@ static void usage(FILE *f)
           "                 --users FIRST:COUNT [--requests N] [--background-perfs ID,ID,...]\n"
           "                 [--background-share F] [--reads-share F] [--seats-min N]\n"
           "                 [--seats-max N] [--seed N] [--timeout-ms MS] [--rate R]\n"
-          "                 [--json FILE]\n"
+          "                 [--json FILE] [--result-line]\n"
           "  Closed-loop booking load on reserved. Each client sends its next request when\n"
           "  the last is answered: a read with probability --reads-share, a background\n"
           "  booking with --background-share (default 0.25 each when background\n"
           "  performances are given, else 0), otherwise a hot booking. Stops after S seconds,\n"
           "  N requests, or when nothing is left to book. --rate R paces the clients to at\n"
-          "  most R requests/s in all (each client one request every C/R s).\n",
+          "  most R requests/s in all (each client one request every C/R s).\n"
+          "  Prints a table of the classes that sent requests (columns: the outcomes that\n"
+          "  happened). --result-line adds one `RESULT key=value ...` line with every\n"
+          "  figure, zeros included, for scripts; --json FILE writes them as JSON.\n",
           f);
 }
 
@@ -755,6 +803,9 @@ static int parse_args(bb *b, int argc, char **argv)
             ok = parse_u64(val, 1, 600000, &b->timeout_ms);
         } else if (strcmp(a, "--rate") == 0) {
             ok = parse_u64(val, 1, 1000000, &rate);
+        } else if (strcmp(a, "--result-line") == 0) {
+            b->result_line = true;
+            continue;
         } else if (strcmp(a, "--json") == 0) {
             ok = (b->json_path = val) != NULL;
         } else {

@@ -1,50 +1,149 @@
 # scripts/lib/booking.sh: start the booking system on loopback and seed it through its API.
 # Sourced (not run) by scripts/demo.sh, bench/booking.sh and tests/bookbench/smoke.sh.
 # Everything a bk_start_* function starts goes into BK_PIDS (stopped by bk_cleanup in
-# reverse order, by PID) and lives in one temp dir, BK_TMP; PostgreSQL is stopped through
+# reverse order, by PID; bk_track names it) and lives in one temp dir, BK_TMP, each server
+# logging to its own file in BK_LOGS ($BK_TMP/logs); PostgreSQL is stopped through
 # scripts/pg.sh by the PID in its postmaster.pid. The caller sets the traps:
 #     trap bk_cleanup EXIT; trap 'exit 130' INT TERM
 # Needs: BK_BIN (the bin/ dir of a build). Uses curl, awk, psql.
+# Knobs (environment; the defaults are what the tests and benchmarks run with):
+#   BK_LOG_LEVEL         log.level of lockd, reserved and fakepay (warn)
+#   BK_LOCKD_SESSION_MS  lockd's session.timeout_ms (3000)
+#   BK_DETACH=1          servers in their own session (setsid, same PID): a Ctrl-C on the
+#                        terminal reaches the script only, which stops them in order
+#   BK_STOP_VERBOSE=1    bk_cleanup says what it stops, PID by PID, one at a time
+#   BK_KEEP_TMP=1        keep BK_TMP after the end; BK_KEEP_LOGS=1 keeps BK_LOGS only
 
 BK_ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 BK_PIDS=()
+declare -gA BK_NAME=() # PID -> what bk_cleanup calls it ("-": stopped without a word)
 BK_LOCKD=()
 BK_TMP=""
+BK_LOGS=""
 BK_PG_DIR=""
 BK_USED_PORTS=" "
 
-# Creates the temp dir every server of this run lives in.
+# Creates the temp dir every server of this run lives in, and its logs/ dir.
 bk_init() { # bk_init NAME
     BK_TMP=$(mktemp -d "${TMPDIR:-/tmp}/$1.XXXXXX")
     chmod 0755 "$BK_TMP"
+    BK_LOGS="$BK_TMP/logs"
+    mkdir -m 0777 "$BK_LOGS" # PostgreSQL runs as postgres when we are root
+}
+
+# Starts a server in the background (own session with BK_DETACH=1: setsid execs in place,
+# so $! is the server) and tracks it; the caller redirects.
+bk_spawn() { # bk_spawn NAME CMD...; sets BK_LAST_PID
+    local name=$1
+    shift
+    if [[ ${BK_DETACH:-0} == 1 ]]; then
+        setsid "$@" &
+    else
+        "$@" &
+    fi
+    BK_LAST_PID=$!
+    bk_track "$BK_LAST_PID" "$name"
+}
+
+bk_track() { # bk_track PID NAME: bk_cleanup stops it by PID
+    BK_PIDS+=("$1")
+    BK_NAME[$1]=$2
+}
+
+bk_untrack() { # bk_untrack PID...: the caller has waited for them; forget them
+    local keep=() p
+    for p in "${BK_PIDS[@]}"; do
+        [[ " $* " == *" $p "* ]] || keep+=("$p")
+    done
+    BK_PIDS=("${keep[@]}")
+}
+
+# Stops one PID: SIGTERM (SIGCONT first, in case it was paused), up to 5 s, then SIGKILL.
+# Prints how it ended.
+bk_stop_pid() { # bk_stop_pid PID
+    local pid=$1 rc=0
+    kill -CONT "$pid" 2>/dev/null || true
+    kill -TERM "$pid" 2>/dev/null || true
+    for _ in $(seq 100); do
+        kill -0 "$pid" 2>/dev/null || break
+        sleep 0.05
+    done
+    if kill -0 "$pid" 2>/dev/null; then
+        kill -KILL "$pid" 2>/dev/null || true
+        wait "$pid" 2>/dev/null || true
+        echo "killed (still running 5 s after SIGTERM)"
+        return 1
+    fi
+    wait "$pid" 2>/dev/null || rc=$?
+    case $rc in
+    0 | 143) echo ok ;; # 143: a shell or sleep that died of the SIGTERM itself
+    127) echo "ok (had exited before)" ;; # not our child any more: nothing to collect
+    *) echo "exited with status $rc" ;;
+    esac
 }
 
 # Stops what this run started, newest first: clients and reserved before lockd and Redis.
+# With BK_STOP_VERBOSE=1 one at a time, a line each ("stopping reserved 1 (pid N) ... ok");
+# otherwise all at once, quietly. Then removes BK_TMP (see BK_KEEP_TMP, BK_KEEP_LOGS).
+# Returns 1 when something had to be killed.
 bk_cleanup() {
-    local i pid
-    for ((i = ${#BK_PIDS[@]} - 1; i >= 0; i--)); do
-        pid=${BK_PIDS[i]}
-        if kill -0 "$pid" 2>/dev/null; then
-            kill -CONT "$pid" 2>/dev/null || true
-            kill -TERM "$pid" 2>/dev/null || true
-        fi
-    done
-    for pid in "${BK_PIDS[@]}"; do
-        for _ in $(seq 100); do
-            kill -0 "$pid" 2>/dev/null || break
-            sleep 0.05
+    local i pid name rc=0 pgpid
+    if [[ ${BK_STOP_VERBOSE:-0} == 1 ]]; then
+        for ((i = ${#BK_PIDS[@]} - 1; i >= 0; i--)); do
+            pid=${BK_PIDS[i]}
+            name=${BK_NAME[$pid]:-process}
+            if [[ $name == - ]]; then
+                bk_stop_pid "$pid" >/dev/null || true
+                continue
+            fi
+            if ! kill -0 "$pid" 2>/dev/null; then # died before: say how, if we can still tell
+                wait "$pid" 2>/dev/null && echo "$name (pid $pid) had exited" ||
+                    echo "$name (pid $pid) had exited with status $?"
+                continue
+            fi
+            printf 'stopping %s (pid %s) ... ' "$name" "$pid"
+            bk_stop_pid "$pid" || rc=1 # not in $(...): a subshell cannot wait for our children
         done
-        kill -KILL "$pid" 2>/dev/null || true
-        wait "$pid" 2>/dev/null || true
-    done
+    else
+        for ((i = ${#BK_PIDS[@]} - 1; i >= 0; i--)); do
+            pid=${BK_PIDS[i]}
+            if kill -0 "$pid" 2>/dev/null; then
+                kill -CONT "$pid" 2>/dev/null || true
+                kill -TERM "$pid" 2>/dev/null || true
+            fi
+        done
+        for pid in "${BK_PIDS[@]}"; do
+            for _ in $(seq 100); do
+                kill -0 "$pid" 2>/dev/null || break
+                sleep 0.05
+            done
+            kill -KILL "$pid" 2>/dev/null || true
+            wait "$pid" 2>/dev/null || true
+        done
+    fi
     BK_PIDS=()
     if [[ -n "$BK_PG_DIR" ]]; then
-        bash "$BK_ROOT/scripts/pg.sh" stop "$BK_PG_DIR" fast || true
+        pgpid=$(head -n 1 "$BK_PG_DIR/data/postmaster.pid" 2>/dev/null || true)
+        [[ ${BK_STOP_VERBOSE:-0} == 1 && -n $pgpid ]] &&
+            printf 'stopping PostgreSQL (pid %s) ... ' "$pgpid"
+        if bash "$BK_ROOT/scripts/pg.sh" stop "$BK_PG_DIR" fast; then
+            [[ ${BK_STOP_VERBOSE:-0} == 1 && -n $pgpid ]] && echo ok
+        else
+            rc=1
+            [[ ${BK_STOP_VERBOSE:-0} == 1 && -n $pgpid ]] && echo "failed"
+        fi
         BK_PG_DIR=""
     fi
-    if [[ -n "$BK_TMP" && -d "$BK_TMP" && "${BK_KEEP_TMP:-0}" != 1 ]]; then
-        rm -rf "$BK_TMP"
+    if [[ -n "$BK_TMP" && -d "$BK_TMP" ]]; then
+        if [[ ${BK_KEEP_TMP:-0} == 1 ]]; then
+            :
+        elif [[ ${BK_KEEP_LOGS:-0} == 1 ]]; then
+            find "$BK_TMP" -mindepth 1 -maxdepth 1 ! -name logs -exec rm -rf {} +
+        else
+            rm -rf "$BK_TMP"
+        fi
     fi
+    return $rc
 }
 
 bk_port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
@@ -79,7 +178,8 @@ bk_start_pg() {
     local port
     port=$(bk_free_port)
     BK_PG_DIR="$BK_TMP/pg"
-    BK_PG_CONNINFO=$(bash "$BK_ROOT/scripts/pg.sh" start "$BK_PG_DIR" "$port")
+    BK_PG_CONNINFO=$(PG_LOG="$BK_LOGS/postgres.log" bash "$BK_ROOT/scripts/pg.sh" start \
+        "$BK_PG_DIR" "$port")
     BK_PG_PORT=$port
 }
 
@@ -96,10 +196,9 @@ bk_start_redis() { # bk_start_redis N
     for ((i = 1; i <= $1; i++)); do
         port=$(bk_free_port)
         mkdir -p "$BK_TMP/redis$i"
-        redis-server --port "$port" --bind 127.0.0.1 --save '' --appendonly yes \
-            --appendfsync always --dir "$BK_TMP/redis$i" --daemonize no \
-            >"$BK_TMP/redis$i/redis.log" 2>&1 &
-        BK_PIDS+=($!)
+        bk_spawn "redis $i" redis-server --port "$port" --bind 127.0.0.1 --save '' \
+            --appendonly yes --appendfsync always --dir "$BK_TMP/redis$i" --daemonize no \
+            >"$BK_LOGS/redis$i.log" 2>&1
         ports+=("$port")
     done
     for port in "${ports[@]}"; do bk_wait_port "$port" redis; done
@@ -107,24 +206,29 @@ bk_start_redis() { # bk_start_redis N
     BK_REDIS_LIST=${BK_REDIS_LIST%, }
 }
 
-# N lockd on the Redis masters; sets BK_LOCKD (array of H:P) and BK_LOCKD_PIDS.
+# N lockd on the Redis masters, each with a metrics listener; sets BK_LOCKD (array of H:P),
+# BK_LOCKD_METRICS (array of H:P) and BK_LOCKD_PIDS. Session timeout: BK_LOCKD_SESSION_MS.
 bk_start_lockd() { # bk_start_lockd N
-    local i port ports=()
+    local i port mport ports=()
     BK_LOCKD=()
+    BK_LOCKD_METRICS=()
     BK_LOCKD_PIDS=()
     for ((i = 1; i <= $1; i++)); do
         port=$(bk_free_port)
+        mport=$(bk_free_port)
         cat >"$BK_TMP/lockd$i.yaml" <<EOF
 listen: 127.0.0.1:$port
+metrics_listen: 127.0.0.1:$mport
 redis: [$BK_REDIS_LIST]
-session: {timeout_ms: 3000, lock_delay_ms: 0}
-log: {level: warn}
+session: {timeout_ms: ${BK_LOCKD_SESSION_MS:-3000}, lock_delay_ms: 0}
+log: {level: ${BK_LOG_LEVEL:-warn}}
 EOF
-        "$BK_BIN/lockd" --config "$BK_TMP/lockd$i.yaml" >"$BK_TMP/lockd$i.log" 2>&1 &
-        BK_PIDS+=($!)
-        BK_LOCKD_PIDS+=($!)
+        bk_spawn "lockd $i" "$BK_BIN/lockd" --config "$BK_TMP/lockd$i.yaml" \
+            >"$BK_LOGS/lockd$i.log" 2>&1
+        BK_LOCKD_PIDS+=("$BK_LAST_PID")
         BK_LOCKD+=("127.0.0.1:$port")
-        ports+=("$port")
+        BK_LOCKD_METRICS+=("127.0.0.1:$mport")
+        ports+=("$port" "$mport")
     done
     for port in "${ports[@]}"; do bk_wait_port "$port" lockd; done
 }
@@ -133,9 +237,8 @@ EOF
 bk_start_fakepay() { # bk_start_fakepay [FLAGS...]
     local port
     port=$(bk_free_port)
-    "$BK_BIN/fakepay" --listen "127.0.0.1:$port" --log-level warn "$@" \
-        >"$BK_TMP/fakepay.log" 2>&1 &
-    BK_PIDS+=($!)
+    bk_spawn fakepay "$BK_BIN/fakepay" --listen "127.0.0.1:$port" \
+        --log-level "${BK_LOG_LEVEL:-warn}" "$@" >"$BK_LOGS/fakepay.log" 2>&1
     bk_wait_port "$port" fakepay
     BK_PAY_URL="http://127.0.0.1:$port"
 }
@@ -161,13 +264,12 @@ $lockd
 lock: {mode: $mode, lease_ms: 0, wait_ms: 5000}
 payment: {url: "$pay", timeout_ms: 2000}
 limits: {max_body_bytes: 1048576, max_seats_per_reservation: 10}
-log: {level: warn}
+log: {level: ${BK_LOG_LEVEL:-warn}}
 $extra
 EOF
-        "$BK_BIN/reserved" --config "$BK_TMP/reserved$((i + 1)).yaml" \
-            >"$BK_TMP/reserved$((i + 1)).log" 2>&1 &
-        BK_PIDS+=($!)
-        BK_RESERVED_PIDS+=($!)
+        bk_spawn "reserved $((i + 1))" "$BK_BIN/reserved" \
+            --config "$BK_TMP/reserved$((i + 1)).yaml" >"$BK_LOGS/reserved$((i + 1)).log" 2>&1
+        BK_RESERVED_PIDS+=("$BK_LAST_PID")
         BK_RESERVED+=("127.0.0.1:$port")
         ports+=("$port")
     done
@@ -177,20 +279,17 @@ EOF
                 continue 2
             sleep 0.05
         done
-        echo "bk: reserved on 127.0.0.1:$port is not healthy (see $BK_TMP/reserved*.log)" >&2
+        echo "bk: reserved on 127.0.0.1:$port is not healthy (see $BK_LOGS/reserved*.log)" >&2
         return 1
     done
 }
 
 # Stops the reserved processes of bk_start_reserved (SIGTERM: graceful) and forgets them.
 bk_stop_reserved() {
-    local pid keep=() p
+    local pid
     for pid in "${BK_RESERVED_PIDS[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
     for pid in "${BK_RESERVED_PIDS[@]}"; do wait "$pid" 2>/dev/null || true; done
-    for p in "${BK_PIDS[@]}"; do
-        [[ " ${BK_RESERVED_PIDS[*]} " == *" $p "* ]] || keep+=("$p")
-    done
-    BK_PIDS=("${keep[@]}")
+    bk_untrack "${BK_RESERVED_PIDS[@]}"
     BK_RESERVED_PIDS=()
     BK_RESERVED=()
 }

@@ -2,8 +2,9 @@
 # tests/bookbench/smoke.sh: bookbench against 1 real reserved (lock mode db, no payment) on a
 # real PostgreSQL (scripts/pg.sh, fsync on): a venue of 2000 seats, a hot performance, 3
 # background performances, 20 users; ~3 s of 16 clients mixing hot bookings, background
-# bookings and seat-map reads. Checks the RESULT line (requests in every class, successes,
-# no "other" answers, no missing answers) and that the database agrees with it (201 answers
+# bookings and seat-map reads. Checks the RESULT line (--result-line: requests in every
+# class, successes, no "other" answers, no missing answers), that the human table has a row
+# per class and no RESULT line without the flag, and that the database agrees (201 answers
 # = confirmed reservations, remaining = total - sold, no seat sold twice). Everything
 # started is stopped by PID (trap), also on failure.
 #   BK_BIN=build/bin bash tests/bookbench/smoke.sh
@@ -34,7 +35,8 @@ bk_create_users 20
 OUT="$BK_TMP/bookbench.out"
 "$BK_BIN/bookbench" --servers "$(bk_servers)" --clients 16 --duration 3 --hot-perf "$HOT" \
     --background-perfs "$BG" --background-share 0.3 --reads-share 0.2 \
-    --users "$BK_USERS_FIRST:20" --seed 7 --timeout-ms 5000 --json "$BK_TMP/bb.json" | tee "$OUT"
+    --users "$BK_USERS_FIRST:20" --seed 7 --timeout-ms 5000 --json "$BK_TMP/bb.json" \
+    --result-line | tee "$OUT"
 RESULT=$(grep '^RESULT ' "$OUT") || fail "no RESULT line"
 res() { sed -n "s/.* $1=\([^ ]*\).*/\1/p" <<<"$RESULT"; }
 
@@ -47,6 +49,20 @@ done
 ELAPSED=$(res elapsed_s)
 awk -v e="$ELAPSED" 'BEGIN { exit !(e >= 2.5 && e < 15) }' || fail "elapsed_s $ELAPSED, want about 3"
 grep -q '"hot"' "$BK_TMP/bb.json" || fail "--json wrote no per-class report"
+for row in "hot bookings" "background bookings" "seat-map reads"; do
+    grep -q "^$row " "$OUT" || fail "no table row '$row'"
+done
+
+# The human form alone: 40 seat-map reads only. One row (reads), one outcome column (ok),
+# the outcomes that never happened named on one line, no RESULT line.
+OUT2="$BK_TMP/bookbench-reads.out"
+"$BK_BIN/bookbench" --servers "$(bk_servers)" --clients 4 --requests 40 --hot-perf "$HOT" \
+    --background-share 0 --reads-share 1 --users "$BK_USERS_FIRST:20" | tee "$OUT2"
+grep -q '^seat-map reads ' "$OUT2" || fail "reads run: no row 'seat-map reads'"
+! grep -Eq '^(hot|background) bookings ' "$OUT2" || fail "reads run: a row of a class that sent nothing"
+! grep -q '^RESULT' "$OUT2" || fail "RESULT line without --result-line"
+grep -q '^class  *requests  *ok  *req/s ' "$OUT2" || fail "reads run: columns of outcomes that never happened"
+grep -q '^none: .*409 SEAT_TAKEN.*unanswered$' "$OUT2" || fail "reads run: no 'none: ...' line"
 
 CONFIRMED=$(bk_psql "SELECT count(*) FROM reservations WHERE status = 'CONFIRMED'")
 OK=$(($(res hot_ok) + $(res bg_ok)))
