@@ -309,14 +309,15 @@ if [[ $KEEP -eq 1 ]]; then
     echo "or paste:"
     grep '^export ' "$DEMO_ENV_FILE" | sed 's/^/  /'
     echo
-    echo "lockd by hand (LOCKP, one command a line): nc ${BK_LOCKD[0]%:*} ${BK_LOCKD[0]##*:}"
-    echo "  HELLO me"
-    echo "  ACQUIRE Demo:1 0 5000        -> OK <token> <fence> <validity_ms>"
-    echo "  PING                         -> OK PONG"
-    echo "  RELEASE Demo:1 <token>       -> OK"
+    echo "lockd by hand: nc ${BK_LOCKD[0]%:*} ${BK_LOCKD[0]##*:}" \
+        "(LOCKP: one request a line, <tag> <VERB> [args])"
+    echo "  1 HELLO me                   -> 1 OK <session-id> $BK_LOCKD_SESSION_MS"
+    echo "  2 ACQUIRE Demo:1 0 5000      -> 2 OK <token> <fence> <validity_ms>"
+    echo "  3 PING                       -> 3 OK PONG"
+    echo "  4 RELEASE Demo:1 <token>     -> 4 OK"
     echo "  session.timeout_ms is $BK_LOCKD_SESSION_MS: a session that sends nothing for" \
-        "$((BK_LOCKD_SESSION_MS / 1000)) s expires and"
-    echo "  loses its locks; any line (PING) keeps it alive."
+        "$((BK_LOCKD_SESSION_MS / 1000)) s expires"
+    echo "  and loses its locks; any request (PING) keeps it alive."
     echo "  lockctl: $BK_BIN/lockctl --server ${BK_LOCKD[0]},${BK_LOCKD[1]} info"
     echo
     echo "metrics: lockd 1 http://${BK_LOCKD_METRICS[0]}/metrics," \

@@ -50,6 +50,18 @@ bk_track() { # bk_track PID NAME: bk_cleanup stops it by PID
     BK_NAME[$1]=$2
 }
 
+# Fails when one of the PIDs is gone: a server that exited at start (its port taken after
+# the probe, a bad config) while another answered on the port it waited for.
+bk_check_alive() { # bk_check_alive PID...
+    local pid
+    for pid in "$@"; do
+        if ! kill -0 "$pid" 2>/dev/null; then
+            echo "bk: ${BK_NAME[$pid]:-process} (pid $pid) exited at start (logs: $BK_LOGS)" >&2
+            return 1
+        fi
+    done
+}
+
 bk_untrack() { # bk_untrack PID...: the caller has waited for them; forget them
     local keep=() p
     for p in "${BK_PIDS[@]}"; do
@@ -150,15 +162,17 @@ bk_port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
 
 # A port on 127.0.0.1 nobody listens on and this run has not handed out yet, below the
 # ephemeral range (32768+): a port some outgoing connection holds looks free to a connect
-# probe but makes the server's bind fail.
-bk_free_port() {
+# probe but makes the server's bind fail. Assigns it to the variable VAR, not through
+# $(...): a subshell would lose BK_USED_PORTS, and two servers started before either
+# binds could get the same port.
+bk_free_port() { # bk_free_port VAR
     local p
     while :; do
         p=$((10000 + RANDOM % 22000))
         [[ "$BK_USED_PORTS" == *" $p "* ]] && continue
         if ! bk_port_open "$p"; then
             BK_USED_PORTS+="$p "
-            echo "$p"
+            printf -v "$1" '%s' "$p"
             return
         fi
     done
@@ -176,7 +190,7 @@ bk_wait_port() { # bk_wait_port PORT [WHAT]
 # PostgreSQL 15 in $BK_TMP/pg (fsync on); sets BK_PG_CONNINFO.
 bk_start_pg() {
     local port
-    port=$(bk_free_port)
+    bk_free_port port
     BK_PG_DIR="$BK_TMP/pg"
     BK_PG_CONNINFO=$(PG_LOG="$BK_LOGS/postgres.log" bash "$BK_ROOT/scripts/pg.sh" start \
         "$BK_PG_DIR" "$port")
@@ -192,16 +206,18 @@ bk_psql() {
 
 # N Redis masters; sets BK_REDIS_LIST "127.0.0.1:p, 127.0.0.1:q, ...".
 bk_start_redis() { # bk_start_redis N
-    local i port ports=()
+    local i port ports=() pids=()
     for ((i = 1; i <= $1; i++)); do
-        port=$(bk_free_port)
+        bk_free_port port
         mkdir -p "$BK_TMP/redis$i"
         bk_spawn "redis $i" redis-server --port "$port" --bind 127.0.0.1 --save '' \
             --appendonly yes --appendfsync always --dir "$BK_TMP/redis$i" --daemonize no \
             >"$BK_LOGS/redis$i.log" 2>&1
+        pids+=("$BK_LAST_PID")
         ports+=("$port")
     done
     for port in "${ports[@]}"; do bk_wait_port "$port" redis; done
+    bk_check_alive "${pids[@]}"
     BK_REDIS_LIST=$(printf '127.0.0.1:%s, ' "${ports[@]}")
     BK_REDIS_LIST=${BK_REDIS_LIST%, }
 }
@@ -214,8 +230,8 @@ bk_start_lockd() { # bk_start_lockd N
     BK_LOCKD_METRICS=()
     BK_LOCKD_PIDS=()
     for ((i = 1; i <= $1; i++)); do
-        port=$(bk_free_port)
-        mport=$(bk_free_port)
+        bk_free_port port
+        bk_free_port mport
         cat >"$BK_TMP/lockd$i.yaml" <<EOF
 listen: 127.0.0.1:$port
 metrics_listen: 127.0.0.1:$mport
@@ -231,15 +247,17 @@ EOF
         ports+=("$port" "$mport")
     done
     for port in "${ports[@]}"; do bk_wait_port "$port" lockd; done
+    bk_check_alive "${BK_LOCKD_PIDS[@]}"
 }
 
 # fakepay with extra flags; sets BK_PAY_URL.
 bk_start_fakepay() { # bk_start_fakepay [FLAGS...]
     local port
-    port=$(bk_free_port)
+    bk_free_port port
     bk_spawn fakepay "$BK_BIN/fakepay" --listen "127.0.0.1:$port" \
         --log-level "${BK_LOG_LEVEL:-warn}" "$@" >"$BK_LOGS/fakepay.log" 2>&1
     bk_wait_port "$port" fakepay
+    bk_check_alive "$BK_LAST_PID"
     BK_PAY_URL="http://127.0.0.1:$port"
 }
 
@@ -250,7 +268,7 @@ bk_start_reserved() { # bk_start_reserved N MODE PAYMENT_URL [EXTRA_YAML]
     BK_RESERVED=()
     BK_RESERVED_PIDS=()
     for ((i = 0; i < n; i++)); do
-        port=$(bk_free_port)
+        bk_free_port port
         lockd="" # none started (db mode): the key keeps its default
         for ((j = 0; j < ${#BK_LOCKD[@]}; j++)); do
             lockd+="${BK_LOCKD[(i + j) % ${#BK_LOCKD[@]}]}, "
@@ -282,6 +300,7 @@ EOF
         echo "bk: reserved on 127.0.0.1:$port is not healthy (see $BK_LOGS/reserved*.log)" >&2
         return 1
     done
+    bk_check_alive "${BK_RESERVED_PIDS[@]}"
 }
 
 # Stops the reserved processes of bk_start_reserved (SIGTERM: graceful) and forgets them.
