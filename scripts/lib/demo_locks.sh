@@ -115,14 +115,12 @@ for f in $FENCES; do
     prev=$f
 done
 A_ORDER=$(tr -d '6' <<<"$ORDER" | tr -s ' ')
-echo "=> one holder at a time (holders in turn: ${ORDER% }); fences strictly increasing: ${FENCES% }."
-if [[ ${A_ORDER% } == "1 2 3 4 5" ]]; then
-    echo "   lockd A served its waiters first come, first served (1 2 3 4 5); worker6, waiting on"
-    echo "   lockd B, is woken through Redis when the lock is free and takes its turn among them."
-else
-    echo "demo: lockd A's waiters were served in the order ${A_ORDER% }, not 1 2 3 4 5" >&2
-    exit 1
-fi
+echo "=> one holder at a time (in turn: ${ORDER% }); fences strictly increasing: ${FENCES% }."
+# Not a check: a lockctl slow to start on a loaded machine can send its ACQUIRE after the
+# next worker's, and lockd serves the ACQUIREs in the order they arrive.
+echo "   lockd A serves its waiters first come, first served: its workers, asking 100 ms"
+echo "   apart, held it in turn ${A_ORDER% }. worker6, waiting on lockd B, is woken through"
+echo "   Redis when the lock is free and takes its turn among them."
 
 say "fencing: the holder's lockctl is paused (SIGSTOP) while its work goes on"
 lockctl_bg slow --server "$A" --name slow acquire Performance:1 --wait 5000 -- \
