@@ -150,6 +150,9 @@ struct cm_lockclient {
     int depth;         /* nesting of entry points / callbacks */
     bool free_pending; /* cm_lockclient_free was called inside a callback */
     char line[CM_LOCKP_MAX_LINE + 2];
+    /* "session expired after ..." once lockd pushed `* ERR SESSION` (it closes the
+     * session next): the requests still in flight fail with it; "" otherwise */
+    char expired[CM_LOCKP_MAX_LINE + 16];
 };
 
 static void lc_session_down(cm_lockclient *c, const char *why);
@@ -569,7 +572,9 @@ static void lc_session_down(cm_lockclient *c, const char *why)
         lc_req *r = failed;
         failed = r->qnext;
         cm_lock_result res;
-        if (r->sent)
+        if (r->sent && c->expired[0] != '\0')
+            lc_result_init(&res, CM_LOCK_ERROR, "SESSION", c->expired);
+        else if (r->sent)
             lc_result_init(&res, CM_LOCK_ERROR, "DISCONNECTED", "the lockd session ended");
         else
             lc_result_init(&res, CM_LOCK_ERROR, "NOTCONNECTED", "not connected to any lockd");
@@ -592,6 +597,7 @@ static void lc_connect(cm_lockclient *c)
     int one = 1, rc;
 
     c->state = LC_CONNECTING;
+    c->expired[0] = '\0'; /* a new session */
     int fd = socket(ep->sa.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
     if (fd < 0) {
         lc_session_down(c, strerror(errno));
@@ -664,22 +670,46 @@ static void lc_event_cb(struct bufferevent *bev, short what, void *arg)
 
 /* ---------------------------------------------------------------- replies */
 
+/* `* LOST <resource> <token>`, or with SPEC 2b's reason field after them (*reason_len
+ * is 0 without one). */
+static cm_rc lc_parse_lost(const cm_lockp_reply *rep, char *resource, char *token,
+                           const char **reason, int *reason_len)
+{
+    const char *end = rep->rest + rep->rest_len;
+    const char *sp = memchr(rep->rest, ' ', rep->rest_len);
+    const char *sp2 = sp != NULL ? memchr(sp + 1, ' ', (size_t)(end - sp - 1)) : NULL;
+    *reason = sp2 != NULL ? sp2 + 1 : end;
+    *reason_len = (int)(end - *reason);
+    return cm_lockp_parse_lost(rep->rest, sp2 != NULL ? (size_t)(sp2 - rep->rest) : rep->rest_len,
+                               resource, token);
+}
+
 static void lc_handle_push(cm_lockclient *c, const cm_lockp_reply *rep)
 {
     char resource[CM_LOCKP_RESOURCE_MAX + 1];
     char token[CM_LOCKP_TOKEN_LEN + 1];
+    const char *reason;
+    int reason_len;
 
     if (strcmp(rep->word, "LOST") == 0) {
-        if (cm_lockp_parse_lost(rep->rest, rep->rest_len, resource, token) != CM_OK) {
+        if (lc_parse_lost(rep, resource, token, &reason, &reason_len) != CM_OK) {
             log_warn("lockclient: malformed LOST push");
             return;
         }
         lc_grant *g = lc_grant_find(c, resource, token);
         if (g == NULL)
             return; /* released meanwhile */
-        log_warn("lockclient: lockd reports lock %s lost", resource);
+        log_warn("lockclient: lockd reports lock %s lost%s%.*s%s", resource,
+                 reason_len > 0 ? " (" : "", reason_len, reason, reason_len > 0 ? ")" : "");
         lc_grant_unlink(c, g);
         lc_grant_lost(c, g);
+    } else if (strcmp(rep->word, "ERR") == 0 && rep->rest_len > 8 &&
+               strncmp(rep->rest, "SESSION ", 8) == 0) {
+        /* lockd ended the session (silent for session.timeout_ms) and closes it next;
+         * its LOSTs and ERR SESSION replies came first. End it here with that reason. */
+        snprintf(c->expired, sizeof(c->expired), "session %.*s", (int)(rep->rest_len - 8),
+                 rep->rest + 8);
+        lc_session_down(c, c->expired);
     } else if (strcmp(rep->word, "ERR") == 0) {
         log_warn("lockclient: lockd error: %s", rep->rest);
     } else {

@@ -8,7 +8,9 @@
  * lockd's watchdog keeps our locks alive exactly as long as this process runs its loop.
  *
  * Lost locks: lockd pushes "* LOST"; and when the session drops, every lock granted
- * through it is gone. Both call the on_lost callback once per lock.
+ * through it is gone. Both call the on_lost callback once per lock. A session that
+ * lockd expired (no PING got through for session.timeout_ms) ends with its waiting
+ * and in-flight requests failed with code SESSION, then the client reconnects.
  *
  * Ownership: the client owns its requests; callbacks borrow the result struct for
  * the duration of the call only. A callback may call any function of this module,
@@ -42,8 +44,10 @@ typedef enum cm_lock_status {
     CM_LOCK_OK,      /* RENEW/RELEASE/PING/INFO succeeded; ACQUIRE granted */
     CM_LOCK_TIMEOUT, /* ACQUIRE waited wait_ms without getting the lock */
     CM_LOCK_LOST,    /* RENEW/RELEASE: the lock is not ours (any more) */
-    CM_LOCK_ERROR,   /* see code: NOQUORUM, HELD, LIMIT, NOAUTH, SHUTDOWN, BADREQ, or the
-                        client's own DISCONNECTED, NOTCONNECTED, CLIENT_TIMEOUT, CANCELLED */
+    CM_LOCK_ERROR,   /* see code: NOQUORUM, HELD, LIMIT, NOAUTH, SHUTDOWN, BADREQ, SESSION
+                        (lockd ended the session: it sent nothing for session.timeout_ms;
+                        message "session expired after ..."), or the client's own
+                        DISCONNECTED, NOTCONNECTED, CLIENT_TIMEOUT, CANCELLED */
 } cm_lock_status;
 
 typedef struct cm_lock_result {

@@ -787,30 +787,37 @@ void lk_owner_init(lk_owner *owner, lk_owner_send_fn send)
     owner->send = send;
 }
 
-/* Drops every waiter of owner (answering TIMEOUT when reply is set) and lets each
- * affected resource move on. */
-static void owner_drop_waiters(lk_owner *owner, bool reply)
+/* Drops every waiter of owner, answering each with `<tag> <answer>` unless answer is
+ * NULL, and lets each affected resource move on. */
+static void owner_drop_waiters(lk_owner *owner, const char *answer)
 {
     lk_waiter *w;
     while ((w = TAILQ_FIRST(&owner->waiters)) != NULL) {
         lk_resource *r = w->res;
-        if (reply)
-            waiter_timeout(w);
+        if (answer)
+            owner_sendf(owner, w->tag, "%s", answer);
         waiter_remove(w);
         res_kick(r);
         res_maybe_free(r);
     }
 }
 
-void lk_locks_owner_expire(lk_locks *lk, lk_owner *owner)
+void lk_locks_owner_expire(lk_locks *lk, lk_owner *owner, uint64_t silent_ms)
 {
+    char answer[80];
     lk_hold *h;
-    owner_drop_waiters(owner, true);
+    if (owner->ended)
+        return;
     while ((h = TAILQ_FIRST(&owner->holds)) != NULL) {
         lk_stats.lost_total++;
-        owner_sendf(owner, NULL, "LOST %s %s", h->res->name, h->token);
+        /* queued before hold_orphan can hand the lock to anyone */
+        owner_sendf(owner, NULL, "LOST %s %s session", h->res->name, h->token);
         hold_orphan(h);
     }
+    snprintf(answer, sizeof(answer), "ERR SESSION session expired after %llu ms of silence",
+             (unsigned long long)silent_ms);
+    owner_drop_waiters(owner, answer);
+    lk_locks_owner_end(lk, owner);
 }
 
 void lk_locks_owner_end(lk_locks *lk, lk_owner *owner)
@@ -819,7 +826,7 @@ void lk_locks_owner_end(lk_locks *lk, lk_owner *owner)
     if (owner->ended)
         return;
     owner->ended = true; /* nothing is sent from here on */
-    owner_drop_waiters(owner, false);
+    owner_drop_waiters(owner, NULL);
     while ((h = TAILQ_FIRST(&owner->holds)) != NULL)
         hold_orphan(h);
 }

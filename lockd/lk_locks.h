@@ -65,10 +65,14 @@ void lk_locks_renew(lk_locks *lk, lk_owner *owner, const char *tag, const char *
 void lk_locks_release(lk_locks *lk, lk_owner *owner, const char *tag, const char *resource,
                       const char *token);
 
-/* The session went silent for session.timeout_ms: every lock it holds is lost
- * (`* LOST` pushed, released after lock_delay_ms) and its waiters get TIMEOUT.
- * The owner stays usable for new requests. */
-void lk_locks_owner_expire(lk_locks *lk, lk_owner *owner);
+/* The session went silent for session.timeout_ms (silent_ms, as measured) and is
+ * over. Queued in this order: for each lock it holds `* LOST <resource> <token>
+ * session`, sent before the lock is released or handed on (now or after
+ * lock_delay_ms: SPEC 2b's ordering promise); for each waiting ACQUIRE `<tag> ERR
+ * SESSION session expired after <silent_ms> ms of silence` (never TIMEOUT: the wait
+ * did not run out, the session did). Then the owner is ended as by
+ * lk_locks_owner_end: nothing is sent through it again. */
+void lk_locks_owner_expire(lk_locks *lk, lk_owner *owner, uint64_t silent_ms);
 /* The session is gone (EOF, QUIT, error): release its locks (now or after
  * lock_delay_ms) and drop its waiters silently. The owner is never touched again. */
 void lk_locks_owner_end(lk_locks *lk, lk_owner *owner);

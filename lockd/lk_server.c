@@ -15,6 +15,7 @@
 #include "lk_server.h"
 
 #include <arpa/inet.h>
+#include <assert.h>
 #include <event2/buffer.h>
 #include <errno.h>
 #include <event2/event.h>
@@ -45,11 +46,23 @@
 #define LK_OUT_BLOCK      (4 * 1024 * 1024)
 #define LK_SESSION_ID_LEN 16
 #define LK_NAME_MAX       64
+#define LK_CLOSE_MAX_MS   5000 /* a closing session's output gets at most this long */
 
+/*
+ * A session's life (every transition asserts where it comes from):
+ *   ACTIVE --silent for session.timeout_ms--> EXPIRED --output written--> LINGER --EOF--> DEAD
+ *   ACTIVE --QUIT, line too long, shutdown--> CLOSING --output written--> DEAD
+ * and any state --EOF, I/O error, close bound, server freed--> DEAD.
+ */
 typedef enum ss_state {
     SS_ACTIVE,  /* reading and answering requests */
-    SS_EXPIRED, /* silent past session.timeout_ms: its locks are gone; the connection stays
-                   one more timeout so a client that wakes up hears LOST; traffic revives it */
+    SS_EXPIRED, /* silent past session.timeout_ms: the session is over (its locks lost, its
+                   owner ended in lk_locks) and its notice (LOST per lock, ERR SESSION per
+                   waiting ACQUIRE, the ERR SESSION push) is being written; input is read
+                   and dropped, never executed: an expired session does not come back */
+    SS_LINGER,  /* the notice is written and our side shut down (FIN): input is still read
+                   and dropped until the client's EOF, so that the close is not a reset
+                   that could destroy the notice in flight; bounded by the close timer */
     SS_CLOSING, /* last reply queued (QUIT, LINE_TOO_LONG, shutdown): flush, then close */
     SS_DEAD,    /* unlinked from lk_locks, waiting for the reaper */
 } ss_state;
@@ -64,7 +77,7 @@ typedef struct lk_session {
     TAILQ_ENTRY(lk_session) flush_link; /* srv->flush_list while flush_queued */
     struct event rd;                    /* persistent EV_READ (deleted while paused) */
     struct event wr;                    /* EV_WRITE, armed only when the socket was full */
-    struct event timer;                 /* liveness (and the flush bound of SS_CLOSING) */
+    struct event timer;                 /* liveness; in EXPIRED/LINGER/CLOSING the close bound */
     struct event more;                  /* lines left over after a bounded wake-up */
     ss_state state;
     bool authed;
@@ -72,7 +85,6 @@ typedef struct lk_session {
     bool read_paused;      /* input over LK_READ_HIGH */
     bool out_blocked;      /* output over LK_OUT_BLOCK: requests wait until it drains */
     uint64_t last_seen_ms; /* last complete line received */
-    uint64_t expired_ms;   /* when it entered SS_EXPIRED */
     char id[LK_SESSION_ID_LEN + 1];
     char name[LK_NAME_MAX + 1];
     char peer[64];
@@ -99,6 +111,7 @@ struct lk_server {
 
 static void session_process(lk_session *s);
 static void session_kill(lk_session *s);
+static void session_linger(lk_session *s);
 
 /* ---- output -------------------------------------------------------------- */
 
@@ -107,6 +120,7 @@ static void session_send(lk_owner *owner, const char *line, size_t len)
     lk_session *s = (lk_session *)owner;
     if (s->state == SS_DEAD)
         return;
+    assert(s->state != SS_LINGER); /* our side is shut down: nothing may follow the notice */
     evbuffer_add(s->out, line, len);
     if (!s->flush_queued && !event_pending(&s->wr, EV_WRITE, NULL)) {
         s->flush_queued = true;
@@ -130,13 +144,22 @@ static void session_write(lk_session *s)
         event_add(&s->wr, NULL);
         return;
     }
-    if (s->state == SS_CLOSING) {
+    switch (s->state) {
+    case SS_ACTIVE:
+        if (s->out_blocked) {
+            s->out_blocked = false;
+            session_process(s);
+        }
+        break;
+    case SS_EXPIRED:
+        session_linger(s);
+        break;
+    case SS_CLOSING:
         session_kill(s);
-        return;
-    }
-    if (s->out_blocked) {
-        s->out_blocked = false;
-        session_process(s);
+        break;
+    case SS_LINGER:
+    case SS_DEAD:
+        break;
     }
 }
 
@@ -216,11 +239,18 @@ static void reap_cb(evutil_socket_t fd, short what, void *arg)
     }
 }
 
+/* A closing session gets a bounded time to hand over its last output: a client
+ * that never reads must not pin us. */
+static void session_arm_close_bound(lk_session *s)
+{
+    struct timeval tv = cm_tv_from_ms(CM_MIN(s->srv->timeout_ms, LK_CLOSE_MAX_MS));
+    evtimer_add(&s->timer, &tv);
+}
+
 /* The session ends now; what is queued still goes out before the socket closes. */
 static void session_close_after_flush(lk_session *s)
 {
-    if (s->state == SS_DEAD || s->state == SS_CLOSING)
-        return;
+    assert(s->state == SS_ACTIVE);
     lk_locks_owner_end(s->srv->lk, &s->owner);
     s->state = SS_CLOSING;
     event_del(&s->rd);
@@ -229,45 +259,79 @@ static void session_close_after_flush(lk_session *s)
         session_kill(s);
         return;
     }
-    struct timeval tv = cm_tv_from_ms(CM_MIN(s->srv->timeout_ms, 5000));
-    evtimer_add(&s->timer, &tv); /* a client that never reads must not pin us */
+    session_arm_close_bound(s);
+}
+
+/*
+ * The session sent nothing for session.timeout_ms: it is dead (SPEC 3), and its client
+ * hears so before the connection closes. lk_locks queues `* LOST <res> <token> session`
+ * for each lock (before releasing it) and `<tag> ERR SESSION ...` for each waiting
+ * ACQUIRE; the ERR SESSION push follows; then the output is flushed, our side shut
+ * down and the socket closed (session_write, session_linger, session_rd_cb). What the
+ * client sends from now on is read and dropped: nothing revives the session.
+ */
+static void session_expire(lk_session *s, uint64_t idle_ms)
+{
+    lk_server *srv = s->srv;
+    assert(s->state == SS_ACTIVE);
+    log_info("session %s (%s) silent for %llu ms: expired, %zu locks lost, %zu waiting "
+             "ACQUIREs ended, closing",
+             s->id, s->peer, (unsigned long long)idle_ms, s->owner.n_holds, s->owner.n_waiters);
+    lk_stats.sessions_expired_total++;
+    s->state = SS_EXPIRED;
+    lk_locks_owner_expire(srv->lk, &s->owner, idle_ms);
+    reply(s, NULL, "ERR SESSION expired after %llu ms of silence (session.timeout_ms=%llu)",
+          (unsigned long long)idle_ms, (unsigned long long)srv->timeout_ms);
+    /* Lines received but not yet executed are dropped with the session. */
+    event_del(&s->more);
+    evbuffer_drain(s->in, evbuffer_get_length(s->in));
+    s->out_blocked = false;
+    if (s->read_paused) {
+        s->read_paused = false;
+        event_add(&s->rd, NULL);
+    }
+    session_arm_close_bound(s);
+}
+
+/* The expiry notice is written: FIN after it, then wait (bounded by the close timer
+ * armed at expiry) for the client's EOF, dropping what it still sends. Closing at once
+ * would answer a late line with a reset, which may destroy the notice in flight. */
+static void session_linger(lk_session *s)
+{
+    assert(s->state == SS_EXPIRED);
+    s->state = SS_LINGER;
+    if (shutdown(s->fd, SHUT_WR) != 0) {
+        log_debug("session %s (%s): shutdown: %s", s->id, s->peer, strerror(errno));
+        session_kill(s);
+    }
 }
 
 static void session_timer_cb(evutil_socket_t fd, short what, void *arg)
 {
     lk_session *s = arg;
     lk_server *srv = s->srv;
-    uint64_t now = cm_now_ms();
-    uint64_t idle = now - s->last_seen_ms;
-    uint64_t next = srv->timeout_ms;
+    uint64_t idle = cm_now_ms() - s->last_seen_ms;
 
     switch (s->state) {
-    case SS_ACTIVE:
-        if (idle < srv->timeout_ms) {
-            next = srv->timeout_ms - idle;
-            break;
+    case SS_ACTIVE: {
+        if (idle >= srv->timeout_ms) {
+            session_expire(s, idle);
+            return;
         }
-        log_info("session %s (%s) silent for %llu ms: expired, %zu locks lost", s->id, s->peer,
-                 (unsigned long long)idle, s->owner.n_holds);
-        lk_stats.sessions_expired_total++;
-        s->state = SS_EXPIRED;
-        s->expired_ms = now;
-        lk_locks_owner_expire(srv->lk, &s->owner);
-        break;
-    case SS_EXPIRED:
-        if (now - s->expired_ms < srv->timeout_ms) {
-            next = srv->timeout_ms - (now - s->expired_ms);
-            break;
-        }
-        session_kill(s);
-        return;
-    case SS_CLOSING:
-    case SS_DEAD:
-        session_kill(s);
+        struct timeval tv = cm_tv_from_ms(srv->timeout_ms - idle);
+        evtimer_add(&s->timer, &tv);
         return;
     }
-    struct timeval tv = cm_tv_from_ms(next);
-    evtimer_add(&s->timer, &tv);
+    case SS_EXPIRED:
+    case SS_LINGER:
+    case SS_CLOSING:
+        log_debug("session %s (%s): closed before its client took all output or said EOF", s->id,
+                  s->peer);
+        session_kill(s);
+        return;
+    case SS_DEAD:
+        return;
+    }
 }
 
 /* ---- requests ------------------------------------------------------------ */
@@ -392,7 +456,7 @@ static void session_process(lk_session *s)
     char line[CM_LOCKP_MAX_LINE + 2];
     int lines = 0;
 
-    while (s->state == SS_ACTIVE || s->state == SS_EXPIRED) {
+    while (s->state == SS_ACTIVE) {
         if (evbuffer_get_length(out) > LK_OUT_BLOCK) {
             s->out_blocked = true; /* the write callback resumes us */
             return;
@@ -428,10 +492,6 @@ static void session_process(lk_session *s)
         }
         lines++;
         s->last_seen_ms = cm_now_ms();
-        if (s->state == SS_EXPIRED) {
-            log_info("session %s (%s) is back after expiring", s->id, s->peer);
-            s->state = SS_ACTIVE;
-        }
         session_line(s, line, len);
     }
 }
@@ -459,6 +519,11 @@ static void session_rd_cb(evutil_socket_t fd, short what, void *arg)
     }
     v.iov_len = (size_t)n;
     evbuffer_commit_space(s->in, &v, 1);
+    if (s->state == SS_EXPIRED || s->state == SS_LINGER) {
+        log_debug("session %s (%s): %zd bytes after expiry dropped", s->id, s->peer, n);
+        evbuffer_drain(s->in, evbuffer_get_length(s->in));
+        return;
+    }
     if (evbuffer_get_length(s->in) >= LK_READ_HIGH && !s->read_paused) {
         s->read_paused = true;
         event_del(&s->rd);
@@ -612,7 +677,18 @@ void lk_server_close_all(lk_server *srv)
     lk_session *s, *next;
     for (s = TAILQ_FIRST(&srv->live); s; s = next) {
         next = TAILQ_NEXT(s, link);
-        session_close_after_flush(s);
+        switch (s->state) {
+        case SS_ACTIVE:
+            session_close_after_flush(s);
+            break;
+        case SS_LINGER:
+            session_kill(s); /* its notice is out: no reason to hold the stop for its EOF */
+            break;
+        case SS_EXPIRED:
+        case SS_CLOSING:
+        case SS_DEAD:
+            break; /* already closing, bounded */
+        }
     }
 }
 

@@ -107,6 +107,17 @@ static bool make_opts(const lockctl_opts *o, cm_lockclient_opts *co, cm_addr **e
 
 /* ---------------------------------------------------------------- acquire */
 
+/* "CODE text" for an error result; lockd's ERR SESSION text says it all already
+ * ("session expired after N ms of silence ..."). */
+static void print_error(const char *prefix, const cm_lock_result *res)
+{
+    if (strcmp(res->code, "SESSION") == 0)
+        fprintf(stderr, "lockctl: %s: %s\n", prefix, res->message);
+    else
+        fprintf(stderr, "lockctl: %s: %s%s%s\n", prefix, res->code[0] ? res->code : "ERROR",
+                res->message[0] ? " " : "", res->message);
+}
+
 static void run_finish(run *r, int code)
 {
     r->exit_code = code;
@@ -175,11 +186,13 @@ static void on_acquired(void *arg, const cm_lock_result *res)
         fprintf(stderr, "lockctl: lock timeout on %s\n", r->resource);
         run_finish(r, EXIT_TIMEOUT);
         break;
-    default:
-        fprintf(stderr, "lockctl: cannot acquire %s: %s%s%s\n", r->resource,
-                res->code[0] ? res->code : "ERROR", res->message[0] ? " " : "", res->message);
+    default: {
+        char prefix[CM_LOCKP_RESOURCE_MAX + 32];
+        snprintf(prefix, sizeof(prefix), "cannot acquire %s", r->resource);
+        print_error(prefix, res);
         run_finish(r, EXIT_ERROR);
         break;
+    }
     }
 }
 
@@ -336,8 +349,9 @@ static cm_lockclient_sync *sync_connect(const lockctl_opts *o, cm_addr **eps)
 
 static int report_error(const char *what, const cm_lock_result *res)
 {
-    fprintf(stderr, "lockctl: %s failed: %s %s\n", what, res->code[0] ? res->code : "ERROR",
-            res->message);
+    char prefix[32];
+    snprintf(prefix, sizeof(prefix), "%s failed", what);
+    print_error(prefix, res);
     return EXIT_ERROR;
 }
 
