@@ -49,8 +49,9 @@ def main():
                     buf += chunk
                 got, buf = buf.split("\n", 1)
                 print(f"< {got}", flush=True)
-                names = re.findall(r"<(\w+)>", want)
-                rx = "^" + re.sub(r"\\<(\w+)\\>", r"(\\S+)", re.escape(want)) + "$"
+                parts = re.split(r"<(\w+)>", want)  # text, name, text, name, ..., text
+                names = parts[1::2]
+                rx = "^" + r"(\S+)".join(re.escape(t) for t in parts[0::2]) + "$"
                 m = re.match(rx, got)
                 if not m:
                     print(f"FAIL: expected '{want}'", flush=True)

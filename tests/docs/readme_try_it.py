@@ -20,6 +20,7 @@ The demo is stopped by PID on every path."""
 import os
 import re
 import shlex
+import shutil
 import signal
 import subprocess
 import sys
@@ -85,7 +86,7 @@ def main():
     env_file = os.path.join(work, "build", "demo.env")
     env = dict(os.environ, DEMO_BIN=bindir, DURATION="5", CLIENTS="32", DEMO_ENV_FILE=env_file)
     demo_log = open(os.path.join(work, "demo.log"), "w")
-    demo = subprocess.Popen(demo_cmd, shell=True, cwd=root, env=env, stdout=demo_log,
+    demo = subprocess.Popen(shlex.split(demo_cmd), cwd=root, env=env, stdout=demo_log,
                             stderr=subprocess.STDOUT, start_new_session=True)
     rc = 1
     try:
@@ -139,6 +140,10 @@ def main():
     if rc == 0 and os.path.exists(env_file):
         print("FAIL: the demo left its env file behind")
         rc = 1
+    if rc == 0:
+        shutil.rmtree(work, ignore_errors=True)
+    else:
+        print(f"work dir kept: {work} (demo.log, build/demo.env)")
     print("readme_try_it:", "PASS" if rc == 0 else "FAIL")
     return rc
 
