@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# bench/booking.sh: the booking benchmark (issue 3 §8), lockd mode against db mode in one run
+# bench/booking.sh: the booking benchmark, lockd mode against db mode in one run
 # on this machine. Starts PostgreSQL 15 (fsync on), 3 Redis masters and LOCKDS lockd on free
 # loopback ports in one temp dir; then for each mode starts 3 reserved (payment off, so the
 # database and the lock are what is measured), creates a fresh hot performance on a
@@ -25,7 +25,7 @@
 #   BUILD=build-rel MODES="db lockd" bench/booking.sh
 # The defaults (128 hot clients, 32 connections per reserved: 96 in all) are the situation
 # the lock service exists for: more buyers of one performance than database connections,
-# so that in db mode every waiting buyer holds a connection. README "Performance" has the
+# so that in db mode every waiting buyer holds a connection. docs/performance.md has the
 # figures of other shapes (64 clients; pools of 8, 16, 32).
 # Environment: BUILD (build; built with Release when a binary is missing), CLIENTS (128),
 # BG_CLIENTS (16), BG_RATE (80), DURATION (10 s: at ~700 hot bookings/s of 2 seats the
@@ -34,6 +34,18 @@
 # takes the means), SEED (1), POOL (32: db_pool_size of each reserved), HISTORY (40000),
 # BG_SHARE and READS_SHARE (mixed shape: 0.25 each; 0 and 0: hot bookings only).
 set -euo pipefail
+# Arguments: none but --help (the knobs are environment variables, above).
+case "${1:-}" in
+'') ;;
+-h | --help)
+    sed -n '2,35p' "$0" | sed 's/^# \{0,1\}//'
+    exit 0
+    ;;
+*)
+    echo "${0##*/}: unknown argument '$1' (the settings are environment variables: --help)" >&2
+    exit 2
+    ;;
+esac
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$ROOT"

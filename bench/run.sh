@@ -9,6 +9,18 @@
 #   LOCKD_EXTRA='redlock: {max_inflight_rounds: 0}' bench/run.sh   # lockd config lines
 #   BUILD=build-rel bench/run.sh       # Release build dir to use (built if missing)
 set -euo pipefail
+# Arguments: none but --help (the knobs are environment variables, above).
+case "${1:-}" in
+'') ;;
+-h | --help)
+    sed -n '2,10p' "$0" | sed 's/^# \{0,1\}//'
+    exit 0
+    ;;
+*)
+    echo "${0##*/}: unknown argument '$1' (the settings are environment variables: --help)" >&2
+    exit 2
+    ;;
+esac
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 BUILD="${BUILD:-$ROOT/build}"

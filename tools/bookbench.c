@@ -696,7 +696,7 @@ static void usage(FILE *f)
           "                 --users FIRST:COUNT [--requests N] [--background-perfs ID,ID,...]\n"
           "                 [--background-share F] [--reads-share F] [--seats-min N]\n"
           "                 [--seats-max N] [--seed N] [--timeout-ms MS] [--rate R]\n"
-          "                 [--json FILE] [--result-line]\n"
+          "                 [--json FILE] [--result-line] [--help] [--version]\n"
           "  Closed-loop booking load on reserved. Each client sends its next request when\n"
           "  the last is answered: a read with probability --reads-share, a background\n"
           "  booking with --background-share (default 0.25 each when background\n"
@@ -771,6 +771,9 @@ static int parse_args(bb *b, int argc, char **argv)
         bool ok = true;
         if (strcmp(a, "-h") == 0 || strcmp(a, "--help") == 0) {
             usage(stdout);
+            exit(0);
+        } else if (strcmp(a, "--version") == 0) {
+            printf("bookbench %s\n", BOOKING_VERSION);
             exit(0);
         } else if (strcmp(a, "--servers") == 0) {
             ok = (servers = val) != NULL;
