@@ -7,6 +7,12 @@
  *
  * Owns: its statements (rs_api_register) and the keyset cursor format of the search:
  * base64url("<startsAt with microseconds, UTC>|<id>"), opaque to clients.
+ *
+ * Seats are listed in the hall's natural order, rows first ("R2" before "R10"), each with
+ * "rowIndex" and "position" (rs_seatlist builds the list). Both are stored when the seats
+ * are inserted (migration 040), and POST /venues stores the seats in that order, so the
+ * statements order by two stored integers over rows that come mostly presorted, and
+ * reserved sorts nothing on its loop.
  */
 #include "rs_api.h"
 
@@ -19,6 +25,7 @@
 #include "cm_log.h"
 #include "cm_strbuf.h"
 #include "rs_metrics.h"
+#include "rs_seatlist.h"
 
 #define NAME_MAX_CHARS  200
 #define ROW_MAX_CHARS   16
@@ -41,18 +48,25 @@
 enum { PC_ID, PC_VENUE, PC_TITLE, PC_STARTS, PC_NORMAL, PC_VIP, PC_TOTAL, PC_REMAINING, PC_KEY };
 
 static const rs_db_stmt api_stmts[] = {
+    /* The seats go in laid out (rs_layout, migration 040) and in layout order, so their
+     * ids and heap order follow the seat map's order as well. */
     {"api_venue_create",
      "WITH v AS (INSERT INTO venues (name) VALUES ($1) RETURNING id, name), "
-     "s AS (INSERT INTO venue_seats (venue_id, row_label, number, type) "
-     "      SELECT v.id, x.\"row\", x.number, x.type "
-     "        FROM v, jsonb_to_recordset($2::jsonb) AS x(\"row\" text, number integer, type text) "
+     "x AS (SELECT * FROM ROWS FROM (jsonb_to_recordset($2::jsonb) "
+     "                              AS (\"row\" text, number integer, type text)) "
+     "      WITH ORDINALITY AS x(\"row\", number, type, i)), "
+     "l AS (SELECT * FROM rs_layout(ARRAY(SELECT \"row\" FROM x ORDER BY i), "
+     "                              ARRAY(SELECT number FROM x ORDER BY i))), "
+     "s AS (INSERT INTO venue_seats (venue_id, row_label, number, type, row_index, row_position) "
+     "      SELECT v.id, x.\"row\", x.number, x.type, l.row_index, l.row_position "
+     "        FROM v, x JOIN l USING (i) ORDER BY l.row_index, l.row_position "
      "      RETURNING 1) "
      "SELECT v.id, v.name, (SELECT count(*) FROM s) FROM v",
      2},
     {"api_venue_get",
-     "SELECT v.id, v.name, s.id, s.row_label, s.number, s.type "
+     "SELECT v.id, v.name, s.id, s.row_label, s.number, s.type, s.row_index, s.row_position "
      "FROM venues v LEFT JOIN venue_seats s ON s.venue_id = v.id WHERE v.id = $1::bigint "
-     "ORDER BY s.id",
+     "ORDER BY s.row_index, s.row_position",
      1},
     {"api_perf_create",
      "INSERT INTO performances AS p (venue_id, title, starts_at, normal_price, vip_price, "
@@ -87,11 +101,11 @@ static const rs_db_stmt api_stmts[] = {
     {"api_perf_seats",
      "SELECT p.id, s.id, s.row_label, s.number, s.type, "
      "       CASE s.type WHEN 'VIP' THEN p.vip_price ELSE p.normal_price END, "
-     "       t.seat_id IS NULL "
+     "       t.seat_id IS NULL, s.row_index, s.row_position "
      "FROM performances p LEFT JOIN venue_seats s ON s.venue_id = p.venue_id "
      "LEFT JOIN reservation_seats t "
      "       ON t.performance_id = $1::bigint AND t.seat_id = s.id AND t.confirmed "
-     "WHERE p.id = $1::bigint ORDER BY s.id",
+     "WHERE p.id = $1::bigint ORDER BY s.row_index, s.row_position",
      1},
     {"api_user_create", "INSERT INTO users (name, email) VALUES ($1, $2) RETURNING id, name, email",
      2},
@@ -399,15 +413,15 @@ static void venue_got(void *arg, const rs_db_result *res)
         rs_reply_error(r, 404, "NOT_FOUND", "venue %" PRId64 " does not exist", rs_req_id(r, 0));
         return;
     }
-    json_t *seats = json_array();
-    for (int i = 0; i < rows && seats; i++) {
-        if (PQgetisnull(res->pg, i, 2))
-            continue;
-        json_array_append_new(
-            seats, json_pack("{s:I,s:s,s:I,s:s}", "id", (json_int_t)col_int(res->pg, i, 2), "row",
-                             col_str(res->pg, i, 3), "number", (json_int_t)col_int(res->pg, i, 4),
-                             "type", col_str(res->pg, i, 5)));
-    }
+    static const rs_seatlist_cols cols = {.id = 2,
+                                          .row = 3,
+                                          .number = 4,
+                                          .type = 5,
+                                          .row_index = 6,
+                                          .position = 7,
+                                          .price = -1,
+                                          .available = -1};
+    json_t *seats = rs_seatlist_json(res->pg, &cols);
     rs_reply_json(r, 200,
                   json_pack("{s:I,s:s,s:o}", "id", (json_int_t)col_int(res->pg, 0, 0), "name",
                             col_str(res->pg, 0, 1), "seats", seats));
@@ -621,28 +635,15 @@ static void seats_got(void *arg, const rs_db_result *res)
                        rs_req_id(r, 0));
         return;
     }
-    /* A seat map is the largest answer (a 20,000-seat hall), built on the event loop that
-     * also hands the performance locks on: jansson's building blocks instead of one
-     * json_pack format parse per seat, and no UTF-8 re-check of keys and of text that
-     * comes from the database (UTF-8 by construction). */
-    json_t *seats = json_array();
-    for (int i = 0; i < rows && seats; i++) {
-        if (PQgetisnull(res->pg, i, 1))
-            continue;
-        json_t *seat = json_object();
-        if (!seat)
-            break;
-        json_object_set_new_nocheck(seat, "id", json_integer(col_int(res->pg, i, 1)));
-        json_object_set_new_nocheck(
-            seat, "row", json_stringn_nocheck(col_str(res->pg, i, 2), PQgetlength(res->pg, i, 2)));
-        json_object_set_new_nocheck(seat, "number", json_integer(col_int(res->pg, i, 3)));
-        json_object_set_new_nocheck(
-            seat, "type", json_stringn_nocheck(col_str(res->pg, i, 4), PQgetlength(res->pg, i, 4)));
-        json_object_set_new_nocheck(seat, "price", json_integer(col_int(res->pg, i, 5)));
-        json_object_set_new_nocheck(seat, "available",
-                                    json_boolean(col_str(res->pg, i, 6)[0] == 't'));
-        json_array_append_new(seats, seat);
-    }
+    static const rs_seatlist_cols cols = {.id = 1,
+                                          .row = 2,
+                                          .number = 3,
+                                          .type = 4,
+                                          .price = 5,
+                                          .available = 6,
+                                          .row_index = 7,
+                                          .position = 8};
+    json_t *seats = rs_seatlist_json(res->pg, &cols);
     rs_reply_json(r, 200,
                   json_pack("{s:I,s:o}", "performanceId", (json_int_t)col_int(res->pg, 0, 0),
                             "seats", seats));

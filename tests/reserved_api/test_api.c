@@ -2,8 +2,8 @@
  * test_api: black-box tests of the catalogue side of the real reserved binary (SPEC §5,
  * §6; issue 3 §4, §5) against a real PostgreSQL started by the harness, in --lock-mode db
  * with no payment step. One Check case per claim, registered with ctest as rapi_<case>
- * (CK_RUN_CASE). HTTP goes through the fakepay tests' blocking client (fpt.h): one
- * request per connection, read to EOF. Every case that runs reserved ends with a SIGTERM
+ * (CK_RUN_CASE). Servers and HTTP through rat.h (the fakepay tests' blocking client: one
+ * request per connection, read to EOF). Every case that runs reserved ends with a SIGTERM
  * that must give exit status 0: under ASan that is also the leak check.
  */
 #include <check.h>
@@ -17,130 +17,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#include "fpt.h"
-#include "th.h"
-
-#define START_MS 30000 /* migrations on a fresh database included */
-
-typedef struct rat_server {
-    pid_t pid;
-    int port;
-    char log[512];
-} rat_server;
-
-static void dump_log(const char *path)
-{
-    char cmd[700];
-    fprintf(stderr, "---- tail of %s ----\n", path);
-    fflush(stderr);
-    snprintf(cmd, sizeof cmd, "tail -n 40 '%s' 1>&2", path);
-    if (system(cmd) != 0)
-        fprintf(stderr, "(no log)\n");
-}
-
-/* Spawns reserved on a free port with the given flags (NULL-terminated); no wait. */
-static void rat_spawn(rat_server *s, const char *conninfo, ...)
-{
-    char *argv[32];
-    char listen[64];
-    size_t n = 0;
-    va_list ap;
-
-    memset(s, 0, sizeof(*s));
-    s->port = th_free_port();
-    snprintf(listen, sizeof listen, "127.0.0.1:%d", s->port);
-    snprintf(s->log, sizeof s->log, "%s/reserved-%d.log", th_tmpdir(), s->port);
-    argv[n++] = (char *)th_bin("reserved");
-    argv[n++] = "--listen";
-    argv[n++] = listen;
-    argv[n++] = "--database";
-    argv[n++] = (char *)conninfo;
-    va_start(ap, conninfo);
-    for (char *a = va_arg(ap, char *); a && n < 30; a = va_arg(ap, char *))
-        argv[n++] = a;
-    va_end(ap);
-    argv[n] = NULL;
-    s->pid = th_spawn(argv, s->log);
-    ck_assert_msg(s->pid > 0, "cannot spawn reserved");
-}
-
-static void rat_wait_up(rat_server *s)
-{
-    if (!th_wait_port(s->port, START_MS)) {
-        dump_log(s->log);
-        ck_abort_msg("reserved did not listen on %d", s->port);
-    }
-}
-
-/* reserved in db lock mode, no payment step, ready to serve. */
-static void rat_start(rat_server *s, const char *conninfo)
-{
-    rat_spawn(s, conninfo, "--lock-mode", "db", "--log-level", "debug", NULL);
-    rat_wait_up(s);
-}
-
-static void rat_stop_clean(rat_server *s)
-{
-    int status = th_stop(s->pid, true, 15000);
-    if (!(status != -1 && WIFEXITED(status) && WEXITSTATUS(status) == 0))
-        dump_log(s->log);
-    ck_assert_msg(status != -1, "reserved did not exit after SIGTERM");
-    ck_assert_msg(WIFEXITED(status) && WEXITSTATUS(status) == 0,
-                  "reserved exit status 0x%x (non-zero: error or leak report)", status);
-    s->pid = 0;
-}
-
-static void write_file(const char *path, const char *text)
-{
-    FILE *f = fopen(path, "w");
-    ck_assert_ptr_nonnull(f);
-    fputs(text, f);
-    fclose(f);
-}
-
-static void pg_start(th_pg *pg)
-{
-    ck_assert_msg(th_pg_start(pg), "cannot start PostgreSQL");
-}
-
-/* One request; body may be NULL. The response must be JSON unless it is /metrics. */
-static void req(const rat_server *s, const char *method, const char *path, const char *body,
-                fpt_resp *r)
-{
-    char ctype[128];
-    fpt_request(s->port, method, path, NULL, body, r);
-    ck_assert_msg(r->status != 0, "%s %s: no response", method, path);
-    ck_assert_msg(fpt_header(r, "Content-Type", ctype, sizeof ctype), "%s %s: no Content-Type",
-                  method, path);
-    if (strcmp(path, "/metrics") != 0) {
-        ck_assert_msg(strcmp(ctype, "application/json") == 0, "%s %s: Content-Type %s", method,
-                      path, ctype);
-        ck_assert_msg(r->json != NULL, "%s %s: body is not JSON: %s", method, path, r->body);
-    }
-}
-
-/* A request that must succeed with want; returns the parsed body (caller frees r). */
-static void req_ok(const rat_server *s, const char *method, const char *path, const char *body,
-                   int want, fpt_resp *r)
-{
-    req(s, method, path, body, r);
-    ck_assert_msg(r->status == want, "%s %s: want %d, got %d: %s", method, path, want, r->status,
-                  r->body);
-}
-
-static long long jint(json_t *o, const char *k)
-{
-    json_t *v = json_object_get(o, k);
-    ck_assert_msg(json_is_integer(v), "field %s is not an integer", k);
-    return (long long)json_integer_value(v);
-}
-
-static const char *jstr(json_t *o, const char *k)
-{
-    const char *v = json_string_value(json_object_get(o, k));
-    ck_assert_msg(v != NULL, "field %s is not a string", k);
-    return v;
-}
+#include "rat.h"
 
 /* A venue of rows A (NORMAL, 1..n_normal) and V (VIP, 1..n_vip); returns its id. */
 static long long make_venue(const rat_server *s, const char *name, int n_normal, int n_vip)
@@ -152,49 +29,26 @@ static long long make_venue(const rat_server *s, const char *name, int n_normal,
     for (int i = 1; i <= n_vip; i++)
         json_array_append_new(seats,
                               json_pack("{s:s,s:i,s:s}", "row", "V", "number", i, "type", "VIP"));
-    json_t *body = json_pack("{s:s,s:o}", "name", name, "seats", seats);
-    char *text = json_dumps(body, JSON_COMPACT);
     fpt_resp r;
-    req_ok(s, "POST", "/venues", text, 201, &r);
-    ck_assert_int_eq(jint(r.json, "seatCount"), n_normal + n_vip);
-    ck_assert_str_eq(jstr(r.json, "name"), name);
-    long long id = jint(r.json, "id");
+    rat_post_created(s, "/venues", json_pack("{s:s,s:o}", "name", name, "seats", seats), &r);
+    ck_assert_int_eq(rat_jint(r.json, "seatCount"), n_normal + n_vip);
+    ck_assert_str_eq(rat_jstr(r.json, "name"), name);
+    long long id = rat_jint(r.json, "id");
     fpt_resp_free(&r);
-    free(text);
-    json_decref(body);
-    return id;
-}
-
-static long long make_perf(const rat_server *s, long long venue, const char *title,
-                           const char *starts, long long normal, long long vip, fpt_resp *out)
-{
-    json_t *body =
-        json_pack("{s:I,s:s,s:s,s:I,s:I}", "venueId", (json_int_t)venue, "title", title, "startsAt",
-                  starts, "normalPrice", (json_int_t)normal, "vipPrice", (json_int_t)vip);
-    char *text = json_dumps(body, JSON_COMPACT);
-    fpt_resp r;
-    req_ok(s, "POST", "/performances", text, 201, &r);
-    long long id = jint(r.json, "id");
-    free(text);
-    json_decref(body);
-    if (out)
-        *out = r;
-    else
-        fpt_resp_free(&r);
     return id;
 }
 
 static void expect_perf(json_t *p, long long id, long long venue, const char *title,
                         const char *starts, long long normal, long long vip, long long total)
 {
-    ck_assert_int_eq(jint(p, "id"), id);
-    ck_assert_int_eq(jint(p, "venueId"), venue);
-    ck_assert_str_eq(jstr(p, "title"), title);
-    ck_assert_str_eq(jstr(p, "startsAt"), starts);
-    ck_assert_int_eq(jint(p, "normalPrice"), normal);
-    ck_assert_int_eq(jint(p, "vipPrice"), vip);
-    ck_assert_int_eq(jint(p, "totalCapacity"), total);
-    ck_assert_int_eq(jint(p, "remainingCapacity"), total);
+    ck_assert_int_eq(rat_jint(p, "id"), id);
+    ck_assert_int_eq(rat_jint(p, "venueId"), venue);
+    ck_assert_str_eq(rat_jstr(p, "title"), title);
+    ck_assert_str_eq(rat_jstr(p, "startsAt"), starts);
+    ck_assert_int_eq(rat_jint(p, "normalPrice"), normal);
+    ck_assert_int_eq(rat_jint(p, "vipPrice"), vip);
+    ck_assert_int_eq(rat_jint(p, "totalCapacity"), total);
+    ck_assert_int_eq(rat_jint(p, "remainingCapacity"), total);
     ck_assert_int_eq((long long)json_object_size(p), 8);
 }
 
@@ -207,71 +61,74 @@ START_TEST(catalogue)
     fpt_resp r;
     char path[128];
 
-    pg_start(&pg);
+    rat_pg_start(&pg);
     rat_start(&s, pg.conninfo);
     long long venue = make_venue(&s, "Hall One", 3, 2);
 
     snprintf(path, sizeof path, "/venues/%lld", venue);
-    req_ok(&s, "GET", path, NULL, 200, &r);
-    ck_assert_str_eq(jstr(r.json, "name"), "Hall One");
+    rat_req_ok(&s, "GET", path, NULL, 200, &r);
+    ck_assert_str_eq(rat_jstr(r.json, "name"), "Hall One");
     json_t *seats = json_object_get(r.json, "seats");
     ck_assert_int_eq((long long)json_array_size(seats), 5);
-    ck_assert_str_eq(jstr(json_array_get(seats, 0), "row"), "A");
-    ck_assert_int_eq(jint(json_array_get(seats, 0), "number"), 1);
-    ck_assert_str_eq(jstr(json_array_get(seats, 3), "type"), "VIP");
-    long long vip_seat = jint(json_array_get(seats, 3), "id");
+    ck_assert_str_eq(rat_jstr(json_array_get(seats, 0), "row"), "A");
+    ck_assert_int_eq(rat_jint(json_array_get(seats, 0), "number"), 1);
+    ck_assert_str_eq(rat_jstr(json_array_get(seats, 3), "type"), "VIP");
+    long long vip_seat = rat_jint(json_array_get(seats, 3), "id");
     fpt_resp_free(&r);
 
     /* an offset on input comes back as UTC */
     long long perf =
-        make_perf(&s, venue, "Opening Night", "2026-12-02T04:00:00+09:00", 50000, 120000, &r);
+        rat_make_perf(&s, venue, "Opening Night", "2026-12-02T04:00:00+09:00", 50000, 120000, &r);
     expect_perf(r.json, perf, venue, "Opening Night", "2026-12-01T19:00:00Z", 50000, 120000, 5);
     fpt_resp_free(&r);
 
     snprintf(path, sizeof path, "/performances/%lld", perf);
-    req_ok(&s, "GET", path, NULL, 200, &r);
+    rat_req_ok(&s, "GET", path, NULL, 200, &r);
     expect_perf(r.json, perf, venue, "Opening Night", "2026-12-01T19:00:00Z", 50000, 120000, 5);
     fpt_resp_free(&r);
 
     snprintf(path, sizeof path, "/performances/%lld/seats", perf);
-    req_ok(&s, "GET", path, NULL, 200, &r);
-    ck_assert_int_eq(jint(r.json, "performanceId"), perf);
+    rat_req_ok(&s, "GET", path, NULL, 200, &r);
+    ck_assert_int_eq(rat_jint(r.json, "performanceId"), perf);
     seats = json_object_get(r.json, "seats");
     ck_assert_int_eq((long long)json_array_size(seats), 5);
     for (size_t i = 0; i < 5; i++) {
         json_t *st = json_array_get(seats, i);
-        bool vip = strcmp(jstr(st, "type"), "VIP") == 0;
-        ck_assert_int_eq(jint(st, "price"), vip ? 120000 : 50000);
+        bool vip = strcmp(rat_jstr(st, "type"), "VIP") == 0;
+        ck_assert_int_eq(rat_jint(st, "price"), vip ? 120000 : 50000);
         ck_assert(json_is_true(json_object_get(st, "available")));
-        ck_assert_int_eq((long long)json_object_size(st), 6);
+        /* rows A (0) then V (1), seats by number within each (test_web covers the order) */
+        ck_assert_int_eq(rat_jint(st, "rowIndex"), i < 3 ? 0 : 1);
+        ck_assert_int_eq(rat_jint(st, "position"), i < 3 ? (long long)i : (long long)i - 3);
+        ck_assert_int_eq((long long)json_object_size(st), 8);
     }
     fpt_resp_free(&r);
 
     /* PATCH one price: the other fields stay, the seat map follows */
     snprintf(path, sizeof path, "/performances/%lld", perf);
-    req_ok(&s, "PATCH", path, "{\"vipPrice\": 150000}", 200, &r);
+    rat_req_ok(&s, "PATCH", path, "{\"vipPrice\": 150000}", 200, &r);
     expect_perf(r.json, perf, venue, "Opening Night", "2026-12-01T19:00:00Z", 50000, 150000, 5);
     fpt_resp_free(&r);
-    req_ok(&s, "PATCH", path, "{\"title\": \"Gala\", \"normalPrice\": 0}", 200, &r);
+    rat_req_ok(&s, "PATCH", path, "{\"title\": \"Gala\", \"normalPrice\": 0}", 200, &r);
     expect_perf(r.json, perf, venue, "Gala", "2026-12-01T19:00:00Z", 0, 150000, 5);
     fpt_resp_free(&r);
-    req_ok(&s, "GET", path, NULL, 200, &r);
+    rat_req_ok(&s, "GET", path, NULL, 200, &r);
     expect_perf(r.json, perf, venue, "Gala", "2026-12-01T19:00:00Z", 0, 150000, 5);
     fpt_resp_free(&r);
     snprintf(path, sizeof path, "/performances/%lld/seats", perf);
-    req_ok(&s, "GET", path, NULL, 200, &r);
+    rat_req_ok(&s, "GET", path, NULL, 200, &r);
     seats = json_object_get(r.json, "seats");
     for (size_t i = 0; i < json_array_size(seats); i++) {
         json_t *st = json_array_get(seats, i);
-        bool vip = strcmp(jstr(st, "type"), "VIP") == 0;
-        ck_assert_int_eq(jint(st, "price"), vip ? 150000 : 0);
-        ck_assert_int_eq(vip, jint(st, "id") >= vip_seat);
+        bool vip = strcmp(rat_jstr(st, "type"), "VIP") == 0;
+        ck_assert_int_eq(rat_jint(st, "price"), vip ? 150000 : 0);
+        ck_assert_int_eq(vip, rat_jint(st, "id") >= vip_seat);
     }
     fpt_resp_free(&r);
 
     /* fractional seconds survive the round trip */
-    long long p2 = make_perf(&s, venue, "Late", "2026-12-01T19:00:00.250Z", 1, 2, &r);
-    ck_assert_str_eq(jstr(r.json, "startsAt"), "2026-12-01T19:00:00.250000Z");
+    long long p2 = rat_make_perf(&s, venue, "Late", "2026-12-01T19:00:00.250Z", 1, 2, &r);
+    ck_assert_str_eq(rat_jstr(r.json, "startsAt"), "2026-12-01T19:00:00.250000Z");
     ck_assert_int_gt(p2, perf);
     fpt_resp_free(&r);
     rat_stop_clean(&s);
@@ -293,15 +150,15 @@ static size_t walk(const rat_server *s, const char *query, int limit, long long 
         fpt_resp r;
         snprintf(path, sizeof path, "/performances?%s%slimit=%d%s%s", query, query[0] ? "&" : "",
                  limit, cursor[0] ? "&cursor=" : "", cursor);
-        req_ok(s, "GET", path, NULL, 200, &r);
+        rat_req_ok(s, "GET", path, NULL, 200, &r);
         (*pages)++;
         json_t *items = json_object_get(r.json, "items");
         ck_assert(json_is_array(items));
         ck_assert_int_le((long long)json_array_size(items), limit);
         for (size_t i = 0; i < json_array_size(items); i++) {
             json_t *p = json_array_get(items, i);
-            const char *st = jstr(p, "startsAt");
-            long long id = jint(p, "id");
+            const char *st = rat_jstr(p, "startsAt");
+            long long id = rat_jint(p, "id");
             int c = strcmp(prev_start, st);
             ck_assert_msg(c < 0 || (c == 0 && prev_id < id), "order broken at id %lld", id);
             snprintf(prev_start, sizeof prev_start, "%s", st);
@@ -330,7 +187,7 @@ START_TEST(search)
     long long made[25], seen[64];
     size_t pages;
 
-    pg_start(&pg);
+    rat_pg_start(&pg);
     rat_start(&s, pg.conninfo);
     long long v1 = make_venue(&s, "Big", 2, 1);
     long long v2 = make_venue(&s, "Small", 1, 0);
@@ -341,10 +198,10 @@ START_TEST(search)
         int day = 1 + (24 - i) / 3;
         snprintf(title, sizeof title, "Show %02d", i);
         snprintf(starts, sizeof starts, "2027-01-%02dT20:00:00Z", day);
-        made[i] = make_perf(&s, v1, title, starts, 1000, 2000, NULL);
+        made[i] = rat_make_perf(&s, v1, title, starts, 1000, 2000, NULL);
     }
     for (int i = 0; i < 3; i++)
-        make_perf(&s, v2, "Other", "2027-01-05T12:00:00Z", 10, 20, NULL);
+        rat_make_perf(&s, v2, "Other", "2027-01-05T12:00:00Z", 10, 20, NULL);
 
     char q[64];
     snprintf(q, sizeof q, "venueId=%lld", v1);
@@ -377,7 +234,7 @@ START_TEST(search)
     ck_assert_int_eq((long long)walk(&s, q, 100, seen, 64, &pages), 0);
     /* default limit 20 */
     fpt_resp r;
-    req_ok(&s, "GET", "/performances", NULL, 200, &r);
+    rat_req_ok(&s, "GET", "/performances", NULL, 200, &r);
     ck_assert_int_eq((long long)json_array_size(json_object_get(r.json, "items")), 20);
     ck_assert(json_is_string(json_object_get(r.json, "nextCursor")));
     fpt_resp_free(&r);
@@ -393,21 +250,21 @@ START_TEST(users)
     rat_server s;
     fpt_resp r;
 
-    pg_start(&pg);
+    rat_pg_start(&pg);
     rat_start(&s, pg.conninfo);
-    req_ok(&s, "POST", "/users", "{\"name\":\"Ann\",\"email\":\"ann@example.org\"}", 201, &r);
-    ck_assert_int_gt(jint(r.json, "id"), 0);
-    ck_assert_str_eq(jstr(r.json, "name"), "Ann");
-    ck_assert_str_eq(jstr(r.json, "email"), "ann@example.org");
-    long long ann = jint(r.json, "id");
+    rat_req_ok(&s, "POST", "/users", "{\"name\":\"Ann\",\"email\":\"ann@example.org\"}", 201, &r);
+    ck_assert_int_gt(rat_jint(r.json, "id"), 0);
+    ck_assert_str_eq(rat_jstr(r.json, "name"), "Ann");
+    ck_assert_str_eq(rat_jstr(r.json, "email"), "ann@example.org");
+    long long ann = rat_jint(r.json, "id");
     fpt_resp_free(&r);
-    req_ok(&s, "POST", "/users", "{\"name\":\"Bob\",\"email\":\"bob@example.org\"}", 201, &r);
-    ck_assert_int_gt(jint(r.json, "id"), ann);
+    rat_req_ok(&s, "POST", "/users", "{\"name\":\"Bob\",\"email\":\"bob@example.org\"}", 201, &r);
+    ck_assert_int_gt(rat_jint(r.json, "id"), ann);
     fpt_resp_free(&r);
     const char *dups[] = {"{\"name\":\"Ann2\",\"email\":\"ann@example.org\"}",
                           "{\"name\":\"Ann3\",\"email\":\"ANN@Example.org\"}"};
     for (size_t i = 0; i < 2; i++) {
-        req_ok(&s, "POST", "/users", dups[i], 409, &r);
+        rat_req_ok(&s, "POST", "/users", dups[i], 409, &r);
         ck_assert_str_eq(fpt_error_code(&r), "EMAIL_TAKEN");
         fpt_resp_free(&r);
     }
@@ -555,10 +412,10 @@ START_TEST(badreq)
     fpt_resp r;
     char path[256], body[512], allow[64];
 
-    pg_start(&pg);
+    rat_pg_start(&pg);
     rat_start(&s, pg.conninfo);
     long long venue = make_venue(&s, "V", 1, 1);
-    long long perf = make_perf(&s, venue, "T", "2026-12-01T19:00:00Z", 1, 2, NULL);
+    long long perf = rat_make_perf(&s, venue, "T", "2026-12-01T19:00:00Z", 1, 2, NULL);
 
     ck_assert_int_ge((long long)(sizeof bad_cases / sizeof bad_cases[0]), 25);
     for (size_t i = 0; i < sizeof bad_cases / sizeof bad_cases[0]; i++) {
@@ -566,7 +423,7 @@ START_TEST(badreq)
         subst(c->path, perf, venue, path, sizeof path);
         if (c->body)
             subst(c->body, perf, venue, body, sizeof body);
-        req(&s, c->method, path, c->body ? body : NULL, &r);
+        rat_req(&s, c->method, path, c->body ? body : NULL, &r);
         ck_assert_msg(r.status == c->status, "#%zu %s %s %s: want %d, got %d: %s", i, c->method,
                       path, c->body ? body : "", c->status, r.status, r.body);
         ck_assert_msg(strcmp(fpt_error_code(&r), c->code) == 0, "#%zu %s %s: want %s, got %s", i,
@@ -587,14 +444,14 @@ START_TEST(badreq)
     memcpy(huge, "{\"name\":\"", 9);
     memcpy(huge + big - 2, "\"}", 2);
     huge[big] = '\0';
-    req(&s, "POST", "/venues", huge, &r);
+    rat_req(&s, "POST", "/venues", huge, &r);
     ck_assert_msg(r.status == 413, "oversize: got %d", r.status);
     ck_assert_str_eq(fpt_error_code(&r), "TOO_LARGE");
     fpt_resp_free(&r);
     free(huge);
 
     /* nothing above created anything: the venue list of searches is unchanged */
-    req_ok(&s, "GET", "/performances", NULL, 200, &r);
+    rat_req_ok(&s, "GET", "/performances", NULL, 200, &r);
     ck_assert_int_eq((long long)json_array_size(json_object_get(r.json, "items")), 1);
     fpt_resp_free(&r);
     rat_stop_clean(&s);
@@ -610,39 +467,39 @@ START_TEST(healthz)
     fpt_resp r;
     char lockd[64];
 
-    pg_start(&pg);
+    rat_pg_start(&pg);
     rat_start(&s, pg.conninfo);
-    req_ok(&s, "GET", "/healthz", NULL, 200, &r);
-    ck_assert_str_eq(jstr(r.json, "status"), "ok");
-    ck_assert_str_eq(jstr(r.json, "db"), "ok");
-    ck_assert_str_eq(jstr(r.json, "lockd"), "ok");
+    rat_req_ok(&s, "GET", "/healthz", NULL, 200, &r);
+    ck_assert_str_eq(rat_jstr(r.json, "status"), "ok");
+    ck_assert_str_eq(rat_jstr(r.json, "db"), "ok");
+    ck_assert_str_eq(rat_jstr(r.json, "lockd"), "ok");
     fpt_resp_free(&r);
 
     /* lockd mode with no lockd listening: up, but not healthy */
     snprintf(lockd, sizeof lockd, "127.0.0.1:%d", th_free_port());
     rat_spawn(&nolockd, pg.conninfo, "--lock-mode", "lockd", "--lockd", lockd, NULL);
     rat_wait_up(&nolockd);
-    req_ok(&nolockd, "GET", "/healthz", NULL, 503, &r);
-    ck_assert_str_eq(jstr(r.json, "status"), "down");
-    ck_assert_str_eq(jstr(r.json, "db"), "ok");
-    ck_assert_str_eq(jstr(r.json, "lockd"), "down");
+    rat_req_ok(&nolockd, "GET", "/healthz", NULL, 503, &r);
+    ck_assert_str_eq(rat_jstr(r.json, "status"), "down");
+    ck_assert_str_eq(rat_jstr(r.json, "db"), "ok");
+    ck_assert_str_eq(rat_jstr(r.json, "lockd"), "down");
     fpt_resp_free(&r);
     rat_stop_clean(&nolockd);
 
     /* the database stops: 503 with db down; it comes back: ok again (the pool heals) */
     th_pg_stop(&pg, true);
-    req_ok(&s, "GET", "/healthz", NULL, 503, &r);
-    ck_assert_str_eq(jstr(r.json, "status"), "down");
-    ck_assert_str_eq(jstr(r.json, "db"), "down");
+    rat_req_ok(&s, "GET", "/healthz", NULL, 503, &r);
+    ck_assert_str_eq(rat_jstr(r.json, "status"), "down");
+    ck_assert_str_eq(rat_jstr(r.json, "db"), "down");
     fpt_resp_free(&r);
-    req_ok(&s, "GET", "/performances/1", NULL, 503, &r);
+    rat_req_ok(&s, "GET", "/performances/1", NULL, 503, &r);
     ck_assert_str_eq(fpt_error_code(&r), "UNAVAILABLE");
     fpt_resp_free(&r);
     ck_assert(th_pg_restart(&pg));
     uint64_t until = th_now_ms() + 20000;
     int status = 0;
     while (th_now_ms() < until) {
-        req(&s, "GET", "/healthz", NULL, &r);
+        rat_req(&s, "GET", "/healthz", NULL, &r);
         status = r.status;
         fpt_resp_free(&r);
         if (status == 200)
@@ -661,14 +518,14 @@ START_TEST(metrics)
     fpt_resp r;
     char ctype[128];
 
-    pg_start(&pg);
+    rat_pg_start(&pg);
     rat_start(&s, pg.conninfo);
     make_venue(&s, "M", 1, 0);
-    req(&s, "GET", "/venues/abc", NULL, &r);
+    rat_req(&s, "GET", "/venues/abc", NULL, &r);
     fpt_resp_free(&r);
-    req(&s, "GET", "/nowhere", NULL, &r);
+    rat_req(&s, "GET", "/nowhere", NULL, &r);
     fpt_resp_free(&r);
-    req_ok(&s, "GET", "/metrics", NULL, 200, &r);
+    rat_req_ok(&s, "GET", "/metrics", NULL, 200, &r);
     ck_assert(fpt_header(&r, "Content-Type", ctype, sizeof ctype));
     ck_assert_msg(strncmp(ctype, "text/plain", 10) == 0, "Content-Type %s", ctype);
     const char *want[] = {
@@ -709,10 +566,10 @@ START_TEST(sigterm)
     rat_server s;
     fpt_resp r;
 
-    pg_start(&pg);
+    rat_pg_start(&pg);
     rat_start(&s, pg.conninfo);
     make_venue(&s, "S", 2, 0);
-    req_ok(&s, "GET", "/healthz", NULL, 200, &r);
+    rat_req_ok(&s, "GET", "/healthz", NULL, 200, &r);
     fpt_resp_free(&r);
     int port = s.port;
     rat_stop_clean(&s);
@@ -744,7 +601,7 @@ static void rat_start_patient(rat_server *s, const th_pg *pg)
 {
     char path[512];
     snprintf(path, sizeof path, "%s/patient.yaml", th_tmpdir());
-    write_file(path, "lock: {mode: db}\ndb: {lock_timeout_ms: 20000}\nlog: {level: debug}\n");
+    rat_write_file(path, "lock: {mode: db}\ndb: {lock_timeout_ms: 20000}\nlog: {level: debug}\n");
     rat_spawn(s, pg->conninfo, "--config", path, NULL);
     rat_wait_up(s);
 }
@@ -757,7 +614,7 @@ static void wait_in_flight(const rat_server *s, int n)
     snprintf(want, sizeof want, "reserved_http_in_flight %d\n", n + 1);
     while (th_now_ms() < until) {
         fpt_resp r;
-        req_ok(s, "GET", "/metrics", NULL, 200, &r);
+        rat_req_ok(s, "GET", "/metrics", NULL, 200, &r);
         bool there = strstr(r.body, want) != NULL;
         fpt_resp_free(&r);
         if (there)
@@ -775,7 +632,7 @@ START_TEST(inflight)
     fpt_resp r;
     char path[64];
 
-    pg_start(&pg);
+    rat_pg_start(&pg);
     rat_start_patient(&s, &pg);
     long long venue = make_venue(&s, "Held", 1, 0);
     PGconn *holder = lock_venues(pg.conninfo);
@@ -790,13 +647,13 @@ START_TEST(inflight)
     unlock_venues(holder);
     fpt_recv(fd, &r);
     if (r.status != 200)
-        dump_log(s.log);
+        rat_dump_log(s.log);
     ck_assert_msg(r.status == 200, "in-flight request: got %d: %s", r.status, r.body);
-    ck_assert_str_eq(jstr(r.json, "name"), "Held");
+    ck_assert_str_eq(rat_jstr(r.json, "name"), "Held");
     fpt_resp_free(&r);
     int st = th_wait_exit(s.pid, 10000);
     if (!(st != -1 && WIFEXITED(st) && WEXITSTATUS(st) == 0))
-        dump_log(s.log);
+        rat_dump_log(s.log);
     ck_assert_msg(st != -1 && WIFEXITED(st) && WEXITSTATUS(st) == 0, "exit status 0x%x", st);
 }
 END_TEST
@@ -809,7 +666,7 @@ START_TEST(disconnect)
     fpt_resp r;
     char path[64];
 
-    pg_start(&pg);
+    rat_pg_start(&pg);
     rat_start_patient(&s, &pg);
     long long venue = make_venue(&s, "Gone", 1, 0);
     PGconn *holder = lock_venues(pg.conninfo);
@@ -823,9 +680,9 @@ START_TEST(disconnect)
     th_sleep_ms(300);
     unlock_venues(holder);
     th_sleep_ms(300);
-    req_ok(&s, "GET", path, NULL, 200, &r);
+    rat_req_ok(&s, "GET", path, NULL, 200, &r);
     fpt_resp_free(&r);
-    req_ok(&s, "GET", "/metrics", NULL, 200, &r);
+    rat_req_ok(&s, "GET", "/metrics", NULL, 200, &r);
     const char *dropped = strstr(r.body, "\nreserved_http_answers_dropped_total ");
     ck_assert_ptr_nonnull(dropped);
     ck_assert_msg(strncmp(dropped, "\nreserved_http_answers_dropped_total 5\n", 39) == 0, "%.60s",
@@ -838,31 +695,6 @@ START_TEST(disconnect)
     rat_stop_clean(&s);
 }
 END_TEST
-
-/* Runs reserved with args to completion; returns its exit status, output in out. */
-static int run_cli(char *out, size_t outlen, ...)
-{
-    char *argv[16];
-    char log[512];
-    size_t n = 0;
-    va_list ap;
-    argv[n++] = (char *)th_bin("reserved");
-    va_start(ap, outlen);
-    for (char *a = va_arg(ap, char *); a && n < 15; a = va_arg(ap, char *))
-        argv[n++] = a;
-    va_end(ap);
-    argv[n] = NULL;
-    snprintf(log, sizeof log, "%s/cli-%d.log", th_tmpdir(), th_free_port());
-    pid_t pid = th_spawn(argv, log);
-    int st = th_wait_exit(pid, 10000);
-    ck_assert_msg(st != -1, "reserved %s did not exit", argv[1]);
-    FILE *f = fopen(log, "r");
-    size_t got = f ? fread(out, 1, outlen - 1, f) : 0;
-    out[got] = '\0';
-    if (f)
-        fclose(f);
-    return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
-}
 
 START_TEST(config_error)
 {
@@ -882,8 +714,8 @@ START_TEST(config_error)
     };
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
         snprintf(path, sizeof path, "%s/bad-%zu.yaml", th_tmpdir(), i);
-        write_file(path, bad[i].yaml);
-        int rc = run_cli(out, sizeof out, "--config", path, NULL);
+        rat_write_file(path, bad[i].yaml);
+        int rc = rat_run_cli(out, sizeof out, "--config", path, NULL);
         ck_assert_msg(rc == 2, "case %zu: exit %d: %s", i, rc, out);
         /* FILE:LINE: key 'k': reason, or FILE:LINE: unknown key 'k' */
         snprintf(want, sizeof want, "%s:%d: ", path, bad[i].line);
@@ -893,17 +725,17 @@ START_TEST(config_error)
     }
     /* cross-key: lockd mode with an empty lockd list */
     snprintf(path, sizeof path, "%s/nolockd.yaml", th_tmpdir());
-    write_file(path, "lockd: []\nlock: {mode: lockd}\n");
-    ck_assert_int_eq(run_cli(out, sizeof out, "--config", path, NULL), 2);
+    rat_write_file(path, "lockd: []\nlock: {mode: lockd}\n");
+    ck_assert_int_eq(rat_run_cli(out, sizeof out, "--config", path, NULL), 2);
     ck_assert_msg(strstr(out, "key 'lockd'") != NULL, "%s", out);
     /* flags */
-    ck_assert_int_eq(run_cli(out, sizeof out, "--lock-mode", "chaos", NULL), 2);
+    ck_assert_int_eq(rat_run_cli(out, sizeof out, "--lock-mode", "chaos", NULL), 2);
     ck_assert_msg(strstr(out, "--lock-mode") && strstr(out, "lock.mode"), "%s", out);
     /* database: libpq's parser decides, before any connection is tried */
     const char *bad_dbs[] = {"nonsense", "host=/tmp bogus=1", "host='unterminated"};
     for (size_t i = 0; i < sizeof bad_dbs / sizeof bad_dbs[0]; i++) {
-        int rc = run_cli(out, sizeof out, "--config", TH_SOURCE_DIR "/config/reserved.yaml",
-                         "--database", bad_dbs[i], "--check-config", NULL);
+        int rc = rat_run_cli(out, sizeof out, "--config", TH_SOURCE_DIR "/config/reserved.yaml",
+                             "--database", bad_dbs[i], "--check-config", NULL);
         ck_assert_msg(rc == 2, "database '%s': exit %d: %s", bad_dbs[i], rc, out);
         ck_assert_msg(strstr(out, "key 'database': not a libpq conninfo") != NULL,
                       "database '%s': %s", bad_dbs[i], out);
@@ -912,25 +744,26 @@ START_TEST(config_error)
     const char *bad_urls[] = {"ftp://x",      "https://pay.example", "http://", "http:///x",
                               "http://h/p?q", "http://u@h/",         "no url"};
     for (size_t i = 0; i < sizeof bad_urls / sizeof bad_urls[0]; i++) {
-        int rc = run_cli(out, sizeof out, "--config", TH_SOURCE_DIR "/config/reserved.yaml",
-                         "--payment-url", bad_urls[i], "--check-config", NULL);
+        int rc = rat_run_cli(out, sizeof out, "--config", TH_SOURCE_DIR "/config/reserved.yaml",
+                             "--payment-url", bad_urls[i], "--check-config", NULL);
         ck_assert_msg(rc == 2, "payment.url '%s': exit %d: %s", bad_urls[i], rc, out);
         ck_assert_msg(strstr(out, "key 'payment.url'") != NULL && strstr(out, bad_urls[i]) != NULL,
                       "payment.url '%s': %s", bad_urls[i], out);
     }
-    ck_assert_int_eq(run_cli(out, sizeof out, "--config", TH_SOURCE_DIR "/config/reserved.yaml",
-                             "--payment-url", "http://127.0.0.1:8090/gw/", "--check-config", NULL),
+    ck_assert_int_eq(rat_run_cli(out, sizeof out, "--config", TH_SOURCE_DIR "/config/reserved.yaml",
+                                 "--payment-url", "http://127.0.0.1:8090/gw/", "--check-config",
+                                 NULL),
                      0);
-    ck_assert_int_eq(run_cli(out, sizeof out, "--no-such-flag", NULL), 2);
-    ck_assert_int_eq(run_cli(out, sizeof out, "--config", "/nonexistent/r.yaml", NULL), 2);
+    ck_assert_int_eq(rat_run_cli(out, sizeof out, "--no-such-flag", NULL), 2);
+    ck_assert_int_eq(rat_run_cli(out, sizeof out, "--config", "/nonexistent/r.yaml", NULL), 2);
     ck_assert_msg(strstr(out, "/nonexistent/r.yaml") != NULL, "%s", out);
     /* the good paths */
-    ck_assert_int_eq(run_cli(out, sizeof out, "--version", NULL), 0);
+    ck_assert_int_eq(rat_run_cli(out, sizeof out, "--version", NULL), 0);
     ck_assert_msg(strncmp(out, "reserved ", 9) == 0, "%s", out);
-    ck_assert_int_eq(run_cli(out, sizeof out, "--help", NULL), 0);
+    ck_assert_int_eq(rat_run_cli(out, sizeof out, "--help", NULL), 0);
     ck_assert_msg(strstr(out, "reconcile.interval_ms") != NULL, "%s", out);
-    ck_assert_int_eq(run_cli(out, sizeof out, "--config", TH_SOURCE_DIR "/config/reserved.yaml",
-                             "--lock-mode", "db", "--check-config", NULL),
+    ck_assert_int_eq(rat_run_cli(out, sizeof out, "--config", TH_SOURCE_DIR "/config/reserved.yaml",
+                                 "--lock-mode", "db", "--check-config", NULL),
                      0);
     ck_assert_msg(strstr(out, "lock.mode = db") != NULL, "%s", out);
 }
@@ -942,7 +775,7 @@ START_TEST(three_start)
     rat_server s[3];
     fpt_resp r;
 
-    pg_start(&pg);
+    rat_pg_start(&pg);
     for (int i = 0; i < 3; i++)
         rat_spawn(&s[i], pg.conninfo, "--lock-mode", "db", NULL);
     for (int i = 0; i < 3; i++)
@@ -950,10 +783,10 @@ START_TEST(three_start)
     long long venue = make_venue(&s[0], "Shared", 2, 2);
     for (int i = 0; i < 3; i++) {
         char path[64];
-        req_ok(&s[i], "GET", "/healthz", NULL, 200, &r);
+        rat_req_ok(&s[i], "GET", "/healthz", NULL, 200, &r);
         fpt_resp_free(&r);
         snprintf(path, sizeof path, "/venues/%lld", venue);
-        req_ok(&s[i], "GET", path, NULL, 200, &r);
+        rat_req_ok(&s[i], "GET", path, NULL, 200, &r);
         fpt_resp_free(&r);
     }
     /* each migration's objects exist exactly once */
@@ -1122,16 +955,14 @@ START_TEST(mutate)
     enum { ROUNDS = 2500 };
     unsigned by_status[600] = {0};
 
-    pg_start(&pg);
+    rat_pg_start(&pg);
     rat_start(&s, pg.conninfo);
     long long venue = make_venue(&s, "Mutated hall", 8, 4);
-    long long perf = make_perf(&s, venue, "Mutated", "2026-12-01T19:00:00Z", 1000, 3000, NULL);
-    req_ok(&s, "POST", "/users", "{\"name\":\"M\",\"email\":\"m@example.org\"}", 201, &r);
-    long long user = jint(r.json, "id");
-    fpt_resp_free(&r);
+    long long perf = rat_make_perf(&s, venue, "Mutated", "2026-12-01T19:00:00Z", 1000, 3000, NULL);
+    long long user = rat_make_user(&s, "M", "m@example.org");
     snprintf(path, sizeof path, "/venues/%lld", venue);
-    req_ok(&s, "GET", path, NULL, 200, &r);
-    long long seat0 = jint(json_array_get(json_object_get(r.json, "seats"), 0), "id");
+    rat_req_ok(&s, "GET", path, NULL, 200, &r);
+    long long seat0 = rat_jint(json_array_get(json_object_get(r.json, "seats"), 0), "id");
     fpt_resp_free(&r);
 
     struct {
@@ -1186,7 +1017,7 @@ START_TEST(mutate)
         for (size_t m = mut_below(3); m > 0; m--)
             mut_bytes(body, sizeof body);
 
-        req(&s, seeds[k].method, path, body, &r);
+        rat_req(&s, seeds[k].method, path, body, &r);
         int st = r.status;
         by_status[st >= 0 && st < 600 ? st : 0]++;
         bool known = st == 200 || st == 201 || st == 400 || st == 404 || st == 409 || st == 422;
@@ -1208,9 +1039,9 @@ START_TEST(mutate)
     ck_assert_uint_gt(by_status[200] + by_status[201], ROUNDS / 20);
 
     /* still serving, nothing the guards had to stop, and the books add up */
-    req_ok(&s, "GET", "/healthz", NULL, 200, &r);
+    rat_req_ok(&s, "GET", "/healthz", NULL, 200, &r);
     fpt_resp_free(&r);
-    req_ok(&s, "GET", "/metrics", NULL, 200, &r);
+    rat_req_ok(&s, "GET", "/metrics", NULL, 200, &r);
     ck_assert_msg(strstr(r.body, "reserved_guard_firings_total{guard=\"capacity\"} 0\n") &&
                       strstr(r.body, "reserved_guard_firings_total{guard=\"seat_unique\"} 0\n"),
                   "a guard fired");

@@ -1,0 +1,24 @@
+/*
+ * rs_seatlist: the "seats" array of GET /venues/{id} and of the seat map
+ * (GET /performances/{id}/seats), built from the rows of a statement. Each seat is
+ *   {"id","row","number","type"[,"price","available"],"rowIndex","position"}
+ * in the order the statement returns them (the hall's natural order: migration 040).
+ * rowIndex and position are null only for a seat that was never laid out.
+ */
+#ifndef RS_SEATLIST_H
+#define RS_SEATLIST_H
+
+#include <jansson.h>
+#include <libpq-fe.h>
+
+/* Column numbers of the statement's seat fields; price and available < 0: not listed. */
+typedef struct rs_seatlist_cols {
+    int id, row, number, type, row_index, position;
+    int price, available;
+} rs_seatlist_cols;
+
+/* A new array of the seats of every row whose id column is not NULL (a LEFT JOIN's
+ * empty side), or NULL when out of memory. The caller owns it. */
+json_t *rs_seatlist_json(const PGresult *pg, const rs_seatlist_cols *cols);
+
+#endif
