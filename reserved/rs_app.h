@@ -11,6 +11,7 @@
 #include "cm_config.h"
 #include "cm_lockclient.h"
 #include "rs_config.h"
+#include "rs_cors.h"
 #include "rs_db.h"
 #include "rs_http.h"
 
@@ -20,6 +21,7 @@ struct rs_pay;
 typedef struct rs_app {
     struct event_base *base;
     rs_config cfg;
+    rs_cors cors; /* the policy of cfg.cors_allow_origins */
     rs_db *db;
     cm_lockclient *locks; /* NULL in --lock-mode db */
     struct rs_pay *pay;   /* NULL when payment.url is empty */

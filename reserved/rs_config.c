@@ -1,11 +1,17 @@
 /*
- * rs_config: the reserved key table (SPEC §5 plus the reconciler and PostgreSQL session
- * bounds of issue 3). Loading, defaults and per-key validation are cm_config's; this
- * file only describes reserved's keys.
+ * rs_config: the reserved key table (SPEC §5, the reconciler and PostgreSQL session
+ * bounds of issue 3, CORS of issue 9) and the validators of single keys. Loading,
+ * defaults and reporting "FILE:LINE: key 'k': why" are cm_config's.
  */
 #include "rs_config.h"
 
+#include <libpq-fe.h>
 #include <stddef.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "rs_cors.h"
+#include "rs_pay.h"
 
 #define DAY_MS INT64_C(86400000)
 
@@ -17,6 +23,39 @@
 
 static const char *const lock_modes[] = {"lockd", "db", NULL};
 
+/* database: what libpq's own parser takes, so a typo is an exit 2 at start, not a pool
+ * that never connects. */
+static cm_rc conninfo_ok(const void *value, char *why, size_t whylen)
+{
+    const char *s = *(char *const *)value;
+    char *pq_err = NULL;
+    if (s[0] == '\0') {
+        snprintf(why, whylen, "a libpq conninfo is required");
+        return CM_ERR;
+    }
+    PQconninfoOption *opts = PQconninfoParse(s, &pq_err);
+    if (opts == NULL) {
+        size_t n = pq_err != NULL ? strcspn(pq_err, "\n") : 0;
+        snprintf(why, whylen, "not a libpq conninfo: %.*s", (int)n,
+                 pq_err != NULL ? pq_err : "out of memory");
+        PQfreemem(pq_err);
+        return CM_ERR;
+    }
+    PQconninfoFree(opts);
+    return CM_OK;
+}
+
+/* payment.url: what rs_pay can call (libevent's URL parser, the one it uses). */
+static cm_rc payment_url_ok(const void *value, char *why, size_t whylen)
+{
+    const char *s = *(char *const *)value;
+    char reason[512];
+    if (s[0] == '\0' || rs_pay_url_ok(s, reason, sizeof(reason)))
+        return CM_OK;
+    snprintf(why, whylen, "%s (or empty: no payment step)", reason);
+    return CM_ERR;
+}
+
 const cm_cfg_key rs_config_keys[] = {
     {.path = "listen",
      .type = CM_CFG_ADDR,
@@ -27,7 +66,8 @@ const cm_cfg_key rs_config_keys[] = {
      .type = CM_CFG_STRING,
      .offset = offsetof(rs_config, database),
      .defval = "host=/tmp port=5432 dbname=booking user=booking",
-     .help = "libpq conninfo of the booking database"},
+     .help = "libpq conninfo of the booking database",
+     .validate = conninfo_ok},
     KEY_INT("db_pool_size", db_pool_size, "8", 1, 1000, "PostgreSQL connections kept open"),
     {.path = "lockd",
      .type = CM_CFG_ADDR_LIST,
@@ -48,7 +88,8 @@ const cm_cfg_key rs_config_keys[] = {
      .type = CM_CFG_STRING,
      .offset = offsetof(rs_config, payment_url),
      .defval = "",
-     .help = "payment gateway base URL http://host:port (empty: no payment step)"},
+     .help = "payment gateway base URL http://host:port (empty: no payment step)",
+     .validate = payment_url_ok},
     KEY_INT("payment.timeout_ms", payment_timeout_ms, "2000", 1, 600000,
             "bound of one gateway call"),
     KEY_INT("limits.max_body_bytes", max_body_bytes, "65536", 256, INT64_C(64) * 1024 * 1024,
@@ -70,6 +111,13 @@ const cm_cfg_key rs_config_keys[] = {
      .offset = offsetof(rs_config, log_level),
      .defval = "info",
      .help = "error|warn|info|debug"},
+    {.path = "cors.allow_origins",
+     .type = CM_CFG_STRING_LIST,
+     .offset = offsetof(rs_config, cors_allow_origins),
+     .defval = "",
+     .help = "web origins whose pages may call the API, http(s)://host[:port],... or \"*\" "
+             "(empty: CORS off)",
+     .validate = rs_cors_origins_ok},
 };
 
 const size_t rs_config_nkeys = sizeof(rs_config_keys) / sizeof(rs_config_keys[0]);

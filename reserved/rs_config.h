@@ -1,6 +1,7 @@
 /*
- * rs_config: reserved's configuration (SPEC §5 keys plus the ones issue 3 needs),
- * table-driven through cm_config.
+ * rs_config: reserved's configuration (SPEC §5 keys plus the ones issues 3 and 9 need),
+ * table-driven through cm_config, with the checks of single values (a libpq conninfo, an
+ * http:// URL, web origins) as the keys' validators, so their errors name file and line.
  */
 #ifndef RS_CONFIG_H
 #define RS_CONFIG_H
@@ -29,6 +30,7 @@ typedef struct rs_config {
     int64_t db_idle_in_txn_timeout_ms; /* db.idle_in_transaction_timeout_ms */
     int64_t db_statement_timeout_ms;   /* db.statement_timeout_ms */
     cm_log_level log_level;            /* log.level */
+    cm_str_list cors_allow_origins;    /* cors.allow_origins (empty: CORS off) */
 } rs_config;
 
 extern const cm_cfg_key rs_config_keys[];

@@ -33,6 +33,7 @@
 #include "cm_log.h"
 #include "cm_strbuf.h"
 #include "cm_time.h"
+#include "rs_cors.h"
 
 #define RS_MAX_IDS        4
 #define RS_MAX_SEGMENTS   8
@@ -59,6 +60,8 @@ struct rs_http {
     rs_route_stats **stats;  /* parallel to routes */
     size_t nroutes;
     rs_route_stats unrouted; /* 404 / 405 / 413 / 400 before any handler */
+    rs_route_stats options;  /* OPTIONS on a served path: 204, or 403 to a CORS preflight */
+    const rs_cors *cors;     /* borrowed; NULL: CORS off */
     rs_req *live;            /* requests not answered yet */
     size_t in_flight;
     size_t sending;   /* answers handed to evhttp and not completely written yet */
@@ -79,6 +82,7 @@ struct rs_req {
     void *data;
     struct event *watch; /* EV_CLOSED on the client's socket while we work */
     bool gone;
+    bool cors_refused; /* a refused preflight: no Access-Control-Allow-Origin */
     uint64_t start_us;
     rs_req *prev;
     rs_req *next;
@@ -99,16 +103,20 @@ static const char *method_label(rs_method m)
     return "?";
 }
 
-rs_http *rs_http_new(struct event_base *base, size_t max_body_bytes)
+rs_http *rs_http_new(struct event_base *base, size_t max_body_bytes, const rs_cors *cors)
 {
     rs_http *h = calloc(1, sizeof(*h));
     if (!h)
         return NULL;
     h->base = base;
     h->max_body = max_body_bytes;
+    h->cors = cors;
     h->unrouted.name = "unrouted";
     h->unrouted.method = "ANY";
     cm_hist_init_latency(&h->unrouted.latency);
+    h->options.name = "options";
+    h->options.method = "OPTIONS";
+    cm_hist_init_latency(&h->options.latency);
     h->http = evhttp_new(base);
     if (!h->http) {
         free(h);
@@ -170,7 +178,8 @@ static void on_reply_written(struct evhttp_request *ereq, void *arg)
         h->sending--;
 }
 
-/* The single exit of every request: counts it, sends (or drops) the answer, frees r. */
+/* The single exit of every request: counts it, sends (or drops) the answer, frees r.
+ * ctype NULL: no body (204). Every answer gets the CORS headers its Origin calls for. */
 static void req_finish(rs_req *r, int status, struct evbuffer *body, const char *ctype,
                        const char *hname, const char *hval)
 {
@@ -189,11 +198,13 @@ static void req_finish(rs_req *r, int status, struct evbuffer *body, const char 
     if (r->ereq) {
         if (!r->gone) {
             struct evkeyvalq *out = evhttp_request_get_output_headers(r->ereq);
-            evhttp_add_header(out, "Content-Type", ctype);
+            if (ctype)
+                evhttp_add_header(out, "Content-Type", ctype);
             if (hname)
                 evhttp_add_header(out, hname, hval);
             if (r->h->stopping)
                 evhttp_add_header(out, "Connection", "close");
+            rs_cors_answer_headers(r->h->cors, rs_req_header(r, "Origin"), r->cors_refused, out);
         }
         if (!r->gone) {
             /* A graceful stop must not exit while this answer still sits in an output
@@ -593,31 +604,87 @@ static bool req_copy_body(rs_req *r)
     return true;
 }
 
-/* Appends "GET, POST" of the routes of this shape to allow. */
+/* "GET, PATCH, OPTIONS": the methods of the routes of this shape (ps NULL: of every
+ * route), then OPTIONS, which every served path answers. */
 static void allowed_methods(const rs_http *h, const path_segs *ps, char *allow, size_t len)
 {
     allow[0] = '\0';
     for (size_t i = 0; i < h->nroutes; i++) {
         int64_t ids[RS_MAX_IDS];
         int nids;
-        if (match_shape(h->routes[i]->pattern, ps, ids, &nids) == SHAPE_NO)
+        if (ps != NULL && match_shape(h->routes[i]->pattern, ps, ids, &nids) == SHAPE_NO)
             continue;
         const char *m = method_label(h->routes[i]->method);
         if (strstr(allow, m))
             continue;
         size_t used = strlen(allow);
-        snprintf(allow + used, len - used, "%s%s", used ? ", " : "", m);
+        snprintf(allow + used, len - used, "%s, ", m);
     }
+    size_t used = strlen(allow);
+    snprintf(allow + used, len - used, "OPTIONS");
 }
 
-static void reply_405(rs_req *r, const char *allow, const char *fmt, ...) CM_PRINTF(3, 4);
+/* An error answer that also says which methods the path serves. */
+static void reply_error_allow(rs_req *r, int status, const char *code, const char *allow,
+                              const char *fmt, ...) CM_PRINTF(5, 6);
 
-static void reply_405(rs_req *r, const char *allow, const char *fmt, ...)
+static void reply_error_allow(rs_req *r, int status, const char *code, const char *allow,
+                              const char *fmt, ...)
 {
     va_list ap;
     va_start(ap, fmt);
-    reply_error_v(r, 405, "METHOD_NOT_ALLOWED", NULL, "Allow", allow, fmt, ap);
+    reply_error_v(r, status, code, NULL, "Allow", allow, fmt, ap);
     va_end(ap);
+}
+
+/* Whether method is one of the comma-separated list (exact tokens: methods are
+ * case-sensitive). */
+static bool method_listed(const char *list, const char *method)
+{
+    size_t n = strlen(method);
+    for (const char *p = list; n > 0 && (p = strstr(p, method)) != NULL; p += n) {
+        bool starts = p == list || p[-1] == ' ';
+        if (starts && (p[n] == '\0' || p[n] == ','))
+            return true;
+    }
+    return false;
+}
+
+/*
+ * OPTIONS on a served path (RFC 9110 §9.3.7): 204 with "Allow". A CORS preflight (Origin
+ * and Access-Control-Request-Method, CORS on) gets, for an allowed origin and a method
+ * the path serves, 204 with the preflight headers of rs_cors; otherwise 403 FORBIDDEN
+ * without Access-Control-Allow-Origin, so the browser refuses the request it announced.
+ * With CORS off a preflight is a plain OPTIONS: its answer has no CORS header, which a
+ * browser reads as a refusal too.
+ */
+static void answer_options(rs_req *r, const path_segs *ps, const char *path)
+{
+    rs_http *h = r->h;
+    const char *origin = rs_req_header(r, "Origin");
+    const char *want = rs_req_header(r, "Access-Control-Request-Method");
+    char allow[64];
+
+    allowed_methods(h, ps, allow, sizeof(allow));
+    r->stats = &h->options;
+    if (!rs_cors_on(h->cors) || origin == NULL || want == NULL) {
+        req_finish(r, 204, NULL, NULL, "Allow", allow);
+        return;
+    }
+    if (rs_cors_allow_origin(h->cors, origin) == NULL) {
+        r->cors_refused = true;
+        reply_error_allow(r, 403, "FORBIDDEN", allow,
+                          "origin %s may not call this API (cors.allow_origins)", origin);
+        return;
+    }
+    if (!method_listed(allow, want)) {
+        r->cors_refused = true;
+        reply_error_allow(r, 403, "FORBIDDEN", allow, "%s is not served on %s (allowed: %s)", want,
+                          path, allow);
+        return;
+    }
+    rs_cors_preflight_headers(allow, evhttp_request_get_output_headers(r->ereq));
+    req_finish(r, 204, NULL, NULL, "Allow", allow);
 }
 
 static void dispatch(struct evhttp_request *ereq, void *arg)
@@ -631,6 +698,7 @@ static void dispatch(struct evhttp_request *ereq, void *arg)
     rs_method m = RS_GET;
     bool known_method;
     bool shape_found = false;
+    bool id_ok = false; /* some route's shape matched with valid ids */
 
     if (!r) {
         log_error("out of memory for a request");
@@ -654,6 +722,14 @@ static void dispatch(struct evhttp_request *ereq, void *arg)
         rs_reply_error(r, 400, "BAD_REQUEST", "malformed query string");
         return;
     }
+    if (evhttp_request_get_command(ereq) == EVHTTP_REQ_OPTIONS && path && strcmp(path, "*") == 0) {
+        /* "OPTIONS *": the server as a whole (RFC 9110 §9.3.7) */
+        char allow[64];
+        allowed_methods(h, NULL, allow, sizeof(allow));
+        r->stats = &h->options;
+        req_finish(r, 204, NULL, NULL, "Allow", allow);
+        return;
+    }
     split_path(path, &ps);
     known_method = method_of(evhttp_request_get_command(ereq), &m);
     for (size_t i = 0; i < h->nroutes; i++) {
@@ -662,6 +738,7 @@ static void dispatch(struct evhttp_request *ereq, void *arg)
         if (sm == SHAPE_NO)
             continue;
         shape_found = true;
+        id_ok = id_ok || sm == SHAPE_YES;
         if (!known_method || rt->method != m)
             continue;
         r->stats = h->stats[i];
@@ -673,11 +750,19 @@ static void dispatch(struct evhttp_request *ereq, void *arg)
         rt->handler(r);
         return;
     }
+    if (evhttp_request_get_command(ereq) == EVHTTP_REQ_OPTIONS && shape_found) {
+        if (id_ok)
+            answer_options(r, &ps, path);
+        else
+            rs_reply_error(r, 404, "NOT_FOUND", "no such resource: %s", path);
+        return;
+    }
     if (shape_found) {
         char allow[64];
         allowed_methods(h, &ps, allow, sizeof(allow));
-        reply_405(r, allow, "%s is not allowed on %s (allowed: %s)",
-                  known_method ? method_label(m) : "this method", path, allow);
+        reply_error_allow(r, 405, "METHOD_NOT_ALLOWED", allow,
+                          "%s is not allowed on %s (allowed: %s)",
+                          known_method ? method_label(m) : "this method", path, allow);
         return;
     }
     rs_reply_error(r, 404, "NOT_FOUND", "no such path: %s", path ? path : "?");
@@ -776,6 +861,7 @@ void rs_http_metrics(const rs_http *h, cm_strbuf *out)
     for (size_t i = 0; i < h->nroutes; i++)
         stats_render(h->stats[i], out);
     stats_render(&h->unrouted, out);
+    stats_render(&h->options, out);
     cm_strbuf_printf(out,
                      "# HELP reserved_http_in_flight requests accepted and not answered\n"
                      "# TYPE reserved_http_in_flight gauge\nreserved_http_in_flight %zu\n",
@@ -785,8 +871,10 @@ void rs_http_metrics(const rs_http *h, cm_strbuf *out)
                      "client had left\n# TYPE reserved_http_answers_dropped_total counter\n"
                      "reserved_http_answers_dropped_total %llu\n",
                      (unsigned long long)h->dropped);
-    for (size_t i = 0; i <= h->nroutes; i++) {
-        const rs_route_stats *st = i < h->nroutes ? h->stats[i] : &h->unrouted;
+    for (size_t i = 0; i < h->nroutes + 2; i++) {
+        const rs_route_stats *st = i < h->nroutes    ? h->stats[i]
+                                   : i == h->nroutes ? &h->unrouted
+                                                     : &h->options;
         if (st->latency.count == 0)
             continue;
         hist_render(st, first, out);

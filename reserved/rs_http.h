@@ -2,7 +2,9 @@
  * rs_http: the HTTP front of reserved on libevent's evhttp. Owns the listener, the route
  * table, the per-request context (rs_req), JSON bodies (jansson only: no JSON is ever
  * built by hand), the SPEC §6 error shape, the body limit (413 TOO_LARGE), 404/405, and
- * request counting by route and status for /metrics.
+ * request counting by route and status for /metrics, and OPTIONS: 204 with "Allow" on
+ * every served path (RFC 9110 §9.3.7), CORS preflights and CORS headers on every answer
+ * by the policy of rs_cors.
  *
  * Lifetime: every handler gets an rs_req and must answer it exactly once with one of the
  * rs_reply_* functions, now or later (after DB / lock / payment callbacks). A client may
@@ -33,7 +35,10 @@ typedef struct rs_route {
     rs_handler handler;
 } rs_route;
 
-rs_http *rs_http_new(struct event_base *base, size_t max_body_bytes) CM_MUSTCHECK;
+struct rs_cors;
+/* cors (borrowed, must outlive h) may be NULL: CORS off. */
+rs_http *rs_http_new(struct event_base *base, size_t max_body_bytes,
+                     const struct rs_cors *cors) CM_MUSTCHECK;
 /* Routes are borrowed (static tables); may be called several times before listen. */
 void rs_http_add_routes(rs_http *h, const rs_route *routes, size_t n);
 cm_rc rs_http_listen(rs_http *h, const cm_addr *addr) CM_MUSTCHECK;

@@ -7,7 +7,6 @@
  * stop booking -> free everything in reverse -> exit 0.
  */
 #include <event2/event.h>
-#include <libpq-fe.h>
 #include <malloc.h>
 #include <signal.h>
 #include <stdbool.h>
@@ -46,11 +45,14 @@ static const cm_cli_flag flags[] = {
 
 static cm_cli_spec cli_spec(void)
 {
+    /* Every key has a default: the file is optional, flags alone can run reserved. */
     return (cm_cli_spec){.prog = "reserved",
                          .keys = rs_config_keys,
                          .nkeys = rs_config_nkeys,
                          .flags = flags,
-                         .nflags = CM_ARRAY_LEN(flags)};
+                         .nflags = CM_ARRAY_LEN(flags),
+                         .config_help = "YAML config, keys below (optional: every key has a "
+                                        "default)"};
 }
 
 static void usage(FILE *out)
@@ -59,34 +61,19 @@ static void usage(FILE *out)
     cm_cli_usage(&spec, out);
 }
 
-/* Checks that span keys or that the table cannot express. */
-static cm_rc config_validate(const rs_config *cfg, const char *origin, char *err, size_t errlen)
+/* Checks that span keys (single values are checked by their keys' validators, in
+ * rs_config). The message names where the key was set, as cm_config's do. */
+static cm_rc config_validate(const rs_config *cfg, int argc, char **argv, const char *file,
+                             char *err, size_t errlen)
 {
     if (cfg->lock_mode == RS_LOCK_LOCKD && cfg->lockd.count == 0) {
+        cm_cli_spec spec = cli_spec();
+        char where[CM_CLI_ORIGIN_MAX];
+        (void)cm_cli_origin(&spec, argc, argv, file, "lockd", where, sizeof(where));
         snprintf(err, errlen, "%s: key 'lockd': lock.mode lockd needs at least one endpoint",
-                 origin);
+                 where);
         return CM_ERR;
     }
-    char why[512];
-    if (cfg->payment_url[0] && !rs_pay_url_ok(cfg->payment_url, why, sizeof(why))) {
-        snprintf(err, errlen, "%s: key 'payment.url': %s (or empty: no payment step)", origin, why);
-        return CM_ERR;
-    }
-    if (cfg->database[0] == '\0') {
-        snprintf(err, errlen, "%s: key 'database': a libpq conninfo is required", origin);
-        return CM_ERR;
-    }
-    /* libpq's own parser, so a typo is an exit 2 here, not a pool that never connects */
-    char *pq_err = NULL;
-    PQconninfoOption *opts = PQconninfoParse(cfg->database, &pq_err);
-    if (opts == NULL) {
-        size_t n = pq_err != NULL ? strcspn(pq_err, "\n") : 0;
-        snprintf(err, errlen, "%s: key 'database': not a libpq conninfo: %.*s", origin, (int)n,
-                 pq_err != NULL ? pq_err : "out of memory");
-        PQfreemem(pq_err);
-        return CM_ERR;
-    }
-    PQconninfoFree(opts);
     return CM_OK;
 }
 
@@ -100,7 +87,7 @@ static cm_rc config_from_args(int argc, char **argv, rs_config *cfg, cm_cli_acti
         return CM_ERR;
     if (*action == CM_CLI_HELP || *action == CM_CLI_VERSION)
         return CM_OK;
-    return config_validate(cfg, file ? file : "command line", err, errlen);
+    return config_validate(cfg, argc, argv, file, err, errlen);
 }
 
 /* ---- the daemon ---- */
@@ -201,7 +188,8 @@ static cm_rc start_modules(rs_app *app, rs_daemon *d)
             return CM_ERR;
         }
     }
-    app->http = rs_http_new(app->base, (size_t)cfg->max_body_bytes);
+    app->cors.origins = &cfg->cors_allow_origins;
+    app->http = rs_http_new(app->base, (size_t)cfg->max_body_bytes, &app->cors);
     if (!app->http)
         return CM_ERR;
     rs_http_add_routes(app->http, rs_api_routes, rs_api_nroutes);
@@ -218,10 +206,11 @@ static void log_start(const rs_config *cfg)
 {
     char a[CM_HOST_MAX + 16];
     log_info("reserved %s instance %s listening on %s, lock.mode %s, db_pool_size %lld, "
-             "payment %s",
+             "payment %s, cors %s (%zu origins)",
              BOOKING_VERSION, rs_app_g.instance_id, cm_addr_format(&cfg->listen, a, sizeof(a)),
              cfg->lock_mode == RS_LOCK_DB ? "db" : "lockd", (long long)cfg->db_pool_size,
-             cfg->payment_url[0] ? cfg->payment_url : "off");
+             cfg->payment_url[0] ? cfg->payment_url : "off",
+             rs_cors_on(&rs_app_g.cors) ? "on" : "off", cfg->cors_allow_origins.count);
 }
 
 static int run(void)

@@ -723,33 +723,72 @@ START_TEST(config_error)
         snprintf(want, sizeof want, "key '%s'", bad[i].key);
         ck_assert_msg(strstr(out, want) != NULL, "case %zu: want '%s' in: %s", i, want, out);
     }
-    /* cross-key: lockd mode with an empty lockd list */
-    snprintf(path, sizeof path, "%s/nolockd.yaml", th_tmpdir());
-    rat_write_file(path, "lockd: []\nlock: {mode: lockd}\n");
-    ck_assert_int_eq(rat_run_cli(out, sizeof out, "--config", path, NULL), 2);
-    ck_assert_msg(strstr(out, "key 'lockd'") != NULL, "%s", out);
+    /* the checks of single values (validators) and across keys name file and line, or
+     * the flag: exactly these messages */
+    struct {
+        const char *yaml; /* NULL: the flag alone */
+        const char *flag, *value;
+        const char *want; /* {F}: the file */
+    } exact[] = {
+        {"listen: 127.0.0.1:8081\ndatabase: \"nonsense\"\n", NULL, NULL,
+         "{F}:2: key 'database': not a libpq conninfo: missing \"=\" after \"nonsense\" in "
+         "connection info string"},
+        {NULL, "--database", "nonsense",
+         "--database: key 'database': not a libpq conninfo: missing \"=\" after \"nonsense\" in "
+         "connection info string"},
+        {NULL, "--database", "host=/tmp bogus=1",
+         "--database: key 'database': not a libpq conninfo: invalid connection option \"bogus\""},
+        {NULL, "--database", "host='unterminated",
+         "--database: key 'database': not a libpq conninfo: unterminated quoted string in "
+         "connection info string"},
+        {"database: \"\"\n", NULL, NULL, "{F}:1: key 'database': a libpq conninfo is required"},
+        {NULL, "--database", "", "--database: key 'database': a libpq conninfo is required"},
+        {"log: {level: info}\npayment:\n  url: ftp://x\n", NULL, NULL,
+         "{F}:3: key 'payment.url': 'ftp://x': only http:// is supported (or empty: no payment "
+         "step)"},
+        {NULL, "--payment-url", "ftp://x",
+         "--payment-url: key 'payment.url': 'ftp://x': only http:// is supported (or empty: no "
+         "payment step)"},
+        {NULL, "--payment-url", "https://pay.example",
+         "--payment-url: key 'payment.url': 'https://pay.example': only http:// is supported (or "
+         "empty: no payment step)"},
+        {NULL, "--payment-url", "http://",
+         "--payment-url: key 'payment.url': 'http://' has no host (http://host[:port][/path]) (or "
+         "empty: no payment step)"},
+        {NULL, "--payment-url", "http:///x",
+         "--payment-url: key 'payment.url': 'http:///x' has no host (http://host[:port][/path]) "
+         "(or empty: no payment step)"},
+        {NULL, "--payment-url", "http://h/p?q",
+         "--payment-url: key 'payment.url': 'http://h/p?q': no user, query or fragment "
+         "(http://host[:port][/path]) (or empty: no payment step)"},
+        {NULL, "--payment-url", "http://u@h/",
+         "--payment-url: key 'payment.url': 'http://u@h/': no user, query or fragment "
+         "(http://host[:port][/path]) (or empty: no payment step)"},
+        {NULL, "--payment-url", "no url",
+         "--payment-url: key 'payment.url': 'no url' is not a URL (or empty: no payment step)"},
+        {"lockd: []\nlock: {mode: lockd}\n", NULL, NULL,
+         "{F}:1: key 'lockd': lock.mode lockd needs at least one endpoint"},
+        {NULL, "--lockd", "", "--lockd: key 'lockd': lock.mode lockd needs at least one endpoint"},
+    };
+    for (size_t i = 0; i < sizeof exact / sizeof exact[0]; i++) {
+        char line[1024];
+        int rc;
+        snprintf(path, sizeof path, "%s/exact-%zu.yaml", th_tmpdir(), i);
+        if (exact[i].yaml != NULL) {
+            rat_write_file(path, exact[i].yaml);
+            rc = rat_run_cli(out, sizeof out, "--config", path, "--check-config", NULL);
+        } else {
+            rc =
+                rat_run_cli(out, sizeof out, exact[i].flag, exact[i].value, "--check-config", NULL);
+        }
+        const char *f = strstr(exact[i].want, "{F}");
+        snprintf(line, sizeof line, "reserved: %s%s\n", f ? path : "", f ? f + 3 : exact[i].want);
+        ck_assert_msg(rc == 2, "case %zu: exit %d: %s", i, rc, out);
+        ck_assert_msg(strcmp(out, line) == 0, "case %zu: want\n%sgot\n%s", i, line, out);
+    }
     /* flags */
     ck_assert_int_eq(rat_run_cli(out, sizeof out, "--lock-mode", "chaos", NULL), 2);
     ck_assert_msg(strstr(out, "--lock-mode") && strstr(out, "lock.mode"), "%s", out);
-    /* database: libpq's parser decides, before any connection is tried */
-    const char *bad_dbs[] = {"nonsense", "host=/tmp bogus=1", "host='unterminated"};
-    for (size_t i = 0; i < sizeof bad_dbs / sizeof bad_dbs[0]; i++) {
-        int rc = rat_run_cli(out, sizeof out, "--config", TH_SOURCE_DIR "/config/reserved.yaml",
-                             "--database", bad_dbs[i], "--check-config", NULL);
-        ck_assert_msg(rc == 2, "database '%s': exit %d: %s", bad_dbs[i], rc, out);
-        ck_assert_msg(strstr(out, "key 'database': not a libpq conninfo") != NULL,
-                      "database '%s': %s", bad_dbs[i], out);
-    }
-    /* payment.url: what --check-config passes, reserved can start with */
-    const char *bad_urls[] = {"ftp://x",      "https://pay.example", "http://", "http:///x",
-                              "http://h/p?q", "http://u@h/",         "no url"};
-    for (size_t i = 0; i < sizeof bad_urls / sizeof bad_urls[0]; i++) {
-        int rc = rat_run_cli(out, sizeof out, "--config", TH_SOURCE_DIR "/config/reserved.yaml",
-                             "--payment-url", bad_urls[i], "--check-config", NULL);
-        ck_assert_msg(rc == 2, "payment.url '%s': exit %d: %s", bad_urls[i], rc, out);
-        ck_assert_msg(strstr(out, "key 'payment.url'") != NULL && strstr(out, bad_urls[i]) != NULL,
-                      "payment.url '%s': %s", bad_urls[i], out);
-    }
     ck_assert_int_eq(rat_run_cli(out, sizeof out, "--config", TH_SOURCE_DIR "/config/reserved.yaml",
                                  "--payment-url", "http://127.0.0.1:8090/gw/", "--check-config",
                                  NULL),
@@ -762,6 +801,14 @@ START_TEST(config_error)
     ck_assert_msg(strncmp(out, "reserved ", 9) == 0, "%s", out);
     ck_assert_int_eq(rat_run_cli(out, sizeof out, "--help", NULL), 0);
     ck_assert_msg(strstr(out, "reconcile.interval_ms") != NULL, "%s", out);
+    /* the synopsis of SPEC §5, as the docs show it */
+    const char *synopsis =
+        "usage: reserved --config FILE [--listen H:P] [--database CONNINFO] [--lockd H:P,H:P,...]\n"
+        "                [--payment-url URL] [--lock-mode lockd|db] [--log-level L]\n"
+        "                [--check-config] [--help] [--version]\n"
+        "\n"
+        "  --config FILE         YAML config, keys below (optional: every key has a default)\n";
+    ck_assert_msg(strncmp(out, synopsis, strlen(synopsis)) == 0, "--help:\n%s", out);
     ck_assert_int_eq(rat_run_cli(out, sizeof out, "--config", TH_SOURCE_DIR "/config/reserved.yaml",
                                  "--lock-mode", "db", "--check-config", NULL),
                      0);

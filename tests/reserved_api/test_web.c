@@ -15,8 +15,303 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include "rat.h"
+
+/* ---- cors ---- */
+
+#define APP           "http://localhost:3000"
+#define APP2          "https://app.example.org"
+#define EVIL          "http://evil.example"
+#define ACAO          "Access-Control-Allow-Origin"
+#define ALLOW_HEADERS "Content-Type, Idempotency-Key, Authorization"
+
+/* How many times the answer carries header name. */
+static int header_count(const fpt_resp *r, const char *name)
+{
+    int n = 0;
+    size_t len = strlen(name);
+    for (const char *line = strstr(r->raw, "\r\n"); line && line + 2 < r->body;
+         line = strstr(line + 2, "\r\n"))
+        n += strncasecmp(line + 2, name, len) == 0 && line[2 + len] == ':';
+    return n;
+}
+
+/* The answer has header name exactly once, with value want (NULL: has it not at all). */
+static void expect_header(const fpt_resp *r, const char *what, const char *name, const char *want)
+{
+    char got[256];
+    if (want == NULL) {
+        ck_assert_msg(header_count(r, name) == 0, "%s: has %s:\n%s", what, name, r->raw);
+        return;
+    }
+    ck_assert_msg(header_count(r, name) == 1, "%s: %d %s headers:\n%s", what, header_count(r, name),
+                  name, r->raw);
+    ck_assert_msg(fpt_header(r, name, got, sizeof got) && strcmp(got, want) == 0,
+                  "%s: %s is '%s', want '%s'", what, name, got, want);
+}
+
+/* One request with an Origin (NULL: none) and, for a preflight, the method it announces. */
+static void cors_req(const rat_server *s, const char *method, const char *path, const char *origin,
+                     const char *announce, const char *body, fpt_resp *r)
+{
+    char headers[512];
+    snprintf(headers, sizeof headers, "%s%s%s%s%s%sContent-Type: application/json\r\n",
+             origin ? "Origin: " : "", origin ? origin : "", origin ? "\r\n" : "",
+             announce ? "Access-Control-Request-Method: " : "", announce ? announce : "",
+             announce ? "\r\nAccess-Control-Request-Headers: content-type, authorization\r\n" : "");
+    rat_req_raw(s, method, path, headers, body, r);
+    ck_assert_msg(r->status != 0, "%s %s: no answer", method, path);
+}
+
+/* An answer to an allowed origin: the CORS headers of every answer, whatever the status. */
+static void expect_cors_answer(const fpt_resp *r, const char *what, const char *acao)
+{
+    expect_header(r, what, ACAO, acao);
+    expect_header(r, what, "Access-Control-Expose-Headers", acao ? "Retry-After, Allow" : NULL);
+    expect_header(r, what, "Vary", "Origin");
+}
+
+/* 204 to a preflight of an allowed origin, allowing methods. */
+static void expect_preflight_ok(const fpt_resp *r, const char *what, const char *acao,
+                                const char *methods)
+{
+    ck_assert_msg(r->status == 204, "%s: status %d:\n%s", what, r->status, r->raw);
+    ck_assert_msg(r->body[0] == '\0', "%s: a 204 with a body", what);
+    expect_cors_answer(r, what, acao);
+    expect_header(r, what, "Access-Control-Allow-Methods", methods);
+    expect_header(r, what, "Access-Control-Allow-Headers", ALLOW_HEADERS);
+    expect_header(r, what, "Access-Control-Max-Age", "600");
+    expect_header(r, what, "Allow", methods);
+    expect_header(r, what, "Content-Length", NULL);
+}
+
+/* 403 FORBIDDEN to a preflight: no Allow-Origin, so the browser refuses. */
+static void expect_preflight_refused(const fpt_resp *r, const char *what, const char *message)
+{
+    ck_assert_msg(r->status == 403, "%s: status %d:\n%s", what, r->status, r->raw);
+    ck_assert_str_eq(fpt_error_code(r), "FORBIDDEN");
+    ck_assert_str_eq(
+        json_string_value(json_object_get(json_object_get(r->json, "error"), "message")), message);
+    expect_header(r, what, ACAO, NULL);
+    expect_header(r, what, "Access-Control-Allow-Methods", NULL);
+    expect_header(r, what, "Vary", "Origin");
+}
+
+/* What reserved with CORS off (the default) answers: no CORS header at all, OPTIONS gets
+ * 204 with Allow, a preflight too (a browser reads that as a refusal). */
+static void cors_off(const th_pg *pg, long long venue)
+{
+    rat_server s;
+    fpt_resp r;
+    char path[64];
+    rat_start(&s, pg->conninfo);
+    snprintf(path, sizeof path, "/venues/%lld", venue);
+    const char *cors_headers[] = {ACAO, "Vary", "Access-Control-Expose-Headers",
+                                  "Access-Control-Allow-Methods"};
+    struct {
+        const char *method, *path, *announce;
+        int status;
+    } reqs[] = {{"GET", path, NULL, 200},
+                {"GET", "/venues/999999", NULL, 404},
+                {"OPTIONS", "/venues", "POST", 204},
+                {"OPTIONS", path, NULL, 204}};
+    for (size_t i = 0; i < sizeof reqs / sizeof reqs[0]; i++) {
+        cors_req(&s, reqs[i].method, reqs[i].path, APP, reqs[i].announce, NULL, &r);
+        ck_assert_msg(r.status == reqs[i].status, "off #%zu: %d", i, r.status);
+        for (size_t k = 0; k < sizeof cors_headers / sizeof cors_headers[0]; k++)
+            expect_header(&r, "CORS off", cors_headers[k], NULL);
+        fpt_resp_free(&r);
+    }
+    cors_req(&s, "OPTIONS", "/venues", NULL, NULL, NULL, &r);
+    expect_header(&r, "CORS off, OPTIONS", "Allow", "POST, OPTIONS");
+    fpt_resp_free(&r);
+    rat_stop_clean(&s);
+}
+
+/* cors.allow_origins: what --check-config refuses (exit 2, file:line:key) and takes. */
+static void cors_config(void)
+{
+    char out[4096], path[512], want[1024];
+    const struct {
+        const char *list, *why;
+    } bad[] = {
+        {"[http://localhost:3000/]",
+         "item 1 'http://localhost:3000/': a path, query or fragment after the host (an origin "
+         "has none, not even a final /)"},
+        {"[" APP ", localhost:3000]", "item 2 'localhost:3000': no http:// or https:// scheme"},
+        {"[\"*\", " APP "]", "item 1 '*': \"*\" with other origins"},
+        {"[http://a.example:80]",
+         "item 1 'http://a.example:80': a default port (browsers leave it out of Origin: drop it)"},
+        {"[https://a.example:70000]",
+         "item 1 'https://a.example:70000': the port must be 1..65535"},
+        {"[\"null\"]", "item 1 'null': no http:// or https:// scheme"},
+        {"[\"http://a b\"]", "item 1 'http://a b': a character that cannot be in a host"},
+        {"[http://]", "item 1 'http://': no host"},
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        char yaml[256];
+        snprintf(path, sizeof path, "%s/cors-%zu.yaml", th_tmpdir(), i);
+        snprintf(yaml, sizeof yaml, "lock: {mode: db}\ncors:\n  allow_origins: %s\n", bad[i].list);
+        rat_write_file(path, yaml);
+        int rc = rat_run_cli(out, sizeof out, "--config", path, "--check-config", NULL);
+        snprintf(want, sizeof want,
+                 "reserved: %s:3: key 'cors.allow_origins': %s; an origin is http(s)://host[:port] "
+                 "(no path), or \"*\" alone\n",
+                 path, bad[i].why);
+        ck_assert_msg(rc == 2 && strcmp(out, want) == 0, "case %zu: exit %d, want\n%sgot\n%s", i,
+                      rc, want, out);
+    }
+    snprintf(path, sizeof path, "%s/cors-good.yaml", th_tmpdir());
+    rat_write_file(path, "cors: {allow_origins: [" APP ", " APP2 ", \"http://[::1]:8080\"]}\n");
+    ck_assert_int_eq(rat_run_cli(out, sizeof out, "--config", path, "--check-config", NULL), 0);
+    ck_assert_msg(strstr(out, "\ncors.allow_origins = " APP "," APP2 ",http://[::1]:8080\n"), "%s",
+                  out);
+    ck_assert_int_eq(rat_run_cli(out, sizeof out, "--check-config", NULL), 0);
+    ck_assert_msg(strstr(out, "\ncors.allow_origins = \n"), "default: %s", out);
+}
+
+START_TEST(cors)
+{
+    th_pg pg;
+    rat_server s, star, down;
+    fpt_resp r;
+    char path[512], seats[64], perf_path[64], yaml[600], lockd[64];
+
+    cors_config();
+    rat_pg_start(&pg);
+    snprintf(path, sizeof path, "%s/cors.yaml", th_tmpdir());
+    rat_write_file(path, "lock: {mode: db}\nlog: {level: debug}\n"
+                         "cors:\n  allow_origins:\n    - " APP "\n    - " APP2 "\n");
+    rat_spawn(&s, pg.conninfo, "--config", path, NULL);
+    rat_wait_up(&s);
+    long long venue = rat_post_id(&s, "/venues",
+                                  json_pack("{s:s,s:[{s:s,s:i,s:s}]}", "name", "CORS", "seats",
+                                            "row", "A", "number", 1, "type", "NORMAL"));
+    long long perf = rat_make_perf(&s, venue, "T", "2026-12-01T19:00:00Z", 1, 2, NULL);
+    snprintf(perf_path, sizeof perf_path, "/performances/%lld", perf);
+    snprintf(seats, sizeof seats, "/performances/%lld/seats", perf);
+
+    /* preflights of an allowed origin: 204, the path's methods; the origin as sent */
+    cors_req(&s, "OPTIONS", "/venues", APP, "POST", NULL, &r);
+    expect_preflight_ok(&r, "preflight POST /venues", APP, "POST, OPTIONS");
+    fpt_resp_free(&r);
+    cors_req(&s, "OPTIONS", perf_path, "https://APP.example.org", "PATCH", NULL, &r);
+    expect_preflight_ok(&r, "preflight PATCH", "https://APP.example.org", "GET, PATCH, OPTIONS");
+    fpt_resp_free(&r);
+    snprintf(path, sizeof path, "%s/reservations", perf_path);
+    cors_req(&s, "OPTIONS", path, APP2, "POST", NULL, &r);
+    expect_preflight_ok(&r, "preflight reservations", APP2, "POST, OPTIONS");
+    fpt_resp_free(&r);
+    /* refused: another origin, a method the path does not serve, a method's case */
+    cors_req(&s, "OPTIONS", "/venues", EVIL, "POST", NULL, &r);
+    expect_preflight_refused(&r, "other origin",
+                             "origin " EVIL " may not call this API (cors.allow_origins)");
+    expect_header(&r, "other origin", "Allow", "POST, OPTIONS");
+    fpt_resp_free(&r);
+    cors_req(&s, "OPTIONS", "/venues", APP, "DELETE", NULL, &r);
+    expect_preflight_refused(&r, "DELETE /venues",
+                             "DELETE is not served on /venues (allowed: POST, OPTIONS)");
+    fpt_resp_free(&r);
+    cors_req(&s, "OPTIONS", perf_path, APP, "patch", NULL, &r);
+    ck_assert_int_eq(r.status, 403);
+    expect_header(&r, "patch", ACAO, NULL);
+    fpt_resp_free(&r);
+
+    /* OPTIONS that is no preflight: 204 with Allow; with an allowed Origin, its headers */
+    cors_req(&s, "OPTIONS", perf_path, NULL, NULL, NULL, &r);
+    ck_assert_int_eq(r.status, 204);
+    expect_header(&r, "plain OPTIONS", "Allow", "GET, PATCH, OPTIONS");
+    expect_header(&r, "plain OPTIONS", ACAO, NULL);
+    expect_header(&r, "plain OPTIONS", "Vary", "Origin");
+    fpt_resp_free(&r);
+    cors_req(&s, "OPTIONS", seats, APP, NULL, NULL, &r);
+    ck_assert_int_eq(r.status, 204);
+    expect_header(&r, "OPTIONS with Origin", "Allow", "GET, OPTIONS");
+    expect_cors_answer(&r, "OPTIONS with Origin", APP);
+    expect_header(&r, "OPTIONS with Origin", "Access-Control-Allow-Methods", NULL);
+    fpt_resp_free(&r);
+    rat_req_raw(&s, "OPTIONS", "*", NULL, NULL, &r);
+    ck_assert_int_eq(r.status, 204);
+    expect_header(&r, "OPTIONS *", "Allow", "POST, GET, PATCH, DELETE, OPTIONS");
+    fpt_resp_free(&r);
+    cors_req(&s, "OPTIONS", "/nowhere", APP, "GET", NULL, &r);
+    ck_assert_int_eq(r.status, 404);
+    expect_cors_answer(&r, "OPTIONS /nowhere", APP);
+    fpt_resp_free(&r);
+
+    /* every answer to an allowed origin carries the headers, errors included */
+    char big[70001];
+    memset(big, 'x', sizeof big - 1);
+    big[sizeof big - 1] = '\0';
+    struct {
+        const char *method, *path, *body;
+        int status;
+    } answers[] = {
+        {"GET", seats, NULL, 200},
+        {"GET", perf_path, NULL, 200},
+        {"GET", "/venues/999999", NULL, 404},
+        {"GET", "/nowhere", NULL, 404},
+        {"POST", "/venues", "{\"name\":\"V\"}", 400},
+        {"DELETE", "/venues", NULL, 405},
+        {"POST", "/venues", big, 413},
+        {"POST", "/users", "{\"name\":\"C\",\"email\":\"c@example.org\"}", 201},
+        {"GET", "/healthz", NULL, 200},
+    };
+    for (size_t i = 0; i < sizeof answers / sizeof answers[0]; i++) {
+        char what[128];
+        snprintf(what, sizeof what, "%s %s", answers[i].method, answers[i].path);
+        cors_req(&s, answers[i].method, answers[i].path, APP, NULL, answers[i].body, &r);
+        ck_assert_msg(r.status == answers[i].status, "%s: %d:\n%s", what, r.status, r.raw);
+        expect_cors_answer(&r, what, APP);
+        fpt_resp_free(&r);
+        /* another origin or none: the same answer, only Vary */
+        cors_req(&s, answers[i].method, answers[i].path, i % 2 ? EVIL : NULL, NULL, answers[i].body,
+                 &r);
+        ck_assert_msg(r.status == answers[i].status || (i == 7 && r.status == 409), "%s: %d", what,
+                      r.status);
+        expect_cors_answer(&r, what, NULL);
+        fpt_resp_free(&r);
+    }
+    /* 503 (lockd mode, no lockd: /healthz down) */
+    snprintf(yaml, sizeof yaml, "%s/cors-down.yaml", th_tmpdir());
+    rat_write_file(yaml, "cors: {allow_origins: [" APP "]}\n");
+    snprintf(lockd, sizeof lockd, "127.0.0.1:%d", th_free_port());
+    rat_spawn(&down, pg.conninfo, "--config", yaml, "--lock-mode", "lockd", "--lockd", lockd, NULL);
+    rat_wait_up(&down);
+    cors_req(&down, "GET", "/healthz", APP, NULL, NULL, &r);
+    ck_assert_int_eq(r.status, 503);
+    expect_cors_answer(&r, "503 /healthz", APP);
+    fpt_resp_free(&r);
+    rat_stop_clean(&down);
+
+    /* "*": any origin, answered "*" */
+    snprintf(yaml, sizeof yaml, "%s/cors-star.yaml", th_tmpdir());
+    rat_write_file(yaml, "lock: {mode: db}\ncors: {allow_origins: \"*\"}\n");
+    rat_spawn(&star, pg.conninfo, "--config", yaml, NULL);
+    rat_wait_up(&star);
+    cors_req(&star, "OPTIONS", "/venues", EVIL, "POST", NULL, &r);
+    expect_preflight_ok(&r, "* preflight", "*", "POST, OPTIONS");
+    fpt_resp_free(&r);
+    cors_req(&star, "GET", seats, "http://anything.example:8000", NULL, NULL, &r);
+    ck_assert_int_eq(r.status, 200);
+    expect_cors_answer(&r, "* GET", "*");
+    fpt_resp_free(&r);
+    rat_stop_clean(&star);
+
+    /* and a preflight from an origin is counted */
+    rat_req_ok(&s, "GET", "/metrics", NULL, 200, &r);
+    ck_assert_msg(strstr(r.body,
+                         "reserved_http_requests_total{route=\"options\",method=\"OPTIONS\","
+                         "code=\"403\",class=\"4xx\"} 3\n"),
+                  "%s", r.body);
+    fpt_resp_free(&r);
+    rat_stop_clean(&s);
+
+    cors_off(&pg, venue);
+}
+END_TEST
 
 /* ---- seat_order ---- */
 
@@ -215,6 +510,7 @@ END_TEST
 int main(void)
 {
     const fpt_case cases[] = {
+        {"cors", cors},
         {"seat_order", seat_order},
     };
     return fpt_main("reserved_web", cases, sizeof cases / sizeof cases[0], 120);
