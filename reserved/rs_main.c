@@ -281,7 +281,7 @@ int main(int argc, char **argv)
     rs_config *cfg = &rs_app_g.cfg;
     cm_cli_action action;
     bool usage_error;
-    char err[1024];
+    char err[CM_CLI_ORIGIN_MAX + 512]; /* where ("FILE:LINE") and why */
     int rc = 0;
 
     signal(SIGPIPE, SIG_IGN);
