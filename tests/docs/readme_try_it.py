@@ -13,7 +13,9 @@ Usage: readme_try_it.py ROOT BIN_DIR
    an `nc` line followed by a session block ('> ' / '< ' lines) is played by
    lockp_session.py, which checks every reply.
 3. Checks what the README says the commands show: the second booking of a seat answers
-   409 SEAT_TAKEN, lockctl's fence is greater than the fence of the nc session.
+   409 SEAT_TAKEN, lockctl's fence is greater than the fence of the nc session; and that
+   every line of the README's sample demo summary (its label, and OK for a check) is a
+   line the demo printed this time.
 4. Sends SIGTERM to the demo, as Ctrl-C would: it must stop everything and exit 0, and
    the env file must be gone.
 The demo is stopped by PID on every path."""
@@ -36,6 +38,21 @@ def try_it_blocks(readme):
     if not m:
         raise SystemExit("FAIL: README.md has no '## Try it' section")
     return re.findall(r"^```(\w*)\n(.*?)^```", m.group(1), flags=re.S | re.M)
+
+
+def summary_labels(readme):
+    """The labels of the README's sample summary: '  seats     200' -> 'seats'."""
+    text = open(readme, encoding="utf-8").read()
+    m = re.search(r"^```\n(== summary.*?)^```", text, flags=re.S | re.M)
+    if not m:
+        raise SystemExit("FAIL: README.md shows no demo summary")
+    labels = []
+    for line in m.group(1).split("\n")[1:]:
+        if line.strip():
+            parts = re.split(r" {2,}", line.strip(), maxsplit=1)
+            label, value = parts[0], parts[1] if len(parts) > 1 else ""
+            labels.append((label, value.strip() == "OK"))
+    return labels
 
 
 def build_script(blocks):
@@ -116,6 +133,11 @@ def main():
         if not m_nc or not m_ctl or int(m_ctl.group(1)) <= int(m_nc.group(1)):
             problems.append(f"lockctl's fence is not above the nc session's ({m_nc and m_nc.group(1)}"
                             f", {m_ctl and m_ctl.group(1)})")
+        demo_out = re.sub(r"\x1b\[[0-9;]*m", "", open(os.path.join(work, "demo.log")).read())
+        for label, is_check in summary_labels(os.path.join(root, "README.md")):
+            rx = r"^  " + re.escape(label) + (r" +OK$" if is_check else r" {2,}\S")
+            if not re.search(rx, demo_out, re.M):
+                problems.append(f"the README's summary line '{label}' is not in the demo's output")
         if "CANCELLED" not in out:
             problems.append("the cancel did not show CANCELLED")
         for pr in problems:
