@@ -23,6 +23,20 @@ BK_LOGS=""
 BK_PG_DIR=""
 BK_USED_PORTS=" "
 
+# The start of a test script: the traps that stop everything by PID on any exit, then
+# the temp dir. bk_fail MESSAGE ends the test, keeping the servers' logs to look at.
+bk_test_init() { # bk_test_init NAME
+    trap bk_cleanup EXIT
+    trap 'exit 130' INT TERM
+    bk_init "$1"
+}
+bk_fail() {
+    echo "FAIL: $*" >&2
+    export BK_KEEP_LOGS=1
+    echo "logs kept in $BK_LOGS" >&2
+    exit 1
+}
+
 # Creates the temp dir every server of this run lives in, and its logs/ dir.
 bk_init() { # bk_init NAME
     BK_TMP=$(mktemp -d "${TMPDIR:-/tmp}/$1.XXXXXX")

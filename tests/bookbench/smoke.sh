@@ -14,17 +14,7 @@ ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 : "${BK_BIN:?set BK_BIN to the bin dir of a build}"
 # shellcheck source=../../scripts/lib/booking.sh
 source "$ROOT/scripts/lib/booking.sh"
-trap bk_cleanup EXIT
-trap 'exit 130' INT TERM
-
-fail() {
-    echo "FAIL: $*" >&2
-    BK_KEEP_TMP=1
-    echo "logs kept in $BK_TMP" >&2
-    exit 1
-}
-
-bk_init bookbench-smoke
+bk_test_init bookbench-smoke
 bk_start_pg
 bk_start_reserved 1 db ""
 VENUE=$(bk_create_venue "Smoke hall" 2000 200 50)
@@ -37,20 +27,20 @@ OUT="$BK_TMP/bookbench.out"
     --background-perfs "$BG" --background-share 0.3 --reads-share 0.2 \
     --users "$BK_USERS_FIRST:20" --seed 7 --timeout-ms 5000 --json "$BK_TMP/bb.json" \
     --result-line | tee "$OUT"
-RESULT=$(grep '^RESULT ' "$OUT") || fail "no RESULT line"
+RESULT=$(grep '^RESULT ' "$OUT") || bk_fail "no RESULT line"
 res() { sed -n "s/.* $1=\([^ ]*\).*/\1/p" <<<"$RESULT"; }
 
 for k in requests hot_req bg_req read_req hot_ok bg_ok read_ok; do
-    [[ $(res "$k") -gt 0 ]] || fail "$k = $(res "$k"), want > 0"
+    [[ $(res "$k") -gt 0 ]] || bk_fail "$k = $(res "$k"), want > 0"
 done
 for k in hot_other bg_other read_other hot_noanswer bg_noanswer read_noanswer; do
-    [[ $(res "$k") -eq 0 ]] || fail "$k = $(res "$k"), want 0"
+    [[ $(res "$k") -eq 0 ]] || bk_fail "$k = $(res "$k"), want 0"
 done
 ELAPSED=$(res elapsed_s)
-awk -v e="$ELAPSED" 'BEGIN { exit !(e >= 2.5 && e < 15) }' || fail "elapsed_s $ELAPSED, want about 3"
-grep -q '"hot"' "$BK_TMP/bb.json" || fail "--json wrote no per-class report"
+awk -v e="$ELAPSED" 'BEGIN { exit !(e >= 2.5 && e < 15) }' || bk_fail "elapsed_s $ELAPSED, want about 3"
+grep -q '"hot"' "$BK_TMP/bb.json" || bk_fail "--json wrote no per-class report"
 for row in "hot bookings" "background bookings" "seat-map reads"; do
-    grep -q "^$row " "$OUT" || fail "no table row '$row'"
+    grep -q "^$row " "$OUT" || bk_fail "no table row '$row'"
 done
 
 # The human form alone: 40 seat-map reads only. One row (reads), one outcome column (ok),
@@ -58,20 +48,20 @@ done
 OUT2="$BK_TMP/bookbench-reads.out"
 "$BK_BIN/bookbench" --servers "$(bk_servers)" --clients 4 --requests 40 --hot-perf "$HOT" \
     --background-share 0 --reads-share 1 --users "$BK_USERS_FIRST:20" | tee "$OUT2"
-grep -q '^seat-map reads ' "$OUT2" || fail "reads run: no row 'seat-map reads'"
-! grep -Eq '^(hot|background) bookings ' "$OUT2" || fail "reads run: a row of a class that sent nothing"
-! grep -q '^RESULT' "$OUT2" || fail "RESULT line without --result-line"
-grep -q '^class  *requests  *ok  *req/s ' "$OUT2" || fail "reads run: columns of outcomes that never happened"
-grep -q '^none: .*409 SEAT_TAKEN.*unanswered$' "$OUT2" || fail "reads run: no 'none: ...' line"
+grep -q '^seat-map reads ' "$OUT2" || bk_fail "reads run: no row 'seat-map reads'"
+! grep -Eq '^(hot|background) bookings ' "$OUT2" || bk_fail "reads run: a row of a class that sent nothing"
+! grep -q '^RESULT' "$OUT2" || bk_fail "RESULT line without --result-line"
+grep -q '^class  *requests  *ok  *req/s ' "$OUT2" || bk_fail "reads run: columns of outcomes that never happened"
+grep -q '^none: .*409 SEAT_TAKEN.*unanswered$' "$OUT2" || bk_fail "reads run: no 'none: ...' line"
 
 CONFIRMED=$(bk_psql "SELECT count(*) FROM reservations WHERE status = 'CONFIRMED'")
 OK=$(($(res hot_ok) + $(res bg_ok)))
-[[ $CONFIRMED -eq $OK ]] || fail "confirmed reservations $CONFIRMED, bookbench saw $OK created"
+[[ $CONFIRMED -eq $OK ]] || bk_fail "confirmed reservations $CONFIRMED, bookbench saw $OK created"
 BAD=$(bk_psql "SELECT count(*) FROM performances p WHERE p.remaining_capacity <> p.total_capacity -
        (SELECT count(*) FROM reservation_seats s JOIN reservations r ON r.id = s.reservation_id
         WHERE r.performance_id = p.id AND r.status = 'CONFIRMED')")
-[[ $BAD -eq 0 ]] || fail "$BAD performances with remaining != total - sold"
+[[ $BAD -eq 0 ]] || bk_fail "$BAD performances with remaining != total - sold"
 TWICE=$(bk_psql "SELECT count(*) FROM (SELECT performance_id, seat_id FROM reservation_seats
          WHERE confirmed GROUP BY 1, 2 HAVING count(*) > 1) t")
-[[ $TWICE -eq 0 ]] || fail "$TWICE seats sold twice"
+[[ $TWICE -eq 0 ]] || bk_fail "$TWICE seats sold twice"
 echo "PASS: $(res requests) requests, $OK bookings created, database consistent"

@@ -4,7 +4,7 @@
 # for one origin) through scripts/lib/booking.sh, then runs check_openapi.py twice, each on the first reserved
 # with one of the other two to stop (SIGTERM) in its "stopping" phase:
 #   1. against a copy of the document with three planted faults (a route left out, a
-#      wrong status, a wrong field type): it must fail and name each of them;
+#      wrong status, a wrong field type): it must bk_fail and name each of them;
 #   2. against docs/openapi.yaml: it must pass (and the response examples of docs/api.md
 #      must match it).
 # Everything started is stopped by PID (trap), also on failure.
@@ -15,18 +15,7 @@ ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 : "${BK_BIN:?set BK_BIN to the bin dir of a build}"
 # shellcheck source=../../scripts/lib/booking.sh
 source "$ROOT/scripts/lib/booking.sh"
-trap bk_cleanup EXIT
-trap 'exit 130' INT TERM
-
-# On failure the servers' logs and the checker's output stay (not the database files).
-fail() {
-    echo "FAIL: $*" >&2
-    export BK_KEEP_LOGS=1
-    echo "logs and checker output kept in $BK_LOGS" >&2
-    exit 1
-}
-
-bk_init openapi-check
+bk_test_init openapi-check
 bk_start_pg
 bk_start_redis 1
 bk_start_lockd 1
@@ -52,7 +41,7 @@ python3 "$ROOT/tests/openapi/check_openapi.py" --spec "$ROOT/docs/openapi.yaml" 
 echo "== the checker against a copy with planted faults (must fail)"
 if check "$PLANTED" 1 >"$BK_LOGS/planted.out" 2>&1; then
     cat "$BK_LOGS/planted.out"
-    fail "the checker passed a document with planted faults"
+    bk_fail "the checker passed a document with planted faults"
 fi
 echo "  it failed with $(grep -c '^FAIL' "$BK_LOGS/planted.out") findings, among them:"
 for want in 'reserved serves GET /users/{id}/reservations (route user_reservations), the document does not document it' \
@@ -60,9 +49,9 @@ for want in 'reserved serves GET /users/{id}/reservations (route user_reservatio
     "totalCapacity: [0-9]* is not of type 'string'"; do
     grep -m 1 -- "$want" "$BK_LOGS/planted.out" | sed 's/^/    /' || {
         cat "$BK_LOGS/planted.out"
-        fail "the planted fault was not reported: $want"
+        bk_fail "the planted fault was not reported: $want"
     }
 done
 echo "== the checker against docs/openapi.yaml (must pass)"
-check "$ROOT/docs/openapi.yaml" 2 --api-md "$ROOT/docs/api.md" || fail "docs/openapi.yaml does not describe the server"
+check "$ROOT/docs/openapi.yaml" 2 --api-md "$ROOT/docs/api.md" || bk_fail "docs/openapi.yaml does not describe the server"
 echo "PASS: the planted faults were caught and docs/openapi.yaml matches the server"
