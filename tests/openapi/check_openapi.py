@@ -725,7 +725,7 @@ def run_stopping(held, stopping, args):
         while time.time() < deadline:
             try:
                 socket.create_connection((host, int(port)), timeout=1).close()
-            except ConnectionRefusedError:
+            except OSError:  # refused, or reset: the listener closed with us in its backlog
                 break
             time.sleep(0.01)
         for c, conn in zip(stopping, conns):

@@ -15,6 +15,9 @@ ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 : "${BK_BIN:?set BK_BIN to the bin dir of a build}"
 # shellcheck source=../../scripts/lib/booking.sh
 source "$ROOT/scripts/lib/booking.sh"
+# Debian's python3, whose yaml and jsonschema modules scripts/deps.sh installs: a python3
+# found first on PATH (pyenv's, say) may not have them.
+PY=${PYTHON3:-/usr/bin/python3}
 bk_test_init openapi-check
 bk_start_pg
 bk_start_redis 1
@@ -27,7 +30,7 @@ MAX_BODY=$(sed -n 's/.*max_body_bytes: *\([0-9]*\).*/\1/p' "$BK_TMP/reserved1.ya
 check() { # check SPEC N [ARGS...]: the checker on reserved 1, stopping reserved N
     local spec=$1 n=$2
     shift 2
-    python3 "$ROOT/tests/openapi/check_openapi.py" --spec "$spec" --root "$ROOT" \
+    "$PY" "$ROOT/tests/openapi/check_openapi.py" --spec "$spec" --root "$ROOT" \
         --api "${BK_RESERVED[0]}" --stop-api "${BK_RESERVED[$n]}" \
         --stop-pid "${BK_RESERVED_PIDS[$n]}" --pay "$BK_PAY_URL" --lockd "${BK_LOCKD[0]}" \
         --lockctl "$BK_BIN/lockctl" --reserved-bin "$BK_BIN/reserved" --max-body-bytes "${MAX_BODY:-65536}" --origin "$ORIGIN" \
@@ -37,7 +40,7 @@ check() { # check SPEC N [ARGS...]: the checker on reserved 1, stopping reserved
 }
 
 PLANTED="$BK_LOGS/openapi-planted.yaml"
-python3 "$ROOT/tests/openapi/check_openapi.py" --spec "$ROOT/docs/openapi.yaml" --plant "$PLANTED"
+"$PY" "$ROOT/tests/openapi/check_openapi.py" --spec "$ROOT/docs/openapi.yaml" --plant "$PLANTED"
 echo "== the checker against a copy with planted faults (must fail)"
 if check "$PLANTED" 1 >"$BK_LOGS/planted.out" 2>&1; then
     cat "$BK_LOGS/planted.out"
