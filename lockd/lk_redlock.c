@@ -27,6 +27,7 @@
 
 #include "cm_log.h"
 #include "cm_rand.h"
+#include "cm_sha1.h"
 #include "cm_time.h"
 #include "lk_metrics.h"
 
@@ -179,80 +180,6 @@ struct lk_redlock {
     size_t queued;
     bool freeing; /* lk_redlock_free is running: callbacks only drop references */
 };
-
-/* ---- SHA1 (for EVALSHA; FIPS 180-1) ---- */
-
-static uint32_t sha1_rol(uint32_t v, unsigned n)
-{
-    return (v << n) | (v >> (32 - n));
-}
-
-static void sha1_block(uint32_t h[5], const unsigned char *p)
-{
-    uint32_t w[80];
-    for (int i = 0; i < 16; i++) {
-        w[i] = (uint32_t)p[4 * i] << 24 | (uint32_t)p[4 * i + 1] << 16 |
-               (uint32_t)p[4 * i + 2] << 8 | (uint32_t)p[4 * i + 3];
-    }
-    for (int i = 16; i < 80; i++) {
-        w[i] = sha1_rol(w[i - 3] ^ w[i - 8] ^ w[i - 14] ^ w[i - 16], 1);
-    }
-    uint32_t a = h[0], b = h[1], c = h[2], d = h[3], e = h[4];
-    for (int i = 0; i < 80; i++) {
-        uint32_t f, k;
-        if (i < 20) {
-            f = (b & c) | (~b & d);
-            k = 0x5A827999;
-        } else if (i < 40) {
-            f = b ^ c ^ d;
-            k = 0x6ED9EBA1;
-        } else if (i < 60) {
-            f = (b & c) | (b & d) | (c & d);
-            k = 0x8F1BBCDC;
-        } else {
-            f = b ^ c ^ d;
-            k = 0xCA62C1D6;
-        }
-        uint32_t t = sha1_rol(a, 5) + f + e + k + w[i];
-        e = d;
-        d = c;
-        c = sha1_rol(b, 30);
-        b = a;
-        a = t;
-    }
-    h[0] += a;
-    h[1] += b;
-    h[2] += c;
-    h[3] += d;
-    h[4] += e;
-}
-
-static void sha1_hex(const char *text, char out[41])
-{
-    uint32_t h[5] = {0x67452301, 0xEFCDAB89, 0x98BADCFE, 0x10325476, 0xC3D2E1F0};
-    size_t len = strlen(text), off = 0;
-    unsigned char block[64];
-    while (len - off >= 64) {
-        sha1_block(h, (const unsigned char *)text + off);
-        off += 64;
-    }
-    size_t rest = len - off;
-    memset(block, 0, sizeof block);
-    memcpy(block, text + off, rest);
-    block[rest] = 0x80;
-    if (rest >= 56) {
-        sha1_block(h, block);
-        memset(block, 0, sizeof block);
-    }
-    uint64_t bits = (uint64_t)len * 8;
-    for (int i = 0; i < 8; i++) {
-        block[63 - i] = (unsigned char)(bits >> (8 * i));
-    }
-    sha1_block(h, block);
-    for (int i = 0; i < 5; i++) {
-        snprintf(out + 8 * i, 9, "%08x", h[i]);
-    }
-}
 
 /* ---- masters ---- */
 
@@ -973,7 +900,7 @@ lk_redlock *lk_redlock_new(struct event_base *base, const lk_redlock_opts *opts)
     }
     snprintf(rl->channel, rl->channel_len + 1, "%sreleased", prefix);
     for (int i = 0; i < SCRIPT_COUNT; i++) {
-        sha1_hex(script_text[i], rl->sha[i]);
+        cm_sha1_hex(script_text[i], strlen(script_text[i]), rl->sha[i]);
     }
     struct timeval tv = cm_tv_from_ms(rl->timeout_ms);
     rl->round_tv = event_base_init_common_timeout(base, &tv);
