@@ -1,27 +1,47 @@
 /*
- * cx_cli: command-line helpers of the chaos tools (see the header).
+ * cx_cli: the chaos tools' loopback rule (see the header).
  */
-#include <errno.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "cx_cli.h"
 
-bool cx_cli_u64(const char *s, uint64_t lo, uint64_t hi, uint64_t *out)
-{
-    char *end;
-    if (*s < '0' || *s > '9')
-        return false;
-    errno = 0;
-    unsigned long long v = strtoull(s, &end, 10);
-    if (errno != 0 || *end != '\0' || v < lo || v > hi)
-        return false;
-    *out = v;
-    return true;
-}
-
 bool cx_cli_loopback(const cm_addr *a)
 {
     return strcmp(a->host, "localhost") == 0 || strcmp(a->host, "::1") == 0 ||
            strncmp(a->host, "127.", 4) == 0;
+}
+
+bool cx_cli_parse_loopback(const char *v, void *dst, char *why, size_t whylen)
+{
+    cm_addr a;
+    if (cm_addr_parse(v, &a, why, whylen) != CM_OK)
+        return false;
+    if (!cx_cli_loopback(&a)) {
+        snprintf(why, whylen, "loopback addresses only");
+        return false;
+    }
+    *(cm_addr *)dst = a;
+    return true;
+}
+
+bool cx_cli_parse_loopback_list(const char *v, void *dst, char *why, size_t whylen)
+{
+    cx_addr_list *l = dst;
+    cm_addr *a = NULL;
+    size_t n = 0;
+    if (cm_addr_parse_list(v, &a, &n, why, whylen) != CM_OK)
+        return false;
+    for (size_t i = 0; i < n; i++) {
+        if (!cx_cli_loopback(&a[i])) {
+            snprintf(why, whylen, "loopback addresses only");
+            free(a);
+            return false;
+        }
+    }
+    free(l->a);
+    l->a = a;
+    l->n = n;
+    return true;
 }

@@ -1,10 +1,11 @@
 /*
- * cx_load: chaos_load, the chaos suite's load driver. main() owns the command line, the
- * event loop, the signals and the run's stop order; this file also owns the booking
- * workload: C concurrent HTTP clients (cx_load_http) booking seats on a hot performance
- * and on others, cancelling what this run booked and reading seat maps, against several
- * reserved servers. Every op is one history line (cx_load_hist) written when it ends.
- * The counter workload (cx_load_counter) runs on the same loop when --lockd is given.
+ * cx_load: chaos_load, the chaos suite's load driver. main() owns the command line; this
+ * file owns the booking workload: C concurrent load clients (the loadgen library's
+ * lg_driver runs them, their connections, the seat maps at start, the duration, the
+ * signals and the stop) booking seats on a hot performance and on others, cancelling
+ * what this run booked and reading seat maps, against several reserved servers. Every
+ * op is one history line (cx_history_writer) written when it ends. The counter workload
+ * (cx_load_counter) runs on the same loop when --lockd is given.
  *
  * Determinism: each client draws from its own PRNG seeded by (--seed, client number), a
  * fixed number of draws per op, so a seed fixes every client's sequence of intended ops
@@ -12,7 +13,6 @@
  */
 #include <errno.h>
 #include <event2/event.h>
-#include <getopt.h>
 #include <inttypes.h>
 #include <jansson.h>
 #include <signal.h>
@@ -22,13 +22,16 @@
 #include <string.h>
 
 #include "cm_addr.h"
+#include "cm_flags.h"
 #include "cm_log.h"
+#include "cm_parse.h"
 #include "cm_time.h"
 #include "cx_cli.h"
+#include "cx_history_writer.h"
 #include "cx_load_counter.h"
-#include "cx_load_hist.h"
-#include "cx_load_http.h"
-#include "cx_load_rng.h"
+#include "lg_driver.h"
+#include "lg_rng.h"
+#include "lg_seatmap.h"
 
 #define MAX_SEATS_PER_BOOK 3
 #define SETUP_DEADLINE_MS  30000 /* seat maps at start: servers may still be coming up */
@@ -40,40 +43,25 @@
 typedef enum op_kind { OP_BOOK, OP_CANCEL, OP_READ } op_kind;
 static const char *const OP_NAMES[] = {"book", "cancel", "read_seats"};
 
-typedef struct perf_map {
-    long long id;
-    long long *seats;
-    size_t n;
-} perf_map;
-
 typedef struct resv {
     long long id, perf, user;
     long long seats[MAX_SEATS_PER_BOOK];
     int nseats;
 } resv;
 
-typedef enum bk_state {
-    BK_THINK, /* between ops; the timer starts the next */
-    BK_BUSY,  /* a request in flight */
-    BK_IDLE,  /* stopped */
-} bk_state;
-
 struct load;
 
-typedef struct bk_client {
-    struct load *L;
+/* One booking load client's workload state; its connections and phase are lg_driver's. */
+typedef struct ld_client {
     uint32_t num;
     uint64_t rng;
-    bk_state state;
-    struct event *timer;
-    cx_http **conns; /* one keep-alive connection per server, lazily connected */
     /* the op in flight */
     uint64_t id;
     uint64_t start_ms;
     op_kind kind;
     size_t server;
     resv r; /* book: what is asked; cancel: the target */
-} bk_client;
+} ld_client;
 
 typedef struct load_opts {
     cm_addr *servers;
@@ -108,69 +96,39 @@ typedef struct load_opts {
 typedef struct load {
     struct event_base *base;
     const load_opts *o;
-    cx_hist *hist;
+    lg_driver *d;
+    cx_hwriter *hist;
     cx_counter *counter;
-    bk_client *clients;
+    ld_client *clients;
     uint32_t n_clients; /* booking clients: 0 without --servers */
-    perf_map *maps;     /* [0]: hot, then --perfs */
+    int64_t *map_ids;   /* [0]: hot, then --perfs */
+    lg_seatmap *maps;   /* [n_maps] */
     size_t n_maps;
     resv *pool; /* confirmed by this run and not yet picked for a cancel */
     size_t n_pool, cap_pool;
     char (*server_names)[CM_HOST_MAX + 16];
-    /* setup */
-    cx_http *setup;
-    size_t setup_map;
-    size_t setup_try;
     uint64_t setup_deadline;
-    struct event *setup_timer;
-    /* stop */
-    struct event *stop_timer;
-    struct event *grace_timer;
-    struct event *sig_term, *sig_int;
-    bool stopping;
     int rc;
     uint64_t t0;
     uint64_t book_ok, cancel_ok;
 } load;
 
-static void client_think(bk_client *c, uint32_t ms);
+/* ---- stop (lg_workload.stopping, .others_idle) ---- */
 
-/* ---- stop ---- */
-
-static bool all_idle(const load *L)
+static void on_stopping(void *arg, const char *why, int sig)
 {
-    for (uint32_t i = 0; i < L->n_clients; i++)
-        if (L->clients[i].state != BK_IDLE)
-            return false;
-    return !L->counter || cx_counter_idle(L->counter);
-}
-
-static void check_done(load *L)
-{
-    if (L->stopping && all_idle(L))
-        event_base_loopexit(L->base, NULL);
-}
-
-static void stop_run(load *L, const char *why)
-{
-    struct timeval tv = cm_tv_from_ms(STOP_GRACE_MS);
-    if (L->stopping)
-        return;
+    load *L = arg;
+    CM_UNUSED(sig);
     log_info("stopping: %s", why);
-    L->stopping = true;
-    cx_hist_stop(L->hist);
-    for (uint32_t i = 0; i < L->n_clients; i++) {
-        bk_client *c = &L->clients[i];
-        if (c->state == BK_THINK) {
-            evtimer_del(c->timer);
-            c->state = BK_IDLE;
-        }
-    }
+    cx_hwriter_stop(L->hist);
     if (L->counter)
         cx_counter_stop(L->counter);
-    if (L->grace_timer)
-        evtimer_add(L->grace_timer, &tv);
-    check_done(L);
+}
+
+static bool others_idle(void *arg)
+{
+    load *L = arg;
+    return !L->counter || cx_counter_idle(L->counter);
 }
 
 /* ---- history lines of the booking workload ---- */
@@ -190,15 +148,14 @@ static const char *error_code(json_t *body)
 }
 
 /* Writes the op's line. resp NULL: the run stopped with the op in flight. */
-static void op_record(bk_client *c, const cx_http_resp *resp, json_t *body)
+static void op_record(load *L, ld_client *c, const cm_httpc_resp *resp, json_t *body)
 {
-    load *L = c->L;
     int status = resp ? resp->status : 0;
     const char *outcome = status == 0 ? "unknown" : (status / 100 == 2 ? "ok" : "fail");
-    json_t *rec =
-        json_pack("{s:s,s:I,s:I,s:s,s:I,s:I,s:s}", "type", "op", "id", (json_int_t)c->id, "client",
-                  (json_int_t)c->num, "op", OP_NAMES[c->kind], "start_ms", (json_int_t)c->start_ms,
-                  "end_ms", (json_int_t)cx_hist_now(L->hist), "server", L->server_names[c->server]);
+    json_t *rec = json_pack("{s:s,s:I,s:I,s:s,s:I,s:I,s:s}", "type", "op", "id", (json_int_t)c->id,
+                            "client", (json_int_t)c->num, "op", OP_NAMES[c->kind], "start_ms",
+                            (json_int_t)c->start_ms, "end_ms", (json_int_t)cx_hwriter_now(L->hist),
+                            "server", L->server_names[c->server]);
     if (!rec)
         return;
     json_object_set_new(rec, "perf", json_integer(c->r.perf));
@@ -217,7 +174,7 @@ static void op_record(bk_client *c, const cx_http_resp *resp, json_t *body)
     }
     if (status == 0)
         json_object_set_new(rec, "error", json_string(resp ? resp->error : "stopped"));
-    cx_hist_write(L->hist, rec);
+    cx_hwriter_write(L->hist, rec);
 }
 
 static void pool_add(load *L, const resv *r)
@@ -233,10 +190,11 @@ static void pool_add(load *L, const resv *r)
     L->pool[L->n_pool++] = *r;
 }
 
-static void op_done(void *arg, const cx_http_resp *resp)
+/* lg_workload.answered: the op's line; the pause before the client's next op. */
+static uint64_t op_done(void *arg, uint32_t client, const cm_httpc_resp *resp)
 {
-    bk_client *c = arg;
-    load *L = c->L;
+    load *L = arg;
+    ld_client *c = &L->clients[client];
     json_t *body = resp->status ? json_loadb(resp->body, resp->body_len, 0, NULL) : NULL;
 
     if (c->kind == OP_BOOK && resp->status == 201) {
@@ -248,25 +206,32 @@ static void op_done(void *arg, const cx_http_resp *resp)
     }
     if (c->kind == OP_CANCEL && resp->status == 200)
         L->cancel_ok++;
-    op_record(c, resp, body);
+    op_record(L, c, resp, body);
     json_decref(body);
-    c->state = BK_THINK;
     if (resp->status == 0)
-        client_think(c, PAUSE_NO_ANSWER_MS);
-    else if (resp->status == 503)
-        client_think(c, PAUSE_BUSY_MS);
-    else
-        client_think(c, 0);
+        return PAUSE_NO_ANSWER_MS * 1000;
+    if (resp->status == 503)
+        return PAUSE_BUSY_MS * 1000;
+    return 0;
+}
+
+/* lg_workload.abandoned: ops still in flight when the loop ends get their line
+ * (unknown): a booking that was sent may have been made, and the checker must not see it
+ * as never asked for. */
+static void op_abandoned(void *arg, uint32_t client)
+{
+    load *L = arg;
+    op_record(L, &L->clients[client], NULL, NULL);
 }
 
 /* ---- the op mix ---- */
 
-static void pick_seats(bk_client *c, const perf_map *m)
+static void pick_seats(ld_client *c, const lg_seatmap *m)
 {
-    int want = 1 + (int)cx_rng_below(&c->rng, MAX_SEATS_PER_BOOK);
+    int want = 1 + (int)lg_rng_below(&c->rng, MAX_SEATS_PER_BOOK);
     c->r.nseats = 0;
     for (int i = 0; i < want; i++) {
-        long long s = m->seats[cx_rng_below(&c->rng, m->n)];
+        long long s = m->ids[lg_rng_below(&c->rng, m->n)];
         bool dup = false;
         for (int k = 0; k < c->r.nseats; k++)
             dup = dup || c->r.seats[k] == s;
@@ -275,34 +240,31 @@ static void pick_seats(bk_client *c, const perf_map *m)
     }
 }
 
-static void op_start(bk_client *c)
+/* lg_workload.next: the client's next op, drawn from its PRNG. */
+static lg_next op_start(void *arg, uint32_t client, lg_request *req)
 {
-    load *L = c->L;
+    load *L = arg;
+    ld_client *c = &L->clients[client];
     const load_opts *o = L->o;
-    char path[128];
-    char *body = NULL;
-    const char *method = "GET";
 
-    if (L->stopping || !cx_hist_begin(L->hist, &c->id)) {
-        c->state = BK_IDLE;
-        check_done(L);
-        if (!L->stopping && cx_hist_stopping(L->hist))
-            stop_run(L, "max requests reached");
-        return;
+    if (!cx_hwriter_begin(L->hist, &c->id)) {
+        if (cx_hwriter_stopping(L->hist))
+            lg_driver_stop(L->d, "max requests reached");
+        return LG_DONE;
     }
     /* a fixed number of draws per op, whatever the kind: the sequence depends on the seed */
-    uint64_t dice = cx_rng_below(&c->rng, 100);
-    size_t other = L->n_maps > 1 ? 1 + cx_rng_below(&c->rng, L->n_maps - 1) : 0;
-    size_t any = cx_rng_below(&c->rng, L->n_maps);
-    uint64_t pick = cx_rng_below(&c->rng, UINT32_MAX);
-    c->server = cx_rng_below(&c->rng, L->o->n_servers);
+    uint64_t dice = lg_rng_below(&c->rng, 100);
+    size_t other = L->n_maps > 1 ? 1 + lg_rng_below(&c->rng, L->n_maps - 1) : 0;
+    size_t any = lg_rng_below(&c->rng, L->n_maps);
+    uint64_t pick = lg_rng_below(&c->rng, UINT32_MAX);
+    c->server = lg_rng_below(&c->rng, L->o->n_servers);
     memset(&c->r, 0, sizeof(c->r));
-    c->r.user = o->user_first + (long long)cx_rng_below(&c->rng, (uint64_t)o->user_count);
+    c->r.user = o->user_first + (long long)lg_rng_below(&c->rng, (uint64_t)o->user_count);
     if (dice < 75) {
-        const perf_map *m = &L->maps[dice < 60 ? 0 : other];
+        size_t m = dice < 60 ? 0 : other;
         c->kind = OP_BOOK;
-        c->r.perf = m->id;
-        pick_seats(c, m);
+        c->r.perf = L->map_ids[m];
+        pick_seats(c, &L->maps[m]);
     } else if (dice < 85 && L->n_pool > 0) {
         size_t k = pick % L->n_pool;
         c->kind = OP_CANCEL;
@@ -310,47 +272,31 @@ static void op_start(bk_client *c)
         L->pool[k] = L->pool[--L->n_pool]; /* never two cancels of one reservation at once */
     } else {
         c->kind = OP_READ;
-        c->r.perf = L->maps[dice < 85 ? 0 : any].id;
+        c->r.perf = L->map_ids[dice < 85 ? 0 : any];
     }
-    c->start_ms = cx_hist_now(L->hist);
-    c->state = BK_BUSY;
+    c->start_ms = cx_hwriter_now(L->hist);
+    req->server = c->server;
     if (c->kind == OP_BOOK) {
         json_t *j =
             json_pack("{s:I,s:o}", "userId", (json_int_t)c->r.user, "seatIds", seats_json(&c->r));
-        body = j ? json_dumps(j, JSON_COMPACT | JSON_PRESERVE_ORDER) : NULL;
+        req->body = j ? json_dumps(j, JSON_COMPACT | JSON_PRESERVE_ORDER) : NULL;
         json_decref(j);
-        method = "POST";
-        snprintf(path, sizeof(path), "/performances/%lld/reservations", c->r.perf);
+        req->method = "POST";
+        snprintf(req->path, sizeof(req->path), "/performances/%lld/reservations", c->r.perf);
+        if (!req->body) {
+            cm_httpc_resp r = {.status = 0, .error = "client", .body = ""};
+            op_record(L, c, &r, NULL);
+            req->wait_us = PAUSE_NO_ANSWER_MS * 1000;
+            return LG_WAIT;
+        }
     } else if (c->kind == OP_CANCEL) {
-        method = "DELETE";
-        snprintf(path, sizeof(path), "/reservations/%lld", c->r.id);
+        req->method = "DELETE";
+        snprintf(req->path, sizeof(req->path), "/reservations/%lld", c->r.id);
     } else {
-        snprintf(path, sizeof(path), "/performances/%lld/seats", c->r.perf);
+        req->method = "GET";
+        snprintf(req->path, sizeof(req->path), "/performances/%lld/seats", c->r.perf);
     }
-    if ((c->kind == OP_BOOK && !body) ||
-        cx_http_request(c->conns[c->server], method, path, body, op_done, c) != CM_OK) {
-        cx_http_resp r = {.status = 0, .error = "client", .body = ""};
-        op_record(c, &r, NULL);
-        client_think(c, PAUSE_NO_ANSWER_MS);
-    }
-    free(body);
-}
-
-static void client_timer_cb(evutil_socket_t fd, short what, void *arg)
-{
-    op_start(arg);
-}
-
-static void client_think(bk_client *c, uint32_t ms)
-{
-    struct timeval tv = cm_tv_from_ms(ms);
-    if (c->L->stopping) {
-        c->state = BK_IDLE;
-        check_done(c->L);
-        return;
-    }
-    c->state = BK_THINK;
-    evtimer_add(c->timer, &tv);
+    return LG_SEND;
 }
 
 /* ---- setup: seat maps, then the workloads ---- */
@@ -358,19 +304,18 @@ static void client_think(bk_client *c, uint32_t ms)
 static void counter_idle_cb(void *arg)
 {
     load *L = arg;
-    if (!L->stopping && cx_hist_stopping(L->hist))
-        stop_run(L, "max requests reached");
-    check_done(L);
+    if (!lg_driver_stopping(L->d) && cx_hwriter_stopping(L->hist))
+        lg_driver_stop(L->d, "max requests reached");
+    lg_driver_check_done(L->d);
 }
 
-static void start_workloads(load *L)
+/* lg_workload.started: the seat maps are in; the counter workload starts with the
+ * booking clients. */
+static void start_workloads(void *arg)
 {
+    load *L = arg;
     const load_opts *o = L->o;
-    struct timeval dur = cm_tv_from_ms(o->duration_s * 1000);
-    evtimer_add(L->stop_timer, &dur);
     L->t0 = cm_now_ms();
-    for (uint32_t i = 0; i < L->n_clients; i++)
-        client_think(&L->clients[i], 0);
     if (o->n_lockd > 0) {
         cx_counter_opts co = {.lockd = o->lockd,
                               .n_lockd = o->n_lockd,
@@ -400,116 +345,41 @@ static void start_workloads(load *L)
              o->n_lockd ? o->counter_clients : 0);
 }
 
-static void setup_next(load *L);
-
-static bool parse_map(perf_map *m, const char *text, size_t len)
-{
-    json_t *j = json_loadb(text, len, 0, NULL);
-    json_t *seats = json_object_get(j, "seats");
-    size_t n = json_array_size(seats);
-    m->seats = n ? calloc(n, sizeof(*m->seats)) : NULL;
-    m->n = 0;
-    for (size_t i = 0; m->seats && i < n; i++) {
-        json_t *id = json_object_get(json_array_get(seats, i), "id");
-        if (json_is_integer(id))
-            m->seats[m->n++] = (long long)json_integer_value(id);
-    }
-    json_decref(j);
-    return m->n > 0;
-}
-
-static void setup_done(void *arg, const cx_http_resp *resp)
+/* lg_workload.map: servers may still be coming up, so anything but a 404 or an empty map
+ * is asked again (of the next server) until the setup deadline. */
+static lg_map_verdict setup_done(void *arg, size_t i, const cm_httpc_resp *resp)
 {
     load *L = arg;
-    perf_map *m = &L->maps[L->setup_map];
-    struct timeval tv = cm_tv_from_ms(SETUP_RETRY_MS);
+    long long id = (long long)L->map_ids[i];
 
-    if (resp->status == 200 && parse_map(m, resp->body, resp->body_len)) {
-        log_info("performance %lld: %zu seats", m->id, m->n);
-        L->setup_map++;
-        setup_next(L);
-        return;
+    if (resp->status == 200 && lg_seatmap_parse(&L->maps[i], resp->body, resp->body_len) == CM_OK) {
+        log_info("performance %lld: %zu seats", id, L->maps[i].n);
+        return LG_MAP_OK;
     }
-    free(m->seats);
-    m->seats = NULL;
     if (resp->status == 200 || resp->status == 404) {
-        log_error("performance %lld: %s", m->id,
+        log_error("performance %lld: %s", id,
                   resp->status == 404 ? "not found" : "no seats in its seat map");
         L->rc = 1;
-        event_base_loopbreak(L->base);
-        return;
+        return LG_MAP_FAIL;
     }
     if (cm_now_ms() > L->setup_deadline) {
-        log_error("seat map of performance %lld: no answer from any server within %d ms", m->id,
+        log_error("seat map of performance %lld: no answer from any server within %d ms", id,
                   SETUP_DEADLINE_MS);
         L->rc = 1;
-        event_base_loopbreak(L->base);
-        return;
+        return LG_MAP_FAIL;
     }
-    L->setup_try++;
-    evtimer_add(L->setup_timer, &tv);
+    return LG_MAP_RETRY;
 }
 
-static void setup_next(load *L)
-{
-    char path[96];
-    if (L->setup_map == L->n_maps) {
-        cx_http_free(L->setup);
-        L->setup = NULL;
-        start_workloads(L);
-        return;
-    }
-    cx_http_free(L->setup);
-    L->setup =
-        cx_http_new(L->base, &L->o->servers[L->setup_try % L->o->n_servers], L->o->timeout_ms);
-    snprintf(path, sizeof(path), "/performances/%lld/seats", L->maps[L->setup_map].id);
-    if (!L->setup || cx_http_request(L->setup, "GET", path, NULL, setup_done, L) != CM_OK) {
-        log_error("out of memory");
-        L->rc = 1;
-        event_base_loopbreak(L->base);
-    }
-}
-
-static void setup_timer_cb(evutil_socket_t fd, short what, void *arg)
-{
-    setup_next(arg);
-}
-
-static void stop_timer_cb(evutil_socket_t fd, short what, void *arg)
-{
-    stop_run(arg, "duration reached");
-}
-
-static void grace_timer_cb(evutil_socket_t fd, short what, void *arg)
-{
-    load *L = arg;
-    log_warn("ops still in flight %d ms after the stop: recorded as unknown", STOP_GRACE_MS);
-    event_base_loopbreak(L->base);
-}
-
-static void signal_cb(evutil_socket_t sig, short what, void *arg)
-{
-    load *L = arg;
-    if (L->stopping) {
-        log_warn("signal %d again: stopping now", (int)sig);
-        event_base_loopbreak(L->base);
-        return;
-    }
-    stop_run(L, sig == SIGTERM ? "SIGTERM" : "SIGINT");
-}
-
-/* Ops still in flight when the loop ends get their line (unknown): a booking that was
- * sent may have been made, and the checker must not see it as never asked for. */
-static void flush_in_flight(load *L)
-{
-    for (uint32_t i = 0; i < L->n_clients; i++)
-        if (L->clients[i].state == BK_BUSY) {
-            op_record(&L->clients[i], NULL, NULL);
-            L->clients[i].state = BK_IDLE;
-        }
-    if (L->counter)
-        cx_counter_abort(L->counter);
-}
+static const lg_workload LOAD_WORKLOAD = {
+    .next = op_start,
+    .answered = op_done,
+    .abandoned = op_abandoned,
+    .started = start_workloads,
+    .stopping = on_stopping,
+    .others_idle = others_idle,
+    .map = setup_done,
+};
 
 static int run(const load_opts *o)
 {
@@ -521,7 +391,7 @@ static int run(const load_opts *o)
     L.o = o;
     L.rc = 0;
     L.base = event_base_new();
-    L.hist = cx_hist_open(o->out, epoch, o->max_requests, err, sizeof(err));
+    L.hist = cx_hwriter_open(o->out, epoch, o->max_requests, err, sizeof(err));
     if (!L.hist) {
         fprintf(stderr, "chaos_load: --out %s\n", err);
         L.rc = 1;
@@ -529,17 +399,11 @@ static int run(const load_opts *o)
     }
     L.n_maps = o->n_servers ? 1 + o->n_perfs : 0;
     L.n_clients = o->n_servers ? o->clients : 0;
+    L.map_ids = calloc(L.n_maps + 1, sizeof(*L.map_ids));
     L.maps = calloc(L.n_maps + 1, sizeof(*L.maps));
     L.clients = calloc(o->clients + 1, sizeof(*L.clients));
     L.server_names = calloc(o->n_servers + 1, sizeof(*L.server_names));
-    L.stop_timer = L.base ? evtimer_new(L.base, stop_timer_cb, &L) : NULL;
-    L.grace_timer = L.base ? evtimer_new(L.base, grace_timer_cb, &L) : NULL;
-    L.setup_timer = L.base ? evtimer_new(L.base, setup_timer_cb, &L) : NULL;
-    L.sig_term = L.base ? evsignal_new(L.base, SIGTERM, signal_cb, &L) : NULL;
-    L.sig_int = L.base ? evsignal_new(L.base, SIGINT, signal_cb, &L) : NULL;
-    if (!L.base || !L.maps || !L.clients || !L.server_names || !L.stop_timer || !L.grace_timer ||
-        !L.setup_timer || !L.sig_term || !L.sig_int || evsignal_add(L.sig_term, NULL) != 0 ||
-        evsignal_add(L.sig_int, NULL) != 0) {
+    if (!L.base || !L.map_ids || !L.maps || !L.clients || !L.server_names) {
         log_error("out of memory at start");
         L.rc = 1;
         goto done;
@@ -547,37 +411,40 @@ static int run(const load_opts *o)
     for (size_t i = 0; i < o->n_servers; i++)
         cm_addr_format(&o->servers[i], L.server_names[i], sizeof(L.server_names[i]));
     for (size_t i = 0; i < L.n_maps; i++)
-        L.maps[i].id = i == 0 ? o->hot : o->perfs[i - 1];
+        L.map_ids[i] = i == 0 ? o->hot : o->perfs[i - 1];
     for (uint32_t i = 0; i < L.n_clients; i++) {
-        bk_client *c = &L.clients[i];
-        c->L = &L;
-        c->num = i;
-        c->state = BK_IDLE;
-        c->rng = cx_rng_seed(o->seed, i);
-        c->timer = evtimer_new(L.base, client_timer_cb, c);
-        c->conns = calloc(o->n_servers, sizeof(*c->conns));
-        if (!c->timer || !c->conns) {
-            L.rc = 1;
-            goto done;
-        }
-        for (size_t s = 0; s < o->n_servers; s++)
-            if (!(c->conns[s] = cx_http_new(L.base, &o->servers[s], o->timeout_ms))) {
-                log_error("bad server address %s", L.server_names[s]);
-                L.rc = 1;
-                goto done;
-            }
+        L.clients[i].num = i;
+        L.clients[i].rng = lg_rng_seed(o->seed, i);
+    }
+    const lg_driver_opts lo = {.servers = o->servers,
+                               .nservers = o->n_servers,
+                               .clients = L.n_clients,
+                               .timeout_ms = o->timeout_ms,
+                               .map_timeout_ms = o->timeout_ms,
+                               .map_retry_ms = SETUP_RETRY_MS,
+                               .duration_ms = o->duration_s * 1000,
+                               .grace_ms = STOP_GRACE_MS,
+                               .second_signal_breaks = true};
+    L.d = lg_driver_new(L.base, &lo, &LOAD_WORKLOAD, &L);
+    if (!L.d) {
+        log_error("out of memory at start");
+        L.rc = 1;
+        goto done;
     }
     L.setup_deadline = cm_now_ms() + SETUP_DEADLINE_MS;
-    if (L.n_maps)
-        setup_next(&L);
-    else
-        start_workloads(&L);
-    if (L.rc == 0 && event_base_dispatch(L.base) < 0)
+    if (lg_driver_start(L.d, L.map_ids, L.n_maps) != CM_OK) {
+        log_error("cannot start the run");
         L.rc = 1;
-    flush_in_flight(&L);
+        goto done;
+    }
+    if (event_base_dispatch(L.base) < 0)
+        L.rc = 1;
+    lg_driver_abandon(L.d);
+    if (L.counter)
+        cx_counter_abort(L.counter);
     {
         char sum[256];
-        cx_hist_summary(L.hist, sum, sizeof(sum));
+        cx_hwriter_summary(L.hist, sum, sizeof(sum));
         fprintf(stderr,
                 "chaos_load: %s book_ok=%" PRIu64 " cancel_ok=%" PRIu64 " elapsed_ms=%" PRIu64
                 " rc=%d\n",
@@ -585,26 +452,15 @@ static int run(const load_opts *o)
     }
 done:
     cx_counter_free(L.counter);
-    cx_http_free(L.setup);
-    for (uint32_t i = 0; i < L.n_clients; i++) {
-        bk_client *c = &L.clients[i];
-        for (size_t s = 0; c->conns && s < o->n_servers; s++)
-            cx_http_free(c->conns[s]);
-        free(c->conns);
-        if (c->timer)
-            event_free(c->timer);
-    }
+    lg_driver_free(L.d);
     for (size_t i = 0; L.maps && i < L.n_maps; i++)
-        free(L.maps[i].seats);
+        lg_seatmap_clear(&L.maps[i]);
     free(L.maps);
+    free(L.map_ids);
     free(L.clients);
     free(L.pool);
     free(L.server_names);
-    struct event *evs[] = {L.stop_timer, L.grace_timer, L.setup_timer, L.sig_term, L.sig_int};
-    for (size_t i = 0; i < CM_ARRAY_LEN(evs); i++)
-        if (evs[i])
-            event_free(evs[i]);
-    cx_hist_close(L.hist);
+    cx_hwriter_close(L.hist);
     if (L.base)
         event_base_free(L.base);
     return L.rc;
@@ -651,168 +507,51 @@ static void usage(FILE *out)
 /* "ID,ID,..." of positive ids into a malloc'ed array. */
 static bool parse_ids(const char *s, long long **out, size_t *n)
 {
-    size_t cap = 1;
-    for (const char *p = s; *p; p++)
-        cap += *p == ',';
-    long long *ids = calloc(cap, sizeof(*ids));
-    char *copy = strdup(s);
-    char *save = NULL;
-    size_t k = 0;
-    bool ok = ids && copy && *s && s[strlen(s) - 1] != ',';
-    for (char *t = ok ? strtok_r(copy, ",", &save) : NULL; t; t = strtok_r(NULL, ",", &save)) {
-        uint64_t v;
-        if (!cx_cli_u64(t, 1, INT64_MAX, &v)) {
-            ok = false;
-            break;
-        }
-        ids[k++] = (long long)v;
-    }
-    free(copy);
-    if (!ok || k != cap) {
-        free(ids);
+    uint64_t *v;
+    size_t k;
+    if (!cm_parse_u64_list(s, 1, INT64_MAX, &v, &k))
         return false;
-    }
+    long long *ids = calloc(k, sizeof(*ids));
+    for (size_t i = 0; ids && i < k; i++)
+        ids[i] = (long long)v[i];
+    free(v);
+    if (!ids)
+        return false;
     free(*out);
     *out = ids;
     *n = k;
     return true;
 }
 
-static bool parse_addrs(const char *flag, const char *s, cm_addr **out, size_t *n)
+static bool parse_ids_flag(const char *v, void *dst, char *why, size_t whylen)
 {
-    char err[256];
-    cm_addr *a = NULL;
-    size_t k = 0;
-    if (cm_addr_parse_list(s, &a, &k, err, sizeof(err)) != CM_OK) {
-        fprintf(stderr, "chaos_load: %s '%s': %s\n", flag, s, err);
-        return false;
-    }
-    for (size_t i = 0; i < k; i++)
-        if (!cx_cli_loopback(&a[i])) {
-            fprintf(stderr, "chaos_load: %s '%s': loopback addresses only\n", flag, s);
-            free(a);
-            return false;
-        }
-    free(*out);
-    *out = a;
-    *n = k;
-    return true;
-}
-
-enum {
-    OPT_SERVERS = 1,
-    OPT_DURATION,
-    OPT_SEED,
-    OPT_OUT,
-    OPT_EPOCH,
-    OPT_CLIENTS,
-    OPT_HOT,
-    OPT_PERFS,
-    OPT_USERS,
-    OPT_MAXREQ,
-    OPT_TIMEOUT,
-    OPT_LOCKD,
-    OPT_COUNTERS,
-    OPT_DATABASE,
-    OPT_CCLIENTS,
-    OPT_CLEASE,
-    OPT_CSLEEP,
-    OPT_CIGNORE,
-    OPT_CMARKER,
-    OPT_CBASE,
-    OPT_LOG,
-    OPT_NOW,
-    OPT_HELP,
-    OPT_VERSION
-};
-
-/* Numeric flags: option, name, bounds, destination width. */
-typedef struct num_flag {
-    int opt;
-    const char *name;
-    uint64_t lo, hi;
-} num_flag;
-
-static const num_flag NUM_FLAGS[] = {
-    {OPT_DURATION, "--duration", 1, 86400},       {OPT_SEED, "--seed", 0, UINT64_MAX},
-    {OPT_EPOCH, "--epoch-ms", 0, UINT64_MAX},     {OPT_CLIENTS, "--clients", 1, 4096},
-    {OPT_HOT, "--hot-perf", 1, INT64_MAX},        {OPT_MAXREQ, "--max-requests", 1, UINT64_MAX},
-    {OPT_TIMEOUT, "--timeout-ms", 10, 600000},    {OPT_COUNTERS, "--counters", 1, 1000000},
-    {OPT_CCLIENTS, "--counter-clients", 1, 1024}, {OPT_CLEASE, "--counter-lease-ms", 0, 3600000},
-    {OPT_CBASE, "--client-base", 0, 1000000},
-};
-
-static bool set_num(load_opts *o, int opt, uint64_t v)
-{
-    switch (opt) {
-    case OPT_DURATION:
-        o->duration_s = v;
-        break;
-    case OPT_SEED:
-        o->seed = v;
-        break;
-    case OPT_EPOCH:
-        o->epoch_ms = v;
-        o->have_epoch = true;
-        break;
-    case OPT_CLIENTS:
-        o->clients = (uint32_t)v;
-        break;
-    case OPT_HOT:
-        o->hot = (long long)v;
-        break;
-    case OPT_MAXREQ:
-        o->max_requests = v;
-        break;
-    case OPT_TIMEOUT:
-        o->timeout_ms = (uint32_t)v;
-        break;
-    case OPT_COUNTERS:
-        o->counters = (uint32_t)v;
-        break;
-    case OPT_CCLIENTS:
-        o->counter_clients = (uint32_t)v;
-        break;
-    case OPT_CLEASE:
-        o->counter_lease_ms = v;
-        break;
-    case OPT_CBASE:
-        o->client_base = (uint32_t)v;
-        o->have_client_base = true;
-        break;
-    default:
-        return false;
-    }
-    return true;
-}
-
-/* "A:B", both integers in lo..hi. */
-static bool parse_pair(const char *s, uint64_t lo, uint64_t hi, uint64_t *a, uint64_t *b)
-{
-    char first[32];
-    const char *colon = strchr(s, ':');
-    if (!colon || (size_t)(colon - s) >= sizeof(first))
-        return false;
-    memcpy(first, s, (size_t)(colon - s));
-    first[colon - s] = '\0';
-    return cx_cli_u64(first, lo, hi, a) && cx_cli_u64(colon + 1, lo, hi, b);
+    load_opts *o = dst;
+    (void)why;
+    (void)whylen;
+    return parse_ids(v, &o->perfs, &o->n_perfs);
 }
 
 /* "MIN:MAX" milliseconds, MIN <= MAX <= 60000. */
-static bool parse_sleep(const char *s, load_opts *o)
+static bool parse_sleep(const char *s, void *dst, char *why, size_t whylen)
 {
+    load_opts *o = dst;
     uint64_t a, b;
-    if (!parse_pair(s, 0, 60000, &a, &b) || a > b)
+    (void)why;
+    (void)whylen;
+    if (!cm_parse_u64_pair(s, ':', 0, 60000, &a, &b) || a > b)
         return false;
     o->counter_sleep_min = (uint32_t)a;
     o->counter_sleep_max = (uint32_t)b;
     return true;
 }
 
-static bool parse_users(const char *s, load_opts *o)
+static bool parse_users(const char *s, void *dst, char *why, size_t whylen)
 {
+    load_opts *o = dst;
     uint64_t f, n;
-    if (!parse_pair(s, 1, INT64_MAX / 2, &f, &n))
+    (void)why;
+    (void)whylen;
+    if (!cm_parse_u64_pair(s, ':', 1, INT64_MAX / 2, &f, &n))
         return false;
     o->user_first = (long long)f;
     o->user_count = (long long)n;
@@ -822,129 +561,98 @@ static bool parse_users(const char *s, load_opts *o)
 /* 0: run; 1: served (--help, --version, --now-ms); 2: usage error (printed). */
 static int parse_args(int argc, char **argv, load_opts *o)
 {
-    static const struct option longopts[] = {
-        {"servers", required_argument, NULL, OPT_SERVERS},
-        {"duration", required_argument, NULL, OPT_DURATION},
-        {"seed", required_argument, NULL, OPT_SEED},
-        {"out", required_argument, NULL, OPT_OUT},
-        {"epoch-ms", required_argument, NULL, OPT_EPOCH},
-        {"clients", required_argument, NULL, OPT_CLIENTS},
-        {"hot-perf", required_argument, NULL, OPT_HOT},
-        {"perfs", required_argument, NULL, OPT_PERFS},
-        {"users", required_argument, NULL, OPT_USERS},
-        {"max-requests", required_argument, NULL, OPT_MAXREQ},
-        {"timeout-ms", required_argument, NULL, OPT_TIMEOUT},
-        {"lockd", required_argument, NULL, OPT_LOCKD},
-        {"counters", required_argument, NULL, OPT_COUNTERS},
-        {"database", required_argument, NULL, OPT_DATABASE},
-        {"counter-clients", required_argument, NULL, OPT_CCLIENTS},
-        {"counter-lease-ms", required_argument, NULL, OPT_CLEASE},
-        {"counter-sleep-ms", required_argument, NULL, OPT_CSLEEP},
-        {"counter-ignore-lost", no_argument, NULL, OPT_CIGNORE},
-        {"counter-marker", required_argument, NULL, OPT_CMARKER},
-        {"client-base", required_argument, NULL, OPT_CBASE},
-        {"log-level", required_argument, NULL, OPT_LOG},
-        {"now-ms", no_argument, NULL, OPT_NOW},
-        {"help", no_argument, NULL, OPT_HELP},
-        {"version", no_argument, NULL, OPT_VERSION},
-        {NULL, 0, NULL, 0},
+    bool have_users = false, have_hot = false, now_ms = false;
+    cx_addr_list servers = {NULL, 0}, lockd = {NULL, 0};
+    uint64_t hot = 0, clients = o->clients, timeout = o->timeout_ms, counters = o->counters;
+    uint64_t cclients = o->counter_clients, cbase = 0;
+    const cm_flag flags[] = {
+        {.name = "servers",
+         .type = CM_FLAG_CUSTOM,
+         .dst = &servers,
+         .parse = cx_cli_parse_loopback_list},
+        {.name = "duration", .type = CM_FLAG_U64, .dst = &o->duration_s, .lo = 1, .hi = 86400},
+        {.name = "seed", .type = CM_FLAG_U64, .dst = &o->seed, .lo = 0, .hi = UINT64_MAX},
+        {.name = "out", .type = CM_FLAG_STRING, .dst = &o->out},
+        {.name = "epoch-ms",
+         .type = CM_FLAG_U64,
+         .dst = &o->epoch_ms,
+         .lo = 0,
+         .hi = UINT64_MAX,
+         .seen = &o->have_epoch},
+        {.name = "clients", .type = CM_FLAG_U64, .dst = &clients, .lo = 1, .hi = 4096},
+        {.name = "hot-perf",
+         .type = CM_FLAG_U64,
+         .dst = &hot,
+         .lo = 1,
+         .hi = INT64_MAX,
+         .seen = &have_hot},
+        {.name = "perfs",
+         .type = CM_FLAG_CUSTOM,
+         .dst = o,
+         .parse = parse_ids_flag,
+         .want = "ID,ID,... (positive)"},
+        {.name = "users",
+         .type = CM_FLAG_CUSTOM,
+         .dst = o,
+         .parse = parse_users,
+         .want = "FIRST:COUNT (positive)",
+         .seen = &have_users},
+        {.name = "max-requests",
+         .type = CM_FLAG_U64,
+         .dst = &o->max_requests,
+         .lo = 1,
+         .hi = UINT64_MAX},
+        {.name = "timeout-ms", .type = CM_FLAG_U64, .dst = &timeout, .lo = 10, .hi = 600000},
+        {.name = "lockd",
+         .type = CM_FLAG_CUSTOM,
+         .dst = &lockd,
+         .parse = cx_cli_parse_loopback_list},
+        {.name = "counters", .type = CM_FLAG_U64, .dst = &counters, .lo = 1, .hi = 1000000},
+        {.name = "database", .type = CM_FLAG_STRING, .dst = &o->database},
+        {.name = "counter-clients", .type = CM_FLAG_U64, .dst = &cclients, .lo = 1, .hi = 1024},
+        {.name = "counter-lease-ms",
+         .type = CM_FLAG_U64,
+         .dst = &o->counter_lease_ms,
+         .lo = 0,
+         .hi = 3600000},
+        {.name = "counter-sleep-ms",
+         .type = CM_FLAG_CUSTOM,
+         .dst = o,
+         .parse = parse_sleep,
+         .want = "MIN:MAX, 0 <= MIN <= MAX <= 60000"},
+        {.name = "counter-ignore-lost", .type = CM_FLAG_SWITCH, .dst = &o->counter_ignore_lost},
+        {.name = "counter-marker", .type = CM_FLAG_STRING, .dst = &o->counter_marker},
+        {.name = "client-base",
+         .type = CM_FLAG_U64,
+         .dst = &cbase,
+         .lo = 0,
+         .hi = 1000000,
+         .seen = &o->have_client_base},
+        {.name = "log-level", .type = CM_FLAG_LOG_LEVEL, .dst = &o->log_level},
+        {.name = "now-ms", .type = CM_FLAG_SWITCH, .dst = &now_ms},
     };
-    bool have_users = false, have_hot = false;
-    int c;
-
-    opterr = 0;
-    while ((c = getopt_long(argc, argv, ":", longopts, NULL)) != -1) {
-        const num_flag *nf = NULL;
-        for (size_t i = 0; i < CM_ARRAY_LEN(NUM_FLAGS); i++)
-            if (NUM_FLAGS[i].opt == c)
-                nf = &NUM_FLAGS[i];
-        if (nf) {
-            uint64_t v;
-            if (!cx_cli_u64(optarg, nf->lo, nf->hi, &v)) {
-                fprintf(stderr,
-                        "chaos_load: %s '%s': want an integer from %" PRIu64 " to %" PRIu64 "\n",
-                        nf->name, optarg, nf->lo, nf->hi);
-                return 2;
-            }
-            (void)set_num(o, c, v);
-            have_hot = have_hot || c == OPT_HOT;
-            continue;
-        }
-        switch (c) {
-        case OPT_SERVERS:
-            if (!parse_addrs("--servers", optarg, &o->servers, &o->n_servers))
-                return 2;
-            break;
-        case OPT_LOCKD:
-            if (!parse_addrs("--lockd", optarg, &o->lockd, &o->n_lockd))
-                return 2;
-            break;
-        case OPT_OUT:
-            o->out = optarg;
-            break;
-        case OPT_DATABASE:
-            o->database = optarg;
-            break;
-        case OPT_CSLEEP:
-            if (!parse_sleep(optarg, o)) {
-                fprintf(stderr,
-                        "chaos_load: --counter-sleep-ms '%s': want MIN:MAX, 0 <= MIN <= MAX <= "
-                        "60000\n",
-                        optarg);
-                return 2;
-            }
-            break;
-        case OPT_CIGNORE:
-            o->counter_ignore_lost = true;
-            break;
-        case OPT_CMARKER:
-            o->counter_marker = optarg;
-            break;
-        case OPT_PERFS:
-            if (!parse_ids(optarg, &o->perfs, &o->n_perfs)) {
-                fprintf(stderr, "chaos_load: --perfs '%s': want ID,ID,... (positive)\n", optarg);
-                return 2;
-            }
-            break;
-        case OPT_USERS:
-            if (!parse_users(optarg, o)) {
-                fprintf(stderr, "chaos_load: --users '%s': want FIRST:COUNT (positive)\n", optarg);
-                return 2;
-            }
-            have_users = true;
-            break;
-        case OPT_LOG:
-            if (cm_log_level_parse(optarg, &o->log_level) != CM_OK) {
-                fprintf(stderr, "chaos_load: --log-level '%s': want error|warn|info|debug\n",
-                        optarg);
-                return 2;
-            }
-            break;
-        case OPT_NOW:
-            printf("%" PRIu64 "\n", cm_now_ms());
-            return 1;
-        case OPT_HELP:
-            usage(stdout);
-            return 1;
-        case OPT_VERSION:
-            printf("chaos_load %s\n", BOOKING_VERSION);
-            return 1;
-        case ':':
-            fprintf(stderr, "chaos_load: %s needs a value\n", argv[optind - 1]);
-            usage(stderr);
-            return 2;
-        default:
-            fprintf(stderr, "chaos_load: unknown option '%s'\n", argv[optind - 1]);
-            usage(stderr);
-            return 2;
-        }
-    }
-    const char *missing = NULL;
-    if (optind < argc) {
-        fprintf(stderr, "chaos_load: unexpected argument '%s'\n", argv[optind]);
-        usage(stderr);
+    const cm_flags_spec spec = {
+        .prog = "chaos_load", .flags = flags, .nflags = CM_ARRAY_LEN(flags), .usage = usage};
+    cm_flags_result res = cm_flags_parse(&spec, argc, argv, 1, NULL);
+    o->servers = servers.a;
+    o->n_servers = servers.n;
+    o->lockd = lockd.a;
+    o->n_lockd = lockd.n;
+    if (res == CM_FLAGS_DONE)
+        return 1;
+    if (res == CM_FLAGS_USAGE)
         return 2;
+    if (now_ms) {
+        printf("%" PRIu64 "\n", cm_now_ms());
+        return 1;
     }
+    o->hot = (long long)hot;
+    o->clients = (uint32_t)clients;
+    o->timeout_ms = (uint32_t)timeout;
+    o->counters = (uint32_t)counters;
+    o->counter_clients = (uint32_t)cclients;
+    o->client_base = (uint32_t)cbase;
+    const char *missing = NULL;
     if (!o->duration_s)
         missing = "--duration S";
     else if (!o->out)

@@ -16,7 +16,7 @@
 #include "cm_time.h"
 #include "cx_load_counter.h"
 #include "cx_load_pg.h"
-#include "cx_load_rng.h"
+#include "lg_rng.h"
 
 #define CC_FAIL_PAUSE_MS 50 /* after a failed op, so a dead lockd or DB is not hammered */
 #define CC_START_POLL_MS 50
@@ -64,7 +64,7 @@ typedef struct cc_client {
 
 struct cx_counter {
     struct event_base *base;
-    cx_hist *hist;
+    cx_hwriter *hist;
     cx_counter_opts o;
     cc_client *clients;
     void (*on_idle)(void *arg);
@@ -116,10 +116,11 @@ static void op_end(cc_client *cl, const char *outcome, const char *code, const c
                    long long wrote)
 {
     cx_counter *w = cl->w;
-    json_t *rec = json_pack(
-        "{s:s,s:I,s:I,s:s,s:I,s:I,s:s,s:I}", "type", "op", "id", (json_int_t)cl->id, "client",
-        (json_int_t)cl->num, "op", "counter_incr", "start_ms", (json_int_t)cl->start_ms, "end_ms",
-        (json_int_t)cx_hist_now(w->hist), "server", cl->server, "counter", (json_int_t)cl->counter);
+    json_t *rec =
+        json_pack("{s:s,s:I,s:I,s:s,s:I,s:I,s:s,s:I}", "type", "op", "id", (json_int_t)cl->id,
+                  "client", (json_int_t)cl->num, "op", "counter_incr", "start_ms",
+                  (json_int_t)cl->start_ms, "end_ms", (json_int_t)cx_hwriter_now(w->hist), "server",
+                  cl->server, "counter", (json_int_t)cl->counter);
     if (rec && cl->granted)
         json_object_set_new(rec, "fence", json_integer((json_int_t)cl->fence));
     if (rec && cl->granted && cl->have_read)
@@ -132,7 +133,7 @@ static void op_end(cc_client *cl, const char *outcome, const char *code, const c
         json_object_set_new(rec, "outcome", json_string(outcome));
         json_object_set_new(rec, "code", json_string(code));
         json_object_set_new(rec, "lost", json_boolean(cl->lost));
-        cx_hist_write(w->hist, rec);
+        cx_hwriter_write(w->hist, rec);
     }
     if (cl->granted && cm_lockclient_release(cl->lc, cl->resource, cl->token, NULL, NULL) != CM_OK)
         log_debug("counter client %u: release not sent", cl->num);
@@ -191,7 +192,7 @@ static void read_cb(void *arg, cx_pg_status st, const PGresult *res, const char 
     const cx_counter_opts *o = &cl->w->o;
     /* one draw per op whatever happens: the seed fixes the sequence */
     uint64_t sleep_ms =
-        o->sleep_min_ms + cx_rng_below(&cl->rng, o->sleep_max_ms - o->sleep_min_ms + 1);
+        o->sleep_min_ms + lg_rng_below(&cl->rng, o->sleep_max_ms - o->sleep_min_ms + 1);
     if (st != CX_PG_OK || PQntuples(res) != 1) {
         /* 0 rows: the counter exists (chaos/run made it) but a newer fence claimed it */
         log_debug("counter client %u: read: %s", cl->num, st == CX_PG_OK ? "stale fence" : err);
@@ -234,15 +235,15 @@ static void acquire_cb(void *arg, const cm_lock_result *r)
 static void op_start(cc_client *cl)
 {
     cx_counter *w = cl->w;
-    uint32_t counter = 1 + (uint32_t)cx_rng_below(&cl->rng, w->o.counters);
-    if (!cx_hist_begin(w->hist, &cl->id)) {
+    uint32_t counter = 1 + (uint32_t)lg_rng_below(&cl->rng, w->o.counters);
+    if (!cx_hwriter_begin(w->hist, &cl->id)) {
         cl->state = CC_IDLE;
         if (cx_counter_idle(w))
             w->on_idle(w->arg);
         return;
     }
     cl->counter = counter;
-    cl->start_ms = cx_hist_now(w->hist);
+    cl->start_ms = cx_hwriter_now(w->hist);
     cl->granted = cl->lost = cl->have_read = false;
     cl->fence = 0;
     cl->read = 0;
@@ -298,7 +299,7 @@ static void lost_cb(void *arg, const char *resource, const char *token)
     }
 }
 
-cx_counter *cx_counter_new(struct event_base *base, cx_hist *hist, const cx_counter_opts *o,
+cx_counter *cx_counter_new(struct event_base *base, cx_hwriter *hist, const cx_counter_opts *o,
                            void (*on_idle)(void *arg), void *arg)
 {
     cx_counter *c = calloc(1, sizeof(*c));
@@ -321,7 +322,7 @@ cx_counter *cx_counter_new(struct event_base *base, cx_hist *hist, const cx_coun
         cl->w = c;
         cl->num = o->client_base + i;
         cl->state = CC_IDLE;
-        cl->rng = cx_rng_seed(o->seed, 1000000 + i);
+        cl->rng = lg_rng_seed(o->seed, 1000000 + i);
         /* spread the sessions over the lockds; each fails over to the rest */
         for (size_t k = 0; k < o->n_lockd; k++)
             eps[k] = o->lockd[(i + k) % o->n_lockd];

@@ -33,7 +33,7 @@
 #include <stdint.h>
 #include "cm_addr.h"
 #include "cm_core.h"
-#include "cx_load_hist.h"
+#include "cx_history_writer.h"
 
 struct event_base;
 typedef struct cx_counter cx_counter;
@@ -54,8 +54,8 @@ typedef struct cx_counter_opts {
     const char *marker;                  /* NULL: none; borrowed */
 } cx_counter_opts;
 
-/* on_idle runs once every client has stopped after cx_hist_stopping became true. */
-cx_counter *cx_counter_new(struct event_base *base, cx_hist *hist, const cx_counter_opts *o,
+/* on_idle runs once every client has stopped after cx_hwriter_stopping became true. */
+cx_counter *cx_counter_new(struct event_base *base, cx_hwriter *hist, const cx_counter_opts *o,
                            void (*on_idle)(void *arg), void *arg) CM_MUSTCHECK;
 /* Stops starting ops; clients in a think pause go idle at once. */
 void cx_counter_stop(cx_counter *c);

@@ -15,7 +15,6 @@
 #include <event2/event.h>
 #include <event2/listener.h>
 #include <event2/util.h>
-#include <getopt.h>
 #include <inttypes.h>
 #include <netinet/in.h>
 #include <signal.h>
@@ -28,6 +27,8 @@
 
 #include "cm_log.h"
 #include "cm_time.h"
+#include "cm_flags.h"
+#include "cm_parse.h"
 #include "cx_cli.h"
 #include "cx_proxy.h"
 
@@ -403,12 +404,8 @@ static void release_all(cx_proxy *p)
 
 static bool parse_ms(const char *s, uint32_t *out)
 {
-    char *end;
-    if (!s || *s < '0' || *s > '9')
-        return false;
-    errno = 0;
-    unsigned long v = strtoul(s, &end, 10);
-    if (errno || *end || v > CX_MAX_DELAY_MS)
+    uint64_t v;
+    if (!cm_parse_u64(s, 0, CX_MAX_DELAY_MS, &v))
         return false;
     *out = (uint32_t)v;
     return true;
@@ -686,95 +683,49 @@ static void usage(FILE *out)
             CX_DEFAULT_BUFFER);
 }
 
-enum { OPT_LISTEN = 1, OPT_UP, OPT_CTL, OPT_SEED, OPT_MAXBUF, OPT_LOG, OPT_HELP, OPT_VERSION };
-
 /* 0: run; 1: --help/--version served; 2: usage error (printed). */
 static int parse_args(int argc, char **argv, cx_proxy_opts *o, cm_log_level *level)
 {
-    static const struct option longopts[] = {
-        {"listen", required_argument, NULL, OPT_LISTEN},
-        {"upstream", required_argument, NULL, OPT_UP},
-        {"control", required_argument, NULL, OPT_CTL},
-        {"seed", required_argument, NULL, OPT_SEED},
-        {"max-buffer", required_argument, NULL, OPT_MAXBUF},
-        {"log-level", required_argument, NULL, OPT_LOG},
-        {"help", no_argument, NULL, OPT_HELP},
-        {"version", no_argument, NULL, OPT_VERSION},
-        {NULL, 0, NULL, 0},
+    uint64_t max_buffer = o->max_buffer;
+    const cm_flag flags[] = {
+        {.name = "listen",
+         .type = CM_FLAG_CUSTOM,
+         .dst = &o->listen,
+         .parse = cx_cli_parse_loopback,
+         .required = true,
+         .metavar = "H:P"},
+        {.name = "upstream",
+         .type = CM_FLAG_CUSTOM,
+         .dst = &o->upstream,
+         .parse = cx_cli_parse_loopback,
+         .required = true,
+         .metavar = "H:P"},
+        {.name = "control",
+         .type = CM_FLAG_CUSTOM,
+         .dst = &o->control,
+         .parse = cx_cli_parse_loopback,
+         .required = true,
+         .metavar = "H:P"},
+        {.name = "seed",
+         .type = CM_FLAG_U64,
+         .dst = &o->seed,
+         .lo = 0,
+         .hi = UINT64_MAX,
+         .want = "an unsigned integer"},
+        {.name = "max-buffer",
+         .type = CM_FLAG_U64,
+         .dst = &max_buffer,
+         .lo = 1024,
+         .hi = (uint64_t)1 << 30,
+         .want = "1024..1073741824"},
+        {.name = "log-level", .type = CM_FLAG_LOG_LEVEL, .dst = level},
     };
-    bool have[3] = {false, false, false};
-    cm_addr *addrs[3] = {&o->listen, &o->upstream, &o->control};
-    const char *names[3] = {"--listen", "--upstream", "--control"};
-    char err[256];
-    uint64_t u;
-    int c;
-
-    opterr = 0;
-    while ((c = getopt_long(argc, argv, ":", longopts, NULL)) != -1) {
-        switch (c) {
-        case OPT_LISTEN:
-        case OPT_UP:
-        case OPT_CTL: {
-            int i = c - OPT_LISTEN;
-            if (cm_addr_parse(optarg, addrs[i], err, sizeof(err)) != CM_OK) {
-                fprintf(stderr, "chaos_proxy: %s '%s': %s\n", names[i], optarg, err);
-                return 2;
-            }
-            if (!cx_cli_loopback(addrs[i])) {
-                fprintf(stderr, "chaos_proxy: %s '%s': loopback addresses only\n", names[i],
-                        optarg);
-                return 2;
-            }
-            have[i] = true;
-            break;
-        }
-        case OPT_SEED:
-            if (!cx_cli_u64(optarg, 0, UINT64_MAX, &o->seed)) {
-                fprintf(stderr, "chaos_proxy: --seed '%s': want an unsigned integer\n", optarg);
-                return 2;
-            }
-            break;
-        case OPT_MAXBUF:
-            if (!cx_cli_u64(optarg, 1024, (uint64_t)1 << 30, &u)) {
-                fprintf(stderr, "chaos_proxy: --max-buffer '%s': want 1024..1073741824\n", optarg);
-                return 2;
-            }
-            o->max_buffer = (size_t)u;
-            break;
-        case OPT_LOG:
-            if (cm_log_level_parse(optarg, level) != CM_OK) {
-                fprintf(stderr, "chaos_proxy: --log-level '%s': want error|warn|info|debug\n",
-                        optarg);
-                return 2;
-            }
-            break;
-        case OPT_HELP:
-            usage(stdout);
-            return 1;
-        case OPT_VERSION:
-            printf("chaos_proxy %s\n", BOOKING_VERSION);
-            return 1;
-        case ':':
-            fprintf(stderr, "chaos_proxy: %s needs a value\n", argv[optind - 1]);
-            usage(stderr);
-            return 2;
-        default:
-            fprintf(stderr, "chaos_proxy: unknown option '%s'\n", argv[optind - 1]);
-            usage(stderr);
-            return 2;
-        }
-    }
-    if (optind < argc) {
-        fprintf(stderr, "chaos_proxy: unexpected argument '%s'\n", argv[optind]);
-        usage(stderr);
-        return 2;
-    }
-    for (int i = 0; i < 3; i++)
-        if (!have[i]) {
-            fprintf(stderr, "chaos_proxy: %s H:P is required\n", names[i]);
-            usage(stderr);
-            return 2;
-        }
+    const cm_flags_spec spec = {
+        .prog = "chaos_proxy", .flags = flags, .nflags = CM_ARRAY_LEN(flags), .usage = usage};
+    cm_flags_result res = cm_flags_parse(&spec, argc, argv, 1, NULL);
+    if (res != CM_FLAGS_RUN)
+        return (int)res;
+    o->max_buffer = (size_t)max_buffer;
     return 0;
 }
 

@@ -6,7 +6,6 @@
  */
 #include <errno.h>
 #include <event2/event.h>
-#include <getopt.h>
 #include <inttypes.h>
 #include <math.h>
 #include <signal.h>
@@ -16,7 +15,9 @@
 #include <string.h>
 
 #include "cm_addr.h"
+#include "cm_flags.h"
 #include "cm_log.h"
+#include "cm_parse.h"
 #include "cm_rand.h"
 #include "cm_time.h"
 #include "fp_http.h"
@@ -63,135 +64,58 @@ static void usage(FILE *out)
             FP_LATENCY_MAX_MS, DEFAULT_MAX_PAYMENTS);
 }
 
-static bool parse_rate(const char *s, double *out)
-{
-    char *end;
-    errno = 0;
-    double v = strtod(s, &end);
-    if (errno != 0 || end == s || *end != '\0' || !isfinite(v) || v < 0.0 || v > 1.0)
-        return false;
-    *out = v;
-    return true;
-}
-
-static bool parse_u64(const char *s, uint64_t lo, uint64_t hi, uint64_t *out)
-{
-    char *end;
-    if (*s < '0' || *s > '9')
-        return false;
-    errno = 0;
-    unsigned long long v = strtoull(s, &end, 10);
-    if (errno != 0 || *end != '\0' || v < lo || v > hi)
-        return false;
-    *out = v;
-    return true;
-}
-
-enum {
-    OPT_LISTEN = 1,
-    OPT_DECLINE,
-    OPT_FAIL,
-    OPT_LATENCY,
-    OPT_SEED,
-    OPT_MAX,
-    OPT_LOG,
-    OPT_HELP,
-    OPT_VERSION
-};
-
 /* Returns 0 to run, 1 when --help/--version was served, 2 on a usage error (printed). */
 static int parse_args(int argc, char **argv, fp_opts *o)
 {
-    static const struct option longopts[] = {
-        {"listen", required_argument, NULL, OPT_LISTEN},
-        {"decline-rate", required_argument, NULL, OPT_DECLINE},
-        {"fail-rate", required_argument, NULL, OPT_FAIL},
-        {"latency-ms", required_argument, NULL, OPT_LATENCY},
-        {"seed", required_argument, NULL, OPT_SEED},
-        {"max-payments", required_argument, NULL, OPT_MAX},
-        {"log-level", required_argument, NULL, OPT_LOG},
-        {"help", no_argument, NULL, OPT_HELP},
-        {"version", no_argument, NULL, OPT_VERSION},
-        {NULL, 0, NULL, 0},
+    char latency_want[64], max_want[64];
+    uint64_t latency = o->knobs.latency_ms, max = o->max_payments;
+    snprintf(latency_want, sizeof(latency_want), "an integer from 0 to %d", FP_LATENCY_MAX_MS);
+    snprintf(max_want, sizeof(max_want), "an integer from 1 to %d", MAX_MAX_PAYMENTS);
+    const cm_flag flags[] = {
+        {.name = "listen",
+         .type = CM_FLAG_ADDR,
+         .dst = &o->listen,
+         .required = true,
+         .metavar = "H:P"},
+        {.name = "decline-rate",
+         .type = CM_FLAG_DOUBLE,
+         .dst = &o->knobs.decline_rate,
+         .dlo = 0,
+         .dhi = 1},
+        {.name = "fail-rate",
+         .type = CM_FLAG_DOUBLE,
+         .dst = &o->knobs.fail_rate,
+         .dlo = 0,
+         .dhi = 1},
+        {.name = "latency-ms",
+         .type = CM_FLAG_U64,
+         .dst = &latency,
+         .lo = 0,
+         .hi = FP_LATENCY_MAX_MS,
+         .want = latency_want},
+        {.name = "seed",
+         .type = CM_FLAG_U64,
+         .dst = &o->seed,
+         .lo = 0,
+         .hi = UINT64_MAX,
+         .want = "an unsigned integer",
+         .seen = &o->have_seed},
+        {.name = "max-payments",
+         .type = CM_FLAG_U64,
+         .dst = &max,
+         .lo = 1,
+         .hi = MAX_MAX_PAYMENTS,
+         .want = max_want},
+        {.name = "log-level", .type = CM_FLAG_LOG_LEVEL, .dst = &o->log_level},
     };
-    char err[256];
-    uint64_t u;
-    int c;
-
-    opterr = 0;
-    while ((c = getopt_long(argc, argv, ":", longopts, NULL)) != -1) {
-        switch (c) {
-        case OPT_LISTEN:
-            if (cm_addr_parse(optarg, &o->listen, err, sizeof(err)) != CM_OK) {
-                fprintf(stderr, "fakepay: --listen '%s': %s\n", optarg, err);
-                return 2;
-            }
-            o->have_listen = true;
-            break;
-        case OPT_DECLINE:
-        case OPT_FAIL:
-            if (!parse_rate(optarg,
-                            c == OPT_DECLINE ? &o->knobs.decline_rate : &o->knobs.fail_rate)) {
-                fprintf(stderr, "fakepay: %s '%s': want a number from 0 to 1\n",
-                        c == OPT_DECLINE ? "--decline-rate" : "--fail-rate", optarg);
-                return 2;
-            }
-            break;
-        case OPT_LATENCY:
-            if (!parse_u64(optarg, 0, FP_LATENCY_MAX_MS, &u)) {
-                fprintf(stderr, "fakepay: --latency-ms '%s': want an integer from 0 to %d\n",
-                        optarg, FP_LATENCY_MAX_MS);
-                return 2;
-            }
-            o->knobs.latency_ms = (uint32_t)u;
-            break;
-        case OPT_SEED:
-            if (!parse_u64(optarg, 0, UINT64_MAX, &o->seed)) {
-                fprintf(stderr, "fakepay: --seed '%s': want an unsigned integer\n", optarg);
-                return 2;
-            }
-            o->have_seed = true;
-            break;
-        case OPT_MAX:
-            if (!parse_u64(optarg, 1, MAX_MAX_PAYMENTS, &u)) {
-                fprintf(stderr, "fakepay: --max-payments '%s': want an integer from 1 to %d\n",
-                        optarg, MAX_MAX_PAYMENTS);
-                return 2;
-            }
-            o->max_payments = (size_t)u;
-            break;
-        case OPT_LOG:
-            if (cm_log_level_parse(optarg, &o->log_level) != CM_OK) {
-                fprintf(stderr, "fakepay: --log-level '%s': want error|warn|info|debug\n", optarg);
-                return 2;
-            }
-            break;
-        case OPT_HELP:
-            usage(stdout);
-            return 1;
-        case OPT_VERSION:
-            printf("fakepay %s\n", BOOKING_VERSION);
-            return 1;
-        case ':':
-            fprintf(stderr, "fakepay: %s needs a value\n", argv[optind - 1]);
-            usage(stderr);
-            return 2;
-        default:
-            fprintf(stderr, "fakepay: unknown option '%s'\n", argv[optind - 1]);
-            usage(stderr);
-            return 2;
-        }
-    }
-    if (optind < argc) {
-        fprintf(stderr, "fakepay: unexpected argument '%s'\n", argv[optind]);
-        usage(stderr);
-        return 2;
-    }
-    if (!o->have_listen) {
-        fprintf(stderr, "fakepay: --listen H:P is required\n");
-        usage(stderr);
-        return 2;
-    }
+    const cm_flags_spec spec = {
+        .prog = "fakepay", .flags = flags, .nflags = CM_ARRAY_LEN(flags), .usage = usage};
+    cm_flags_result res = cm_flags_parse(&spec, argc, argv, 1, NULL);
+    if (res != CM_FLAGS_RUN)
+        return (int)res;
+    o->have_listen = true;
+    o->knobs.latency_ms = (uint32_t)latency;
+    o->max_payments = (size_t)max;
     return 0;
 }
 

@@ -1,8 +1,10 @@
 /*
- * fp_store: payments in one growing array (seq n lives at items[n - 1]) plus two
- * open-addressing string maps (linear probing, grown at half load) from an
- * Idempotency-Key and from a reference to a seq. Map keys are borrowed from the
- * payments, whose strings live until fp_store_free.
+ * fp_store: payments in one growing array (seq n lives at items[n - 1]) plus three
+ * cm_hash string maps to a seq: Idempotency-Key -> its payment, reference -> the first
+ * and -> the last payment with it (the tail a new one is chained to). A seq is stored as
+ * the map's value (uintptr_t, never 0), not a pointer, because the array moves when it
+ * grows. Map keys are borrowed from the payments, whose strings live until
+ * fp_store_free.
  */
 #include "fp_store.h"
 
@@ -10,21 +12,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "cm_hash.h"
 #include "cm_time.h"
-
-#define MAP_MIN_SLOTS 64
-
-typedef struct map_slot {
-    const char *key; /* NULL = empty; borrowed from a payment */
-    uint32_t first;  /* seq */
-    uint32_t last;   /* seq (reference map: the tail to append to) */
-} map_slot;
-
-typedef struct str_map {
-    map_slot *slots;
-    size_t cap; /* power of two */
-    size_t used;
-} str_map;
 
 struct fp_store {
     fp_payment *items;
@@ -32,69 +21,24 @@ struct fp_store {
     size_t cap;
     size_t max;
     size_t by_status[FP_STATUS_COUNT];
-    str_map by_key;
-    str_map by_ref;
+    cm_hash *by_key;    /* Idempotency-Key -> seq */
+    cm_hash *ref_first; /* reference -> seq of its first payment */
+    cm_hash *ref_last;  /* reference -> seq of its last payment */
 };
 
-/* FNV-1a: short keys, no adversary worth defending against in a test double. */
-static uint64_t hash_str(const char *s)
+#define SEQ_VALUE(seq) ((void *)(uintptr_t)(seq))
+
+/* key -> seq, after cm_hash_reserve made room: cannot fail (a failure is a bug). */
+static void map_put(cm_hash *m, const char *key, uint32_t seq)
 {
-    uint64_t h = 0xcbf29ce484222325ull;
-    for (; *s; s++) {
-        h ^= (unsigned char)*s;
-        h *= 0x100000001b3ull;
-    }
-    return h;
+    if (cm_hash_put_str(m, key, SEQ_VALUE(seq)) != CM_OK)
+        abort();
 }
 
-static map_slot *map_find(const str_map *m, const char *key)
+/* The seq a map holds for key, 0 when none. */
+static uint32_t map_seq(const cm_hash *m, const char *key)
 {
-    if (m->cap == 0)
-        return NULL;
-    size_t i = (size_t)hash_str(key) & (m->cap - 1);
-    while (m->slots[i].key) {
-        if (strcmp(m->slots[i].key, key) == 0)
-            return &m->slots[i];
-        i = (i + 1) & (m->cap - 1);
-    }
-    return NULL;
-}
-
-static map_slot *map_probe_empty(map_slot *slots, size_t cap, const char *key)
-{
-    size_t i = (size_t)hash_str(key) & (cap - 1);
-    while (slots[i].key)
-        i = (i + 1) & (cap - 1);
-    return &slots[i];
-}
-
-/* Makes room for one more key, so that the insert after it cannot fail. */
-static cm_rc map_reserve(str_map *m)
-{
-    if ((m->used + 1) * 2 <= m->cap)
-        return CM_OK;
-    size_t ncap = m->cap ? m->cap * 2 : MAP_MIN_SLOTS;
-    map_slot *ns = calloc(ncap, sizeof(*ns));
-    if (!ns)
-        return CM_ERR;
-    for (size_t i = 0; i < m->cap; i++) {
-        if (m->slots[i].key)
-            *map_probe_empty(ns, ncap, m->slots[i].key) = m->slots[i];
-    }
-    free(m->slots);
-    m->slots = ns;
-    m->cap = ncap;
-    return CM_OK;
-}
-
-/* Inserts a key known to be absent, after map_reserve. */
-static void map_insert(str_map *m, const char *key, uint32_t seq)
-{
-    map_slot *s = map_probe_empty(m->slots, m->cap, key);
-    s->key = key;
-    s->first = seq;
-    s->last = seq;
-    m->used++;
+    return (uint32_t)(uintptr_t)cm_hash_get_str(m, key);
 }
 
 fp_store *fp_store_new(size_t max_payments)
@@ -102,8 +46,16 @@ fp_store *fp_store_new(size_t max_payments)
     if (max_payments == 0 || max_payments > UINT32_MAX - 1)
         return NULL;
     fp_store *st = calloc(1, sizeof(*st));
-    if (st)
-        st->max = max_payments;
+    if (!st)
+        return NULL;
+    st->max = max_payments;
+    st->by_key = cm_hash_new(CM_HASH_STR);
+    st->ref_first = cm_hash_new(CM_HASH_STR);
+    st->ref_last = cm_hash_new(CM_HASH_STR);
+    if (!st->by_key || !st->ref_first || !st->ref_last) {
+        fp_store_free(st);
+        return NULL;
+    }
     return st;
 }
 
@@ -116,8 +68,9 @@ void fp_store_free(fp_store *st)
         free(st->items[i].idem_key);
     }
     free(st->items);
-    free(st->by_key.slots);
-    free(st->by_ref.slots);
+    cm_hash_free(st->by_key);
+    cm_hash_free(st->ref_first);
+    cm_hash_free(st->ref_last);
     free(st);
 }
 
@@ -144,11 +97,11 @@ const fp_payment *fp_store_at(const fp_store *st, size_t seq)
 fp_key_match fp_store_match_key(const fp_store *st, const char *key, int64_t amount,
                                 const char *reference, const fp_payment **out)
 {
-    const map_slot *s = map_find(&st->by_key, key);
+    uint32_t seq = map_seq(st->by_key, key);
     *out = NULL;
-    if (!s)
+    if (seq == 0)
         return FP_KEY_NEW;
-    *out = &st->items[s->first - 1];
+    *out = &st->items[seq - 1];
     if ((*out)->amount == amount && strcmp((*out)->reference, reference) == 0)
         return FP_KEY_SAME;
     return FP_KEY_MISMATCH;
@@ -170,7 +123,8 @@ cm_rc fp_store_add(fp_store *st, fp_status status, int64_t amount, const char *r
         st->cap = ncap;
     }
     /* Every allocation happens before the first change, so a failure leaves no trace. */
-    if (map_reserve(&st->by_key) != CM_OK || map_reserve(&st->by_ref) != CM_OK)
+    if (cm_hash_reserve(st->by_key, 1) != CM_OK || cm_hash_reserve(st->ref_first, 1) != CM_OK ||
+        cm_hash_reserve(st->ref_last, 1) != CM_OK)
         return CM_ERR;
     p = &st->items[st->count];
     memset(p, 0, sizeof(*p));
@@ -186,14 +140,13 @@ cm_rc fp_store_add(fp_store *st, fp_status status, int64_t amount, const char *r
     p->first_status = status;
     p->amount = amount;
     p->created_wall_ms = cm_wall_ms();
-    map_insert(&st->by_key, p->idem_key, p->seq);
-    map_slot *r = map_find(&st->by_ref, p->reference);
-    if (r) {
-        st->items[r->last - 1].next_same_ref = p->seq;
-        r->last = p->seq;
-    } else {
-        map_insert(&st->by_ref, p->reference, p->seq);
-    }
+    uint32_t last = map_seq(st->ref_last, p->reference);
+    if (last != 0)
+        st->items[last - 1].next_same_ref = p->seq;
+    else
+        map_put(st->ref_first, p->reference, p->seq);
+    map_put(st->ref_last, p->reference, p->seq);
+    map_put(st->by_key, p->idem_key, p->seq);
     st->count++;
     st->by_status[status]++;
     *out = p;
@@ -241,8 +194,8 @@ fp_cancel_rc fp_store_cancel(fp_store *st, const char *id, const fp_payment **ou
 
 const fp_payment *fp_store_first_ref(const fp_store *st, const char *reference)
 {
-    const map_slot *s = map_find(&st->by_ref, reference);
-    return s ? &st->items[s->first - 1] : NULL;
+    uint32_t seq = map_seq(st->ref_first, reference);
+    return seq != 0 ? &st->items[seq - 1] : NULL;
 }
 
 const fp_payment *fp_store_next_ref(const fp_store *st, const fp_payment *p)

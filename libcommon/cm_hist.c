@@ -1,6 +1,7 @@
 /*
- * cm_hist: fixed-bucket latency histograms and their Prometheus text form.
- * The struct is plain data owned by its embedder; no allocation.
+ * cm_hist: fixed-bucket latency histograms and their Prometheus text form, and the
+ * log-linear quantile histogram of the benchmarks (see the header).
+ * The structs are plain data owned by their embedder; no allocation.
  */
 #include "cm_hist.h"
 
@@ -70,4 +71,57 @@ void cm_hist_format(const cm_hist *h, const char *name, const char *help, const 
         cm_strbuf_printf(out, "%s_sum %.9g\n", name, h->sum);
         cm_strbuf_printf(out, "%s_count %llu\n", name, (unsigned long long)h->count);
     }
+}
+
+/* ---- cm_histq ---- */
+
+/* Values below CM_HISTQ_SUB us have a bucket each; above, us in [2^e, 2^(e+1)) falls in
+ * one of CM_HISTQ_SUB equal slices of that octave. */
+static uint32_t histq_bucket(uint64_t us)
+{
+    if (us < CM_HISTQ_SUB)
+        return (uint32_t)us;
+    int e = 63 - __builtin_clzll(us); /* e >= CM_HISTQ_SUB_BITS */
+    uint32_t sub = (uint32_t)(us >> (e - CM_HISTQ_SUB_BITS)) & (CM_HISTQ_SUB - 1);
+    uint32_t i = (uint32_t)(e - CM_HISTQ_SUB_BITS + 1) * CM_HISTQ_SUB + sub;
+    return i < CM_HISTQ_BUCKETS ? i : CM_HISTQ_BUCKETS - 1;
+}
+
+/* The middle of bucket i, in microseconds. */
+static double histq_value(uint32_t i)
+{
+    if (i < CM_HISTQ_SUB)
+        return i;
+    int e = (int)(i / CM_HISTQ_SUB) - 1 + CM_HISTQ_SUB_BITS;
+    double slice = (double)(1ull << (e - CM_HISTQ_SUB_BITS));
+    return (double)(1ull << e) + (double)(i % CM_HISTQ_SUB) * slice + slice / 2;
+}
+
+void cm_histq_add(cm_histq *h, uint64_t us)
+{
+    h->b[histq_bucket(us)]++;
+    h->n++;
+    if (us > h->max_us)
+        h->max_us = us;
+}
+
+double cm_histq_quantile_us(const cm_histq *h, double q)
+{
+    if (h->n == 0)
+        return 0;
+    double r = q * (double)h->n;
+    uint64_t rank = (uint64_t)r;
+    if ((double)rank < r)
+        rank++; /* ceil without libm */
+    if (rank < 1)
+        rank = 1;
+    uint64_t seen = 0;
+    for (uint32_t i = 0; i < CM_HISTQ_BUCKETS; i++) {
+        seen += h->b[i];
+        if (seen >= rank) {
+            double v = histq_value(i);
+            return v < (double)h->max_us ? v : (double)h->max_us;
+        }
+    }
+    return (double)h->max_us;
 }

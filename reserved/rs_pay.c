@@ -1,35 +1,33 @@
 /*
- * rs_pay: the payment gateway client (SPEC §7) on evhttp's client side.
+ * rs_pay: the payment gateway client (SPEC §7) on libcommon's HTTP client (cm_httpc).
  *
- * Owns: the parsed gateway URL and every request in flight (one evhttp connection per
- * request, freed by libevent when the request completes: evhttp_connection_free_on_completion).
- * Why one connection per request and not a pool: evhttp serialises requests on a
- * connection, and a slow charge must not delay an unrelated cancel; loopback connects
- * are cheap next to a payment round trip.
+ * Owns: the parsed gateway URL and every request in flight, each with its own cm_httpc
+ * in close mode (one connection per request, closed after the answer). Why one
+ * connection per request and not a keep-alive pool: a slow charge must not delay an
+ * unrelated cancel, and a pooled connection the gateway closes while idle would turn a
+ * charge into an unknown outcome; loopback connects are cheap next to a payment round
+ * trip.
  *
  * Contract: a call that returns CM_OK runs its callback exactly once, from the loop,
- * never inside the call (a request that cannot even be sent is reported UNKNOWN from a
- * zero-delay timer). rs_pay_free drops what is still in flight without calling back.
- * The gateway host must be a numeric address or a name resolvable without DNS traffic
- * (evhttp is given no evdns base), which is what the configs use (loopback).
+ * never inside the call (cm_httpc reports a request that cannot be sent from a timer, as
+ * status 0: UNKNOWN). rs_pay_free drops what is still in flight without calling back.
+ * A gateway host that is not a numeric address is resolved by the system resolver at
+ * each connect, which is what the configs use (loopback).
  */
 #include "rs_pay.h"
 
-#include <event2/buffer.h>
-#include <event2/event.h>
 #include <event2/http.h>
-#include <event2/keyvalq_struct.h>
 #include <jansson.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "cm_httpc.h"
 #include "cm_log.h"
-#include "cm_time.h"
-#include "rs_metrics.h"
 
 #define RS_PAY_ID_MAX   64
 #define RS_PAY_PATH_MAX 512
+#define RS_PAY_MAX_BODY (4u * 1024 * 1024) /* a longer answer is an unknown outcome */
 
 typedef enum pay_kind { PAY_CHARGE, PAY_CANCEL, PAY_LOOKUP } pay_kind;
 
@@ -38,9 +36,8 @@ typedef struct pay_req {
     pay_kind kind;
     rs_pay_cb cb;
     void *arg;
-    struct evhttp_connection *conn; /* freed by libevent on completion */
-    struct event *defer;            /* a request that could not be sent reports from here */
-    struct pay_req *prev, *next;    /* in p->reqs */
+    cm_httpc *http;              /* this request's connection; freed with the request */
+    struct pay_req *prev, *next; /* in p->reqs */
 } pay_req;
 
 struct rs_pay {
@@ -64,28 +61,16 @@ static void pay_unlink(pay_req *r)
     r->prev = r->next = NULL;
 }
 
-/* Unlinks and frees r, then calls back: the callback may start new requests or free p. */
+/* Unlinks and frees r (its cm_httpc is freed when this, its callback, returns), then
+ * calls back: the callback may start new requests or free p. */
 static void pay_finish(pay_req *r, rs_pay_outcome outcome, const char *payment_id)
 {
     rs_pay_cb cb = r->cb;
     void *arg = r->arg;
     pay_unlink(r);
-    if (r->defer != NULL)
-        event_free(r->defer);
+    cm_httpc_free(r->http);
     free(r);
     cb(arg, outcome, payment_id);
-}
-
-static json_t *pay_body_json(struct evhttp_request *req)
-{
-    struct evbuffer *in = evhttp_request_get_input_buffer(req);
-    size_t len = evbuffer_get_length(in);
-    if (len == 0 || len > 4 * 1024 * 1024)
-        return NULL;
-    const char *data = (const char *)evbuffer_pullup(in, (ssize_t)len);
-    if (data == NULL)
-        return NULL;
-    return json_loadb(data, len, 0, NULL);
 }
 
 /* Picks the payment a lookup by reference stands for: an approved one first (it is the
@@ -114,16 +99,16 @@ static rs_pay_outcome pay_pick(json_t *items, char *id, size_t idlen)
     return RS_PAY_NOT_FOUND;
 }
 
-static void pay_done(struct evhttp_request *req, void *arg)
+static void pay_done(void *arg, const cm_httpc_resp *resp)
 {
     pay_req *r = arg;
-    int code = req != NULL ? evhttp_request_get_response_code(req) : 0;
+    int code = resp->status;
     rs_pay_outcome outcome = RS_PAY_UNKNOWN;
     char id[RS_PAY_ID_MAX] = "";
-    json_t *body = req != NULL && code != 0 ? pay_body_json(req) : NULL;
+    json_t *body =
+        code != 0 && resp->body_len > 0 ? json_loadb(resp->body, resp->body_len, 0, NULL) : NULL;
     const char *pid = json_string_value(json_object_get(body, "id"));
 
-    r->conn = NULL; /* libevent frees it once this callback returns */
     switch (r->kind) {
     case PAY_CHARGE:
         if (code == 201 && pid != NULL && pid[0] != '\0') {
@@ -158,17 +143,13 @@ static void pay_done(struct evhttp_request *req, void *arg)
     pay_finish(r, outcome, id);
 }
 
-static void pay_defer_fire(evutil_socket_t fd, short what, void *arg)
-{
-    CM_UNUSED(fd);
-    CM_UNUSED(what);
-    pay_finish(arg, RS_PAY_UNKNOWN, "");
-}
-
-/* Sends one request; on any local failure the outcome is UNKNOWN from a timer. */
-static cm_rc pay_send(rs_pay *p, pay_kind kind, enum evhttp_cmd_type cmd, const char *path,
+/* Sends one request; a failure to connect or an unanswered request is UNKNOWN, later. */
+static cm_rc pay_send(rs_pay *p, pay_kind kind, const char *method, const char *path,
                       const char *idem_key, const char *body, rs_pay_cb cb, void *arg)
 {
+    const cm_httpc_opts opts = {
+        .timeout_ms = p->timeout_ms, .max_body = RS_PAY_MAX_BODY, .close = true};
+    const char *headers[] = {"Idempotency-Key", idem_key, NULL};
     pay_req *r = calloc(1, sizeof(*r));
     if (r == NULL)
         return CM_ERR;
@@ -176,53 +157,18 @@ static cm_rc pay_send(rs_pay *p, pay_kind kind, enum evhttp_cmd_type cmd, const 
     r->kind = kind;
     r->cb = cb;
     r->arg = arg;
+    r->http = cm_httpc_new(p->base, p->host, p->port, &opts);
+    if (r->http == NULL ||
+        cm_httpc_request(r->http, method, path, body, idem_key != NULL ? headers : NULL, pay_done,
+                         r) != CM_OK) {
+        cm_httpc_free(r->http);
+        free(r);
+        return CM_ERR;
+    }
     r->next = p->reqs;
     if (p->reqs != NULL)
         p->reqs->prev = r;
     p->reqs = r;
-
-    struct evhttp_request *req = NULL;
-    r->conn = evhttp_connection_base_new(p->base, NULL, p->host, (unsigned short)p->port);
-    if (r->conn == NULL)
-        goto fail;
-    struct timeval tv = cm_tv_from_ms(p->timeout_ms);
-    evhttp_connection_set_timeout_tv(r->conn, &tv);
-    evhttp_connection_set_retries(r->conn, 0);
-    req = evhttp_request_new(pay_done, r);
-    if (req == NULL)
-        goto fail;
-    struct evkeyvalq *h = evhttp_request_get_output_headers(req);
-    char hostport[300];
-    snprintf(hostport, sizeof(hostport), "%s:%d", p->host, p->port);
-    evhttp_add_header(h, "Host", hostport);
-    evhttp_add_header(h, "Connection", "close");
-    if (idem_key != NULL)
-        evhttp_add_header(h, "Idempotency-Key", idem_key);
-    if (body != NULL) {
-        evhttp_add_header(h, "Content-Type", "application/json");
-        evbuffer_add(evhttp_request_get_output_buffer(req), body, strlen(body));
-    }
-    evhttp_connection_free_on_completion(r->conn);
-    if (evhttp_make_request(r->conn, req, cmd, path) != 0) {
-        req = NULL; /* evhttp_make_request frees the request when it fails */
-        goto fail;
-    }
-    return CM_OK;
-fail:
-    if (req != NULL)
-        evhttp_request_free(req);
-    if (r->conn != NULL)
-        evhttp_connection_free(r->conn);
-    r->conn = NULL;
-    struct timeval now = {0, 0};
-    r->defer = evtimer_new(p->base, pay_defer_fire, r);
-    if (r->defer == NULL || evtimer_add(r->defer, &now) != 0) {
-        pay_unlink(r);
-        if (r->defer != NULL)
-            event_free(r->defer);
-        free(r);
-        return CM_ERR;
-    }
     return CM_OK;
 }
 
@@ -266,7 +212,10 @@ rs_pay *rs_pay_new(struct event_base *base, const char *url, uint32_t timeout_ms
     p->base = base;
     p->port = evhttp_uri_get_port(u) > 0 ? evhttp_uri_get_port(u) : 80;
     p->timeout_ms = timeout_ms > 0 ? timeout_ms : 2000;
-    p->host = strdup(host);
+    /* "[::1]" in a URL is the address ::1 */
+    size_t hl = strlen(host);
+    p->host =
+        host[0] == '[' && hl > 2 && host[hl - 1] == ']' ? strndup(host + 1, hl - 2) : strdup(host);
     const char *path = evhttp_uri_get_path(u);
     p->prefix = strdup(path != NULL ? path : "");
     if (p->host == NULL || p->prefix == NULL)
@@ -289,10 +238,7 @@ void rs_pay_free(rs_pay *p)
     while (p->reqs != NULL) {
         pay_req *r = p->reqs;
         pay_unlink(r);
-        if (r->conn != NULL)
-            evhttp_connection_free(r->conn); /* frees its request without calling back */
-        if (r->defer != NULL)
-            event_free(r->defer);
+        cm_httpc_free(r->http); /* drops its request without calling back */
         free(r);
     }
     free(p->host);
@@ -312,7 +258,7 @@ cm_rc rs_pay_charge(rs_pay *p, const char *reference, int64_t amount, rs_pay_cb 
         return CM_ERR;
     char path[RS_PAY_PATH_MAX];
     snprintf(path, sizeof(path), "%s/payments", p->prefix);
-    cm_rc rc = pay_send(p, PAY_CHARGE, EVHTTP_REQ_POST, path, reference, body, cb, arg);
+    cm_rc rc = pay_send(p, PAY_CHARGE, "POST", path, reference, body, cb, arg);
     free(body);
     return rc;
 }
@@ -327,7 +273,7 @@ cm_rc rs_pay_cancel(rs_pay *p, const char *payment_id, rs_pay_cb cb, void *arg)
     char path[RS_PAY_PATH_MAX];
     snprintf(path, sizeof(path), "%s/payments/%s/cancel", p->prefix, enc);
     free(enc);
-    return pay_send(p, PAY_CANCEL, EVHTTP_REQ_POST, path, NULL, "{}", cb, arg);
+    return pay_send(p, PAY_CANCEL, "POST", path, NULL, "{}", cb, arg);
 }
 
 cm_rc rs_pay_lookup(rs_pay *p, const char *reference, rs_pay_cb cb, void *arg)
@@ -340,5 +286,5 @@ cm_rc rs_pay_lookup(rs_pay *p, const char *reference, rs_pay_cb cb, void *arg)
     char path[RS_PAY_PATH_MAX];
     snprintf(path, sizeof(path), "%s/payments?reference=%s", p->prefix, enc);
     free(enc);
-    return pay_send(p, PAY_LOOKUP, EVHTTP_REQ_GET, path, NULL, NULL, cb, arg);
+    return pay_send(p, PAY_LOOKUP, "GET", path, NULL, NULL, cb, arg);
 }

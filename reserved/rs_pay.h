@@ -1,6 +1,7 @@
 /*
- * rs_pay: the payment gateway client (SPEC §7) on evhttp's client side, and the
- * reconciler that cancels payments a crash left behind (issue 3 §3).
+ * rs_pay: the payment gateway client (SPEC §7) on libcommon's HTTP client (cm_httpc),
+ * used by the booking pipeline and by the reconciler that cancels payments a crash left
+ * behind (issue 3 §3).
  * Every call is asynchronous; callbacks run exactly once from the loop.
  */
 #ifndef RS_PAY_H

@@ -1,8 +1,9 @@
 /*
- * bookbench: a booking load generator for reserved (issue 3 §7, §8). C closed-loop clients
- * share one libevent loop; each owns one keep-alive HTTP connection (cx_http, the chaos
- * tools' client) to one of the servers, round robin, and sends its next request as soon
- * as the last one is answered. Three classes of request:
+ * bookbench: a booking load generator for reserved (issue 3 §7, §8): the workload and the
+ * report; the clients, their connections and the run are the loadgen library's
+ * (lg_driver). C closed-loop clients share one libevent loop; each talks to one of the
+ * servers, round robin, over one keep-alive connection, and sends its next request as
+ * soon as the last one is answered. Three classes of request:
  *   hot         POST /performances/{hot}/reservations with 1-3 random seats
  *   background  the same on a random performance of --background-perfs
  *   reads       GET /performances/{id}/seats of a random performance
@@ -27,27 +28,27 @@
  */
 #include <errno.h>
 #include <inttypes.h>
-#include <math.h>
 #include <signal.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include <arpa/inet.h>
 #include <event2/event.h>
 #include <jansson.h>
 
 #include "cm_addr.h"
+#include "cm_flags.h"
+#include "cm_hist.h"
+#include "cm_parse.h"
 #include "cm_time.h"
-#include "cx_load_http.h"
-#include "cx_load_rng.h"
+#include "lg_driver.h"
+#include "lg_rng.h"
+#include "lg_seatmap.h"
 
 #define BB_MAX_SEATS_PER_REQ 10
 #define BB_SETUP_TIMEOUT_MS  30000
-/* Latency histogram: 64 sub-buckets per power of two of microseconds (<1.6% error). */
-#define BB_SUB_BITS 6
-#define BB_SUB      (1u << BB_SUB_BITS)
-#define BB_BUCKETS  (64 * BB_SUB)
 
 typedef enum bb_class { BB_HOT, BB_BG, BB_READ, BB_NCLASS } bb_class;
 static const char *const class_key[BB_NCLASS] = {"hot", "bg", "read"};
@@ -75,16 +76,11 @@ static const char *const out_title[OUT_N] = {
     "ok",       "409 SEAT_TAKEN",  "409 SOLD_OUT",  "402 PAYMENT_DECLINED",
     "503 BUSY", "503 UNAVAILABLE", "other answers", "unanswered"};
 
-typedef struct bb_lat {
-    uint64_t b[BB_BUCKETS];
-    uint64_t n, max_us;
-} bb_lat;
-
 typedef struct bb_stats {
     uint64_t n[OUT_N];
     uint64_t total;
-    bb_lat all; /* every answered request */
-    bb_lat ok;  /* successful ones only */
+    cm_histq all; /* latency of every answered request */
+    cm_histq ok;  /* of the successful ones only */
 } bb_stats;
 
 typedef struct bb_perf {
@@ -103,16 +99,13 @@ typedef struct bb bb;
 typedef struct bb_client {
     bb *b;
     int idx;
-    cx_http *h;
     uint64_t rng;
     bb_class cls; /* of the request in flight */
     bb_perf *perf;
     uint32_t picked[BB_MAX_SEATS_PER_REQ]; /* seat indexes of the booking in flight */
     int npicked;
     uint64_t t0_us;
-    uint64_t next_us;   /* --rate: not before this */
-    struct event *pace; /* --rate: fires at next_us */
-    bool busy;
+    uint64_t next_us; /* --rate: not before this */
 } bb_client;
 
 struct bb {
@@ -130,65 +123,17 @@ struct bb {
     bb_perf *perfs;   /* [0] = hot, [1..] = background */
     size_t nperfs;
     bb_client *c;
-    cx_http *setup_h;
-    size_t setup_next;
-    bool setup_failed;
-    bool stopping;
-    int inflight;
+    lg_driver *d;
     uint64_t issued;
     uint64_t t_start_us, t_last_us;
-    struct event *stop_timer, *ev_int, *ev_term;
     bb_stats st[BB_NCLASS];
     bb_stats *hot_by_server; /* [nservers]: shows a server whose hot bookings starve */
 };
 
-/* ---- latency histogram ---- */
-
-static uint32_t lat_bucket(uint64_t us)
+/* The q-quantile of l in milliseconds (0 without samples). */
+static double lat_ms(const cm_histq *l, double q)
 {
-    if (us < BB_SUB)
-        return (uint32_t)us;
-    int e = 63 - __builtin_clzll(us); /* us in [2^e, 2^(e+1)), e >= BB_SUB_BITS */
-    uint32_t sub = (uint32_t)(us >> (e - BB_SUB_BITS)) & (BB_SUB - 1);
-    uint32_t i = (uint32_t)(e - BB_SUB_BITS + 1) * BB_SUB + sub;
-    return i < BB_BUCKETS ? i : BB_BUCKETS - 1;
-}
-
-/* The middle of bucket i, in microseconds. */
-static double lat_value(uint32_t i)
-{
-    if (i < BB_SUB)
-        return i;
-    int e = (int)(i / BB_SUB) - 1 + BB_SUB_BITS;
-    double lo = ldexp(1.0, e) + (double)(i % BB_SUB) * ldexp(1.0, e - BB_SUB_BITS);
-    return lo + ldexp(1.0, e - BB_SUB_BITS) / 2;
-}
-
-static void lat_add(bb_lat *l, uint64_t us)
-{
-    l->b[lat_bucket(us)]++;
-    l->n++;
-    if (us > l->max_us)
-        l->max_us = us;
-}
-
-/* The q-quantile in milliseconds (0 without samples); never above the exact maximum. */
-static double lat_ms(const bb_lat *l, double q)
-{
-    if (l->n == 0)
-        return 0;
-    uint64_t rank = (uint64_t)ceil(q * (double)l->n);
-    if (rank < 1)
-        rank = 1;
-    uint64_t seen = 0;
-    for (uint32_t i = 0; i < BB_BUCKETS; i++) {
-        seen += l->b[i];
-        if (seen >= rank) {
-            double v = lat_value(i);
-            return (v < (double)l->max_us ? v : (double)l->max_us) / 1000.0;
-        }
-    }
-    return (double)l->max_us / 1000.0;
+    return cm_histq_quantile_us(l, q) / 1000.0;
 }
 
 /* ---- free seats ---- */
@@ -236,84 +181,50 @@ static int cmp_i64(const void *a, const void *b)
 }
 
 /* Fills p from a GET /performances/{id}/seats body. */
-static bool perf_load(bb_perf *p, const char *body)
+static bool perf_load(bb_perf *p, const char *body, size_t len)
 {
-    bool ok = false;
-    json_t *root = json_loads(body, 0, NULL);
-    json_t *seats = json_object_get(root, "seats");
-    size_t n = json_array_size(seats), i;
-    json_t *s;
-    if (!json_is_array(seats) || n == 0 || n > UINT32_MAX / 2)
-        goto done;
+    lg_seatmap m = {0};
+    size_t n, i;
+    if (lg_seatmap_parse(&m, body, len) != CM_OK)
+        return false;
+    n = m.n;
     p->seat = calloc(n, sizeof(*p->seat));
     p->free = calloc(n, sizeof(*p->free));
     p->pos = calloc(n, sizeof(*p->pos));
-    if (p->seat == NULL || p->free == NULL || p->pos == NULL)
-        goto done;
-    json_array_foreach(seats, i, s)
-    {
-        json_t *id = json_object_get(s, "id");
-        if (!json_is_integer(id))
-            goto done;
-        p->seat[i] = json_integer_value(id);
+    if (p->seat == NULL || p->free == NULL || p->pos == NULL) {
+        lg_seatmap_clear(&m);
+        return false;
     }
+    memcpy(p->seat, m.ids, n * sizeof(*p->seat));
     p->nseat = (uint32_t)n;
     qsort(p->seat, n, sizeof(*p->seat), cmp_i64);
     for (i = 0; i < n; i++)
         p->pos[i] = UINT32_MAX;
-    json_array_foreach(seats, i, s)
-    {
+    for (i = 0; i < n; i++) {
         uint32_t si;
-        if (json_is_true(json_object_get(s, "available")) &&
-            perf_index(p, json_integer_value(json_object_get(s, "id")), &si) &&
-            p->pos[si] == UINT32_MAX) {
+        if (m.avail[i] && perf_index(p, m.ids[i], &si) && p->pos[si] == UINT32_MAX) {
             p->pos[si] = p->nfree;
             p->free[p->nfree++] = si;
         }
     }
     p->sold_out = p->nfree == 0;
-    ok = true;
-done:
-    json_decref(root);
-    return ok;
+    lg_seatmap_clear(&m);
+    return true;
 }
 
-/* ---- the run ---- */
+/* ---- the run (the lg_workload callbacks) ---- */
 
-static void client_next(bb_client *c);
-
-static void bb_finish_if_idle(bb *b)
+static void on_stopping(void *arg, const char *why, int sig)
 {
-    if (b->inflight == 0)
-        event_base_loopbreak(b->base);
-}
-
-static void bb_stop(bb *b)
-{
-    if (b->stopping)
-        return;
-    b->stopping = true;
-    bb_finish_if_idle(b);
-}
-
-static void on_stop_timer(evutil_socket_t fd, short what, void *arg)
-{
-    (void)fd;
-    (void)what;
-    bb_stop(arg);
-}
-
-static void on_signal(evutil_socket_t fd, short what, void *arg)
-{
-    (void)what;
-    bb *b = arg;
-    fprintf(stderr, "bookbench: signal %d, stopping (in-flight requests finish)\n", (int)fd);
-    bb_stop(b);
+    (void)arg;
+    (void)why;
+    if (sig != 0)
+        fprintf(stderr, "bookbench: signal %d, stopping (in-flight requests finish)\n", sig);
 }
 
 static double rng_unit(uint64_t *s)
 {
-    return (double)cx_rng_below(s, 1u << 30) / (double)(1u << 30);
+    return (double)lg_rng_below(s, 1u << 30) / (double)(1u << 30);
 }
 
 /* A random background performance with free seats, or NULL. */
@@ -324,7 +235,7 @@ static bb_perf *pick_bg(bb_client *c)
     if (nbg == 0)
         return NULL;
     for (int tries = 0; tries < 8; tries++) {
-        bb_perf *p = &b->perfs[1 + cx_rng_below(&c->rng, nbg)];
+        bb_perf *p = &b->perfs[1 + lg_rng_below(&c->rng, nbg)];
         if (!p->sold_out)
             return p;
     }
@@ -361,7 +272,7 @@ static bool choose(bb_client *c)
         /* Reads only where the run asked for reads, not as a filler once sold out. */
         if (b->reads_share <= 0)
             return false;
-        c->perf = &b->perfs[cx_rng_below(&c->rng, b->nperfs)];
+        c->perf = &b->perfs[lg_rng_below(&c->rng, b->nperfs)];
     }
     return true;
 }
@@ -370,13 +281,13 @@ static char *booking_body(bb_client *c)
 {
     bb *b = c->b;
     bb_perf *p = c->perf;
-    int k = b->seats_min + (int)cx_rng_below(&c->rng, (uint64_t)(b->seats_max - b->seats_min + 1));
+    int k = b->seats_min + (int)lg_rng_below(&c->rng, (uint64_t)(b->seats_max - b->seats_min + 1));
     if ((uint32_t)k > p->nfree)
         k = (int)p->nfree;
     c->npicked = 0;
     /* k <= 10 distinct positions of free[]: rejection is cheap. */
     while (c->npicked < k) {
-        uint32_t si = p->free[cx_rng_below(&c->rng, p->nfree)];
+        uint32_t si = p->free[lg_rng_below(&c->rng, p->nfree)];
         bool dup = false;
         for (int i = 0; i < c->npicked; i++)
             dup = dup || c->picked[i] == si;
@@ -386,14 +297,14 @@ static char *booking_body(bb_client *c)
     json_t *ids = json_array();
     for (int i = 0; i < c->npicked; i++)
         json_array_append_new(ids, json_integer(p->seat[c->picked[i]]));
-    int64_t user = b->users_first + (int64_t)cx_rng_below(&c->rng, (uint64_t)b->users_count);
+    int64_t user = b->users_first + (int64_t)lg_rng_below(&c->rng, (uint64_t)b->users_count);
     json_t *o = json_pack("{s:I,s:o}", "userId", (json_int_t)user, "seatIds", ids);
     char *s = o ? json_dumps(o, JSON_COMPACT) : NULL;
     json_decref(o);
     return s;
 }
 
-static bb_outcome classify(bb_class cls, const cx_http_resp *r, json_t **err_out)
+static bb_outcome classify(bb_class cls, const cm_httpc_resp *r, json_t **err_out)
 {
     *err_out = NULL;
     if (r->status == 0)
@@ -424,10 +335,12 @@ static bb_outcome classify(bb_class cls, const cx_http_resp *r, json_t **err_out
     return o;
 }
 
-static void on_answer(void *arg, const cx_http_resp *r)
+/* An answer: counted, and the free seats it tells of taken; the next request at once
+ * (pacing is next_request's). */
+static uint64_t on_answer(void *arg, uint32_t client, const cm_httpc_resp *r)
 {
-    bb_client *c = arg;
-    bb *b = c->b;
+    bb *b = arg;
+    bb_client *c = &b->c[client];
     uint64_t now = cm_now_us(), us = now - c->t0_us;
     bb_stats *st = &b->st[c->cls];
     json_t *err = NULL;
@@ -435,16 +348,16 @@ static void on_answer(void *arg, const cx_http_resp *r)
     st->n[o]++;
     st->total++;
     if (o != OUT_NOANSWER)
-        lat_add(&st->all, us);
+        cm_histq_add(&st->all, us);
     if (c->cls == BB_HOT) {
         bb_stats *hs = &b->hot_by_server[(size_t)c->idx % b->nservers];
         hs->n[o]++;
         hs->total++;
         if (o != OUT_NOANSWER)
-            lat_add(&hs->all, us);
+            cm_histq_add(&hs->all, us);
     }
     if (o == OUT_OK)
-        lat_add(&st->ok, us);
+        cm_histq_add(&st->ok, us);
     b->t_last_us = now;
     if (c->cls != BB_READ) {
         bb_perf *p = c->perf;
@@ -470,103 +383,75 @@ static void on_answer(void *arg, const cx_http_resp *r)
     if (o == OUT_OTHER && b->st[c->cls].n[OUT_OTHER] <= 3)
         fprintf(stderr, "bookbench: %s answered %d: %.300s\n", class_key[c->cls], r->status,
                 r->body ? r->body : "");
-    c->busy = false;
-    b->inflight--;
-    client_next(c);
+    return 0;
 }
 
-static void on_pace(evutil_socket_t fd, short what, void *arg)
+/* The client's next request: after its --rate slot, while there is something to book
+ * (or reads were asked for) and --requests is not reached. */
+static lg_next next_request(void *arg, uint32_t client, lg_request *req)
 {
-    (void)fd;
-    (void)what;
-    client_next(arg);
-}
-
-static void client_next(bb_client *c)
-{
-    bb *b = c->b;
-    char path[96];
-    char *body = NULL;
-    if (b->pace_us > 0 && !b->stopping) {
+    bb *b = arg;
+    bb_client *c = &b->c[client];
+    if (b->pace_us > 0) {
         uint64_t now = cm_now_us();
         if (now < c->next_us) {
-            struct timeval tv = {(time_t)((c->next_us - now) / 1000000),
-                                 (suseconds_t)((c->next_us - now) % 1000000)};
-            evtimer_add(c->pace, &tv);
-            return;
+            req->wait_us = c->next_us - now;
+            return LG_WAIT;
         }
         /* no burst to catch up after a slow answer: at most one slot is made good */
         c->next_us = (c->next_us + b->pace_us < now ? now : c->next_us + b->pace_us);
     }
-    if (b->stopping || (b->max_requests && b->issued >= b->max_requests) || !choose(c)) {
-        bb_finish_if_idle(b);
-        return;
-    }
+    if ((b->max_requests && b->issued >= b->max_requests) || !choose(c))
+        return LG_DONE;
     if (c->cls == BB_READ) {
-        snprintf(path, sizeof(path), "/performances/%" PRId64 "/seats", c->perf->id);
+        snprintf(req->path, sizeof(req->path), "/performances/%" PRId64 "/seats", c->perf->id);
+        req->method = "GET";
     } else {
-        snprintf(path, sizeof(path), "/performances/%" PRId64 "/reservations", c->perf->id);
-        body = booking_body(c);
-        if (body == NULL) {
+        snprintf(req->path, sizeof(req->path), "/performances/%" PRId64 "/reservations",
+                 c->perf->id);
+        req->method = "POST";
+        req->body = booking_body(c);
+        if (req->body == NULL) {
             fprintf(stderr, "bookbench: out of memory\n");
-            bb_stop(b);
-            return;
+            lg_driver_stop(b->d, "out of memory");
+            return LG_DONE;
         }
     }
+    req->server = (size_t)c->idx % b->nservers;
     c->t0_us = cm_now_us();
-    if (cx_http_request(c->h, body ? "POST" : "GET", path, body, on_answer, c) != CM_OK) {
-        fprintf(stderr, "bookbench: client %d cannot send\n", c->idx);
-        free(body);
-        bb_finish_if_idle(b);
-        return;
-    }
-    free(body);
-    c->busy = true;
-    b->inflight++;
     b->issued++;
+    return LG_SEND;
 }
 
-static void start_clients(bb *b)
-{
-    struct timeval tv = cm_tv_from_ms(b->duration_s * 1000);
-    b->t_start_us = b->t_last_us = cm_now_us();
-    evtimer_add(b->stop_timer, &tv);
-    for (int i = 0; i < b->nclients; i++)
-        client_next(&b->c[i]);
-    bb_finish_if_idle(b);
-}
-
-static void fetch_next_map(bb *b);
-
-static void on_map(void *arg, const cx_http_resp *r)
+static void on_started(void *arg)
 {
     bb *b = arg;
-    bb_perf *p = &b->perfs[b->setup_next];
-    if (r->status != 200 || !perf_load(p, r->body)) {
-        fprintf(stderr, "bookbench: GET /performances/%" PRId64 "/seats: %d %s %.200s\n", p->id,
-                r->status, r->status ? "" : r->error, r->body ? r->body : "");
-        b->setup_failed = true;
-        event_base_loopbreak(b->base);
-        return;
-    }
-    b->setup_next++;
-    fetch_next_map(b);
+    b->t_start_us = b->t_last_us = cm_now_us();
+    /* spread the first requests over one interval, so the paced load starts smooth */
+    for (int i = 0; i < b->nclients; i++)
+        b->c[i].next_us = b->t_start_us + b->pace_us * (uint64_t)i / (uint64_t)b->nclients;
 }
 
-/* The seat maps one after another on one connection, then the storm. */
-static void fetch_next_map(bb *b)
+/* The seat maps, one after another on one connection, before the storm. */
+static lg_map_verdict on_map(void *arg, size_t i, const cm_httpc_resp *r)
 {
-    char path[96];
-    if (b->setup_next == b->nperfs) {
-        start_clients(b);
-        return;
+    bb *b = arg;
+    bb_perf *p = &b->perfs[i];
+    if (r->status != 200 || !perf_load(p, r->body, r->body_len)) {
+        fprintf(stderr, "bookbench: GET /performances/%" PRId64 "/seats: %d %s %.200s\n", p->id,
+                r->status, r->status ? "" : r->error, r->body ? r->body : "");
+        return LG_MAP_FAIL;
     }
-    snprintf(path, sizeof(path), "/performances/%" PRId64 "/seats", b->perfs[b->setup_next].id);
-    if (cx_http_request(b->setup_h, "GET", path, NULL, on_map, b) != CM_OK) {
-        b->setup_failed = true;
-        event_base_loopbreak(b->base);
-    }
+    return LG_MAP_OK;
 }
+
+static const lg_workload bb_workload = {
+    .next = next_request,
+    .answered = on_answer,
+    .stopping = on_stopping,
+    .started = on_started,
+    .map = on_map,
+};
 
 /* ---- report ---- */
 
@@ -709,122 +594,86 @@ static void usage(FILE *f)
           f);
 }
 
-static bool parse_u64(const char *s, uint64_t lo, uint64_t hi, uint64_t *out)
-{
-    char *end;
-    if (s == NULL || *s < '0' || *s > '9')
-        return false;
-    errno = 0;
-    unsigned long long v = strtoull(s, &end, 10);
-    if (errno || *end || v < lo || v > hi)
-        return false;
-    *out = v;
-    return true;
-}
-
-static bool parse_share(const char *s, double *out)
-{
-    char *end;
-    if (s == NULL)
-        return false;
-    double v = strtod(s, &end);
-    if (*end || end == s || !(v >= 0 && v <= 1))
-        return false;
-    *out = v;
-    return true;
-}
-
+/* Appends the ids of "ID,ID,..." (each positive) to b->perfs. */
 static bool parse_perfs(bb *b, const char *list)
 {
-    const char *p = list;
-    while (*p) {
-        char *end;
-        errno = 0;
-        long long id = strtoll(p, &end, 10);
-        if (errno || end == p || id <= 0 || (*end && *end != ','))
-            return false;
-        bb_perf *np = realloc(b->perfs, (b->nperfs + 1) * sizeof(*np));
-        if (np == NULL)
-            return false;
-        b->perfs = np;
-        memset(&b->perfs[b->nperfs], 0, sizeof(bb_perf));
-        b->perfs[b->nperfs++].id = id;
-        p = *end ? end + 1 : end;
+    uint64_t *ids;
+    size_t n;
+    if (!cm_parse_u64_list(list, 1, INT64_MAX, &ids, &n))
+        return false;
+    bb_perf *np = realloc(b->perfs, (b->nperfs + n) * sizeof(*np));
+    if (np == NULL) {
+        free(ids);
+        return false;
     }
+    b->perfs = np;
+    memset(&b->perfs[b->nperfs], 0, n * sizeof(bb_perf));
+    for (size_t i = 0; i < n; i++)
+        b->perfs[b->nperfs++].id = (int64_t)ids[i];
+    free(ids);
     return true;
 }
 
+/* 0: run; 1: --help/--version served; 2: usage error (printed). */
 static int parse_args(bb *b, int argc, char **argv)
 {
     const char *servers = NULL, *hot = NULL, *bg = NULL, *users = NULL;
     double bg_share = -1, reads_share = -1;
-    uint64_t v, rate = 0;
+    uint64_t v, rate = 0, clients = 64, seats_min = 1, seats_max = 3;
     char err[256];
     b->duration_s = 10;
     b->timeout_ms = 10000;
-    b->seats_min = 1;
-    b->seats_max = 3;
     b->seed = 1;
-    b->nclients = 64;
-    for (int i = 1; i < argc; i++) {
-        const char *a = argv[i], *val = i + 1 < argc ? argv[i + 1] : NULL;
-        bool ok = true;
-        if (strcmp(a, "-h") == 0 || strcmp(a, "--help") == 0) {
-            usage(stdout);
-            exit(0);
-        } else if (strcmp(a, "--version") == 0) {
-            printf("bookbench %s\n", BOOKING_VERSION);
-            exit(0);
-        } else if (strcmp(a, "--servers") == 0) {
-            ok = (servers = val) != NULL;
-        } else if (strcmp(a, "--clients") == 0) {
-            ok = parse_u64(val, 1, 100000, &v);
-            b->nclients = (int)v;
-        } else if (strcmp(a, "--duration") == 0) {
-            ok = parse_u64(val, 1, 86400, &b->duration_s);
-        } else if (strcmp(a, "--requests") == 0) {
-            ok = parse_u64(val, 1, UINT64_MAX, &b->max_requests);
-        } else if (strcmp(a, "--hot-perf") == 0) {
-            ok = (hot = val) != NULL;
-        } else if (strcmp(a, "--background-perfs") == 0) {
-            ok = (bg = val) != NULL;
-        } else if (strcmp(a, "--background-share") == 0) {
-            ok = parse_share(val, &bg_share);
-        } else if (strcmp(a, "--reads-share") == 0) {
-            ok = parse_share(val, &reads_share);
-        } else if (strcmp(a, "--users") == 0) {
-            ok = (users = val) != NULL;
-        } else if (strcmp(a, "--seats-min") == 0) {
-            ok = parse_u64(val, 1, BB_MAX_SEATS_PER_REQ, &v);
-            b->seats_min = (int)v;
-        } else if (strcmp(a, "--seats-max") == 0) {
-            ok = parse_u64(val, 1, BB_MAX_SEATS_PER_REQ, &v);
-            b->seats_max = (int)v;
-        } else if (strcmp(a, "--seed") == 0) {
-            ok = parse_u64(val, 0, UINT64_MAX, &b->seed);
-        } else if (strcmp(a, "--timeout-ms") == 0) {
-            ok = parse_u64(val, 1, 600000, &b->timeout_ms);
-        } else if (strcmp(a, "--rate") == 0) {
-            ok = parse_u64(val, 1, 1000000, &rate);
-        } else if (strcmp(a, "--result-line") == 0) {
-            b->result_line = true;
-            continue;
-        } else if (strcmp(a, "--json") == 0) {
-            ok = (b->json_path = val) != NULL;
-        } else {
-            fprintf(stderr, "bookbench: unknown argument %s\n", a);
-            return 2;
-        }
-        if (!ok) {
-            fprintf(stderr, "bookbench: bad or missing value for %s\n", a);
-            return 2;
-        }
-        i++;
-    }
-    if (servers == NULL || hot == NULL || users == NULL) {
-        usage(stderr);
-        return 2;
-    }
+    const cm_flag flags[] = {
+        {.name = "servers",
+         .type = CM_FLAG_STRING,
+         .dst = &servers,
+         .required = true,
+         .metavar = "H:P[,H:P...]"},
+        {.name = "clients", .type = CM_FLAG_U64, .dst = &clients, .lo = 1, .hi = 100000},
+        {.name = "duration", .type = CM_FLAG_U64, .dst = &b->duration_s, .lo = 1, .hi = 86400},
+        {.name = "requests",
+         .type = CM_FLAG_U64,
+         .dst = &b->max_requests,
+         .lo = 1,
+         .hi = UINT64_MAX},
+        {.name = "hot-perf",
+         .type = CM_FLAG_STRING,
+         .dst = &hot,
+         .required = true,
+         .metavar = "ID"},
+        {.name = "background-perfs", .type = CM_FLAG_STRING, .dst = &bg},
+        {.name = "background-share", .type = CM_FLAG_DOUBLE, .dst = &bg_share, .dlo = 0, .dhi = 1},
+        {.name = "reads-share", .type = CM_FLAG_DOUBLE, .dst = &reads_share, .dlo = 0, .dhi = 1},
+        {.name = "users",
+         .type = CM_FLAG_STRING,
+         .dst = &users,
+         .required = true,
+         .metavar = "FIRST:COUNT"},
+        {.name = "seats-min",
+         .type = CM_FLAG_U64,
+         .dst = &seats_min,
+         .lo = 1,
+         .hi = BB_MAX_SEATS_PER_REQ},
+        {.name = "seats-max",
+         .type = CM_FLAG_U64,
+         .dst = &seats_max,
+         .lo = 1,
+         .hi = BB_MAX_SEATS_PER_REQ},
+        {.name = "seed", .type = CM_FLAG_U64, .dst = &b->seed, .lo = 0, .hi = UINT64_MAX},
+        {.name = "timeout-ms", .type = CM_FLAG_U64, .dst = &b->timeout_ms, .lo = 1, .hi = 600000},
+        {.name = "rate", .type = CM_FLAG_U64, .dst = &rate, .lo = 1, .hi = 1000000},
+        {.name = "result-line", .type = CM_FLAG_SWITCH, .dst = &b->result_line},
+        {.name = "json", .type = CM_FLAG_STRING, .dst = &b->json_path, .metavar = "FILE"},
+    };
+    const cm_flags_spec spec = {
+        .prog = "bookbench", .flags = flags, .nflags = CM_ARRAY_LEN(flags), .usage = usage};
+    cm_flags_result res = cm_flags_parse(&spec, argc, argv, 1, NULL);
+    if (res != CM_FLAGS_RUN)
+        return (int)res;
+    b->nclients = (int)clients;
+    b->seats_min = (int)seats_min;
+    b->seats_max = (int)seats_max;
     if (cm_addr_parse_list(servers, &b->servers, &b->nservers, err, sizeof(err)) != CM_OK) {
         fprintf(stderr, "bookbench: --servers: %s\n", err);
         return 2;
@@ -833,14 +682,13 @@ static int parse_args(bb *b, int argc, char **argv)
         fprintf(stderr, "bookbench: --hot-perf takes one id, --background-perfs a list of ids\n");
         return 2;
     }
-    char *colon = strchr(users, ':');
-    char *end;
-    b->users_first = strtoll(users, &end, 10);
-    if (colon == NULL || end != colon || b->users_first <= 0 ||
-        !parse_u64(colon + 1, 1, INT32_MAX, &v)) {
+    uint64_t first;
+    if (!cm_parse_u64_pair(users, ':', 1, INT64_MAX, &first, &v) || v > INT32_MAX ||
+        first > (uint64_t)INT64_MAX - v) {
         fprintf(stderr, "bookbench: --users wants FIRST:COUNT, e.g. 1:100\n");
         return 2;
     }
+    b->users_first = (int64_t)first;
     b->users_count = (int64_t)v;
     if (b->seats_min > b->seats_max) {
         fprintf(stderr, "bookbench: --seats-min is above --seats-max\n");
@@ -860,15 +708,8 @@ static int parse_args(bb *b, int argc, char **argv)
 
 static void bb_free(bb *b)
 {
-    if (b->c) {
-        for (int i = 0; i < b->nclients; i++) {
-            cx_http_free(b->c[i].h);
-            if (b->c[i].pace)
-                event_free(b->c[i].pace);
-        }
-        free(b->c);
-    }
-    cx_http_free(b->setup_h);
+    lg_driver_free(b->d);
+    free(b->c);
     for (size_t i = 0; i < b->nperfs; i++) {
         free(b->perfs[i].seat);
         free(b->perfs[i].free);
@@ -877,15 +718,18 @@ static void bb_free(bb *b)
     free(b->perfs);
     free(b->servers);
     free(b->hot_by_server);
-    if (b->stop_timer)
-        event_free(b->stop_timer);
-    if (b->ev_int)
-        event_free(b->ev_int);
-    if (b->ev_term)
-        event_free(b->ev_term);
     if (b->base)
         event_base_free(b->base);
     free(b);
+}
+
+/* What bookbench has always taken: numeric addresses or localhost (no name lookups in a
+ * benchmark). */
+static bool numeric_host(const cm_addr *a)
+{
+    unsigned char buf[sizeof(struct in6_addr)];
+    return strcmp(a->host, "localhost") == 0 || inet_pton(AF_INET, a->host, buf) == 1 ||
+           inet_pton(AF_INET6, a->host, buf) == 1;
 }
 
 int main(int argc, char **argv)
@@ -896,47 +740,48 @@ int main(int argc, char **argv)
         return 1;
     signal(SIGPIPE, SIG_IGN);
     rc = parse_args(b, argc, argv);
-    if (rc != 0)
-        goto done;
-    rc = 1;
-    b->base = event_base_new();
-    b->c = calloc((size_t)b->nclients, sizeof(*b->c));
-    b->hot_by_server = calloc(b->nservers, sizeof(*b->hot_by_server));
-    if (b->base == NULL || b->c == NULL || b->hot_by_server == NULL)
-        goto done;
-    b->setup_h = cx_http_new(b->base, &b->servers[0], BB_SETUP_TIMEOUT_MS);
-    if (b->setup_h == NULL) {
-        fprintf(stderr, "bookbench: --servers must be numeric loopback addresses\n");
-        rc = 2;
+    if (rc != 0) {
+        rc = rc == 1 ? 0 : rc;
         goto done;
     }
-    for (int i = 0; i < b->nclients; i++) {
-        bb_client *c = &b->c[i];
-        c->b = b;
-        c->idx = i;
-        c->rng = cx_rng_seed(b->seed, (uint64_t)i);
-        c->h = cx_http_new(b->base, &b->servers[(size_t)i % b->nservers], (uint32_t)b->timeout_ms);
-        c->pace = evtimer_new(b->base, on_pace, c);
-        if (c->pace == NULL)
-            goto done;
-        /* spread the first requests over one interval, so the paced load starts smooth */
-        c->next_us = cm_now_us() + b->pace_us * (uint64_t)i / (uint64_t)b->nclients;
-        if (c->h == NULL) {
+    rc = 1;
+    for (size_t i = 0; i < b->nservers; i++) {
+        if (!numeric_host(&b->servers[i])) {
             fprintf(stderr, "bookbench: --servers must be numeric loopback addresses\n");
             rc = 2;
             goto done;
         }
     }
-    b->stop_timer = evtimer_new(b->base, on_stop_timer, b);
-    b->ev_int = evsignal_new(b->base, SIGINT, on_signal, b);
-    b->ev_term = evsignal_new(b->base, SIGTERM, on_signal, b);
-    if (b->stop_timer == NULL || b->ev_int == NULL || b->ev_term == NULL)
+    b->base = event_base_new();
+    b->c = calloc((size_t)b->nclients, sizeof(*b->c));
+    b->hot_by_server = calloc(b->nservers, sizeof(*b->hot_by_server));
+    if (b->base == NULL || b->c == NULL || b->hot_by_server == NULL)
         goto done;
-    event_add(b->ev_int, NULL);
-    event_add(b->ev_term, NULL);
-    fetch_next_map(b);
+    for (int i = 0; i < b->nclients; i++) {
+        bb_client *c = &b->c[i];
+        c->b = b;
+        c->idx = i;
+        c->rng = lg_rng_seed(b->seed, (uint64_t)i);
+    }
+    const lg_driver_opts lo = {.servers = b->servers,
+                               .nservers = b->nservers,
+                               .clients = (uint32_t)b->nclients,
+                               .timeout_ms = (uint32_t)b->timeout_ms,
+                               .map_timeout_ms = BB_SETUP_TIMEOUT_MS,
+                               .duration_ms = b->duration_s * 1000};
+    int64_t *ids = calloc(b->nperfs, sizeof(*ids));
+    if (ids == NULL)
+        goto done;
+    for (size_t i = 0; i < b->nperfs; i++)
+        ids[i] = b->perfs[i].id;
+    b->d = lg_driver_new(b->base, &lo, &bb_workload, b);
+    if (b->d == NULL || lg_driver_start(b->d, ids, b->nperfs) != CM_OK) {
+        free(ids);
+        goto done;
+    }
     event_base_dispatch(b->base);
-    if (b->setup_failed || b->setup_next < b->nperfs) /* failed or interrupted */
+    free(ids);
+    if (lg_driver_setup_failed(b->d) || !lg_driver_setup_done(b->d)) /* failed or interrupted */
         goto done;
     report(b);
     rc = 0;

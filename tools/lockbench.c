@@ -22,9 +22,12 @@
 #include <event2/event.h>
 
 #include "cm_addr.h"
+#include "cm_flags.h"
+#include "cm_hist.h"
 #include "cm_lockclient.h"
 #include "cm_lockp.h"
 #include "cm_log.h"
+#include "cm_parse.h"
 #include "cm_time.h"
 
 #define BENCH_LEASE_MS          10000
@@ -32,12 +35,6 @@
 #define BENCH_CONNECT_MS        10000
 
 typedef enum bench_mode { MODE_UNCONTENDED, MODE_CONTENDED } bench_mode;
-
-/* Latency samples in microseconds. */
-typedef struct samples {
-    uint32_t *v;
-    size_t n, cap;
-} samples;
 
 typedef struct bench bench;
 
@@ -65,38 +62,17 @@ struct bench {
     uint64_t t_start_us, t_end_us;
     struct event *stop_timer;
     struct event *ev_int;
-    samples cycle, acq, wait, handoff;
+    cm_histq cycle, acq, wait, handoff; /* latencies in microseconds */
     uint64_t cycles, errors, timeouts;
     int holder; /* contended: session holding the lock per our bookkeeping, -1 none */
     uint64_t overlaps, fence_violations, last_fence;
     uint64_t last_release_us;
 };
 
-static void samples_add(samples *s, uint64_t us)
+/* The q-quantile of h in whole microseconds (0 without samples). */
+static uint64_t pct(const cm_histq *h, double q)
 {
-    if (s->n == s->cap) {
-        size_t cap = s->cap ? s->cap * 2 : 4096;
-        uint32_t *v = realloc(s->v, cap * sizeof(*v));
-        if (v == NULL)
-            return;
-        s->v = v;
-        s->cap = cap;
-    }
-    s->v[s->n++] = us > UINT32_MAX ? UINT32_MAX : (uint32_t)us;
-}
-
-static int cmp_u32(const void *a, const void *b)
-{
-    uint32_t x = *(const uint32_t *)a, y = *(const uint32_t *)b;
-    return x < y ? -1 : x > y;
-}
-
-static uint64_t pct(const samples *s, double q)
-{
-    if (s->n == 0)
-        return 0;
-    size_t i = (size_t)(q * (double)s->n);
-    return s->v[i >= s->n ? s->n - 1 : i];
+    return (uint64_t)cm_histq_quantile_us(h, q);
 }
 
 static void sess_next(sess *s);
@@ -110,7 +86,7 @@ static void on_released(void *arg, const cm_lock_result *res)
     if (res->status == CM_LOCK_OK) {
         b->cycles++;
         if (b->mode == MODE_UNCONTENDED)
-            samples_add(&b->cycle, cm_now_us() - s->t_acq_us);
+            cm_histq_add(&b->cycle, cm_now_us() - s->t_acq_us);
     } else {
         b->errors++;
     }
@@ -154,11 +130,11 @@ static void on_acquired(void *arg, const cm_lock_result *res)
     snprintf(s->token, sizeof(s->token), "%s", res->token);
     s->t_granted_us = now;
     if (b->mode == MODE_UNCONTENDED) {
-        samples_add(&b->acq, now - s->t_acq_us);
+        cm_histq_add(&b->acq, now - s->t_acq_us);
         sess_release(s);
         return;
     }
-    samples_add(&b->wait, now - s->t_acq_us);
+    cm_histq_add(&b->wait, now - s->t_acq_us);
     if (b->holder != -1)
         b->overlaps++;
     b->holder = s->idx;
@@ -167,7 +143,7 @@ static void on_acquired(void *arg, const cm_lock_result *res)
     b->last_fence = res->fence;
     /* a handoff: this session was already waiting when the previous holder let go */
     if (b->last_release_us != 0 && s->t_acq_us < b->last_release_us)
-        samples_add(&b->handoff, now - b->last_release_us);
+        cm_histq_add(&b->handoff, now - b->last_release_us);
     if (b->hold_ms == 0) {
         sess_release(s);
     } else {
@@ -222,14 +198,19 @@ static void on_state(void *arg, bool connected)
         sess_next(&b->s[i]);
 }
 
-/* A whole number in lo..hi for flag o; false (after saying why) otherwise. */
-static bool flag_u64(const char *o, const char *v, uint64_t lo, uint64_t hi, uint64_t *out)
+/* --mode uncontended|contended */
+static bool parse_mode(const char *v, void *dst, char *why, size_t whylen)
 {
-    if (cm_lockp_parse_u64(v, strlen(v), out) == CM_OK && *out >= lo && *out <= hi)
-        return true;
-    fprintf(stderr, "lockbench: %s '%s': want a whole number %" PRIu64 "..%" PRIu64 "\n", o, v, lo,
-            hi);
-    return false;
+    (void)why;
+    (void)whylen;
+    bench_mode *m = dst;
+    if (strcmp(v, "uncontended") == 0)
+        *m = MODE_UNCONTENDED;
+    else if (strcmp(v, "contended") == 0)
+        *m = MODE_CONTENDED;
+    else
+        return false;
+    return true;
 }
 
 static void usage(FILE *out)
@@ -243,10 +224,6 @@ static void report(bench *b, const char *servers)
 {
     double secs = (double)(b->t_end_us - b->t_start_us) / 1e6;
     double rate = secs > 0 ? (double)b->cycles / secs : 0;
-    samples *all[] = {&b->cycle, &b->acq, &b->wait, &b->handoff};
-    for (size_t i = 0; i < CM_ARRAY_LEN(all); i++)
-        if (all[i]->n > 0)
-            qsort(all[i]->v, all[i]->n, sizeof(uint32_t), cmp_u32);
 
     printf("lockbench  mode=%s  clients=%d  duration=%.2fs  hold=%llums  servers=%s\n",
            b->mode == MODE_CONTENDED ? "contended" : "uncontended", b->clients, secs,
@@ -260,11 +237,10 @@ static void report(bench *b, const char *servers)
         printf("  %-22s %9.3f %9.3f %9.3f\n", "acquire", pct(&b->acq, 0.5) / 1e3,
                pct(&b->acq, 0.99) / 1e3, pct(&b->acq, 0.999) / 1e3);
     } else {
-        uint64_t wmax = b->wait.n ? b->wait.v[b->wait.n - 1] : 0;
+        uint64_t wmax = b->wait.max_us;
         printf("  %-22s %9s %9s %9s\n", "latency (ms)", "p50", "p99", "max");
         printf("  %-22s %9.3f %9.3f %9.3f\n", "handoff", pct(&b->handoff, 0.5) / 1e3,
-               pct(&b->handoff, 0.99) / 1e3,
-               b->handoff.n ? b->handoff.v[b->handoff.n - 1] / 1e3 : 0.0);
+               pct(&b->handoff, 0.99) / 1e3, (double)b->handoff.max_us / 1e3);
         printf("  %-22s %9.3f %9.3f %9.3f\n", "wait", pct(&b->wait, 0.5) / 1e3,
                pct(&b->wait, 0.99) / 1e3, wmax / 1e3);
         printf("  %-22s %12llu\n", "overlaps", (unsigned long long)b->overlaps);
@@ -291,10 +267,9 @@ static void report(bench *b, const char *servers)
             "timeouts=%llu errors=%llu\n",
             b->clients, secs, (unsigned long long)b->hold_ms, (unsigned long long)b->cycles, rate,
             (unsigned long long)pct(&b->handoff, 0.5), (unsigned long long)pct(&b->handoff, 0.99),
-            pct(&b->wait, 0.5) / 1e3, pct(&b->wait, 0.99) / 1e3,
-            b->wait.n ? b->wait.v[b->wait.n - 1] / 1e3 : 0.0, (unsigned long long)b->overlaps,
-            (unsigned long long)b->fence_violations, (unsigned long long)b->timeouts,
-            (unsigned long long)b->errors);
+            pct(&b->wait, 0.5) / 1e3, pct(&b->wait, 0.99) / 1e3, (double)b->wait.max_us / 1e3,
+            (unsigned long long)b->overlaps, (unsigned long long)b->fence_violations,
+            (unsigned long long)b->timeouts, (unsigned long long)b->errors);
     }
 }
 
@@ -318,51 +293,27 @@ int main(int argc, char **argv)
     b.holder = -1;
     b.mode = MODE_UNCONTENDED;
     cm_log_init("lockbench", CM_LOG_WARN);
-    for (int i = 1; i < argc; i++) {
-        const char *o = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
-        uint64_t n;
-        if (strcmp(o, "--help") == 0) {
-            usage(stdout);
-            return 0;
-        } else if (strcmp(o, "--version") == 0) {
-            printf("lockbench %s\n", BOOKING_VERSION);
-            return 0;
-        } else if (v == NULL) {
-            fprintf(stderr, "lockbench: %s needs a value\n", o);
-            usage(stderr);
-            return 2;
-        } else if (strcmp(o, "--server") == 0) {
-            server = v;
-        } else if (strcmp(o, "--server2") == 0) {
-            server2 = v;
-        } else if (strcmp(o, "--clients") == 0) {
-            if (!flag_u64(o, v, 1, 10000, &n))
-                return 2;
-            b.clients = (int)n;
-        } else if (strcmp(o, "--duration") == 0) {
-            if (!flag_u64(o, v, 1, 86400, &n))
-                return 2;
-            b.duration_s = (int)n;
-        } else if (strcmp(o, "--hold") == 0) {
-            if (!flag_u64(o, v, 0, 60000, &n)) /* 0: release at once */
-                return 2;
-            b.hold_ms = n;
-        } else if (strcmp(o, "--mode") == 0 && strcmp(v, "uncontended") == 0) {
-            b.mode = MODE_UNCONTENDED;
-        } else if (strcmp(o, "--mode") == 0 && strcmp(v, "contended") == 0) {
-            b.mode = MODE_CONTENDED;
-        } else {
-            fprintf(stderr, "lockbench: bad option %s %s\n", o, v);
-            usage(stderr);
-            return 2;
-        }
-        i++;
-    }
-    if (server == NULL) {
-        fprintf(stderr, "lockbench: --server is required\n");
-        usage(stderr);
-        return 2;
-    }
+    uint64_t clients = 64, duration_s = 10;
+    const cm_flag flags[] = {
+        {.name = "server", .type = CM_FLAG_STRING, .dst = &server, .required = true},
+        {.name = "server2", .type = CM_FLAG_STRING, .dst = &server2},
+        {.name = "clients", .type = CM_FLAG_U64, .dst = &clients, .lo = 1, .hi = 10000},
+        {.name = "duration", .type = CM_FLAG_U64, .dst = &duration_s, .lo = 1, .hi = 86400},
+        /* 0: release at once */
+        {.name = "hold", .type = CM_FLAG_U64, .dst = &b.hold_ms, .lo = 0, .hi = 60000},
+        {.name = "mode",
+         .type = CM_FLAG_CUSTOM,
+         .dst = &b.mode,
+         .parse = parse_mode,
+         .want = "uncontended or contended"},
+    };
+    const cm_flags_spec spec = {
+        .prog = "lockbench", .flags = flags, .nflags = CM_ARRAY_LEN(flags), .usage = usage};
+    cm_flags_result res = cm_flags_parse(&spec, argc, argv, 1, NULL);
+    if (res != CM_FLAGS_RUN)
+        return CM_FLAGS_EXIT(res);
+    b.clients = (int)clients;
+    b.duration_s = (int)duration_s;
     if (cm_addr_parse(server, &a1, err, sizeof(err)) != CM_OK ||
         (server2 && cm_addr_parse(server2, &a2, err, sizeof(err)) != CM_OK)) {
         fprintf(stderr, "lockbench: bad server address: %s\n", err);
@@ -418,10 +369,6 @@ out:
             event_free(b.s[i].hold_timer);
     }
     free(b.s);
-    free(b.cycle.v);
-    free(b.acq.v);
-    free(b.wait.v);
-    free(b.handoff.v);
     if (b.stop_timer)
         event_free(b.stop_timer);
     if (b.ev_int)

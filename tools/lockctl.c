@@ -22,6 +22,7 @@
 #include "cm_addr.h"
 #include "cm_lockclient.h"
 #include "cm_log.h"
+#include "cm_flags.h"
 #include "cm_time.h"
 
 #define LOCKCTL_DEFAULT_SERVER  "127.0.0.1:7380"
@@ -81,11 +82,6 @@ static int usage_error(const char *fmt, ...)
     va_end(ap);
     usage(stderr);
     return EXIT_ERROR;
-}
-
-static bool parse_ms(const char *s, uint64_t *out)
-{
-    return s != NULL && cm_lockp_parse_u64(s, strlen(s), out) == CM_OK;
 }
 
 /* Builds client options from the global flags; endpoints are malloc'ed into *eps. */
@@ -258,6 +254,16 @@ static void on_stop_signal(evutil_socket_t sig, short what, void *arg)
     run_release_and_exit(r, 128 + (int)sig);
 }
 
+/* Parses flags up to the first positional argument or "--" (*next). -1: go on; else the
+ * exit code (--help served, or a usage error printed). */
+static int parse_flags(const cm_flag *flags, size_t n, int argc, char **argv, int *next)
+{
+    const cm_flags_spec spec = {
+        .prog = "lockctl", .flags = flags, .nflags = n, .usage = usage, .stop_at_positional = true};
+    cm_flags_result res = cm_flags_parse(&spec, argc, argv, 1, next);
+    return res == CM_FLAGS_RUN ? -1 : CM_FLAGS_EXIT(res);
+}
+
 static int cmd_acquire(const lockctl_opts *o, int argc, char **argv)
 {
     uint64_t lease = 0, wait = LOCKCTL_DEFAULT_WAIT_MS;
@@ -272,17 +278,25 @@ static int cmd_acquire(const lockctl_opts *o, int argc, char **argv)
     r.resource = argv[0];
     if (!cm_lockp_valid_resource(r.resource, strlen(r.resource)))
         return usage_error("bad resource '%s' (1-256 printable non-space bytes)", r.resource);
-    for (i = 1; i < argc && strcmp(argv[i], "--") != 0; i++) {
-        if (strcmp(argv[i], "--lease") == 0 && i + 1 < argc) {
-            if (!parse_ms(argv[++i], &lease))
-                return usage_error("bad --lease '%s'", argv[i]);
-        } else if (strcmp(argv[i], "--wait") == 0 && i + 1 < argc) {
-            if (!parse_ms(argv[++i], &wait))
-                return usage_error("bad --wait '%s'", argv[i]);
-        } else {
-            return usage_error("unexpected argument '%s' (COMMAND goes after --)", argv[i]);
-        }
-    }
+    const cm_flag flags[] = {
+        {.name = "lease",
+         .type = CM_FLAG_U64,
+         .dst = &lease,
+         .lo = 0,
+         .hi = UINT64_MAX,
+         .want = "milliseconds (0: watchdog lease)"},
+        {.name = "wait",
+         .type = CM_FLAG_U64,
+         .dst = &wait,
+         .lo = 0,
+         .hi = UINT64_MAX,
+         .want = "milliseconds"},
+    };
+    int rc = parse_flags(flags, CM_ARRAY_LEN(flags), argc, argv, &i);
+    if (rc >= 0)
+        return rc;
+    if (i < argc && strcmp(argv[i], "--") != 0)
+        return usage_error("unexpected argument '%s' (COMMAND goes after --)", argv[i]);
     if (i >= argc || i + 1 >= argc)
         return usage_error("acquire needs -- COMMAND");
     r.argv = &argv[i + 1];
@@ -412,24 +426,14 @@ int main(int argc, char **argv)
     cm_log_init("lockctl", CM_LOG_WARN);
     if (o.servers == NULL || o.servers[0] == '\0')
         o.servers = LOCKCTL_DEFAULT_SERVER;
-    for (i = 1; i < argc && argv[i][0] == '-'; i++) {
-        const char *a = argv[i];
-        if (strcmp(a, "--help") == 0 || strcmp(a, "-h") == 0) {
-            usage(stdout);
-            return 0;
-        } else if (strcmp(a, "--version") == 0) {
-            printf("lockctl %s\n", BOOKING_VERSION);
-            return 0;
-        } else if (strcmp(a, "--server") == 0 && i + 1 < argc) {
-            o.servers = argv[++i];
-        } else if (strcmp(a, "--auth") == 0 && i + 1 < argc) {
-            o.auth = argv[++i];
-        } else if (strcmp(a, "--name") == 0 && i + 1 < argc) {
-            o.name = argv[++i];
-        } else {
-            return usage_error("unknown or incomplete option '%s'", a);
-        }
-    }
+    const cm_flag flags[] = {
+        {.name = "server", .type = CM_FLAG_STRING, .dst = &o.servers},
+        {.name = "auth", .type = CM_FLAG_STRING, .dst = &o.auth},
+        {.name = "name", .type = CM_FLAG_STRING, .dst = &o.name},
+    };
+    int rc = parse_flags(flags, CM_ARRAY_LEN(flags), argc, argv, &i);
+    if (rc >= 0)
+        return rc;
     if (i >= argc)
         return usage_error("missing command");
     signal(SIGPIPE, SIG_IGN);

@@ -1,5 +1,5 @@
 /*
- * cx_load_hist: the history writer and op budget of chaos_load (see the header).
+ * cx_history_writer: the history writer and op budget of chaos_load (see the header).
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -11,9 +11,9 @@
 
 #include "cm_log.h"
 #include "cm_time.h"
-#include "cx_load_hist.h"
+#include "cx_history_writer.h"
 
-struct cx_hist {
+struct cx_hwriter {
     int fd;
     uint64_t epoch_ms;
     uint64_t max_ops;
@@ -22,10 +22,10 @@ struct cx_hist {
     uint64_t ok, failed, unknown, write_errors;
 };
 
-cx_hist *cx_hist_open(const char *path, uint64_t epoch_ms, uint64_t max_ops, char *err,
-                      size_t errlen)
+cx_hwriter *cx_hwriter_open(const char *path, uint64_t epoch_ms, uint64_t max_ops, char *err,
+                            size_t errlen)
 {
-    cx_hist *h = calloc(1, sizeof(*h));
+    cx_hwriter *h = calloc(1, sizeof(*h));
     if (!h) {
         snprintf(err, errlen, "out of memory");
         return NULL;
@@ -41,7 +41,7 @@ cx_hist *cx_hist_open(const char *path, uint64_t epoch_ms, uint64_t max_ops, cha
     return h;
 }
 
-void cx_hist_close(cx_hist *h)
+void cx_hwriter_close(cx_hwriter *h)
 {
     if (!h)
         return;
@@ -50,13 +50,13 @@ void cx_hist_close(cx_hist *h)
     free(h);
 }
 
-uint64_t cx_hist_now(const cx_hist *h)
+uint64_t cx_hwriter_now(const cx_hwriter *h)
 {
     uint64_t now = cm_now_ms();
     return now > h->epoch_ms ? now - h->epoch_ms : 0;
 }
 
-bool cx_hist_begin(cx_hist *h, uint64_t *id)
+bool cx_hwriter_begin(cx_hwriter *h, uint64_t *id)
 {
     if (h->stopping || (h->max_ops && h->started >= h->max_ops))
         return false;
@@ -64,17 +64,17 @@ bool cx_hist_begin(cx_hist *h, uint64_t *id)
     return true;
 }
 
-void cx_hist_stop(cx_hist *h)
+void cx_hwriter_stop(cx_hwriter *h)
 {
     h->stopping = true;
 }
 
-bool cx_hist_stopping(const cx_hist *h)
+bool cx_hwriter_stopping(const cx_hwriter *h)
 {
     return h->stopping || (h->max_ops && h->started >= h->max_ops);
 }
 
-void cx_hist_write(cx_hist *h, json_t *rec)
+void cx_hwriter_write(cx_hwriter *h, json_t *rec)
 {
     const char *outcome = json_string_value(json_object_get(rec, "outcome"));
     char *text = json_dumps(rec, JSON_COMPACT | JSON_PRESERVE_ORDER);
@@ -99,7 +99,7 @@ void cx_hist_write(cx_hist *h, json_t *rec)
     free(text);
 }
 
-void cx_hist_summary(const cx_hist *h, char *buf, size_t len)
+void cx_hwriter_summary(const cx_hwriter *h, char *buf, size_t len)
 {
     snprintf(buf, len,
              "ops=%" PRIu64 " ok=%" PRIu64 " fail=%" PRIu64 " unknown=%" PRIu64
