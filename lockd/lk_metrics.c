@@ -1,7 +1,7 @@
 /*
  * lk_metrics: the global lk_stats and the Prometheus page (GET /metrics on
- * metrics_listen, evhttp on the daemon's loop). Rendering reads lk_stats and the
- * per-master state of lk_redlock; nothing here blocks.
+ * metrics_listen, evhttp on the daemon's loop). Rendering reads lk_stats, lk_redlock's
+ * own counters and its per-master state; nothing here blocks.
  */
 #include "lk_metrics.h"
 
@@ -19,20 +19,28 @@ lk_metrics lk_stats;
 static struct evhttp *metrics_http;
 static const struct lk_redlock *metrics_rl;
 
+/* Where a metric's value lives: lk_stats, or the lk_redlock client's own counters. */
+enum metric_src { SRC_LOCKD, SRC_REDLOCK };
+
 typedef struct metric_desc {
     const char *name;
     const char *help;
     size_t offset;
     int is_gauge;
+    enum metric_src src;
 } metric_desc;
 
 #define COUNTER(field, name, help)                                                                 \
     {                                                                                              \
-        "lockd_" name, help, offsetof(lk_metrics, field), 0                                        \
+        "lockd_" name, help, offsetof(lk_metrics, field), 0, SRC_LOCKD                             \
+    }
+#define RL_COUNTER(field, name, help)                                                              \
+    {                                                                                              \
+        "lockd_" name, help, offsetof(lk_rl_stats, field), 0, SRC_REDLOCK                          \
     }
 #define GAUGE(field, name, help)                                                                   \
     {                                                                                              \
-        "lockd_" name, help, offsetof(lk_metrics, field), 1                                        \
+        "lockd_" name, help, offsetof(lk_metrics, field), 1, SRC_LOCKD                             \
     }
 
 static const metric_desc metric_table[] = {
@@ -46,9 +54,9 @@ static const metric_desc metric_table[] = {
     COUNTER(handoffs_total, "handoffs_total", "locks handed to the next local waiter"),
     COUNTER(wakeups_total, "wakeups_total", "release notices from other lockds that woke waiters"),
     COUNTER(polls_total, "polls_total", "safety-net polls of locks held elsewhere"),
-    COUNTER(redlock_rounds_total, "redlock_rounds_total", "Redlock rounds started"),
-    COUNTER(redlock_failed_total, "redlock_failed_total", "Redlock rounds without quorum"),
-    COUNTER(fence_writebacks_total, "fence_writebacks_total", "fence write-backs to a majority"),
+    RL_COUNTER(rounds_total, "redlock_rounds_total", "Redlock rounds started"),
+    RL_COUNTER(failed_total, "redlock_failed_total", "Redlock rounds without quorum"),
+    RL_COUNTER(fence_writebacks_total, "fence_writebacks_total", "fence write-backs to a majority"),
     COUNTER(sessions_total, "sessions_total", "sessions accepted"),
     COUNTER(sessions_expired_total, "sessions_expired_total",
             "sessions ended by session.timeout_ms"),
@@ -65,15 +73,18 @@ void lk_metrics_init(void)
     cm_hist_init_latency(&lk_stats.handoff_latency);
     cm_hist_init_latency(&lk_stats.acquire_latency);
     cm_hist_init_latency(&lk_stats.wait_time);
-    cm_hist_init_latency(&lk_stats.redis_rtt);
 }
 
 void lk_metrics_render(const struct lk_redlock *rl, cm_strbuf *out)
 {
-    const char *base = (const char *)&lk_stats;
+    static lk_rl_stats no_rl; /* zeros, with empty histogram buckets, when rl is NULL */
+    const lk_rl_stats *rls = rl ? lk_redlock_stats(rl) : &no_rl;
 
+    if (!rl && no_rl.redis_rtt.n == 0)
+        cm_hist_init_latency(&no_rl.redis_rtt);
     for (size_t i = 0; i < CM_ARRAY_LEN(metric_table); i++) {
         const metric_desc *m = &metric_table[i];
+        const char *base = m->src == SRC_LOCKD ? (const char *)&lk_stats : (const char *)rls;
         cm_strbuf_printf(out, "# HELP %s %s\n# TYPE %s %s\n", m->name, m->help, m->name,
                          m->is_gauge ? "gauge" : "counter");
         if (m->is_gauge)
@@ -90,8 +101,8 @@ void lk_metrics_render(const struct lk_redlock *rl, cm_strbuf *out)
                    "ACQUIRE received to OK", "", out);
     cm_hist_format(&lk_stats.wait_time, "lockd_wait_seconds", "ACQUIRE received to OK or TIMEOUT",
                    "", out);
-    cm_hist_format(&lk_stats.redis_rtt, "lockd_redis_rtt_seconds", "per-master command round trip",
-                   "", out);
+    cm_hist_format(&rls->redis_rtt, "lockd_redis_rtt_seconds", "per-master command round trip", "",
+                   out);
     if (!rl)
         return;
     size_t n = lk_redlock_masters_total(rl);

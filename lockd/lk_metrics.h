@@ -1,7 +1,8 @@
 /*
  * lk_metrics: lockd's counters, gauges and histograms, and the Prometheus page
  * served on metrics_listen (GET /metrics). One global instance: lockd is one process
- * with one loop, and every module bumps its own counters here.
+ * with one loop, and the session and lock modules bump their counters here. lk_redlock
+ * keeps its own (lk_redlock_stats); the page shows both.
  */
 #ifndef LK_METRICS_H
 #define LK_METRICS_H
@@ -17,19 +18,16 @@ struct lk_redlock;
 
 typedef struct lk_metrics {
     /* counters */
-    uint64_t acquires_total;       /* ACQUIRE requests accepted for processing */
-    uint64_t grants_total;         /* ACQUIRE answered OK */
-    uint64_t timeouts_total;       /* ACQUIRE answered TIMEOUT */
-    uint64_t noquorum_total;       /* ACQUIRE answered ERR NOQUORUM */
-    uint64_t releases_total;       /* RELEASE answered OK */
-    uint64_t renews_total;         /* RENEW answered OK */
-    uint64_t lost_total;           /* locks lost (LOST pushes + expired sessions) */
-    uint64_t handoffs_total;       /* local handoffs to the next waiter */
-    uint64_t wakeups_total;        /* pub/sub release notices that woke a waiter */
-    uint64_t polls_total;          /* safety-net polls */
-    uint64_t redlock_rounds_total; /* Redlock rounds started (all kinds) */
-    uint64_t redlock_failed_total; /* rounds without quorum */
-    uint64_t fence_writebacks_total;
+    uint64_t acquires_total;         /* ACQUIRE requests accepted for processing */
+    uint64_t grants_total;           /* ACQUIRE answered OK */
+    uint64_t timeouts_total;         /* ACQUIRE answered TIMEOUT */
+    uint64_t noquorum_total;         /* ACQUIRE answered ERR NOQUORUM */
+    uint64_t releases_total;         /* RELEASE answered OK */
+    uint64_t renews_total;           /* RENEW answered OK */
+    uint64_t lost_total;             /* locks lost (LOST pushes + expired sessions) */
+    uint64_t handoffs_total;         /* local handoffs to the next waiter */
+    uint64_t wakeups_total;          /* pub/sub release notices that woke a waiter */
+    uint64_t polls_total;            /* safety-net polls */
     uint64_t sessions_total;         /* sessions accepted */
     uint64_t sessions_expired_total; /* sessions ended by session.timeout_ms */
     uint64_t badreq_total;           /* requests answered ERR BADREQ */
@@ -42,13 +40,13 @@ typedef struct lk_metrics {
     cm_hist handoff_latency; /* RELEASE received -> next waiter's OK sent, same lockd */
     cm_hist acquire_latency; /* ACQUIRE received -> OK sent */
     cm_hist wait_time;       /* ACQUIRE received -> OK or TIMEOUT */
-    cm_hist redis_rtt;       /* per-master command round trip */
 } lk_metrics;
 
 extern lk_metrics lk_stats;
 
 void lk_metrics_init(void);
-/* Appends the whole Prometheus page; per-master up/down comes from rl (may be NULL). */
+/* Appends the whole Prometheus page; the Redlock counters and per-master up/down come
+ * from rl (NULL: they show as zero). */
 void lk_metrics_render(const struct lk_redlock *rl, cm_strbuf *out);
 /* Starts the HTTP endpoint (evhttp) on addr. */
 cm_rc lk_metrics_listen(struct event_base *base, const cm_addr *addr,

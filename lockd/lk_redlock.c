@@ -29,7 +29,6 @@
 #include "cm_rand.h"
 #include "cm_sha1.h"
 #include "cm_time.h"
-#include "lk_metrics.h"
 
 #define RL_BACKOFF_MIN_MS 50
 #define RL_BACKOFF_MAX_MS 1000
@@ -179,6 +178,7 @@ struct lk_redlock {
     struct rl_op_list admit;
     size_t queued;
     bool freeing; /* lk_redlock_free is running: callbacks only drop references */
+    lk_rl_stats stats;
 };
 
 /* ---- masters ---- */
@@ -468,7 +468,7 @@ static void op_finish(lk_rl_op *op, lk_rl_outcome outcome, int64_t retry_after_m
         rl->inflight--;
     }
     if (outcome != LK_RL_GRANTED) {
-        lk_stats.redlock_failed_total++;
+        rl->stats.failed_total++;
     }
     if (op->kind == OP_ACQUIRE) {
         if (outcome == LK_RL_GRANTED) {
@@ -589,7 +589,7 @@ static void op_fence_phase(lk_rl_op *op)
         return;
     }
     /* Masters that returned t hold >= t already; the rest get "fence = max(fence, t)". */
-    lk_stats.fence_writebacks_total++;
+    rl->stats.fence_writebacks_total++;
     op->phase = PH_FENCE;
     op->yes = have;
     op->wait = 0;
@@ -678,7 +678,7 @@ static void slot_reply_cb(redisAsyncContext *ac, void *r, void *privdata)
         goto done;
     }
     if (reply != NULL) {
-        cm_hist_observe_us(&lk_stats.redis_rtt, cm_now_us() - op->phase_start_us);
+        cm_hist_observe_us(&rl->stats.redis_rtt, cm_now_us() - op->phase_start_us);
     } else if (ac == m->cmd.ac) {
         /* The context is going away (its disconnect callback follows): stop using it
          * before the NULL replies below complete rounds that may start new ones. */
@@ -850,7 +850,7 @@ static lk_rl_op *op_start(lk_redlock *rl, rl_kind kind, const char *resource, co
     if (op == NULL) {
         return NULL;
     }
-    lk_stats.redlock_rounds_total++;
+    rl->stats.rounds_total++;
     op->best_effort = best_effort;
     if (rl->queued > 0 || (rl->max_inflight != 0 && rl->inflight >= rl->max_inflight)) {
         TAILQ_INSERT_TAIL(&rl->admit, op, qlink);
@@ -889,6 +889,7 @@ lk_redlock *lk_redlock_new(struct event_base *base, const lk_redlock_opts *opts)
     rl->max_inflight = opts->max_inflight_rounds;
     TAILQ_INIT(&rl->ops);
     TAILQ_INIT(&rl->admit);
+    cm_hist_init_latency(&rl->stats.redis_rtt);
     const char *prefix = opts->key_prefix ? opts->key_prefix : "";
     rl->prefix = strdup(prefix);
     rl->prefix_len = strlen(prefix);
@@ -1027,6 +1028,11 @@ void lk_redlock_cancel(lk_rl_op *op)
     if (op != NULL && op->open) {
         op->cancelled = true;
     }
+}
+
+const lk_rl_stats *lk_redlock_stats(const lk_redlock *rl)
+{
+    return &rl->stats;
 }
 
 size_t lk_redlock_pending(const lk_redlock *rl)

@@ -25,6 +25,7 @@
 #include <stdint.h>
 #include "cm_addr.h"
 #include "cm_core.h"
+#include "cm_hist.h"
 
 struct event_base;
 typedef struct lk_redlock lk_redlock;
@@ -46,6 +47,15 @@ typedef struct lk_rl_result {
 } lk_rl_result;
 
 typedef void (*lk_rl_cb)(void *arg, const lk_rl_result *res);
+
+/* The client's own counters (lk_metrics renders them; tests read them). They live as
+ * long as the client and start at zero. */
+typedef struct lk_rl_stats {
+    uint64_t rounds_total;           /* rounds started (acquire, renew, release, unlocks) */
+    uint64_t failed_total;           /* rounds that ended without quorum */
+    uint64_t fence_writebacks_total; /* acquires that wrote the fence back to a majority */
+    cm_hist redis_rtt;               /* per-master command round trip */
+} lk_rl_stats;
 /* Another process released resource (pub/sub). Borrowed string. */
 typedef void (*lk_rl_released_cb)(void *arg, const char *resource);
 /* The number of connected masters changed. */
@@ -99,6 +109,9 @@ void lk_redlock_cancel(lk_rl_op *op);
 /* Tells the other lockds that this one has waiters for resource, which another process
  * holds (PUBLISH "want <resource>" on every master that is up; fire and forget). */
 void lk_redlock_publish_wanted(lk_redlock *rl, const char *resource);
+
+/* The counters of rl, borrowed: valid until lk_redlock_free. */
+const lk_rl_stats *lk_redlock_stats(const lk_redlock *rl);
 
 /* Rounds still in flight (shutdown waits for releases to drain). */
 size_t lk_redlock_pending(const lk_redlock *rl);

@@ -16,14 +16,9 @@
 #include <unistd.h>
 
 #include "cm_addr.h"
-#include "cm_hist.h"
 #include "cm_time.h"
-#include "lk_metrics.h"
 #include "lk_redlock.h"
 #include "th.h"
-
-/* The test links lk_redlock.c alone, so it owns the metrics lk_redlock bumps. */
-lk_metrics lk_stats;
 
 #define MAX_MASTERS 5
 #define PREFIX      "t:"
@@ -123,7 +118,6 @@ static uint32_t env_max_inflight; /* redlock.max_inflight_rounds of the next env
 static void env_open_timeout(env *e, uint32_t timeout_ms)
 {
     memset(e, 0, sizeof *e);
-    cm_hist_init_latency(&lk_stats.redis_rtt);
     e->base = event_base_new();
     ck_assert_ptr_nonnull(e->base);
     cm_addr addrs[MAX_MASTERS];
@@ -262,7 +256,9 @@ START_TEST(test_roundtrip)
 {
     env e;
     env_open(&e);
-    uint64_t rounds0 = lk_stats.redlock_rounds_total;
+    const lk_rl_stats *st = lk_redlock_stats(e.rl);
+    ck_assert_uint_eq(st->rounds_total, 0); /* the client's own counters start at zero */
+    ck_assert_uint_eq(st->redis_rtt.count, 0);
     lk_rl_result r = acquire(&e, "Performance:1", "tokA", NULL, 10000);
     ck_assert_int_eq(r.outcome, LK_RL_GRANTED);
     ck_assert_uint_ge(r.fence, 1);
@@ -277,8 +273,8 @@ START_TEST(test_roundtrip)
     ck_assert_int_eq(r.outcome, LK_RL_GRANTED);
     drain(&e);
     assert_lock_all(PREFIX "lock:Performance:1", "");
-    ck_assert_uint_eq(lk_stats.redlock_rounds_total, rounds0 + 2);
-    ck_assert_uint_ge(lk_stats.redis_rtt.count, 4);
+    ck_assert_uint_eq(st->rounds_total, 2);
+    ck_assert_uint_ge(st->redis_rtt.count, 4);
     env_close(&e);
 }
 END_TEST
@@ -318,11 +314,11 @@ START_TEST(test_unlock_on_failure)
     rset(1, PREFIX "lock:U", "other");
     env e;
     env_open(&e);
-    uint64_t failed0 = lk_stats.redlock_failed_total;
+    uint64_t failed0 = lk_redlock_stats(e.rl)->failed_total;
     lk_rl_result r = acquire(&e, "U", "tokA", NULL, 5000);
     ck_assert_int_eq(r.outcome, LK_RL_HELD);
     ck_assert_int_eq(r.retry_after_ms, 0); /* "other" has no expiry: PTTL -1 -> 0 */
-    ck_assert_uint_eq(lk_stats.redlock_failed_total, failed0 + 1);
+    ck_assert_uint_eq(lk_redlock_stats(e.rl)->failed_total, failed0 + 1);
     drain(&e);
     char v[64];
     rget(2, PREFIX "lock:U", v, sizeof v);
@@ -418,11 +414,11 @@ START_TEST(test_fence_writeback)
     rset(2, PREFIX "lock:W", "other");
     env e;
     env_open(&e);
-    uint64_t wb0 = lk_stats.fence_writebacks_total;
+    uint64_t wb0 = lk_redlock_stats(e.rl)->fence_writebacks_total;
     lk_rl_result r = acquire(&e, "W", "tokA", NULL, 5000);
     ck_assert_int_eq(r.outcome, LK_RL_GRANTED);
     ck_assert_uint_eq(r.fence, 10);
-    ck_assert_uint_eq(lk_stats.fence_writebacks_total, wb0 + 1);
+    ck_assert_uint_eq(lk_redlock_stats(e.rl)->fence_writebacks_total, wb0 + 1);
     ck_assert_int_ge(count_at_least(PREFIX "fence:W", 10), 2);
     ck_assert_int_eq(rget_num(1, PREFIX "fence:W"), 10);
     ck_assert_int_eq(release(&e, "W", "tokA").outcome, LK_RL_GRANTED);
@@ -434,7 +430,7 @@ START_TEST(test_fence_writeback)
     ck_assert_int_eq(r2.outcome, LK_RL_GRANTED);
     ck_assert_uint_gt(r2.fence, 10);
     /* Agreeing masters need no write-back. */
-    ck_assert_uint_eq(lk_stats.fence_writebacks_total, wb0 + 1);
+    ck_assert_uint_eq(lk_redlock_stats(e.rl)->fence_writebacks_total, wb0 + 1);
     drain(&e);
     env_close(&e);
 }
