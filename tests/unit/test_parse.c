@@ -23,6 +23,9 @@ START_TEST(test_u64)
     for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
         ck_assert_msg(!cm_parse_u64(bad[i], 0, 10, &v), "'%s' parsed", bad[i]);
     ck_assert(!cm_parse_u64(NULL, 0, 10, &v));
+    /* strtoull reads "-1" as UINT64_MAX: refused even where that is in range */
+    ck_assert(!cm_parse_u64("-1", 0, UINT64_MAX, &v));
+    ck_assert(!cm_parse_u64(" 1", 0, UINT64_MAX, &v));
     ck_assert(!cm_parse_u64("0", 1, 10, &v));
     ck_assert_uint_eq(v, 42); /* untouched on failure */
 }
