@@ -20,6 +20,7 @@
 #include <hiredis/adapters/libevent.h>
 #include <hiredis/async.h>
 #include <hiredis/hiredis.h>
+#include <assert.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -69,6 +70,17 @@ static const char *const script_text[SCRIPT_COUNT] = {script_acquire, script_fen
 /* ---- types ---- */
 
 typedef enum rl_kind { OP_ACQUIRE, OP_RENEW, OP_RELEASE } rl_kind;
+
+/* Where a round is in its life; op_set_state moves it and asserts the move. */
+typedef enum rl_op_state {
+    OPS_NEW,      /* made by op_new, about to be queued or launched */
+    OPS_QUEUED,   /* waiting in rl->admit for room under max_inflight: nothing sent yet */
+    OPS_SENT,     /* launched: commands out, round timer armed, counted in rl->inflight */
+    OPS_NOQUORUM, /* launched with fewer than a quorum of masters up: nothing was sent, the
+                     NOQUORUM outcome is deferred to the loop (counted in rl->inflight) */
+    OPS_DONE,     /* outcome decided and callback run (or a cancelled round dropped from
+                     the queue); only late hiredis replies still hold references */
+} rl_op_state;
 
 typedef enum rl_phase {
     PH_MAIN = 0,  /* the lock/renew/release script */
@@ -122,13 +134,11 @@ struct lk_rl_op {
     struct event timer; /* round timer; also made active for a deferred outcome */
     rl_kind kind;
     rl_phase phase;
-    bool open;                   /* outcome not decided yet */
+    rl_op_state state;
     bool cancelled;              /* cb must not run */
-    bool noquorum;               /* not enough masters up at start: nothing was sent */
-    bool launched;               /* counted in rl->inflight until it finishes */
     bool best_effort;            /* launch even without a quorum of masters up (internal unlocks) */
     TAILQ_ENTRY(lk_rl_op) qlink; /* rl->admit while queued */
-    uint32_t refs;               /* 1 while open + 1 per command whose callback has not run */
+    uint32_t refs;               /* 1 until DONE + 1 per command whose callback has not run */
     uint32_t yes;      /* slots of the current phase in SL_YES (plus pre-acked for PH_FENCE) */
     uint32_t wait;     /* slots of the current phase in SL_WAIT */
     uint32_t no;       /* slots of the current phase in SL_NO */
@@ -442,6 +452,41 @@ static void op_unref(lk_rl_op *op)
     }
 }
 
+static const char *const op_state_name[] = {"new", "queued", "sent", "noquorum", "done"};
+static const char *const op_kind_name[] = {"acquire", "renew", "release"};
+
+/* The one place a round changes state: asserts that the move is legal. */
+static void op_set_state(lk_rl_op *op, rl_op_state to)
+{
+    rl_op_state from = op->state;
+    bool legal = false;
+    switch (from) {
+    case OPS_NEW:
+        legal = to == OPS_QUEUED || to == OPS_SENT || to == OPS_NOQUORUM;
+        break;
+    case OPS_QUEUED:
+        legal = to == OPS_SENT || to == OPS_NOQUORUM || to == OPS_DONE;
+        break;
+    case OPS_SENT:
+    case OPS_NOQUORUM:
+        legal = to == OPS_DONE;
+        break;
+    case OPS_DONE:
+        break;
+    }
+    assert(legal && "illegal Redlock round state change");
+    (void)legal;
+    op->state = to;
+    log_debug("redlock %s %s: %s -> %s", op_kind_name[op->kind], op->resource, op_state_name[from],
+              op_state_name[to]);
+}
+
+/* Launched rounds count against max_inflight until they are done. */
+static bool op_launched(const lk_rl_op *op)
+{
+    return op->state == OPS_SENT || op->state == OPS_NOQUORUM;
+}
+
 static void op_release_token(lk_redlock *rl, const lk_rl_op *op);
 static void rl_admit(lk_redlock *rl);
 
@@ -459,14 +504,13 @@ static void op_finish(lk_rl_op *op, lk_rl_outcome outcome, int64_t retry_after_m
             res.validity_ms = 0;
         }
     }
-    op->open = false;
+    if (op_launched(op)) {
+        rl->inflight--;
+    }
+    op_set_state(op, OPS_DONE);
     event_del(&op->timer);
     TAILQ_REMOVE(&rl->ops, op, link);
     rl->pending--;
-    if (op->launched) {
-        op->launched = false;
-        rl->inflight--;
-    }
     if (outcome != LK_RL_GRANTED) {
         rl->stats.failed_total++;
     }
@@ -615,7 +659,7 @@ static void op_fence_phase(lk_rl_op *op)
 static void op_advance(lk_rl_op *op)
 {
     lk_redlock *rl = op->rl;
-    if (!op->open) {
+    if (op->state != OPS_SENT) {
         return;
     }
     if (op->yes >= rl->quorum) {
@@ -684,7 +728,7 @@ static void slot_reply_cb(redisAsyncContext *ac, void *r, void *privdata)
          * before the NULL replies below complete rounds that may start new ones. */
         master_set_up(m, false);
     }
-    if (!op->open || op->phase != s->phase) {
+    if (op->state != OPS_SENT || op->phase != s->phase) {
         goto done; /* late: the round already moved on */
     }
     if (reply != NULL && reply->type == REDIS_REPLY_ERROR &&
@@ -723,11 +767,11 @@ done:
 static void op_timer_cb(evutil_socket_t fd, short what, void *arg)
 {
     lk_rl_op *op = arg;
-    if (!op->open) {
+    if (op->state == OPS_NOQUORUM) {
+        op_finish(op, LK_RL_NOQUORUM, 0);
         return;
     }
-    if (op->noquorum) {
-        op_finish(op, LK_RL_NOQUORUM, 0);
+    if (op->state != OPS_SENT) {
         return;
     }
     /* Whatever is still outstanding counts as a no from here on. */
@@ -779,7 +823,7 @@ static lk_rl_op *op_new(lk_redlock *rl, rl_kind kind, const char *resource, cons
     op->fence_key = p;
     op->fence_key_len = (size_t)sprintf(p, "%sfence:%s", rl->prefix, resource);
     op->refs = 1;
-    op->open = true;
+    op->state = OPS_NEW;
     event_assign(&op->timer, rl->base, -1, 0, op_timer_cb, op);
     TAILQ_INSERT_TAIL(&rl->ops, op, link);
     rl->pending++;
@@ -791,14 +835,14 @@ static lk_rl_op *op_new(lk_redlock *rl, rl_kind kind, const char *resource, cons
 static void op_launch(lk_rl_op *op)
 {
     lk_redlock *rl = op->rl;
-    op->launched = true;
     rl->inflight++;
     op->start_us = op->phase_start_us = cm_now_us();
     if (rl->up < rl->quorum && !op->best_effort) {
-        op->noquorum = true;
+        op_set_state(op, OPS_NOQUORUM);
         event_active(&op->timer, EV_TIMEOUT, 1);
         return;
     }
+    op_set_state(op, OPS_SENT);
     char *cmd = NULL;
     int len = op_format(op, false, &cmd);
     if (len > 0) {
@@ -825,7 +869,7 @@ static void rl_admit(lk_redlock *rl)
         TAILQ_REMOVE(&rl->admit, op, qlink);
         rl->queued--;
         if (op->cancelled && op->kind != OP_RELEASE) {
-            op->open = false;
+            op_set_state(op, OPS_DONE);
             TAILQ_REMOVE(&rl->ops, op, link);
             rl->pending--;
             op_unref(op);
@@ -853,6 +897,7 @@ static lk_rl_op *op_start(lk_redlock *rl, rl_kind kind, const char *resource, co
     rl->stats.rounds_total++;
     op->best_effort = best_effort;
     if (rl->queued > 0 || (rl->max_inflight != 0 && rl->inflight >= rl->max_inflight)) {
+        op_set_state(op, OPS_QUEUED);
         TAILQ_INSERT_TAIL(&rl->admit, op, qlink);
         rl->queued++;
         return op;
@@ -1025,7 +1070,7 @@ lk_rl_op *lk_redlock_release(lk_redlock *rl, const char *resource, const char *t
 
 void lk_redlock_cancel(lk_rl_op *op)
 {
-    if (op != NULL && op->open) {
+    if (op != NULL && op->state != OPS_DONE) {
         op->cancelled = true;
     }
 }
