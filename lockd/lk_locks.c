@@ -19,12 +19,17 @@
  *   head start. A single handoff never pays it, however long the lock was held;
  * - a release with no local waiter while another lockd wants the lock gives the same
  *   head start: a client that ACQUIREs again right after its RELEASE waits for it.
+ *
+ * Where a resource is (attempt in flight, held here, retry / poll / head start armed)
+ * is one lk_res_state, moved only by res_set_state. Redlock, the clock and timers are
+ * reached through lk->ops (lk_ops.h), so tests/lockd_unit runs these rules without a
+ * network.
  */
 #include "lk_locks.h"
 
-#include <event2/event.h>
-#include <event2/event_struct.h>
+#include <assert.h>
 #include <stdarg.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -33,7 +38,7 @@
 #include "cm_rand.h"
 #include "cm_time.h"
 #include "lk_metrics.h"
-#include "lk_redlock.h"
+#include "lk_ops.h"
 
 #define LK_POLL_CAP_MS   250 /* safety-net poll when another process holds the lock */
 #define LK_HASH_INIT     1024
@@ -57,7 +62,7 @@ struct lk_waiter {
     lk_owner *owner;
     TAILQ_ENTRY(lk_waiter) res_link;   /* FIFO of the resource */
     TAILQ_ENTRY(lk_waiter) owner_link; /* the session's waiters */
-    struct event deadline;             /* wait_ms timer (armed only when wait_ms > 0) */
+    lk_timer *deadline;                /* wait_ms timer (only when wait_ms > 0) */
     uint64_t lease_ms;
     uint64_t wait_ms;
     uint64_t start_us;   /* ACQUIRE received */
@@ -70,7 +75,7 @@ struct lk_waiter {
 struct lk_renew {
     lk_hold *hold;
     TAILQ_ENTRY(lk_renew) link;
-    lk_rl_op *op;
+    lk_round *op;
     uint64_t lease_ms; /* effective lease written */
     bool set_lease;    /* the request named a lease: it becomes the lock's fixed lease */
     char tag[LK_TAG_BUF];
@@ -81,26 +86,42 @@ struct lk_hold {
     lk_resource *res;
     lk_owner *owner; /* NULL once orphaned (session gone, release delayed) */
     TAILQ_ENTRY(lk_hold) owner_link;
-    struct event timer;            /* fixed: local expiry; watchdog: renewal; orphan: release */
-    lk_rl_op *wd_op;               /* watchdog renewal in flight */
+    lk_timer *timer;               /* fixed: local expiry; watchdog: renewal; orphan: release */
+    lk_round *wd_op;               /* watchdog renewal in flight */
     TAILQ_HEAD(, lk_renew) renews; /* client RENEWs in flight */
     uint64_t lease_ms;             /* 0 = watchdog lease */
     uint64_t expires_ms;           /* monotonic end of the granted validity */
     char token[LK_TOKEN_BUF];
 };
 
+/* Where a resource is on this lockd; res_set_state moves it and asserts the move.
+ * The retry timer is armed in exactly the last three. */
+typedef enum lk_res_state {
+    RES_IDLE,       /* no local holder, no round in flight, no timer: just made, about to
+                       start an attempt, or about to be freed */
+    RES_ATTEMPT,    /* one acquire round (plain, or a handoff from prev_token) in flight
+                       for op_waiter, the head waiter */
+    RES_HELD,       /* a local session holds it (holder, maybe orphaned): its waiters wait
+                       for the handoff, never poll our own lock */
+    RES_RETRY,      /* timer armed: the next attempt after a FAILED round (or one that
+                       could not start) */
+    RES_POLL,       /* timer armed: the safety-net poll after a HELD answer (another process
+                       holds it); a quorum of release notices starts the attempt sooner */
+    RES_HEAD_START, /* timer armed: other lockds' head start after our release; no local
+                       attempt, release notice or free until it ends */
+} lk_res_state;
+
 struct lk_resource {
     lk_locks *lk;
     lk_resource *next; /* hash chain */
     uint32_t hash;
+    lk_res_state state;
     lk_hold *holder; /* local holder, if any */
     TAILQ_HEAD(, lk_waiter) waiters;
     size_t n_waiters;
-    lk_rl_op *op;                  /* acquire attempt in flight */
+    lk_round *op;                  /* acquire attempt in flight */
     lk_waiter *op_waiter;          /* ... for this (head) waiter */
-    struct event retry;            /* next attempt (retry delay or safety-net poll) */
-    bool retry_is_poll;            /* the armed retry follows a HELD answer */
-    bool yielding;                 /* the armed retry is a head start for other lockds */
+    lk_timer *retry;               /* next attempt: retry delay, poll or head start */
     char prev_token[LK_TOKEN_BUF]; /* "" or a released token of ours (see top) */
     uint64_t chain_start_ms;       /* when this lockd last got it other than by handoff */
     uint32_t chain_handoffs;       /* local handoffs since then */
@@ -113,8 +134,8 @@ struct lk_resource {
 };
 
 struct lk_locks {
-    struct event_base *base;
-    lk_redlock *rl;
+    const lk_ops *ops; /* Redlock, clock and timers */
+    void *ctx;         /* ... their context */
     lk_locks_opts opts;
     lk_resource **buckets;
     size_t n_buckets; /* power of two */
@@ -143,10 +164,52 @@ static void owner_sendf(lk_owner *owner, const char *tag, const char *fmt, ...)
         owner->send(owner, buf, n);
 }
 
-static void timer_arm_ms(struct event *ev, uint64_t ms)
+static uint64_t now_us(const lk_locks *lk)
 {
-    struct timeval tv = cm_tv_from_ms(ms);
-    evtimer_add(ev, &tv);
+    return lk->ops->now_us(lk->ctx);
+}
+
+static uint64_t now_ms(const lk_locks *lk)
+{
+    return now_us(lk) / 1000u;
+}
+
+static void timer_arm_ms(const lk_locks *lk, lk_timer *t, uint64_t ms)
+{
+    lk->ops->timer_arm(t, ms);
+}
+
+static const char *const res_state_name[] = {"idle",  "attempt", "held",
+                                             "retry", "poll",    "head_start"};
+
+/* The one place a resource changes state: asserts that the move is legal (see
+ * lk_res_state) and keeps the retry timer in step (armed by res_schedule only). */
+static void res_set_state(lk_resource *r, lk_res_state to)
+{
+    lk_res_state from = r->state;
+    bool legal = false;
+    switch (from) {
+    case RES_IDLE:
+        legal = to == RES_ATTEMPT;
+        break;
+    case RES_ATTEMPT:
+        legal = to == RES_HELD || to == RES_POLL || to == RES_RETRY || to == RES_IDLE;
+        break;
+    case RES_HELD:
+        legal = to == RES_ATTEMPT || to == RES_HEAD_START || to == RES_IDLE;
+        break;
+    case RES_RETRY:
+    case RES_POLL:
+    case RES_HEAD_START:
+        legal = to == RES_ATTEMPT || to == RES_IDLE;
+        break;
+    }
+    assert(legal && "illegal lock resource state change");
+    (void)legal;
+    if (from == RES_RETRY || from == RES_POLL || from == RES_HEAD_START)
+        r->lk->ops->timer_stop(r->retry);
+    r->state = to;
+    log_debug("lock %s: %s -> %s", r->name, res_state_name[from], res_state_name[to]);
 }
 
 static uint64_t waiter_lease(const lk_locks *lk, const lk_waiter *w)
@@ -222,7 +285,7 @@ static void res_grow(lk_locks *lk)
     lk->n_buckets = n;
 }
 
-static void retry_cb(evutil_socket_t fd, short what, void *arg);
+static void retry_cb(void *arg);
 
 static lk_resource *res_get(lk_locks *lk, const char *name)
 {
@@ -234,12 +297,17 @@ static lk_resource *res_get(lk_locks *lk, const char *name)
     r = calloc(1, sizeof(*r) + len + 1);
     if (!r)
         return NULL;
+    r->retry = lk->ops->timer_new(lk->ctx, retry_cb, r);
+    if (!r->retry) {
+        free(r);
+        return NULL;
+    }
     r->lk = lk;
+    r->state = RES_IDLE;
     r->hash = h;
     r->name_len = len;
     memcpy(r->name, name, len + 1);
     TAILQ_INIT(&r->waiters);
-    evtimer_assign(&r->retry, lk->base, retry_cb, r);
     if (lk->n_resources >= lk->n_buckets)
         res_grow(lk);
     r->next = lk->buckets[h & (lk->n_buckets - 1)];
@@ -250,22 +318,18 @@ static lk_resource *res_get(lk_locks *lk, const char *name)
 
 /* Frees r when nothing refers to it any more; a leftover released token of ours
  * goes to Redlock first so it does not block other processes until it expires. */
-/* Other lockds' head start after our release is still running (retry_cb ends it). */
-static bool head_start_running(lk_resource *r)
-{
-    return r->yielding && evtimer_pending(&r->retry, NULL);
-}
-
 static void res_maybe_free(lk_resource *r)
 {
     lk_locks *lk = r->lk;
     if (r->holder || r->n_waiters > 0 || r->op)
         return;
-    if (head_start_running(r) && !lk->shutting_down)
+    if (r->state == RES_HEAD_START && !lk->shutting_down)
         return; /* a head start for other lockds: a new local ACQUIRE must wait it out */
     if (r->prev_token[0] && !lk->shutting_down)
-        (void)lk_redlock_release(lk->rl, r->name, r->prev_token, NULL, NULL);
-    event_del(&r->retry);
+        lk->ops->release(lk->ctx, r->name, r->prev_token);
+    if (r->state != RES_IDLE)
+        res_set_state(r, RES_IDLE);
+    lk->ops->timer_free(r->retry);
     lk_resource **pp = &lk->buckets[r->hash & (lk->n_buckets - 1)];
     while (*pp != r)
         pp = &(*pp)->next;
@@ -283,10 +347,12 @@ static void attempt_cb(void *arg, const lk_rl_result *res);
 static void waiter_remove(lk_waiter *w)
 {
     lk_resource *r = w->res;
+    lk_locks *lk = r->lk;
     if (r->op_waiter == w) {
-        lk_redlock_cancel(r->op);
+        lk->ops->cancel(lk->ctx, r->op);
         r->op = NULL;
         r->op_waiter = NULL;
+        res_set_state(r, RES_IDLE);
     }
     TAILQ_REMOVE(&r->waiters, w, res_link);
     r->n_waiters--;
@@ -294,65 +360,68 @@ static void waiter_remove(lk_waiter *w)
         TAILQ_REMOVE(&w->owner->waiters, w, owner_link);
         w->owner->n_waiters--;
     }
-    event_del(&w->deadline);
+    lk->ops->timer_free(w->deadline);
     lk_stats.waiters--;
     free(w);
 }
 
+/* Arms the retry timer in state (RES_RETRY, RES_POLL or RES_HEAD_START). */
+static void res_schedule(lk_resource *r, uint64_t delay_ms, lk_res_state state)
+{
+    res_set_state(r, state);
+    timer_arm_ms(r->lk, r->retry, delay_ms);
+}
+
+/* Sends the head waiter's attempt: a plain one, or a handoff from prev_token. */
 static void start_attempt(lk_resource *r)
 {
     lk_locks *lk = r->lk;
     lk_waiter *w = TAILQ_FIRST(&r->waiters);
 
-    event_del(&r->retry);
+    res_set_state(r, RES_ATTEMPT);
     r->op_waiter = w;
-    r->op = lk_redlock_acquire(lk->rl, r->name, w->token, r->prev_token[0] ? r->prev_token : NULL,
-                               waiter_lease(lk, w), attempt_cb, r);
+    r->op = lk->ops->acquire(lk->ctx, r->name, w->token, r->prev_token[0] ? r->prev_token : NULL,
+                             waiter_lease(lk, w), attempt_cb, r);
     if (!r->op) {
         r->op_waiter = NULL;
         log_warn("acquire attempt for %s could not start", r->name);
-        timer_arm_ms(&r->retry, cm_rand_range(1, (uint32_t)lk->opts.retry_delay_ms));
+        res_schedule(r, cm_rand_range(1, (uint32_t)lk->opts.retry_delay_ms), RES_RETRY);
     }
 }
 
-/* Starts an attempt for the head waiter if one may run now. */
+/* Starts an attempt for the head waiter if one may run now: not while one runs, a
+ * local session holds it, or a timer (poll, retry, head start) is armed. */
 static void res_kick(lk_resource *r)
 {
-    if (TAILQ_EMPTY(&r->waiters) || r->op || r->holder || r->lk->shutting_down)
+    if (TAILQ_EMPTY(&r->waiters) || r->state != RES_IDLE || r->lk->shutting_down)
         return;
-    if (evtimer_pending(&r->retry, NULL))
-        return; /* a poll is armed: another process holds it */
     start_attempt(r);
 }
 
-static void retry_cb(evutil_socket_t fd, short what, void *arg)
+/* The retry timer: a retry, a poll, or the end of a head start. */
+static void retry_cb(void *arg)
 {
     lk_resource *r = arg;
-    r->yielding = false;
-    if (TAILQ_EMPTY(&r->waiters) || r->op || r->holder) {
+    lk_res_state was = r->state;
+    assert(was == RES_RETRY || was == RES_POLL || was == RES_HEAD_START);
+    res_set_state(r, RES_IDLE);
+    if (TAILQ_EMPTY(&r->waiters)) {
         res_maybe_free(r); /* the end of a head start nobody here queued behind */
         return;
     }
-    if (r->retry_is_poll)
+    if (was == RES_POLL)
         lk_stats.polls_total++;
     start_attempt(r);
-}
-
-static void res_schedule(lk_resource *r, uint64_t delay_ms, bool is_poll)
-{
-    r->retry_is_poll = is_poll;
-    r->yielding = false;
-    timer_arm_ms(&r->retry, delay_ms);
 }
 
 static void waiter_timeout(lk_waiter *w)
 {
     lk_stats.timeouts_total++;
-    cm_hist_observe_us(&lk_stats.wait_time, cm_now_us() - w->start_us);
+    cm_hist_observe_us(&lk_stats.wait_time, now_us(w->res->lk) - w->start_us);
     owner_sendf(w->owner, w->tag, "TIMEOUT");
 }
 
-static void deadline_cb(evutil_socket_t fd, short what, void *arg)
+static void deadline_cb(void *arg)
 {
     lk_waiter *w = arg;
     lk_resource *r = w->res;
@@ -374,12 +443,12 @@ static void res_fail_noquorum(lk_resource *r)
     }
 }
 
-static void hold_timer_cb(evutil_socket_t fd, short what, void *arg);
+static void hold_timer_cb(void *arg);
 
 static void grant(lk_resource *r, lk_waiter *w, const lk_rl_result *res)
 {
     lk_locks *lk = r->lk;
-    uint64_t now_us = cm_now_us();
+    uint64_t t_us = now_us(lk);
     uint64_t lease = waiter_lease(lk, w);
     uint64_t validity = res->validity_ms > 0 ? (uint64_t)res->validity_ms : 0;
     lk_hold *h;
@@ -387,10 +456,14 @@ static void grant(lk_resource *r, lk_waiter *w, const lk_rl_result *res)
     if (validity > lease)
         validity = lease;
     h = calloc(1, sizeof(*h));
-    if (!h) {
+    if (h)
+        h->timer = lk->ops->timer_new(lk->ctx, hold_timer_cb, h);
+    if (!h || !h->timer) {
         /* Cannot track it: give it back rather than hold it blind. */
-        (void)lk_redlock_release(lk->rl, r->name, w->token, NULL, NULL);
+        free(h);
+        lk->ops->release(lk->ctx, r->name, w->token);
         owner_sendf(w->owner, w->tag, "ERR LIMIT out of memory");
+        res_set_state(r, RES_IDLE);
         waiter_remove(w);
         return;
     }
@@ -398,31 +471,31 @@ static void grant(lk_resource *r, lk_waiter *w, const lk_rl_result *res)
     h->res = r;
     h->owner = w->owner;
     h->lease_ms = w->lease_ms;
-    h->expires_ms = now_us / 1000 + validity;
+    h->expires_ms = t_us / 1000 + validity;
     memcpy(h->token, w->token, sizeof(h->token));
     TAILQ_INIT(&h->renews);
-    evtimer_assign(&h->timer, lk->base, hold_timer_cb, h);
     TAILQ_INSERT_TAIL(&h->owner->holds, h, owner_link);
     h->owner->n_holds++;
     r->holder = h;
+    res_set_state(r, RES_HELD);
     r->prev_token[0] = '\0'; /* taken over (or never ours): nothing left to clean */
     if (!w->handoff_us) {
-        r->chain_start_ms = now_us / 1000;
+        r->chain_start_ms = t_us / 1000;
         r->chain_handoffs = 0;
     } else {
         r->chain_handoffs++;
     }
-    timer_arm_ms(&h->timer, h->lease_ms ? validity : lk->opts.watchdog_lease_ms / 3);
+    timer_arm_ms(lk, h->timer, h->lease_ms ? validity : lk->opts.watchdog_lease_ms / 3);
 
     owner_sendf(w->owner, w->tag, "OK %s %llu %llu", w->token, (unsigned long long)res->fence,
                 (unsigned long long)validity);
     lk_stats.grants_total++;
     lk_stats.locks_held++;
-    cm_hist_observe_us(&lk_stats.acquire_latency, now_us - w->start_us);
-    cm_hist_observe_us(&lk_stats.wait_time, now_us - w->start_us);
+    cm_hist_observe_us(&lk_stats.acquire_latency, t_us - w->start_us);
+    cm_hist_observe_us(&lk_stats.wait_time, t_us - w->start_us);
     if (w->handoff_us) {
         lk_stats.handoffs_total++;
-        cm_hist_observe_us(&lk_stats.handoff_latency, now_us - w->handoff_us);
+        cm_hist_observe_us(&lk_stats.handoff_latency, t_us - w->handoff_us);
     }
     log_debug("granted %s to %s fence %llu validity %llu", r->name, w->token,
               (unsigned long long)res->fence, (unsigned long long)validity);
@@ -433,11 +506,12 @@ static void grant(lk_resource *r, lk_waiter *w, const lk_rl_result *res)
  * long local handoff chain there yields (rate-limited per resource). */
 static void want_notify(lk_resource *r)
 {
-    uint64_t now = cm_now_ms();
+    lk_locks *lk = r->lk;
+    uint64_t now = now_ms(lk);
     if (TAILQ_EMPTY(&r->waiters) || now - r->want_sent_ms < LK_WANT_EVERY_MS)
         return;
     r->want_sent_ms = now;
-    lk_redlock_publish_wanted(r->lk->rl, r->name);
+    lk->ops->publish_wanted(lk->ctx, r->name);
 }
 
 static void attempt_cb(void *arg, const lk_rl_result *res)
@@ -447,6 +521,7 @@ static void attempt_cb(void *arg, const lk_rl_result *res)
     lk_waiter *w = r->op_waiter;
     uint32_t jitter = (uint32_t)lk->opts.retry_delay_ms;
 
+    assert(r->state == RES_ATTEMPT && w != NULL);
     r->op = NULL;
     r->op_waiter = NULL;
     switch (res->outcome) {
@@ -460,7 +535,7 @@ static void attempt_cb(void *arg, const lk_rl_result *res)
             waiter_remove(w);
         }
         uint64_t after = res->retry_after_ms > 0 ? (uint64_t)res->retry_after_ms : 0;
-        res_schedule(r, CM_MIN(after, LK_POLL_CAP_MS) + cm_rand_range(0, jitter), true);
+        res_schedule(r, CM_MIN(after, LK_POLL_CAP_MS) + cm_rand_range(0, jitter), RES_POLL);
         want_notify(r);
         break;
     }
@@ -470,9 +545,10 @@ static void attempt_cb(void *arg, const lk_rl_result *res)
             waiter_timeout(w);
             waiter_remove(w);
         }
-        res_schedule(r, cm_rand_range(1, jitter), false);
+        res_schedule(r, cm_rand_range(1, jitter), RES_RETRY);
         break;
     case LK_RL_NOQUORUM:
+        res_set_state(r, RES_IDLE);
         res_fail_noquorum(r);
         break;
     }
@@ -507,7 +583,7 @@ void lk_locks_acquire(lk_locks *lk, lk_owner *owner, const char *tag, const char
             }
         }
     }
-    if (!lk_redlock_has_quorum(lk->rl)) {
+    if (!lk->ops->has_quorum(lk->ctx)) {
         lk_stats.noquorum_total++;
         owner_sendf(owner, tag, "ERR NOQUORUM fewer than a quorum of Redis masters");
         return;
@@ -528,7 +604,11 @@ void lk_locks_acquire(lk_locks *lk, lk_owner *owner, const char *tag, const char
         return;
     }
     w = calloc(1, sizeof(*w));
-    if (!w || token_new(lk, w->token) != CM_OK) {
+    if (w && wait_ms > 0)
+        w->deadline = lk->ops->timer_new(lk->ctx, deadline_cb, w);
+    if (!w || (wait_ms > 0 && !w->deadline) || token_new(lk, w->token) != CM_OK) {
+        if (w)
+            lk->ops->timer_free(w->deadline);
         free(w);
         owner_sendf(owner, tag, "ERR LIMIT cannot create a token");
         res_maybe_free(r);
@@ -538,18 +618,18 @@ void lk_locks_acquire(lk_locks *lk, lk_owner *owner, const char *tag, const char
     w->owner = owner;
     w->lease_ms = lease_ms;
     w->wait_ms = wait_ms;
-    w->start_us = cm_now_us();
+    w->start_us = now_us(lk);
     snprintf(w->tag, sizeof(w->tag), "%s", tag);
-    evtimer_assign(&w->deadline, lk->base, deadline_cb, w);
     if (wait_ms > 0)
-        timer_arm_ms(&w->deadline, wait_ms);
+        timer_arm_ms(lk, w->deadline, wait_ms);
     TAILQ_INSERT_TAIL(&r->waiters, w, res_link);
     r->n_waiters++;
     TAILQ_INSERT_TAIL(&owner->waiters, w, owner_link);
     owner->n_waiters++;
     lk_stats.waiters++;
     /* During a head start for other lockds the first attempt waits for retry_cb. */
-    if (TAILQ_FIRST(&r->waiters) == w && !r->op && !r->holder && !head_start_running(r))
+    if (TAILQ_FIRST(&r->waiters) == w && r->state != RES_ATTEMPT && r->state != RES_HELD &&
+        r->state != RES_HEAD_START)
         start_attempt(r);
 }
 
@@ -567,12 +647,13 @@ static void hold_detach_owner(lk_hold *h)
 /* Cancels the renewals in flight; a client RENEW among them is answered LOST. */
 static void hold_cancel_ops(lk_hold *h)
 {
+    lk_locks *lk = h->lk;
     lk_renew *rn;
-    lk_redlock_cancel(h->wd_op);
+    lk->ops->cancel(lk->ctx, h->wd_op);
     h->wd_op = NULL;
     while ((rn = TAILQ_FIRST(&h->renews)) != NULL) {
         TAILQ_REMOVE(&h->renews, rn, link);
-        lk_redlock_cancel(rn->op);
+        lk->ops->cancel(lk->ctx, rn->op);
         owner_sendf(h->owner, rn->tag, "LOST");
         free(rn);
     }
@@ -589,18 +670,19 @@ static void hold_end(lk_hold *h, uint64_t release_us)
     lk_resource *r = h->res;
     lk_waiter *next = TAILQ_FIRST(&r->waiters);
 
+    assert(r->state == RES_HELD && r->holder == h);
     hold_cancel_ops(h);
     hold_detach_owner(h);
-    event_del(&h->timer);
+    lk->ops->timer_free(h->timer);
     r->holder = NULL;
     lk_stats.locks_held--;
-    uint64_t now_ms = cm_now_ms();
-    bool remote_wants = r->remote_wanted_ms && now_ms - r->remote_wanted_ms < LK_WANTED_MS;
-    if (next && !lk->shutting_down && !r->op &&
+    uint64_t t_ms = now_ms(lk);
+    bool remote_wants = r->remote_wanted_ms && t_ms - r->remote_wanted_ms < LK_WANTED_MS;
+    if (next && !lk->shutting_down &&
         (!remote_wants || r->chain_handoffs < LK_CHAIN_MIN ||
-         now_ms - r->chain_start_ms < LK_CHAIN_MS)) {
+         t_ms - r->chain_start_ms < LK_CHAIN_MS)) {
         memcpy(r->prev_token, h->token, sizeof(r->prev_token));
-        next->handoff_us = release_us ? release_us : cm_now_us();
+        next->handoff_us = release_us ? release_us : now_us(lk);
         start_attempt(r);
     } else {
         /* A plain release publishes it: after a long local chain, waiters on other
@@ -609,11 +691,11 @@ static void hold_end(lk_hold *h, uint64_t release_us)
          * that follows the RELEASE at once (same client, same write) would otherwise
          * reach the masters before their pub/sub wake-up, every time. The resource
          * stays (res_maybe_free) until the head start is over. */
-        (void)lk_redlock_release(lk->rl, r->name, h->token, NULL, NULL);
-        if ((next || remote_wants) && !lk->shutting_down && !r->op) {
-            res_schedule(r, cm_rand_range(LK_YIELD_MIN, LK_YIELD_MAX), false);
-            r->yielding = true; /* our own release notice must not end the head start */
-        }
+        lk->ops->release(lk->ctx, r->name, h->token);
+        if ((next || remote_wants) && !lk->shutting_down)
+            res_schedule(r, cm_rand_range(LK_YIELD_MIN, LK_YIELD_MAX), RES_HEAD_START);
+        else
+            res_set_state(r, RES_IDLE);
     }
     free(h);
     res_maybe_free(r);
@@ -632,7 +714,7 @@ static void wd_renew_cb(void *arg, const lk_rl_result *res)
 {
     lk_hold *h = arg;
     lk_locks *lk = h->lk;
-    uint64_t now = cm_now_ms();
+    uint64_t now = now_ms(lk);
 
     h->wd_op = NULL;
     if (h->lease_ms > 0)
@@ -641,7 +723,7 @@ static void wd_renew_cb(void *arg, const lk_rl_result *res)
         lk_stats.watchdog_renewals_total++;
         uint64_t validity = CM_MIN((uint64_t)res->validity_ms, lk->opts.watchdog_lease_ms);
         h->expires_ms = CM_MAX(h->expires_ms, now + validity);
-        timer_arm_ms(&h->timer, CM_MAX(1, CM_MIN(lk->opts.watchdog_lease_ms / 3, validity / 2)));
+        timer_arm_ms(lk, h->timer, CM_MAX(1, CM_MIN(lk->opts.watchdog_lease_ms / 3, validity / 2)));
         return;
     }
     if (now >= h->expires_ms) {
@@ -650,10 +732,10 @@ static void wd_renew_cb(void *arg, const lk_rl_result *res)
     }
     /* Keep trying while validity lasts; the timer checks the deadline again. */
     uint64_t delay = cm_rand_range(1, (uint32_t)lk->opts.retry_delay_ms);
-    timer_arm_ms(&h->timer, CM_MIN(delay, h->expires_ms - now));
+    timer_arm_ms(lk, h->timer, CM_MIN(delay, h->expires_ms - now));
 }
 
-static void hold_timer_cb(evutil_socket_t fd, short what, void *arg)
+static void hold_timer_cb(void *arg)
 {
     lk_hold *h = arg;
     lk_locks *lk = h->lk;
@@ -664,17 +746,17 @@ static void hold_timer_cb(evutil_socket_t fd, short what, void *arg)
         hold_end(h, 0);
         return;
     }
-    uint64_t now = cm_now_ms();
+    uint64_t now = now_ms(lk);
     if (now >= h->expires_ms) {
         hold_lost(h);
         return;
     }
     if (h->wd_op)
         return;
-    h->wd_op = lk_redlock_renew(lk->rl, h->res->name, h->token, lk->opts.watchdog_lease_ms,
-                                wd_renew_cb, h);
+    h->wd_op =
+        lk->ops->renew(lk->ctx, h->res->name, h->token, lk->opts.watchdog_lease_ms, wd_renew_cb, h);
     if (!h->wd_op)
-        timer_arm_ms(&h->timer, CM_MIN(lk->opts.retry_delay_ms, h->expires_ms - now));
+        timer_arm_ms(lk, h->timer, CM_MIN(lk->opts.retry_delay_ms, h->expires_ms - now));
 }
 
 /* The session is gone or dead: keep the lock lock_delay_ms longer (bounded by its
@@ -682,7 +764,7 @@ static void hold_timer_cb(evutil_socket_t fd, short what, void *arg)
 static void hold_orphan(lk_hold *h)
 {
     lk_locks *lk = h->lk;
-    uint64_t now = cm_now_ms();
+    uint64_t now = now_ms(lk);
     uint64_t left = h->expires_ms > now ? h->expires_ms - now : 0;
 
     if (lk->opts.lock_delay_ms == 0 || left == 0) {
@@ -691,7 +773,7 @@ static void hold_orphan(lk_hold *h)
     }
     hold_cancel_ops(h);
     hold_detach_owner(h);
-    timer_arm_ms(&h->timer, CM_MIN(lk->opts.lock_delay_ms, left));
+    timer_arm_ms(lk, h->timer, CM_MIN(lk->opts.lock_delay_ms, left));
 }
 
 static lk_hold *find_hold(lk_locks *lk, lk_owner *owner, const char *resource, const char *token)
@@ -707,16 +789,17 @@ static void renew_cb(void *arg, const lk_rl_result *res)
 {
     lk_renew *rn = arg;
     lk_hold *h = rn->hold;
+    lk_locks *lk = h->lk;
 
     TAILQ_REMOVE(&h->renews, rn, link);
     if (res->outcome == LK_RL_GRANTED && res->validity_ms > 0) {
         uint64_t validity = CM_MIN((uint64_t)res->validity_ms, rn->lease_ms);
-        h->expires_ms = cm_now_ms() + validity;
+        h->expires_ms = now_ms(lk) + validity;
         if (h->lease_ms > 0 || rn->set_lease) {
             if (rn->set_lease)
                 h->lease_ms = rn->lease_ms;
             if (h->lease_ms > 0)
-                timer_arm_ms(&h->timer, validity);
+                timer_arm_ms(lk, h->timer, validity);
         }
         lk_stats.renews_total++;
         owner_sendf(h->owner, rn->tag, "OK %llu", (unsigned long long)validity);
@@ -753,7 +836,7 @@ void lk_locks_renew(lk_locks *lk, lk_owner *owner, const char *tag, const char *
     rn->lease_ms = lease_ms ? lease_ms : (h->lease_ms ? h->lease_ms : lk->opts.watchdog_lease_ms);
     snprintf(rn->tag, sizeof(rn->tag), "%s", tag);
     TAILQ_INSERT_TAIL(&h->renews, rn, link);
-    rn->op = lk_redlock_renew(lk->rl, h->res->name, h->token, rn->lease_ms, renew_cb, rn);
+    rn->op = lk->ops->renew(lk->ctx, h->res->name, h->token, rn->lease_ms, renew_cb, rn);
     if (!rn->op) {
         TAILQ_REMOVE(&h->renews, rn, link);
         free(rn);
@@ -765,7 +848,7 @@ void lk_locks_renew(lk_locks *lk, lk_owner *owner, const char *tag, const char *
 void lk_locks_release(lk_locks *lk, lk_owner *owner, const char *tag, const char *resource,
                       const char *token)
 {
-    uint64_t now_us = cm_now_us();
+    uint64_t t_us = now_us(lk);
     lk_hold *h = find_hold(lk, owner, resource, token);
 
     if (!h) {
@@ -774,7 +857,7 @@ void lk_locks_release(lk_locks *lk, lk_owner *owner, const char *tag, const char
     }
     lk_stats.releases_total++;
     owner_sendf(owner, tag, "OK");
-    hold_end(h, now_us);
+    hold_end(h, t_us);
 }
 
 /* ---- sessions ------------------------------------------------------------ */
@@ -856,7 +939,7 @@ static void res_noquorum(lk_resource *r)
 
 void lk_locks_on_masters(lk_locks *lk, size_t up, size_t total)
 {
-    if (lk_redlock_has_quorum(lk->rl)) {
+    if (lk->ops->has_quorum(lk->ctx)) {
         lk->had_quorum = true;
         return;
     }
@@ -869,19 +952,21 @@ void lk_locks_on_masters(lk_locks *lk, size_t up, size_t total)
 void lk_locks_on_released(lk_locks *lk, const char *resource)
 {
     lk_resource *r = res_find(lk, resource);
-    if (!r || TAILQ_EMPTY(&r->waiters) || r->op || r->holder || lk->shutting_down)
+    if (!r || TAILQ_EMPTY(&r->waiters) || lk->shutting_down)
         return;
-    if (head_start_running(r))
+    /* Not while an attempt runs or a local session holds it, and our own release
+     * notice must not end the head start we give the other lockds. */
+    if (r->state == RES_ATTEMPT || r->state == RES_HELD || r->state == RES_HEAD_START)
         return;
     /* Each master publishes once it has deleted the key. An attempt on the first notice
      * finds the key still on the others, loses, and backs off: wait for a quorum of
      * them (notices within LK_RELEASED_MS belong to one release). */
-    uint64_t now = cm_now_ms();
+    uint64_t now = now_ms(lk);
     if (r->released_seen == 0 || now - r->released_first_ms > LK_RELEASED_MS) {
         r->released_first_ms = now;
         r->released_seen = 0;
     }
-    if (++r->released_seen < lk_redlock_quorum(lk->rl))
+    if (++r->released_seen < lk->ops->quorum(lk->ctx))
         return;
     r->released_seen = 0;
     lk_stats.wakeups_total++;
@@ -892,7 +977,7 @@ void lk_locks_on_wanted(lk_locks *lk, const char *resource)
 {
     lk_resource *r = res_find(lk, resource);
     if (r && r->holder)
-        r->remote_wanted_ms = cm_now_ms();
+        r->remote_wanted_ms = now_ms(lk);
 }
 
 static void res_shutdown(lk_resource *r)
@@ -918,20 +1003,20 @@ void lk_locks_shutdown(lk_locks *lk)
     for (size_t i = 0; i < lk->n_buckets; i++)
         for (lk_resource *r = lk->buckets[i]; r; r = r->next)
             if (r->prev_token[0]) {
-                (void)lk_redlock_release(lk->rl, r->name, r->prev_token, NULL, NULL);
+                lk->ops->release(lk->ctx, r->name, r->prev_token);
                 r->prev_token[0] = '\0';
             }
     lk->shutting_down = true;
     res_foreach(lk, res_shutdown);
 }
 
-lk_locks *lk_locks_new(struct event_base *base, struct lk_redlock *rl, const lk_locks_opts *opts)
+lk_locks *lk_locks_new(const lk_ops *ops, void *ctx, const lk_locks_opts *opts)
 {
     lk_locks *lk = calloc(1, sizeof(*lk));
     if (!lk)
         return NULL;
-    lk->base = base;
-    lk->rl = rl;
+    lk->ops = ops;
+    lk->ctx = ctx;
     lk->opts = *opts;
     if (lk->opts.retry_delay_ms == 0)
         lk->opts.retry_delay_ms = 1;
@@ -946,6 +1031,7 @@ lk_locks *lk_locks_new(struct event_base *base, struct lk_redlock *rl, const lk_
 
 static void res_destroy(lk_resource *r)
 {
+    lk_locks *lk = r->lk;
     lk_waiter *w;
     while ((w = TAILQ_FIRST(&r->waiters)) != NULL)
         waiter_remove(w);
@@ -953,12 +1039,13 @@ static void res_destroy(lk_resource *r)
         lk_hold *h = r->holder;
         hold_cancel_ops(h);
         hold_detach_owner(h);
-        event_del(&h->timer);
+        lk->ops->timer_free(h->timer);
         r->holder = NULL;
+        res_set_state(r, RES_IDLE);
         lk_stats.locks_held--;
         free(h);
     }
-    lk_redlock_cancel(r->op);
+    lk->ops->cancel(lk->ctx, r->op);
     r->op = NULL;
     r->prev_token[0] = '\0';
     res_maybe_free(r);

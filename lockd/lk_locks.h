@@ -10,7 +10,9 @@
  * An owner must be ended (lk_locks_owner_end) before its memory goes away; after
  * that lk_locks never touches it again. Nothing in here frees an owner.
  *
- * Redlock callbacks get lk_resource / lk_hold pointers; every op is cancelled
+ * Redlock, the clock and timers are reached through an operations table (lk_ops.h):
+ * lk_ops_redlock in the daemon, a scripted fake in tests/lockd_unit. Round callbacks
+ * get lk_resource / lk_hold pointers; every round is cancelled and every timer freed
  * before the object it points to is freed, so the pointers are always valid.
  */
 #ifndef LK_LOCKS_H
@@ -22,8 +24,7 @@
 #include <sys/queue.h>
 #include "cm_core.h"
 
-struct event_base;
-struct lk_redlock;
+struct lk_ops;
 typedef struct lk_locks lk_locks;
 typedef struct lk_hold lk_hold;
 typedef struct lk_waiter lk_waiter;
@@ -50,8 +51,8 @@ typedef struct lk_locks_opts {
     uint64_t max_wait_ms;
 } lk_locks_opts;
 
-lk_locks *lk_locks_new(struct event_base *base, struct lk_redlock *rl,
-                       const lk_locks_opts *opts) CM_MUSTCHECK;
+/* ops and ctx are borrowed: both must outlive the table (lk_ops.h). */
+lk_locks *lk_locks_new(const struct lk_ops *ops, void *ctx, const lk_locks_opts *opts) CM_MUSTCHECK;
 /* Cancels every op and timer and frees every resource. Owners must be ended first. */
 void lk_locks_free(lk_locks *lk);
 
@@ -81,7 +82,7 @@ void lk_locks_owner_end(lk_locks *lk, lk_owner *owner);
  * Redlock, new ACQUIREs get ERR SHUTDOWN. */
 void lk_locks_shutdown(lk_locks *lk);
 
-/* Hooks for lk_redlock's callbacks (main wires them). */
+/* Hooks for lk_redlock's callbacks (main wires them; the unit tests call them). */
 void lk_locks_on_released(lk_locks *lk, const char *resource);
 /* Another lockd has waiters for resource: a local handoff chain will yield to it. */
 void lk_locks_on_wanted(lk_locks *lk, const char *resource);

@@ -15,6 +15,7 @@
 #include "lk_config.h"
 #include "lk_locks.h"
 #include "lk_metrics.h"
+#include "lk_ops.h"
 #include "lk_redlock.h"
 #include "lk_server.h"
 
@@ -26,6 +27,7 @@ typedef struct lk_daemon {
     const lk_config *cfg;
     struct event_base *base;
     lk_redlock *rl;
+    lk_ops_env ops_env; /* lk_locks' way to rl and the loop */
     lk_locks *lk;
     lk_server *srv;
     struct event *sig_term;
@@ -161,7 +163,8 @@ static int run(const lk_config *cfg)
         .max_lease_ms = (uint64_t)cfg->max_lease_ms,
         .max_wait_ms = (uint64_t)cfg->max_wait_ms,
     };
-    d.lk = lk_locks_new(d.base, d.rl, &lo);
+    d.ops_env = (lk_ops_env){.base = d.base, .rl = d.rl};
+    d.lk = lk_locks_new(&lk_ops_redlock, &d.ops_env, &lo);
     if (!d.lk)
         goto done;
     lk_server_opts so = {

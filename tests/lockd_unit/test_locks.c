@@ -1,0 +1,526 @@
+/*
+ * test_locks: lk_locks' rules with no network and no loop (issue 10): the lock table
+ * runs over fake_ops, so every Redlock outcome (GRANTED / HELD / FAILED / NOQUORUM),
+ * its moment, and time itself are scripted here. One Check case per rule, one ctest
+ * entry per case (locks_<case>).
+ */
+#include <check.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cm_rand.h"
+#include "fake_ops.h"
+#include "lk_locks.h"
+#include "lk_metrics.h"
+
+#define LEASE_WD 3000 /* watchdog.lease_ms */
+#define RETRY_MS 10   /* retry_delay_ms */
+
+static lk_locks *lk;
+static lk_locks_opts opts;
+
+static void setup(void)
+{
+    lk_metrics_init();
+    cm_rand_seed(10);
+    fk_reset();
+    opts = (lk_locks_opts){.watchdog_lease_ms = LEASE_WD,
+                           .retry_delay_ms = RETRY_MS,
+                           .lock_delay_ms = 0,
+                           .max_waiters = 100,
+                           .max_lease_ms = 60000,
+                           .max_wait_ms = 60000};
+}
+
+static void open_locks(void)
+{
+    lk = lk_locks_new(&fk_ops, NULL, &opts);
+    ck_assert_ptr_nonnull(lk);
+}
+
+/* Ends the sessions given (NULL-terminated) and frees the table: nothing may leak. */
+static void close_locks(fk_sess *s, ...)
+{
+    va_list ap;
+    va_start(ap, s);
+    for (; s; s = va_arg(ap, fk_sess *))
+        lk_locks_owner_end(lk, &s->owner);
+    va_end(ap);
+    lk_locks_free(lk);
+    lk = NULL;
+    fk_reset();
+}
+
+/* The sessions given (NULL-terminated), named a, b, c, ... in that order. */
+static void sessions_named(fk_sess *s, ...)
+{
+    va_list ap;
+    char name[4] = "a";
+    va_start(ap, s);
+    for (; s; s = va_arg(ap, fk_sess *), name[0]++)
+        fk_sess_init(s, name);
+    va_end(ap);
+}
+
+/* n sessions named a, b, c, ... */
+static void sessions_init(fk_sess *s, int n)
+{
+    for (int i = 0; i < n; i++) {
+        char name[4] = {(char)('a' + i), 0};
+        fk_sess_init(&s[i], name);
+    }
+}
+
+/* s[1..n) ACQUIRE res in that order (watchdog lease, waiting wait_ms), all tagged t. */
+static void queue_behind(fk_sess *s, int n, const char *res, uint64_t wait_ms)
+{
+    for (int i = 1; i < n; i++)
+        lk_locks_acquire(lk, &s[i].owner, "t", res, 0, wait_ms);
+}
+
+/* close_locks for an array of sessions. */
+static void close_array(fk_sess *s, int n)
+{
+    for (int i = 0; i < n; i++)
+        lk_locks_owner_end(lk, &s[i].owner);
+    close_locks(NULL);
+}
+
+static bool starts_with(const char *s, const char *prefix)
+{
+    return strncmp(s, prefix, strlen(prefix)) == 0;
+}
+
+/* Answers r GRANTED with a validity of its whole lease. */
+static void grant(fk_round *r)
+{
+    static uint64_t fence = 1;
+    ck_assert_int_eq(r->kind, FK_ACQUIRE);
+    fk_answer(r, LK_RL_GRANTED, (int64_t)r->lease_ms, fence++, 0);
+}
+
+/* s ACQUIREs res (watchdog lease, waiting) and the attempt is granted: tok = its token. */
+static void take(fk_sess *s, const char *tag, const char *res, char tok[40])
+{
+    size_t n = fk.n_rounds;
+    lk_locks_acquire(lk, &s->owner, tag, res, 0, 10000);
+    ck_assert_uint_eq(fk.n_rounds, n + 1);
+    fk_round *r = fk_last_round();
+    ck_assert_str_eq(r->prev, "");
+    grant(r);
+    ck_assert_msg(starts_with(fk_last(s), tag), "%s got '%s'", s->name, fk_last(s));
+    fk_token_of(fk_last(s), tok);
+    ck_assert_str_eq(tok, r->token);
+}
+
+/* from RELEASEs res (token ftok): the next local waiter `to` must get it by a handoff
+ * round that offers ftok for takeover, started at once; tok = to's token. */
+static void handoff(fk_sess *from, const char *res, char ftok[40], fk_sess *to, char tok[40])
+{
+    size_t n = fk.n_rounds, rel = fk.n_releases, got = to->n;
+    lk_locks_release(lk, &from->owner, "rel", res, ftok);
+    ck_assert_str_eq(fk_last(from), "rel OK");
+    ck_assert_msg(fk.n_rounds == n + 1, "%s's RELEASE started no handoff round", from->name);
+    ck_assert_uint_eq(fk.n_releases, rel); /* no gap: nothing was released to the world */
+    fk_round *r = fk_last_round();
+    ck_assert_int_eq(r->kind, FK_ACQUIRE);
+    ck_assert_str_eq(r->prev, ftok);
+    ck_assert_uint_eq(r->start_ms, fk_now_ms());
+    ck_assert_uint_eq(to->n, got);
+    grant(r);
+    ck_assert_uint_eq(to->n, got + 1);
+    ck_assert_msg(strstr(fk_last(to), " OK ") != NULL, "%s got '%s'", to->name, fk_last(to));
+    fk_token_of(fk_last(to), tok);
+    ck_assert_str_eq(tok, r->token);
+}
+
+/* ---- FIFO ---------------------------------------------------------------- */
+
+START_TEST(test_fifo)
+{
+    fk_sess a, b, c, d, e, f, g;
+    fk_sess *order[] = {&a, &b, &c, &d};
+    char tok[4][40];
+    sessions_named(&a, &b, &c, &d, &e, &f, &g, NULL);
+    open_locks();
+
+    /* Held here: the waiters queue behind the holder and never poll our own lock. */
+    take(&a, "a1", "R", tok[0]);
+    lk_locks_acquire(lk, &b.owner, "b1", "R", 0, 5000);
+    lk_locks_acquire(lk, &c.owner, "c1", "R", 0, 5000);
+    lk_locks_acquire(lk, &d.owner, "d1", "R", 0, 5000);
+    ck_assert_uint_eq(fk_open_rounds(), 0);
+    for (int i = 1; i < 4; i++) {
+        fk_advance(10);
+        handoff(order[i - 1], "R", tok[i - 1], order[i], tok[i]);
+        for (int j = i + 1; j < 4; j++)
+            ck_assert_uint_eq(order[j]->n, 0); /* the later ones still wait */
+    }
+    ck_assert(starts_with(fk_line(&b, 0), "b1 OK "));
+    ck_assert(starts_with(fk_line(&c, 0), "c1 OK "));
+    ck_assert(starts_with(fk_line(&d, 0), "d1 OK "));
+
+    /* Held by another process: one attempt at a time, always the head waiter's. */
+    lk_locks_acquire(lk, &e.owner, "e1", "S", 0, 300);
+    fk_round *r = fk_last_round();
+    char etok[40];
+    snprintf(etok, sizeof etok, "%s", r->token);
+    fk_answer(r, LK_RL_HELD, 0, 0, 1000);
+    lk_locks_acquire(lk, &f.owner, "f1", "S", 0, 5000);
+    lk_locks_acquire(lk, &g.owner, "g1", "S", 0, 5000);
+    ck_assert_uint_eq(fk_open_rounds(), 0); /* the poll is armed: nobody else tries */
+    fk_advance(260);                        /* the poll: capped at 250 ms + jitter */
+    ck_assert_uint_eq(fk_open_rounds(), 1);
+    ck_assert_str_eq(fk_last_round()->token, etok);
+    /* e's wait ends while its attempt is out: cancelled, and f (next in line) goes. */
+    fk_advance(40);
+    ck_assert_str_eq(fk_last(&e), "e1 TIMEOUT");
+    ck_assert(fk_last_round() != r);
+    ck_assert_uint_eq(fk_open_rounds(), 1);
+    r = fk_last_round();
+    ck_assert_str_ne(r->token, etok);
+    grant(r);
+    ck_assert(starts_with(fk_last(&f), "f1 OK "));
+    ck_assert_uint_eq(g.n, 0);
+    close_locks(&a, &b, &c, &d, &e, &f, &g, NULL);
+}
+END_TEST
+
+/* ---- handoff on RELEASE -------------------------------------------------- */
+
+START_TEST(test_handoff)
+{
+    fk_sess a, b, c;
+    char ta[40], tb[40];
+    sessions_named(&a, &b, &c, NULL);
+    open_locks();
+
+    take(&a, "a1", "R", ta);
+    lk_locks_acquire(lk, &b.owner, "b1", "R", 0, 5000);
+    fk_advance(5);
+    handoff(&a, "R", ta, &b, tb); /* one round, at once, taking over a's token */
+    ck_assert_uint_eq(lk_stats.handoffs_total, 1);
+    ck_assert_uint_eq(lk_stats.grants_total, 2);
+
+    /* A handoff round that fails keeps offering the old token on every retry; when
+     * the last waiter gives up, the old token is released (it may sit on masters). */
+    lk_locks_acquire(lk, &c.owner, "c1", "R", 0, 100);
+    ck_assert_uint_eq(fk_open_rounds(), 0);
+    lk_locks_release(lk, &b.owner, "rel", "R", tb);
+    fk_round *r = fk_last_round();
+    ck_assert_str_eq(r->prev, tb);
+    fk_answer(r, LK_RL_FAILED, 0, 0, 0);
+    ck_assert_uint_eq(c.n, 0);
+    ck_assert_uint_eq(fk_open_rounds(), 0);
+    fk_advance(RETRY_MS); /* the retry delay is 1..retry_delay_ms */
+    ck_assert_uint_eq(fk_open_rounds(), 1);
+    r = fk_last_round();
+    ck_assert_str_eq(r->prev, tb);
+    ck_assert_uint_eq(fk_releases_of(tb), 0);
+    fk_advance(100);
+    ck_assert_str_eq(fk_last(&c), "c1 TIMEOUT");
+    ck_assert(r->cancelled);
+    ck_assert_uint_eq(fk_releases_of(tb), 1);
+    ck_assert_uint_eq(fk_timers_armed(), 0);
+    close_locks(&a, &b, &c, NULL);
+}
+END_TEST
+
+/* ---- yield to other lockds: the chain limit ------------------------------ */
+
+/* n sessions: s[0] takes R (tok0), the rest queue behind it in order. */
+static void chain_start(fk_sess *s, int n, char tok0[40], uint64_t wait_ms)
+{
+    sessions_init(s, n);
+    open_locks();
+    take(&s[0], "t", "R", tok0);
+    queue_behind(s, n, "R", wait_ms);
+}
+
+START_TEST(test_yield_chain)
+{
+    fk_sess s[8];
+    char tok[8][40];
+    /* One long hold, then a handoff: a single handoff never pays the head start. */
+    chain_start(s, 8, tok[0], 10000);
+    lk_locks_on_wanted(lk, "R");
+    fk_advance(300);
+    lk_locks_on_wanted(lk, "R");
+    handoff(&s[0], "R", tok[0], &s[1], tok[1]); /* 1 handoff, chain 300 ms old */
+    fk_advance(10);
+    handoff(&s[1], "R", tok[1], &s[2], tok[2]); /* 2 handoffs */
+    fk_advance(10);
+    /* 2 handoffs and 320 ms, another lockd wants it: a release through Redis, then a
+     * head start for the other lockds before our next waiter tries. */
+    size_t n = fk.n_rounds;
+    lk_locks_release(lk, &s[2].owner, "rel", "R", tok[2]);
+    ck_assert_uint_eq(fk.n_rounds, n);
+    ck_assert_uint_eq(fk_releases_of(tok[2]), 1);
+    fk_advance(1);
+    ck_assert_uint_eq(fk.n_rounds, n);
+    fk_advance(4); /* the head start is 2..5 ms */
+    ck_assert_uint_eq(fk.n_rounds, n + 1);
+    fk_round *r = fk_last_round();
+    ck_assert_str_eq(r->prev, ""); /* a plain attempt, not a handoff */
+    grant(r);
+    fk_token_of(fk_last(&s[3]), tok[3]);
+    ck_assert_str_eq(tok[3], r->token);
+
+    /* A chain that is long but young goes on: 2 handoffs in 20 ms. */
+    lk_locks_on_wanted(lk, "R");
+    fk_advance(10);
+    handoff(&s[3], "R", tok[3], &s[4], tok[4]);
+    fk_advance(10);
+    handoff(&s[4], "R", tok[4], &s[5], tok[5]);
+    fk_advance(10);
+    handoff(&s[5], "R", tok[5], &s[6], tok[6]); /* 3 handoffs, 30 ms */
+    fk_advance(250);
+    lk_locks_on_wanted(lk, "R");
+    n = fk.n_rounds;
+    lk_locks_release(lk, &s[6].owner, "rel", "R", tok[6]); /* now old too: yields */
+    ck_assert_uint_eq(fk.n_rounds, n);
+    ck_assert_uint_eq(fk_releases_of(tok[6]), 1);
+    fk_advance(5);
+    grant(fk_last_round());
+    fk_token_of(fk_last(&s[7]), tok[7]);
+    lk_locks_release(lk, &s[7].owner, "rel", "R", tok[7]);
+    close_array(s, 8);
+}
+END_TEST
+
+START_TEST(test_chain_unwanted)
+{
+    fk_sess s[6];
+    char tok[6][40];
+    /* With no other lockd asking, a chain goes on however long and old it gets; a
+     * "want" notice counts for 1 s only. */
+    chain_start(s, 6, tok[0], 60000);
+    for (int i = 1; i < 4; i++) {
+        fk_advance(200);
+        handoff(&s[i - 1], "R", tok[i - 1], &s[i], tok[i]);
+    }
+    lk_locks_on_wanted(lk, "R");
+    fk_advance(1000);
+    handoff(&s[3], "R", tok[3], &s[4], tok[4]); /* the notice is 1000 ms old: stale */
+    ck_assert_uint_eq(fk.n_releases, 0);
+    close_array(s, 6);
+}
+END_TEST
+
+/* ---- the head start after a release another lockd waits for -------------- */
+
+START_TEST(test_head_start)
+{
+    fk_sess a, b;
+    char ta[40], tb[40];
+    sessions_named(&a, &b, NULL);
+    open_locks();
+
+    /* Another lockd wants R, nobody waits here: our release gives it a head start,
+     * even against the same client ACQUIREing again right away. */
+    take(&a, "a1", "R", ta);
+    lk_locks_on_wanted(lk, "R");
+    size_t n = fk.n_rounds;
+    lk_locks_release(lk, &a.owner, "rel", "R", ta);
+    ck_assert_uint_eq(fk_releases_of(ta), 1);
+    lk_locks_acquire(lk, &a.owner, "a2", "R", 0, 5000);
+    ck_assert_uint_eq(fk.n_rounds, n);
+    /* Our own release comes back as notices from a quorum of masters: they must not
+     * end the head start. */
+    lk_locks_on_released(lk, "R");
+    lk_locks_on_released(lk, "R");
+    ck_assert_uint_eq(fk.n_rounds, n);
+    fk_advance(1);
+    ck_assert_uint_eq(fk.n_rounds, n);
+    fk_advance(4);
+    ck_assert_uint_eq(fk.n_rounds, n + 1);
+    fk_round *r = fk_last_round();
+    ck_assert_str_eq(r->prev, "");
+    fk_answer(r, LK_RL_HELD, 0, 0, 2000); /* the other lockd took it */
+    ck_assert_uint_eq(a.n, 2);
+    lk_locks_owner_end(lk, &a.owner);
+
+    /* Nobody else wants S: a release and a new ACQUIRE go straight to Redlock. */
+    take(&b, "b1", "S", tb);
+    n = fk.n_rounds;
+    lk_locks_release(lk, &b.owner, "rel", "S", tb);
+    lk_locks_acquire(lk, &b.owner, "b2", "S", 0, 5000);
+    ck_assert_uint_eq(fk.n_rounds, n + 1);
+    grant(fk_last_round());
+    fk_token_of(fk_last(&b), tb);
+
+    /* A head start nobody here queues behind ends quietly and frees the resource. */
+    lk_locks_on_wanted(lk, "S");
+    lk_locks_release(lk, &b.owner, "rel", "S", tb);
+    ck_assert_uint_eq(fk_timers_armed(), 1);
+    fk_advance(5);
+    ck_assert_uint_eq(fk_timers_armed(), 0);
+    close_locks(&a, &b, NULL);
+}
+END_TEST
+
+/* ---- LOST before anyone else is granted ---------------------------------- */
+
+START_TEST(test_lost_before_grant)
+{
+    fk_sess a, b, c, d, e, f;
+    char ta[40], tc[40], te[40], tok[40];
+    sessions_named(&a, &b, &c, &d, &e, &f, NULL);
+    open_locks();
+
+    /* The watchdog's renewals miss quorum until validity is gone: a is told LOST
+     * before the lock moves to b (before the handoff round even starts). */
+    take(&a, "a1", "R", ta);
+    lk_locks_acquire(lk, &b.owner, "b1", "R", 0, 10000);
+    fk_advance(LEASE_WD / 3);
+    fk_round *rn = fk_last_round();
+    ck_assert_int_eq(rn->kind, FK_RENEW);
+    ck_assert_str_eq(rn->token, ta);
+    fk_advance(LEASE_WD);
+    fk_answer(rn, LK_RL_FAILED, 0, 0, 0);
+    long lost = fk_log_find(&a, "* LOST R ");
+    ck_assert_int_ge(lost, 0);
+    fk_round *r = fk_last_round();
+    ck_assert_int_eq(r->kind, FK_ACQUIRE);
+    ck_assert_str_eq(r->prev, ta);
+    ck_assert_int_gt((long)r->log_at, lost);
+    grant(r);
+    ck_assert_int_gt(fk_log_find(&b, "b1 OK "), lost);
+    ck_assert_uint_eq(lk_stats.lost_total, 1);
+
+    /* The session expires (lock_delay_ms 0): LOST ... session first, then the handoff. */
+    take(&c, "c1", "S", tc);
+    lk_locks_acquire(lk, &d.owner, "d1", "S", 0, 10000);
+    lk_locks_owner_expire(lk, &c.owner, 5000);
+    lost = fk_log_find(&c, "* LOST S ");
+    ck_assert_int_ge(lost, 0);
+    r = fk_last_round();
+    ck_assert_str_eq(r->prev, tc);
+    ck_assert_int_gt((long)r->log_at, lost);
+    grant(r);
+    ck_assert_int_gt(fk_log_find(&d, "d1 OK "), lost);
+
+    /* A RENEW refused by the masters: its LOST goes out before the handoff. */
+    take(&e, "e1", "T", te);
+    lk_locks_acquire(lk, &f.owner, "f1", "T", 0, 10000);
+    lk_locks_renew(lk, &e.owner, "e2", "T", te, 0);
+    fk_answer(fk_last_round(), LK_RL_HELD, 0, 0, 0);
+    lost = fk_log_find(&e, "e2 LOST");
+    ck_assert_int_ge(lost, 0);
+    r = fk_last_round();
+    ck_assert_str_eq(r->prev, te);
+    ck_assert_int_gt((long)r->log_at, lost);
+    grant(r);
+    fk_token_of(fk_last(&f), tok);
+    ck_assert_str_eq(tok, r->token);
+    close_locks(&a, &b, &c, &d, &e, &f, NULL);
+}
+END_TEST
+
+/* ---- session expiry ------------------------------------------------------ */
+
+START_TEST(test_session_expire)
+{
+    fk_sess a, b, c, d, e;
+    char ta[40], tb[40], td[40], tok[40];
+    sessions_named(&a, &b, &c, &d, &e, NULL);
+    opts.lock_delay_ms = 200;
+    open_locks();
+
+    take(&a, "a1", "R", ta);
+    take(&b, "b1", "T", tb);
+    lk_locks_acquire(lk, &a.owner, "a2", "T", 0, 5000); /* a waits for T */
+    lk_locks_acquire(lk, &c.owner, "c1", "R", 0, 5000); /* c waits for R */
+    fk_advance(10);
+    size_t n = fk.n_rounds;
+    lk_locks_owner_expire(lk, &a.owner, 4321);
+    /* Told in this order: LOST per lock, ERR SESSION per waiting ACQUIRE, then nothing. */
+    char want[128];
+    snprintf(want, sizeof want, "* LOST R %s session", ta);
+    ck_assert_uint_eq(a.n, 3);
+    ck_assert_str_eq(fk_line(&a, 1), want);
+    ck_assert_str_eq(fk_line(&a, 2), "a2 ERR SESSION session expired after 4321 ms of silence");
+    ck_assert(a.owner.ended);
+    ck_assert_uint_eq(a.owner.n_holds + a.owner.n_waiters, 0);
+    ck_assert_uint_eq(lk_stats.lost_total, 1);
+    /* The lock stays lock_delay_ms without an owner, then goes to the next waiter. */
+    ck_assert_uint_eq(fk.n_rounds, n);
+    fk_advance(199);
+    ck_assert_uint_eq(fk.n_rounds, n);
+    fk_advance(1);
+    ck_assert_uint_eq(fk.n_rounds, n + 1);
+    fk_round *r = fk_last_round();
+    ck_assert_str_eq(r->prev, ta);
+    grant(r);
+    ck_assert(starts_with(fk_last(&c), "c1 OK "));
+    ck_assert_uint_eq(a.n, 3);
+    /* a's wait for T is gone: b's release finds no local waiter. */
+    lk_locks_release(lk, &b.owner, "rel", "T", tb);
+    ck_assert_uint_eq(fk.n_rounds, n + 1);
+    ck_assert_uint_eq(fk_releases_of(tb), 1);
+
+    /* The delay never outlives the lock's validity (100 ms here). */
+    lk_locks_acquire(lk, &d.owner, "d1", "S", 0, 10000);
+    fk_answer(fk_last_round(), LK_RL_GRANTED, 100, 9, 0);
+    fk_token_of(fk_last(&d), td);
+    lk_locks_acquire(lk, &e.owner, "e1", "S", 0, 10000);
+    fk_advance(10);
+    n = fk.n_rounds;
+    lk_locks_owner_expire(lk, &d.owner, 7000);
+    snprintf(want, sizeof want, "* LOST S %s session", td);
+    ck_assert_str_eq(fk_last(&d), want);
+    fk_advance(89);
+    ck_assert_uint_eq(fk.n_rounds, n);
+    fk_advance(1);
+    ck_assert_uint_eq(fk.n_rounds, n + 1);
+    ck_assert_str_eq(fk_last_round()->prev, td);
+    grant(fk_last_round());
+    fk_token_of(fk_last(&e), tok);
+    ck_assert_str_eq(tok, fk_last_round()->token);
+    close_locks(&a, &b, &c, &d, &e, NULL);
+}
+END_TEST
+
+static void add_case(Suite *s, const char *name, const TTest *t)
+{
+    TCase *tc = tcase_create(name);
+    tcase_add_checked_fixture(tc, setup, NULL);
+    tcase_add_test(tc, t);
+    suite_add_tcase(s, tc);
+}
+
+int main(void)
+{
+    const struct {
+        const char *name;
+        const TTest *test;
+    } cases[] = {
+        {"fifo", test_fifo},
+        {"handoff", test_handoff},
+        {"yield_chain", test_yield_chain},
+        {"chain_unwanted", test_chain_unwanted},
+        {"head_start", test_head_start},
+        {"lost_before_grant", test_lost_before_grant},
+        {"session_expire", test_session_expire},
+    };
+    size_t n = sizeof cases / sizeof cases[0];
+    /* A CK_RUN_CASE that names no case would run nothing and pass: refuse it. */
+    const char *only = getenv("CK_RUN_CASE");
+    bool known = only == NULL;
+    for (size_t i = 0; only && i < n; i++)
+        known |= strcmp(only, cases[i].name) == 0;
+    if (!known) {
+        fprintf(stderr, "CK_RUN_CASE=%s: no such case\n", only);
+        return EXIT_FAILURE;
+    }
+    Suite *s = suite_create("lockd_locks");
+    for (size_t i = 0; i < n; i++)
+        add_case(s, cases[i].name, cases[i].test);
+    SRunner *sr = srunner_create(s);
+    srunner_run_all(sr, CK_NORMAL);
+    int failed = srunner_ntests_failed(sr);
+    srunner_free(sr);
+    return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+}
