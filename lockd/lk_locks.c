@@ -33,6 +33,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "cm_hash.h"
 #include "cm_lockp.h"
 #include "cm_log.h"
 #include "cm_rand.h"
@@ -40,8 +41,8 @@
 #include "lk_metrics.h"
 #include "lk_ops.h"
 
-#define LK_POLL_CAP_MS   250 /* safety-net poll when another process holds the lock */
-#define LK_HASH_INIT     1024
+#define LK_POLL_CAP_MS   250  /* safety-net poll when another process holds the lock */
+#define LK_TABLE_INIT    1024 /* resources the table has room for at start */
 #define LK_LINE_BUF      (CM_LOCKP_MAX_LINE + 64)
 #define LK_TOKEN_BUF     (CM_LOCKP_TOKEN_LEN + 1)
 #define LK_TAG_BUF       (CM_LOCKP_TAG_MAX + 1)
@@ -113,8 +114,6 @@ typedef enum lk_res_state {
 
 struct lk_resource {
     lk_locks *lk;
-    lk_resource *next; /* hash chain */
-    uint32_t hash;
     lk_res_state state;
     lk_hold *holder; /* local holder, if any */
     TAILQ_HEAD(, lk_waiter) waiters;
@@ -129,17 +128,14 @@ struct lk_resource {
     uint64_t want_sent_ms;         /* last "want" notice we published for our waiters */
     uint64_t released_first_ms;    /* first "released" notice of the current release ... */
     size_t released_seen;          /* ... and how many masters have sent one since */
-    size_t name_len;
-    char name[]; /* NUL-terminated */
+    char name[];                   /* NUL-terminated; the table's key */
 };
 
 struct lk_locks {
     const lk_ops *ops; /* Redlock, clock and timers */
     void *ctx;         /* ... their context */
     lk_locks_opts opts;
-    lk_resource **buckets;
-    size_t n_buckets; /* power of two */
-    size_t n_resources;
+    cm_hash *table; /* name -> lk_resource, keys borrowed from r->name */
     bool shutting_down;
     bool had_quorum;                 /* for logging the loss of quorum once */
     unsigned char rnd[LK_RAND_POOL]; /* OS randomness not yet used for tokens */
@@ -217,16 +213,6 @@ static uint64_t waiter_lease(const lk_locks *lk, const lk_waiter *w)
     return w->lease_ms ? w->lease_ms : lk->opts.watchdog_lease_ms;
 }
 
-static uint32_t hash_name(const char *s, size_t len)
-{
-    uint32_t h = 2166136261u; /* FNV-1a */
-    for (size_t i = 0; i < len; i++) {
-        h ^= (unsigned char)s[i];
-        h *= 16777619u;
-    }
-    return h;
-}
-
 /* A fresh token: 128 bits from the OS, fetched in batches so that the lock path
  * does not pay one getrandom call per ACQUIRE. Bytes are used once and wiped. */
 static cm_rc token_new(lk_locks *lk, char out[LK_TOKEN_BUF])
@@ -251,38 +237,9 @@ static cm_rc token_new(lk_locks *lk, char out[LK_TOKEN_BUF])
 
 /* ---- the resource table --------------------------------------------- */
 
-static lk_resource *res_lookup(lk_locks *lk, const char *name, size_t len, uint32_t h)
-{
-    for (lk_resource *r = lk->buckets[h & (lk->n_buckets - 1)]; r; r = r->next)
-        if (r->hash == h && r->name_len == len && memcmp(r->name, name, len) == 0)
-            return r;
-    return NULL;
-}
-
 static lk_resource *res_find(lk_locks *lk, const char *name)
 {
-    size_t len = strlen(name);
-    return res_lookup(lk, name, len, hash_name(name, len));
-}
-
-static void res_grow(lk_locks *lk)
-{
-    size_t n = lk->n_buckets * 2;
-    lk_resource **b = calloc(n, sizeof(*b));
-    if (!b)
-        return; /* a longer chain is still correct */
-    for (size_t i = 0; i < lk->n_buckets; i++) {
-        lk_resource *r = lk->buckets[i];
-        while (r) {
-            lk_resource *next = r->next;
-            r->next = b[r->hash & (n - 1)];
-            b[r->hash & (n - 1)] = r;
-            r = next;
-        }
-    }
-    free(lk->buckets);
-    lk->buckets = b;
-    lk->n_buckets = n;
+    return cm_hash_get_str(lk->table, name);
 }
 
 static void retry_cb(void *arg);
@@ -290,8 +247,7 @@ static void retry_cb(void *arg);
 static lk_resource *res_get(lk_locks *lk, const char *name)
 {
     size_t len = strlen(name);
-    uint32_t h = hash_name(name, len);
-    lk_resource *r = res_lookup(lk, name, len, h);
+    lk_resource *r = res_find(lk, name);
     if (r)
         return r;
     r = calloc(1, sizeof(*r) + len + 1);
@@ -304,15 +260,13 @@ static lk_resource *res_get(lk_locks *lk, const char *name)
     }
     r->lk = lk;
     r->state = RES_IDLE;
-    r->hash = h;
-    r->name_len = len;
     memcpy(r->name, name, len + 1);
     TAILQ_INIT(&r->waiters);
-    if (lk->n_resources >= lk->n_buckets)
-        res_grow(lk);
-    r->next = lk->buckets[h & (lk->n_buckets - 1)];
-    lk->buckets[h & (lk->n_buckets - 1)] = r;
-    lk->n_resources++;
+    if (cm_hash_put_str(lk->table, r->name, r) != CM_OK) {
+        lk->ops->timer_free(r->retry);
+        free(r);
+        return NULL;
+    }
     return r;
 }
 
@@ -330,11 +284,7 @@ static void res_maybe_free(lk_resource *r)
     if (r->state != RES_IDLE)
         res_set_state(r, RES_IDLE);
     lk->ops->timer_free(r->retry);
-    lk_resource **pp = &lk->buckets[r->hash & (lk->n_buckets - 1)];
-    while (*pp != r)
-        pp = &(*pp)->next;
-    *pp = r->next;
-    lk->n_resources--;
+    (void)cm_hash_del_str(lk->table, r->name);
     free(r);
 }
 
@@ -916,17 +866,14 @@ void lk_locks_owner_end(lk_locks *lk, lk_owner *owner)
 
 /* ---- process-wide events ------------------------------------------------- */
 
-/* Calls fn on every resource; fn may free the resource it is given (only that one). */
+/* Calls fn on every resource; fn may free the resource it is given (only that one)
+ * and must not make new ones (cm_hash: deleting while iterating is fine). */
 static void res_foreach(lk_locks *lk, void (*fn)(lk_resource *r))
 {
-    for (size_t i = 0; i < lk->n_buckets; i++) {
-        lk_resource *r = lk->buckets[i];
-        while (r) {
-            lk_resource *next = r->next;
-            fn(r);
-            r = next;
-        }
-    }
+    size_t pos = 0;
+    lk_resource *r;
+    while ((r = cm_hash_next(lk->table, &pos, NULL, NULL)) != NULL)
+        fn(r);
 }
 
 static void res_noquorum(lk_resource *r)
@@ -993,19 +940,22 @@ static void res_shutdown(lk_resource *r)
         res_maybe_free(r);
 }
 
+static void res_release_prev(lk_resource *r)
+{
+    if (r->prev_token[0]) {
+        r->lk->ops->release(r->lk->ctx, r->name, r->prev_token);
+        r->prev_token[0] = '\0';
+    }
+}
+
 void lk_locks_shutdown(lk_locks *lk)
 {
     if (lk->shutting_down)
         return;
-    log_info("releasing %zu resources", lk->n_resources);
+    log_info("releasing %zu resources", cm_hash_count(lk->table));
     /* prev_tokens still go out: res_maybe_free skips them only once shutting_down
      * is set, so release them first. */
-    for (size_t i = 0; i < lk->n_buckets; i++)
-        for (lk_resource *r = lk->buckets[i]; r; r = r->next)
-            if (r->prev_token[0]) {
-                lk->ops->release(lk->ctx, r->name, r->prev_token);
-                r->prev_token[0] = '\0';
-            }
+    res_foreach(lk, res_release_prev);
     lk->shutting_down = true;
     res_foreach(lk, res_shutdown);
 }
@@ -1020,9 +970,9 @@ lk_locks *lk_locks_new(const lk_ops *ops, void *ctx, const lk_locks_opts *opts)
     lk->opts = *opts;
     if (lk->opts.retry_delay_ms == 0)
         lk->opts.retry_delay_ms = 1;
-    lk->n_buckets = LK_HASH_INIT;
-    lk->buckets = calloc(lk->n_buckets, sizeof(*lk->buckets));
-    if (!lk->buckets) {
+    lk->table = cm_hash_new(CM_HASH_STR);
+    if (!lk->table || cm_hash_reserve(lk->table, LK_TABLE_INIT) != CM_OK) {
+        cm_hash_free(lk->table);
         free(lk);
         return NULL;
     }
@@ -1057,6 +1007,6 @@ void lk_locks_free(lk_locks *lk)
         return;
     lk->shutting_down = true; /* no Redlock traffic from here on */
     res_foreach(lk, res_destroy);
-    free(lk->buckets);
+    cm_hash_free(lk->table);
     free(lk);
 }
