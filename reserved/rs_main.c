@@ -2,9 +2,10 @@
  * reserved: the booking HTTP server (SPEC §0, §5, §6). main() owns the command line,
  * the event loop and the start-up and graceful-stop order of the modules:
  *   config -> migrations (blocking, before the loop) -> DB pool -> lock client (lockd
- *   mode) -> payment client -> HTTP routes + listen -> booking (reconciler)
- * and on SIGTERM/SIGINT: stop accepting -> answer in-flight requests (bounded) ->
- * stop booking -> free everything in reverse -> exit 0.
+ *   mode) -> payment client -> HTTP routes + listen -> booking (test hooks, lock
+ *   queues) -> reconciler
+ * and on SIGTERM/SIGINT: stop accepting -> stop the reconciler -> answer in-flight
+ * requests (bounded) -> free everything in reverse -> exit 0.
  */
 #include <event2/event.h>
 #include <malloc.h>
@@ -25,6 +26,7 @@
 #include "rs_metrics.h"
 #include "rs_migrate.h"
 #include "rs_pay.h"
+#include "rs_reconcile.h"
 
 #define DRAIN_MAX_MS 10000 /* in-flight requests get this long at shutdown */
 /* A seat map's JSON values are freed all at once after the answer (a 10,000-seat map is
@@ -97,7 +99,7 @@ typedef struct rs_daemon {
     struct event *sig_int;
     struct event *drain;
     uint64_t stop_ms;
-    bool booking_started;
+    bool reconciler_started;
 } rs_daemon;
 
 /* Graceful stop, on a timer: wait until every accepted request has its answer. */
@@ -130,8 +132,8 @@ static void signal_cb(evutil_socket_t sig, short what, void *arg)
     d->stop_ms = cm_now_ms();
     rs_http_stop_accepting(rs_app_g.http);
     /* The reconciler starts nothing new while the last answers go out. */
-    if (d->booking_started)
-        rs_booking_stop();
+    if (d->reconciler_started)
+        rs_reconcile_stop();
     drain_cb(-1, 0, d);
 }
 
@@ -164,6 +166,7 @@ static cm_rc start_modules(rs_app *app, rs_daemon *d)
     }
     rs_api_register(app->db);
     rs_booking_register(app->db);
+    rs_reconcile_register(app->db);
     if (rs_db_start(app->db) != CM_OK) {
         log_error("cannot start the database pool");
         return CM_ERR;
@@ -198,7 +201,9 @@ static cm_rc start_modules(rs_app *app, rs_daemon *d)
         return CM_ERR;
     if (rs_booking_start(app) != CM_OK)
         return CM_ERR;
-    d->booking_started = true;
+    if (rs_reconcile_start(app) != CM_OK)
+        return CM_ERR;
+    d->reconciler_started = true;
     return CM_OK;
 }
 
@@ -252,8 +257,8 @@ static int run(void)
         rc = 0;
     log_info("stopped");
 done:
-    if (d.booking_started && !app->shutting_down)
-        rs_booking_stop();
+    if (d.reconciler_started && !app->shutting_down)
+        rs_reconcile_stop();
     rs_http_free(app->http);
     app->http = NULL;
     if (app->pay)
@@ -262,6 +267,7 @@ done:
     if (app->locks)
         cm_lockclient_free(app->locks);
     app->locks = NULL;
+    rs_booking_free(); /* the lock queues, whose pending callbacks went with the client */
     if (app->db)
         rs_db_free(app->db);
     app->db = NULL;

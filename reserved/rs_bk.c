@@ -1,0 +1,708 @@
+/*
+ * rs_bk: the machine of one booking or cancellation (contract in rs_bk.h). The phases
+ * and their legal moves are rs_bkphase's; every move goes through rs_bk_move, which
+ * asserts it is in the table and logs it at debug level.
+ *
+ * The lock: lockd mode queues in rs_perflock (bk_granted / bk_refused / bk_lost /
+ * bk_next_in_line are its callbacks); db mode goes straight to a connection (rs_book and
+ * rs_cancel lock the row). The first waiter of a queue leases its connection and sends
+ * BEGIN while it waits (the QUEUED_* phases), so the lock is held one lease and one
+ * round trip less.
+ * Every failure goes through rs_bk_unwind: ROLLBACK, the connection back, the lock
+ * released (after the ROLLBACK: the next holder never meets our row locks), then
+ * bk_settle undoes a payment no commit stands behind, bk_finish stores a final failure
+ * under the Idempotency-Key, and rs_bk_answer answers. A LOST push is seen by the next
+ * step (rs_bk_lock_lost) and unwinds from there.
+ */
+#include "rs_bk.h"
+
+#include <assert.h>
+#include <event2/event.h>
+#include <inttypes.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cm_log.h"
+#include "cm_time.h"
+#include "rs_metrics.h"
+#include "rs_perflock.h"
+#include "rs_reconcile.h"
+#include "rs_testhook.h"
+
+static const rs_db_stmt bk_stmts[] = {
+    {"bk_attempt_set",
+     "UPDATE payment_attempts SET status = $2, payment_id = coalesce(nullif($3, ''), payment_id),"
+     " updated_at = now() WHERE reference = $1 AND status = $4",
+     4},
+    {"bk_attempt_drop", "DELETE FROM payment_attempts WHERE reference = $1 AND status = 'PENDING'",
+     1},
+};
+
+/* ---------------------------------------------------------------- the context */
+
+static struct {
+    rs_app *app;
+    rs_perflock *locks; /* lockd mode */
+    uint64_t counter;
+} bks;
+
+void rs_bk_move(rs_bk *b, rs_bk_phase to)
+{
+    rs_bk_phase_move(&b->phase, to, b->op == RS_BK_BOOK ? "booking" : "cancellation", b->seq);
+    assert((b->conn != NULL) == rs_bk_phase_has_conn(to));
+}
+
+bool rs_bk_db_mode(void)
+{
+    return bks.app->cfg.lock_mode == RS_LOCK_DB;
+}
+
+static void bk_free(rs_bk *b)
+{
+    if (b->pause != NULL)
+        event_free(b->pause);
+    json_decref(b->body_json);
+    free(b->seats);
+    free(b->seats_param);
+    free(b->fingerprint);
+    free(b);
+}
+
+void rs_bk_free(rs_bk *b)
+{
+    rs_bk_move(b, BK_ANSWERED);
+    bk_free(b);
+}
+
+rs_bk *rs_bk_new(rs_req *r, rs_bk_op op, rs_bk_body_fn body)
+{
+    rs_bk *b = calloc(1, sizeof(*b));
+    if (b == NULL) {
+        rs_reply_error(r, 503, "UNAVAILABLE", "out of memory");
+        return NULL;
+    }
+    b->r = r;
+    b->op = op;
+    b->body = body;
+    b->seq = ++bks.counter;
+    b->t0_us = cm_now_us();
+    return b;
+}
+
+void rs_bk_set_error(rs_bk *b, int status, const char *code, json_t *extra, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(b->msg, sizeof(b->msg), fmt, ap);
+    va_end(ap);
+    json_decref(b->body_json);
+    b->body_json = extra;
+    b->status = status;
+    b->code = code;
+    b->out = RS_BK_OUT_ERROR;
+    if (b->op != RS_BK_BOOK)
+        return;
+    if (strcmp(code, "SEAT_TAKEN") == 0)
+        rs_stats.bookings_seat_taken++;
+    else if (strcmp(code, "SOLD_OUT") == 0)
+        rs_stats.bookings_sold_out++;
+    else if (strcmp(code, "PAYMENT_DECLINED") == 0)
+        rs_stats.bookings_declined++;
+    else if (strcmp(code, "BUSY") == 0)
+        rs_stats.bookings_busy++;
+    else if (strcmp(code, "UNAVAILABLE") == 0)
+        rs_stats.bookings_unavailable++;
+}
+
+void rs_bk_set_body(rs_bk *b, int status, json_t *body)
+{
+    json_decref(b->body_json);
+    b->body_json = body;
+    b->status = status;
+    b->code = NULL;
+    b->out = RS_BK_OUT_OK;
+}
+
+void rs_bk_answer(rs_bk *b)
+{
+    rs_bk_move(b, BK_ANSWERED);
+    if (b->op == RS_BK_BOOK)
+        cm_hist_observe_us(&rs_stats.booking_latency, cm_now_us() - b->t0_us);
+    json_t *body = b->body_json;
+    b->body_json = NULL;
+    if (b->code == NULL)
+        rs_reply_json(b->r, b->status, body);
+    else if (b->out == RS_BK_OUT_ERROR && strcmp(b->code, "BUSY") == 0) /* "retry soon" */
+        rs_reply_json_hdr(b->r, b->status,
+                          json_pack("{s:{s:s, s:s}}", "error", "code", b->code, "message", b->msg),
+                          "Retry-After", "1");
+    else if (body != NULL)
+        rs_reply_error_extra(b->r, b->status, b->code, body, "%s", b->msg);
+    else
+        rs_reply_error(b->r, b->status, b->code, "%s", b->msg);
+    bk_free(b);
+}
+
+/* ---------------------------------------------------------------- unwind and settle */
+
+static void bk_settle(rs_bk *b);
+static void bk_settle_committed(rs_bk *b);
+
+void rs_bk_fail(rs_bk *b, int status, const char *code, json_t *extra, const char *fmt, ...)
+{
+    char msg[RS_BK_MSG_MAX];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof(msg), fmt, ap);
+    va_end(ap);
+    rs_bk_set_error(b, status, code, extra, "%s", msg);
+    rs_bk_unwind(b);
+}
+
+void rs_bk_fail_unavailable(rs_bk *b)
+{
+    rs_bk_fail(b, 503, "UNAVAILABLE", NULL, "database unavailable");
+}
+
+void rs_bk_fail_lost(rs_bk *b)
+{
+    rs_bk_fail(b, 503, "UNAVAILABLE", NULL, "the performance lock was lost; nothing was booked");
+}
+
+/* Whether the lock this booking holds was lost (never in db mode). */
+bool rs_bk_lock_lost(const rs_bk *b)
+{
+    return b->lockw != NULL && rs_perflock_lost(b->lockw);
+}
+
+/* The transaction is over (committed, rolled back, or never begun): the connection goes
+ * back, then the lock (after: the next holder never meets our row locks), then settle. */
+static void bk_txn_over(rs_bk *b, bool committed)
+{
+    if (rs_bk_phase_has_conn(b->phase)) {
+        rs_db_conn_return(b->conn);
+        b->conn = NULL;
+    }
+    if (b->lockw != NULL) {
+        rs_perflock_release(b->lockw);
+        b->lockw = NULL;
+    }
+    if (committed)
+        bk_settle_committed(b);
+    else
+        bk_settle(b);
+}
+
+static void bk_rolled_back(void *arg, const rs_db_result *res)
+{
+    rs_bk *b = arg;
+    if (!res->ok)
+        log_warn("ROLLBACK failed: %s (the connection is replaced)", res->message);
+    bk_txn_over(b, false);
+}
+
+static void bk_rollback(rs_bk *b)
+{
+    rs_bk_move(b, BK_UNWINDING);
+    if (rs_db_conn_sql(b->conn, "ROLLBACK", bk_rolled_back, b) != CM_OK)
+        bk_txn_over(b, false); /* rs_db_conn_return rolls back what is open */
+}
+
+/* The outcome is set: ends what b has open (transaction, connection, lock), then
+ * settles. From any phase before the answer that has no request out. */
+void rs_bk_unwind(rs_bk *b)
+{
+    switch (b->phase) {
+    case BK_QUEUED_IN_TXN:
+    case BK_IN_TXN:
+        bk_rollback(b);
+        return;
+    case BK_QUEUED_BEGINNING: /* its BEGIN is out: rolled back once it lands */
+        rs_bk_move(b, BK_REFUSED_BEGINNING);
+        return;
+    case BK_QUEUED_LEASING:
+        rs_db_cancel(b->early);
+        b->early = NULL;
+        break;
+    default:
+        break;
+    }
+    bk_txn_over(b, false);
+}
+
+/* "1,2,3" (a DETAIL of rs_book) -> [1,2,3] */
+static json_t *bk_id_list_json(const char *csv)
+{
+    json_t *a = json_array();
+    const char *p = csv != NULL ? csv : "";
+    while (*p != '\0') {
+        char *end;
+        long long v = strtoll(p, &end, 10);
+        if (end == p)
+            break;
+        json_array_append_new(a, json_integer(v));
+        p = *end == ',' ? end + 1 : end;
+    }
+    return a;
+}
+
+/* Maps a failed statement of the booking/cancel transaction to its answer. */
+void rs_bk_fail_db(rs_bk *b, const rs_db_result *res)
+{
+    const char *st = res->sqlstate != NULL ? res->sqlstate : "";
+    const char *msg = res->message != NULL ? res->message : "";
+    if (strcmp(st, "RBP04") == 0) {
+        rs_bk_fail(b, 404, "NOT_FOUND", NULL, "performance %" PRId64 " not found", b->perf);
+    } else if (strcmp(st, "RBU04") == 0) {
+        rs_bk_fail(b, 404, "NOT_FOUND", NULL, "user %" PRId64 " not found", b->user);
+    } else if (strcmp(st, "RBR04") == 0) {
+        rs_bk_fail(b, 404, "NOT_FOUND", NULL, "reservation %" PRId64 " not found", b->res_id);
+    } else if (strcmp(st, "RBFEN") == 0) {
+        rs_stats.bookings_fence_rejected++;
+        log_warn("performance %" PRId64 ": fence %s is stale (a newer lock holder committed): "
+                 "rolled back",
+                 b->perf, b->fence);
+        rs_bk_fail(b, 503, "UNAVAILABLE", NULL,
+                   "lock lost: a newer holder of the performance lock "
+                   "committed; nothing was changed");
+    } else if (strcmp(st, "RBSEA") == 0) {
+        rs_bk_fail(b, 400, "BAD_REQUEST",
+                   json_pack("{s:o}", "seatIds", bk_id_list_json(res->detail)),
+                   "seats %s are not seats of performance %" PRId64, res->detail, b->perf);
+    } else if (strcmp(st, "RBTAK") == 0) {
+        rs_bk_fail(b, 409, "SEAT_TAKEN",
+                   json_pack("{s:o}", "seatIds", bk_id_list_json(res->detail)),
+                   "seats already taken: %s", res->detail);
+    } else if (strcmp(st, "RBSOL") == 0) {
+        rs_bk_fail(b, 409, "SOLD_OUT", NULL, "performance %" PRId64 " has too few seats left",
+                   b->perf);
+    } else if (strcmp(st, "23505") == 0 && strstr(msg, "reservation_seats_one_confirmed") != NULL) {
+        rs_stats.guard_seat_unique++;
+        log_error("GUARD reservation_seats_one_confirmed fired for performance %" PRId64
+                  " (the lock should have prevented it): %s",
+                  b->perf, msg);
+        json_t *ids = json_array();
+        for (size_t i = 0; i < b->nseats; i++)
+            json_array_append_new(ids, json_integer(b->seats[i]));
+        rs_bk_fail(b, 409, "SEAT_TAKEN", json_pack("{s:o}", "seatIds", ids),
+                   "a requested seat was taken concurrently");
+    } else if (strcmp(st, "23514") == 0 && strstr(msg, "performances_capacity_guard") != NULL) {
+        rs_stats.guard_capacity++;
+        log_error("GUARD performances_capacity_guard fired for performance %" PRId64 ": %s",
+                  b->perf, msg);
+        rs_bk_fail(b, 409, "SOLD_OUT", NULL, "performance %" PRId64 " has too few seats left",
+                   b->perf);
+    } else if (strcmp(st, "23514") == 0) {
+        rs_stats.guard_other++;
+        log_error("GUARD a CHECK constraint fired for performance %" PRId64 ": %s", b->perf, msg);
+        rs_bk_fail(b, 503, "UNAVAILABLE", NULL, "the booking broke a database check");
+    } else if (strcmp(st, "55P03") == 0 || strcmp(st, "40001") == 0 || strcmp(st, "40P01") == 0) {
+        rs_bk_fail(b, 503, "BUSY", NULL, "the performance is busy, retry");
+    } else {
+        log_warn("performance %" PRId64 ": database error %s: %s", b->perf, st, msg);
+        rs_bk_fail_unavailable(b);
+    }
+}
+
+rs_bk *rs_bk_ok(void *arg, const rs_db_result *res)
+{
+    rs_bk *b = arg;
+    if (res->ok)
+        return b;
+    rs_bk_fail_db(b, res);
+    return NULL;
+}
+
+static void bk_answer_stored(void *arg, const rs_db_result *res)
+{
+    rs_bk *b = arg;
+    if (!res->ok)
+        log_warn("idempotency record %s not stored: %s", b->key, res->message);
+    rs_bk_answer(b);
+}
+
+/* Stores a final failure under the Idempotency-Key (the success record was stored in the
+ * booking transaction), then answers. */
+static void bk_finish(rs_bk *b)
+{
+    if (b->op == RS_BK_BOOK && b->key[0] != '\0' && b->out == RS_BK_OUT_ERROR && b->status != 503) {
+        json_t *body = rs_idem_error_body(b->code, b->msg, b->body_json);
+        rs_bk_move(b, BK_STORING);
+        cm_rc rc = rs_idem_store(bks.app->db, NULL, b->key, b->fingerprint, b->status, body,
+                                 bk_answer_stored, b);
+        json_decref(body);
+        if (rc == CM_OK)
+            return;
+    }
+    rs_bk_answer(b);
+}
+
+static void bk_attempt_closed(void *arg, const rs_db_result *res)
+{
+    rs_bk *b = arg;
+    if (!res->ok)
+        log_warn("payment attempt %s: update failed: %s (the reconciler will look at it)",
+                 b->reference, res->message);
+    bk_finish(b);
+}
+
+static void bk_compensated(void *arg, bool done)
+{
+    rs_bk *b = arg;
+    if (!done)
+        log_warn("payment attempt %s: not compensated yet, left for the reconciler", b->reference);
+    bk_finish(b);
+}
+
+static void bk_refunded(void *arg, bool done)
+{
+    rs_bk *b = arg;
+    if (!done)
+        log_warn("reservation %" PRId64 ": payment %s not cancelled yet, left for the "
+                 "reconciler",
+                 b->res_id, b->cancel_pay);
+    rs_bk_answer(b);
+}
+
+/* After a failure, with the transaction over and the lock released: undo the payment
+ * attempt that no committed booking stands behind, then bk_finish. */
+static void bk_settle(rs_bk *b)
+{
+    const char *ref = b->reference;
+    if (b->pay == RS_BK_PAY_NONE) {
+        bk_finish(b);
+        return;
+    }
+    rs_bk_move(b, BK_COMPENSATING);
+    switch (b->pay) {
+    case RS_BK_PAY_RECORDED: {
+        const char *params[] = {ref};
+        if (rs_db_exec(bks.app->db, "bk_attempt_drop", 1, params, bk_attempt_closed, b) != NULL)
+            return;
+        break;
+    }
+    case RS_BK_PAY_DECLINED: {
+        const char *params[] = {ref, "DECLINED", "", "PENDING"};
+        if (rs_db_exec(bks.app->db, "bk_attempt_set", 4, params, bk_attempt_closed, b) != NULL)
+            return;
+        break;
+    }
+    case RS_BK_PAY_SENT:
+    case RS_BK_PAY_APPROVED:
+        if (rs_comp_start(ref, b->payment_id, 0, false, bk_compensated, b) == CM_OK)
+            return;
+        break;
+    case RS_BK_PAY_NONE:
+        break;
+    }
+    bk_finish(b);
+}
+
+/* After the COMMIT, the connection back and the lock released: a cancellation refunds
+ * the payment of the reservation it cancelled; then the answer. */
+static void bk_settle_committed(rs_bk *b)
+{
+    if (b->op == RS_BK_CANCEL && b->cancel_pay[0] != '\0') {
+        rs_bk_move(b, BK_COMPENSATING);
+        if (rs_comp_start(b->cancel_ref, b->cancel_pay, 0, false, bk_refunded, b) == CM_OK)
+            return;
+    }
+    rs_bk_answer(b);
+}
+
+/* ---------------------------------------------------------------- lock + transaction */
+
+/* In the transaction, with the lock: the body. */
+static void bk_in_txn(rs_bk *b)
+{
+    if (rs_bk_lock_lost(b)) {
+        rs_bk_fail_lost(b);
+        return;
+    }
+    b->body(b);
+}
+
+static void bk_lease(rs_bk *b);
+
+/* An early BEGIN failed or could not be sent: no transaction, the connection goes back. */
+static void bk_early_dropped(rs_bk *b, rs_bk_phase to)
+{
+    rs_db_conn_return(b->conn);
+    b->conn = NULL;
+    rs_bk_move(b, to);
+}
+
+static void bk_begun(void *arg, const rs_db_result *res)
+{
+    rs_bk *b = arg;
+    switch (b->phase) {
+    case BK_QUEUED_BEGINNING:
+        if (res->ok)
+            rs_bk_move(b, BK_QUEUED_IN_TXN);
+        else
+            bk_early_dropped(b, BK_QUEUED);
+        return;
+    case BK_GRANTED_BEGINNING:
+        if (!res->ok) {
+            bk_early_dropped(b, BK_LEASING);
+            bk_lease(b);
+            return;
+        }
+        rs_bk_move(b, BK_IN_TXN);
+        bk_in_txn(b);
+        return;
+    case BK_REFUSED_BEGINNING:
+        if (res->ok)
+            bk_rollback(b);
+        else
+            bk_txn_over(b, false);
+        return;
+    case BK_BEGINNING:
+        if (!res->ok) {
+            rs_bk_fail_db(b, res);
+            return;
+        }
+        rs_bk_move(b, BK_IN_TXN);
+        bk_in_txn(b);
+        return;
+    default:
+        assert(!"BEGIN answered in a phase that sent none");
+    }
+}
+
+static void bk_leased(void *arg, rs_db_conn *conn, const rs_db_result *res)
+{
+    rs_bk *b = arg;
+    if (b->phase == BK_QUEUED_LEASING) {
+        b->early = NULL; /* rs_db frees it after this callback */
+        if (conn == NULL) {
+            rs_bk_move(b, BK_QUEUED);
+            return;
+        }
+        b->conn = conn;
+        rs_bk_move(b, BK_QUEUED_BEGINNING);
+        if (rs_db_conn_sql(conn, "BEGIN", bk_begun, b) != CM_OK)
+            bk_early_dropped(b, BK_QUEUED);
+        return;
+    }
+    assert(b->phase == BK_LEASING);
+    if (conn == NULL) {
+        log_warn("no database connection: %s", res != NULL ? res->message : "");
+        rs_bk_fail_unavailable(b);
+        return;
+    }
+    b->conn = conn;
+    rs_bk_move(b, BK_BEGINNING);
+    if (rs_bk_lock_lost(b)) {
+        rs_bk_fail_lost(b);
+        return;
+    }
+    if (rs_db_conn_sql(conn, "BEGIN", bk_begun, b) != CM_OK)
+        rs_bk_fail_unavailable(b);
+}
+
+static void bk_lease(rs_bk *b)
+{
+    /* Holding the performance lock (lockd mode): every other booking of the performance,
+     * in every process, waits for this one, so it goes ahead of the pool's queue. */
+    rs_db_req *req = rs_bk_db_mode() ? rs_db_lease(bks.app->db, bk_leased, b)
+                                     : rs_db_lease_urgent(bks.app->db, bk_leased, b);
+    if (req == NULL)
+        rs_bk_fail_unavailable(b);
+}
+
+/* The lock is b's now (or db mode needs none): into the transaction, which an early
+ * lease may have opened already. */
+static void bk_locked(rs_bk *b)
+{
+    switch (b->phase) {
+    case BK_QUEUED_LEASING: /* still waiting for a connection: ask again, urgently */
+        rs_db_cancel(b->early);
+        b->early = NULL;
+        /* fall through */
+    case BK_QUEUED:
+        rs_bk_move(b, BK_LEASING);
+        bk_lease(b);
+        return;
+    case BK_QUEUED_BEGINNING:
+        rs_bk_move(b, BK_GRANTED_BEGINNING); /* bk_begun goes on */
+        return;
+    case BK_QUEUED_IN_TXN:
+        rs_bk_move(b, BK_IN_TXN);
+        bk_in_txn(b);
+        return;
+    default:
+        assert(!"granted a lock it did not wait for");
+    }
+}
+
+static void bk_pause_done(evutil_socket_t fd, short what, void *arg);
+
+/* Test hooks: waits ms, then bk_pause_done goes on (after the lock or before COMMIT).
+ * False when no pause was asked or it could not start. */
+static bool bk_pause(rs_bk *b, uint32_t ms, const char *what)
+{
+    if (ms == 0 || b->op != RS_BK_BOOK)
+        return false;
+    if (b->pause != NULL)
+        event_free(b->pause);
+    b->pause = evtimer_new(bks.app->base, bk_pause_done, b);
+    struct timeval tv = cm_tv_from_ms(ms);
+    if (b->pause == NULL || evtimer_add(b->pause, &tv) != 0)
+        return false;
+    log_warn("test hook: booking on performance %" PRId64 " paused %u ms %s", b->perf, ms, what);
+    return true;
+}
+
+static void bk_granted(void *arg, uint64_t fence)
+{
+    rs_bk *b = arg;
+    snprintf(b->fence, sizeof(b->fence), "%" PRIu64, fence);
+    if (bk_pause(b, rs_testhooks_g.pause_after_lock_ms, "after the lock"))
+        return; /* the phase still says queued: the early lease goes on meanwhile */
+    bk_locked(b);
+}
+
+static void bk_refused(void *arg, rs_perflock_refusal why, const char *code, const char *message)
+{
+    rs_bk *b = arg;
+    CM_UNUSED(message); /* rs_perflock logged it */
+    b->lockw = NULL;
+    if (why == RS_PERFLOCK_BUSY)
+        rs_bk_set_error(b, 503, "BUSY", NULL, "performance %" PRId64 " is busy, retry", b->perf);
+    else if (why == RS_PERFLOCK_REFUSED)
+        rs_bk_set_error(b, 503, "UNAVAILABLE", NULL, "lock service unavailable (%s)", code);
+    else
+        rs_bk_set_error(b, 503, "UNAVAILABLE", NULL, "lock service unavailable");
+    rs_bk_unwind(b);
+}
+
+static void bk_lost(void *arg)
+{
+    rs_bk *b = arg;
+    if (b->op == RS_BK_BOOK)
+        rs_stats.bookings_lock_lost++;
+    log_warn("performance %" PRId64 ": lock lost (LOST push) during a %s: aborting", b->perf,
+             b->op == RS_BK_BOOK ? "booking" : "cancellation");
+}
+
+/* First in line while the lock is busy: lease the connection and send BEGIN now, so the
+ * lock is held one lease and one round trip less. PostgreSQL takes no snapshot and no
+ * lock before the first statement, which runs under the lock: lock before the
+ * transaction's work still holds. */
+static void bk_next_in_line(void *arg)
+{
+    rs_bk *b = arg;
+    if (b->phase != BK_QUEUED)
+        return; /* already getting ready */
+    rs_bk_move(b, BK_QUEUED_LEASING);
+    b->early = rs_db_lease(bks.app->db, bk_leased, b);
+    if (b->early == NULL)
+        rs_bk_move(b, BK_QUEUED);
+}
+
+static const rs_perflock_cbs bk_lock_cbs = {
+    .granted = bk_granted,
+    .refused = bk_refused,
+    .lost = bk_lost,
+    .next_in_line = bk_next_in_line,
+};
+
+/* Takes the performance lock (lockd mode) or goes straight on (db mode: the row lock is
+ * taken by rs_book / rs_cancel). */
+void rs_bk_lock(rs_bk *b)
+{
+    if (rs_bk_db_mode()) {
+        b->fence[0] = '\0';
+        rs_bk_move(b, BK_LEASING);
+        bk_lease(b);
+        return;
+    }
+    rs_bk_move(b, BK_QUEUED);
+    b->lockw = bks.locks != NULL ? rs_perflock_wait(bks.locks, b->perf, b) : NULL;
+    if (b->lockw == NULL)
+        rs_bk_fail(b, 503, "UNAVAILABLE", NULL, "lock service unavailable");
+}
+
+static void bk_commit_done(void *arg, const rs_db_result *res)
+{
+    rs_bk *b = arg;
+    if (!res->ok && res->unavailable) {
+        /* The COMMIT may or may not have happened: the reconciler decides from the
+         * database (it cancels only attempts without a CONFIRMED reservation). */
+        log_error("performance %" PRId64 ": COMMIT outcome unknown (%s); payment attempt "
+                  "%s left to the reconciler",
+                  b->perf, res->message, b->reference);
+        if (b->pay == RS_BK_PAY_APPROVED || b->pay == RS_BK_PAY_SENT)
+            b->pay = RS_BK_PAY_NONE;
+        rs_bk_fail_unavailable(b);
+        return;
+    }
+    if (!res->ok) {
+        rs_bk_fail_db(b, res);
+        return;
+    }
+    if (b->op == RS_BK_BOOK)
+        rs_stats.bookings_confirmed++;
+    else if (b->changed)
+        rs_stats.cancellations++;
+    bk_txn_over(b, true);
+}
+
+static void bk_commit_now(rs_bk *b)
+{
+    if (rs_bk_lock_lost(b)) {
+        rs_bk_fail_lost(b);
+        return;
+    }
+    rs_bk_move(b, BK_COMMITTING);
+    if (rs_db_conn_sql(b->conn, "COMMIT", bk_commit_done, b) != CM_OK)
+        rs_bk_fail_unavailable(b);
+}
+
+static void bk_pause_done(evutil_socket_t fd, short what, void *arg)
+{
+    CM_UNUSED(fd);
+    CM_UNUSED(what);
+    rs_bk *b = arg;
+    if (b->phase == BK_IN_TXN)
+        bk_commit_now(b); /* the pause before COMMIT */
+    else
+        bk_locked(b); /* the pause after the lock */
+}
+
+/* The test hook widens the window between the charge and COMMIT (crash tests). */
+void rs_bk_commit(rs_bk *b)
+{
+    if (bk_pause(b, rs_testhooks_g.pause_before_commit_ms, "before COMMIT"))
+        return;
+    bk_commit_now(b);
+}
+
+/* ---------------------------------------------------------------- module */
+
+void rs_bk_register(rs_db *db)
+{
+    rs_db_register(db, bk_stmts, CM_ARRAY_LEN(bk_stmts));
+}
+
+cm_rc rs_bk_start(rs_app *app)
+{
+    bks.app = app;
+    if (app->cfg.lock_mode == RS_LOCK_DB)
+        return CM_OK;
+    rs_perflock_opts opts = {
+        .lease_ms = (uint64_t)app->cfg.lock_lease_ms,
+        .wait_ms = app->cfg.lock_wait_ms > 0 ? (uint64_t)app->cfg.lock_wait_ms : 0,
+    };
+    bks.locks = rs_perflock_new(&rs_perflock_lockclient_ops, app->locks, &opts, &bk_lock_cbs);
+    return bks.locks != NULL ? CM_OK : CM_ERR;
+}
+
+void rs_bk_stop(void)
+{
+    rs_perflock_free(bks.locks);
+    bks.locks = NULL;
+}
