@@ -10,6 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "cm_log.h"
 #include "cm_rand.h"
 #include "fake_ops.h"
 #include "lk_locks.h"
@@ -23,6 +24,8 @@ static lk_locks_opts opts;
 
 static void setup(void)
 {
+    if (getenv("LOCKS_DEBUG")) /* every state move of the lock table, on stderr */
+        cm_log_set_level(CM_LOG_DEBUG);
     lk_metrics_init();
     cm_rand_seed(10);
     fk_reset();
@@ -361,6 +364,80 @@ START_TEST(test_head_start)
 }
 END_TEST
 
+/* ---- held elsewhere: the "want" notice, the poll, the release wake-up ------- */
+
+START_TEST(test_want_notice)
+{
+    fk_sess a, b;
+    sessions_named(&a, &b, NULL);
+    open_locks();
+
+    /* Our waiter finds R held by another process: the other lockds are told, at most
+     * once per 100 ms per resource. */
+    lk_locks_acquire(lk, &a.owner, "a1", "R", 0, 5000);
+    fk_answer(fk_last_round(), LK_RL_HELD, 0, 0, 5000);
+    ck_assert_uint_eq(fk.wanted, 1);
+    lk_locks_on_released(lk, "R"); /* a quorum of release notices: try again now */
+    lk_locks_on_released(lk, "R");
+    fk_answer(fk_last_round(), LK_RL_HELD, 0, 0, 5000);
+    ck_assert_uint_eq(fk.wanted, 1); /* 0 ms after the last notice */
+    fk_advance(260);                 /* the poll */
+    ck_assert_uint_eq(fk_open_rounds(), 1);
+    fk_answer(fk_last_round(), LK_RL_HELD, 0, 0, 5000);
+    ck_assert_uint_eq(fk.wanted, 2);
+    ck_assert_uint_eq(fk.wanted_last_ms, fk_now_ms());
+
+    /* No waiter left (wait_ms 0 answers TIMEOUT at once): nobody to announce. */
+    lk_locks_acquire(lk, &b.owner, "b1", "S", 0, 0);
+    fk_answer(fk_last_round(), LK_RL_HELD, 0, 0, 5000);
+    ck_assert_str_eq(fk_last(&b), "b1 TIMEOUT");
+    ck_assert_uint_eq(fk.wanted, 2);
+    close_locks(&a, &b, NULL);
+}
+END_TEST
+
+START_TEST(test_wakeup)
+{
+    fk_sess a;
+    sessions_named(&a, NULL);
+    open_locks();
+
+    /* Held elsewhere: the safety-net poll comes after the holder's PTTL, capped at
+     * 250 ms, plus up to retry_delay_ms of jitter. */
+    lk_locks_acquire(lk, &a.owner, "a1", "R", 0, 5000);
+    fk_answer(fk_last_round(), LK_RL_HELD, 0, 0, 100);
+    fk_advance(99);
+    ck_assert_uint_eq(fk_open_rounds(), 0);
+    fk_advance(RETRY_MS + 1);
+    ck_assert_uint_eq(fk_open_rounds(), 1);
+    ck_assert_uint_eq(lk_stats.polls_total, 1);
+    fk_answer(fk_last_round(), LK_RL_HELD, 0, 0, 60000);
+    fk_advance(249);
+    ck_assert_uint_eq(fk_open_rounds(), 0);
+
+    /* A release elsewhere wakes the waiter once a quorum (2) of masters has said so
+     * within 50 ms: on the first notice the key is still on the others. */
+    size_t n = fk.n_rounds;
+    lk_locks_on_released(lk, "R");
+    ck_assert_uint_eq(fk.n_rounds, n);
+    fk_advance(1);
+    lk_locks_on_released(lk, "R");
+    ck_assert_uint_eq(fk.n_rounds, n + 1);
+    ck_assert_uint_eq(lk_stats.wakeups_total, 1);
+    fk_answer(fk_last_round(), LK_RL_HELD, 0, 0, 60000);
+    /* Notices 60 ms apart belong to different releases: no wake-up. */
+    lk_locks_on_released(lk, "R");
+    fk_advance(60);
+    lk_locks_on_released(lk, "R");
+    ck_assert_uint_eq(fk.n_rounds, n + 1);
+    fk_advance(200); /* the poll still comes */
+    ck_assert_uint_eq(fk.n_rounds, n + 2);
+    grant(fk_last_round());
+    ck_assert(starts_with(fk_last(&a), "a1 OK "));
+    close_locks(&a, NULL);
+}
+END_TEST
+
 /* ---- LOST before anyone else is granted ---------------------------------- */
 
 START_TEST(test_lost_before_grant)
@@ -502,6 +579,8 @@ int main(void)
         {"yield_chain", test_yield_chain},
         {"chain_unwanted", test_chain_unwanted},
         {"head_start", test_head_start},
+        {"want_notice", test_want_notice},
+        {"wakeup", test_wakeup},
         {"lost_before_grant", test_lost_before_grant},
         {"session_expire", test_session_expire},
     };
