@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "cm_sha1.h"
+#include "unit_run.h"
 
 static void assert_hex(const void *data, size_t len, const char *want)
 {
@@ -65,15 +66,6 @@ END_TEST
 
 int main(void)
 {
-    Suite *s = suite_create("sha1");
-    TCase *tc = tcase_create("sha1");
-    tcase_add_test(tc, test_vectors);
-    tcase_add_test(tc, test_block_edges);
-    tcase_add_test(tc, test_binary_and_raw);
-    suite_add_tcase(s, tc);
-    SRunner *sr = srunner_create(s);
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+    const TTest *const tests[] = {test_vectors, test_block_edges, test_binary_and_raw};
+    return unit_run("sha1", tests, sizeof(tests) / sizeof(tests[0]), 0);
 }
