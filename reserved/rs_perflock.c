@@ -86,7 +86,9 @@ struct rs_perflock {
 
 static void plk_move(plk_queue *q, plk_state to)
 {
-    assert(to < PLK_NSTATES && (plk_moves[q->state] & PLK_TO(to)) != 0);
+    bool legal = to < PLK_NSTATES && (plk_moves[q->state] & PLK_TO(to)) != 0;
+    assert(legal);
+    CM_UNUSED(legal); /* without assertions (release builds) */
     log_debug("performance %" PRId64 ": lock queue %s -> %s", q->perf, plk_state_names[q->state],
               plk_state_names[to]);
     q->state = to;
