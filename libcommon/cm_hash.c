@@ -68,7 +68,10 @@ static bool key_eq(const cm_hash *h, const hash_slot *s, uint64_t hash, uint64_t
 {
     if (s->hash != hash)
         return false;
-    return h->kind == CM_HASH_U64 ? s->key.u64 == u64 : strcmp(s->key.str, str) == 0;
+    if (h->kind == CM_HASH_U64)
+        return s->key.u64 == u64;
+    /* u64 lookups pass str NULL: say so, or an inlining compiler sees strcmp(x, NULL) */
+    return str != NULL && strcmp(s->key.str, str) == 0;
 }
 
 /* The live slot of the key, or NULL. */

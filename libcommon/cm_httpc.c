@@ -55,7 +55,8 @@ struct cm_httpc {
     bool dead;        /* freed inside the callback */
 };
 
-static bool httpc_move_ok(httpc_state from, httpc_state to)
+/* Only asserts call it: unused where NDEBUG is set (Release builds). */
+__attribute__((unused)) static bool httpc_move_ok(httpc_state from, httpc_state to)
 {
     switch (to) {
     case HTTPC_IDLE:

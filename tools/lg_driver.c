@@ -51,7 +51,8 @@ struct lg_driver {
     struct event *map_timer, *stop_timer, *grace_timer, *sig_int, *sig_term;
 };
 
-static bool client_move_ok(lg_client_state from, lg_client_state to)
+/* Only asserts call it: unused where NDEBUG is set (Release builds). */
+__attribute__((unused)) static bool client_move_ok(lg_client_state from, lg_client_state to)
 {
     switch (to) {
     case LG_C_CHOOSING:
