@@ -6,8 +6,8 @@ Usage: check_docs.py ROOT BIN_DIR
 Checks, on the tree at ROOT and the programs in BIN_DIR:
   - README.md: at most 250 lines, a table of contents, the version line equal to what
     every program prints for --version, and a "Try it" section;
-  - docs/: every document the README promises exists;
-  - links: every relative link in README.md and docs/*.md names a file that exists, and
+  - docs/ and ARCHITECTURE.md: every document the README promises exists and is linked;
+  - links: every relative link in README.md, ARCHITECTURE.md and docs/*.md names a file that exists, and
     every #anchor a heading of that file;
   - no document refers to anything outside the repository (the contract files, issue
     numbers, absolute paths of a workstation);
@@ -133,7 +133,9 @@ def main():
             fail(f"docs/{d} is missing")
         elif d.endswith(".md") and f"docs/{d}" not in text:
             fail(f"README.md does not link docs/{d}")
-    mds = ["README.md"] + [os.path.join("docs", d) for d in sorted(os.listdir(os.path.join(root, "docs")))
+    if "ARCHITECTURE.md" not in text:
+        fail("README.md does not link ARCHITECTURE.md")
+    mds = ["README.md", "ARCHITECTURE.md"] + [os.path.join("docs", d) for d in sorted(os.listdir(os.path.join(root, "docs")))
                            if d.endswith(".md")]
     for rel in mds:
         check_links(root, rel)
