@@ -16,7 +16,9 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#include "fpt.h"
+#include "th_check.h"
+#include "th_fakepay.h"
+#include "th_http.h"
 #include "th.h"
 
 #define N_SEATS 10
@@ -25,7 +27,7 @@
 typedef struct world {
     th_pg pg;
     PGconn *db;
-    fpt_server pay;
+    th_fakepay pay;
     int64_t perf1, perf2, user1, user2;
     int64_t seat[N_SEATS + 1]; /* seat[1..N] */
     int64_t res_a, res_b, res_c, res_d;
@@ -112,16 +114,16 @@ static int64_t book(world *w, int64_t perf, int64_t user, const char *seats, con
                 "SELECT reservation_id FROM rs_book(%lld, %lld, '{%s}'::bigint[], 0, true, "
                 "'%s')",
                 (long long)perf, (long long)user, seats, ref);
-    fpt_resp r;
-    fpt_pay(w->pay.port, ref, 1000, ref, &r);
+    th_http_resp r;
+    th_http_pay(w->pay.port, ref, 1000, ref, &r);
     ck_assert_int_eq(r.status, 201);
-    PQclear(sql(w, "UPDATE reservations SET payment_id = '%s' WHERE id = %lld", fpt_str(&r, "id"),
-                (long long)id));
+    PQclear(sql(w, "UPDATE reservations SET payment_id = '%s' WHERE id = %lld",
+                th_http_str(&r, "id"), (long long)id));
     PQclear(sql(w,
                 "INSERT INTO payment_attempts (reference, performance_id, user_id, amount, status, "
                 "payment_id) VALUES ('%s', %lld, %lld, 1000, 'CAPTURED', '%s')",
-                ref, (long long)perf, (long long)user, fpt_str(&r, "id")));
-    fpt_resp_free(&r);
+                ref, (long long)perf, (long long)user, th_http_str(&r, "id")));
+    th_http_resp_free(&r);
     return id;
 }
 
@@ -132,10 +134,10 @@ static void cancel(world *w, int64_t res)
     char path[128];
     snprintf(path, sizeof(path), "/payments/%s/cancel", PQgetvalue(r, 0, 0));
     PQclear(r);
-    fpt_resp pr;
-    fpt_request(w->pay.port, "POST", path, NULL, "", &pr);
+    th_http_resp pr;
+    th_http_request(w->pay.port, "POST", path, NULL, "", &pr);
     ck_assert_int_eq(pr.status, 200);
-    fpt_resp_free(&pr);
+    th_http_resp_free(&pr);
 }
 
 static void hist(world *w, const char *fmt, ...) CM_PRINTF(2, 3);
@@ -208,12 +210,12 @@ static const char *seats_of(const world *w, int a, int b)
 static void world_start(world *w)
 {
     memset(w, 0, sizeof(*w));
-    ck_assert_msg(th_pg_start(&w->pg), "cannot start PostgreSQL");
+    ck_assert_msg(th_pg_shared(&w->pg), "cannot start PostgreSQL");
     w->db = PQconnectdb(w->pg.conninfo);
     ck_assert_msg(PQstatus(w->db) == CONNECTION_OK, "%s", PQerrorMessage(w->db));
     PQclear(PQexec(w->db, "SET client_min_messages = warning"));
     apply_schema(w);
-    fpt_start(&w->pay, "--seed", "1", NULL);
+    th_fakepay_start(&w->pay, "--seed", "1", NULL);
 
     int64_t venue = sql_int(w, "INSERT INTO venues (name) VALUES ('Hall') RETURNING id");
     for (int i = 1; i <= N_SEATS; i++)
@@ -352,7 +354,7 @@ static void world_stop(world *w)
     if (w->hist)
         fclose(w->hist);
     PQfinish(w->db);
-    fpt_stop_clean(&w->pay);
+    th_fakepay_stop_clean(&w->pay);
     th_pg_stop(&w->pg, true);
 }
 
@@ -385,12 +387,12 @@ START_TEST(double_sale)
                 "UPDATE performances SET remaining_capacity = remaining_capacity - 1 WHERE id "
                 "= %lld",
                 (long long)w.perf1));
-    fpt_resp r;
-    fpt_pay(w.pay.port, "ref-e", 2000, "ref-e", &r);
+    th_http_resp r;
+    th_http_pay(w.pay.port, "ref-e", 2000, "ref-e", &r);
     ck_assert_int_eq(r.status, 201);
-    PQclear(sql(&w, "UPDATE reservations SET payment_id = '%s' WHERE id = %lld", fpt_str(&r, "id"),
-                (long long)id));
-    fpt_resp_free(&r);
+    PQclear(sql(&w, "UPDATE reservations SET payment_id = '%s' WHERE id = %lld",
+                th_http_str(&r, "id"), (long long)id));
+    th_http_resp_free(&r);
     book_op(&w, 20, 1200, 1210, w.perf1, w.user2, seats_of(&w, 1, 0), 201, "ok", id);
     expect_only(&w, "no_double_sale");
     world_stop(&w);
@@ -512,10 +514,10 @@ START_TEST(orphan_payment)
 {
     world w;
     world_start(&w);
-    fpt_resp r;
-    fpt_pay(w.pay.port, "orphan-1", 1000, "orphan-1", &r);
+    th_http_resp r;
+    th_http_pay(w.pay.port, "orphan-1", 1000, "orphan-1", &r);
     ck_assert_int_eq(r.status, 201);
-    fpt_resp_free(&r);
+    th_http_resp_free(&r);
     expect_only(&w, "payments");
     world_stop(&w);
 }
@@ -538,9 +540,9 @@ START_TEST(no_recovery)
 }
 END_TEST
 
-int main(void)
+int main(int argc, char **argv)
 {
-    const fpt_case cases[] = {
+    const th_case cases[] = {
         {"clean", clean},
         {"double_sale", double_sale},
         {"double_sale_history", double_sale_history},
@@ -553,5 +555,5 @@ int main(void)
         {"orphan_payment", orphan_payment},
         {"no_recovery", no_recovery},
     };
-    return fpt_main("chaos_check", cases, sizeof(cases) / sizeof(cases[0]), 120);
+    return th_check_main("chaos_check", cases, sizeof(cases) / sizeof(cases[0]), 120, argc, argv);
 }

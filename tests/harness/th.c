@@ -4,6 +4,9 @@
  */
 #include "th.h"
 
+#include <check.h>
+
+#include <assert.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <netinet/in.h>
@@ -281,6 +284,53 @@ const char *th_bin(const char *name)
     char *p = path[slot++ % 8];
     snprintf(p, 512, "%s/%s", TH_BIN_DIR, name);
     return p;
+}
+
+void th_server_spawn(th_server *s, const char *prog, char *const *args, size_t n)
+{
+    char *argv[40];
+    char listen[64];
+    size_t k = 0;
+    memset(s, 0, sizeof(*s));
+    s->port = th_free_port();
+    snprintf(listen, sizeof listen, "127.0.0.1:%d", s->port);
+    snprintf(s->log, sizeof s->log, "%s/%s-%d.log", th_tmpdir(), prog, s->port);
+    argv[k++] = (char *)th_bin(prog);
+    argv[k++] = "--listen";
+    argv[k++] = listen;
+    for (size_t i = 0; i < n && k < sizeof argv / sizeof argv[0] - 1; i++)
+        argv[k++] = args[i];
+    argv[k] = NULL;
+    s->pid = th_spawn(argv, s->log);
+}
+
+size_t th_va_args(va_list ap, char **out, size_t max)
+{
+    size_t n = 0;
+    for (char *a = va_arg(ap, char *); a != NULL && n < max; a = va_arg(ap, char *))
+        out[n++] = a;
+    return n;
+}
+
+void th_server_stop_clean(th_server *s, int timeout_ms)
+{
+    int status = th_stop(s->pid, true, timeout_ms);
+    if (!(status != -1 && WIFEXITED(status) && WEXITSTATUS(status) == 0))
+        th_dump_log(s->log, 40);
+    ck_assert_msg(status != -1, "%s did not exit after SIGTERM", s->log);
+    ck_assert_msg(WIFEXITED(status) && WEXITSTATUS(status) == 0,
+                  "exit status 0x%x (non-zero: error or leak report), log %s", status, s->log);
+    s->pid = 0;
+}
+
+void th_dump_log(const char *path, int lines)
+{
+    char cmd[700];
+    fprintf(stderr, "---- tail of %s ----\n", path);
+    fflush(stderr);
+    snprintf(cmd, sizeof cmd, "tail -n %d '%s' 1>&2", lines, path);
+    if (system(cmd) != 0)
+        fprintf(stderr, "(no log)\n");
 }
 
 bool th_redis_start(th_redis *r)
@@ -653,6 +703,7 @@ static char *const *as_postgres(char *const *argv)
 
 bool th_pg_restart(th_pg *pg)
 {
+    assert(!pg->shared); /* the shared server belongs to the keeper */
     char port[16], log[300], sockopt[300];
     snprintf(port, sizeof port, "%d", pg->port);
     snprintf(log, sizeof log, "%s/postgres.log", pg->sockdir);
@@ -702,6 +753,7 @@ bool th_pg_start(th_pg *pg)
     snprintf(log, sizeof log, "%s/postgres.log", tmp);
     pg->port = th_free_port();
     snprintf(port, sizeof port, "%d", pg->port);
+    snprintf(pg->dbname, sizeof pg->dbname, "booking");
     snprintf(pg->conninfo, sizeof pg->conninfo, "host=%s port=%d dbname=booking user=booking",
              pg->sockdir, pg->port);
     snprintf(cmd, sizeof cmd, "chown postgres:postgres '%s'", tmp);

@@ -9,6 +9,7 @@
 #ifndef TH_H
 #define TH_H
 
+#include <stdarg.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -64,8 +65,25 @@ bool th_lockd_start(th_lockd *l, const th_redis *redis, size_t n_redis, const ch
 /* Restart with the same config and ports after a stop. */
 bool th_lockd_restart(th_lockd *l);
 
+/* A program of build/bin serving on a loopback port (th_fakepay, th_reserved). */
+typedef struct th_server {
+    pid_t pid; /* 0 once stopped */
+    int port;
+    char log[512]; /* its stdout and stderr */
+} th_server;
+/* Spawns build/bin/<prog> --listen 127.0.0.1:<free port> args[0..n) (log in a fresh temp
+ * dir); does not wait. */
+void th_server_spawn(th_server *s, const char *prog, char *const *args, size_t n);
+/* Copies the NULL-terminated char * arguments left in ap into out (at most max); their count. */
+size_t th_va_args(va_list ap, char **out, size_t max);
+/* SIGTERM; fails the test (with the tail of the log) unless it exits 0 within timeout_ms
+ * (under ASan a non-zero status is also a leak report). */
+void th_server_stop_clean(th_server *s, int timeout_ms);
+
 /* Path of a program in build/bin (set at compile time). */
 const char *th_bin(const char *name);
+/* Prints the last `lines` lines of a log file to stderr (for a failing test). */
+void th_dump_log(const char *path, int lines);
 
 /* ---- PostgreSQL 15 (binaries in /usr/lib/postgresql/15/bin) ----
  * PostgreSQL refuses to run as root, so initdb and the postmaster run as the `postgres`
@@ -78,7 +96,9 @@ typedef struct th_pg {
     int port;           /* TCP port on 127.0.0.1 (kept for restarts) */
     char dir[320];      /* the data directory */
     char sockdir[256];  /* unix socket directory (the temp dir holding dir) */
-    char conninfo[512]; /* "host=<sockdir> port=<port> dbname=booking user=booking" */
+    char conninfo[512]; /* "host=<sockdir> port=<port> dbname=<dbname> user=booking" */
+    char dbname[64];    /* "booking", or this case's database on the shared server */
+    bool shared;        /* the binary's shared server (th_pg_shared): never stop it */
 } th_pg;
 /* initdb (-A trust, --no-sync) in a fresh temp dir chowned to postgres, starts the
  * postmaster (fsync=on) on a free port, waits until it is ready and creates role `booking`
@@ -97,6 +117,23 @@ void th_pg_kill(th_pg *pg);
  * The new postmaster is a child of the CALLER: restart from inside a forked test only a
  * server that test started itself (the parent's copy of th_pg would go stale). */
 bool th_pg_restart(th_pg *pg);
+
+/* ---- the servers shared by the cases of one test binary (the "world") ----
+ * ctest runs each case in its own process; to share one PostgreSQL among them, a keeper
+ * process started by `<binary> --world-up` (a ctest FIXTURES_SETUP entry) owns the
+ * postmaster, publishes it in the state file named by $TH_WORLD and lives until
+ * `<binary> --world-down` (FIXTURES_CLEANUP) sends it SIGTERM, or until the process that
+ * ran --world-up (ctest) is gone. Every case gets a database of its own on it. */
+/* Starts the keeper unless one is already up; false when it did not come up. */
+bool th_world_up(void);
+/* Stops the keeper (by the PID in the state file) and waits for it; true when none is left. */
+bool th_world_down(void);
+/* A fresh, empty database `case_<pid>_<n>` owned by role booking on the shared server
+ * (pg->shared; th_pg_stop and th_pg_kill leave the server alone); the keeper drops it once
+ * the process that asked for it is gone. Without $TH_WORLD (or with no keeper alive) this is
+ * th_pg_start: a cluster of the case's own. Cases that stop, kill or restart PostgreSQL
+ * must use th_pg_start. */
+bool th_pg_shared(th_pg *pg);
 
 /* ---- blocking LOCKP line client ---- */
 typedef struct th_conn {

@@ -2,9 +2,11 @@
  * test_api: black-box tests of the catalogue side of the real reserved binary (SPEC §5,
  * §6; issue 3 §4, §5) against a real PostgreSQL started by the harness, in --lock-mode db
  * with no payment step. One Check case per claim, registered with ctest as rapi_<case>
- * (CK_RUN_CASE). Servers and HTTP through rat.h (the fakepay tests' blocking client: one
- * request per connection, read to EOF). Every case that runs reserved ends with a SIGTERM
- * that must give exit status 0: under ASan that is also the leak check.
+ * (CK_RUN_CASE). Servers and HTTP through the harness (th_reserved, th_http: one request
+ * per connection, read to EOF) and rat.h; each case has a fresh database of its own on the
+ * binary's shared PostgreSQL (th_pg_shared), except healthz, which stops PostgreSQL. Every case
+ * that runs reserved ends with a SIGTERM that must give exit status 0: under ASan that is also the
+ * leak check.
  */
 #include <check.h>
 #include <jansson.h>
@@ -20,7 +22,7 @@
 #include "rat.h"
 
 /* A venue of rows A (NORMAL, 1..n_normal) and V (VIP, 1..n_vip); returns its id. */
-static long long make_venue(const rat_server *s, const char *name, int n_normal, int n_vip)
+static long long make_venue(const th_reserved *s, const char *name, int n_normal, int n_vip)
 {
     json_t *seats = json_array();
     for (int i = 1; i <= n_normal; i++)
@@ -29,12 +31,12 @@ static long long make_venue(const rat_server *s, const char *name, int n_normal,
     for (int i = 1; i <= n_vip; i++)
         json_array_append_new(seats,
                               json_pack("{s:s,s:i,s:s}", "row", "V", "number", i, "type", "VIP"));
-    fpt_resp r;
+    th_http_resp r;
     rat_post_created(s, "/venues", json_pack("{s:s,s:o}", "name", name, "seats", seats), &r);
     ck_assert_int_eq(rat_jint(r.json, "seatCount"), n_normal + n_vip);
     ck_assert_str_eq(rat_jstr(r.json, "name"), name);
     long long id = rat_jint(r.json, "id");
-    fpt_resp_free(&r);
+    th_http_resp_free(&r);
     return id;
 }
 
@@ -57,12 +59,12 @@ static void expect_perf(json_t *p, long long id, long long venue, const char *ti
 START_TEST(catalogue)
 {
     th_pg pg;
-    rat_server s;
-    fpt_resp r;
+    th_reserved s;
+    th_http_resp r;
     char path[128];
 
     rat_pg_start(&pg);
-    rat_start(&s, pg.conninfo);
+    th_reserved_start(&s, pg.conninfo);
     long long venue = make_venue(&s, "Hall One", 3, 2);
 
     snprintf(path, sizeof path, "/venues/%lld", venue);
@@ -74,18 +76,18 @@ START_TEST(catalogue)
     ck_assert_int_eq(rat_jint(json_array_get(seats, 0), "number"), 1);
     ck_assert_str_eq(rat_jstr(json_array_get(seats, 3), "type"), "VIP");
     long long vip_seat = rat_jint(json_array_get(seats, 3), "id");
-    fpt_resp_free(&r);
+    th_http_resp_free(&r);
 
     /* an offset on input comes back as UTC */
     long long perf =
         rat_make_perf(&s, venue, "Opening Night", "2026-12-02T04:00:00+09:00", 50000, 120000, &r);
     expect_perf(r.json, perf, venue, "Opening Night", "2026-12-01T19:00:00Z", 50000, 120000, 5);
-    fpt_resp_free(&r);
+    th_http_resp_free(&r);
 
     snprintf(path, sizeof path, "/performances/%lld", perf);
     rat_req_ok(&s, "GET", path, NULL, 200, &r);
     expect_perf(r.json, perf, venue, "Opening Night", "2026-12-01T19:00:00Z", 50000, 120000, 5);
-    fpt_resp_free(&r);
+    th_http_resp_free(&r);
 
     snprintf(path, sizeof path, "/performances/%lld/seats", perf);
     rat_req_ok(&s, "GET", path, NULL, 200, &r);
@@ -102,19 +104,19 @@ START_TEST(catalogue)
         ck_assert_int_eq(rat_jint(st, "position"), i < 3 ? (long long)i : (long long)i - 3);
         ck_assert_int_eq((long long)json_object_size(st), 8);
     }
-    fpt_resp_free(&r);
+    th_http_resp_free(&r);
 
     /* PATCH one price: the other fields stay, the seat map follows */
     snprintf(path, sizeof path, "/performances/%lld", perf);
     rat_req_ok(&s, "PATCH", path, "{\"vipPrice\": 150000}", 200, &r);
     expect_perf(r.json, perf, venue, "Opening Night", "2026-12-01T19:00:00Z", 50000, 150000, 5);
-    fpt_resp_free(&r);
+    th_http_resp_free(&r);
     rat_req_ok(&s, "PATCH", path, "{\"title\": \"Gala\", \"normalPrice\": 0}", 200, &r);
     expect_perf(r.json, perf, venue, "Gala", "2026-12-01T19:00:00Z", 0, 150000, 5);
-    fpt_resp_free(&r);
+    th_http_resp_free(&r);
     rat_req_ok(&s, "GET", path, NULL, 200, &r);
     expect_perf(r.json, perf, venue, "Gala", "2026-12-01T19:00:00Z", 0, 150000, 5);
-    fpt_resp_free(&r);
+    th_http_resp_free(&r);
     snprintf(path, sizeof path, "/performances/%lld/seats", perf);
     rat_req_ok(&s, "GET", path, NULL, 200, &r);
     seats = json_object_get(r.json, "seats");
@@ -124,21 +126,21 @@ START_TEST(catalogue)
         ck_assert_int_eq(rat_jint(st, "price"), vip ? 150000 : 0);
         ck_assert_int_eq(vip, rat_jint(st, "id") >= vip_seat);
     }
-    fpt_resp_free(&r);
+    th_http_resp_free(&r);
 
     /* fractional seconds survive the round trip */
     long long p2 = rat_make_perf(&s, venue, "Late", "2026-12-01T19:00:00.250Z", 1, 2, &r);
     ck_assert_str_eq(rat_jstr(r.json, "startsAt"), "2026-12-01T19:00:00.250000Z");
     ck_assert_int_gt(p2, perf);
-    fpt_resp_free(&r);
-    rat_stop_clean(&s);
+    th_http_resp_free(&r);
+    th_reserved_stop_clean(&s);
 }
 END_TEST
 
 /* ---- search with keyset pagination ---- */
 
 /* Walks every page of query (limit per page); checks order and returns the ids seen. */
-static size_t walk(const rat_server *s, const char *query, int limit, long long *ids, size_t max,
+static size_t walk(const th_reserved *s, const char *query, int limit, long long *ids, size_t max,
                    size_t *pages)
 {
     char path[512], cursor[256] = "";
@@ -147,7 +149,7 @@ static size_t walk(const rat_server *s, const char *query, int limit, long long 
     size_t n = 0;
     *pages = 0;
     for (;;) {
-        fpt_resp r;
+        th_http_resp r;
         snprintf(path, sizeof path, "/performances?%s%slimit=%d%s%s", query, query[0] ? "&" : "",
                  limit, cursor[0] ? "&cursor=" : "", cursor);
         rat_req_ok(s, "GET", path, NULL, 200, &r);
@@ -169,12 +171,12 @@ static size_t walk(const rat_server *s, const char *query, int limit, long long 
         json_t *next = json_object_get(r.json, "nextCursor");
         ck_assert_msg(next != NULL, "nextCursor missing");
         if (json_is_null(next)) {
-            fpt_resp_free(&r);
+            th_http_resp_free(&r);
             break;
         }
         ck_assert_int_eq((long long)json_array_size(items), limit);
         snprintf(cursor, sizeof cursor, "%s", json_string_value(next));
-        fpt_resp_free(&r);
+        th_http_resp_free(&r);
         ck_assert(*pages < 100);
     }
     return n;
@@ -183,12 +185,12 @@ static size_t walk(const rat_server *s, const char *query, int limit, long long 
 START_TEST(search)
 {
     th_pg pg;
-    rat_server s;
+    th_reserved s;
     long long made[25], seen[64];
     size_t pages;
 
     rat_pg_start(&pg);
-    rat_start(&s, pg.conninfo);
+    th_reserved_start(&s, pg.conninfo);
     long long v1 = make_venue(&s, "Big", 2, 1);
     long long v2 = make_venue(&s, "Small", 1, 0);
     /* 25 performances in v1, three to a start time (ties are broken by id), created out
@@ -233,12 +235,12 @@ START_TEST(search)
     snprintf(q, sizeof q, "venueId=%lld&q=other", v1);
     ck_assert_int_eq((long long)walk(&s, q, 100, seen, 64, &pages), 0);
     /* default limit 20 */
-    fpt_resp r;
+    th_http_resp r;
     rat_req_ok(&s, "GET", "/performances", NULL, 200, &r);
     ck_assert_int_eq((long long)json_array_size(json_object_get(r.json, "items")), 20);
     ck_assert(json_is_string(json_object_get(r.json, "nextCursor")));
-    fpt_resp_free(&r);
-    rat_stop_clean(&s);
+    th_http_resp_free(&r);
+    th_reserved_stop_clean(&s);
 }
 END_TEST
 
@@ -247,28 +249,28 @@ END_TEST
 START_TEST(users)
 {
     th_pg pg;
-    rat_server s;
-    fpt_resp r;
+    th_reserved s;
+    th_http_resp r;
 
     rat_pg_start(&pg);
-    rat_start(&s, pg.conninfo);
+    th_reserved_start(&s, pg.conninfo);
     rat_req_ok(&s, "POST", "/users", "{\"name\":\"Ann\",\"email\":\"ann@example.org\"}", 201, &r);
     ck_assert_int_gt(rat_jint(r.json, "id"), 0);
     ck_assert_str_eq(rat_jstr(r.json, "name"), "Ann");
     ck_assert_str_eq(rat_jstr(r.json, "email"), "ann@example.org");
     long long ann = rat_jint(r.json, "id");
-    fpt_resp_free(&r);
+    th_http_resp_free(&r);
     rat_req_ok(&s, "POST", "/users", "{\"name\":\"Bob\",\"email\":\"bob@example.org\"}", 201, &r);
     ck_assert_int_gt(rat_jint(r.json, "id"), ann);
-    fpt_resp_free(&r);
+    th_http_resp_free(&r);
     const char *dups[] = {"{\"name\":\"Ann2\",\"email\":\"ann@example.org\"}",
                           "{\"name\":\"Ann3\",\"email\":\"ANN@Example.org\"}"};
     for (size_t i = 0; i < 2; i++) {
         rat_req_ok(&s, "POST", "/users", dups[i], 409, &r);
-        ck_assert_str_eq(fpt_error_code(&r), "EMAIL_TAKEN");
-        fpt_resp_free(&r);
+        ck_assert_str_eq(th_http_error_code(&r), "EMAIL_TAKEN");
+        th_http_resp_free(&r);
     }
-    rat_stop_clean(&s);
+    th_reserved_stop_clean(&s);
 }
 END_TEST
 
@@ -408,12 +410,12 @@ static void subst(const char *in, long long perf, long long venue, char *out, si
 START_TEST(badreq)
 {
     th_pg pg;
-    rat_server s;
-    fpt_resp r;
+    th_reserved s;
+    th_http_resp r;
     char path[256], body[512], allow[64];
 
     rat_pg_start(&pg);
-    rat_start(&s, pg.conninfo);
+    th_reserved_start(&s, pg.conninfo);
     long long venue = make_venue(&s, "V", 1, 1);
     long long perf = rat_make_perf(&s, venue, "T", "2026-12-01T19:00:00Z", 1, 2, NULL);
 
@@ -426,14 +428,14 @@ START_TEST(badreq)
         rat_req(&s, c->method, path, c->body ? body : NULL, &r);
         ck_assert_msg(r.status == c->status, "#%zu %s %s %s: want %d, got %d: %s", i, c->method,
                       path, c->body ? body : "", c->status, r.status, r.body);
-        ck_assert_msg(strcmp(fpt_error_code(&r), c->code) == 0, "#%zu %s %s: want %s, got %s", i,
-                      c->method, path, c->code, r.body);
+        ck_assert_msg(strcmp(th_http_error_code(&r), c->code) == 0, "#%zu %s %s: want %s, got %s",
+                      i, c->method, path, c->code, r.body);
         const char *msg =
             json_string_value(json_object_get(json_object_get(r.json, "error"), "message"));
         ck_assert_msg(msg && msg[0], "#%zu: no error message", i);
         if (c->status == 405)
-            ck_assert_msg(fpt_header(&r, "Allow", allow, sizeof allow), "#%zu: no Allow", i);
-        fpt_resp_free(&r);
+            ck_assert_msg(th_http_header(&r, "Allow", allow, sizeof allow), "#%zu: no Allow", i);
+        th_http_resp_free(&r);
     }
 
     /* a body over limits.max_body_bytes (65536) */
@@ -446,15 +448,15 @@ START_TEST(badreq)
     huge[big] = '\0';
     rat_req(&s, "POST", "/venues", huge, &r);
     ck_assert_msg(r.status == 413, "oversize: got %d", r.status);
-    ck_assert_str_eq(fpt_error_code(&r), "TOO_LARGE");
-    fpt_resp_free(&r);
+    ck_assert_str_eq(th_http_error_code(&r), "TOO_LARGE");
+    th_http_resp_free(&r);
     free(huge);
 
     /* nothing above created anything: the venue list of searches is unchanged */
     rat_req_ok(&s, "GET", "/performances", NULL, 200, &r);
     ck_assert_int_eq((long long)json_array_size(json_object_get(r.json, "items")), 1);
-    fpt_resp_free(&r);
-    rat_stop_clean(&s);
+    th_http_resp_free(&r);
+    th_reserved_stop_clean(&s);
 }
 END_TEST
 
@@ -463,70 +465,71 @@ END_TEST
 START_TEST(healthz)
 {
     th_pg pg;
-    rat_server s, nolockd;
-    fpt_resp r;
+    th_reserved s, nolockd;
+    th_http_resp r;
     char lockd[64];
 
-    rat_pg_start(&pg);
-    rat_start(&s, pg.conninfo);
+    /* its own cluster: this case stops and restarts PostgreSQL */
+    ck_assert_msg(th_pg_start(&pg), "cannot start PostgreSQL");
+    th_reserved_start(&s, pg.conninfo);
     rat_req_ok(&s, "GET", "/healthz", NULL, 200, &r);
     ck_assert_str_eq(rat_jstr(r.json, "status"), "ok");
     ck_assert_str_eq(rat_jstr(r.json, "db"), "ok");
     ck_assert_str_eq(rat_jstr(r.json, "lockd"), "ok");
-    fpt_resp_free(&r);
+    th_http_resp_free(&r);
 
     /* lockd mode with no lockd listening: up, but not healthy */
     snprintf(lockd, sizeof lockd, "127.0.0.1:%d", th_free_port());
-    rat_spawn(&nolockd, pg.conninfo, "--lock-mode", "lockd", "--lockd", lockd, NULL);
-    rat_wait_up(&nolockd);
+    th_reserved_spawn(&nolockd, pg.conninfo, "--lock-mode", "lockd", "--lockd", lockd, NULL);
+    th_reserved_wait_up(&nolockd);
     rat_req_ok(&nolockd, "GET", "/healthz", NULL, 503, &r);
     ck_assert_str_eq(rat_jstr(r.json, "status"), "down");
     ck_assert_str_eq(rat_jstr(r.json, "db"), "ok");
     ck_assert_str_eq(rat_jstr(r.json, "lockd"), "down");
-    fpt_resp_free(&r);
-    rat_stop_clean(&nolockd);
+    th_http_resp_free(&r);
+    th_reserved_stop_clean(&nolockd);
 
     /* the database stops: 503 with db down; it comes back: ok again (the pool heals) */
     th_pg_stop(&pg, true);
     rat_req_ok(&s, "GET", "/healthz", NULL, 503, &r);
     ck_assert_str_eq(rat_jstr(r.json, "status"), "down");
     ck_assert_str_eq(rat_jstr(r.json, "db"), "down");
-    fpt_resp_free(&r);
+    th_http_resp_free(&r);
     rat_req_ok(&s, "GET", "/performances/1", NULL, 503, &r);
-    ck_assert_str_eq(fpt_error_code(&r), "UNAVAILABLE");
-    fpt_resp_free(&r);
+    ck_assert_str_eq(th_http_error_code(&r), "UNAVAILABLE");
+    th_http_resp_free(&r);
     ck_assert(th_pg_restart(&pg));
     uint64_t until = th_now_ms() + 20000;
     int status = 0;
     while (th_now_ms() < until) {
         rat_req(&s, "GET", "/healthz", NULL, &r);
         status = r.status;
-        fpt_resp_free(&r);
+        th_http_resp_free(&r);
         if (status == 200)
             break;
         th_sleep_ms(200);
     }
     ck_assert_int_eq(status, 200);
-    rat_stop_clean(&s);
+    th_reserved_stop_clean(&s);
 }
 END_TEST
 
 START_TEST(metrics)
 {
     th_pg pg;
-    rat_server s;
-    fpt_resp r;
+    th_reserved s;
+    th_http_resp r;
     char ctype[128];
 
     rat_pg_start(&pg);
-    rat_start(&s, pg.conninfo);
+    th_reserved_start(&s, pg.conninfo);
     make_venue(&s, "M", 1, 0);
     rat_req(&s, "GET", "/venues/abc", NULL, &r);
-    fpt_resp_free(&r);
+    th_http_resp_free(&r);
     rat_req(&s, "GET", "/nowhere", NULL, &r);
-    fpt_resp_free(&r);
+    th_http_resp_free(&r);
     rat_req_ok(&s, "GET", "/metrics", NULL, 200, &r);
-    ck_assert(fpt_header(&r, "Content-Type", ctype, sizeof ctype));
+    ck_assert(th_http_header(&r, "Content-Type", ctype, sizeof ctype));
     ck_assert_msg(strncmp(ctype, "text/plain", 10) == 0, "Content-Type %s", ctype);
     const char *want[] = {
         "reserved_http_requests_total{route=\"venues_create\",method=\"POST\",code=\"201\","
@@ -553,8 +556,8 @@ START_TEST(metrics)
     const char *first = strstr(r.body, help);
     ck_assert_ptr_nonnull(first);
     ck_assert_ptr_null(strstr(first + 1, help));
-    fpt_resp_free(&r);
-    rat_stop_clean(&s);
+    th_http_resp_free(&r);
+    th_reserved_stop_clean(&s);
 }
 END_TEST
 
@@ -563,16 +566,16 @@ END_TEST
 START_TEST(sigterm)
 {
     th_pg pg;
-    rat_server s;
-    fpt_resp r;
+    th_reserved s;
+    th_http_resp r;
 
     rat_pg_start(&pg);
-    rat_start(&s, pg.conninfo);
+    th_reserved_start(&s, pg.conninfo);
     make_venue(&s, "S", 2, 0);
     rat_req_ok(&s, "GET", "/healthz", NULL, 200, &r);
-    fpt_resp_free(&r);
+    th_http_resp_free(&r);
     int port = s.port;
-    rat_stop_clean(&s);
+    th_reserved_stop_clean(&s);
     ck_assert_msg(!th_wait_port(port, 200), "still listening after exit");
 }
 END_TEST
@@ -597,26 +600,26 @@ static void unlock_venues(PGconn *c)
 }
 
 /* reserved with a long lock_timeout so a request can be held in flight on purpose. */
-static void rat_start_patient(rat_server *s, const th_pg *pg)
+static void rat_start_patient(th_reserved *s, const th_pg *pg)
 {
     char path[512];
     snprintf(path, sizeof path, "%s/patient.yaml", th_tmpdir());
     rat_write_file(path, "lock: {mode: db}\ndb: {lock_timeout_ms: 20000}\nlog: {level: debug}\n");
-    rat_spawn(s, pg->conninfo, "--config", path, NULL);
-    rat_wait_up(s);
+    th_reserved_spawn(s, pg->conninfo, "--config", path, NULL);
+    th_reserved_wait_up(s);
 }
 
 /* Waits until n requests besides the /metrics probe itself are in flight. */
-static void wait_in_flight(const rat_server *s, int n)
+static void wait_in_flight(const th_reserved *s, int n)
 {
     char want[64];
     uint64_t until = th_now_ms() + 10000;
     snprintf(want, sizeof want, "reserved_http_in_flight %d\n", n + 1);
     while (th_now_ms() < until) {
-        fpt_resp r;
+        th_http_resp r;
         rat_req_ok(s, "GET", "/metrics", NULL, 200, &r);
         bool there = strstr(r.body, want) != NULL;
-        fpt_resp_free(&r);
+        th_http_resp_free(&r);
         if (there)
             return;
         th_sleep_ms(20);
@@ -628,8 +631,8 @@ static void wait_in_flight(const rat_server *s, int n)
 START_TEST(inflight)
 {
     th_pg pg;
-    rat_server s;
-    fpt_resp r;
+    th_reserved s;
+    th_http_resp r;
     char path[64];
 
     rat_pg_start(&pg);
@@ -637,7 +640,7 @@ START_TEST(inflight)
     long long venue = make_venue(&s, "Held", 1, 0);
     PGconn *holder = lock_venues(pg.conninfo);
     snprintf(path, sizeof path, "/venues/%lld", venue);
-    int fd = fpt_send(s.port, "GET", path, NULL, NULL, 0);
+    int fd = th_http_send(s.port, "GET", path, NULL, NULL, 0);
     ck_assert_int_ge(fd, 0);
     wait_in_flight(&s, 1);
     th_signal(s.pid, SIGTERM);
@@ -645,15 +648,15 @@ START_TEST(inflight)
     ck_assert_msg(!th_wait_port(s.port, 100), "still accepting after SIGTERM");
     ck_assert_msg(th_wait_exit(s.pid, 200) == -1, "exited with a request in flight");
     unlock_venues(holder);
-    fpt_recv(fd, &r);
+    th_http_recv(fd, &r);
     if (r.status != 200)
-        rat_dump_log(s.log);
+        th_dump_log(s.log, 40);
     ck_assert_msg(r.status == 200, "in-flight request: got %d: %s", r.status, r.body);
     ck_assert_str_eq(rat_jstr(r.json, "name"), "Held");
-    fpt_resp_free(&r);
+    th_http_resp_free(&r);
     int st = th_wait_exit(s.pid, 10000);
     if (!(st != -1 && WIFEXITED(st) && WEXITSTATUS(st) == 0))
-        rat_dump_log(s.log);
+        th_dump_log(s.log, 40);
     ck_assert_msg(st != -1 && WIFEXITED(st) && WEXITSTATUS(st) == 0, "exit status 0x%x", st);
 }
 END_TEST
@@ -662,8 +665,8 @@ END_TEST
 START_TEST(disconnect)
 {
     th_pg pg;
-    rat_server s;
-    fpt_resp r;
+    th_reserved s;
+    th_http_resp r;
     char path[64];
 
     rat_pg_start(&pg);
@@ -672,7 +675,7 @@ START_TEST(disconnect)
     PGconn *holder = lock_venues(pg.conninfo);
     snprintf(path, sizeof path, "/venues/%lld", venue);
     for (int i = 0; i < 5; i++) {
-        int fd = fpt_send(s.port, "GET", path, NULL, NULL, 0);
+        int fd = th_http_send(s.port, "GET", path, NULL, NULL, 0);
         ck_assert_int_ge(fd, 0);
         wait_in_flight(&s, i + 1);
         close(fd);
@@ -681,7 +684,7 @@ START_TEST(disconnect)
     unlock_venues(holder);
     th_sleep_ms(300);
     rat_req_ok(&s, "GET", path, NULL, 200, &r);
-    fpt_resp_free(&r);
+    th_http_resp_free(&r);
     rat_req_ok(&s, "GET", "/metrics", NULL, 200, &r);
     const char *dropped = strstr(r.body, "\nreserved_http_answers_dropped_total ");
     ck_assert_ptr_nonnull(dropped);
@@ -691,8 +694,8 @@ START_TEST(disconnect)
     /* the five left ones were answered (and counted) too, only not sent */
     ck_assert_ptr_nonnull(
         strstr(r.body, "route=\"venue_get\",method=\"GET\",code=\"200\",class=\"2xx\"} 6\n"));
-    fpt_resp_free(&r);
-    rat_stop_clean(&s);
+    th_http_resp_free(&r);
+    th_reserved_stop_clean(&s);
 }
 END_TEST
 
@@ -715,7 +718,7 @@ START_TEST(config_error)
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
         snprintf(path, sizeof path, "%s/bad-%zu.yaml", th_tmpdir(), i);
         rat_write_file(path, bad[i].yaml);
-        int rc = rat_run_cli(out, sizeof out, "--config", path, NULL);
+        int rc = th_reserved_run(out, sizeof out, "--config", path, NULL);
         ck_assert_msg(rc == 2, "case %zu: exit %d: %s", i, rc, out);
         /* FILE:LINE: key 'k': reason, or FILE:LINE: unknown key 'k' */
         snprintf(want, sizeof want, "%s:%d: ", path, bad[i].line);
@@ -776,10 +779,10 @@ START_TEST(config_error)
         snprintf(path, sizeof path, "%s/exact-%zu.yaml", th_tmpdir(), i);
         if (exact[i].yaml != NULL) {
             rat_write_file(path, exact[i].yaml);
-            rc = rat_run_cli(out, sizeof out, "--config", path, "--check-config", NULL);
+            rc = th_reserved_run(out, sizeof out, "--config", path, "--check-config", NULL);
         } else {
-            rc =
-                rat_run_cli(out, sizeof out, exact[i].flag, exact[i].value, "--check-config", NULL);
+            rc = th_reserved_run(out, sizeof out, exact[i].flag, exact[i].value, "--check-config",
+                                 NULL);
         }
         const char *f = strstr(exact[i].want, "{F}");
         snprintf(line, sizeof line, "reserved: %s%s\n", f ? path : "", f ? f + 3 : exact[i].want);
@@ -787,19 +790,19 @@ START_TEST(config_error)
         ck_assert_msg(strcmp(out, line) == 0, "case %zu: want\n%sgot\n%s", i, line, out);
     }
     /* flags */
-    ck_assert_int_eq(rat_run_cli(out, sizeof out, "--lock-mode", "chaos", NULL), 2);
+    ck_assert_int_eq(th_reserved_run(out, sizeof out, "--lock-mode", "chaos", NULL), 2);
     ck_assert_msg(strstr(out, "--lock-mode") && strstr(out, "lock.mode"), "%s", out);
-    ck_assert_int_eq(rat_run_cli(out, sizeof out, "--config", TH_SOURCE_DIR "/config/reserved.yaml",
-                                 "--payment-url", "http://127.0.0.1:8090/gw/", "--check-config",
-                                 NULL),
+    ck_assert_int_eq(th_reserved_run(out, sizeof out, "--config",
+                                     TH_SOURCE_DIR "/config/reserved.yaml", "--payment-url",
+                                     "http://127.0.0.1:8090/gw/", "--check-config", NULL),
                      0);
-    ck_assert_int_eq(rat_run_cli(out, sizeof out, "--no-such-flag", NULL), 2);
-    ck_assert_int_eq(rat_run_cli(out, sizeof out, "--config", "/nonexistent/r.yaml", NULL), 2);
+    ck_assert_int_eq(th_reserved_run(out, sizeof out, "--no-such-flag", NULL), 2);
+    ck_assert_int_eq(th_reserved_run(out, sizeof out, "--config", "/nonexistent/r.yaml", NULL), 2);
     ck_assert_msg(strstr(out, "/nonexistent/r.yaml") != NULL, "%s", out);
     /* the good paths */
-    ck_assert_int_eq(rat_run_cli(out, sizeof out, "--version", NULL), 0);
+    ck_assert_int_eq(th_reserved_run(out, sizeof out, "--version", NULL), 0);
     ck_assert_msg(strncmp(out, "reserved ", 9) == 0, "%s", out);
-    ck_assert_int_eq(rat_run_cli(out, sizeof out, "--help", NULL), 0);
+    ck_assert_int_eq(th_reserved_run(out, sizeof out, "--help", NULL), 0);
     ck_assert_msg(strstr(out, "reconcile.interval_ms") != NULL, "%s", out);
     /* the synopsis of SPEC §5, as the docs show it */
     const char *synopsis =
@@ -809,8 +812,9 @@ START_TEST(config_error)
         "\n"
         "  --config FILE         YAML config, keys below (optional: every key has a default)\n";
     ck_assert_msg(strncmp(out, synopsis, strlen(synopsis)) == 0, "--help:\n%s", out);
-    ck_assert_int_eq(rat_run_cli(out, sizeof out, "--config", TH_SOURCE_DIR "/config/reserved.yaml",
-                                 "--lock-mode", "db", "--check-config", NULL),
+    ck_assert_int_eq(th_reserved_run(out, sizeof out, "--config",
+                                     TH_SOURCE_DIR "/config/reserved.yaml", "--lock-mode", "db",
+                                     "--check-config", NULL),
                      0);
     ck_assert_msg(strstr(out, "lock.mode = db") != NULL, "%s", out);
 }
@@ -819,22 +823,22 @@ END_TEST
 START_TEST(three_start)
 {
     th_pg pg;
-    rat_server s[3];
-    fpt_resp r;
+    th_reserved s[3];
+    th_http_resp r;
 
     rat_pg_start(&pg);
     for (int i = 0; i < 3; i++)
-        rat_spawn(&s[i], pg.conninfo, "--lock-mode", "db", NULL);
+        th_reserved_spawn(&s[i], pg.conninfo, "--lock-mode", "db", NULL);
     for (int i = 0; i < 3; i++)
-        rat_wait_up(&s[i]);
+        th_reserved_wait_up(&s[i]);
     long long venue = make_venue(&s[0], "Shared", 2, 2);
     for (int i = 0; i < 3; i++) {
         char path[64];
         rat_req_ok(&s[i], "GET", "/healthz", NULL, 200, &r);
-        fpt_resp_free(&r);
+        th_http_resp_free(&r);
         snprintf(path, sizeof path, "/venues/%lld", venue);
         rat_req_ok(&s[i], "GET", path, NULL, 200, &r);
-        fpt_resp_free(&r);
+        th_http_resp_free(&r);
     }
     /* each migration's objects exist exactly once */
     PGconn *c = PQconnectdb(pg.conninfo);
@@ -856,7 +860,7 @@ START_TEST(three_start)
     PQclear(res);
     PQfinish(c);
     for (int i = 0; i < 3; i++)
-        rat_stop_clean(&s[i]);
+        th_reserved_stop_clean(&s[i]);
 }
 END_TEST
 
@@ -996,21 +1000,21 @@ static void mut_tree(json_t *root)
 START_TEST(mutate)
 {
     th_pg pg;
-    rat_server s;
-    fpt_resp r;
+    th_reserved s;
+    th_http_resp r;
     char path[256], seed[1024], body[4096];
     enum { ROUNDS = 2500 };
     unsigned by_status[600] = {0};
 
     rat_pg_start(&pg);
-    rat_start(&s, pg.conninfo);
+    th_reserved_start(&s, pg.conninfo);
     long long venue = make_venue(&s, "Mutated hall", 8, 4);
     long long perf = rat_make_perf(&s, venue, "Mutated", "2026-12-01T19:00:00Z", 1000, 3000, NULL);
     long long user = rat_make_user(&s, "M", "m@example.org");
     snprintf(path, sizeof path, "/venues/%lld", venue);
     rat_req_ok(&s, "GET", path, NULL, 200, &r);
     long long seat0 = rat_jint(json_array_get(json_object_get(r.json, "seats"), 0), "id");
-    fpt_resp_free(&r);
+    th_http_resp_free(&r);
 
     struct {
         const char *method, *path, *body;
@@ -1073,10 +1077,10 @@ START_TEST(mutate)
         if (st >= 400) {
             const char *msg =
                 json_string_value(json_object_get(json_object_get(r.json, "error"), "message"));
-            ck_assert_msg(fpt_error_code(&r)[0] != '\0' && msg != NULL && msg[0] != '\0',
+            ck_assert_msg(th_http_error_code(&r)[0] != '\0' && msg != NULL && msg[0] != '\0',
                           "#%u: error without code or message: %s", round, r.body);
         }
-        fpt_resp_free(&r);
+        th_http_resp_free(&r);
     }
     fprintf(stderr, "mutate: %u requests: 200 %u, 201 %u, 400 %u, 404 %u, 409 %u, 422 %u\n",
             (unsigned)ROUNDS, by_status[200], by_status[201], by_status[400], by_status[404],
@@ -1087,12 +1091,12 @@ START_TEST(mutate)
 
     /* still serving, nothing the guards had to stop, and the books add up */
     rat_req_ok(&s, "GET", "/healthz", NULL, 200, &r);
-    fpt_resp_free(&r);
+    th_http_resp_free(&r);
     rat_req_ok(&s, "GET", "/metrics", NULL, 200, &r);
     ck_assert_msg(strstr(r.body, "reserved_guard_firings_total{guard=\"capacity\"} 0\n") &&
                       strstr(r.body, "reserved_guard_firings_total{guard=\"seat_unique\"} 0\n"),
                   "a guard fired");
-    fpt_resp_free(&r);
+    th_http_resp_free(&r);
     PGconn *c = PQconnectdb(pg.conninfo);
     ck_assert_int_eq(PQstatus(c), CONNECTION_OK);
     PGresult *res = PQexec(
@@ -1103,13 +1107,13 @@ START_TEST(mutate)
     ck_assert_str_eq(PQgetvalue(res, 0, 0), "0");
     PQclear(res);
     PQfinish(c);
-    rat_stop_clean(&s);
+    th_reserved_stop_clean(&s);
 }
 END_TEST
 
-int main(void)
+int main(int argc, char **argv)
 {
-    const fpt_case cases[] = {
+    const th_case cases[] = {
         {"catalogue", catalogue},
         {"search", search},
         {"users", users},
@@ -1123,5 +1127,5 @@ int main(void)
         {"disconnect", disconnect},
         {"mutate", mutate},
     };
-    return fpt_main("reserved_api", cases, sizeof cases / sizeof cases[0], 120);
+    return th_check_main("reserved_api", cases, sizeof cases / sizeof cases[0], 120, argc, argv);
 }

@@ -28,7 +28,7 @@
 #define ALLOW_HEADERS "Content-Type, Idempotency-Key, Authorization"
 
 /* How many times the answer carries header name. */
-static int header_count(const fpt_resp *r, const char *name)
+static int header_count(const th_http_resp *r, const char *name)
 {
     int n = 0;
     size_t len = strlen(name);
@@ -39,7 +39,8 @@ static int header_count(const fpt_resp *r, const char *name)
 }
 
 /* The answer has header name exactly once, with value want (NULL: has it not at all). */
-static void expect_header(const fpt_resp *r, const char *what, const char *name, const char *want)
+static void expect_header(const th_http_resp *r, const char *what, const char *name,
+                          const char *want)
 {
     char got[256];
     if (want == NULL) {
@@ -48,13 +49,13 @@ static void expect_header(const fpt_resp *r, const char *what, const char *name,
     }
     ck_assert_msg(header_count(r, name) == 1, "%s: %d %s headers:\n%s", what, header_count(r, name),
                   name, r->raw);
-    ck_assert_msg(fpt_header(r, name, got, sizeof got) && strcmp(got, want) == 0,
+    ck_assert_msg(th_http_header(r, name, got, sizeof got) && strcmp(got, want) == 0,
                   "%s: %s is '%s', want '%s'", what, name, got, want);
 }
 
 /* One request with an Origin (NULL: none) and, for a preflight, the method it announces. */
-static void cors_req(const rat_server *s, const char *method, const char *path, const char *origin,
-                     const char *announce, const char *body, fpt_resp *r)
+static void cors_req(const th_reserved *s, const char *method, const char *path, const char *origin,
+                     const char *announce, const char *body, th_http_resp *r)
 {
     char headers[512];
     snprintf(headers, sizeof headers, "%s%s%s%s%s%sContent-Type: application/json\r\n",
@@ -66,7 +67,7 @@ static void cors_req(const rat_server *s, const char *method, const char *path, 
 }
 
 /* An answer to an allowed origin: the CORS headers of every answer, whatever the status. */
-static void expect_cors_answer(const fpt_resp *r, const char *what, const char *acao)
+static void expect_cors_answer(const th_http_resp *r, const char *what, const char *acao)
 {
     expect_header(r, what, ACAO, acao);
     expect_header(r, what, "Access-Control-Expose-Headers", acao ? "Retry-After, Allow" : NULL);
@@ -74,7 +75,7 @@ static void expect_cors_answer(const fpt_resp *r, const char *what, const char *
 }
 
 /* 204 to a preflight of an allowed origin, allowing methods. */
-static void expect_preflight_ok(const fpt_resp *r, const char *what, const char *acao,
+static void expect_preflight_ok(const th_http_resp *r, const char *what, const char *acao,
                                 const char *methods)
 {
     ck_assert_msg(r->status == 204, "%s: status %d:\n%s", what, r->status, r->raw);
@@ -88,10 +89,10 @@ static void expect_preflight_ok(const fpt_resp *r, const char *what, const char 
 }
 
 /* 403 FORBIDDEN to a preflight: no Allow-Origin, so the browser refuses. */
-static void expect_preflight_refused(const fpt_resp *r, const char *what, const char *message)
+static void expect_preflight_refused(const th_http_resp *r, const char *what, const char *message)
 {
     ck_assert_msg(r->status == 403, "%s: status %d:\n%s", what, r->status, r->raw);
-    ck_assert_str_eq(fpt_error_code(r), "FORBIDDEN");
+    ck_assert_str_eq(th_http_error_code(r), "FORBIDDEN");
     ck_assert_str_eq(
         json_string_value(json_object_get(json_object_get(r->json, "error"), "message")), message);
     expect_header(r, what, ACAO, NULL);
@@ -103,10 +104,10 @@ static void expect_preflight_refused(const fpt_resp *r, const char *what, const 
  * 204 with Allow, a preflight too (a browser reads that as a refusal). */
 static void cors_off(const th_pg *pg, long long venue)
 {
-    rat_server s;
-    fpt_resp r;
+    th_reserved s;
+    th_http_resp r;
     char path[64];
-    rat_start(&s, pg->conninfo);
+    th_reserved_start(&s, pg->conninfo);
     snprintf(path, sizeof path, "/venues/%lld", venue);
     const char *cors_headers[] = {ACAO, "Vary", "Access-Control-Expose-Headers",
                                   "Access-Control-Allow-Methods"};
@@ -122,12 +123,12 @@ static void cors_off(const th_pg *pg, long long venue)
         ck_assert_msg(r.status == reqs[i].status, "off #%zu: %d", i, r.status);
         for (size_t k = 0; k < sizeof cors_headers / sizeof cors_headers[0]; k++)
             expect_header(&r, "CORS off", cors_headers[k], NULL);
-        fpt_resp_free(&r);
+        th_http_resp_free(&r);
     }
     cors_req(&s, "OPTIONS", "/venues", NULL, NULL, NULL, &r);
     expect_header(&r, "CORS off, OPTIONS", "Allow", "POST, OPTIONS");
-    fpt_resp_free(&r);
-    rat_stop_clean(&s);
+    th_http_resp_free(&r);
+    th_reserved_stop_clean(&s);
 }
 
 /* cors.allow_origins: what --check-config refuses (exit 2, file:line:key) and takes. */
@@ -155,7 +156,7 @@ static void cors_config(void)
         snprintf(path, sizeof path, "%s/cors-%zu.yaml", th_tmpdir(), i);
         snprintf(yaml, sizeof yaml, "lock: {mode: db}\ncors:\n  allow_origins: %s\n", bad[i].list);
         rat_write_file(path, yaml);
-        int rc = rat_run_cli(out, sizeof out, "--config", path, "--check-config", NULL);
+        int rc = th_reserved_run(out, sizeof out, "--config", path, "--check-config", NULL);
         snprintf(want, sizeof want,
                  "reserved: %s:3: key 'cors.allow_origins': %s; an origin is http(s)://host[:port] "
                  "(no path), or \"*\" alone\n",
@@ -165,18 +166,18 @@ static void cors_config(void)
     }
     snprintf(path, sizeof path, "%s/cors-good.yaml", th_tmpdir());
     rat_write_file(path, "cors: {allow_origins: [" APP ", " APP2 ", \"http://[::1]:8080\"]}\n");
-    ck_assert_int_eq(rat_run_cli(out, sizeof out, "--config", path, "--check-config", NULL), 0);
+    ck_assert_int_eq(th_reserved_run(out, sizeof out, "--config", path, "--check-config", NULL), 0);
     ck_assert_msg(strstr(out, "\ncors.allow_origins = " APP "," APP2 ",http://[::1]:8080\n"), "%s",
                   out);
-    ck_assert_int_eq(rat_run_cli(out, sizeof out, "--check-config", NULL), 0);
+    ck_assert_int_eq(th_reserved_run(out, sizeof out, "--check-config", NULL), 0);
     ck_assert_msg(strstr(out, "\ncors.allow_origins = \n"), "default: %s", out);
 }
 
 START_TEST(cors)
 {
     th_pg pg;
-    rat_server s, star, down;
-    fpt_resp r;
+    th_reserved s, star, down;
+    th_http_resp r;
     char path[512], seats[64], perf_path[64], yaml[600], lockd[64];
 
     cors_config();
@@ -184,8 +185,8 @@ START_TEST(cors)
     snprintf(path, sizeof path, "%s/cors.yaml", th_tmpdir());
     rat_write_file(path, "lock: {mode: db}\nlog: {level: debug}\n"
                          "cors:\n  allow_origins:\n    - " APP "\n    - " APP2 "\n");
-    rat_spawn(&s, pg.conninfo, "--config", path, NULL);
-    rat_wait_up(&s);
+    th_reserved_spawn(&s, pg.conninfo, "--config", path, NULL);
+    th_reserved_wait_up(&s);
     long long venue = rat_post_id(&s, "/venues",
                                   json_pack("{s:s,s:[{s:s,s:i,s:s}]}", "name", "CORS", "seats",
                                             "row", "A", "number", 1, "type", "NORMAL"));
@@ -196,28 +197,28 @@ START_TEST(cors)
     /* preflights of an allowed origin: 204, the path's methods; the origin as sent */
     cors_req(&s, "OPTIONS", "/venues", APP, "POST", NULL, &r);
     expect_preflight_ok(&r, "preflight POST /venues", APP, "POST, OPTIONS");
-    fpt_resp_free(&r);
+    th_http_resp_free(&r);
     cors_req(&s, "OPTIONS", perf_path, "https://APP.example.org", "PATCH", NULL, &r);
     expect_preflight_ok(&r, "preflight PATCH", "https://APP.example.org", "GET, PATCH, OPTIONS");
-    fpt_resp_free(&r);
+    th_http_resp_free(&r);
     snprintf(path, sizeof path, "%s/reservations", perf_path);
     cors_req(&s, "OPTIONS", path, APP2, "POST", NULL, &r);
     expect_preflight_ok(&r, "preflight reservations", APP2, "POST, OPTIONS");
-    fpt_resp_free(&r);
+    th_http_resp_free(&r);
     /* refused: another origin, a method the path does not serve, a method's case */
     cors_req(&s, "OPTIONS", "/venues", EVIL, "POST", NULL, &r);
     expect_preflight_refused(&r, "other origin",
                              "origin " EVIL " may not call this API (cors.allow_origins)");
     expect_header(&r, "other origin", "Allow", "POST, OPTIONS");
-    fpt_resp_free(&r);
+    th_http_resp_free(&r);
     cors_req(&s, "OPTIONS", "/venues", APP, "DELETE", NULL, &r);
     expect_preflight_refused(&r, "DELETE /venues",
                              "DELETE is not served on /venues (allowed: POST, OPTIONS)");
-    fpt_resp_free(&r);
+    th_http_resp_free(&r);
     cors_req(&s, "OPTIONS", perf_path, APP, "patch", NULL, &r);
     ck_assert_int_eq(r.status, 403);
     expect_header(&r, "patch", ACAO, NULL);
-    fpt_resp_free(&r);
+    th_http_resp_free(&r);
 
     /* OPTIONS that is no preflight: 204 with Allow; with an allowed Origin, its headers */
     cors_req(&s, "OPTIONS", perf_path, NULL, NULL, NULL, &r);
@@ -225,21 +226,21 @@ START_TEST(cors)
     expect_header(&r, "plain OPTIONS", "Allow", "GET, PATCH, OPTIONS");
     expect_header(&r, "plain OPTIONS", ACAO, NULL);
     expect_header(&r, "plain OPTIONS", "Vary", "Origin");
-    fpt_resp_free(&r);
+    th_http_resp_free(&r);
     cors_req(&s, "OPTIONS", seats, APP, NULL, NULL, &r);
     ck_assert_int_eq(r.status, 204);
     expect_header(&r, "OPTIONS with Origin", "Allow", "GET, OPTIONS");
     expect_cors_answer(&r, "OPTIONS with Origin", APP);
     expect_header(&r, "OPTIONS with Origin", "Access-Control-Allow-Methods", NULL);
-    fpt_resp_free(&r);
+    th_http_resp_free(&r);
     rat_req_raw(&s, "OPTIONS", "*", NULL, NULL, &r);
     ck_assert_int_eq(r.status, 204);
     expect_header(&r, "OPTIONS *", "Allow", "POST, GET, PATCH, DELETE, OPTIONS");
-    fpt_resp_free(&r);
+    th_http_resp_free(&r);
     cors_req(&s, "OPTIONS", "/nowhere", APP, "GET", NULL, &r);
     ck_assert_int_eq(r.status, 404);
     expect_cors_answer(&r, "OPTIONS /nowhere", APP);
-    fpt_resp_free(&r);
+    th_http_resp_free(&r);
 
     /* every answer to an allowed origin carries the headers, errors included */
     char big[70001];
@@ -265,40 +266,41 @@ START_TEST(cors)
         cors_req(&s, answers[i].method, answers[i].path, APP, NULL, answers[i].body, &r);
         ck_assert_msg(r.status == answers[i].status, "%s: %d:\n%s", what, r.status, r.raw);
         expect_cors_answer(&r, what, APP);
-        fpt_resp_free(&r);
+        th_http_resp_free(&r);
         /* another origin or none: the same answer, only Vary */
         cors_req(&s, answers[i].method, answers[i].path, i % 2 ? EVIL : NULL, NULL, answers[i].body,
                  &r);
         ck_assert_msg(r.status == answers[i].status || (i == 7 && r.status == 409), "%s: %d", what,
                       r.status);
         expect_cors_answer(&r, what, NULL);
-        fpt_resp_free(&r);
+        th_http_resp_free(&r);
     }
     /* 503 (lockd mode, no lockd: /healthz down) */
     snprintf(yaml, sizeof yaml, "%s/cors-down.yaml", th_tmpdir());
     rat_write_file(yaml, "cors: {allow_origins: [" APP "]}\n");
     snprintf(lockd, sizeof lockd, "127.0.0.1:%d", th_free_port());
-    rat_spawn(&down, pg.conninfo, "--config", yaml, "--lock-mode", "lockd", "--lockd", lockd, NULL);
-    rat_wait_up(&down);
+    th_reserved_spawn(&down, pg.conninfo, "--config", yaml, "--lock-mode", "lockd", "--lockd",
+                      lockd, NULL);
+    th_reserved_wait_up(&down);
     cors_req(&down, "GET", "/healthz", APP, NULL, NULL, &r);
     ck_assert_int_eq(r.status, 503);
     expect_cors_answer(&r, "503 /healthz", APP);
-    fpt_resp_free(&r);
-    rat_stop_clean(&down);
+    th_http_resp_free(&r);
+    th_reserved_stop_clean(&down);
 
     /* "*": any origin, answered "*" */
     snprintf(yaml, sizeof yaml, "%s/cors-star.yaml", th_tmpdir());
     rat_write_file(yaml, "lock: {mode: db}\ncors: {allow_origins: \"*\"}\n");
-    rat_spawn(&star, pg.conninfo, "--config", yaml, NULL);
-    rat_wait_up(&star);
+    th_reserved_spawn(&star, pg.conninfo, "--config", yaml, NULL);
+    th_reserved_wait_up(&star);
     cors_req(&star, "OPTIONS", "/venues", EVIL, "POST", NULL, &r);
     expect_preflight_ok(&r, "* preflight", "*", "POST, OPTIONS");
-    fpt_resp_free(&r);
+    th_http_resp_free(&r);
     cors_req(&star, "GET", seats, "http://anything.example:8000", NULL, NULL, &r);
     ck_assert_int_eq(r.status, 200);
     expect_cors_answer(&r, "* GET", "*");
-    fpt_resp_free(&r);
-    rat_stop_clean(&star);
+    th_http_resp_free(&r);
+    th_reserved_stop_clean(&star);
 
     /* and a preflight from an origin is counted */
     rat_req_ok(&s, "GET", "/metrics", NULL, 200, &r);
@@ -306,8 +308,8 @@ START_TEST(cors)
                          "reserved_http_requests_total{route=\"options\",method=\"OPTIONS\","
                          "code=\"403\",class=\"4xx\"} 3\n"),
                   "%s", r.body);
-    fpt_resp_free(&r);
-    rat_stop_clean(&s);
+    th_http_resp_free(&r);
+    th_reserved_stop_clean(&s);
 
     cors_off(&pg, venue);
 }
@@ -339,7 +341,7 @@ static const want_seat odd[] = {
 #define N_ODD  (sizeof odd / sizeof odd[0])
 
 /* POST /venues with the seats sent in a scrambled order (every 7th, wrapping). */
-static long long venue_via_api(const rat_server *s, const want_seat *w, size_t n)
+static long long venue_via_api(const th_reserved *s, const want_seat *w, size_t n)
 {
     json_t *seats = json_array();
     for (size_t k = 0, i = 0; k < n; k++, i = (i + 7) % n)
@@ -406,20 +408,20 @@ static void expect_layout(json_t *seats, const want_seat *w, size_t n, bool map)
 }
 
 /* The "seats" of GET path (owned by the caller). */
-static json_t *get_seats(const rat_server *s, const char *fmt, long long id)
+static json_t *get_seats(const th_reserved *s, const char *fmt, long long id)
 {
     char path[128];
-    fpt_resp r;
+    th_http_resp r;
     snprintf(path, sizeof path, fmt, id);
     rat_req_ok(s, "GET", path, NULL, 200, &r);
     json_t *seats = json_incref(json_object_get(r.json, "seats"));
     ck_assert_msg(json_is_array(seats), "GET %s: no seats: %s", path, r.body);
-    fpt_resp_free(&r);
+    th_http_resp_free(&r);
     return seats;
 }
 
 /* GET /venues/{id} and the map of a new performance of it both list w in order. */
-static void expect_venue(const rat_server *s, long long venue, const want_seat *w, size_t n)
+static void expect_venue(const th_reserved *s, long long venue, const want_seat *w, size_t n)
 {
     json_t *seats = get_seats(s, "/venues/%lld", venue);
     expect_layout(seats, w, n, false);
@@ -464,14 +466,14 @@ static void schema_before_040(PGconn *c)
 START_TEST(seat_order)
 {
     th_pg pg;
-    rat_server s;
+    th_reserved s;
     rat_pg_start(&pg);
     PGconn *c = db_connect(&pg);
 
     /* a venue made before the layout existed: the migration lays it out */
     schema_before_040(c);
     long long old = venue_via_sql(c, hall, N_HALL);
-    rat_start(&s, pg.conninfo);
+    th_reserved_start(&s, pg.conninfo);
     expect_venue(&s, old, hall, N_HALL);
 
     /* through the API, whatever order the seats come in */
@@ -487,14 +489,14 @@ START_TEST(seat_order)
     long long sold = rat_jint(json_array_get(seats, 13), "id"); /* R10 number 2 */
     json_decref(seats);
     char path[128];
-    fpt_resp r;
+    th_http_resp r;
     snprintf(path, sizeof path, "/performances/%lld/reservations", perf);
     rat_post_created(&s, path,
                      json_pack("{s:I,s:[I]}", "userId",
                                (json_int_t)rat_make_user(&s, "B", "b@example.org"), "seatIds",
                                (json_int_t)sold),
                      &r);
-    fpt_resp_free(&r);
+    th_http_resp_free(&r);
     seats = get_seats(&s, "/performances/%lld/seats", perf);
     expect_layout(seats, hall, N_HALL, true);
     for (size_t i = 0; i < N_HALL; i++)
@@ -503,15 +505,15 @@ START_TEST(seat_order)
     json_decref(seats);
 
     PQfinish(c);
-    rat_stop_clean(&s);
+    th_reserved_stop_clean(&s);
 }
 END_TEST
 
-int main(void)
+int main(int argc, char **argv)
 {
-    const fpt_case cases[] = {
+    const th_case cases[] = {
         {"cors", cors},
         {"seat_order", seat_order},
     };
-    return fpt_main("reserved_web", cases, sizeof cases / sizeof cases[0], 120);
+    return th_check_main("reserved_web", cases, sizeof cases / sizeof cases[0], 120, argc, argv);
 }

@@ -1,6 +1,8 @@
 /*
- * Booking tests (issue 3 §6) against the real system: PostgreSQL (th_pg_start), 3 redis,
- * lockd, fakepay and 1-3 reserved processes, driven over HTTP. Each case names the
+ * Booking tests (issue 3 §6) against the real system: PostgreSQL (a fresh database of the
+ * case's own on the binary's shared server, th_pg_shared; pg_restart, which restarts it,
+ * has its own cluster), 3 redis, lockd, fakepay and 1-3 reserved processes (th_fakepay,
+ * th_reserved), driven over HTTP (th_http). Each case names the
  * claim it checks; the storm drives 600 requests at once through poll()-multiplexed
  * sockets. Database facts are read with libpq (blocking: this is the test, not a daemon).
  */
@@ -21,273 +23,87 @@
 #include <unistd.h>
 
 #include "th.h"
+#include "th_check.h"
+#include "th_fakepay.h"
+#include "th_http.h"
+#include "th_reserved.h"
 
 #define RB_MAX_RESERVED 3
 #define RB_IO_MS        30000
 #define RB_SEATS        200
 #define RB_STORM        600
 
-/* ---------------------------------------------------------------- HTTP client */
+/* ---------------------------------------------------------------- HTTP */
 
-typedef struct rb_resp {
-    int status;
-    char *raw;
-    json_t *json;
-} rb_resp;
-
-static void rb_resp_free(rb_resp *r)
-{
-    free(r->raw);
-    json_decref(r->json);
-    memset(r, 0, sizeof(*r));
-}
-
-static char *rb_build(const char *method, const char *path, const char *key, const char *body,
-                      size_t *len)
-{
-    size_t blen = body != NULL ? strlen(body) : 0;
-    size_t cap = blen + strlen(path) + 512;
-    char *req = malloc(cap);
-    ck_assert_ptr_nonnull(req);
-    int n = snprintf(req, cap,
-                     "%s %s HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n"
-                     "Content-Type: application/json\r\n%s%s%sContent-Length: %zu\r\n\r\n",
-                     method, path, key != NULL ? "Idempotency-Key: " : "", key != NULL ? key : "",
-                     key != NULL ? "\r\n" : "", blen);
-    memcpy(req + n, body != NULL ? body : "", blen);
-    *len = (size_t)n + blen;
-    return req;
-}
-
-static void rb_parse(rb_resp *r, char *raw)
-{
-    r->raw = raw;
-    r->status = 0;
-    if (raw == NULL || sscanf(raw, "HTTP/1.%*d %d", &r->status) != 1)
-        return;
-    char *body = strstr(raw, "\r\n\r\n");
-    if (body != NULL)
-        r->json = json_loads(body + 4, 0, NULL);
-}
-
-static int rb_connect(int port, bool nonblock)
-{
-    int fd = socket(AF_INET, SOCK_STREAM | (nonblock ? SOCK_NONBLOCK : 0), 0);
-    ck_assert_int_ge(fd, 0);
-    struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
-    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    if (connect(fd, (struct sockaddr *)&a, sizeof(a)) != 0 && errno != EINPROGRESS) {
-        close(fd);
-        return -1;
-    }
-    return fd;
-}
-
-/* One in-flight request of a batch. */
-typedef struct rb_call {
-    int port;
-    char *req;
-    size_t len, sent;
-    char *buf;
-    size_t blen, bcap;
-    int fd;
-    bool done;
-    rb_resp resp;
-} rb_call;
-
-/* Runs every call at once (non-blocking sockets, one poll loop) until all answered or
- * timeout_ms passed. */
-static void rb_run_batch(rb_call *calls, size_t n, int timeout_ms)
-{
-    struct pollfd *pfd = calloc(n, sizeof(*pfd));
-    ck_assert_ptr_nonnull(pfd);
-    for (size_t i = 0; i < n; i++) {
-        calls[i].fd = rb_connect(calls[i].port, true);
-        calls[i].done = calls[i].fd < 0;
-    }
-    uint64_t end = th_now_ms() + (uint64_t)timeout_ms;
-    for (;;) {
-        size_t left = 0;
-        for (size_t i = 0; i < n; i++) {
-            pfd[i].fd = calls[i].done ? -1 : calls[i].fd;
-            pfd[i].events = calls[i].sent < calls[i].len ? POLLOUT : POLLIN;
-            pfd[i].revents = 0;
-            left += !calls[i].done;
-        }
-        if (left == 0 || th_now_ms() >= end)
-            break;
-        if (poll(pfd, n, 100) < 0 && errno != EINTR)
-            break;
-        for (size_t i = 0; i < n; i++) {
-            rb_call *c = &calls[i];
-            if (c->done || pfd[i].revents == 0)
-                continue;
-            if (c->sent < c->len) {
-                ssize_t w = send(c->fd, c->req + c->sent, c->len - c->sent, MSG_NOSIGNAL);
-                if (w > 0)
-                    c->sent += (size_t)w;
-                else if (w < 0 && errno != EAGAIN && errno != EINTR)
-                    c->done = true;
-                continue;
-            }
-            if (c->bcap - c->blen < 4096) {
-                c->bcap = c->bcap * 2 + 8192;
-                c->buf = realloc(c->buf, c->bcap);
-                ck_assert_ptr_nonnull(c->buf);
-            }
-            ssize_t r = recv(c->fd, c->buf + c->blen, c->bcap - c->blen - 1, 0);
-            if (r > 0) {
-                c->blen += (size_t)r;
-            } else if (r == 0 || (errno != EAGAIN && errno != EINTR)) {
-                c->done = true;
-            }
-        }
-    }
-    for (size_t i = 0; i < n; i++) {
-        rb_call *c = &calls[i];
-        if (c->fd >= 0)
-            close(c->fd);
-        c->fd = -1;
-        if (c->buf != NULL)
-            c->buf[c->blen] = '\0';
-        rb_parse(&c->resp, c->buf);
-        c->buf = NULL;
-        free(c->req);
-        c->req = NULL;
-    }
-    free(pfd);
-}
-
+/* One request, answered within RB_IO_MS (a booking may wait for its lock that long). */
 static void rb_http(int port, const char *method, const char *path, const char *key,
-                    const char *body, rb_resp *out)
+                    const char *body, th_http_resp *out)
 {
-    rb_call c = {.port = port};
-    c.req = rb_build(method, path, key, body, &c.len);
-    rb_run_batch(&c, 1, RB_IO_MS);
-    *out = c.resp;
+    th_http_request_ms(port, method, path, key, body, RB_IO_MS, out);
 }
 
-/* Sends a request and returns the socket without waiting (rb_finish reads the answer). */
+/* Sends a request and returns the socket without waiting (th_http_finish reads it). */
 static int rb_start(int port, const char *method, const char *path, const char *body)
 {
-    size_t len;
-    char *req = rb_build(method, path, NULL, body, &len);
-    int fd = rb_connect(port, false);
+    int fd = th_http_send(port, method, path, NULL, body, body ? strlen(body) : 0);
     ck_assert_int_ge(fd, 0);
-    ck_assert_int_eq(send(fd, req, len, MSG_NOSIGNAL), (ssize_t)len);
-    free(req);
     return fd;
 }
 
-static void rb_finish(int fd, rb_resp *out, int timeout_ms)
-{
-    size_t cap = 65536, len = 0;
-    char *buf = malloc(cap);
-    uint64_t end = th_now_ms() + (uint64_t)timeout_ms;
-    while (th_now_ms() < end && len < cap - 1) {
-        struct pollfd p = {.fd = fd, .events = POLLIN};
-        if (poll(&p, 1, 100) <= 0)
-            continue;
-        ssize_t r = recv(fd, buf + len, cap - len - 1, 0);
-        if (r <= 0)
-            break;
-        len += (size_t)r;
-    }
-    buf[len] = '\0';
-    close(fd);
-    memset(out, 0, sizeof(*out));
-    rb_parse(out, buf);
-}
-
-static json_int_t rb_int(const rb_resp *r, const char *field)
+static json_int_t rb_int(const th_http_resp *r, const char *field)
 {
     return json_integer_value(json_object_get(r->json, field));
-}
-
-static const char *rb_err(const rb_resp *r)
-{
-    const char *c = json_string_value(json_object_get(json_object_get(r->json, "error"), "code"));
-    return c != NULL ? c : "";
 }
 
 /* ---------------------------------------------------------------- the system */
 
 typedef struct rb_world {
-    th_pg pg;
+    th_pg pg; /* this case's database on the shared server, or a cluster of its own */
     th_redis redis[3];
     th_lockd lockd;
-    pid_t fakepay;
-    int fakepay_port;
-    pid_t reserved[RB_MAX_RESERVED];
-    int port[RB_MAX_RESERVED];
-    char log[RB_MAX_RESERVED][512];
+    th_fakepay pay;
+    th_reserved srv[RB_MAX_RESERVED];
     size_t n;
     PGconn *db;
 } rb_world;
 
-static void rb_dump(const char *path)
-{
-    char cmd[700];
-    fprintf(stderr, "---- tail of %s ----\n", path);
-    fflush(stderr);
-    snprintf(cmd, sizeof(cmd), "tail -n 40 '%s' 1>&2", path);
-    if (system(cmd) != 0)
-        fprintf(stderr, "(no log)\n");
-}
-
-static void rb_start_infra(rb_world *w, const char *fakepay_extra)
+/* PostgreSQL (the binary's shared server unless own_pg: cases that stop it), 3 redis,
+ * lockd and fakepay (--seed 1 plus fakepay_extra): the fakepay and lockd of a case are
+ * its own, since cases count payments and kill lockd. */
+static void rb_start_infra(rb_world *w, const char *fakepay_extra, bool own_pg)
 {
     memset(w, 0, sizeof(*w));
-    ck_assert_msg(th_pg_start(&w->pg), "PostgreSQL did not start");
+    ck_assert_msg(own_pg ? th_pg_start(&w->pg) : th_pg_shared(&w->pg), "PostgreSQL did not start");
     for (int i = 0; i < 3; i++)
         ck_assert(th_redis_start(&w->redis[i]));
     ck_assert(th_lockd_start(&w->lockd, w->redis, 3, NULL));
-    w->fakepay_port = th_free_port();
-    char listen[64], log[512];
-    snprintf(listen, sizeof(listen), "127.0.0.1:%d", w->fakepay_port);
-    snprintf(log, sizeof(log), "%s/fakepay.log", th_tmpdir());
-    char *argv[16] = {(char *)th_bin("fakepay"), "--listen", listen, "--seed", "1", NULL};
-    size_t n = 5;
-    char extra[256];
-    if (fakepay_extra != NULL) {
-        snprintf(extra, sizeof(extra), "%s", fakepay_extra);
-        for (char *tok = strtok(extra, " "); tok != NULL && n < 15; tok = strtok(NULL, " "))
-            argv[n++] = tok;
-        argv[n] = NULL;
-    }
-    w->fakepay = th_spawn(argv, log);
-    ck_assert_msg(th_wait_port(w->fakepay_port, 5000), "fakepay did not start");
+    char args[256];
+    snprintf(args, sizeof(args), "--seed 1 %s", fakepay_extra != NULL ? fakepay_extra : "");
+    th_fakepay_start_args(&w->pay, args);
 }
 
 /* Starts reserved #i with the standard config plus extra YAML lines. */
 static void rb_start_reserved(rb_world *w, size_t i, const char *lock_mode, const char *extra)
 {
-    char cfg[512];
-    w->port[i] = th_free_port();
-    snprintf(cfg, sizeof(cfg), "%s/reserved-%zu.yaml", th_tmpdir(), i);
-    snprintf(w->log[i], sizeof(w->log[i]), "%s/reserved-%zu.log", th_tmpdir(), i);
-    FILE *f = fopen(cfg, "w");
-    ck_assert_ptr_nonnull(f);
-    fprintf(f,
-            "listen: 127.0.0.1:%d\n"
-            "database: \"%s\"\n"
-            "db_pool_size: 8\n"
-            "lockd: [127.0.0.1:%d]\n"
-            "limits: {max_body_bytes: 65536, max_seats_per_reservation: 10}\n"
-            "log: {level: info}\n"
-            "%s\n",
-            w->port[i], w->pg.conninfo, w->lockd.port, extra != NULL ? extra : "");
+    char yaml[2048];
+    int n = snprintf(yaml, sizeof(yaml),
+                     "database: \"%s\"\n"
+                     "db_pool_size: 8\n"
+                     "lockd: [127.0.0.1:%d]\n"
+                     "limits: {max_body_bytes: 65536, max_seats_per_reservation: 10}\n"
+                     "log: {level: info}\n"
+                     "%s\n",
+                     w->pg.conninfo, w->lockd.port, extra != NULL ? extra : "");
+    ck_assert(n > 0 && (size_t)n < sizeof(yaml));
     if (extra == NULL || strstr(extra, "payment:") == NULL)
-        fprintf(f, "payment: {url: \"http://127.0.0.1:%d\", timeout_ms: 2000}\n", w->fakepay_port);
+        n += snprintf(yaml + n, sizeof(yaml) - (size_t)n,
+                      "payment: {url: \"http://127.0.0.1:%d\", timeout_ms: 2000}\n", w->pay.port);
     if (extra == NULL || strstr(extra, "lock:") == NULL)
-        fprintf(f, "lock: {mode: %s, lease_ms: 0, wait_ms: 20000}\n", lock_mode);
-    fclose(f);
-    char *argv[] = {(char *)th_bin("reserved"), "--config", cfg, NULL};
-    w->reserved[i] = th_spawn(argv, w->log[i]);
-    if (!th_wait_port(w->port[i], 20000)) {
-        rb_dump(w->log[i]);
-        ck_abort_msg("reserved %zu did not start", i);
-    }
+        n += snprintf(yaml + n, sizeof(yaml) - (size_t)n,
+                      "lock: {mode: %s, lease_ms: 0, wait_ms: 20000}\n", lock_mode);
+    ck_assert((size_t)n < sizeof(yaml));
+    th_reserved_spawn_yaml(&w->srv[i], yaml);
+    th_reserved_wait_up(&w->srv[i]);
     if (i + 1 > w->n)
         w->n = i + 1;
 }
@@ -336,22 +152,22 @@ static bool rb_log_wait(const char *path, const char *needle, int timeout_ms)
 static void rb_stop_reserved_clean(rb_world *w)
 {
     for (size_t i = 0; i < w->n; i++) {
-        if (w->reserved[i] <= 0)
+        if (w->srv[i].pid <= 0)
             continue;
-        int st = th_stop(w->reserved[i], true, 15000);
+        int st = th_stop(w->srv[i].pid, true, 15000);
         if (!(st != -1 && WIFEXITED(st) && WEXITSTATUS(st) == 0))
-            rb_dump(w->log[i]);
+            th_dump_log(w->srv[i].log, 40);
         ck_assert_msg(st != -1 && WIFEXITED(st) && WEXITSTATUS(st) == 0,
                       "reserved %zu exit status 0x%x", i, st);
-        w->reserved[i] = 0;
+        w->srv[i].pid = 0;
     }
 }
 
 /* A value of a metric line "name{labels} value" (exact name+labels) from reserved #i. */
 static long long rb_metric(rb_world *w, size_t i, const char *series)
 {
-    rb_resp r;
-    rb_http(w->port[i], "GET", "/metrics", NULL, NULL, &r);
+    th_http_resp r;
+    rb_http(w->srv[i].port, "GET", "/metrics", NULL, NULL, &r);
     ck_assert_int_eq(r.status, 200);
     long long v = -1;
     size_t sl = strlen(series);
@@ -361,7 +177,7 @@ static long long rb_metric(rb_world *w, size_t i, const char *series)
             break;
         }
     }
-    rb_resp_free(&r);
+    th_http_resp_free(&r);
     return v;
 }
 
@@ -370,7 +186,7 @@ static long long rb_metric(rb_world *w, size_t i, const char *series)
 static long long rb_setup(rb_world *w, int n, int vip, long long normal, long long vipp,
                           long long *seat_ids, int users)
 {
-    rb_resp r;
+    th_http_resp r;
     json_t *seats = json_array();
     for (int i = 0; i < n; i++)
         json_array_append_new(seats,
@@ -379,38 +195,38 @@ static long long rb_setup(rb_world *w, int n, int vip, long long normal, long lo
     json_t *venue = json_pack("{s:s, s:o}", "name", "Hall", "seats", seats);
     char *body = json_dumps(venue, JSON_COMPACT);
     json_decref(venue);
-    rb_http(w->port[0], "POST", "/venues", NULL, body, &r);
+    rb_http(w->srv[0].port, "POST", "/venues", NULL, body, &r);
     free(body);
     ck_assert_msg(r.status == 201, "POST /venues: %d %s", r.status, r.raw);
     long long venue_id = rb_int(&r, "id");
-    rb_resp_free(&r);
+    th_http_resp_free(&r);
 
     char path[64];
     snprintf(path, sizeof(path), "/venues/%lld", venue_id);
-    rb_http(w->port[0], "GET", path, NULL, NULL, &r);
+    rb_http(w->srv[0].port, "GET", path, NULL, NULL, &r);
     ck_assert_int_eq(r.status, 200);
     json_t *list = json_object_get(r.json, "seats");
     ck_assert_int_eq(json_array_size(list), n);
     for (int i = 0; i < n; i++)
         seat_ids[i] = json_integer_value(json_object_get(json_array_get(list, (size_t)i), "id"));
-    rb_resp_free(&r);
+    th_http_resp_free(&r);
 
     char pb[256];
     snprintf(pb, sizeof(pb),
              "{\"venueId\":%lld,\"title\":\"Show\",\"startsAt\":\"2026-12-01T19:00:00Z\","
              "\"normalPrice\":%lld,\"vipPrice\":%lld}",
              venue_id, normal, vipp);
-    rb_http(w->port[0], "POST", "/performances", NULL, pb, &r);
+    rb_http(w->srv[0].port, "POST", "/performances", NULL, pb, &r);
     ck_assert_msg(r.status == 201, "POST /performances: %d %s", r.status, r.raw);
     long long perf = rb_int(&r, "id");
-    rb_resp_free(&r);
+    th_http_resp_free(&r);
     for (int u = 0; u < users; u++) {
         char ub[128];
         snprintf(ub, sizeof(ub), "{\"name\":\"user%d\",\"email\":\"u%d-%lld@example.com\"}", u, u,
                  perf);
-        rb_http(w->port[0], "POST", "/users", NULL, ub, &r);
+        rb_http(w->srv[0].port, "POST", "/users", NULL, ub, &r);
         ck_assert_msg(r.status == 201, "POST /users: %d %s", r.status, r.raw);
-        rb_resp_free(&r);
+        th_http_resp_free(&r);
     }
     return perf;
 }
@@ -427,32 +243,32 @@ static char *rb_booking_body(long long user, const long long *seats, size_t n)
 }
 
 static void rb_book(rb_world *w, size_t server, long long perf, long long user,
-                    const long long *seats, size_t n, const char *key, rb_resp *out)
+                    const long long *seats, size_t n, const char *key, th_http_resp *out)
 {
     char path[64];
     snprintf(path, sizeof(path), "/performances/%lld/reservations", perf);
     char *body = rb_booking_body(user, seats, n);
-    rb_http(w->port[server], "POST", path, key, body, out);
+    rb_http(w->srv[server].port, "POST", path, key, body, out);
     free(body);
 }
 
 static long long rb_remaining(rb_world *w, size_t server, long long perf)
 {
-    rb_resp r;
+    th_http_resp r;
     char path[64];
     snprintf(path, sizeof(path), "/performances/%lld", perf);
-    rb_http(w->port[server], "GET", path, NULL, NULL, &r);
+    rb_http(w->srv[server].port, "GET", path, NULL, NULL, &r);
     ck_assert_int_eq(r.status, 200);
     long long v = rb_int(&r, "remainingCapacity");
-    rb_resp_free(&r);
+    th_http_resp_free(&r);
     return v;
 }
 
 /* fakepay payments: counts by status; approved ids (not cancelled) into ids if non-NULL. */
 static void rb_payments(rb_world *w, int *approved, int *cancelled, int *declined, json_t *ids)
 {
-    rb_resp r;
-    rb_http(w->fakepay_port, "GET", "/payments", NULL, NULL, &r);
+    th_http_resp r;
+    rb_http(w->pay.port, "GET", "/payments", NULL, NULL, &r);
     ck_assert_int_eq(r.status, 200);
     *approved = *cancelled = *declined = 0;
     size_t i;
@@ -470,7 +286,7 @@ static void rb_payments(rb_world *w, int *approved, int *cancelled, int *decline
             (*declined)++;
         }
     }
-    rb_resp_free(&r);
+    th_http_resp_free(&r);
 }
 
 /* ---------------------------------------------------------------- the storm */
@@ -479,14 +295,14 @@ static void rb_storm(const char *lock_mode)
 {
     rb_world w;
     long long seat_ids[RB_SEATS];
-    rb_start_infra(&w, NULL);
+    rb_start_infra(&w, NULL, false);
     for (size_t i = 0; i < 3; i++)
         rb_start_reserved(&w, i, lock_mode, NULL);
     long long perf = rb_setup(&w, RB_SEATS, 20, 1000, 5000, seat_ids, 20);
 
     /* 600 requests of 1-3 distinct random seats, round-robin over the 3 servers */
     srand(42);
-    rb_call *calls = calloc(RB_STORM, sizeof(*calls));
+    th_http_call *calls = calloc(RB_STORM, sizeof(*calls));
     char path[64];
     snprintf(path, sizeof(path), "/performances/%lld/reservations", perf);
     for (size_t i = 0; i < RB_STORM; i++) {
@@ -500,12 +316,12 @@ static void rb_storm(const char *lock_mode)
                     goto again;
         }
         char *body = rb_booking_body((long long)(i % 20) + 1, seats, n);
-        calls[i].port = w.port[i % 3];
-        calls[i].req = rb_build("POST", path, NULL, body, &calls[i].len);
+        calls[i].port = w.srv[i % 3].port;
+        calls[i].req = th_http_build("POST", path, NULL, body, &calls[i].len);
         free(body);
     }
     uint64_t t0 = th_now_ms();
-    rb_run_batch(calls, RB_STORM, 120000);
+    th_http_batch(calls, RB_STORM, 120000);
     uint64_t took = th_now_ms() - t0;
 
     int n201 = 0, n409 = 0, n503 = 0, other = 0;
@@ -514,7 +330,7 @@ static void rb_storm(const char *lock_mode)
     memset(seen, 0, sizeof(seen));
     json_t *ids = json_array();
     for (size_t i = 0; i < RB_STORM; i++) {
-        rb_resp *r = &calls[i].resp;
+        th_http_resp *r = &calls[i].resp;
         if (r->status == 201) {
             n201++;
             json_array_append_new(ids, json_integer(rb_int(r, "id")));
@@ -537,7 +353,7 @@ static void rb_storm(const char *lock_mode)
             other++;
             fprintf(stderr, "unexpected answer: %d %s\n", r->status, r->raw ? r->raw : "(none)");
         }
-        rb_resp_free(r);
+        th_http_resp_free(r);
     }
     free(calls);
     fprintf(stderr,
@@ -570,13 +386,13 @@ static void rb_storm(const char *lock_mode)
     json_array_foreach(ids, k, id)
     {
         for (size_t i = 0; i < 3; i++) {
-            rb_resp r;
+            th_http_resp r;
             char p[64];
             snprintf(p, sizeof(p), "/reservations/%lld", (long long)json_integer_value(id));
-            rb_http(w.port[i], "GET", p, NULL, NULL, &r);
+            rb_http(w.srv[i].port, "GET", p, NULL, NULL, &r);
             ck_assert_msg(r.status == 200, "GET %s on server %zu: %d", p, i, r.status);
             ck_assert_str_eq(json_string_value(json_object_get(r.json, "status")), "CONFIRMED");
-            rb_resp_free(&r);
+            th_http_resp_free(&r);
         }
     }
     json_decref(ids);
@@ -616,7 +432,7 @@ static void rb_no_payment(const char *lock_mode)
 {
     rb_world w;
     long long seat_ids[4];
-    rb_start_infra(&w, NULL);
+    rb_start_infra(&w, NULL, false);
     rb_start_reserved(&w, 0, lock_mode, "payment: {url: \"\", timeout_ms: 2000}");
     long long perf = rb_setup(&w, 4, 1, 1000, 5000, seat_ids, 1);
     long long other[1];
@@ -624,7 +440,7 @@ static void rb_no_payment(const char *lock_mode)
     rb_db_connect(&w);
     long long user = rb_q(&w, "SELECT min(id) FROM users");
 
-    rb_resp r;
+    th_http_resp r;
     long long two[] = {seat_ids[0], seat_ids[1]}; /* VIP 5000 + normal 1000 */
     rb_book(&w, 0, perf, user, two, 2, NULL, &r);
     ck_assert_msg(r.status == 201, "book: %d %s", r.status, r.raw);
@@ -638,14 +454,14 @@ static void rb_no_payment(const char *lock_mode)
     char path[64];
     snprintf(path, sizeof(path), "/reservations/%lld", (long long)rb_int(&r, "id"));
     char *booked = json_dumps(r.json, JSON_COMPACT | JSON_SORT_KEYS);
-    rb_resp_free(&r);
-    rb_http(w.port[0], "GET", path, NULL, NULL, &r);
+    th_http_resp_free(&r);
+    rb_http(w.srv[0].port, "GET", path, NULL, NULL, &r);
     ck_assert_int_eq(r.status, 200);
     char *stored = json_dumps(r.json, JSON_COMPACT | JSON_SORT_KEYS);
     ck_assert_str_eq(booked, stored);
     free(booked);
     free(stored);
-    rb_resp_free(&r);
+    th_http_resp_free(&r);
     ck_assert_int_eq(rb_remaining(&w, 0, perf), 2);
 
     /* 2 left, 3 asked, one of them taken and one foreign: the foreign seat answers first,
@@ -653,33 +469,33 @@ static void rb_no_payment(const char *lock_mode)
     long long foreign[] = {seat_ids[2], seat_ids[3], other[0]};
     rb_book(&w, 0, perf, user, foreign, 3, NULL, &r);
     ck_assert_msg(r.status == 400, "foreign seat: %d %s", r.status, r.raw);
-    rb_resp_free(&r);
+    th_http_resp_free(&r);
     long long taken[] = {seat_ids[0], seat_ids[2], seat_ids[3]};
     rb_book(&w, 0, perf, user, taken, 3, NULL, &r);
-    ck_assert_msg(r.status == 409 && strcmp(rb_err(&r), "SEAT_TAKEN") == 0, "taken: %d %s",
-                  r.status, r.raw);
-    rb_resp_free(&r);
+    ck_assert_msg(r.status == 409 && strcmp(th_http_error_code(&r), "SEAT_TAKEN") == 0,
+                  "taken: %d %s", r.status, r.raw);
+    th_http_resp_free(&r);
     long long last[] = {seat_ids[2], seat_ids[3]};
     rb_book(&w, 0, perf, user, last, 2, NULL, &r);
     ck_assert_msg(r.status == 201, "last two: %d %s", r.status, r.raw);
-    rb_resp_free(&r);
+    th_http_resp_free(&r);
     rb_book(&w, 0, perf, user, last, 1, NULL, &r);
-    ck_assert_msg(r.status == 409 && strcmp(rb_err(&r), "SEAT_TAKEN") == 0, "sold: %d %s", r.status,
-                  r.raw);
-    rb_resp_free(&r);
+    ck_assert_msg(r.status == 409 && strcmp(th_http_error_code(&r), "SEAT_TAKEN") == 0,
+                  "sold: %d %s", r.status, r.raw);
+    th_http_resp_free(&r);
     /* cancel the first booking, then ask for 3 seats with 2 free, one of the 3 taken:
      * SEAT_TAKEN, and nothing changes */
     snprintf(path, sizeof(path), "/reservations/%lld",
              rb_q(&w, "SELECT min(id) FROM reservations WHERE performance_id = %lld", perf));
-    rb_http(w.port[0], "DELETE", path, NULL, NULL, &r);
+    rb_http(w.srv[0].port, "DELETE", path, NULL, NULL, &r);
     ck_assert_msg(r.status == 200, "cancel: %d %s", r.status, r.raw);
-    rb_resp_free(&r);
+    th_http_resp_free(&r);
     ck_assert_int_eq(rb_remaining(&w, 0, perf), 2);
     long long want3[] = {seat_ids[0], seat_ids[1], seat_ids[2]};
     rb_book(&w, 0, perf, user, want3, 3, NULL, &r);
-    ck_assert_msg(r.status == 409 && strcmp(rb_err(&r), "SEAT_TAKEN") == 0, "want3: %d %s",
-                  r.status, r.raw);
-    rb_resp_free(&r);
+    ck_assert_msg(r.status == 409 && strcmp(th_http_error_code(&r), "SEAT_TAKEN") == 0,
+                  "want3: %d %s", r.status, r.raw);
+    th_http_resp_free(&r);
     ck_assert_int_eq(rb_remaining(&w, 0, perf), 2);
     ck_assert_int_eq(rb_q(&w,
                           "SELECT count(*) FROM reservation_seats WHERE performance_id = %lld "
@@ -714,11 +530,11 @@ static void rb_prices_cancel(const char *lock_mode)
 {
     rb_world w;
     long long seats[10];
-    rb_start_infra(&w, NULL);
+    rb_start_infra(&w, NULL, false);
     rb_start_reserved(&w, 0, lock_mode, NULL);
     rb_start_reserved(&w, 1, lock_mode, NULL);
     long long perf = rb_setup(&w, 10, 2, 1000, 5000, seats, 1);
-    rb_resp r;
+    th_http_resp r;
     long long two[2] = {seats[0], seats[5]}; /* one VIP, one NORMAL */
     rb_book(&w, 0, perf, 1, two, 2, NULL, &r);
     ck_assert_msg(r.status == 201, "%d %s", r.status, r.raw);
@@ -728,17 +544,17 @@ static void rb_prices_cancel(const char *lock_mode)
     ck_assert_ptr_nonnull(pay_id);
     char pay[64];
     snprintf(pay, sizeof(pay), "%s", pay_id);
-    rb_resp_free(&r);
+    th_http_resp_free(&r);
     ck_assert_int_eq(rb_remaining(&w, 1, perf), 8);
 
     /* patch the prices: the booking keeps its own */
     char path[64];
     snprintf(path, sizeof(path), "/performances/%lld", perf);
-    rb_http(w.port[1], "PATCH", path, NULL, "{\"normalPrice\":2222,\"vipPrice\":9999}", &r);
+    rb_http(w.srv[1].port, "PATCH", path, NULL, "{\"normalPrice\":2222,\"vipPrice\":9999}", &r);
     ck_assert_msg(r.status == 200, "PATCH: %d %s", r.status, r.raw);
-    rb_resp_free(&r);
+    th_http_resp_free(&r);
     snprintf(path, sizeof(path), "/reservations/%lld", res);
-    rb_http(w.port[1], "GET", path, NULL, NULL, &r);
+    rb_http(w.srv[1].port, "GET", path, NULL, NULL, &r);
     ck_assert_int_eq(r.status, 200);
     ck_assert_int_eq(rb_int(&r, "normalPrice"), 1000);
     ck_assert_int_eq(rb_int(&r, "vipPrice"), 5000);
@@ -752,25 +568,25 @@ static void rb_prices_cancel(const char *lock_mode)
     const char *created = json_string_value(json_object_get(r.json, "createdAt"));
     ck_assert_msg(created != NULL && strlen(created) == 20 && created[19] == 'Z', "createdAt %s",
                   created);
-    rb_resp_free(&r);
+    th_http_resp_free(&r);
     /* a new booking pays the new prices */
     rb_book(&w, 1, perf, 1, &seats[1], 1, NULL, &r);
     ck_assert_int_eq(r.status, 201);
     ck_assert_int_eq(rb_int(&r, "totalAmount"), 9999);
-    rb_resp_free(&r);
+    th_http_resp_free(&r);
     ck_assert_int_eq(rb_remaining(&w, 0, perf), 7);
 
     /* cancel: capacity and seats come back, the payment is cancelled; twice: same 200 */
     for (int i = 0; i < 2; i++) {
-        rb_http(w.port[i], "DELETE", path, NULL, NULL, &r);
+        rb_http(w.srv[i].port, "DELETE", path, NULL, NULL, &r);
         ck_assert_msg(r.status == 200, "DELETE: %d %s", r.status, r.raw);
         ck_assert_str_eq(json_string_value(json_object_get(r.json, "status")), "CANCELLED");
         ck_assert_int_eq(rb_int(&r, "totalAmount"), 6000);
-        rb_resp_free(&r);
+        th_http_resp_free(&r);
     }
     ck_assert_int_eq(rb_remaining(&w, 0, perf), 9);
     snprintf(path, sizeof(path), "/performances/%lld/seats", perf);
-    rb_http(w.port[0], "GET", path, NULL, NULL, &r);
+    rb_http(w.srv[0].port, "GET", path, NULL, NULL, &r);
     ck_assert_int_eq(r.status, 200);
     size_t i;
     json_t *it;
@@ -784,13 +600,13 @@ static void rb_prices_cancel(const char *lock_mode)
             ck_assert_msg(av, "seat %lld not available after the cancellation", sid);
     }
     ck_assert_int_eq(available, 9);
-    rb_resp_free(&r);
+    th_http_resp_free(&r);
     char pp[96];
     snprintf(pp, sizeof(pp), "/payments/%s", pay);
-    rb_http(w.fakepay_port, "GET", pp, NULL, NULL, &r);
+    rb_http(w.pay.port, "GET", pp, NULL, NULL, &r);
     ck_assert_int_eq(r.status, 200);
     ck_assert_str_eq(json_string_value(json_object_get(r.json, "status")), "CANCELLED");
-    rb_resp_free(&r);
+    th_http_resp_free(&r);
     rb_db_connect(&w);
     ck_assert_int_eq(rb_q(&w,
                           "SELECT count(*) FROM payment_attempts WHERE payment_id = '%s' AND "
@@ -801,35 +617,35 @@ static void rb_prices_cancel(const char *lock_mode)
     rb_book(&w, 1, perf, 1, two, 2, NULL, &r);
     ck_assert_int_eq(r.status, 201);
     ck_assert_int_eq(rb_int(&r, "totalAmount"), 2222 + 9999);
-    rb_resp_free(&r);
+    th_http_resp_free(&r);
     /* the user's list: newest first, filtered, paginated */
-    rb_http(w.port[0], "GET", "/users/1/reservations?limit=2", NULL, NULL, &r);
+    rb_http(w.srv[0].port, "GET", "/users/1/reservations?limit=2", NULL, NULL, &r);
     ck_assert_int_eq(r.status, 200);
     ck_assert_int_eq(json_array_size(json_object_get(r.json, "items")), 2);
     const char *cursor = json_string_value(json_object_get(r.json, "nextCursor"));
     ck_assert_ptr_nonnull(cursor);
     char p2[128];
     snprintf(p2, sizeof(p2), "/users/1/reservations?limit=2&cursor=%s", cursor);
-    rb_resp_free(&r);
-    rb_http(w.port[0], "GET", p2, NULL, NULL, &r);
+    th_http_resp_free(&r);
+    rb_http(w.srv[0].port, "GET", p2, NULL, NULL, &r);
     ck_assert_int_eq(json_array_size(json_object_get(r.json, "items")), 1);
     ck_assert_int_eq(json_integer_value(json_object_get(
                          json_array_get(json_object_get(r.json, "items"), 0), "id")),
                      res);
     ck_assert(json_is_null(json_object_get(r.json, "nextCursor")));
-    rb_resp_free(&r);
-    rb_http(w.port[0], "GET", "/users/1/reservations?status=CANCELLED", NULL, NULL, &r);
+    th_http_resp_free(&r);
+    rb_http(w.srv[0].port, "GET", "/users/1/reservations?status=CANCELLED", NULL, NULL, &r);
     ck_assert_int_eq(json_array_size(json_object_get(r.json, "items")), 1);
-    rb_resp_free(&r);
-    rb_http(w.port[0], "GET", "/users/1/reservations?status=NOPE", NULL, NULL, &r);
+    th_http_resp_free(&r);
+    rb_http(w.srv[0].port, "GET", "/users/1/reservations?status=NOPE", NULL, NULL, &r);
     ck_assert_int_eq(r.status, 400);
-    rb_resp_free(&r);
-    rb_http(w.port[0], "GET", "/users/999/reservations", NULL, NULL, &r);
+    th_http_resp_free(&r);
+    rb_http(w.srv[0].port, "GET", "/users/999/reservations", NULL, NULL, &r);
     ck_assert_int_eq(r.status, 404);
-    rb_resp_free(&r);
-    rb_http(w.port[0], "DELETE", "/reservations/99999", NULL, NULL, &r);
+    th_http_resp_free(&r);
+    rb_http(w.srv[0].port, "DELETE", "/reservations/99999", NULL, NULL, &r);
     ck_assert_int_eq(r.status, 404);
-    rb_resp_free(&r);
+    th_http_resp_free(&r);
     ck_assert_int_eq(rb_metric(&w, 0, "reserved_cancellations_total"), 1);
     PQfinish(w.db);
     rb_stop_reserved_clean(&w);
@@ -853,31 +669,31 @@ START_TEST(test_decline)
 {
     rb_world w;
     long long seats[RB_SEATS];
-    rb_start_infra(&w, "--decline-rate 0.3");
+    rb_start_infra(&w, "--decline-rate 0.3", false);
     for (size_t i = 0; i < 3; i++)
         rb_start_reserved(&w, i, "lockd", NULL);
     long long perf = rb_setup(&w, RB_SEATS, 0, 1000, 1000, seats, 5);
     /* 150 concurrent one-seat bookings of distinct seats: only the gateway says no */
     enum { N = 150 };
-    rb_call *calls = calloc(N, sizeof(*calls));
+    th_http_call *calls = calloc(N, sizeof(*calls));
     char path[64];
     snprintf(path, sizeof(path), "/performances/%lld/reservations", perf);
     for (size_t i = 0; i < N; i++) {
         char *body = rb_booking_body((long long)(i % 5) + 1, &seats[i], 1);
-        calls[i].port = w.port[i % 3];
-        calls[i].req = rb_build("POST", path, NULL, body, &calls[i].len);
+        calls[i].port = w.srv[i % 3].port;
+        calls[i].req = th_http_build("POST", path, NULL, body, &calls[i].len);
         free(body);
     }
-    rb_run_batch(calls, N, 120000);
+    th_http_batch(calls, N, 120000);
     int n201 = 0, n402 = 0;
     rb_db_connect(&w);
     for (size_t i = 0; i < N; i++) {
-        rb_resp *r = &calls[i].resp;
+        th_http_resp *r = &calls[i].resp;
         if (r->status == 201) {
             n201++;
         } else {
             ck_assert_msg(r->status == 402, "request %zu: %d %s", i, r->status, r->raw);
-            ck_assert_str_eq(rb_err(r), "PAYMENT_DECLINED");
+            ck_assert_str_eq(th_http_error_code(r), "PAYMENT_DECLINED");
             n402++;
             /* declined: the seat is still free */
             ck_assert_int_eq(rb_q(&w,
@@ -886,7 +702,7 @@ START_TEST(test_decline)
                                   seats[i]),
                              0);
         }
-        rb_resp_free(r);
+        th_http_resp_free(r);
     }
     free(calls);
     fprintf(stderr, "decline: 201=%d 402=%d\n", n201, n402);
@@ -927,7 +743,7 @@ START_TEST(test_crash_reconcile)
 {
     rb_world w;
     long long seats[10];
-    rb_start_infra(&w, NULL);
+    rb_start_infra(&w, NULL, false);
     const char *rc = "reconcile: {interval_ms: 200, after_ms: 1000}";
     rb_start_reserved(&w, 0, "lockd", rc);
     setenv("RESERVED_TEST_PAUSE_BEFORE_COMMIT_MS", "60000", 1);
@@ -937,7 +753,7 @@ START_TEST(test_crash_reconcile)
     char path[64];
     snprintf(path, sizeof(path), "/performances/%lld/reservations", perf);
     char *body = rb_booking_body(1, seats, 2);
-    int fd = rb_start(w.port[1], "POST", path, body);
+    int fd = rb_start(w.srv[1].port, "POST", path, body);
     free(body);
     /* wait until the gateway approved the charge, then kill the server mid-transaction */
     int ap = 0, ca, de;
@@ -945,12 +761,12 @@ START_TEST(test_crash_reconcile)
         rb_payments(&w, &ap, &ca, &de, NULL);
     ck_assert_int_eq(ap, 1);
     th_sleep_ms(200);
-    th_stop(w.reserved[1], false, 5000);
-    w.reserved[1] = 0;
-    rb_resp r;
-    rb_finish(fd, &r, 1000);
+    th_stop(w.srv[1].pid, false, 5000);
+    w.srv[1].pid = 0;
+    th_http_resp r;
+    th_http_finish(fd, &r, 1000);
     ck_assert_int_eq(r.status, 0); /* no answer: it died */
-    rb_resp_free(&r);
+    th_http_resp_free(&r);
     /* the other reserved's reconciler finds the orphan and cancels it */
     for (uint64_t end = th_now_ms() + 20000; th_now_ms() < end; th_sleep_ms(100)) {
         rb_payments(&w, &ap, &ca, &de, NULL);
@@ -968,7 +784,7 @@ START_TEST(test_crash_reconcile)
     /* and the seats sell normally afterwards */
     rb_book(&w, 0, perf, 1, seats, 2, NULL, &r);
     ck_assert_int_eq(r.status, 201);
-    rb_resp_free(&r);
+    th_http_resp_free(&r);
     th_sleep_ms(1500); /* a few reconciler runs: the confirmed booking's payment stays */
     rb_payments(&w, &ap, &ca, &de, NULL);
     ck_assert_int_eq(ap, 1);
@@ -986,7 +802,7 @@ START_TEST(test_stale_fence)
 {
     rb_world w;
     long long seats[10];
-    rb_start_infra(&w, NULL);
+    rb_start_infra(&w, NULL, false);
     const char *lease = "lock: {mode: lockd, lease_ms: 1000, wait_ms: 20000}";
     rb_start_reserved(&w, 0, "lockd", lease);
     setenv("RESERVED_TEST_PAUSE_AFTER_LOCK_MS", "3000", 1);
@@ -998,26 +814,26 @@ START_TEST(test_stale_fence)
     char path[64];
     snprintf(path, sizeof(path), "/performances/%lld/reservations", perf);
     char *body = rb_booking_body(1, &seats[0], 1);
-    int fd = rb_start(w.port[1], "POST", path, body);
+    int fd = rb_start(w.srv[1].port, "POST", path, body);
     free(body);
     /* freeze it once it holds the lock (its hook logs the pause right after the grant) */
-    ck_assert_msg(rb_log_wait(w.log[1], "paused 3000 ms after the lock", 10000),
+    ck_assert_msg(rb_log_wait(w.srv[1].log, "paused 3000 ms after the lock", 10000),
                   "the booking never got the lock");
-    th_signal(w.reserved[1], SIGSTOP);
+    th_signal(w.srv[1].pid, SIGSTOP);
     /* the other server waits for the lease to run out, then books with a newer fence */
-    rb_resp r;
+    th_http_resp r;
     uint64_t t0 = th_now_ms();
     rb_book(&w, 0, perf, 1, &seats[1], 1, NULL, &r);
     ck_assert_msg(r.status == 201, "%d %s", r.status, r.raw);
-    rb_resp_free(&r);
+    th_http_resp_free(&r);
     fprintf(stderr, "stale_fence: second holder booked after %llu ms\n",
             (unsigned long long)(th_now_ms() - t0));
     th_sleep_ms(1500);
-    th_signal(w.reserved[1], SIGCONT);
-    rb_finish(fd, &r, 15000);
+    th_signal(w.srv[1].pid, SIGCONT);
+    th_http_finish(fd, &r, 15000);
     ck_assert_msg(r.status == 503, "stale holder got %d %s", r.status, r.raw);
-    ck_assert_str_eq(rb_err(&r), "UNAVAILABLE");
-    rb_resp_free(&r);
+    ck_assert_str_eq(th_http_error_code(&r), "UNAVAILABLE");
+    th_http_resp_free(&r);
     ck_assert_int_eq(rb_metric(&w, 1, "reserved_bookings_total{outcome=\"fence_rejected\"}"), 1);
     rb_db_connect(&w);
     ck_assert_int_eq(rb_q(&w, "SELECT count(*) FROM reservations WHERE status = 'CONFIRMED'"), 1);
@@ -1039,44 +855,46 @@ START_TEST(test_queue_prefetch)
 {
     rb_world w;
     long long seats[10];
-    rb_start_infra(&w, NULL);
+    rb_start_infra(&w, NULL, false);
     setenv("RESERVED_TEST_PAUSE_AFTER_LOCK_MS", "1500", 1);
     rb_start_reserved(&w, 0, "lockd", "lock: {mode: lockd, lease_ms: 0, wait_ms: 500}");
     unsetenv("RESERVED_TEST_PAUSE_AFTER_LOCK_MS");
     long long perf = rb_setup(&w, 10, 0, 1000, 1000, seats, 3);
     rb_db_connect(&w);
+    /* this case's database only: the server is shared with the other cases */
     const char *idle_in_txn = "SELECT count(*) FROM pg_stat_activity WHERE usename = 'booking'"
-                              " AND state = 'idle in transaction'";
+                              " AND state = 'idle in transaction'"
+                              " AND datname = current_database()";
     char path[64];
     snprintf(path, sizeof(path), "/performances/%lld/reservations", perf);
     int fd[3];
     for (int i = 0; i < 3; i++) {
         char *body = rb_booking_body(i + 1, &seats[i], 1);
-        fd[i] = rb_start(w.port[0], "POST", path, body);
+        fd[i] = rb_start(w.srv[0].port, "POST", path, body);
         free(body);
         if (i == 0)
-            ck_assert_msg(rb_log_wait(w.log[0], "paused 1500 ms after the lock", 10000),
+            ck_assert_msg(rb_log_wait(w.srv[0].log, "paused 1500 ms after the lock", 10000),
                           "the first booking never got the lock");
     }
     th_sleep_ms(300);
     /* the holder opened its transaction while its ACQUIRE was out (it was the head then)
      * and is paused by the hook; the head waiter has one too; the third waits without */
     ck_assert_int_eq(rb_q(&w, "%s", idle_in_txn), 2);
-    rb_resp r;
-    rb_finish(fd[0], &r, 10000);
+    th_http_resp r;
+    th_http_finish(fd[0], &r, 10000);
     ck_assert_msg(r.status == 201, "holder got %d %s", r.status, r.raw);
-    rb_resp_free(&r);
+    th_http_resp_free(&r);
     for (int i = 1; i < 3; i++) {
-        rb_finish(fd[i], &r, 10000);
-        ck_assert_msg(r.status == 503 && strcmp(rb_err(&r), "BUSY") == 0, "waiter %d got %d %s", i,
-                      r.status, r.raw);
-        rb_resp_free(&r);
+        th_http_finish(fd[i], &r, 10000);
+        ck_assert_msg(r.status == 503 && strcmp(th_http_error_code(&r), "BUSY") == 0,
+                      "waiter %d got %d %s", i, r.status, r.raw);
+        th_http_resp_free(&r);
     }
     th_sleep_ms(200);
     ck_assert_int_eq(rb_q(&w, "%s", idle_in_txn), 0);
     rb_book(&w, 0, perf, 2, &seats[1], 1, NULL, &r);
     ck_assert_msg(r.status == 201, "%d %s", r.status, r.raw);
-    rb_resp_free(&r);
+    th_http_resp_free(&r);
     ck_assert_int_eq(rb_remaining(&w, 0, perf), 8);
     PQfinish(w.db);
     rb_stop_reserved_clean(&w);
@@ -1092,7 +910,7 @@ START_TEST(test_lock_lost)
 {
     rb_world w;
     long long seats[10];
-    rb_start_infra(&w, NULL);
+    rb_start_infra(&w, NULL, false);
     setenv("RESERVED_TEST_PAUSE_BEFORE_COMMIT_MS", "1500", 1);
     rb_start_reserved(&w, 0, "lockd", NULL);
     unsetenv("RESERVED_TEST_PAUSE_BEFORE_COMMIT_MS");
@@ -1100,7 +918,7 @@ START_TEST(test_lock_lost)
     char path[64];
     snprintf(path, sizeof(path), "/performances/%lld/reservations", perf);
     char *body = rb_booking_body(1, seats, 2);
-    int fd = rb_start(w.port[0], "POST", path, body);
+    int fd = rb_start(w.srv[0].port, "POST", path, body);
     free(body);
     int ap = 0, ca, de;
     for (uint64_t end = th_now_ms() + 10000; ap == 0 && th_now_ms() < end; th_sleep_ms(20))
@@ -1108,11 +926,11 @@ START_TEST(test_lock_lost)
     ck_assert_int_eq(ap, 1);
     th_stop(w.lockd.pid, false, 5000);
     w.lockd.pid = 0;
-    rb_resp r;
-    rb_finish(fd, &r, 15000);
+    th_http_resp r;
+    th_http_finish(fd, &r, 15000);
     ck_assert_msg(r.status == 503, "%d %s", r.status, r.raw);
-    ck_assert_str_eq(rb_err(&r), "UNAVAILABLE");
-    rb_resp_free(&r);
+    ck_assert_str_eq(th_http_error_code(&r), "UNAVAILABLE");
+    th_http_resp_free(&r);
     rb_payments(&w, &ap, &ca, &de, NULL);
     ck_assert_int_eq(ap, 0);
     ck_assert_int_eq(ca, 1);
@@ -1125,13 +943,13 @@ START_TEST(test_lock_lost)
     /* lockd down: 503 at once; back: bookings heal */
     rb_book(&w, 0, perf, 1, seats, 1, NULL, &r);
     ck_assert_int_eq(r.status, 503);
-    rb_resp_free(&r);
+    th_http_resp_free(&r);
     ck_assert(th_lockd_restart(&w.lockd));
     int status = 0;
     for (uint64_t end = th_now_ms() + 15000; status != 201 && th_now_ms() < end; th_sleep_ms(200)) {
         rb_book(&w, 0, perf, 1, seats, 1, NULL, &r);
         status = r.status;
-        rb_resp_free(&r);
+        th_http_resp_free(&r);
     }
     ck_assert_int_eq(status, 201);
     PQfinish(w.db);
@@ -1143,10 +961,10 @@ END_TEST
 
 static void rb_fakepay_knobs(rb_world *w, const char *json)
 {
-    rb_resp r;
-    rb_http(w->fakepay_port, "POST", "/admin/config", NULL, json, &r);
+    th_http_resp r;
+    rb_http(w->pay.port, "POST", "/admin/config", NULL, json, &r);
     ck_assert_msg(r.status == 200, "admin/config: %d %s", r.status, r.raw);
-    rb_resp_free(&r);
+    th_http_resp_free(&r);
 }
 
 /* Charges whose outcome is unknown (gateway timeout, gateway 503): the booking answers
@@ -1156,27 +974,27 @@ START_TEST(test_payment_unknown)
 {
     rb_world w;
     long long seats[10];
-    rb_start_infra(&w, NULL);
+    rb_start_infra(&w, NULL, false);
     char extra[256];
     snprintf(extra, sizeof(extra),
              "payment: {url: \"http://127.0.0.1:%d\", timeout_ms: 500}\n"
              "reconcile: {interval_ms: 200, after_ms: 1000}",
-             w.fakepay_port);
+             w.pay.port);
     rb_start_reserved(&w, 0, "lockd", extra);
     long long perf = rb_setup(&w, 10, 0, 1000, 1000, seats, 1);
-    rb_resp r;
+    th_http_resp r;
     /* 1: the gateway answers after our timeout (it approves the charge nevertheless) */
     rb_fakepay_knobs(&w, "{\"declineRate\":0,\"failRate\":0,\"latencyMs\":2000}");
     rb_book(&w, 0, perf, 1, &seats[0], 1, NULL, &r);
     ck_assert_msg(r.status == 503, "%d %s", r.status, r.raw);
-    ck_assert_str_eq(rb_err(&r), "UNAVAILABLE");
-    rb_resp_free(&r);
+    ck_assert_str_eq(th_http_error_code(&r), "UNAVAILABLE");
+    th_http_resp_free(&r);
     rb_fakepay_knobs(&w, "{\"declineRate\":0,\"failRate\":0,\"latencyMs\":0}");
     /* 2: the gateway fails (503, nothing recorded there) */
     rb_fakepay_knobs(&w, "{\"declineRate\":0,\"failRate\":1,\"latencyMs\":0}");
     rb_book(&w, 0, perf, 1, &seats[1], 1, NULL, &r);
     ck_assert_msg(r.status == 503, "%d %s", r.status, r.raw);
-    rb_resp_free(&r);
+    th_http_resp_free(&r);
     rb_fakepay_knobs(&w, "{\"declineRate\":0,\"failRate\":0,\"latencyMs\":0}");
     rb_db_connect(&w);
     ck_assert_int_eq(rb_q(&w, "SELECT count(*) FROM reservations"), 0);
@@ -1199,7 +1017,7 @@ START_TEST(test_payment_unknown)
     /* and a normal booking goes through */
     rb_book(&w, 0, perf, 1, &seats[2], 1, NULL, &r);
     ck_assert_int_eq(r.status, 201);
-    rb_resp_free(&r);
+    th_http_resp_free(&r);
     PQfinish(w.db);
     rb_stop_reserved_clean(&w);
 }
@@ -1215,7 +1033,7 @@ START_TEST(test_pg_restart)
 {
     rb_world w;
     long long seats[RB_SEATS];
-    rb_start_infra(&w, "--latency-ms 5");
+    rb_start_infra(&w, "--latency-ms 5", true); /* it restarts PostgreSQL */
     const char *rc = "reconcile: {interval_ms: 200, after_ms: 1000}";
     rb_start_reserved(&w, 0, "lockd", rc);
     rb_start_reserved(&w, 1, "lockd", rc);
@@ -1225,18 +1043,18 @@ START_TEST(test_pg_restart)
     pid_t child = fork();
     ck_assert_int_ge(child, 0);
     if (child == 0) { /* the clients: 200 one-seat bookings at once */
-        rb_call *calls = calloc(RB_SEATS, sizeof(*calls));
+        th_http_call *calls = calloc(RB_SEATS, sizeof(*calls));
         char path[64];
         snprintf(path, sizeof(path), "/performances/%lld/reservations", perf);
         for (size_t i = 0; i < RB_SEATS; i++) {
             char *body = rb_booking_body(1, &seats[i], 1);
-            calls[i].port = w.port[i % 2];
-            calls[i].req = rb_build("POST", path, NULL, body, &calls[i].len);
+            calls[i].port = w.srv[i % 2].port;
+            calls[i].req = th_http_build("POST", path, NULL, body, &calls[i].len);
             free(body);
         }
         for (size_t wave = 0; wave < 8; wave++) { /* before, during and after the outage */
-            rb_call *wc = calls + wave * (RB_SEATS / 8);
-            rb_run_batch(wc, RB_SEATS / 8, 60000);
+            th_http_call *wc = calls + wave * (RB_SEATS / 8);
+            th_http_batch(wc, RB_SEATS / 8, 60000);
             int ok = 0;
             for (size_t i = 0; i < RB_SEATS / 8; i++)
                 ok += wc[i].resp.status == 201;
@@ -1246,7 +1064,7 @@ START_TEST(test_pg_restart)
         FILE *f = fopen(out, "w");
         for (size_t i = 0; f != NULL && i < RB_SEATS; i++) {
             fprintf(f, "%d %lld\n", calls[i].resp.status, rb_int(&calls[i].resp, "id"));
-            rb_resp_free(&calls[i].resp);
+            th_http_resp_free(&calls[i].resp);
         }
         if (f != NULL)
             fclose(f);
@@ -1323,11 +1141,11 @@ START_TEST(test_idempotent)
 {
     rb_world w;
     long long seats[10];
-    rb_start_infra(&w, NULL);
+    rb_start_infra(&w, NULL, false);
     rb_start_reserved(&w, 0, "lockd", NULL);
     rb_start_reserved(&w, 1, "lockd", NULL);
     long long perf = rb_setup(&w, 10, 0, 1000, 1000, seats, 2);
-    rb_resp a, b;
+    th_http_resp a, b;
     rb_book(&w, 0, perf, 1, seats, 2, "key-1", &a);
     ck_assert_int_eq(a.status, 201);
     rb_book(&w, 1, perf, 1, seats, 2, "key-1", &b);
@@ -1336,36 +1154,36 @@ START_TEST(test_idempotent)
     ck_assert_int_eq(rb_int(&a, "totalAmount"), rb_int(&b, "totalAmount"));
     ck_assert_str_eq(json_string_value(json_object_get(a.json, "paymentId")),
                      json_string_value(json_object_get(b.json, "paymentId")));
-    rb_resp_free(&a);
-    rb_resp_free(&b);
+    th_http_resp_free(&a);
+    th_http_resp_free(&b);
     /* same key, other body */
     rb_book(&w, 0, perf, 1, &seats[2], 1, "key-1", &a);
     ck_assert_int_eq(a.status, 422);
-    ck_assert_str_eq(rb_err(&a), "IDEMPOTENCY_MISMATCH");
-    rb_resp_free(&a);
+    ck_assert_str_eq(th_http_error_code(&a), "IDEMPOTENCY_MISMATCH");
+    th_http_resp_free(&a);
     /* the same key sent to both servers at once books once */
-    rb_call calls[2] = {{.port = w.port[0]}, {.port = w.port[1]}};
+    th_http_call calls[2] = {{.port = w.srv[0].port}, {.port = w.srv[1].port}};
     char *body = rb_booking_body(2, &seats[4], 2);
     char path[64];
     snprintf(path, sizeof(path), "/performances/%lld/reservations", perf);
     for (int i = 0; i < 2; i++)
-        calls[i].req = rb_build("POST", path, "key-2", body, &calls[i].len);
+        calls[i].req = th_http_build("POST", path, "key-2", body, &calls[i].len);
     free(body);
-    rb_run_batch(calls, 2, RB_IO_MS);
+    th_http_batch(calls, 2, RB_IO_MS);
     ck_assert_int_eq(calls[0].resp.status, 201);
     ck_assert_int_eq(calls[1].resp.status, 201);
     ck_assert_int_eq(rb_int(&calls[0].resp, "id"), rb_int(&calls[1].resp, "id"));
-    rb_resp_free(&calls[0].resp);
-    rb_resp_free(&calls[1].resp);
+    th_http_resp_free(&calls[0].resp);
+    th_http_resp_free(&calls[1].resp);
     /* a final failure is replayed too: seats taken under a new key, twice */
     rb_book(&w, 0, perf, 2, &seats[4], 1, "key-3", &a);
     ck_assert_int_eq(a.status, 409);
     rb_book(&w, 1, perf, 2, &seats[4], 1, "key-3", &b);
     ck_assert_int_eq(b.status, 409);
-    ck_assert_str_eq(rb_err(&b), "SEAT_TAKEN");
+    ck_assert_str_eq(th_http_error_code(&b), "SEAT_TAKEN");
     ck_assert(json_equal(a.json, b.json));
-    rb_resp_free(&a);
-    rb_resp_free(&b);
+    th_http_resp_free(&a);
+    th_http_resp_free(&b);
     rb_db_connect(&w);
     ck_assert_int_eq(rb_q(&w, "SELECT count(*) FROM reservations"), 2);
     int ap, ca, de;
@@ -1393,15 +1211,16 @@ START_TEST(test_idempotent)
         {"{\"userId\":999,\"seatIds\":[1]}", 404},
     };
     for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
-        rb_http(w.port[0], "POST", path, NULL, bad[i].body, &a);
+        rb_http(w.srv[0].port, "POST", path, NULL, bad[i].body, &a);
         ck_assert_msg(a.status == bad[i].status, "%s: %d %s", bad[i].body, a.status, a.raw);
-        ck_assert_str_eq(rb_err(&a), bad[i].status == 400 ? "BAD_REQUEST" : "NOT_FOUND");
-        rb_resp_free(&a);
+        ck_assert_str_eq(th_http_error_code(&a),
+                         bad[i].status == 400 ? "BAD_REQUEST" : "NOT_FOUND");
+        th_http_resp_free(&a);
     }
-    rb_http(w.port[0], "POST", "/performances/987654/reservations", NULL,
+    rb_http(w.srv[0].port, "POST", "/performances/987654/reservations", NULL,
             "{\"userId\":1,\"seatIds\":[1]}", &a);
     ck_assert_int_eq(a.status, 404);
-    rb_resp_free(&a);
+    th_http_resp_free(&a);
     PQfinish(w.db);
     rb_stop_reserved_clean(&w);
 }
@@ -1409,17 +1228,9 @@ END_TEST
 
 /* ---------------------------------------------------------------- main */
 
-static void rb_teardown(void)
+int main(int argc, char **argv)
 {
-    th_stop_all();
-}
-
-int main(void)
-{
-    const struct {
-        const char *name;
-        const TTest *test;
-    } cases[] = {
+    const th_case cases[] = {
         {"storm", test_storm},
         {"storm_db", test_storm_db},
         {"prices_cancel", test_prices_cancel},
@@ -1435,20 +1246,6 @@ int main(void)
         {"no_payment", test_no_payment},
         {"no_payment_db", test_no_payment_db},
     };
-    signal(SIGPIPE, SIG_IGN);
-    Suite *s = suite_create("reserved_booking");
-    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
-        TCase *tc = tcase_create(cases[i].name);
-        tcase_add_unchecked_fixture(tc, NULL, rb_teardown);
-        tcase_set_timeout(tc, 230);
-        tcase_add_test(tc, cases[i].test);
-        suite_add_tcase(s, tc);
-    }
-    SRunner *sr = srunner_create(s);
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    int ran = srunner_ntests_run(sr);
-    srunner_free(sr);
-    th_stop_all();
-    return failed == 0 && ran > 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+    return th_check_main("reserved_booking", cases, sizeof(cases) / sizeof(cases[0]), 230, argc,
+                         argv);
 }

@@ -1,6 +1,7 @@
 /*
- * test_rdb: the reserved database layer against a REAL PostgreSQL 15 (th_pg_start in the
- * unchecked fixture, i.e. in the parent, so it is stopped even when a forked test dies):
+ * test_rdb: the reserved database layer against a REAL PostgreSQL 15 (a fresh database on
+ * the binary's shared server, th_pg_shared, or a cluster of its own for the cases that
+ * stop it, th_pg_start; both in the unchecked fixture, i.e. in the parent):
  * the embedded migrations (idempotent, three concurrent appliers, errors naming the
  * migration), the schema's guards, and the async pool rs_db (exec/lease round trips,
  * errors with SQLSTATE, 200 execs over 4 connections, lease timeout, cancel, rollback on
@@ -23,8 +24,9 @@
 #include "rs_db.h"
 #include "rs_migrate.h"
 #include "th.h"
+#include "th_check.h"
 
-static th_pg pg; /* started by the parent's fixture; a forked test may stop/restart it */
+static th_pg pg; /* set up by the parent's fixture; a forked test may stop/restart its own */
 static struct event_base *base;
 
 /* ---- blocking helpers (test side only) ---- */
@@ -898,25 +900,26 @@ START_TEST(test_prepare_failure)
 }
 END_TEST
 
-static void setup(void)
+/* Unchecked (in the parent), so a forked case that dies leaves nothing running: a fresh
+ * database of its own on the binary's shared PostgreSQL, or a cluster of its own for the
+ * cases that stop, kill or restart PostgreSQL. */
+static void setup(const char *name)
 {
-    if (!th_pg_start(&pg)) {
+    bool own = strcmp(name, "restart_idle") == 0 || strcmp(name, "restart_busy") == 0 ||
+               strcmp(name, "inflight_server_dies") == 0;
+    if (!(own ? th_pg_start(&pg) : th_pg_shared(&pg))) {
         ck_abort_msg("PostgreSQL did not start");
     }
 }
 
 static void teardown(void)
 {
-    th_pg_stop(&pg, true);
-    th_stop_all();
+    th_pg_stop(&pg, true); /* a no-op on the shared server */
 }
 
-static Suite *rdb_suite(void)
+int main(int argc, char **argv)
 {
-    const struct {
-        const char *name;
-        const TTest *test;
-    } tests[] = {
+    const th_case cases[] = {
         {"migrate_idempotent", test_migrate_idempotent},
         {"migrate_concurrent", test_migrate_concurrent},
         {"migrate_error", test_migrate_error_names_migration},
@@ -936,26 +939,8 @@ static Suite *rdb_suite(void)
         {"early_requests_and_free", test_early_requests_and_free},
         {"prepare_failure", test_prepare_failure},
     };
-    Suite *s = suite_create("reserved_db");
-    for (size_t i = 0; i < sizeof(tests) / sizeof(tests[0]); i++) {
-        TCase *tc = tcase_create(tests[i].name);
-        tcase_add_unchecked_fixture(tc, setup, teardown);
-        tcase_set_timeout(tc, 60);
-        tcase_add_test(tc, tests[i].test);
-        suite_add_tcase(s, tc);
-    }
-    return s;
-}
-
-int main(int argc, char **argv)
-{
     cm_log_init("test_rdb", getenv("RDB_DEBUG") ? CM_LOG_DEBUG : CM_LOG_ERROR);
-    signal(SIGPIPE, SIG_IGN);
-    SRunner *sr = srunner_create(rdb_suite());
     /* argv[1]: run only that test case (one ctest entry per case) */
-    srunner_run(sr, NULL, argc > 1 ? argv[1] : NULL, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    th_stop_all();
-    return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+    return th_check_main_fx("reserved_db", cases, sizeof cases / sizeof cases[0], 60, setup,
+                            teardown, argc, argv);
 }
