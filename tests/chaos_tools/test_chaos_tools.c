@@ -20,22 +20,12 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#include "fpt.h"
 #include "th.h"
-
-#define RESERVED_START_MS 30000
+#include "th_check.h"
+#include "th_http.h"
+#include "th_reserved.h"
 
 /* ---- helpers: running tools ---- */
-
-static void dump_log(const char *path)
-{
-    char cmd[700];
-    fprintf(stderr, "---- tail of %s ----\n", path);
-    fflush(stderr);
-    snprintf(cmd, sizeof cmd, "tail -n 30 '%s' 1>&2", path);
-    if (system(cmd) != 0)
-        fprintf(stderr, "(no log)\n");
-}
 
 /* Runs a tool to its end (argv NULL-terminated after the program name); returns the
  * exit code, -1 when it did not exit normally within timeout_ms. */
@@ -107,7 +97,7 @@ static void px_start(px *p, int upstream, const char *extra1, const char *extra2
     p->pid = th_spawn(argv, p->log);
     ck_assert_int_gt(p->pid, 0);
     if (!th_wait_port(p->port, 5000) || !th_wait_port(p->ctl, 5000)) {
-        dump_log(p->log);
+        th_dump_log(p->log, 30);
         ck_abort_msg("chaos_proxy did not listen");
     }
 }
@@ -116,7 +106,7 @@ static void px_stop_clean(px *p)
 {
     int st = th_stop(p->pid, true, 5000);
     if (!(st != -1 && WIFEXITED(st) && WEXITSTATUS(st) == 0))
-        dump_log(p->log);
+        th_dump_log(p->log, 30);
     ck_assert_msg(st != -1 && WIFEXITED(st) && WEXITSTATUS(st) == 0,
                   "chaos_proxy: SIGTERM gave status 0x%x (want exit 0, no leaks)", st);
 }
@@ -594,54 +584,21 @@ END_TEST
 
 /* ---- chaos_load against the real system ---- */
 
-typedef struct rs_server {
-    pid_t pid;
-    int port;
-    char log[512];
-} rs_server;
-
-static void rs_start(rs_server *s, const char *conninfo)
-{
-    char listen[64];
-    memset(s, 0, sizeof(*s));
-    s->port = th_free_port();
-    snprintf(listen, sizeof listen, "127.0.0.1:%d", s->port);
-    snprintf(s->log, sizeof s->log, "%s/reserved-%d.log", th_tmpdir(), s->port);
-    char *argv[] = {(char *)th_bin("reserved"), "--listen",    listen, "--database",
-                    (char *)conninfo,           "--lock-mode", "db",   NULL};
-    if (access(argv[0], X_OK) != 0)
-        ck_abort_msg("%s is not built", argv[0]);
-    s->pid = th_spawn(argv, s->log);
-    ck_assert_int_gt(s->pid, 0);
-    if (!th_wait_port(s->port, RESERVED_START_MS)) {
-        dump_log(s->log);
-        ck_abort_msg("reserved did not listen");
-    }
-}
-
-static void rs_stop_clean(rs_server *s)
-{
-    int st = th_stop(s->pid, true, 15000);
-    if (!(st != -1 && WIFEXITED(st) && WEXITSTATUS(st) == 0))
-        dump_log(s->log);
-    ck_assert_msg(st != -1 && WIFEXITED(st) && WEXITSTATUS(st) == 0, "reserved status 0x%x", st);
-}
-
-static long long post_id(const rs_server *s, const char *path, json_t *body)
+static long long post_id(const th_reserved *s, const char *path, json_t *body)
 {
     char *text = json_dumps(body, JSON_COMPACT);
-    fpt_resp r;
-    fpt_request(s->port, "POST", path, NULL, text, &r);
+    th_http_resp r;
+    th_http_request(s->port, "POST", path, NULL, text, &r);
     ck_assert_msg(r.status == 201, "POST %s: %d %s", path, r.status, r.body ? r.body : "");
-    long long id = fpt_int(&r, "id");
-    fpt_resp_free(&r);
+    long long id = th_http_int(&r, "id");
+    th_http_resp_free(&r);
     free(text);
     json_decref(body);
     return id;
 }
 
 /* A venue of n seats, two performances of it and 5 users; ids into perf[2], *user0. */
-static void make_catalogue(const rs_server *s, int n, long long perf[2], long long *user0)
+static void make_catalogue(const th_reserved *s, int n, long long perf[2], long long *user0)
 {
     json_t *seats = json_array();
     for (int i = 1; i <= n; i++)
@@ -664,7 +621,7 @@ static void make_catalogue(const rs_server *s, int n, long long perf[2], long lo
 }
 
 /* Runs chaos_load against one server; returns its exit code. */
-static int run_load(const rs_server *s, const char *out, const char *seed, const char *duration,
+static int run_load(const th_reserved *s, const char *out, const char *seed, const char *duration,
                     const char *clients, const char *maxreq, const long long perf[2],
                     long long user0)
 {
@@ -679,7 +636,7 @@ static int run_load(const rs_server *s, const char *out, const char *seed, const
                  seed, "--out", out, "--clients", clients, "--hot-perf", hot, "--perfs", perfs,
                  "--users", users, maxreq ? "--max-requests" : NULL, maxreq, NULL);
     if (rc != 0)
-        dump_log(log);
+        th_dump_log(log, 30);
     return rc;
 }
 
@@ -728,11 +685,11 @@ static const char *need_str(json_t *o, const char *k)
 START_TEST(load_reserved)
 {
     th_pg pg;
-    rs_server s;
+    th_reserved s;
     long long perf[2], user0;
     char out[512], server[64];
-    ck_assert_msg(th_pg_start(&pg), "cannot start PostgreSQL");
-    rs_start(&s, pg.conninfo);
+    ck_assert_msg(th_pg_shared(&pg), "cannot get a database");
+    th_reserved_start(&s, pg.conninfo);
     make_catalogue(&s, 12, perf, &user0);
     snprintf(out, sizeof out, "%s/history.jsonl", th_tmpdir());
     snprintf(server, sizeof server, "127.0.0.1:%d", s.port);
@@ -815,7 +772,7 @@ START_TEST(load_reserved)
     PQfinish(c);
     free(seen);
     json_decref(h);
-    rs_stop_clean(&s);
+    th_reserved_stop_clean(&s);
     th_pg_stop(&pg, true);
 }
 END_TEST
@@ -845,11 +802,11 @@ static char **book_plan(json_t *h, int clients)
 START_TEST(load_seed)
 {
     th_pg pg;
-    rs_server s;
+    th_reserved s;
     long long perf[2], user0;
     char out[3][512];
-    ck_assert_msg(th_pg_start(&pg), "cannot start PostgreSQL");
-    rs_start(&s, pg.conninfo);
+    ck_assert_msg(th_pg_shared(&pg), "cannot get a database");
+    th_reserved_start(&s, pg.conninfo);
     make_catalogue(&s, 30, perf, &user0);
     const char *seeds[3] = {"42", "42", "43"};
     char **plans[3];
@@ -879,7 +836,7 @@ START_TEST(load_seed)
             free(plans[i][cl]);
         free(plans[i]);
     }
-    rs_stop_clean(&s);
+    th_reserved_stop_clean(&s);
     th_pg_stop(&pg, true);
 }
 END_TEST
@@ -889,7 +846,7 @@ END_TEST
 static PGconn *counter_world(th_pg *pg, th_redis *r, th_lockd *l, int session_ms, const char *rows)
 {
     char yaml[96], sql[512];
-    ck_assert_msg(th_pg_start(pg), "cannot start PostgreSQL");
+    ck_assert_msg(th_pg_shared(pg), "cannot get a database");
     start_redis(r);
     snprintf(yaml, sizeof yaml, "session: {timeout_ms: %d, lock_delay_ms: 0}", session_ms);
     ck_assert_msg(th_lockd_start(l, r, 1, yaml), "cannot start lockd");
@@ -921,7 +878,7 @@ START_TEST(load_counter)
                       "--counters", "2", "--counter-clients", "4", "--duration", "3", "--out", out,
                       NULL);
     if (rc != 0)
-        dump_log(log);
+        th_dump_log(log, 30);
     ck_assert_int_eq(rc, 0);
 
     json_t *h = read_history(out);
@@ -1024,7 +981,7 @@ static void paused_holder(bool ignore_lost)
                       "--duration", "2", "--client-base", "10", "--out", comp, NULL);
     ck_assert_int_eq(kill(pid, SIGCONT), 0);
     if (rc != 0)
-        dump_log(clog);
+        th_dump_log(clog, 30);
     ck_assert_int_eq(rc, 0);
     int st = th_wait_exit(pid, 20000);
     ck_assert_msg(st != -1 && WIFEXITED(st) && WEXITSTATUS(st) == 0, "naive chaos_load failed");
@@ -1073,9 +1030,9 @@ START_TEST(load_counter_careful)
 }
 END_TEST
 
-int main(void)
+int main(int argc, char **argv)
 {
-    const fpt_case cases[] = {
+    const th_case cases[] = {
         {"proxy_forward", proxy_forward},
         {"proxy_latency", proxy_latency},
         {"proxy_drop", proxy_drop},
@@ -1092,5 +1049,5 @@ int main(void)
         {"load_counter_ignore_lost", load_counter_ignore_lost},
         {"load_counter_careful", load_counter_careful},
     };
-    return fpt_main("chaos_tools", cases, sizeof cases / sizeof cases[0], 120);
+    return th_check_main("chaos_tools", cases, sizeof cases / sizeof cases[0], 120, argc, argv);
 }
