@@ -369,33 +369,31 @@ static int report_error(const char *what, const cm_lock_result *res)
     return EXIT_ERROR;
 }
 
-static int cmd_info(const lockctl_opts *o)
+/* INFO: one key=value a line. */
+static void print_info(const cm_lock_result *res, uint64_t rtt_us)
 {
-    cm_addr *eps = NULL;
-    cm_lock_result res;
-    int code = EXIT_ERROR;
-    cm_lockclient_sync *s = sync_connect(o, &eps);
-    if (s == NULL)
-        goto out;
-    if (cm_lockclient_sync_info(s, &res) != CM_OK || res.status != CM_LOCK_OK) {
-        code = report_error("INFO", &res);
-        goto out;
-    }
-    for (const char *p = res.line; *p != '\0';) {
+    (void)rtt_us;
+    for (const char *p = res->line; *p != '\0';) {
         size_t n = strcspn(p, " ");
         if (n > 0)
             printf("%.*s\n", (int)n, p);
         p += n;
         p += strspn(p, " ");
     }
-    code = 0;
-out:
-    cm_lockclient_sync_free(s);
-    free(eps);
-    return code;
 }
 
-static int cmd_ping(const lockctl_opts *o)
+/* PING: the answer and its round trip. */
+static void print_ping(const cm_lock_result *res, uint64_t rtt_us)
+{
+    printf("%s %llu.%03llu ms\n", res->line[0] ? res->line : "PONG",
+           (unsigned long long)rtt_us / 1000, (unsigned long long)rtt_us % 1000);
+}
+
+typedef cm_rc (*sync_call)(cm_lockclient_sync *s, cm_lock_result *out);
+
+/* info and ping: connect, make one call, print its answer (with its round trip). */
+static int cmd_simple(const lockctl_opts *o, const char *verb, sync_call call,
+                      void (*print)(const cm_lock_result *res, uint64_t rtt_us))
 {
     cm_addr *eps = NULL;
     cm_lock_result res;
@@ -404,13 +402,11 @@ static int cmd_ping(const lockctl_opts *o)
     if (s == NULL)
         goto out;
     uint64_t t0 = cm_now_us();
-    if (cm_lockclient_sync_ping(s, &res) != CM_OK || res.status != CM_LOCK_OK) {
-        code = report_error("PING", &res);
+    if (call(s, &res) != CM_OK || res.status != CM_LOCK_OK) {
+        code = report_error(verb, &res);
         goto out;
     }
-    uint64_t rtt = cm_now_us() - t0;
-    printf("%s %llu.%03llu ms\n", res.line[0] ? res.line : "PONG", (unsigned long long)rtt / 1000,
-           (unsigned long long)rtt % 1000);
+    print(&res, cm_now_us() - t0);
     code = 0;
 out:
     cm_lockclient_sync_free(s);
@@ -440,8 +436,8 @@ int main(int argc, char **argv)
     if (strcmp(argv[i], "acquire") == 0)
         return cmd_acquire(&o, argc - i - 1, argv + i + 1);
     if (strcmp(argv[i], "info") == 0 && i + 1 == argc)
-        return cmd_info(&o);
+        return cmd_simple(&o, "INFO", cm_lockclient_sync_info, print_info);
     if (strcmp(argv[i], "ping") == 0 && i + 1 == argc)
-        return cmd_ping(&o);
+        return cmd_simple(&o, "PING", cm_lockclient_sync_ping, print_ping);
     return usage_error("unknown command or extra arguments at '%s'", argv[i]);
 }
