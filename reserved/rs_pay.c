@@ -11,12 +11,15 @@
  * Contract: a call that returns CM_OK runs its callback exactly once, from the loop,
  * never inside the call (cm_httpc reports a request that cannot be sent from a timer, as
  * status 0: UNKNOWN). rs_pay_free drops what is still in flight without calling back.
- * A gateway host that is not a numeric address is resolved by the system resolver at
- * each connect, which is what the configs use (loopback).
+ * A gateway host that is not a numeric address is resolved once, when rs_pay is made at
+ * start (pay_resolve_once), so no payment blocks the loop on the resolver.
  */
 #include "rs_pay.h"
 
+#include <arpa/inet.h>
 #include <event2/http.h>
+#include <event2/util.h>
+#include <netinet/in.h>
 #include <jansson.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -194,6 +197,40 @@ bool rs_pay_url_ok(const char *url, char *why, size_t whylen)
     return ok;
 }
 
+/* A gateway named by a host name is resolved once, here (rs_pay_new runs at start, before
+ * the loop), so that no payment waits on the system resolver inside the event loop. A name
+ * that does not resolve now is kept: cm_httpc then resolves it at each connect. A numeric
+ * address and "localhost" (cm_httpc's 127.0.0.1) are left as they are. */
+static void pay_resolve_once(rs_pay *p)
+{
+    unsigned char buf[sizeof(struct in6_addr)];
+    if (strcmp(p->host, "localhost") == 0 || evutil_inet_pton(AF_INET, p->host, buf) == 1 ||
+        evutil_inet_pton(AF_INET6, p->host, buf) == 1)
+        return;
+    struct evutil_addrinfo hints, *res = NULL;
+    memset(&hints, 0, sizeof(hints));
+    hints.ai_family = AF_UNSPEC;
+    hints.ai_socktype = SOCK_STREAM;
+    char addr[INET6_ADDRSTRLEN] = "";
+    if (evutil_getaddrinfo(p->host, NULL, &hints, &res) == 0 && res != NULL) {
+        const void *a = res->ai_family == AF_INET6
+                            ? (const void *)&((struct sockaddr_in6 *)res->ai_addr)->sin6_addr
+                            : (const void *)&((struct sockaddr_in *)res->ai_addr)->sin_addr;
+        if (evutil_inet_ntop(res->ai_family, a, addr, sizeof(addr)) == NULL)
+            addr[0] = '\0';
+    }
+    if (res != NULL)
+        evutil_freeaddrinfo(res);
+    char *numeric = addr[0] != '\0' ? strdup(addr) : NULL;
+    if (numeric == NULL) {
+        log_warn("payment gateway %s does not resolve now: resolving it at each payment", p->host);
+        return;
+    }
+    log_info("payment gateway %s is %s (resolved once, at start)", p->host, numeric);
+    free(p->host);
+    p->host = numeric;
+}
+
 rs_pay *rs_pay_new(struct event_base *base, const char *url, uint32_t timeout_ms)
 {
     rs_pay *p = NULL;
@@ -220,6 +257,7 @@ rs_pay *rs_pay_new(struct event_base *base, const char *url, uint32_t timeout_ms
     p->prefix = strdup(path != NULL ? path : "");
     if (p->host == NULL || p->prefix == NULL)
         goto fail;
+    pay_resolve_once(p);
     size_t n = strlen(p->prefix);
     while (n > 0 && p->prefix[n - 1] == '/')
         p->prefix[--n] = '\0';
