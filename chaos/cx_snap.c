@@ -10,10 +10,11 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "cx_fetch.h"
+#include "cm_httpc_fetch.h"
 #include "cx_mem.h"
 
 #define FETCH_TIMEOUT_MS 15000
+#define FETCH_MAX        (256u << 20) /* a payment list of a long run stays far below this */
 
 static int64_t col_i64(const PGresult *r, int row, int col)
 {
@@ -191,7 +192,8 @@ cm_rc cx_snap_load_payments(cx_snap *s, const char *url, char *err, size_t errle
     char *body = NULL;
     json_t *root = NULL;
     cm_rc rc = CM_ERR;
-    if (cx_fetch_get(url, "/payments", FETCH_TIMEOUT_MS, &status, &body, err, errlen) != CM_OK)
+    if (cm_httpc_fetch(url, "/payments", FETCH_TIMEOUT_MS, FETCH_MAX, &status, &body, err,
+                       errlen) != CM_OK)
         return CM_ERR;
     root = json_loads(body, 0, NULL);
     const json_t *items = json_object_get(root, "items");
@@ -260,8 +262,8 @@ void cx_snap_load_guards(cx_snap *s, const char *list)
         int status;
         char *body = NULL;
         snprintf(g->server, sizeof(g->server), "%s", tok);
-        if (cx_fetch_get(tok, "/metrics", FETCH_TIMEOUT_MS, &status, &body, g->err,
-                         sizeof(g->err)) == CM_OK &&
+        if (cm_httpc_fetch(tok, "/metrics", FETCH_TIMEOUT_MS, 0, &status, &body, g->err,
+                           sizeof(g->err)) == CM_OK &&
             status == 200) {
             g->fetched = true;
             parse_guards(g, body);

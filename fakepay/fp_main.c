@@ -15,6 +15,7 @@
 #include <string.h>
 
 #include "cm_addr.h"
+#include "cm_daemon.h"
 #include "cm_flags.h"
 #include "cm_log.h"
 #include "cm_parse.h"
@@ -40,9 +41,7 @@ typedef struct fp_opts {
 typedef struct fp_daemon {
     struct event_base *base;
     fp_http *http;
-    struct event *sig_term;
-    struct event *sig_int;
-    bool stopping;
+    cm_daemon_signals *signals;
 } fp_daemon;
 
 /* The synopsis, then a blank line, then the options: the layout of lockd and reserved
@@ -119,17 +118,11 @@ static int parse_args(int argc, char **argv, fp_opts *o)
     return 0;
 }
 
-static void signal_cb(evutil_socket_t sig, short what, void *arg)
+static void graceful_stop(void *arg, int sig)
 {
     fp_daemon *d = arg;
     struct timeval flush = cm_tv_from_ms(STOP_FLUSH_MS);
-    if (d->stopping) {
-        log_warn("signal %d again: stopping now", (int)sig);
-        event_base_loopbreak(d->base);
-        return;
-    }
-    log_info("signal %d: graceful stop", (int)sig);
-    d->stopping = true;
+    log_info("signal %d: graceful stop", sig);
     /* No new connections; held-back replies go out now and get a moment to be written. */
     fp_http_stop(d->http);
     event_base_loopexit(d->base, &flush);
@@ -149,13 +142,9 @@ static int run(const fp_opts *o)
         log_error("out of memory at start");
         goto done;
     }
-    d.sig_term = evsignal_new(d.base, SIGTERM, signal_cb, &d);
-    d.sig_int = evsignal_new(d.base, SIGINT, signal_cb, &d);
-    if (!d.sig_term || !d.sig_int || evsignal_add(d.sig_term, NULL) != 0 ||
-        evsignal_add(d.sig_int, NULL) != 0) {
-        log_error("cannot install the signal handlers");
+    d.signals = cm_daemon_signals_new(d.base, graceful_stop, &d);
+    if (!d.signals)
         goto done;
-    }
     /* Listen only once the handlers are in: whoever sees the port may signal at once. */
     d.http = fp_http_new(d.base, &o->listen, store, &o->knobs);
     if (!d.http)
@@ -172,10 +161,7 @@ static int run(const fp_opts *o)
 done:
     fp_http_free(d.http);
     fp_store_free(store);
-    if (d.sig_term)
-        event_free(d.sig_term);
-    if (d.sig_int)
-        event_free(d.sig_int);
+    cm_daemon_signals_free(d.signals);
     if (d.base)
         event_base_free(d.base);
     return rc;

@@ -10,6 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "cm_daemon.h"
 #include "cm_log.h"
 #include "cm_time.h"
 #include "lk_config.h"
@@ -30,10 +31,8 @@ typedef struct lk_daemon {
     lk_ops_env ops_env; /* lk_locks' way to rl and the loop */
     lk_locks *lk;
     lk_server *srv;
-    struct event *sig_term;
-    struct event *sig_int;
+    cm_daemon_signals *signals;
     struct event *drain;
-    bool stopping;
     bool sessions_closed;
     uint64_t stop_ms;
     uint64_t close_ms;
@@ -86,16 +85,10 @@ static void drain_cb(evutil_socket_t fd, short what, void *arg)
     event_base_loopexit(d->base, NULL);
 }
 
-static void signal_cb(evutil_socket_t sig, short what, void *arg)
+static void graceful_stop(void *arg, int sig)
 {
     lk_daemon *d = arg;
-    if (d->stopping) {
-        log_warn("signal %d again: stopping now", (int)sig);
-        event_base_loopbreak(d->base);
-        return;
-    }
-    log_info("signal %d: graceful stop", (int)sig);
-    d->stopping = true;
+    log_info("signal %d: graceful stop", sig);
     d->stop_ms = cm_now_ms();
     lk_server_stop_accepting(d->srv);
     lk_locks_shutdown(d->lk);
@@ -179,11 +172,9 @@ static int run(const lk_config *cfg)
     if (cfg->metrics_listen.port != 0 &&
         lk_metrics_listen(d.base, &cfg->metrics_listen, d.rl) != CM_OK)
         goto done;
-    d.sig_term = evsignal_new(d.base, SIGTERM, signal_cb, &d);
-    d.sig_int = evsignal_new(d.base, SIGINT, signal_cb, &d);
     d.drain = evtimer_new(d.base, drain_cb, &d);
-    if (!d.sig_term || !d.sig_int || !d.drain || evsignal_add(d.sig_term, NULL) != 0 ||
-        evsignal_add(d.sig_int, NULL) != 0)
+    d.signals = cm_daemon_signals_new(d.base, graceful_stop, &d);
+    if (!d.drain || !d.signals)
         goto done;
 
     log_start(cfg, d.rl);
@@ -198,50 +189,38 @@ done:
     lk_locks_free(d.lk);
     if (d.rl)
         lk_redlock_free(d.rl);
-    if (d.sig_term)
-        event_free(d.sig_term);
-    if (d.sig_int)
-        event_free(d.sig_int);
+    cm_daemon_signals_free(d.signals);
     if (d.drain)
         event_free(d.drain);
     event_base_free(d.base);
     return rc;
 }
 
+static cm_rc parse(int argc, char **argv, void *cfg, cm_cli_action *action, bool *usage_error,
+                   char *err, size_t errlen)
+{
+    return lk_config_from_args(argc, argv, cfg, action, usage_error, err, errlen);
+}
+
+static void dump(const void *cfg, FILE *out)
+{
+    lk_config_dump(cfg, out);
+}
+
 int main(int argc, char **argv)
 {
+    static const cm_daemon_front front = {
+        .prog = "lockd", .parse = parse, .usage = lk_config_usage, .dump = dump};
     lk_config cfg;
-    cm_cli_action action;
-    bool usage_error;
-    char err[1024];
-    int rc = 0;
 
     memset(&cfg, 0, sizeof(cfg));
     signal(SIGPIPE, SIG_IGN);
     cm_log_init("lockd", CM_LOG_INFO);
-    if (lk_config_from_args(argc, argv, &cfg, &action, &usage_error, err, sizeof(err)) != CM_OK) {
-        fprintf(stderr, "lockd: %s\n", err);
-        if (usage_error)
-            lk_config_usage(stderr);
-        rc = 2;
-        goto out;
+    int rc = cm_daemon_front_door(&front, argc, argv, &cfg);
+    if (rc == CM_DAEMON_RUN) {
+        cm_log_set_level((cm_log_level)cfg.log_level);
+        rc = run(&cfg);
     }
-    switch (action) {
-    case CM_CLI_HELP:
-        lk_config_usage(stdout);
-        goto out;
-    case CM_CLI_VERSION:
-        printf("lockd %s\n", BOOKING_VERSION);
-        goto out;
-    case CM_CLI_CHECK_CONFIG:
-        lk_config_dump(&cfg, stdout);
-        goto out;
-    case CM_CLI_RUN:
-        break;
-    }
-    cm_log_set_level((cm_log_level)cfg.log_level);
-    rc = run(&cfg);
-out:
     lk_config_free(&cfg);
     libevent_global_shutdown();
     return rc;

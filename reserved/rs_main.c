@@ -16,6 +16,7 @@
 #include <string.h>
 
 #include "cm_cli.h"
+#include "cm_daemon.h"
 #include "cm_log.h"
 #include "cm_rand.h"
 #include "cm_time.h"
@@ -80,7 +81,7 @@ static cm_rc config_validate(const rs_config *cfg, int argc, char **argv, const 
 }
 
 /* Flags over the file (cm_cli), then the checks that span keys. */
-static cm_rc config_from_args(int argc, char **argv, rs_config *cfg, cm_cli_action *action,
+static cm_rc config_from_args(int argc, char **argv, void *cfg, cm_cli_action *action,
                               bool *usage_error, char *err, size_t errlen)
 {
     const char *file = NULL;
@@ -95,8 +96,7 @@ static cm_rc config_from_args(int argc, char **argv, rs_config *cfg, cm_cli_acti
 /* ---- the daemon ---- */
 
 typedef struct rs_daemon {
-    struct event *sig_term;
-    struct event *sig_int;
+    cm_daemon_signals *signals;
     struct event *drain;
     uint64_t stop_ms;
     bool reconciler_started;
@@ -118,15 +118,10 @@ static void drain_cb(evutil_socket_t fd, short what, void *arg)
     event_base_loopexit(rs_app_g.base, NULL);
 }
 
-static void signal_cb(evutil_socket_t sig, short what, void *arg)
+static void graceful_stop(void *arg, int sig)
 {
     rs_daemon *d = arg;
-    if (rs_app_g.shutting_down) {
-        log_warn("signal %d again: stopping now", (int)sig);
-        event_base_loopbreak(rs_app_g.base);
-        return;
-    }
-    log_info("signal %d: graceful stop (%zu requests in flight)", (int)sig,
+    log_info("signal %d: graceful stop (%zu requests in flight)", sig,
              rs_http_in_flight(rs_app_g.http));
     rs_app_g.shutting_down = true;
     d->stop_ms = cm_now_ms();
@@ -242,11 +237,9 @@ static int run(void)
         log_error("cannot create the event loop");
         return 1;
     }
-    d.sig_term = evsignal_new(app->base, SIGTERM, signal_cb, &d);
-    d.sig_int = evsignal_new(app->base, SIGINT, signal_cb, &d);
     d.drain = evtimer_new(app->base, drain_cb, &d);
-    if (!d.sig_term || !d.sig_int || !d.drain || evsignal_add(d.sig_term, NULL) != 0 ||
-        evsignal_add(d.sig_int, NULL) != 0)
+    d.signals = cm_daemon_signals_new(app->base, graceful_stop, &d);
+    if (!d.drain || !d.signals)
         goto done;
     if (start_modules(app, &d) != CM_OK)
         goto done;
@@ -271,10 +264,7 @@ done:
     if (app->db)
         rs_db_free(app->db);
     app->db = NULL;
-    if (d.sig_term)
-        event_free(d.sig_term);
-    if (d.sig_int)
-        event_free(d.sig_int);
+    cm_daemon_signals_free(d.signals);
     if (d.drain)
         event_free(d.drain);
     event_base_free(app->base);
@@ -282,40 +272,25 @@ done:
     return rc;
 }
 
+static void dump(const void *cfg, FILE *out)
+{
+    cm_cfg_dump(rs_config_keys, rs_config_nkeys, cfg, out);
+}
+
 int main(int argc, char **argv)
 {
+    static const cm_daemon_front front = {
+        .prog = "reserved", .parse = config_from_args, .usage = usage, .dump = dump};
     rs_config *cfg = &rs_app_g.cfg;
-    cm_cli_action action;
-    bool usage_error;
-    char err[CM_CLI_ORIGIN_MAX + 512]; /* where ("FILE:LINE") and why */
-    int rc = 0;
 
     signal(SIGPIPE, SIG_IGN);
     mallopt(M_TRIM_THRESHOLD, KEEP_FREE_HEAP);
     cm_log_init("reserved", CM_LOG_INFO);
-    if (config_from_args(argc, argv, cfg, &action, &usage_error, err, sizeof(err)) != CM_OK) {
-        fprintf(stderr, "reserved: %s\n", err);
-        if (usage_error)
-            usage(stderr);
-        rc = 2;
-        goto out;
+    int rc = cm_daemon_front_door(&front, argc, argv, cfg);
+    if (rc == CM_DAEMON_RUN) {
+        cm_log_set_level(cfg->log_level);
+        rc = run();
     }
-    switch (action) {
-    case CM_CLI_HELP:
-        usage(stdout);
-        goto out;
-    case CM_CLI_VERSION:
-        printf("reserved %s\n", BOOKING_VERSION);
-        goto out;
-    case CM_CLI_CHECK_CONFIG:
-        cm_cfg_dump(rs_config_keys, rs_config_nkeys, cfg, stdout);
-        goto out;
-    case CM_CLI_RUN:
-        break;
-    }
-    cm_log_set_level(cfg->log_level);
-    rc = run();
-out:
     cm_cfg_free(rs_config_keys, rs_config_nkeys, cfg);
     libevent_global_shutdown();
     return rc;
