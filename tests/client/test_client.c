@@ -21,6 +21,7 @@
 #include "cm_lockclient.h"
 #include "cm_log.h"
 #include "th.h"
+#include "th_check.h"
 
 #define LOCKD_YAML                                                                                 \
     "session: {timeout_ms: 3000, lock_delay_ms: 0}\n"                                              \
@@ -849,17 +850,9 @@ START_TEST(test_lockctl_signal)
 }
 END_TEST
 
-static void teardown(void)
+int main(int argc, char **argv)
 {
-    th_stop_all();
-}
-
-static Suite *client_suite(void)
-{
-    const struct {
-        const char *name;
-        const TTest *test;
-    } tests[] = {
+    const th_case cases[] = {
         {"acquire_release", test_acquire_release},
         {"timeout", test_timeout},
         {"free_inside_callback", test_free_inside_callback},
@@ -875,26 +868,6 @@ static Suite *client_suite(void)
         {"lockctl_lost", test_lockctl_lost},
         {"lockctl_signal", test_lockctl_signal},
     };
-    Suite *s = suite_create("client");
-    for (size_t i = 0; i < sizeof(tests) / sizeof(tests[0]); i++) {
-        TCase *tc = tcase_create(tests[i].name);
-        tcase_add_unchecked_fixture(tc, NULL, teardown);
-        tcase_set_timeout(tc, 60);
-        tcase_add_test(tc, tests[i].test);
-        suite_add_tcase(s, tc);
-    }
-    return s;
-}
-
-int main(int argc, char **argv)
-{
     cm_log_init("test_client", CM_LOG_ERROR);
-    signal(SIGPIPE, SIG_IGN);
-    SRunner *sr = srunner_create(client_suite());
-    /* argv[1]: run only that test case (one ctest entry per case) */
-    srunner_run(sr, NULL, argc > 1 ? argv[1] : NULL, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    th_stop_all();
-    return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+    return th_check_main("client", cases, sizeof(cases) / sizeof(cases[0]), 60, argc, argv);
 }
