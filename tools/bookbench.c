@@ -17,10 +17,17 @@
  * (C clients), so the offered load stays R requests/s whatever the servers do, as long as
  * they keep up; a closed loop without it sends more when answers come faster, which
  * moves CPU between the classes of a run.
+ * With --hot-partition the hot performance's free seats are cut into C slices (lg_slices),
+ * one per client: a client books only seats of its own slice, so no two clients ever ask
+ * for the same seat (a sale without conflicts: every hot booking can succeed, and what is
+ * measured is the lock and the database, not collisions). A client whose slice is used up
+ * books no more hot seats.
  *
  * Reports per class: requests by outcome (201/200, SEAT_TAKEN, SOLD_OUT, 402, BUSY,
  * UNAVAILABLE, other, no answer), throughput (all and successful per second) and latency
- * p50/p99/max of the answered requests. The table shows only the classes that sent
+ * p50/p99/max of the answered requests, and each server's share of the hot bookings (the
+ * client -> server mapping is fixed, so the share follows how the servers are served,
+ * not how the clients were dealt). The table shows only the classes that sent
  * requests and the outcomes that happened (the others are named on one line); every
  * figure, zeros included, goes to one `RESULT key=value ...` line with --result-line (for
  * scripts) and to JSON with --json. Exit 0 after a run, 1 when the setup failed
@@ -46,6 +53,7 @@
 #include "lg_driver.h"
 #include "lg_rng.h"
 #include "lg_seatmap.h"
+#include "lg_slices.h"
 
 #define BB_MAX_SEATS_PER_REQ 10
 #define BB_SETUP_TIMEOUT_MS  30000
@@ -119,8 +127,11 @@ struct bb {
     int64_t users_first, users_count;
     int seats_min, seats_max;
     const char *json_path;
-    bool result_line; /* --result-line: the RESULT line for scripts */
-    bb_perf *perfs;   /* [0] = hot, [1..] = background */
+    bool result_line;   /* --result-line: the RESULT line for scripts */
+    bool hot_partition; /* --hot-partition: each client books from its own slice */
+    bool setup_error;   /* the run could not start (out of memory): exit 1 */
+    lg_slices slices;   /* --hot-partition: slice i is client i's hot seats */
+    bb_perf *perfs;     /* [0] = hot, [1..] = background */
     size_t nperfs;
     bb_client *c;
     lg_driver *d;
@@ -259,7 +270,8 @@ static bool choose(bb_client *c)
     } else {
         c->cls = BB_HOT;
     }
-    if (c->cls == BB_HOT && hot->sold_out)
+    if (c->cls == BB_HOT &&
+        (hot->sold_out || (b->hot_partition && lg_slices_left(&b->slices, (uint32_t)c->idx) == 0)))
         c->cls = BB_BG;
     if (c->cls == BB_BG) {
         c->perf = pick_bg(c);
@@ -277,17 +289,26 @@ static bool choose(bb_client *c)
     return true;
 }
 
+/* Whether the client's request draws its seats from its own slice (--hot-partition). */
+static bool from_slice(const bb_client *c)
+{
+    return c->cls == BB_HOT && c->b->hot_partition;
+}
+
 static char *booking_body(bb_client *c)
 {
     bb *b = c->b;
     bb_perf *p = c->perf;
+    bool own = from_slice(c);
+    uint32_t nfree = own ? lg_slices_left(&b->slices, (uint32_t)c->idx) : p->nfree;
     int k = b->seats_min + (int)lg_rng_below(&c->rng, (uint64_t)(b->seats_max - b->seats_min + 1));
-    if ((uint32_t)k > p->nfree)
-        k = (int)p->nfree;
+    if ((uint32_t)k > nfree)
+        k = (int)nfree;
     c->npicked = 0;
-    /* k <= 10 distinct positions of free[]: rejection is cheap. */
+    /* k <= 10 distinct positions of the free list: rejection is cheap. */
     while (c->npicked < k) {
-        uint32_t si = p->free[lg_rng_below(&c->rng, p->nfree)];
+        uint32_t j = (uint32_t)lg_rng_below(&c->rng, nfree);
+        uint32_t si = own ? lg_slices_get(&b->slices, (uint32_t)c->idx, j) : p->free[j];
         bool dup = false;
         for (int i = 0; i < c->npicked; i++)
             dup = dup || c->picked[i] == si;
@@ -362,16 +383,22 @@ static uint64_t on_answer(void *arg, uint32_t client, const cm_httpc_resp *r)
     if (c->cls != BB_READ) {
         bb_perf *p = c->perf;
         if (o == OUT_OK) {
-            for (int i = 0; i < c->npicked; i++)
+            for (int i = 0; i < c->npicked; i++) {
                 perf_take(p, c->picked[i]);
+                if (from_slice(c))
+                    lg_slices_remove(&b->slices, (uint32_t)c->idx, c->picked[i]);
+            }
         } else if (o == OUT_SEAT_TAKEN) {
             size_t i;
             json_t *id;
             uint32_t si;
             json_array_foreach(json_object_get(err, "seatIds"), i, id)
             {
-                if (perf_index(p, json_integer_value(id), &si))
+                if (perf_index(p, json_integer_value(id), &si)) {
                     perf_take(p, si);
+                    if (from_slice(c))
+                        lg_slices_remove(&b->slices, (uint32_t)c->idx, si);
+                }
             }
         } else if (o == OUT_SOLD_OUT) {
             perf_mark_sold_out(b, p);
@@ -423,9 +450,35 @@ static lg_next next_request(void *arg, uint32_t client, lg_request *req)
     return LG_SEND;
 }
 
+static int cmp_u32(const void *a, const void *b)
+{
+    uint32_t x = *(const uint32_t *)a, y = *(const uint32_t *)b;
+    return (x > y) - (x < y);
+}
+
+/* --hot-partition: the hot performance's free seats, in seat order, cut into one slice
+ * per client. */
+static bool make_slices(bb *b)
+{
+    const bb_perf *hot = &b->perfs[0];
+    uint32_t *idx = malloc((hot->nfree ? hot->nfree : 1) * sizeof(*idx));
+    if (idx == NULL)
+        return false;
+    memcpy(idx, hot->free, hot->nfree * sizeof(*idx));
+    qsort(idx, hot->nfree, sizeof(*idx), cmp_u32);
+    cm_rc rc = lg_slices_init(&b->slices, idx, hot->nfree, (uint32_t)b->nclients);
+    free(idx);
+    return rc == CM_OK;
+}
+
 static void on_started(void *arg)
 {
     bb *b = arg;
+    if (b->hot_partition && !make_slices(b)) {
+        fprintf(stderr, "bookbench: out of memory\n");
+        b->setup_error = true;
+        lg_driver_stop(b->d, "out of memory");
+    }
     b->t_start_us = b->t_last_us = cm_now_us();
     /* spread the first requests over one interval, so the paced load starts smooth */
     for (int i = 0; i < b->nclients; i++)
@@ -473,6 +526,36 @@ static json_t *class_json(const bb *b, bb_class k, double secs)
     return o;
 }
 
+/* Server i's share of the hot bookings against an equal share (1.0: equal), through
+ * min/max; false when no hot booking succeeded. */
+static bool hot_shares(const bb *b, double *min_x, double *max_x)
+{
+    uint64_t sum = b->st[BB_HOT].n[OUT_OK];
+    *min_x = *max_x = 0;
+    if (sum == 0)
+        return false;
+    for (size_t i = 0; i < b->nservers; i++) {
+        double x = (double)b->hot_by_server[i].n[OUT_OK] * (double)b->nservers / (double)sum;
+        *min_x = i == 0 || x < *min_x ? x : *min_x;
+        *max_x = i == 0 || x > *max_x ? x : *max_x;
+    }
+    return true;
+}
+
+/* "hot shares: r1 33.6% r2 33.4% r3 33.0% (...)": r1 is the first of --servers. Fair
+ * means every share within 0.5x-1.5x of an equal one (the benchmark's bound). */
+static void print_shares(const bb *b)
+{
+    double lo, hi, sum = (double)b->st[BB_HOT].n[OUT_OK];
+    if (b->nservers < 2 || !hot_shares(b, &lo, &hi))
+        return;
+    printf("hot shares:");
+    for (size_t i = 0; i < b->nservers; i++)
+        printf(" r%zu %.1f%%", i + 1, 100.0 * (double)b->hot_by_server[i].n[OUT_OK] / sum);
+    printf(" (equal %.1f%%; each within 0.5x-1.5x of it: %s, %.2fx-%.2fx)\n",
+           100.0 / (double)b->nservers, lo >= 0.5 && hi <= 1.5 ? "yes" : "NO", lo, hi);
+}
+
 /* The machine-readable form (--result-line): every figure of every class, zeros included,
  * as one `RESULT key=value ...` line that scripts cut with sed. */
 static void print_result_line(const bb *b, double secs)
@@ -490,8 +573,15 @@ static void print_result_line(const bb *b, double secs)
                (double)s->total / secs, n, (double)s->n[OUT_OK] / secs, n, lat_ms(&s->all, 0.5), n,
                lat_ms(&s->all, 0.99), n, (double)s->all.max_us / 1000.0);
     }
-    printf(" hot_all_sold=%d hot_all_sold_ms=%" PRIu64 "\n", hot->sold_out ? 1 : 0,
+    printf(" hot_all_sold=%d hot_all_sold_ms=%" PRIu64, hot->sold_out ? 1 : 0,
            hot->sold_out ? hot->sold_out_ms : 0);
+    double lo, hi;
+    hot_shares(b, &lo, &hi);
+    printf(" hot_ok_by_server=");
+    for (size_t i = 0; i < b->nservers; i++)
+        printf("%s%" PRIu64, i ? "," : "", b->hot_by_server[i].n[OUT_OK]);
+    printf(" hot_share_min=%.2f hot_share_max=%.2f hot_slices_empty=%" PRIu32 "\n", lo, hi,
+           b->hot_partition ? lg_slices_empty(&b->slices) : 0);
 }
 
 /* The human form: one row per class that sent requests, one column per outcome that
@@ -549,9 +639,15 @@ static void report(const bb *b)
                (double)s->n[OUT_OK] / secs, lat_ms(&s->all, 0.5), lat_ms(&s->all, 0.99),
                (double)s->all.max_us / 1000.0);
     }
+    print_shares(b);
     const bb_perf *hot = &b->perfs[0];
     printf("hot performance %" PRId64 ": %u seats, %u still free by this run's count%s\n", hot->id,
            hot->nseat, hot->nfree, hot->sold_out ? " (sold out)" : "");
+    if (b->hot_partition)
+        printf("hot seats in %d slices of ~%u, one per client (--hot-partition): %" PRIu32
+               " clients used up their slice\n",
+               b->nclients, b->slices.n ? b->slices.total / b->slices.n : 0,
+               lg_slices_empty(&b->slices));
     if (b->result_line)
         print_result_line(b, secs);
     fflush(stdout);
@@ -565,6 +661,14 @@ static void report(const bb *b)
         json_object_set_new(o, "hot_performance", json_integer(hot->id));
         json_object_set_new(o, "hot_seats", json_integer(hot->nseat));
         json_object_set_new(o, "hot_sold_out", json_boolean(hot->sold_out));
+        json_t *by = json_array();
+        for (size_t i = 0; i < b->nservers; i++)
+            json_array_append_new(by, json_integer((json_int_t)b->hot_by_server[i].n[OUT_OK]));
+        json_object_set_new(o, "hot_ok_by_server", by);
+        json_object_set_new(o, "hot_partition", json_boolean(b->hot_partition));
+        if (b->hot_partition)
+            json_object_set_new(o, "hot_slices_empty",
+                                json_integer((json_int_t)lg_slices_empty(&b->slices)));
         for (int k = 0; k < BB_NCLASS; k++)
             json_object_set_new(o, class_key[k], class_json(b, (bb_class)k, secs));
         if (json_dump_file(o, b->json_path, JSON_INDENT(2)) != 0)
@@ -581,13 +685,16 @@ static void usage(FILE *f)
           "                 --users FIRST:COUNT [--requests N] [--background-perfs ID,ID,...]\n"
           "                 [--background-share F] [--reads-share F] [--seats-min N]\n"
           "                 [--seats-max N] [--seed N] [--timeout-ms MS] [--rate R]\n"
-          "                 [--json FILE] [--result-line] [--help] [--version]\n"
+          "                 [--hot-partition] [--json FILE] [--result-line] [--help]\n"
+          "                 [--version]\n"
           "  Closed-loop booking load on reserved. Each client sends its next request when\n"
           "  the last is answered: a read with probability --reads-share, a background\n"
           "  booking with --background-share (default 0.25 each when background\n"
           "  performances are given, else 0), otherwise a hot booking. Stops after S seconds,\n"
           "  N requests, or when nothing is left to book. --rate R paces the clients to at\n"
           "  most R requests/s in all (each client one request every C/R s).\n"
+          "  --hot-partition cuts the hot performance's free seats into C slices, one per\n"
+          "  client, each booking only its own: no two clients ask for the same seat.\n"
           "  Prints a table of the classes that sent requests (columns: the outcomes that\n"
           "  happened). --result-line adds one `RESULT key=value ...` line with every\n"
           "  figure, zeros included, for scripts; --json FILE writes them as JSON.\n",
@@ -664,6 +771,7 @@ static int parse_args(bb *b, int argc, char **argv)
         {.name = "timeout-ms", .type = CM_FLAG_U64, .dst = &b->timeout_ms, .lo = 1, .hi = 600000},
         {.name = "rate", .type = CM_FLAG_U64, .dst = &rate, .lo = 1, .hi = 1000000},
         {.name = "result-line", .type = CM_FLAG_SWITCH, .dst = &b->result_line},
+        {.name = "hot-partition", .type = CM_FLAG_SWITCH, .dst = &b->hot_partition},
         {.name = "json", .type = CM_FLAG_STRING, .dst = &b->json_path, .metavar = "FILE"},
     };
     const cm_flags_spec spec = {
@@ -718,6 +826,7 @@ static void bb_free(bb *b)
     free(b->perfs);
     free(b->servers);
     free(b->hot_by_server);
+    lg_slices_clear(&b->slices);
     if (b->base)
         event_base_free(b->base);
     free(b);
@@ -781,8 +890,8 @@ int main(int argc, char **argv)
     }
     event_base_dispatch(b->base);
     free(ids);
-    if (lg_driver_setup_failed(b->d) || !lg_driver_setup_done(b->d)) /* failed or interrupted */
-        goto done;
+    if (lg_driver_setup_failed(b->d) || !lg_driver_setup_done(b->d) || b->setup_error)
+        goto done; /* failed or interrupted */
     report(b);
     rc = 0;
 done:

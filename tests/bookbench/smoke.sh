@@ -5,8 +5,11 @@
 # bookings and seat-map reads. Checks the RESULT line (--result-line: requests in every
 # class, successes, no "other" answers, no missing answers), that the human table has a row
 # per class and no RESULT line without the flag, and that the database agrees (201 answers
-# = confirmed reservations, remaining = total - sold, no seat sold twice). Everything
-# started is stopped by PID (trap), also on failure.
+# = confirmed reservations, remaining = total - sold, no seat sold twice). Then the
+# conflict-free shape over 2 reserved: ~2 s of 8 clients with --hot-partition on a fresh
+# hot performance, hot bookings only: no SEAT_TAKEN at all, the RESULT's per-server counts
+# add up to the hot bookings, and the shares line is printed. Everything started is
+# stopped by PID (trap), also on failure.
 #   BK_BIN=build/bin bash tests/bookbench/smoke.sh
 set -euo pipefail
 
@@ -16,14 +19,14 @@ ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 source "$ROOT/scripts/lib/booking.sh"
 bk_test_init bookbench-smoke
 bk_start_pg
-bk_start_reserved 1 db ""
+bk_start_reserved 2 db ""
 VENUE=$(bk_create_venue "Smoke hall" 2000 200 50)
 HOT=$(bk_create_perf "$VENUE" "Smoke hot" 10)
 BG=$(for d in 11 12 13; do bk_create_perf "$VENUE" "Smoke bg $d" "$d"; done | paste -sd, -)
 bk_create_users 20
 
 OUT="$BK_TMP/bookbench.out"
-"$BK_BIN/bookbench" --servers "$(bk_servers)" --clients 16 --duration 3 --hot-perf "$HOT" \
+"$BK_BIN/bookbench" --servers "${BK_RESERVED[0]}" --clients 16 --duration 3 --hot-perf "$HOT" \
     --background-perfs "$BG" --background-share 0.3 --reads-share 0.2 \
     --users "$BK_USERS_FIRST:20" --seed 7 --timeout-ms 5000 --json "$BK_TMP/bb.json" \
     --result-line | tee "$OUT"
@@ -64,4 +67,29 @@ BAD=$(bk_psql "SELECT count(*) FROM performances p WHERE p.remaining_capacity <>
 TWICE=$(bk_psql "SELECT count(*) FROM (SELECT performance_id, seat_id FROM reservation_seats
          WHERE confirmed GROUP BY 1, 2 HAVING count(*) > 1) t")
 [[ $TWICE -eq 0 ]] || bk_fail "$TWICE seats sold twice"
-echo "PASS: $(res requests) requests, $OK bookings created, database consistent"
+
+# The conflict-free shape: each client books only its own slice of a fresh hot
+# performance's seats, so not one answer may be SEAT_TAKEN (the shared-pick shape above
+# collides on 16 clients and 2000 seats within the first second).
+HOT2=$(bk_create_perf "$VENUE" "Smoke distinct" 20)
+OUT3="$BK_TMP/bookbench-distinct.out"
+"$BK_BIN/bookbench" --servers "$(bk_servers)" --clients 8 --duration 2 --hot-perf "$HOT2" \
+    --background-share 0 --reads-share 0 --hot-partition --users "$BK_USERS_FIRST:20" \
+    --seed 3 --timeout-ms 5000 --result-line | tee "$OUT3"
+RESULT=$(grep '^RESULT ' "$OUT3") || bk_fail "distinct run: no RESULT line"
+[[ $(res hot_ok) -gt 0 ]] || bk_fail "distinct run: hot_ok = $(res hot_ok), want > 0"
+for k in hot_seat_taken hot_other hot_noanswer bg_req read_req; do
+    [[ $(res "$k") -eq 0 ]] || bk_fail "distinct run: $k = $(res "$k"), want 0"
+done
+BY=$(res hot_ok_by_server)
+[[ $BY =~ ^[0-9]+,[0-9]+$ ]] || bk_fail "distinct run: hot_ok_by_server '$BY', want two counts"
+[[ $((${BY%,*} + ${BY#*,})) -eq $(res hot_ok) ]] ||
+    bk_fail "distinct run: hot_ok_by_server $BY does not add up to hot_ok $(res hot_ok)"
+grep -Eq '^hot shares: r1 [0-9.]+% r2 [0-9.]+% \(equal 50\.0%; each within 0\.5x-1\.5x of it: (yes|NO), ' \
+    "$OUT3" || bk_fail "distinct run: no 'hot shares:' line"
+grep -q '^hot seats in 8 slices of ~250, one per client (--hot-partition): ' "$OUT3" ||
+    bk_fail "distinct run: no slices line"
+TWICE=$(bk_psql "SELECT count(*) FROM (SELECT seat_id FROM reservation_seats
+         WHERE performance_id = $HOT2 GROUP BY 1 HAVING count(*) > 1) t")
+[[ $TWICE -eq 0 ]] || bk_fail "distinct run: $TWICE seats asked for twice"
+echo "PASS: $OK bookings created, database consistent; distinct shape: $(res hot_ok) bookings, no SEAT_TAKEN"
