@@ -301,28 +301,31 @@ cm_rc rs_pay_charge(rs_pay *p, const char *reference, int64_t amount, rs_pay_cb 
     return rc;
 }
 
-cm_rc rs_pay_cancel(rs_pay *p, const char *payment_id, rs_pay_cb cb, void *arg)
+/* A request whose path ends in one value, URI-encoded: fmt takes the prefix and it. */
+static cm_rc pay_send_about(rs_pay *p, pay_kind kind, const char *method, const char *fmt,
+                            const char *value, const char *body, rs_pay_cb cb, void *arg)
 {
-    if (p == NULL || payment_id == NULL || payment_id[0] == '\0' || cb == NULL)
+    if (p == NULL || value == NULL || cb == NULL)
         return CM_ERR;
-    char *enc = evhttp_uriencode(payment_id, -1, 0);
+    char *enc = evhttp_uriencode(value, -1, 0);
     if (enc == NULL)
         return CM_ERR;
     char path[RS_PAY_PATH_MAX];
-    snprintf(path, sizeof(path), "%s/payments/%s/cancel", p->prefix, enc);
+    snprintf(path, sizeof(path), fmt, p->prefix, enc);
     free(enc);
-    return pay_send(p, PAY_CANCEL, "POST", path, NULL, "{}", cb, arg);
+    return pay_send(p, kind, method, path, NULL, body, cb, arg);
+}
+
+cm_rc rs_pay_cancel(rs_pay *p, const char *payment_id, rs_pay_cb cb, void *arg)
+{
+    if (payment_id != NULL && payment_id[0] == '\0')
+        return CM_ERR;
+    return pay_send_about(p, PAY_CANCEL, "POST", "%s/payments/%s/cancel", payment_id, "{}", cb,
+                          arg);
 }
 
 cm_rc rs_pay_lookup(rs_pay *p, const char *reference, rs_pay_cb cb, void *arg)
 {
-    if (p == NULL || reference == NULL || cb == NULL)
-        return CM_ERR;
-    char *enc = evhttp_uriencode(reference, -1, 0);
-    if (enc == NULL)
-        return CM_ERR;
-    char path[RS_PAY_PATH_MAX];
-    snprintf(path, sizeof(path), "%s/payments?reference=%s", p->prefix, enc);
-    free(enc);
-    return pay_send(p, PAY_LOOKUP, "GET", path, NULL, NULL, cb, arg);
+    return pay_send_about(p, PAY_LOOKUP, "GET", "%s/payments?reference=%s", reference, NULL, cb,
+                          arg);
 }
