@@ -19,6 +19,7 @@
 #include <yaml.h>
 
 #include "cm_log.h"
+#include "cm_parse.h"
 #include "cm_strbuf.h"
 
 #define CFG_PATH_MAX 512
@@ -135,34 +136,6 @@ static void cfg_expect(const cm_cfg_key *k, char *why, size_t whylen, const char
     cm_strbuf_free(&sb);
 }
 
-static bool cfg_parse_int(const char *text, int64_t *out)
-{
-    const char *p = text[0] == '-' ? text + 1 : text;
-    char *end;
-    if (*p < '0' || *p > '9')
-        return false;
-    errno = 0;
-    long long v = strtoll(text, &end, 10);
-    if (errno != 0 || *end != '\0')
-        return false;
-    *out = (int64_t)v;
-    return true;
-}
-
-static bool cfg_parse_double(const char *text, double *out)
-{
-    char *end;
-    /* strtod skips leading spaces and takes "nan"/"inf": refuse both. */
-    if (text[0] == '\0' || text[0] == ' ' || text[0] == '\t')
-        return false;
-    errno = 0;
-    double v = strtod(text, &end);
-    if (errno != 0 || *end != '\0' || !isfinite(v))
-        return false;
-    *out = v;
-    return true;
-}
-
 static bool cfg_parse_bool(const char *text, bool *out)
 {
     static const char *const yes[] = {"true", "yes", "on", "1"};
@@ -251,11 +224,11 @@ static cm_rc cfg_value_parse(const cm_cfg_key *k, const char *text, cfg_value *v
     memset(v, 0, sizeof(*v));
     switch (k->type) {
     case CM_CFG_INT:
-        if (cfg_parse_int(text, &v->i) && v->i >= k->imin && v->i <= k->imax)
+        if (cm_parse_i64(text, k->imin, k->imax, &v->i))
             return CM_OK;
         break;
     case CM_CFG_DOUBLE:
-        if (cfg_parse_double(text, &v->d) && v->d >= k->dmin && v->d <= k->dmax)
+        if (cm_parse_double(text, k->dmin, k->dmax, &v->d))
             return CM_OK;
         break;
     case CM_CFG_STRING:
