@@ -6,10 +6,20 @@
  * master whose replies stopped coming; owns every round (lk_rl_op) until its last
  * hiredis callback has run.
  *
- * Lifetimes: every command carries a pointer to a slot embedded in its op, and the
- * op holds one reference per command still queued in hiredis plus one while the
- * round is open. hiredis runs every pending callback exactly once (with a NULL reply
- * on disconnect or free), so the op is freed only after the last of them. A master
+ * Batching: a round does not send its own command. op_send puts the round's slot for
+ * a master on that master's pend list and makes the flush event active; the flush
+ * runs after the other callbacks of the loop pass and sends each master's list as
+ * ONE call of the batch script (at most RL_BATCH_MAX entries each), whose reply
+ * carries every entry's own answer. So N rounds that start in one pass cost each
+ * master one EVALSHA, not N, and a lone round waits for nothing but the end of the
+ * pass. A round still decides on its own: per master, per phase, with its own timer;
+ * a batch that comes back late is late for every round it carries.
+ *
+ * Lifetimes: every batch call (rl_batch) holds pointers to slots embedded in their
+ * ops, and each op holds one reference per slot queued on a pend list or carried by
+ * a batch whose callback has not run, plus one while the round is open. hiredis runs
+ * every pending callback exactly once (with a NULL reply on disconnect or free), so
+ * the op is freed only after the last of them. A master
  * context is only ever freed from a timer or from lk_redlock_free, never from inside
  * one of its own callbacks.
  */
@@ -37,35 +47,59 @@
 #define RL_MAX_RESOURCE   256
 #define RL_MAX_TOKEN      128
 #define RL_FENCE_DIGITS   24
+#define RL_BATCH_MAX      128 /* rounds per script call: bounds one call's time in Redis */
 
 /* ---- scripts ---- */
 
-enum { SCRIPT_ACQUIRE, SCRIPT_FENCE, SCRIPT_RENEW, SCRIPT_RELEASE, SCRIPT_COUNT };
+enum { SCRIPT_BATCH, SCRIPT_COUNT };
 
-/* KEYS lock, fence; ARGV token, lease_ms, prev_token or "". Grants when the lock is
- * free, held by prev_token (handoff) or already ours (a retried attempt). */
-static const char script_acquire[] =
-    "local v = redis.call('GET', KEYS[1]) "
-    "if v == false or v == ARGV[1] or (ARGV[3] ~= '' and v == ARGV[3]) then "
-    "redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2]) "
-    "return {1, redis.call('INCR', KEYS[2])} end "
-    "return {0, redis.call('PTTL', KEYS[1])}";
-/* KEYS fence; ARGV t. Compared as decimal strings so fences above 2^53 stay exact. */
-static const char script_fence[] =
-    "local f = redis.call('GET', KEYS[1]) or '0' "
-    "local t = ARGV[1] "
-    "if #f < #t or (#f == #t and f < t) then redis.call('SET', KEYS[1], t) end "
-    "return 1";
-/* KEYS lock; ARGV token, lease_ms. */
-static const char script_renew[] = "if redis.call('GET', KEYS[1]) == ARGV[1] then "
-                                   "redis.call('PEXPIRE', KEYS[1], ARGV[2]) return 1 end return 0";
-/* KEYS lock; ARGV token, channel, resource. */
-static const char script_release[] =
-    "if redis.call('GET', KEYS[1]) == ARGV[1] then redis.call('DEL', KEYS[1]) "
-    "redis.call('PUBLISH', ARGV[2], ARGV[3]) return 1 end return 0";
+/* Every round goes to a master inside one call of this script, with the other rounds
+ * that started in the same loop pass (see rl_flush_cb). KEYS and ARGV carry one entry
+ * per round, in order: ARGV[1] is the release channel, then per entry a kind letter
+ * and its arguments; the entry's keys follow each other in KEYS.
+ *   a (acquire)  KEYS lock, fence  ARGV token, lease_ms, prev_token or ""
+ *                grants when the lock is free, held by prev_token (handoff) or already
+ *                ours (a retried attempt): {1, INCR fence}; else {0, PTTL lock}
+ *   r (renew)    KEYS lock         ARGV token, lease_ms: {1, 0} when ours, else {0, 0}
+ *   d (release)  KEYS lock         ARGV token, resource: deletes and publishes when ours
+ *   f (fence)    KEYS fence        ARGV t: fence = max(fence, t), compared as decimal
+ *                strings so fences above 2^53 stay exact: {1, 0}
+ * The reply is 2 integers per entry. Each entry runs under pcall: one that raises
+ * (a key of the wrong type) answers {-1, 0} (unknown) without failing the others. */
+static const char script_batch[] =
+    "local function acq(lk, fk, tok, lease, prev) "
+    "local v = redis.call('GET', lk) "
+    "if v == false or v == tok or (prev ~= '' and v == prev) then "
+    "redis.call('SET', lk, tok, 'PX', lease) "
+    "return 1, redis.call('INCR', fk) end "
+    "return 0, redis.call('PTTL', lk) end "
+    "local function ren(lk, tok, lease) "
+    "if redis.call('GET', lk) == tok then redis.call('PEXPIRE', lk, lease) return 1, 0 end "
+    "return 0, 0 end "
+    "local function rel(lk, tok, res) "
+    "if redis.call('GET', lk) == tok then redis.call('DEL', lk) "
+    "redis.call('PUBLISH', ARGV[1], res) return 1, 0 end "
+    "return 0, 0 end "
+    "local function fen(fk, t) "
+    "local f = redis.call('GET', fk) or '0' "
+    "if #f < #t or (#f == #t and f < t) then redis.call('SET', fk, t) end "
+    "return 1, 0 end "
+    "local out, k, a, n = {}, 1, 2, 0 "
+    "while a <= #ARGV do "
+    "local c, ok, s, v = ARGV[a] "
+    "if c == 'a' then ok, s, v = pcall(acq, KEYS[k], KEYS[k + 1], ARGV[a + 1], ARGV[a + 2], "
+    "ARGV[a + 3]) k = k + 2 a = a + 4 "
+    "elseif c == 'r' then ok, s, v = pcall(ren, KEYS[k], ARGV[a + 1], ARGV[a + 2]) "
+    "k = k + 1 a = a + 3 "
+    "elseif c == 'd' then ok, s, v = pcall(rel, KEYS[k], ARGV[a + 1], ARGV[a + 2]) "
+    "k = k + 1 a = a + 3 "
+    "else ok, s, v = pcall(fen, KEYS[k], ARGV[a + 1]) k = k + 1 a = a + 2 end "
+    "if not ok then s, v = -1, 0 end "
+    "out[n + 1] = s out[n + 2] = v n = n + 2 "
+    "end "
+    "return out";
 
-static const char *const script_text[SCRIPT_COUNT] = {script_acquire, script_fence, script_renew,
-                                                      script_release};
+static const char *const script_text[SCRIPT_COUNT] = {script_batch};
 
 /* ---- types ---- */
 
@@ -124,7 +158,21 @@ typedef struct rl_master {
     rl_conn sub;          /* SUBSCRIBE <prefix>released */
     uint64_t inflight;    /* commands queued on cmd without a callback yet */
     uint64_t progress_us; /* last reply on cmd, or when inflight went 0 -> 1 */
+    rl_slot **pend;       /* slots waiting for this pass's batch call (each holds an op ref) */
+    size_t n_pend, cap_pend;
 } rl_master;
+
+/* One batch script call on one master: the slots it carries, in ARGV order. It holds
+ * one reference on each slot's op and is freed by its hiredis callback, which runs
+ * exactly once. */
+typedef struct rl_batch {
+    lk_redlock *rl;
+    uint32_t idx;      /* master index */
+    bool eval_retried; /* NOSCRIPT already made us resend it as EVAL */
+    uint64_t sent_us;  /* for the per-master round-trip histogram */
+    size_t n;
+    rl_slot *slots[]; /* n */
+} rl_batch;
 
 struct lk_rl_op {
     lk_redlock *rl;
@@ -143,7 +191,6 @@ struct lk_rl_op {
     uint32_t wait;     /* slots of the current phase in SL_WAIT */
     uint32_t no;       /* slots of the current phase in SL_NO */
     uint64_t start_us; /* round start, for validity */
-    uint64_t phase_start_us; /* for the per-master round-trip histogram */
     uint64_t lease_ms;
     uint64_t fence; /* acquire: largest fence among granting masters */
     char fence_txt[RL_FENCE_DIGITS];
@@ -180,6 +227,11 @@ struct lk_redlock {
     struct event *health;
     struct rl_op_list ops; /* open rounds, queued ones included */
     size_t pending;
+    /* Batching: rounds (and fence write-backs) started in one loop pass wait in each
+     * master's pend list; this event, made active by the first of them, sends each
+     * master's list as one script call after the pass's other callbacks. */
+    struct event *flush;
+    bool flush_armed;
     /* Admission: at most max_inflight rounds are sent and open at once, the rest wait
      * in admit (FIFO), so an overload queues here instead of past redis_timeout_ms in
      * the masters, where every round would time out, unlock, and be tried again. */
@@ -539,79 +591,129 @@ static void op_finish(lk_rl_op *op, lk_rl_outcome outcome, int64_t retry_after_m
     rl_admit(rl);
 }
 
-/* Builds the Redis command of op's current phase, as EVALSHA or (after NOSCRIPT) EVAL. */
-static int op_format(const lk_rl_op *op, bool eval, char **out)
+/* Argument count of one entry of the batch script: its keys and its ARGV (kind letter
+ * included). */
+static size_t slot_keys(const rl_slot *s)
 {
-    lk_redlock *rl = op->rl;
-    const char *argv[9];
-    size_t len[9];
-    int argc = 0;
-    int script;
-    char lease[24];
-    size_t lease_len = 0;
-    if (op->phase == PH_FENCE) {
-        script = SCRIPT_FENCE;
-    } else {
-        script = op->kind == OP_ACQUIRE ? SCRIPT_ACQUIRE
-                 : op->kind == OP_RENEW ? SCRIPT_RENEW
-                                        : SCRIPT_RELEASE;
-        lease_len = (size_t)snprintf(lease, sizeof lease, "%llu", (unsigned long long)op->lease_ms);
+    return s->phase == PH_MAIN && s->op->kind == OP_ACQUIRE ? 2 : 1;
+}
+
+static size_t slot_args(const rl_slot *s)
+{
+    if (s->phase == PH_FENCE) {
+        return 2;
     }
+    return s->op->kind == OP_ACQUIRE ? 4 : 3;
+}
+
+/* Builds the batch call of b, as EVALSHA or (after NOSCRIPT) EVAL: every entry's keys,
+ * then the channel and every entry's kind letter and arguments (see script_batch). */
+static int batch_format(const rl_batch *b, bool eval, char **out)
+{
+    lk_redlock *rl = b->rl;
+    size_t argc_max = 4;
+    for (size_t k = 0; k < b->n; k++) {
+        argc_max += slot_keys(b->slots[k]) + slot_args(b->slots[k]);
+    }
+    const char **argv = malloc(argc_max * sizeof *argv);
+    size_t *len = malloc(argc_max * sizeof *len);
+    char(*lease)[24] = malloc((b->n ? b->n : 1) * sizeof *lease);
+    char numkeys[24];
+    int rc = -1;
+    if (argv == NULL || len == NULL || lease == NULL) {
+        goto out;
+    }
+    size_t argc = 0;
 #define ARG(p, l) (argv[argc] = (p), len[argc] = (l), argc++)
     if (eval) {
         ARG("EVAL", 4);
-        ARG(script_text[script], strlen(script_text[script]));
+        ARG(script_text[SCRIPT_BATCH], strlen(script_text[SCRIPT_BATCH]));
     } else {
         ARG("EVALSHA", 7);
-        ARG(rl->sha[script], 40);
+        ARG(rl->sha[SCRIPT_BATCH], 40);
     }
-    switch (script) {
-    case SCRIPT_ACQUIRE:
-        ARG("2", 1);
-        ARG(op->lock_key, op->lock_key_len);
-        ARG(op->fence_key, op->fence_key_len);
-        ARG(op->token, op->token_len);
-        ARG(lease, lease_len);
-        ARG(op->prev, op->prev_len);
-        break;
-    case SCRIPT_FENCE:
-        ARG("1", 1);
-        ARG(op->fence_key, op->fence_key_len);
-        ARG(op->fence_txt, strlen(op->fence_txt));
-        break;
-    case SCRIPT_RENEW:
-        ARG("1", 1);
-        ARG(op->lock_key, op->lock_key_len);
-        ARG(op->token, op->token_len);
-        ARG(lease, lease_len);
-        break;
-    default:
-        ARG("1", 1);
-        ARG(op->lock_key, op->lock_key_len);
-        ARG(op->token, op->token_len);
-        ARG(rl->channel, rl->channel_len);
-        ARG(op->resource, op->resource_len);
-        break;
+    size_t nk_at = argc;
+    ARG(numkeys, 0); /* filled in below */
+    size_t nkeys = 0;
+    for (size_t k = 0; k < b->n; k++) {
+        const lk_rl_op *op = b->slots[k]->op;
+        if (b->slots[k]->phase == PH_FENCE) {
+            ARG(op->fence_key, op->fence_key_len);
+        } else {
+            ARG(op->lock_key, op->lock_key_len);
+            if (op->kind == OP_ACQUIRE) {
+                ARG(op->fence_key, op->fence_key_len);
+            }
+        }
+        nkeys += slot_keys(b->slots[k]);
+    }
+    len[nk_at] = (size_t)snprintf(numkeys, sizeof numkeys, "%zu", nkeys);
+    ARG(rl->channel, rl->channel_len);
+    for (size_t k = 0; k < b->n; k++) {
+        const lk_rl_op *op = b->slots[k]->op;
+        size_t ll =
+            (size_t)snprintf(lease[k], sizeof lease[k], "%llu", (unsigned long long)op->lease_ms);
+        if (b->slots[k]->phase == PH_FENCE) {
+            ARG("f", 1);
+            ARG(op->fence_txt, strlen(op->fence_txt));
+            continue;
+        }
+        switch (op->kind) {
+        case OP_ACQUIRE:
+            ARG("a", 1);
+            ARG(op->token, op->token_len);
+            ARG(lease[k], ll);
+            ARG(op->prev, op->prev_len);
+            break;
+        case OP_RENEW:
+            ARG("r", 1);
+            ARG(op->token, op->token_len);
+            ARG(lease[k], ll);
+            break;
+        case OP_RELEASE:
+            ARG("d", 1);
+            ARG(op->token, op->token_len);
+            ARG(op->resource, op->resource_len);
+            break;
+        }
     }
 #undef ARG
-    return redisFormatCommandArgv(out, argc, argv, len);
+    assert(argc <= argc_max);
+    rc = redisFormatCommandArgv(out, (int)argc, argv, len);
+out:
+    free(argv);
+    free(len);
+    free(lease);
+    return rc;
 }
 
-static void slot_reply_cb(redisAsyncContext *ac, void *r, void *privdata);
-
-/* Queues cmd on master i for the current phase. False when hiredis refused it. */
-static bool op_send(lk_rl_op *op, size_t i, const char *cmd, int len)
+/* Queues op's command of the current phase for master i's batch of this pass. False
+ * when the master is not up (it counts as a no). */
+static bool op_send(lk_rl_op *op, size_t i)
 {
-    rl_master *m = &op->rl->masters[i];
-    rl_slot *s = &op->slots[op->phase * op->rl->n + i];
-    if (!m->up || m->cmd.ac == NULL ||
-        redisAsyncFormattedCommand(m->cmd.ac, slot_reply_cb, s, cmd, (size_t)len) != REDIS_OK) {
+    lk_redlock *rl = op->rl;
+    rl_master *m = &rl->masters[i];
+    rl_slot *s = &op->slots[op->phase * rl->n + i];
+    if (!m->up || m->cmd.ac == NULL) {
         return false;
     }
-    cmd_inflight_add(m);
+    if (m->n_pend == m->cap_pend) {
+        size_t cap = m->cap_pend ? 2 * m->cap_pend : 16;
+        rl_slot **p = realloc(m->pend, cap * sizeof *p);
+        if (p == NULL) {
+            return false;
+        }
+        m->pend = p;
+        m->cap_pend = cap;
+    }
+    m->pend[m->n_pend++] = s;
     s->state = SL_WAIT;
     op->wait++;
     op->refs++;
+    if (!rl->flush_armed) {
+        rl->flush_armed = true;
+        event_active(rl->flush, EV_TIMEOUT, 1);
+    }
     return true;
 }
 
@@ -638,19 +740,13 @@ static void op_fence_phase(lk_rl_op *op)
     op->yes = have;
     op->wait = 0;
     op->no = 0;
-    op->phase_start_us = cm_now_us();
     snprintf(op->fence_txt, sizeof op->fence_txt, "%llu", (unsigned long long)op->fence);
-    char *cmd = NULL;
-    int len = op_format(op, false, &cmd);
-    if (len > 0) {
-        for (size_t i = 0; i < rl->n; i++) {
-            const rl_slot *s = &op->slots[i];
-            if (!(s->state == SL_YES && s->value == op->fence)) {
-                op_send(op, i, cmd, len);
-            }
+    for (size_t i = 0; i < rl->n; i++) {
+        const rl_slot *s = &op->slots[i];
+        if (!(s->state == SL_YES && s->value == op->fence)) {
+            op_send(op, i);
         }
     }
-    redisFreeCommand(cmd);
     event_del(&op->timer);
     event_add(&op->timer, rl->round_tv);
     op_advance(op);
@@ -688,69 +784,14 @@ static void op_advance(lk_rl_op *op)
     }
 }
 
-/* A NOSCRIPT reply means the master lost its scripts (SCRIPT FLUSH, restart behind a
- * proxy): load them again and resend this one command as EVAL. */
-static bool slot_retry_eval(lk_rl_op *op, rl_slot *s, redisAsyncContext *ac)
+/* Records master s->idx's answer for s (a slot of its op's current phase, still open)
+ * and lets the round move on. */
+static void slot_answer(rl_slot *s, rl_slot_state st, long long value)
 {
-    rl_master *m = &op->rl->masters[s->idx];
-    char *cmd = NULL;
-    int len = op_format(op, true, &cmd);
-    bool ok =
-        len > 0 && redisAsyncFormattedCommand(ac, slot_reply_cb, s, cmd, (size_t)len) == REDIS_OK;
-    redisFreeCommand(cmd);
-    if (ok) {
-        cmd_inflight_add(m);
-        for (int i = 0; i < SCRIPT_COUNT; i++) {
-            if (redisAsyncCommand(ac, NULL, NULL, "SCRIPT LOAD %s", script_text[i]) != REDIS_OK) {
-                break;
-            }
-        }
-    }
-    return ok;
-}
-
-/* hiredis callback of every round command; privdata is its slot. */
-static void slot_reply_cb(redisAsyncContext *ac, void *r, void *privdata)
-{
-    rl_slot *s = privdata;
     lk_rl_op *op = s->op;
-    lk_redlock *rl = op->rl;
-    redisReply *reply = r;
-    rl_master *m = &rl->masters[s->idx];
-    cmd_inflight_done(m, reply != NULL);
-    if (rl->freeing) {
-        goto done;
-    }
-    if (reply != NULL) {
-        cm_hist_observe_us(&rl->stats.redis_rtt, cm_now_us() - op->phase_start_us);
-    } else if (ac == m->cmd.ac) {
-        /* The context is going away (its disconnect callback follows): stop using it
-         * before the NULL replies below complete rounds that may start new ones. */
-        master_set_up(m, false);
-    }
-    if (op->state != OPS_SENT || op->phase != s->phase) {
-        goto done; /* late: the round already moved on */
-    }
-    if (reply != NULL && reply->type == REDIS_REPLY_ERROR &&
-        strncmp(reply->str, "NOSCRIPT", 8) == 0 && slot_retry_eval(op, s, ac)) {
-        return; /* the EVAL took over this slot and its reference */
-    }
     op->wait--;
-    rl_slot_state st = SL_UNKNOWN;
-    if (reply == NULL) {
-        st = SL_UNKNOWN;
-    } else if (reply->type == REDIS_REPLY_ERROR) {
-        log_warn("redis master %s: script error: %s", m->name, reply->str);
-    } else if (op->kind == OP_RELEASE || op->phase == PH_FENCE) {
-        st = SL_YES;
-    } else if (op->kind == OP_RENEW && reply->type == REDIS_REPLY_INTEGER) {
-        st = reply->integer == 1 ? SL_YES : SL_NO;
-    } else if (op->kind == OP_ACQUIRE && reply->type == REDIS_REPLY_ARRAY && reply->elements == 2 &&
-               reply->element[0]->type == REDIS_REPLY_INTEGER &&
-               reply->element[1]->type == REDIS_REPLY_INTEGER) {
-        long long v = reply->element[1]->integer;
-        st = reply->element[0]->integer == 1 ? SL_YES : SL_NO;
-        s->value = v > 0 ? (uint64_t)v : 0;
+    if (op->kind == OP_ACQUIRE && s->phase == PH_MAIN && st != SL_UNKNOWN) {
+        s->value = value > 0 ? (uint64_t)value : 0;
         if (st == SL_YES && s->value > op->fence) {
             op->fence = s->value;
         }
@@ -759,8 +800,153 @@ static void slot_reply_cb(redisAsyncContext *ac, void *r, void *privdata)
     op->yes += st == SL_YES;
     op->no += st == SL_NO;
     op_advance(op);
-done:
-    op_unref(op);
+}
+
+/* Entry k of a batch reply: what it says about slot s. The reply of a whole call that
+ * is missing (NULL: disconnect), an error, or not 2 integers per entry says nothing:
+ * unknown (the command may or may not have run). */
+static rl_slot_state batch_entry(const rl_slot *s, const redisReply *reply, size_t k, size_t n,
+                                 long long *value)
+{
+    *value = 0;
+    if (reply == NULL || reply->type != REDIS_REPLY_ARRAY || reply->elements != 2 * n) {
+        return SL_UNKNOWN;
+    }
+    const redisReply *st = reply->element[2 * k], *v = reply->element[2 * k + 1];
+    if (st->type != REDIS_REPLY_INTEGER || v->type != REDIS_REPLY_INTEGER || st->integer < 0) {
+        return SL_UNKNOWN;
+    }
+    *value = v->integer;
+    if (s->phase == PH_FENCE || s->op->kind == OP_RELEASE) {
+        return SL_YES; /* answered: a release of a token that holds nothing is done too */
+    }
+    return st->integer == 1 ? SL_YES : SL_NO;
+}
+
+static void batch_reply_cb(redisAsyncContext *ac, void *r, void *privdata);
+
+/* A NOSCRIPT reply means the master lost its scripts (SCRIPT FLUSH, restart behind a
+ * proxy): load it again and resend the batch once as EVAL, with the entries whose
+ * rounds are still waiting for them (the others are dropped: late). */
+static bool batch_retry_eval(rl_batch *b, redisAsyncContext *ac)
+{
+    size_t live = 0;
+    for (size_t k = 0; k < b->n; k++) {
+        rl_slot *s = b->slots[k];
+        if (s->op->state == OPS_SENT && s->op->phase == s->phase) {
+            b->slots[live++] = s;
+        } else {
+            op_unref(s->op);
+        }
+    }
+    b->n = live;
+    b->eval_retried = true;
+    if (live == 0) {
+        free(b);
+        return true;
+    }
+    char *cmd = NULL;
+    int len = batch_format(b, true, &cmd);
+    bool ok =
+        len > 0 && redisAsyncFormattedCommand(ac, batch_reply_cb, b, cmd, (size_t)len) == REDIS_OK;
+    redisFreeCommand(cmd);
+    if (ok) {
+        cmd_inflight_add(&b->rl->masters[b->idx]);
+        (void)redisAsyncCommand(ac, NULL, NULL, "SCRIPT LOAD %s", script_text[SCRIPT_BATCH]);
+    }
+    return ok;
+}
+
+/* hiredis callback of every batch call; privdata is the batch. Each entry whose round
+ * still waits for this phase gets its own answer; late ones only drop references. */
+static void batch_reply_cb(redisAsyncContext *ac, void *r, void *privdata)
+{
+    rl_batch *b = privdata;
+    lk_redlock *rl = b->rl;
+    redisReply *reply = r;
+    rl_master *m = &rl->masters[b->idx];
+    cmd_inflight_done(m, reply != NULL);
+    if (!rl->freeing) {
+        if (reply != NULL) {
+            cm_hist_observe_us(&rl->stats.redis_rtt, cm_now_us() - b->sent_us);
+        } else if (ac == m->cmd.ac) {
+            /* The context is going away (its disconnect callback follows): stop using
+             * it before the NULL replies below complete rounds that may start new ones. */
+            master_set_up(m, false);
+        }
+        if (reply != NULL && reply->type == REDIS_REPLY_ERROR) {
+            if (!b->eval_retried && strncmp(reply->str, "NOSCRIPT", 8) == 0 &&
+                batch_retry_eval(b, ac)) {
+                return; /* the EVAL took over the batch and its references */
+            }
+            log_warn("redis master %s: script error: %s", m->name, reply->str);
+        }
+    }
+    for (size_t k = 0; k < b->n; k++) {
+        rl_slot *s = b->slots[k];
+        lk_rl_op *op = s->op;
+        if (!rl->freeing && op->state == OPS_SENT && op->phase == s->phase) {
+            long long value;
+            rl_slot_state st = batch_entry(s, reply, k, b->n, &value);
+            slot_answer(s, st, value);
+        }
+        op_unref(op);
+    }
+    free(b);
+}
+
+/* Sends master i's slots of this pass as batch calls of at most RL_BATCH_MAX entries.
+ * The list is taken off the master first: rounds that the failures below complete
+ * may start new ones, which queue for the next flush. */
+static void master_flush(lk_redlock *rl, size_t i)
+{
+    rl_master *m = &rl->masters[i];
+    rl_slot **pend = m->pend;
+    size_t n = m->n_pend;
+    m->pend = NULL;
+    m->n_pend = m->cap_pend = 0;
+    for (size_t at = 0; at < n;) {
+        size_t cnt = CM_MIN(n - at, (size_t)RL_BATCH_MAX);
+        rl_batch *b = malloc(sizeof *b + cnt * sizeof b->slots[0]);
+        bool sent = false;
+        if (b != NULL) {
+            *b = (rl_batch){.rl = rl, .idx = (uint32_t)i, .sent_us = cm_now_us(), .n = cnt};
+            memcpy(b->slots, pend + at, cnt * sizeof b->slots[0]);
+            char *cmd = NULL;
+            int len = batch_format(b, false, &cmd);
+            sent = len > 0 && m->up && m->cmd.ac != NULL &&
+                   redisAsyncFormattedCommand(m->cmd.ac, batch_reply_cb, b, cmd, (size_t)len) ==
+                       REDIS_OK;
+            redisFreeCommand(cmd);
+        }
+        if (sent) {
+            cmd_inflight_add(m);
+            rl->stats.batch_calls_total++;
+            rl->stats.batch_entries_total += cnt;
+        } else {
+            /* Not sent (the master went down meanwhile, or out of memory): no answer. */
+            free(b);
+            for (size_t k = at; k < at + cnt; k++) {
+                lk_rl_op *op = pend[k]->op;
+                if (op->state == OPS_SENT && op->phase == pend[k]->phase) {
+                    slot_answer(pend[k], SL_UNKNOWN, 0);
+                }
+                op_unref(op);
+            }
+        }
+        at += cnt;
+    }
+    free(pend);
+}
+
+/* The flush event: every master's batch of this pass goes out. */
+static void rl_flush_cb(evutil_socket_t fd, short what, void *arg)
+{
+    lk_redlock *rl = arg;
+    rl->flush_armed = false;
+    for (size_t i = 0; i < rl->n && !rl->freeing; i++) {
+        master_flush(rl, i);
+    }
 }
 
 /* The round timer: decide with what has arrived. Also the deferred outcome path. */
@@ -830,29 +1016,25 @@ static lk_rl_op *op_new(lk_redlock *rl, rl_kind kind, const char *resource, cons
     return op;
 }
 
-/* Sends a round's command to every master that is up, or defers NOQUORUM. The round's
- * time (validity, round timer) starts here, not while it was queued. */
+/* Queues a round's command for every master that is up (this pass's flush sends it in
+ * each master's batch), or defers NOQUORUM. The round's time (validity, round timer)
+ * starts here, not while it was queued for admission. */
 static void op_launch(lk_rl_op *op)
 {
     lk_redlock *rl = op->rl;
     rl->inflight++;
-    op->start_us = op->phase_start_us = cm_now_us();
+    op->start_us = cm_now_us();
     if (rl->up < rl->quorum && !op->best_effort) {
         op_set_state(op, OPS_NOQUORUM);
         event_active(&op->timer, EV_TIMEOUT, 1);
         return;
     }
     op_set_state(op, OPS_SENT);
-    char *cmd = NULL;
-    int len = op_format(op, false, &cmd);
-    if (len > 0) {
-        for (size_t i = 0; i < rl->n; i++) {
-            op_send(op, i, cmd, len);
-        }
+    for (size_t i = 0; i < rl->n; i++) {
+        op_send(op, i);
     }
-    redisFreeCommand(cmd);
     if (op->wait < rl->quorum) {
-        /* Sends were refused (contexts closing): fail from the loop, not from here. */
+        /* Masters went down meanwhile: fail from the loop, not from here. */
         event_active(&op->timer, EV_TIMEOUT, 1);
     } else {
         event_add(&op->timer, rl->round_tv);
@@ -969,6 +1151,10 @@ lk_redlock *lk_redlock_new(struct event_base *base, const lk_redlock_opts *opts)
             }
         }
     }
+    rl->flush = event_new(base, -1, 0, rl_flush_cb, rl);
+    if (rl->flush == NULL) {
+        goto fail;
+    }
     rl->health = event_new(base, -1, EV_PERSIST, health_cb, rl);
     struct timeval htv = cm_tv_from_ms(CM_MIN(1000u, CM_MAX(50u, rl->timeout_ms)));
     if (rl->health == NULL || event_add(rl->health, &htv) != 0) {
@@ -1006,6 +1192,17 @@ void lk_redlock_free(lk_redlock *rl)
                 event_free(conns[k]->reconnect);
             }
         }
+    }
+    /* Slots that never went out: their references go with them. */
+    for (size_t i = 0; rl->masters && i < rl->n; i++) {
+        rl_master *m = &rl->masters[i];
+        for (size_t k = 0; k < m->n_pend; k++) {
+            op_unref(m->pend[k]->op);
+        }
+        free(m->pend);
+    }
+    if (rl->flush) {
+        event_free(rl->flush);
     }
     /* Every command callback has run: only the rounds' own references are left. */
     while (!TAILQ_EMPTY(&rl->ops)) {

@@ -9,13 +9,16 @@
  * "want <resource>" notices from lockds whose waiters find the lock held elsewhere
  * (resource names never contain a space, so the two cannot be confused).
  *
- * Rounds: each operation sends one script to every connected master and completes as
+ * Rounds: each operation sends its command to every connected master and completes as
  * soon as its outcome is known (quorum reached, quorum impossible, or the round timer
  * of redlock.redis_timeout_ms fires). Late replies are ignored. At most
  * max_inflight_rounds are out at once; later ones wait in a FIFO and their time starts
  * when they are sent. A master that is not
- * connected counts as a no. The callback runs exactly once, from the event loop, never
- * from inside the call that started the operation, unless the operation was cancelled.
+ * connected counts as a no. Rounds (and fence write-backs) that start in the same loop
+ * pass reach each master as ONE call of a batch script that carries them all, each
+ * with its own per-resource answer (see lk_redlock.c). The callback runs exactly once, from the
+ * event loop, never from inside the call that started the operation, unless the operation was
+ * cancelled.
  */
 #ifndef LK_REDLOCK_H
 #define LK_REDLOCK_H
@@ -54,6 +57,8 @@ typedef struct lk_rl_stats {
     uint64_t rounds_total;           /* rounds started (acquire, renew, release, unlocks) */
     uint64_t failed_total;           /* rounds that ended without quorum */
     uint64_t fence_writebacks_total; /* acquires that wrote the fence back to a majority */
+    uint64_t batch_calls_total;      /* batch script calls sent (one per master per pass) */
+    uint64_t batch_entries_total;    /* round commands those calls carried */
     cm_hist redis_rtt;               /* per-master command round trip */
 } lk_rl_stats;
 /* Another process released resource (pub/sub). Borrowed string. */

@@ -8,6 +8,8 @@
  */
 #include <check.h>
 #include <event2/event.h>
+#include <hiredis/adapters/libevent.h>
+#include <hiredis/async.h>
 #include <hiredis/hiredis.h>
 #include <signal.h>
 #include <stdio.h>
@@ -742,6 +744,161 @@ START_TEST(test_master_loading)
 }
 END_TEST
 
+/* ---- batches: rounds started in one loop pass share one script call per master ---- */
+
+/* How many EVALSHA calls master i has run (INFO commandstats). */
+static long long evalsha_calls(size_t i)
+{
+    redisContext *c = rconnect(i);
+    redisReply *info = redisCommand(c, "INFO commandstats");
+    ck_assert_ptr_nonnull(info);
+    const char *p = strstr(info->str, "cmdstat_evalsha:calls=");
+    long long n = p ? atoll(p + strlen("cmdstat_evalsha:calls=")) : 0;
+    freeReplyObject(info);
+    redisFree(c);
+    return n;
+}
+
+START_TEST(test_batch_one_call)
+{
+    /* Five rounds of three kinds start in one pass: each master gets ONE call, and
+     * each round gets its own answer. B1 is held by another token on master 1 only
+     * (granted by 0 and 2); B2 on masters 0 and 1 (held). */
+    rset(1, PREFIX "lock:B1", "other");
+    rset(0, PREFIX "lock:B2", "other");
+    rset(1, PREFIX "lock:B2", "other");
+    env e;
+    env_open(&e);
+    ck_assert_int_eq(acquire(&e, "BR", "tokR", NULL, 1000).outcome, LK_RL_GRANTED);
+    ck_assert_int_eq(acquire(&e, "BD", "tokD", NULL, 5000).outcome, LK_RL_GRANTED);
+    drain(&e);
+    run_until(&e, NULL, 20);
+    long long calls0[3];
+    for (size_t i = 0; i < 3; i++) {
+        calls0[i] = evalsha_calls(i);
+    }
+    const lk_rl_stats *st = lk_redlock_stats(e.rl);
+    uint64_t batches0 = st->batch_calls_total, entries0 = st->batch_entries_total;
+    box b[5] = {{0}};
+    ck_assert_ptr_nonnull(lk_redlock_acquire(e.rl, "B0", "tok0", NULL, 5000, box_cb, &b[0]));
+    ck_assert_ptr_nonnull(lk_redlock_acquire(e.rl, "B1", "tok1", NULL, 5000, box_cb, &b[1]));
+    ck_assert_ptr_nonnull(lk_redlock_acquire(e.rl, "B2", "tok2", NULL, 5000, box_cb, &b[2]));
+    ck_assert_ptr_nonnull(lk_redlock_renew(e.rl, "BR", "tokR", 60000, box_cb, &b[3]));
+    ck_assert_ptr_nonnull(lk_redlock_release(e.rl, "BD", "tokD", box_cb, &b[4]));
+    for (int i = 0; i < 5; i++) {
+        ck_assert_msg(run_until(&e, &b[i].done, 3000), "round %d did not complete", i);
+    }
+    /* One call per master carried the five (the unlock of B2 that follows its HELD is a
+     * round of a later pass: not counted yet unless it went out, so compare with >=). */
+    ck_assert_uint_eq(st->batch_entries_total - entries0 >= 15, true);
+    ck_assert_uint_ge(st->batch_calls_total - batches0, 3);
+    ck_assert_int_eq(b[0].r.outcome, LK_RL_GRANTED);
+    ck_assert_int_eq(b[1].r.outcome, LK_RL_GRANTED);
+    ck_assert_int_eq(b[2].r.outcome, LK_RL_HELD);
+    ck_assert_int_eq(b[2].r.retry_after_ms, 0); /* "other" has no expiry */
+    ck_assert_int_eq(b[3].r.outcome, LK_RL_GRANTED);
+    ck_assert_int_gt(b[3].r.validity_ms, 50000);
+    ck_assert_int_eq(b[4].r.outcome, LK_RL_GRANTED);
+    ck_assert_uint_eq(b[0].r.fence, 1);
+    ck_assert_uint_eq(b[1].r.fence, 1);
+    drain(&e);
+    run_until(&e, NULL, 20);
+    /* The five rounds were one EVALSHA on each master, plus at most the unlock of B2. */
+    for (size_t i = 0; i < 3; i++) {
+        long long d = evalsha_calls(i) - calls0[i];
+        ck_assert_msg(d >= 1 && d <= 2, "master %zu ran %lld calls for 5 rounds + 1 unlock", i, d);
+    }
+    assert_lock_all(PREFIX "lock:B0", "tok0");
+    assert_lock_all(PREFIX "lock:BD", "");
+    char v[64];
+    rget(0, PREFIX "lock:B1", v, sizeof v);
+    ck_assert_str_eq(v, "tok1");
+    rget(1, PREFIX "lock:B1", v, sizeof v);
+    ck_assert_str_eq(v, "other"); /* the per-resource no did not touch the other token */
+    rget(2, PREFIX "lock:B2", v, sizeof v);
+    ck_assert_str_eq(v, ""); /* B2's grant on master 2 was taken back */
+    rget(0, PREFIX "lock:B2", v, sizeof v);
+    ck_assert_str_eq(v, "other");
+    env_close(&e);
+}
+END_TEST
+
+static void busy_cb(redisAsyncContext *ac, void *r, void *privdata)
+{
+    *(bool *)privdata = true;
+}
+
+/* Keeps master i busy for ms inside a script sent from e's own loop (a client that
+ * answers late without being stopped: later commands queue behind it). */
+static redisAsyncContext *master_busy(env *e, size_t i, int ms, bool *done)
+{
+    redisAsyncContext *ac = redisAsyncConnect("127.0.0.1", masters[i].port);
+    ck_assert_msg(ac != NULL && !ac->err, "async connect to master %zu", i);
+    ck_assert_int_eq(redisLibeventAttach(ac, e->base), REDIS_OK);
+    char script[256];
+    snprintf(script, sizeof script,
+             "local s = redis.call('TIME') local e = s[1] * 1000000 + s[2] + %d "
+             "while true do local t = redis.call('TIME') "
+             "if t[1] * 1000000 + t[2] >= e then break end end return 1",
+             ms * 1000);
+    ck_assert_int_eq(redisAsyncCommand(ac, busy_cb, done, "EVAL %s 0", script), REDIS_OK);
+    return ac;
+}
+
+START_TEST(test_batch_late_one_resource)
+{
+    /* Three acquires in one pass: one call per master. Master 0 answers that call late
+     * (busy 120 ms, redis_timeout_ms 50), master 1 holds LB for another token. LA and
+     * LC do not need master 0 (1 and 2 grant them at once); LB does: its only other yes
+     * is master 2, so the late answer counts as a no for it and LB is HELD after the
+     * round timer, and its grants are taken back. Control: with master 0 on time, LB is
+     * granted by masters 0 and 2. */
+    rset(1, PREFIX "lock:LB", "other");
+    env e;
+    env_open_timeout(&e, 50);
+    bool busy_done = false;
+    redisAsyncContext *busy = master_busy(&e, 0, 120, &busy_done);
+    run_until(&e, NULL, 15); /* the busy script is running on master 0 */
+    const lk_rl_stats *st = lk_redlock_stats(e.rl);
+    uint64_t batches0 = st->batch_calls_total;
+    box a = {0}, b = {0}, c = {0};
+    uint64_t t0 = th_now_us();
+    ck_assert_ptr_nonnull(lk_redlock_acquire(e.rl, "LA", "tokA", NULL, 5000, box_cb, &a));
+    ck_assert_ptr_nonnull(lk_redlock_acquire(e.rl, "LB", "tokB", NULL, 5000, box_cb, &b));
+    ck_assert_ptr_nonnull(lk_redlock_acquire(e.rl, "LC", "tokC", NULL, 5000, box_cb, &c));
+    ck_assert(run_until(&e, &a.done, 3000));
+    ck_assert(run_until(&e, &c.done, 3000));
+    ck_assert_msg(!b.done, "LB decided before its round timer: master 0 cannot have answered");
+    ck_assert(run_until(&e, &b.done, 3000));
+    uint64_t b_us = th_now_us() - t0;
+    ck_assert_uint_eq(st->batch_calls_total - batches0 >= 3, true);
+    ck_assert_int_eq(a.r.outcome, LK_RL_GRANTED);
+    ck_assert_int_eq(c.r.outcome, LK_RL_GRANTED);
+    ck_assert_int_eq(b.r.outcome, LK_RL_HELD);
+    ck_assert_msg(b_us >= 45000, "LB decided after %llu us, before the 50 ms round timer",
+                  (unsigned long long)b_us);
+    ck_assert(run_until(&e, &busy_done, 3000));
+    drain(&e);
+    run_until(&e, NULL, 50);
+    /* The late call did run on master 0: LA and LC are there with their tokens; LB's
+     * late grant there was taken back by the unlock queued behind it. */
+    char v[64];
+    rget(0, PREFIX "lock:LA", v, sizeof v);
+    ck_assert_str_eq(v, "tokA");
+    rget(0, PREFIX "lock:LC", v, sizeof v);
+    ck_assert_str_eq(v, "tokC");
+    rget(0, PREFIX "lock:LB", v, sizeof v);
+    ck_assert_str_eq(v, "");
+    rget(2, PREFIX "lock:LB", v, sizeof v);
+    ck_assert_str_eq(v, "");
+    /* Control: master 0 on time decides LB the other way. */
+    ck_assert_int_eq(acquire(&e, "LB", "tokB2", NULL, 5000).outcome, LK_RL_GRANTED);
+    drain(&e);
+    redisAsyncFree(busy);
+    env_close(&e);
+}
+END_TEST
+
 static void setup3_aof(void)
 {
     memset(masters, 0, sizeof masters);
@@ -787,6 +944,8 @@ int main(void)
     add_case(s, "five_masters", test_five_masters, setup5);
     add_case(s, "free_pending", test_free_pending, setup3);
     add_case(s, "master_loading", test_master_loading, setup3_aof);
+    add_case(s, "batch_one_call", test_batch_one_call, setup3);
+    add_case(s, "batch_late_one_resource", test_batch_late_one_resource, setup3);
     SRunner *sr = srunner_create(s);
     srunner_run_all(sr, CK_NORMAL);
     int failed = srunner_ntests_failed(sr);
