@@ -4,7 +4,7 @@
 # loopback ports in one temp dir; then for each mode starts 3 reserved (payment off, so the
 # database and the lock are what is measured), creates a fresh hot performance on a
 # 20000-seat venue and 50 background performances on a 1000-seat venue, and runs
-# build/bin/bookbench over the 3 reserved, in one of two shapes:
+# build/bin/bookbench over the 3 reserved, in one of three shapes (SHAPE):
 # - split (default, BG_CLIENTS > 0): CLIENTS closed-loop clients book the hot performance
 #   (1-3 seats) while BG_CLIENTS other clients, at the same time, send background traffic
 #   at a fixed offered rate (BG_RATE requests/s, bookbench --rate): half bookings on the 50
@@ -15,30 +15,58 @@
 # - mixed (BG_CLIENTS=0): one bookbench, each of the CLIENTS picks every request at random:
 #   BG_SHARE background bookings, READS_SHARE reads, the rest hot bookings. On a CPU-bound
 #   machine the closed-loop mix pins the hot rate to its share of the total, whatever the
-#   lock mode does.
-# Prints each run, a comparison table (hot bookings/s, hot p50/p99, background p99, reads
-# p99, and the lockd/db ratios) and one RESULT line per run.
+#   lock mode does;
+# - distinct (SHAPE=distinct): a sale without conflicts. One bookbench, CLIENTS clients,
+#   hot bookings only, no background traffic; the hot seats are cut into one slice per
+#   client (bookbench --hot-partition), so no two buyers ever ask for the same seat and
+#   every booking can succeed. The hot hall has HOT_SEATS seats (60000 here: a client
+#   uses up its slice of 1/CLIENTS of them).
+# The serial ceiling, in the same run (CEILING=1): after the modes of each round, pgbench
+# (PostgreSQL 15's) runs the booking transaction of lockd mode from ONE client for
+# CEILING_DURATION s on a fresh performance of its own: BEGIN; SELECT * FROM
+# rs_book_read(perf, user, 1-3 seats, fence, false, reference) (the fence update on the
+# hot row, the reservation and its seats, the capacity: what reserved sends with payment
+# off); COMMIT. One commit per booking, nothing else on the machine: the rate one hot
+# performance allows when bookings are made one after another.
+# PAYMENT=1: fakepay in the path (reserved payment.url; --latency-ms PAY_LATENCY_MS, no
+# declines), in both modes; the ceiling stays without payment.
+# Prints each run (with each reserved's share of the hot bookings, "shares: r1 x% r2 y%
+# r3 z% (each within 0.5x-1.5x of an equal share: yes|no ...)", and in lockd mode the
+# group-booking batch sizes from reserved's /metrics, "batch sizes: mean n (...), p50 <=
+# a, p99 <= b" or "n/a"), a comparison table (hot bookings/s, hot p50/p99, background
+# p99, reads p99, batch mean, min-max share against an equal one; the ceiling; the
+# lockd/db and lockd/ceiling ratios), one RESULT line per run and one SUMMARY line.
+# SHAPES="split distinct:64:16 split+pay ..." (or ALL=1: every shape of the docs table)
+# runs this script once per shape, NAME[:CLIENTS:POOL][+pay], and prints one table of
+# their SUMMARY lines; each shape takes about 2 x (DURATION + 15) + CEILING_DURATION + 25
+# s (printed before it starts).
 # Everything started is stopped by PID at the end, also on failure or Ctrl-C.
 #   bench/booking.sh
 #   CLIENTS=64 POOL=8 LOCKDS=1 bench/booking.sh
 #   BG_CLIENTS=0 bench/booking.sh                 # the mixed shape
+#   SHAPE=distinct bench/booking.sh               # no two buyers want the same seat
+#   PAYMENT=1 SHAPE=distinct bench/booking.sh     # fakepay with 5 ms in the path
+#   ALL=1 BUILD=build-rel bench/booking.sh        # every shape, one table
 #   BUILD=build-rel MODES="db lockd" bench/booking.sh
 # The defaults (128 hot clients, 32 connections per reserved: 96 in all) are the situation
 # the lock service exists for: more buyers of one performance than database connections,
 # so that in db mode every waiting buyer holds a connection. docs/performance.md has the
 # figures of other shapes (64 clients; pools of 8, 16, 32).
-# Environment: BUILD (build; built with Release when a binary is missing), CLIENTS (128),
-# BG_CLIENTS (16), BG_RATE (80), DURATION (10 s: at ~700 hot bookings/s of 2 seats the
-# 20000-seat hot performance lasts ~14 s; a run that sold it out says so), MODES
-# ("lockd db"), LOCKDS (2), ROUNDS (1; each round runs every mode once, the comparison
-# takes the means), SEED (1), POOL (32: db_pool_size of each reserved), HISTORY (40000),
-# BG_SHARE and READS_SHARE (mixed shape: 0.25 each; 0 and 0: hot bookings only).
+# Environment: BUILD (build; built with Release when a binary is missing), SHAPE (split;
+# mixed when BG_CLIENTS=0; or distinct), CLIENTS (128), BG_CLIENTS (16), BG_RATE (80),
+# DURATION (10 s: at ~700 hot bookings/s of 2 seats the 20000-seat hot performance lasts
+# ~14 s; a run that sold it out says so), HOT_SEATS (20000; 60000 in the distinct shape),
+# MODES ("lockd db"), LOCKDS (2), ROUNDS (1; each round runs every mode once, the
+# comparison takes the means), SEED (1), POOL (32: db_pool_size of each reserved),
+# HISTORY (40000), BG_SHARE and READS_SHARE (mixed shape: 0.25 each; 0 and 0: hot
+# bookings only), CEILING (1; 0: no pgbench), CEILING_DURATION (5 s), PAYMENT (0),
+# PAY_LATENCY_MS (5), SHAPES and ALL (above).
 set -euo pipefail
 # Arguments: none but --help (the knobs are environment variables, above).
 case "${1:-}" in
 '') ;;
 -h | --help)
-    sed -n '2,35p' "$0" | sed 's/^# \{0,1\}//'
+    sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'
     exit 0
     ;;
 *)
@@ -49,6 +77,59 @@ esac
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$ROOT"
+
+# ---- SHAPES / ALL: this script once per shape, then one table of their SUMMARY lines.
+if [[ ${ALL:-0} == 1 && -z ${SHAPES:-} ]]; then
+    SHAPES="split split:64:16 split:64:32 split:128:8 split:64:8 mixed distinct distinct:64:16 split+pay distinct+pay"
+fi
+if [[ -n ${SHAPES:-} ]]; then
+    read -ra list <<<"$SHAPES"
+    per=$((2 * (${DURATION:-10} + 15) * ${ROUNDS:-1} + ${CEILING_DURATION:-5} * ${ROUNDS:-1} + 25))
+    echo "== ${#list[@]} shapes, about $per s each (~$(((per * ${#list[@]} + 59) / 60)) min): ${list[*]}"
+    logs=$(mktemp -d "${TMPDIR:-/tmp}/booking-shapes.XXXXXX")
+    rows=()
+    for entry in "${list[@]}"; do
+        base=${entry%%+*} pay=0
+        [[ $entry == *+pay ]] && pay=1
+        IFS=: read -r name c p <<<"$base"
+        if [[ ! $name =~ ^(split|mixed|distinct)$ || $entry =~ \+ && $entry != *+pay ]]; then
+            echo "booking.sh: SHAPES entry '$entry': want split|mixed|distinct[:CLIENTS:POOL][+pay]" >&2
+            exit 2
+        fi
+        env_=(SHAPE="$name" PAYMENT="$pay")
+        [[ -n $c ]] && env_+=(CLIENTS="$c")
+        [[ -n $p ]] && env_+=(POOL="$p")
+        echo
+        echo "==== shape $entry: ${env_[*]} bench/booking.sh (log $logs/$entry.log)"
+        rc=0
+        env -u SHAPES -u ALL "${env_[@]}" bash "$0" >"$logs/$entry.log" 2>&1 || rc=$?
+        sed -n '/^== comparison/,/^RESULT/p' "$logs/$entry.log" | grep -v '^RESULT'
+        if [[ $rc -ne 0 ]]; then
+            echo "shape $entry FAILED (exit $rc); the end of its log:"
+            tail -n 15 "$logs/$entry.log"
+            rows+=("SUMMARY shape=$entry failed=1")
+            continue
+        fi
+        rows+=("$(grep '^SUMMARY ' "$logs/$entry.log" | sed "s/^SUMMARY shape=[^ ]*/SUMMARY shape=$entry/")")
+    done
+    sget() { sed -n "s/.* $2=\([^ ]*\).*/\1/p" <<<"$1"; }
+    echo
+    echo "== all shapes (DURATION ${DURATION:-10} s, ROUNDS ${ROUNDS:-1}, $(nproc) cores, load now $(cut -d' ' -f1-3 /proc/loadavg)); hot bookings/s and p99 ms"
+    printf '%-14s %7s %8s %8s %6s %8s %6s %6s %10s %10s %6s %10s\n' shape "cl/conn" lockd db \
+        lockd/db ceiling "l/ceil" "db/ceil" "p99 l/db" "bg99 l/db" batch "shares l"
+    for r in "${rows[@]}"; do
+        printf '%-14s %7s %8s %8s %6s %8s %6s %6s %10s %10s %6s %10s\n' "$(sget "$r" shape)" \
+            "$(sget "$r" clients)/$(sget "$r" conns)" "$(sget "$r" lockd)" "$(sget "$r" db)" \
+            "$(sget "$r" lockd_db)" "$(sget "$r" ceiling)" "$(sget "$r" lockd_ceiling)" \
+            "$(sget "$r" db_ceiling)" "$(sget "$r" p99_lockd)/$(sget "$r" p99_db)" \
+            "$(sget "$r" bg_p99_lockd)/$(sget "$r" bg_p99_db)" "$(sget "$r" batch_lockd)" \
+            "$(sget "$r" shares_lockd)"
+    done
+    printf '%s\n' "${rows[@]}"
+    echo "(logs of every shape: $logs)"
+    exit 0
+fi
+
 BUILD=${BUILD:-build}
 CLIENTS=${CLIENTS:-128}
 BG_CLIENTS=${BG_CLIENTS:-16}
@@ -61,16 +142,39 @@ BG_SHARE=${BG_SHARE:-0.25}
 READS_SHARE=${READS_SHARE:-0.25}
 SEED=${SEED:-1}
 export BK_DB_POOL=${POOL:-32}
+if [[ -z ${SHAPE:-} ]]; then
+    SHAPE=split
+    ((BG_CLIENTS > 0)) || SHAPE=mixed
+fi
+case $SHAPE in
+split) ((BG_CLIENTS > 0)) || BG_CLIENTS=16 ;;
+mixed) BG_CLIENTS=0 ;;
+distinct) BG_CLIENTS=0 ;;
+*)
+    echo "booking.sh: SHAPE=$SHAPE: want split, mixed or distinct" >&2
+    exit 2
+    ;;
+esac
+if [[ $SHAPE == distinct ]]; then HOT_SEATS=${HOT_SEATS:-60000}; else HOT_SEATS=${HOT_SEATS:-20000}; fi
+CEILING=${CEILING:-1}
+CEILING_DURATION=${CEILING_DURATION:-5}
+PAYMENT=${PAYMENT:-0}
+PAY_LATENCY_MS=${PAY_LATENCY_MS:-5}
+PGBIN=${PGBIN:-/usr/lib/postgresql/15/bin}
 
-for t in lockd reserved bookbench; do
+for t in lockd reserved bookbench fakepay; do
     if [[ ! -x "$BUILD/bin/$t" ]]; then
-        echo "== building lockd, reserved, bookbench (Release) in $BUILD"
+        echo "== building lockd, reserved, bookbench, fakepay (Release) in $BUILD"
         cmake -S . -B "$BUILD" -DCMAKE_BUILD_TYPE=Release >/dev/null
-        cmake --build "$BUILD" -j2 --target lockd reserved bookbench >/dev/null
+        cmake --build "$BUILD" -j2 --target lockd reserved bookbench fakepay >/dev/null
         break
     fi
 done
 BK_BIN=$(cd "$BUILD/bin" && pwd)
+if [[ $CEILING == 1 && ! -x $PGBIN/pgbench ]]; then
+    echo "booking.sh: no $PGBIN/pgbench (package postgresql-15; scripts/deps.sh installs it): CEILING=0 runs without the ceiling" >&2
+    exit 2
+fi
 
 # shellcheck source=../scripts/lib/booking.sh
 source scripts/lib/booking.sh
@@ -83,9 +187,17 @@ bk_start_pg
 bk_start_redis 3
 bk_start_lockd "$LOCKDS"
 echo "== PostgreSQL $BK_PG_CONNINFO (fsync on); redis $BK_REDIS_LIST; lockd ${BK_LOCKD[*]}"
+PAY_URL=""
+if [[ $PAYMENT == 1 ]]; then
+    bk_start_fakepay --latency-ms "$PAY_LATENCY_MS" --seed "$SEED"
+    PAY_URL=$BK_PAY_URL
+    echo "== fakepay $PAY_URL (--latency-ms $PAY_LATENCY_MS, no declines)"
+fi
 
 NUSERS=200
 SUMMARY=() # "mode round RESULT ..."
+declare -A BATCH=() # "mode-round" -> mean batch size (lockd mode), or n/a
+CEIL=()             # "round per_s latency_ms"
 HISTORY=${HISTORY:-40000}
 # A booking database in use is not empty: HISTORY past reservations of 2 seats (400 per
 # performance of a 1000-seat hall) are loaded once, before the first run, and analyzed.
@@ -124,24 +236,35 @@ bk_seed_history() {
               FROM hr JOIN hs ON hs.n IN (2 * hr.k - 1, 2 * hr.k);" >/dev/null
     echo "== history: $((perfs * 400)) past reservations on $perfs performances ($((SECONDS - t0)) s)"
 }
+# A hall of N seats made by SQL (the API takes at most 10000 seats in one venue body):
+# 100 a row, the first 1000 VIP. Prints its id.
+hot_hall() { # hot_hall NAME N
+    BK_PSQL_USER=postgres bk_psql "
+        WITH v AS (INSERT INTO venues (name) VALUES ('$1') RETURNING id),
+             s AS (INSERT INTO venue_seats (venue_id, row_label, number, type)
+                   SELECT v.id, 'R' || (g / 100 + 1), g % 100 + 1,
+                          CASE WHEN g < 1000 THEN 'VIP' ELSE 'NORMAL' END
+                     FROM v, generate_series(0, $2 - 1) g)
+        SELECT id FROM v"
+}
+# Same start for every run: the last run's dead row versions (a hot performance row is
+# updated once or twice per booking) vacuumed, statistics fresh, dirty pages flushed.
+fresh_db() {
+    BK_PSQL_USER=postgres bk_psql "VACUUM (ANALYZE)" >/dev/null
+    BK_PSQL_USER=postgres bk_psql "CHECKPOINT" >/dev/null
+}
 run_mode() { # run_mode MODE ROUND
     local mode=$1 round=$2 tag="$1-$2" d
     echo
-    echo "== round $round, mode $mode: 3 reserved, payment off; load $(cut -d' ' -f1-3 /proc/loadavg)"
-    bk_start_reserved 3 "$mode" ""
+    echo "== round $round, mode $mode: 3 reserved, payment $([[ $PAYMENT == 1 ]] && echo "on (fakepay, $PAY_LATENCY_MS ms)" || echo off); load $(cut -d' ' -f1-3 /proc/loadavg)"
+    bk_start_reserved 3 "$mode" "$PAY_URL"
     if [[ -z ${HISTORY_DONE:-} && $HISTORY -gt 0 ]]; then
         bk_seed_history
         HISTORY_DONE=1
     fi
-    # The API takes at most 10000 seats in one venue body; the hot hall is twice that, so
-    # lockd mode does not sell it out within a run. Same layout: 100 a row, the first 1000 VIP.
-    HOT_VENUE=$(BK_PSQL_USER=postgres bk_psql "
-        WITH v AS (INSERT INTO venues (name) VALUES ('Bench hot hall ($tag)') RETURNING id),
-             s AS (INSERT INTO venue_seats (venue_id, row_label, number, type)
-                   SELECT v.id, 'R' || (g / 100 + 1), g % 100 + 1,
-                          CASE WHEN g < 1000 THEN 'VIP' ELSE 'NORMAL' END
-                     FROM v, generate_series(0, 19999) g)
-        SELECT id FROM v")
+    # Twice the 10000 seats a venue body may hold by default, so lockd mode does not sell
+    # it out within a run.
+    HOT_VENUE=$(hot_hall "Bench hot hall ($tag)" "$HOT_SEATS")
     BG_VENUE=$(bk_create_venue "Bench hall ($tag)" 1000 100 50)
     HOT=$(bk_create_perf "$HOT_VENUE" "Hot ($tag)" 40)
     BG=()
@@ -149,10 +272,7 @@ run_mode() { # run_mode MODE ROUND
         BG+=("$(bk_create_perf "$BG_VENUE" "Background $d ($tag)" $((40 + d)))")
     done
     bk_create_users "$NUSERS"
-    # Same start for every run: the last run's dead row versions (a hot performance row is
-    # updated once or twice per booking) vacuumed, statistics fresh, dirty pages flushed.
-    BK_PSQL_USER=postgres bk_psql "VACUUM (ANALYZE)" >/dev/null
-    BK_PSQL_USER=postgres bk_psql "CHECKPOINT" >/dev/null
+    fresh_db
     BG_LIST=$(
         IFS=,
         echo "${BG[*]}"
@@ -160,8 +280,8 @@ run_mode() { # run_mode MODE ROUND
     local common=(--servers "$(bk_servers)" --duration "$DURATION" --hot-perf "$HOT"
         --background-perfs "$BG_LIST" --users "$BK_USERS_FIRST:$NUSERS" --seats-min 1
         --seats-max 3 --result-line)
-    echo "   (reserved configs: lock.mode $mode, payment.url \"\", db_pool_size $BK_DB_POOL, lock.wait_ms 5000)"
-    if ((BG_CLIENTS > 0)); then
+    echo "   (reserved configs: lock.mode $mode, payment.url \"$PAY_URL\", db_pool_size $BK_DB_POOL, lock.wait_ms 5000)"
+    if [[ $SHAPE == split ]]; then
         CMD=("$BK_BIN/bookbench" "${common[@]}" --clients "$CLIENTS" --background-share 0
             --reads-share 0 --seed "$SEED" --json "$BK_TMP/bookbench-$tag-hot.json")
         local bg_cmd=("$BK_BIN/bookbench" "${common[@]}" --clients "$BG_CLIENTS"
@@ -188,60 +308,181 @@ run_mode() { # run_mode MODE ROUND
         } >"$BK_TMP/bookbench-$tag.out"
         cat "$BK_TMP/bookbench-$tag.out"
     else
-        CMD=("$BK_BIN/bookbench" "${common[@]}" --clients "$CLIENTS" --background-share "$BG_SHARE"
-            --reads-share "$READS_SHARE" --seed "$SEED" --json "$BK_TMP/bookbench-$tag.json")
+        if [[ $SHAPE == distinct ]]; then
+            CMD=("$BK_BIN/bookbench" "${common[@]}" --clients "$CLIENTS" --background-share 0
+                --reads-share 0 --hot-partition --seed "$SEED" --json "$BK_TMP/bookbench-$tag.json")
+        else
+            CMD=("$BK_BIN/bookbench" "${common[@]}" --clients "$CLIENTS" --background-share "$BG_SHARE"
+                --reads-share "$READS_SHARE" --seed "$SEED" --json "$BK_TMP/bookbench-$tag.json")
+        fi
         echo "\$ ${CMD[*]}"
         "${CMD[@]}" | tee "$BK_TMP/bookbench-$tag.out"
+    fi
+    local result
+    result=$(grep '^RESULT ' "$BK_TMP/bookbench-$tag.out")
+    echo "   $(bk_hot_shares "$(get "$result" hot_ok_by_server)")"
+    if [[ $mode == lockd ]]; then
+        BATCH[$tag]=$(bk_batch_sizes "${BK_RESERVED[@]}")
+        echo "   batch sizes: ${BATCH[$tag]}"
     fi
     echo "   load after: $(cut -d' ' -f1-3 /proc/loadavg); performances table: $(bk_psql \
         "SELECT n_dead_tup || ' dead row versions, ' || pg_relation_size('performances') / 8192 ||
                 ' pages' FROM pg_stat_user_tables WHERE relname = 'performances'")"
     echo "   peak RSS (MiB): reserved $(bk_peak_rss "${BK_RESERVED_PIDS[@]}"); lockd $(bk_peak_rss \
         "${BK_LOCKD_PIDS[@]}") (since its start, all runs so far)"
-    SUMMARY+=("$mode $round $(grep '^RESULT ' "$BK_TMP/bookbench-$tag.out")")
-    if grep -q ' hot_all_sold=1' "$BK_TMP/bookbench-$tag.out"; then
+    SUMMARY+=("$mode $round $result")
+    if [[ $result == *' hot_all_sold=1'* ]]; then
         echo "   WARNING: the hot performance sold out during the run: hot figures are understated"
+    fi
+    if [[ $(get "$result" hot_slices_empty) -gt 0 ]]; then
+        echo "   WARNING: $(get "$result" hot_slices_empty) hot clients used up their slice of seats: hot figures are understated (raise HOT_SEATS)"
     fi
     bk_stop_reserved
 }
+
+# The serial ceiling: pgbench, ONE client, CEILING_DURATION s of lockd mode's booking
+# transaction with payment off (rs_book_read with a growing fence: the fence update and
+# the capacity in one new version of the hot row, the reservation, its 1-3 seats, the
+# read-back) on a fresh performance whose hall has seats for 4000 bookings/s of 3 seats.
+# Appends "ROUND PER_S LATENCY_MS" to CEIL, or "ROUND n/a n/a" when pgbench failed.
+run_ceiling() { # run_ceiling ROUND
+    local round=$1 seats=$((12000 * CEILING_DURATION)) venue perf first n user out rc=0 tps lat
+    echo
+    echo "== round $round, serial ceiling: pgbench, 1 client, $CEILING_DURATION s, the booking transaction of lockd mode (payment off); load $(cut -d' ' -f1-3 /proc/loadavg)"
+    venue=$(hot_hall "Ceiling hall ($round)" "$seats")
+    read -r perf first n < <(BK_PSQL_USER=postgres bk_psql "
+        WITH p AS (INSERT INTO performances (venue_id, title, starts_at, normal_price, vip_price,
+                                             total_capacity, remaining_capacity)
+                   VALUES ($venue, 'Ceiling ($round)', now() + interval '60 days', 50000, 120000,
+                           $seats, $seats) RETURNING id)
+        SELECT p.id, min(vs.id), count(*) FROM p, venue_seats vs WHERE vs.venue_id = $venue
+         GROUP BY p.id" | tr '|' ' ')
+    user=$(bk_psql "SELECT min(id) FROM users")
+    if [[ -z $perf || $n -ne $seats || -n $(bk_psql "SELECT 1 FROM venue_seats WHERE venue_id = $venue
+                                                      HAVING max(id) - min(id) + 1 <> count(*)") ]]; then
+        echo "   ceiling: the hall's seat ids are not one run of $seats: skipped"
+        CEIL+=("$round n/a n/a")
+        return
+    fi
+    fresh_db
+    # s: the next free seat id, f: the fence, k: the seats of this booking (1-3, as the
+    # hot clients ask). -M prepared: reserved's statements are prepared too.
+    cat >"$BK_TMP/ceiling.sql" <<'EOF'
+\set k random(1, 3)
+\set f :f + 1
+\set s2 :s + 1
+\set s3 :s + 2
+BEGIN;
+\if :k = 1
+SELECT * FROM rs_book_read(:perf::bigint, :user::bigint, ARRAY[:s::bigint], :f::numeric, false, 'ceiling-' || :f::text);
+\elif :k = 2
+SELECT * FROM rs_book_read(:perf::bigint, :user::bigint, ARRAY[:s::bigint, :s2::bigint], :f::numeric, false, 'ceiling-' || :f::text);
+\else
+SELECT * FROM rs_book_read(:perf::bigint, :user::bigint, ARRAY[:s::bigint, :s2::bigint, :s3::bigint], :f::numeric, false, 'ceiling-' || :f::text);
+\endif
+COMMIT;
+\set s :s + :k
+EOF
+    local cmd=("$PGBIN/pgbench" -n -M prepared -c 1 -j 1 -T "$CEILING_DURATION" -f "$BK_TMP/ceiling.sql"
+        -D "perf=$perf" -D "user=$user" -D "s=$first" -D f=0 -h "$BK_PG_DIR" -p "$BK_PG_PORT"
+        -U booking booking)
+    echo "\$ ${cmd[*]}"
+    out=$("${cmd[@]}" 2>&1) || rc=$?
+    tps=$(sed -n 's/^tps = \([0-9.]*\) (without initial connection time)$/\1/p' <<<"$out")
+    lat=$(sed -n 's/^latency average = \([0-9.]*\) ms$/\1/p' <<<"$out")
+    local booked
+    booked=$(bk_psql "SELECT count(*) FROM reservations WHERE performance_id = $perf")
+    if [[ $rc -ne 0 || -z $tps ]]; then
+        echo "   ceiling: pgbench failed (exit $rc):"
+        tail -n 8 <<<"$out" | sed 's/^/   | /'
+        CEIL+=("$round n/a n/a")
+        return
+    fi
+    grep -E '^(number of transactions actually processed|latency average|tps)' <<<"$out" | sed 's/^/   /'
+    tps=$(printf '%.1f' "$tps")
+    echo "   bookings committed on the ceiling performance: $booked"
+    CEIL+=("$round $tps ${lat:-n/a}")
+}
+
+get() { sed -n "s/.* $2=\([^ ]*\).*/\1/p" <<<"$1"; }
 # Rounds alternate the modes, so a load that drifts (a shared machine) hits both alike.
 for ((round = 1; round <= ROUNDS; round++)); do
     for mode in $MODES; do run_mode "$mode" "$round"; done
+    if [[ $CEILING == 1 ]]; then run_ceiling "$round"; fi
 done
 
-get() { sed -n "s/.* $2=\([^ ]*\).*/\1/p" <<<"$1"; }
 echo
-if ((BG_CLIENTS > 0)); then
-    SHAPE="split: $CLIENTS hot clients + $BG_CLIENTS background clients at $BG_RATE req/s"
-else
-    SHAPE="mixed: $CLIENTS clients, background share $BG_SHARE, reads share $READS_SHARE"
-fi
-echo "== comparison ($SHAPE, $DURATION s, 3 reserved, $LOCKDS lockd, $(nproc) cores)"
-printf '%-6s %5s %10s %10s %10s %10s %10s %10s %10s\n' mode round "hot 201/s" "hot p50ms" \
-    "hot p99ms" "bg 201/s" "bg p99ms" "read/s" "read p99ms"
+case $SHAPE in
+split) SHAPE_TXT="split: $CLIENTS hot clients + $BG_CLIENTS background clients at $BG_RATE req/s" ;;
+mixed) SHAPE_TXT="mixed: $CLIENTS clients, background share $BG_SHARE, reads share $READS_SHARE" ;;
+distinct) SHAPE_TXT="distinct: $CLIENTS hot clients, each its own slice of $HOT_SEATS seats, no background" ;;
+esac
+PAY_TXT="payment off"
+[[ $PAYMENT == 1 ]] && PAY_TXT="payment on (fakepay, $PAY_LATENCY_MS ms)"
+echo "== comparison ($SHAPE_TXT, $DURATION s, 3 reserved x $BK_DB_POOL connections, $LOCKDS lockd, $PAY_TXT, $(nproc) cores)"
+printf '%-6s %5s %10s %10s %10s %10s %10s %10s %10s %6s %10s\n' mode round "hot 201/s" "hot p50ms" \
+    "hot p99ms" "bg 201/s" "bg p99ms" "read/s" "read p99ms" "batch" "share x"
 TABLE=""
 for line in "${SUMMARY[@]}"; do
     read -r mode round _ <<<"$line"
-    row=$(printf '%-6s %5s %10s %10s %10s %10s %10s %10s %10s' "$mode" "$round" \
+    batch=-
+    [[ $mode == lockd ]] && batch=$(sed -n 's/^mean \([0-9.]*\) .*/\1/p' <<<"${BATCH[$mode-$round]}")
+    share="$(get "$line" hot_share_min)-$(get "$line" hot_share_max)"
+    row=$(printf '%-6s %5s %10s %10s %10s %10s %10s %10s %10s %6s %10s' "$mode" "$round" \
         "$(get "$line" hot_ok_per_s)" "$(get "$line" hot_p50_ms)" "$(get "$line" hot_p99_ms)" \
         "$(get "$line" bg_ok_per_s)" "$(get "$line" bg_p99_ms)" "$(get "$line" read_ok_per_s)" \
-        "$(get "$line" read_p99_ms)")
+        "$(get "$line" read_p99_ms)" "${batch:-n/a}" "$share")
     echo "$row"
     TABLE+="$row"$'\n'
 done
-# Means over the rounds, and the ratios the issue asks about.
-awk '$1 != "" { n[$1]++; hot[$1] += $3; bg[$1] += $7 }
+for c in "${CEIL[@]}"; do
+    read -r round tps lat <<<"$c"
+    printf '%-6s %5s %10s   (pgbench, 1 client, %s s: latency average %s ms)\n' ceil "$round" "$tps" \
+        "$CEILING_DURATION" "$lat"
+    [[ $tps != n/a ]] && TABLE+="ceil $round $tps"$'\n'
+done
+# Means over the rounds, and the ratios the issue asks about; then one SUMMARY line with
+# the means (ALL=1 / SHAPES tabulate it).
+awk -v shape="$SHAPE" -v clients="$CLIENTS" -v conns="$((3 * BK_DB_POOL))" -v pay="$PAYMENT" '
+     $1 != "" { n[$1]++; hot[$1] += $3; p99[$1] += $5; bg[$1] += $7
+                if ($10 ~ /^[0-9.]+$/) { nb[$1]++; batch[$1] += $10 }
+                if ($11 ~ /^[0-9.]+-[0-9.]+$/) {
+                    split($11, s, "-")
+                    if (!(($1) in smin) || s[1] < smin[$1]) smin[$1] = s[1]
+                    if (!(($1) in smax) || s[2] > smax[$1]) smax[$1] = s[2] } }
+     function mean(a, m) { return n[m] ? a[m] / n[m] : 0 }
+     function ratio(x, y) { return (y > 0 && x > 0) ? sprintf("%.2f", x / y) : "n/a" }
      END {
-         for (m in n) printf "mean %-6s hot 201/s %.1f, background p99 %.1f ms (%d rounds)\n",
-                             m, hot[m] / n[m], bg[m] / n[m], n[m]
-         if (n["lockd"] && n["db"] && hot["db"] > 0)
-             printf "hot bookings/s lockd/db = %.2fx\n",
-                    (hot["lockd"] / n["lockd"]) / (hot["db"] / n["db"])
+         split("lockd db", order, " ")
+         for (i = 1; i <= 2; i++) if ((m = order[i]) in n)
+             printf "mean %-6s hot 201/s %.1f, background p99 %.1f ms (%d rounds)\n",
+                    m, mean(hot, m), mean(bg, m), n[m]
+         if (n["ceil"])
+             printf "mean serial ceiling (pgbench, 1 client) %.1f bookings/s (%d rounds)\n",
+                    mean(hot, "ceil"), n["ceil"]
+         l = mean(hot, "lockd"); d = mean(hot, "db"); c = mean(hot, "ceil")
+         if (n["lockd"] && n["db"])
+             printf "hot bookings/s lockd/db = %sx\n", ratio(l, d)
+         if (n["ceil"] && (n["lockd"] || n["db"]))
+             printf "hot bookings/s lockd/ceiling = %sx, db/ceiling = %sx\n", ratio(l, c), ratio(d, c)
          if (n["lockd"] && n["db"] && bg["lockd"] > 0)
-             printf "background p99 db/lockd = %.2fx\n",
-                    (bg["db"] / n["db"]) / (bg["lockd"] / n["lockd"])
-     }' <<<"$TABLE"
+             printf "background p99 db/lockd = %sx\n", ratio(mean(bg, "db"), mean(bg, "lockd"))
+         printf "SUMMARY shape=%s clients=%s conns=%s payment=%s lockd=%.1f db=%.1f lockd_db=%s", \
+                shape, clients, conns, pay, l, d, ratio(l, d)
+         printf " ceiling=%.1f lockd_ceiling=%s db_ceiling=%s p99_lockd=%.0f p99_db=%.0f", \
+                c, ratio(l, c), ratio(d, c), mean(p99, "lockd"), mean(p99, "db")
+         printf " bg_p99_lockd=%.0f bg_p99_db=%.0f batch_lockd=%s", mean(bg, "lockd"), \
+                mean(bg, "db"), nb["lockd"] ? sprintf("%.2f", batch["lockd"] / nb["lockd"]) : "n/a"
+         printf " shares_lockd=%s shares_db=%s\n", ("lockd" in smin) ? smin["lockd"] "-" smax["lockd"] : "n/a", \
+                ("db" in smin) ? smin["db"] "-" smax["db"] : "n/a"
+     }' <<<"$TABLE" >"$BK_TMP/means"
+grep -v '^SUMMARY ' "$BK_TMP/means"
 for line in "${SUMMARY[@]}"; do
     read -r mode round _ <<<"$line"
     echo "RESULT mode=$mode round=$round ${line#* RESULT }"
 done
+for c in "${CEIL[@]}"; do
+    read -r round tps lat <<<"$c"
+    echo "RESULT mode=ceiling round=$round ceiling_per_s=$tps ceiling_latency_ms=$lat"
+done
+grep '^SUMMARY ' "$BK_TMP/means"

@@ -399,3 +399,68 @@ bk_peak_rss() { # bk_peak_rss PID...
     local IFS=/
     echo "${out[*]}"
 }
+
+# Each reserved's share of the hot bookings, from bookbench's RESULT field hot_ok_by_server
+# ("a,b,c": r1 is the first of --servers): "shares: r1 33.6% r2 33.4% r3 33.0% (each
+# within 0.5x-1.5x of an equal share: yes)"; "no, r3 0.31x" names the ones outside;
+# "shares: n/a" without hot bookings.
+bk_hot_shares() { # bk_hot_shares A,B,C
+    awk -v by="$1" 'BEGIN {
+        n = split(by, c, ","); sum = 0
+        for (i = 1; i <= n; i++) sum += c[i]
+        if (n < 1 || sum == 0) { print "shares: n/a"; exit }
+        out = "shares:"; bad = ""
+        for (i = 1; i <= n; i++) {
+            out = out sprintf(" r%d %.1f%%", i, 100 * c[i] / sum)
+            x = c[i] * n / sum
+            if (x < 0.5 || x > 1.5) bad = bad sprintf(", r%d %.2fx", i, x)
+        }
+        print out " (each within 0.5x-1.5x of an equal share: " (bad == "" ? "yes" : "no" bad) ")"
+    }'
+}
+
+# The group-booking batch sizes of the reserved at ADDR... (their /metrics since they
+# started, summed): "mean 6.21 (1520 batches, 9440 bookings), p50 <= 8, p99 <= 32" from
+# reserved_batches_total, reserved_batch_bookings_total and the histogram
+# reserved_batch_size (p50/p99: the upper bound of the bucket that holds them); "n/a"
+# when the reserved have no such metrics (or made no batch). Never fails.
+bk_batch_sizes() { # bk_batch_sizes ADDR...
+    local addr
+    for addr in "$@"; do curl -s -m 5 "http://$addr/metrics" || true; done | awk '
+        function num(s) { return s + 0 }
+        /^reserved_batches_total[ {]/ { batches += num($NF); seen = 1 }
+        /^reserved_batch_bookings_total[ {]/ { bookings += num($NF) }
+        /^reserved_batch_size_bucket\{/ {
+            if (match($0, /le="[^"]*"/)) {
+                le = substr($0, RSTART + 4, RLENGTH - 5)
+                if (!(le in cum)) les[++nle] = le
+                cum[le] += num($NF)
+            }
+        }
+        # The bucket bound holding quantile q of the observations (buckets are cumulative).
+        function q_bound(q,    i, j, t, k, v, want) {
+            for (i = 1; i <= nle; i++) order[i] = les[i]
+            for (i = 2; i <= nle; i++) { # insertion sort by bound, +Inf last
+                t = order[i]; k = (t == "+Inf") ? 1e300 : num(t)
+                for (j = i - 1; j >= 1; j--) {
+                    v = (order[j] == "+Inf") ? 1e300 : num(order[j])
+                    if (v <= k) break
+                    order[j + 1] = order[j]
+                }
+                order[j + 1] = t
+            }
+            total = cum[order[nle]]
+            if (total <= 0) return "n/a"
+            want = q * total
+            for (i = 1; i <= nle; i++) if (cum[order[i]] >= want) break
+            if (order[i] == "+Inf") return "> " (nle > 1 ? order[nle - 1] : "0")
+            return "<= " order[i]
+        }
+        END {
+            if (!seen || batches <= 0) { print "n/a"; exit }
+            out = sprintf("mean %.2f (%d batches, %d bookings)", bookings / batches, batches, bookings)
+            if (nle > 0) out = out ", p50 " q_bound(0.5) ", p99 " q_bound(0.99)
+            else out = out ", p50/p99 n/a (no reserved_batch_size histogram)"
+            print out
+        }'
+}
