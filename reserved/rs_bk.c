@@ -26,6 +26,7 @@
 
 #include "cm_log.h"
 #include "cm_time.h"
+#include "rs_batch.h"
 #include "rs_metrics.h"
 #include "rs_perflock.h"
 #include "rs_reconcile.h"
@@ -249,35 +250,35 @@ static json_t *bk_id_list_json(const char *csv)
 }
 
 /* Maps a failed statement of the booking/cancel transaction to its answer. */
-void rs_bk_fail_db(rs_bk *b, const rs_db_result *res)
+void rs_bk_set_db_error(rs_bk *b, const rs_db_result *res)
 {
     const char *st = res->sqlstate != NULL ? res->sqlstate : "";
     const char *msg = res->message != NULL ? res->message : "";
     if (strcmp(st, "RBP04") == 0) {
-        rs_bk_fail(b, 404, "NOT_FOUND", NULL, "performance %" PRId64 " not found", b->perf);
+        rs_bk_set_error(b, 404, "NOT_FOUND", NULL, "performance %" PRId64 " not found", b->perf);
     } else if (strcmp(st, "RBU04") == 0) {
-        rs_bk_fail(b, 404, "NOT_FOUND", NULL, "user %" PRId64 " not found", b->user);
+        rs_bk_set_error(b, 404, "NOT_FOUND", NULL, "user %" PRId64 " not found", b->user);
     } else if (strcmp(st, "RBR04") == 0) {
-        rs_bk_fail(b, 404, "NOT_FOUND", NULL, "reservation %" PRId64 " not found", b->res_id);
+        rs_bk_set_error(b, 404, "NOT_FOUND", NULL, "reservation %" PRId64 " not found", b->res_id);
     } else if (strcmp(st, "RBFEN") == 0) {
         rs_stats.bookings_fence_rejected++;
         log_warn("performance %" PRId64 ": fence %s is stale (a newer lock holder committed): "
                  "rolled back",
                  b->perf, b->fence);
-        rs_bk_fail(b, 503, "UNAVAILABLE", NULL,
-                   "lock lost: a newer holder of the performance lock "
-                   "committed; nothing was changed");
+        rs_bk_set_error(b, 503, "UNAVAILABLE", NULL,
+                        "lock lost: a newer holder of the performance lock "
+                        "committed; nothing was changed");
     } else if (strcmp(st, "RBSEA") == 0) {
-        rs_bk_fail(b, 400, "BAD_REQUEST",
-                   json_pack("{s:o}", "seatIds", bk_id_list_json(res->detail)),
-                   "seats %s are not seats of performance %" PRId64, res->detail, b->perf);
+        rs_bk_set_error(b, 400, "BAD_REQUEST",
+                        json_pack("{s:o}", "seatIds", bk_id_list_json(res->detail)),
+                        "seats %s are not seats of performance %" PRId64, res->detail, b->perf);
     } else if (strcmp(st, "RBTAK") == 0) {
-        rs_bk_fail(b, 409, "SEAT_TAKEN",
-                   json_pack("{s:o}", "seatIds", bk_id_list_json(res->detail)),
-                   "seats already taken: %s", res->detail);
+        rs_bk_set_error(b, 409, "SEAT_TAKEN",
+                        json_pack("{s:o}", "seatIds", bk_id_list_json(res->detail)),
+                        "seats already taken: %s", res->detail);
     } else if (strcmp(st, "RBSOL") == 0) {
-        rs_bk_fail(b, 409, "SOLD_OUT", NULL, "performance %" PRId64 " has too few seats left",
-                   b->perf);
+        rs_bk_set_error(b, 409, "SOLD_OUT", NULL, "performance %" PRId64 " has too few seats left",
+                        b->perf);
     } else if (strcmp(st, "23505") == 0 && strstr(msg, "reservation_seats_one_confirmed") != NULL) {
         rs_stats.guard_seat_unique++;
         log_error("GUARD reservation_seats_one_confirmed fired for performance %" PRId64
@@ -286,24 +287,58 @@ void rs_bk_fail_db(rs_bk *b, const rs_db_result *res)
         json_t *ids = json_array();
         for (size_t i = 0; i < b->nseats; i++)
             json_array_append_new(ids, json_integer(b->seats[i]));
-        rs_bk_fail(b, 409, "SEAT_TAKEN", json_pack("{s:o}", "seatIds", ids),
-                   "a requested seat was taken concurrently");
+        rs_bk_set_error(b, 409, "SEAT_TAKEN", json_pack("{s:o}", "seatIds", ids),
+                        "a requested seat was taken concurrently");
     } else if (strcmp(st, "23514") == 0 && strstr(msg, "performances_capacity_guard") != NULL) {
         rs_stats.guard_capacity++;
         log_error("GUARD performances_capacity_guard fired for performance %" PRId64 ": %s",
                   b->perf, msg);
-        rs_bk_fail(b, 409, "SOLD_OUT", NULL, "performance %" PRId64 " has too few seats left",
-                   b->perf);
+        rs_bk_set_error(b, 409, "SOLD_OUT", NULL, "performance %" PRId64 " has too few seats left",
+                        b->perf);
     } else if (strcmp(st, "23514") == 0) {
         rs_stats.guard_other++;
         log_error("GUARD a CHECK constraint fired for performance %" PRId64 ": %s", b->perf, msg);
-        rs_bk_fail(b, 503, "UNAVAILABLE", NULL, "the booking broke a database check");
+        rs_bk_set_error(b, 503, "UNAVAILABLE", NULL, "the booking broke a database check");
     } else if (strcmp(st, "55P03") == 0 || strcmp(st, "40001") == 0 || strcmp(st, "40P01") == 0) {
-        rs_bk_fail(b, 503, "BUSY", NULL, "the performance is busy, retry");
+        rs_bk_set_error(b, 503, "BUSY", NULL, "the performance is busy, retry");
     } else {
         log_warn("performance %" PRId64 ": database error %s: %s", b->perf, st, msg);
-        rs_bk_fail_unavailable(b);
+        rs_bk_set_error(b, 503, "UNAVAILABLE", NULL, "database unavailable");
     }
+}
+
+void rs_bk_fail_db(rs_bk *b, const rs_db_result *res)
+{
+    rs_bk_set_db_error(b, res);
+    rs_bk_unwind(b);
+}
+
+/* Sets the outcome from a stored Idempotency-Key record. */
+void rs_bk_replay(rs_bk *b, const PGresult *pg, int row, int col)
+{
+    rs_idem_answer a;
+    switch (rs_idem_replay_at(pg, row, col, b->fingerprint, &a)) {
+    case RS_IDEM_MISMATCH:
+        rs_bk_set_error(b, 422, "IDEMPOTENCY_MISMATCH", NULL,
+                        "Idempotency-Key '%s' was used with a different request", b->key);
+        break;
+    case RS_IDEM_UNREADABLE:
+        rs_bk_set_error(b, 503, "UNAVAILABLE", NULL, "stored idempotent response unreadable");
+        break;
+    case RS_IDEM_REPLAY:
+        rs_stats.bookings_idempotent_replays++;
+        json_decref(b->body_json);
+        b->body_json = a.body;
+        b->status = a.status;
+        b->code = NULL;
+        if (a.code[0] != '\0') {
+            snprintf(b->code_buf, sizeof(b->code_buf), "%s", a.code);
+            snprintf(b->msg, sizeof(b->msg), "%s", a.message);
+            b->code = b->code_buf;
+        }
+        break;
+    }
+    b->out = RS_BK_OUT_REPLAY;
 }
 
 rs_bk *rs_bk_ok(void *arg, const rs_db_result *res)
@@ -410,6 +445,19 @@ static void bk_settle_committed(rs_bk *b)
             return;
     }
     rs_bk_answer(b);
+}
+
+void rs_bk_batch_over(rs_bk *b, bool committed)
+{
+    assert(b->phase == BK_BATCHED && b->conn == NULL && b->lockw == NULL);
+    b->batch = NULL;
+    if (committed && b->out == RS_BK_OUT_OK) {
+        rs_stats.bookings_confirmed++;
+        bk_settle_committed(b);
+        return;
+    }
+    assert(b->out == RS_BK_OUT_ERROR || b->out == RS_BK_OUT_REPLAY);
+    bk_settle(b);
 }
 
 /* ---------------------------------------------------------------- lock + transaction */
@@ -559,29 +607,46 @@ static bool bk_pause(rs_bk *b, uint32_t ms, const char *what)
 static void bk_granted(void *arg, uint64_t fence)
 {
     rs_bk *b = arg;
+    if (b->phase == BK_BATCHED) { /* a batch's leader: the grant is the batch's */
+        rs_batch_on_granted(b->batch, fence);
+        return;
+    }
     snprintf(b->fence, sizeof(b->fence), "%" PRIu64, fence);
     if (bk_pause(b, rs_testhooks_g.pause_after_lock_ms, "after the lock"))
         return; /* the phase still says queued: the early lease goes on meanwhile */
     bk_locked(b);
 }
 
-static void bk_refused(void *arg, rs_perflock_refusal why, const char *code, const char *message)
+void rs_bk_set_refused(rs_bk *b, int why, const char *code)
 {
-    rs_bk *b = arg;
-    CM_UNUSED(message); /* rs_perflock logged it */
-    b->lockw = NULL;
     if (why == RS_PERFLOCK_BUSY)
         rs_bk_set_error(b, 503, "BUSY", NULL, "performance %" PRId64 " is busy, retry", b->perf);
     else if (why == RS_PERFLOCK_REFUSED)
         rs_bk_set_error(b, 503, "UNAVAILABLE", NULL, "lock service unavailable (%s)", code);
     else
         rs_bk_set_error(b, 503, "UNAVAILABLE", NULL, "lock service unavailable");
+}
+
+static void bk_refused(void *arg, rs_perflock_refusal why, const char *code, const char *message)
+{
+    rs_bk *b = arg;
+    CM_UNUSED(message);           /* rs_perflock logged it */
+    if (b->phase == BK_BATCHED) { /* a batch's leader: the refusal is the batch's */
+        rs_batch_on_refused(b->batch, why, code);
+        return;
+    }
+    b->lockw = NULL;
+    rs_bk_set_refused(b, why, code);
     rs_bk_unwind(b);
 }
 
 static void bk_lost(void *arg)
 {
     rs_bk *b = arg;
+    if (b->phase == BK_BATCHED || b->phase == BK_BATCH_CHARGING) {
+        rs_batch_on_lost(b->batch);
+        return;
+    }
     if (b->op == RS_BK_BOOK)
         rs_stats.bookings_lock_lost++;
     log_warn("performance %" PRId64 ": lock lost (LOST push) during a %s: aborting", b->perf,
@@ -595,6 +660,10 @@ static void bk_lost(void *arg)
 static void bk_next_in_line(void *arg)
 {
     rs_bk *b = arg;
+    if (b->phase == BK_BATCHED) {
+        rs_batch_on_next_in_line(b->batch);
+        return;
+    }
     if (b->phase != BK_QUEUED)
         return; /* already getting ready */
     rs_bk_move(b, BK_QUEUED_LEASING);
@@ -620,6 +689,8 @@ void rs_bk_lock(rs_bk *b)
         bk_lease(b);
         return;
     }
+    if (rs_batch_join(b) == CM_OK)
+        return; /* the batch takes it from here */
     rs_bk_move(b, BK_QUEUED);
     b->lockw = bks.locks != NULL ? rs_perflock_wait(bks.locks, b->perf, b) : NULL;
     if (b->lockw == NULL)
@@ -686,6 +757,7 @@ void rs_bk_commit(rs_bk *b)
 void rs_bk_register(rs_db *db)
 {
     rs_db_register(db, bk_stmts, CM_ARRAY_LEN(bk_stmts));
+    rs_batch_register(db);
 }
 
 cm_rc rs_bk_start(rs_app *app)
@@ -698,11 +770,13 @@ cm_rc rs_bk_start(rs_app *app)
         .wait_ms = app->cfg.lock_wait_ms > 0 ? (uint64_t)app->cfg.lock_wait_ms : 0,
     };
     bks.locks = rs_perflock_new(&rs_perflock_lockclient_ops, app->locks, &opts, &bk_lock_cbs);
+    rs_batch_start(app, bks.locks);
     return bks.locks != NULL ? CM_OK : CM_ERR;
 }
 
 void rs_bk_stop(void)
 {
+    rs_batch_stop();
     rs_perflock_free(bks.locks);
     bks.locks = NULL;
 }

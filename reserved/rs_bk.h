@@ -56,6 +56,7 @@ typedef enum rs_bk_outcome {
 } rs_bk_outcome;
 
 struct event;
+struct rs_batch;
 struct rs_perflock_waiter;
 typedef struct rs_bk rs_bk;
 typedef void (*rs_bk_body_fn)(rs_bk *b);
@@ -81,6 +82,7 @@ struct rs_bk {
     char fence[RS_BK_INT_MAX];        /* the lock grant's; "" in db lock mode */
     rs_bk_pay pay;                    /* what the settle step must undo */
     struct rs_perflock_waiter *lockw; /* lockd mode: queued for or holding the lock */
+    struct rs_batch *batch;           /* BK_BATCHED, BK_BATCH_CHARGING: its batch */
     rs_db_req *early;                 /* the early lease (BK_QUEUED_LEASING) */
     rs_db_conn *conn;                 /* in the phases rs_bk_phase_has_conn names */
     struct event *pause;              /* a test hook's timer */
@@ -137,6 +139,19 @@ void rs_bk_fail_unavailable(rs_bk *b); /* 503 "database unavailable" */
 void rs_bk_fail_lost(rs_bk *b);        /* 503: the performance lock was lost */
 /* A failed statement of the transaction, mapped to its answer (SQLSTATEs of rs_book). */
 void rs_bk_fail_db(rs_bk *b, const rs_db_result *res);
+/* The outcome of a failed statement, set without unwinding (a member of a batch). */
+void rs_bk_set_db_error(rs_bk *b, const rs_db_result *res);
+/* The outcome of a lock refusal (rs_perflock's why and lockd's code). */
+void rs_bk_set_refused(rs_bk *b, int why, const char *code);
+/* The outcome from a stored Idempotency-Key record (row `row` of pg, the columns of
+ * idem_get from column col on). */
+void rs_bk_replay(rs_bk *b, const PGresult *pg, int row, int col);
+/* A member of a batch (BK_BATCHED) whose batch's transaction is over, its connection
+ * back and its lock released: committed says whether the batch committed. Goes on as a
+ * booking of its own would after its COMMIT or ROLLBACK (compensation, the failure's
+ * Idempotency-Key record, the answer). */
+void rs_bk_batch_over(rs_bk *b, bool committed);
+
 /* The preamble of a statement's callback: the booking (arg) when the statement
  * succeeded; NULL when it failed, and then the booking already unwinds (rs_bk_fail_db). */
 rs_bk *rs_bk_ok(void *arg, const rs_db_result *res) CM_MUSTCHECK;

@@ -23,6 +23,8 @@ static const char *const bk_phase_names[BK_NPHASES] = {
     [BK_BEGINNING] = "beginning",
     [BK_IN_TXN] = "in-txn",
     [BK_CHARGING] = "charging",
+    [BK_BATCHED] = "batched",
+    [BK_BATCH_CHARGING] = "batch-charging",
     [BK_COMMITTING] = "committing",
     [BK_UNWINDING] = "unwinding",
     [BK_COMPENSATING] = "compensating",
@@ -39,9 +41,10 @@ _Static_assert(BK_NPHASES <= 32, "one bit per phase in a uint32_t");
 #define TO_LOCK (TO(BK_QUEUED) | TO(BK_LEASING))
 
 static const uint32_t bk_moves[BK_NPHASES] = {
-    [BK_NEW] = TO(BK_IDEM_LOOKUP) | TO(BK_RECORDING) | TO(BK_HEAD) | TO_LOCK | SETTLE,
-    [BK_IDEM_LOOKUP] = TO(BK_RECORDING) | TO_LOCK | SETTLE,
-    [BK_RECORDING] = TO_LOCK | SETTLE,
+    [BK_NEW] =
+        TO(BK_IDEM_LOOKUP) | TO(BK_RECORDING) | TO(BK_HEAD) | TO_LOCK | TO(BK_BATCHED) | SETTLE,
+    [BK_IDEM_LOOKUP] = TO(BK_RECORDING) | TO_LOCK | TO(BK_BATCHED) | SETTLE,
+    [BK_RECORDING] = TO_LOCK | TO(BK_BATCHED) | SETTLE,
     [BK_HEAD] = TO_LOCK | SETTLE,
     /* next_in_line; granted; refused */
     [BK_QUEUED] = TO(BK_QUEUED_LEASING) | TO(BK_LEASING) | SETTLE,
@@ -65,6 +68,10 @@ static const uint32_t bk_moves[BK_NPHASES] = {
     [BK_IN_TXN] = TO(BK_CHARGING) | TO(BK_COMMITTING) | TO(BK_UNWINDING) | SETTLE,
     /* the gateway answered: back to statements (or to the unwind from there) */
     [BK_CHARGING] = TO(BK_IN_TXN),
+    /* its charge; the batch's transaction is over (committed or not): settle */
+    [BK_BATCHED] = TO(BK_BATCH_CHARGING) | SETTLE,
+    /* the gateway answered */
+    [BK_BATCH_CHARGING] = TO(BK_BATCHED),
     [BK_COMMITTING] = SETTLE,
     [BK_UNWINDING] = SETTLE,
     [BK_COMPENSATING] = TO(BK_STORING) | TO(BK_ANSWERED),

@@ -9,6 +9,9 @@
  *                    the grant turns into LEASING, GRANTED_BEGINNING or IN_TXN, and a
  *                    refusal into the unwind (REFUSED_BEGINNING waits for its BEGIN)
  *   the work         IN_TXN <-> CHARGING, then COMMITTING
+ *   a batch          BATCHED <-> BATCH_CHARGING: rs_batch holds the lock, the connection
+ *                    and the transaction of many bookings; when its transaction is over
+ *                    each booking goes on to the end on its own
  *   a failure        UNWINDING (ROLLBACK), from an open transaction
  *   the end          [COMPENSATING] -> [STORING] -> ANSWERED, once the transaction is
  *                    over, the connection back and the lock released
@@ -41,6 +44,11 @@ typedef enum rs_bk_phase {
                              re-check, rs_book / rs_cancel, capture, read-back, the idempotency
                              record), or the test pause before COMMIT */
     BK_CHARGING,          /* in the transaction with the lock: the charge is at the gateway */
+    BK_BATCHED,           /* a booking in a batch of its performance (lockd mode, rs_batch):
+                             the batch waits for the lock, or holds it, its connection and its
+                             one transaction, in which this booking has its own savepoint */
+    BK_BATCH_CHARGING,    /* in a batch, inside its transaction: this booking's charge is at
+                             the gateway (the batch's charges run in parallel) */
     BK_COMMITTING,        /* COMMIT out: the transaction is over when it answers, either way */
     BK_UNWINDING,         /* outcome set: ROLLBACK out; then the connection and the lock go */
     BK_COMPENSATING,      /* transaction over, lock released: undoing what no commit stands

@@ -83,34 +83,6 @@ static void book_exec(rs_bk *b, const char *stmt, int nparams, const char *const
         rs_bk_fail_unavailable(b);
 }
 
-/* Sets the outcome from a stored Idempotency-Key record (row 0 of pg). */
-static void book_replay(rs_bk *b, const PGresult *pg)
-{
-    rs_idem_answer a;
-    switch (rs_idem_replay(pg, b->fingerprint, &a)) {
-    case RS_IDEM_MISMATCH:
-        rs_bk_set_error(b, 422, "IDEMPOTENCY_MISMATCH", NULL,
-                        "Idempotency-Key '%s' was used with a different request", b->key);
-        break;
-    case RS_IDEM_UNREADABLE:
-        rs_bk_set_error(b, 503, "UNAVAILABLE", NULL, "stored idempotent response unreadable");
-        break;
-    case RS_IDEM_REPLAY:
-        rs_stats.bookings_idempotent_replays++;
-        json_decref(b->body_json);
-        b->body_json = a.body;
-        b->status = a.status;
-        b->code = NULL;
-        if (a.code[0] != '\0') {
-            snprintf(b->code_buf, sizeof(b->code_buf), "%s", a.code);
-            snprintf(b->msg, sizeof(b->msg), "%s", a.message);
-            b->code = b->code_buf;
-        }
-        break;
-    }
-    b->out = RS_BK_OUT_REPLAY;
-}
-
 /* ---------------------------------------------------------------- the read-back */
 
 /* The reservation as it will be committed (rows of RS_RESV_COLS): becomes the answer and,
@@ -298,7 +270,7 @@ static void book_idem_checked(void *arg, const rs_db_result *res)
     if (b == NULL)
         return;
     if (PQntuples(res->pg) > 0) {
-        book_replay(b, res->pg);
+        rs_bk_replay(b, res->pg, 0, 0);
         rs_bk_unwind(b);
         return;
     }
@@ -366,7 +338,7 @@ static void book_idem_looked_up(void *arg, const rs_db_result *res)
         return;
     }
     if (PQntuples(res->pg) > 0) {
-        book_replay(b, res->pg);
+        rs_bk_replay(b, res->pg, 0, 0);
         rs_bk_answer(b);
         return;
     }

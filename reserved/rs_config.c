@@ -84,6 +84,9 @@ const cm_cfg_key rs_config_keys[] = {
             "lease of the performance lock (0 = watchdog lease)"),
     KEY_INT("lock.wait_ms", lock_wait_ms, "5000", 0, 600000,
             "longest wait for a performance lock before 503 BUSY"),
+    KEY_INT("lock.batch_max", lock_batch_max, "64", 1, 1024,
+            "lockd mode: bookings of one performance booked in one transaction at most, 1..1024 "
+            "(1 = one booking per transaction)"),
     {.path = "payment.url",
      .type = CM_CFG_STRING,
      .offset = offsetof(rs_config, payment_url),

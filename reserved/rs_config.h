@@ -20,6 +20,7 @@ typedef struct rs_config {
     int lock_mode;                 /* lock.mode: rs_lock_mode */
     int64_t lock_lease_ms;         /* lock.lease_ms (0 = watchdog) */
     int64_t lock_wait_ms;          /* lock.wait_ms */
+    int64_t lock_batch_max;        /* lock.batch_max: bookings per transaction (1 = no batches) */
     char *payment_url;             /* payment.url ("" = no payment step) */
     int64_t payment_timeout_ms;    /* payment.timeout_ms */
     int64_t max_body_bytes;        /* limits.max_body_bytes */

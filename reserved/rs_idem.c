@@ -69,13 +69,19 @@ static const char *str_or(const json_t *s, const char *dflt)
 
 rs_idem_replay_kind rs_idem_replay(const PGresult *pg, const char *fingerprint, rs_idem_answer *out)
 {
+    return rs_idem_replay_at(pg, 0, 0, fingerprint, out);
+}
+
+rs_idem_replay_kind rs_idem_replay_at(const PGresult *pg, int row, int col, const char *fingerprint,
+                                      rs_idem_answer *out)
+{
     memset(out, 0, sizeof(*out));
-    if (strcmp(PQgetvalue(pg, 0, 0), fingerprint) != 0)
+    if (strcmp(PQgetvalue(pg, row, col), fingerprint) != 0)
         return RS_IDEM_MISMATCH;
-    json_t *stored = json_loads(PQgetvalue(pg, 0, 2), 0, NULL);
+    json_t *stored = json_loads(PQgetvalue(pg, row, col + 2), 0, NULL);
     if (stored == NULL)
         return RS_IDEM_UNREADABLE;
-    out->status = atoi(PQgetvalue(pg, 0, 1));
+    out->status = atoi(PQgetvalue(pg, row, col + 1));
     json_t *err = json_object_get(stored, "error");
     if (!json_is_object(err)) {
         out->body = stored;

@@ -53,6 +53,9 @@ typedef struct rs_idem_answer {
  * this fingerprint. out is filled for RS_IDEM_REPLAY only. */
 rs_idem_replay_kind rs_idem_replay(const PGresult *pg, const char *fingerprint,
                                    rs_idem_answer *out);
+/* The same from row `row`, the three columns starting at col (a batch's result). */
+rs_idem_replay_kind rs_idem_replay_at(const PGresult *pg, int row, int col, const char *fingerprint,
+                                      rs_idem_answer *out);
 
 /* The SPEC §6 body {"error": {code, message, extra...}} (extra borrowed, may be NULL). */
 json_t *rs_idem_error_body(const char *code, const char *message, const json_t *extra);

@@ -17,6 +17,8 @@ void rs_metrics_init(void)
     memset(&rs_stats, 0, sizeof(rs_stats));
     cm_hist_init_latency(&rs_stats.booking_latency);
     cm_hist_init_latency(&rs_stats.lock_wait);
+    static const double sizes[] = {1, 2, 4, 8, 16, 32, 64};
+    cm_hist_init(&rs_stats.batch_size, sizes, CM_ARRAY_LEN(sizes));
 }
 
 typedef struct counter_def {
@@ -57,6 +59,9 @@ static const counter_def counters[] = {
     C("reserved_reconciler_runs_total", "reconciler passes", "", reconciler_runs),
     C("reserved_reconciler_cancelled_total", "orphaned payments cancelled by the reconciler", "",
       reconciler_cancelled),
+    C("reserved_batches_total", "group bookings: batches that ran (one transaction each)", "",
+      batches),
+    C("reserved_batch_bookings_total", "bookings booked in those batches", "", batch_bookings),
 };
 
 static void gauge(cm_strbuf *out, const char *name, const char *help, unsigned long long v)
@@ -85,6 +90,7 @@ void rs_metrics_render(cm_strbuf *out)
                    "POST reservations: received to answered", "", out);
     cm_hist_format(&rs_stats.lock_wait, "reserved_lock_wait_seconds",
                    "performance lock: asked to granted (lockd or row lock)", "", out);
+    cm_hist_format(&rs_stats.batch_size, "reserved_batch_size", "bookings per batch", "", out);
     if (rs_app_g.db) {
         gauge(out, "reserved_db_pool_in_use", "PostgreSQL connections leased or busy",
               rs_db_in_use(rs_app_g.db));

@@ -29,6 +29,9 @@ typedef struct rs_metrics {
     uint64_t payments_cancelled; /* compensations done (rollback or reconciler) */
     uint64_t reconciler_runs;
     uint64_t reconciler_cancelled; /* orphans cancelled by the reconciler */
+    uint64_t batches;              /* batches that got their lock and ran (rs_batch) */
+    uint64_t batch_bookings;       /* bookings in those batches */
+    cm_hist batch_size;            /* bookings per batch ("seconds" hold the count) */
     cm_hist booking_latency;       /* POST reservations: received -> answered */
     cm_hist lock_wait;             /* ACQUIRE sent -> granted (or db row lock wait) */
 } rs_metrics;
