@@ -6,9 +6,10 @@
 # the API it creates a 200-seat venue (40 VIP), a hot performance, 5 other performances and
 # 100 users; then bookbench runs a booking storm on the hot performance from 128 concurrent
 # clients spread over the 3 reserved, until it is sold out or 20 s pass. The summary (from
-# PostgreSQL, fakepay and bookbench) shows seats, sold, remaining, rejections by reason,
-# oversold (must be 0), approved payments against confirmed reservations, throughput and
-# latency, then one OK or FAILED per check. Every server logs at info to its own file in
+# PostgreSQL, fakepay, bookbench and reserved's /metrics) shows seats, sold, remaining,
+# rejections by reason, oversold (must be 0), approved payments against confirmed
+# reservations, throughput and latency, each reserved's share of the hot bookings, the
+# group-booking batch sizes, then one OK or FAILED per check. Every server logs at info to its own file in
 # <temp dir>/logs. At the end (also on Ctrl-C or a failure) everything started is stopped
 # by PID, one line each. Exit 0 when every check holds and everything stopped cleanly,
 # 1 otherwise, 130 when interrupted before the summary.
@@ -219,6 +220,12 @@ FLAG_MISMATCH=$(bk_psql "SELECT count(*) FROM reservation_seats s JOIN reservati
                          ON r.id = s.reservation_id WHERE s.confirmed <> (r.status = 'CONFIRMED')")
 CONFIRMED=$(confirmed)
 APPROVED=$(approved)
+# Which reserved made the hot bookings (bookbench's clients are dealt round robin over
+# them, so equal service gives equal shares), and the group-booking batch sizes from
+# their /metrics ("n/a" when reserved does not count batches).
+BY_SERVER=$(res hot_ok_by_server)
+SHARES=$(bk_hot_shares "$BY_SERVER")
+BATCHES=$(bk_batch_sizes "${BK_RESERVED[@]}")
 GUARDS=0
 for addr in "${BK_RESERVED[@]}"; do
     g=$(curl -s "http://$addr/metrics" | awk '/^reserved_guard_firings_total/ {s += $2} END {print s + 0}')
@@ -253,6 +260,9 @@ printf '  %-44s %s\n' "confirmed reservations" "$CONFIRMED"
 printf '  %-44s %s\n' "storm time" "$(res elapsed_s) s$([[ $(res hot_all_sold) == 1 ]] && echo ", sold out after $(res hot_all_sold_ms) ms")"
 printf '  %-44s %s\n' "throughput: requests/s, 201/s" "$(res hot_per_s), $(res hot_ok_per_s)"
 printf '  %-44s %s\n' "latency p50 / p99 / max (ms)" "$(res hot_p50_ms) / $(res hot_p99_ms) / $(res hot_max_ms)"
+printf '  %-44s %s\n' "201 created by reserved r1 / r2 / r3" "${BY_SERVER//,/ / }"
+printf '  %-44s %s\n' "shares of the hot bookings" "${SHARES#shares: }"
+printf '  %-44s %s\n' "batch sizes (bookings per transaction)" "$BATCHES"
 echo
 check "oversold = 0" "$(yn test "$OVERSOLD" -eq 0)"
 check "remaining = seats - sold ($TOTAL - $SOLD)" "$(yn test "$REMAINING" -eq $((TOTAL - SOLD)))"
