@@ -8,7 +8,7 @@ PACKAGES=(
     build-essential cmake pkg-config clang libclang-rt-14-dev
     redis-server libhiredis-dev libevent-dev libyaml-dev libpq-dev postgresql
     check libjansson-dev gcovr gnuplot-nox curl clang-format
-    netcat-openbsd jq python3 python3-yaml python3-jsonschema
+    netcat-openbsd jq python3 python3-yaml python3-jsonschema python3-pytest nodejs
 )
 
 cleanup() { :; } # nothing started in the background
