@@ -1,19 +1,31 @@
 #!/usr/bin/env bash
-# bench/run.sh: lockd (lockbench) vs node-redlock, end to end, on this machine.
-# Starts 3 fresh redis-server masters and 1 lockd on free loopback ports in a temp dir,
-# runs both benchmarks in both modes against the same masters, prints every RESULT line,
-# and stops everything it started by PID (trap), also on failure or Ctrl-C.
-#   bench/run.sh                       # 64 clients, 10 s, 1 ms hold
-#   CLIENTS=16 DURATION=3 bench/run.sh
+# bench/run.sh: lockd vs node-redlock, end to end, on this machine, in one run.
+# Starts 3 fresh redis-server masters and lockd on free loopback ports in a temp dir and
+# stops everything it started by PID (trap), also on failure or Ctrl-C. Steps:
+#  - lockd's memory, and lockbench (C) against lockd in both modes;
+#  - for each client count of NODE_CLIENTS: uncontended, lockd driven by the Node LOCKP
+#    driver (bench/node-redlock/lockp.js) next to node-redlock (bench.js), both through
+#    the same Node load generator (loadgen.js); then contended (CLIENTS, HOLD ms) both;
+#    each run prints the CPU time lockd and every Redis spent per cycle (from /proc), and
+#    instructions per cycle when `perf stat -e instructions` works here (PERF=1);
+#  - with BASE_BUILD=dir, every lockd run again against the lockd of that build (e.g. the
+#    commit before, built in a `git worktree`), same masters, back to back;
+#  - with FAIR=1, fairness across two lockds: FAIR_CLIENTS sessions on one lockd, then
+#    half of them on each of two lockds, one resource, HOLD ms: shares and wait p99.
+#   bench/run.sh                       # 64 clients, 10 s, 1 ms hold, Node at 64 and 256
+#   CLIENTS=16 DURATION=3 NODE_CLIENTS="16 64" bench/run.sh
 #   MEM_SESSIONS=5000 bench/run.sh     # sessions of the memory step (default 2000)
 #   LOCKD_EXTRA='redlock: {max_inflight_rounds: 0}' bench/run.sh   # lockd config lines
 #   BUILD=build-rel bench/run.sh       # Release build dir to use (built if missing)
+#   BASE_BUILD=/tmp/lk-base/build-rel bench/run.sh   # before/after in one run
+#   FAIR=1 FAIR_CLIENTS=64 bench/run.sh   # + the two-lockd fairness measurement
+#   SKIP_NODE=1 / SKIP_C=1             # leave out the Node or the lockbench steps
 set -euo pipefail
 # Arguments: none but --help (the knobs are environment variables, above).
 case "${1:-}" in
 '') ;;
 -h | --help)
-    sed -n '2,10p' "$0" | sed 's/^# \{0,1\}//'
+    sed -n '2,23p' "$0" | sed 's/^# \{0,1\}//'
     exit 0
     ;;
 *)
@@ -25,10 +37,17 @@ esac
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 BUILD="${BUILD:-$ROOT/build}"
 case "$BUILD" in /*) ;; *) BUILD="$ROOT/$BUILD" ;; esac
+case "$BASE_BUILD" in /* | '') ;; *) BASE_BUILD="$ROOT/$BASE_BUILD" ;; esac
 CLIENTS="${CLIENTS:-64}"
 DURATION="${DURATION:-10}"
 HOLD="${HOLD:-1}"
 SKIP_NODE="${SKIP_NODE:-0}"
+SKIP_C="${SKIP_C:-0}"
+NODE_CLIENTS="${NODE_CLIENTS:-64 256}"
+BASE_BUILD="${BASE_BUILD:-}"
+FAIR="${FAIR:-0}"
+FAIR_CLIENTS="${FAIR_CLIENTS:-64}"
+PERF="${PERF:-0}"
 MEM_SESSIONS="${MEM_SESSIONS:-2000}"
 LOCKD_EXTRA="${LOCKD_EXTRA:-}" # YAML lines added to lockd's config
 
@@ -65,26 +84,41 @@ fi
 echo "== starting 3 redis masters and 1 lockd in $TMP"
 REDIS_LIST=""
 REDIS_PORTS=()
+REDIS_PIDS=()
 for i in 1 2 3; do
     p=$(free_port)
     mkdir -p "$TMP/redis$i"
     redis-server --port "$p" --bind 127.0.0.1 --save '' --appendonly no \
         --dir "$TMP/redis$i" --daemonize no >"$TMP/redis$i.log" 2>&1 &
     PIDS+=($!)
+    REDIS_PIDS+=($!)
     wait_port "$p"
     REDIS_PORTS+=("$p")
     REDIS_LIST="${REDIS_LIST:+$REDIS_LIST,}127.0.0.1:$p"
 done
-LOCKD_PORT=$(free_port)
-cat >"$TMP/lockd.yaml" <<EOF
+# start_lockd NAME BUILD_DIR: a lockd on a free port; sets LOCKD_PORT and LOCKD_PID.
+start_lockd() {
+    LOCKD_PORT=$(free_port)
+    cat >"$TMP/$1.yaml" <<EOF
 listen: 127.0.0.1:$LOCKD_PORT
 redis: [${REDIS_LIST//,/, }]
 log: {level: warn}
 $LOCKD_EXTRA
 EOF
-"$BUILD/bin/lockd" --config "$TMP/lockd.yaml" >"$TMP/lockd.log" 2>&1 &
-PIDS+=($!)
-wait_port "$LOCKD_PORT"
+    "$2/bin/lockd" --config "$TMP/$1.yaml" >"$TMP/$1.log" 2>&1 &
+    LOCKD_PID=$!
+    PIDS+=($!)
+    wait_port "$LOCKD_PORT"
+}
+start_lockd lockd "$BUILD"
+AFTER_PORT=$LOCKD_PORT
+AFTER_PID=$LOCKD_PID
+if [ -n "$BASE_BUILD" ]; then
+    [ -x "$BASE_BUILD/bin/lockd" ] || { echo "run.sh: no $BASE_BUILD/bin/lockd" >&2; exit 2; }
+    start_lockd lockd-base "$BASE_BUILD"
+    BASE_PORT=$LOCKD_PORT
+    BASE_PID=$LOCKD_PID
+fi
 
 flush() { for p in "${REDIS_PORTS[@]}"; do redis-cli -p "$p" flushall >/dev/null; done; }
 RESULTS=()
@@ -96,10 +130,11 @@ run() {
     RESULTS+=("$(grep '^RESULT' "$TMP/run.out" || echo "RESULT missing for: $*")")
 }
 
-echo "machine: $(nproc) cores, $(uname -sr), redis $(redis-server --version | awk '{print $3}' | sed 's/v=//')"
+echo "machine: $(nproc) cores, load $(cut -d' ' -f1-3 /proc/loadavg) at start, $(uname -sr), redis $(redis-server --version | awk '{print $3}' | sed 's/v=//')"
 # lockd's memory: resident size idle, then the peak while MEM_SESSIONS sessions each
 # acquire and release their own lock for 3 s (needs that many descriptors on both sides).
-LOCKD_PID=${PIDS[-1]}
+LOCKD_PID=$AFTER_PID
+LOCKD_PORT=$AFTER_PORT
 rss_kib() { awk -v k="$2" '$1 == k":" {print $2}' "/proc/$1/status"; }
 ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
 MEM_SESSIONS=$((MEM_SESSIONS > $(ulimit -n) - 100 ? $(ulimit -n) - 100 : MEM_SESSIONS))
@@ -110,28 +145,140 @@ peak_kib=$(rss_kib "$LOCKD_PID" VmHWM)
 MEMORY="lockd RSS idle $((idle_kib / 1024)) MiB; peak with $MEM_SESSIONS sessions $((peak_kib / 1024)) MiB ($(((peak_kib - idle_kib) * 1024 / MEM_SESSIONS)) bytes per session)"
 echo "$MEMORY"
 
-flush
-run "$BUILD/bin/lockbench" --server "127.0.0.1:$LOCKD_PORT" --clients "$CLIENTS" \
-    --duration "$DURATION" --mode uncontended
-flush
-run "$BUILD/bin/lockbench" --server "127.0.0.1:$LOCKD_PORT" --clients "$CLIENTS" \
-    --duration "$DURATION" --mode contended --hold "$HOLD"
+# CPU per cycle: utime+stime of lockd (the one under test, if any) and of every Redis,
+# from /proc before and after a run, over the cycles the run reports. PERF=1 also counts
+# instructions with perf stat attached to the same processes (hardware counters are not
+# available in every VM: "n/a" then).
+TICK_US=$((1000000 / $(getconf CLK_TCK)))
+cpu_us() { awk -v t="$TICK_US" '{print ($14 + $15) * t}' "/proc/$1/stat"; }
+measure() { # measure LOCKD_PID|- command...: run it, then CPU (and instructions) per cycle
+    local lpid=$1 pids=() names=() before=() perfs=() k
+    shift
+    if [ "$lpid" != - ]; then pids+=("$lpid"); names+=(lockd); fi
+    for k in "${!REDIS_PIDS[@]}"; do pids+=("${REDIS_PIDS[$k]}"); names+=("redis$((k + 1))"); done
+    for k in "${!pids[@]}"; do before+=("$(cpu_us "${pids[$k]}")"); done
+    if [ "$PERF" = 1 ]; then
+        for k in "${!pids[@]}"; do
+            perf stat -x, -e instructions -p "${pids[$k]}" -o "$TMP/perf.$k" 2>/dev/null &
+            perfs+=($!)
+        done
+    fi
+    run "$@"
+    for p in "${perfs[@]}"; do kill -INT "$p" 2>/dev/null || true; done
+    for p in "${perfs[@]}"; do wait "$p" 2>/dev/null || true; done
+    local cycles line="" d ins
+    cycles=$(grep -o ' cycles=[0-9]*' "$TMP/run.out" | tail -1 | cut -d= -f2 || true)
+    if [ -z "$cycles" ] || [ "$cycles" -eq 0 ]; then return 0; fi
+    for k in "${!pids[@]}"; do
+        d=$(($(cpu_us "${pids[$k]}") - before[k]))
+        line+=" ${names[$k]}_cpu_us_per_cycle=$(awk -v d="$d" -v c="$cycles" 'BEGIN {printf "%.2f", d / c}')"
+        if [ "$PERF" = 1 ]; then
+            ins=$(awk -F, '/instructions/ {print $1}' "$TMP/perf.$k" 2>/dev/null || true)
+            case "$ins" in
+            '' | *[!0-9]*) line+=" ${names[$k]}_instr_per_cycle=n/a" ;;
+            *) line+=" ${names[$k]}_instr_per_cycle=$((ins / cycles))" ;;
+            esac
+        fi
+    done
+    echo "CPU$line"
+    RESULTS[-1]="${RESULTS[-1]} |$line"
+}
 
+if [ "$SKIP_C" != 1 ]; then
+    flush
+    run "$BUILD/bin/lockbench" --server "127.0.0.1:$LOCKD_PORT" --clients "$CLIENTS" \
+        --duration "$DURATION" --mode uncontended
+    flush
+    run "$BUILD/bin/lockbench" --server "127.0.0.1:$LOCKD_PORT" --clients "$CLIENTS" \
+        --duration "$DURATION" --mode contended --hold "$HOLD"
+fi
+
+NODE_DIR="$ROOT/bench/node-redlock"
+# lockd_node NAME PORT PID args...: the Node LOCKP driver against one lockd.
+lockd_node() {
+    local name=$1 port=$2 pid=$3
+    shift 3
+    flush
+    measure "$pid" node "$NODE_DIR/lockp.js" --server "127.0.0.1:$port" --label "$name" \
+        --duration "$DURATION" "$@"
+}
+# each_lockd args...: lockd_node against the lockd under test, then the base one if any.
+each_lockd() {
+    lockd_node after "$AFTER_PORT" "$AFTER_PID" "$@"
+    if [ -n "$BASE_BUILD" ]; then lockd_node before "$BASE_PORT" "$BASE_PID" "$@"; fi
+}
 if [ "$SKIP_NODE" != 1 ]; then
-    NODE_DIR="$ROOT/bench/node-redlock"
     if [ ! -d "$NODE_DIR/node_modules/redlock" ]; then
         echo "== npm install (redlock 5, ioredis) in $NODE_DIR"
         (cd "$NODE_DIR" && npm install --no-package-lock --no-audit --no-fund >/dev/null)
     fi
+    for c in $NODE_CLIENTS; do
+        each_lockd --clients "$c" --mode uncontended
+        flush
+        measure - node "$NODE_DIR/bench.js" --servers "$REDIS_LIST" --clients "$c" \
+            --duration "$DURATION" --mode uncontended
+    done
+    each_lockd --clients "$CLIENTS" --mode contended --hold "$HOLD"
     flush
-    run node "$NODE_DIR/bench.js" --servers "$REDIS_LIST" --clients "$CLIENTS" \
-        --duration "$DURATION" --mode uncontended
-    flush
-    run node "$NODE_DIR/bench.js" --servers "$REDIS_LIST" --clients "$CLIENTS" \
+    measure - node "$NODE_DIR/bench.js" --servers "$REDIS_LIST" --clients "$CLIENTS" \
         --duration "$DURATION" --mode contended --hold "$HOLD"
+fi
+
+# Fairness across two lockds (issue 11 section 3): FAIR_CLIENTS sessions through one
+# lockd, then FAIR_CLIENTS/2 through each of two lockds at once, one resource, HOLD ms.
+fair_pair() { # fair_pair PORT_A PORT_B NAME: both drivers at once, shares from their RESULTs
+    local half=$((FAIR_CLIENTS / 2)) res="bench:fair:$3" pa ra rb line
+    flush
+    echo
+    echo "\$ two lockds ($3): $half + $half sessions, one resource, hold $HOLD ms"
+    node "$NODE_DIR/lockp.js" --server "127.0.0.1:$1" --clients "$half" --mode contended \
+        --hold "$HOLD" --duration "$DURATION" --resource "$res" --label "$3-A" \
+        >"$TMP/fairA.out" 2>&1 &
+    pa=$!
+    node "$NODE_DIR/lockp.js" --server "127.0.0.1:$2" --clients "$half" --mode contended \
+        --hold "$HOLD" --duration "$DURATION" --resource "$res" --label "$3-B" \
+        >"$TMP/fairB.out" 2>&1 || true
+    wait "$pa" || true
+    cat "$TMP/fairA.out" "$TMP/fairB.out"
+    ra=$(grep '^RESULT' "$TMP/fairA.out" || true)
+    rb=$(grep '^RESULT' "$TMP/fairB.out" || true)
+    # overlaps here are per driver only: the two drivers do not see each other's holds
+    line=$(awk -v a="$ra" -v b="$rb" -v n="$3" 'BEGIN {
+        na = split(a, x, " "); nb = split(b, y, " ");
+        for (i = 1; i <= na; i++) { split(x[i], kv, "="); A[kv[1]] = kv[2] }
+        for (i = 1; i <= nb; i++) { split(y[i], kv, "="); B[kv[1]] = kv[2] }
+        t = A["cycles"] + B["cycles"]; if (t == 0) t = 1;
+        printf "FAIR lockds=2 name=%s cycles_per_s=%.1f share_a=%.3f share_b=%.3f wait_p99_a_ms=%s wait_p99_b_ms=%s wait_max_a_ms=%s wait_max_b_ms=%s",
+            n, A["cycles_per_s"] + B["cycles_per_s"], A["cycles"] / t, B["cycles"] / t,
+            A["wait_p99_ms"], B["wait_p99_ms"], A["wait_max_ms"], B["wait_max_ms"] }')
+    echo "$line"
+    RESULTS+=("$line")
+}
+if [ "$FAIR" = 1 ]; then
+    start_lockd lockd2 "$BUILD"
+    SECOND_PORT=$LOCKD_PORT
+    lockd_node fair-one "$AFTER_PORT" "$AFTER_PID" --clients "$FAIR_CLIENTS" --mode contended \
+        --hold "$HOLD"
+    fair_pair "$AFTER_PORT" "$SECOND_PORT" after
+    if [ -n "$BASE_BUILD" ]; then
+        start_lockd lockd2-base "$BASE_BUILD"
+        lockd_node fair-one-before "$BASE_PORT" "$BASE_PID" --clients "$FAIR_CLIENTS" \
+            --mode contended --hold "$HOLD"
+        fair_pair "$BASE_PORT" "$LOCKD_PORT" before
+    fi
 fi
 
 echo
 echo "== summary"
 printf '%s\n' "${RESULTS[@]}"
 echo "$MEMORY"
+# lockd (Node driver) against node-redlock, uncontended, per client count.
+for c in $NODE_CLIENTS; do
+    l=$(printf '%s\n' "${RESULTS[@]}" | grep "impl=lockd-node label=after mode=uncontended clients=$c " |
+        grep -o 'cycles_per_s=[0-9.]*' | head -1 | cut -d= -f2 || true)
+    n=$(printf '%s\n' "${RESULTS[@]}" | grep "impl=node-redlock mode=uncontended clients=$c " |
+        grep -o 'cycles_per_s=[0-9.]*' | head -1 | cut -d= -f2 || true)
+    if [ -n "$l" ] && [ -n "$n" ]; then
+        awk -v l="$l" -v n="$n" -v c="$c" 'BEGIN {printf "RATIO uncontended clients=%d lockd=%s node-redlock=%s lockd/node=%.2fx\n", c, l, n, l / n}'
+    fi
+done
