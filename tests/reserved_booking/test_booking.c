@@ -1226,6 +1226,252 @@ START_TEST(test_idempotent)
 }
 END_TEST
 
+/* ---------------------------------------------------------------- group booking */
+
+/* The batch's metrics of reserved #i: batches run, bookings in them. */
+static void rb_batches(rb_world *w, size_t i, long long *batches, long long *bookings)
+{
+    *batches = rb_metric(w, i, "reserved_batches_total");
+    *bookings = rb_metric(w, i, "reserved_batch_bookings_total");
+}
+
+/* One booking of one seat sent without waiting (th_http_finish reads it). */
+static int rb_start_one(rb_world *w, size_t server, long long perf, long long user, long long seat,
+                        const char *key)
+{
+    char path[64];
+    snprintf(path, sizeof(path), "/performances/%lld/reservations", perf);
+    char *body = rb_booking_body(user, &seat, 1);
+    int fd = th_http_send(w->srv[server].port, "POST", path, key, body, strlen(body));
+    free(body);
+    ck_assert_int_ge(fd, 0);
+    return fd;
+}
+
+/* A batch of 7 bookings in one transaction, among them one whose payment is declined,
+ * one whose seat was taken (by the booking before the batch) and one that breaks a
+ * database guard (a CHECK constraint this test adds, which rs_book does not know): only
+ * those three fail, the four others commit, the approved payments are exactly the
+ * confirmed reservations, and the declined booking's seat is still free. The batch
+ * forms behind a first booking paused after its lock grant (test hook); fakepay's seed 5
+ * at decline rate 0.2 approves payment 1 and declines payment 2 of 2..6 (the batch's
+ * five charges, in any order). */
+START_TEST(test_batch_mixed)
+{
+    rb_world w;
+    long long seats[20];
+    rb_start_infra(&w, "--seed 5 --decline-rate 0.2", false);
+    setenv("RESERVED_TEST_PAUSE_AFTER_LOCK_MS", "1000", 1);
+    rb_start_reserved(&w, 0, "lockd", NULL);
+    unsetenv("RESERVED_TEST_PAUSE_AFTER_LOCK_MS");
+    long long perf = rb_setup(&w, 20, 0, 1000, 1000, seats, 3);
+    rb_db_connect(&w);
+    long long guard_user = rb_q(&w, "SELECT max(id) FROM users");
+    char sql[256];
+    snprintf(sql, sizeof(sql),
+             "ALTER TABLE reservations ADD CONSTRAINT batch_test_guard CHECK (user_id <> %lld)",
+             guard_user);
+    PQclear(PQexec(w.db, sql));
+    /* the first booking takes seat 0 and holds the lock for a second */
+    int first = rb_start_one(&w, 0, perf, 1, seats[0], NULL);
+    ck_assert_msg(rb_log_wait(w.srv[0].log, "paused 1000 ms after the lock", 10000),
+                  "the first booking never got the lock");
+    enum { GOOD = 5, N = GOOD + 2 };
+    int fd[N];
+    for (int i = 0; i < GOOD; i++) /* seats 1..5; one of them keyed */
+        fd[i] = rb_start_one(&w, 0, perf, 1 + i % 2, seats[1 + i], i == 0 ? "batch-key-1" : NULL);
+    fd[GOOD] = rb_start_one(&w, 0, perf, 1, seats[0], NULL);               /* SEAT_TAKEN */
+    fd[GOOD + 1] = rb_start_one(&w, 0, perf, guard_user, seats[10], NULL); /* the guard */
+    th_http_resp r;
+    th_http_finish(first, &r, 15000);
+    ck_assert_msg(r.status == 201, "first: %d %s", r.status, r.raw);
+    th_http_resp_free(&r);
+    int n201 = 0, n402 = 0;
+    long long declined_seat = 0, keyed_id = 0;
+    for (int i = 0; i < GOOD; i++) {
+        th_http_finish(fd[i], &r, 15000);
+        if (r.status == 201) {
+            n201++;
+            if (i == 0)
+                keyed_id = rb_int(&r, "id");
+        } else {
+            ck_assert_msg(r.status == 402, "good booking %d: %d %s", i, r.status, r.raw);
+            ck_assert_str_eq(th_http_error_code(&r), "PAYMENT_DECLINED");
+            n402++;
+            declined_seat = seats[1 + i];
+        }
+        th_http_resp_free(&r);
+    }
+    th_http_finish(fd[GOOD], &r, 15000);
+    ck_assert_msg(r.status == 409 && strcmp(th_http_error_code(&r), "SEAT_TAKEN") == 0,
+                  "taken: %d %s", r.status, r.raw);
+    th_http_resp_free(&r);
+    th_http_finish(fd[GOOD + 1], &r, 15000);
+    ck_assert_msg(r.status == 503 && strcmp(th_http_error_code(&r), "UNAVAILABLE") == 0,
+                  "guard: %d %s", r.status, r.raw);
+    th_http_resp_free(&r);
+    fprintf(stderr, "batch_mixed: 201=%d 402=%d\n", n201, n402);
+    ck_assert_int_eq(n402, 1);
+    ck_assert_int_eq(n201, GOOD - 1);
+    /* they were one batch: the first booking's, then one of 7 */
+    long long batches, booked;
+    rb_batches(&w, 0, &batches, &booked);
+    ck_assert_int_eq(batches, 2);
+    ck_assert_int_eq(booked, 1 + N);
+    ck_assert_int_eq(rb_metric(&w, 0, "reserved_batch_size_bucket{le=\"4\"}"), 1);
+    ck_assert_int_eq(rb_metric(&w, 0, "reserved_batch_size_bucket{le=\"8\"}"), 2);
+    ck_assert_int_eq(rb_metric(&w, 0, "reserved_guard_firings_total{guard=\"other\"}"), 1);
+    /* approved = confirmed, id for id; the declined seat is free; capacity adds up */
+    int ap, ca, de;
+    json_t *ids = json_array();
+    rb_payments(&w, &ap, &ca, &de, ids);
+    ck_assert_int_eq(ap, 1 + n201);
+    ck_assert_int_eq(de, 1);
+    size_t k;
+    json_t *id;
+    json_array_foreach(ids, k, id)
+    {
+        ck_assert_int_eq(rb_q(&w,
+                              "SELECT count(*) FROM reservations WHERE payment_id = '%s' AND "
+                              "status = 'CONFIRMED'",
+                              json_string_value(id)),
+                         1);
+    }
+    json_decref(ids);
+    ck_assert_int_eq(rb_q(&w, "SELECT count(*) FROM reservations"), 1 + n201);
+    ck_assert_int_eq(rb_q(&w,
+                          "SELECT count(*) FROM reservation_seats WHERE seat_id = %lld "
+                          "AND confirmed",
+                          declined_seat),
+                     0);
+    ck_assert_int_eq(rb_q(&w, "SELECT count(*) FROM payment_attempts WHERE status = 'DECLINED'"),
+                     1);
+    ck_assert_int_eq(rb_q(&w, "SELECT count(*) FROM payment_attempts WHERE status = 'CAPTURED'"),
+                     1 + n201);
+    ck_assert_int_eq(rb_q(&w, "SELECT count(*) FROM payment_attempts"), 2 + n201);
+    ck_assert_int_eq(rb_remaining(&w, 0, perf), 20 - 1 - n201);
+    /* the keyed booking's record committed with the batch: a replay gives it back */
+    if (keyed_id > 0) {
+        rb_book(&w, 0, perf, 1, &seats[1], 1, "batch-key-1", &r);
+        ck_assert_int_eq(r.status, 201);
+        ck_assert_int_eq(rb_int(&r, "id"), keyed_id);
+        th_http_resp_free(&r);
+    }
+    PQfinish(w.db);
+    rb_stop_reserved_clean(&w);
+}
+END_TEST
+
+/* The lock is lost (lockd killed: LOST) while a batch of 5 paid bookings waits to
+ * commit: nothing of the batch commits, every one of its payments is cancelled, every
+ * booking answers 503; the booking before the batch stays. */
+START_TEST(test_batch_lock_lost)
+{
+    rb_world w;
+    long long seats[10];
+    rb_start_infra(&w, NULL, false);
+    setenv("RESERVED_TEST_PAUSE_BEFORE_COMMIT_MS", "1500", 1);
+    rb_start_reserved(&w, 0, "lockd", NULL);
+    unsetenv("RESERVED_TEST_PAUSE_BEFORE_COMMIT_MS");
+    long long perf = rb_setup(&w, 10, 0, 1000, 1000, seats, 1);
+    int first = rb_start_one(&w, 0, perf, 1, seats[0], NULL);
+    ck_assert_msg(rb_log_wait(w.srv[0].log, "paused 1500 ms before COMMIT (a batch of 1)", 10000),
+                  "the first booking never reached its COMMIT");
+    enum { N = 5 };
+    int fd[N];
+    for (int i = 0; i < N; i++)
+        fd[i] = rb_start_one(&w, 0, perf, 1, seats[1 + i], NULL);
+    th_http_resp r;
+    th_http_finish(first, &r, 15000);
+    ck_assert_msg(r.status == 201, "first: %d %s", r.status, r.raw);
+    th_http_resp_free(&r);
+    /* the batch's charges approved, it waits before its COMMIT: lockd goes */
+    ck_assert_msg(rb_log_wait(w.srv[0].log, "paused 1500 ms before COMMIT (a batch of 5)", 10000),
+                  "the batch never reached its COMMIT");
+    int ap = 0, ca, de;
+    rb_payments(&w, &ap, &ca, &de, NULL);
+    ck_assert_int_eq(ap, 1 + N);
+    th_stop(w.lockd.pid, false, 5000);
+    w.lockd.pid = 0;
+    for (int i = 0; i < N; i++) {
+        th_http_finish(fd[i], &r, 15000);
+        ck_assert_msg(r.status == 503 && strcmp(th_http_error_code(&r), "UNAVAILABLE") == 0,
+                      "booking %d: %d %s", i, r.status, r.raw);
+        th_http_resp_free(&r);
+    }
+    rb_payments(&w, &ap, &ca, &de, NULL);
+    ck_assert_int_eq(ap, 1);
+    ck_assert_int_eq(ca, N);
+    ck_assert_int_eq(rb_metric(&w, 0, "reserved_bookings_total{outcome=\"lock_lost\"}"), N);
+    ck_assert_int_eq(rb_metric(&w, 0, "reserved_batch_bookings_total"), 1 + N);
+    rb_db_connect(&w);
+    ck_assert_int_eq(rb_q(&w, "SELECT count(*) FROM reservations"), 1);
+    ck_assert_int_eq(rb_q(&w, "SELECT count(*) FROM payment_attempts WHERE status = 'CANCELLED'"),
+                     N);
+    ck_assert_int_eq(rb_remaining(&w, 0, perf), 9);
+    PQfinish(w.db);
+    rb_stop_reserved_clean(&w);
+}
+END_TEST
+
+/* A reserved SIGKILLed after the charges of its batch of 4 were approved and before the
+ * batch's COMMIT: the other reserved's reconciler cancels all four payments, nothing is
+ * booked. The batch forms on server 1 while server 0 holds the performance lock
+ * (paused after its grant: test hook). */
+START_TEST(test_batch_crash_reconcile)
+{
+    rb_world w;
+    long long seats[10];
+    rb_start_infra(&w, NULL, false);
+    const char *rc = "reconcile: {interval_ms: 200, after_ms: 3000}";
+    setenv("RESERVED_TEST_PAUSE_AFTER_LOCK_MS", "1000", 1);
+    rb_start_reserved(&w, 0, "lockd", rc);
+    unsetenv("RESERVED_TEST_PAUSE_AFTER_LOCK_MS");
+    setenv("RESERVED_TEST_PAUSE_BEFORE_COMMIT_MS", "60000", 1);
+    rb_start_reserved(&w, 1, "lockd", rc);
+    unsetenv("RESERVED_TEST_PAUSE_BEFORE_COMMIT_MS");
+    long long perf = rb_setup(&w, 10, 0, 1000, 1000, seats, 1);
+    int first = rb_start_one(&w, 0, perf, 1, seats[0], NULL);
+    ck_assert_msg(rb_log_wait(w.srv[0].log, "paused 1000 ms after the lock", 10000),
+                  "the first booking never got the lock");
+    enum { N = 4 };
+    int fd[N];
+    for (int i = 0; i < N; i++)
+        fd[i] = rb_start_one(&w, 1, perf, 1, seats[1 + i], NULL);
+    th_http_resp r;
+    th_http_finish(first, &r, 15000);
+    ck_assert_msg(r.status == 201, "first: %d %s", r.status, r.raw);
+    th_http_resp_free(&r);
+    ck_assert_msg(rb_log_wait(w.srv[1].log, "paused 60000 ms before COMMIT (a batch of 4)", 10000),
+                  "server 1's batch never reached its COMMIT");
+    int ap = 0, ca, de;
+    rb_payments(&w, &ap, &ca, &de, NULL);
+    ck_assert_int_eq(ap, 1 + N);
+    th_stop(w.srv[1].pid, false, 5000);
+    w.srv[1].pid = 0;
+    for (int i = 0; i < N; i++) {
+        th_http_finish(fd[i], &r, 1000);
+        ck_assert_int_eq(r.status, 0); /* no answer: it died */
+        th_http_resp_free(&r);
+    }
+    for (uint64_t end = th_now_ms() + 20000; th_now_ms() < end; th_sleep_ms(100)) {
+        rb_payments(&w, &ap, &ca, &de, NULL);
+        if (ap == 1 && ca == N)
+            break;
+    }
+    ck_assert_int_eq(ap, 1);
+    ck_assert_int_eq(ca, N);
+    rb_db_connect(&w);
+    ck_assert_int_eq(rb_q(&w, "SELECT count(*) FROM reservations"), 1);
+    ck_assert_int_eq(rb_q(&w, "SELECT count(*) FROM payment_attempts WHERE status = 'CANCELLED'"),
+                     N);
+    ck_assert_int_eq(rb_remaining(&w, 0, perf), 9);
+    ck_assert_int_ge(rb_metric(&w, 0, "reserved_reconciler_cancelled_total"), N);
+    PQfinish(w.db);
+    rb_stop_reserved_clean(&w);
+}
+END_TEST
+
 /* ---------------------------------------------------------------- main */
 
 int main(int argc, char **argv)
@@ -1245,6 +1491,9 @@ int main(int argc, char **argv)
         {"pg_restart", test_pg_restart},
         {"no_payment", test_no_payment},
         {"no_payment_db", test_no_payment_db},
+        {"batch_mixed", test_batch_mixed},
+        {"batch_lock_lost", test_batch_lock_lost},
+        {"batch_crash_reconcile", test_batch_crash_reconcile},
     };
     return th_check_main("reserved_booking", cases, sizeof(cases) / sizeof(cases[0]), 230, argc,
                          argv);
