@@ -262,8 +262,8 @@ run_mode() { # run_mode MODE ROUND
         bk_seed_history
         HISTORY_DONE=1
     fi
-    # Twice the 10000 seats a venue body may hold by default, so lockd mode does not sell
-    # it out within a run.
+    # HOT_SEATS, more than the 10000 a venue body may hold, so that lockd mode does not
+    # sell it out within a run.
     HOT_VENUE=$(hot_hall "Bench hot hall ($tag)" "$HOT_SEATS")
     BG_VENUE=$(bk_create_venue "Bench hall ($tag)" 1000 100 50)
     HOT=$(bk_create_perf "$HOT_VENUE" "Hot ($tag)" 40)

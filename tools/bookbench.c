@@ -270,9 +270,12 @@ static bool choose(bb_client *c)
     } else {
         c->cls = BB_HOT;
     }
+    /* No hot seat left for this client: background bookings instead only where the run
+     * asked for some (a hot-only client that went on with background bookings would
+     * count them as its own and stretch the hot figures over time it did not sell). */
     if (c->cls == BB_HOT &&
         (hot->sold_out || (b->hot_partition && lg_slices_left(&b->slices, (uint32_t)c->idx) == 0)))
-        c->cls = BB_BG;
+        c->cls = b->bg_share > 0 ? BB_BG : BB_READ;
     if (c->cls == BB_BG) {
         c->perf = pick_bg(c);
         if (c->perf == NULL)

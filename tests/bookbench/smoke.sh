@@ -6,9 +6,11 @@
 # class, successes, no "other" answers, no missing answers), that the human table has a row
 # per class and no RESULT line without the flag, and that the database agrees (201 answers
 # = confirmed reservations, remaining = total - sold, no seat sold twice). Then the
-# conflict-free shape over 2 reserved: ~2 s of 8 clients with --hot-partition on a fresh
-# hot performance, hot bookings only: no SEAT_TAKEN at all, the RESULT's per-server counts
-# add up to the hot bookings, and the shares line is printed. Everything started is
+# conflict-free shape over 2 reserved: 8 clients with --hot-partition, hot bookings only
+# (background performances given, share 0), on a fresh 200-seat hot performance, until
+# every client has used up its slice of 25 seats: no SEAT_TAKEN at all, every seat sold,
+# not one background booking (a client out of hot seats stops), the RESULT's per-server
+# counts add up to the hot bookings, and the shares line is printed. Everything started is
 # stopped by PID (trap), also on failure.
 #   BK_BIN=build/bin bash tests/bookbench/smoke.sh
 set -euo pipefail
@@ -71,13 +73,16 @@ TWICE=$(bk_psql "SELECT count(*) FROM (SELECT performance_id, seat_id FROM reser
 # The conflict-free shape: each client books only its own slice of a fresh hot
 # performance's seats, so not one answer may be SEAT_TAKEN (the shared-pick shape above
 # collides on 16 clients and 2000 seats within the first second).
-HOT2=$(bk_create_perf "$VENUE" "Smoke distinct" 20)
+SMALL=$(bk_create_venue "Smoke small hall" 200 20 50)
+HOT2=$(bk_create_perf "$SMALL" "Smoke distinct" 20)
 OUT3="$BK_TMP/bookbench-distinct.out"
-"$BK_BIN/bookbench" --servers "$(bk_servers)" --clients 8 --duration 2 --hot-perf "$HOT2" \
-    --background-share 0 --reads-share 0 --hot-partition --users "$BK_USERS_FIRST:20" \
+"$BK_BIN/bookbench" --servers "$(bk_servers)" --clients 8 --duration 20 --hot-perf "$HOT2" \
+    --background-perfs "$BG" --background-share 0 --reads-share 0 --hot-partition --users "$BK_USERS_FIRST:20" \
     --seed 3 --timeout-ms 5000 --result-line | tee "$OUT3"
 RESULT=$(grep '^RESULT ' "$OUT3") || bk_fail "distinct run: no RESULT line"
 [[ $(res hot_ok) -gt 0 ]] || bk_fail "distinct run: hot_ok = $(res hot_ok), want > 0"
+[[ $(res hot_all_sold) -eq 1 && $(res hot_slices_empty) -eq 8 ]] ||
+    bk_fail "distinct run: hot_all_sold $(res hot_all_sold), hot_slices_empty $(res hot_slices_empty), want 1 and 8"
 for k in hot_seat_taken hot_other hot_noanswer bg_req read_req; do
     [[ $(res "$k") -eq 0 ]] || bk_fail "distinct run: $k = $(res "$k"), want 0"
 done
@@ -87,9 +92,11 @@ BY=$(res hot_ok_by_server)
     bk_fail "distinct run: hot_ok_by_server $BY does not add up to hot_ok $(res hot_ok)"
 grep -Eq '^hot shares: r1 [0-9.]+% r2 [0-9.]+% \(equal 50\.0%; each within 0\.5x-1\.5x of it: (yes|NO), ' \
     "$OUT3" || bk_fail "distinct run: no 'hot shares:' line"
-grep -q '^hot seats in 8 slices of ~250, one per client (--hot-partition): ' "$OUT3" ||
+grep -q '^hot seats in 8 slices of ~25, one per client (--hot-partition): 8 clients used up their slice$' "$OUT3" ||
     bk_fail "distinct run: no slices line"
 TWICE=$(bk_psql "SELECT count(*) FROM (SELECT seat_id FROM reservation_seats
          WHERE performance_id = $HOT2 GROUP BY 1 HAVING count(*) > 1) t")
 [[ $TWICE -eq 0 ]] || bk_fail "distinct run: $TWICE seats asked for twice"
+SOLD2=$(bk_psql "SELECT total_capacity - remaining_capacity FROM performances WHERE id = $HOT2")
+[[ $SOLD2 -eq 200 ]] || bk_fail "distinct run: $SOLD2 of 200 seats sold"
 echo "PASS: $OK bookings created, database consistent; distinct shape: $(res hot_ok) bookings, no SEAT_TAKEN"
