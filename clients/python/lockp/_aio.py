@@ -1,0 +1,736 @@
+"""lockp's asyncio core: AsyncClient, and the session logic the threaded Client reuses.
+
+Owns one TCP session to one lockd at a time (endpoints tried in order for failover),
+tagged pipelining (tags are decimal numbers; replies may come in any order), keep-alive
+and liveness, and the local deadline of every lock (SPEC 3b):
+
+- A lock's deadline is validity_ms counted from the moment its ACQUIRE (or RENEW) was
+  SENT, or from a later moment that is provably before lockd wrote the reply: lockd
+  writes replies in order on the stream, so a reply that arrives after the reply to a
+  request sent at time S was written after S. ``_Session.alive_sent`` keeps that bound.
+- A fixed lease (lease_ms > 0) is lost locally at its deadline unless a RENEW reply
+  extended it, whatever lockd says.
+- A watchdog lease (lease_ms 0) is renewed by lockd, and LOCKP tells the client nothing
+  about those renewals. A lockd that answers keeps them alive (it renews every third of
+  its lease and pushes ``* LOST`` before it gives one up), so the client extends the
+  deadline by liveness: the lock holds until max(grant bound + validity, alive_sent +
+  validity/2). lockd renews every third of the lease, so a lockd seen alive at A has
+  renewed at or after A - lease/3 and its keys last at least until about A + 2/3 lease:
+  half of the validity leaves a sixth of it for round trips and drift.
+- Liveness is judged by bytes RECEIVED: a PING goes out when nothing was received (or
+  sent) for the ping interval (a third of the session timeout; a sixth of the validity
+  while a watchdog lease is held); a lockd that sent nothing for two thirds of the
+  session timeout is dead: the session is dropped and every lock taken through it is
+  lost at once.
+
+Ownership: the client owns its sessions, pending requests and holds; a Lease object
+is a view of a hold that the caller keeps as long as it likes. Lost callbacks run on
+the client's event loop (for the threaded Client: its I/O thread) and must not block.
+"""
+
+import asyncio
+import enum
+import logging
+import threading
+import time
+
+from . import _proto
+from ._errors import (BadArgument, LockError, LockLost, LockTimeout, Unavailable,
+                      error_for)
+
+log = logging.getLogger("lockp")
+
+CONNECT_TIMEOUT_S = 1.0  # TCP connect + HELLO/AUTH, per endpoint
+REQUEST_SLACK_S = 10.0  # a reply later than wait_ms + this: the session is dropped
+MIN_PING_S = 0.02
+
+
+def now():
+    """The client's clock: monotonic seconds (asyncio's loop.time() is the same)."""
+    return time.monotonic()
+
+
+class SessionState(enum.Enum):
+    CONNECTING = "connecting"  # TCP connect in progress
+    HANDSHAKE = "handshake"  # HELLO (then AUTH) sent, replies pending
+    READY = "ready"  # requests flow; keep-alive and liveness run
+    CLOSED = "closed"  # gone: pending requests failed, holds lost; never reused
+
+
+_SESSION_MOVES = {
+    SessionState.CONNECTING: {SessionState.HANDSHAKE, SessionState.CLOSED},
+    SessionState.HANDSHAKE: {SessionState.READY, SessionState.CLOSED},
+    SessionState.READY: {SessionState.CLOSED},
+    SessionState.CLOSED: set(),
+}
+
+
+class HoldState(enum.Enum):
+    HELD = "held"  # granted and within its deadline
+    RELEASING = "releasing"  # RELEASE sent; a LOST push before its reply still counts
+    RELEASED = "released"  # given back in time (final)
+    LOST = "lost"  # lost: pushed, deadline passed, session gone (final)
+
+
+_HOLD_MOVES = {
+    HoldState.HELD: {HoldState.RELEASING, HoldState.LOST},
+    HoldState.RELEASING: {HoldState.RELEASED, HoldState.LOST},
+    HoldState.RELEASED: set(),
+    HoldState.LOST: set(),
+}
+
+
+class _Hold:
+    """One granted lock as the client tracks it."""
+
+    def __init__(self, sess, resource, token, fence, lease_ms, validity_ms, bound):
+        self.sess = sess
+        self.resource = resource
+        self.token = token
+        self.fence = fence
+        self.lease_ms = lease_ms  # 0: watchdog lease
+        self.validity_ms = validity_ms  # of the last grant or renewal
+        self.base_deadline = bound + validity_ms / 1000.0  # monotonic seconds
+        self.state = HoldState.HELD
+        self.lost = threading.Event()
+        self.lost_reason = None
+        self.lost_at = None  # monotonic seconds when the loss was noticed
+        self.callbacks = []
+        self.timer = None
+
+    def move(self, to):
+        assert to in _HOLD_MOVES[self.state], f"hold {self.resource}: {self.state} -> {to}"
+        log.debug("lock %s (%s): %s -> %s", self.resource, self.token, self.state.value, to.value)
+        self.state = to
+
+    def deadline(self):
+        """When the lock is lost locally unless extended (monotonic seconds)."""
+        if self.lease_ms == 0:
+            return max(self.base_deadline, self.sess.alive_sent + self.validity_ms / 2000.0)
+        return self.base_deadline
+
+
+class _Pending:
+    __slots__ = ("tag", "kind", "sent_at", "future", "resource", "lease_ms", "wait_ms", "hold",
+                 "cancelled")
+
+    def __init__(self, tag, kind, future, resource=None, lease_ms=0, wait_ms=0, hold=None):
+        self.tag = tag
+        self.kind = kind
+        self.sent_at = 0.0
+        self.future = future  # None: internal, nobody waits
+        self.resource = resource
+        self.lease_ms = lease_ms
+        self.wait_ms = wait_ms
+        self.hold = hold
+        self.cancelled = False  # the caller gave up: a late grant is released at once
+
+
+class _Session:
+    """One TCP connection to one lockd."""
+
+    def __init__(self, client, ep):
+        self.client = client
+        self.ep = ep
+        self.where = f"{ep[0]}:{ep[1]}"
+        self.state = SessionState.CONNECTING
+        self.reader = self.writer = None
+        self.session_id = None
+        self.timeout_ms = 10000
+        self.pending = {}
+        self.holds = {}  # token -> _Hold
+        t = now()
+        self.last_rx = self.last_tx = t
+        self.alive_sent = t  # lockd was alive at or after this moment (see module doc)
+        self.ping_out = False
+        self.end_code = "DISCONNECTED"
+        self.end_why = "the lockd session ended"
+        self.lost_reason = "disconnected"
+        self.tasks = []
+
+    def move(self, to):
+        assert to in _SESSION_MOVES[self.state], f"session {self.where}: {self.state} -> {to}"
+        log.debug("session %s: %s -> %s", self.where, self.state.value, to.value)
+        self.state = to
+
+    @property
+    def dead_s(self):
+        return max(0.2, self.timeout_ms * 2 / 3000.0)
+
+    def ping_interval(self):
+        s = self.timeout_ms / 3000.0
+        for h in self.holds.values():
+            if h.lease_ms == 0:
+                s = min(s, h.validity_ms / 6000.0)
+        for p in self.pending.values():
+            # a waiting fixed-lease ACQUIRE: keep alive_sent fresh so the grant's
+            # deadline is not counted from long before lockd granted it
+            if p.kind == "ACQUIRE" and p.lease_ms > 0 and p.wait_ms > 0:
+                s = min(s, p.lease_ms / 4000.0)
+        return max(MIN_PING_S, s)
+
+
+class _Core:
+    """What AsyncClient and Client share: runs on one event loop."""
+
+    def __init__(self, endpoints, name, auth):
+        self.eps = _proto.parse_endpoints(endpoints)
+        self.name = _proto.check_word(name if name is not None else "client", "name",
+                                      _proto.NAME_MAX)
+        self.auth = _proto.check_word(auth, "auth", _proto.SECRET_MAX) if auth else None
+        self.ep_idx = 0
+        self.sess = None
+        self.next_tag = 0
+        self.closed = False
+        self._connect_lock = None
+
+    # ------------------------------------------------------------ sessions
+
+    async def session(self):
+        """The READY session, connecting (with failover) when there is none."""
+        if self.closed:
+            raise Unavailable("the client is closed", code="CLOSED")
+        if self.sess is not None and self.sess.state is SessionState.READY:
+            return self.sess
+        if self._connect_lock is None:
+            self._connect_lock = asyncio.Lock()
+        async with self._connect_lock:
+            if self.sess is not None and self.sess.state is SessionState.READY:
+                return self.sess
+            errors = []
+            for _ in range(len(self.eps)):
+                if self.closed:
+                    raise Unavailable("the client is closed", code="CLOSED")
+                ep = self.eps[self.ep_idx]
+                try:
+                    self.sess = await self._open(ep)
+                    return self.sess
+                except LockError as e:
+                    if e.code in ("AUTH", "NOAUTH"):
+                        raise
+                    errors.append(f"{ep[0]}:{ep[1]}: {e}")
+                except (OSError, asyncio.TimeoutError) as e:
+                    errors.append(f"{ep[0]}:{ep[1]}: {e or type(e).__name__}")
+                self.ep_idx = (self.ep_idx + 1) % len(self.eps)
+            raise Unavailable("no lockd reachable (" + "; ".join(errors) + ")",
+                              code="NOTCONNECTED")
+
+    async def _open(self, ep):
+        sess = _Session(self, ep)
+        try:
+            sess.reader, sess.writer = await asyncio.wait_for(
+                asyncio.open_connection(ep[0], ep[1], limit=1 << 16), CONNECT_TIMEOUT_S)
+        except (OSError, asyncio.TimeoutError) as e:
+            raise Unavailable(f"cannot connect: {e or 'timeout'}", code="NOTCONNECTED") from None
+        sess.move(SessionState.HANDSHAKE)
+        sess.tasks.append(asyncio.ensure_future(self._read_loop(sess)))
+        try:
+            rest = await asyncio.wait_for(self._call(sess, "HELLO", f"HELLO {self.name}"),
+                                          CONNECT_TIMEOUT_S)
+            parts = rest.split()
+            if len(parts) != 2 or not parts[1].isdigit():
+                raise Unavailable(f"malformed HELLO reply {rest!r}", code="NOTCONNECTED")
+            sess.session_id, sess.timeout_ms = parts[0], max(1, int(parts[1]))
+            if self.auth:
+                await asyncio.wait_for(self._call(sess, "AUTH", f"AUTH {self.auth}"),
+                                       CONNECT_TIMEOUT_S)
+        except BaseException as e:
+            why = "handshake timed out" if isinstance(e, asyncio.TimeoutError) else str(e)
+            self._down(sess, why)
+            if isinstance(e, asyncio.TimeoutError):
+                raise Unavailable(why, code="NOTCONNECTED") from None
+            raise
+        sess.move(SessionState.READY)
+        t = now()
+        sess.last_rx = max(sess.last_rx, t)
+        sess.tasks.append(asyncio.ensure_future(self._tick_loop(sess)))
+        log.debug("session %s ready: id %s, session timeout %d ms", sess.where, sess.session_id,
+                  sess.timeout_ms)
+        return sess
+
+    def _down(self, sess, why, *, code=None, reason=None):
+        """Ends a session: fails its pending requests, loses its holds (a releasing hold
+        counts as released: any loss would have been pushed before the end)."""
+        if sess.state is SessionState.CLOSED:
+            return
+        if code is not None:
+            sess.end_code, sess.end_why = code, why
+        if reason is not None:
+            sess.lost_reason = reason
+        was_ready = sess.state is SessionState.READY
+        sess.move(SessionState.CLOSED)
+        (log.warning if was_ready and sess.holds else log.debug)(
+            "session with lockd %s ended: %s", sess.where, why)
+        if self.sess is sess:
+            self.sess = None
+            if was_ready:  # new requests go to the next endpoint first (failover)
+                self.ep_idx = (self.ep_idx + 1) % len(self.eps)
+        if sess.writer is not None:
+            sess.writer.close()
+        me = asyncio.current_task()
+        for t in sess.tasks:
+            if t is not me:
+                t.cancel()
+        for h in list(sess.holds.values()):
+            if h.state is HoldState.RELEASING:
+                self._hold_end(h, HoldState.RELEASED)
+            else:
+                self.lose(h, sess.lost_reason, release=False)
+        pending, sess.pending = sess.pending, {}
+        for p in pending.values():
+            if p.future is not None and not p.future.done():
+                p.future.set_exception(Unavailable(f"{sess.end_why} ({why})" if sess.end_why
+                                                   != why else why, code=sess.end_code,
+                                                   resource=p.resource))
+
+    # ------------------------------------------------------------ holds
+
+    def _arm(self, h):
+        if h.timer is not None:
+            h.timer.cancel()
+        h.timer = asyncio.get_running_loop().call_at(h.deadline(), self._on_deadline, h)
+
+    def _on_deadline(self, h):
+        h.timer = None
+        if h.state is not HoldState.HELD:
+            return
+        if now() < h.deadline():
+            self._arm(h)  # extended meanwhile
+            return
+        self.lose(h, "expired" if h.lease_ms > 0 else "unreachable")
+
+    def _hold_end(self, h, to):
+        h.move(to)
+        if h.timer is not None:
+            h.timer.cancel()
+            h.timer = None
+        h.sess.holds.pop(h.token, None)
+
+    def lose(self, h, reason, *, release=True):
+        """The lock is gone: tell the lease (event, callbacks) and, if the session still
+        lives, give it back (best effort: lockd may still count it as ours)."""
+        if h.state in (HoldState.LOST, HoldState.RELEASED):
+            return
+        h.lost_at = now()
+        h.lost_reason = reason
+        self._hold_end(h, HoldState.LOST)
+        h.lost.set()
+        log.warning("lock %s lost (%s)", h.resource, reason)
+        for cb in list(h.callbacks):
+            try:
+                cb()
+            except Exception:  # a callback's bug must not break the session
+                log.exception("lockp: lost callback of %s failed", h.resource)
+        if release and h.sess.state is SessionState.READY:
+            self._send(h.sess, "RELEASE", f"RELEASE {h.resource} {h.token}", future=None)
+
+    # ------------------------------------------------------------ requests
+
+    def _send(self, sess, kind, text, *, future, **kw):
+        self.next_tag += 1
+        tag = str(self.next_tag)
+        p = _Pending(tag, kind, future, **kw)
+        p.sent_at = now()  # before the write: a lower bound of when lockd reads it
+        sess.pending[tag] = p
+        sess.writer.write(f"{tag} {text}\n".encode())
+        sess.last_tx = p.sent_at
+        return p
+
+    async def _call(self, sess, kind, text, timeout=None, **kw):
+        fut = asyncio.get_running_loop().create_future()
+        p = self._send(sess, kind, text, future=fut, **kw)
+        try:
+            if timeout is None:
+                return await asyncio.shield(fut)
+            return await asyncio.wait_for(asyncio.shield(fut), timeout)
+        except asyncio.TimeoutError:
+            # lockd answers PINGs but not this: the session (and any late grant) goes
+            self._down(sess, f"no reply to {kind} in {timeout:.1f} s", code="CLIENT_TIMEOUT")
+            raise Unavailable(f"no reply to {kind} from lockd {sess.where} in time",
+                              code="CLIENT_TIMEOUT", resource=p.resource) from None
+        except asyncio.CancelledError:
+            p.cancelled = True
+            if fut.done() and not fut.cancelled() and fut.exception() is None:
+                r = fut.result()
+                if isinstance(r, _Hold):
+                    await self.release(r, wait=False)
+            raise
+
+    async def acquire(self, resource, lease_ms, wait_ms):
+        _proto.check_resource(resource)
+        _proto.check_ms(lease_ms, "lease_ms")
+        _proto.check_ms(wait_ms, "wait_ms")
+        sess = await self.session()
+        return await self._call(sess, "ACQUIRE", f"ACQUIRE {resource} {lease_ms} {wait_ms}",
+                                wait_ms / 1000.0 + REQUEST_SLACK_S, resource=resource,
+                                lease_ms=lease_ms, wait_ms=wait_ms)
+
+    async def renew(self, h, lease_ms):
+        if h.state is not HoldState.HELD:
+            raise LockLost(f"lock {h.resource} is not held ({h.lost_reason or h.state.value})",
+                           resource=h.resource, reason=h.lost_reason or "released")
+        if lease_ms is None:
+            lease_ms = h.lease_ms
+        _proto.check_ms(lease_ms, "lease_ms")
+        return await self._call(h.sess, "RENEW", f"RENEW {h.resource} {h.token} {lease_ms}",
+                                REQUEST_SLACK_S, resource=h.resource, lease_ms=lease_ms, hold=h)
+
+    async def release(self, h, wait=True):
+        """Gives the lock back: True if it was held until the release, False if lost."""
+        if h.state is HoldState.RELEASED:
+            return True
+        if h.state is not HoldState.HELD:
+            return h.state is HoldState.RELEASED
+        if now() >= h.deadline():
+            self.lose(h, "expired" if h.lease_ms > 0 else "unreachable")
+            return False
+        sess = h.sess
+        if sess.state is not SessionState.READY:
+            self.lose(h, sess.lost_reason, release=False)
+            return False
+        h.move(HoldState.RELEASING)
+        if h.timer is not None:
+            h.timer.cancel()
+            h.timer = None
+        if not wait:
+            self._send(sess, "RELEASE", f"RELEASE {h.resource} {h.token}", future=None, hold=h)
+            return True
+        try:
+            await self._call(sess, "RELEASE", f"RELEASE {h.resource} {h.token}", REQUEST_SLACK_S,
+                             resource=h.resource, hold=h)
+        except Unavailable:
+            pass  # the session ended after the RELEASE went out: lockd released it
+        return h.state is HoldState.RELEASED
+
+    async def ping(self):
+        sess = await self.session()
+        t = now()
+        await self._call(sess, "PING", "PING", REQUEST_SLACK_S)
+        return now() - t
+
+    async def info(self):
+        sess = await self.session()
+        return _proto.parse_info(await self._call(sess, "INFO", "INFO", REQUEST_SLACK_S))
+
+    async def close(self):
+        self.closed = True
+        sess = self.sess
+        if sess is not None:
+            if sess.state is SessionState.READY:
+                sess.writer.write(b"q QUIT\n")
+            self._down(sess, "client closed", code="CLOSED", reason="closed")
+            for t in sess.tasks:
+                if t is not asyncio.current_task():
+                    try:
+                        await t
+                    except BaseException:
+                        pass
+            try:
+                await sess.writer.wait_closed()
+            except (OSError, asyncio.CancelledError):
+                pass
+
+    # ------------------------------------------------------------ reading
+
+    async def _read_loop(self, sess):
+        why = "closed by lockd"
+        try:
+            while True:
+                line = await sess.reader.readline()
+                if not line:
+                    break
+                if not line.endswith(b"\n"):
+                    why = "closed by lockd in the middle of a line"
+                    break
+                sess.last_rx = now()
+                self._on_line(sess, line.decode("ascii", "replace").rstrip("\r\n"))
+                if sess.state is SessionState.CLOSED:
+                    return
+        except asyncio.CancelledError:
+            return
+        except (OSError, ValueError) as e:  # ValueError: a line over the reader's limit
+            why = f"read error: {e}"
+        self._down(sess, why)
+
+    def _on_line(self, sess, line):
+        tag, word, rest = _proto.split_reply(line)
+        if tag == "*":
+            self._on_push(sess, word, rest)
+            return
+        p = sess.pending.pop(tag, None)
+        if p is None:
+            log.debug("reply to unknown tag %s", tag)
+            return
+        bound = max(p.sent_at, sess.alive_sent)  # lockd wrote this reply after `bound`
+        sess.alive_sent = bound
+        if p.kind == "PING" and p.future is None:
+            sess.ping_out = False
+        fut = p.future
+        try:
+            result = self._result(sess, p, word, rest, bound)
+        except LockError as e:
+            if fut is not None and not fut.done():
+                if p.cancelled:
+                    fut.cancel()  # nobody waits for it any more
+                else:
+                    fut.set_exception(e)
+            return
+        if fut is not None and not fut.done():
+            fut.set_result(result)
+
+    def _result(self, sess, p, word, rest, bound):
+        """The value of a reply, or raises its LockError; keeps the holds up to date."""
+        if word == "ERR":
+            code, _, text = rest.partition(" ")
+            if p.kind == "RELEASE" and p.hold is not None:
+                self._hold_end(p.hold, HoldState.RELEASED)
+            raise error_for(code, text or code, p.resource)
+        if p.kind == "ACQUIRE":
+            if word == "TIMEOUT":
+                raise LockTimeout(f"lock {p.resource} not granted within {p.wait_ms} ms",
+                                  resource=p.resource)
+            if word != "OK":
+                raise LockError(f"unexpected reply {word} to ACQUIRE", code="BADREPLY")
+            parts = rest.split()
+            if (len(parts) != 3 or len(parts[0]) != _proto.TOKEN_LEN or not parts[1].isdigit()
+                    or not parts[2].isdigit()):
+                raise LockError(f"malformed grant {rest!r}", code="BADREPLY")
+            h = _Hold(sess, p.resource, parts[0], int(parts[1]), p.lease_ms, int(parts[2]), bound)
+            sess.holds[h.token] = h
+            if p.cancelled or p.future is None or p.future.done():
+                self.lose(h, "cancelled")  # nobody wants it: give it back at once
+                raise LockError("cancelled", code="CANCELLED")
+            if now() >= h.deadline():
+                self.lose(h, "expired")
+                raise LockTimeout(f"lock {p.resource} granted after its validity ran out "
+                                  f"(validity {h.validity_ms} ms)", resource=p.resource)
+            self._arm(h)
+            return h
+        if p.kind == "RENEW":
+            h = p.hold
+            if word == "OK" and rest.isdigit():
+                if h.state is not HoldState.HELD:  # lost locally while the RENEW flew
+                    raise LockLost(f"lock {p.resource} lost ({h.lost_reason})",
+                                   resource=p.resource, reason=h.lost_reason or "lost")
+                h.validity_ms = int(rest)
+                h.base_deadline = bound + h.validity_ms / 1000.0
+                if p.lease_ms > 0:
+                    h.lease_ms = p.lease_ms
+                self._arm(h)
+                return int(rest)
+            self.lose(h, "lost", release=False)
+            raise LockLost(f"lock {p.resource} was not held any more (RENEW: {word})",
+                           resource=p.resource, reason="lost")
+        if p.kind == "RELEASE":
+            h = p.hold
+            if h is not None and h.state is HoldState.RELEASING:
+                if word == "OK":
+                    self._hold_end(h, HoldState.RELEASED)
+                else:
+                    self.lose(h, "lost", release=False)
+            return word == "OK"
+        if word != "OK":
+            raise LockError(f"unexpected reply {word} {rest}", code=word or "BADREPLY")
+        return rest
+
+    def _on_push(self, sess, word, rest):
+        if word == "LOST":
+            parts = rest.split(" ")
+            if len(parts) < 2:
+                log.warning("malformed LOST push %r", rest)
+                return
+            h = sess.holds.get(parts[1])
+            if h is not None and h.resource == parts[0]:
+                self.lose(h, parts[2] if len(parts) > 2 and parts[2] else "lost", release=False)
+        elif word == "ERR" and rest.startswith("SESSION"):
+            # lockd expired the session (its LOSTs came first) and closes it next
+            self._down(sess, f"session {rest[8:]}", code="SESSION", reason="session")
+        elif word == "ERR":
+            log.warning("lockd %s: %s", sess.where, rest)
+        else:
+            log.debug("ignoring push %s %s", word, rest)
+
+    # ------------------------------------------------------------ keep-alive
+
+    async def _tick_loop(self, sess):
+        """PING when idle; drop a lockd that sent nothing for dead_s."""
+        try:
+            while sess.state is SessionState.READY:
+                t = now()
+                if t - sess.last_rx >= sess.dead_s:
+                    # We may have been frozen ourselves: read what waits first.
+                    for _ in range(3):
+                        await asyncio.sleep(0)
+                    if sess.state is not SessionState.READY:
+                        return
+                    if now() - sess.last_rx >= sess.dead_s:
+                        self._down(sess, f"lockd sent nothing for {sess.dead_s * 1000:.0f} ms",
+                                   code="DISCONNECTED", reason="unreachable")
+                        return
+                    continue
+                idle = sess.ping_interval()
+                if not sess.ping_out and (t - sess.last_rx >= idle or t - sess.last_tx >= idle):
+                    sess.ping_out = True
+                    self._send(sess, "PING", "PING", future=None)
+                nxt = sess.last_rx + sess.dead_s
+                if not sess.ping_out:
+                    nxt = min(nxt, sess.last_rx + idle, sess.last_tx + idle)
+                await asyncio.sleep(min(max(0.002, nxt - now()), idle / 2))
+        except asyncio.CancelledError:
+            return
+        except Exception as e:  # a write on a dying socket
+            self._down(sess, f"keep-alive failed: {e}")
+
+
+class Lease:
+    """A granted lock (threaded Client). ``fence`` (int), ``token`` (str), ``lost``
+    (threading.Event, set the moment the lock is lost), ``lost_reason``, ``lost_at``
+    (time.monotonic() of the loss), ``deadline`` (time.monotonic() it is lost at
+    unless extended)."""
+
+    def __init__(self, client, hold):
+        self._client = client
+        self._hold = hold
+
+    resource = property(lambda self: self._hold.resource)
+    token = property(lambda self: self._hold.token)
+    fence = property(lambda self: self._hold.fence)
+    lease_ms = property(lambda self: self._hold.lease_ms)
+    validity_ms = property(lambda self: self._hold.validity_ms)
+    lost = property(lambda self: self._hold.lost)
+    lost_reason = property(lambda self: self._hold.lost_reason)
+    lost_at = property(lambda self: self._hold.lost_at)
+    deadline = property(lambda self: self._hold.deadline())
+
+    @property
+    def held(self):
+        """True while granted, not released and not lost."""
+        return self._hold.state is HoldState.HELD and not self._hold.lost.is_set()
+
+    def remaining(self):
+        """Seconds until the local deadline (<= 0: lost)."""
+        return self._hold.deadline() - now()
+
+    def check(self):
+        """Raises LockLost if the lock is lost (call before a write it protects)."""
+        if self._hold.lost.is_set():
+            raise LockLost(f"lock {self.resource} lost ({self.lost_reason})",
+                           resource=self.resource, reason=self.lost_reason)
+
+    def on_lost(self, fn):
+        """fn() runs once, on the client's event loop, when the lock is lost (at once if
+        it already is). It must not block."""
+        self._client._run_soon(self._add_cb, fn)
+
+    def _add_cb(self, fn):
+        if self._hold.lost.is_set():
+            fn()
+        elif self._hold.state is HoldState.HELD:
+            self._hold.callbacks.append(fn)
+
+    def __repr__(self):
+        state = f"lost: {self.lost_reason}" if self.lost.is_set() else self._hold.state.value
+        return f"<Lease {self.resource} fence={self.fence} {state}>"
+
+    def renew(self, lease_ms=None):
+        """RENEW (fixed lease: lease_ms or the lease's own); returns validity_ms."""
+        return self._client._call(self._client._core.renew(self._hold, lease_ms))
+
+    def release(self):
+        """RELEASE: True if the lock was held until now, False if it was lost."""
+        return self._client._call(self._client._core.release(self._hold))
+
+
+class AsyncLease(Lease):
+    """A granted lock (AsyncClient): as Lease, with coroutine methods."""
+
+    async def renew(self, lease_ms=None):
+        return await self._client._core.renew(self._hold, lease_ms)
+
+    async def release(self):
+        return await self._client._core.release(self._hold)
+
+    async def wait_lost(self):
+        """Returns when the lock is lost (never, if it is released first)."""
+        fut = asyncio.get_running_loop().create_future()
+        self._add_cb(lambda: fut.done() or fut.set_result(None))
+        await fut
+
+
+class _AsyncLockContext:
+    def __init__(self, client, resource, lease_ms, wait_ms):
+        self._client, self._args = client, (resource, lease_ms, wait_ms)
+        self._lease = None
+
+    async def __aenter__(self):
+        resource, lease_ms, wait_ms = self._args
+        self._lease = await self._client.acquire(resource, lease_ms=lease_ms, wait_ms=wait_ms)
+        return self._lease
+
+    async def __aexit__(self, et, ev, tb):
+        lease, outcome = self._lease, None
+        if not lease.lost.is_set():
+            try:
+                outcome = await lease.release()
+            except LockError as e:
+                outcome = e
+        return block_verdict(lease, et, outcome)
+
+
+def block_verdict(lease, et, outcome):
+    """How a with-block ends: outcome is None (lost before the release), the release's
+    result (True: held throughout) or the LockError it raised. Returns False (let the
+    block's own exception through) or raises LockLost / the release's error."""
+    if isinstance(outcome, LockError):
+        if et is not None:
+            return False  # the block's own error wins
+        raise outcome
+    if outcome:
+        return False
+    raise LockLost(f"lock {lease.resource} was lost while the block ran ({lease.lost_reason})",
+                   resource=lease.resource, reason=lease.lost_reason or "lost")
+
+
+class AsyncClient:
+    """asyncio LOCKP client. ``async with client.lock("R") as lease: ...``.
+
+    Connects on first use (or ``await client.connect()``); ``await client.close()``."""
+
+    def __init__(self, endpoints, *, name=None, auth=None):
+        self._core = _Core(endpoints, name, auth)
+
+    def _run_soon(self, fn, *args):
+        fn(*args)
+
+    async def connect(self):
+        await self._core.session()
+
+    def lock(self, resource, *, lease_ms=0, wait_ms=0):
+        """Async context manager: acquires, yields an AsyncLease, releases; raises
+        LockLost on leaving the block if the lock was lost inside it."""
+        _proto.check_resource(resource)
+        return _AsyncLockContext(self, resource, lease_ms, wait_ms)
+
+    async def acquire(self, resource, *, lease_ms=0, wait_ms=0):
+        return AsyncLease(self, await self._core.acquire(resource, lease_ms, wait_ms))
+
+    async def ping(self):
+        """Round trip to lockd in seconds."""
+        return await self._core.ping()
+
+    async def info(self):
+        """lockd's INFO as a dict."""
+        return await self._core.info()
+
+    async def close(self):
+        """Ends the session (lockd releases what it still holds for us)."""
+        await self._core.close()
+
+    async def __aenter__(self):
+        return self
+
+    async def __aexit__(self, *exc):
+        await self.close()
+
+
+__all__ = ["AsyncClient", "AsyncLease", "Lease", "BadArgument"]

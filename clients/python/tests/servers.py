@@ -1,0 +1,135 @@
+"""Real servers for the lockp tests: redis-server and lockd on free loopback ports in a
+temp dir, stopped by PID (also when a test fails: the fixtures' finalizers call stop).
+
+LOCKD_BIN names the lockd binary (default: build/bin/lockd under the repository).
+"""
+
+import os
+import signal
+import socket
+import subprocess
+import tempfile
+import time
+
+REPO = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", "..", ".."))
+LOCKD_BIN = os.environ.get("LOCKD_BIN") or os.path.join(REPO, "build", "bin", "lockd")
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_port(port, proc, timeout=5.0):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            return False
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+            return True
+        except OSError:
+            time.sleep(0.01)
+    return False
+
+
+class Proc:
+    """A server we started: stop() ends it by its PID (SIGCONT first if stopped)."""
+
+    def __init__(self, argv, log, port):
+        self.argv, self.log, self.port = argv, log, port
+        self.addr = f"127.0.0.1:{port}"
+        self.start()
+
+    def start(self):
+        with open(self.log, "ab") as f:
+            self.proc = subprocess.Popen(self.argv, stdout=f, stderr=subprocess.STDOUT,
+                                         stdin=subprocess.DEVNULL)
+        if not wait_port(self.port, self.proc):
+            self.stop()
+            raise RuntimeError(f"{self.argv[0]} did not start on {self.port}: "
+                               f"{open(self.log, errors='replace').read()[-2000:]}")
+
+    @property
+    def pid(self):
+        return self.proc.pid
+
+    def kill(self, sig):
+        if self.proc.poll() is None:
+            os.kill(self.proc.pid, sig)
+
+    def stop(self, sig=signal.SIGTERM, timeout=3.0):
+        if self.proc.poll() is not None:
+            return
+        try:
+            os.kill(self.proc.pid, signal.SIGCONT)
+            os.kill(self.proc.pid, sig)
+            self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            os.kill(self.proc.pid, signal.SIGKILL)
+            self.proc.wait()
+        except ProcessLookupError:
+            pass
+
+
+class World:
+    """Every server of one test (or module); stop_all() ends them all."""
+
+    def __init__(self):
+        self.dir = tempfile.mkdtemp(prefix="lockp-test-")
+        self.procs = []
+
+    def redis(self, port=None):
+        port = port or free_port()
+        p = Proc(["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", "",
+                  "--appendonly", "no", "--dir", self.dir, "--protected-mode", "no"],
+                 os.path.join(self.dir, f"redis-{port}.log"), port)
+        self.procs.append(p)
+        return p
+
+    def lockd(self, redis, extra="", auth=None):
+        """lockd over the given redis Procs; extra: more YAML lines; auth: its secret."""
+        port = free_port()
+        conf = os.path.join(self.dir, f"lockd-{port}.yaml")
+        with open(conf, "w") as f:
+            f.write(f"listen: 127.0.0.1:{port}\n")
+            f.write("redis: [" + ", ".join(r.addr for r in redis) + "]\n")
+            f.write("log: {level: warn}\n")
+            f.write(extra + "\n")
+            if auth:
+                f.write(f'auth: "{auth}"\n')
+        p = Proc([LOCKD_BIN, "--config", conf], os.path.join(self.dir, f"lockd-{port}.log"), port)
+        p.n_redis, p.auth = len(redis), auth
+        self.procs.append(p)
+        wait_masters(p, p.n_redis)
+        return p
+
+    def stop_all(self):
+        for p in reversed(self.procs):
+            p.stop(signal.SIGKILL)
+        subprocess.run(["rm", "-rf", self.dir], check=False)
+
+
+def info(port, auth=None):
+    """lockd's INFO over a raw socket (no lockp: the fixtures must not depend on it)."""
+    with socket.create_connection(("127.0.0.1", port), timeout=2) as s:
+        s.sendall((f"a AUTH {auth}\n" if auth else "").encode() + b"i INFO\n")
+        buf = b""
+        while not buf.endswith(b"\n") or (auth and buf.count(b"\n") < 2):
+            chunk = s.recv(4096)
+            if not chunk:
+                break
+            buf += chunk
+    line = buf.decode().splitlines()[-1]
+    return dict(kv.split("=", 1) for kv in line.split()[2:] if "=" in kv)
+
+
+def wait_masters(lockd, n, timeout=5.0):
+    """lockd accepts sessions before its masters are connected: wait for them."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if int(info(lockd.port, lockd.auth).get("masters_up", 0)) >= n:
+            return
+        time.sleep(0.02)
+    raise RuntimeError(f"lockd {lockd.addr}: masters not up")
