@@ -1,8 +1,6 @@
 """Fixtures: `world` (a fresh set of servers per test, all stopped after it, pass or
 fail) and `shared` (three redis masters and two lockds for the whole module, for the
-tests that break nothing). Short timeouts keep the fault tests fast: session timeout
-1500 ms (the client PINGs every 500 ms at most and calls a lockd dead after 1000 ms
-of silence), watchdog lease 3000 ms."""
+tests that break nothing), both with servers.FAST's short timeouts."""
 
 import os
 import sys
@@ -15,7 +13,7 @@ sys.path.insert(0, os.path.dirname(__file__))
 
 import servers  # noqa: E402
 
-FAST = "session: {timeout_ms: 1500}\nwatchdog: {lease_ms: 3000}"
+FAST = servers.FAST
 
 
 @pytest.fixture

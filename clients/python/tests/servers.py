@@ -11,6 +11,11 @@ import subprocess
 import tempfile
 import time
 
+# Short timeouts keep the fault tests fast: session timeout 1500 ms (the client PINGs
+# every 500 ms at most and calls a lockd dead after 1000 ms of silence), watchdog lease
+# 3000 ms.
+FAST = "session: {timeout_ms: 1500}\nwatchdog: {lease_ms: 3000}"
+
 REPO = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", "..", ".."))
 LOCKD_BIN = os.environ.get("LOCKD_BIN") or os.path.join(REPO, "build", "bin", "lockd")
 
