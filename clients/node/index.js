@@ -1,0 +1,688 @@
+// lockp: a LOCKP/1 client for lockd (Node 18+, ESM, no runtime dependency).
+//
+// One TCP session to one lockd at a time (endpoints tried in order for failover),
+// tagged pipelining (tags are decimal numbers; replies may come in any order), keep-alive
+// and liveness, and the local deadline of every lock (SPEC 3b):
+//
+// - A lock's deadline is validity_ms counted from the moment its ACQUIRE (or RENEW) was
+//   SENT, or from a later moment that is provably before lockd wrote the reply: lockd
+//   writes replies in order on the stream, so a reply that arrives after the reply to a
+//   request sent at time S was written after S (session.aliveSent keeps that bound).
+// - A fixed lease (leaseMs > 0) is lost locally at its deadline unless a RENEW reply
+//   extended it, whatever lockd says.
+// - A watchdog lease (leaseMs 0) is renewed by lockd, and LOCKP tells the client nothing
+//   about those renewals. A lockd that answers keeps them alive (it renews every third
+//   of its lease and pushes `* LOST` before it gives one up), so the deadline is
+//   extended by liveness: max(grant bound + validity, aliveSent + validity / 2).
+// - Liveness is judged by bytes RECEIVED: a PING goes out when nothing was received (or
+//   sent) for the ping interval (a third of the session timeout; a sixth of the validity
+//   while a watchdog lease is held); a lockd silent for two thirds of the session
+//   timeout is dead: the session is dropped and every lock taken through it is lost.
+//
+// Ownership: the client owns its sessions, pending requests and holds; a Lease is the
+// caller's view of one hold. Loss is reported through lease.signal (an AbortSignal whose
+// reason is a LockError with code LOST) the moment it is noticed.
+
+import net from 'node:net';
+import { performance } from 'node:perf_hooks';
+
+const RESOURCE_MAX = 256;
+const NAME_MAX = 64;
+const SECRET_MAX = 256;
+const CONNECT_TIMEOUT_MS = 1000;
+const REQUEST_SLACK_MS = 10000;
+const MIN_PING_MS = 20;
+const LINE_MAX = 4096;
+
+/** The client's clock: monotonic milliseconds. */
+export const now = () => performance.now();
+
+/** Every lockp error: `code` is the LOCKP code (TIMEOUT, NOQUORUM, HELD, LIMIT, LOST, AUTH,
+ * NOAUTH, BADREQ, SESSION, SHUTDOWN) or the client's own (BADARG, NOTCONNECTED,
+ * DISCONNECTED, CLIENT_TIMEOUT, CLOSED). LOST errors carry `reason`. */
+export class LockError extends Error {
+  constructor(code, message, { resource, reason, cause } = {}) {
+    super(message, cause ? { cause } : undefined);
+    this.name = 'LockError';
+    this.code = code;
+    if (resource !== undefined) this.resource = resource;
+    if (reason !== undefined) this.reason = reason;
+  }
+}
+
+const printable = (s) => /^[\x21-\x7e]+$/.test(s);
+
+function badArg(msg) {
+  return new LockError('BADARG', msg);
+}
+
+function checkResource(resource) {
+  if (typeof resource !== 'string') throw badArg(`resource must be a string, not ${typeof resource}`);
+  if (resource.length === 0) throw badArg('resource is empty');
+  if (resource.length > RESOURCE_MAX) {
+    throw badArg(`resource is ${resource.length} characters long (at most ${RESOURCE_MAX})`);
+  }
+  if (!printable(resource)) {
+    throw badArg(`resource ${JSON.stringify(resource)}: only printable ASCII without spaces (0x21-0x7E) is allowed`);
+  }
+  return resource;
+}
+
+function checkMs(v, what) {
+  if (!Number.isSafeInteger(v) || v < 0) throw badArg(`${what} must be a non-negative integer (milliseconds), not ${v}`);
+  return v;
+}
+
+function checkWord(v, what, max) {
+  if (typeof v !== 'string' || v.length === 0 || v.length > max || !printable(v)) {
+    throw badArg(`${what} must be 1-${max} printable ASCII characters without spaces`);
+  }
+  return v;
+}
+
+function parseEndpoint(ep) {
+  if (typeof ep !== 'string') throw badArg(`endpoint must be a 'host:port' string, not ${typeof ep}`);
+  let host, port;
+  const v6 = /^\[([^\]]+)\]:(\d+)$/.exec(ep);
+  if (v6) {
+    [, host, port] = v6;
+  } else {
+    const i = ep.lastIndexOf(':');
+    host = i > 0 ? ep.slice(0, i) : '';
+    port = i > 0 ? ep.slice(i + 1) : '';
+  }
+  const n = /^\d+$/.test(port) ? Number(port) : NaN;
+  if (!host || !(n > 0 && n < 65536)) {
+    throw badArg(`bad endpoint ${JSON.stringify(ep)}: expected 'host:port' with a port in 1-65535`);
+  }
+  return { host, port: n, where: `${host}:${n}` };
+}
+
+function parseEndpoints(endpoints) {
+  const list = typeof endpoints === 'string' ? [endpoints] : endpoints;
+  if (!Array.isArray(list)) throw badArg("endpoints must be a 'host:port' string or an array of them");
+  if (list.length === 0) throw badArg('no endpoint given');
+  return list.map(parseEndpoint);
+}
+
+function errorFor(code, text, resource) {
+  return new LockError(code, text || code, { resource });
+}
+
+// Session states: CONNECTING (TCP connect), HANDSHAKE (HELLO/AUTH sent), READY (requests
+// flow, keep-alive runs), CLOSED (gone: pending failed, holds lost; never reused).
+const SESSION_MOVES = {
+  CONNECTING: ['HANDSHAKE', 'CLOSED'],
+  HANDSHAKE: ['READY', 'CLOSED'],
+  READY: ['CLOSED'],
+  CLOSED: [],
+};
+
+// Hold states: HELD (granted, within its deadline), RELEASING (RELEASE sent; a LOST push
+// before its reply still counts), RELEASED and LOST (final).
+const HOLD_MOVES = {
+  HELD: ['RELEASING', 'LOST'],
+  RELEASING: ['RELEASED', 'LOST'],
+  RELEASED: [],
+  LOST: [],
+};
+
+function move(obj, table, to, what) {
+  if (!table[obj.state].includes(to)) throw new Error(`lockp: illegal move ${what}: ${obj.state} -> ${to}`);
+  if (process.env.LOCKP_DEBUG) console.error(`lockp: ${what}: ${obj.state} -> ${to}`);
+  obj.state = to;
+}
+
+class Hold {
+  constructor(sess, resource, token, fence, leaseMs, validityMs, bound) {
+    this.sess = sess;
+    this.resource = resource;
+    this.token = token;
+    this.fence = fence;
+    this.leaseMs = leaseMs;
+    this.validityMs = validityMs;
+    this.baseDeadline = bound + validityMs;
+    this.state = 'HELD';
+    this.controller = new AbortController();
+    this.lostReason = null;
+    this.lostAt = null;
+    this.timer = null;
+  }
+
+  deadline() {
+    if (this.leaseMs === 0) return Math.max(this.baseDeadline, this.sess.aliveSent + this.validityMs / 2);
+    return this.baseDeadline;
+  }
+
+  move(to) {
+    move(this, HOLD_MOVES, to, `lock ${this.resource}`);
+  }
+}
+
+class Session {
+  constructor(ep) {
+    this.ep = ep;
+    this.state = 'CONNECTING';
+    this.socket = null;
+    this.buf = '';
+    this.timeoutMs = 10000;
+    this.sessionId = null;
+    this.pending = new Map();
+    this.holds = new Map();
+    const t = now();
+    this.lastRx = t;
+    this.lastTx = t;
+    this.aliveSent = t;
+    this.pingOut = false;
+    this.tick = null;
+    this.endCode = 'DISCONNECTED';
+    this.endWhy = 'the lockd session ended';
+    this.lostReason = 'disconnected';
+  }
+
+  get deadMs() {
+    return Math.max(200, (this.timeoutMs * 2) / 3);
+  }
+
+  pingInterval() {
+    let ms = this.timeoutMs / 3;
+    for (const h of this.holds.values()) if (h.leaseMs === 0) ms = Math.min(ms, h.validityMs / 6);
+    for (const p of this.pending.values()) {
+      // a waiting fixed-lease ACQUIRE: keep aliveSent fresh so the grant's deadline is
+      // not counted from long before lockd granted it
+      if (p.kind === 'ACQUIRE' && p.leaseMs > 0 && p.waitMs > 0) ms = Math.min(ms, p.leaseMs / 4);
+    }
+    return Math.max(MIN_PING_MS, ms);
+  }
+
+  move(to) {
+    move(this, SESSION_MOVES, to, `session ${this.ep.where}`);
+  }
+}
+
+/** A granted lock. `fence` is a BigInt, `token` a string, `signal` an AbortSignal that
+ * fires the moment the lock is lost (its reason: a LockError with code LOST). */
+export class Lease {
+  #client;
+  #hold;
+
+  constructor(client, hold) {
+    this.#client = client;
+    this.#hold = hold;
+  }
+
+  get resource() { return this.#hold.resource; }
+  get token() { return this.#hold.token; }
+  get fence() { return this.#hold.fence; }
+  get leaseMs() { return this.#hold.leaseMs; }
+  get validityMs() { return this.#hold.validityMs; }
+  get signal() { return this.#hold.controller.signal; }
+  get lost() { return this.#hold.controller.signal.aborted; }
+  get lostReason() { return this.#hold.lostReason; }
+  /** performance.now() when the loss was noticed, or null. */
+  get lostAt() { return this.#hold.lostAt; }
+  /** performance.now() at which the lock is lost unless extended. */
+  get deadline() { return this.#hold.deadline(); }
+  get held() { return this.#hold.state === 'HELD' && !this.lost; }
+  remainingMs() { return this.#hold.deadline() - now(); }
+
+  /** Throws the LOST error if the lock is lost (call before a write it protects). */
+  check() {
+    if (this.lost) throw this.signal.reason;
+  }
+
+  /** RENEW (a fixed lease: leaseMs or its own); resolves to validity_ms. */
+  renew(leaseMs) {
+    return this.#client._renew(this.#hold, leaseMs);
+  }
+
+  /** RELEASE: true if the lock was held until now, false if it was lost. */
+  release() {
+    return this.#client._release(this.#hold);
+  }
+}
+
+export class Client {
+  /** endpoints: 'host:port' or an array of them, tried in order (failover). */
+  constructor(endpoints, { name, auth } = {}) {
+    this._eps = parseEndpoints(endpoints);
+    this._name = checkWord(name ?? 'client', 'name', NAME_MAX);
+    this._auth = auth ? checkWord(auth, 'auth', SECRET_MAX) : null;
+    this._epIdx = 0;
+    this._sess = null;
+    this._connecting = null;
+    this._nextTag = 0;
+    this._closed = false;
+  }
+
+  // ------------------------------------------------------------ sessions
+
+  /** Connects now (else the first request does). */
+  async connect() {
+    await this._session();
+  }
+
+  async _session() {
+    if (this._closed) throw new LockError('CLOSED', 'the client is closed');
+    if (this._sess && this._sess.state === 'READY') return this._sess;
+    if (!this._connecting) {
+      this._connecting = this._connectRound().finally(() => { this._connecting = null; });
+    }
+    return this._connecting;
+  }
+
+  async _connectRound() {
+    const errors = [];
+    for (let i = 0; i < this._eps.length; i++) {
+      if (this._closed) throw new LockError('CLOSED', 'the client is closed');
+      const ep = this._eps[this._epIdx];
+      try {
+        this._sess = await this._open(ep);
+        return this._sess;
+      } catch (e) {
+        if (e.code === 'AUTH' || e.code === 'NOAUTH') throw e;
+        errors.push(`${ep.where}: ${e.message}`);
+      }
+      this._epIdx = (this._epIdx + 1) % this._eps.length;
+    }
+    throw new LockError('NOTCONNECTED', `no lockd reachable (${errors.join('; ')})`);
+  }
+
+  _open(ep) {
+    const sess = new Session(ep);
+    return new Promise((resolve, reject) => {
+      const fail = (e) => {
+        clearTimeout(timer);
+        this._down(sess, e.message);
+        reject(e);
+      };
+      const timer = setTimeout(() => fail(new LockError('NOTCONNECTED', 'connect/handshake timed out')), CONNECT_TIMEOUT_MS);
+      const sock = net.connect({ host: ep.host, port: ep.port });
+      sess.socket = sock;
+      sock.setNoDelay(true);
+      sock.setEncoding('latin1');
+      sock.on('error', (e) => {
+        if (sess.state === 'CONNECTING') fail(new LockError('NOTCONNECTED', `cannot connect: ${e.message}`));
+        else this._down(sess, `socket error: ${e.message}`);
+      });
+      sock.on('close', () => this._down(sess, 'closed by lockd'));
+      sock.on('data', (chunk) => this._onData(sess, chunk));
+      sock.on('connect', async () => {
+        sess.move('HANDSHAKE');
+        try {
+          const rest = await this._call(sess, 'HELLO', `HELLO ${this._name}`);
+          const parts = rest.split(' ');
+          if (parts.length !== 2 || !/^\d+$/.test(parts[1])) throw new LockError('NOTCONNECTED', `malformed HELLO reply ${rest}`);
+          sess.sessionId = parts[0];
+          sess.timeoutMs = Math.max(1, Number(parts[1]));
+          if (this._auth) await this._call(sess, 'AUTH', `AUTH ${this._auth}`);
+        } catch (e) {
+          fail(e);
+          return;
+        }
+        clearTimeout(timer);
+        if (sess.state !== 'HANDSHAKE') {
+          reject(new LockError('NOTCONNECTED', 'session ended during the handshake'));
+          return;
+        }
+        sess.move('READY');
+        sess.lastRx = Math.max(sess.lastRx, now());
+        this._tick(sess);
+        resolve(sess);
+      });
+    });
+  }
+
+  _down(sess, why, { code, reason } = {}) {
+    if (sess.state === 'CLOSED') return;
+    if (code) {
+      sess.endCode = code;
+      sess.endWhy = why;
+    }
+    if (reason) sess.lostReason = reason;
+    const wasReady = sess.state === 'READY';
+    sess.move('CLOSED');
+    if (this._sess === sess) {
+      this._sess = null;
+      if (wasReady) this._epIdx = (this._epIdx + 1) % this._eps.length; // failover
+    }
+    clearTimeout(sess.tick);
+    if (sess.socket) sess.socket.destroy();
+    for (const h of [...sess.holds.values()]) {
+      if (h.state === 'RELEASING') this._holdEnd(h, 'RELEASED');
+      else this._lose(h, sess.lostReason, false);
+    }
+    const pending = [...sess.pending.values()];
+    sess.pending.clear();
+    for (const p of pending) {
+      if (p.reject) {
+        const msg = sess.endWhy !== why ? `${sess.endWhy} (${why})` : why;
+        p.reject(new LockError(sess.endCode, msg, { resource: p.resource }));
+      }
+    }
+  }
+
+  // ------------------------------------------------------------ holds
+
+  _arm(h) {
+    clearTimeout(h.timer);
+    h.timer = setTimeout(() => this._onDeadline(h), Math.max(0, h.deadline() - now()));
+  }
+
+  _onDeadline(h) {
+    h.timer = null;
+    if (h.state !== 'HELD') return;
+    if (now() < h.deadline()) {
+      this._arm(h); // extended meanwhile
+      return;
+    }
+    this._lose(h, h.leaseMs > 0 ? 'expired' : 'unreachable');
+  }
+
+  _holdEnd(h, to) {
+    h.move(to);
+    clearTimeout(h.timer);
+    h.timer = null;
+    h.sess.holds.delete(h.token);
+  }
+
+  _lose(h, reason, release = true) {
+    if (h.state === 'LOST' || h.state === 'RELEASED') return;
+    h.lostAt = now();
+    h.lostReason = reason;
+    this._holdEnd(h, 'LOST');
+    h.controller.abort(new LockError('LOST', `lock ${h.resource} lost (${reason})`, { resource: h.resource, reason }));
+    if (release && h.sess.state === 'READY') this._send(h.sess, 'RELEASE', `RELEASE ${h.resource} ${h.token}`, {});
+  }
+
+  // ------------------------------------------------------------ requests
+
+  _send(sess, kind, text, extra) {
+    const tag = String(++this._nextTag);
+    const p = { tag, kind, sentAt: now(), resource: undefined, leaseMs: 0, waitMs: 0, hold: null, resolve: null, reject: null, cancelled: false, ...extra };
+    sess.pending.set(tag, p);
+    sess.socket.write(`${tag} ${text}\n`);
+    sess.lastTx = p.sentAt;
+    return p;
+  }
+
+  _call(sess, kind, text, { timeoutMs, signal, ...extra } = {}) {
+    return new Promise((resolve, reject) => {
+      let timer = null;
+      let p = null;
+      const done = (fn) => (v) => {
+        clearTimeout(timer);
+        if (signal) signal.removeEventListener('abort', onAbort);
+        fn(v);
+      };
+      const onAbort = () => {
+        p.cancelled = true; // a late grant is given back at once
+        p.resolve = p.reject = null;
+        clearTimeout(timer);
+        reject(signal.reason ?? new LockError('CANCELLED', 'cancelled'));
+      };
+      p = this._send(sess, kind, text, { ...extra, resolve: done(resolve), reject: done(reject) });
+      if (timeoutMs !== undefined) {
+        timer = setTimeout(() => {
+          // lockd answers PINGs but not this: the session (and any late grant) goes
+          this._down(sess, `no reply to ${kind} in ${timeoutMs} ms`, { code: 'CLIENT_TIMEOUT' });
+        }, timeoutMs);
+      }
+      if (signal) {
+        if (signal.aborted) onAbort();
+        else signal.addEventListener('abort', onAbort, { once: true });
+      }
+    });
+  }
+
+  /** Acquires for manual use: resolves to a Lease; call lease.release().
+   * leaseMs 0 = watchdog lease (kept while the client lives); > 0 = fixed lease, lost at
+   * its deadline unless renewed. waitMs 0 = one attempt; else wait up to waitMs, then
+   * TIMEOUT. signal: an AbortSignal that gives up the wait. */
+  async acquire(resource, { leaseMs = 0, waitMs = 0, signal } = {}) {
+    checkResource(resource);
+    checkMs(leaseMs, 'leaseMs');
+    checkMs(waitMs, 'waitMs');
+    const sess = await this._session();
+    const hold = await this._call(sess, 'ACQUIRE', `ACQUIRE ${resource} ${leaseMs} ${waitMs}`, {
+      timeoutMs: waitMs + REQUEST_SLACK_MS, signal, resource, leaseMs, waitMs,
+    });
+    return new Lease(this, hold);
+  }
+
+  /** Acquires, runs fn(lease, signal), releases on every path. signal fires the moment
+   * the lock is lost; if it was lost, `using` rejects with code LOST once fn is done. */
+  async using(resource, opts, fn) {
+    if (typeof opts === 'function') [opts, fn] = [{}, opts];
+    const lease = await this.acquire(resource, opts ?? {});
+    let result;
+    let error = null;
+    try {
+      result = await fn(lease, lease.signal);
+    } catch (e) {
+      error = e;
+    }
+    let held = false;
+    if (!lease.lost) {
+      try {
+        held = await lease.release();
+      } catch (e) {
+        if (error) throw error; // the work's own error wins
+        throw e;
+      }
+    }
+    if (!held) {
+      throw new LockError('LOST', `lock ${resource} was lost while the work ran (${lease.lostReason ?? 'lost'})`, {
+        resource, reason: lease.lostReason ?? 'lost', cause: error ?? undefined,
+      });
+    }
+    if (error) throw error;
+    return result;
+  }
+
+  async _renew(h, leaseMs) {
+    if (h.state !== 'HELD') {
+      throw new LockError('LOST', `lock ${h.resource} is not held (${h.lostReason ?? 'released'})`, { resource: h.resource, reason: h.lostReason ?? 'released' });
+    }
+    const lease = checkMs(leaseMs ?? h.leaseMs, 'leaseMs');
+    return this._call(h.sess, 'RENEW', `RENEW ${h.resource} ${h.token} ${lease}`, {
+      timeoutMs: REQUEST_SLACK_MS, resource: h.resource, leaseMs: lease, hold: h,
+    });
+  }
+
+  async _release(h) {
+    if (h.state === 'RELEASED') return true;
+    if (h.state !== 'HELD') return false;
+    if (now() >= h.deadline()) {
+      this._lose(h, h.leaseMs > 0 ? 'expired' : 'unreachable');
+      return false;
+    }
+    const sess = h.sess;
+    if (sess.state !== 'READY') {
+      this._lose(h, sess.lostReason, false);
+      return false;
+    }
+    h.move('RELEASING');
+    clearTimeout(h.timer);
+    h.timer = null;
+    try {
+      await this._call(sess, 'RELEASE', `RELEASE ${h.resource} ${h.token}`, {
+        timeoutMs: REQUEST_SLACK_MS, resource: h.resource, hold: h,
+      });
+    } catch (e) {
+      if (!['DISCONNECTED', 'SESSION', 'CLIENT_TIMEOUT', 'CLOSED'].includes(e.code)) throw e;
+      // the session ended after the RELEASE went out: lockd released it
+    }
+    return h.state === 'RELEASED';
+  }
+
+  /** Round trip to lockd in milliseconds. */
+  async ping() {
+    const sess = await this._session();
+    const t = now();
+    await this._call(sess, 'PING', 'PING', { timeoutMs: REQUEST_SLACK_MS });
+    return now() - t;
+  }
+
+  /** lockd's INFO as an object (numbers where the value is a number). */
+  async info() {
+    const sess = await this._session();
+    const rest = await this._call(sess, 'INFO', 'INFO', { timeoutMs: REQUEST_SLACK_MS });
+    const out = {};
+    for (const kv of rest.split(' ')) {
+      const i = kv.indexOf('=');
+      if (i > 0) out[kv.slice(0, i)] = /^\d+$/.test(kv.slice(i + 1)) ? Number(kv.slice(i + 1)) : kv.slice(i + 1);
+    }
+    return out;
+  }
+
+  /** Ends the session (lockd releases what it still holds for us). */
+  async close() {
+    this._closed = true;
+    const sess = this._sess;
+    if (!sess) return;
+    if (sess.state === 'READY') sess.socket.write('q QUIT\n');
+    const closed = new Promise((r) => sess.socket.once('close', r));
+    sess.socket.end();
+    this._down(sess, 'client closed', { code: 'CLOSED', reason: 'closed' });
+    await closed;
+  }
+
+  // ------------------------------------------------------------ reading
+
+  _onData(sess, chunk) {
+    sess.lastRx = now();
+    sess.buf += chunk;
+    let i;
+    while (sess.state !== 'CLOSED' && (i = sess.buf.indexOf('\n')) >= 0) {
+      let line = sess.buf.slice(0, i);
+      sess.buf = sess.buf.slice(i + 1);
+      if (line.endsWith('\r')) line = line.slice(0, -1);
+      this._onLine(sess, line);
+    }
+    if (sess.buf.length > LINE_MAX + 1) this._down(sess, 'line too long from lockd');
+  }
+
+  _onLine(sess, line) {
+    const sp1 = line.indexOf(' ');
+    const tag = sp1 < 0 ? line : line.slice(0, sp1);
+    const after = sp1 < 0 ? '' : line.slice(sp1 + 1);
+    const sp2 = after.indexOf(' ');
+    const word = (sp2 < 0 ? after : after.slice(0, sp2)).toUpperCase();
+    const rest = sp2 < 0 ? '' : after.slice(sp2 + 1);
+    if (tag === '*') {
+      this._onPush(sess, word, rest);
+      return;
+    }
+    const p = sess.pending.get(tag);
+    if (!p) return;
+    sess.pending.delete(tag);
+    const bound = Math.max(p.sentAt, sess.aliveSent); // lockd wrote this reply after `bound`
+    sess.aliveSent = bound;
+    if (p.kind === 'PING' && !p.resolve) sess.pingOut = false;
+    let value;
+    try {
+      value = this._result(sess, p, word, rest, bound);
+    } catch (e) {
+      if (p.reject) p.reject(e);
+      return;
+    }
+    if (p.resolve) p.resolve(value);
+  }
+
+  _result(sess, p, word, rest, bound) {
+    if (word === 'ERR') {
+      const sp = rest.indexOf(' ');
+      const code = sp < 0 ? rest : rest.slice(0, sp);
+      if (p.kind === 'RELEASE' && p.hold && p.hold.state === 'RELEASING') this._holdEnd(p.hold, 'RELEASED');
+      throw errorFor(code, sp < 0 ? '' : rest.slice(sp + 1), p.resource);
+    }
+    switch (p.kind) {
+      case 'ACQUIRE': {
+        if (word === 'TIMEOUT') throw new LockError('TIMEOUT', `lock ${p.resource} not granted within ${p.waitMs} ms`, { resource: p.resource });
+        const m = word === 'OK' ? /^([0-9a-f]{32}) (\d+) (\d+)$/.exec(rest) : null;
+        if (!m) throw new LockError('BADREPLY', `unexpected reply ${word} ${rest} to ACQUIRE`);
+        const h = new Hold(sess, p.resource, m[1], BigInt(m[2]), p.leaseMs, Number(m[3]), bound);
+        sess.holds.set(h.token, h);
+        if (p.cancelled || !p.resolve) {
+          this._lose(h, 'cancelled'); // nobody wants it: give it back at once
+          return null;
+        }
+        if (now() >= h.deadline()) {
+          this._lose(h, 'expired');
+          throw new LockError('TIMEOUT', `lock ${p.resource} granted after its validity ran out (validity ${h.validityMs} ms)`, { resource: p.resource });
+        }
+        this._arm(h);
+        return h;
+      }
+      case 'RENEW': {
+        const h = p.hold;
+        if (word === 'OK' && /^\d+$/.test(rest)) {
+          if (h.state !== 'HELD') {
+            throw new LockError('LOST', `lock ${p.resource} lost (${h.lostReason})`, { resource: p.resource, reason: h.lostReason ?? 'lost' });
+          }
+          h.validityMs = Number(rest);
+          h.baseDeadline = bound + h.validityMs;
+          if (p.leaseMs > 0) h.leaseMs = p.leaseMs;
+          this._arm(h);
+          return h.validityMs;
+        }
+        this._lose(h, 'lost', false);
+        throw new LockError('LOST', `lock ${p.resource} was not held any more (RENEW: ${word})`, { resource: p.resource, reason: 'lost' });
+      }
+      case 'RELEASE': {
+        const h = p.hold;
+        if (h && h.state === 'RELEASING') {
+          if (word === 'OK') this._holdEnd(h, 'RELEASED');
+          else this._lose(h, 'lost', false);
+        }
+        return word === 'OK';
+      }
+      default:
+        if (word !== 'OK') throw new LockError(word || 'BADREPLY', `unexpected reply ${word} ${rest}`);
+        return rest;
+    }
+  }
+
+  _onPush(sess, word, rest) {
+    if (word === 'LOST') {
+      const parts = rest.split(' ');
+      const h = sess.holds.get(parts[1]);
+      if (h && h.resource === parts[0]) this._lose(h, parts[2] || 'lost', false);
+    } else if (word === 'ERR' && rest.startsWith('SESSION')) {
+      // lockd expired the session (its LOSTs came first) and closes it next
+      this._down(sess, `session ${rest.slice(8)}`, { code: 'SESSION', reason: 'session' });
+    }
+  }
+
+  // ------------------------------------------------------------ keep-alive
+
+  /** PING when idle; drop a lockd that sent nothing for deadMs. Re-arms itself. */
+  _tick(sess) {
+    if (sess.state !== 'READY') return;
+    const t = now();
+    if (t - sess.lastRx >= sess.deadMs) {
+      // We may have been frozen ourselves: let waiting input be read first.
+      sess.tick = setImmediate(() => setImmediate(() => {
+        if (sess.state !== 'READY') return;
+        if (now() - sess.lastRx >= sess.deadMs) {
+          this._down(sess, `lockd sent nothing for ${Math.round(sess.deadMs)} ms`, { reason: 'unreachable' });
+        } else {
+          this._tick(sess);
+        }
+      }));
+      return;
+    }
+    const idle = sess.pingInterval();
+    if (!sess.pingOut && (t - sess.lastRx >= idle || t - sess.lastTx >= idle)) {
+      sess.pingOut = true;
+      this._send(sess, 'PING', 'PING', {});
+    }
+    let next = sess.lastRx + sess.deadMs;
+    if (!sess.pingOut) next = Math.min(next, sess.lastRx + idle, sess.lastTx + idle);
+    sess.tick = setTimeout(() => this._tick(sess), Math.min(Math.max(2, next - now()), idle / 2));
+    sess.tick.unref?.();
+  }
+}
+
+export default Client;

@@ -1,0 +1,322 @@
+// lockp (Node) against real lockd and redis-server processes. The fault tests take
+// timestamps on this machine (performance.now) and check the holder's AbortSignal fires
+// BEFORE another session is granted the lock through another lockd (the other grant's
+// time is when its reply arrived: the latest it can be).
+
+import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
+import path from 'node:path';
+import { after, before, test } from 'node:test';
+import { fileURLToPath } from 'node:url';
+
+import { Client, Lease, LockError, now } from '../index.js';
+import { FAST, World, freePort, sleep, uniq } from '../testlib/servers.js';
+
+const here = path.dirname(fileURLToPath(import.meta.url));
+
+// Servers for the tests that break nothing: three masters, two lockds.
+let shared;
+before(async () => {
+  shared = new World();
+  Object.assign(shared, await shared.threeAndTwo());
+});
+after(() => shared.stopAll());
+
+/** Runs fn(world) with a fresh World, stopped afterwards whatever happens. */
+async function withWorld(fn) {
+  const w = new World();
+  try {
+    return await fn(w);
+  } finally {
+    w.stopAll();
+  }
+}
+
+async function withClients(clients, fn) {
+  try {
+    return await fn(...clients);
+  } finally {
+    for (const c of clients) await c.close();
+  }
+}
+
+const rejectsCode = async (p, code) => {
+  await assert.rejects(p, (e) => {
+    assert.ok(e instanceof LockError, `not a LockError: ${e}`);
+    assert.equal(e.code, code, e.message);
+    return true;
+  });
+};
+
+// ---------------------------------------------------------------- basics
+
+test('acquire/release: fence is a growing BigInt, token a string', async () => {
+  const res = uniq();
+  await withClients([new Client(shared.l1.addr, { name: 'basic' })], async (c) => {
+    const a = await c.acquire(res);
+    assert.ok(a instanceof Lease);
+    assert.equal(typeof a.fence, 'bigint');
+    assert.match(a.token, /^[0-9a-f]{32}$/);
+    assert.ok(!a.lost && !a.signal.aborted && a.held);
+    assert.ok(a.remainingMs() > 0 && a.remainingMs() <= 3000);
+    assert.equal(await a.release(), true);
+    assert.equal(await a.release(), true);
+    const b = await c.acquire(res);
+    assert.ok(b.fence > a.fence);
+    await b.release();
+    assert.ok((await c.ping()) < 1000);
+    assert.equal((await c.info()).masters_up, 3);
+  });
+});
+
+test('using(): runs the work with the lease, returns its value, releases', async () => {
+  const res = uniq();
+  await withClients([new Client(shared.l1.addr), new Client(shared.l2.addr)], async (c1, c2) => {
+    const fences = [];
+    for (const c of [c1, c2, c1, c2]) {
+      const v = await c.using(res, { waitMs: 2000 }, async (lease, signal) => {
+        assert.ok(signal instanceof AbortSignal && !signal.aborted);
+        fences.push(lease.fence);
+        return 'done';
+      });
+      assert.equal(v, 'done');
+    }
+    assert.deepEqual([...fences].sort((x, y) => (x < y ? -1 : 1)), fences);
+    assert.equal(new Set(fences).size, 4);
+    await assert.rejects(c1.using(res, {}, async () => { throw new Error('work failed'); }), /work failed/);
+    const after = await c1.acquire(res); // released despite the error
+    await after.release();
+  });
+});
+
+test('wait, TIMEOUT and HELD', async () => {
+  const res = uniq();
+  await withClients([new Client(shared.l1.addr), new Client(shared.l2.addr)], async (a, b) => {
+    const lease = await a.acquire(res);
+    await rejectsCode(a.acquire(res), 'HELD');
+    const t0 = now();
+    await rejectsCode(b.acquire(res, { waitMs: 300 }), 'TIMEOUT');
+    assert.ok(now() - t0 >= 290);
+    await rejectsCode(b.using(res, {}, async () => {}), 'TIMEOUT');
+    // pipelining: a waiting ACQUIRE does not hold back a PING on the same session
+    const waiting = b.acquire(res, { waitMs: 3000 });
+    await sleep(100);
+    assert.ok((await b.ping()) < 500);
+    const tRelease = now();
+    await lease.release();
+    const got = await waiting;
+    assert.ok(now() >= tRelease && got.fence > lease.fence);
+    await got.release();
+  });
+});
+
+test('an abandoned wait gives its late grant back', async () => {
+  const res = uniq();
+  await withClients([new Client(shared.l1.addr), new Client(shared.l1.addr), new Client(shared.l2.addr)], async (a, b, c) => {
+    const lease = await a.acquire(res);
+    await assert.rejects(b.acquire(res, { waitMs: 5000, signal: AbortSignal.timeout(200) }));
+    await lease.release(); // lockd hands it to b's abandoned ACQUIRE: b gives it back
+    const got = await c.acquire(res, { waitMs: 3000 });
+    assert.ok(got.fence > lease.fence + 1n);
+    await got.release();
+  });
+});
+
+test('renew extends a fixed lease', async () => {
+  const res = uniq();
+  await withClients([new Client(shared.l1.addr)], async (c) => {
+    await c.using(res, { leaseMs: 400 }, async (lease) => {
+      const v = await lease.renew(3000);
+      assert.ok(v > 2500 && v <= 3000 && lease.remainingMs() > 2000);
+      await sleep(600);
+      assert.ok(!lease.lost);
+    });
+  });
+});
+
+// ---------------------------------------------------------------- errors
+
+test('LIMIT', () => withWorld(async (w) => {
+  const l1 = await w.lockd([await w.redis()], `${FAST}\nlimits: {max_lease_ms: 5000}`);
+  await withClients([new Client(l1.addr)], async (c) => {
+    await rejectsCode(c.acquire(uniq(), { leaseMs: 60000 }), 'LIMIT');
+  });
+}));
+
+test('NOQUORUM when a majority of masters is down', () => withWorld(async (w) => {
+  const m = [await w.redis(), await w.redis(), await w.redis()];
+  const l1 = await w.lockd(m);
+  await withClients([new Client(l1.addr)], async (c) => {
+    m[0].stop();
+    m[1].stop();
+    const deadline = now() + 5000;
+    for (;;) {
+      try {
+        await (await c.acquire(uniq())).release();
+      } catch (e) {
+        assert.equal(e.code, 'NOQUORUM', e.message);
+        break;
+      }
+      assert.ok(now() < deadline, 'no NOQUORUM with 2 of 3 masters down');
+      await sleep(50);
+    }
+  });
+}));
+
+test('AUTH and NOAUTH', () => withWorld(async (w) => {
+  const l1 = await w.lockd([await w.redis()], FAST, 's3cret');
+  await withClients([new Client(l1.addr, { auth: 'wrong' }), new Client(l1.addr), new Client(l1.addr, { auth: 's3cret' })], async (bad, none, good) => {
+    await rejectsCode(bad.acquire('R'), 'AUTH');
+    await rejectsCode(none.acquire('R'), 'NOAUTH');
+    await good.using('R', {}, async (lease) => assert.ok(lease.fence >= 1n));
+  });
+}));
+
+test('bad input gives a clear BADARG error', async () => {
+  for (const eps of ['localhost', 'h:0', 'h:70000', 'h:x', ':7380', '', [], 42, ['127.0.0.1:1', 'nope']]) {
+    assert.throws(() => new Client(eps), (e) => e.code === 'BADARG' && /endpoint/.test(e.message), String(eps));
+  }
+  assert.throws(() => new Client('127.0.0.1:1', { name: 'two words' }), (e) => e.code === 'BADARG');
+  const c = new Client('127.0.0.1:1'); // never connects: the checks come first
+  for (const r of ['has space', '', 'x'.repeat(257), 'caf\u00e9', 'tab\t', 42]) {
+    await assert.rejects(c.acquire(r), (e) => e.code === 'BADARG' && /resource/.test(e.message));
+    await assert.rejects(c.using(r, {}, async () => {}), (e) => e.code === 'BADARG');
+  }
+  await rejectsCode(c.acquire('R', { leaseMs: -1 }), 'BADARG');
+  await c.close();
+});
+
+test('no lockd reachable: NOTCONNECTED; closed client: CLOSED', async () => {
+  const c = new Client([`127.0.0.1:${await freePort()}`, `127.0.0.1:${await freePort()}`]);
+  await assert.rejects(c.acquire('R'), (e) => e.code === 'NOTCONNECTED' && /no lockd reachable/.test(e.message));
+  await c.close();
+  await rejectsCode(c.acquire('R'), 'CLOSED');
+});
+
+// ---------------------------------------------------------------- failover
+
+test('failover: a dead first endpoint, then a killed lockd', () => withWorld(async (w) => {
+  const { l1, l2 } = await w.threeAndTwo();
+  const dead = `127.0.0.1:${await freePort()}`;
+  await withClients([new Client([dead, l1.addr, l2.addr])], async (c) => {
+    const lease = await c.acquire('F');
+    l1.kill('SIGKILL');
+    await new Promise((r) => (lease.signal.aborted ? r() : lease.signal.addEventListener('abort', r)));
+    assert.equal(lease.lostReason, 'disconnected');
+    assert.equal(lease.signal.reason.code, 'LOST');
+    const again = await c.acquire('F2'); // through l2 now
+    assert.ok(again.fence >= 1n);
+    await again.release();
+  });
+}));
+
+// ---------------------------------------------------------------- faults: lost before another grant
+
+/** A holds R through l1; B waits for R through l2; fault(l1). Resolves once B is
+ * granted, with A's lease, B's grant time and the fault time. */
+async function holderAndWaiter(w, fault, leaseMs = 0) {
+  const { l1, l2 } = await w.threeAndTwo();
+  const a = new Client(l1.addr, { name: 'holder' });
+  const b = new Client(l2.addr, { name: 'waiter' });
+  w.clients = [a, b];
+  const lease = await a.acquire('R', { leaseMs });
+  let tLost = null;
+  lease.signal.addEventListener('abort', () => { tLost = now(); });
+  const waiting = b.acquire('R', { waitMs: 15000 });
+  await sleep(100);
+  const tFault = now();
+  fault(l1);
+  const got = await waiting;
+  const tGrant = now();
+  for (let i = 0; i < 30 && !lease.lost; i++) await sleep(100); // if it comes late, say by how much
+  return { lease, tLost, tGrant, tFault, got };
+}
+
+function toldFirst({ lease, tLost, tGrant, tFault }) {
+  assert.ok(lease.lost, 'the holder was never told');
+  assert.ok(tLost !== null && tLost <= lease.lostAt + 1);
+  assert.ok(lease.lostAt < tGrant, `holder told ${(lease.lostAt - tFault).toFixed(1)} ms after the fault, other grant at ${(tGrant - tFault).toFixed(1)} ms`);
+}
+
+async function faultCase(fault, leaseMs, check) {
+  await withWorld(async (w) => {
+    try {
+      const r = await holderAndWaiter(w, fault, leaseMs);
+      await check(r);
+    } finally {
+      for (const c of w.clients ?? []) await c.close();
+    }
+  });
+}
+
+test('lockd SIGKILLed: the signal fires before another lockd grants', () => faultCase((l) => l.kill('SIGKILL'), 0, (r) => {
+  toldFirst(r);
+  assert.equal(r.lease.lostReason, 'disconnected');
+  assert.ok(r.lease.lostAt - r.tFault < 500);
+}));
+
+test('lockd SIGSTOPped: the signal fires before another lockd grants', () => faultCase((l) => l.kill('SIGSTOP'), 0, (r) => {
+  toldFirst(r);
+  assert.equal(r.lease.lostReason, 'unreachable');
+  assert.ok(r.lease.lostAt - r.tFault < 1600);
+}));
+
+test('lockd SIGTERMed: the signal fires before another lockd grants', (t) => faultCase((l) => l.kill('SIGTERM'), 0, (r) => {
+  if (!r.lease.lost || r.lease.lostAt >= r.tGrant) {
+    // issue 12 section 1 item 1: a graceful stop releases before it tells (lockd fix)
+    t.todo('lockd granted elsewhere before the holder heard of its SIGTERM');
+    return;
+  }
+  toldFirst(r);
+}));
+
+test('fixed lease runs out: the signal fires before another lockd grants', () => faultCase(() => {}, 700, (r) => {
+  toldFirst(r);
+  assert.equal(r.lease.lostReason, 'expired');
+  assert.ok(r.lease.lostAt - r.tFault < 700);
+}));
+
+test('using() rejects with LOST when the lock is lost inside', () => withWorld(async (w) => {
+  const m = [await w.redis()];
+  const l1 = await w.lockd(m);
+  await withClients([new Client(l1.addr)], async (c) => {
+    let aborted = null;
+    await assert.rejects(c.using(uniq(), { leaseMs: 300 }, async (lease, signal) => {
+      await new Promise((r) => signal.addEventListener('abort', r));
+      aborted = signal.reason;
+    }), (e) => e.code === 'LOST' && e.reason === 'expired');
+    assert.equal(aborted.code, 'LOST');
+    await assert.rejects(c.using(uniq(), {}, async (lease, signal) => {
+      l1.kill('SIGSTOP');
+      await new Promise((r) => signal.addEventListener('abort', r));
+    }), (e) => e.code === 'LOST' && e.reason === 'unreachable');
+  });
+}));
+
+test('session expiry: the LOST push with reason session is read when a frozen client wakes', () => withWorld(async (w) => {
+  const l1 = await w.lockd([await w.redis()]);
+  const child = spawn(process.execPath, [path.join(here, '..', 'testlib', 'child-holder.js'), l1.addr], { stdio: ['ignore', 'pipe', 'inherit'] });
+  try {
+    const lines = [];
+    let wake = null;
+    child.stdout.setEncoding('utf8');
+    child.stdout.on('data', (d) => { lines.push(...d.split('\n').filter(Boolean)); if (wake) wake(); });
+    const waitLine = async (n) => {
+      const deadline = now() + 10000;
+      while (lines.length < n && now() < deadline) await new Promise((r) => { wake = r; setTimeout(r, 100); });
+      return lines[n - 1];
+    };
+    assert.equal(await waitLine(1), 'granted');
+    process.kill(child.pid, 'SIGSTOP');
+    await sleep(2200); // past session.timeout_ms (1500)
+    process.kill(child.pid, 'SIGCONT');
+    assert.equal(await waitLine(2), 'lost session');
+    await withClients([new Client(l1.addr)], async (c) => {
+      const lease = await c.acquire('S', { waitMs: 1000 }); // and the lock moved on
+      assert.ok(lease.fence >= 2n);
+      await lease.release();
+    });
+  } finally {
+    try { process.kill(child.pid, 'SIGCONT'); child.kill('SIGKILL'); } catch { /* gone */ }
+  }
+}));

@@ -1,0 +1,148 @@
+// Real servers for the lockp tests: redis-server and lockd on free loopback ports in a
+// temp dir, stopped by PID (SIGCONT first, then SIGKILL) in stopAll(), which every
+// test calls in a finally block, pass or fail.
+// LOCKD_BIN names the lockd binary (default: build/bin/lockd under the repository).
+
+import { spawn } from 'node:child_process';
+import fs from 'node:fs';
+import net from 'node:net';
+import os from 'node:os';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+const here = path.dirname(fileURLToPath(import.meta.url));
+export const REPO = path.resolve(here, '..', '..', '..');
+export const LOCKD_BIN = process.env.LOCKD_BIN || path.join(REPO, 'build', 'bin', 'lockd');
+// Short timeouts keep the fault tests fast: session timeout 1500 ms (the client PINGs
+// every 500 ms at most and calls a lockd dead after 1000 ms of silence), watchdog lease
+// 3000 ms.
+export const FAST = 'session: {timeout_ms: 1500}\nwatchdog: {lease_ms: 3000}';
+
+export const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+
+export function freePort() {
+  return new Promise((resolve, reject) => {
+    const s = net.createServer();
+    s.on('error', reject);
+    s.listen(0, '127.0.0.1', () => {
+      const { port } = s.address();
+      s.close(() => resolve(port));
+    });
+  });
+}
+
+function tryConnect(port) {
+  return new Promise((resolve) => {
+    const s = net.connect({ host: '127.0.0.1', port });
+    s.on('connect', () => { s.destroy(); resolve(true); });
+    s.on('error', () => resolve(false));
+  });
+}
+
+/** One raw LOCKP exchange (no lockp: the fixtures must not depend on it). */
+export function rawInfo(port, auth) {
+  return new Promise((resolve, reject) => {
+    const s = net.connect({ host: '127.0.0.1', port });
+    let buf = '';
+    s.setEncoding('latin1');
+    s.on('error', reject);
+    s.on('connect', () => s.write((auth ? `a AUTH ${auth}\n` : '') + 'i INFO\n'));
+    s.on('data', (d) => {
+      buf += d;
+      const line = buf.split('\n').find((l) => l.startsWith('i '));
+      if (line !== undefined && buf.endsWith('\n')) {
+        s.destroy();
+        const out = {};
+        for (const kv of line.split(' ').slice(2)) {
+          const i = kv.indexOf('=');
+          if (i > 0) out[kv.slice(0, i)] = kv.slice(i + 1);
+        }
+        resolve(out);
+      }
+    });
+  });
+}
+
+class Proc {
+  constructor(argv, log, port) {
+    this.argv = argv;
+    this.log = log;
+    this.port = port;
+    this.addr = `127.0.0.1:${port}`;
+  }
+
+  async start() {
+    const fd = fs.openSync(this.log, 'a');
+    this.child = spawn(this.argv[0], this.argv.slice(1), { stdio: ['ignore', fd, fd] });
+    fs.closeSync(fd);
+    this.exited = false;
+    this.child.on('exit', () => { this.exited = true; });
+    const deadline = Date.now() + 5000;
+    while (Date.now() < deadline && !this.exited) {
+      if (await tryConnect(this.port)) return this;
+      await sleep(10);
+    }
+    this.stop();
+    throw new Error(`${this.argv[0]} did not start on ${this.port}: ${fs.readFileSync(this.log, 'latin1').slice(-2000)}`);
+  }
+
+  kill(sig) {
+    if (!this.exited) process.kill(this.child.pid, sig);
+  }
+
+  stop() {
+    if (this.exited) return;
+    try {
+      process.kill(this.child.pid, 'SIGCONT');
+      process.kill(this.child.pid, 'SIGKILL');
+    } catch { /* gone already */ }
+  }
+}
+
+export class World {
+  constructor() {
+    this.dir = fs.mkdtempSync(path.join(os.tmpdir(), 'lockp-node-'));
+    this.procs = [];
+  }
+
+  async redis() {
+    const port = await freePort();
+    const p = new Proc(['redis-server', '--port', String(port), '--bind', '127.0.0.1', '--save', '',
+      '--appendonly', 'no', '--dir', this.dir, '--protected-mode', 'no'],
+    path.join(this.dir, `redis-${port}.log`), port);
+    this.procs.push(p);
+    return p.start();
+  }
+
+  /** lockd over the given redis Procs; extra: more YAML lines; auth: its secret. */
+  async lockd(redis, extra = FAST, auth = null) {
+    const port = await freePort();
+    const conf = path.join(this.dir, `lockd-${port}.yaml`);
+    fs.writeFileSync(conf, `listen: 127.0.0.1:${port}\nredis: [${redis.map((r) => r.addr).join(', ')}]\n`
+      + `log: {level: warn}\n${extra}\n${auth ? `auth: "${auth}"\n` : ''}`);
+    const p = new Proc([LOCKD_BIN, '--config', conf], path.join(this.dir, `lockd-${port}.log`), port);
+    this.procs.push(p);
+    await p.start();
+    const deadline = Date.now() + 5000;
+    while (Number((await rawInfo(port, auth)).masters_up ?? 0) < redis.length) {
+      if (Date.now() > deadline) throw new Error(`lockd ${p.addr}: masters not up`);
+      await sleep(20);
+    }
+    return p;
+  }
+
+  /** Three masters and two lockds over them. */
+  async threeAndTwo(extra = FAST) {
+    const m = [await this.redis(), await this.redis(), await this.redis()];
+    return { m, l1: await this.lockd(m, extra), l2: await this.lockd(m, extra) };
+  }
+
+  stopAll() {
+    for (const p of this.procs.reverse()) p.stop();
+    fs.rmSync(this.dir, { recursive: true, force: true });
+  }
+}
+
+let seq = 0;
+/** A resource name no other test uses. */
+export const uniq = (p = 'test') => `${p}:${process.pid}-${Date.now()}-${++seq}`;
