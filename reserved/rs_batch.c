@@ -20,6 +20,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/queue.h>
 
 #include "cm_hash.h"
 #include "cm_log.h"
@@ -34,6 +35,11 @@ static const rs_db_stmt rb_stmts[] = {
      "SELECT o_i, o_id, o_total, o_state, o_message, o_detail, o_hash, o_status, o_response"
      " FROM rs_book_batch($1::bigint, $2::numeric, $3::bigint[], $4::text[], $5::text[],"
      " $6::text[])",
+     6},
+    /* without a gateway: the same and the read-back of each booking, one round trip */
+    {"rb_book_read",
+     "SELECT * FROM rs_book_batch_read($1::bigint, $2::numeric, $3::bigint[],"
+     " $4::text[], $5::text[], $6::text[])",
      6},
     /* free bookings (nothing to charge): their attempt rows go with the transaction */
     {"rb_drop",
@@ -60,9 +66,13 @@ static const rs_db_stmt rb_stmts[] = {
     {"rb_undo", "SELECT rs_book_undo($1::bigint[])", 1},
 };
 
+/* The first column of the read-back in rb_book_read's rows (after rs_book_batch's). */
+#define RB_READ_COL 9
+
 struct rs_batch {
-    rs_batch_state state; /* moved by rb_move only */
-    uint64_t seq;         /* process-unique, for the debug log */
+    LIST_ENTRY(rs_batch) link; /* in rbs.all */
+    rs_batch_state state;      /* moved by rb_move only */
+    uint64_t seq;              /* process-unique, for the debug log */
     int64_t perf;
     rs_bk **m; /* members in arrival order; m[0] is the leader (the lock waiter's arg) */
     size_t n;
@@ -78,8 +88,9 @@ struct rs_batch {
 static struct {
     rs_app *app;
     rs_perflock *locks;
-    size_t max;       /* lock.batch_max */
-    cm_hash *forming; /* perf -> the batch taking joins */
+    size_t max;                /* lock.batch_max */
+    cm_hash *forming;          /* perf -> the batch taking joins */
+    LIST_HEAD(, rs_batch) all; /* every batch alive (freed by rs_batch_stop at shutdown) */
     uint64_t counter;
 } rbs;
 
@@ -259,6 +270,7 @@ static void rb_fail_open_db(rs_batch *x, const rs_db_result *res)
 
 static void rb_free(rs_batch *x)
 {
+    LIST_REMOVE(x, link);
     if (x->pause != NULL)
         event_free(x->pause);
     free(x->m);
@@ -665,16 +677,25 @@ static void rb_booked(void *arg, const rs_db_result *res)
         rb_abort_db(x, res);
         return;
     }
+    /* one row per request (rb_book), or per request and seat (rb_book_read: the
+     * reservation's columns from column RB_READ_COL, NULL when it booked nothing) */
+    bool read_too = PQnfields(res->pg) > RB_READ_COL;
     int rows = PQntuples(res->pg);
-    for (int row = 0; row < rows; row++) {
+    for (int row = 0; row < rows;) {
         long i = strtol(PQgetvalue(res->pg, row, 0), NULL, 10) - 1;
-        if (i < 0 || (size_t)i >= x->n)
+        if (i < 0 || (size_t)i >= x->n) {
+            row++;
             continue;
+        }
         rs_bk *b = x->m[i];
         const char *state = PQgetvalue(res->pg, row, 3);
         if (state[0] == '\0') {
             b->res_id = strtoll(PQgetvalue(res->pg, row, 1), NULL, 10);
             b->total = strtoll(PQgetvalue(res->pg, row, 2), NULL, 10);
+            if (read_too && !PQgetisnull(res->pg, row, RB_READ_COL)) {
+                rs_bk_set_body(b, 201, rs_resv_json_at(res->pg, &row, RB_READ_COL));
+                continue; /* past its rows */
+            }
         } else if (strcmp(state, "REPLAY") == 0) {
             rs_bk_replay(b, res->pg, row, 6);
         } else {
@@ -685,6 +706,7 @@ static void rb_booked(void *arg, const rs_db_result *res)
                                 .detail = PQgetvalue(res->pg, row, 5)};
             rs_bk_set_db_error(b, &one);
         }
+        row++;
     }
     for (size_t i = 0; i < x->n; i++)
         if (x->m[i]->out == RS_BK_OUT_NONE && x->m[i]->res_id <= 0)
@@ -742,7 +764,9 @@ static void rb_book(rs_batch *x)
                                 cm_strbuf_str(&s),
                                 cm_strbuf_str(&r),
                                 cm_strbuf_str(&k)};
-        rc = rs_db_conn_exec(x->conn, "rb_book", 6, params, rb_booked, x);
+        bool read_too = rbs.app->pay == NULL; /* nothing between booking and read-back */
+        rc = rs_db_conn_exec(x->conn, read_too ? "rb_book_read" : "rb_book", 6, params, rb_booked,
+                             x);
     }
     free(seats);
     free(refs);
@@ -942,6 +966,7 @@ static rs_batch *rb_new(int64_t perf)
         free(x);
         return NULL;
     }
+    LIST_INSERT_HEAD(&rbs.all, x, link);
     x->seq = ++rbs.counter;
     x->perf = perf;
     x->state = RB_FORMING;
@@ -989,6 +1014,7 @@ void rs_batch_start(rs_app *app, rs_perflock *locks)
     rbs.app = app;
     rbs.locks = locks;
     rbs.max = (size_t)app->cfg.lock_batch_max;
+    LIST_INIT(&rbs.all);
     rbs.forming = cm_hash_new(CM_HASH_U64);
     if (rbs.forming == NULL)
         rbs.max = 1; /* one booking per transaction: no table needed */
@@ -996,12 +1022,10 @@ void rs_batch_start(rs_app *app, rs_perflock *locks)
 
 void rs_batch_stop(void)
 {
-    if (rbs.forming == NULL)
-        return;
-    size_t pos = 0;
-    rs_batch *x;
-    while ((x = cm_hash_next(rbs.forming, &pos, NULL, NULL)) != NULL)
-        rb_free(x); /* its members were answered by the shutdown */
+    /* batches still waiting for their lock at shutdown: their members were answered by
+     * the shutdown, the lock queue frees their waiters */
+    while (!LIST_EMPTY(&rbs.all))
+        rb_free(LIST_FIRST(&rbs.all));
     cm_hash_free(rbs.forming);
     rbs.forming = NULL;
     rbs.locks = NULL;

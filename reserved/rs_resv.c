@@ -44,32 +44,37 @@ static json_t *int_json(const PGresult *pg, int row, int col)
 
 json_t *rs_resv_json(const PGresult *pg, int *row)
 {
+    return rs_resv_json_at(pg, row, 0);
+}
+
+json_t *rs_resv_json_at(const PGresult *pg, int *row, int c)
+{
     int i = *row;
     int n = PQntuples(pg);
-    const char *id = PQgetvalue(pg, i, 0);
+    const char *id = PQgetvalue(pg, i, c + 0);
     json_t *seats = json_array();
     json_t *o = json_object();
-    json_object_set_new(o, "id", int_json(pg, i, 0));
-    json_object_set_new(o, "userId", int_json(pg, i, 1));
-    json_object_set_new(o, "performanceId", int_json(pg, i, 2));
-    json_object_set_new(o, "status", json_string(PQgetvalue(pg, i, 3)));
-    for (; i < n && strcmp(PQgetvalue(pg, i, 0), id) == 0; i++) {
+    json_object_set_new(o, "id", int_json(pg, i, c + 0));
+    json_object_set_new(o, "userId", int_json(pg, i, c + 1));
+    json_object_set_new(o, "performanceId", int_json(pg, i, c + 2));
+    json_object_set_new(o, "status", json_string(PQgetvalue(pg, i, c + 3)));
+    for (; i < n && strcmp(PQgetvalue(pg, i, c + 0), id) == 0; i++) {
         json_t *s = json_object();
-        json_object_set_new(s, "seatId", int_json(pg, i, 9));
-        json_object_set_new(s, "row", json_string(PQgetvalue(pg, i, 10)));
-        json_object_set_new(s, "number", int_json(pg, i, 11));
-        json_object_set_new(s, "type", json_string(PQgetvalue(pg, i, 12)));
-        json_object_set_new(s, "price", int_json(pg, i, 13));
+        json_object_set_new(s, "seatId", int_json(pg, i, c + 9));
+        json_object_set_new(s, "row", json_string(PQgetvalue(pg, i, c + 10)));
+        json_object_set_new(s, "number", int_json(pg, i, c + 11));
+        json_object_set_new(s, "type", json_string(PQgetvalue(pg, i, c + 12)));
+        json_object_set_new(s, "price", int_json(pg, i, c + 13));
         json_array_append_new(seats, s);
     }
     json_object_set_new(o, "seats", seats);
-    json_object_set_new(o, "normalPrice", int_json(pg, *row, 4));
-    json_object_set_new(o, "vipPrice", int_json(pg, *row, 5));
-    json_object_set_new(o, "totalAmount", int_json(pg, *row, 6));
+    json_object_set_new(o, "normalPrice", int_json(pg, *row, c + 4));
+    json_object_set_new(o, "vipPrice", int_json(pg, *row, c + 5));
+    json_object_set_new(o, "totalAmount", int_json(pg, *row, c + 6));
     json_object_set_new(o, "paymentId",
-                        PQgetisnull(pg, *row, 7) ? json_null()
-                                                 : json_string(PQgetvalue(pg, *row, 7)));
-    json_object_set_new(o, "createdAt", json_string(PQgetvalue(pg, *row, 8)));
+                        PQgetisnull(pg, *row, c + 7) ? json_null()
+                                                     : json_string(PQgetvalue(pg, *row, c + 7)));
+    json_object_set_new(o, "createdAt", json_string(PQgetvalue(pg, *row, c + 8)));
     *row = i;
     return o;
 }

@@ -30,6 +30,8 @@ void rs_resv_register(rs_db *db);
 
 /* One reservation from the rows of RS_RESV_COLS starting at *row; moves *row past them. */
 json_t *rs_resv_json(const PGresult *pg, int *row);
+/* The same with the columns of RS_RESV_COLS starting at column c (a batch's result). */
+json_t *rs_resv_json_at(const PGresult *pg, int *row, int c);
 /* Reads reservation id on a leased connection: rows of RS_RESV_COLS, none when absent. */
 cm_rc rs_resv_read(rs_db_conn *conn, int64_t id, rs_db_cb cb, void *arg) CM_MUSTCHECK;
 /* Answers r with reservation id: 200 with it, 404 NOT_FOUND or 503 UNAVAILABLE. */

@@ -1362,6 +1362,26 @@ START_TEST(test_batch_mixed)
 }
 END_TEST
 
+/* While booking `first` (seat 0) holds the lock, n one-seat bookings (seats 1..n) go to
+ * reserved #server and form a batch there; returns once the first answered 201 and the
+ * batch, every charge approved, waits before its COMMIT (the test hook's log line
+ * `paused`). */
+static void rb_batch_behind(rb_world *w, int first, size_t server, long long perf,
+                            const long long *seats, int *fd, int n, const char *paused)
+{
+    for (int i = 0; i < n; i++)
+        fd[i] = rb_start_one(w, server, perf, 1, seats[1 + i], NULL);
+    th_http_resp r;
+    th_http_finish(first, &r, 15000);
+    ck_assert_msg(r.status == 201, "first: %d %s", r.status, r.raw);
+    th_http_resp_free(&r);
+    ck_assert_msg(rb_log_wait(w->srv[server].log, paused, 10000),
+                  "the batch never reached its COMMIT (%s)", paused);
+    int ap = 0, ca, de;
+    rb_payments(w, &ap, &ca, &de, NULL);
+    ck_assert_int_eq(ap, 1 + n);
+}
+
 /* The lock is lost (lockd killed: LOST) while a batch of 5 paid bookings waits to
  * commit: nothing of the batch commits, every one of its payments is cancelled, every
  * booking answers 503; the booking before the batch stays. */
@@ -1379,18 +1399,11 @@ START_TEST(test_batch_lock_lost)
                   "the first booking never reached its COMMIT");
     enum { N = 5 };
     int fd[N];
-    for (int i = 0; i < N; i++)
-        fd[i] = rb_start_one(&w, 0, perf, 1, seats[1 + i], NULL);
-    th_http_resp r;
-    th_http_finish(first, &r, 15000);
-    ck_assert_msg(r.status == 201, "first: %d %s", r.status, r.raw);
-    th_http_resp_free(&r);
+    rb_batch_behind(&w, first, 0, perf, seats, fd, N,
+                    "paused 1500 ms before COMMIT (a batch of 5)");
     /* the batch's charges approved, it waits before its COMMIT: lockd goes */
-    ck_assert_msg(rb_log_wait(w.srv[0].log, "paused 1500 ms before COMMIT (a batch of 5)", 10000),
-                  "the batch never reached its COMMIT");
+    th_http_resp r;
     int ap = 0, ca, de;
-    rb_payments(&w, &ap, &ca, &de, NULL);
-    ck_assert_int_eq(ap, 1 + N);
     th_stop(w.lockd.pid, false, 5000);
     w.lockd.pid = 0;
     for (int i = 0; i < N; i++) {
@@ -1436,17 +1449,10 @@ START_TEST(test_batch_crash_reconcile)
                   "the first booking never got the lock");
     enum { N = 4 };
     int fd[N];
-    for (int i = 0; i < N; i++)
-        fd[i] = rb_start_one(&w, 1, perf, 1, seats[1 + i], NULL);
+    rb_batch_behind(&w, first, 1, perf, seats, fd, N,
+                    "paused 60000 ms before COMMIT (a batch of 4)");
     th_http_resp r;
-    th_http_finish(first, &r, 15000);
-    ck_assert_msg(r.status == 201, "first: %d %s", r.status, r.raw);
-    th_http_resp_free(&r);
-    ck_assert_msg(rb_log_wait(w.srv[1].log, "paused 60000 ms before COMMIT (a batch of 4)", 10000),
-                  "server 1's batch never reached its COMMIT");
     int ap = 0, ca, de;
-    rb_payments(&w, &ap, &ca, &de, NULL);
-    ck_assert_int_eq(ap, 1 + N);
     th_stop(w.srv[1].pid, false, 5000);
     w.srv[1].pid = 0;
     for (int i = 0; i < N; i++) {

@@ -22,5 +22,6 @@ Suite *ru_suite(const char *name, const ru_case *cases, size_t n);
 Suite *ru_perflock_suite(void);
 Suite *ru_bkphase_suite(void);
 Suite *ru_cm_hash_suite(void);
+Suite *ru_batch_suite(void);
 
 #endif

@@ -30,6 +30,12 @@ static const rs_bk_phase paths[][12] = {
     /* granted while the early BEGIN was out, which then failed: a new lease */
     {BK_NEW, BK_QUEUED, BK_QUEUED_LEASING, BK_QUEUED_BEGINNING, BK_GRANTED_BEGINNING, BK_LEASING,
      BK_BEGINNING, BK_IN_TXN, BK_COMMITTING, BK_ANSWERED},
+    /* group booking: in a batch, charged, declined (taken back in the batch's
+     * transaction), the attempt marked, the failure stored under the key */
+    {BK_NEW, BK_IDEM_LOOKUP, BK_RECORDING, BK_BATCHED, BK_BATCH_CHARGING, BK_BATCHED,
+     BK_COMPENSATING, BK_STORING, BK_ANSWERED},
+    /* in a batch without a gateway, committed */
+    {BK_NEW, BK_BATCHED, BK_ANSWERED},
     /* a cancellation in db mode, refunded */
     {BK_NEW, BK_HEAD, BK_LEASING, BK_BEGINNING, BK_IN_TXN, BK_COMMITTING, BK_COMPENSATING,
      BK_ANSWERED},
@@ -64,6 +70,10 @@ START_TEST(test_illegal)
         {BK_STORING, BK_COMPENSATING},     /* compensate after the final record */
         {BK_ANSWERED, BK_ANSWERED},        /* answered twice */
         {BK_LEASING, BK_QUEUED},           /* give the lock back to queue again */
+        {BK_HEAD, BK_BATCHED},             /* cancellations are not batched */
+        {BK_BATCHED, BK_IN_TXN},           /* a member never runs a transaction of its own */
+        {BK_BATCH_CHARGING, BK_ANSWERED},  /* answered with its charge still out */
+        {BK_QUEUED, BK_BATCHED},           /* queued alone: no joining later */
     };
     for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
         ck_assert_msg(!rs_bk_phase_legal(bad[i][0], bad[i][1]), "%s -> %s is legal",
