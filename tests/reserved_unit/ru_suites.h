@@ -6,6 +6,7 @@
 #define RU_SUITES_H
 
 #include <check.h>
+#include <signal.h>
 
 #include <stddef.h>
 
@@ -16,6 +17,15 @@ typedef struct ru_case {
     const TTest *test;
     int signal; /* 0, or the signal the test must die of */
 } ru_case;
+
+/* The signal a test of an illegal state move dies of: SIGABRT from assert(); 0 in a
+ * build without assertions (NDEBUG: release builds), where such a test has nothing to
+ * check. */
+#ifdef NDEBUG
+#define RU_ABORT_SIGNAL 0
+#else
+#define RU_ABORT_SIGNAL SIGABRT
+#endif
 
 Suite *ru_suite(const char *name, const ru_case *cases, size_t n);
 

@@ -127,14 +127,9 @@ END_TEST
 
 /* An illegal move aborts (assert): Check expects this test to die of SIGABRT. A build
  * without assertions (NDEBUG: release builds) has nothing to check here. */
-#ifdef NDEBUG
-#define ABORT_SIGNAL 0
-#else
-#define ABORT_SIGNAL SIGABRT
-#endif
 START_TEST(test_illegal_move_aborts)
 {
-    if (ABORT_SIGNAL == 0)
+    if (RU_ABORT_SIGNAL == 0)
         return;
     cm_log_set_level(CM_LOG_ERROR);
     rs_bk_phase p = BK_NEW;
@@ -176,7 +171,7 @@ Suite *ru_bkphase_suite(void)
         {"bkphase_paths", test_paths, 0},
         {"bkphase_illegal", test_illegal, 0},
         {"bkphase_shape", test_shape, 0},
-        {"bkphase_illegal_move_aborts", test_illegal_move_aborts, ABORT_SIGNAL},
+        {"bkphase_illegal_move_aborts", test_illegal_move_aborts, RU_ABORT_SIGNAL},
         {"bkphase_move_logged", test_move_logged, 0},
     };
     return ru_suite("bkphase", cases, sizeof(cases) / sizeof(cases[0]));
