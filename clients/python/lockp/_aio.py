@@ -182,38 +182,44 @@ class _Core:
         self.sess = None
         self.next_tag = 0
         self.closed = False
-        self._connect_lock = None
+        self._connecting = None  # the connect round in progress (a Task), if any
 
     # ------------------------------------------------------------ sessions
 
     async def session(self):
-        """The READY session, connecting (with failover) when there is none."""
+        """The READY session, connecting (with failover) when there is none. Concurrent
+        callers share one connect round and its outcome."""
         if self.closed:
             raise Unavailable("the client is closed", code="CLOSED")
         if self.sess is not None and self.sess.state is SessionState.READY:
             return self.sess
-        if self._connect_lock is None:
-            self._connect_lock = asyncio.Lock()
-        async with self._connect_lock:
-            if self.sess is not None and self.sess.state is SessionState.READY:
+        if self._connecting is None:
+            self._connecting = asyncio.ensure_future(self._connect_round())
+            self._connecting.add_done_callback(self._round_done)
+        return await asyncio.shield(self._connecting)
+
+    def _round_done(self, fut):
+        self._connecting = None
+        if not fut.cancelled():
+            fut.exception()  # retrieved: the callers got it
+
+    async def _connect_round(self):
+        errors = []
+        for _ in range(len(self.eps)):
+            if self.closed:
+                raise Unavailable("the client is closed", code="CLOSED")
+            ep = self.eps[self.ep_idx]
+            try:
+                self.sess = await self._open(ep)
                 return self.sess
-            errors = []
-            for _ in range(len(self.eps)):
-                if self.closed:
-                    raise Unavailable("the client is closed", code="CLOSED")
-                ep = self.eps[self.ep_idx]
-                try:
-                    self.sess = await self._open(ep)
-                    return self.sess
-                except LockError as e:
-                    if e.code in ("AUTH", "NOAUTH"):
-                        raise
-                    errors.append(f"{ep[0]}:{ep[1]}: {e}")
-                except (OSError, asyncio.TimeoutError) as e:
-                    errors.append(f"{ep[0]}:{ep[1]}: {e or type(e).__name__}")
-                self.ep_idx = (self.ep_idx + 1) % len(self.eps)
-            raise Unavailable("no lockd reachable (" + "; ".join(errors) + ")",
-                              code="NOTCONNECTED")
+            except LockError as e:
+                if e.code in ("AUTH", "NOAUTH"):
+                    raise
+                errors.append(f"{ep[0]}:{ep[1]}: {e}")
+            except (OSError, asyncio.TimeoutError) as e:
+                errors.append(f"{ep[0]}:{ep[1]}: {e or type(e).__name__}")
+            self.ep_idx = (self.ep_idx + 1) % len(self.eps)
+        raise Unavailable("no lockd reachable (" + "; ".join(errors) + ")", code="NOTCONNECTED")
 
     async def _open(self, ep):
         sess = _Session(self, ep)
@@ -414,6 +420,8 @@ class _Core:
 
     async def close(self):
         self.closed = True
+        if self._connecting is not None:
+            self._connecting.cancel()
         sess = self.sess
         if sess is not None:
             if sess.state is SessionState.READY:

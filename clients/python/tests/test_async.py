@@ -119,3 +119,36 @@ def test_async_bad_input():
         assert ei.value.code == "NOTCONNECTED"
         await c.close()
     run(main())
+
+
+def test_async_lost_before_other_grant_lockd_stopped_with_traffic(world, res):
+    """Issue 12 case 2: a client that keeps SENDING to a frozen lockd still judges it by
+    what it RECEIVES: its lock is lost before another lockd grants it."""
+    masters = [world.redis() for _ in range(3)]
+    l1, l2 = world.lockd(masters, FAST), world.lockd(masters, FAST)
+
+    async def main():
+        async with lockp.AsyncClient(l1.addr) as a, lockp.AsyncClient(l2.addr) as b:
+            lease = await a.acquire(res)
+            waiting = asyncio.ensure_future(b.acquire(res, wait_ms=15000))
+            busy = []
+
+            async def traffic():  # an ACQUIRE of another resource every 50 ms
+                for i in range(100):
+                    busy.append(asyncio.ensure_future(a.acquire(f"{res}-{i}")))
+                    await asyncio.sleep(0.05)
+
+            pump = asyncio.ensure_future(traffic())
+            await asyncio.sleep(0.1)
+            t_fault = time.monotonic()
+            l1.kill(signal.SIGSTOP)
+            got = await waiting
+            t_grant = time.monotonic()
+            pump.cancel()
+            await asyncio.gather(*busy, return_exceptions=True)
+            assert lease.lost.is_set(), "the holder was never told"
+            assert lease.lost_at < t_grant, (f"told {lease.lost_at - t_fault:.3f} s after the "
+                                             f"SIGSTOP, other grant at {t_grant - t_fault:.3f} s")
+            assert lease.lost_reason == "unreachable"
+            await got.release()
+    run(main())

@@ -19,16 +19,25 @@ from conftest import FAST
 
 
 def waiter(client, resource, wait_ms, **kw):
-    """Acquires in a thread; .result is the Lease (or the exception), .t when it came."""
+    """Acquires in a thread (again after NOQUORUM); .result is the Lease (or the
+    exception), .t when it came."""
     box = threading.Thread()
     box.result, box.t = None, None
 
     def run():
-        try:
-            box.result = client.acquire(resource, wait_ms=wait_ms, **kw)
-        except Exception as e:  # noqa: BLE001 - handed to the test
-            box.result = e
-        box.t = time.monotonic()
+        deadline = time.monotonic() + wait_ms / 1000
+        while True:
+            try:
+                box.result = client.acquire(resource, wait_ms=wait_ms, **kw)
+            except lockp.NoQuorum as e:  # masters down: keep trying, as a waiter would
+                box.result = e
+                if time.monotonic() < deadline:
+                    time.sleep(0.05)
+                    continue
+            except Exception as e:  # noqa: BLE001 - handed to the test
+                box.result = e
+            box.t = time.monotonic()
+            return
 
     box.run = run
     box.start()
@@ -223,7 +232,8 @@ def test_failover_after_lockd_killed(world, res):
 def _holder_and_waiter(world, fault, lease_ms=0):
     """A holds R through l1; B waits for R through l2; fault(l1); returns (A's lease,
     B's waiter) once B is granted."""
-    _, l1, l2 = three_and_two(world)
+    masters, l1, l2 = three_and_two(world)
+    world.masters = masters
     a = lockp.Client(l1.addr, name="holder")
     b = lockp.Client(l2.addr, name="waiter")
     lease = a.acquire("R", lease_ms=lease_ms)
@@ -278,6 +288,37 @@ def test_lost_before_other_grant_fixed_lease_expiry(world):
     _told_first(lease, w, t_fault)
     assert lease.lost_reason == "expired"
     assert lease.lost_at - t_fault < 0.7
+    for c in world.clients:
+        c.close()
+
+
+def test_lost_before_other_grant_majority_of_masters_down(world):
+    """2 of 3 masters die; l1's watchdog renewals miss the quorum and it pushes LOST
+    before the validity runs out; the masters come back (empty) after the keys' TTL and
+    l2 grants the waiter."""
+    back = []
+
+    def majority_down(l1):
+        for m in world.masters[:2]:
+            m.stop(signal.SIGKILL)
+
+        def restart():
+            for m in world.masters[:2]:
+                m.start()
+            back.append(time.monotonic())
+
+        timer = threading.Timer(3.3, restart)
+        timer.start()
+        world.timer = timer
+
+    try:
+        lease, w, t_fault = _holder_and_waiter(world, majority_down)
+    finally:
+        if hasattr(world, "timer"):
+            world.timer.join()
+    _told_first(lease, w, t_fault)
+    assert lease.lost_at < back[0]
+    assert lease.lost_reason in ("no_quorum", "lost")  # "lost": lockd before issue 12
     for c in world.clients:
         c.close()
 
