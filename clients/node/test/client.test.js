@@ -212,22 +212,40 @@ test('failover: a dead first endpoint, then a killed lockd', () => withWorld(asy
 
 // ---------------------------------------------------------------- faults: lost before another grant
 
+/** ACQUIRE with waitMs, again after NOQUORUM (masters down), as a waiter would. */
+async function acquireDespiteNoQuorum(c, res, waitMs) {
+  const deadline = now() + waitMs;
+  for (;;) {
+    try {
+      return await c.acquire(res, { waitMs });
+    } catch (e) {
+      if (e.code !== 'NOQUORUM' || now() > deadline) throw e;
+      await sleep(50);
+    }
+  }
+}
+
 /** A holds R through l1; B waits for R through l2; fault(l1). Resolves once B is
  * granted, with A's lease, B's grant time and the fault time. */
-async function holderAndWaiter(w, fault, leaseMs = 0) {
-  const { l1, l2 } = await w.threeAndTwo();
+async function holderAndWaiter(w, fault, leaseMs = 0, traffic = false) {
+  const { m, l1, l2 } = await w.threeAndTwo();
+  w.masters = m;
   const a = new Client(l1.addr, { name: 'holder' });
   const b = new Client(l2.addr, { name: 'waiter' });
   w.clients = [a, b];
   const lease = await a.acquire('R', { leaseMs });
   let tLost = null;
   lease.signal.addEventListener('abort', () => { tLost = now(); });
-  const waiting = b.acquire('R', { waitMs: 15000 });
+  const waiting = acquireDespiteNoQuorum(b, 'R', 15000);
+  const busy = [];
+  const pump = traffic && setInterval(() => busy.push(a.acquire(uniq()).catch(() => null)), 50);
   await sleep(100);
   const tFault = now();
   fault(l1);
   const got = await waiting;
   const tGrant = now();
+  clearInterval(pump);
+  await Promise.all(busy);
   for (let i = 0; i < 30 && !lease.lost; i++) await sleep(100); // if it comes late, say by how much
   return { lease, tLost, tGrant, tFault, got };
 }
@@ -238,10 +256,10 @@ function toldFirst({ lease, tLost, tGrant, tFault }) {
   assert.ok(lease.lostAt < tGrant, `holder told ${(lease.lostAt - tFault).toFixed(1)} ms after the fault, other grant at ${(tGrant - tFault).toFixed(1)} ms`);
 }
 
-async function faultCase(fault, leaseMs, check) {
+async function faultCase(fault, leaseMs, check, traffic = false) {
   await withWorld(async (w) => {
     try {
-      const r = await holderAndWaiter(w, fault, leaseMs);
+      const r = await holderAndWaiter(w, (l1) => fault(l1, w), leaseMs, traffic);
       await check(r);
     } finally {
       for (const c of w.clients ?? []) await c.close();
@@ -260,6 +278,32 @@ test('lockd SIGSTOPped: the signal fires before another lockd grants', () => fau
   assert.equal(r.lease.lostReason, 'unreachable');
   assert.ok(r.lease.lostAt - r.tFault < 1600);
 }));
+
+test('lockd SIGSTOPped while the holder keeps sending: judged by what it receives', () => faultCase((l) => l.kill('SIGSTOP'), 0, (r) => {
+  toldFirst(r);
+  assert.equal(r.lease.lostReason, 'unreachable');
+}, true));
+
+test('majority of masters down: lockd\'s LOST push comes before another grant', async () => {
+  let restarted = null;
+  let back = null;
+  await faultCase((l1, w) => {
+    w.masters[0].stop();
+    w.masters[1].stop();
+    // the masters come back (empty) after the keys' TTL: then l2 can grant
+    restarted = sleep(3300).then(async () => {
+      if (w.stopped) return;
+      await w.masters[0].start();
+      await w.masters[1].start();
+      back = now();
+    });
+  }, 0, async (r) => {
+    await restarted;
+    toldFirst(r);
+    assert.ok(r.lease.lostAt < back);
+    assert.ok(['no_quorum', 'lost'].includes(r.lease.lostReason), r.lease.lostReason); // lost: lockd before issue 12
+  });
+});
 
 test('lockd SIGTERMed: the signal fires before another lockd grants', (t) => faultCase((l) => l.kill('SIGTERM'), 0, (r) => {
   if (!r.lease.lost || r.lease.lostAt >= r.tGrant) {

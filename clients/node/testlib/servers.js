@@ -138,6 +138,7 @@ export class World {
   }
 
   stopAll() {
+    this.stopped = true; // a pending restart (see the masters-down test) must not run now
     for (const p of this.procs.reverse()) p.stop();
     fs.rmSync(this.dir, { recursive: true, force: true });
   }
