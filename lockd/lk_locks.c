@@ -11,12 +11,22 @@
  *   takeover, and it is released through Redlock when nobody is left to take it;
  * - a resource is freed when it has no holder, no waiter, no attempt and no head start
  *   for other lockds running;
- * - a chain of local handoffs that is both long (LK_CHAIN_MIN handoffs) and old
- *   (LK_CHAIN_MS) ends with a release through Redis (pub/sub wakes other lockds) and a
- *   short head start for them, so their waiters are not starved forever; but only
- *   while another lockd has said it wants the lock ("want" notice within
- *   LK_WANTED_MS): with no remote waiter the chain goes on and no handoff pays the
- *   head start. A single handoff never pays it, however long the lock was held;
+ * - grants follow arrival across lockds: a waiter that finds the lock held by another
+ *   process makes this lockd announce ("want" notice, through Redis pub/sub) when its
+ *   oldest waiter arrived (wall clock) and its instance id. The holder lockd keeps the
+ *   oldest remote arrival announced within LK_WANTED_MS, and when a hold ends it hands
+ *   the lock to its next local waiter only if that one arrived first; otherwise it
+ *   yields: a release through Redis (pub/sub wakes the other lockds), a short head start
+ *   for them, and its own "want" notice with its next waiter's arrival, so the lock
+ *   comes back once the other side has served the waiters older than ours. Each side
+ *   thus serves its waiters in turns of about one queue each, in arrival order, and
+ *   pays one cross-lockd transfer per turn, not per grant;
+ * - bounded whatever the clocks say: a chain of local handoffs that is both long
+ *   (LK_CHAIN_MIN handoffs) and old (LK_CHAIN_MS) yields too while another lockd wants
+ *   the lock (the only rule for notices without an arrival time, from older lockds);
+ *   with no remote waiter the chain goes on and no handoff pays the head start. A skew
+ *   between the lockds' clocks shifts the turns, never safety: the fence and the
+ *   Redlock validity rules do not depend on any of this;
  * - a release with no local waiter while another lockd wants the lock gives the same
  *   head start: a client that ACQUIREs again right after its RELEASE waits for it.
  *
@@ -53,7 +63,10 @@
 #define LK_YIELD_MIN     2    /* ms head start for remote waiters after such a yield ... */
 #define LK_YIELD_MAX     5    /* ... about one pub/sub wake-up plus one Redlock round */
 #define LK_RELEASED_MS   50   /* "released" notices of one release arrive within this */
+#define LK_TURN_MIN      10   /* ms head start when we yield to an older remote waiter ... */
+#define LK_TURN_MAX      15   /* ... ended at once when the other side releases it again */
 #define LK_RAND_POOL     1024 /* bytes: 64 tokens per getrandom call */
+#define LK_ID_BUF        17   /* this lockd's instance id in "want" notices: 16 hex + NUL */
 
 typedef struct lk_resource lk_resource;
 typedef struct lk_renew lk_renew;
@@ -67,6 +80,7 @@ struct lk_waiter {
     uint64_t lease_ms;
     uint64_t wait_ms;
     uint64_t start_us;   /* ACQUIRE received */
+    uint64_t arrive_ms;  /* ... on the wall clock: compared with other lockds' waiters */
     uint64_t handoff_us; /* RELEASE received, when this waiter's attempt is a handoff */
     char tag[LK_TAG_BUF];
     char token[LK_TOKEN_BUF];
@@ -125,7 +139,14 @@ struct lk_resource {
     uint64_t chain_start_ms;       /* when this lockd last got it other than by handoff */
     uint32_t chain_handoffs;       /* local handoffs since then */
     uint64_t remote_wanted_ms;     /* last "want" notice from another lockd (0: none) */
+    uint64_t remote_oldest_ms;     /* its oldest waiter's arrival (wall; 0: not given) */
+    char remote_from[LK_ID_BUF];   /* the lockd that announced remote_oldest_ms ... */
+    uint64_t remote_seq;           /* ... in its notice number remote_seq */
     uint64_t want_sent_ms;         /* last "want" notice we published for our waiters */
+    uint64_t want_sent_oldest;     /* ... and the arrival it announced */
+    bool wake_pending;             /* a quorum of release notices came during an attempt */
+    uint64_t own_release_ms;       /* our last release through Redis ... */
+    uint32_t own_notices;          /* ... and how many of its own notices may still come */
     uint64_t released_first_ms;    /* first "released" notice of the current release ... */
     size_t released_seen;          /* ... and how many masters have sent one since */
     char name[];                   /* NUL-terminated; the table's key */
@@ -138,6 +159,8 @@ struct lk_locks {
     cm_hash *table; /* name -> lk_resource, keys borrowed from r->name */
     bool shutting_down;
     bool had_quorum;                 /* for logging the loss of quorum once */
+    char id[LK_ID_BUF];              /* instance id: our own "want" notices come back */
+    uint64_t want_seq;               /* notices published: orders their copies */
     unsigned char rnd[LK_RAND_POOL]; /* OS randomness not yet used for tokens */
     size_t rnd_left;
 };
@@ -329,6 +352,7 @@ static void start_attempt(lk_resource *r)
     lk_waiter *w = TAILQ_FIRST(&r->waiters);
 
     res_set_state(r, RES_ATTEMPT);
+    r->wake_pending = false;
     r->op_waiter = w;
     r->op = lk->ops->acquire(lk->ctx, r->name, w->token, r->prev_token[0] ? r->prev_token : NULL,
                              waiter_lease(lk, w), attempt_cb, r);
@@ -452,16 +476,22 @@ static void grant(lk_resource *r, lk_waiter *w, const lk_rl_result *res)
     waiter_remove(w);
 }
 
-/* Our waiters find the lock held by another process: tell the other lockds, so a
- * long local handoff chain there yields (rate-limited per resource). */
-static void want_notify(lk_resource *r)
+/* Our waiters find the lock held by another process (or we yield it to one): tell the
+ * other lockds when our oldest waiter arrived, so the holder hands the lock over once
+ * that one is the oldest. At most once per LK_WANT_EVERY_MS per resource, unless the
+ * oldest waiter changed or force (a yield: the other side must know when to give the
+ * lock back). */
+static void want_notify(lk_resource *r, bool force)
 {
     lk_locks *lk = r->lk;
     uint64_t now = now_ms(lk);
-    if (TAILQ_EMPTY(&r->waiters) || now - r->want_sent_ms < LK_WANT_EVERY_MS)
+    lk_waiter *head = TAILQ_FIRST(&r->waiters);
+    if (!head || (!force && now - r->want_sent_ms < LK_WANT_EVERY_MS &&
+                  head->arrive_ms == r->want_sent_oldest))
         return;
     r->want_sent_ms = now;
-    lk->ops->publish_wanted(lk->ctx, r->name);
+    r->want_sent_oldest = head->arrive_ms;
+    lk->ops->publish_wanted(lk->ctx, r->name, head->arrive_ms, lk->id, ++lk->want_seq);
 }
 
 static void attempt_cb(void *arg, const lk_rl_result *res)
@@ -485,8 +515,12 @@ static void attempt_cb(void *arg, const lk_rl_result *res)
             waiter_remove(w);
         }
         uint64_t after = res->retry_after_ms > 0 ? (uint64_t)res->retry_after_ms : 0;
+        /* A release elsewhere came while this attempt was out (it may have lost to the
+         * release's own keys still on a master): try again soon, not after the poll. */
+        if (r->wake_pending)
+            after = 0, jitter = 1;
         res_schedule(r, CM_MIN(after, LK_POLL_CAP_MS) + cm_rand_range(0, jitter), RES_POLL);
-        want_notify(r);
+        want_notify(r, false);
         break;
     }
     case LK_RL_FAILED:
@@ -569,6 +603,7 @@ void lk_locks_acquire(lk_locks *lk, lk_owner *owner, const char *tag, const char
     w->lease_ms = lease_ms;
     w->wait_ms = wait_ms;
     w->start_us = now_us(lk);
+    w->arrive_ms = lk->ops->wall_ms(lk->ctx);
     snprintf(w->tag, sizeof(w->tag), "%s", tag);
     if (wait_ms > 0)
         timer_arm_ms(lk, w->deadline, wait_ms);
@@ -628,9 +663,12 @@ static void hold_end(lk_hold *h, uint64_t release_us)
     lk_stats.locks_held--;
     uint64_t t_ms = now_ms(lk);
     bool remote_wants = r->remote_wanted_ms && t_ms - r->remote_wanted_ms < LK_WANTED_MS;
-    if (next && !lk->shutting_down &&
-        (!remote_wants || r->chain_handoffs < LK_CHAIN_MIN ||
-         t_ms - r->chain_start_ms < LK_CHAIN_MS)) {
+    bool chain_long = r->chain_handoffs >= LK_CHAIN_MIN && t_ms - r->chain_start_ms >= LK_CHAIN_MS;
+    /* Yield to another lockd when its oldest waiter came before our next one, or when
+     * our chain is long and old (the bound that holds whatever the clocks say). */
+    bool yield = next && remote_wants &&
+                 (chain_long || (r->remote_oldest_ms && r->remote_oldest_ms < next->arrive_ms));
+    if (next && !lk->shutting_down && !yield) {
         memcpy(r->prev_token, h->token, sizeof(r->prev_token));
         next->handoff_us = release_us ? release_us : now_us(lk);
         start_attempt(r);
@@ -642,10 +680,32 @@ static void hold_end(lk_hold *h, uint64_t release_us)
          * reach the masters before their pub/sub wake-up, every time. The resource
          * stays (res_maybe_free) until the head start is over. */
         lk->ops->release(lk->ctx, r->name, h->token);
-        if ((next || remote_wants) && !lk->shutting_down)
-            res_schedule(r, cm_rand_range(LK_YIELD_MIN, LK_YIELD_MAX), RES_HEAD_START);
-        else
+        /* Each master publishes this release once: those notices are ours and must not
+         * wake anyone here (2q-1 >= the masters behind a quorum of q). */
+        r->own_release_ms = t_ms;
+        r->own_notices = (uint32_t)(2 * lk->ops->quorum(lk->ctx) - 1);
+        if ((next || remote_wants) && !lk->shutting_down) {
+            /* A turn handed to an older remote waiter gets a longer head start (a busy
+             * machine may take a few ms to schedule the other lockd); its release
+             * notices end it as soon as it is done. */
+            bool turn = next && !chain_long;
+            res_schedule(r,
+                         turn ? cm_rand_range(LK_TURN_MIN, LK_TURN_MAX)
+                              : cm_rand_range(LK_YIELD_MIN, LK_YIELD_MAX),
+                         RES_HEAD_START);
+            /* The other side learns when our next waiter arrived, so it gives the lock
+             * back in turn; with none left, that we have nobody waiting any more. */
+            if (next)
+                lk_stats.yields_total++;
+            want_notify(r, true);
+        } else {
             res_set_state(r, RES_IDLE);
+        }
+        if (!next && r->want_sent_oldest && !lk->shutting_down) {
+            r->want_sent_oldest = 0;
+            r->want_sent_ms = t_ms;
+            lk->ops->publish_wanted(lk->ctx, r->name, 0, lk->id, ++lk->want_seq);
+        }
     }
     free(h);
     res_maybe_free(r);
@@ -901,14 +961,22 @@ void lk_locks_on_released(lk_locks *lk, const char *resource)
     lk_resource *r = res_find(lk, resource);
     if (!r || TAILQ_EMPTY(&r->waiters) || lk->shutting_down)
         return;
-    /* Not while an attempt runs or a local session holds it, and our own release
-     * notice must not end the head start we give the other lockds. */
-    if (r->state == RES_ATTEMPT || r->state == RES_HELD || r->state == RES_HEAD_START)
+    /* Not while a local session holds it. Our own release's notices are skipped (they
+     * must not end the head start we give the other lockds); a release elsewhere ends
+     * it: the other side is done and gives the lock back. During an attempt a quorum
+     * of notices is remembered: if the attempt then finds it held, it tries again at
+     * once. */
+    uint64_t now = now_ms(lk);
+    if (r->own_notices > 0 && now - r->own_release_ms <= LK_RELEASED_MS) {
+        r->own_notices--;
+        return;
+    }
+    r->own_notices = 0;
+    if (r->state == RES_HELD)
         return;
     /* Each master publishes once it has deleted the key. An attempt on the first notice
      * finds the key still on the others, loses, and backs off: wait for a quorum of
      * them (notices within LK_RELEASED_MS belong to one release). */
-    uint64_t now = now_ms(lk);
     if (r->released_seen == 0 || now - r->released_first_ms > LK_RELEASED_MS) {
         r->released_first_ms = now;
         r->released_seen = 0;
@@ -916,15 +984,56 @@ void lk_locks_on_released(lk_locks *lk, const char *resource)
     if (++r->released_seen < lk->ops->quorum(lk->ctx))
         return;
     r->released_seen = 0;
+    if (r->state == RES_ATTEMPT) {
+        r->wake_pending = true;
+        return;
+    }
     lk_stats.wakeups_total++;
     start_attempt(r);
 }
 
-void lk_locks_on_wanted(lk_locks *lk, const char *resource)
+/* notice: "<resource>[ <oldest_ms> <lockd-id> <seq>]" (lk_redlock_publish_wanted). */
+void lk_locks_on_wanted(lk_locks *lk, const char *notice)
 {
-    lk_resource *r = res_find(lk, resource);
-    if (r && r->holder)
-        r->remote_wanted_ms = now_ms(lk);
+    char name[CM_LOCKP_RESOURCE_MAX + 1], from[LK_ID_BUF] = "";
+    unsigned long long oldest = 0, seq = 0;
+    size_t len = strcspn(notice, " ");
+    if (len == 0 || len > CM_LOCKP_RESOURCE_MAX)
+        return;
+    memcpy(name, notice, len);
+    name[len] = '\0';
+    if (notice[len] == ' ' && sscanf(notice + len + 1, "%llu %16s %llu", &oldest, from, &seq) < 2)
+        oldest = 0;
+    if (strcmp(from, lk->id) == 0)
+        return; /* our own notice, back through Redis */
+    lk_resource *r = res_find(lk, name);
+    if (!r)
+        return; /* nothing held or awaited here: whoever takes it next sees it held */
+    uint64_t now = now_ms(lk);
+    bool fresh = r->remote_wanted_ms && now - r->remote_wanted_ms < LK_WANTED_MS;
+    /* Keep the oldest announced arrival; the same lockd's newer notice replaces its
+     * own (its oldest waiter was served meanwhile), and "0" from it says it has nobody
+     * waiting any more. */
+    bool same = from[0] && strcmp(from, r->remote_from) == 0;
+    if (same && seq && seq <= r->remote_seq)
+        return; /* a copy (one per master) of a notice we have, or of an older one */
+    if (from[0] && oldest == 0 && notice[len] == ' ') {
+        if (same || !fresh) {
+            r->remote_oldest_ms = 0;
+            r->remote_wanted_ms = 0;
+            memcpy(r->remote_from, from, sizeof(r->remote_from));
+            r->remote_seq = seq;
+        }
+        return;
+    }
+    if (oldest && (!fresh || !r->remote_oldest_ms || same || oldest < r->remote_oldest_ms)) {
+        r->remote_oldest_ms = oldest;
+        memcpy(r->remote_from, from, sizeof(r->remote_from));
+        r->remote_seq = seq;
+    } else if (!oldest && !fresh) {
+        r->remote_oldest_ms = 0;
+    }
+    r->remote_wanted_ms = now;
 }
 
 static void res_shutdown(lk_resource *r)
@@ -970,6 +1079,13 @@ lk_locks *lk_locks_new(const lk_ops *ops, void *ctx, const lk_locks_opts *opts)
     lk->opts = *opts;
     if (lk->opts.retry_delay_ms == 0)
         lk->opts.retry_delay_ms = 1;
+    unsigned char idb[(LK_ID_BUF - 1) / 2];
+    if (cm_rand_bytes(idb, sizeof(idb)) != CM_OK) {
+        free(lk);
+        return NULL;
+    }
+    for (size_t i = 0; i < sizeof(idb); i++)
+        snprintf(lk->id + 2 * i, 3, "%02x", idb[i]);
     lk->table = cm_hash_new(CM_HASH_STR);
     if (!lk->table || cm_hash_reserve(lk->table, LK_TABLE_INIT) != CM_OK) {
         cm_hash_free(lk->table);

@@ -53,6 +53,8 @@ static const metric_desc metric_table[] = {
     COUNTER(lost_total, "lost_locks_total", "locks lost (renewal failed or session expired)"),
     COUNTER(handoffs_total, "handoffs_total", "locks handed to the next local waiter"),
     COUNTER(wakeups_total, "wakeups_total", "release notices from other lockds that woke waiters"),
+    COUNTER(yields_total, "yields_total",
+            "locks released to another lockd's older waiter instead of a local handoff"),
     COUNTER(polls_total, "polls_total", "safety-net polls of locks held elsewhere"),
     RL_COUNTER(rounds_total, "redlock_rounds_total", "Redlock rounds started"),
     RL_COUNTER(failed_total, "redlock_failed_total", "Redlock rounds without quorum"),

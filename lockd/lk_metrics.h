@@ -27,6 +27,7 @@ typedef struct lk_metrics {
     uint64_t lost_total;             /* locks lost (LOST pushes + expired sessions) */
     uint64_t handoffs_total;         /* local handoffs to the next waiter */
     uint64_t wakeups_total;          /* pub/sub release notices that woke a waiter */
+    uint64_t yields_total;           /* holds passed to another lockd over a local waiter */
     uint64_t polls_total;            /* safety-net polls */
     uint64_t sessions_total;         /* sessions accepted */
     uint64_t sessions_expired_total; /* sessions ended by session.timeout_ms */

@@ -8,6 +8,7 @@
 #include <event2/event.h>
 #include <event2/event_struct.h>
 #include <stdlib.h>
+#include <time.h>
 
 #include "cm_time.h"
 
@@ -43,10 +44,11 @@ static void rl_cancel(void *ctx, lk_round *round)
     lk_redlock_cancel((lk_rl_op *)round);
 }
 
-static void rl_publish_wanted(void *ctx, const char *resource)
+static void rl_publish_wanted(void *ctx, const char *resource, uint64_t oldest_ms, const char *from,
+                              uint64_t seq)
 {
     lk_ops_env *env = ctx;
-    lk_redlock_publish_wanted(env->rl, resource);
+    lk_redlock_publish_wanted(env->rl, resource, oldest_ms, from, seq);
 }
 
 static bool rl_has_quorum(void *ctx)
@@ -65,6 +67,14 @@ static uint64_t ev_now_us(void *ctx)
 {
     (void)ctx;
     return cm_now_us();
+}
+
+static uint64_t wall_ms(void *ctx)
+{
+    (void)ctx;
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
 }
 
 static void ev_timer_fire(evutil_socket_t fd, short what, void *arg)
@@ -115,6 +125,7 @@ const lk_ops lk_ops_redlock = {
     .has_quorum = rl_has_quorum,
     .quorum = rl_quorum,
     .now_us = ev_now_us,
+    .wall_ms = wall_ms,
     .timer_new = ev_timer_new,
     .timer_arm = ev_timer_arm,
     .timer_stop = ev_timer_stop,

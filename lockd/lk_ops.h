@@ -39,11 +39,19 @@ typedef struct lk_ops {
     void (*release)(void *ctx, const char *resource, const char *token);
     /* The round's callback will not run. round may be NULL. */
     void (*cancel)(void *ctx, lk_round *round);
-    /* Tells the other lockds that this one has waiters for resource. */
-    void (*publish_wanted)(void *ctx, const char *resource);
+    /* Tells the other lockds that this one has waiters for resource, the oldest of
+     * which arrived at oldest_ms (wall clock; 0: none any more); from names this lockd
+     * (lk_locks' instance id) so it can skip its own notices, and seq (increasing per
+     * lockd) orders its notices, whose copies come through every master. */
+    void (*publish_wanted)(void *ctx, const char *resource, uint64_t oldest_ms, const char *from,
+                           uint64_t seq);
     bool (*has_quorum)(void *ctx);
     size_t (*quorum)(void *ctx);   /* masters needed for a grant */
     uint64_t (*now_us)(void *ctx); /* monotonic */
+    /* Wall clock (ms since the epoch): waiters' arrival times, compared across lockds,
+     * which may run on other machines (a skew between them shifts fairness, never
+     * safety: see lk_locks.c). */
+    uint64_t (*wall_ms)(void *ctx);
     /* NULL when out of memory. */
     lk_timer *(*timer_new)(void *ctx, lk_timer_fn fn, void *arg);
     void (*timer_arm)(lk_timer *t, uint64_t ms); /* (re)arms: fires once after ms */

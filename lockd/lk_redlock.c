@@ -313,10 +313,12 @@ static void script_loaded_cb(redisAsyncContext *ac, void *r, void *privdata)
 
 #define RL_WANT_PREFIX "want "
 
-void lk_redlock_publish_wanted(lk_redlock *rl, const char *resource)
+void lk_redlock_publish_wanted(lk_redlock *rl, const char *resource, uint64_t oldest_ms,
+                               const char *from, uint64_t seq)
 {
-    char msg[sizeof(RL_WANT_PREFIX) + 257];
-    int n = snprintf(msg, sizeof msg, RL_WANT_PREFIX "%s", resource);
+    char msg[sizeof(RL_WANT_PREFIX) + RL_MAX_RESOURCE + 96];
+    int n = snprintf(msg, sizeof msg, RL_WANT_PREFIX "%s %llu %.32s %llu", resource,
+                     (unsigned long long)oldest_ms, from, (unsigned long long)seq);
     if (n < 0 || (size_t)n >= sizeof msg) {
         return;
     }

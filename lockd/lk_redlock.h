@@ -61,7 +61,9 @@ typedef struct lk_rl_stats {
     uint64_t batch_entries_total;    /* round commands those calls carried */
     cm_hist redis_rtt;               /* per-master command round trip */
 } lk_rl_stats;
-/* Another process released resource (pub/sub). Borrowed string. */
+/* Another process released resource (pub/sub). Borrowed string. on_wanted gets the
+ * whole "want" notice after its prefix: "<resource>[ <oldest_ms> <lockd-id> <seq>]"
+ * (the fields are absent in notices of older lockds). */
 typedef void (*lk_rl_released_cb)(void *arg, const char *resource);
 /* The number of connected masters changed. */
 typedef void (*lk_rl_masters_cb)(void *arg, size_t up, size_t total);
@@ -112,8 +114,11 @@ lk_rl_op *lk_redlock_release(lk_redlock *rl, const char *resource, const char *t
 void lk_redlock_cancel(lk_rl_op *op);
 
 /* Tells the other lockds that this one has waiters for resource, which another process
- * holds (PUBLISH "want <resource>" on every master that is up; fire and forget). */
-void lk_redlock_publish_wanted(lk_redlock *rl, const char *resource);
+ * holds, the oldest of them waiting since oldest_ms (wall clock), from lockd id from,
+ * its seq-th notice (PUBLISH "want <resource> <oldest_ms> <from> <seq>" on every master
+ * that is up; fire and forget). */
+void lk_redlock_publish_wanted(lk_redlock *rl, const char *resource, uint64_t oldest_ms,
+                               const char *from, uint64_t seq);
 
 /* The counters of rl, borrowed: valid until lk_redlock_free. */
 const lk_rl_stats *lk_redlock_stats(const lk_redlock *rl);

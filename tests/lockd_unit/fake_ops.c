@@ -85,12 +85,23 @@ static void fk_cancel(void *ctx, lk_round *round)
     r->cancelled = true;
 }
 
-static void fk_publish_wanted(void *ctx, const char *resource)
+static void fk_publish_wanted(void *ctx, const char *resource, uint64_t oldest_ms, const char *from,
+                              uint64_t seq)
 {
+    ck_assert_uint_gt(seq, fk.wanted_seq);
+    fk.wanted_seq = seq;
     (void)ctx;
     (void)resource;
     fk.wanted++;
     fk.wanted_last_ms = fk_now_ms();
+    fk.wanted_oldest_ms = oldest_ms;
+    snprintf(fk.wanted_from, sizeof fk.wanted_from, "%s", from);
+}
+
+static uint64_t fk_wall(void *ctx)
+{
+    (void)ctx;
+    return fk_now_ms();
 }
 
 static bool fk_has_quorum(void *ctx)
@@ -158,6 +169,7 @@ const lk_ops fk_ops = {
     .has_quorum = fk_has_quorum,
     .quorum = fk_quorum,
     .now_us = fk_clock,
+    .wall_ms = fk_wall,
     .timer_new = fk_timer_new,
     .timer_arm = fk_timer_arm,
     .timer_stop = fk_timer_stop,

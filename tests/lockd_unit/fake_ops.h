@@ -70,6 +70,9 @@ typedef struct fk_world {
     size_t n_releases;
     size_t wanted; /* "want" notices published */
     uint64_t wanted_last_ms;
+    uint64_t wanted_oldest_ms; /* ... the last one's oldest waiter (wall = fake clock) */
+    char wanted_from[40];      /* ... and its sender id */
+    uint64_t wanted_seq;       /* ... and its sequence number (checked increasing) */
     fk_log_line log[FK_MAX_LOG];
     size_t n_log;
 } fk_world;

@@ -16,8 +16,9 @@
 #include "lk_locks.h"
 #include "lk_metrics.h"
 
-#define LEASE_WD 3000 /* watchdog.lease_ms */
-#define RETRY_MS 10   /* retry_delay_ms */
+#define LEASE_WD               3000 /* watchdog.lease_ms */
+#define RETRY_MS               10   /* retry_delay_ms */
+#define LK_TEST_HEAD_START_MAX 15   /* lk_locks' LK_TURN_MAX: the longest head start of a turn */
 
 static lk_locks *lk;
 static lk_locks_opts opts;
@@ -364,6 +365,143 @@ START_TEST(test_head_start)
 }
 END_TEST
 
+/* ---- grants follow arrival across lockds --------------------------------- */
+
+/* A "want" notice from another lockd: its oldest waiter arrived at oldest_ms; seq
+ * numbers the notices of each lockd (their copies come through every master). */
+static void remote_wants_seq(const char *res, uint64_t oldest_ms, const char *from, uint64_t seq)
+{
+    char notice[128];
+    snprintf(notice, sizeof notice, "%s %llu %s %llu", res, (unsigned long long)oldest_ms, from,
+             (unsigned long long)seq);
+    lk_locks_on_wanted(lk, notice);
+}
+
+static void remote_wants(const char *res, uint64_t oldest_ms, const char *from)
+{
+    static uint64_t seq;
+    remote_wants_seq(res, oldest_ms, from, ++seq);
+}
+
+START_TEST(test_arrival_order)
+{
+    fk_sess a, b, c;
+    char ta[40], tb[40];
+    sessions_named(&a, &b, &c, NULL);
+    open_locks();
+    take(&a, "a1", "R", ta);
+    fk_advance(1);
+    lk_locks_acquire(lk, &b.owner, "b1", "R", 0, 10000); /* arrives at t+1 */
+    uint64_t b_at = fk_now_ms();
+    fk_advance(2);
+    remote_wants("R", fk_now_ms(), "00000000000000aa"); /* a remote waiter at t+3 */
+    fk_advance(2);
+    lk_locks_acquire(lk, &c.owner, "c1", "R", 0, 10000); /* arrives at t+5 */
+    uint64_t c_at = fk_now_ms();
+    ck_assert_uint_lt(b_at, c_at);
+
+    /* b came before the remote waiter: a local handoff, however short the chain. */
+    handoff(&a, "R", ta, &b, tb);
+    /* c came after it: b's release goes through Redis, our next waiter waits out the
+     * head start, and the other lockds learn when c arrived (so they give it back). */
+    size_t n = fk.n_rounds, w = fk.wanted;
+    lk_locks_release(lk, &b.owner, "rel", "R", tb);
+    ck_assert_str_eq(fk_last(&b), "rel OK");
+    ck_assert_uint_eq(fk_releases_of(tb), 1);
+    ck_assert_uint_eq(fk.n_rounds, n);
+    ck_assert_uint_eq(fk.wanted, w + 1);
+    ck_assert_uint_eq(fk.wanted_oldest_ms, c_at);
+    ck_assert_uint_eq(strlen(fk.wanted_from), 16);
+    ck_assert_uint_eq(lk_stats.yields_total, 1);
+    fk_advance(LK_TEST_HEAD_START_MAX);
+    ck_assert_uint_eq(fk.n_rounds, n + 1); /* the head start is over: c tries */
+    fk_round *r = fk_last_round();
+    ck_assert_str_eq(r->prev, "");
+    grant(r);
+    ck_assert(starts_with(fk_last(&c), "c1 OK "));
+    close_locks(&a, &b, &c, NULL);
+}
+END_TEST
+
+START_TEST(test_arrival_notices)
+{
+    fk_sess a, b, c, d;
+    char ta[40], tb[40], tc[40];
+    sessions_named(&a, &b, &c, &d, NULL);
+    open_locks();
+    take(&a, "a1", "R", ta);
+    lk_locks_acquire(lk, &b.owner, "b1", "R", 0, 10000);
+    lk_locks_acquire(lk, &c.owner, "c1", "R", 0, 10000);
+    lk_locks_acquire(lk, &d.owner, "d1", "R", 0, 10000);
+    uint64_t local_at = fk_now_ms();
+    /* Our own notice, back through Redis: never a reason to yield. */
+    fk_advance(5);
+    char self[128];
+    snprintf(self, sizeof self, "R %llu ", (unsigned long long)(local_at - 1));
+    /* the id is only known from a notice of ours: make one (a waits for S, held elsewhere) */
+    lk_locks_acquire(lk, &a.owner, "a2", "S", 0, 10000);
+    fk_answer(fk_last_round(), LK_RL_HELD, 0, 0, 5000);
+    ck_assert_uint_eq(strlen(fk.wanted_from), 16);
+    strcat(self, fk.wanted_from);
+    lk_locks_on_wanted(lk, self);
+    handoff(&a, "R", ta, &b, tb);
+
+    /* A remote lockd's waiter from before ours: yield... unless that lockd's newer
+     * notice (its old waiter was served) says its oldest now came after ours. */
+    remote_wants_seq("R", local_at - 1, "00000000000000bb", 100);
+    remote_wants_seq("R", local_at + 3, "00000000000000bb", 101);
+    remote_wants_seq("R", local_at - 1, "00000000000000bb", 100); /* a late copy: ignored */
+    handoff(&b, "R", tb, &c, tc);
+    /* Another lockd's older waiter is kept against a third lockd's later one. */
+    remote_wants("R", local_at - 2, "00000000000000cc");
+    remote_wants_seq("R", local_at + 1, "00000000000000bb", 102);
+    /* ... and "0" from cc says it has nobody waiting any more. */
+    char clear[64];
+    snprintf(clear, sizeof clear, "R 0 00000000000000cc");
+    lk_locks_on_wanted(lk, clear);
+    size_t rel = fk.n_releases;
+    lk_locks_release(lk, &c.owner, "rel", "R", tc); /* bb's local_at+1 > d's local_at */
+    ck_assert_uint_eq(fk.n_releases, rel);          /* handed to d: no yield */
+    ck_assert_uint_eq(lk_stats.yields_total, 0);
+    fk_round *r = fk_last_round();
+    ck_assert_str_eq(r->prev, tc);
+    grant(r);
+    ck_assert(starts_with(fk_last(&d), "d1 OK "));
+    close_locks(&a, &b, &c, &d, NULL);
+}
+END_TEST
+
+START_TEST(test_turn_back)
+{
+    fk_sess a, b;
+    char ta[40];
+    sessions_named(&a, &b, NULL);
+    open_locks();
+    take(&a, "a1", "R", ta);
+    remote_wants("R", fk_now_ms(), "00000000000000aa");
+    fk_advance(1);
+    lk_locks_acquire(lk, &b.owner, "b1", "R", 0, 10000);
+    size_t n = fk.n_rounds;
+    lk_locks_release(lk, &a.owner, "rel", "R", ta); /* yields: the remote came first */
+    ck_assert_uint_eq(lk_stats.yields_total, 1);
+    /* Our own release comes back from each master (3 of them): skipped, the head start
+     * goes on. */
+    for (int i = 0; i < 3; i++)
+        lk_locks_on_released(lk, "R");
+    ck_assert_uint_eq(fk.n_rounds, n);
+    /* The other lockd served its waiter and released: a quorum of its notices ends our
+     * head start at once (no race with its own waiters at the end of it). */
+    lk_locks_on_released(lk, "R");
+    ck_assert_uint_eq(fk.n_rounds, n);
+    lk_locks_on_released(lk, "R");
+    ck_assert_uint_eq(fk.n_rounds, n + 1);
+    ck_assert_uint_eq(fk_last_round()->start_ms, fk_now_ms());
+    grant(fk_last_round());
+    ck_assert(starts_with(fk_last(&b), "b1 OK "));
+    close_locks(&a, &b, NULL);
+}
+END_TEST
+
 /* ---- held elsewhere: the "want" notice, the poll, the release wake-up ------- */
 
 START_TEST(test_want_notice)
@@ -583,6 +721,9 @@ int main(void)
         {"wakeup", test_wakeup},
         {"lost_before_grant", test_lost_before_grant},
         {"session_expire", test_session_expire},
+        {"arrival_order", test_arrival_order},
+        {"arrival_notices", test_arrival_notices},
+        {"turn_back", test_turn_back},
     };
     size_t n = sizeof cases / sizeof cases[0];
     /* A CK_RUN_CASE that names no case would run nothing and pass: refuse it. */
