@@ -385,28 +385,28 @@ static void remote_wants(const char *res, uint64_t oldest_ms, const char *from)
 
 START_TEST(test_arrival_order)
 {
-    fk_sess a, b, c;
+    fk_sess s[3], *a = &s[0], *b = &s[1], *c = &s[2];
     char ta[40], tb[40];
-    sessions_named(&a, &b, &c, NULL);
+    sessions_init(s, 3);
     open_locks();
-    take(&a, "a1", "R", ta);
+    take(a, "a1", "R", ta);
     fk_advance(1);
-    lk_locks_acquire(lk, &b.owner, "b1", "R", 0, 10000); /* arrives at t+1 */
+    lk_locks_acquire(lk, &b->owner, "b1", "R", 0, 10000); /* arrives at t+1 */
     uint64_t b_at = fk_now_ms();
     fk_advance(2);
     remote_wants("R", fk_now_ms(), "00000000000000aa"); /* a remote waiter at t+3 */
     fk_advance(2);
-    lk_locks_acquire(lk, &c.owner, "c1", "R", 0, 10000); /* arrives at t+5 */
+    lk_locks_acquire(lk, &c->owner, "c1", "R", 0, 10000); /* arrives at t+5 */
     uint64_t c_at = fk_now_ms();
     ck_assert_uint_lt(b_at, c_at);
 
     /* b came before the remote waiter: a local handoff, however short the chain. */
-    handoff(&a, "R", ta, &b, tb);
+    handoff(a, "R", ta, b, tb);
     /* c came after it: b's release goes through Redis, our next waiter waits out the
      * head start, and the other lockds learn when c arrived (so they give it back). */
     size_t n = fk.n_rounds, w = fk.wanted;
-    lk_locks_release(lk, &b.owner, "rel", "R", tb);
-    ck_assert_str_eq(fk_last(&b), "rel OK");
+    lk_locks_release(lk, &b->owner, "rel", "R", tb);
+    ck_assert_str_eq(fk_last(b), "rel OK");
     ck_assert_uint_eq(fk_releases_of(tb), 1);
     ck_assert_uint_eq(fk.n_rounds, n);
     ck_assert_uint_eq(fk.wanted, w + 1);
@@ -418,8 +418,8 @@ START_TEST(test_arrival_order)
     fk_round *r = fk_last_round();
     ck_assert_str_eq(r->prev, "");
     grant(r);
-    ck_assert(starts_with(fk_last(&c), "c1 OK "));
-    close_locks(&a, &b, &c, NULL);
+    ck_assert(starts_with(fk_last(c), "c1 OK "));
+    close_array(s, 3);
 }
 END_TEST
 
