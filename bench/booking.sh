@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # bench/booking.sh: the booking benchmark, lockd mode against db mode in one run
 # on this machine. Starts PostgreSQL 15 (fsync on), 3 Redis masters and LOCKDS lockd on free
-# loopback ports in one temp dir; then for each mode starts 3 reserved (payment off, so the
-# database and the lock are what is measured), creates a fresh hot performance on a
-# 20000-seat venue and 50 background performances on a 1000-seat venue, and runs
+# loopback ports in one temp dir; then for each mode starts 3 reserved (payment off unless
+# PAYMENT=1, so the database and the lock are what is measured), creates a fresh hot
+# performance on a HOT_SEATS-seat venue and 50 background performances on a 1000-seat
+# venue, and runs
 # build/bin/bookbench over the 3 reserved, in one of three shapes (SHAPE):
 # - split (default, BG_CLIENTS > 0): CLIENTS closed-loop clients book the hot performance
 #   (1-3 seats) while BG_CLIENTS other clients, at the same time, send background traffic
@@ -84,6 +85,12 @@ if [[ ${ALL:-0} == 1 && -z ${SHAPES:-} ]]; then
 fi
 if [[ -n ${SHAPES:-} ]]; then
     read -ra list <<<"$SHAPES"
+    for entry in "${list[@]}"; do
+        if [[ ! $entry =~ ^(split|mixed|distinct)(:[0-9]+:[0-9]+)?(\+pay)?$ ]]; then
+            echo "booking.sh: SHAPES entry '$entry': want split|mixed|distinct[:CLIENTS:POOL][+pay]" >&2
+            exit 2
+        fi
+    done
     per=$((2 * (${DURATION:-10} + 15) * ${ROUNDS:-1} + ${CEILING_DURATION:-5} * ${ROUNDS:-1} + 25))
     echo "== ${#list[@]} shapes, about $per s each (~$(((per * ${#list[@]} + 59) / 60)) min): ${list[*]}"
     logs=$(mktemp -d "${TMPDIR:-/tmp}/booking-shapes.XXXXXX")
@@ -92,10 +99,6 @@ if [[ -n ${SHAPES:-} ]]; then
         base=${entry%%+*} pay=0
         [[ $entry == *+pay ]] && pay=1
         IFS=: read -r name c p <<<"$base"
-        if [[ ! $name =~ ^(split|mixed|distinct)$ || $entry =~ \+ && $entry != *+pay ]]; then
-            echo "booking.sh: SHAPES entry '$entry': want split|mixed|distinct[:CLIENTS:POOL][+pay]" >&2
-            exit 2
-        fi
         env_=(SHAPE="$name" PAYMENT="$pay")
         [[ -n $c ]] && env_+=(CLIENTS="$c")
         [[ -n $p ]] && env_+=(POOL="$p")
@@ -332,10 +335,10 @@ run_mode() { # run_mode MODE ROUND
         "${BK_LOCKD_PIDS[@]}") (since its start, all runs so far)"
     SUMMARY+=("$mode $round $result")
     if [[ $result == *' hot_all_sold=1'* ]]; then
-        echo "   WARNING: the hot performance sold out during the run: hot figures are understated"
+        echo "   WARNING: the hot performance sold out $(get "$result" hot_all_sold_ms) ms into the run: the hot figures cover that time only (the hot clients stop), the background ones the whole run (HOT_SEATS raises the hall)"
     fi
     if [[ $(get "$result" hot_slices_empty) -gt 0 ]]; then
-        echo "   WARNING: $(get "$result" hot_slices_empty) hot clients used up their slice of seats: hot figures are understated (raise HOT_SEATS)"
+        echo "   WARNING: $(get "$result" hot_slices_empty) hot clients used up their slice of seats and stopped: fewer clients at the end (HOT_SEATS raises the hall)"
     fi
     bk_stop_reserved
 }
@@ -452,6 +455,7 @@ awk -v shape="$SHAPE" -v clients="$CLIENTS" -v conns="$((3 * BK_DB_POOL))" -v pa
                     if (!(($1) in smax) || s[2] > smax[$1]) smax[$1] = s[2] } }
      function mean(a, m) { return n[m] ? a[m] / n[m] : 0 }
      function ratio(x, y) { return (y > 0 && x > 0) ? sprintf("%.2f", x / y) : "n/a" }
+     function rx(x, y) { return ratio(x, y) == "n/a" ? "n/a" : ratio(x, y) "x" }
      END {
          split("lockd db", order, " ")
          for (i = 1; i <= 2; i++) if ((m = order[i]) in n)
@@ -462,11 +466,11 @@ awk -v shape="$SHAPE" -v clients="$CLIENTS" -v conns="$((3 * BK_DB_POOL))" -v pa
                     mean(hot, "ceil"), n["ceil"]
          l = mean(hot, "lockd"); d = mean(hot, "db"); c = mean(hot, "ceil")
          if (n["lockd"] && n["db"])
-             printf "hot bookings/s lockd/db = %sx\n", ratio(l, d)
+             printf "hot bookings/s lockd/db = %s\n", rx(l, d)
          if (n["ceil"] && (n["lockd"] || n["db"]))
-             printf "hot bookings/s lockd/ceiling = %sx, db/ceiling = %sx\n", ratio(l, c), ratio(d, c)
+             printf "hot bookings/s lockd/ceiling = %s, db/ceiling = %s\n", rx(l, c), rx(d, c)
          if (n["lockd"] && n["db"] && bg["lockd"] > 0)
-             printf "background p99 db/lockd = %sx\n", ratio(mean(bg, "db"), mean(bg, "lockd"))
+             printf "background p99 db/lockd = %s\n", rx(mean(bg, "db"), mean(bg, "lockd"))
          printf "SUMMARY shape=%s clients=%s conns=%s payment=%s lockd=%.1f db=%.1f lockd_db=%s", \
                 shape, clients, conns, pay, l, d, ratio(l, d)
          printf " ceiling=%.1f lockd_ceiling=%s db_ceiling=%s p99_lockd=%.0f p99_db=%.0f", \
