@@ -53,7 +53,7 @@ const rejectsCode = async (p, code) => {
 test('acquire/release: fence is a growing BigInt, token a string', async () => {
   const res = uniq();
   await withClients([new Client(shared.l1.addr, { name: 'basic' })], async (c) => {
-    const a = await c.acquire(res);
+    const a = await c.acquire(res, { waitMs: 2000 });
     assert.ok(a instanceof Lease);
     assert.equal(typeof a.fence, 'bigint');
     assert.match(a.token, /^[0-9a-f]{32}$/);
@@ -61,7 +61,7 @@ test('acquire/release: fence is a growing BigInt, token a string', async () => {
     assert.ok(a.remainingMs() > 0 && a.remainingMs() <= 3000);
     assert.equal(await a.release(), true);
     assert.equal(await a.release(), true);
-    const b = await c.acquire(res);
+    const b = await c.acquire(res, { waitMs: 2000 });
     assert.ok(b.fence > a.fence);
     await b.release();
     assert.ok((await c.ping()) < 1000);
@@ -84,7 +84,7 @@ test('using(): runs the work with the lease, returns its value, releases', async
     assert.deepEqual([...fences].sort((x, y) => (x < y ? -1 : 1)), fences);
     assert.equal(new Set(fences).size, 4);
     await assert.rejects(c1.using(res, {}, async () => { throw new Error('work failed'); }), /work failed/);
-    const after = await c1.acquire(res); // released despite the error
+    const after = await c1.acquire(res, { waitMs: 2000 }); // released despite the error
     await after.release();
   });
 });
@@ -92,7 +92,7 @@ test('using(): runs the work with the lease, returns its value, releases', async
 test('wait, TIMEOUT and HELD', async () => {
   const res = uniq();
   await withClients([new Client(shared.l1.addr), new Client(shared.l2.addr)], async (a, b) => {
-    const lease = await a.acquire(res);
+    const lease = await a.acquire(res, { waitMs: 2000 });
     await rejectsCode(a.acquire(res), 'HELD');
     const t0 = now();
     await rejectsCode(b.acquire(res, { waitMs: 300 }), 'TIMEOUT');
@@ -113,7 +113,7 @@ test('wait, TIMEOUT and HELD', async () => {
 test('an abandoned wait gives its late grant back', async () => {
   const res = uniq();
   await withClients([new Client(shared.l1.addr), new Client(shared.l1.addr), new Client(shared.l2.addr)], async (a, b, c) => {
-    const lease = await a.acquire(res);
+    const lease = await a.acquire(res, { waitMs: 2000 });
     await assert.rejects(b.acquire(res, { waitMs: 5000, signal: AbortSignal.timeout(200) }));
     await lease.release(); // lockd hands it to b's abandoned ACQUIRE: b gives it back
     const got = await c.acquire(res, { waitMs: 3000 });
@@ -125,7 +125,7 @@ test('an abandoned wait gives its late grant back', async () => {
 test('renew extends a fixed lease', async () => {
   const res = uniq();
   await withClients([new Client(shared.l1.addr)], async (c) => {
-    await c.using(res, { leaseMs: 400 }, async (lease) => {
+    await c.using(res, { waitMs: 2000, leaseMs: 400 }, async (lease) => {
       const v = await lease.renew(3000);
       assert.ok(v > 2500 && v <= 3000 && lease.remainingMs() > 2000);
       await sleep(600);
@@ -168,7 +168,7 @@ test('AUTH and NOAUTH', () => withWorld(async (w) => {
   await withClients([new Client(l1.addr, { auth: 'wrong' }), new Client(l1.addr), new Client(l1.addr, { auth: 's3cret' })], async (bad, none, good) => {
     await rejectsCode(bad.acquire('R'), 'AUTH');
     await rejectsCode(none.acquire('R'), 'NOAUTH');
-    await good.using('R', {}, async (lease) => assert.ok(lease.fence >= 1n));
+    await good.using('R', { waitMs: 2000 }, async (lease) => assert.ok(lease.fence >= 1n));
   });
 }));
 
@@ -199,12 +199,12 @@ test('failover: a dead first endpoint, then a killed lockd', () => withWorld(asy
   const { l1, l2 } = await w.threeAndTwo();
   const dead = `127.0.0.1:${await freePort()}`;
   await withClients([new Client([dead, l1.addr, l2.addr])], async (c) => {
-    const lease = await c.acquire('F');
+    const lease = await c.acquire('F', { waitMs: 2000 });
     l1.kill('SIGKILL');
     await new Promise((r) => (lease.signal.aborted ? r() : lease.signal.addEventListener('abort', r)));
     assert.equal(lease.lostReason, 'disconnected');
     assert.equal(lease.signal.reason.code, 'LOST');
-    const again = await c.acquire('F2'); // through l2 now
+    const again = await c.acquire('F2', { waitMs: 2000 }); // through l2 now
     assert.ok(again.fence >= 1n);
     await again.release();
   });
@@ -233,7 +233,7 @@ async function holderAndWaiter(w, fault, leaseMs = 0, traffic = false) {
   const a = new Client(l1.addr, { name: 'holder' });
   const b = new Client(l2.addr, { name: 'waiter' });
   w.clients = [a, b];
-  const lease = await a.acquire('R', { leaseMs });
+  const lease = await a.acquire('R', { waitMs: 2000, leaseMs });
   let tLost = null;
   lease.signal.addEventListener('abort', () => { tLost = now(); });
   const waiting = acquireDespiteNoQuorum(b, 'R', 15000);
@@ -251,9 +251,8 @@ async function holderAndWaiter(w, fault, leaseMs = 0, traffic = false) {
 }
 
 function toldFirst({ lease, tLost, tGrant, tFault }) {
-  assert.ok(lease.lost, 'the holder was never told');
-  assert.ok(tLost !== null && tLost <= lease.lostAt + 1);
-  assert.ok(lease.lostAt < tGrant, `holder told ${(lease.lostAt - tFault).toFixed(1)} ms after the fault, other grant at ${(tGrant - tFault).toFixed(1)} ms`);
+  assert.ok(lease.lost && tLost !== null, 'the holder was never told');
+  assert.ok(tLost < tGrant, `holder's signal fired ${(tLost - tFault).toFixed(1)} ms after the fault, other grant at ${(tGrant - tFault).toFixed(1)} ms`);
 }
 
 async function faultCase(fault, leaseMs, check, traffic = false) {
@@ -270,13 +269,13 @@ async function faultCase(fault, leaseMs, check, traffic = false) {
 test('lockd SIGKILLed: the signal fires before another lockd grants', () => faultCase((l) => l.kill('SIGKILL'), 0, (r) => {
   toldFirst(r);
   assert.equal(r.lease.lostReason, 'disconnected');
-  assert.ok(r.lease.lostAt - r.tFault < 500);
+  assert.ok(r.lease.lostAt - r.tFault < 1000);
 }));
 
 test('lockd SIGSTOPped: the signal fires before another lockd grants', () => faultCase((l) => l.kill('SIGSTOP'), 0, (r) => {
   toldFirst(r);
   assert.equal(r.lease.lostReason, 'unreachable');
-  assert.ok(r.lease.lostAt - r.tFault < 1600);
+  assert.ok(r.lease.lostAt - r.tFault < 2000); // the liveness rule (1000 ms of silence), not the keys' TTL
 }));
 
 test('lockd SIGSTOPped while the holder keeps sending: judged by what it receives', () => faultCase((l) => l.kill('SIGSTOP'), 0, (r) => {
@@ -306,7 +305,7 @@ test('majority of masters down: lockd\'s LOST push comes before another grant', 
 });
 
 test('lockd SIGTERMed: the signal fires before another lockd grants', (t) => faultCase((l) => l.kill('SIGTERM'), 0, (r) => {
-  if (!r.lease.lost || r.lease.lostAt >= r.tGrant) {
+  if (!r.lease.lost || r.tLost === null || r.tLost >= r.tGrant) {
     // issue 12 section 1 item 1: a graceful stop releases before it tells (lockd fix)
     t.todo('lockd granted elsewhere before the holder heard of its SIGTERM');
     return;
@@ -325,12 +324,12 @@ test('using() rejects with LOST when the lock is lost inside', () => withWorld(a
   const l1 = await w.lockd(m);
   await withClients([new Client(l1.addr)], async (c) => {
     let aborted = null;
-    await assert.rejects(c.using(uniq(), { leaseMs: 300 }, async (lease, signal) => {
+    await assert.rejects(c.using(uniq(), { waitMs: 2000, leaseMs: 300 }, async (lease, signal) => {
       await new Promise((r) => signal.addEventListener('abort', r));
       aborted = signal.reason;
     }), (e) => e.code === 'LOST' && e.reason === 'expired');
     assert.equal(aborted.code, 'LOST');
-    await assert.rejects(c.using(uniq(), {}, async (lease, signal) => {
+    await assert.rejects(c.using(uniq(), { waitMs: 2000 }, async (lease, signal) => {
       l1.kill('SIGSTOP');
       await new Promise((r) => signal.addEventListener('abort', r));
     }), (e) => e.code === 'LOST' && e.reason === 'unreachable');

@@ -17,12 +17,12 @@ def run(coro):
 def test_async_acquire_release_fence(shared, res):
     async def main():
         async with lockp.AsyncClient(shared.l1.addr, name="aio") as c:
-            async with c.lock(res) as a:
+            async with c.lock(res, wait_ms=2000) as a:
                 assert isinstance(a, lockp.AsyncLease) and len(a.token) == 32
                 assert isinstance(a.fence, int) and not a.lost.is_set()
-            async with c.lock(res) as b:
+            async with c.lock(res, wait_ms=2000) as b:
                 assert b.fence > a.fence
-            lease = await c.acquire(res)
+            lease = await c.acquire(res, wait_ms=2000)
             assert await lease.release() is True
             assert (await c.info())["masters_up"] == 3
     run(main())
@@ -32,7 +32,7 @@ def test_async_wait_timeout_held(shared, res):
     async def main():
         async with lockp.AsyncClient(shared.l1.addr) as a, \
                 lockp.AsyncClient(shared.l2.addr) as b:
-            lease = await a.acquire(res)
+            lease = await a.acquire(res, wait_ms=2000)
             with pytest.raises(lockp.LockHeld):
                 await a.acquire(res)
             t0 = time.monotonic()
@@ -56,7 +56,7 @@ def test_async_cancelled_acquire_gives_late_grant_back(shared, res):
         async with lockp.AsyncClient(shared.l1.addr) as a, \
                 lockp.AsyncClient(shared.l1.addr) as b, \
                 lockp.AsyncClient(shared.l2.addr) as c:
-            lease = await a.acquire(res)
+            lease = await a.acquire(res, wait_ms=2000)
             with pytest.raises(asyncio.TimeoutError):
                 await asyncio.wait_for(b.acquire(res, wait_ms=5000), 0.2)
             await lease.release()  # lockd hands it to b's abandoned ACQUIRE: b gives it back
@@ -72,7 +72,7 @@ def test_async_lost_on_lockd_kill_then_failover(world, res):
     async def main():
         async with lockp.AsyncClient([l1.addr, l2.addr]) as c, \
                 lockp.AsyncClient(l2.addr) as other:
-            lease = await c.acquire(res)
+            lease = await c.acquire(res, wait_ms=2000)
             waiting = asyncio.ensure_future(other.acquire(res, wait_ms=10000))
             await asyncio.sleep(0.1)
             l1.stop(signal.SIGKILL)
@@ -80,7 +80,7 @@ def test_async_lost_on_lockd_kill_then_failover(world, res):
             got = await waiting
             t_grant = time.monotonic()
             assert lease.lost_at < t_grant and lease.lost_reason == "disconnected"
-            async with c.lock(res + "b") as again:  # through l2 now
+            async with c.lock(res + "b", wait_ms=2000) as again:  # through l2 now
                 assert again.fence >= 1
             await got.release()
     run(main())
@@ -97,7 +97,7 @@ def test_async_lock_lost_in_block(world, res):
                     await lease.wait_lost()
             assert ei.value.reason == "expired"
             with pytest.raises(lockp.LockLost) as ei:
-                async with c.lock(res + "s"):
+                async with c.lock(res + "s", wait_ms=2000):
                     l1.kill(signal.SIGSTOP)
                     await asyncio.sleep(1.5)
             assert ei.value.reason == "unreachable"
@@ -129,7 +129,7 @@ def test_async_lost_before_other_grant_lockd_stopped_with_traffic(world, res):
 
     async def main():
         async with lockp.AsyncClient(l1.addr) as a, lockp.AsyncClient(l2.addr) as b:
-            lease = await a.acquire(res)
+            lease = await a.acquire(res, wait_ms=2000)
             waiting = asyncio.ensure_future(b.acquire(res, wait_ms=15000))
             busy = []
 

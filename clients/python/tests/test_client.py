@@ -53,13 +53,13 @@ def three_and_two(world, extra=FAST):
 
 def test_acquire_release_fence_grows(shared, res):
     with lockp.Client(shared.l1.addr, name="basic") as c:
-        with c.lock(res) as a:
+        with c.lock(res, wait_ms=2000) as a:
             assert isinstance(a.fence, int) and a.fence >= 1
             assert len(a.token) == 32 and int(a.token, 16) >= 0
             assert not a.lost.is_set() and a.held
             assert 0 < a.remaining() <= 3.0
         assert not a.held and not a.lost.is_set()
-        with c.lock(res) as b:
+        with c.lock(res, wait_ms=2000) as b:
             assert b.fence > a.fence and b.token != a.token
 
 
@@ -74,7 +74,7 @@ def test_fence_grows_across_lockds(shared, res):
 
 def test_manual_acquire_release(shared, res):
     with lockp.Client(shared.l1.addr) as c:
-        lease = c.acquire(res)
+        lease = c.acquire(res, wait_ms=2000)
         assert lease.release() is True
         assert lease.release() is True  # a second release is no error
         assert c.ping() < 1.0
@@ -83,7 +83,7 @@ def test_manual_acquire_release(shared, res):
 
 def test_wait_granted_on_release(shared, res):
     with lockp.Client(shared.l1.addr) as a, lockp.Client(shared.l2.addr) as b:
-        lease = a.acquire(res)
+        lease = a.acquire(res, wait_ms=2000)
         w = waiter(b, res, 5000)
         time.sleep(0.3)
         assert w.result is None  # still waiting
@@ -97,7 +97,7 @@ def test_wait_granted_on_release(shared, res):
 
 def test_wait_timeout(shared, res):
     with lockp.Client(shared.l1.addr) as a, lockp.Client(shared.l2.addr) as b:
-        with a.lock(res):
+        with a.lock(res, wait_ms=2000):
             t0 = time.monotonic()
             with pytest.raises(lockp.LockTimeout) as ei:
                 with b.lock(res, wait_ms=300):
@@ -110,7 +110,7 @@ def test_wait_timeout(shared, res):
 
 def test_held(shared, res):
     with lockp.Client(shared.l1.addr) as c:
-        with c.lock(res):
+        with c.lock(res, wait_ms=2000):
             with pytest.raises(lockp.LockHeld) as ei:
                 c.acquire(res)
             assert ei.value.code == "HELD"
@@ -119,7 +119,7 @@ def test_held(shared, res):
 def test_lost_callback_and_renew(shared, res):
     with lockp.Client(shared.l1.addr) as c:
         seen = []
-        with c.lock(res, lease_ms=400) as lease:
+        with c.lock(res, lease_ms=400, wait_ms=2000) as lease:
             lease.on_lost(lambda: seen.append(time.monotonic()))
             v = lease.renew(3000)
             assert 2500 < v <= 3000 and lease.remaining() > 2.0
@@ -166,7 +166,7 @@ def test_auth(world, res):
         lockp.Client(l1.addr).acquire(res)
     assert ei.value.code == "NOAUTH"
     with lockp.Client(l1.addr, auth="s3cret") as c:
-        with c.lock(res) as lease:
+        with c.lock(res, wait_ms=2000) as lease:
             assert lease.fence >= 1
 
 
@@ -211,18 +211,18 @@ def test_unreachable():
 def test_failover_first_endpoint_down(shared, res):
     dead = "127.0.0.1:%d" % servers.free_port()
     with lockp.Client([dead, shared.l1.addr]) as c:
-        with c.lock(res) as lease:
+        with c.lock(res, wait_ms=2000) as lease:
             assert lease.fence >= 1
 
 
 def test_failover_after_lockd_killed(world, res):
     _, l1, l2 = three_and_two(world)
     with lockp.Client([l1.addr, l2.addr]) as c:
-        lease = c.acquire(res)
+        lease = c.acquire(res, wait_ms=2000)
         l1.stop(signal.SIGKILL)
         assert lease.lost.wait(2), "no loss after the lockd was killed"
         assert lease.lost_reason == "disconnected"
-        with c.lock(res + "b") as other:  # new requests go to the second endpoint
+        with c.lock(res + "b", wait_ms=2000) as other:  # new requests go to the second endpoint
             assert other.fence >= 1
         assert c.info()["sessions"] >= 1
 
@@ -236,7 +236,7 @@ def _holder_and_waiter(world, fault, lease_ms=0):
     world.masters = masters
     a = lockp.Client(l1.addr, name="holder")
     b = lockp.Client(l2.addr, name="waiter")
-    lease = a.acquire("R", lease_ms=lease_ms)
+    lease = a.acquire("R", lease_ms=lease_ms, wait_ms=2000)
     w = waiter(b, "R", 15000)
     time.sleep(0.1)
     t_fault = time.monotonic()
@@ -257,7 +257,7 @@ def _told_first(lease, w, t_fault):
 def test_lost_before_other_grant_lockd_killed(world):
     lease, w, t_fault = _holder_and_waiter(world, lambda l: l.stop(signal.SIGKILL))
     _told_first(lease, w, t_fault)
-    assert lease.lost_at - t_fault < 0.5  # EOF: at once
+    assert lease.lost_at - t_fault < 1.0  # EOF: at once
     assert lease.lost_reason == "disconnected"
     for c in world.clients:
         c.close()
@@ -267,7 +267,7 @@ def test_lost_before_other_grant_lockd_stopped(world):
     lease, w, t_fault = _holder_and_waiter(world, lambda l: l.kill(signal.SIGSTOP))
     _told_first(lease, w, t_fault)
     assert lease.lost_reason == "unreachable"
-    assert lease.lost_at - t_fault < 1.6  # the liveness rule, not the session timeout
+    assert lease.lost_at - t_fault < 2.0  # the liveness rule (1 s of silence), not the TTL
     for c in world.clients:
         c.close()
 
@@ -331,7 +331,7 @@ def test_with_block_raises_lock_lost(world, res):
                 time.sleep(0.5)
         assert ei.value.reason == "expired"
         with pytest.raises(lockp.LockLost) as ei:
-            with c.lock(res) as lease:
+            with c.lock(res, wait_ms=2000) as lease:
                 l1.stop(signal.SIGKILL)
                 assert lease.lost.wait(2)
         assert ei.value.code == "LOST" and ei.value.reason == "disconnected"
