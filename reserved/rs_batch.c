@@ -431,9 +431,15 @@ static void rb_take_reservations(rs_batch *x, const PGresult *pg, rs_batch_state
         else
             json_decref(j);
     }
-    for (size_t i = 0; i < x->n; i++)
-        if (rs_batch_member_in(x->m[i], step))
-            rs_bk_set_error(x->m[i], 503, "UNAVAILABLE", NULL, "%s", missing);
+    for (size_t i = 0; i < x->n; i++) {
+        if (!rs_batch_member_in(x->m[i], step))
+            continue;
+        if (step == RB_CAPTURING)
+            log_warn("payment attempt %s was claimed by the reconciler before the commit: "
+                     "that booking is taken back",
+                     x->m[i]->reference);
+        rs_bk_set_error(x->m[i], 503, "UNAVAILABLE", NULL, "%s", missing);
+    }
 }
 
 static bool rb_stmt_ok(rs_batch *x, const rs_db_result *res)
@@ -467,11 +473,6 @@ static void rb_captured(void *arg, const rs_db_result *res)
     rs_batch *x = arg;
     if (!rb_stmt_ok(x, res))
         return;
-    for (size_t i = 0; i < x->n; i++)
-        if (rs_batch_member_in(x->m[i], RB_CAPTURING))
-            log_warn("payment attempt %s was claimed by the reconciler before the commit: "
-                     "that booking is taken back",
-                     x->m[i]->reference);
     rb_take_reservations(x, res->pg, RB_CAPTURING, "the payment could not be confirmed; retry");
     rb_next(x);
 }
@@ -899,12 +900,63 @@ void rs_batch_on_granted(rs_batch *x, uint64_t fence)
     rb_locked(x);
 }
 
+/* Whether member b has waited lock.wait_ms (when that is > 0). */
+static bool rb_out_of_time(const rs_bk *b, uint64_t now_us)
+{
+    uint64_t limit_ms = (uint64_t)rbs.app->cfg.lock_wait_ms;
+    return limit_ms > 0 && now_us - b->t0_us >= limit_ms * 1000;
+}
+
+/* A refusal meant for one waiter: as one booking alone would have been, the leader is
+ * refused (and, for BUSY, every member that has waited lock.wait_ms); the others wait
+ * on behind a new leader (rs_perflock rules 6 and 7: the next waiter gets an ACQUIRE of
+ * its own). False when nobody is left to wait, or the new leader could not queue. */
+static bool rb_requeue(rs_batch *x, rs_perflock_refusal why, const char *code)
+{
+    uint64_t now = cm_now_us();
+    rs_bk **out = calloc(x->n, sizeof(*out));
+    if (out == NULL)
+        return false;
+    size_t nout = 0, nin = 0;
+    for (size_t i = 0; i < x->n; i++) {
+        rs_bk *b = x->m[i];
+        if (i == 0 || (why == RS_PERFLOCK_BUSY && rb_out_of_time(b, now)))
+            out[nout++] = b;
+        else
+            x->m[nin++] = b;
+    }
+    if (nin == 0) {
+        memcpy(x->m, out, nout * sizeof(*out)); /* all of them, in order */
+        free(out);
+        return false;
+    }
+    x->n = nin;
+    log_debug("performance %" PRId64 ": batch %" PRIu64 " refused: %zu leave, %zu wait on", x->perf,
+              x->seq, nout, nin);
+    for (size_t i = 0; i < nout; i++) {
+        rs_bk_set_refused(out[i], (int)why, code);
+        rs_bk_batch_over(out[i], false);
+    }
+    free(out);
+    x->lockw = rs_perflock_wait(rbs.locks, x->perf, x->m[0]);
+    if (x->lockw != NULL)
+        return true;
+    for (size_t i = 0; i < x->n; i++)
+        rs_bk_set_refused(x->m[i], RS_PERFLOCK_UNREACHABLE, "");
+    return false;
+}
+
 void rs_batch_on_refused(rs_batch *x, rs_perflock_refusal why, const char *code)
 {
     x->lockw = NULL; /* the handle is gone */
+    bool waiting = x->state == RB_FORMING || x->state == RB_EARLY_LEASING ||
+                   x->state == RB_EARLY_BEGINNING || x->state == RB_EARLY_READY;
+    if (waiting && why != RS_PERFLOCK_UNREACHABLE && x->n > 1 && rb_requeue(x, why, code))
+        return;
     rb_close(x);
     for (size_t i = 0; i < x->n; i++)
-        rs_bk_set_refused(x->m[i], (int)why, code);
+        if (x->m[i]->out == RS_BK_OUT_NONE) /* not answered by rb_requeue */
+            rs_bk_set_refused(x->m[i], (int)why, code);
     switch (x->state) {
     case RB_EARLY_LEASING:
         rs_db_cancel(x->early);

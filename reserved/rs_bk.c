@@ -13,6 +13,10 @@
  * bk_settle undoes a payment no commit stands behind, bk_finish stores a final failure
  * under the Idempotency-Key, and rs_bk_answer answers. A LOST push is seen by the next
  * step (rs_bk_lock_lost) and unwinds from there.
+ * Group booking: in lockd mode rs_bk_lock first offers a booking to rs_batch_join; a
+ * batch's leader is the lock queue's waiter, so the lock callbacks pass the leader's
+ * grant, refusal, LOST and next-in-line on to rs_batch; rs_bk_batch_over takes each
+ * member back at the settle step.
  */
 #include "rs_bk.h"
 

@@ -12,6 +12,10 @@
  * transaction on b->conn; the body runs its statements (one at a time, each callback
  * checking rs_bk_lock_lost) and ends with rs_bk_commit, or with rs_bk_fail* /
  * rs_bk_unwind when it has set an outcome. Everything after that is the machine's.
+ * In lockd mode a booking may instead join its performance's batch in rs_bk_lock
+ * (rs_batch.h: group booking, lock.batch_max > 1): it is then BK_BATCHED, the batch does
+ * the lock, the transaction and the work for all its bookings, and hands each back with
+ * rs_bk_batch_over once its transaction is over; the body is not called.
  *
  * Ownership: an rs_bk is freed by rs_bk_answer (every path ends there), or by rs_bk_free
  * when its handler answered before it started. Every callback that gets an rs_bk owns it

@@ -84,8 +84,11 @@ const cm_cfg_key rs_config_keys[] = {
             "lease of the performance lock (0 = watchdog lease)"),
     KEY_INT("lock.wait_ms", lock_wait_ms, "5000", 0, 600000,
             "longest wait for a performance lock before 503 BUSY"),
-    KEY_INT("lock.batch_max", lock_batch_max, "64", 1, 1024,
-            "lockd mode: bookings of one performance booked in one transaction at most, 1..1024 "
+    /* At most 64: each booking of a batch is a subtransaction that writes, and a
+     * transaction with more than 64 of them overflows PostgreSQL's per-backend subxid
+     * cache (every other session's snapshot then pays pg_subtrans lookups). */
+    KEY_INT("lock.batch_max", lock_batch_max, "64", 1, 64,
+            "lockd mode: most bookings of one performance booked in one transaction, 1..64 "
             "(1 = one booking per transaction)"),
     {.path = "payment.url",
      .type = CM_CFG_STRING,

@@ -291,13 +291,18 @@ static void rb_payments(rb_world *w, int *approved, int *cancelled, int *decline
 
 /* ---------------------------------------------------------------- the storm */
 
-static void rb_storm(const char *lock_mode)
+/* batch_max: lock.batch_max in lockd mode (0: the default, 64). */
+static void rb_storm(const char *lock_mode, int batch_max)
 {
     rb_world w;
     long long seat_ids[RB_SEATS];
     rb_start_infra(&w, NULL, false);
+    char extra[128] = "";
+    if (batch_max > 0)
+        snprintf(extra, sizeof(extra),
+                 "lock: {mode: lockd, lease_ms: 0, wait_ms: 20000, batch_max: %d}", batch_max);
     for (size_t i = 0; i < 3; i++)
-        rb_start_reserved(&w, i, lock_mode, NULL);
+        rb_start_reserved(&w, i, lock_mode, extra);
     long long perf = rb_setup(&w, RB_SEATS, 20, 1000, 5000, seat_ids, 20);
 
     /* 600 requests of 1-3 distinct random seats, round-robin over the 3 servers */
@@ -406,19 +411,41 @@ static void rb_storm(const char *lock_mode)
                          0);
         ck_assert_int_eq(rb_metric(&w, i, "reserved_guard_firings_total{guard=\"capacity\"}"), 0);
     }
+    /* lockd mode books in batches (every booking in one, most batches of many), unless
+     * lock.batch_max is 1; db mode never */
+    long long batches = 0, batched = 0;
+    for (size_t i = 0; i < 3; i++) {
+        batches += rb_metric(&w, i, "reserved_batches_total");
+        batched += rb_metric(&w, i, "reserved_batch_bookings_total");
+    }
+    fprintf(stderr, "storm (%s, batch_max %d): %lld bookings in %lld batches\n", lock_mode,
+            batch_max, batched, batches);
+    if (strcmp(lock_mode, "db") == 0 || batch_max == 1) {
+        ck_assert_int_eq(batches, 0);
+    } else {
+        ck_assert_int_eq(batched, RB_STORM);
+        ck_assert_int_lt(batches * 2, batched);
+    }
     PQfinish(w.db);
     rb_stop_reserved_clean(&w);
 }
 
 START_TEST(test_storm)
 {
-    rb_storm("lockd");
+    rb_storm("lockd", 0);
 }
 END_TEST
 
 START_TEST(test_storm_db)
 {
-    rb_storm("db");
+    rb_storm("db", 0);
+}
+END_TEST
+
+/* lock.batch_max 1: one booking per transaction, as before group booking. */
+START_TEST(test_storm_unbatched)
+{
+    rb_storm("lockd", 1);
 }
 END_TEST
 
@@ -1485,6 +1512,7 @@ int main(int argc, char **argv)
     const th_case cases[] = {
         {"storm", test_storm},
         {"storm_db", test_storm_db},
+        {"storm_unbatched", test_storm_unbatched},
         {"prices_cancel", test_prices_cancel},
         {"prices_cancel_db", test_prices_cancel_db},
         {"decline", test_decline},
