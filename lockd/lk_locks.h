@@ -84,8 +84,10 @@ void lk_locks_shutdown(lk_locks *lk);
 
 /* Hooks for lk_redlock's callbacks (main wires them; the unit tests call them). */
 void lk_locks_on_released(lk_locks *lk, const char *resource);
-/* Another lockd has waiters for resource: a local handoff chain will yield to it. */
-void lk_locks_on_wanted(lk_locks *lk, const char *resource);
+/* Another lockd has waiters: notice is "<resource>[ <oldest_ms> <lockd-id> <seq>]" (the
+ * "want" payload, see lk_redlock.h). The lock goes to that lockd when a hold here ends
+ * and its oldest waiter arrived before our next one (or our chain is long and old). */
+void lk_locks_on_wanted(lk_locks *lk, const char *notice);
 void lk_locks_on_masters(lk_locks *lk, size_t up, size_t total);
 
 #endif

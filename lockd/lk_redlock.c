@@ -61,7 +61,10 @@ enum { SCRIPT_BATCH, SCRIPT_COUNT };
  *                grants when the lock is free, held by prev_token (handoff) or already
  *                ours (a retried attempt): {1, INCR fence}; else {0, PTTL lock}
  *   r (renew)    KEYS lock         ARGV token, lease_ms: {1, 0} when ours, else {0, 0}
- *   d (release)  KEYS lock         ARGV token, resource: deletes and publishes when ours
+ *   d (release)  KEYS lock         ARGV token, resource: deletes when ours, and the
+ *                resource goes into the call's one release notice: PUBLISH channel
+ *                "<resource>" for one, " <r1> <r2> ..." (a leading space: no resource
+ *                name or "want" notice starts so) for several
  *   f (fence)    KEYS fence        ARGV t: fence = max(fence, t), compared as decimal
  *                strings so fences above 2^53 stay exact: {1, 0}
  * The reply is 2 integers per entry. Each entry runs under pcall: one that raises
@@ -76,9 +79,10 @@ static const char script_batch[] =
     "local function ren(lk, tok, lease) "
     "if redis.call('GET', lk) == tok then redis.call('PEXPIRE', lk, lease) return 1, 0 end "
     "return 0, 0 end "
+    "local rels = {} "
     "local function rel(lk, tok, res) "
     "if redis.call('GET', lk) == tok then redis.call('DEL', lk) "
-    "redis.call('PUBLISH', ARGV[1], res) return 1, 0 end "
+    "rels[#rels + 1] = res return 1, 0 end "
     "return 0, 0 end "
     "local function fen(fk, t) "
     "local f = redis.call('GET', fk) or '0' "
@@ -97,6 +101,8 @@ static const char script_batch[] =
     "if not ok then s, v = -1, 0 end "
     "out[n + 1] = s out[n + 2] = v n = n + 2 "
     "end "
+    "if #rels == 1 then redis.call('PUBLISH', ARGV[1], rels[1]) "
+    "elseif #rels > 1 then redis.call('PUBLISH', ARGV[1], ' ' .. table.concat(rels, ' ')) end "
     "return out";
 
 static const char *const script_text[SCRIPT_COUNT] = {script_batch};
@@ -352,6 +358,19 @@ static void sub_message_cb(redisAsyncContext *ac, void *r, void *privdata)
         if (strncmp(payload->str, RL_WANT_PREFIX, strlen(RL_WANT_PREFIX)) == 0) {
             if (rl->on_wanted) {
                 rl->on_wanted(rl->cb_arg, payload->str + strlen(RL_WANT_PREFIX));
+            }
+        } else if (rl->on_released && payload->str[0] == ' ') {
+            /* Several releases of one batch call: " <r1> <r2> ...". */
+            char name[RL_MAX_RESOURCE + 1];
+            for (const char *p = payload->str; *p;) {
+                p += strspn(p, " ");
+                size_t len = strcspn(p, " ");
+                if (len > 0 && len <= RL_MAX_RESOURCE) {
+                    memcpy(name, p, len);
+                    name[len] = '\0';
+                    rl->on_released(rl->cb_arg, name);
+                }
+                p += len;
             }
         } else if (rl->on_released) {
             rl->on_released(rl->cb_arg, payload->str);

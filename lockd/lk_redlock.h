@@ -5,7 +5,8 @@
  * timers, fence write-back, and the cross-lockd wake-up channel.
  *
  * Keys: <prefix>lock:<resource> holds the token, <prefix>fence:<resource> counts grants.
- * Channel: <prefix>released carries the resource name of every release, and
+ * Channel: <prefix>released carries the resource name of every release (the releases
+ * of one batch call in one message: " <r1> <r2> ..." when there are several), and
  * "want <resource>" notices from lockds whose waiters find the lock held elsewhere
  * (resource names never contain a space, so the two cannot be confused).
  *

@@ -823,6 +823,61 @@ START_TEST(test_batch_one_call)
 }
 END_TEST
 
+/* How many PUBLISH calls master i has run, scripts included (INFO commandstats). */
+static long long publish_calls(size_t i)
+{
+    redisContext *c = rconnect(i);
+    redisReply *info = redisCommand(c, "INFO commandstats");
+    ck_assert_ptr_nonnull(info);
+    const char *p = strstr(info->str, "cmdstat_publish:calls=");
+    long long n = p ? atoll(p + strlen("cmdstat_publish:calls=")) : 0;
+    freeReplyObject(info);
+    redisFree(c);
+    return n;
+}
+
+START_TEST(test_batch_release_notice)
+{
+    /* Two releases in one pass: each master publishes ONE notice naming both, and the
+     * other client hears each resource from each master. */
+    env a, b;
+    env_open(&a);
+    env_open(&b);
+    ck_assert_int_eq(acquire(&a, "Rel:1", "tok1", NULL, 5000).outcome, LK_RL_GRANTED);
+    ck_assert_int_eq(acquire(&a, "Rel:2", "tok2", NULL, 5000).outcome, LK_RL_GRANTED);
+    drain(&a);
+    run_until(&a, NULL, 20);
+    long long pub0[3];
+    for (size_t i = 0; i < 3; i++) {
+        pub0[i] = publish_calls(i);
+    }
+    box r1 = {0}, r2 = {0};
+    ck_assert_ptr_nonnull(lk_redlock_release(a.rl, "Rel:1", "tok1", box_cb, &r1));
+    ck_assert_ptr_nonnull(lk_redlock_release(a.rl, "Rel:2", "tok2", box_cb, &r2));
+    ck_assert(run_until(&a, &r1.done, 3000));
+    ck_assert(run_until(&a, &r2.done, 3000));
+    uint64_t deadline = th_now_ms() + 2000;
+    while (b.n_released < 6 && th_now_ms() < deadline) {
+        run_until(&b, NULL, 5);
+        run_until(&a, NULL, 1);
+    }
+    ck_assert_int_eq(b.n_released, 6);
+    int n1 = 0, n2 = 0;
+    for (int i = 0; i < 6; i++) {
+        n1 += strcmp(b.released[i], "Rel:1") == 0;
+        n2 += strcmp(b.released[i], "Rel:2") == 0;
+    }
+    ck_assert_int_eq(n1, 3);
+    ck_assert_int_eq(n2, 3);
+    for (size_t i = 0; i < 3; i++) {
+        ck_assert_int_eq(publish_calls(i) - pub0[i], 1);
+    }
+    drain(&a);
+    env_close(&a);
+    env_close(&b);
+}
+END_TEST
+
 static void busy_cb(redisAsyncContext *ac, void *r, void *privdata)
 {
     *(bool *)privdata = true;
@@ -946,6 +1001,7 @@ int main(void)
     add_case(s, "master_loading", test_master_loading, setup3_aof);
     add_case(s, "batch_one_call", test_batch_one_call, setup3);
     add_case(s, "batch_late_one_resource", test_batch_late_one_resource, setup3);
+    add_case(s, "batch_release_notice", test_batch_release_notice, setup3);
     SRunner *sr = srunner_create(s);
     srunner_run_all(sr, CK_NORMAL);
     int failed = srunner_ntests_failed(sr);
