@@ -11,7 +11,7 @@ what it receives (SPEC 3b), so a holder is told of a loss before anyone else can
 granted the lock. AsyncClient is the asyncio twin (``async with client.lock(...)``).
 """
 
-from ._aio import AsyncClient, AsyncLease, Lease
+from ._async import AsyncClient, AsyncLease, Lease
 from ._errors import (AuthError, BadArgument, BadRequest, LimitExceeded, LockError, LockHeld,
                       LockLost, LockTimeout, NoQuorum, Unavailable)
 from ._sync import Client

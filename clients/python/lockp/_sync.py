@@ -9,7 +9,8 @@ import concurrent.futures
 import threading
 
 from . import _proto
-from ._aio import Lease, _Core, block_verdict
+from ._aio import _Core
+from ._async import Lease, block_verdict
 from ._errors import LockError, Unavailable
 
 

@@ -7,7 +7,7 @@ import time
 import pytest
 
 import lockp
-from conftest import FAST
+from servers import FAST
 
 
 def run(coro):

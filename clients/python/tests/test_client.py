@@ -15,7 +15,7 @@ import pytest
 
 import lockp
 import servers
-from conftest import FAST
+from servers import FAST
 
 
 def waiter(client, resource, wait_ms, **kw):
