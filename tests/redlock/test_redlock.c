@@ -746,14 +746,17 @@ END_TEST
 
 /* ---- batches: rounds started in one loop pass share one script call per master ---- */
 
-/* How many EVALSHA calls master i has run (INFO commandstats). */
-static long long evalsha_calls(size_t i)
+/* How many calls of command cmd (lower case) master i has run, scripts included
+ * (INFO commandstats). */
+static long long cmd_calls(size_t i, const char *cmd)
 {
+    char key[64];
+    snprintf(key, sizeof key, "cmdstat_%s:calls=", cmd);
     redisContext *c = rconnect(i);
     redisReply *info = redisCommand(c, "INFO commandstats");
     ck_assert_ptr_nonnull(info);
-    const char *p = strstr(info->str, "cmdstat_evalsha:calls=");
-    long long n = p ? atoll(p + strlen("cmdstat_evalsha:calls=")) : 0;
+    const char *p = strstr(info->str, key);
+    long long n = p ? atoll(p + strlen(key)) : 0;
     freeReplyObject(info);
     redisFree(c);
     return n;
@@ -775,7 +778,7 @@ START_TEST(test_batch_one_call)
     run_until(&e, NULL, 20);
     long long calls0[3];
     for (size_t i = 0; i < 3; i++) {
-        calls0[i] = evalsha_calls(i);
+        calls0[i] = cmd_calls(i, "evalsha");
     }
     const lk_rl_stats *st = lk_redlock_stats(e.rl);
     uint64_t batches0 = st->batch_calls_total, entries0 = st->batch_entries_total;
@@ -805,7 +808,7 @@ START_TEST(test_batch_one_call)
     run_until(&e, NULL, 20);
     /* The five rounds were one EVALSHA on each master, plus at most the unlock of B2. */
     for (size_t i = 0; i < 3; i++) {
-        long long d = evalsha_calls(i) - calls0[i];
+        long long d = cmd_calls(i, "evalsha") - calls0[i];
         ck_assert_msg(d >= 1 && d <= 2, "master %zu ran %lld calls for 5 rounds + 1 unlock", i, d);
     }
     assert_lock_all(PREFIX "lock:B0", "tok0");
@@ -823,19 +826,6 @@ START_TEST(test_batch_one_call)
 }
 END_TEST
 
-/* How many PUBLISH calls master i has run, scripts included (INFO commandstats). */
-static long long publish_calls(size_t i)
-{
-    redisContext *c = rconnect(i);
-    redisReply *info = redisCommand(c, "INFO commandstats");
-    ck_assert_ptr_nonnull(info);
-    const char *p = strstr(info->str, "cmdstat_publish:calls=");
-    long long n = p ? atoll(p + strlen("cmdstat_publish:calls=")) : 0;
-    freeReplyObject(info);
-    redisFree(c);
-    return n;
-}
-
 START_TEST(test_batch_release_notice)
 {
     /* Two releases in one pass: each master publishes ONE notice naming both, and the
@@ -849,7 +839,7 @@ START_TEST(test_batch_release_notice)
     run_until(&a, NULL, 20);
     long long pub0[3];
     for (size_t i = 0; i < 3; i++) {
-        pub0[i] = publish_calls(i);
+        pub0[i] = cmd_calls(i, "publish");
     }
     box r1 = {0}, r2 = {0};
     ck_assert_ptr_nonnull(lk_redlock_release(a.rl, "Rel:1", "tok1", box_cb, &r1));
@@ -870,7 +860,7 @@ START_TEST(test_batch_release_notice)
     ck_assert_int_eq(n1, 3);
     ck_assert_int_eq(n2, 3);
     for (size_t i = 0; i < 3; i++) {
-        ck_assert_int_eq(publish_calls(i) - pub0[i], 1);
+        ck_assert_int_eq(cmd_calls(i, "publish") - pub0[i], 1);
     }
     drain(&a);
     env_close(&a);
