@@ -20,12 +20,14 @@
 #   BASE_BUILD=/tmp/lk-base/build-rel bench/run.sh   # before/after in one run
 #   FAIR=1 FAIR_CLIENTS=64 bench/run.sh   # + the two-lockd fairness measurement
 #   SKIP_NODE=1 / SKIP_C=1             # leave out the Node or the lockbench steps
+#   SHARED_SESSIONS=8 bench/run.sh     # + uncontended lockd runs with the Node clients
+#                                      # sharing 8 sessions (tagged pipelining)
 set -euo pipefail
 # Arguments: none but --help (the knobs are environment variables, above).
 case "${1:-}" in
 '') ;;
 -h | --help)
-    sed -n '2,23p' "$0" | sed 's/^# \{0,1\}//'
+    sed -n '2,25p' "$0" | sed 's/^# \{0,1\}//'
     exit 0
     ;;
 *)
@@ -48,6 +50,7 @@ BASE_BUILD="${BASE_BUILD:-}"
 FAIR="${FAIR:-0}"
 FAIR_CLIENTS="${FAIR_CLIENTS:-64}"
 PERF="${PERF:-0}"
+SHARED_SESSIONS="${SHARED_SESSIONS:-}"
 MEM_SESSIONS="${MEM_SESSIONS:-2000}"
 LOCKD_EXTRA="${LOCKD_EXTRA:-}" # YAML lines added to lockd's config
 
@@ -202,10 +205,13 @@ lockd_node() {
     measure "$pid" node "$NODE_DIR/lockp.js" --server "127.0.0.1:$port" --label "$name" \
         --duration "$DURATION" "$@"
 }
-# each_lockd args...: lockd_node against the lockd under test, then the base one if any.
+# each_lockd SUFFIX args...: lockd_node against the lockd under test (label after$SUFFIX),
+# then the base one if any (before$SUFFIX).
 each_lockd() {
-    lockd_node after "$AFTER_PORT" "$AFTER_PID" "$@"
-    if [ -n "$BASE_BUILD" ]; then lockd_node before "$BASE_PORT" "$BASE_PID" "$@"; fi
+    local sfx=$1
+    shift
+    lockd_node "after$sfx" "$AFTER_PORT" "$AFTER_PID" "$@"
+    if [ -n "$BASE_BUILD" ]; then lockd_node "before$sfx" "$BASE_PORT" "$BASE_PID" "$@"; fi
 }
 if [ "$SKIP_NODE" != 1 ]; then
     if [ ! -d "$NODE_DIR/node_modules/redlock" ]; then
@@ -213,12 +219,16 @@ if [ "$SKIP_NODE" != 1 ]; then
         (cd "$NODE_DIR" && npm install --no-package-lock --no-audit --no-fund >/dev/null)
     fi
     for c in $NODE_CLIENTS; do
-        each_lockd --clients "$c" --mode uncontended
+        each_lockd "" --clients "$c" --mode uncontended
+        if [ -n "$SHARED_SESSIONS" ]; then
+            each_lockd "-s$SHARED_SESSIONS" --clients "$c" --mode uncontended \
+                --sessions "$SHARED_SESSIONS"
+        fi
         flush
         measure - node "$NODE_DIR/bench.js" --servers "$REDIS_LIST" --clients "$c" \
             --duration "$DURATION" --mode uncontended
     done
-    each_lockd --clients "$CLIENTS" --mode contended --hold "$HOLD"
+    each_lockd "" --clients "$CLIENTS" --mode contended --hold "$HOLD"
     flush
     measure - node "$NODE_DIR/bench.js" --servers "$REDIS_LIST" --clients "$CLIENTS" \
         --duration "$DURATION" --mode contended --hold "$HOLD"
@@ -280,5 +290,10 @@ for c in $NODE_CLIENTS; do
         grep -o 'cycles_per_s=[0-9.]*' | head -1 | cut -d= -f2 || true)
     if [ -n "$l" ] && [ -n "$n" ]; then
         awk -v l="$l" -v n="$n" -v c="$c" 'BEGIN {printf "RATIO uncontended clients=%d lockd=%s node-redlock=%s lockd/node=%.2fx\n", c, l, n, l / n}'
+    fi
+    s=$(printf '%s\n' "${RESULTS[@]}" | grep "impl=lockd-node label=after-s$SHARED_SESSIONS mode=uncontended clients=$c " |
+        grep -o 'cycles_per_s=[0-9.]*' | head -1 | cut -d= -f2 || true)
+    if [ -n "$SHARED_SESSIONS" ] && [ -n "$s" ] && [ -n "$n" ]; then
+        awk -v l="$s" -v n="$n" -v c="$c" -v k="$SHARED_SESSIONS" 'BEGIN {printf "RATIO uncontended clients=%d lockd(%d shared sessions)=%s node-redlock=%s lockd/node=%.2fx\n", c, k, l, n, l / n}'
     fi
 done
