@@ -18,7 +18,7 @@
 #   machine the closed-loop mix pins the hot rate to its share of the total, whatever the
 #   lock mode does;
 # - distinct (SHAPE=distinct): a sale without conflicts. One bookbench, CLIENTS clients,
-#   hot bookings only, no background traffic; the hot seats are cut into one slice per
+#   hot bookings only, no background traffic (no background performances either); the hot seats are cut into one slice per
 #   client (bookbench --hot-partition), so no two buyers ever ask for the same seat and
 #   every booking can succeed. The hot hall has HOT_SEATS seats (60000 here: a client
 #   uses up its slice of 1/CLIENTS of them).
@@ -268,12 +268,14 @@ run_mode() { # run_mode MODE ROUND
     # HOT_SEATS, more than the 10000 a venue body may hold, so that lockd mode does not
     # sell it out within a run.
     HOT_VENUE=$(hot_hall "Bench hot hall ($tag)" "$HOT_SEATS")
-    BG_VENUE=$(bk_create_venue "Bench hall ($tag)" 1000 100 50)
     HOT=$(bk_create_perf "$HOT_VENUE" "Hot ($tag)" 40)
     BG=()
-    for ((d = 1; d <= 50; d++)); do
-        BG+=("$(bk_create_perf "$BG_VENUE" "Background $d ($tag)" $((40 + d)))")
-    done
+    if [[ $SHAPE != distinct ]]; then # the distinct shape has no background traffic
+        BG_VENUE=$(bk_create_venue "Bench hall ($tag)" 1000 100 50)
+        for ((d = 1; d <= 50; d++)); do
+            BG+=("$(bk_create_perf "$BG_VENUE" "Background $d ($tag)" $((40 + d)))")
+        done
+    fi
     bk_create_users "$NUSERS"
     fresh_db
     BG_LIST=$(
@@ -281,8 +283,8 @@ run_mode() { # run_mode MODE ROUND
         echo "${BG[*]}"
     )
     local common=(--servers "$(bk_servers)" --duration "$DURATION" --hot-perf "$HOT"
-        --background-perfs "$BG_LIST" --users "$BK_USERS_FIRST:$NUSERS" --seats-min 1
-        --seats-max 3 --result-line)
+        --users "$BK_USERS_FIRST:$NUSERS" --seats-min 1 --seats-max 3 --result-line)
+    [[ -n $BG_LIST ]] && common+=(--background-perfs "$BG_LIST")
     echo "   (reserved configs: lock.mode $mode, payment.url \"$PAY_URL\", db_pool_size $BK_DB_POOL, lock.wait_ms 5000)"
     if [[ $SHAPE == split ]]; then
         CMD=("$BK_BIN/bookbench" "${common[@]}" --clients "$CLIENTS" --background-share 0
@@ -377,11 +379,11 @@ run_ceiling() { # run_ceiling ROUND
 \set s3 :s + 2
 BEGIN;
 \if :k = 1
-SELECT * FROM rs_book_read(:perf::bigint, :user::bigint, ARRAY[:s::bigint], :f::numeric, false, 'ceiling-' || :f::text);
+SELECT * FROM rs_book_read(:perf::bigint, :user::bigint, ARRAY[:s::bigint], :f::numeric, false, 'ceiling-' || :perf::text || '-' || :f::text);
 \elif :k = 2
-SELECT * FROM rs_book_read(:perf::bigint, :user::bigint, ARRAY[:s::bigint, :s2::bigint], :f::numeric, false, 'ceiling-' || :f::text);
+SELECT * FROM rs_book_read(:perf::bigint, :user::bigint, ARRAY[:s::bigint, :s2::bigint], :f::numeric, false, 'ceiling-' || :perf::text || '-' || :f::text);
 \else
-SELECT * FROM rs_book_read(:perf::bigint, :user::bigint, ARRAY[:s::bigint, :s2::bigint, :s3::bigint], :f::numeric, false, 'ceiling-' || :f::text);
+SELECT * FROM rs_book_read(:perf::bigint, :user::bigint, ARRAY[:s::bigint, :s2::bigint, :s3::bigint], :f::numeric, false, 'ceiling-' || :perf::text || '-' || :f::text);
 \endif
 COMMIT;
 \set s :s + :k
@@ -397,7 +399,7 @@ EOF
     booked=$(bk_psql "SELECT count(*) FROM reservations WHERE performance_id = $perf")
     if [[ $rc -ne 0 || -z $tps ]]; then
         echo "   ceiling: pgbench failed (exit $rc):"
-        tail -n 8 <<<"$out" | sed 's/^/   | /'
+        grep -iE 'error|abort|detail' <<<"$out" | head -n 8 | sed 's/^/   | /'
         CEIL+=("$round n/a n/a")
         return
     fi
