@@ -10,10 +10,10 @@
  * a master on that master's pend list and makes the flush event active; the flush
  * runs after the other callbacks of the loop pass and sends each master's list as
  * ONE call of the batch script (at most RL_BATCH_MAX entries each), whose reply
- * carries every entry's own answer. So N rounds that start in one pass cost each
- * master one EVALSHA, not N, and a lone round waits for nothing but the end of the
- * pass. A round still decides on its own: per master, per phase, with its own timer;
- * a batch that comes back late is late for every round it carries.
+ * carries every entry's own answer; a list of one goes as that round's own script. So N rounds that
+ * start in one pass cost each master one EVALSHA, not N, and a lone round waits for nothing but the
+ * end of the pass. A round still decides on its own: per master, per phase, with its own timer; a
+ * batch that comes back late is late for every round it carries.
  *
  * Lifetimes: every batch call (rl_batch) holds pointers to slots embedded in their
  * ops, and each op holds one reference per slot queued on a pend list or carried by
@@ -51,7 +51,34 @@
 
 /* ---- scripts ---- */
 
-enum { SCRIPT_BATCH, SCRIPT_COUNT };
+enum { SCRIPT_ACQUIRE, SCRIPT_FENCE, SCRIPT_RENEW, SCRIPT_RELEASE, SCRIPT_BATCH, SCRIPT_COUNT };
+
+/* A call that carries ONE round uses that round's own script: the batch script's
+ * generic loop costs Redis about a third more instructions than these for a single
+ * entry, and pays off from two entries on (see bench/run.sh and the report of issue 11).
+ * The two produce the same keys, fences and answers. */
+
+/* KEYS lock, fence; ARGV token, lease_ms, prev_token or "". Grants when the lock is
+ * free, held by prev_token (handoff) or already ours (a retried attempt). */
+static const char script_acquire[] =
+    "local v = redis.call('GET', KEYS[1]) "
+    "if v == false or v == ARGV[1] or (ARGV[3] ~= '' and v == ARGV[3]) then "
+    "redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2]) "
+    "return {1, redis.call('INCR', KEYS[2])} end "
+    "return {0, redis.call('PTTL', KEYS[1])}";
+/* KEYS fence; ARGV t. Compared as decimal strings so fences above 2^53 stay exact. */
+static const char script_fence[] =
+    "local f = redis.call('GET', KEYS[1]) or '0' "
+    "local t = ARGV[1] "
+    "if #f < #t or (#f == #t and f < t) then redis.call('SET', KEYS[1], t) end "
+    "return 1";
+/* KEYS lock; ARGV token, lease_ms. */
+static const char script_renew[] = "if redis.call('GET', KEYS[1]) == ARGV[1] then "
+                                   "redis.call('PEXPIRE', KEYS[1], ARGV[2]) return 1 end return 0";
+/* KEYS lock; ARGV token, channel, resource. */
+static const char script_release[] =
+    "if redis.call('GET', KEYS[1]) == ARGV[1] then redis.call('DEL', KEYS[1]) "
+    "redis.call('PUBLISH', ARGV[2], ARGV[3]) return 1 end return 0";
 
 /* Every round goes to a master inside one call of this script, with the other rounds
  * that started in the same loop pass (see rl_flush_cb). KEYS and ARGV carry one entry
@@ -105,7 +132,8 @@ static const char script_batch[] =
     "elseif #rels > 1 then redis.call('PUBLISH', ARGV[1], ' ' .. table.concat(rels, ' ')) end "
     "return out";
 
-static const char *const script_text[SCRIPT_COUNT] = {script_batch};
+static const char *const script_text[SCRIPT_COUNT] = {script_acquire, script_fence, script_renew,
+                                                      script_release, script_batch};
 
 /* ---- types ---- */
 
@@ -627,11 +655,79 @@ static size_t slot_args(const rl_slot *s)
     return s->op->kind == OP_ACQUIRE ? 4 : 3;
 }
 
-/* Builds the batch call of b, as EVALSHA or (after NOSCRIPT) EVAL: every entry's keys,
- * then the channel and every entry's kind letter and arguments (see script_batch). */
+/* The first two arguments of a script call: EVALSHA <sha>, or EVAL <text> once the
+ * master answered NOSCRIPT. */
+static void script_head(const lk_redlock *rl, int script, bool eval, const char **argv, size_t *len)
+{
+    argv[0] = eval ? "EVAL" : "EVALSHA";
+    len[0] = strlen(argv[0]);
+    argv[1] = eval ? script_text[script] : rl->sha[script];
+    len[1] = eval ? strlen(script_text[script]) : 40;
+}
+
+/* The call of a lone slot s: its round's own script (see script_acquire). */
+static int single_format(const rl_slot *s, bool eval, char **out)
+{
+    const lk_rl_op *op = s->op;
+    lk_redlock *rl = op->rl;
+    const char *argv[9];
+    size_t len[9];
+    int argc = 0;
+    int script;
+    char lease[24];
+    size_t lease_len =
+        (size_t)snprintf(lease, sizeof lease, "%llu", (unsigned long long)op->lease_ms);
+    if (s->phase == PH_FENCE) {
+        script = SCRIPT_FENCE;
+    } else {
+        script = op->kind == OP_ACQUIRE ? SCRIPT_ACQUIRE
+                 : op->kind == OP_RENEW ? SCRIPT_RENEW
+                                        : SCRIPT_RELEASE;
+    }
+    script_head(rl, script, eval, argv, len);
+    argc = 2;
+#define ARG(p, l) (argv[argc] = (p), len[argc] = (l), argc++)
+    switch (script) {
+    case SCRIPT_ACQUIRE:
+        ARG("2", 1);
+        ARG(op->lock_key, op->lock_key_len);
+        ARG(op->fence_key, op->fence_key_len);
+        ARG(op->token, op->token_len);
+        ARG(lease, lease_len);
+        ARG(op->prev, op->prev_len);
+        break;
+    case SCRIPT_FENCE:
+        ARG("1", 1);
+        ARG(op->fence_key, op->fence_key_len);
+        ARG(op->fence_txt, strlen(op->fence_txt));
+        break;
+    case SCRIPT_RENEW:
+        ARG("1", 1);
+        ARG(op->lock_key, op->lock_key_len);
+        ARG(op->token, op->token_len);
+        ARG(lease, lease_len);
+        break;
+    default:
+        ARG("1", 1);
+        ARG(op->lock_key, op->lock_key_len);
+        ARG(op->token, op->token_len);
+        ARG(rl->channel, rl->channel_len);
+        ARG(op->resource, op->resource_len);
+        break;
+    }
+#undef ARG
+    return redisFormatCommandArgv(out, argc, argv, len);
+}
+
+/* Builds the call of b, as EVALSHA or (after NOSCRIPT) EVAL: a lone slot's own script,
+ * or the batch script with every entry's keys, then the channel and every entry's kind
+ * letter and arguments (see script_batch). */
 static int batch_format(const rl_batch *b, bool eval, char **out)
 {
     lk_redlock *rl = b->rl;
+    if (b->n == 1) {
+        return single_format(b->slots[0], eval, out);
+    }
     size_t argc_max = 4;
     for (size_t k = 0; k < b->n; k++) {
         argc_max += slot_keys(b->slots[k]) + slot_args(b->slots[k]);
@@ -644,15 +740,9 @@ static int batch_format(const rl_batch *b, bool eval, char **out)
     if (argv == NULL || len == NULL || lease == NULL) {
         goto out;
     }
-    size_t argc = 0;
+    script_head(rl, SCRIPT_BATCH, eval, argv, len);
+    size_t argc = 2;
 #define ARG(p, l) (argv[argc] = (p), len[argc] = (l), argc++)
-    if (eval) {
-        ARG("EVAL", 4);
-        ARG(script_text[SCRIPT_BATCH], strlen(script_text[SCRIPT_BATCH]));
-    } else {
-        ARG("EVALSHA", 7);
-        ARG(rl->sha[SCRIPT_BATCH], 40);
-    }
     size_t nk_at = argc;
     ARG(numkeys, 0); /* filled in below */
     size_t nkeys = 0;
@@ -830,6 +920,18 @@ static rl_slot_state batch_entry(const rl_slot *s, const redisReply *reply, size
                                  long long *value)
 {
     *value = 0;
+    if (n == 1 && reply != NULL && reply->type == REDIS_REPLY_INTEGER) {
+        /* a lone round's own script: renew 1/0, release 1/0, fence 1 */
+        if (s->phase == PH_FENCE || s->op->kind == OP_RELEASE) {
+            return SL_YES;
+        }
+        if (s->op->kind == OP_RENEW) {
+            return reply->integer == 1 ? SL_YES : SL_NO;
+        }
+        return SL_UNKNOWN;
+    }
+    /* the batch script: 2 integers per entry; a lone acquire's script: {1, fence} or
+     * {0, PTTL}, the same shape */
     if (reply == NULL || reply->type != REDIS_REPLY_ARRAY || reply->elements != 2 * n) {
         return SL_UNKNOWN;
     }
@@ -873,7 +975,11 @@ static bool batch_retry_eval(rl_batch *b, redisAsyncContext *ac)
     redisFreeCommand(cmd);
     if (ok) {
         cmd_inflight_add(&b->rl->masters[b->idx]);
-        (void)redisAsyncCommand(ac, NULL, NULL, "SCRIPT LOAD %s", script_text[SCRIPT_BATCH]);
+        for (int i = 0; i < SCRIPT_COUNT; i++) {
+            if (redisAsyncCommand(ac, NULL, NULL, "SCRIPT LOAD %s", script_text[i]) != REDIS_OK) {
+                break;
+            }
+        }
     }
     return ok;
 }
