@@ -99,8 +99,19 @@ for i in 1 2 3; do
     REDIS_PORTS+=("$p")
     REDIS_LIST="${REDIS_LIST:+$REDIS_LIST,}127.0.0.1:$p"
 done
-# start_lockd NAME BUILD_DIR: a lockd on a free port; sets LOCKD_PORT and LOCKD_PID.
+# start_lockd NAME BUILD_DIR: a lockd on a free port; sets LOCKD_PORT and LOCKD_PID. A
+# port taken meanwhile by someone else's process: tried again on another one.
 start_lockd() {
+    local try
+    for try in 1 2 3; do
+        start_lockd_once "$@" && return 0
+        echo "run.sh: lockd $1 did not listen on $LOCKD_PORT:" >&2
+        tail -3 "$TMP/$1.log" >&2
+        kill "$LOCKD_PID" 2>/dev/null || true
+    done
+    return 1
+}
+start_lockd_once() {
     LOCKD_PORT=$(free_port)
     cat >"$TMP/$1.yaml" <<EOF
 listen: 127.0.0.1:$LOCKD_PORT
