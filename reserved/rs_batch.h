@@ -18,6 +18,10 @@
  * batch's first booking (its leader) is the lock queue's waiter: rs_bk's lock callbacks
  * hand the leader's grant, refusal, LOST and next-in-line to rs_batch_on_*.
  *
+ * A refusal of the lock meant for one waiter (NOQUORUM, BUSY) refuses the leader (for
+ * BUSY also every member past lock.wait_ms), as one booking alone would have been; the
+ * rest wait on behind a new leader. Only an unreachable lock service refuses them all.
+ *
  * A batch takes new bookings (it is "forming") from its creation until its lock is
  * granted or it has lock.batch_max of them; a booking that finds none forming starts
  * one. A booking whose Idempotency-Key is already in the forming batch is not joined
