@@ -1505,6 +1505,46 @@ START_TEST(test_batch_crash_reconcile)
 }
 END_TEST
 
+/* A refusal meant for one waiter refuses the batch's leader, not the batch: BUSY (its
+ * lock.wait_ms of 1 s spent behind a holder paused 2 s after its grant) refuses the
+ * booking that started the batch and has waited 2 s; the one that joined 1.5 s later
+ * has waited 0.5 s, waits on as the batch's new leader and books. */
+START_TEST(test_batch_refused_leader)
+{
+    rb_world w;
+    long long seats[10];
+    rb_start_infra(&w, NULL, false);
+    setenv("RESERVED_TEST_PAUSE_AFTER_LOCK_MS", "2000", 1);
+    rb_start_reserved(&w, 0, "lockd", "lock: {mode: lockd, lease_ms: 0, wait_ms: 1000}");
+    unsetenv("RESERVED_TEST_PAUSE_AFTER_LOCK_MS");
+    long long perf = rb_setup(&w, 10, 0, 1000, 1000, seats, 1);
+    int first = rb_start_one(&w, 0, perf, 1, seats[0], NULL);
+    ck_assert_msg(rb_log_wait(w.srv[0].log, "paused 2000 ms after the lock", 10000),
+                  "the first booking never got the lock");
+    int leader = rb_start_one(&w, 0, perf, 1, seats[1], NULL);
+    th_sleep_ms(1500);
+    int joined = rb_start_one(&w, 0, perf, 1, seats[2], NULL);
+    th_http_resp r;
+    th_http_finish(first, &r, 15000);
+    ck_assert_msg(r.status == 201, "first: %d %s", r.status, r.raw);
+    th_http_resp_free(&r);
+    th_http_finish(leader, &r, 15000);
+    ck_assert_msg(r.status == 503 && strcmp(th_http_error_code(&r), "BUSY") == 0, "leader: %d %s",
+                  r.status, r.raw);
+    th_http_resp_free(&r);
+    th_http_finish(joined, &r, 15000);
+    ck_assert_msg(r.status == 201, "joined: %d %s", r.status, r.raw);
+    th_http_resp_free(&r);
+    /* one batch ran for the two of them and booked one */
+    long long batches, booked;
+    rb_batches(&w, 0, &batches, &booked);
+    ck_assert_int_eq(batches, 2);
+    ck_assert_int_eq(booked, 2);
+    ck_assert_int_eq(rb_remaining(&w, 0, perf), 8);
+    rb_stop_reserved_clean(&w);
+}
+END_TEST
+
 /* ---------------------------------------------------------------- main */
 
 int main(int argc, char **argv)
@@ -1528,6 +1568,7 @@ int main(int argc, char **argv)
         {"batch_mixed", test_batch_mixed},
         {"batch_lock_lost", test_batch_lock_lost},
         {"batch_crash_reconcile", test_batch_crash_reconcile},
+        {"batch_refused_leader", test_batch_refused_leader},
     };
     return th_check_main("reserved_booking", cases, sizeof(cases) / sizeof(cases[0]), 230, argc,
                          argv);
