@@ -81,6 +81,7 @@ struct rs_batch {
     rs_db_req *early;                 /* RB_EARLY_LEASING */
     rs_db_conn *conn;                 /* from (early-)beginning until done */
     struct event *pause;              /* test hooks */
+    uint64_t ready_us;                /* when the early transaction began (EARLY_READY) */
     size_t charging;                  /* charges out */
     size_t cursor;                    /* RB_STORING: the next member to look at */
 };
@@ -790,6 +791,7 @@ static void rb_begun(void *arg, const rs_db_result *res)
     switch (x->state) {
     case RB_EARLY_BEGINNING:
         if (res->ok) {
+            x->ready_us = cm_now_us();
             rb_move(x, RB_EARLY_READY);
             return;
         }
@@ -949,8 +951,13 @@ static bool rb_requeue(rs_batch *x, rs_perflock_refusal why, const char *code)
 void rs_batch_on_refused(rs_batch *x, rs_perflock_refusal why, const char *code)
 {
     x->lockw = NULL; /* the handle is gone */
-    bool waiting = x->state == RB_FORMING || x->state == RB_EARLY_LEASING ||
-                   x->state == RB_EARLY_BEGINNING || x->state == RB_EARLY_READY;
+    /* an early transaction may idle one more lock.wait_ms only while PostgreSQL's
+     * idle_in_transaction_session_timeout is not near (it would cut the connection) */
+    const rs_config *cfg = &rbs.app->cfg;
+    uint64_t idle_ms = (cm_now_us() - x->ready_us) / 1000 + (uint64_t)cfg->lock_wait_ms;
+    bool waiting =
+        x->state == RB_FORMING || x->state == RB_EARLY_LEASING || x->state == RB_EARLY_BEGINNING ||
+        (x->state == RB_EARLY_READY && idle_ms + 1000 < (uint64_t)cfg->db_idle_in_txn_timeout_ms);
     if (waiting && why != RS_PERFLOCK_UNREACHABLE && x->n > 1 && rb_requeue(x, why, code))
         return;
     rb_close(x);
