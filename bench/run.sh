@@ -89,13 +89,19 @@ REDIS_LIST=""
 REDIS_PORTS=()
 REDIS_PIDS=()
 for i in 1 2 3; do
-    p=$(free_port)
     mkdir -p "$TMP/redis$i"
-    redis-server --port "$p" --bind 127.0.0.1 --save '' --appendonly no \
-        --dir "$TMP/redis$i" --daemonize no >"$TMP/redis$i.log" 2>&1 &
-    PIDS+=($!)
-    REDIS_PIDS+=($!)
-    wait_port "$p"
+    for try in 1 2 3; do # a port taken meanwhile by someone else: another one
+        p=$(free_port)
+        redis-server --port "$p" --bind 127.0.0.1 --save '' --appendonly no \
+            --dir "$TMP/redis$i" --daemonize no >"$TMP/redis$i.log" 2>&1 &
+        rpid=$!
+        PIDS+=($rpid)
+        wait_port "$p" && break
+        tail -3 "$TMP/redis$i.log" >&2
+        kill "$rpid" 2>/dev/null || true
+        [ "$try" = 3 ] && exit 1
+    done
+    REDIS_PIDS+=($rpid)
     REDIS_PORTS+=("$p")
     REDIS_LIST="${REDIS_LIST:+$REDIS_LIST,}127.0.0.1:$p"
 done
@@ -199,12 +205,22 @@ measure() { # measure LOCKD_PID|- command...: run it, then CPU (and instructions
 }
 
 if [ "$SKIP_C" != 1 ]; then
-    flush
-    run "$BUILD/bin/lockbench" --server "127.0.0.1:$LOCKD_PORT" --clients "$CLIENTS" \
-        --duration "$DURATION" --mode uncontended
-    flush
-    run "$BUILD/bin/lockbench" --server "127.0.0.1:$LOCKD_PORT" --clients "$CLIENTS" \
-        --duration "$DURATION" --mode contended --hold "$HOLD"
+    # lockbench against the lockd under test, then (BASE_BUILD) the base one, same masters
+    for which in after before; do
+        port=$AFTER_PORT
+        if [ "$which" = before ]; then
+            [ -n "$BASE_BUILD" ] || continue
+            port=$BASE_PORT
+        fi
+        flush
+        run "$BUILD/bin/lockbench" --server "127.0.0.1:$port" --clients "$CLIENTS" \
+            --duration "$DURATION" --mode uncontended
+        RESULTS[-1]="${RESULTS[-1]} (lockbench, lockd $which)"
+        flush
+        run "$BUILD/bin/lockbench" --server "127.0.0.1:$port" --clients "$CLIENTS" \
+            --duration "$DURATION" --mode contended --hold "$HOLD"
+        RESULTS[-1]="${RESULTS[-1]} (lockbench, lockd $which)"
+    done
 fi
 
 NODE_DIR="$ROOT/bench/node-redlock"
