@@ -1009,6 +1009,11 @@ void lk_locks_on_wanted(lk_locks *lk, const char *notice)
     lk_resource *r = res_find(lk, name);
     if (!r)
         return; /* nothing held or awaited here: whoever takes it next sees it held */
+    /* The short form ("want <resource>", from lockds before issue 11, and sent by us
+     * too for them) cannot be told from our own: as before, it counts only while a
+     * local session holds the lock (our waiters never announce while we hold it). */
+    if (!from[0] && !r->holder)
+        return;
     uint64_t now = now_ms(lk);
     bool fresh = r->remote_wanted_ms && now - r->remote_wanted_ms < LK_WANTED_MS;
     /* Keep the oldest announced arrival; the same lockd's newer notice replaces its

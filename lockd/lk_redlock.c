@@ -356,11 +356,19 @@ void lk_redlock_publish_wanted(lk_redlock *rl, const char *resource, uint64_t ol
     if (n < 0 || (size_t)n >= sizeof msg) {
         return;
     }
+    /* Lockds of before issue 11 read "want <anything>" as a resource name: they get
+     * the short form too, so their chains still yield to our waiters (mixed versions
+     * during an upgrade). Not for "0" (nobody waiting), which they have no use for. */
+    int legacy = oldest_ms ? (int)(strlen(RL_WANT_PREFIX) + strlen(resource)) : 0;
     for (size_t i = 0; i < rl->n; i++) {
         rl_conn *c = &rl->masters[i].cmd;
         if (c->ac != NULL && c->ready) {
             (void)redisAsyncCommand(c->ac, NULL, NULL, "PUBLISH %b %b", rl->channel,
                                     rl->channel_len, msg, (size_t)n);
+            if (legacy) {
+                (void)redisAsyncCommand(c->ac, NULL, NULL, "PUBLISH %b %b", rl->channel,
+                                        rl->channel_len, msg, (size_t)legacy);
+            }
         }
     }
 }
