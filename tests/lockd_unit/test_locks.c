@@ -502,6 +502,33 @@ START_TEST(test_turn_back)
 }
 END_TEST
 
+START_TEST(test_legacy_notice)
+{
+    fk_sess a;
+    char ta[40];
+    sessions_named(&a, NULL);
+    open_locks();
+    /* Our waiter finds R held elsewhere: we announce it, in both forms. The short form
+     * ("want R", also what lockds of before issue 11 send) comes back to us too and
+     * cannot be told from a remote one: while we do not hold R it does not count. */
+    lk_locks_acquire(lk, &a.owner, "a1", "R", 0, 5000);
+    fk_answer(fk_last_round(), LK_RL_HELD, 0, 0, 100);
+    lk_locks_on_wanted(lk, "R");
+    fk_advance(100 + RETRY_MS + 1); /* the poll */
+    grant(fk_last_round());
+    fk_token_of(fk_last(&a), ta);
+    lk_locks_release(lk, &a.owner, "rel", "R", ta);
+    ck_assert_uint_eq(fk_timers_armed(), 0); /* no head start for nobody */
+    /* While a local session holds R, the short form counts, as it always did. */
+    take(&a, "a2", "R", ta);
+    lk_locks_on_wanted(lk, "R");
+    lk_locks_release(lk, &a.owner, "rel", "R", ta);
+    ck_assert_uint_eq(fk_timers_armed(), 1); /* the head start */
+    fk_advance(LK_TEST_HEAD_START_MAX);
+    close_locks(&a, NULL);
+}
+END_TEST
+
 /* ---- held elsewhere: the "want" notice, the poll, the release wake-up ------- */
 
 START_TEST(test_want_notice)
@@ -724,6 +751,7 @@ int main(void)
         {"arrival_order", test_arrival_order},
         {"arrival_notices", test_arrival_notices},
         {"turn_back", test_turn_back},
+        {"legacy_notice", test_legacy_notice},
     };
     size_t n = sizeof cases / sizeof cases[0];
     /* A CK_RUN_CASE that names no case would run nothing and pass: refuse it. */
