@@ -581,10 +581,46 @@ static cm_rc rb_send_step(rs_batch *x, rs_batch_state step)
     return rc;
 }
 
+static bool rb_seats_overlap(const rs_bk *a, const rs_bk *b)
+{
+    for (size_t i = 0; i < a->nseats; i++)
+        for (size_t j = 0; j < b->nseats; j++)
+            if (a->seats[i] == b->seats[j])
+                return true;
+    return false;
+}
+
+/* A member refused SEAT_TAKEN by a seat that an earlier member of this batch booked, and
+ * whose payment then failed (that booking is taken back by RB_UNDOING), was refused by a
+ * booking that will never commit: one at a time it would have been booked. It is told
+ * 503 BUSY ("retry", with Retry-After) instead: a SEAT_TAKEN would be untrue after the
+ * COMMIT and would send the buyer away from a free seat. Runs once, when the charges are
+ * back, before any answer is stored. */
+static void rb_unrefuse_displaced(rs_batch *x)
+{
+    for (size_t i = 0; i < x->n; i++) {
+        rs_bk *b = x->m[i];
+        if (b->out != RS_BK_OUT_ERROR || b->res_id > 0 || b->code == NULL ||
+            strcmp(b->code, "SEAT_TAKEN") != 0)
+            continue;
+        for (size_t j = 0; j < i; j++) {
+            if (!rs_batch_member_in(x->m[j], RB_UNDOING) || !rb_seats_overlap(b, x->m[j]))
+                continue;
+            rs_stats.bookings_seat_taken--; /* counted when it was set; it is not the answer */
+            rs_bk_set_error(b, 503, "BUSY", NULL,
+                            "a seat asked for was held by a booking whose payment failed and is "
+                            "free again: retry");
+            break;
+        }
+    }
+}
+
 /* The next finishing step the members need after the current state, or the end of the
  * transaction: [test pause] COMMIT. */
 static void rb_next(rs_batch *x)
 {
+    if (x->state == RB_CHARGING)
+        rb_unrefuse_displaced(x);
     if (rb_lost(x)) {
         rb_abort_lost(x);
         return;

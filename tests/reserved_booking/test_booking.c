@@ -1389,6 +1389,55 @@ START_TEST(test_batch_mixed)
 }
 END_TEST
 
+/* Two bookings of one batch ask for the same seat and the first one's payment is declined:
+ * the second was refused by a booking that never commits, so it is told 503 BUSY (retry,
+ * with Retry-After), not 409 SEAT_TAKEN, and the seat is still free after the batch. (Every
+ * payment is declined here; the batch forms behind a first booking paused after its lock.) */
+START_TEST(test_batch_displaced)
+{
+    rb_world w;
+    long long seats[4];
+    rb_start_infra(&w, "--seed 5 --decline-rate 1", false);
+    setenv("RESERVED_TEST_PAUSE_AFTER_LOCK_MS", "1000", 1);
+    rb_start_reserved(&w, 0, "lockd", NULL);
+    unsetenv("RESERVED_TEST_PAUSE_AFTER_LOCK_MS");
+    long long perf = rb_setup(&w, 4, 0, 1000, 1000, seats, 3);
+    rb_db_connect(&w);
+    int first = rb_start_one(&w, 0, perf, 1, seats[0], NULL);
+    ck_assert_msg(rb_log_wait(w.srv[0].log, "paused 1000 ms after the lock", 10000),
+                  "the first booking never got the lock");
+    int fd[2] = {rb_start_one(&w, 0, perf, 1, seats[1], NULL),
+                 rb_start_one(&w, 0, perf, 2, seats[1], NULL)};
+    th_http_resp r;
+    th_http_finish(first, &r, 15000);
+    ck_assert_msg(r.status == 402, "first: %d %s", r.status, r.raw);
+    th_http_resp_free(&r);
+    int n402 = 0, nbusy = 0;
+    for (int i = 0; i < 2; i++) {
+        th_http_finish(fd[i], &r, 15000);
+        if (r.status == 402) {
+            n402++;
+        } else {
+            ck_assert_msg(r.status == 503 && strcmp(th_http_error_code(&r), "BUSY") == 0 &&
+                              strstr(r.raw, "Retry-After") != NULL,
+                          "displaced booking %d: %d %s", i, r.status, r.raw);
+            nbusy++;
+        }
+        th_http_resp_free(&r);
+    }
+    ck_assert_int_eq(n402, 1);
+    ck_assert_int_eq(nbusy, 1);
+    long long batches, booked;
+    rb_batches(&w, 0, &batches, &booked);
+    ck_assert_int_eq(batches, 2); /* the first booking's, then one of 2 */
+    ck_assert_int_eq(rb_metric(&w, 0, "reserved_bookings_total{outcome=\"seat_taken\"}"), 0);
+    ck_assert_int_eq(rb_q(&w, "SELECT count(*) FROM reservation_seats WHERE confirmed"), 0);
+    ck_assert_int_eq(rb_remaining(&w, 0, perf), 4);
+    PQfinish(w.db);
+    rb_stop_reserved_clean(&w);
+}
+END_TEST
+
 /* While booking `first` (seat 0) holds the lock, n one-seat bookings (seats 1..n) go to
  * reserved #server and form a batch there; returns once the first answered 201 and the
  * batch, every charge approved, waits before its COMMIT (the test hook's log line
@@ -1566,6 +1615,7 @@ int main(int argc, char **argv)
         {"no_payment", test_no_payment},
         {"no_payment_db", test_no_payment_db},
         {"batch_mixed", test_batch_mixed},
+        {"batch_displaced", test_batch_displaced},
         {"batch_lock_lost", test_batch_lock_lost},
         {"batch_crash_reconcile", test_batch_crash_reconcile},
         {"batch_refused_leader", test_batch_refused_leader},
