@@ -6,6 +6,8 @@
  * master whose replies stopped coming; owns every round (lk_rl_op) until its last
  * hiredis callback has run.
  *
+ * The scripts and the commands that carry them are lk_rlcmd's.
+ *
  * Batching: a round does not send its own command. op_send puts the round's slot for
  * a master on that master's pend list and makes the flush event active; the flush
  * runs after the other callbacks of the loop pass and sends each master's list as
@@ -40,6 +42,7 @@
 #include "cm_rand.h"
 #include "cm_sha1.h"
 #include "cm_time.h"
+#include "lk_rlcmd.h"
 
 #define RL_BACKOFF_MIN_MS 50
 #define RL_BACKOFF_MAX_MS 1000
@@ -48,92 +51,6 @@
 #define RL_MAX_TOKEN      128
 #define RL_FENCE_DIGITS   24
 #define RL_BATCH_MAX      128 /* rounds per script call: bounds one call's time in Redis */
-
-/* ---- scripts ---- */
-
-enum { SCRIPT_ACQUIRE, SCRIPT_FENCE, SCRIPT_RENEW, SCRIPT_RELEASE, SCRIPT_BATCH, SCRIPT_COUNT };
-
-/* A call that carries ONE round uses that round's own script: the batch script's
- * generic loop costs Redis about a third more instructions than these for a single
- * entry, and pays off from two entries on (see bench/run.sh and the report of issue 11).
- * The two produce the same keys, fences and answers. */
-
-/* KEYS lock, fence; ARGV token, lease_ms, prev_token or "". Grants when the lock is
- * free, held by prev_token (handoff) or already ours (a retried attempt). */
-static const char script_acquire[] =
-    "local v = redis.call('GET', KEYS[1]) "
-    "if v == false or v == ARGV[1] or (ARGV[3] ~= '' and v == ARGV[3]) then "
-    "redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2]) "
-    "return {1, redis.call('INCR', KEYS[2])} end "
-    "return {0, redis.call('PTTL', KEYS[1])}";
-/* KEYS fence; ARGV t. Compared as decimal strings so fences above 2^53 stay exact. */
-static const char script_fence[] =
-    "local f = redis.call('GET', KEYS[1]) or '0' "
-    "local t = ARGV[1] "
-    "if #f < #t or (#f == #t and f < t) then redis.call('SET', KEYS[1], t) end "
-    "return 1";
-/* KEYS lock; ARGV token, lease_ms. */
-static const char script_renew[] = "if redis.call('GET', KEYS[1]) == ARGV[1] then "
-                                   "redis.call('PEXPIRE', KEYS[1], ARGV[2]) return 1 end return 0";
-/* KEYS lock; ARGV token, channel, resource. */
-static const char script_release[] =
-    "if redis.call('GET', KEYS[1]) == ARGV[1] then redis.call('DEL', KEYS[1]) "
-    "redis.call('PUBLISH', ARGV[2], ARGV[3]) return 1 end return 0";
-
-/* Every round goes to a master inside one call of this script, with the other rounds
- * that started in the same loop pass (see rl_flush_cb). KEYS and ARGV carry one entry
- * per round, in order: ARGV[1] is the release channel, then per entry a kind letter
- * and its arguments; the entry's keys follow each other in KEYS.
- *   a (acquire)  KEYS lock, fence  ARGV token, lease_ms, prev_token or ""
- *                grants when the lock is free, held by prev_token (handoff) or already
- *                ours (a retried attempt): {1, INCR fence}; else {0, PTTL lock}
- *   r (renew)    KEYS lock         ARGV token, lease_ms: {1, 0} when ours, else {0, 0}
- *   d (release)  KEYS lock         ARGV token, resource: deletes when ours, and the
- *                resource goes into the call's one release notice: PUBLISH channel
- *                "<resource>" for one, " <r1> <r2> ..." (a leading space: no resource
- *                name or "want" notice starts so) for several
- *   f (fence)    KEYS fence        ARGV t: fence = max(fence, t), compared as decimal
- *                strings so fences above 2^53 stay exact: {1, 0}
- * The reply is 2 integers per entry. Each entry runs under pcall: one that raises
- * (a key of the wrong type) answers {-1, 0} (unknown) without failing the others. */
-static const char script_batch[] =
-    "local function acq(lk, fk, tok, lease, prev) "
-    "local v = redis.call('GET', lk) "
-    "if v == false or v == tok or (prev ~= '' and v == prev) then "
-    "redis.call('SET', lk, tok, 'PX', lease) "
-    "return 1, redis.call('INCR', fk) end "
-    "return 0, redis.call('PTTL', lk) end "
-    "local function ren(lk, tok, lease) "
-    "if redis.call('GET', lk) == tok then redis.call('PEXPIRE', lk, lease) return 1, 0 end "
-    "return 0, 0 end "
-    "local rels = {} "
-    "local function rel(lk, tok, res) "
-    "if redis.call('GET', lk) == tok then redis.call('DEL', lk) "
-    "rels[#rels + 1] = res return 1, 0 end "
-    "return 0, 0 end "
-    "local function fen(fk, t) "
-    "local f = redis.call('GET', fk) or '0' "
-    "if #f < #t or (#f == #t and f < t) then redis.call('SET', fk, t) end "
-    "return 1, 0 end "
-    "local out, k, a, n = {}, 1, 2, 0 "
-    "while a <= #ARGV do "
-    "local c, ok, s, v = ARGV[a] "
-    "if c == 'a' then ok, s, v = pcall(acq, KEYS[k], KEYS[k + 1], ARGV[a + 1], ARGV[a + 2], "
-    "ARGV[a + 3]) k = k + 2 a = a + 4 "
-    "elseif c == 'r' then ok, s, v = pcall(ren, KEYS[k], ARGV[a + 1], ARGV[a + 2]) "
-    "k = k + 1 a = a + 3 "
-    "elseif c == 'd' then ok, s, v = pcall(rel, KEYS[k], ARGV[a + 1], ARGV[a + 2]) "
-    "k = k + 1 a = a + 3 "
-    "else ok, s, v = pcall(fen, KEYS[k], ARGV[a + 1]) k = k + 1 a = a + 2 end "
-    "if not ok then s, v = -1, 0 end "
-    "out[n + 1] = s out[n + 2] = v n = n + 2 "
-    "end "
-    "if #rels == 1 then redis.call('PUBLISH', ARGV[1], rels[1]) "
-    "elseif #rels > 1 then redis.call('PUBLISH', ARGV[1], ' ' .. table.concat(rels, ' ')) end "
-    "return out";
-
-static const char *const script_text[SCRIPT_COUNT] = {script_acquire, script_fence, script_renew,
-                                                      script_release, script_batch};
 
 /* ---- types ---- */
 
@@ -256,7 +173,7 @@ struct lk_redlock {
     lk_rl_released_cb on_wanted;
     lk_rl_masters_cb on_masters;
     void *cb_arg;
-    char sha[SCRIPT_COUNT][41];
+    char sha[LK_RLCMD_NSCRIPTS][41];
     const struct timeval *round_tv; /* libevent common timeout: O(1) add/del */
     struct event *health;
     struct rl_op_list ops; /* open rounds, queued ones included */
@@ -483,10 +400,10 @@ static void conn_start(rl_conn *c)
         }
         return;
     }
-    c->loads_left = SCRIPT_COUNT;
+    c->loads_left = LK_RLCMD_NSCRIPTS;
     c->load_failed = false;
-    for (int i = 0; i < SCRIPT_COUNT; i++) {
-        if (redisAsyncCommand(ac, script_loaded_cb, c, "SCRIPT LOAD %s", script_text[i]) ==
+    for (int i = 0; i < LK_RLCMD_NSCRIPTS; i++) {
+        if (redisAsyncCommand(ac, script_loaded_cb, c, "SCRIPT LOAD %s", lk_rlcmd_script_text[i]) ==
             REDIS_OK) {
             cmd_inflight_add(m);
         } else {
@@ -648,161 +565,41 @@ static void op_finish(lk_rl_op *op, lk_rl_outcome outcome, int64_t retry_after_m
     rl_admit(rl);
 }
 
-/* Argument count of one entry of the batch script: its keys and its ARGV (kind letter
- * included). */
-static size_t slot_keys(const rl_slot *s)
-{
-    return s->phase == PH_MAIN && s->op->kind == OP_ACQUIRE ? 2 : 1;
-}
-
-static size_t slot_args(const rl_slot *s)
-{
-    if (s->phase == PH_FENCE) {
-        return 2;
-    }
-    return s->op->kind == OP_ACQUIRE ? 4 : 3;
-}
-
-/* The first two arguments of a script call: EVALSHA <sha>, or EVAL <text> once the
- * master answered NOSCRIPT. */
-static void script_head(const lk_redlock *rl, int script, bool eval, const char **argv, size_t *len)
-{
-    argv[0] = eval ? "EVAL" : "EVALSHA";
-    len[0] = strlen(argv[0]);
-    argv[1] = eval ? script_text[script] : rl->sha[script];
-    len[1] = eval ? strlen(script_text[script]) : 40;
-}
-
-/* The call of a lone slot s: its round's own script (see script_acquire). */
-static int single_format(const rl_slot *s, bool eval, char **out)
+/* What slot s sends: its round's step on its master, for lk_rlcmd. */
+static lk_rlcmd_entry slot_entry(const rl_slot *s)
 {
     const lk_rl_op *op = s->op;
-    lk_redlock *rl = op->rl;
-    const char *argv[9];
-    size_t len[9];
-    int argc = 0;
-    int script;
-    char lease[24];
-    size_t lease_len =
-        (size_t)snprintf(lease, sizeof lease, "%llu", (unsigned long long)op->lease_ms);
-    if (s->phase == PH_FENCE) {
-        script = SCRIPT_FENCE;
-    } else {
-        script = op->kind == OP_ACQUIRE ? SCRIPT_ACQUIRE
-                 : op->kind == OP_RENEW ? SCRIPT_RENEW
-                                        : SCRIPT_RELEASE;
-    }
-    script_head(rl, script, eval, argv, len);
-    argc = 2;
-#define ARG(p, l) (argv[argc] = (p), len[argc] = (l), argc++)
-    switch (script) {
-    case SCRIPT_ACQUIRE:
-        ARG("2", 1);
-        ARG(op->lock_key, op->lock_key_len);
-        ARG(op->fence_key, op->fence_key_len);
-        ARG(op->token, op->token_len);
-        ARG(lease, lease_len);
-        ARG(op->prev, op->prev_len);
-        break;
-    case SCRIPT_FENCE:
-        ARG("1", 1);
-        ARG(op->fence_key, op->fence_key_len);
-        ARG(op->fence_txt, strlen(op->fence_txt));
-        break;
-    case SCRIPT_RENEW:
-        ARG("1", 1);
-        ARG(op->lock_key, op->lock_key_len);
-        ARG(op->token, op->token_len);
-        ARG(lease, lease_len);
-        break;
-    default:
-        ARG("1", 1);
-        ARG(op->lock_key, op->lock_key_len);
-        ARG(op->token, op->token_len);
-        ARG(rl->channel, rl->channel_len);
-        ARG(op->resource, op->resource_len);
-        break;
-    }
-#undef ARG
-    return redisFormatCommandArgv(out, argc, argv, len);
+    int kind = s->phase == PH_FENCE     ? LK_RLCMD_FENCE
+               : op->kind == OP_ACQUIRE ? LK_RLCMD_ACQUIRE
+               : op->kind == OP_RENEW   ? LK_RLCMD_RENEW
+                                        : LK_RLCMD_RELEASE;
+    return (lk_rlcmd_entry){.kind = kind,
+                            .lock_key = op->lock_key,
+                            .lock_key_len = op->lock_key_len,
+                            .fence_key = op->fence_key,
+                            .fence_key_len = op->fence_key_len,
+                            .token = op->token,
+                            .token_len = op->token_len,
+                            .prev = op->prev,
+                            .prev_len = op->prev_len,
+                            .resource = op->resource,
+                            .resource_len = op->resource_len,
+                            .fence_txt = op->fence_txt,
+                            .lease_ms = op->lease_ms};
 }
 
-/* Builds the call of b, as EVALSHA or (after NOSCRIPT) EVAL: a lone slot's own script,
- * or the batch script with every entry's keys, then the channel and every entry's kind
- * letter and arguments (see script_batch). */
+/* Builds the call of b, as EVALSHA or (after NOSCRIPT) EVAL (lk_rlcmd_format). */
 static int batch_format(const rl_batch *b, bool eval, char **out)
 {
-    lk_redlock *rl = b->rl;
-    if (b->n == 1) {
-        return single_format(b->slots[0], eval, out);
-    }
-    size_t argc_max = 4;
-    for (size_t k = 0; k < b->n; k++) {
-        argc_max += slot_keys(b->slots[k]) + slot_args(b->slots[k]);
-    }
-    const char **argv = malloc(argc_max * sizeof *argv);
-    size_t *len = malloc(argc_max * sizeof *len);
-    char(*lease)[24] = malloc((b->n ? b->n : 1) * sizeof *lease);
-    char numkeys[24];
-    int rc = -1;
-    if (argv == NULL || len == NULL || lease == NULL) {
-        goto out;
-    }
-    script_head(rl, SCRIPT_BATCH, eval, argv, len);
-    size_t argc = 2;
-#define ARG(p, l) (argv[argc] = (p), len[argc] = (l), argc++)
-    size_t nk_at = argc;
-    ARG(numkeys, 0); /* filled in below */
-    size_t nkeys = 0;
-    for (size_t k = 0; k < b->n; k++) {
-        const lk_rl_op *op = b->slots[k]->op;
-        if (b->slots[k]->phase == PH_FENCE) {
-            ARG(op->fence_key, op->fence_key_len);
-        } else {
-            ARG(op->lock_key, op->lock_key_len);
-            if (op->kind == OP_ACQUIRE) {
-                ARG(op->fence_key, op->fence_key_len);
-            }
-        }
-        nkeys += slot_keys(b->slots[k]);
-    }
-    len[nk_at] = (size_t)snprintf(numkeys, sizeof numkeys, "%zu", nkeys);
-    ARG(rl->channel, rl->channel_len);
-    for (size_t k = 0; k < b->n; k++) {
-        const lk_rl_op *op = b->slots[k]->op;
-        size_t ll =
-            (size_t)snprintf(lease[k], sizeof lease[k], "%llu", (unsigned long long)op->lease_ms);
-        if (b->slots[k]->phase == PH_FENCE) {
-            ARG("f", 1);
-            ARG(op->fence_txt, strlen(op->fence_txt));
-            continue;
-        }
-        switch (op->kind) {
-        case OP_ACQUIRE:
-            ARG("a", 1);
-            ARG(op->token, op->token_len);
-            ARG(lease[k], ll);
-            ARG(op->prev, op->prev_len);
-            break;
-        case OP_RENEW:
-            ARG("r", 1);
-            ARG(op->token, op->token_len);
-            ARG(lease[k], ll);
-            break;
-        case OP_RELEASE:
-            ARG("d", 1);
-            ARG(op->token, op->token_len);
-            ARG(op->resource, op->resource_len);
-            break;
-        }
-    }
-#undef ARG
-    assert(argc <= argc_max);
-    rc = redisFormatCommandArgv(out, (int)argc, argv, len);
-out:
-    free(argv);
-    free(len);
-    free(lease);
+    lk_rlcmd_entry one, *e = b->n == 1 ? &one : malloc(b->n * sizeof(*e));
+    if (e == NULL)
+        return -1;
+    for (size_t k = 0; k < b->n; k++)
+        e[k] = slot_entry(b->slots[k]);
+    int rc = lk_rlcmd_format(e, b->n, b->rl->channel, b->rl->channel_len,
+                             (const char(*)[41])b->rl->sha, eval, out);
+    if (e != &one)
+        free(e);
     return rc;
 }
 
@@ -983,8 +780,9 @@ static bool batch_retry_eval(rl_batch *b, redisAsyncContext *ac)
     redisFreeCommand(cmd);
     if (ok) {
         cmd_inflight_add(&b->rl->masters[b->idx]);
-        for (int i = 0; i < SCRIPT_COUNT; i++) {
-            if (redisAsyncCommand(ac, NULL, NULL, "SCRIPT LOAD %s", script_text[i]) != REDIS_OK) {
+        for (int i = 0; i < LK_RLCMD_NSCRIPTS; i++) {
+            if (redisAsyncCommand(ac, NULL, NULL, "SCRIPT LOAD %s", lk_rlcmd_script_text[i]) !=
+                REDIS_OK) {
                 break;
             }
         }
@@ -1262,8 +1060,8 @@ lk_redlock *lk_redlock_new(struct event_base *base, const lk_redlock_opts *opts)
         goto fail;
     }
     snprintf(rl->channel, rl->channel_len + 1, "%sreleased", prefix);
-    for (int i = 0; i < SCRIPT_COUNT; i++) {
-        cm_sha1_hex(script_text[i], strlen(script_text[i]), rl->sha[i]);
+    for (int i = 0; i < LK_RLCMD_NSCRIPTS; i++) {
+        cm_sha1_hex(lk_rlcmd_script_text[i], strlen(lk_rlcmd_script_text[i]), rl->sha[i]);
     }
     struct timeval tv = cm_tv_from_ms(rl->timeout_ms);
     rl->round_tv = event_base_init_common_timeout(base, &tv);
