@@ -591,7 +591,7 @@ static lk_rlcmd_entry slot_entry(const rl_slot *s)
 /* Builds the call of b, as EVALSHA or (after NOSCRIPT) EVAL (lk_rlcmd_format). */
 static int batch_format(const rl_batch *b, bool eval, char **out)
 {
-    lk_rlcmd_entry one, *e = b->n == 1 ? &one : malloc(b->n * sizeof(*e));
+    lk_rlcmd_entry one = {0}, *e = b->n == 1 ? &one : calloc(b->n, sizeof(*e));
     if (e == NULL)
         return -1;
     for (size_t k = 0; k < b->n; k++)
