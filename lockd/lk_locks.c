@@ -1048,10 +1048,17 @@ static void res_shutdown(lk_resource *r)
         owner_sendf(w->owner, w->tag, "ERR SHUTDOWN lockd is shutting down");
         waiter_remove(w);
     }
-    if (r->holder)
-        hold_end(r->holder, 0); /* shutting_down: a plain release, no handoff */
-    else
+    if (r->holder) {
+        lk_hold *h = r->holder;
+        /* The holder is told before its keys go: this line makes the session's flush event
+         * active before the release round makes the Redlock flush active, and active events
+         * run in order, so the line is written before the DEL is sent (SPEC 2b). */
+        lk_stats.lost_total++;
+        owner_sendf(h->owner, NULL, "LOST %s %s shutdown", r->name, h->token);
+        hold_end(h, 0); /* shutting_down: a plain release, no handoff */
+    } else {
         res_maybe_free(r);
+    }
 }
 
 static void res_release_prev(lk_resource *r)
