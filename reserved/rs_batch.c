@@ -606,7 +606,6 @@ static void rb_unrefuse_displaced(rs_batch *x)
         for (size_t j = 0; j < i; j++) {
             if (!rs_batch_member_in(x->m[j], RB_UNDOING) || !rb_seats_overlap(b, x->m[j]))
                 continue;
-            rs_stats.bookings_seat_taken--; /* counted when it was set; it is not the answer */
             rs_bk_set_error(b, 503, "BUSY", NULL,
                             "a seat asked for was held by a booking whose payment failed and is "
                             "free again: retry");

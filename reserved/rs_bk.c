@@ -107,17 +107,23 @@ void rs_bk_set_error(rs_bk *b, int status, const char *code, json_t *extra, cons
     b->status = status;
     b->code = code;
     b->out = RS_BK_OUT_ERROR;
-    if (b->op != RS_BK_BOOK)
+}
+
+/* Counted when answered, not when set: an error may be replaced before the answer (a batch
+ * member's SEAT_TAKEN becomes BUSY when the booking that took its seat is undone). */
+static void bk_count_error(const rs_bk *b)
+{
+    if (b->op != RS_BK_BOOK || b->out != RS_BK_OUT_ERROR || b->code == NULL)
         return;
-    if (strcmp(code, "SEAT_TAKEN") == 0)
+    if (strcmp(b->code, "SEAT_TAKEN") == 0)
         rs_stats.bookings_seat_taken++;
-    else if (strcmp(code, "SOLD_OUT") == 0)
+    else if (strcmp(b->code, "SOLD_OUT") == 0)
         rs_stats.bookings_sold_out++;
-    else if (strcmp(code, "PAYMENT_DECLINED") == 0)
+    else if (strcmp(b->code, "PAYMENT_DECLINED") == 0)
         rs_stats.bookings_declined++;
-    else if (strcmp(code, "BUSY") == 0)
+    else if (strcmp(b->code, "BUSY") == 0)
         rs_stats.bookings_busy++;
-    else if (strcmp(code, "UNAVAILABLE") == 0)
+    else if (strcmp(b->code, "UNAVAILABLE") == 0)
         rs_stats.bookings_unavailable++;
 }
 
@@ -133,6 +139,7 @@ void rs_bk_set_body(rs_bk *b, int status, json_t *body)
 void rs_bk_answer(rs_bk *b)
 {
     rs_bk_move(b, BK_ANSWERED);
+    bk_count_error(b);
     if (b->op == RS_BK_BOOK)
         cm_hist_observe_us(&rs_stats.booking_latency, cm_now_us() - b->t0_us);
     json_t *body = b->body_json;
