@@ -872,6 +872,17 @@ START_TEST(test_stale_fence)
 }
 END_TEST
 
+/* Starts reserved #i in lockd mode with the test hook that keeps every lock grant paused
+ * pause_ms before the booking goes on (extra: config lines, or NULL). */
+static void rb_start_pausing(rb_world *w, size_t i, unsigned pause_ms, const char *extra)
+{
+    char ms[16];
+    snprintf(ms, sizeof ms, "%u", pause_ms);
+    setenv("RESERVED_TEST_PAUSE_AFTER_LOCK_MS", ms, 1);
+    rb_start_reserved(w, i, "lockd", extra);
+    unsetenv("RESERVED_TEST_PAUSE_AFTER_LOCK_MS");
+}
+
 /* ---------------------------------------------------------------- queue prefetch */
 
 /* While one booking holds the performance lock, the next in line of the process's queue
@@ -883,9 +894,7 @@ START_TEST(test_queue_prefetch)
     rb_world w;
     long long seats[10];
     rb_start_infra(&w, NULL, false);
-    setenv("RESERVED_TEST_PAUSE_AFTER_LOCK_MS", "1500", 1);
-    rb_start_reserved(&w, 0, "lockd", "lock: {mode: lockd, lease_ms: 0, wait_ms: 500}");
-    unsetenv("RESERVED_TEST_PAUSE_AFTER_LOCK_MS");
+    rb_start_pausing(&w, 0, 1500, "lock: {mode: lockd, lease_ms: 0, wait_ms: 500}");
     long long perf = rb_setup(&w, 10, 0, 1000, 1000, seats, 3);
     rb_db_connect(&w);
     /* this case's database only: the server is shared with the other cases */
@@ -1275,6 +1284,17 @@ static int rb_start_one(rb_world *w, size_t server, long long perf, long long us
     return fd;
 }
 
+/* The booking that takes the lock first: one seat on reserved #0 (started with
+ * rb_start_pausing(pause_ms)); returns once it holds the lock and is paused there. */
+static int rb_first_paused(rb_world *w, long long perf, long long seat, unsigned pause_ms)
+{
+    char line[64];
+    int fd = rb_start_one(w, 0, perf, 1, seat, NULL);
+    snprintf(line, sizeof line, "paused %u ms after the lock", pause_ms);
+    ck_assert_msg(rb_log_wait(w->srv[0].log, line, 10000), "the first booking never got the lock");
+    return fd;
+}
+
 /* A batch of 7 bookings in one transaction, among them one whose payment is declined,
  * one whose seat was taken (by the booking before the batch) and one that breaks a
  * database guard (a CHECK constraint this test adds, which rs_book does not know): only
@@ -1288,9 +1308,7 @@ START_TEST(test_batch_mixed)
     rb_world w;
     long long seats[20];
     rb_start_infra(&w, "--seed 5 --decline-rate 0.2", false);
-    setenv("RESERVED_TEST_PAUSE_AFTER_LOCK_MS", "1000", 1);
-    rb_start_reserved(&w, 0, "lockd", NULL);
-    unsetenv("RESERVED_TEST_PAUSE_AFTER_LOCK_MS");
+    rb_start_pausing(&w, 0, 1000, NULL);
     long long perf = rb_setup(&w, 20, 0, 1000, 1000, seats, 3);
     rb_db_connect(&w);
     long long guard_user = rb_q(&w, "SELECT max(id) FROM users");
@@ -1300,9 +1318,7 @@ START_TEST(test_batch_mixed)
              guard_user);
     PQclear(PQexec(w.db, sql));
     /* the first booking takes seat 0 and holds the lock for a second */
-    int first = rb_start_one(&w, 0, perf, 1, seats[0], NULL);
-    ck_assert_msg(rb_log_wait(w.srv[0].log, "paused 1000 ms after the lock", 10000),
-                  "the first booking never got the lock");
+    int first = rb_first_paused(&w, perf, seats[0], 1000);
     enum { GOOD = 5, N = GOOD + 2 };
     int fd[N];
     for (int i = 0; i < GOOD; i++) /* seats 1..5; one of them keyed */
@@ -1398,14 +1414,10 @@ START_TEST(test_batch_displaced)
     rb_world w;
     long long seats[4];
     rb_start_infra(&w, "--seed 5 --decline-rate 1", false);
-    setenv("RESERVED_TEST_PAUSE_AFTER_LOCK_MS", "1000", 1);
-    rb_start_reserved(&w, 0, "lockd", NULL);
-    unsetenv("RESERVED_TEST_PAUSE_AFTER_LOCK_MS");
+    rb_start_pausing(&w, 0, 1000, NULL);
     long long perf = rb_setup(&w, 4, 0, 1000, 1000, seats, 3);
     rb_db_connect(&w);
-    int first = rb_start_one(&w, 0, perf, 1, seats[0], NULL);
-    ck_assert_msg(rb_log_wait(w.srv[0].log, "paused 1000 ms after the lock", 10000),
-                  "the first booking never got the lock");
+    int first = rb_first_paused(&w, perf, seats[0], 1000);
     int fd[2] = {rb_start_one(&w, 0, perf, 1, seats[1], NULL),
                  rb_start_one(&w, 0, perf, 2, seats[1], NULL)};
     th_http_resp r;
@@ -1513,16 +1525,12 @@ START_TEST(test_batch_crash_reconcile)
     long long seats[10];
     rb_start_infra(&w, NULL, false);
     const char *rc = "reconcile: {interval_ms: 200, after_ms: 3000}";
-    setenv("RESERVED_TEST_PAUSE_AFTER_LOCK_MS", "1000", 1);
-    rb_start_reserved(&w, 0, "lockd", rc);
-    unsetenv("RESERVED_TEST_PAUSE_AFTER_LOCK_MS");
+    rb_start_pausing(&w, 0, 1000, rc);
     setenv("RESERVED_TEST_PAUSE_BEFORE_COMMIT_MS", "60000", 1);
     rb_start_reserved(&w, 1, "lockd", rc);
     unsetenv("RESERVED_TEST_PAUSE_BEFORE_COMMIT_MS");
     long long perf = rb_setup(&w, 10, 0, 1000, 1000, seats, 1);
-    int first = rb_start_one(&w, 0, perf, 1, seats[0], NULL);
-    ck_assert_msg(rb_log_wait(w.srv[0].log, "paused 1000 ms after the lock", 10000),
-                  "the first booking never got the lock");
+    int first = rb_first_paused(&w, perf, seats[0], 1000);
     enum { N = 4 };
     int fd[N];
     rb_batch_behind(&w, first, 1, perf, seats, fd, N,
@@ -1563,13 +1571,9 @@ START_TEST(test_batch_refused_leader)
     rb_world w;
     long long seats[10];
     rb_start_infra(&w, NULL, false);
-    setenv("RESERVED_TEST_PAUSE_AFTER_LOCK_MS", "2000", 1);
-    rb_start_reserved(&w, 0, "lockd", "lock: {mode: lockd, lease_ms: 0, wait_ms: 1000}");
-    unsetenv("RESERVED_TEST_PAUSE_AFTER_LOCK_MS");
+    rb_start_pausing(&w, 0, 2000, "lock: {mode: lockd, lease_ms: 0, wait_ms: 1000}");
     long long perf = rb_setup(&w, 10, 0, 1000, 1000, seats, 1);
-    int first = rb_start_one(&w, 0, perf, 1, seats[0], NULL);
-    ck_assert_msg(rb_log_wait(w.srv[0].log, "paused 2000 ms after the lock", 10000),
-                  "the first booking never got the lock");
+    int first = rb_first_paused(&w, perf, seats[0], 2000);
     int leader = rb_start_one(&w, 0, perf, 1, seats[1], NULL);
     th_sleep_ms(1500);
     int joined = rb_start_one(&w, 0, perf, 1, seats[2], NULL);
