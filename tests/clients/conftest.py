@@ -4,19 +4,9 @@ the lockp test helpers in clients/python/tests/servers.py."""
 import os
 import sys
 
-import pytest
-
 REPO = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
 sys.path.insert(0, os.path.join(REPO, "clients", "python"))
 sys.path.insert(0, os.path.join(REPO, "clients", "python", "tests"))
 
-import servers  # noqa: E402
+from servers import world  # noqa: E402,F401  (the fixture)
 
-
-@pytest.fixture
-def world():
-    w = servers.World()
-    try:
-        yield w
-    finally:
-        w.stop_all()

@@ -12,17 +12,9 @@ sys.path.insert(0, os.path.abspath(os.path.join(os.path.dirname(__file__), "..")
 sys.path.insert(0, os.path.dirname(__file__))
 
 import servers  # noqa: E402
+from servers import world  # noqa: E402,F401  (the fixture)
 
 FAST = servers.FAST
-
-
-@pytest.fixture
-def world():
-    w = servers.World()
-    try:
-        yield w
-    finally:
-        w.stop_all()
 
 
 @pytest.fixture(scope="module")

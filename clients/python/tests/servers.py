@@ -11,6 +11,8 @@ import subprocess
 import tempfile
 import time
 
+import pytest
+
 # Short timeouts keep the fault tests fast: session timeout 1500 ms (the client PINGs
 # every 500 ms at most and calls a lockd dead after 1000 ms of silence), watchdog lease
 # 3000 ms; a Redis round may take 250 ms (a loaded test machine misses 50).
@@ -139,3 +141,14 @@ def wait_masters(lockd, n, timeout=15.0):
             return
         time.sleep(0.02)
     raise RuntimeError(f"lockd {lockd.addr}: masters not up")
+
+
+@pytest.fixture
+def world():
+    """A fresh set of servers per test, every one stopped by PID after it, pass or fail
+    (the fixture of clients/python/tests and tests/clients, imported by their conftests)."""
+    w = World()
+    try:
+        yield w
+    finally:
+        w.stop_all()
