@@ -19,6 +19,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/ioctl.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -33,7 +34,11 @@
 #define LC_DEFAULT_CONNECT_MS   1000
 #define LC_DEFAULT_SLACK_MS     3000
 #define LC_DEFAULT_RECONNECT_MS 2000
-#define LC_DEFAULT_PING_MS      3333 /* used only if HELLO reported no session timeout */
+#define LC_DEFAULT_PING_MS      3333  /* used only if HELLO reported no session timeout */
+#define LC_MIN_PING_US          20000 /* the ping interval's floor (SPEC §3b rules shorten it) */
+#define LC_MIN_DEAD_MS          200   /* the client timeout's floor */
+#define LC_MARGIN_MAX_US        50000 /* the deadline margin: 5% of the validity, at most this */
+#define LC_FROZEN_RECHECK_US    1000  /* dead lockd, but bytes wait unread: read them first */
 #define LC_NAME_MAX             64
 #define LC_SECRET_MAX           256
 #define LC_BUCKETS_MIN          16
@@ -54,6 +59,8 @@ typedef enum lc_kind {
     LC_RENEW,
     LC_RELEASE,
     LC_INFO,
+    LC_SHOW,
+    LC_REVOKE,
 } lc_kind;
 
 typedef struct lc_req {
@@ -67,6 +74,7 @@ typedef struct lc_req {
     void *arg;
     uint64_t lease_ms;
     uint64_t wait_ms;
+    uint64_t sent_us; /* when it was written (before the write: lockd reads it later) */
     char resource[CM_LOCKP_RESOURCE_MAX + 1];
     char token[CM_LOCKP_TOKEN_LEN + 1];
     struct event *timer; /* client-side timeout (or the deferred early failure) */
@@ -75,10 +83,17 @@ typedef struct lc_req {
     struct lc_req *qprev, *qnext; /* pending requests in creation order */
 } lc_req;
 
+/* A lock granted through the current session and not given back: it is in c->grants
+ * exactly while the client believes it holds it (the list is its only state). */
 typedef struct lc_grant {
     char resource[CM_LOCKP_RESOURCE_MAX + 1];
     char token[CM_LOCKP_TOKEN_LEN + 1];
-    cm_lock_guard *guard; /* the with_lock guard holding it, or NULL */
+    cm_lock_guard *guard;      /* the with_lock guard holding it, or NULL */
+    uint64_t lease_ms;         /* 0: watchdog lease (lockd renews it) */
+    uint64_t validity_ms;      /* of the grant or the last renewal */
+    uint64_t base_deadline_us; /* bound + validity - margin (see lc_grant_deadline) */
+    struct event *timer;       /* fires at the local deadline */
+    cm_lockclient *c;
     struct lc_grant *prev, *next;
 } lc_grant;
 
@@ -130,9 +145,14 @@ struct cm_lockclient {
     uint32_t backoff_ms;
     size_t round_fails; /* failed attempts since the last established session */
     uint64_t session_timeout_ms;
-    uint64_t ping_ms;
-    uint64_t last_tx_ms;
+    uint64_t ping_ms; /* the base ping interval (a third of the session timeout) */
+    uint64_t dead_ms; /* the client timeout: lockd silent this long is dead */
+    uint64_t last_tx_us;
+    uint64_t last_rx_us;    /* bytes last received from lockd */
+    uint64_t alive_sent_us; /* lockd wrote a reply after this moment (the latest send time
+                               of a request answered so far, replies coming in order) */
     bool ping_outstanding;
+    const char *down_reason; /* the lost reason of the next lc_session_down */
 
     uint64_t next_id;
     lc_req **buckets;
@@ -144,6 +164,8 @@ struct cm_lockclient {
 
     cm_lock_lost_cb lost_cb;
     void *lost_arg;
+    cm_lock_lost_info_cb lost_info_cb;
+    void *lost_info_arg;
     cm_lock_state_cb state_cb;
     void *state_arg;
 
@@ -314,21 +336,75 @@ static void lc_grant_unlink(cm_lockclient *c, lc_grant *g)
     if (g->next != NULL)
         g->next->prev = g->prev;
     g->prev = g->next = NULL;
+    evtimer_del(g->timer);
 }
 
-static void lc_grant_add(cm_lockclient *c, const char *resource, const char *token)
+static void lc_grant_free(lc_grant *g)
+{
+    event_free(g->timer);
+    free(g);
+}
+
+/* bound + validity, less a margin for our own wake-up latency (a loaded machine runs a
+ * timer late; the lost callback must still come first): 5% of the validity, <= 50 ms. */
+static uint64_t lc_deadline_from(uint64_t bound_us, uint64_t validity_ms)
+{
+    uint64_t v_us = validity_ms * 1000;
+    return bound_us + v_us - CM_MIN(v_us / 20, (uint64_t)LC_MARGIN_MAX_US);
+}
+
+/* When the lock is lost locally unless extended (SPEC §3b). A watchdog lease lives on
+ * while lockd answers: lockd renews every third of its lease and pushes LOST before it
+ * gives one up, so a lockd seen alive at A (alive_sent_us) has renewed at or after
+ * A - lease/3 and its keys last until about A + 2/3 lease; half the validity leaves a
+ * sixth of it for round trips and drift. */
+static uint64_t lc_grant_deadline(const lc_grant *g)
+{
+    if (g->lease_ms > 0)
+        return g->base_deadline_us;
+    return CM_MAX(g->base_deadline_us, g->c->alive_sent_us + g->validity_ms * 1000 / 2);
+}
+
+static void lc_grant_arm(lc_grant *g)
+{
+    uint64_t now = cm_now_us(), at = lc_grant_deadline(g);
+    struct timeval tv = {0, 0};
+    if (at > now) {
+        tv.tv_sec = (time_t)((at - now) / 1000000);
+        tv.tv_usec = (suseconds_t)((at - now) % 1000000);
+    }
+    evtimer_add(g->timer, &tv);
+}
+
+static void lc_grant_timer_cb(evutil_socket_t fd, short what, void *arg);
+
+/* Tracks a grant whose reply came after bound_us; NULL if its deadline has passed
+ * already (or out of memory: then it is lost at once). */
+static lc_grant *lc_grant_add(cm_lockclient *c, const char *resource, const char *token,
+                              uint64_t lease_ms, uint64_t validity_ms, uint64_t bound_us)
 {
     lc_grant *g = calloc(1, sizeof(*g));
-    if (g == NULL) {
+    if (g == NULL || (g->timer = evtimer_new(c->base, lc_grant_timer_cb, g)) == NULL) {
         log_error("lockclient: out of memory tracking a grant of %s", resource);
-        return;
+        free(g);
+        return NULL;
     }
     snprintf(g->resource, sizeof(g->resource), "%s", resource);
     snprintf(g->token, sizeof(g->token), "%s", token);
+    g->c = c;
+    g->lease_ms = lease_ms;
+    g->validity_ms = validity_ms;
+    g->base_deadline_us = lc_deadline_from(bound_us, validity_ms);
+    if (cm_now_us() >= lc_grant_deadline(g)) {
+        lc_grant_free(g);
+        return NULL;
+    }
     g->next = c->grants;
     if (c->grants != NULL)
         c->grants->prev = g;
     c->grants = g;
+    lc_grant_arm(g);
+    return g;
 }
 
 static void lc_grant_drop(cm_lockclient *c, const char *resource, const char *token)
@@ -336,18 +412,56 @@ static void lc_grant_drop(cm_lockclient *c, const char *resource, const char *to
     lc_grant *g = lc_grant_find(c, resource, token);
     if (g != NULL) {
         lc_grant_unlink(c, g);
-        free(g);
+        lc_grant_free(g);
     }
 }
 
 /* Tells the guard (if any) and the user that the lock is gone; frees g (already unlinked). */
-static void lc_grant_lost(cm_lockclient *c, lc_grant *g)
+static void lc_grant_lost(cm_lockclient *c, lc_grant *g, const char *reason, bool local)
 {
+    cm_lock_lost_info info = {g->resource, g->token, reason, local};
+    log_warn("lockclient: lock %s lost (%s%s)", g->resource, reason,
+             local ? ", noticed by the client" : "");
     if (g->guard != NULL && lc_alive(c))
         lg_on_lost(g->guard);
     if (c->lost_cb != NULL && lc_alive(c))
         c->lost_cb(c->lost_arg, g->resource, g->token);
-    free(g);
+    if (c->lost_info_cb != NULL && lc_alive(c))
+        c->lost_info_cb(c->lost_info_arg, &info);
+    lc_grant_free(g);
+}
+
+static lc_req *lc_submit(cm_lockclient *c, lc_kind kind, const char *resource, const char *token,
+                         uint64_t lease_ms, uint64_t wait_ms, cm_lock_cb cb, void *arg,
+                         bool internal);
+
+/* Gives a lock back without waiting for the answer (it is no longer ours to use). */
+static void lc_release_internal(cm_lockclient *c, const char *resource, const char *token)
+{
+    if (c->state == LC_READY &&
+        lc_submit(c, LC_RELEASE, resource, token, 0, 0, NULL, NULL, true) == NULL)
+        log_warn("lockclient: could not send the RELEASE of %s", resource);
+}
+
+/* The local deadline (SPEC §3b): unless it moved (a watchdog lease whose lockd answered
+ * meanwhile, a renewal), the lock is lost here, whatever lockd says. */
+static void lc_grant_timer_cb(evutil_socket_t fd, short what, void *arg)
+{
+    lc_grant *g = arg;
+    cm_lockclient *c = g->c;
+    char resource[CM_LOCKP_RESOURCE_MAX + 1], token[CM_LOCKP_TOKEN_LEN + 1];
+    if (cm_now_us() < lc_grant_deadline(g)) {
+        lc_grant_arm(g);
+        return;
+    }
+    lc_enter(c);
+    snprintf(resource, sizeof(resource), "%s", g->resource);
+    snprintf(token, sizeof(token), "%s", g->token);
+    lc_grant_unlink(c, g);
+    lc_grant_lost(c, g, g->lease_ms > 0 ? "expired" : "unreachable", true);
+    if (lc_alive(c))
+        lc_release_internal(c, resource, token);
+    lc_leave(c);
 }
 
 /* ---------------------------------------------------------------- sending */
@@ -383,11 +497,19 @@ static void lc_send(cm_lockclient *c, lc_req *r)
     case LC_INFO:
         n = cm_lockp_format(buf, sizeof(buf), tag, "INFO");
         break;
+    case LC_SHOW:
+    case LC_REVOKE: /* the admin verbs of SPEC §2b: a resource and nothing else */
+        n = cm_lockp_format(buf, sizeof(buf), tag, "%s %s", r->kind == LC_SHOW ? "SHOW" : "REVOKE",
+                            r->resource);
+        break;
     }
     r->sent = true;
+    /* before the write: lockd can only read it later, so a deadline counted from here
+     * never ends after lockd's */
+    r->sent_us = cm_now_us();
+    c->last_tx_us = r->sent_us;
     if (n == 0 || bufferevent_write(c->bev, buf, n) != 0)
         log_warn("lockclient: could not queue request %s", tag);
-    c->last_tx_ms = cm_now_ms();
 }
 
 static void lc_req_timer_cb(evutil_socket_t fd, short what, void *arg);
@@ -454,9 +576,9 @@ static void lc_req_timer_cb(evutil_socket_t fd, short what, void *arg)
 
 /* ---------------------------------------------------------------- session */
 
-static void lc_arm_ping(cm_lockclient *c, uint64_t ms)
+static void lc_arm_ping_us(cm_lockclient *c, uint64_t us)
 {
-    struct timeval tv = cm_tv_from_ms(ms);
+    struct timeval tv = {(time_t)(us / 1000000), (suseconds_t)(us % 1000000)};
     evtimer_add(c->ping_timer, &tv);
 }
 
@@ -470,34 +592,83 @@ static void lc_ready(cm_lockclient *c)
     c->ping_ms = c->ping_opt_ms != 0          ? c->ping_opt_ms
                  : c->session_timeout_ms >= 3 ? c->session_timeout_ms / 3
                                               : LC_DEFAULT_PING_MS;
-    log_debug("lockclient: session ready on %s (ping every %llu ms)",
+    /* two thirds of the session timeout: lockd, which PINGs nobody, must have answered
+     * the PING sent after a third of it by then */
+    c->dead_ms =
+        CM_MAX(c->session_timeout_ms >= 3 ? c->session_timeout_ms * 2 / 3 : LC_DEFAULT_PING_MS * 2,
+               (uint64_t)LC_MIN_DEAD_MS);
+    c->last_rx_us = CM_MAX(c->last_rx_us, cm_now_us());
+    log_debug("lockclient: session ready on %s (ping every %llu ms, lockd dead after %llu ms "
+              "of silence)",
               cm_addr_format(&c->eps[c->ep_idx].addr, addr, sizeof(addr)),
-              (unsigned long long)c->ping_ms);
+              (unsigned long long)c->ping_ms, (unsigned long long)c->dead_ms);
     for (lc_req *r = c->qhead; r != NULL; r = r->qnext)
         if (!r->sent && r->early_code[0] == '\0')
             lc_send(c, r);
-    lc_arm_ping(c, c->ping_ms);
+    lc_arm_ping_us(c, 0);
     if (c->state_cb != NULL)
         c->state_cb(c->state_arg, true);
 }
 
+/* SPEC §3b's ping interval: a third of the session timeout; a sixth of the validity while
+ * a watchdog lease is held (its deadline moves only with answers); a quarter of the lease
+ * while a fixed-lease ACQUIRE waits (the grant's deadline counts from the last answer
+ * before it, which must not be long before lockd granted). */
+static uint64_t lc_ping_interval_us(const cm_lockclient *c)
+{
+    uint64_t us = c->ping_ms * 1000;
+    for (const lc_grant *g = c->grants; g != NULL; g = g->next)
+        if (g->lease_ms == 0)
+            us = CM_MIN(us, g->validity_ms * 1000 / 6);
+    for (const lc_req *r = c->qhead; r != NULL; r = r->qnext)
+        if (r->kind == LC_ACQUIRE && r->sent && r->lease_ms > 0 && r->wait_ms > 0)
+            us = CM_MIN(us, r->lease_ms * 1000 / 4);
+    return CM_MAX(us, (uint64_t)LC_MIN_PING_US);
+}
+
+/* True when bytes from lockd wait unread in the socket: we were frozen or slow, not lockd. */
+static bool lc_input_pending(const cm_lockclient *c)
+{
+    int n = 0;
+    evutil_socket_t fd = c->bev != NULL ? bufferevent_getfd(c->bev) : -1;
+    return fd >= 0 && ioctl(fd, FIONREAD, &n) == 0 && n > 0;
+}
+
+/* Keep-alive and liveness (SPEC §3b): PING when nothing was received or sent for the
+ * ping interval; a lockd that sent nothing for dead_ms is dead, even while we keep
+ * sending: the session goes and every lock taken through it is lost at once. */
 static void lc_ping_timer_cb(evutil_socket_t fd, short what, void *arg)
 {
     cm_lockclient *c = arg;
     if (c->state != LC_READY)
         return;
     lc_enter(c);
-    uint64_t idle = cm_now_ms() - c->last_tx_ms;
-    if (idle >= c->ping_ms) {
-        if (!c->ping_outstanding) {
-            c->ping_outstanding = true;
-            if (lc_submit(c, LC_PING, NULL, NULL, 0, 0, NULL, NULL, true) == NULL)
-                c->ping_outstanding = false;
+    uint64_t now = cm_now_us(), dead_us = c->dead_ms * 1000;
+    uint64_t ping_us = lc_ping_interval_us(c);
+    if (now - c->last_rx_us >= dead_us) {
+        if (lc_input_pending(c)) {
+            lc_arm_ping_us(c, LC_FROZEN_RECHECK_US);
+        } else {
+            char why[64];
+            snprintf(why, sizeof(why), "lockd sent nothing for %llu ms",
+                     (unsigned long long)((now - c->last_rx_us) / 1000));
+            c->down_reason = "unreachable";
+            lc_session_down(c, why);
         }
-        lc_arm_ping(c, c->ping_ms);
-    } else {
-        lc_arm_ping(c, c->ping_ms - idle);
+        lc_leave(c);
+        return;
     }
+    if (!c->ping_outstanding &&
+        (now - c->last_rx_us >= ping_us || now - c->last_tx_us >= ping_us)) {
+        c->ping_outstanding = true;
+        if (lc_submit(c, LC_PING, NULL, NULL, 0, 0, NULL, NULL, true) == NULL)
+            c->ping_outstanding = false;
+    }
+    uint64_t next = c->last_rx_us + dead_us;
+    if (!c->ping_outstanding)
+        next = CM_MIN(next, CM_MIN(c->last_rx_us, c->last_tx_us) + ping_us);
+    /* at most half an interval: a new hold may shorten the interval meanwhile */
+    lc_arm_ping_us(c, CM_MIN(next > now ? next - now : 0, ping_us / 2));
     lc_leave(c);
 }
 
@@ -519,7 +690,9 @@ static void lc_session_down(cm_lockclient *c, const char *why)
     bool was_ready = c->state == LC_READY;
     bool backoff = false;
     lc_req *failed = NULL, **ftail = &failed;
+    const char *reason = c->down_reason != NULL ? c->down_reason : "disconnected";
 
+    c->down_reason = NULL;
     cm_addr_format(&c->eps[c->ep_idx].addr, addr, sizeof(addr));
     if (was_ready)
         log_warn("lockclient: session with lockd %s lost: %s", addr, why);
@@ -566,7 +739,9 @@ static void lc_session_down(cm_lockclient *c, const char *why)
     while (grants != NULL) {
         lc_grant *g = grants;
         grants = g->next;
-        lc_grant_lost(c, g);
+        g->prev = g->next = NULL;
+        evtimer_del(g->timer);
+        lc_grant_lost(c, g, reason, true);
     }
     while (failed != NULL) {
         lc_req *r = failed;
@@ -598,6 +773,7 @@ static void lc_connect(cm_lockclient *c)
 
     c->state = LC_CONNECTING;
     c->expired[0] = '\0'; /* a new session */
+    c->last_rx_us = c->alive_sent_us = cm_now_us();
     int fd = socket(ep->sa.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
     if (fd < 0) {
         lc_session_down(c, strerror(errno));
@@ -670,45 +846,30 @@ static void lc_event_cb(struct bufferevent *bev, short what, void *arg)
 
 /* ---------------------------------------------------------------- replies */
 
-/* `* LOST <resource> <token>`, or with SPEC 2b's reason field after them (*reason_len
- * is 0 without one). */
-static cm_rc lc_parse_lost(const cm_lockp_reply *rep, char *resource, char *token,
-                           const char **reason, int *reason_len)
-{
-    const char *end = rep->rest + rep->rest_len;
-    const char *sp = memchr(rep->rest, ' ', rep->rest_len);
-    const char *sp2 = sp != NULL ? memchr(sp + 1, ' ', (size_t)(end - sp - 1)) : NULL;
-    *reason = sp2 != NULL ? sp2 + 1 : end;
-    *reason_len = (int)(end - *reason);
-    return cm_lockp_parse_lost(rep->rest, sp2 != NULL ? (size_t)(sp2 - rep->rest) : rep->rest_len,
-                               resource, token);
-}
-
 static void lc_handle_push(cm_lockclient *c, const cm_lockp_reply *rep)
 {
     char resource[CM_LOCKP_RESOURCE_MAX + 1];
     char token[CM_LOCKP_TOKEN_LEN + 1];
-    const char *reason;
-    int reason_len;
+    char reason[CM_LOCKP_REASON_MAX + 1];
 
     if (strcmp(rep->word, "LOST") == 0) {
-        if (lc_parse_lost(rep, resource, token, &reason, &reason_len) != CM_OK) {
+        if (cm_lockp_parse_lost_reason(rep->rest, rep->rest_len, resource, token, reason) !=
+            CM_OK) {
             log_warn("lockclient: malformed LOST push");
             return;
         }
         lc_grant *g = lc_grant_find(c, resource, token);
         if (g == NULL)
             return; /* released meanwhile */
-        log_warn("lockclient: lockd reports lock %s lost%s%.*s%s", resource,
-                 reason_len > 0 ? " (" : "", reason_len, reason, reason_len > 0 ? ")" : "");
         lc_grant_unlink(c, g);
-        lc_grant_lost(c, g);
+        lc_grant_lost(c, g, reason[0] != '\0' ? reason : "lost", false);
     } else if (strcmp(rep->word, "ERR") == 0 && rep->rest_len > 8 &&
                strncmp(rep->rest, "SESSION ", 8) == 0) {
         /* lockd ended the session (silent for session.timeout_ms) and closes it next;
          * its LOSTs and ERR SESSION replies came first. End it here with that reason. */
         snprintf(c->expired, sizeof(c->expired), "session %.*s", (int)(rep->rest_len - 8),
                  rep->rest + 8);
+        c->down_reason = "session";
         lc_session_down(c, c->expired);
     } else if (strcmp(rep->word, "ERR") == 0) {
         log_warn("lockclient: lockd error: %s", rep->rest);
@@ -745,6 +906,42 @@ static void lc_handle_handshake(cm_lockclient *c, lc_req *r, const cm_lockp_repl
     }
 }
 
+/* An ACQUIRE was granted (its reply written after bound): track the lock with its local
+ * deadline, or give it back at once when nobody wants it or the deadline has passed
+ * already (a grant that came too late is answered TIMEOUT). */
+static void lc_granted(cm_lockclient *c, lc_req *r, cm_lock_result *res, uint64_t bound)
+{
+    if (r->cancelled || r->internal) {
+        lc_release_internal(c, r->resource, res->token); /* nobody wants it any more */
+        return;
+    }
+    if (lc_grant_add(c, r->resource, res->token, r->lease_ms, res->validity_ms, bound) != NULL)
+        return;
+    log_warn("lockclient: grant of %s came after its local deadline (validity %llu ms)",
+             r->resource, (unsigned long long)res->validity_ms);
+    lc_release_internal(c, r->resource, res->token);
+    lc_result_init(res, CM_LOCK_TIMEOUT, "", "granted after its validity ran out");
+}
+
+/* A RENEW came back: OK moves the local deadline to bound + the new validity; LOST (or an
+ * OK for a lock lost locally while the RENEW flew) means the lock is gone. */
+static void lc_renewed(cm_lockclient *c, lc_req *r, cm_lock_result *res, uint64_t bound)
+{
+    lc_grant *g = lc_grant_find(c, r->resource, r->token);
+    if (res->status == CM_LOCK_OK && g == NULL) {
+        lc_result_init(res, CM_LOCK_LOST, "", "the lock was lost before the renewal came back");
+    } else if (res->status == CM_LOCK_OK) {
+        g->validity_ms = res->validity_ms;
+        g->base_deadline_us = lc_deadline_from(bound, res->validity_ms);
+        if (r->lease_ms > 0)
+            g->lease_ms = r->lease_ms;
+        lc_grant_arm(g);
+    } else if (res->status == CM_LOCK_LOST && g != NULL) {
+        lc_grant_unlink(c, g);
+        lc_grant_lost(c, g, "lost", false);
+    }
+}
+
 static void lc_handle_line(cm_lockclient *c, char *line, size_t len)
 {
     cm_lockp_reply rep;
@@ -766,6 +963,10 @@ static void lc_handle_line(cm_lockclient *c, char *line, size_t len)
         log_debug("lockclient: reply to unknown tag %s", rep.tag);
         return;
     }
+    /* lockd writes replies in order: this one was written after r was sent, and after
+     * every request answered before it was sent */
+    uint64_t bound = CM_MAX(r->sent_us, c->alive_sent_us);
+    c->alive_sent_us = bound;
     if (r->kind == LC_HELLO || r->kind == LC_AUTH) {
         lc_handle_handshake(c, r, &rep);
         return;
@@ -783,6 +984,11 @@ static void lc_handle_line(cm_lockclient *c, char *line, size_t len)
         } else if (r->kind == LC_RENEW) {
             if (cm_lockp_parse_u64(rep.rest, rep.rest_len, &res.validity_ms) != CM_OK)
                 lc_result_init(&res, CM_LOCK_ERROR, "BADREPLY", "malformed RENEW reply");
+        } else if (r->kind == LC_REVOKE) {
+            res.line = rep.rest;
+            if (!(rep.rest_len == 1 && rep.rest[0] == '-') &&
+                cm_lockp_parse_u64(rep.rest, rep.rest_len, &res.fence) != CM_OK)
+                lc_result_init(&res, CM_LOCK_ERROR, "BADREPLY", "malformed REVOKE reply");
         } else {
             res.line = rep.rest;
         }
@@ -799,17 +1005,10 @@ static void lc_handle_line(cm_lockclient *c, char *line, size_t len)
         res.message = sp != NULL ? sp + 1 : "";
     }
 
-    if (r->kind == LC_ACQUIRE && res.status == CM_LOCK_OK) {
-        if (r->cancelled || r->internal) {
-            /* nobody wants it any more: give it back at once */
-            if (lc_submit(c, LC_RELEASE, r->resource, res.token, 0, 0, NULL, NULL, true) == NULL)
-                log_warn("lockclient: could not release cancelled grant of %s", r->resource);
-        } else {
-            lc_grant_add(c, r->resource, res.token);
-        }
-    } else if (r->kind == LC_RENEW && res.status == CM_LOCK_LOST) {
-        lc_grant_drop(c, r->resource, r->token);
-    }
+    if (r->kind == LC_ACQUIRE && res.status == CM_LOCK_OK)
+        lc_granted(c, r, &res, bound);
+    else if (r->kind == LC_RENEW)
+        lc_renewed(c, r, &res, bound);
     lc_complete(c, r, &res);
 }
 
@@ -820,6 +1019,7 @@ static void lc_read_cb(struct bufferevent *bev, void *arg)
     size_t eol_len = 0;
 
     lc_enter(c);
+    c->last_rx_us = cm_now_us(); /* liveness is judged by bytes received (SPEC §3b) */
     while (lc_alive(c) && c->bev == bev) {
         struct evbuffer_ptr eol = evbuffer_search_eol(in, NULL, &eol_len, EVBUFFER_EOL_LF);
         if (eol.pos < 0) {
@@ -943,7 +1143,7 @@ static void lc_destroy(cm_lockclient *c)
     while (c->grants != NULL) {
         lc_grant *g = c->grants;
         lc_grant_unlink(c, g);
-        free(g);
+        lc_grant_free(g);
     }
     while (c->guards != NULL) {
         cm_lock_guard *g = c->guards;
@@ -976,6 +1176,12 @@ void cm_lockclient_on_lost(cm_lockclient *c, cm_lock_lost_cb cb, void *arg)
 {
     c->lost_cb = cb;
     c->lost_arg = arg;
+}
+
+void cm_lockclient_on_lost_info(cm_lockclient *c, cm_lock_lost_info_cb cb, void *arg)
+{
+    c->lost_info_cb = cb;
+    c->lost_info_arg = arg;
 }
 
 void cm_lockclient_on_state(cm_lockclient *c, cm_lock_state_cb cb, void *arg)
@@ -1043,6 +1249,20 @@ cm_rc cm_lockclient_ping(cm_lockclient *c, cm_lock_cb cb, void *arg)
 cm_rc cm_lockclient_info(cm_lockclient *c, cm_lock_cb cb, void *arg)
 {
     return lc_public_submit(c, LC_INFO, NULL, NULL, 0, 0, cb, arg, NULL);
+}
+
+cm_rc cm_lockclient_show(cm_lockclient *c, const char *resource, cm_lock_cb cb, void *arg)
+{
+    if (resource == NULL)
+        return CM_ERR;
+    return lc_public_submit(c, LC_SHOW, resource, NULL, 0, 0, cb, arg, NULL);
+}
+
+cm_rc cm_lockclient_revoke(cm_lockclient *c, const char *resource, cm_lock_cb cb, void *arg)
+{
+    if (resource == NULL)
+        return CM_ERR;
+    return lc_public_submit(c, LC_REVOKE, resource, NULL, 0, 0, cb, arg, NULL);
 }
 
 void cm_lockclient_cancel(cm_lockclient *c, uint64_t req_id)

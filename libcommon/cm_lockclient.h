@@ -3,14 +3,34 @@
  *
  * Async on a caller's libevent base: one TCP session to one lockd at a time, with
  * failover over several endpoints (tried in order, then round again with backoff).
- * Requests are tagged so replies may come in any order. While connected the client
- * sends PING when it has been idle for a third of the server's session timeout, so
- * lockd's watchdog keeps our locks alive exactly as long as this process runs its loop.
+ * Requests are tagged so replies may come in any order.
  *
- * Lost locks: lockd pushes "* LOST"; and when the session drops, every lock granted
- * through it is gone. Both call the on_lost callback once per lock. A session that
- * lockd expired (no PING got through for session.timeout_ms) ends with its waiting
- * and in-flight requests failed with code SESSION, then the client reconnects.
+ * Deadlines and liveness (SPEC §3b; the same rules as clients/python and clients/node):
+ * - Liveness is judged by bytes RECEIVED. A PING goes out when nothing was received, or
+ *   nothing sent, for the ping interval: a third of the server's session timeout (or
+ *   opts.ping_interval_ms), a sixth of the validity while a watchdog lease is held, a
+ *   quarter of the lease while a fixed-lease ACQUIRE waits; never below 20 ms. A lockd
+ *   that sent nothing for the client timeout (two thirds of the session timeout, at
+ *   least 200 ms) is dead: the session is dropped and every lock taken through it is
+ *   lost at once (reason "unreachable"), even while the client keeps sending requests.
+ * - Every lock has a local deadline: validity_ms counted from a moment lockd wrote the
+ *   reply after (the send time of that ACQUIRE or RENEW, or of a later request answered
+ *   earlier on the stream: replies come in order), less a margin for our own wake-up
+ *   latency of 5% of the validity, at most 50 ms. A fixed lease (lease_ms > 0) is lost
+ *   at that deadline (reason "expired") unless a RENEW reply extended it, whatever lockd
+ *   says. A watchdog lease (lease_ms 0) is renewed by lockd: a lockd that answers keeps
+ *   it alive until half the validity after the send of the last answered request
+ *   (deadline = max(grant deadline, last answered send + validity / 2); lockd renews
+ *   every third of its lease), and it is lost there (reason "unreachable") otherwise.
+ *   A lock lost locally is given back with a RELEASE when the session still stands.
+ *   A grant that arrives after its deadline is released and answered TIMEOUT.
+ *
+ * Lost locks: lockd pushes "* LOST <resource> <token> [reason]"; a RENEW is answered
+ * LOST; a local deadline passes; the session drops (every lock granted through it is
+ * gone). Each calls the lost callbacks once per lock, with the reason (on_lost_info).
+ * A session that lockd expired (no PING got through for session.timeout_ms) ends with
+ * its waiting and in-flight requests failed with code SESSION, then the client
+ * reconnects.
  *
  * Ownership: the client owns its requests; callbacks borrow the result struct for
  * the duration of the call only. A callback may call any function of this module,
@@ -62,6 +82,20 @@ typedef struct cm_lock_result {
 
 typedef void (*cm_lock_cb)(void *arg, const cm_lock_result *res);
 typedef void (*cm_lock_lost_cb)(void *arg, const char *resource, const char *token);
+
+/* A lost lock as the lost callbacks see it (borrowed for the call). reason is lockd's
+ * (SPEC §2b: "expired", "renew_refused", "no_quorum", "revoked", "shutdown", "session";
+ * "lost" when a LOST push carries none or a RENEW was answered LOST) or the client's
+ * own (local true): "expired" (a fixed lease's local deadline passed), "unreachable"
+ * (a watchdog lease's local deadline passed, or lockd sent nothing for the client
+ * timeout), "disconnected" (the session ended: EOF, reset, a request timed out). */
+typedef struct cm_lock_lost_info {
+    const char *resource;
+    const char *token;
+    const char *reason;
+    bool local; /* the client decided (deadline, dead or gone lockd), not a LOST from lockd */
+} cm_lock_lost_info;
+typedef void (*cm_lock_lost_info_cb)(void *arg, const cm_lock_lost_info *info);
 typedef void (*cm_lock_state_cb)(void *arg, bool connected);
 
 /* Creates the client and starts connecting at once. NULL on bad options. */
@@ -69,7 +103,9 @@ cm_lockclient *cm_lockclient_new(struct event_base *base,
                                  const cm_lockclient_opts *opts) CM_MUSTCHECK;
 /* Closes the session (lockd then releases our locks); pending callbacks are NOT called. */
 void cm_lockclient_free(cm_lockclient *c);
+/* The lost callbacks: both may be set; on_lost runs first. */
 void cm_lockclient_on_lost(cm_lockclient *c, cm_lock_lost_cb cb, void *arg);
+void cm_lockclient_on_lost_info(cm_lockclient *c, cm_lock_lost_info_cb cb, void *arg);
 void cm_lockclient_on_state(cm_lockclient *c, cm_lock_state_cb cb, void *arg);
 bool cm_lockclient_connected(const cm_lockclient *c);
 
@@ -85,6 +121,13 @@ cm_rc cm_lockclient_release(cm_lockclient *c, const char *resource, const char *
                             cm_lock_cb cb, void *arg) CM_MUSTCHECK;
 cm_rc cm_lockclient_ping(cm_lockclient *c, cm_lock_cb cb, void *arg) CM_MUSTCHECK;
 cm_rc cm_lockclient_info(cm_lockclient *c, cm_lock_cb cb, void *arg) CM_MUSTCHECK;
+/* SHOW (SPEC §2b): res->line is the text after "OK " (cm_lockp_parse_show reads it). */
+cm_rc cm_lockclient_show(cm_lockclient *c, const char *resource, cm_lock_cb cb,
+                         void *arg) CM_MUSTCHECK;
+/* REVOKE (SPEC §2b; the session must have sent AUTH <admin_auth>: opts.auth): res->line
+ * is "<fence>" or "-" (nothing was held), res->fence the fence (0 for "-"). */
+cm_rc cm_lockclient_revoke(cm_lockclient *c, const char *resource, cm_lock_cb cb,
+                           void *arg) CM_MUSTCHECK;
 /* Cancels a pending ACQUIRE: its callback will not run; if lockd grants it anyway the
  * client releases it at once. */
 void cm_lockclient_cancel(cm_lockclient *c, uint64_t req_id);
@@ -124,6 +167,10 @@ cm_rc cm_lockclient_sync_release(cm_lockclient_sync *s, const char *resource, co
                                  cm_lock_result *out) CM_MUSTCHECK;
 cm_rc cm_lockclient_sync_ping(cm_lockclient_sync *s, cm_lock_result *out) CM_MUSTCHECK;
 cm_rc cm_lockclient_sync_info(cm_lockclient_sync *s, cm_lock_result *out) CM_MUSTCHECK;
+cm_rc cm_lockclient_sync_show(cm_lockclient_sync *s, const char *resource,
+                              cm_lock_result *out) CM_MUSTCHECK;
+cm_rc cm_lockclient_sync_revoke(cm_lockclient_sync *s, const char *resource,
+                                cm_lock_result *out) CM_MUSTCHECK;
 /* Acquire, run work(arg, grant) and release on every path; *work_rc gets work's return.
  * Returns CM_OK if the work ran, CM_ERR otherwise (out says why). */
 cm_rc cm_with_lock_sync(cm_lockclient_sync *s, const char *resource, uint64_t lease_ms,

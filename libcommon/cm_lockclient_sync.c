@@ -147,6 +147,18 @@ cm_rc cm_lockclient_sync_info(cm_lockclient_sync *s, cm_lock_result *out)
     return sync_wait(s, cm_lockclient_info(s->c, sync_reply_cb, s), out);
 }
 
+cm_rc cm_lockclient_sync_show(cm_lockclient_sync *s, const char *resource, cm_lock_result *out)
+{
+    s->done = false;
+    return sync_wait(s, cm_lockclient_show(s->c, resource, sync_reply_cb, s), out);
+}
+
+cm_rc cm_lockclient_sync_revoke(cm_lockclient_sync *s, const char *resource, cm_lock_result *out)
+{
+    s->done = false;
+    return sync_wait(s, cm_lockclient_revoke(s->c, resource, sync_reply_cb, s), out);
+}
+
 /*
  * On CM_OK, *out is the RELEASE outcome (OK, or LOST when the lock was gone by the
  * end of the work, or ERROR when the session dropped) carrying the grant's token,

@@ -383,3 +383,82 @@ cm_rc cm_lockp_parse_lost(const char *rest, size_t len, char resource[CM_LOCKP_R
     token[CM_LOCKP_TOKEN_LEN] = '\0';
     return CM_OK;
 }
+
+cm_rc cm_lockp_parse_lost_reason(const char *rest, size_t len,
+                                 char resource[CM_LOCKP_RESOURCE_MAX + 1],
+                                 char token[CM_LOCKP_TOKEN_LEN + 1],
+                                 char reason[CM_LOCKP_REASON_MAX + 1])
+{
+    lockp_field f[4];
+    int n = rest != NULL ? lockp_split(rest, len, f, CM_ARRAY_LEN(f)) : 0;
+    if (n < 2)
+        return CM_ERR; /* fields after the reason (a later addition) are skipped */
+    if (cm_lockp_parse_lost(rest, (size_t)(f[1].p + f[1].len - rest), resource, token) != CM_OK)
+        return CM_ERR;
+    reason[0] = '\0';
+    if (n >= 3) {
+        if (!lockp_valid_word(f[2].p, f[2].len, CM_LOCKP_REASON_MAX))
+            return CM_ERR;
+        memcpy(reason, f[2].p, f[2].len);
+        reason[f[2].len] = '\0';
+    }
+    return CM_OK;
+}
+
+/* "key=value" field of SHOW into out; false when it is malformed. */
+static bool lockp_show_field(const lockp_field *f, cm_lockp_show *out, bool *held, bool *fence)
+{
+    const char *eq = memchr(f->p, '=', f->len);
+    if (eq == NULL || eq == f->p)
+        return false;
+    size_t klen = (size_t)(eq - f->p);
+    const char *v = eq + 1;
+    size_t vlen = f->len - klen - 1;
+    char *name = NULL;
+    uint64_t *num = NULL;
+    if (klen == 4 && memcmp(f->p, "held", 4) == 0) {
+        if (vlen != 1 || (v[0] != '0' && v[0] != '1'))
+            return false;
+        out->held = v[0] == '1';
+        *held = true;
+        return true;
+    }
+    if (klen == 5 && memcmp(f->p, "fence", 5) == 0) {
+        num = &out->fence;
+        *fence = true;
+    } else if (klen == 6 && memcmp(f->p, "ttl_ms", 6) == 0) {
+        num = &out->ttl_ms;
+    } else if (klen == 7 && memcmp(f->p, "waiters", 7) == 0) {
+        num = &out->waiters;
+    } else if (klen == 6 && memcmp(f->p, "holder", 6) == 0) {
+        name = out->holder;
+    } else if (klen == 5 && memcmp(f->p, "lockd", 5) == 0) {
+        name = out->lockd;
+    } else {
+        return true; /* a key of a newer lockd */
+    }
+    if (num != NULL)
+        return cm_lockp_parse_u64(v, vlen, num) == CM_OK;
+    if (vlen == 0)
+        return false;
+    vlen = CM_MIN(vlen, (size_t)CM_LOCKP_SHOW_NAME_MAX);
+    memcpy(name, v, vlen);
+    name[vlen] = '\0';
+    return true;
+}
+
+cm_rc cm_lockp_parse_show(const char *rest, size_t len, cm_lockp_show *out)
+{
+    lockp_field f[16];
+    bool held = false, fence = false;
+    memset(out, 0, sizeof(*out));
+    snprintf(out->holder, sizeof(out->holder), "-");
+    snprintf(out->lockd, sizeof(out->lockd), "-");
+    int n = rest != NULL ? lockp_split(rest, len, f, CM_ARRAY_LEN(f)) : 0;
+    if (n <= 0)
+        return CM_ERR;
+    for (int i = 0; i < CM_MIN(n, (int)CM_ARRAY_LEN(f)); i++)
+        if (!lockp_show_field(&f[i], out, &held, &fence))
+            return CM_ERR;
+    return held && fence ? CM_OK : CM_ERR;
+}

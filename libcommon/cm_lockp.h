@@ -79,6 +79,28 @@ cm_rc cm_lockp_parse_grant(const char *rest, size_t len, char token[CM_LOCKP_TOK
 /* Parses the rest of "LOST <resource> <token>" (push). */
 cm_rc cm_lockp_parse_lost(const char *rest, size_t len, char resource[CM_LOCKP_RESOURCE_MAX + 1],
                           char token[CM_LOCKP_TOKEN_LEN + 1]) CM_MUSTCHECK;
+/* Parses the rest of "LOST <resource> <token> [<reason>]" (push; SPEC §2b added the
+ * reason, a 3-field LOST still parses): reason gets it, or "" when there is none. */
+#define CM_LOCKP_REASON_MAX 32
+cm_rc cm_lockp_parse_lost_reason(const char *rest, size_t len,
+                                 char resource[CM_LOCKP_RESOURCE_MAX + 1],
+                                 char token[CM_LOCKP_TOKEN_LEN + 1],
+                                 char reason[CM_LOCKP_REASON_MAX + 1]) CM_MUSTCHECK;
+
+/* SHOW's answer (SPEC §2b): "held=<0|1> fence=<n> ttl_ms=<n> holder=<name|-> lockd=<id|->
+ * waiters=<n>". held and fence are required; keys it does not know are skipped (a newer
+ * lockd may add some); names longer than the fields are cut. */
+#define CM_LOCKP_SHOW_NAME_MAX 64
+typedef struct cm_lockp_show {
+    bool held;
+    uint64_t fence;
+    uint64_t ttl_ms;
+    char holder[CM_LOCKP_SHOW_NAME_MAX + 1]; /* the holder's HELLO name, "-" when none */
+    char lockd[CM_LOCKP_SHOW_NAME_MAX + 1];  /* the lockd that granted it, "-" when none */
+    uint64_t waiters;
+} cm_lockp_show;
+cm_rc cm_lockp_parse_show(const char *rest, size_t len, cm_lockp_show *out) CM_MUSTCHECK;
+
 /* Strict decimal u64 (digits only, no sign, no overflow). */
 cm_rc cm_lockp_parse_u64(const char *s, size_t len, uint64_t *out) CM_MUSTCHECK;
 
