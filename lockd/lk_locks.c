@@ -711,12 +711,22 @@ static void hold_end(lk_hold *h, uint64_t release_us)
     res_maybe_free(r);
 }
 
-/* The lock could not be kept: tell the session, then let it go. */
-static void hold_lost(lk_hold *h)
+/* Queues `* LOST <resource> <token> <reason>` to h's session (if it still has one) and
+ * counts it. Callers queue it before any Redlock round that lets the lock go: the
+ * session's flush event is then active first and the line is written before the DEL or
+ * the handoff goes out (SPEC 2b's ordering promise). */
+static void hold_push_lost(lk_hold *h, lk_lost_reason why)
 {
     lk_stats.lost_total++;
-    owner_sendf(h->owner, NULL, "LOST %s %s", h->res->name, h->token);
-    log_info("lock %s (%s) lost", h->res->name, h->token);
+    lk_stats.lost_by_reason[why]++;
+    owner_sendf(h->owner, NULL, "LOST %s %s %s", h->res->name, h->token, lk_lost_reason_name[why]);
+    log_info("lock %s (%s) lost: %s", h->res->name, h->token, lk_lost_reason_name[why]);
+}
+
+/* The lock could not be kept: tell the session, then let it go. */
+static void hold_lost(lk_hold *h, lk_lost_reason why)
+{
+    hold_push_lost(h, why);
     hold_end(h, 0);
 }
 
@@ -736,11 +746,18 @@ static void wd_renew_cb(void *arg, const lk_rl_result *res)
         timer_arm_ms(lk, h->timer, CM_MAX(1, CM_MIN(lk->opts.watchdog_lease_ms / 3, validity / 2)));
         return;
     }
-    if (now >= h->expires_ms) {
-        hold_lost(h);
+    if (res->outcome == LK_RL_HELD) {
+        /* A majority holds another value: the lock is gone now, whatever validity says;
+         * retrying would only keep the holder believing in it (issue 12, item 3). */
+        hold_lost(h, LK_LOST_RENEW_REFUSED);
         return;
     }
-    /* Keep trying while validity lasts; the timer checks the deadline again. */
+    if (now >= h->expires_ms) {
+        hold_lost(h, LK_LOST_NO_QUORUM);
+        return;
+    }
+    /* Timeouts or no quorum: keep trying while validity lasts; the timer checks the
+     * deadline again. */
     uint64_t delay = cm_rand_range(1, (uint32_t)lk->opts.retry_delay_ms);
     timer_arm_ms(lk, h->timer, CM_MIN(delay, h->expires_ms - now));
 }
@@ -758,7 +775,7 @@ static void hold_timer_cb(void *arg)
     }
     uint64_t now = now_ms(lk);
     if (now >= h->expires_ms) {
-        hold_lost(h);
+        hold_lost(h, LK_LOST_NO_QUORUM);
         return;
     }
     if (h->wd_op)
@@ -902,9 +919,7 @@ void lk_locks_owner_expire(lk_locks *lk, lk_owner *owner, uint64_t silent_ms)
     if (owner->ended)
         return;
     while ((h = TAILQ_FIRST(&owner->holds)) != NULL) {
-        lk_stats.lost_total++;
-        /* queued before hold_orphan can hand the lock to anyone */
-        owner_sendf(owner, NULL, "LOST %s %s session", h->res->name, h->token);
+        hold_push_lost(h, LK_LOST_SESSION); /* before hold_orphan can hand it to anyone */
         hold_orphan(h);
     }
     snprintf(answer, sizeof(answer), "ERR SESSION session expired after %llu ms of silence",
@@ -1053,8 +1068,7 @@ static void res_shutdown(lk_resource *r)
         /* The holder is told before its keys go: this line makes the session's flush event
          * active before the release round makes the Redlock flush active, and active events
          * run in order, so the line is written before the DEL is sent (SPEC 2b). */
-        lk_stats.lost_total++;
-        owner_sendf(h->owner, NULL, "LOST %s %s shutdown", r->name, h->token);
+        hold_push_lost(h, LK_LOST_SHUTDOWN);
         hold_end(h, 0); /* shutting_down: a plain release, no handoff */
     } else {
         res_maybe_free(r);

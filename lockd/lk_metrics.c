@@ -16,6 +16,9 @@
 
 lk_metrics lk_stats;
 
+const char *const lk_lost_reason_name[LK_LOST_NREASONS] = {"expired", "renew_refused", "no_quorum",
+                                                           "revoked", "shutdown",      "session"};
+
 static struct evhttp *metrics_http;
 static const struct lk_redlock *metrics_rl;
 
@@ -68,6 +71,7 @@ static const metric_desc metric_table[] = {
             "sessions ended by session.timeout_ms"),
     COUNTER(badreq_total, "badreq_total", "requests answered ERR BADREQ"),
     COUNTER(watchdog_renewals_total, "watchdog_renewals_total", "watchdog lease renewals"),
+    COUNTER(revocations_total, "revocations_total", "REVOKE requests that found a lock to delete"),
     GAUGE(sessions, "sessions", "open sessions"),
     GAUGE(waiters, "waiters", "waiting ACQUIRE requests"),
     GAUGE(locks_held, "locks_held", "locks held by local sessions"),
@@ -101,6 +105,11 @@ void lk_metrics_render(const struct lk_redlock *rl, cm_strbuf *out)
                 out, "%s %llu\n", m->name,
                 (unsigned long long)*(const uint64_t *)(const void *)(base + m->offset));
     }
+    cm_strbuf_printf(out, "# HELP lockd_lost_total LOST pushes to holders, by reason\n"
+                          "# TYPE lockd_lost_total counter\n");
+    for (int i = 0; i < LK_LOST_NREASONS; i++)
+        cm_strbuf_printf(out, "lockd_lost_total{reason=\"%s\"} %llu\n", lk_lost_reason_name[i],
+                         (unsigned long long)lk_stats.lost_by_reason[i]);
     cm_hist_format(&lk_stats.handoff_latency, "lockd_handoff_latency_seconds",
                    "RELEASE received to the next local waiter's OK", "", out);
     cm_hist_format(&lk_stats.acquire_latency, "lockd_acquire_latency_seconds",

@@ -16,6 +16,20 @@
 struct event_base;
 struct lk_redlock;
 
+/* Why lockd pushed `* LOST <resource> <token> <reason>` (SPEC 2b); the names are the
+ * protocol's reason words and the metric's reason label. */
+typedef enum lk_lost_reason {
+    LK_LOST_EXPIRED,       /* a fixed lease ran out without RENEW */
+    LK_LOST_RENEW_REFUSED, /* a majority of masters holds another value */
+    LK_LOST_NO_QUORUM,     /* renewals reached no majority before validity ran out */
+    LK_LOST_REVOKED,       /* an admin's REVOKE (here or through another lockd) */
+    LK_LOST_SHUTDOWN,      /* this lockd is stopping */
+    LK_LOST_SESSION,       /* the session went silent past session.timeout_ms */
+    LK_LOST_NREASONS
+} lk_lost_reason;
+
+extern const char *const lk_lost_reason_name[LK_LOST_NREASONS];
+
 typedef struct lk_metrics {
     /* counters */
     uint64_t acquires_total;         /* ACQUIRE requests accepted for processing */
@@ -33,6 +47,8 @@ typedef struct lk_metrics {
     uint64_t sessions_expired_total; /* sessions ended by session.timeout_ms */
     uint64_t badreq_total;           /* requests answered ERR BADREQ */
     uint64_t watchdog_renewals_total;
+    uint64_t lost_by_reason[LK_LOST_NREASONS]; /* LOST pushes, by reason */
+    uint64_t revocations_total;                /* REVOKE requests that deleted a lock */
     /* gauges */
     int64_t sessions;
     int64_t waiters;

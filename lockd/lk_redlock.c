@@ -687,6 +687,16 @@ static void op_advance(lk_rl_op *op)
          * way. */
         lk_rl_outcome o = LK_RL_FAILED;
         int64_t retry = 0;
+        if (op->kind == OP_RENEW) {
+            /* A renewal refused by a majority is a loss at once (HELD); refusals short of
+             * a majority with answers still due wait for them (at most the round timer),
+             * so that a refusal is not mistaken for a timeout (FAILED: retry). */
+            if (op->no >= rl->quorum) {
+                o = LK_RL_HELD;
+            } else if (op->wait > 0 && op->no + op->wait >= rl->quorum) {
+                return;
+            }
+        }
         if (op->kind == OP_ACQUIRE && op->phase == PH_MAIN && op->no > 0) {
             o = LK_RL_HELD;
             retry = INT64_MAX;

@@ -37,10 +37,13 @@ typedef struct lk_rl_op lk_rl_op;
 
 typedef enum lk_rl_outcome {
     LK_RL_GRANTED,  /* acquire/renew: quorum and validity > 0; release: done (see below) */
-    LK_RL_HELD,     /* acquire: another token holds it; retry_after_ms = its smallest PTTL */
+    LK_RL_HELD,     /* acquire: another token holds it; retry_after_ms = its smallest PTTL;
+                       renew: refused by a majority (another value, or none, on a quorum of
+                       masters): the lock is gone, retrying cannot bring it back */
     LK_RL_NOQUORUM, /* fewer than a quorum of masters connected; nothing was sent */
     LK_RL_FAILED,   /* no quorum for other reasons (timeouts, errors, split vote, validity
-                       ran out); for acquire the token was already unlocked everywhere */
+                       ran out); for acquire the token was already unlocked everywhere; for
+                       renew the lock may still be ours: try again while validity lasts */
 } lk_rl_outcome;
 
 typedef struct lk_rl_result {

@@ -8,6 +8,7 @@
 #include <inttypes.h>
 #include <poll.h>
 #include <signal.h>
+#include <stdarg.h>
 #include <sys/prctl.h>
 #include <sys/wait.h>
 #include <stdio.h>
@@ -256,10 +257,10 @@ bool it_wait_reply(th_conn *c, const char *tag, char *line, size_t linelen, int 
     }
 }
 
-size_t it_wait_replies(th_conn *c, size_t n, const char *tag, char (*lines)[IT_LINE],
-                       uint64_t *at_us, int timeout_ms)
+size_t it_wait_prefixes(th_conn *c, size_t n, const char *const *prefix, char (*lines)[IT_LINE],
+                        uint64_t *at_us, int timeout_ms)
 {
-    size_t got = 0, tl = strlen(tag);
+    size_t got = 0;
     uint64_t deadline = th_now_ms() + (uint64_t)timeout_ms, next_ping = th_now_ms() + 250;
     struct pollfd pfd[64];
     ck_assert(n <= 64);
@@ -281,9 +282,19 @@ size_t it_wait_replies(th_conn *c, size_t n, const char *tag, char (*lines)[IT_L
             next_ping = now + 250;
         }
         for (size_t i = 0; i < n; i++) {
+            /* lines already buffered (read along with an earlier one) count first */
+            while (at_us[i] == 0 && c[i].fd >= 0 && th_recv(&c[i], lines[i], IT_LINE, 0)) {
+                if (strncmp(lines[i], prefix[i], strlen(prefix[i])) == 0) {
+                    at_us[i] = th_now_us();
+                    got++;
+                }
+            }
             pfd[i].fd = at_us[i] == 0 ? c[i].fd : -1;
             pfd[i].events = POLLIN;
             pfd[i].revents = 0;
+        }
+        if (got == n) {
+            break;
         }
         uint64_t until = next_ping < deadline ? next_ping : deadline;
         if (poll(pfd, n, (int)(until - now)) <= 0) {
@@ -295,12 +306,12 @@ size_t it_wait_replies(th_conn *c, size_t n, const char *tag, char (*lines)[IT_L
             }
             ssize_t r = recv(c[i].fd, c[i].buf + c[i].len, sizeof c[i].buf - c[i].len, 0);
             if (r <= 0) {
-                th_close(&c[i]); /* lockd closed it: this reply never comes */
+                th_close(&c[i]); /* lockd closed it: this line never comes */
                 continue;
             }
             c[i].len += (size_t)r;
             while (at_us[i] == 0 && th_recv(&c[i], lines[i], IT_LINE, 0)) {
-                if (strncmp(lines[i], tag, tl) == 0 && lines[i][tl] == ' ') {
+                if (strncmp(lines[i], prefix[i], strlen(prefix[i])) == 0) {
                     at_us[i] = th_now_us();
                     got++;
                 }
@@ -308,6 +319,39 @@ size_t it_wait_replies(th_conn *c, size_t n, const char *tag, char (*lines)[IT_L
         }
     }
     return got;
+}
+
+size_t it_wait_replies(th_conn *c, size_t n, const char *tag, char (*lines)[IT_LINE],
+                       uint64_t *at_us, int timeout_ms)
+{
+    char want[IT_LINE];
+    const char *prefix[64];
+    ck_assert(n <= 64);
+    snprintf(want, sizeof want, "%s ", tag);
+    for (size_t i = 0; i < n; i++) {
+        prefix[i] = want;
+    }
+    return it_wait_prefixes(c, n, prefix, lines, at_us, timeout_ms);
+}
+
+bool it_redis_cmd(int port, char *out, size_t outlen, const char *fmt, ...)
+{
+    th_conn c;
+    char cmd[1024];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(cmd, sizeof cmd, fmt, ap);
+    va_end(ap);
+    out[0] = '\0';
+    if (!th_connect(&c, port)) {
+        return false;
+    }
+    bool ok = th_send(&c, "%s", cmd) && th_recv(&c, out, outlen, 2000);
+    if (ok && out[0] == '$' && strcmp(out, "$-1") != 0) {
+        ok = th_recv(&c, out, outlen, 2000); /* a bulk string: its value */
+    }
+    th_close(&c);
+    return ok;
 }
 
 static const char *it_reply_name(it_reply r)

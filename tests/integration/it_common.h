@@ -89,6 +89,17 @@ bool it_wait_reply(th_conn *c, const char *tag, char *line, size_t linelen, int 
 size_t it_wait_replies(th_conn *c, size_t n, const char *tag, char (*lines)[IT_LINE],
                        uint64_t *at_us, int timeout_ms);
 
+/* Like it_wait_replies, but connection i waits for a line that starts with prefix[i]
+ * (a push: "* LOST X"); other lines are dropped. */
+size_t it_wait_prefixes(th_conn *c, size_t n, const char *const *prefix, char (*lines)[IT_LINE],
+                        uint64_t *at_us, int timeout_ms);
+
+/* One Redis command in inline form ("SET k v PX 100": no spaces inside arguments) on a
+ * fresh connection to 127.0.0.1:port; out gets the first reply line ("+OK", ":1", "$-1"
+ * for nil), or a bulk string's value. False on connect, send or read failure. */
+bool it_redis_cmd(int port, char *out, size_t outlen, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+
 /* A lock holder in a forked child process (so it can be SIGKILLed / SIGSTOPped): it
  * connects, ACQUIREs res with a watchdog lease (waiting up to 5 s), reports the grant
  * and then PINGs every 50 ms until it is told to check or is killed (so a
