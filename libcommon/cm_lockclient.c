@@ -151,6 +151,7 @@ struct cm_lockclient {
     uint64_t last_rx_us;    /* bytes last received from lockd */
     uint64_t alive_sent_us; /* lockd wrote a reply after this moment (the latest send time
                                of a request answered so far, replies coming in order) */
+    uint64_t ping_cur_us;   /* the ping interval the keep-alive timer last used */
     bool ping_outstanding;
     const char *down_reason; /* the lost reason of the next lc_session_down */
 
@@ -378,6 +379,17 @@ static void lc_grant_arm(lc_grant *g)
 
 static void lc_grant_timer_cb(evutil_socket_t fd, short what, void *arg);
 
+/* A new hold or waiting ACQUIRE needs PINGs every us: wake the keep-alive timer now if
+ * it sleeps on a longer interval (it recomputes the interval itself). */
+static void lc_ping_shorten(cm_lockclient *c, uint64_t us)
+{
+    struct timeval now = {0, 0};
+    if (c->state == LC_READY && CM_MAX(us, (uint64_t)LC_MIN_PING_US) < c->ping_cur_us) {
+        c->ping_cur_us = CM_MAX(us, (uint64_t)LC_MIN_PING_US);
+        evtimer_add(c->ping_timer, &now);
+    }
+}
+
 /* Tracks a grant whose reply came after bound_us; NULL if its deadline has passed
  * already (or out of memory: then it is lost at once). */
 static lc_grant *lc_grant_add(cm_lockclient *c, const char *resource, const char *token,
@@ -404,6 +416,8 @@ static lc_grant *lc_grant_add(cm_lockclient *c, const char *resource, const char
         c->grants->prev = g;
     c->grants = g;
     lc_grant_arm(g);
+    if (lease_ms == 0)
+        lc_ping_shorten(c, validity_ms * 1000 / 6);
     return g;
 }
 
@@ -503,6 +517,8 @@ static void lc_send(cm_lockclient *c, lc_req *r)
                             r->resource);
         break;
     }
+    if (r->kind == LC_ACQUIRE && r->lease_ms > 0 && r->wait_ms > 0)
+        lc_ping_shorten(c, r->lease_ms * 1000 / 4);
     r->sent = true;
     /* before the write: lockd can only read it later, so a deadline counted from here
      * never ends after lockd's */
@@ -645,6 +661,7 @@ static void lc_ping_timer_cb(evutil_socket_t fd, short what, void *arg)
     lc_enter(c);
     uint64_t now = cm_now_us(), dead_us = c->dead_ms * 1000;
     uint64_t ping_us = lc_ping_interval_us(c);
+    c->ping_cur_us = ping_us;
     if (now - c->last_rx_us >= dead_us) {
         if (lc_input_pending(c)) {
             lc_arm_ping_us(c, LC_FROZEN_RECHECK_US);

@@ -12,6 +12,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/prctl.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -131,6 +135,7 @@ typedef struct box {
     char message[256];
     char line[4096];
     uint64_t at_ms;
+    uint64_t at_us;
 } box;
 
 static void box_cb(void *arg, const cm_lock_result *r)
@@ -140,6 +145,7 @@ static void box_cb(void *arg, const cm_lock_result *r)
     b->done = true;
     b->r = *r;
     b->at_ms = th_now_ms();
+    b->at_us = th_now_us();
     snprintf(b->message, sizeof(b->message), "%s", r->message);
     snprintf(b->line, sizeof(b->line), "%s", r->line);
     b->r.message = b->message;
@@ -175,14 +181,29 @@ typedef struct lost_log {
     int n;
     char resource[300];
     char token[40];
+    uint64_t at_us;      /* when the first loss was reported */
+    int n_info;          /* on_lost_info calls */
+    char reasons[8][40]; /* the first 8 reasons, in order */
+    bool local[8];
 } lost_log;
 
 static void lost_cb(void *arg, const char *resource, const char *token)
 {
     lost_log *l = arg;
-    l->n++;
+    if (l->n++ == 0)
+        l->at_us = th_now_us();
     snprintf(l->resource, sizeof(l->resource), "%s", resource);
     snprintf(l->token, sizeof(l->token), "%s", token);
+}
+
+static void lost_info_cb(void *arg, const cm_lock_lost_info *info)
+{
+    lost_log *l = arg;
+    if (l->n_info < 8) {
+        snprintf(l->reasons[l->n_info], sizeof(l->reasons[0]), "%s", info->reason);
+        l->local[l->n_info] = info->local;
+    }
+    l->n_info++;
 }
 
 typedef struct state_log {
@@ -623,6 +644,298 @@ START_TEST(test_cancel)
 }
 END_TEST
 
+/* ---------------------------------------------------------------- a scripted lockd */
+
+/* What the fake lockd does: it answers HELLO (with timeout_ms) and grants every ACQUIRE
+ * (token: the grant's number in 32 hex digits, fence: the number, validity_ms); after
+ * grant i it pushes push[i] (NULL: nothing, "": a 3-field "* LOST <res> <token>", else
+ * that reason as the 4th field). PINGs are answered until mute_after_ms after the first
+ * grant (0: always); every other request gets "OK". */
+typedef struct fake_script {
+    unsigned timeout_ms, validity_ms;
+    unsigned mute_after_ms;
+    const char *push[4];
+} fake_script;
+
+typedef struct fake_lockd {
+    pid_t pid;
+    int port;
+} fake_lockd;
+
+static void fake_serve(int fd, const fake_script *sc)
+{
+    char buf[8192], out[1024];
+    size_t len = 0;
+    int grants = 0;
+    uint64_t first_grant = 0;
+    for (;;) {
+        ssize_t k = read(fd, buf + len, sizeof(buf) - 1 - len);
+        if (k <= 0)
+            return;
+        len += (size_t)k;
+        char *nl;
+        while ((nl = memchr(buf, '\n', len)) != NULL) {
+            char tag[40], verb[16], res[300];
+            *nl = '\0';
+            int nf = sscanf(buf, "%39s %15s %299s", tag, verb, res);
+            out[0] = '\0';
+            if (nf >= 2 && strcmp(verb, "HELLO") == 0) {
+                snprintf(out, sizeof(out), "%s OK fake %u\n", tag, sc->timeout_ms);
+            } else if (nf == 3 && strcmp(verb, "ACQUIRE") == 0) {
+                int i = grants++;
+                char tok[40];
+                snprintf(tok, sizeof(tok), "%032x", i + 1);
+                int m = snprintf(out, sizeof(out), "%s OK %s %d %u\n", tag, tok, i + 1,
+                                 sc->validity_ms);
+                if (i < 4 && sc->push[i] != NULL)
+                    snprintf(out + m, sizeof(out) - (size_t)m, "* LOST %s %s%s%s\n", res, tok,
+                             sc->push[i][0] ? " " : "", sc->push[i]);
+                if (first_grant == 0)
+                    first_grant = th_now_ms();
+            } else if (nf >= 2 && strcmp(verb, "PING") == 0) {
+                if (sc->mute_after_ms == 0 || first_grant == 0 ||
+                    th_now_ms() - first_grant < sc->mute_after_ms)
+                    snprintf(out, sizeof(out), "%s OK PONG\n", tag);
+            } else if (nf >= 2) {
+                snprintf(out, sizeof(out), "%s OK\n", tag);
+            }
+            if (out[0] != '\0' && write(fd, out, strlen(out)) < 0)
+                return;
+            size_t used = (size_t)(nl - buf) + 1;
+            memmove(buf, nl + 1, len - used);
+            len -= used;
+        }
+    }
+}
+
+/* Forks the fake on a free loopback port (it dies with us: PDEATHSIG); fake_stop kills it
+ * by its PID. */
+static void fake_start(fake_lockd *f, const fake_script *sc)
+{
+    int ls = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    struct sockaddr_in a;
+    socklen_t alen = sizeof(a);
+    memset(&a, 0, sizeof(a));
+    a.sin_family = AF_INET;
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    ck_assert(ls >= 0 && bind(ls, (struct sockaddr *)&a, sizeof(a)) == 0 && listen(ls, 4) == 0);
+    ck_assert(getsockname(ls, (struct sockaddr *)&a, &alen) == 0);
+    f->port = ntohs(a.sin_port);
+    f->pid = fork();
+    ck_assert(f->pid >= 0);
+    if (f->pid == 0) {
+        prctl(PR_SET_PDEATHSIG, SIGKILL);
+        for (;;) {
+            int fd = accept(ls, NULL, NULL);
+            if (fd < 0)
+                _exit(0); /* never exit(): the harness's atexit belongs to the test */
+            fake_serve(fd, sc);
+            close(fd);
+        }
+    }
+    close(ls);
+}
+
+static void fake_stop(fake_lockd *f)
+{
+    kill(f->pid, SIGKILL);
+    waitpid(f->pid, NULL, 0);
+}
+
+/* An env with only an event base, the fake lockd started with sc, and a client of it
+ * whose losses go to *lost. */
+static cm_lockclient *fake_client(env *e, fake_lockd *f, const fake_script *sc, lost_log *lost)
+{
+    cm_addr ep;
+    cm_lockclient_opts o;
+    memset(e, 0, sizeof(*e));
+    e->base = event_base_new();
+    ck_assert_ptr_nonnull(e->base);
+    fake_start(f, sc);
+    memset(&o, 0, sizeof(o));
+    snprintf(ep.host, sizeof(ep.host), "127.0.0.1");
+    ep.port = f->port;
+    o.endpoints = &ep;
+    o.n_endpoints = 1;
+    o.client_name = "test";
+    cm_lockclient *c = cm_lockclient_new(e->base, &o);
+    ck_assert_ptr_nonnull(c);
+    cm_lockclient_on_lost(c, lost_cb, lost);
+    cm_lockclient_on_lost_info(c, lost_info_cb, lost);
+    return c;
+}
+
+static cm_lock_result acquire_lease(env *e, cm_lockclient *c, const char *res, uint64_t lease_ms)
+{
+    box b = {0};
+    ck_assert_int_eq(cm_lockclient_acquire(c, res, lease_ms, 0, box_cb, &b, NULL), CM_OK);
+    ck_assert_msg(run_until(e, &b.done, 5000), "no reply to ACQUIRE %s", res);
+    return b.r;
+}
+
+/* ---------------------------------------------------------------- local deadlines (SPEC §3b) */
+
+static void count_cb(void *arg, const cm_lock_result *r)
+{
+    (*(int *)arg)++;
+}
+
+/* The setup of the ordering cases: two lockds on the same masters; *c (the holder, on
+ * lockd 0, its losses logged in *lost) and *other (on lockd 1), both connected. */
+static void holder_and_other(env *e, lost_log *lost, cm_lockclient **c, cm_lockclient **other)
+{
+    env_start(e, 2);
+    *c = client_new(e, 0, 1);
+    *other = client_new(e, 1, 1);
+    cm_lockclient_on_lost(*c, lost_cb, lost);
+    cm_lockclient_on_lost_info(*c, lost_info_cb, lost);
+    wait_connected(e, *c);
+    wait_connected(e, *other);
+}
+
+/* The issue's rule, on one clock: the other session got the lock, and the holder was told
+ * it lost it (once) before that. */
+static void assert_told_first(const lost_log *lost, const box *waiter, uint64_t t0, const char *res)
+{
+    ck_assert_msg(waiter->done && waiter->r.status == CM_LOCK_OK, "lockd 1 never granted %s", res);
+    unsigned long long granted = (waiter->at_us - t0) / 1000;
+    ck_assert_msg(lost->n == 1, "%s granted through lockd 1 at +%llu ms, the holder was not told",
+                  res, granted);
+    ck_assert_msg(lost->at_us < waiter->at_us, "holder told at +%llu ms, %s granted at +%llu ms",
+                  (unsigned long long)(lost->at_us - t0) / 1000, res, granted);
+}
+
+/* Issue 12, defect 2: a client that keeps sending ACQUIREs to a frozen (SIGSTOPped) lockd
+ * holds X there. Its sends used to count as liveness (no PING went out) and an ACQUIRE
+ * timed out only after wait + 3 s, so another lockd granted X ~1 s before the holder's
+ * lost callback ran. Liveness is judged by bytes received now and the watchdog lease has
+ * a local deadline: the lost callback runs first (timestamps on one clock). */
+START_TEST(test_lost_frozen_lockd_sending)
+{
+    env e;
+    lost_log lost = {0};
+    cm_lockclient *c, *other;
+    holder_and_other(&e, &lost, &c, &other);
+    cm_lock_result g = acquire(&e, c, "X", 0);
+    ck_assert_int_eq(g.status, CM_LOCK_OK);
+    box waiter = {0};
+    ck_assert_int_eq(cm_lockclient_acquire(other, "X", 0, 15000, box_cb, &waiter, NULL), CM_OK);
+    run_for(&e, 100);
+    ck_assert(!waiter.done);
+
+    uint64_t t0 = th_now_us();
+    th_signal(e.lockd[0].pid, SIGSTOP);
+    int sent = 0, answered = 0;
+    uint64_t deadline = th_now_ms() + 10000;
+    while (!waiter.done && th_now_ms() < deadline) {
+        char res[32];
+        snprintf(res, sizeof(res), "Y%d", sent++);
+        ck_assert_int_eq(cm_lockclient_acquire(c, res, 0, 0, count_cb, &answered, NULL), CM_OK);
+        run_for(&e, 50);
+    }
+    assert_told_first(&lost, &waiter, t0, "X");
+    ck_assert_str_eq(lost.token, g.token);
+    ck_assert_str_eq(lost.reasons[0], "unreachable");
+    cm_lockclient_free(c);
+    cm_lockclient_free(other);
+    env_stop(&e);
+}
+END_TEST
+
+/* Issue 12, defect 4 (client side): nobody tracked a fixed lease's validity_ms. lockd is
+ * frozen right after the grant, so no push can come: the lease is lost locally at its
+ * deadline (reason "expired"), before lockd 1 grants the lock. */
+START_TEST(test_lost_fixed_lease_deadline)
+{
+    env e;
+    lost_log lost = {0};
+    cm_lockclient *c, *other;
+    holder_and_other(&e, &lost, &c, &other);
+    uint64_t t0 = th_now_us();
+    cm_lock_result g = acquire_lease(&e, c, "FX", 500);
+    ck_assert_int_eq(g.status, CM_LOCK_OK);
+    th_signal(e.lockd[0].pid, SIGSTOP);
+    box waiter = {0};
+    ck_assert_int_eq(cm_lockclient_acquire(other, "FX", 0, 8000, box_cb, &waiter, NULL), CM_OK);
+    ck_assert(run_until(&e, &waiter.done, 9000));
+    assert_told_first(&lost, &waiter, t0, "FX");
+    unsigned long long told = (lost.at_us - t0) / 1000;
+    ck_assert_msg(told >= 400 && told <= 500, "lost at +%llu ms of a 500 ms lease", told);
+    ck_assert_int_eq(lost.n_info, 1);
+    ck_assert_str_eq(lost.reasons[0], "expired");
+    ck_assert(lost.local[0]);
+    cm_lockclient_free(c);
+    cm_lockclient_free(other);
+    env_stop(&e);
+}
+END_TEST
+
+/* A watchdog lease lives while lockd answers (here 1.5 s on a validity of 600 ms) and is
+ * lost locally ("unreachable") about half a validity after lockd stops answering, long
+ * before the client timeout (20 s here) ends the session. */
+START_TEST(test_lost_watchdog_unanswered)
+{
+    env e;
+    fake_script sc = {.timeout_ms = 30000, .validity_ms = 600, .mute_after_ms = 1500};
+    fake_lockd f;
+    lost_log lost = {0};
+    cm_lockclient *c = fake_client(&e, &f, &sc, &lost);
+    uint64_t t0 = th_now_us();
+    ck_assert_int_eq(acquire_lease(&e, c, "W", 0).status, CM_LOCK_OK);
+    uint64_t deadline = th_now_ms() + 5000;
+    while (lost.n == 0 && th_now_ms() < deadline)
+        run_for(&e, 10);
+    unsigned long long told = (lost.at_us - t0) / 1000;
+    ck_assert_msg(lost.n == 1, "the lock was never lost");
+    ck_assert_msg(told >= 1500 && told <= 2200, "lost at +%llu ms (PINGs unanswered from +1500)",
+                  told);
+    ck_assert_str_eq(lost.reasons[0], "unreachable");
+    ck_assert(lost.local[0]);
+    ck_assert(cm_lockclient_connected(c)); /* the session itself is not judged dead yet */
+    cm_lockclient_free(c);
+    fake_stop(&f);
+    env_stop(&e);
+}
+END_TEST
+
+/* `* LOST` carries its reason (SPEC §2b) to on_lost_info; a 3-field LOST still works
+ * (reason "lost"); a graceful lockd stop says "shutdown". */
+START_TEST(test_lost_reason)
+{
+    env e;
+    fake_script sc = {.timeout_ms = 30000, .validity_ms = 10000, .push = {"", "revoked"}};
+    fake_lockd f;
+    lost_log lost = {0};
+    cm_lockclient *c = fake_client(&e, &f, &sc, &lost);
+    ck_assert_int_eq(acquire_lease(&e, c, "A", 0).status, CM_LOCK_OK);
+    ck_assert_int_eq(acquire_lease(&e, c, "B", 0).status, CM_LOCK_OK);
+    run_for(&e, 50);
+    ck_assert_int_eq(lost.n, 2);
+    ck_assert_int_eq(lost.n_info, 2);
+    ck_assert_str_eq(lost.reasons[0], "lost");
+    ck_assert_str_eq(lost.reasons[1], "revoked");
+    ck_assert(!lost.local[0] && !lost.local[1]);
+    cm_lockclient_free(c);
+    fake_stop(&f);
+    event_base_free(e.base);
+
+    env_start(&e, 1);
+    lost_log lost2 = {0};
+    c = client_new(&e, 0, 1);
+    cm_lockclient_on_lost_info(c, lost_info_cb, &lost2);
+    ck_assert_int_eq(acquire(&e, c, "S", 0).status, CM_LOCK_OK);
+    th_signal(e.lockd[0].pid, SIGTERM);
+    uint64_t deadline = th_now_ms() + 3000;
+    while (lost2.n_info == 0 && th_now_ms() < deadline)
+        run_for(&e, 10);
+    ck_assert_int_eq(lost2.n_info, 1);
+    ck_assert_str_eq(lost2.reasons[0], "shutdown");
+    ck_assert(!lost2.local[0]);
+    cm_lockclient_free(c);
+    env_stop(&e);
+}
+END_TEST
+
 /* ---------------------------------------------------------------- blocking wrapper */
 
 typedef struct sync_work {
@@ -867,6 +1180,10 @@ int main(int argc, char **argv)
         {"lockctl_status", test_lockctl_status},
         {"lockctl_lost", test_lockctl_lost},
         {"lockctl_signal", test_lockctl_signal},
+        {"lost_frozen_lockd_sending", test_lost_frozen_lockd_sending},
+        {"lost_fixed_lease_deadline", test_lost_fixed_lease_deadline},
+        {"lost_watchdog_unanswered", test_lost_watchdog_unanswered},
+        {"lost_reason", test_lost_reason},
     };
     cm_log_init("test_client", CM_LOG_ERROR);
     return th_check_main("client", cases, sizeof(cases) / sizeof(cases[0]), 60, argc, argv);
