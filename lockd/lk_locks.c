@@ -762,15 +762,33 @@ static void wd_renew_cb(void *arg, const lk_rl_result *res)
     timer_arm_ms(lk, h->timer, CM_MIN(delay, h->expires_ms - now));
 }
 
+/* Redlock's drift allowance for a lease: validity = lease - elapsed - drift, so a
+ * lock's keys may live up to this long past its validity on a master. */
+static uint64_t drift_ms(const lk_locks *lk, uint64_t lease_ms)
+{
+    return (uint64_t)((double)lease_ms * lk->opts.clock_drift_factor) + 2;
+}
+
 static void hold_timer_cb(void *arg)
 {
     lk_hold *h = arg;
     lk_locks *lk = h->lk;
 
-    if (!h->owner || h->lease_ms > 0) {
-        /* Orphan after lock_delay_ms, or the end of a fixed lease: the session can no
-         * longer count on it, so it goes to the next waiter. */
+    if (!h->owner) {
+        /* Orphan after lock_delay_ms, or a fixed lease past its margin: it goes to the
+         * next waiter. */
         hold_end(h, 0);
+        return;
+    }
+    if (h->lease_ms > 0) {
+        /* The fixed lease's validity ran out without RENEW: the holder hears it now, and
+         * the keys stay ours for Redlock's drift margin more before anyone else can be
+         * granted them (SPEC 2b: validity + drift after the grant; the keys' TTL is the
+         * whole lease). RENEWs in flight are answered LOST first. */
+        hold_cancel_ops(h);
+        hold_push_lost(h, LK_LOST_EXPIRED);
+        hold_detach_owner(h);
+        timer_arm_ms(lk, h->timer, drift_ms(lk, h->lease_ms));
         return;
     }
     uint64_t now = now_ms(lk);
@@ -800,6 +818,9 @@ static void hold_orphan(lk_hold *h)
     }
     hold_cancel_ops(h);
     hold_detach_owner(h);
+    /* A fixed lease is handed on no earlier than its validity + drift (SPEC 2b). */
+    if (h->lease_ms > 0)
+        left += drift_ms(lk, h->lease_ms);
     timer_arm_ms(lk, h->timer, CM_MIN(lk->opts.lock_delay_ms, left));
 }
 

@@ -49,6 +49,8 @@ typedef struct lk_locks_opts {
     uint64_t max_waiters;
     uint64_t max_lease_ms;
     uint64_t max_wait_ms;
+    double clock_drift_factor; /* Redlock's: a fixed lease's keys are kept this share of
+                                  the lease (+2 ms) past its validity (SPEC 2b) */
 } lk_locks_opts;
 
 /* ops and ctx are borrowed: both must outlive the table (lk_ops.h). */

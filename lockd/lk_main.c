@@ -155,6 +155,7 @@ static int run(const lk_config *cfg)
         .max_waiters = (uint64_t)cfg->max_waiters,
         .max_lease_ms = (uint64_t)cfg->max_lease_ms,
         .max_wait_ms = (uint64_t)cfg->max_wait_ms,
+        .clock_drift_factor = cfg->clock_drift_factor,
     };
     d.ops_env = (lk_ops_env){.base = d.base, .rl = d.rl};
     d.lk = lk_locks_new(&lk_ops_redlock, &d.ops_env, &lo);
