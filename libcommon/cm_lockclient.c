@@ -472,7 +472,7 @@ static void lc_grant_timer_cb(evutil_socket_t fd, short what, void *arg)
     snprintf(resource, sizeof(resource), "%s", g->resource);
     snprintf(token, sizeof(token), "%s", g->token);
     lc_grant_unlink(c, g);
-    lc_grant_lost(c, g, g->lease_ms > 0 ? "expired" : "unreachable", true);
+    lc_grant_lost(c, g, "deadline", true);
     if (lc_alive(c))
         lc_release_internal(c, resource, token);
     lc_leave(c);
@@ -669,7 +669,7 @@ static void lc_ping_timer_cb(evutil_socket_t fd, short what, void *arg)
             char why[64];
             snprintf(why, sizeof(why), "lockd sent nothing for %llu ms",
                      (unsigned long long)((now - c->last_rx_us) / 1000));
-            c->down_reason = "unreachable";
+            c->down_reason = "lockd_dead";
             lc_session_down(c, why);
         }
         lc_leave(c);

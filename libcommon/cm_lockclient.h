@@ -12,16 +12,16 @@
  *   quarter of the lease while a fixed-lease ACQUIRE waits; never below 20 ms. A lockd
  *   that sent nothing for the client timeout (two thirds of the session timeout, at
  *   least 200 ms) is dead: the session is dropped and every lock taken through it is
- *   lost at once (reason "unreachable"), even while the client keeps sending requests.
+ *   lost at once (reason "lockd_dead"), even while the client keeps sending requests.
  * - Every lock has a local deadline: validity_ms counted from a moment lockd wrote the
  *   reply after (the send time of that ACQUIRE or RENEW, or of a later request answered
  *   earlier on the stream: replies come in order), less a margin for our own wake-up
  *   latency of 5% of the validity, at most 50 ms. A fixed lease (lease_ms > 0) is lost
- *   at that deadline (reason "expired") unless a RENEW reply extended it, whatever lockd
+ *   at that deadline (reason "deadline") unless a RENEW reply extended it, whatever lockd
  *   says. A watchdog lease (lease_ms 0) is renewed by lockd: a lockd that answers keeps
  *   it alive until half the validity after the send of the last answered request
  *   (deadline = max(grant deadline, last answered send + validity / 2); lockd renews
- *   every third of its lease), and it is lost there (reason "unreachable") otherwise.
+ *   every third of its lease), and it is lost there (reason "deadline") otherwise.
  *   A lock lost locally is given back with a RELEASE when the session still stands.
  *   A grant that arrives after its deadline is released and answered TIMEOUT.
  *
@@ -86,9 +86,10 @@ typedef void (*cm_lock_lost_cb)(void *arg, const char *resource, const char *tok
 /* A lost lock as the lost callbacks see it (borrowed for the call). reason is lockd's
  * (SPEC §2b: "expired", "renew_refused", "no_quorum", "revoked", "shutdown", "session";
  * "lost" when a LOST push carries none or a RENEW was answered LOST) or the client's
- * own (local true): "expired" (a fixed lease's local deadline passed), "unreachable"
- * (a watchdog lease's local deadline passed, or lockd sent nothing for the client
- * timeout), "disconnected" (the session ended: EOF, reset, a request timed out). */
+ * own (local true; the same words as clients/python and clients/node): "deadline" (the
+ * lock's local deadline passed), "lockd_dead" (lockd sent nothing for the client
+ * timeout), "disconnected" (the session ended: EOF, reset, a request timed out),
+ * "session" (lockd ended the session: ERR SESSION). */
 typedef struct cm_lock_lost_info {
     const char *resource;
     const char *token;

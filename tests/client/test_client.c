@@ -835,7 +835,7 @@ START_TEST(test_lost_frozen_lockd_sending)
     }
     assert_told_first(&lost, &waiter, t0, "X");
     ck_assert_str_eq(lost.token, g.token);
-    ck_assert_str_eq(lost.reasons[0], "unreachable");
+    ck_assert_str_eq(lost.reasons[0], "deadline");
     cm_lockclient_free(c);
     cm_lockclient_free(other);
     env_stop(&e);
@@ -844,7 +844,7 @@ END_TEST
 
 /* Issue 12, defect 4 (client side): nobody tracked a fixed lease's validity_ms. lockd is
  * frozen right after the grant, so no push can come: the lease is lost locally at its
- * deadline (reason "expired"), before lockd 1 grants the lock. */
+ * deadline (reason "deadline"), before lockd 1 grants the lock. */
 START_TEST(test_lost_fixed_lease_deadline)
 {
     env e;
@@ -862,7 +862,7 @@ START_TEST(test_lost_fixed_lease_deadline)
     unsigned long long told = (lost.at_us - t0) / 1000;
     ck_assert_msg(told >= 400 && told <= 500, "lost at +%llu ms of a 500 ms lease", told);
     ck_assert_int_eq(lost.n_info, 1);
-    ck_assert_str_eq(lost.reasons[0], "expired");
+    ck_assert_str_eq(lost.reasons[0], "deadline");
     ck_assert(lost.local[0]);
     cm_lockclient_free(c);
     cm_lockclient_free(other);
@@ -871,7 +871,7 @@ START_TEST(test_lost_fixed_lease_deadline)
 END_TEST
 
 /* A watchdog lease lives while lockd answers (here 1.5 s on a validity of 600 ms) and is
- * lost locally ("unreachable") about half a validity after lockd stops answering, long
+ * lost locally ("deadline") about half a validity after lockd stops answering, long
  * before the client timeout (20 s here) ends the session. */
 START_TEST(test_lost_watchdog_unanswered)
 {
@@ -889,7 +889,7 @@ START_TEST(test_lost_watchdog_unanswered)
     ck_assert_msg(lost.n == 1, "the lock was never lost");
     ck_assert_msg(told >= 1500 && told <= 2200, "lost at +%llu ms (PINGs unanswered from +1500)",
                   told);
-    ck_assert_str_eq(lost.reasons[0], "unreachable");
+    ck_assert_str_eq(lost.reasons[0], "deadline");
     ck_assert(lost.local[0]);
     ck_assert(cm_lockclient_connected(c)); /* the session itself is not judged dead yet */
     cm_lockclient_free(c);
