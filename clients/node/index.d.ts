@@ -8,12 +8,34 @@ export type LockErrorCode =
   | 'SESSION' | 'SHUTDOWN' | 'BADARG' | 'NOTCONNECTED' | 'DISCONNECTED' | 'CLIENT_TIMEOUT'
   | 'CLOSED' | 'CANCELLED' | 'BADREPLY' | (string & {});
 
-/** Why a lock was lost: lockd's LOST reasons (expired, renew_refused, no_quorum, revoked,
- * shutdown, session) or the client's own (expired: its local deadline passed;
- * unreachable: lockd silent; disconnected: the session dropped; closed; lost). */
-export type LostReason =
-  | 'expired' | 'renew_refused' | 'no_quorum' | 'revoked' | 'shutdown' | 'session'
-  | 'unreachable' | 'disconnected' | 'closed' | 'lost' | (string & {});
+/** Why a lock was lost, as lockd says it: the fourth field of
+ * `* LOST <resource> <token> <reason>` (SPEC 2b).
+ * - `expired`: a fixed lease ran out (not renewed in time);
+ * - `renew_refused`: a majority of Redis masters holds another value (a master lost its
+ *   data or its clock jumped: someone else may hold the lock now);
+ * - `no_quorum`: renewals could not reach a majority of masters before validity ran out;
+ * - `revoked`: an admin REVOKEd the lock;
+ * - `shutdown`: the lockd is stopping;
+ * - `session`: lockd timed the session out (read when the client wakes). */
+export type LockdLostReason =
+  | 'expired' | 'renew_refused' | 'no_quorum' | 'revoked' | 'shutdown' | 'session';
+
+/** Why a lock was lost, when the client decides it itself (SPEC 3b):
+ * - `deadline`: the lock's local validity deadline passed (validity_ms from when the
+ *   ACQUIRE or RENEW was sent) without a renewal;
+ * - `lockd_dead`: nothing was received from lockd for the client timeout (two thirds of
+ *   the session timeout): every lock taken through it is lost;
+ * - `disconnected`: the session ended (EOF, reset, socket error);
+ * - `closed`: the client was closed while holding it;
+ * - `lost`: lockd said LOST without a reason (an older lockd), or answered a RENEW or
+ *   RELEASE with LOST. */
+export type LocalLostReason = 'deadline' | 'lockd_dead' | 'disconnected' | 'closed' | 'lost';
+
+export type LostReason = LockdLostReason | LocalLostReason | (string & {});
+
+/** Every lockd reason, and every local reason. */
+export const LOCKD_REASONS: readonly LockdLostReason[];
+export const LOCAL_REASONS: readonly LocalLostReason[];
 
 export class LockError extends Error {
   constructor(code: LockErrorCode, message: string,
@@ -48,9 +70,11 @@ export class Lease {
   readonly leaseMs: number;
   /** validity_ms of the last grant or renewal. */
   readonly validityMs: number;
-  /** Fires the moment the lock is lost; its reason is a LockError with code LOST. */
+  /** Fires the moment the lock is lost; `signal.reason` is a LockError with code LOST
+   * and `reason` (the LostReason, as lostReason). */
   readonly signal: AbortSignal;
   readonly lost: boolean;
+  /** Why it was lost (null while it is not). */
   readonly lostReason: LostReason | null;
   /** performance.now() when the loss was noticed, or null. */
   readonly lostAt: number | null;

@@ -34,6 +34,21 @@ const REQUEST_SLACK_MS = 10000;
 const MIN_PING_MS = 20;
 const LINE_MAX = 4096;
 
+// Why a lock was lost (lease.lostReason, the LOST error's reason). lockd's, the fourth
+// field of `* LOST <resource> <token> <reason>` (SPEC 2b): a fixed lease ran out; a
+// majority of masters holds another value; renewals missed the quorum until validity
+// ran out; an admin REVOKEd it; this lockd is stopping; the session timed out.
+export const LOCKD_REASONS = Object.freeze(['expired', 'renew_refused', 'no_quorum', 'revoked', 'shutdown', 'session']);
+// The client's own (SPEC 3b), for losses it decides without lockd's word:
+const LOST_DEADLINE = 'deadline'; // the lock's local validity deadline passed
+const LOST_LOCKD_DEAD = 'lockd_dead'; // nothing received from lockd for the client timeout
+const LOST_DISCONNECTED = 'disconnected'; // the session ended: EOF, reset or socket error
+const LOST_CLOSED = 'closed'; // the client was closed while holding it
+// lockd said LOST without a reason (a lockd of before SPEC 2b's reasons), or answered
+// a RENEW or RELEASE with LOST
+const LOST_NO_REASON = 'lost';
+export const LOCAL_REASONS = Object.freeze([LOST_DEADLINE, LOST_LOCKD_DEAD, LOST_DISCONNECTED, LOST_CLOSED, LOST_NO_REASON]);
+
 /** The client's clock: monotonic milliseconds. */
 export const now = () => performance.now();
 
@@ -200,7 +215,7 @@ class Session {
     this.tick = null;
     this.endCode = 'DISCONNECTED';
     this.endWhy = 'the lockd session ended';
-    this.lostReason = 'disconnected';
+    this.lostReason = LOST_DISCONNECTED;
   }
 
   get deadMs() {
@@ -405,7 +420,7 @@ export class Client {
       this._arm(h); // extended meanwhile
       return;
     }
-    this._lose(h, h.leaseMs > 0 ? 'expired' : 'unreachable');
+    this._lose(h, LOST_DEADLINE);
   }
 
   _holdEnd(h, to) {
@@ -502,8 +517,8 @@ export class Client {
       }
     }
     if (!held) {
-      throw new LockError('LOST', `lock ${resource} was lost while the work ran (${lease.lostReason ?? 'lost'})`, {
-        resource, reason: lease.lostReason ?? 'lost', cause: error ?? undefined,
+      throw new LockError('LOST', `lock ${resource} was lost while the work ran (${lease.lostReason ?? LOST_NO_REASON})`, {
+        resource, reason: lease.lostReason ?? LOST_NO_REASON, cause: error ?? undefined,
       });
     }
     if (error) throw error;
@@ -524,7 +539,7 @@ export class Client {
     if (h.state === 'RELEASED') return true;
     if (h.state !== 'HELD') return false;
     if (now() >= h.deadline()) {
-      this._lose(h, h.leaseMs > 0 ? 'expired' : 'unreachable');
+      this._lose(h, LOST_DEADLINE);
       return false;
     }
     const sess = h.sess;
@@ -575,7 +590,7 @@ export class Client {
     if (sess.state === 'READY') sess.socket.write('q QUIT\n');
     const closed = new Promise((r) => sess.socket.once('close', r));
     sess.socket.end();
-    this._down(sess, 'client closed', { code: 'CLOSED', reason: 'closed' });
+    this._down(sess, 'client closed', { code: 'CLOSED', reason: LOST_CLOSED });
     await closed;
   }
 
@@ -641,7 +656,7 @@ export class Client {
           return null;
         }
         if (now() >= h.deadline()) {
-          this._lose(h, 'expired');
+          this._lose(h, LOST_DEADLINE);
           throw new LockError('TIMEOUT', `lock ${p.resource} granted after its validity ran out (validity ${h.validityMs} ms)`, { resource: p.resource });
         }
         this._arm(h);
@@ -651,7 +666,7 @@ export class Client {
         const h = p.hold;
         if (word === 'OK' && /^\d+$/.test(rest)) {
           if (h.state !== 'HELD') {
-            throw new LockError('LOST', `lock ${p.resource} lost (${h.lostReason})`, { resource: p.resource, reason: h.lostReason ?? 'lost' });
+            throw new LockError('LOST', `lock ${p.resource} lost (${h.lostReason})`, { resource: p.resource, reason: h.lostReason ?? LOST_NO_REASON });
           }
           h.validityMs = Number(rest);
           h.baseDeadline = deadlineFrom(bound, h.validityMs);
@@ -659,14 +674,14 @@ export class Client {
           this._arm(h);
           return h.validityMs;
         }
-        this._lose(h, 'lost', false);
-        throw new LockError('LOST', `lock ${p.resource} was not held any more (RENEW: ${word})`, { resource: p.resource, reason: 'lost' });
+        this._lose(h, LOST_NO_REASON, false);
+        throw new LockError('LOST', `lock ${p.resource} was not held any more (RENEW: ${word})`, { resource: p.resource, reason: LOST_NO_REASON });
       }
       case 'RELEASE': {
         const h = p.hold;
         if (h && h.state === 'RELEASING') {
           if (word === 'OK') this._holdEnd(h, 'RELEASED');
-          else this._lose(h, 'lost', false);
+          else this._lose(h, LOST_NO_REASON, false);
         }
         return word === 'OK';
       }
@@ -680,7 +695,7 @@ export class Client {
     if (word === 'LOST') {
       const parts = rest.split(' ');
       const h = sess.holds.get(parts[1]);
-      if (h && h.resource === parts[0]) this._lose(h, parts[2] || 'lost', false);
+      if (h && h.resource === parts[0]) this._lose(h, parts[2] || LOST_NO_REASON, false); // the 4th field is optional (SPEC 2b)
     } else if (word === 'ERR' && rest.startsWith('SESSION')) {
       // lockd expired the session (its LOSTs came first) and closes it next
       this._down(sess, `session ${rest.slice(8)}`, { code: 'SESSION', reason: 'session' });
@@ -698,7 +713,7 @@ export class Client {
       sess.tick = setImmediate(() => setImmediate(() => {
         if (sess.state !== 'READY') return;
         if (now() - sess.lastRx >= sess.deadMs) {
-          this._down(sess, `lockd sent nothing for ${Math.round(sess.deadMs)} ms`, { reason: 'unreachable' });
+          this._down(sess, `lockd sent nothing for ${Math.round(sess.deadMs)} ms`, { reason: LOST_LOCKD_DEAD });
         } else {
           this._tick(sess);
         }

@@ -149,9 +149,60 @@ def test_advance_with_lockd_fences(pg, world):
     s = Session(pg)
     with lockp.Client(l1.addr) as c1, lockp.Client(l1.addr) as c2:
         a = c1.acquire("Doc:1", lease_ms=300)
-        assert a.lost.wait(2) and a.lost_reason == "expired"
+        assert a.lost.wait(2) and a.lost_reason in ("deadline", "expired")
         with c2.lock("Doc:1", wait_ms=2000) as b:
             assert b.fence > a.fence
             assert s.q(f"SELECT lock_fence_advance('Doc:1', {b.fence})") == "t"
         assert s.q(f"SELECT lock_fence_advance('Doc:1', {a.fence})") == "f"
     s.close()
+
+
+ADMIN = "adm1n-secret"
+
+
+def test_revoke_holder_lost_fenced_write_refused_waiter_granted(pg, world):
+    """SPEC 2b's REVOKE, as an admin would use it with fence.sql: the holder is told
+    LOST revoked before the waiter (on the same lockd, handed the lock at once) is
+    granted; the admin records the fence REVOKE answered, so the old holder's next
+    fenced write is refused at once; the waiter's fence is above it and its write goes
+    through."""
+    import lockp
+    import servers
+    masters = [world.redis() for _ in range(3)]
+    try:
+        l1 = world.lockd(masters, servers.FAST + f'\nadmin_auth: "{ADMIN}"')
+    except RuntimeError as e:
+        if "admin_auth" not in str(e):
+            raise
+        servers.lockd_lacks("admin_auth (REVOKE)")
+        raise
+    s = Session(pg)
+    res = "Acct:9"
+    try:
+        with lockp.Client(l1.addr, name="holder") as c1, \
+                lockp.Client(l1.addr, name="waiter") as c2:
+            a = c1.acquire(res, wait_ms=2000)
+            assert s.q(f"SELECT lock_fence_advance('{res}', {a.fence})") == "t"  # a writes
+            w = servers.waiter(c2, res, 5000)
+            time.sleep(0.2)
+            assert w.result is None, "the waiter was granted a held lock"
+            r = servers.lockp_raw(l1.port, f"t1 AUTH {ADMIN}", f"t2 REVOKE {res}")
+            if r["t2"].startswith("t2 ERR BADREQ"):
+                servers.lockd_lacks("REVOKE")
+            assert r["t1"] == "t1 OK", r
+            ok, fence = r["t2"].split()[1:3]
+            assert ok == "OK" and int(fence) > a.fence, r
+            revoked_at = int(fence)
+            assert a.lost.wait(2), "the holder was never told"
+            assert a.lost_reason == "revoked"
+            # the admin records the revocation's fence: the old holder's writes fail from now
+            assert s.q(f"SELECT lock_fence_advance('{res}', {revoked_at})") == "t"
+            assert s.q(f"SELECT lock_fence_advance('{res}', {a.fence})") == "f"
+            w.join(5)
+            assert isinstance(w.result, lockp.Lease), f"the waiter was not granted: {w.result!r}"
+            assert a.lost_at < w.t, "the waiter was granted before the holder was told"
+            assert w.result.fence > revoked_at
+            assert s.q(f"SELECT lock_fence_advance('{res}', {w.result.fence})") == "t"
+            w.result.release()
+    finally:
+        s.close()

@@ -10,7 +10,7 @@ import { after, before, test } from 'node:test';
 import { fileURLToPath } from 'node:url';
 
 import { Client, Lease, LockError, now } from '../index.js';
-import { FAST, World, freePort, sleep, uniq } from '../testlib/servers.js';
+import { FAST, RedisConn, World, freePort, lockdLacks, rawLockp, sleep, uniq, waitRenewed } from '../testlib/servers.js';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 
@@ -225,8 +225,9 @@ async function acquireDespiteNoQuorum(c, res, waitMs) {
   }
 }
 
-/** A holds R through l1; B waits for R through l2; fault(l1). Resolves once B is
- * granted, with A's lease, B's grant time and the fault time. */
+/** A holds R through l1; B waits for R through l2; fault(l1) (which may resolve to the
+ * moment the fault really happened). Resolves once B is granted, with A's lease, the
+ * time its signal fired, B's grant time and the fault time. */
 async function holderAndWaiter(w, fault, leaseMs = 0, traffic = false) {
   const { m, l1, l2 } = await w.threeAndTwo();
   w.masters = m;
@@ -240,8 +241,7 @@ async function holderAndWaiter(w, fault, leaseMs = 0, traffic = false) {
   const busy = [];
   const pump = traffic && setInterval(() => busy.push(a.acquire(uniq()).catch(() => null)), 50);
   await sleep(100);
-  const tFault = now();
-  fault(l1);
+  const tFault = (await fault(l1)) ?? now();
   const got = await waiting;
   const tGrant = now();
   clearInterval(pump);
@@ -252,7 +252,7 @@ async function holderAndWaiter(w, fault, leaseMs = 0, traffic = false) {
 
 function toldFirst({ lease, tLost, tGrant, tFault }) {
   assert.ok(lease.lost && tLost !== null, 'the holder was never told');
-  assert.ok(tLost < tGrant, `holder's signal fired ${(tLost - tFault).toFixed(1)} ms after the fault, other grant at ${(tGrant - tFault).toFixed(1)} ms`);
+  assert.ok(tLost < tGrant, `holder's signal fired ${(tLost - tFault).toFixed(1)} ms after the fault (${lease.lostReason}), other grant at ${(tGrant - tFault).toFixed(1)} ms`);
 }
 
 async function faultCase(fault, leaseMs, check, traffic = false) {
@@ -266,24 +266,24 @@ async function faultCase(fault, leaseMs, check, traffic = false) {
   });
 }
 
-test('lockd SIGKILLed: the signal fires before another lockd grants', () => faultCase((l) => l.kill('SIGKILL'), 0, (r) => {
+test('lost before another grant: lockd SIGKILL', () => faultCase((l) => l.kill('SIGKILL'), 0, (r) => {
   toldFirst(r);
   assert.equal(r.lease.lostReason, 'disconnected');
   assert.ok(r.lease.lostAt - r.tFault < 1000);
 }));
 
-test('lockd SIGSTOPped: the signal fires before another lockd grants', () => faultCase((l) => l.kill('SIGSTOP'), 0, (r) => {
+test('lost before another grant: lockd SIGSTOP', () => faultCase((l) => l.kill('SIGSTOP'), 0, (r) => {
   toldFirst(r);
-  assert.equal(r.lease.lostReason, 'unreachable');
+  assert.equal(r.lease.lostReason, 'lockd_dead');
   assert.ok(r.lease.lostAt - r.tFault < 2000); // the liveness rule (1000 ms of silence), not the keys' TTL
 }));
 
-test('lockd SIGSTOPped while the holder keeps sending: judged by what it receives', () => faultCase((l) => l.kill('SIGSTOP'), 0, (r) => {
+test('lost before another grant: lockd SIGSTOP while the holder keeps sending (judged by what it receives)', () => faultCase((l) => l.kill('SIGSTOP'), 0, (r) => {
   toldFirst(r);
-  assert.equal(r.lease.lostReason, 'unreachable');
+  assert.equal(r.lease.lostReason, 'lockd_dead');
 }, true));
 
-test('majority of masters down: lockd\'s LOST push comes before another grant', async () => {
+test('lost before another grant: majority of masters down (lockd\'s LOST push)', async () => {
   let restarted = null;
   let back = null;
   await faultCase((l1, w) => {
@@ -304,16 +304,81 @@ test('majority of masters down: lockd\'s LOST push comes before another grant', 
   });
 });
 
-test('lockd SIGTERMed: the signal fires before another lockd grants', () => faultCase((l) => l.kill('SIGTERM'), 0, (r) => {
+test('lost before another grant: lockd SIGTERM', () => faultCase((l) => l.kill('SIGTERM'), 0, (r) => {
   // lockd pushes `* LOST ... shutdown` before it releases the keys
   toldFirst(r);
   assert.equal(r.lease.lostReason, 'shutdown');
 }));
 
-test('fixed lease runs out: the signal fires before another lockd grants', () => faultCase(() => {}, 700, (r) => {
+// Right after a watchdog renewal, 2 of 3 masters get another value under R's key (a
+// master that lost its data and granted R to someone else, or a clock jump: Kleppmann's
+// case). l1's next renewal, a third of the 3 s lease later, is refused by a majority: it
+// must push LOST renew_refused then. The other value expires after 2 s and l2 grants the
+// waiter. A lockd that retries a refused renewal until validity runs out tells the
+// holder only ~3 s after the overwrite, after that grant.
+const FOREIGN_PX = 2000;
+test('lost before another grant: renew refused by a majority', (t) => faultCase(async (l1, w) => {
+  const key = 'lockd:lock:R'; // key_prefix "lockd:" (the default) + "lock:" + resource
+  await waitRenewed(w.masters[2], key);
+  const tFault = now();
+  for (const m of w.masters.slice(0, 2)) {
+    const r = new RedisConn(m.port);
+    assert.equal(await r.cmd('SET', key, 'f'.repeat(32), 'PX', FOREIGN_PX), 'OK');
+    r.close();
+  }
+  return tFault;
+}, 0, (r) => {
+  if (r.lease.lostReason === 'lost' && lockdLacks(t, 'a LOST reason for a renewal refused by a majority')) return;
   toldFirst(r);
-  assert.equal(r.lease.lostReason, 'expired');
+  assert.equal(r.lease.lostReason, 'renew_refused');
+}));
+
+test('lost before another grant: fixed lease expiry', () => faultCase(() => {}, 700, (r) => {
+  toldFirst(r);
+  // the client's own deadline comes first (it counts from the ACQUIRE's send, less a
+  // margin); lockd's `expired` push, from the grant, can only win on a stalled client
+  assert.ok(['deadline', 'expired'].includes(r.lease.lostReason), r.lease.lostReason);
   assert.ok(r.lease.lostAt - r.tFault < 700);
+}));
+
+// SPEC 2b's REVOKE from an admin session on the holder's lockd: the holder's signal
+// fires with reason revoked before the waiter (same lockd, handed the lock at once) is
+// granted, and the waiter's fence is above the one REVOKE answered.
+test('REVOKE: the signal fires with reason revoked before a waiter is granted', (t) => withWorld(async (w) => {
+  const admin = 'adm1n-secret';
+  let l1;
+  try {
+    l1 = await w.lockd([await w.redis()], `${FAST}\nadmin_auth: "${admin}"`);
+  } catch (e) {
+    if (!/admin_auth/.test(e.message) || !lockdLacks(t, 'admin_auth (REVOKE)')) throw e;
+    return;
+  }
+  await withClients([new Client(l1.addr, { name: 'holder' }), new Client(l1.addr, { name: 'waiter' })], async (a, b) => {
+    const res = uniq();
+    const lease = await a.acquire(res, { waitMs: 2000 });
+    let tLost = null;
+    lease.signal.addEventListener('abort', () => { tLost = now(); });
+    let tGrant = null;
+    const waiting = b.acquire(res, { waitMs: 5000 }).then((g) => { tGrant = now(); return g; });
+    await sleep(200);
+    assert.equal(tGrant, null, 'the waiter was granted a held lock');
+    const r = await rawLockp(l1.port, `t1 AUTH ${admin}`, `t2 REVOKE ${res}`);
+    if (r.t2.startsWith('t2 ERR BADREQ') && lockdLacks(t, 'REVOKE')) {
+      await lease.release();
+      await (await waiting).release();
+      return;
+    }
+    assert.equal(r.t1, 't1 OK');
+    const m = /^t2 OK (\d+)$/.exec(r.t2);
+    assert.ok(m && BigInt(m[1]) > lease.fence, r.t2);
+    const got = await waiting;
+    assert.ok(tLost !== null && tLost < tGrant, `signal at ${tLost}, grant at ${tGrant}`);
+    assert.equal(lease.lostReason, 'revoked');
+    assert.equal(lease.signal.reason.code, 'LOST');
+    assert.equal(lease.signal.reason.reason, 'revoked');
+    assert.ok(got.fence > BigInt(m[1]));
+    await got.release();
+  });
 }));
 
 test('using() rejects with LOST when the lock is lost inside', () => withWorld(async (w) => {
@@ -324,12 +389,12 @@ test('using() rejects with LOST when the lock is lost inside', () => withWorld(a
     await assert.rejects(c.using(uniq(), { waitMs: 2000, leaseMs: 300 }, async (lease, signal) => {
       await new Promise((r) => signal.addEventListener('abort', r));
       aborted = signal.reason;
-    }), (e) => e.code === 'LOST' && e.reason === 'expired');
+    }), (e) => e.code === 'LOST' && ['deadline', 'expired'].includes(e.reason));
     assert.equal(aborted.code, 'LOST');
     await assert.rejects(c.using(uniq(), { waitMs: 2000 }, async (lease, signal) => {
       l1.kill('SIGSTOP');
       await new Promise((r) => signal.addEventListener('abort', r));
-    }), (e) => e.code === 'LOST' && e.reason === 'unreachable');
+    }), (e) => e.code === 'LOST' && e.reason === 'lockd_dead');
   });
 }));
 

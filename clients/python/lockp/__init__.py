@@ -12,8 +12,9 @@ granted the lock. AsyncClient is the asyncio twin (``async with client.lock(...)
 """
 
 from ._async import AsyncClient, AsyncLease, Lease
-from ._errors import (AuthError, BadArgument, BadRequest, LimitExceeded, LockError, LockHeld,
-                      LockLost, LockTimeout, NoQuorum, Unavailable)
+from ._errors import (LOCAL_REASONS, LOCKD_REASONS, AuthError, BadArgument, BadRequest,
+                      LimitExceeded, LockError, LockHeld, LockLost, LockTimeout, NoQuorum,
+                      Unavailable)
 from ._sync import Client
 
 __version__ = "0.1.0"
@@ -21,5 +22,5 @@ __version__ = "0.1.0"
 __all__ = [
     "Client", "AsyncClient", "Lease", "AsyncLease", "LockError", "LockTimeout", "NoQuorum",
     "LockLost", "LockHeld", "LimitExceeded", "AuthError", "BadRequest", "Unavailable",
-    "BadArgument",
+    "BadArgument", "LOCKD_REASONS", "LOCAL_REASONS",
 ]

@@ -36,7 +36,8 @@ import threading
 import time
 
 from . import _proto
-from ._errors import LockError, LockLost, LockTimeout, Unavailable, error_for
+from ._errors import (CLOSED, DEADLINE, DISCONNECTED, LOCKD_DEAD, NO_REASON, LockError, LockLost,
+                      LockTimeout, Unavailable, error_for)
 
 log = logging.getLogger("lockp")
 
@@ -152,7 +153,7 @@ class _Session:
         self.ping_out = False
         self.end_code = "DISCONNECTED"
         self.end_why = "the lockd session ended"
-        self.lost_reason = "disconnected"
+        self.lost_reason = DISCONNECTED
         self.tasks = []
 
     def move(self, to):
@@ -310,7 +311,7 @@ class _Core:
         if now() < h.deadline():
             self._arm(h)  # extended meanwhile
             return
-        self.lose(h, "expired" if h.lease_ms > 0 else "unreachable")
+        self.lose(h, DEADLINE)
 
     def _hold_end(self, h, to):
         h.move(to)
@@ -395,7 +396,7 @@ class _Core:
         if h.state is not HoldState.HELD:
             return h.state is HoldState.RELEASED
         if now() >= h.deadline():
-            self.lose(h, "expired" if h.lease_ms > 0 else "unreachable")
+            self.lose(h, DEADLINE)
             return False
         sess = h.sess
         if sess.state is not SessionState.READY:
@@ -433,7 +434,7 @@ class _Core:
         if sess is not None:
             if sess.state is SessionState.READY:
                 sess.writer.write(b"q QUIT\n")
-            self._down(sess, "client closed", code="CLOSED", reason="closed")
+            self._down(sess, "client closed", code="CLOSED", reason=CLOSED)
             for t in sess.tasks:
                 if t is not asyncio.current_task():
                     try:
@@ -519,7 +520,7 @@ class _Core:
                 self.lose(h, "cancelled")  # nobody wants it: give it back at once
                 raise LockError("cancelled", code="CANCELLED")
             if now() >= h.deadline():
-                self.lose(h, "expired")
+                self.lose(h, DEADLINE)
                 raise LockTimeout(f"lock {p.resource} granted after its validity ran out "
                                   f"(validity {h.validity_ms} ms)", resource=p.resource)
             self._arm(h)
@@ -529,23 +530,23 @@ class _Core:
             if word == "OK" and rest.isdigit():
                 if h.state is not HoldState.HELD:  # lost locally while the RENEW flew
                     raise LockLost(f"lock {p.resource} lost ({h.lost_reason})",
-                                   resource=p.resource, reason=h.lost_reason or "lost")
+                                   resource=p.resource, reason=h.lost_reason or NO_REASON)
                 h.validity_ms = int(rest)
                 h.base_deadline = deadline_from(bound, h.validity_ms)
                 if p.lease_ms > 0:
                     h.lease_ms = p.lease_ms
                 self._arm(h)
                 return int(rest)
-            self.lose(h, "lost", release=False)
+            self.lose(h, NO_REASON, release=False)
             raise LockLost(f"lock {p.resource} was not held any more (RENEW: {word})",
-                           resource=p.resource, reason="lost")
+                           resource=p.resource, reason=NO_REASON)
         if p.kind == "RELEASE":
             h = p.hold
             if h is not None and h.state is HoldState.RELEASING:
                 if word == "OK":
                     self._hold_end(h, HoldState.RELEASED)
                 else:
-                    self.lose(h, "lost", release=False)
+                    self.lose(h, NO_REASON, release=False)
             return word == "OK"
         if word != "OK":
             raise LockError(f"unexpected reply {word} {rest}", code=word or "BADREPLY")
@@ -559,7 +560,9 @@ class _Core:
                 return
             h = sess.holds.get(parts[1])
             if h is not None and h.resource == parts[0]:
-                self.lose(h, parts[2] if len(parts) > 2 and parts[2] else "lost", release=False)
+                # the reason is the optional fourth field (SPEC 2b); older lockds send none
+                self.lose(h, parts[2] if len(parts) > 2 and parts[2] else NO_REASON,
+                          release=False)
         elif word == "ERR" and rest.startswith("SESSION"):
             # lockd expired the session (its LOSTs came first) and closes it next
             self._down(sess, f"session {rest[8:]}", code="SESSION", reason="session")
@@ -583,7 +586,7 @@ class _Core:
                         return
                     if now() - sess.last_rx >= sess.dead_s:
                         self._down(sess, f"lockd sent nothing for {sess.dead_s * 1000:.0f} ms",
-                                   code="DISCONNECTED", reason="unreachable")
+                                   code="DISCONNECTED", reason=LOCKD_DEAD)
                         return
                     continue
                 idle = sess.ping_interval()

@@ -8,12 +8,13 @@ import asyncio
 
 from . import _proto
 from ._aio import HoldState, _Core, now
-from ._errors import LockError, LockLost
+from ._errors import NO_REASON, LockError, LockLost
 
 
 class Lease:
     """A granted lock (threaded Client). ``fence`` (int), ``token`` (str), ``lost``
-    (threading.Event, set the moment the lock is lost), ``lost_reason``, ``lost_at``
+    (threading.Event, set the moment the lock is lost), ``lost_reason`` (None, or one of
+    LOCKD_REASONS / LOCAL_REASONS, see _errors.py), ``lost_at``
     (time.monotonic() of the loss), ``deadline`` (time.monotonic() it is lost at
     unless extended)."""
 
@@ -117,7 +118,7 @@ def block_verdict(lease, et, outcome):
     if outcome:
         return False
     raise LockLost(f"lock {lease.resource} was lost while the block ran ({lease.lost_reason})",
-                   resource=lease.resource, reason=lease.lost_reason or "lost")
+                   resource=lease.resource, reason=lease.lost_reason or NO_REASON)
 
 
 class AsyncClient:

@@ -1,11 +1,26 @@
-"""lockp errors: one class per LOCKP error code, all under LockError.
+"""lockp errors: one class per LOCKP error code, all under LockError, and the reasons
+a lock is lost.
 
 Every error carries ``code`` (the LOCKP code, or the client's own: BADARG,
 NOTCONNECTED, DISCONNECTED, CLIENT_TIMEOUT, CLOSED) and, where it is about one
-lock, ``resource``. ``LockLost`` also carries ``reason`` (SPEC 2b's LOST reason, or
-the client's own: ``expired``, ``unreachable``, ``disconnected``, ``closed``,
-``lost``).
+lock, ``resource``. ``LockLost`` also carries ``reason``: one of LOCKD_REASONS (the
+fourth field of lockd's ``* LOST <resource> <token> <reason>``, SPEC 2b) or one of
+LOCAL_REASONS (a loss the client decides itself, SPEC 3b).
 """
+
+# lockd's reasons, as pushed (SPEC 2b): a fixed lease ran out; a majority of masters
+# holds another value; renewals missed the quorum until validity ran out; an admin
+# REVOKEd it; this lockd is stopping; the session timed out (read when it wakes).
+LOCKD_REASONS = ("expired", "renew_refused", "no_quorum", "revoked", "shutdown", "session")
+
+# The client's own reasons (SPEC 3b), for losses it decides without lockd's word:
+DEADLINE = "deadline"  # the lock's local validity deadline passed (not renewed in time)
+LOCKD_DEAD = "lockd_dead"  # nothing received from lockd for the client timeout
+DISCONNECTED = "disconnected"  # the session ended: EOF, reset or read error
+CLOSED = "closed"  # the client was closed while holding it
+NO_REASON = "lost"  # lockd said LOST without a reason (a lockd of before SPEC 2b's
+#                     reasons), or answered a RENEW or RELEASE with LOST
+LOCAL_REASONS = (DEADLINE, LOCKD_DEAD, DISCONNECTED, CLOSED, NO_REASON)
 
 
 class LockError(Exception):
@@ -33,11 +48,12 @@ class NoQuorum(LockError):
 
 
 class LockLost(LockError):
-    """The lock was lost while held; ``reason`` says how."""
+    """The lock was lost while held; ``reason`` says how (LOCKD_REASONS or
+    LOCAL_REASONS)."""
 
     code = "LOST"
 
-    def __init__(self, message="", *, resource=None, reason="lost"):
+    def __init__(self, message="", *, resource=None, reason=NO_REASON):
         super().__init__(message, resource=resource)
         self.reason = reason
 

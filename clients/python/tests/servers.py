@@ -9,6 +9,7 @@ import signal
 import socket
 import subprocess
 import tempfile
+import threading
 import time
 
 import pytest
@@ -21,6 +22,17 @@ FAST = ("session: {timeout_ms: 1500}\nwatchdog: {lease_ms: 3000}\n"
 
 REPO = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", "..", ".."))
 LOCKD_BIN = os.environ.get("LOCKD_BIN") or os.path.join(REPO, "build", "bin", "lockd")
+
+
+# LOCKP_TEST_STRICT=1: a test of a lockd feature this lockd lacks is not skipped but
+# goes on to its checks (to see them fail on a lockd of before the feature).
+STRICT = os.environ.get("LOCKP_TEST_STRICT") == "1"
+
+
+def lockd_lacks(what):
+    """Skips a test whose lockd lacks `what` (returns when STRICT: the test goes on)."""
+    if not STRICT:
+        pytest.skip(f"this lockd lacks {what}")
 
 
 def free_port():
@@ -119,18 +131,106 @@ class World:
         subprocess.run(["rm", "-rf", self.dir], check=False)
 
 
+def lockp_raw(port, *requests, timeout=5.0):
+    """Sends LOCKP request lines ("<tag> <VERB> ...") over a raw socket (no lockp: the
+    fixtures must not depend on it, and an admin's REVOKE is no lockp call) and returns
+    {tag: reply line} once every tag is answered; pushes are skipped."""
+    tags = {r.split(" ", 1)[0] for r in requests}
+    out = {}
+    with socket.create_connection(("127.0.0.1", port), timeout=timeout) as s:
+        s.sendall("".join(r + "\n" for r in requests).encode())
+        f = s.makefile("rb")
+        while tags - out.keys():
+            line = f.readline()
+            if not line:
+                raise RuntimeError(f"lockd :{port} closed before answering {requests}: {out}")
+            line = line.decode().rstrip("\r\n")
+            tag = line.split(" ", 1)[0]
+            if tag in tags:
+                out[tag] = line
+    return out
+
+
 def info(port, auth=None):
-    """lockd's INFO over a raw socket (no lockp: the fixtures must not depend on it)."""
-    with socket.create_connection(("127.0.0.1", port), timeout=2) as s:
-        s.sendall((f"a AUTH {auth}\n" if auth else "").encode() + b"i INFO\n")
-        buf = b""
-        while not buf.endswith(b"\n") or (auth and buf.count(b"\n") < 2):
-            chunk = s.recv(4096)
-            if not chunk:
-                break
-            buf += chunk
-    line = buf.decode().splitlines()[-1]
+    """lockd's INFO as a dict (over lockp_raw)."""
+    line = lockp_raw(port, *([f"a AUTH {auth}"] if auth else []), "i INFO")["i"]
     return dict(kv.split("=", 1) for kv in line.split()[2:] if "=" in kv)
+
+
+class RedisConn:
+    """One connection to a redis-server, for a test that plays a master losing its data
+    or another writer (RESP by hand: the suite needs nothing beyond the standard
+    library)."""
+
+    def __init__(self, port):
+        self.sock = socket.create_connection(("127.0.0.1", port), timeout=2)
+        self.f = self.sock.makefile("rb")
+
+    def cmd(self, *args):
+        """The reply: str (simple or bulk), int, None (nil); an error raises."""
+        out = [f"*{len(args)}\r\n"]
+        for a in map(str, args):
+            out.append(f"${len(a.encode())}\r\n{a}\r\n")
+        self.sock.sendall("".join(out).encode())
+        line = self.f.readline().decode().rstrip("\r\n")
+        kind, rest = line[:1], line[1:]
+        if kind == "+":
+            return rest
+        if kind == ":":
+            return int(rest)
+        if kind == "$":
+            return None if rest == "-1" else self.f.read(int(rest) + 2)[:-2].decode()
+        raise RuntimeError(f"redis: {line}")
+
+    def close(self):
+        self.f.close()
+        self.sock.close()
+
+
+def wait_renewed(master, key, timeout=3.0):
+    """Returns right after lockd renewed key on master (its PTTL jumped up), so the next
+    watchdog renewal is a full period away; polls every 2 ms."""
+    r = RedisConn(master.port)
+    try:
+        deadline = time.monotonic() + timeout
+        prev = r.cmd("PTTL", key)
+        while time.monotonic() < deadline:
+            time.sleep(0.002)
+            cur = r.cmd("PTTL", key)
+            if cur > prev + 100:
+                return
+            prev = cur
+        raise RuntimeError(f"{key} on {master.addr}: no renewal seen in {timeout} s")
+    finally:
+        r.close()
+
+
+def waiter(client, resource, wait_ms, **kw):
+    """client.acquire in a thread (again after NOQUORUM, as a waiter would while masters
+    are down): .result is the Lease (or the exception), .t the time.monotonic() it came:
+    the latest moment the grant can be said to have happened."""
+    box = threading.Thread()
+    box.result, box.t = None, None
+
+    def run():
+        import lockp
+        deadline = time.monotonic() + wait_ms / 1000
+        while True:
+            try:
+                box.result = client.acquire(resource, wait_ms=wait_ms, **kw)
+            except lockp.NoQuorum as e:
+                box.result = e
+                if time.monotonic() < deadline:
+                    time.sleep(0.05)
+                    continue
+            except Exception as e:  # noqa: BLE001 - handed to the test
+                box.result = e
+            box.t = time.monotonic()
+            return
+
+    box.run = run
+    box.start()
+    return box
 
 
 def wait_masters(lockd, n, timeout=15.0):
