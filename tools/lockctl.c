@@ -1,78 +1,71 @@
 /*
- * lockctl: the command-line lock client (SPEC §5), like flock(1) for lockd.
- *   lockctl [--server H:P[,H:P...]] [--auth S] [--name N] acquire RES [--lease MS] [--wait MS]
- *           -- COMMAND [ARGS]
- *   lockctl [...] info | ping
- * acquire holds the lock (watchdog lease by default) while COMMAND runs, on one libevent
- * loop with the async client (which keeps the session alive with PINGs), and exits with
- * COMMAND's status. Exit codes of its own: 1 lock timeout, 2 error or usage, 3 lock lost
- * (COMMAND got SIGTERM). Signals reach us through the loop (evsignal), never a handler.
+ * lockctl: the command-line lock client (SPEC §5), like flock(1) or `etcdctl lock` for
+ * lockd. This file owns main, the usage text, the global flags and the one-call
+ * commands on the blocking client: info, ping, show (SPEC §2b SHOW) and revoke (REVOKE,
+ * as an admin). `acquire` lives in lockctl_acquire.c, `watch` in lockctl_watch.c.
+ * Exit codes: 0 success (acquire: its program's status), 1 lock timeout, 2 error or
+ * usage, 3 lock lost (the program was stopped).
  */
-#include <errno.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/wait.h>
-#include <unistd.h>
 
 #include <event2/event.h>
 
-#include "cm_addr.h"
-#include "cm_lockclient.h"
 #include "cm_log.h"
-#include "cm_flags.h"
 #include "cm_time.h"
+#include "lockctl.h"
 
-#define LOCKCTL_DEFAULT_SERVER  "127.0.0.1:7380"
-#define LOCKCTL_DEFAULT_WAIT_MS 10000
-#define LOCKCTL_KILL_GRACE_MS   5000
-#define EXIT_TIMEOUT            1
-#define EXIT_ERROR              2
-#define EXIT_LOST               3
-
-typedef struct lockctl_opts {
-    const char *servers;
-    const char *auth;
-    const char *name;
-} lockctl_opts;
-
-/* State of one `acquire` run. */
-typedef struct run {
-    struct event_base *base;
-    cm_lockclient *c;
-    const char *resource;
-    char *const *argv;
-    char token[CM_LOCKP_TOKEN_LEN + 1];
-    uint64_t fence;
-    uint64_t acquire_id;
-    bool granted;  /* the lock is ours (until released or lost) */
-    bool lost;     /* lockd or the session dropped it while COMMAND ran */
-    bool stopping; /* a signal arrived before the grant */
-    pid_t child;   /* 0: not running */
-    int exit_code;
-    struct event *ev_chld, *ev_term, *ev_int, *ev_kill;
-} run;
+#define LOCKCTL_DEFAULT_SERVER "127.0.0.1:7380"
+#define LOCKCTL_ADMIN_ENV      "LOCKCTL_ADMIN_AUTH"
 
 static void usage(FILE *out)
 {
     fprintf(out,
-            "usage: lockctl [--server H:P[,H:P...]] [--auth SECRET] [--name NAME] COMMAND\n"
+            "usage: lockctl [--server H:P[,H:P...]] [--auth SECRET] [--name NAME] COMMAND [ARGS]\n"
             "commands:\n"
-            "  acquire RESOURCE [--lease MS] [--wait MS] -- PROGRAM [ARGS...]\n"
-            "      hold RESOURCE while PROGRAM runs; exit with its status\n"
-            "      (--lease 0 = watchdog lease, the default; --wait default %d ms)\n"
-            "      own exit codes: 1 lock timeout, 2 error, 3 lock lost (PROGRAM got SIGTERM)\n"
+            "  acquire RESOURCE [--lease MS] [--wait MS] [--grace MS] -- PROGRAM [ARGS...]\n"
+            "      run PROGRAM while holding RESOURCE and exit with its status. PROGRAM gets\n"
+            "      LOCK_RESOURCE, LOCK_TOKEN and LOCK_FENCE in its environment.\n"
+            "      --lease MS  0 (default): a watchdog lease, held as long as lockctl runs;\n"
+            "                  > 0: a fixed lease of MS ms, never renewed (a time limit)\n"
+            "      --wait MS   how long to wait for the lock (default 10000; 0: one attempt)\n"
+            "      --grace MS  time from SIGTERM to SIGKILL when the lock is lost (default 2000)\n"
+            "      The lock is lost when lockd says so (LOST, any reason), when its local\n"
+            "      deadline passes (validity counted from the ACQUIRE's send, so before lockd\n"
+            "      can grant it to anyone else), or when lockd dies or stops answering. PROGRAM\n"
+            "      then gets SIGTERM, SIGKILL after the grace, and lockctl exits 3.\n"
+            "      SIGTERM or SIGINT to lockctl is passed to PROGRAM; lockctl exits with its\n"
+            "      status. Own exit codes: 1 lock timeout, 2 error, 3 lock lost.\n"
+            "  show RESOURCE\n"
+            "      print the lock's state as a majority of masters sees it, as key=value\n"
+            "      lines: held, fence, ttl_ms, holder (HELLO name), lockd, waiters\n"
+            "  revoke RESOURCE [--admin-auth SECRET]\n"
+            "      delete the lock wherever it is held and raise its fence (its holder is\n"
+            "      told LOST revoked); prints \"revoked RESOURCE fence N\", or \"RESOURCE was\n"
+            "      not held\". SECRET is lockd's admin_auth; default $" LOCKCTL_ADMIN_ENV "\n"
+            "      (keeps it off the command line)\n"
+            "  watch RESOURCE [--interval MS] [--count N]\n"
+            "      print a line each time the lock changes hands, like `etcdctl watch`:\n"
+            "        <UTC time> held=<0|1> holder=<name|-> fence=<n> lockd=<id|->\n"
+            "      the first line is the state at start. Polls SHOW every --interval ms\n"
+            "      (default 100); runs until SIGINT/SIGTERM (exit 0) or N changes (--count)\n"
             "  info    print lockd's INFO as key=value lines\n"
             "  ping    print PONG and the round-trip time\n"
-            "server default: $LOCKD_SERVER, else %s\n"
-            "  --help, --version\n",
-            LOCKCTL_DEFAULT_WAIT_MS, LOCKCTL_DEFAULT_SERVER);
+            "global flags:\n"
+            "  --server H:P[,H:P...]  lockd endpoints, tried in order for failover\n"
+            "                         (default $LOCKD_SERVER, else %s)\n"
+            "  --auth SECRET          lockd's shared secret (config key auth)\n"
+            "  --name NAME            the HELLO name, shown as holder (default lockctl)\n"
+            "  --help, --version\n"
+            "exit codes: 0 success (acquire: PROGRAM's status), 1 lock timeout, 2 error or\n"
+            "usage error, 3 lock lost (PROGRAM was stopped)\n",
+            LOCKCTL_DEFAULT_SERVER);
 }
 
-static int usage_error(const char *fmt, ...) CM_PRINTF(1, 2);
-static int usage_error(const char *fmt, ...)
+int lockctl_usage_error(const char *fmt, ...)
 {
     va_list ap;
     va_start(ap, fmt);
@@ -81,11 +74,32 @@ static int usage_error(const char *fmt, ...)
     fprintf(stderr, "\n");
     va_end(ap);
     usage(stderr);
-    return EXIT_ERROR;
+    return LOCKCTL_EXIT_ERROR;
 }
 
-/* Builds client options from the global flags; endpoints are malloc'ed into *eps. */
-static bool make_opts(const lockctl_opts *o, cm_lockclient_opts *co, cm_addr **eps)
+int lockctl_parse_flags(const cm_flag *flags, size_t n, int argc, char **argv, int *next)
+{
+    const cm_flags_spec spec = {
+        .prog = "lockctl", .flags = flags, .nflags = n, .usage = usage, .stop_at_positional = true};
+    cm_flags_result res = cm_flags_parse(&spec, argc, argv, 1, next);
+    return res == CM_FLAGS_RUN ? -1 : CM_FLAGS_EXIT(res);
+}
+
+int lockctl_resource_arg(const char *cmd, int argc, char **argv)
+{
+    if (argc >= 1 && (strcmp(argv[0], "--help") == 0 || strcmp(argv[0], "-h") == 0)) {
+        usage(stdout);
+        return 0;
+    }
+    if (argc < 1 || argv[0][0] == '-')
+        return lockctl_usage_error("%s needs a RESOURCE", cmd);
+    if (!cm_lockp_valid_resource(argv[0], strlen(argv[0])))
+        return lockctl_usage_error("bad resource '%s' (1-256 printable non-space bytes)", argv[0]);
+    return -1;
+}
+
+bool lockctl_make_opts(const lockctl_opts *o, const char *auth, cm_lockclient_opts *co,
+                       cm_addr **eps)
 {
     char err[256];
     size_t n = 0;
@@ -97,15 +111,13 @@ static bool make_opts(const lockctl_opts *o, cm_lockclient_opts *co, cm_addr **e
     co->endpoints = *eps;
     co->n_endpoints = n;
     co->client_name = o->name;
-    co->auth = o->auth;
+    co->auth = auth != NULL ? auth : o->auth;
     return true;
 }
 
-/* ---------------------------------------------------------------- acquire */
-
 /* "CODE text" for an error result; lockd's ERR SESSION text says it all already
  * ("session expired after N ms of silence ..."). */
-static void print_error(const char *prefix, const cm_lock_result *res)
+void lockctl_print_error(const char *prefix, const cm_lock_result *res)
 {
     if (strcmp(res->code, "SESSION") == 0)
         fprintf(stderr, "lockctl: %s: %s\n", prefix, res->message);
@@ -114,264 +126,56 @@ static void print_error(const char *prefix, const cm_lock_result *res)
                 res->message[0] ? " " : "", res->message);
 }
 
-static void run_finish(run *r, int code)
+bool lockctl_loop_init(lockctl_loop *l, void (*on_stop)(evutil_socket_t sig, short what, void *arg),
+                       void *arg)
 {
-    r->exit_code = code;
-    event_base_loopbreak(r->base);
+    memset(l, 0, sizeof(*l));
+    l->base = event_base_new();
+    if (l->base == NULL)
+        return false;
+    l->ev_int = evsignal_new(l->base, SIGINT, on_stop, arg);
+    l->ev_term = evsignal_new(l->base, SIGTERM, on_stop, arg);
+    return l->ev_int != NULL && l->ev_term != NULL && evsignal_add(l->ev_int, NULL) == 0 &&
+           evsignal_add(l->ev_term, NULL) == 0;
 }
 
-static void on_released(void *arg, const cm_lock_result *res)
+void lockctl_loop_free(lockctl_loop *l)
 {
-    run *r = arg;
-    if (res->status == CM_LOCK_LOST)
-        fprintf(stderr, "lockctl: lock on %s was already gone at release\n", r->resource);
-    else if (res->status == CM_LOCK_ERROR)
-        fprintf(stderr, "lockctl: release of %s: %s (lockd drops it with the session)\n",
-                r->resource, res->code);
-    event_base_loopbreak(r->base);
+    if (l->ev_int != NULL)
+        event_free(l->ev_int);
+    if (l->ev_term != NULL)
+        event_free(l->ev_term);
+    if (l->base != NULL)
+        event_base_free(l->base);
+    memset(l, 0, sizeof(*l));
 }
 
-/* COMMAND is over (or never started): give the lock back, then leave the loop. */
-static void run_release_and_exit(run *r, int code)
+/* ---------------------------------------------------------------- one-call commands */
+
+/* A one-call command: its request on the blocking client and how its answer prints. */
+typedef struct simple_cmd {
+    const char *verb;
+    const char *resource; /* NULL: the verb takes none */
+    cm_rc (*call)(cm_lockclient_sync *s, const char *resource, cm_lock_result *out);
+    void (*print)(const char *resource, const cm_lock_result *res, uint64_t rtt_us);
+} simple_cmd;
+
+static cm_rc call_info(cm_lockclient_sync *s, const char *resource, cm_lock_result *out)
 {
-    r->exit_code = code;
-    if (r->granted && !r->lost) {
-        r->granted = false;
-        if (cm_lockclient_release(r->c, r->resource, r->token, on_released, r) == CM_OK)
-            return;
-    }
-    event_base_loopbreak(r->base);
+    (void)resource;
+    return cm_lockclient_sync_info(s, out);
 }
 
-static void spawn_child(run *r)
+static cm_rc call_ping(cm_lockclient_sync *s, const char *resource, cm_lock_result *out)
 {
-    char fence[32];
-    snprintf(fence, sizeof(fence), "%llu", (unsigned long long)r->fence);
-    pid_t pid = fork();
-    if (pid < 0) {
-        fprintf(stderr, "lockctl: fork: %s\n", strerror(errno));
-        run_release_and_exit(r, EXIT_ERROR);
-        return;
-    }
-    if (pid == 0) {
-        sigset_t none;
-        sigemptyset(&none);
-        sigprocmask(SIG_SETMASK, &none, NULL);
-        signal(SIGPIPE, SIG_DFL); /* ignored in lockctl; an ignored signal survives exec */
-        setenv("LOCK_RESOURCE", r->resource, 1);
-        setenv("LOCK_TOKEN", r->token, 1);
-        setenv("LOCK_FENCE", fence, 1);
-        execvp(r->argv[0], r->argv);
-        fprintf(stderr, "lockctl: cannot run %s: %s\n", r->argv[0], strerror(errno));
-        _exit(errno == ENOENT ? 127 : 126);
-    }
-    r->child = pid;
+    (void)resource;
+    return cm_lockclient_sync_ping(s, out);
 }
 
-static void on_acquired(void *arg, const cm_lock_result *res)
+/* INFO and SHOW: one key=value a line. */
+static void print_fields(const char *resource, const cm_lock_result *res, uint64_t rtt_us)
 {
-    run *r = arg;
-    switch (res->status) {
-    case CM_LOCK_OK:
-        r->granted = true;
-        snprintf(r->token, sizeof(r->token), "%s", res->token);
-        r->fence = res->fence;
-        spawn_child(r);
-        break;
-    case CM_LOCK_TIMEOUT:
-        fprintf(stderr, "lockctl: lock timeout on %s\n", r->resource);
-        run_finish(r, EXIT_TIMEOUT);
-        break;
-    default: {
-        char prefix[CM_LOCKP_RESOURCE_MAX + 32];
-        snprintf(prefix, sizeof(prefix), "cannot acquire %s", r->resource);
-        print_error(prefix, res);
-        run_finish(r, EXIT_ERROR);
-        break;
-    }
-    }
-}
-
-static void on_lost(void *arg, const char *resource, const char *token)
-{
-    run *r = arg;
-    struct timeval tv = cm_tv_from_ms(LOCKCTL_KILL_GRACE_MS);
-    if (!r->granted || r->lost || strcmp(token, r->token) != 0)
-        return;
-    r->lost = true;
-    r->exit_code = EXIT_LOST;
-    if (r->child > 0) {
-        fprintf(stderr, "lockctl: lock on %s lost; sending SIGTERM to %s (pid %d)\n", resource,
-                r->argv[0], (int)r->child);
-        kill(r->child, SIGTERM);
-        evtimer_add(r->ev_kill, &tv);
-    } else {
-        fprintf(stderr, "lockctl: lock on %s lost\n", resource);
-        run_finish(r, EXIT_LOST);
-    }
-}
-
-static void on_kill_timer(evutil_socket_t fd, short what, void *arg)
-{
-    run *r = arg;
-    if (r->child > 0) {
-        fprintf(stderr, "lockctl: %s ignored SIGTERM; sending SIGKILL\n", r->argv[0]);
-        kill(r->child, SIGKILL);
-    }
-}
-
-static void on_sigchld(evutil_socket_t fd, short what, void *arg)
-{
-    run *r = arg;
-    int st = 0;
-    if (r->child <= 0)
-        return;
-    pid_t p = waitpid(r->child, &st, WNOHANG);
-    if (p != r->child)
-        return;
-    r->child = 0;
-    evtimer_del(r->ev_kill);
-    if (r->lost) {
-        run_finish(r, EXIT_LOST);
-        return;
-    }
-    int code = WIFEXITED(st) ? WEXITSTATUS(st) : WIFSIGNALED(st) ? 128 + WTERMSIG(st) : EXIT_ERROR;
-    run_release_and_exit(r, code);
-}
-
-static void on_stop_signal(evutil_socket_t sig, short what, void *arg)
-{
-    run *r = arg;
-    if (r->child > 0) {
-        kill(r->child, (int)sig); /* COMMAND decides; we exit with its status */
-        return;
-    }
-    if (r->stopping)
-        return;
-    r->stopping = true;
-    if (!r->granted)
-        cm_lockclient_cancel(r->c, r->acquire_id); /* a late grant is released */
-    run_release_and_exit(r, 128 + (int)sig);
-}
-
-/* Parses flags up to the first positional argument or "--" (*next). -1: go on; else the
- * exit code (--help served, or a usage error printed). */
-static int parse_flags(const cm_flag *flags, size_t n, int argc, char **argv, int *next)
-{
-    const cm_flags_spec spec = {
-        .prog = "lockctl", .flags = flags, .nflags = n, .usage = usage, .stop_at_positional = true};
-    cm_flags_result res = cm_flags_parse(&spec, argc, argv, 1, next);
-    return res == CM_FLAGS_RUN ? -1 : CM_FLAGS_EXIT(res);
-}
-
-static int cmd_acquire(const lockctl_opts *o, int argc, char **argv)
-{
-    uint64_t lease = 0, wait = LOCKCTL_DEFAULT_WAIT_MS;
-    cm_lockclient_opts co;
-    cm_addr *eps = NULL;
-    run r;
-    int i;
-
-    if (argc < 1 || argv[0][0] == '-')
-        return usage_error("acquire needs a RESOURCE");
-    memset(&r, 0, sizeof(r));
-    r.resource = argv[0];
-    if (!cm_lockp_valid_resource(r.resource, strlen(r.resource)))
-        return usage_error("bad resource '%s' (1-256 printable non-space bytes)", r.resource);
-    const cm_flag flags[] = {
-        {.name = "lease",
-         .type = CM_FLAG_U64,
-         .dst = &lease,
-         .lo = 0,
-         .hi = UINT64_MAX,
-         .want = "milliseconds (0: watchdog lease)"},
-        {.name = "wait",
-         .type = CM_FLAG_U64,
-         .dst = &wait,
-         .lo = 0,
-         .hi = UINT64_MAX,
-         .want = "milliseconds"},
-    };
-    int rc = parse_flags(flags, CM_ARRAY_LEN(flags), argc, argv, &i);
-    if (rc >= 0)
-        return rc;
-    if (i < argc && strcmp(argv[i], "--") != 0)
-        return usage_error("unexpected argument '%s' (COMMAND goes after --)", argv[i]);
-    if (i >= argc || i + 1 >= argc)
-        return usage_error("acquire needs -- COMMAND");
-    r.argv = &argv[i + 1];
-    if (!make_opts(o, &co, &eps))
-        return EXIT_ERROR;
-
-    r.exit_code = EXIT_ERROR;
-    r.base = event_base_new();
-    if (r.base == NULL)
-        goto out;
-    r.ev_chld = evsignal_new(r.base, SIGCHLD, on_sigchld, &r);
-    r.ev_term = evsignal_new(r.base, SIGTERM, on_stop_signal, &r);
-    r.ev_int = evsignal_new(r.base, SIGINT, on_stop_signal, &r);
-    r.ev_kill = evtimer_new(r.base, on_kill_timer, &r);
-    if (!r.ev_chld || !r.ev_term || !r.ev_int || !r.ev_kill || evsignal_add(r.ev_chld, NULL) ||
-        evsignal_add(r.ev_term, NULL) || evsignal_add(r.ev_int, NULL))
-        goto out;
-    r.c = cm_lockclient_new(r.base, &co);
-    if (r.c == NULL) {
-        fprintf(stderr, "lockctl: bad client options (server, name or secret)\n");
-        goto out;
-    }
-    cm_lockclient_on_lost(r.c, on_lost, &r);
-    if (cm_lockclient_acquire(r.c, r.resource, lease, wait, on_acquired, &r, &r.acquire_id) !=
-        CM_OK) {
-        fprintf(stderr, "lockctl: cannot send ACQUIRE\n");
-        goto out;
-    }
-    event_base_dispatch(r.base);
-out:
-    if (r.child > 0) {
-        /* only on an internal error: do not leave COMMAND running unlocked */
-        kill(r.child, SIGTERM);
-        waitpid(r.child, NULL, 0);
-    }
-    cm_lockclient_free(r.c);
-    if (r.ev_chld)
-        event_free(r.ev_chld);
-    if (r.ev_term)
-        event_free(r.ev_term);
-    if (r.ev_int)
-        event_free(r.ev_int);
-    if (r.ev_kill)
-        event_free(r.ev_kill);
-    if (r.base)
-        event_base_free(r.base);
-    free(eps);
-    return r.exit_code;
-}
-
-/* ---------------------------------------------------------------- info, ping */
-
-static cm_lockclient_sync *sync_connect(const lockctl_opts *o, cm_addr **eps)
-{
-    cm_lockclient_opts co;
-    char err[256];
-    if (!make_opts(o, &co, eps))
-        return NULL;
-    cm_lockclient_sync *s = cm_lockclient_sync_new(&co, err, sizeof(err));
-    if (s == NULL)
-        fprintf(stderr, "lockctl: %s (%s)\n", err, o->servers);
-    return s;
-}
-
-static int report_error(const char *what, const cm_lock_result *res)
-{
-    char prefix[32];
-    snprintf(prefix, sizeof(prefix), "%s failed", what);
-    print_error(prefix, res);
-    return EXIT_ERROR;
-}
-
-/* INFO: one key=value a line. */
-static void print_info(const cm_lock_result *res, uint64_t rtt_us)
-{
+    (void)resource;
     (void)rtt_us;
     for (const char *p = res->line; *p != '\0';) {
         size_t n = strcspn(p, " ");
@@ -383,35 +187,74 @@ static void print_info(const cm_lock_result *res, uint64_t rtt_us)
 }
 
 /* PING: the answer and its round trip. */
-static void print_ping(const cm_lock_result *res, uint64_t rtt_us)
+static void print_ping(const char *resource, const cm_lock_result *res, uint64_t rtt_us)
 {
+    (void)resource;
     printf("%s %llu.%03llu ms\n", res->line[0] ? res->line : "PONG",
            (unsigned long long)rtt_us / 1000, (unsigned long long)rtt_us % 1000);
 }
 
-typedef cm_rc (*sync_call)(cm_lockclient_sync *s, cm_lock_result *out);
-
-/* info and ping: connect, make one call, print its answer (with its round trip). */
-static int cmd_simple(const lockctl_opts *o, const char *verb, sync_call call,
-                      void (*print)(const cm_lock_result *res, uint64_t rtt_us))
+static void print_revoke(const char *resource, const cm_lock_result *res, uint64_t rtt_us)
 {
+    (void)rtt_us;
+    if (strcmp(res->line, "-") == 0)
+        printf("%s was not held\n", resource);
+    else
+        printf("revoked %s fence %llu\n", resource, (unsigned long long)res->fence);
+}
+
+/* Connects, makes one call, prints its answer. auth: the AUTH secret (NULL: --auth). */
+static int run_simple(const lockctl_opts *o, const simple_cmd *cmd, const char *auth)
+{
+    cm_lockclient_opts co;
     cm_addr *eps = NULL;
     cm_lock_result res;
-    int code = EXIT_ERROR;
-    cm_lockclient_sync *s = sync_connect(o, &eps);
-    if (s == NULL)
+    char err[256];
+    int code = LOCKCTL_EXIT_ERROR;
+    cm_lockclient_sync *s = NULL;
+
+    if (!lockctl_make_opts(o, auth, &co, &eps))
         goto out;
-    uint64_t t0 = cm_now_us();
-    if (call(s, &res) != CM_OK || res.status != CM_LOCK_OK) {
-        code = report_error(verb, &res);
+    s = cm_lockclient_sync_new(&co, err, sizeof(err));
+    if (s == NULL) {
+        fprintf(stderr, "lockctl: %s (%s)\n", err, o->servers);
         goto out;
     }
-    print(&res, cm_now_us() - t0);
+    uint64_t t0 = cm_now_us();
+    if (cmd->call(s, cmd->resource, &res) != CM_OK || res.status != CM_LOCK_OK) {
+        char prefix[CM_LOCKP_RESOURCE_MAX + 32];
+        snprintf(prefix, sizeof(prefix), "%s%s%s failed", cmd->verb, cmd->resource ? " " : "",
+                 cmd->resource ? cmd->resource : "");
+        lockctl_print_error(prefix, &res);
+        goto out;
+    }
+    cmd->print(cmd->resource, &res, cm_now_us() - t0);
     code = 0;
 out:
     cm_lockclient_sync_free(s);
     free(eps);
     return code;
+}
+
+/* show RESOURCE / revoke RESOURCE [--admin-auth SECRET] */
+static int cmd_resource(const lockctl_opts *o, bool revoke, int argc, char **argv)
+{
+    const char *admin = getenv(LOCKCTL_ADMIN_ENV);
+    int i, rc;
+    if ((rc = lockctl_resource_arg(revoke ? "revoke" : "show", argc, argv)) >= 0)
+        return rc;
+    const cm_flag flags[] = {{.name = "admin-auth", .type = CM_FLAG_STRING, .dst = &admin}};
+    if ((rc = lockctl_parse_flags(flags, revoke ? 1 : 0, argc, argv, &i)) >= 0)
+        return rc;
+    if (i < argc)
+        return lockctl_usage_error("unexpected argument '%s'", argv[i]);
+    if (revoke && (admin == NULL || admin[0] == '\0'))
+        return lockctl_usage_error("revoke needs lockd's admin secret: --admin-auth SECRET "
+                                   "or $" LOCKCTL_ADMIN_ENV);
+    const simple_cmd cmd = {revoke ? "REVOKE" : "SHOW", argv[0],
+                            revoke ? cm_lockclient_sync_revoke : cm_lockclient_sync_show,
+                            revoke ? print_revoke : print_fields};
+    return run_simple(o, &cmd, revoke ? admin : NULL);
 }
 
 int main(int argc, char **argv)
@@ -427,17 +270,29 @@ int main(int argc, char **argv)
         {.name = "auth", .type = CM_FLAG_STRING, .dst = &o.auth},
         {.name = "name", .type = CM_FLAG_STRING, .dst = &o.name},
     };
-    int rc = parse_flags(flags, CM_ARRAY_LEN(flags), argc, argv, &i);
-    if (rc >= 0)
-        return rc;
+    const cm_flags_spec spec = {.prog = "lockctl",
+                                .flags = flags,
+                                .nflags = CM_ARRAY_LEN(flags),
+                                .usage = usage,
+                                .stop_at_positional = true};
+    cm_flags_result fr = cm_flags_parse(&spec, argc, argv, 1, &i);
+    if (fr != CM_FLAGS_RUN)
+        return CM_FLAGS_EXIT(fr);
     if (i >= argc)
-        return usage_error("missing command");
+        return lockctl_usage_error("missing command");
     signal(SIGPIPE, SIG_IGN);
-    if (strcmp(argv[i], "acquire") == 0)
-        return cmd_acquire(&o, argc - i - 1, argv + i + 1);
-    if (strcmp(argv[i], "info") == 0 && i + 1 == argc)
-        return cmd_simple(&o, "INFO", cm_lockclient_sync_info, print_info);
-    if (strcmp(argv[i], "ping") == 0 && i + 1 == argc)
-        return cmd_simple(&o, "PING", cm_lockclient_sync_ping, print_ping);
-    return usage_error("unknown command or extra arguments at '%s'", argv[i]);
+    const char *cmd = argv[i];
+    int n = argc - i - 1;
+    char **rest = argv + i + 1;
+    static const simple_cmd info = {"INFO", NULL, call_info, print_fields};
+    static const simple_cmd ping = {"PING", NULL, call_ping, print_ping};
+    if (strcmp(cmd, "acquire") == 0)
+        return lockctl_acquire(&o, n, rest);
+    if (strcmp(cmd, "watch") == 0)
+        return lockctl_watch(&o, n, rest);
+    if (strcmp(cmd, "show") == 0 || strcmp(cmd, "revoke") == 0)
+        return cmd_resource(&o, strcmp(cmd, "revoke") == 0, n, rest);
+    if ((strcmp(cmd, "info") == 0 || strcmp(cmd, "ping") == 0) && n == 0)
+        return run_simple(&o, strcmp(cmd, "info") == 0 ? &info : &ping, NULL);
+    return lockctl_usage_error("unknown command or extra arguments at '%s'", cmd);
 }
