@@ -300,7 +300,7 @@ test('lost before another grant: majority of masters down (lockd\'s LOST push)',
     await restarted;
     toldFirst(r);
     assert.ok(r.lease.lostAt < back);
-    assert.ok(['no_quorum', 'lost'].includes(r.lease.lostReason), r.lease.lostReason); // lost: lockd before issue 12
+    assert.equal(r.lease.lostReason, 'no_quorum');
   });
 });
 

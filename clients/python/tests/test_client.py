@@ -326,7 +326,7 @@ def test_lost_before_another_grant_majority_of_masters_down(world):
             world.timer.join()
     _told_first(lease, w, t_fault)
     assert lease.lost_at < back[0]
-    assert lease.lost_reason in ("no_quorum", "lost")  # "lost": a lockd without reasons
+    assert lease.lost_reason == "no_quorum"
     _close(world)
 
 
