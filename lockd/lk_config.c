@@ -147,6 +147,27 @@ cm_rc lk_config_validate(const lk_config *cfg, int argc, char **argv, const char
         }
         return CM_ERR;
     }
+    if (cfg->watchdog_lease_ms <= 3 * cfg->redis_timeout_ms) {
+        /* Renewed every third of the lease, each renewal a round of up to
+         * redis_timeout_ms: below this no renewal can be sure to land in time. Name the
+         * key that was set (the other one holds its default). */
+        if (cm_cli_origin(&lk_cli, argc, argv, file, "watchdog.lease_ms", where, sizeof(where)))
+            snprintf(err, errlen,
+                     "%s: key 'watchdog.lease_ms': must be more than 3 x "
+                     "redlock.redis_timeout_ms (%lld): a renewal every third of the lease needs "
+                     "a Redis round inside it",
+                     where, (long long)(3 * cfg->redis_timeout_ms));
+        else {
+            (void)cm_cli_origin(&lk_cli, argc, argv, file, "redlock.redis_timeout_ms", where,
+                                sizeof(where));
+            snprintf(err, errlen,
+                     "%s: key 'redlock.redis_timeout_ms': must be below a third of "
+                     "watchdog.lease_ms (%lld): a renewal every third of the lease needs a "
+                     "Redis round inside it",
+                     where, (long long)cfg->watchdog_lease_ms);
+        }
+        return CM_ERR;
+    }
     return CM_OK;
 }
 

@@ -793,15 +793,19 @@ static void hold_timer_cb(void *arg)
     }
     uint64_t now = now_ms(lk);
     if (now >= h->expires_ms) {
+        /* Validity is over, whether a renewal is still out (waiting for admission behind
+         * other rounds, or for slow masters) or not: hold_end cancels it. */
         hold_lost(h, LK_LOST_NO_QUORUM);
         return;
     }
-    if (h->wd_op)
-        return;
-    h->wd_op =
-        lk->ops->renew(lk->ctx, h->res->name, h->token, lk->opts.watchdog_lease_ms, wd_renew_cb, h);
     if (!h->wd_op)
-        timer_arm_ms(lk, h->timer, CM_MIN(lk->opts.retry_delay_ms, h->expires_ms - now));
+        h->wd_op = lk->ops->renew(lk->ctx, h->res->name, h->token, lk->opts.watchdog_lease_ms,
+                                  wd_renew_cb, h);
+    /* The renewal's deadline is the end of validity (issue 12 item 6); its callback
+     * re-arms the timer for the next renewal or a retry. */
+    timer_arm_ms(lk, h->timer,
+                 h->wd_op ? h->expires_ms - now
+                          : CM_MIN(lk->opts.retry_delay_ms, h->expires_ms - now));
 }
 
 /* The session is gone or dead: keep the lock lock_delay_ms longer (bounded by its

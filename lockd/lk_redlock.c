@@ -1205,7 +1205,9 @@ lk_rl_op *lk_redlock_renew(lk_redlock *rl, const char *resource, const char *tok
 lk_rl_op *lk_redlock_release(lk_redlock *rl, const char *resource, const char *token, lk_rl_cb cb,
                              void *arg)
 {
-    return op_start(rl, OP_RELEASE, resource, token, NULL, 0, cb, arg, false);
+    /* Best effort: a release goes to every master that is up, quorum or not, so that
+     * its keys do not linger to their TTL where it can reach them (issue 12 item 6). */
+    return op_start(rl, OP_RELEASE, resource, token, NULL, 0, cb, arg, true);
 }
 
 void lk_redlock_cancel(lk_rl_op *op)

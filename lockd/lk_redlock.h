@@ -109,8 +109,9 @@ lk_rl_op *lk_redlock_acquire(lk_redlock *rl, const char *resource, const char *t
  * and validity > 0. */
 lk_rl_op *lk_redlock_renew(lk_redlock *rl, const char *resource, const char *token,
                            uint64_t lease_ms, lk_rl_cb cb, void *arg);
-/* Deletes the lock where it holds token and publishes the release. cb may be NULL.
- * GRANTED when a quorum answered, FAILED otherwise (the keys then expire by themselves). */
+/* Deletes the lock where it holds token and publishes the release, on every master
+ * that is up even without a quorum (best effort). cb may be NULL. GRANTED when a quorum
+ * answered, FAILED otherwise (keys it could not reach expire by themselves). */
 lk_rl_op *lk_redlock_release(lk_redlock *rl, const char *resource, const char *token, lk_rl_cb cb,
                              void *arg);
 /* The callback of op will not run. A cancelled acquire that still gets granted is

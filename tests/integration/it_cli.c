@@ -15,38 +15,6 @@
 #include <string.h>
 #include <sys/wait.h>
 
-/* Runs lockd with args, returns its exit code; its stdout+stderr go into out. */
-static int run_lockd(char *const *args, char *out, size_t outlen)
-{
-    char log[300];
-    char *argv[16];
-    size_t n = 0;
-    snprintf(log, sizeof log, "%s/out.log", th_tmpdir());
-    argv[n++] = (char *)th_bin("lockd");
-    for (; args[n - 1] && n < 15; n++)
-        argv[n] = args[n - 1];
-    argv[n] = NULL;
-    pid_t pid = th_spawn(argv, log);
-    int status = th_wait_exit(pid, 10000);
-    FILE *f = fopen(log, "r");
-    size_t got = f ? fread(out, 1, outlen - 1, f) : 0;
-    out[got] = '\0';
-    if (f)
-        fclose(f);
-    return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-}
-
-static const char *write_yaml(const char *text)
-{
-    static char path[300];
-    snprintf(path, sizeof path, "%s/lockd.yaml", th_tmpdir());
-    FILE *f = fopen(path, "w");
-    ck_assert_ptr_nonnull(f);
-    fputs(text, f);
-    fclose(f);
-    return path;
-}
-
 typedef struct bad_config {
     const char *yaml;
     const char *expect; /* the whole message after "lockd: <file>" */
@@ -107,7 +75,7 @@ START_TEST(test_cli)
 {
     char out[8192];
 
-    ck_assert_int_eq(run_lockd((char *[]){"--help", NULL}, out, sizeof out), 0);
+    ck_assert_int_eq(it_run_lockd((char *[]){"--help", NULL}, out, sizeof out), 0);
     /* The synopsis (the docs copy it) and the --config line, as decided for issue 9. */
     const char *help_head =
         "usage: lockd --config FILE [--listen H:P] [--redis H:P,H:P,...] [--metrics-listen H:P]\n"
@@ -116,22 +84,22 @@ START_TEST(test_cli)
         "  --config FILE         YAML config, keys below (optional when --redis is given)\n";
     ck_assert_msg(strncmp(out, help_head, strlen(help_head)) == 0, "--help starts '%s'", out);
     ck_assert_ptr_nonnull(strstr(out, "session.timeout_ms"));
-    ck_assert_int_eq(run_lockd((char *[]){"--version", NULL}, out, sizeof out), 0);
+    ck_assert_int_eq(it_run_lockd((char *[]){"--version", NULL}, out, sizeof out), 0);
     ck_assert_ptr_nonnull(strstr(out, BOOKING_VERSION));
 
-    ck_assert_int_eq(run_lockd((char *[]){"--frobnicate", NULL}, out, sizeof out), 2);
+    ck_assert_int_eq(it_run_lockd((char *[]){"--frobnicate", NULL}, out, sizeof out), 2);
     ck_assert_ptr_nonnull(strstr(out, "--frobnicate"));
     ck_assert_int_eq(
-        run_lockd((char *[]){"--config", "/nonexistent/lockd.yaml", NULL}, out, sizeof out), 2);
+        it_run_lockd((char *[]){"--config", "/nonexistent/lockd.yaml", NULL}, out, sizeof out), 2);
     assert_line(out, "/nonexistent/lockd.yaml", ": cannot open: No such file or directory");
     char dir[300];
     snprintf(dir, sizeof dir, "%s", th_tmpdir()); /* a new directory each call */
-    ck_assert_int_eq(run_lockd((char *[]){"--config", dir, NULL}, out, sizeof out), 2);
+    ck_assert_int_eq(it_run_lockd((char *[]){"--config", dir, NULL}, out, sizeof out), 2);
     assert_line(out, dir, ": is a directory, not a config file");
 
     for (size_t i = 0; i < sizeof bad_configs / sizeof bad_configs[0]; i++) {
-        const char *path = write_yaml(bad_configs[i].yaml);
-        int rc = run_lockd((char *[]){"--config", (char *)path, NULL}, out, sizeof out);
+        const char *path = it_write_yaml(bad_configs[i].yaml);
+        int rc = it_run_lockd((char *[]){"--config", (char *)path, NULL}, out, sizeof out);
         ck_assert_msg(rc == 2, "config %zu: exit %d, output '%s'", i, rc, out);
         assert_line(out, path, bad_configs[i].expect);
         /* a config error is no usage error: no usage text after it */
@@ -139,27 +107,28 @@ START_TEST(test_cli)
     }
 
     /* No file: the defaults and --redis; without --redis the message says what to give. */
-    ck_assert_int_eq(run_lockd((char *[]){"--check-config", NULL}, out, sizeof out), 2);
+    ck_assert_int_eq(it_run_lockd((char *[]){"--check-config", NULL}, out, sizeof out), 2);
     assert_line(out, "command line",
                 ": key 'redis' is missing: at least one Redis master is required (give --redis "
                 "H:P,... or --config FILE)");
-    ck_assert_int_eq(
-        run_lockd((char *[]){"--redis", "127.0.0.1:6390", "--check-config", NULL}, out, sizeof out),
-        0);
+    ck_assert_int_eq(it_run_lockd((char *[]){"--redis", "127.0.0.1:6390", "--check-config", NULL},
+                                  out, sizeof out),
+                     0);
     ck_assert_ptr_nonnull(strstr(out, "\nredis = 127.0.0.1:6390\n"));
     ck_assert_ptr_nonnull(strstr(out, "listen = 127.0.0.1:7380\n"));
     /* A flag that empties a required key is named. */
-    const char *nofile = write_yaml("redis: [127.0.0.1:6380]\n");
+    const char *nofile = it_write_yaml("redis: [127.0.0.1:6380]\n");
     ck_assert_int_eq(
-        run_lockd((char *[]){"--config", (char *)nofile, "--redis", "", NULL}, out, sizeof out), 2);
+        it_run_lockd((char *[]){"--config", (char *)nofile, "--redis", "", NULL}, out, sizeof out),
+        2);
     assert_line(out, "--redis", ": key 'redis': at least one Redis master is required");
 
     /* A good file: --check-config prints the effective values; a flag overrides a key. */
-    const char *good = write_yaml("redis: [127.0.0.1:6380, 127.0.0.1:6381, 127.0.0.1:6382]\n"
-                                  "session: {timeout_ms: 4321}\nauth: Sesame-77\n");
-    ck_assert_int_eq(run_lockd((char *[]){"--config", (char *)good, "--check-config", "--listen",
-                                          "127.0.0.1:7999", NULL},
-                               out, sizeof out),
+    const char *good = it_write_yaml("redis: [127.0.0.1:6380, 127.0.0.1:6381, 127.0.0.1:6382]\n"
+                                     "session: {timeout_ms: 4321}\nauth: Sesame-77\n");
+    ck_assert_int_eq(it_run_lockd((char *[]){"--config", (char *)good, "--check-config", "--listen",
+                                             "127.0.0.1:7999", NULL},
+                                  out, sizeof out),
                      0);
     ck_assert_ptr_nonnull(strstr(out, "4321"));
     ck_assert_ptr_nonnull(strstr(out, "127.0.0.1:7999"));
@@ -168,9 +137,9 @@ START_TEST(test_cli)
     ck_assert_ptr_nonnull(strstr(out, "auth = (hidden)"));
     ck_assert_ptr_null(strstr(out, "Sesame-77"));
     /* A flag with a bad value is named. */
-    ck_assert_int_eq(run_lockd((char *[]){"--config", (char *)good, "--listen", "nowhere",
-                                          "--check-config", NULL},
-                               out, sizeof out),
+    ck_assert_int_eq(it_run_lockd((char *[]){"--config", (char *)good, "--listen", "nowhere",
+                                             "--check-config", NULL},
+                                  out, sizeof out),
                      2);
     ck_assert_ptr_nonnull(strstr(out, "--listen"));
 }

@@ -543,3 +543,34 @@ uint64_t it_max(const uint64_t *v, size_t n)
     }
     return m;
 }
+
+int it_run_lockd(char *const *args, char *out, size_t outlen)
+{
+    char log[300];
+    char *argv[16];
+    size_t n = 0;
+    snprintf(log, sizeof log, "%s/out.log", th_tmpdir());
+    argv[n++] = (char *)th_bin("lockd");
+    for (; args[n - 1] && n < 15; n++)
+        argv[n] = args[n - 1];
+    argv[n] = NULL;
+    pid_t pid = th_spawn(argv, log);
+    int status = th_wait_exit(pid, 10000);
+    FILE *f = fopen(log, "r");
+    size_t got = f ? fread(out, 1, outlen - 1, f) : 0;
+    out[got] = '\0';
+    if (f)
+        fclose(f);
+    return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+}
+
+const char *it_write_yaml(const char *text)
+{
+    static char path[300];
+    snprintf(path, sizeof path, "%s/lockd.yaml", th_tmpdir());
+    FILE *f = fopen(path, "w");
+    ck_assert_ptr_nonnull(f);
+    fputs(text, f);
+    fclose(f);
+    return path;
+}

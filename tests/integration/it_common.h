@@ -121,6 +121,12 @@ void it_holder_reap(it_holder *h);
  * string the caller frees; NULL on failure. */
 char *it_http_get(int port, const char *path, int timeout_ms);
 
+/* Runs build/bin/lockd with args (NULL-terminated, at most 14) to its exit; returns its
+ * exit code (-1: killed or still running after 10 s); out gets its stdout+stderr. */
+int it_run_lockd(char *const *args, char *out, size_t outlen);
+/* Writes text to <tmpdir>/lockd.yaml and returns that path (a static buffer). */
+const char *it_write_yaml(const char *text);
+
 /* Median and maximum of n values (sorts v in place). */
 uint64_t it_median(uint64_t *v, size_t n);
 uint64_t it_max(const uint64_t *v, size_t n);

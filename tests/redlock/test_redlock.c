@@ -575,9 +575,11 @@ START_TEST(test_majority_noquorum)
     uint64_t took = th_now_us() - t0;
     ck_assert_int_eq(r.outcome, LK_RL_NOQUORUM);
     ck_assert_msg(took < 100000, "NOQUORUM took %llu us", (unsigned long long)took);
-    ck_assert_int_eq(release(&e, "Q", "tokA").outcome, LK_RL_NOQUORUM);
+    /* A release is best effort: it goes to the master that is up, and without a quorum
+     * of answers it is FAILED (issue 12 item 6). */
+    ck_assert_int_eq(release(&e, "Q", "tokA").outcome, LK_RL_FAILED);
     drain(&e);
-    /* Nothing was sent to the master that stayed up. */
+    /* The acquire sent nothing to the master that stayed up. */
     char v[64];
     rget(2, PREFIX "lock:Q", v, sizeof v);
     ck_assert_str_eq(v, "");
