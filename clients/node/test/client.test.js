@@ -5,11 +5,12 @@
 
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
+import net from 'node:net';
 import path from 'node:path';
 import { after, before, test } from 'node:test';
 import { fileURLToPath } from 'node:url';
 
-import { Client, Lease, LockError, now } from '../index.js';
+import { Client, LOCAL_REASONS, LOCKD_REASONS, Lease, LockError, now } from '../index.js';
 import { FAST, RedisConn, World, freePort, lockdLacks, rawLockp, sleep, uniq, waitRenewed } from '../testlib/servers.js';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
@@ -191,6 +192,65 @@ test('no lockd reachable: NOTCONNECTED; closed client: CLOSED', async () => {
   await assert.rejects(c.acquire('R'), (e) => e.code === 'NOTCONNECTED' && /no lockd reachable/.test(e.message));
   await c.close();
   await rejectsCode(c.acquire('R'), 'CLOSED');
+});
+
+// ---------------------------------------------------------------- LOST reasons
+
+/** A fake lockd for one session: answers HELLO, PING, RELEASE and QUIT, grants every
+ * ACQUIRE (token n as 32 hex digits, fence n) and follows the grant of resource R with
+ * the line pushes[R] (if any). Resolves to { addr, server }. */
+function scriptedLockd(pushes) {
+  return new Promise((resolve) => {
+    let n = 0;
+    const server = net.createServer((sock) => {
+      let buf = '';
+      sock.setEncoding('latin1');
+      sock.on('error', () => {});
+      sock.on('data', (d) => {
+        buf += d;
+        let i;
+        while ((i = buf.indexOf('\n')) >= 0) {
+          const [tag, verb, ...args] = buf.slice(0, i).split(' ');
+          buf = buf.slice(i + 1);
+          let out;
+          if (verb === 'HELLO') out = `${tag} OK s1 10000\n`;
+          else if (verb === 'ACQUIRE') {
+            const token = (++n).toString(16).padStart(32, '0');
+            out = `${tag} OK ${token} ${n} 5000\n`;
+            if (pushes[args[0]]) out += `${pushes[args[0]].replace('{token}', token)}\n`;
+          } else if (verb === 'QUIT') out = `${tag} OK BYE\n`;
+          else out = verb === 'PING' ? `${tag} OK PONG\n` : `${tag} OK\n`;
+          sock.write(out);
+        }
+      });
+    });
+    server.listen(0, '127.0.0.1', () => resolve({ addr: `127.0.0.1:${server.address().port}`, server }));
+  });
+}
+
+test('the LOST reason is the optional fourth field (lostReason, signal.reason, using)', async () => {
+  const { addr, server } = await scriptedLockd({
+    A: '* LOST A {token} renew_refused', B: '* LOST B {token}', C: '* LOST C {token} some_new_reason',
+  });
+  try {
+    await withClients([new Client(addr)], async (c) => {
+      for (const [res, reason] of [['A', 'renew_refused'], ['B', 'lost'], ['C', 'some_new_reason']]) {
+        let seen = null;
+        await assert.rejects(c.using(res, {}, async (lease, signal) => {
+          if (!signal.aborted) await new Promise((r) => signal.addEventListener('abort', r));
+          seen = lease;
+        }), (e) => e.code === 'LOST' && e.reason === reason && e.resource === res);
+        assert.equal(seen.lostReason, reason);
+        assert.ok(seen.signal.reason instanceof LockError);
+        assert.equal(seen.signal.reason.code, 'LOST');
+        assert.equal(seen.signal.reason.reason, reason);
+      }
+    });
+    assert.deepEqual([...LOCAL_REASONS], ['deadline', 'lockd_dead', 'disconnected', 'closed', 'lost']);
+    assert.ok(LOCKD_REASONS.includes('revoked'));
+  } finally {
+    server.close();
+  }
 });
 
 // ---------------------------------------------------------------- failover

@@ -6,6 +6,7 @@ lockd (the other grant's time is when its reply arrived: the latest it can be)."
 
 import os
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -178,6 +179,61 @@ def test_unreachable():
     with pytest.raises(lockp.Unavailable) as ei:
         c.acquire("R")
     assert ei.value.code == "CLOSED"
+
+
+# ---------------------------------------------------------------- LOST reasons
+
+def scripted_lockd(pushes):
+    """A fake lockd on a free port, for one session: answers HELLO, PING, RELEASE and
+    QUIT, grants every ACQUIRE (token n as 32 hex digits, fence n) and follows the grant
+    of resource R with the line pushes[R] (if any). Returns (addr, thread)."""
+    srv = socket.socket()
+    srv.bind(("127.0.0.1", 0))
+    srv.listen(1)
+
+    def serve():
+        conn, _ = srv.accept()
+        srv.close()
+        n = 0
+        with conn, conn.makefile("rb") as f:
+            for line in f:
+                tag, verb, *args = line.decode().split()
+                if verb == "HELLO":
+                    out = f"{tag} OK s1 10000\n"
+                elif verb == "ACQUIRE":
+                    n += 1
+                    out = f"{tag} OK {n:032x} {n} 5000\n"
+                    if args[0] in pushes:
+                        out += pushes[args[0]].format(token=f"{n:032x}") + "\n"
+                elif verb == "QUIT":
+                    conn.sendall(f"{tag} OK BYE\n".encode())
+                    return
+                else:
+                    out = f"{tag} OK PONG\n" if verb == "PING" else f"{tag} OK\n"
+                conn.sendall(out.encode())
+
+    t = threading.Thread(target=serve, daemon=True)
+    t.start()
+    return "127.0.0.1:%d" % srv.getsockname()[1], t
+
+
+def test_lost_reason_is_the_optional_fourth_field():
+    """`* LOST <res> <token> <reason>` gives lease.lost_reason and LockLost.reason; a
+    lockd that sends three fields gives "lost"; a reason this client does not know is
+    passed on as it is."""
+    addr, t = scripted_lockd({"A": "* LOST A {token} renew_refused", "B": "* LOST B {token}",
+                              "C": "* LOST C {token} some_new_reason"})
+    with lockp.Client(addr) as c:
+        for res, reason in (("A", "renew_refused"), ("B", "lost"), ("C", "some_new_reason")):
+            with pytest.raises(lockp.LockLost) as ei:
+                with c.lock(res) as lease:
+                    assert lease.lost.wait(2)
+            assert lease.lost_reason == reason and ei.value.reason == reason
+            assert ei.value.code == "LOST" and ei.value.resource == res
+        assert lockp.LOCAL_REASONS == ("deadline", "lockd_dead", "disconnected", "closed",
+                                       "lost")
+        assert "revoked" in lockp.LOCKD_REASONS
+    t.join(5)
 
 
 # ---------------------------------------------------------------- failover
