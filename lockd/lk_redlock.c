@@ -50,7 +50,8 @@
 #define RL_MAX_RESOURCE   256
 #define RL_MAX_TOKEN      128
 #define RL_FENCE_DIGITS   24
-#define RL_BATCH_MAX      128 /* rounds per script call: bounds one call's time in Redis */
+#define RL_BATCH_MAX      128  /* rounds per script call: bounds one call's time in Redis */
+#define RL_STALE_MAX      4096 /* per master: stale tokens kept for its return (then: TTL) */
 
 /* ---- types ---- */
 
@@ -100,6 +101,14 @@ typedef struct rl_conn {
     struct event *reconnect; /* one-shot backoff timer */
 } rl_conn;
 
+/* A token of ours that a handoff could not replace on a master (it was down, or its
+ * answer never came): released there once it is back, so that it does not sit there
+ * until its TTL. One allocation: "<resource>\0<token>\0". */
+typedef struct rl_stale {
+    char *resource;
+    const char *token; /* inside resource's allocation */
+} rl_stale;
+
 typedef struct rl_master {
     lk_redlock *rl;
     cm_addr addr;
@@ -111,6 +120,8 @@ typedef struct rl_master {
     uint64_t progress_us; /* last reply on cmd, or when inflight went 0 -> 1 */
     rl_slot **pend;       /* slots waiting for this pass's batch call (each holds an op ref) */
     size_t n_pend, cap_pend;
+    rl_stale *stale; /* released when the master is up again (see rl_stale) */
+    size_t n_stale, cap_stale;
 } rl_master;
 
 /* One batch script call on one master: the slots it carries, in ARGV order. It holds
@@ -136,6 +147,8 @@ struct lk_rl_op {
     rl_op_state state;
     bool cancelled;              /* cb must not run */
     bool best_effort;            /* launch even without a quorum of masters up (internal unlocks) */
+    bool handoff_granted;        /* a granted takeover from prev: masters that did not answer
+                                    yes may still hold prev (see op_clean_prev) */
     TAILQ_ENTRY(lk_rl_op) qlink; /* rl->admit while queued */
     uint32_t refs;               /* 1 until DONE + 1 per command whose callback has not run */
     uint32_t yes;      /* slots of the current phase in SL_YES (plus pre-acked for PH_FENCE) */
@@ -196,6 +209,60 @@ struct lk_redlock {
 
 /* ---- masters ---- */
 
+/* Sends the release script for token on master m, fire and forget (compare-token: it
+ * deletes only where that token still holds the lock). */
+static void stale_send(rl_master *m, const char *resource, const char *token)
+{
+    lk_redlock *rl = m->rl;
+    char key[RL_MAX_RESOURCE + 256];
+    int n = snprintf(key, sizeof key, "%slock:%s", rl->prefix, resource);
+    if (n < 0 || (size_t)n >= sizeof key || m->cmd.ac == NULL) {
+        return;
+    }
+    (void)redisAsyncCommand(m->cmd.ac, NULL, NULL, "EVALSHA %s 1 %b %b %b %s",
+                            rl->sha[LK_RLCMD_RELEASE], key, (size_t)n, token, strlen(token),
+                            rl->channel, rl->channel_len, resource);
+}
+
+/* Releases the stale tokens kept for m, now that it is up again. */
+static void stale_flush(rl_master *m)
+{
+    for (size_t k = 0; k < m->n_stale; k++) {
+        stale_send(m, m->stale[k].resource, m->stale[k].token);
+        free(m->stale[k].resource);
+    }
+    m->n_stale = 0;
+    log_debug("redis master %s: stale tokens released", m->name);
+}
+
+/* Token of resource may still hold the lock on master i: release it there now when the
+ * master is up, else when it comes back (at most RL_STALE_MAX wait; the rest expire). */
+static void stale_release(lk_redlock *rl, size_t i, const char *resource, const char *token)
+{
+    rl_master *m = &rl->masters[i];
+    if (m->up && m->cmd.ac != NULL) {
+        stale_send(m, resource, token);
+        return;
+    }
+    if (m->n_stale == m->cap_stale) {
+        size_t cap = m->cap_stale ? 2 * m->cap_stale : 8;
+        rl_stale *p = cap <= RL_STALE_MAX ? realloc(m->stale, cap * sizeof *p) : NULL;
+        if (p == NULL) {
+            return; /* its TTL will do */
+        }
+        m->stale = p;
+        m->cap_stale = cap;
+    }
+    size_t rlen = strlen(resource), tlen = strlen(token);
+    char *buf = malloc(rlen + tlen + 2);
+    if (buf == NULL) {
+        return;
+    }
+    memcpy(buf, resource, rlen + 1);
+    memcpy(buf + rlen + 1, token, tlen + 1);
+    m->stale[m->n_stale++] = (rl_stale){.resource = buf, .token = buf + rlen + 1};
+}
+
 static void master_set_up(rl_master *m, bool up)
 {
     lk_redlock *rl = m->rl;
@@ -209,6 +276,9 @@ static void master_set_up(rl_master *m, bool up)
         rl->up--;
     }
     log_info("redis master %s is %s (%zu/%zu up)", m->name, up ? "up" : "down", rl->up, rl->n);
+    if (up) {
+        stale_flush(m);
+    }
     if (!rl->freeing && rl->on_masters) {
         rl->on_masters(rl->cb_arg, rl->up, rl->n);
     }
@@ -471,9 +541,27 @@ static void health_cb(evutil_socket_t fd, short what, void *arg)
 
 /* ---- rounds ---- */
 
+/* A granted handoff's last reply is in: every master that did not answer yes (it was
+ * down, timed out without a late answer, or its connection dropped) may still hold the
+ * previous holder's token, which would sit there until its TTL: release it there (issue
+ * 12 item 6). Masters that answered yes hold the new token; a no means another value. */
+static void op_clean_prev(const lk_rl_op *op)
+{
+    lk_redlock *rl = op->rl;
+    for (size_t i = 0; i < rl->n; i++) {
+        uint8_t st = op->slots[i].state;
+        if (st != SL_YES && st != SL_NO) {
+            stale_release(rl, i, op->resource, op->prev);
+        }
+    }
+}
+
 static void op_unref(lk_rl_op *op)
 {
     if (--op->refs == 0) {
+        if (op->handoff_granted && !op->rl->freeing) {
+            op_clean_prev(op);
+        }
         free(op);
     }
 }
@@ -541,6 +629,7 @@ static void op_finish(lk_rl_op *op, lk_rl_outcome outcome, int64_t retry_after_m
         rl->stats.failed_total++;
     }
     if (op->kind == OP_ACQUIRE) {
+        op->handoff_granted = outcome == LK_RL_GRANTED && !op->cancelled && op->prev_len > 0;
         if (outcome == LK_RL_GRANTED) {
             res.fence = op->fence;
         } else {
@@ -832,6 +921,10 @@ static void batch_reply_cb(redisAsyncContext *ac, void *r, void *privdata)
             long long value;
             rl_slot_state st = batch_entry(s, reply, k, b->n, &value);
             slot_answer(s, st, value);
+        } else if (!rl->freeing && s->phase == PH_MAIN && s->state == SL_WAIT) {
+            /* A late answer: kept for op_clean_prev (whether a master took the handoff). */
+            long long value;
+            s->state = (uint8_t)batch_entry(s, reply, k, b->n, &value);
         }
         op_unref(op);
     }
@@ -1143,6 +1236,10 @@ void lk_redlock_free(lk_redlock *rl)
             op_unref(m->pend[k]->op);
         }
         free(m->pend);
+        for (size_t k = 0; k < m->n_stale; k++) {
+            free(m->stale[k].resource);
+        }
+        free(m->stale);
     }
     if (rl->flush) {
         event_free(rl->flush);
