@@ -134,6 +134,8 @@ struct cm_lockclient {
     uint32_t slack_ms;
     uint32_t ping_opt_ms;
     uint32_t reconnect_max_ms;
+    uint32_t stop_margin_ms;
+    bool keep_lost_locks;
 
     lc_state state;
     struct bufferevent *bev;
@@ -346,12 +348,20 @@ static void lc_grant_free(lc_grant *g)
     free(g);
 }
 
+/* The holder's own stop time (opts.stop_margin_ms), at most a tenth of the validity. */
+static uint64_t lc_stop_margin_us(const cm_lockclient *c, uint64_t validity_ms)
+{
+    return CM_MIN((uint64_t)c->stop_margin_ms * 1000, validity_ms * 100);
+}
+
 /* bound + validity, less a margin for our own wake-up latency (a loaded machine runs a
- * timer late; the lost callback must still come first): 5% of the validity, <= 50 ms. */
-static uint64_t lc_deadline_from(uint64_t bound_us, uint64_t validity_ms)
+ * timer late; the lost callback must still come first): 5% of the validity, <= 50 ms;
+ * less the holder's stop margin. */
+static uint64_t lc_deadline_from(const cm_lockclient *c, uint64_t bound_us, uint64_t validity_ms)
 {
     uint64_t v_us = validity_ms * 1000;
-    return bound_us + v_us - CM_MIN(v_us / 20, (uint64_t)LC_MARGIN_MAX_US);
+    return bound_us + v_us - CM_MIN(v_us / 20, (uint64_t)LC_MARGIN_MAX_US) -
+           lc_stop_margin_us(c, validity_ms);
 }
 
 /* When the lock is lost locally unless extended (SPEC §3b). A watchdog lease lives on
@@ -363,7 +373,8 @@ static uint64_t lc_grant_deadline(const lc_grant *g)
 {
     if (g->lease_ms > 0)
         return g->base_deadline_us;
-    return CM_MAX(g->base_deadline_us, g->c->alive_sent_us + g->validity_ms * 1000 / 2);
+    return CM_MAX(g->base_deadline_us, g->c->alive_sent_us + g->validity_ms * 1000 / 2 -
+                                           lc_stop_margin_us(g->c, g->validity_ms));
 }
 
 static void lc_grant_arm(lc_grant *g)
@@ -406,7 +417,7 @@ static lc_grant *lc_grant_add(cm_lockclient *c, const char *resource, const char
     g->c = c;
     g->lease_ms = lease_ms;
     g->validity_ms = validity_ms;
-    g->base_deadline_us = lc_deadline_from(bound_us, validity_ms);
+    g->base_deadline_us = lc_deadline_from(c, bound_us, validity_ms);
     if (cm_now_us() >= lc_grant_deadline(g)) {
         lc_grant_free(g);
         return NULL;
@@ -473,7 +484,7 @@ static void lc_grant_timer_cb(evutil_socket_t fd, short what, void *arg)
     snprintf(token, sizeof(token), "%s", g->token);
     lc_grant_unlink(c, g);
     lc_grant_lost(c, g, "deadline", true);
-    if (lc_alive(c))
+    if (lc_alive(c) && !c->keep_lost_locks)
         lc_release_internal(c, resource, token);
     lc_leave(c);
 }
@@ -949,7 +960,7 @@ static void lc_renewed(cm_lockclient *c, lc_req *r, cm_lock_result *res, uint64_
         lc_result_init(res, CM_LOCK_LOST, "", "the lock was lost before the renewal came back");
     } else if (res->status == CM_LOCK_OK) {
         g->validity_ms = res->validity_ms;
-        g->base_deadline_us = lc_deadline_from(bound, res->validity_ms);
+        g->base_deadline_us = lc_deadline_from(c, bound, res->validity_ms);
         if (r->lease_ms > 0)
             g->lease_ms = r->lease_ms;
         lc_grant_arm(g);
@@ -1127,6 +1138,8 @@ cm_lockclient *cm_lockclient_new(struct event_base *base, const cm_lockclient_op
         opts->connect_timeout_ms ? opts->connect_timeout_ms : LC_DEFAULT_CONNECT_MS;
     c->slack_ms = opts->request_slack_ms ? opts->request_slack_ms : LC_DEFAULT_SLACK_MS;
     c->ping_opt_ms = opts->ping_interval_ms;
+    c->stop_margin_ms = opts->stop_margin_ms;
+    c->keep_lost_locks = opts->keep_lost_locks;
     c->reconnect_max_ms = opts->reconnect_max_ms ? opts->reconnect_max_ms : LC_DEFAULT_RECONNECT_MS;
     c->reconnect_max_ms = CM_MAX(c->reconnect_max_ms, LC_BACKOFF_MIN_MS);
     c->backoff_ms = LC_BACKOFF_MIN_MS;
@@ -1210,6 +1223,11 @@ void cm_lockclient_on_state(cm_lockclient *c, cm_lock_state_cb cb, void *arg)
 bool cm_lockclient_connected(const cm_lockclient *c)
 {
     return c != NULL && c->state == LC_READY;
+}
+
+int cm_lockclient_fd(const cm_lockclient *c)
+{
+    return c != NULL && c->bev != NULL ? (int)bufferevent_getfd(c->bev) : -1;
 }
 
 static cm_rc lc_public_submit(cm_lockclient *c, lc_kind kind, const char *resource,

@@ -16,14 +16,14 @@
  * - Every lock has a local deadline: validity_ms counted from a moment lockd wrote the
  *   reply after (the send time of that ACQUIRE or RENEW, or of a later request answered
  *   earlier on the stream: replies come in order), less a margin for our own wake-up
- *   latency of 5% of the validity, at most 50 ms. A fixed lease (lease_ms > 0) is lost
- *   at that deadline (reason "deadline") unless a RENEW reply extended it, whatever lockd
- *   says. A watchdog lease (lease_ms 0) is renewed by lockd: a lockd that answers keeps
- *   it alive until half the validity after the send of the last answered request
- *   (deadline = max(grant deadline, last answered send + validity / 2); lockd renews
- *   every third of its lease), and it is lost there (reason "deadline") otherwise.
- *   A lock lost locally is given back with a RELEASE when the session still stands.
- *   A grant that arrives after its deadline is released and answered TIMEOUT.
+ *   latency of 5% of the validity, at most 50 ms (and opts.stop_margin_ms). A fixed lease (lease_ms
+ * > 0) is lost at that deadline (reason "deadline") unless a RENEW reply extended it, whatever
+ * lockd says. A watchdog lease (lease_ms 0) is renewed by lockd: a lockd that answers keeps it
+ * alive until half the validity after the send of the last answered request (deadline = max(grant
+ * deadline, last answered send + validity / 2); lockd renews every third of its lease), and it is
+ * lost there (reason "deadline") otherwise. A lock lost locally is given back with a RELEASE when
+ * the session still stands. A grant that arrives after its deadline is released and answered
+ * TIMEOUT.
  *
  * Lost locks: lockd pushes "* LOST <resource> <token> [reason]"; a RENEW is answered
  * LOST; a local deadline passes; the session drops (every lock granted through it is
@@ -58,6 +58,15 @@ typedef struct cm_lockclient_opts {
     uint32_t request_slack_ms;
     uint32_t ping_interval_ms; /* 0: a third of the server's session timeout (from HELLO) */
     uint32_t reconnect_max_ms; /* backoff cap; 0: 2000 */
+    /* the time the holder needs to stop its work after the lost callback (lockctl: to
+     * stop its program): every local deadline comes this much earlier, by at most a
+     * tenth of the validity; 0: none */
+    uint32_t stop_margin_ms;
+    /* false (default): a lock lost locally (deadline, dead lockd) is given back with a
+     * RELEASE while the session stands; true: not, the holder's session keeps it until the
+     * holder is done (lockctl: until its program is dead; lockd then ends it with the
+     * session, or at its own expiry) */
+    bool keep_lost_locks;
 } cm_lockclient_opts;
 
 typedef enum cm_lock_status {
@@ -109,6 +118,9 @@ void cm_lockclient_on_lost(cm_lockclient *c, cm_lock_lost_cb cb, void *arg);
 void cm_lockclient_on_lost_info(cm_lockclient *c, cm_lock_lost_info_cb cb, void *arg);
 void cm_lockclient_on_state(cm_lockclient *c, cm_lock_state_cb cb, void *arg);
 bool cm_lockclient_connected(const cm_lockclient *c);
+/* The session's socket, -1 when there is none (lockctl keeps a dup of it so that the
+ * session, and the locks lockd ends with it, outlive its last free until its exit). */
+int cm_lockclient_fd(const cm_lockclient *c);
 
 /* Each request: CM_OK and the callback runs exactly once later (never inside this call),
  * unless cancelled; CM_ERR on bad arguments (callback not called). req_id may be NULL.

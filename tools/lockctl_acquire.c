@@ -15,6 +15,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <fcntl.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -26,6 +27,7 @@
 
 #define ACQUIRE_DEFAULT_WAIT_MS  10000
 #define ACQUIRE_DEFAULT_GRACE_MS 2000
+#define ACQUIRE_STOP_MARGIN_MS   100 /* at most a tenth of the validity (cm_lockclient) */
 
 typedef enum run_state {
     RUN_WAITING,   /* the ACQUIRE is pending */
@@ -48,6 +50,7 @@ typedef struct run {
     uint64_t fence;
     uint64_t acquire_id;
     pid_t child; /* 0: not running */
+    int hold_fd; /* a dup of the session's socket once the lock is lost, -1 before */
     int exit_code;
     struct event *ev_chld, *ev_kill;
 } run;
@@ -175,6 +178,12 @@ static void on_lost(void *arg, const cm_lock_lost_info *info)
     }
     run_move(r, RUN_KILLING);
     r->exit_code = LOCKCTL_EXIT_LOST;
+    /* lockd releases a session's locks when it ends: a dup of its socket, never closed,
+     * keeps it open until this process is gone, so the lock cannot move on between our
+     * cleanup and our exit (the kernel closes it after everything else) */
+    int fd = cm_lockclient_fd(r->c);
+    if (fd >= 0)
+        r->hold_fd = fcntl(fd, F_DUPFD_CLOEXEC, 0);
     kill(r->child, SIGTERM);
     evtimer_add(r->ev_kill, &tv);
     fprintf(stderr, "lockctl: lock on %s lost (%s); sent SIGTERM to %s (pid %d)\n", info->resource,
@@ -289,6 +298,13 @@ int lockctl_acquire(const lockctl_opts *o, int argc, char **argv)
     r.grace_ms = grace;
     if (!lockctl_make_opts(o, NULL, &co, &eps))
         return LOCKCTL_EXIT_ERROR;
+    /* the program's stop (SIGTERM, its exit, ours) must fit before lockd can grant the
+     * lock elsewhere: start it this much before the lock's local deadline */
+    co.stop_margin_ms = ACQUIRE_STOP_MARGIN_MS;
+    /* a lock lost locally is still lockd's until then: no RELEASE before the program is
+     * dead (lockd drops it when the session ends, with our exit) */
+    co.keep_lost_locks = true;
+    r.hold_fd = -1;
 
     int code = run_loop(&r, &co, lease, wait);
     if (r.child > 0) {
