@@ -248,10 +248,10 @@ START_TEST(test_fixed_lease_expiry)
 }
 END_TEST
 
-/* lockd frozen (SIGSTOP) under a watchdog lease: nothing answers, no EOF. lockctl stops
- * its program at the lease's local deadline, before lockd B can grant the lock (after
- * the key's TTL). Before, lockctl noticed only when a PING timed out (~4 s). */
-START_TEST(test_lockd_stopped)
+/* lockctl holds R through lockd A under a watchdog lease; A then fails (stop: SIGSTOP
+ * after settle_ms, else SIGKILL): lockctl must stop its program and exit 3 before lockd B
+ * grants R, saying why (reason). */
+static void lockd_fault(bool stop, int settle_ms, const char *reason)
 {
     world w;
     char log[600], line[IT_LINE], text[8192];
@@ -260,13 +260,24 @@ START_TEST(test_lockd_stopped)
     no_exit_leak_scan();
     exit_watch x;
     exit_watch_start(&x, spawn_holder(&w, log));
-    th_sleep_ms(300);
+    th_sleep_ms(settle_ms);
     uint64_t t0 = th_now_us();
-    th_signal(w.lockd[0].pid, SIGSTOP);
+    if (stop)
+        th_signal(w.lockd[0].pid, SIGSTOP);
+    else
+        th_stop(w.lockd[0].pid, false, 2000);
     uint64_t granted = other_grant_at(&w, 1, "R", 8000, line);
     assert_exit3_first(&x, granted, t0, line, log);
     ck_assert(read_log(log, text, sizeof(text)));
-    ck_assert_msg(strstr(text, "(deadline)") != NULL, "lockctl said: %s", text);
+    ck_assert_msg(strstr(text, reason) != NULL, "wanted %s; lockctl said: %s", reason, text);
+}
+
+/* lockd frozen (SIGSTOP) under a watchdog lease: nothing answers, no EOF. lockctl stops
+ * its program at the lease's local deadline, before lockd B can grant the lock (after
+ * the key's TTL). Before, lockctl noticed only when a PING timed out (~4 s). */
+START_TEST(test_lockd_stopped)
+{
+    lockd_fault(true, 300, "(deadline)");
 }
 END_TEST
 
@@ -274,19 +285,7 @@ END_TEST
  * ("disconnected"), long before the key's TTL lets lockd B grant the lock. */
 START_TEST(test_lockd_killed)
 {
-    world w;
-    char log[600], line[IT_LINE], text[8192];
-    world_start(&w, 2, NULL);
-    snprintf(log, sizeof(log), "%s/lockctl.log", w.dir);
-    no_exit_leak_scan();
-    exit_watch x;
-    exit_watch_start(&x, spawn_holder(&w, log));
-    uint64_t t0 = th_now_us();
-    th_stop(w.lockd[0].pid, false, 2000);
-    uint64_t granted = other_grant_at(&w, 1, "R", 8000, line);
-    assert_exit3_first(&x, granted, t0, line, log);
-    ck_assert(read_log(log, text, sizeof(text)));
-    ck_assert_msg(strstr(text, "(disconnected)") != NULL, "lockctl said: %s", text);
+    lockd_fault(false, 0, "(disconnected)");
 }
 END_TEST
 
