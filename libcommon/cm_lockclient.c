@@ -154,6 +154,7 @@ struct cm_lockclient {
     uint64_t alive_sent_us; /* lockd wrote a reply after this moment (the latest send time
                                of a request answered so far, replies coming in order) */
     uint64_t ping_cur_us;   /* the ping interval the keep-alive timer last used */
+    uint64_t tick_due_us;   /* when the keep-alive timer is due */
     bool ping_outstanding;
     const char *down_reason; /* the lost reason of the next lc_session_down */
 
@@ -606,6 +607,7 @@ static void lc_req_timer_cb(evutil_socket_t fd, short what, void *arg)
 static void lc_arm_ping_us(cm_lockclient *c, uint64_t us)
 {
     struct timeval tv = {(time_t)(us / 1000000), (suseconds_t)(us % 1000000)};
+    c->tick_due_us = cm_now_us() + us;
     evtimer_add(c->ping_timer, &tv);
 }
 
@@ -673,6 +675,14 @@ static void lc_ping_timer_cb(evutil_socket_t fd, short what, void *arg)
     uint64_t now = cm_now_us(), dead_us = c->dead_ms * 1000;
     uint64_t ping_us = lc_ping_interval_us(c);
     c->ping_cur_us = ping_us;
+    if (now > c->tick_due_us + dead_us / 2) {
+        /* this tick is very late: our loop did not run (the blocking wrapper between
+         * calls, or this process was stopped), so lockd's silence tells nothing; it gets
+         * a PING and a full client timeout to answer. The locks' deadlines do not move. */
+        log_debug("lockclient: keep-alive ran %llu ms late",
+                  (unsigned long long)((now - c->tick_due_us) / 1000));
+        c->last_rx_us = now - ping_us;
+    }
     if (now - c->last_rx_us >= dead_us) {
         if (lc_input_pending(c)) {
             lc_arm_ping_us(c, LC_FROZEN_RECHECK_US);

@@ -971,6 +971,11 @@ START_TEST(test_sync)
     ck_assert_int_eq(cm_lockclient_sync_ping(s, &r), CM_OK);
     ck_assert_int_eq(r.status, CM_LOCK_OK);
     ck_assert_str_eq(r.line, "PONG");
+    /* idle (no loop running) past the client timeout but not lockd's session timeout: the
+     * silence was ours, the session still serves */
+    th_sleep_ms(2300);
+    ck_assert_int_eq(cm_lockclient_sync_ping(s, &r), CM_OK);
+    ck_assert_msg(r.status == CM_LOCK_OK, "PING after an idle spell: %s %s", r.code, r.message);
     ck_assert_int_eq(cm_lockclient_sync_info(s, &r), CM_OK);
     ck_assert_ptr_nonnull(strstr(r.line, "sessions="));
 
