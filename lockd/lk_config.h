@@ -20,6 +20,7 @@ typedef struct lk_config {
     cm_addr listen;              /* LOCKP listener */
     cm_addr metrics_listen;      /* GET /metrics; port 0 = off */
     char *auth;                  /* shared secret; "" = no AUTH needed */
+    char *admin_auth;            /* AUTH secret that allows REVOKE; "" = REVOKE off */
     char *key_prefix;            /* Redis key prefix */
     cm_addr_list redis;          /* the N independent masters (at least one) */
     int64_t redis_timeout_ms;    /* per-master round trip bound */

@@ -67,6 +67,7 @@
 #define LK_TURN_MAX      15   /* ... ended at once when the other side releases it again */
 #define LK_RAND_POOL     1024 /* bytes: 64 tokens per getrandom call */
 #define LK_ID_BUF        17   /* this lockd's instance id in "want" notices: 16 hex + NUL */
+#define LK_HOLDER_BUF    96   /* "<client-name> <lockd-id>" for SHOW's owner key */
 
 typedef struct lk_resource lk_resource;
 typedef struct lk_renew lk_renew;
@@ -84,6 +85,17 @@ struct lk_waiter {
     uint64_t handoff_us; /* RELEASE received, when this waiter's attempt is a handoff */
     char tag[LK_TAG_BUF];
     char token[LK_TOKEN_BUF];
+};
+
+/* A SHOW or REVOKE in flight; owner NULL once its session is gone (no answer then). */
+struct lk_query {
+    lk_locks *lk;
+    lk_owner *owner;
+    TAILQ_ENTRY(lk_query) owner_link; /* the session's queries (while owner is set) */
+    TAILQ_ENTRY(lk_query) link;       /* lk->queries */
+    lk_qround *op;
+    char tag[LK_TAG_BUF];
+    char resource[CM_LOCKP_RESOURCE_MAX + 1];
 };
 
 /* A client RENEW in flight. */
@@ -161,6 +173,7 @@ struct lk_locks {
     bool had_quorum;                 /* for logging the loss of quorum once */
     char id[LK_ID_BUF];              /* instance id: our own "want" notices come back */
     uint64_t want_seq;               /* notices published: orders their copies */
+    TAILQ_HEAD(, lk_query) queries;  /* SHOW / REVOKE in flight */
     unsigned char rnd[LK_RAND_POOL]; /* OS randomness not yet used for tokens */
     size_t rnd_left;
 };
@@ -351,11 +364,15 @@ static void start_attempt(lk_resource *r)
     lk_locks *lk = r->lk;
     lk_waiter *w = TAILQ_FIRST(&r->waiters);
 
+    char holder[LK_HOLDER_BUF];
     res_set_state(r, RES_ATTEMPT);
     r->wake_pending = false;
     r->op_waiter = w;
+    /* SHOW's owner key: who asked, through which lockd */
+    snprintf(holder, sizeof holder, "%s %s",
+             w->owner && w->owner->name && w->owner->name[0] ? w->owner->name : "-", lk->id);
     r->op = lk->ops->acquire(lk->ctx, r->name, w->token, r->prev_token[0] ? r->prev_token : NULL,
-                             waiter_lease(lk, w), attempt_cb, r);
+                             holder, waiter_lease(lk, w), attempt_cb, r);
     if (!r->op) {
         r->op_waiter = NULL;
         log_warn("acquire attempt for %s could not start", r->name);
@@ -748,8 +765,9 @@ static void wd_renew_cb(void *arg, const lk_rl_result *res)
     }
     if (res->outcome == LK_RL_HELD) {
         /* A majority holds another value: the lock is gone now, whatever validity says;
-         * retrying would only keep the holder believing in it (issue 12, item 3). */
-        hold_lost(h, LK_LOST_RENEW_REFUSED);
+         * retrying would only keep the holder believing in it (issue 12, item 3). A
+         * tombstone of our token means an admin's REVOKE through another lockd. */
+        hold_lost(h, res->revoked ? LK_LOST_REVOKED : LK_LOST_RENEW_REFUSED);
         return;
     }
     if (now >= h->expires_ms) {
@@ -912,6 +930,140 @@ void lk_locks_release(lk_locks *lk, lk_owner *owner, const char *tag, const char
     hold_end(h, t_us);
 }
 
+/* ---- SHOW and REVOKE ------------------------------------------------------ */
+
+/* The hold ends here without a handoff or a release (REVOKE deletes the keys itself;
+ * lk_locks_free sends nothing): its renewals are cancelled, its session unlinked. The
+ * resource is left idle with its waiters. */
+static void hold_drop(lk_hold *h)
+{
+    lk_locks *lk = h->lk;
+    lk_resource *r = h->res;
+    assert(r->state == RES_HELD && r->holder == h);
+    hold_cancel_ops(h);
+    hold_detach_owner(h);
+    lk->ops->timer_free(h->timer);
+    r->holder = NULL;
+    res_set_state(r, RES_IDLE);
+    lk_stats.locks_held--;
+    free(h);
+}
+
+static lk_query *query_new(lk_locks *lk, lk_owner *owner, const char *tag, const char *resource)
+{
+    lk_query *q = calloc(1, sizeof(*q));
+    if (!q)
+        return NULL;
+    q->lk = lk;
+    q->owner = owner;
+    snprintf(q->tag, sizeof(q->tag), "%s", tag);
+    snprintf(q->resource, sizeof(q->resource), "%s", resource);
+    TAILQ_INSERT_TAIL(&owner->queries, q, owner_link);
+    TAILQ_INSERT_TAIL(&lk->queries, q, link);
+    return q;
+}
+
+/* Unlinks and frees q; cancel: its round is still out (lk_locks_free). */
+static void query_free(lk_query *q, bool cancel)
+{
+    lk_locks *lk = q->lk;
+    if (cancel)
+        lk->ops->query_cancel(lk->ctx, q->op);
+    if (q->owner)
+        TAILQ_REMOVE(&q->owner->queries, q, owner_link);
+    TAILQ_REMOVE(&lk->queries, q, link);
+    free(q);
+}
+
+static void show_cb(void *arg, const lk_rl_lockview *v)
+{
+    lk_query *q = arg;
+    lk_resource *r = res_find(q->lk, q->resource);
+    if (!v->ok)
+        owner_sendf(q->owner, q->tag, "ERR NOQUORUM fewer than a quorum of Redis masters");
+    else
+        owner_sendf(q->owner, q->tag,
+                    "OK held=%d fence=%llu ttl_ms=%llu holder=%s lockd=%s waiters=%zu",
+                    v->held ? 1 : 0, (unsigned long long)v->fence, (unsigned long long)v->ttl_ms,
+                    v->held ? v->holder : "-", v->held ? v->lockd : "-", r ? r->n_waiters : 0);
+    query_free(q, false);
+}
+
+static void revoke_cb(void *arg, const lk_rl_lockview *v)
+{
+    lk_query *q = arg;
+    lk_locks *lk = q->lk;
+    lk_resource *r = res_find(lk, q->resource);
+    if (!v->ok) {
+        owner_sendf(q->owner, q->tag, "ERR NOQUORUM fewer than a quorum of Redis masters");
+    } else if (v->held) {
+        lk_stats.revocations_total++;
+        owner_sendf(q->owner, q->tag, "OK %llu", (unsigned long long)v->fence);
+        log_info("lock %s revoked: fence %llu", q->resource, (unsigned long long)v->fence);
+    } else {
+        owner_sendf(q->owner, q->tag, "OK -");
+    }
+    query_free(q, false);
+    /* Our waiters go on at once: the tombstone counts as free. */
+    if (r && !TAILQ_EMPTY(&r->waiters) && !lk->shutting_down &&
+        (r->state == RES_IDLE || r->state == RES_POLL || r->state == RES_RETRY))
+        start_attempt(r);
+}
+
+/* Starts a SHOW or REVOKE query for owner, or answers ERR when it cannot. */
+static void query_start(lk_locks *lk, lk_owner *owner, const char *tag, const char *resource,
+                        bool revoke)
+{
+    lk_query *q;
+    if (!(revoke ? lk->ops->revoke : lk->ops->show)) {
+        owner_sendf(owner, tag, "ERR BADREQ not supported here");
+        return;
+    }
+    if (!lk->ops->has_quorum(lk->ctx)) {
+        owner_sendf(owner, tag, "ERR NOQUORUM fewer than a quorum of Redis masters");
+        return;
+    }
+    if (!(q = query_new(lk, owner, tag, resource))) {
+        owner_sendf(owner, tag, "ERR LIMIT out of memory");
+        return;
+    }
+    q->op = revoke ? lk->ops->revoke(lk->ctx, resource, revoke_cb, q)
+                   : lk->ops->show(lk->ctx, resource, show_cb, q);
+    if (!q->op) {
+        owner_sendf(owner, tag, "ERR LIMIT cannot start the query");
+        query_free(q, false);
+    }
+}
+
+void lk_locks_show(lk_locks *lk, lk_owner *owner, const char *tag, const char *resource)
+{
+    query_start(lk, owner, tag, resource, false);
+}
+
+void lk_locks_revoke(lk_locks *lk, lk_owner *owner, const char *tag, const char *resource)
+{
+    lk_resource *r = res_find(lk, resource);
+    if (lk->shutting_down) {
+        owner_sendf(owner, tag, "ERR SHUTDOWN lockd is shutting down");
+        return;
+    }
+    if (r && r->holder && lk->ops->revoke && lk->ops->has_quorum(lk->ctx)) {
+        /* Told before the tombstone is sent: this push makes the session's flush event
+         * active now, the query's EVAL goes out on a later write event (SPEC 2b). */
+        hold_push_lost(r->holder, LK_LOST_REVOKED);
+        hold_drop(r->holder);
+    }
+    query_start(lk, owner, tag, resource, true);
+    r = res_find(lk, resource);
+    if (r)
+        res_maybe_free(r);
+}
+
+const char *lk_locks_id(const lk_locks *lk)
+{
+    return lk->id;
+}
+
 /* ---- sessions ------------------------------------------------------------ */
 
 void lk_owner_init(lk_owner *owner, lk_owner_send_fn send)
@@ -919,6 +1071,7 @@ void lk_owner_init(lk_owner *owner, lk_owner_send_fn send)
     memset(owner, 0, sizeof(*owner));
     TAILQ_INIT(&owner->holds);
     TAILQ_INIT(&owner->waiters);
+    TAILQ_INIT(&owner->queries);
     owner->send = send;
 }
 
@@ -960,6 +1113,11 @@ void lk_locks_owner_end(lk_locks *lk, lk_owner *owner)
         return;
     owner->ended = true; /* nothing is sent from here on */
     owner_drop_waiters(owner, NULL);
+    lk_query *q;
+    while ((q = TAILQ_FIRST(&owner->queries)) != NULL) {
+        TAILQ_REMOVE(&owner->queries, q, owner_link);
+        q->owner = NULL; /* it completes unanswered */
+    }
     while ((h = TAILQ_FIRST(&owner->holds)) != NULL)
         hold_orphan(h);
 }
@@ -1137,6 +1295,7 @@ lk_locks *lk_locks_new(const lk_ops *ops, void *ctx, const lk_locks_opts *opts)
     }
     for (size_t i = 0; i < sizeof(idb); i++)
         snprintf(lk->id + 2 * i, 3, "%02x", idb[i]);
+    TAILQ_INIT(&lk->queries);
     lk->table = cm_hash_new(CM_HASH_STR);
     if (!lk->table || cm_hash_reserve(lk->table, LK_TABLE_INIT) != CM_OK) {
         cm_hash_free(lk->table);
@@ -1152,16 +1311,8 @@ static void res_destroy(lk_resource *r)
     lk_waiter *w;
     while ((w = TAILQ_FIRST(&r->waiters)) != NULL)
         waiter_remove(w);
-    if (r->holder) {
-        lk_hold *h = r->holder;
-        hold_cancel_ops(h);
-        hold_detach_owner(h);
-        lk->ops->timer_free(h->timer);
-        r->holder = NULL;
-        res_set_state(r, RES_IDLE);
-        lk_stats.locks_held--;
-        free(h);
-    }
+    if (r->holder)
+        hold_drop(r->holder);
     lk->ops->cancel(lk->ctx, r->op);
     r->op = NULL;
     r->prev_token[0] = '\0';
@@ -1174,6 +1325,9 @@ void lk_locks_free(lk_locks *lk)
         return;
     lk->shutting_down = true; /* no Redlock traffic from here on */
     res_foreach(lk, res_destroy);
+    lk_query *q;
+    while ((q = TAILQ_FIRST(&lk->queries)) != NULL)
+        query_free(q, true);
     cm_hash_free(lk->table);
     free(lk);
 }

@@ -28,6 +28,7 @@ struct lk_ops;
 typedef struct lk_locks lk_locks;
 typedef struct lk_hold lk_hold;
 typedef struct lk_waiter lk_waiter;
+typedef struct lk_query lk_query;
 
 typedef struct lk_owner lk_owner;
 /* Writes one complete line (with its LF). Must not free or end the owner. */
@@ -36,6 +37,9 @@ typedef void (*lk_owner_send_fn)(lk_owner *owner, const char *line, size_t len);
 struct lk_owner {
     TAILQ_HEAD(, lk_hold) holds;     /* locks this session holds */
     TAILQ_HEAD(, lk_waiter) waiters; /* its waiting ACQUIREs */
+    TAILQ_HEAD(, lk_query) queries;  /* its SHOW / REVOKE in flight */
+    const char *name;                /* HELLO name for SHOW's holder= (borrowed, no spaces;
+                                        NULL or "": "-") */
     size_t n_holds;
     size_t n_waiters;
     lk_owner_send_fn send;
@@ -67,6 +71,16 @@ void lk_locks_renew(lk_locks *lk, lk_owner *owner, const char *tag, const char *
                     const char *token, uint64_t lease_ms);
 void lk_locks_release(lk_locks *lk, lk_owner *owner, const char *tag, const char *resource,
                       const char *token);
+/* SHOW (SPEC 2b): `<tag> OK held=<0|1> fence=<n> ttl_ms=<n> holder=<name|-> lockd=<id|->
+ * waiters=<n>` as a quorum of masters sees the lock (waiters: this lockd's). */
+void lk_locks_show(lk_locks *lk, lk_owner *owner, const char *tag, const char *resource);
+/* REVOKE (SPEC 2b; the caller checked the admin right): a holder on this lockd is sent
+ * `* LOST <resource> <token> revoked` first and its hold dropped without a handoff; then
+ * the masters replace the lock by a tombstone and raise the fence; `<tag> OK <fence>` (or
+ * `OK -` when nothing was held), and this lockd's waiters go on. */
+void lk_locks_revoke(lk_locks *lk, lk_owner *owner, const char *tag, const char *resource);
+/* This lockd's instance id (16 hex digits): SHOW's lockd= and the "want" notices. */
+const char *lk_locks_id(const lk_locks *lk);
 
 /* The session went silent for session.timeout_ms (silent_ms, as measured) and is
  * over. Queued in this order: for each lock it holds `* LOST <resource> <token>

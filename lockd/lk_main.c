@@ -164,6 +164,7 @@ static int run(const lk_config *cfg)
     lk_server_opts so = {
         .listen = &cfg->listen,
         .auth = cfg->auth,
+        .admin_auth = cfg->admin_auth,
         .session_timeout_ms = (uint64_t)cfg->session_timeout_ms,
         .max_sessions = (uint64_t)cfg->max_sessions,
     };

@@ -19,10 +19,30 @@ struct lk_timer {
 };
 
 static lk_round *rl_acquire(void *ctx, const char *resource, const char *token,
-                            const char *prev_token, uint64_t lease_ms, lk_rl_cb cb, void *arg)
+                            const char *prev_token, const char *holder, uint64_t lease_ms,
+                            lk_rl_cb cb, void *arg)
 {
     lk_ops_env *env = ctx;
-    return (lk_round *)lk_redlock_acquire(env->rl, resource, token, prev_token, lease_ms, cb, arg);
+    return (lk_round *)lk_redlock_acquire_as(env->rl, resource, token, prev_token, holder, lease_ms,
+                                             cb, arg);
+}
+
+static lk_qround *rl_show(void *ctx, const char *resource, lk_rlq_cb cb, void *arg)
+{
+    lk_ops_env *env = ctx;
+    return (lk_qround *)lk_rlq_show(env->rl, resource, cb, arg);
+}
+
+static lk_qround *rl_revoke(void *ctx, const char *resource, lk_rlq_cb cb, void *arg)
+{
+    lk_ops_env *env = ctx;
+    return (lk_qround *)lk_rlq_revoke(env->rl, resource, cb, arg);
+}
+
+static void rl_query_cancel(void *ctx, lk_qround *q)
+{
+    (void)ctx;
+    lk_rlq_cancel((lk_rlq *)q);
 }
 
 static lk_round *rl_renew(void *ctx, const char *resource, const char *token, uint64_t lease_ms,
@@ -121,6 +141,9 @@ const lk_ops lk_ops_redlock = {
     .renew = rl_renew,
     .release = rl_release,
     .cancel = rl_cancel,
+    .show = rl_show,
+    .revoke = rl_revoke,
+    .query_cancel = rl_query_cancel,
     .publish_wanted = rl_publish_wanted,
     .has_quorum = rl_has_quorum,
     .quorum = rl_quorum,

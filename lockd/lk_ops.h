@@ -22,16 +22,19 @@
 #include <stddef.h>
 #include <stdint.h>
 #include "lk_redlock.h"
+#include "lk_rlquery.h"
 
 struct event_base;
 typedef struct lk_round lk_round; /* a round in flight, opaque (the real one: lk_rl_op) */
 typedef struct lk_timer lk_timer; /* a one-shot timer, opaque, made by the ops */
 typedef void (*lk_timer_fn)(void *arg);
+typedef struct lk_qround lk_qround; /* a SHOW / REVOKE query in flight (the real one: lk_rlq) */
 
 typedef struct lk_ops {
     /* One Redlock attempt; prev_token (may be NULL) may be taken over: a local handoff. */
+    /* holder: "<client-name> <lockd-id>" for SHOW's owner key (lk_redlock_acquire_as). */
     lk_round *(*acquire)(void *ctx, const char *resource, const char *token, const char *prev_token,
-                         uint64_t lease_ms, lk_rl_cb cb, void *arg);
+                         const char *holder, uint64_t lease_ms, lk_rl_cb cb, void *arg);
     lk_round *(*renew)(void *ctx, const char *resource, const char *token, uint64_t lease_ms,
                        lk_rl_cb cb, void *arg);
     /* Deletes the lock where it holds token and publishes the release; nobody waits for
@@ -39,6 +42,11 @@ typedef struct lk_ops {
     void (*release)(void *ctx, const char *resource, const char *token);
     /* The round's callback will not run. round may be NULL. */
     void (*cancel)(void *ctx, lk_round *round);
+    /* SHOW and REVOKE on the masters (lk_rlquery.h), same callback contract as the
+     * rounds; NULL entries (the unit tests' fake) make lk_locks answer ERR. */
+    lk_qround *(*show)(void *ctx, const char *resource, lk_rlq_cb cb, void *arg);
+    lk_qround *(*revoke)(void *ctx, const char *resource, lk_rlq_cb cb, void *arg);
+    void (*query_cancel)(void *ctx, lk_qround *q); /* q may be NULL */
     /* Tells the other lockds that this one has waiters for resource, the oldest of
      * which arrived at oldest_ms (wall clock; 0: none any more); from names this lockd
      * (lk_locks' instance id) so it can skip its own notices, and seq (increasing per

@@ -49,6 +49,7 @@
 #define RL_STUCK_FACTOR   3 /* × redis_timeout_ms without a reply: drop the context */
 #define RL_MAX_RESOURCE   256
 #define RL_MAX_TOKEN      128
+#define RL_MAX_HOLDER     160 /* "<name> <lockd-id>" of the owner key */
 #define RL_FENCE_DIGITS   24
 #define RL_BATCH_MAX      128  /* rounds per script call: bounds one call's time in Redis */
 #define RL_STALE_MAX      4096 /* per master: stale tokens kept for its return (then: TTL) */
@@ -154,6 +155,7 @@ struct lk_rl_op {
     uint32_t yes;      /* slots of the current phase in SL_YES (plus pre-acked for PH_FENCE) */
     uint32_t wait;     /* slots of the current phase in SL_WAIT */
     uint32_t no;       /* slots of the current phase in SL_NO */
+    uint32_t revoked;  /* renew: of those, masters holding a REVOKE's tombstone of token */
     uint64_t start_us; /* round start, for validity */
     uint64_t lease_ms;
     uint64_t fence; /* acquire: largest fence among granting masters */
@@ -163,7 +165,10 @@ struct lk_rl_op {
     const char *prev; /* "" when none */
     const char *lock_key;
     const char *fence_key;
-    size_t resource_len, token_len, prev_len, lock_key_len, fence_key_len;
+    const char *owner_key; /* acquire: <prefix>owner:<resource>, for SHOW */
+    const char *holder;    /* acquire: "<name> <lockd-id>" for the owner key, or "" */
+    size_t resource_len, token_len, prev_len, lock_key_len, fence_key_len, owner_key_len,
+        holder_len;
     rl_slot *slots; /* 2 × n_masters: PH_MAIN then PH_FENCE */
     /* slots and the strings follow in the same allocation */
 };
@@ -608,7 +613,7 @@ static void rl_admit(lk_redlock *rl);
 static void op_finish(lk_rl_op *op, lk_rl_outcome outcome, int64_t retry_after_ms)
 {
     lk_redlock *rl = op->rl;
-    lk_rl_result res = {.outcome = outcome};
+    lk_rl_result res = {.outcome = outcome, .revoked = outcome == LK_RL_HELD && op->revoked > 0};
     if (outcome == LK_RL_GRANTED && op->kind != OP_RELEASE) {
         int64_t elapsed_ms = (int64_t)((cm_now_us() - op->start_us) / 1000u);
         int64_t drift = (int64_t)((double)op->lease_ms * rl->drift) + 2;
@@ -667,6 +672,10 @@ static lk_rlcmd_entry slot_entry(const rl_slot *s)
                             .lock_key_len = op->lock_key_len,
                             .fence_key = op->fence_key,
                             .fence_key_len = op->fence_key_len,
+                            .owner_key = op->owner_key,
+                            .owner_key_len = op->owner_key_len,
+                            .holder = op->holder,
+                            .holder_len = op->holder_len,
                             .token = op->token,
                             .token_len = op->token_len,
                             .prev = op->prev,
@@ -814,6 +823,7 @@ static void slot_answer(rl_slot *s, rl_slot_state st, long long value)
     s->state = (uint8_t)st;
     op->yes += st == SL_YES;
     op->no += st == SL_NO;
+    op->revoked += op->kind == OP_RENEW && st == SL_NO && value == 1;
     op_advance(op);
 }
 
@@ -830,6 +840,7 @@ static rl_slot_state batch_entry(const rl_slot *s, const redisReply *reply, size
             return SL_YES;
         }
         if (s->op->kind == OP_RENEW) {
+            *value = reply->integer == 2; /* a REVOKE's tombstone: counted by slot_answer */
             return reply->integer == 1 ? SL_YES : SL_NO;
         }
         return SL_UNKNOWN;
@@ -1002,13 +1013,15 @@ static void op_timer_cb(evutil_socket_t fd, short what, void *arg)
 }
 
 static lk_rl_op *op_new(lk_redlock *rl, rl_kind kind, const char *resource, const char *token,
-                        const char *prev, uint64_t lease_ms, lk_rl_cb cb, void *arg)
+                        const char *prev, const char *holder, uint64_t lease_ms, lk_rl_cb cb,
+                        void *arg)
 {
     size_t res_len = strlen(resource), tok_len = strlen(token);
-    size_t prev_len = prev ? strlen(prev) : 0;
-    size_t key_len = rl->prefix_len + 6 + res_len; /* "lock:" / "fence:" */
+    size_t prev_len = prev ? strlen(prev) : 0, holder_len = holder ? strlen(holder) : 0;
+    size_t key_len = rl->prefix_len + 6 + res_len; /* "lock:" / "fence:" / "owner:" */
     size_t slots_sz = 2 * rl->n * sizeof(rl_slot);
-    size_t total = sizeof(lk_rl_op) + slots_sz + res_len + tok_len + prev_len + 2 * key_len + 5;
+    size_t total =
+        sizeof(lk_rl_op) + slots_sz + res_len + tok_len + prev_len + holder_len + 3 * key_len + 7;
     lk_rl_op *op = malloc(total);
     if (op == NULL) {
         return NULL;
@@ -1038,12 +1051,16 @@ static lk_rl_op *op_new(lk_redlock *rl, rl_kind kind, const char *resource, cons
     PUT(resource, resource, res_len);
     PUT(token, token, tok_len);
     PUT(prev, prev ? prev : "", prev_len);
+    PUT(holder, holder ? holder : "", holder_len);
 #undef PUT
     op->lock_key = p;
     op->lock_key_len = (size_t)sprintf(p, "%slock:%s", rl->prefix, resource);
     p += op->lock_key_len + 1;
     op->fence_key = p;
     op->fence_key_len = (size_t)sprintf(p, "%sfence:%s", rl->prefix, resource);
+    p += op->fence_key_len + 1;
+    op->owner_key = p;
+    op->owner_key_len = (size_t)sprintf(p, "%sowner:%s", rl->prefix, resource);
     op->refs = 1;
     op->state = OPS_NEW;
     event_assign(&op->timer, rl->base, -1, 0, op_timer_cb, op);
@@ -1100,15 +1117,15 @@ static void rl_admit(lk_redlock *rl)
 /* Starts a round now, or queues it behind the others when max_inflight are out.
  * best_effort (internal unlocks): send to whatever is up even without a quorum. */
 static lk_rl_op *op_start(lk_redlock *rl, rl_kind kind, const char *resource, const char *token,
-                          const char *prev, uint64_t lease_ms, lk_rl_cb cb, void *arg,
-                          bool best_effort)
+                          const char *prev, const char *holder, uint64_t lease_ms, lk_rl_cb cb,
+                          void *arg, bool best_effort)
 {
     if (rl == NULL || resource == NULL || token == NULL || rl->freeing ||
         strlen(resource) > RL_MAX_RESOURCE || strlen(token) > RL_MAX_TOKEN ||
-        (prev && strlen(prev) > RL_MAX_TOKEN)) {
+        (prev && strlen(prev) > RL_MAX_TOKEN) || (holder && strlen(holder) > RL_MAX_HOLDER)) {
         return NULL;
     }
-    lk_rl_op *op = op_new(rl, kind, resource, token, prev, lease_ms, cb, arg);
+    lk_rl_op *op = op_new(rl, kind, resource, token, prev, holder, lease_ms, cb, arg);
     if (op == NULL) {
         return NULL;
     }
@@ -1127,7 +1144,8 @@ static lk_rl_op *op_start(lk_redlock *rl, rl_kind kind, const char *resource, co
 /* Unlock-all after a failed or cancelled acquire: a release round nobody waits for. */
 static void op_release_token(lk_redlock *rl, const lk_rl_op *op)
 {
-    if (op_start(rl, OP_RELEASE, op->resource, op->token, NULL, 0, NULL, NULL, true) == NULL) {
+    if (op_start(rl, OP_RELEASE, op->resource, op->token, NULL, NULL, 0, NULL, NULL, true) ==
+        NULL) {
         log_warn("redlock: could not unlock %s (the lease will expire)", op->resource);
     }
 }
@@ -1290,13 +1308,20 @@ bool lk_redlock_master_up(const lk_redlock *rl, size_t i)
 lk_rl_op *lk_redlock_acquire(lk_redlock *rl, const char *resource, const char *token,
                              const char *prev_token, uint64_t lease_ms, lk_rl_cb cb, void *arg)
 {
-    return op_start(rl, OP_ACQUIRE, resource, token, prev_token, lease_ms, cb, arg, false);
+    return op_start(rl, OP_ACQUIRE, resource, token, prev_token, NULL, lease_ms, cb, arg, false);
+}
+
+lk_rl_op *lk_redlock_acquire_as(lk_redlock *rl, const char *resource, const char *token,
+                                const char *prev_token, const char *holder, uint64_t lease_ms,
+                                lk_rl_cb cb, void *arg)
+{
+    return op_start(rl, OP_ACQUIRE, resource, token, prev_token, holder, lease_ms, cb, arg, false);
 }
 
 lk_rl_op *lk_redlock_renew(lk_redlock *rl, const char *resource, const char *token,
                            uint64_t lease_ms, lk_rl_cb cb, void *arg)
 {
-    return op_start(rl, OP_RENEW, resource, token, NULL, lease_ms, cb, arg, false);
+    return op_start(rl, OP_RENEW, resource, token, NULL, NULL, lease_ms, cb, arg, false);
 }
 
 lk_rl_op *lk_redlock_release(lk_redlock *rl, const char *resource, const char *token, lk_rl_cb cb,
@@ -1304,7 +1329,7 @@ lk_rl_op *lk_redlock_release(lk_redlock *rl, const char *resource, const char *t
 {
     /* Best effort: a release goes to every master that is up, quorum or not, so that
      * its keys do not linger to their TTL where it can reach them (issue 12 item 6). */
-    return op_start(rl, OP_RELEASE, resource, token, NULL, 0, cb, arg, true);
+    return op_start(rl, OP_RELEASE, resource, token, NULL, NULL, 0, cb, arg, true);
 }
 
 void lk_redlock_cancel(lk_rl_op *op)
@@ -1327,4 +1352,30 @@ size_t lk_redlock_pending(const lk_redlock *rl)
 size_t lk_redlock_queued(const lk_redlock *rl)
 {
     return rl->queued;
+}
+
+struct redisAsyncContext *lk_redlock_master_ac(const lk_redlock *rl, size_t i)
+{
+    const rl_master *m = &rl->masters[i];
+    return i < rl->n && m->up && !rl->freeing ? m->cmd.ac : NULL;
+}
+
+const char *lk_redlock_prefix(const lk_redlock *rl)
+{
+    return rl->prefix;
+}
+
+const char *lk_redlock_channel(const lk_redlock *rl)
+{
+    return rl->channel;
+}
+
+uint32_t lk_redlock_timeout_ms(const lk_redlock *rl)
+{
+    return rl->timeout_ms;
+}
+
+struct event_base *lk_redlock_base(const lk_redlock *rl)
+{
+    return rl->base;
 }

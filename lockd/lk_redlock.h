@@ -4,7 +4,11 @@
  * pub/sub context per master, reconnect with backoff), the Lua scripts, the per-round
  * timers, fence write-back, and the cross-lockd wake-up channel.
  *
- * Keys: <prefix>lock:<resource> holds the token, <prefix>fence:<resource> counts grants.
+ * Keys: <prefix>lock:<resource> holds the token, <prefix>fence:<resource> counts grants,
+ * <prefix>owner:<resource> names the holder for SHOW ("<token> <client-name> <lockd-id>",
+ * believed only while that token holds the lock). A REVOKE replaces the lock's value with
+ * the tombstone "revoked:<token>" (same TTL): acquires treat it as free, the revoked
+ * holder's renewal sees it and is told "revoked".
  * Channel: <prefix>released carries the resource name of every release (the releases
  * of one batch call in one message: " <r1> <r2> ..." when there are several), and
  * "want <resource>" notices from lockds whose waiters find the lock held elsewhere
@@ -51,6 +55,7 @@ typedef struct lk_rl_result {
     uint64_t fence;         /* acquire GRANTED: the fence, already on a majority */
     int64_t validity_ms;    /* acquire/renew GRANTED: remaining validity from now */
     int64_t retry_after_ms; /* acquire HELD: PTTL of the current holder (>= 0), else 0 */
+    bool revoked;           /* renew HELD: some master holds a REVOKE's tombstone of the token */
 } lk_rl_result;
 
 typedef void (*lk_rl_cb)(void *arg, const lk_rl_result *res);
@@ -105,6 +110,12 @@ bool lk_redlock_master_up(const lk_redlock *rl, size_t i);
  * failure the token is unlocked on every master before the callback. */
 lk_rl_op *lk_redlock_acquire(lk_redlock *rl, const char *resource, const char *token,
                              const char *prev_token, uint64_t lease_ms, lk_rl_cb cb, void *arg);
+/* lk_redlock_acquire that also writes holder ("<client-name> <lockd-id>", no spaces
+ * inside either; NULL or "": nothing) to <prefix>owner:<resource> with the grant, for
+ * SHOW. */
+lk_rl_op *lk_redlock_acquire_as(lk_redlock *rl, const char *resource, const char *token,
+                                const char *prev_token, const char *holder, uint64_t lease_ms,
+                                lk_rl_cb cb, void *arg);
 /* Extends token's lease to lease_ms where it still holds the lock; GRANTED needs quorum
  * and validity > 0. */
 lk_rl_op *lk_redlock_renew(lk_redlock *rl, const char *resource, const char *token,
@@ -124,6 +135,15 @@ void lk_redlock_cancel(lk_rl_op *op);
  * that is up; fire and forget). */
 void lk_redlock_publish_wanted(lk_redlock *rl, const char *resource, uint64_t oldest_ms,
                                const char *from, uint64_t seq);
+
+/* For lk_rlquery (SHOW, REVOKE): master i's command context when it is up (NULL
+ * otherwise; borrowed: valid until the loop runs again), the key prefix, the release
+ * channel, the round bound and the loop. */
+struct redisAsyncContext *lk_redlock_master_ac(const lk_redlock *rl, size_t i);
+const char *lk_redlock_prefix(const lk_redlock *rl);
+const char *lk_redlock_channel(const lk_redlock *rl);
+uint32_t lk_redlock_timeout_ms(const lk_redlock *rl);
+struct event_base *lk_redlock_base(const lk_redlock *rl);
 
 /* The counters of rl, borrowed: valid until lk_redlock_free. */
 const lk_rl_stats *lk_redlock_stats(const lk_redlock *rl);

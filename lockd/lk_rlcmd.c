@@ -13,12 +13,17 @@
  * entry, and pays off from two entries on (see bench/run.sh and the report of issue 11).
  * The two produce the same keys, fences and answers. */
 
-/* KEYS lock, fence; ARGV token, lease_ms, prev_token or "". Grants when the lock is
- * free, held by prev_token (handoff) or already ours (a retried attempt). */
+/* KEYS lock, fence, owner; ARGV token, lease_ms, prev_token or "", holder or "". Grants
+ * when the lock is free (a REVOKE's "revoked:<token>" tombstone counts as free), held by
+ * prev_token (handoff) or already ours (a retried attempt). The owner key gets
+ * "<token> <holder>" for SHOW (no TTL, like the fence: SHOW believes it only while its
+ * token holds the lock). */
 static const char script_acquire[] =
     "local v = redis.call('GET', KEYS[1]) "
-    "if v == false or v == ARGV[1] or (ARGV[3] ~= '' and v == ARGV[3]) then "
+    "if v == false or v == ARGV[1] or (ARGV[3] ~= '' and v == ARGV[3]) "
+    "or string.sub(v, 1, 8) == 'revoked:' then "
     "redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2]) "
+    "if ARGV[4] ~= '' then redis.call('SET', KEYS[3], ARGV[1] .. ' ' .. ARGV[4]) end "
     "return {1, redis.call('INCR', KEYS[2])} end "
     "return {0, redis.call('PTTL', KEYS[1])}";
 /* KEYS fence; ARGV t. Compared as decimal strings so fences above 2^53 stay exact. */
@@ -27,9 +32,12 @@ static const char script_fence[] =
     "local t = ARGV[1] "
     "if #f < #t or (#f == #t and f < t) then redis.call('SET', KEYS[1], t) end "
     "return 1";
-/* KEYS lock; ARGV token, lease_ms. */
-static const char script_renew[] = "if redis.call('GET', KEYS[1]) == ARGV[1] then "
-                                   "redis.call('PEXPIRE', KEYS[1], ARGV[2]) return 1 end return 0";
+/* KEYS lock; ARGV token, lease_ms. 1: renewed; 0: not ours; 2: a REVOKE's tombstone of
+ * this token (the holder is told "revoked"). */
+static const char script_renew[] =
+    "local v = redis.call('GET', KEYS[1]) "
+    "if v == ARGV[1] then redis.call('PEXPIRE', KEYS[1], ARGV[2]) return 1 end "
+    "if v == 'revoked:' .. ARGV[1] then return 2 end return 0";
 /* KEYS lock; ARGV token, channel, resource. */
 static const char script_release[] =
     "if redis.call('GET', KEYS[1]) == ARGV[1] then redis.call('DEL', KEYS[1]) "
@@ -39,10 +47,12 @@ static const char script_release[] =
  * that started in the same loop pass (lk_redlock's flush). KEYS and ARGV carry one entry
  * per round, in order: ARGV[1] is the release channel, then per entry a kind letter
  * and its arguments; the entry's keys follow each other in KEYS.
- *   a (acquire)  KEYS lock, fence  ARGV token, lease_ms, prev_token or ""
- *                grants when the lock is free, held by prev_token (handoff) or already
- *                ours (a retried attempt): {1, INCR fence}; else {0, PTTL lock}
- *   r (renew)    KEYS lock         ARGV token, lease_ms: {1, 0} when ours, else {0, 0}
+ *   a (acquire)  KEYS lock, fence, owner  ARGV token, lease_ms, prev_token or "", holder
+ *                or "": grants when the lock is free (or a "revoked:" tombstone), held by
+ *                prev_token (handoff) or already ours (a retried attempt), and writes the
+ *                owner key as script_acquire does: {1, INCR fence}; else {0, PTTL lock}
+ *   r (renew)    KEYS lock         ARGV token, lease_ms: {1, 0} when ours, {0, 1} when a
+ *                REVOKE's tombstone of this token, else {0, 0}
  *   d (release)  KEYS lock         ARGV token, resource: deletes when ours, and the
  *                resource goes into the call's one release notice: PUBLISH channel
  *                "<resource>" for one, " <r1> <r2> ..." (a leading space: no resource
@@ -52,14 +62,18 @@ static const char script_release[] =
  * The reply is 2 integers per entry. Each entry runs under pcall: one that raises
  * (a key of the wrong type) answers {-1, 0} (unknown) without failing the others. */
 static const char script_batch[] =
-    "local function acq(lk, fk, tok, lease, prev) "
+    "local function acq(lk, fk, ow, tok, lease, prev, who) "
     "local v = redis.call('GET', lk) "
-    "if v == false or v == tok or (prev ~= '' and v == prev) then "
+    "if v == false or v == tok or (prev ~= '' and v == prev) "
+    "or string.sub(v, 1, 8) == 'revoked:' then "
     "redis.call('SET', lk, tok, 'PX', lease) "
+    "if who ~= '' then redis.call('SET', ow, tok .. ' ' .. who) end "
     "return 1, redis.call('INCR', fk) end "
     "return 0, redis.call('PTTL', lk) end "
     "local function ren(lk, tok, lease) "
-    "if redis.call('GET', lk) == tok then redis.call('PEXPIRE', lk, lease) return 1, 0 end "
+    "local v = redis.call('GET', lk) "
+    "if v == tok then redis.call('PEXPIRE', lk, lease) return 1, 0 end "
+    "if v == 'revoked:' .. tok then return 0, 1 end "
     "return 0, 0 end "
     "local rels = {} "
     "local function rel(lk, tok, res) "
@@ -73,8 +87,8 @@ static const char script_batch[] =
     "local out, k, a, n = {}, 1, 2, 0 "
     "while a <= #ARGV do "
     "local c, ok, s, v = ARGV[a] "
-    "if c == 'a' then ok, s, v = pcall(acq, KEYS[k], KEYS[k + 1], ARGV[a + 1], ARGV[a + 2], "
-    "ARGV[a + 3]) k = k + 2 a = a + 4 "
+    "if c == 'a' then ok, s, v = pcall(acq, KEYS[k], KEYS[k + 1], KEYS[k + 2], ARGV[a + 1], "
+    "ARGV[a + 2], ARGV[a + 3], ARGV[a + 4]) k = k + 3 a = a + 5 "
     "elseif c == 'r' then ok, s, v = pcall(ren, KEYS[k], ARGV[a + 1], ARGV[a + 2]) "
     "k = k + 1 a = a + 3 "
     "elseif c == 'd' then ok, s, v = pcall(rel, KEYS[k], ARGV[a + 1], ARGV[a + 2]) "
@@ -94,12 +108,12 @@ const char *const lk_rlcmd_script_text[LK_RLCMD_NSCRIPTS] = {
  * included). */
 static size_t entry_keys(const lk_rlcmd_entry *e)
 {
-    return e->kind == LK_RLCMD_ACQUIRE ? 2 : 1;
+    return e->kind == LK_RLCMD_ACQUIRE ? 3 : 1;
 }
 
 static size_t entry_args(const lk_rlcmd_entry *e)
 {
-    return e->kind == LK_RLCMD_ACQUIRE ? 4 : e->kind == LK_RLCMD_FENCE ? 2 : 3;
+    return e->kind == LK_RLCMD_ACQUIRE ? 5 : e->kind == LK_RLCMD_FENCE ? 2 : 3;
 }
 
 #define ARG(p, l) (argv[argc] = (p), len[argc] = (l), argc++)
@@ -108,8 +122,8 @@ static size_t entry_args(const lk_rlcmd_entry *e)
 static int single_format(const lk_rlcmd_entry *e, const char *channel, size_t channel_len,
                          const char (*sha)[41], bool eval, char **out)
 {
-    const char *argv[9];
-    size_t len[9];
+    const char *argv[11];
+    size_t len[11];
     size_t argc = 0;
     char lease[24];
     size_t lease_len =
@@ -119,12 +133,14 @@ static int single_format(const lk_rlcmd_entry *e, const char *channel, size_t ch
         eval ? strlen(lk_rlcmd_script_text[e->kind]) : 40);
     switch (e->kind) {
     case LK_RLCMD_ACQUIRE:
-        ARG("2", 1);
+        ARG("3", 1);
         ARG(e->lock_key, e->lock_key_len);
         ARG(e->fence_key, e->fence_key_len);
+        ARG(e->owner_key, e->owner_key_len);
         ARG(e->token, e->token_len);
         ARG(lease, lease_len);
         ARG(e->prev, e->prev_len);
+        ARG(e->holder, e->holder_len);
         break;
     case LK_RLCMD_FENCE:
         ARG("1", 1);
@@ -175,8 +191,10 @@ int lk_rlcmd_format(const lk_rlcmd_entry *e, size_t n, const char *channel, size
             ARG(e[k].fence_key, e[k].fence_key_len);
         } else {
             ARG(e[k].lock_key, e[k].lock_key_len);
-            if (e[k].kind == LK_RLCMD_ACQUIRE)
+            if (e[k].kind == LK_RLCMD_ACQUIRE) {
                 ARG(e[k].fence_key, e[k].fence_key_len);
+                ARG(e[k].owner_key, e[k].owner_key_len);
+            }
         }
         nkeys += entry_keys(&e[k]);
     }
@@ -195,6 +213,7 @@ int lk_rlcmd_format(const lk_rlcmd_entry *e, size_t n, const char *channel, size
             ARG(e[k].token, e[k].token_len);
             ARG(lease[k], ll);
             ARG(e[k].prev, e[k].prev_len);
+            ARG(e[k].holder, e[k].holder_len);
             break;
         case LK_RLCMD_RENEW:
             ARG("r", 1);

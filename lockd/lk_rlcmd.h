@@ -27,8 +27,9 @@ extern const char *const lk_rlcmd_script_text[LK_RLCMD_NSCRIPTS];
  * so nothing is measured twice; unused ones may be NULL/0). */
 typedef struct lk_rlcmd_entry {
     int kind; /* LK_RLCMD_ACQUIRE, _RENEW, _RELEASE, or _FENCE (an acquire's write-back) */
-    const char *lock_key, *fence_key, *token, *prev, *resource, *fence_txt;
-    size_t lock_key_len, fence_key_len, token_len, prev_len, resource_len;
+    const char *lock_key, *fence_key, *owner_key, *token, *prev, *holder, *resource, *fence_txt;
+    size_t lock_key_len, fence_key_len, owner_key_len, token_len, prev_len, holder_len,
+        resource_len;
     uint64_t lease_ms;
 } lk_rlcmd_entry;
 

@@ -28,6 +28,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -81,6 +82,7 @@ typedef struct lk_session {
     struct event more;                  /* lines left over after a bounded wake-up */
     ss_state state;
     bool authed;
+    bool admin;            /* sent AUTH <admin_auth>: may REVOKE */
     bool flush_queued;     /* on srv->flush_list */
     bool read_paused;      /* input over LK_READ_HIGH */
     bool out_blocked;      /* output over LK_OUT_BLOCK: requests wait until it drains */
@@ -104,6 +106,7 @@ struct lk_server {
     TAILQ_HEAD(, lk_session) flush_list;
     size_t n_live;
     char *auth;
+    char *admin_auth; /* "" = REVOKE refused to everyone */
     uint64_t timeout_ms;
     uint64_t max_sessions;
     uint64_t start_ms;
@@ -357,7 +360,7 @@ static void do_info(lk_session *s, const char *tag)
           "OK version=%s session_id=%s sessions=%zu locks_held=%lld waiters=%lld masters_up=%zu "
           "masters=%zu quorum=%zu uptime_s=%llu acquires_total=%llu grants_total=%llu "
           "timeouts_total=%llu releases_total=%llu lost_total=%llu handoffs_total=%llu "
-          "session_locks=%zu session_waiters=%zu",
+          "session_locks=%zu session_waiters=%zu lockd_id=%s",
           BOOKING_VERSION, s->id, srv->n_live, (long long)lk_stats.locks_held,
           (long long)lk_stats.waiters, lk_redlock_masters_up(srv->rl),
           lk_redlock_masters_total(srv->rl), lk_redlock_quorum(srv->rl),
@@ -365,7 +368,58 @@ static void do_info(lk_session *s, const char *tag)
           (unsigned long long)lk_stats.acquires_total, (unsigned long long)lk_stats.grants_total,
           (unsigned long long)lk_stats.timeouts_total, (unsigned long long)lk_stats.releases_total,
           (unsigned long long)lk_stats.lost_total, (unsigned long long)lk_stats.handoffs_total,
-          s->owner.n_holds, s->owner.n_waiters);
+          s->owner.n_holds, s->owner.n_waiters, lk_locks_id(srv->lk));
+}
+
+/* SHOW and REVOKE (SPEC 2b), which the shared request parser does not know: "<tag> SHOW
+ * <resource>" / "<tag> REVOKE <resource>". True when line is one of them (answered here,
+ * malformed ones included); false: not these verbs, parse it as usual. */
+static bool session_admin_line(lk_session *s, const char *line, size_t len)
+{
+    lk_server *srv = s->srv;
+    char tag[CM_LOCKP_TAG_MAX + 1], resource[CM_LOCKP_RESOURCE_MAX + 1];
+    if (len > 0 && line[len - 1] == '\r')
+        len--;
+    const char *sp = memchr(line, ' ', len);
+    if (!sp)
+        return false;
+    size_t tl = (size_t)(sp - line);
+    const char *verb = sp + 1, *end = line + len;
+    const char *vsp = memchr(verb, ' ', (size_t)(end - verb));
+    size_t vl = (size_t)((vsp ? vsp : end) - verb);
+    bool show = vl == 4 && strncasecmp(verb, "SHOW", 4) == 0;
+    bool revoke = vl == 6 && strncasecmp(verb, "REVOKE", 6) == 0;
+    if (!show && !revoke)
+        return false;
+    if (!cm_lockp_valid_tag(line, tl)) {
+        lk_stats.badreq_total++;
+        reply(s, NULL, "ERR BADREQ bad tag");
+        return true;
+    }
+    snprintf(tag, sizeof tag, "%.*s", (int)tl, line);
+    const char *arg = vsp ? vsp + 1 : end;
+    size_t al = (size_t)(end - arg);
+    if (!vsp || !cm_lockp_valid_resource(arg, al) || memchr(arg, ' ', al)) {
+        lk_stats.badreq_total++;
+        reply(s, tag, "ERR BADREQ %s needs one resource", show ? "SHOW" : "REVOKE");
+        return true;
+    }
+    snprintf(resource, sizeof resource, "%.*s", (int)al, arg);
+    if (srv->auth[0] && !s->authed) {
+        reply(s, tag, "ERR NOAUTH AUTH required");
+        return true;
+    }
+    if (revoke && !s->admin) {
+        reply(s, tag, "ERR NOAUTH REVOKE needs AUTH with the admin secret%s",
+              srv->admin_auth[0] ? "" : " (admin_auth is not set: REVOKE is off)");
+        return true;
+    }
+    log_debug("session %s: %s %s %s", s->id, tag, show ? "SHOW" : "REVOKE", resource);
+    if (show)
+        lk_locks_show(srv->lk, &s->owner, tag, resource);
+    else
+        lk_locks_revoke(srv->lk, &s->owner, tag, resource);
+    return true;
 }
 
 static void session_line(lk_session *s, const char *line, size_t len)
@@ -374,6 +428,8 @@ static void session_line(lk_session *s, const char *line, size_t len)
     cm_lockp_request req;
     char err[160];
 
+    if (session_admin_line(s, line, len))
+        return;
     switch (cm_lockp_parse_request(line, len, &req, err, sizeof(err))) {
     case CM_LOCKP_OK:
         break;
@@ -401,9 +457,20 @@ static void session_line(lk_session *s, const char *line, size_t len)
     case CM_VERB_HELLO:
         snprintf(s->name, sizeof(s->name), "%.*s", (int)CM_MIN(req.text_len, LK_NAME_MAX),
                  req.text);
+        /* SHOW prints it as one field: no spaces or controls */
+        for (char *p = s->name; *p; p++)
+            if (*p <= ' ' || *p > '~')
+                *p = '_';
+        s->owner.name = s->name;
         reply(s, req.tag, "OK %s %llu", s->id, (unsigned long long)srv->timeout_ms);
         break;
     case CM_VERB_AUTH:
+        if (srv->admin_auth[0] && secret_equal(srv->admin_auth, req.text, req.text_len)) {
+            s->authed = true; /* the admin secret also opens what auth guards */
+            s->admin = true;
+            reply(s, req.tag, "OK");
+            break;
+        }
         if (srv->auth[0] && !secret_equal(srv->auth, req.text, req.text_len)) {
             log_info("session %s (%s): wrong AUTH secret", s->id, s->peer);
             reply(s, req.tag, "ERR AUTH wrong secret");
@@ -634,9 +701,10 @@ lk_server *lk_server_new(struct event_base *base, struct lk_locks *lk, struct lk
     TAILQ_INIT(&srv->dead);
     TAILQ_INIT(&srv->flush_list);
     srv->auth = strdup(opts->auth ? opts->auth : "");
+    srv->admin_auth = strdup(opts->admin_auth ? opts->admin_auth : "");
     srv->reap = event_new(base, -1, 0, reap_cb, srv);
     srv->flush = event_new(base, -1, 0, flush_cb, srv);
-    if (!srv->auth || !srv->reap || !srv->flush)
+    if (!srv->auth || !srv->admin_auth || !srv->reap || !srv->flush)
         goto fail;
 
     memset(&hints, 0, sizeof(hints));
@@ -712,5 +780,6 @@ void lk_server_free(lk_server *srv)
     if (srv->flush)
         event_free(srv->flush);
     free(srv->auth);
+    free(srv->admin_auth);
     free(srv);
 }

@@ -21,7 +21,8 @@ typedef struct lk_server lk_server;
 
 typedef struct lk_server_opts {
     const cm_addr *listen;
-    const char *auth; /* copied; "" = no AUTH */
+    const char *auth;       /* copied; "" = no AUTH */
+    const char *admin_auth; /* copied; "" = REVOKE refused (SPEC 2b) */
     uint64_t session_timeout_ms;
     uint64_t max_sessions;
 } lk_server_opts;

@@ -51,9 +51,11 @@ static fk_round *round_new(fk_kind kind, const char *resource, const char *token
 }
 
 static lk_round *fk_acquire(void *ctx, const char *resource, const char *token,
-                            const char *prev_token, uint64_t lease_ms, lk_rl_cb cb, void *arg)
+                            const char *prev_token, const char *holder, uint64_t lease_ms,
+                            lk_rl_cb cb, void *arg)
 {
     (void)ctx;
+    (void)holder;
     return (lk_round *)round_new(FK_ACQUIRE, resource, token, prev_token, lease_ms, cb, arg);
 }
 
