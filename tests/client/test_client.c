@@ -24,6 +24,7 @@
 
 #include "cm_lockclient.h"
 #include "cm_log.h"
+#include "it_common.h"
 #include "th.h"
 #include "th_check.h"
 
@@ -870,6 +871,122 @@ START_TEST(test_lost_fixed_lease_deadline)
 }
 END_TEST
 
+/* The fault cases of issue 12 §4 for the C client (the same as the Python and Node
+ * libraries'): each must tell the holder before lockd 1 grants its lock. */
+typedef enum fault {
+    FAULT_SIGTERM,       /* lockd 0 stops gracefully: LOST shutdown before the keys go */
+    FAULT_SIGKILL,       /* lockd 0 dies: EOF at once, the keys live to their TTL */
+    FAULT_SIGSTOP,       /* lockd 0 freezes, the client idle: the watchdog deadline */
+    FAULT_RENEW_REFUSED, /* 2 of 3 masters get another value after a renewal */
+    FAULT_MAJORITY_DOWN, /* 2 of 3 masters die, back (empty) 3.3 s later */
+} fault;
+
+#define FOREIGN_PX 2000 /* how long the other value stays on two masters (ms) */
+
+/* Waits (serving the clients) until lockd renewed R's key on master m: its PTTL jumps. */
+static void wait_renewed(env *e, int m)
+{
+    char out[64];
+    long last = -1;
+    uint64_t deadline = th_now_ms() + 5000;
+    while (th_now_ms() < deadline) {
+        ck_assert(it_redis_cmd(e->redis[m].port, out, sizeof(out), "PTTL lockd:lock:R"));
+        long pttl = atol(out + 1);
+        if (last >= 0 && pttl > last + 50)
+            return;
+        last = pttl;
+        run_for(e, 5);
+    }
+    ck_abort_msg("lockd never renewed R");
+}
+
+static void fault_case(fault f, const char *reason)
+{
+    env e;
+    lost_log lost = {0};
+    cm_lockclient *c, *other;
+    char out[64];
+    holder_and_other(&e, &lost, &c, &other);
+    ck_assert_int_eq(acquire(&e, c, "R", 0).status, CM_LOCK_OK);
+    box waiter = {0};
+    ck_assert_int_eq(cm_lockclient_acquire(other, "R", 0, 15000, box_cb, &waiter, NULL), CM_OK);
+    run_for(&e, 100);
+    uint64_t t0 = th_now_us(), back_at = 0;
+    switch (f) {
+    case FAULT_SIGTERM:
+        th_signal(e.lockd[0].pid, SIGTERM);
+        break;
+    case FAULT_SIGKILL:
+        th_stop(e.lockd[0].pid, false, 2000);
+        break;
+    case FAULT_SIGSTOP:
+        th_signal(e.lockd[0].pid, SIGSTOP);
+        break;
+    case FAULT_RENEW_REFUSED:
+        wait_renewed(&e, 2);
+        t0 = th_now_us();
+        for (int m = 0; m < 2; m++)
+            ck_assert(it_redis_cmd(e.redis[m].port, out, sizeof(out),
+                                   "SET lockd:lock:R ffffffffffffffffffffffffffffffff PX %d",
+                                   FOREIGN_PX));
+        break;
+    case FAULT_MAJORITY_DOWN:
+        th_redis_kill(&e.redis[0]);
+        th_redis_kill(&e.redis[1]);
+        back_at = th_now_ms() + 3300;
+        break;
+    }
+    uint64_t deadline = th_now_ms() + 15000;
+    while (!(waiter.done && waiter.r.status == CM_LOCK_OK) && th_now_ms() < deadline) {
+        if (back_at != 0 && th_now_ms() >= back_at) {
+            ck_assert(th_redis_start(&e.redis[0]) && th_redis_start(&e.redis[1]));
+            back_at = 0;
+        }
+        if (waiter.done) { /* NOQUORUM while the masters are down: ask again */
+            memset(&waiter, 0, sizeof(waiter));
+            ck_assert_int_eq(cm_lockclient_acquire(other, "R", 0, 15000, box_cb, &waiter, NULL),
+                             CM_OK);
+        }
+        run_for(&e, 20);
+    }
+    assert_told_first(&lost, &waiter, t0, "R");
+    ck_assert_msg(lost.n_info >= 1 && strcmp(lost.reasons[0], reason) == 0, "lost (%s), wanted %s",
+                  lost.n_info ? lost.reasons[0] : "-", reason);
+    cm_lockclient_free(c);
+    cm_lockclient_free(other);
+    env_stop(&e);
+}
+
+START_TEST(test_lost_first_lockd_sigterm)
+{
+    fault_case(FAULT_SIGTERM, "shutdown");
+}
+END_TEST
+
+START_TEST(test_lost_first_lockd_sigkill)
+{
+    fault_case(FAULT_SIGKILL, "disconnected");
+}
+END_TEST
+
+START_TEST(test_lost_first_lockd_sigstop)
+{
+    fault_case(FAULT_SIGSTOP, "deadline");
+}
+END_TEST
+
+START_TEST(test_lost_first_renew_refused)
+{
+    fault_case(FAULT_RENEW_REFUSED, "renew_refused");
+}
+END_TEST
+
+START_TEST(test_lost_first_majority_down)
+{
+    fault_case(FAULT_MAJORITY_DOWN, "no_quorum");
+}
+END_TEST
+
 /* A watchdog lease lives while lockd answers (here 1.5 s on a validity of 600 ms) and is
  * lost locally ("deadline") about half a validity after lockd stops answering, long
  * before the client timeout (20 s here) ends the session. */
@@ -1189,6 +1306,11 @@ int main(int argc, char **argv)
         {"lost_fixed_lease_deadline", test_lost_fixed_lease_deadline},
         {"lost_watchdog_unanswered", test_lost_watchdog_unanswered},
         {"lost_reason", test_lost_reason},
+        {"lost_first_lockd_sigterm", test_lost_first_lockd_sigterm},
+        {"lost_first_lockd_sigkill", test_lost_first_lockd_sigkill},
+        {"lost_first_lockd_sigstop", test_lost_first_lockd_sigstop},
+        {"lost_first_renew_refused", test_lost_first_renew_refused},
+        {"lost_first_majority_down", test_lost_first_majority_down},
     };
     cm_log_init("test_client", CM_LOG_ERROR);
     return th_check_main("client", cases, sizeof(cases) / sizeof(cases[0]), 60, argc, argv);
