@@ -2,8 +2,10 @@
  * cm_lockclient: the async LOCKP client (contract in cm_lockclient.h) and the with_lock
  * guard. Owns the session state machine (connect -> HELLO -> AUTH -> ready), the table
  * of tagged requests (tags are decimal request ids), the list of locks granted through
- * the current session, keep-alive PINGs, per-request client-side timeouts and the
+ * the current session with their local deadlines (one timer each), keep-alive PINGs and
+ * liveness by bytes received (one timer), per-request client-side timeouts and the
  * endpoint failover with backoff. The blocking wrapper lives in cm_lockclient_sync.c.
+ * Times are CLOCK_MONOTONIC microseconds (cm_now_us).
  *
  * Re-entrancy: every libevent entry point brackets its work with lc_enter/lc_leave, and
  * every user callback runs inside such a bracket, so cm_lockclient_free called from a

@@ -16,14 +16,15 @@
  * - Every lock has a local deadline: validity_ms counted from a moment lockd wrote the
  *   reply after (the send time of that ACQUIRE or RENEW, or of a later request answered
  *   earlier on the stream: replies come in order), less a margin for our own wake-up
- *   latency of 5% of the validity, at most 50 ms (and opts.stop_margin_ms). A fixed lease (lease_ms
- * > 0) is lost at that deadline (reason "deadline") unless a RENEW reply extended it, whatever
- * lockd says. A watchdog lease (lease_ms 0) is renewed by lockd: a lockd that answers keeps it
- * alive until half the validity after the send of the last answered request (deadline = max(grant
- * deadline, last answered send + validity / 2); lockd renews every third of its lease), and it is
- * lost there (reason "deadline") otherwise. A lock lost locally is given back with a RELEASE when
- * the session still stands. A grant that arrives after its deadline is released and answered
- * TIMEOUT.
+ *   latency of 5% of the validity, at most 50 ms, and less opts.stop_margin_ms.
+ *   A fixed lease (lease_ms > 0) is lost at that deadline (reason "deadline") unless a
+ *   RENEW reply extended it, whatever lockd says. A watchdog lease (lease_ms 0) is
+ *   renewed by lockd: a lockd that answers keeps it alive until half the validity after
+ *   the send of the last answered request (deadline = max(grant deadline, last answered
+ *   send + validity / 2); lockd renews every third of its lease), and it is lost there
+ *   (reason "deadline") otherwise. A lock lost locally is given back with a RELEASE
+ *   while the session stands (unless opts.keep_lost_locks). A grant that arrives after
+ *   its deadline is released and answered TIMEOUT.
  *
  * Lost locks: lockd pushes "* LOST <resource> <token> [reason]"; a RENEW is answered
  * LOST; a local deadline passes; the session drops (every lock granted through it is
