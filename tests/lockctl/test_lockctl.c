@@ -26,6 +26,7 @@
 #define LOCKD_YAML                                                                                 \
     "session: {timeout_ms: 5000, lock_delay_ms: 0}\n"                                              \
     "watchdog: {lease_ms: 2000}\n"
+#define ADMIN_SECRET "s3cret-admin"
 
 typedef struct world {
     th_redis redis[3];
@@ -363,6 +364,125 @@ START_TEST(test_usage)
 }
 END_TEST
 
+/* ---------------------------------------------------------------- SHOW, REVOKE, watch */
+
+/* lockctl show: the state lockd's SHOW reports, one key=value a line. */
+START_TEST(test_show)
+{
+    world w;
+    char out[4096], want[128];
+    th_conn h;
+    it_grant g;
+    world_start(&w, 1, NULL);
+    char *show[] = {"show", "Shown", NULL};
+    ck_assert_int_eq(exit_code(lockctl_run(&w, out, sizeof(out), show)), 0);
+    ck_assert_msg(strstr(out, "held=0\n") != NULL, "%s", out);
+    ck_assert_msg(strstr(out, "holder=-\n") != NULL, "%s", out);
+
+    it_connect(&h, w.lockd[0].port, "holder1");
+    ck_assert_int_eq(it_acquire(&h, "a", "Shown", 0, 0, 3000, &g, out, sizeof(out)), IT_OK);
+    ck_assert_int_eq(exit_code(lockctl_run(&w, out, sizeof(out), show)), 0);
+    ck_assert_msg(strstr(out, "held=1\n") != NULL, "%s", out);
+    ck_assert_msg(strstr(out, "holder=holder1\n") != NULL, "%s", out);
+    snprintf(want, sizeof(want), "fence=%llu\n", (unsigned long long)g.fence);
+    ck_assert_msg(strstr(out, want) != NULL, "wanted %s in %s", want, out);
+    ck_assert_msg(strstr(out, "ttl_ms=") != NULL && strstr(out, "waiters=0\n") != NULL, "%s", out);
+    th_close(&h);
+}
+END_TEST
+
+/* lockctl revoke: a wrong secret is refused (exit 2, nothing changes); with the admin
+ * secret from $LOCKCTL_ADMIN_AUTH the holder is told LOST revoked, the printed fence is
+ * above the holder's, a waiter is granted with a fence above it; nothing held: said so. */
+START_TEST(test_revoke)
+{
+    world w;
+    char out[4096], lines[2][IT_LINE];
+    uint64_t at[2] = {0, 0};
+    th_conn c[2];
+    it_grant g;
+    world_start(&w, 2, "admin_auth: " ADMIN_SECRET "\n");
+    it_connect(&c[0], w.lockd[0].port, "holder1");
+    ck_assert_int_eq(it_acquire(&c[0], "a", "Rv", 0, 0, 3000, &g, out, sizeof(out)), IT_OK);
+    it_connect(&c[1], w.lockd[1].port, "waiter");
+    ck_assert(th_send(&c[1], "w ACQUIRE Rv 0 10000"));
+
+    unsetenv("LOCKCTL_ADMIN_AUTH");
+    char *wrong[] = {"revoke", "Rv", "--admin-auth", "wrong", NULL};
+    ck_assert_int_eq(exit_code(lockctl_run(&w, out, sizeof(out), wrong)), 2);
+    ck_assert_msg(strstr(out, "AUTH") != NULL, "%s", out);
+    ck_assert(it_ping(&c[0], "p0", 2000)); /* still held, nothing pushed */
+
+    setenv("LOCKCTL_ADMIN_AUTH", ADMIN_SECRET, 1);
+    char *revoke[] = {"revoke", "Rv", NULL};
+    int st = lockctl_run(&w, out, sizeof(out), revoke);
+    unsetenv("LOCKCTL_ADMIN_AUTH");
+    ck_assert_msg(exit_code(st) == 0, "status %d: %s", st, out);
+    unsigned long long fence = 0;
+    ck_assert_msg(sscanf(out, "revoked Rv fence %llu", &fence) == 1, "%s", out);
+    ck_assert_uint_gt(fence, g.fence);
+
+    char lost[64];
+    snprintf(lost, sizeof(lost), "* LOST Rv %s revoked", g.token);
+    const char *prefix[1] = {lost};
+    ck_assert_int_eq(it_wait_prefixes(&c[0], 1, prefix, lines, at, 3000), 1);
+    ck_assert_int_eq(it_wait_replies(&c[1], 1, "w", &lines[1], &at[1], 5000), 1);
+    it_grant g2;
+    ck_assert_msg(it_classify(lines[1], "w", &g2) == IT_OK, "waiter: %s", lines[1]);
+    ck_assert_uint_gt(g2.fence, fence);
+
+    char *none[] = {"revoke", "Nothing", "--admin-auth", ADMIN_SECRET, NULL};
+    ck_assert_int_eq(exit_code(lockctl_run(&w, out, sizeof(out), none)), 0);
+    ck_assert_msg(strstr(out, "Nothing was not held") != NULL, "%s", out);
+    th_close(&c[0]);
+    th_close(&c[1]);
+}
+END_TEST
+
+/* Counts the lines of s that contain needle. */
+static int count_lines(const char *s, const char *needle)
+{
+    int n = 0;
+    for (const char *p = s; (p = strstr(p, needle)) != NULL; p += strlen(needle))
+        n++;
+    return n;
+}
+
+/* lockctl watch: the state at start, then one line per change of hands (held, holder,
+ * fence), ending after --count changes; SIGINT ends it with 0. */
+START_TEST(test_watch)
+{
+    world w;
+    char log[600], out[8192], want[128];
+    th_conn h;
+    it_grant g;
+    world_start(&w, 1, NULL);
+    snprintf(log, sizeof(log), "%s/watch.log", w.dir);
+    char *args[] = {"watch", "Wt", "--interval", "20", "--count", "2", NULL};
+    pid_t p = lockctl_spawn(&w, 0, log, args);
+    th_sleep_ms(400);
+    it_connect(&h, w.lockd[0].port, "holder1");
+    ck_assert_int_eq(it_acquire(&h, "a", "Wt", 0, 0, 3000, &g, out, sizeof(out)), IT_OK);
+    th_sleep_ms(400);
+    ck_assert_int_eq(it_release(&h, "r", "Wt", g.token, 3000), IT_OK);
+    int st = th_wait_exit(p, 5000);
+    ck_assert(read_log(log, out, sizeof(out)));
+    ck_assert_msg(exit_code(st) == 0, "status %d: %s", st, out);
+    ck_assert_msg(count_lines(out, " held=0 holder=- ") == 2, "%s", out);
+    snprintf(want, sizeof(want), " held=1 holder=holder1 fence=%llu ", (unsigned long long)g.fence);
+    ck_assert_msg(count_lines(out, want) == 1, "wanted '%s' once in %s", want, out);
+    ck_assert_msg(strstr(out, "held=1") > strstr(out, "held=0"), "%s", out);
+    ck_assert_msg(out[4] == '-' && strstr(out, "Z held=") != NULL, "not timestamped: %s", out);
+
+    char *forever[] = {"watch", "Wt", NULL};
+    p = lockctl_spawn(&w, 0, log, forever);
+    th_sleep_ms(300);
+    th_signal(p, SIGINT);
+    ck_assert_int_eq(exit_code(th_wait_exit(p, 3000)), 0);
+    th_close(&h);
+}
+END_TEST
+
 int main(int argc, char **argv)
 {
     const th_case cases[] = {
@@ -371,6 +491,9 @@ int main(int argc, char **argv)
         {"lockd_killed", test_lockd_killed},
         {"grace_kill", test_grace_kill},
         {"usage", test_usage},
+        {"show", test_show},
+        {"revoke", test_revoke},
+        {"watch", test_watch},
     };
     return th_check_main("lockctl", cases, sizeof(cases) / sizeof(cases[0]), 50, argc, argv);
 }
