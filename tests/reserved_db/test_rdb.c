@@ -425,6 +425,156 @@ START_TEST(test_guard_capacity)
 }
 END_TEST
 
+/* ---- group booking: the set-based batch against one savepoint per booking ---- */
+
+/* Runs sql on c and returns every row, fields joined by '|', rows by '\n'. */
+static void conn_rows(PGconn *c, const char *sql, char *out, size_t cap)
+{
+    PGresult *r = PQexec(c, sql);
+    ExecStatusType st = PQresultStatus(r);
+    ck_assert_msg(st == PGRES_TUPLES_OK || st == PGRES_COMMAND_OK, "%s: %s", sql,
+                  PQresultErrorMessage(r));
+    size_t len = 0;
+    out[0] = '\0';
+    for (int i = 0; st == PGRES_TUPLES_OK && i < PQntuples(r); i++) {
+        for (int j = 0; j < PQnfields(r); j++) {
+            int n = snprintf(out + len, cap - len, "%s%s", j ? "|" : "",
+                             PQgetisnull(r, i, j) ? "NULL" : PQgetvalue(r, i, j));
+            ck_assert(n >= 0 && (size_t)n < cap - len);
+            len += (size_t)n;
+        }
+        ck_assert(len + 1 < cap);
+        out[len++] = '\n';
+        out[len] = '\0';
+    }
+    PQclear(r);
+}
+
+/* One batch through fn inside a transaction that is rolled back: its answers (the ids
+ * only as booked or not: the two functions draw them differently), then the capacity
+ * and the confirmed seats it leaves, and how many times it updated the performance row
+ * (the set-based batch: twice, the fence and the capacity; one savepoint per booking:
+ * once more for each booking). */
+static void batch_answers(const char *fn, char *out, size_t cap)
+{
+    static const char args[] =
+        "(1, 5, ARRAY[1, 2, 99, 1, 2, 1, 1, 2, 1], "
+        "ARRAY['{2,3}', '{3}', '{4}', '{7}', '{1}', '{4,5}', '{4}', '{4}', '{6,8}'], "
+        "ARRAY['r1', 'r2', 'r3', 'r4', 'r5', 'r6', 'r7', 'r8', 'r9'], "
+        "ARRAY['', '', '', '', '', '', 'k1', '', ''])";
+    char sql[1024], part[2048];
+    PGconn *c = sync_connect();
+    conn_rows(c, "BEGIN", part, sizeof part);
+    snprintf(sql, sizeof sql,
+             "SELECT o_i, o_id IS NOT NULL, o_total, o_state, o_message, o_detail, o_hash, "
+             "o_status, o_response FROM %s%s",
+             fn, args);
+    conn_rows(c, sql, out, cap);
+    conn_rows(c,
+              "SELECT remaining_capacity, last_fence, (SELECT string_agg(seat_id::text, ',' "
+              "ORDER BY seat_id) FROM reservation_seats WHERE confirmed), (SELECT "
+              "string_agg(total_amount::text || ':' || payment_reference, ',' ORDER BY "
+              "payment_reference) FROM reservations WHERE fence = 5) FROM performances",
+              part, sizeof part);
+    ck_assert(strlen(out) + strlen(part) < cap);
+    strcat(out, part);
+    conn_rows(c, "SELECT n_tup_upd FROM pg_stat_xact_user_tables WHERE relname = 'performances'",
+              part, sizeof part);
+    ck_assert(strlen(out) + strlen(part) + 9 < cap);
+    strcat(out, "updates=");
+    strcat(out, part);
+    conn_rows(c, "ROLLBACK", part, sizeof part);
+    PQfinish(c);
+}
+
+/* rs_book_batch (060: every outcome decided first, then one INSERT each for all the
+ * booked requests) gives each request the answer 050's savepoint per request gives, in
+ * a batch that has every outcome: booked, a seat an earlier request of the batch took, an
+ * unknown user, a seat of another venue, a seat sold before, not enough capacity left, a
+ * replayed Idempotency-Key, a booking after a refused one, and a seat that does not exist.
+ * And it does so without falling back to the savepoint per request (the performance row
+ * updated twice, not once per booking). */
+START_TEST(test_batch_setbased_same_answers)
+{
+    migrate();
+    sync_sql("INSERT INTO users (id, name, email) VALUES (1, 'A', 'a@x.test'), "
+             "(2, 'B', 'b@x.test')");
+    sync_sql("INSERT INTO venues (id, name) VALUES (1, 'Hall'), (2, 'Other')");
+    sync_sql("INSERT INTO venue_seats (id, venue_id, row_label, number, type) VALUES "
+             "(1, 1, 'A', 1, 'NORMAL'), (2, 1, 'A', 2, 'VIP'), (3, 1, 'A', 3, 'NORMAL'), "
+             "(4, 1, 'A', 4, 'NORMAL'), (5, 1, 'A', 5, 'VIP'), (6, 1, 'A', 6, 'NORMAL'), "
+             "(7, 2, 'A', 1, 'NORMAL')");
+    sync_sql("INSERT INTO performances (id, venue_id, title, starts_at, normal_price, vip_price, "
+             "total_capacity, remaining_capacity) "
+             "VALUES (1, 1, 'Show', '2026-12-01T19:00:00Z', 1000, 2500, 6, 3)");
+    sync_sql("INSERT INTO reservations (id, user_id, performance_id, status, normal_price, "
+             "vip_price, total_amount) VALUES (100, 1, 1, 'CONFIRMED', 1000, 2500, 1000)");
+    sync_sql("INSERT INTO reservation_seats (reservation_id, performance_id, seat_id, seat_type, "
+             "price) VALUES (100, 1, 1, 'NORMAL', 1000)");
+    sync_sql("INSERT INTO idempotency_keys (key, request_hash, status_code, response) "
+             "VALUES ('k1', 'h1', 201, '{\"id\": 100}')");
+    char setbased[4096], each[4096];
+    batch_answers("rs_book_batch", setbased, sizeof setbased);
+    batch_answers("rs_book_batch_each", each, sizeof each);
+    /* the same answers and the same database afterwards; only the updates differ */
+    char *a = strstr(setbased, "updates="), *b = strstr(each, "updates=");
+    ck_assert(a != NULL && b != NULL);
+    ck_assert_str_eq(a, "updates=2\n");
+    ck_assert_str_ne(b, "updates=2\n");
+    *a = *b = '\0';
+    ck_assert_str_eq(setbased, each);
+    /* and what they are: two booked (3,500 and 1,000), the capacity used up */
+    ck_assert_msg(strstr(setbased, "1|t|3500||||NULL|NULL|NULL\n") != NULL, "%s", setbased);
+    ck_assert_msg(strstr(setbased, "2|f|NULL|RBTAK|seats already taken: 3|3|") != NULL, "%s",
+                  setbased);
+    ck_assert_msg(strstr(setbased, "3|f|NULL|RBU04|user 99 not found||") != NULL, "%s", setbased);
+    ck_assert_msg(strstr(setbased, "4|f|NULL|RBSEA|") != NULL, "%s", setbased);
+    ck_assert_msg(strstr(setbased, "5|f|NULL|RBTAK|seats already taken: 1|1|") != NULL, "%s",
+                  setbased);
+    ck_assert_msg(strstr(setbased, "6|f|NULL|RBSOL|performance 1 has 1 seats left, 2 asked||") !=
+                      NULL,
+                  "%s", setbased);
+    ck_assert_msg(strstr(setbased, "7|f|NULL|REPLAY|||h1|201|{\"id\": 100}\n") != NULL, "%s",
+                  setbased);
+    ck_assert_msg(strstr(setbased, "8|t|1000|") != NULL, "%s", setbased);
+    ck_assert_msg(strstr(setbased, "9|f|NULL|RBSEA|") != NULL, "%s", setbased);
+    ck_assert_msg(strstr(setbased, "\n0|5|1,2,3,4|3500:r1,1000:r8\n") != NULL, "%s", setbased);
+}
+END_TEST
+
+/* A guard these checks cannot know (a CHECK constraint added here) fires in the set-based
+ * INSERT: the batch is booked again one savepoint per request, and only the request that
+ * trips the guard is refused. */
+START_TEST(test_batch_setbased_guard_falls_back)
+{
+    migrate();
+    seed_one_seat();
+    sync_sql("INSERT INTO venue_seats (id, venue_id, row_label, number, type) "
+             "VALUES (2, 1, 'A', 2, 'NORMAL'), (3, 1, 'A', 3, 'NORMAL')");
+    sync_sql("UPDATE performances SET total_capacity = 3, remaining_capacity = 2");
+    sync_sql("INSERT INTO users (id, name, email) VALUES (3, 'C', 'c@x.test')");
+    sync_sql("ALTER TABLE reservations ADD CONSTRAINT rdb_test_guard CHECK (user_id <> 3)");
+    char out[4096];
+    PGconn *c = sync_connect();
+    conn_rows(c, "BEGIN", out, sizeof out);
+    conn_rows(c,
+              "SELECT o_i, o_id IS NOT NULL, o_state FROM rs_book_batch(1, 1, ARRAY[1, 3], "
+              "ARRAY['{2}', '{3}'], ARRAY['g1', 'g2'], ARRAY['', ''])",
+              out, sizeof out);
+    ck_assert_str_eq(out, "1|t|\n2|f|23514\n");
+    conn_rows(c,
+              "SELECT n_tup_upd > 2 FROM pg_stat_xact_user_tables WHERE relname = 'performances'",
+              out, sizeof out);
+    ck_assert_str_eq(out, "t\n"); /* the savepoint per request ran */
+    conn_rows(c, "COMMIT", out, sizeof out);
+    PQfinish(c);
+    ck_assert_str_eq(sync_sql("SELECT remaining_capacity FROM performances"), "1");
+    ck_assert_str_eq(sync_sql("SELECT count(*) FROM reservation_seats WHERE reservation_id IN "
+                              "(SELECT id FROM reservations WHERE payment_reference = 'g1')"),
+                     "1");
+}
+END_TEST
+
 /* ---- rs_db round trips ---- */
 
 START_TEST(test_exec_params)
@@ -925,6 +1075,8 @@ int main(int argc, char **argv)
         {"migrate_error", test_migrate_error_names_migration},
         {"guard_one_confirmed", test_guard_one_confirmed},
         {"guard_capacity", test_guard_capacity},
+        {"batch_setbased_same_answers", test_batch_setbased_same_answers},
+        {"batch_setbased_guard_falls_back", test_batch_setbased_guard_falls_back},
         {"exec_params", test_exec_params},
         {"exec_errors", test_exec_errors},
         {"lease_transaction", test_lease_transaction},
