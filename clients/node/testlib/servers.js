@@ -156,18 +156,6 @@ export async function waitRenewed(master, key, timeoutMs = 3000) {
   }
 }
 
-// LOCKP_TEST_STRICT=1: a test of a lockd feature this lockd lacks is not skipped but
-// goes on to its checks (to see them fail on a lockd of before the feature).
-export const STRICT = process.env.LOCKP_TEST_STRICT === '1';
-
-/** true (and t skipped) when the test must end because its lockd lacks `what`;
- * false when STRICT (the test goes on). */
-export function lockdLacks(t, what) {
-  if (STRICT) return false;
-  t.skip(`this lockd lacks ${what}`);
-  return true;
-}
-
 class Proc {
   constructor(argv, log, port) {
     this.argv = argv;

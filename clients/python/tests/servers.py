@@ -24,17 +24,6 @@ REPO = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", "..", "..")
 LOCKD_BIN = os.environ.get("LOCKD_BIN") or os.path.join(REPO, "build", "bin", "lockd")
 
 
-# LOCKP_TEST_STRICT=1: a test of a lockd feature this lockd lacks is not skipped but
-# goes on to its checks (to see them fail on a lockd of before the feature).
-STRICT = os.environ.get("LOCKP_TEST_STRICT") == "1"
-
-
-def lockd_lacks(what):
-    """Skips a test whose lockd lacks `what` (returns when STRICT: the test goes on)."""
-    if not STRICT:
-        pytest.skip(f"this lockd lacks {what}")
-
-
 def free_port():
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
