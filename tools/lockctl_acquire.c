@@ -80,6 +80,7 @@ static void run_move(run *r, run_state to)
         break;
     }
     assert(ok);
+    CM_UNUSED(ok); /* without assertions (release builds) */
     log_debug("acquire %s: %s -> %s", r->resource, run_state_name(r->st), run_state_name(to));
     r->st = to;
 }
