@@ -288,15 +288,20 @@ fk_round *fk_acquire_of(const char *token)
 void fk_answer(fk_round *r, lk_rl_outcome outcome, int64_t validity_ms, uint64_t fence,
                int64_t retry_after_ms)
 {
-    ck_assert_ptr_nonnull(r);
-    ck_assert_msg(!r->answered && !r->cancelled, "round of %s answered twice or cancelled",
-                  r->token);
-    r->answered = true;
     lk_rl_result res = {.outcome = outcome,
                         .fence = fence,
                         .validity_ms = validity_ms,
                         .retry_after_ms = retry_after_ms};
-    r->cb(r->arg, &res);
+    fk_answer_res(r, &res);
+}
+
+void fk_answer_res(fk_round *r, const lk_rl_result *res)
+{
+    ck_assert_ptr_nonnull(r);
+    ck_assert_msg(!r->answered && !r->cancelled, "round of %s answered twice or cancelled",
+                  r->token);
+    r->answered = true;
+    r->cb(r->arg, res);
 }
 
 size_t fk_releases_of(const char *token)

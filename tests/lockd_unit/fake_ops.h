@@ -104,6 +104,8 @@ fk_round *fk_acquire_of(const char *token);
 /* Answers round r (open, not cancelled) with outcome: runs lk_locks' callback. */
 void fk_answer(fk_round *r, lk_rl_outcome outcome, int64_t validity_ms, uint64_t fence,
                int64_t retry_after_ms);
+/* fk_answer with a whole result (e.g. a renewal refused by a tombstone: revoked). */
+void fk_answer_res(fk_round *r, const lk_rl_result *res);
 /* Releases sent for token (0 when none). */
 size_t fk_releases_of(const char *token);
 

@@ -735,6 +735,85 @@ static void add_case(Suite *s, const char *name, const TTest *t)
     suite_add_tcase(s, tc);
 }
 
+/* ---- LOST reasons (SPEC 2b) ----------------------------------------------- */
+
+/* A watchdog renewal refused by a majority (HELD) is a loss at once, long before
+ * validity ends: `* LOST R <token> renew_refused`, then the handoff; a refusal by a
+ * REVOKE's tombstone says `revoked`. Timeouts (FAILED) stay a retry. */
+START_TEST(test_renew_refused)
+{
+    fk_sess a, b, c;
+    char ta[40], tc[40], want[80];
+    sessions_named(&a, &b, &c, NULL);
+    open_locks();
+    take(&a, "a1", "R", ta);
+    lk_locks_acquire(lk, &b.owner, "b1", "R", 0, 10000);
+    fk_advance(LEASE_WD / 3);
+    fk_round *rn = fk_last_round();
+    ck_assert_int_eq(rn->kind, FK_RENEW);
+    fk_answer(rn, LK_RL_FAILED, 0, 0, 0);
+    ck_assert_int_lt(fk_log_find(&a, "* LOST"), 0); /* a timeout: try again */
+    fk_advance(RETRY_MS);
+    rn = fk_last_round();
+    ck_assert_int_eq(rn->kind, FK_RENEW);
+    fk_answer(rn, LK_RL_HELD, 0, 0, 0);
+    snprintf(want, sizeof want, "* LOST R %s renew_refused", ta);
+    long lost = fk_log_find(&a, want);
+    ck_assert_int_ge(lost, 0);
+    fk_round *r = fk_last_round();
+    ck_assert_int_eq(r->kind, FK_ACQUIRE);
+    ck_assert_int_gt((long)r->log_at, lost);
+    grant(r);
+    ck_assert_uint_eq(lk_stats.lost_by_reason[LK_LOST_RENEW_REFUSED], 1);
+
+    take(&c, "c1", "S", tc);
+    fk_advance(LEASE_WD / 3);
+    lk_rl_result res = {.outcome = LK_RL_HELD, .revoked = true};
+    fk_answer_res(fk_last_round(), &res);
+    snprintf(want, sizeof want, "* LOST S %s revoked", tc);
+    ck_assert_int_ge(fk_log_find(&c, want), 0);
+    ck_assert_uint_eq(lk_stats.lost_by_reason[LK_LOST_REVOKED], 1);
+    close_locks(&a, &b, &c, NULL);
+}
+END_TEST
+
+/* A fixed lease that runs out: `* LOST F <token> expired` at the end of its validity,
+ * and the handoff only drift (lease x clock_drift_factor + 2 ms) later. */
+START_TEST(test_fixed_expired)
+{
+    fk_sess a, b;
+    char ta[40], want[80];
+    sessions_named(&a, &b, NULL);
+    opts.clock_drift_factor = 0.1; /* 1000 ms lease: 102 ms */
+    open_locks();
+    lk_locks_acquire(lk, &a.owner, "a1", "F", 1000, 0);
+    fk_round *r = fk_last_round();
+    fk_answer(r, LK_RL_GRANTED, 898, 7, 0);
+    fk_token_of(fk_last(&a), ta);
+    lk_locks_acquire(lk, &b.owner, "b1", "F", 0, 10000);
+    size_t rounds = fk.n_rounds;
+    fk_advance(897);
+    ck_assert_int_lt(fk_log_find(&a, "* LOST"), 0);
+    fk_advance(1);
+    snprintf(want, sizeof want, "* LOST F %s expired", ta);
+    long lost = fk_log_find(&a, want);
+    ck_assert_int_ge(lost, 0);
+    lk_locks_renew(lk, &a.owner, "a2", "F", ta, 0); /* not a's any more */
+    ck_assert_str_eq(fk_last(&a), "a2 LOST");
+    fk_advance(101);
+    ck_assert_uint_eq(fk.n_rounds, rounds); /* still inside the margin */
+    fk_advance(1);
+    ck_assert_uint_eq(fk.n_rounds, rounds + 1);
+    r = fk_last_round();
+    ck_assert_str_eq(r->prev, ta);
+    ck_assert_int_gt((long)r->log_at, lost);
+    grant(r);
+    ck_assert(starts_with(fk_last(&b), "b1 OK "));
+    ck_assert_uint_eq(lk_stats.lost_by_reason[LK_LOST_EXPIRED], 1);
+    close_locks(&a, &b, NULL);
+}
+END_TEST
+
 int main(void)
 {
     const struct {
@@ -754,6 +833,8 @@ int main(void)
         {"arrival_notices", test_arrival_notices},
         {"turn_back", test_turn_back},
         {"legacy_notice", test_legacy_notice},
+        {"renew_refused", test_renew_refused},
+        {"fixed_expired", test_fixed_expired},
     };
     size_t n = sizeof cases / sizeof cases[0];
     /* A CK_RUN_CASE that names no case would run nothing and pass: refuse it. */
