@@ -603,6 +603,19 @@ START_TEST(test_wakeup)
 }
 END_TEST
 
+/* holder takes res (tag a1; tok = its token), waiter queues behind it (b1), and time
+ * moves to the first watchdog renewal, returned (open). */
+static fk_round *held_until_renewal(fk_sess *holder, fk_sess *waiter, const char *res, char tok[40])
+{
+    take(holder, "a1", res, tok);
+    lk_locks_acquire(lk, &waiter->owner, "b1", res, 0, 10000);
+    fk_advance(LEASE_WD / 3);
+    fk_round *rn = fk_last_round();
+    ck_assert_int_eq(rn->kind, FK_RENEW);
+    ck_assert_str_eq(rn->token, tok);
+    return rn;
+}
+
 /* ---- LOST before anyone else is granted ---------------------------------- */
 
 START_TEST(test_lost_before_grant)
@@ -615,12 +628,7 @@ START_TEST(test_lost_before_grant)
     /* The watchdog's renewal gets no answer until validity is gone (it waits for
      * admission, or for slow masters): at the deadline a is told LOST, the renewal is
      * cancelled, and only then does the lock move to b (the handoff round starts after). */
-    take(&a, "a1", "R", ta);
-    lk_locks_acquire(lk, &b.owner, "b1", "R", 0, 10000);
-    fk_advance(LEASE_WD / 3);
-    fk_round *rn = fk_last_round();
-    ck_assert_int_eq(rn->kind, FK_RENEW);
-    ck_assert_str_eq(rn->token, ta);
+    fk_round *rn = held_until_renewal(&a, &b, "R", ta);
     fk_advance(LEASE_WD);
     ck_assert(rn->cancelled);
     ck_assert_int_ge(fk_log_find(&a, "* LOST R "), 0);
@@ -746,11 +754,7 @@ START_TEST(test_renew_refused)
     char ta[40], tc[40], want[80];
     sessions_named(&a, &b, &c, NULL);
     open_locks();
-    take(&a, "a1", "R", ta);
-    lk_locks_acquire(lk, &b.owner, "b1", "R", 0, 10000);
-    fk_advance(LEASE_WD / 3);
-    fk_round *rn = fk_last_round();
-    ck_assert_int_eq(rn->kind, FK_RENEW);
+    fk_round *rn = held_until_renewal(&a, &b, "R", ta);
     fk_answer(rn, LK_RL_FAILED, 0, 0, 0);
     ck_assert_int_lt(fk_log_find(&a, "* LOST"), 0); /* a timeout: try again */
     fk_advance(RETRY_MS);
