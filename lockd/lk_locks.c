@@ -50,6 +50,7 @@
 #include "cm_time.h"
 #include "lk_metrics.h"
 #include "lk_ops.h"
+#include "lk_token.h"
 
 #define LK_POLL_CAP_MS   250  /* safety-net poll when another process holds the lock */
 #define LK_TABLE_INIT    1024 /* resources the table has room for at start */
@@ -65,7 +66,6 @@
 #define LK_RELEASED_MS   50   /* "released" notices of one release arrive within this */
 #define LK_TURN_MIN      10   /* ms head start when we yield to an older remote waiter ... */
 #define LK_TURN_MAX      15   /* ... ended at once when the other side releases it again */
-#define LK_RAND_POOL     1024 /* bytes: 64 tokens per getrandom call */
 #define LK_ID_BUF        17   /* this lockd's instance id in "want" notices: 16 hex + NUL */
 #define LK_HOLDER_BUF    96   /* "<client-name> <lockd-id>" for SHOW's owner key */
 
@@ -170,12 +170,11 @@ struct lk_locks {
     lk_locks_opts opts;
     cm_hash *table; /* name -> lk_resource, keys borrowed from r->name */
     bool shutting_down;
-    bool had_quorum;                 /* for logging the loss of quorum once */
-    char id[LK_ID_BUF];              /* instance id: our own "want" notices come back */
-    uint64_t want_seq;               /* notices published: orders their copies */
-    TAILQ_HEAD(, lk_query) queries;  /* SHOW / REVOKE in flight */
-    unsigned char rnd[LK_RAND_POOL]; /* OS randomness not yet used for tokens */
-    size_t rnd_left;
+    bool had_quorum;                /* for logging the loss of quorum once */
+    char id[LK_ID_BUF];             /* instance id: our own "want" notices come back */
+    uint64_t want_seq;              /* notices published: orders their copies */
+    TAILQ_HEAD(, lk_query) queries; /* SHOW / REVOKE in flight */
+    lk_token_pool tokens;           /* OS randomness for tokens */
 };
 
 /* ---- helpers ---------------------------------------------------------- */
@@ -247,28 +246,6 @@ static void res_set_state(lk_resource *r, lk_res_state to)
 static uint64_t waiter_lease(const lk_locks *lk, const lk_waiter *w)
 {
     return w->lease_ms ? w->lease_ms : lk->opts.watchdog_lease_ms;
-}
-
-/* A fresh token: 128 bits from the OS, fetched in batches so that the lock path
- * does not pay one getrandom call per ACQUIRE. Bytes are used once and wiped. */
-static cm_rc token_new(lk_locks *lk, char out[LK_TOKEN_BUF])
-{
-    static const char hex[] = "0123456789abcdef";
-    const size_t n = CM_LOCKP_TOKEN_LEN / 2;
-    if (lk->rnd_left < n) {
-        if (cm_rand_bytes(lk->rnd, sizeof(lk->rnd)) != CM_OK)
-            return CM_ERR;
-        lk->rnd_left = sizeof(lk->rnd);
-    }
-    unsigned char *p = lk->rnd + lk->rnd_left - n;
-    for (size_t i = 0; i < n; i++) {
-        out[2 * i] = hex[p[i] >> 4];
-        out[2 * i + 1] = hex[p[i] & 0xf];
-    }
-    out[CM_LOCKP_TOKEN_LEN] = '\0';
-    memset(p, 0, n);
-    lk->rnd_left -= n;
-    return CM_OK;
 }
 
 /* ---- the resource table --------------------------------------------- */
@@ -607,7 +584,7 @@ void lk_locks_acquire(lk_locks *lk, lk_owner *owner, const char *tag, const char
     w = calloc(1, sizeof(*w));
     if (w && wait_ms > 0)
         w->deadline = lk->ops->timer_new(lk->ctx, deadline_cb, w);
-    if (!w || (wait_ms > 0 && !w->deadline) || token_new(lk, w->token) != CM_OK) {
+    if (!w || (wait_ms > 0 && !w->deadline) || lk_token_new(&lk->tokens, w->token) != CM_OK) {
         if (w)
             lk->ops->timer_free(w->deadline);
         free(w);
@@ -949,20 +926,6 @@ static void hold_drop(lk_hold *h)
     free(h);
 }
 
-static lk_query *query_new(lk_locks *lk, lk_owner *owner, const char *tag, const char *resource)
-{
-    lk_query *q = calloc(1, sizeof(*q));
-    if (!q)
-        return NULL;
-    q->lk = lk;
-    q->owner = owner;
-    snprintf(q->tag, sizeof(q->tag), "%s", tag);
-    snprintf(q->resource, sizeof(q->resource), "%s", resource);
-    TAILQ_INSERT_TAIL(&owner->queries, q, owner_link);
-    TAILQ_INSERT_TAIL(&lk->queries, q, link);
-    return q;
-}
-
 /* Unlinks and frees q; cancel: its round is still out (lk_locks_free). */
 static void query_free(lk_query *q, bool cancel)
 {
@@ -979,13 +942,13 @@ static void show_cb(void *arg, const lk_rl_lockview *v)
 {
     lk_query *q = arg;
     lk_resource *r = res_find(q->lk, q->resource);
-    if (!v->ok)
-        owner_sendf(q->owner, q->tag, "ERR NOQUORUM fewer than a quorum of Redis masters");
-    else
+    if (v->ok)
         owner_sendf(q->owner, q->tag,
                     "OK held=%d fence=%llu ttl_ms=%llu holder=%s lockd=%s waiters=%zu",
                     v->held ? 1 : 0, (unsigned long long)v->fence, (unsigned long long)v->ttl_ms,
                     v->held ? v->holder : "-", v->held ? v->lockd : "-", r ? r->n_waiters : 0);
+    else
+        owner_sendf(q->owner, q->tag, "ERR NOQUORUM fewer than a quorum of Redis masters");
     query_free(q, false);
 }
 
@@ -1023,10 +986,16 @@ static void query_start(lk_locks *lk, lk_owner *owner, const char *tag, const ch
         owner_sendf(owner, tag, "ERR NOQUORUM fewer than a quorum of Redis masters");
         return;
     }
-    if (!(q = query_new(lk, owner, tag, resource))) {
+    if (!(q = calloc(1, sizeof(*q)))) {
         owner_sendf(owner, tag, "ERR LIMIT out of memory");
         return;
     }
+    q->lk = lk;
+    q->owner = owner;
+    snprintf(q->tag, sizeof(q->tag), "%s", tag);
+    snprintf(q->resource, sizeof(q->resource), "%s", resource);
+    TAILQ_INSERT_TAIL(&owner->queries, q, owner_link);
+    TAILQ_INSERT_TAIL(&lk->queries, q, link);
     q->op = revoke ? lk->ops->revoke(lk->ctx, resource, revoke_cb, q)
                    : lk->ops->show(lk->ctx, resource, show_cb, q);
     if (!q->op) {
@@ -1054,8 +1023,7 @@ void lk_locks_revoke(lk_locks *lk, lk_owner *owner, const char *tag, const char 
         hold_drop(r->holder);
     }
     query_start(lk, owner, tag, resource, true);
-    r = res_find(lk, resource);
-    if (r)
+    if ((r = res_find(lk, resource)) != NULL)
         res_maybe_free(r);
 }
 
@@ -1288,13 +1256,10 @@ lk_locks *lk_locks_new(const lk_ops *ops, void *ctx, const lk_locks_opts *opts)
     lk->opts = *opts;
     if (lk->opts.retry_delay_ms == 0)
         lk->opts.retry_delay_ms = 1;
-    unsigned char idb[(LK_ID_BUF - 1) / 2];
-    if (cm_rand_bytes(idb, sizeof(idb)) != CM_OK) {
+    if (lk_token_id(lk->id, (LK_ID_BUF - 1) / 2) != CM_OK) {
         free(lk);
         return NULL;
     }
-    for (size_t i = 0; i < sizeof(idb); i++)
-        snprintf(lk->id + 2 * i, 3, "%02x", idb[i]);
     TAILQ_INIT(&lk->queries);
     lk->table = cm_hash_new(CM_HASH_STR);
     if (!lk->table || cm_hash_reserve(lk->table, LK_TABLE_INIT) != CM_OK) {

@@ -43,6 +43,7 @@
 #include "cm_sha1.h"
 #include "cm_time.h"
 #include "lk_rlcmd.h"
+#include "lk_stale.h"
 
 #define RL_BACKOFF_MIN_MS 50
 #define RL_BACKOFF_MAX_MS 1000
@@ -51,8 +52,7 @@
 #define RL_MAX_TOKEN      128
 #define RL_MAX_HOLDER     160 /* "<name> <lockd-id>" of the owner key */
 #define RL_FENCE_DIGITS   24
-#define RL_BATCH_MAX      128  /* rounds per script call: bounds one call's time in Redis */
-#define RL_STALE_MAX      4096 /* per master: stale tokens kept for its return (then: TTL) */
+#define RL_BATCH_MAX      128 /* rounds per script call: bounds one call's time in Redis */
 
 /* ---- types ---- */
 
@@ -102,14 +102,6 @@ typedef struct rl_conn {
     struct event *reconnect; /* one-shot backoff timer */
 } rl_conn;
 
-/* A token of ours that a handoff could not replace on a master (it was down, or its
- * answer never came): released there once it is back, so that it does not sit there
- * until its TTL. One allocation: "<resource>\0<token>\0". */
-typedef struct rl_stale {
-    char *resource;
-    const char *token; /* inside resource's allocation */
-} rl_stale;
-
 typedef struct rl_master {
     lk_redlock *rl;
     cm_addr addr;
@@ -121,8 +113,8 @@ typedef struct rl_master {
     uint64_t progress_us; /* last reply on cmd, or when inflight went 0 -> 1 */
     rl_slot **pend;       /* slots waiting for this pass's batch call (each holds an op ref) */
     size_t n_pend, cap_pend;
-    rl_stale *stale; /* released when the master is up again (see rl_stale) */
-    size_t n_stale, cap_stale;
+    lk_stale stale; /* our tokens a handoff could not replace here: released when
+                       the master is up again */
 } rl_master;
 
 /* One batch script call on one master: the slots it carries, in ARGV order. It holds
@@ -214,10 +206,11 @@ struct lk_redlock {
 
 /* ---- masters ---- */
 
-/* Sends the release script for token on master m, fire and forget (compare-token: it
- * deletes only where that token still holds the lock). */
-static void stale_send(rl_master *m, const char *resource, const char *token)
+/* Sends the release script for token on master m (arg), fire and forget (compare-token:
+ * it deletes only where that token still holds the lock). */
+static void stale_send(void *arg, const char *resource, const char *token)
 {
+    rl_master *m = arg;
     lk_redlock *rl = m->rl;
     char key[RL_MAX_RESOURCE + 256];
     int n = snprintf(key, sizeof key, "%slock:%s", rl->prefix, resource);
@@ -229,43 +222,16 @@ static void stale_send(rl_master *m, const char *resource, const char *token)
                             rl->channel, rl->channel_len, resource);
 }
 
-/* Releases the stale tokens kept for m, now that it is up again. */
-static void stale_flush(rl_master *m)
-{
-    for (size_t k = 0; k < m->n_stale; k++) {
-        stale_send(m, m->stale[k].resource, m->stale[k].token);
-        free(m->stale[k].resource);
-    }
-    m->n_stale = 0;
-    log_debug("redis master %s: stale tokens released", m->name);
-}
-
-/* Token of resource may still hold the lock on master i: release it there now when the
- * master is up, else when it comes back (at most RL_STALE_MAX wait; the rest expire). */
+/* Token of resource may still hold the lock on master i: released there now when the
+ * master is up, else when it comes back (lk_stale; beyond its bound the TTL does it). */
 static void stale_release(lk_redlock *rl, size_t i, const char *resource, const char *token)
 {
     rl_master *m = &rl->masters[i];
     if (m->up && m->cmd.ac != NULL) {
         stale_send(m, resource, token);
-        return;
+    } else if (!lk_stale_add(&m->stale, resource, token)) {
+        log_debug("redis master %s: stale token of %s left to its TTL", m->name, resource);
     }
-    if (m->n_stale == m->cap_stale) {
-        size_t cap = m->cap_stale ? 2 * m->cap_stale : 8;
-        rl_stale *p = cap <= RL_STALE_MAX ? realloc(m->stale, cap * sizeof *p) : NULL;
-        if (p == NULL) {
-            return; /* its TTL will do */
-        }
-        m->stale = p;
-        m->cap_stale = cap;
-    }
-    size_t rlen = strlen(resource), tlen = strlen(token);
-    char *buf = malloc(rlen + tlen + 2);
-    if (buf == NULL) {
-        return;
-    }
-    memcpy(buf, resource, rlen + 1);
-    memcpy(buf + rlen + 1, token, tlen + 1);
-    m->stale[m->n_stale++] = (rl_stale){.resource = buf, .token = buf + rlen + 1};
 }
 
 static void master_set_up(rl_master *m, bool up)
@@ -282,7 +248,7 @@ static void master_set_up(rl_master *m, bool up)
     }
     log_info("redis master %s is %s (%zu/%zu up)", m->name, up ? "up" : "down", rl->up, rl->n);
     if (up) {
-        stale_flush(m);
+        lk_stale_drain(&m->stale, stale_send, m);
     }
     if (!rl->freeing && rl->on_masters) {
         rl->on_masters(rl->cb_arg, rl->up, rl->n);
@@ -383,26 +349,7 @@ static void sub_message_cb(redisAsyncContext *ac, void *r, void *privdata)
         c->backoff_ms = RL_BACKOFF_MIN_MS;
         c->ready = true;
     } else if (strcmp(kind->str, "message") == 0 && payload->type == REDIS_REPLY_STRING) {
-        if (strncmp(payload->str, RL_WANT_PREFIX, strlen(RL_WANT_PREFIX)) == 0) {
-            if (rl->on_wanted) {
-                rl->on_wanted(rl->cb_arg, payload->str + strlen(RL_WANT_PREFIX));
-            }
-        } else if (rl->on_released && payload->str[0] == ' ') {
-            /* Several releases of one batch call: " <r1> <r2> ...". */
-            char name[RL_MAX_RESOURCE + 1];
-            for (const char *p = payload->str; *p;) {
-                p += strspn(p, " ");
-                size_t len = strcspn(p, " ");
-                if (len > 0 && len <= RL_MAX_RESOURCE) {
-                    memcpy(name, p, len);
-                    name[len] = '\0';
-                    rl->on_released(rl->cb_arg, name);
-                }
-                p += len;
-            }
-        } else if (rl->on_released) {
-            rl->on_released(rl->cb_arg, payload->str);
-        }
+        lk_rlcmd_notice(payload->str, rl->on_released, rl->on_wanted, rl->cb_arg);
     }
 }
 
@@ -827,38 +774,13 @@ static void slot_answer(rl_slot *s, rl_slot_state st, long long value)
     op_advance(op);
 }
 
-/* Entry k of a batch reply: what it says about slot s. The reply of a whole call that
- * is missing (NULL: disconnect), an error, or not 2 integers per entry says nothing:
- * unknown (the command may or may not have run). */
+/* Entry k of a batch reply: what it says about slot s (lk_rlcmd_answer). */
 static rl_slot_state batch_entry(const rl_slot *s, const redisReply *reply, size_t k, size_t n,
                                  long long *value)
 {
-    *value = 0;
-    if (n == 1 && reply != NULL && reply->type == REDIS_REPLY_INTEGER) {
-        /* a lone round's own script: renew 1/0, release 1/0, fence 1 */
-        if (s->phase == PH_FENCE || s->op->kind == OP_RELEASE) {
-            return SL_YES;
-        }
-        if (s->op->kind == OP_RENEW) {
-            *value = reply->integer == 2; /* a REVOKE's tombstone: counted by slot_answer */
-            return reply->integer == 1 ? SL_YES : SL_NO;
-        }
-        return SL_UNKNOWN;
-    }
-    /* the batch script: 2 integers per entry; a lone acquire's script: {1, fence} or
-     * {0, PTTL}, the same shape */
-    if (reply == NULL || reply->type != REDIS_REPLY_ARRAY || reply->elements != 2 * n) {
-        return SL_UNKNOWN;
-    }
-    const redisReply *st = reply->element[2 * k], *v = reply->element[2 * k + 1];
-    if (st->type != REDIS_REPLY_INTEGER || v->type != REDIS_REPLY_INTEGER || st->integer < 0) {
-        return SL_UNKNOWN;
-    }
-    *value = v->integer;
-    if (s->phase == PH_FENCE || s->op->kind == OP_RELEASE) {
-        return SL_YES; /* answered: a release of a token that holds nothing is done too */
-    }
-    return st->integer == 1 ? SL_YES : SL_NO;
+    lk_rlcmd_entry e = slot_entry(s);
+    int a = lk_rlcmd_answer(e.kind, reply, k, n, value);
+    return a == LK_RLCMD_YES ? SL_YES : a == LK_RLCMD_NO ? SL_NO : SL_UNKNOWN;
 }
 
 static void batch_reply_cb(redisAsyncContext *ac, void *r, void *privdata);
@@ -1254,10 +1176,7 @@ void lk_redlock_free(lk_redlock *rl)
             op_unref(m->pend[k]->op);
         }
         free(m->pend);
-        for (size_t k = 0; k < m->n_stale; k++) {
-            free(m->stale[k].resource);
-        }
-        free(m->stale);
+        lk_stale_clear(&m->stale);
     }
     if (rl->flush) {
         event_free(rl->flush);

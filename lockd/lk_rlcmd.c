@@ -1,5 +1,6 @@
 /*
- * lk_rlcmd: the Redlock scripts and the commands that carry them (see lk_rlcmd.h).
+ * lk_rlcmd: the Redlock scripts, the commands that carry them, what their answers say,
+ * and the release channel's messages (see lk_rlcmd.h).
  */
 #include "lk_rlcmd.h"
 
@@ -233,4 +234,58 @@ out:
     free(len);
     free(lease);
     return rc;
+}
+
+#define RLCMD_WANT_PREFIX  "want "
+#define RLCMD_RESOURCE_MAX 256
+
+void lk_rlcmd_notice(const char *payload, lk_rlcmd_notice_fn released, lk_rlcmd_notice_fn wanted,
+                     void *arg)
+{
+    if (strncmp(payload, RLCMD_WANT_PREFIX, strlen(RLCMD_WANT_PREFIX)) == 0) {
+        if (wanted)
+            wanted(arg, payload + strlen(RLCMD_WANT_PREFIX));
+    } else if (released && payload[0] == ' ') {
+        /* Several releases of one batch call: " <r1> <r2> ...". */
+        char name[RLCMD_RESOURCE_MAX + 1];
+        for (const char *p = payload; *p;) {
+            p += strspn(p, " ");
+            size_t len = strcspn(p, " ");
+            if (len > 0 && len <= RLCMD_RESOURCE_MAX) {
+                memcpy(name, p, len);
+                name[len] = '\0';
+                released(arg, name);
+            }
+            p += len;
+        }
+    } else if (released) {
+        released(arg, payload);
+    }
+}
+
+int lk_rlcmd_answer(int kind, const void *r, size_t k, size_t n, long long *value)
+{
+    const redisReply *reply = r;
+    *value = 0;
+    if (n == 1 && reply != NULL && reply->type == REDIS_REPLY_INTEGER) {
+        /* a lone round's own script: renew 1/0/2 (2: tombstone), release 1/0, fence 1 */
+        if (kind == LK_RLCMD_FENCE || kind == LK_RLCMD_RELEASE)
+            return LK_RLCMD_YES;
+        if (kind == LK_RLCMD_RENEW) {
+            *value = reply->integer == 2;
+            return reply->integer == 1 ? LK_RLCMD_YES : LK_RLCMD_NO;
+        }
+        return LK_RLCMD_UNKNOWN;
+    }
+    /* the batch script: 2 integers per entry; a lone acquire's script: {1, fence} or
+     * {0, PTTL}, the same shape */
+    if (reply == NULL || reply->type != REDIS_REPLY_ARRAY || reply->elements != 2 * n)
+        return LK_RLCMD_UNKNOWN;
+    const redisReply *st = reply->element[2 * k], *v = reply->element[2 * k + 1];
+    if (st->type != REDIS_REPLY_INTEGER || v->type != REDIS_REPLY_INTEGER || st->integer < 0)
+        return LK_RLCMD_UNKNOWN;
+    *value = v->integer;
+    if (kind == LK_RLCMD_FENCE || kind == LK_RLCMD_RELEASE)
+        return LK_RLCMD_YES; /* answered: a release of a token that holds nothing is done too */
+    return st->integer == 1 ? LK_RLCMD_YES : LK_RLCMD_NO;
 }

@@ -1,9 +1,10 @@
 /*
- * lk_rlcmd: the Redlock wire, below lk_redlock: the Lua scripts every master runs, and
- * the command (EVALSHA, or EVAL after NOSCRIPT) that carries one round with its own
- * script or several rounds in one call of the batch script. Pure formatting: no I/O and
- * no state. Entries are borrowed for the call; the command is malloc'ed by hiredis'
- * formatter (hiredis_free / free it after redisAsyncFormattedCommand).
+ * lk_rlcmd: the Redlock wire, below lk_redlock: the Lua scripts every master runs, the
+ * command (EVALSHA, or EVAL after NOSCRIPT) that carries one round with its own script or
+ * several rounds in one call of the batch script, what an answer says, and the release
+ * channel's messages. Pure formatting and parsing: no I/O and no state. Entries are borrowed for
+ * the call; the command is malloc'ed by hiredis' formatter (hiredis_free / free it after
+ * redisAsyncFormattedCommand).
  */
 #ifndef LK_RLCMD_H
 #define LK_RLCMD_H
@@ -39,5 +40,20 @@ typedef struct lk_rlcmd_entry {
  * -1 when out of memory. */
 int lk_rlcmd_format(const lk_rlcmd_entry *e, size_t n, const char *channel, size_t channel_len,
                     const char (*sha)[41], bool eval, char **out);
+
+/* What entry k (of n in its call) says in the call's reply: LK_RLCMD_YES (granted,
+ * renewed, answered), LK_RLCMD_NO (another holder: acquire; not ours: renew) or
+ * LK_RLCMD_UNKNOWN (a missing reply, an error, or not the scripts' shape: the command may
+ * or may not have run). value: acquire's fence (yes) or PTTL (no); renew's 1 when the
+ * lock holds a REVOKE's tombstone of the token. reply is a redisReply. */
+enum { LK_RLCMD_YES, LK_RLCMD_NO, LK_RLCMD_UNKNOWN };
+int lk_rlcmd_answer(int kind, const void *reply, size_t k, size_t n, long long *value);
+
+/* A message of the release channel, handed on: "want <notice>" to wanted (the notice
+ * after "want "), " <r1> <r2> ..." (the releases of one batch call) to released once per
+ * resource, anything else to released as one resource. Either function may be NULL. */
+typedef void (*lk_rlcmd_notice_fn)(void *arg, const char *text);
+void lk_rlcmd_notice(const char *payload, lk_rlcmd_notice_fn released, lk_rlcmd_notice_fn wanted,
+                     void *arg);
 
 #endif
