@@ -289,9 +289,14 @@ static void rlq_send_phase(lk_rlq *q)
             q->refs++;
         }
     }
-    /* Decided from the loop, never from inside the starting call. */
     if (q->sent == 0) {
-        event_active(q->timer, EV_TIMEOUT, 1);
+        /* The read is decided from the loop, never from inside the starting call; the
+         * write phase starts from a callback already: decide now (also while lk_redlock
+         * is being freed, when nothing is up and the loop runs no more). */
+        if (q->phase == RLQ_READ)
+            event_active(q->timer, EV_TIMEOUT, 1);
+        else
+            rlq_phase_done(q);
         return;
     }
     struct timeval tv = cm_tv_from_ms(lk_redlock_timeout_ms(rl));
