@@ -41,9 +41,11 @@ void it_fixed_scenario(uint64_t lease_ms, const char *yaml, it_fixed_run *out)
         pfx[i] = prefix[i];
     it_wait_prefixes(c, 4, pfx, lines, at_us, (int)lease_ms + 3000);
     for (int i = 0; i < 2; i++) {
-        snprintf(out->push[i], sizeof out->push[i], "%s", at_us[i] ? lines[i] : "");
+        snprintf(out->push[i], sizeof out->push[i], "%.*s", (int)sizeof out->push[i] - 1,
+                 at_us[i] ? lines[i] : "");
         out->push_us[i] = at_us[i];
-        snprintf(out->grant[i], sizeof out->grant[i], "%s", lines[2 + i]);
+        snprintf(out->grant[i], sizeof out->grant[i], "%.*s", (int)sizeof out->grant[i] - 1,
+                 lines[2 + i]);
         out->grant_us[i] = at_us[2 + i];
         fprintf(stderr,
                 "it_fixed: %s (validity %llu ms): push '%s' at +%lld ms, waiter on %s '%s' at "
