@@ -141,7 +141,7 @@ struct lk_rl_op {
     bool cancelled;              /* cb must not run */
     bool best_effort;            /* launch even without a quorum of masters up (internal unlocks) */
     bool handoff_granted;        /* a granted takeover from prev: masters that did not answer
-                                    yes may still hold prev (see op_clean_prev) */
+                                    yes may still hold prev (see op_clean) */
     TAILQ_ENTRY(lk_rl_op) qlink; /* rl->admit while queued */
     uint32_t refs;               /* 1 until DONE + 1 per command whose callback has not run */
     uint32_t yes;      /* slots of the current phase in SL_YES (plus pre-acked for PH_FENCE) */
@@ -493,26 +493,32 @@ static void health_cb(evutil_socket_t fd, short what, void *arg)
 
 /* ---- rounds ---- */
 
-/* A granted handoff's last reply is in: every master that did not answer yes (it was
- * down, timed out without a late answer, or its connection dropped) may still hold the
- * previous holder's token, which would sit there until its TTL: release it there (issue
- * 12 item 6). Masters that answered yes hold the new token; a no means another value. */
-static void op_clean_prev(const lk_rl_op *op)
+/* A round's last reply is in: a token of ours that should be gone may sit on some master
+ * until its TTL, and every waiter with it (issue 12 item 6): release it there now, or when
+ * the master is back. After a granted handoff, the previous holder's token wherever the
+ * takeover got neither yes nor no; after a release that went out (also the unlock of a
+ * failed acquire), the token wherever the delete got no answer: the master was down when
+ * it was sent (a health check had just dropped a slow one) or its connection dropped. */
+static void op_clean(const lk_rl_op *op)
 {
     lk_redlock *rl = op->rl;
+    bool sent = false;
+    for (size_t i = 0; i < rl->n; i++)
+        sent |= op->slots[i].state != SL_IDLE;
+    if (!op->handoff_granted && !(op->kind == OP_RELEASE && sent))
+        return;
     for (size_t i = 0; i < rl->n; i++) {
         uint8_t st = op->slots[i].state;
-        if (st != SL_YES && st != SL_NO) {
-            stale_release(rl, i, op->resource, op->prev);
-        }
+        if (st != SL_YES && st != SL_NO)
+            stale_release(rl, i, op->resource, op->handoff_granted ? op->prev : op->token);
     }
 }
 
 static void op_unref(lk_rl_op *op)
 {
     if (--op->refs == 0) {
-        if (op->handoff_granted && !op->rl->freeing) {
-            op_clean_prev(op);
+        if (!op->rl->freeing) {
+            op_clean(op);
         }
         free(op);
     }
@@ -855,7 +861,7 @@ static void batch_reply_cb(redisAsyncContext *ac, void *r, void *privdata)
             rl_slot_state st = batch_entry(s, reply, k, b->n, &value);
             slot_answer(s, st, value);
         } else if (!rl->freeing && s->phase == PH_MAIN && s->state == SL_WAIT) {
-            /* A late answer: kept for op_clean_prev (whether a master took the handoff). */
+            /* A late answer: kept for op_clean (whether a master took the handoff). */
             long long value;
             s->state = (uint8_t)batch_entry(s, reply, k, b->n, &value);
         }

@@ -1,7 +1,8 @@
 /*
  * lk_stale: a bounded list of (resource, token) pairs: tokens of ours that a handoff could
- * not replace on one Redis master while it was down, kept until it is back (lk_redlock
- * releases them then; past LK_STALE_MAX they are left to their TTL). A plain container:
+ * not replace, or a release could not delete, on one Redis master while it was down, kept
+ * until it is back (lk_redlock releases them then; past LK_STALE_MAX they are left to
+ * their TTL). A plain container:
  * no I/O. The list owns copies of the strings; lk_stale_drain and lk_stale_clear free them.
  */
 #ifndef LK_STALE_H
