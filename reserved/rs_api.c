@@ -25,6 +25,7 @@
 #include "cm_log.h"
 #include "cm_strbuf.h"
 #include "rs_metrics.h"
+#include "rs_rfc3339.h"
 #include "rs_seatlist.h"
 
 #define NAME_MAX_CHARS  200
@@ -162,40 +163,6 @@ static bool db_failed(rs_req *r, const rs_db_result *res)
         rs_reply_error(r, 500, "INTERNAL", "database error %s", st);
     }
     return true;
-}
-
-static bool is_digit(char c)
-{
-    return c >= '0' && c <= '9';
-}
-
-/*
- * The RFC 3339 shape "YYYY-MM-DDTHH:MM:SS[.frac](Z|+HH:MM|-HH:MM)". PostgreSQL checks
- * the ranges (month 13 -> 22008); this keeps out what it would also accept but RFC 3339
- * is not ("today", "2026-12-01", "epoch").
- */
-static bool rfc3339_shape(const char *s)
-{
-    static const char pat[] = "dddd-dd-ddTdd:dd:dd";
-    size_t i;
-    for (i = 0; pat[i]; i++) {
-        char c = s[i];
-        if (pat[i] == 'd' ? !is_digit(c)
-                          : (pat[i] == 'T' ? (c != 'T' && c != 't' && c != ' ') : c != pat[i]))
-            return false;
-    }
-    s += i;
-    if (*s == '.') {
-        s++;
-        if (!is_digit(*s))
-            return false;
-        while (is_digit(*s))
-            s++;
-    }
-    if ((s[0] == 'Z' || s[0] == 'z') && s[1] == '\0')
-        return true;
-    return (s[0] == '+' || s[0] == '-') && is_digit(s[1]) && is_digit(s[2]) && s[3] == ':' &&
-           is_digit(s[4]) && is_digit(s[5]) && s[6] == '\0';
 }
 
 /* Characters (code points) of valid UTF-8: the DB checks length() in characters. */
@@ -461,9 +428,10 @@ static bool get_starts_at(rs_req *r, json_t *body, const char **out)
 {
     if (!rs_json_get_string(r, body, "startsAt", true, TS_MAX, out))
         return false;
-    if (!rfc3339_shape(*out)) {
+    if (!rs_rfc3339_ok(*out)) {
         rs_reply_error(r, 400, "BAD_REQUEST",
-                       "field 'startsAt' must be an RFC 3339 time like 2026-12-01T19:00:00Z");
+                       "field 'startsAt' must be an RFC 3339 time like 2026-12-01T19:00:00Z, "
+                       "in years 0001..9999 once in UTC");
         return false;
     }
     return true;
@@ -564,7 +532,7 @@ static bool cursor_decode(const char *cursor, char ts[TS_MAX], char id[NUM_LEN])
     if (!bar || (size_t)(bar - raw) >= TS_MAX)
         return false;
     *bar = '\0';
-    if (!rfc3339_shape(raw) || !parse_pos_int(bar + 1, INT64_MAX, &v))
+    if (!rs_rfc3339_ok(raw) || !parse_pos_int(bar + 1, INT64_MAX, &v))
         return false;
     memcpy(ts, raw, (size_t)(bar - raw) + 1);
     fmt_int(id, v);
@@ -589,8 +557,9 @@ static void perf_search(rs_req *r)
     }
     if (venue)
         fmt_int(venue_s, v);
-    if ((from && !rfc3339_shape(from)) || (to && !rfc3339_shape(to))) {
-        rs_reply_error(r, 400, "BAD_REQUEST", "from and to must be RFC 3339 times");
+    if ((from && !rs_rfc3339_ok(from)) || (to && !rs_rfc3339_ok(to))) {
+        rs_reply_error(r, 400, "BAD_REQUEST",
+                       "from and to must be RFC 3339 times in years 0001..9999 once in UTC");
         return;
     }
     if (q && (q[0] == '\0' || utf8_chars(q) > Q_MAX_CHARS)) {

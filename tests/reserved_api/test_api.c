@@ -1111,6 +1111,100 @@ START_TEST(mutate)
 }
 END_TEST
 
+/* ---- times at the edges of RFC 3339 (issue 13) ---- */
+
+/* POST /performances at startsAt in venue: the status (the answer into r, to free). */
+static int perf_at(const th_reserved *s, long long venue, const char *starts, th_http_resp *r)
+{
+    json_t *b = json_pack("{s:I,s:s,s:s,s:i,s:i}", "venueId", (json_int_t)venue, "title", "Edge",
+                          "startsAt", starts, "normalPrice", 1, "vipPrice", 1);
+    char *text = json_dumps(b, JSON_COMPACT);
+    json_decref(b);
+    rat_req(s, "POST", "/performances", text, r);
+    free(text);
+    return r->status;
+}
+
+/* Every time reserved stores is given back as RFC 3339 and every cursor it issues is
+ * taken back: a UTC instant outside years 0001..9999 is refused with 400 on input
+ * (startsAt, from, to), however it is written (an offset, second 60, hour 24, a fraction
+ * PostgreSQL rounds up); the first and last instants in range go through, and a search
+ * pages over them one at a time. Before: "9999-12-31T23:59:59-12:00" was stored and
+ * shown as 10000-01-01T11:59:59Z, "0001-01-01T00:00:00+01:00" as 0001-12-31T23:00:00Z
+ * (1 BC, without the era). */
+START_TEST(dates_year_edge)
+{
+    th_pg pg;
+    th_reserved s;
+    th_http_resp r;
+    rat_pg_start(&pg);
+    th_reserved_start(&s, pg.conninfo);
+    long long venue = make_venue(&s, "Edge", 1, 0);
+
+    static const char *const bad[] = {
+        "9999-12-31T23:59:59-12:00",    "9999-12-31T23:59:59-00:01", "9999-12-31T23:59:60Z",
+        "9999-12-31T23:59:59.9999996Z", "9999-12-31T24:00:00Z",      "0001-01-01T00:00:00+01:00",
+        "0001-01-01T00:59:59+01:00",    "0000-06-01T00:00:00Z",
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        int st = perf_at(&s, venue, bad[i], &r);
+        ck_assert_msg(st == 400, "startsAt %s: %d %s", bad[i], st, r.body);
+        ck_assert_str_eq(th_http_error_code(&r), "BAD_REQUEST");
+        th_http_resp_free(&r);
+    }
+    static const struct {
+        const char *in, *out;
+    } ok[] = {
+        {"0001-01-01T00:00:00Z", "0001-01-01T00:00:00Z"},
+        {"0001-01-01T00:00:00-01:00", "0001-01-01T01:00:00Z"},
+        {"9999-12-31T23:59:59+12:00", "9999-12-31T11:59:59Z"},
+        {"9999-12-31T23:59:59Z", "9999-12-31T23:59:59Z"},
+        {"9999-12-31T23:59:59.999999Z", "9999-12-31T23:59:59.999999Z"},
+    };
+    size_t nok = sizeof ok / sizeof ok[0];
+    long long ids[8];
+    for (size_t i = 0; i < nok; i++) {
+        int st = perf_at(&s, venue, ok[i].in, &r);
+        ck_assert_msg(st == 201, "startsAt %s: %d %s", ok[i].in, st, r.body);
+        ck_assert_str_eq(rat_jstr(r.json, "startsAt"), ok[i].out);
+        ids[i] = rat_jint(r.json, "id");
+        th_http_resp_free(&r);
+    }
+    /* one to a page: every cursor the server gave is taken, in time order */
+    char path[512], cursor[256] = "";
+    for (size_t i = 0; i < nok; i++) {
+        snprintf(path, sizeof path, "/performances?limit=1%s%s", cursor[0] ? "&cursor=" : "",
+                 cursor);
+        rat_req_ok(&s, "GET", path, NULL, 200, &r);
+        json_t *items = json_object_get(r.json, "items");
+        json_t *next = json_object_get(r.json, "nextCursor");
+        ck_assert_int_eq((long long)json_array_size(items), 1);
+        ck_assert_int_eq(rat_jint(json_array_get(items, 0), "id"), ids[i]);
+        ck_assert_str_eq(rat_jstr(json_array_get(items, 0), "startsAt"), ok[i].out);
+        if (i + 1 == nok) {
+            ck_assert(json_is_null(next));
+        } else {
+            ck_assert_msg(json_is_string(next), "no cursor after %s", ok[i].out);
+            snprintf(cursor, sizeof cursor, "%s", json_string_value(next));
+        }
+        th_http_resp_free(&r);
+    }
+    /* the same range on the search's bounds */
+    static const char *const bad_q[] = {"from=9999-12-31T23:59:59-12:00",
+                                        "to=0001-01-01T00:00:00%2B01:00",
+                                        "from=9999-12-31T23:59:60Z"};
+    for (size_t i = 0; i < sizeof bad_q / sizeof bad_q[0]; i++) {
+        snprintf(path, sizeof path, "/performances?%s", bad_q[i]);
+        rat_req_ok(&s, "GET", path, NULL, 400, &r);
+        th_http_resp_free(&r);
+    }
+    rat_req_ok(&s, "GET", "/performances?from=9999-12-31T23:59:59Z", NULL, 200, &r);
+    ck_assert_int_eq((long long)json_array_size(json_object_get(r.json, "items")), 2);
+    th_http_resp_free(&r);
+    th_reserved_stop_clean(&s);
+}
+END_TEST
+
 int main(int argc, char **argv)
 {
     const th_case cases[] = {
@@ -1126,6 +1220,7 @@ int main(int argc, char **argv)
         {"inflight", inflight},
         {"disconnect", disconnect},
         {"mutate", mutate},
+        {"dates_year_edge", dates_year_edge},
     };
     return th_check_main("reserved_api", cases, sizeof cases / sizeof cases[0], 120, argc, argv);
 }
