@@ -32,10 +32,11 @@
 #include "rs_db.h"
 #include "rs_http.h"
 #include "rs_idem.h"
+#include "rs_pay.h"
 
-#define RS_BK_REF_MAX 96 /* a payment attempt's reference */
-#define RS_BK_ID_MAX  64 /* a payment id */
-#define RS_BK_INT_MAX 24 /* an int64 as text */
+#define RS_BK_REF_MAX 96                  /* a payment attempt's reference */
+#define RS_BK_ID_MAX  (RS_PAY_ID_MAX + 1) /* a payment id (rs_pay bounds it) */
+#define RS_BK_INT_MAX 24                  /* an int64 as text */
 #define RS_BK_MSG_MAX 256
 
 typedef enum rs_bk_op { RS_BK_BOOK, RS_BK_CANCEL } rs_bk_op;

@@ -28,15 +28,12 @@
 #include "cm_httpc.h"
 #include "cm_log.h"
 
-#define RS_PAY_ID_MAX   64
 #define RS_PAY_PATH_MAX 512
 #define RS_PAY_MAX_BODY (4u * 1024 * 1024) /* a longer answer is an unknown outcome */
 
-typedef enum pay_kind { PAY_CHARGE, PAY_CANCEL, PAY_LOOKUP } pay_kind;
-
 typedef struct pay_req {
     rs_pay *p;
-    pay_kind kind;
+    rs_pay_call kind;
     rs_pay_cb cb;
     void *arg;
     cm_httpc *http;              /* this request's connection; freed with the request */
@@ -76,6 +73,23 @@ static void pay_finish(pay_req *r, rs_pay_outcome outcome, const char *payment_i
     cb(arg, outcome, payment_id);
 }
 
+/* The id of a gateway answer when it fits RS_PAY_ID_MAX: copied into id (else ""). */
+static bool pay_id_fits(const char *pid, char *id, size_t idlen)
+{
+    id[0] = '\0';
+    if (pid == NULL)
+        return true;
+    size_t n = strlen(pid);
+    if (n > RS_PAY_ID_MAX || n >= idlen) {
+        log_error("payment gateway: a payment id of %zu bytes, longer than %d: treated as a "
+                  "gateway error",
+                  n, RS_PAY_ID_MAX);
+        return false;
+    }
+    memcpy(id, pid, n + 1);
+    return true;
+}
+
 /* Picks the payment a lookup by reference stands for: an approved one first (it is the
  * one to cancel), then a cancelled one, then a declined one. */
 static rs_pay_outcome pay_pick(json_t *items, char *id, size_t idlen)
@@ -93,61 +107,63 @@ static rs_pay_outcome pay_pick(json_t *items, char *id, size_t idlen)
         {
             const char *st = json_string_value(json_object_get(it, "status"));
             const char *pid = json_string_value(json_object_get(it, "id"));
-            if (st != NULL && strcmp(st, order[k].status) == 0) {
-                snprintf(id, idlen, "%s", pid != NULL ? pid : "");
-                return order[k].outcome;
-            }
+            if (st != NULL && strcmp(st, order[k].status) == 0)
+                return pay_id_fits(pid, id, idlen) ? order[k].outcome : RS_PAY_UNKNOWN;
         }
     }
     return RS_PAY_NOT_FOUND;
 }
 
+rs_pay_outcome rs_pay_parse(rs_pay_call call, int status, const char *body, size_t len, char *id,
+                            size_t idlen)
+{
+    rs_pay_outcome outcome = RS_PAY_UNKNOWN;
+    json_t *o = status != 0 && body != NULL && len > 0 ? json_loadb(body, len, 0, NULL) : NULL;
+    const char *pid = json_string_value(json_object_get(o, "id"));
+    id[0] = '\0';
+    switch (call) {
+    case RS_PAY_CALL_CHARGE:
+        if (status == 201 && pid != NULL && pid[0] != '\0')
+            outcome = pay_id_fits(pid, id, idlen) ? RS_PAY_APPROVED : RS_PAY_UNKNOWN;
+        else if (status == 402)
+            outcome = RS_PAY_DECLINED;
+        break;
+    case RS_PAY_CALL_CANCEL:
+        if (status == 200)
+            outcome = RS_PAY_CANCELLED; /* its id names nothing new: not kept when too long */
+        else if (status == 404)
+            outcome = RS_PAY_NOT_FOUND;
+        else if (status == 409)
+            outcome = RS_PAY_DECLINED; /* a declined payment has nothing to cancel */
+        if (outcome == RS_PAY_CANCELLED && !pay_id_fits(pid, id, idlen))
+            id[0] = '\0';
+        break;
+    case RS_PAY_CALL_LOOKUP:
+        if (status == 200 && json_is_array(json_object_get(o, "items")))
+            outcome = pay_pick(json_object_get(o, "items"), id, idlen);
+        break;
+    }
+    json_decref(o);
+    return outcome;
+}
+
 static void pay_done(void *arg, const cm_httpc_resp *resp)
 {
     pay_req *r = arg;
-    int code = resp->status;
-    rs_pay_outcome outcome = RS_PAY_UNKNOWN;
-    char id[RS_PAY_ID_MAX] = "";
-    json_t *body =
-        code != 0 && resp->body_len > 0 ? json_loadb(resp->body, resp->body_len, 0, NULL) : NULL;
-    const char *pid = json_string_value(json_object_get(body, "id"));
-
-    switch (r->kind) {
-    case PAY_CHARGE:
-        if (code == 201 && pid != NULL && pid[0] != '\0') {
-            outcome = RS_PAY_APPROVED;
-            snprintf(id, sizeof(id), "%s", pid);
-        } else if (code == 402) {
-            outcome = RS_PAY_DECLINED;
-        }
-        break;
-    case PAY_CANCEL:
-        if (code == 200) {
-            outcome = RS_PAY_CANCELLED;
-            snprintf(id, sizeof(id), "%s", pid != NULL ? pid : "");
-        } else if (code == 404) {
-            outcome = RS_PAY_NOT_FOUND;
-        } else if (code == 409) {
-            outcome = RS_PAY_DECLINED; /* a declined payment has nothing to cancel */
-        }
-        break;
-    case PAY_LOOKUP:
-        if (code == 200 && json_is_array(json_object_get(body, "items")))
-            outcome = pay_pick(json_object_get(body, "items"), id, sizeof(id));
-        break;
-    }
+    char id[RS_PAY_ID_MAX + 1];
+    rs_pay_outcome outcome =
+        rs_pay_parse(r->kind, resp->status, resp->body, resp->body_len, id, sizeof(id));
     if (outcome == RS_PAY_UNKNOWN)
         log_warn("payment gateway: %s answered %d",
-                 r->kind == PAY_CHARGE   ? "charge"
-                 : r->kind == PAY_CANCEL ? "cancel"
-                                         : "lookup",
-                 code);
-    json_decref(body);
+                 r->kind == RS_PAY_CALL_CHARGE   ? "charge"
+                 : r->kind == RS_PAY_CALL_CANCEL ? "cancel"
+                                                 : "lookup",
+                 resp->status);
     pay_finish(r, outcome, id);
 }
 
 /* Sends one request; a failure to connect or an unanswered request is UNKNOWN, later. */
-static cm_rc pay_send(rs_pay *p, pay_kind kind, const char *method, const char *path,
+static cm_rc pay_send(rs_pay *p, rs_pay_call kind, const char *method, const char *path,
                       const char *idem_key, const char *body, rs_pay_cb cb, void *arg)
 {
     const cm_httpc_opts opts = {
@@ -296,13 +312,13 @@ cm_rc rs_pay_charge(rs_pay *p, const char *reference, int64_t amount, rs_pay_cb 
         return CM_ERR;
     char path[RS_PAY_PATH_MAX];
     snprintf(path, sizeof(path), "%s/payments", p->prefix);
-    cm_rc rc = pay_send(p, PAY_CHARGE, "POST", path, reference, body, cb, arg);
+    cm_rc rc = pay_send(p, RS_PAY_CALL_CHARGE, "POST", path, reference, body, cb, arg);
     free(body);
     return rc;
 }
 
 /* A request whose path ends in one value, URI-encoded: fmt takes the prefix and it. */
-static cm_rc pay_send_about(rs_pay *p, pay_kind kind, const char *method, const char *fmt,
+static cm_rc pay_send_about(rs_pay *p, rs_pay_call kind, const char *method, const char *fmt,
                             const char *value, const char *body, rs_pay_cb cb, void *arg)
 {
     if (p == NULL || value == NULL || cb == NULL)
@@ -320,12 +336,12 @@ cm_rc rs_pay_cancel(rs_pay *p, const char *payment_id, rs_pay_cb cb, void *arg)
 {
     if (payment_id != NULL && payment_id[0] == '\0')
         return CM_ERR;
-    return pay_send_about(p, PAY_CANCEL, "POST", "%s/payments/%s/cancel", payment_id, "{}", cb,
-                          arg);
+    return pay_send_about(p, RS_PAY_CALL_CANCEL, "POST", "%s/payments/%s/cancel", payment_id, "{}",
+                          cb, arg);
 }
 
 cm_rc rs_pay_lookup(rs_pay *p, const char *reference, rs_pay_cb cb, void *arg)
 {
-    return pay_send_about(p, PAY_LOOKUP, "GET", "%s/payments?reference=%s", reference, NULL, cb,
-                          arg);
+    return pay_send_about(p, RS_PAY_CALL_LOOKUP, "GET", "%s/payments?reference=%s", reference, NULL,
+                          cb, arg);
 }

@@ -33,5 +33,6 @@ Suite *ru_perflock_suite(void);
 Suite *ru_bkphase_suite(void);
 Suite *ru_cm_hash_suite(void);
 Suite *ru_batch_suite(void);
+Suite *ru_pay_suite(void);
 
 #endif
