@@ -31,7 +31,9 @@
 #include "cm_log.h"
 #include "cm_time.h"
 #include "rs_batch.h"
+#include "rs_dberr.h"
 #include "rs_metrics.h"
+#include "rs_perfcheck.h"
 #include "rs_perflock.h"
 #include "rs_reconcile.h"
 #include "rs_testhook.h"
@@ -471,6 +473,42 @@ void rs_bk_batch_over(rs_bk *b, bool committed)
     bk_settle(b);
 }
 
+/* ---------------------------------------------------------------- the performance first */
+
+static void bk_perf_checked(void *arg, rs_perfcheck_answer a, const rs_db_result *res)
+{
+    rs_bk *b = arg;
+    char id[RS_DBERR_ID_MAX];
+    switch (a) {
+    case RS_PERFCHECK_EXISTS:
+        b->then(b);
+        return;
+    case RS_PERFCHECK_MISSING:
+        rs_bk_set_error(b, 404, "NOT_FOUND", NULL, "performance %" PRId64 " not found", b->perf);
+        bk_finish(b);
+        return;
+    case RS_PERFCHECK_FAILED:
+        rs_dberr_log(id, 503, "a performance check", res);
+        rs_bk_set_error(b, 503, "UNAVAILABLE", NULL, "database unavailable; request id %s", id);
+        rs_bk_answer(b);
+        return;
+    }
+}
+
+void rs_bk_check_perf(rs_bk *b, rs_bk_body_fn then)
+{
+    assert(b->op == RS_BK_BOOK && (b->phase == BK_NEW || b->phase == BK_IDEM_LOOKUP));
+    if (rs_perfcheck_known(b->perf)) {
+        then(b);
+        return;
+    }
+    b->then = then;
+    if (rs_perfcheck_ask(bks.app->db, b->perf, bk_perf_checked, b) != CM_OK) {
+        rs_bk_set_error(b, 503, "UNAVAILABLE", NULL, "database unavailable");
+        rs_bk_answer(b);
+    }
+}
+
 /* ---------------------------------------------------------------- lock + transaction */
 
 /* In the transaction, with the lock: the body. */
@@ -769,6 +807,7 @@ void rs_bk_register(rs_db *db)
 {
     rs_db_register(db, bk_stmts, CM_ARRAY_LEN(bk_stmts));
     rs_batch_register(db);
+    rs_perfcheck_register(db);
 }
 
 cm_rc rs_bk_start(rs_app *app)
@@ -787,6 +826,7 @@ cm_rc rs_bk_start(rs_app *app)
 
 void rs_bk_stop(void)
 {
+    rs_perfcheck_stop();
     rs_batch_stop();
     rs_perflock_free(bks.locks);
     bks.locks = NULL;

@@ -70,6 +70,7 @@ struct rs_bk {
     rs_bk_op op;
     rs_bk_phase phase;  /* moved by rs_bk_move only */
     rs_bk_body_fn body; /* the work inside the transaction */
+    rs_bk_body_fn then; /* rs_bk_check_perf: what comes once the performance exists */
     uint64_t seq;       /* process-unique: the debug log of its moves */
     rs_req *r;
     uint64_t t0_us;
@@ -128,6 +129,10 @@ void rs_bk_set_body(rs_bk *b, int status, json_t *body);
 /* Answers and frees b (from any phase that has nothing open). */
 void rs_bk_answer(rs_bk *b);
 
+/* A booking (NEW or IDEM_LOOKUP: nothing written, no lock) goes on with then(b) once its
+ * performance is known to exist (rs_perfcheck); else it is answered 404 NOT_FOUND (stored
+ * under its Idempotency-Key, as rs_book's 404 was) or 503 UNAVAILABLE, and freed. */
+void rs_bk_check_perf(rs_bk *b, rs_bk_body_fn then);
 /* Before the lock (NEW, IDEM_LOOKUP, RECORDING, HEAD): the lock, a connection, BEGIN,
  * then b->body(b) in BK_IN_TXN. */
 void rs_bk_lock(rs_bk *b);

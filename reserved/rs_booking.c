@@ -342,7 +342,7 @@ static void book_idem_looked_up(void *arg, const rs_db_result *res)
         rs_bk_answer(b);
         return;
     }
-    book_record_attempt(b);
+    rs_bk_check_perf(b, book_record_attempt);
 }
 
 static int cmp_i64(const void *a, const void *b)
@@ -456,7 +456,7 @@ static void book_post(rs_req *r)
     }
     book_make_reference(b);
     if (b->key[0] == '\0') {
-        book_record_attempt(b);
+        rs_bk_check_perf(b, book_record_attempt);
         return;
     }
     rs_bk_move(b, BK_IDEM_LOOKUP);

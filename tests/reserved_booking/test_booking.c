@@ -163,11 +163,11 @@ static void rb_stop_reserved_clean(rb_world *w)
     }
 }
 
-/* A value of a metric line "name{labels} value" (exact name+labels) from reserved #i. */
-static long long rb_metric(rb_world *w, size_t i, const char *series)
+/* A value of a metric line "name{labels} value" (exact name+labels) served on port. */
+static long long rb_metric_port(int port, const char *series)
 {
     th_http_resp r;
-    rb_http(w->srv[i].port, "GET", "/metrics", NULL, NULL, &r);
+    rb_http(port, "GET", "/metrics", NULL, NULL, &r);
     ck_assert_int_eq(r.status, 200);
     long long v = -1;
     size_t sl = strlen(series);
@@ -179,6 +179,12 @@ static long long rb_metric(rb_world *w, size_t i, const char *series)
     }
     th_http_resp_free(&r);
     return v;
+}
+
+/* The same from reserved #i. */
+static long long rb_metric(rb_world *w, size_t i, const char *series)
+{
+    return rb_metric_port(w->srv[i].port, series);
 }
 
 /* Creates users, a venue of n seats (the first vip of them VIP) and a performance;
@@ -1598,6 +1604,57 @@ START_TEST(test_batch_refused_leader)
 }
 END_TEST
 
+/* ---------------------------------------------------------------- unknown performance */
+
+/* A value of a metric line "name value" of lockd's metrics port (it must be there). */
+static long long rb_lockd_metric(rb_world *w, const char *series)
+{
+    long long v = rb_metric_port(w->lockd.metrics_port, series);
+    ck_assert_msg(v >= 0, "lockd has no %s", series);
+    return v;
+}
+
+/* A booking for a performance that does not exist is 404 NOT_FOUND before anything is
+ * written or locked: no payment attempt, no ACQUIRE at lockd, no payment (with and
+ * without an Idempotency-Key; the key's 404 is replayed). Before, each recorded a payment
+ * attempt and held Performance:<id> at lockd before rs_book said 404. A booking of the
+ * real performance afterwards shows the counters move. */
+START_TEST(test_unknown_performance_no_side_effects)
+{
+    rb_world w;
+    long long seats[4];
+    rb_start_infra(&w, NULL, false);
+    rb_start_reserved(&w, 0, "lockd", NULL);
+    long long perf = rb_setup(&w, 4, 0, 1000, 1000, seats, 1);
+    long long acquires = rb_lockd_metric(&w, "lockd_acquires_total");
+    long long grants = rb_lockd_metric(&w, "lockd_grants_total");
+    th_http_resp r;
+    const char *keys[] = {NULL, "unknown-1", "unknown-1"};
+    for (size_t i = 0; i < 3; i++) {
+        rb_book(&w, 0, perf + 1000, 1, seats, 1, keys[i], &r);
+        ck_assert_msg(r.status == 404, "booking %zu: %d %s", i, r.status, r.raw);
+        ck_assert_str_eq(th_http_error_code(&r), "NOT_FOUND");
+        th_http_resp_free(&r);
+    }
+    rb_db_connect(&w);
+    ck_assert_int_eq(rb_q(&w, "SELECT count(*) FROM payment_attempts"), 0);
+    ck_assert_int_eq(rb_q(&w, "SELECT count(*) FROM reservations"), 0);
+    ck_assert_int_eq(rb_lockd_metric(&w, "lockd_acquires_total"), acquires);
+    ck_assert_int_eq(rb_lockd_metric(&w, "lockd_grants_total"), grants);
+    int ap, ca, de;
+    rb_payments(&w, &ap, &ca, &de, NULL);
+    ck_assert_int_eq(ap + ca + de, 0);
+    /* the real one books, and lockd saw its lock */
+    rb_book(&w, 0, perf, 1, seats, 1, NULL, &r);
+    ck_assert_msg(r.status == 201, "%d %s", r.status, r.raw);
+    th_http_resp_free(&r);
+    ck_assert_int_gt(rb_lockd_metric(&w, "lockd_grants_total"), grants);
+    ck_assert_int_eq(rb_q(&w, "SELECT count(*) FROM payment_attempts"), 1);
+    PQfinish(w.db);
+    rb_stop_reserved_clean(&w);
+}
+END_TEST
+
 /* ---------------------------------------------------------------- main */
 
 int main(int argc, char **argv)
@@ -1623,6 +1680,7 @@ int main(int argc, char **argv)
         {"batch_lock_lost", test_batch_lock_lost},
         {"batch_crash_reconcile", test_batch_crash_reconcile},
         {"batch_refused_leader", test_batch_refused_leader},
+        {"unknown_performance_no_side_effects", test_unknown_performance_no_side_effects},
     };
     return th_check_main("reserved_booking", cases, sizeof(cases) / sizeof(cases[0]), 230, argc,
                          argv);
