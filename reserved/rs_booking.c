@@ -443,16 +443,9 @@ static void book_post(rs_req *r)
         rs_bk_free(b);
         return;
     }
-    const char *key = rs_req_header(r, "Idempotency-Key");
-    if (key != NULL) {
-        size_t len = strlen(key);
-        if (len == 0 || len > RS_IDEM_KEY_MAX) {
-            rs_reply_error(r, 400, "BAD_REQUEST", "Idempotency-Key must be 1..%d characters",
-                           RS_IDEM_KEY_MAX);
-            rs_bk_free(b);
-            return;
-        }
-        snprintf(b->key, sizeof(b->key), "%s", key);
+    if (!rs_idem_key_get(r, b->key)) {
+        rs_bk_free(b);
+        return;
     }
     book_make_reference(b);
     if (b->key[0] == '\0') {

@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "cm_core.h"
+#include "rs_utf8.h"
 
 static const rs_db_stmt idem_stmts[] = {
     {"idem_get",
@@ -20,6 +21,26 @@ static const rs_db_stmt idem_stmts[] = {
      " VALUES ($1, $2, $3::int, $4::jsonb) ON CONFLICT (key) DO NOTHING RETURNING key",
      4},
 };
+
+bool rs_idem_key_get(rs_req *r, char out[RS_IDEM_KEY_MAX + 1])
+{
+    const char *key = rs_req_header(r, "Idempotency-Key");
+    out[0] = '\0';
+    if (key == NULL)
+        return true;
+    size_t len = strlen(key);
+    if (len == 0 || len > RS_IDEM_KEY_MAX) {
+        rs_reply_error(r, 400, "BAD_REQUEST", "Idempotency-Key must be 1..%d characters",
+                       RS_IDEM_KEY_MAX);
+        return false;
+    }
+    if (!rs_utf8_valid(key, len)) {
+        rs_reply_error(r, 400, "BAD_REQUEST", "Idempotency-Key must be valid UTF-8");
+        return false;
+    }
+    memcpy(out, key, len + 1);
+    return true;
+}
 
 void rs_idem_register(rs_db *db)
 {

@@ -17,9 +17,16 @@
 #define RS_IDEM_H
 
 #include <jansson.h>
+#include <stdbool.h>
 #include "rs_db.h"
+#include "rs_http.h"
 
 #define RS_IDEM_KEY_MAX 255 /* longest Idempotency-Key accepted */
+
+/* The request's Idempotency-Key into out ("" without one). False after answering 400
+ * BAD_REQUEST: empty, longer than RS_IDEM_KEY_MAX bytes, or not valid UTF-8 (the key is
+ * a text parameter of every statement that uses it, which PostgreSQL would refuse). */
+bool rs_idem_key_get(rs_req *r, char out[RS_IDEM_KEY_MAX + 1]);
 
 void rs_idem_register(rs_db *db);
 

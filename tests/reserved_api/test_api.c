@@ -1205,6 +1205,69 @@ START_TEST(dates_year_edge)
 }
 END_TEST
 
+/* ---- Idempotency-Key bytes (issue 13) ---- */
+
+/* POST a booking of seat for user with the raw header line (may be NULL); the status. */
+static int book_with_header(const th_reserved *s, long long perf, long long user, long long seat,
+                            const char *header, th_http_resp *r)
+{
+    char path[64], body[128], headers[512];
+    snprintf(path, sizeof path, "/performances/%lld/reservations", perf);
+    snprintf(body, sizeof body, "{\"userId\":%lld,\"seatIds\":[%lld]}", user, seat);
+    snprintf(headers, sizeof headers, "Content-Type: application/json\r\n%s",
+             header != NULL ? header : "");
+    rat_req_raw(s, "POST", path, headers, body, r);
+    return r->status;
+}
+
+/* An Idempotency-Key that is not valid UTF-8 (a stray byte, an overlong form, a
+ * surrogate, a code point above U+10FFFF) is the client's 400 BAD_REQUEST, and books
+ * nothing; before, PostgreSQL refused the key as text and the client got 503 "retry",
+ * which no retry mends. A key in valid UTF-8 beyond ASCII books once and replays. */
+START_TEST(idem_key_bad_utf8)
+{
+    th_pg pg;
+    th_reserved s;
+    th_http_resp r;
+    rat_pg_start(&pg);
+    th_reserved_start(&s, pg.conninfo);
+    long long venue = make_venue(&s, "Keys", 2, 0);
+    long long perf = rat_make_perf(&s, venue, "K", "2027-01-01T20:00:00Z", 10, 10, NULL);
+    long long user = rat_make_user(&s, "Kim", "kim@example.org");
+    char path[64];
+    snprintf(path, sizeof path, "/performances/%lld/seats", perf);
+    rat_req_ok(&s, "GET", path, NULL, 200, &r);
+    long long seat = rat_jint(json_array_get(json_object_get(r.json, "seats"), 0), "id");
+    th_http_resp_free(&r);
+
+    static const char *const bad[] = {
+        "Idempotency-Key: k-\xff\xfe\r\n",     "Idempotency-Key: k-\xc0\xaf\r\n",
+        "Idempotency-Key: k-\xed\xa0\x80\r\n", "Idempotency-Key: k-\xf4\x90\x80\x80\r\n",
+        "Idempotency-Key: k-\xe2\x82\r\n",     "Idempotency-Key: \x80\r\n",
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        int st = book_with_header(&s, perf, user, seat, bad[i], &r);
+        ck_assert_msg(st == 400, "key %zu: %d %s", i, st, r.body);
+        ck_assert_str_eq(th_http_error_code(&r), "BAD_REQUEST");
+        th_http_resp_free(&r);
+    }
+    /* valid UTF-8: booked once, then replayed */
+    const char *good =
+        "Idempotency-Key: cl\xc3\xa9-\xd0\xba\xd0\xbb-\xe9\x8d\xb5-\xf0\x9f\x8e\xab\r\n";
+    ck_assert_int_eq(book_with_header(&s, perf, user, seat, good, &r), 201);
+    long long id = rat_jint(r.json, "id");
+    th_http_resp_free(&r);
+    ck_assert_int_eq(book_with_header(&s, perf, user, seat, good, &r), 201);
+    ck_assert_int_eq(rat_jint(r.json, "id"), id);
+    th_http_resp_free(&r);
+    snprintf(path, sizeof path, "/users/%lld/reservations", user);
+    rat_req_ok(&s, "GET", path, NULL, 200, &r);
+    ck_assert_int_eq((long long)json_array_size(json_object_get(r.json, "items")), 1);
+    th_http_resp_free(&r);
+    th_reserved_stop_clean(&s);
+}
+END_TEST
+
 int main(int argc, char **argv)
 {
     const th_case cases[] = {
@@ -1221,6 +1284,7 @@ int main(int argc, char **argv)
         {"disconnect", disconnect},
         {"mutate", mutate},
         {"dates_year_edge", dates_year_edge},
+        {"idem_key_bad_utf8", idem_key_bad_utf8},
     };
     return th_check_main("reserved_api", cases, sizeof cases / sizeof cases[0], 120, argc, argv);
 }
