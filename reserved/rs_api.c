@@ -24,6 +24,7 @@
 
 #include "cm_log.h"
 #include "cm_strbuf.h"
+#include "rs_dberr.h"
 #include "rs_metrics.h"
 #include "rs_rfc3339.h"
 #include "rs_seatlist.h"
@@ -142,26 +143,26 @@ static void api_exec(rs_req *r, const char *stmt, int n, const char *const *para
         rs_reply_error(r, 503, "UNAVAILABLE", "the database is unavailable");
 }
 
-/* Answers a failed statement and returns true; false when it succeeded. */
+/* Answers a failed statement and returns true; false when it succeeded. The answer never
+ * carries PostgreSQL's text (rs_dberr): what failed is in the log under the request id. */
 static bool db_failed(rs_req *r, const rs_db_result *res)
 {
     const char *st = res->sqlstate ? res->sqlstate : "";
+    const char *what = "a catalogue statement";
     if (res->ok)
         return false;
     if (res->unavailable)
-        rs_reply_error(r, 503, "UNAVAILABLE", "the database is unavailable");
+        rs_dberr_reply(r, 503, "UNAVAILABLE", "the database is unavailable", what, res);
     else if (strcmp(st, "55P03") == 0 || strcmp(st, "57014") == 0 || strcmp(st, "40001") == 0 ||
              strcmp(st, "40P01") == 0)
         /* lock_timeout, statement_timeout, serialization, deadlock: transient */
-        rs_reply_error_extra(r, 503, "UNAVAILABLE", NULL, "the database is busy: %s", res->message);
+        rs_dberr_reply(r, 503, "UNAVAILABLE", "the database is busy, retry", what, res);
     else if (strcmp(st, "22007") == 0 || strcmp(st, "22008") == 0)
-        rs_reply_error(r, 400, "BAD_REQUEST", "bad date/time: %s", res->message);
+        rs_dberr_reply(r, 400, "BAD_REQUEST", "a date/time is not a valid one", what, res);
     else if (strncmp(st, "22", 2) == 0 || strcmp(st, "23514") == 0)
-        rs_reply_error(r, 400, "BAD_REQUEST", "invalid value: %s", res->message);
-    else {
-        log_error("statement failed: %s %s", st, res->message);
-        rs_reply_error(r, 500, "INTERNAL", "database error %s", st);
-    }
+        rs_dberr_reply(r, 400, "BAD_REQUEST", "a value is not allowed", what, res);
+    else
+        rs_dberr_internal(r, what, res);
     return true;
 }
 
@@ -306,7 +307,7 @@ static void venue_created(void *arg, const rs_db_result *res)
     if (db_failed(r, res))
         return;
     if (PQntuples(res->pg) != 1) {
-        rs_reply_error(r, 500, "INTERNAL", "venue insert returned no row");
+        rs_dberr_internal(r, "POST /venues (no row returned)", res);
         return;
     }
     rs_reply_json(r, 201,
@@ -340,7 +341,7 @@ static void venue_create(rs_req *r)
     keys = calloc(n, sizeof(*keys));
     norm = json_array();
     if (!keys || !norm) {
-        rs_reply_error(r, 500, "INTERNAL", "out of memory");
+        rs_dberr_internal(r, "POST /venues (out of memory)", NULL);
         goto out;
     }
     for (size_t i = 0; i < n; i++) {
@@ -357,7 +358,7 @@ static void venue_create(rs_req *r)
     }
     seats_text = json_dumps(norm, JSON_COMPACT);
     if (!seats_text) {
-        rs_reply_error(r, 500, "INTERNAL", "out of memory");
+        rs_dberr_internal(r, "POST /venues (out of memory)", NULL);
         goto out;
     }
     const char *params[] = {name, seats_text};

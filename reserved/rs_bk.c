@@ -310,13 +310,20 @@ void rs_bk_set_db_error(rs_bk *b, const rs_db_result *res)
                         b->perf);
     } else if (strcmp(st, "23514") == 0) {
         rs_stats.guard_other++;
-        log_error("GUARD a CHECK constraint fired for performance %" PRId64 ": %s", b->perf, msg);
-        rs_bk_set_error(b, 503, "UNAVAILABLE", NULL, "the booking broke a database check");
+        char id[RS_DBERR_ID_MAX];
+        rs_dberr_new_id(id);
+        log_error("GUARD a CHECK constraint fired for performance %" PRId64 " (request id %s): %s",
+                  b->perf, id, msg);
+        rs_bk_set_error(b, 503, "UNAVAILABLE", NULL,
+                        "the booking broke a database check; request id %s", id);
     } else if (strcmp(st, "55P03") == 0 || strcmp(st, "40001") == 0 || strcmp(st, "40P01") == 0) {
         rs_bk_set_error(b, 503, "BUSY", NULL, "the performance is busy, retry");
     } else {
-        log_warn("performance %" PRId64 ": database error %s: %s", b->perf, st, msg);
-        rs_bk_set_error(b, 503, "UNAVAILABLE", NULL, "database unavailable");
+        char id[RS_DBERR_ID_MAX], what[64];
+        snprintf(what, sizeof(what), "a %s of performance %" PRId64,
+                 b->op == RS_BK_BOOK ? "booking" : "cancellation", b->perf);
+        rs_dberr_log(id, 503, what, res);
+        rs_bk_set_error(b, 503, "UNAVAILABLE", NULL, "database unavailable; request id %s", id);
     }
 }
 

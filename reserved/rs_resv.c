@@ -12,6 +12,7 @@
 
 #include "cm_core.h"
 #include "rs_app.h"
+#include "rs_dberr.h"
 
 #define RESV_INT_MAX  24
 #define RESV_LIST_MAX 100 /* limit's upper bound */
@@ -94,12 +95,12 @@ typedef struct resv_get {
     int64_t id;
 } resv_get;
 
-/* False after answering 503 for a failed statement. */
+/* False after answering 503 for a failed statement (its text only in the log, rs_dberr). */
 static bool resv_db_ok(rs_req *r, const rs_db_result *res)
 {
     if (res->ok)
         return true;
-    rs_reply_error(r, 503, "UNAVAILABLE", "database unavailable");
+    rs_dberr_reply(r, 503, "UNAVAILABLE", "database unavailable", "a reservation read", res);
     return false;
 }
 
