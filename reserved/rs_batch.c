@@ -937,11 +937,11 @@ void rs_batch_on_granted(rs_batch *x, uint64_t fence)
     rb_locked(x);
 }
 
-/* Whether member b has waited lock.wait_ms (when that is > 0). */
+/* Whether member b has waited as long as a waiter may (rs_perflock rule 6: lock.wait_ms,
+ * or the bound that stands for 0). */
 static bool rb_out_of_time(const rs_bk *b, uint64_t now_us)
 {
-    uint64_t limit_ms = (uint64_t)rbs.app->cfg.lock_wait_ms;
-    return limit_ms > 0 && now_us - b->t0_us >= limit_ms * 1000;
+    return now_us - b->t0_us >= rs_perflock_wait_limit_ms(rbs.locks) * 1000;
 }
 
 /* A refusal meant for one waiter: as one booking alone would have been, the leader is
@@ -976,8 +976,15 @@ static bool rb_requeue(rs_batch *x, rs_perflock_refusal why, const char *code)
     }
     free(out);
     x->lockw = rs_perflock_wait(rbs.locks, x->perf, x->m[0]);
-    if (x->lockw != NULL)
+    if (x->lockw != NULL) {
+        /* the members behind the new leader count in the queue's bound; they were counted
+         * before, so one that does not fit now still waits (the bound is not a refusal
+         * of who is already in) */
+        for (size_t i = 1; i < x->n; i++)
+            if (rs_perflock_add(x->lockw) != CM_OK)
+                break;
         return true;
+    }
     for (size_t i = 0; i < x->n; i++)
         rs_bk_set_refused(x->m[i], RS_PERFLOCK_UNREACHABLE, "");
     return false;
@@ -989,7 +996,7 @@ void rs_batch_on_refused(rs_batch *x, rs_perflock_refusal why, const char *code)
     /* an early transaction may idle one more lock.wait_ms only while PostgreSQL's
      * idle_in_transaction_session_timeout is not near (it would cut the connection) */
     const rs_config *cfg = &rbs.app->cfg;
-    uint64_t idle_ms = (cm_now_us() - x->ready_us) / 1000 + (uint64_t)cfg->lock_wait_ms;
+    uint64_t idle_ms = (cm_now_us() - x->ready_us) / 1000 + rs_perflock_wait_limit_ms(rbs.locks);
     bool waiting =
         x->state == RB_FORMING || x->state == RB_EARLY_LEASING || x->state == RB_EARLY_BEGINNING ||
         (x->state == RB_EARLY_READY && idle_ms + 1000 < (uint64_t)cfg->db_idle_in_txn_timeout_ms);
@@ -1078,6 +1085,10 @@ cm_rc rs_batch_join(rs_bk *b)
         rb_close(x); /* full: runs as it is once granted */
         x = NULL;
     }
+    /* a member counts in the lock queue's bound as a waiter of its own would (rs_perflock
+     * rule 10): beyond it, rs_bk_lock answers BUSY */
+    if (x != NULL && x->lockw != NULL && rs_perflock_add(x->lockw) != CM_OK)
+        return CM_ERR;
     bool leader = x == NULL;
     if (leader && (x = rb_new(b->perf)) == NULL)
         return CM_ERR;
@@ -1090,7 +1101,10 @@ cm_rc rs_batch_join(rs_bk *b)
      * inside rs_perflock_wait: the batch is ready for it) */
     x->lockw = rs_perflock_wait(rbs.locks, b->perf, b);
     if (x->lockw == NULL) {
-        rs_bk_set_error(b, 503, "UNAVAILABLE", NULL, "lock service unavailable");
+        if (rs_perflock_full(rbs.locks, b->perf))
+            rs_bk_set_refused(b, RS_PERFLOCK_BUSY, "");
+        else
+            rs_bk_set_error(b, 503, "UNAVAILABLE", NULL, "lock service unavailable");
         rb_end(x, false);
     }
     return CM_OK;

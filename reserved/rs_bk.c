@@ -749,8 +749,14 @@ void rs_bk_lock(rs_bk *b)
         return; /* the batch takes it from here */
     rs_bk_move(b, BK_QUEUED);
     b->lockw = bks.locks != NULL ? rs_perflock_wait(bks.locks, b->perf, b) : NULL;
-    if (b->lockw == NULL)
-        rs_bk_fail(b, 503, "UNAVAILABLE", NULL, "lock service unavailable");
+    if (b->lockw != NULL)
+        return;
+    if (bks.locks != NULL && rs_perflock_full(bks.locks, b->perf)) {
+        rs_bk_set_refused(b, RS_PERFLOCK_BUSY, ""); /* 503 BUSY, Retry-After */
+        rs_bk_unwind(b);
+        return;
+    }
+    rs_bk_fail(b, 503, "UNAVAILABLE", NULL, "lock service unavailable");
 }
 
 static void bk_commit_done(void *arg, const rs_db_result *res)
@@ -822,9 +828,17 @@ cm_rc rs_bk_start(rs_app *app)
     bks.app = app;
     if (app->cfg.lock_mode == RS_LOCK_DB)
         return CM_OK;
+    /* With lock.wait_ms 0 a wait in the queue is still bounded (rs_perflock rule 6), and
+     * not beyond reconcile.after_ms: the booking's payment attempt was recorded before it
+     * queued, and the reconciler takes an attempt that old for an orphan. */
+    uint64_t wait0_ms = RS_PERFLOCK_WAIT0_MS;
+    if (app->cfg.reconcile_after_ms > 0 && (uint64_t)app->cfg.reconcile_after_ms < wait0_ms)
+        wait0_ms = (uint64_t)app->cfg.reconcile_after_ms;
     rs_perflock_opts opts = {
         .lease_ms = (uint64_t)app->cfg.lock_lease_ms,
         .wait_ms = app->cfg.lock_wait_ms > 0 ? (uint64_t)app->cfg.lock_wait_ms : 0,
+        .wait0_ms = wait0_ms,
+        .max_queue = RS_PERFLOCK_QUEUE_MAX, /* to become the config key lock.max_queue */
     };
     bks.locks = rs_perflock_new(&rs_perflock_lockclient_ops, app->locks, &opts, &bk_lock_cbs);
     rs_batch_start(app, bks.locks);

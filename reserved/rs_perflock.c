@@ -62,6 +62,7 @@ struct rs_perflock_waiter {
     STAILQ_ENTRY(rs_perflock_waiter) link; /* in q->waiting */
     void *arg;                             /* the caller's, for the callbacks */
     uint64_t since_us; /* when it started waiting (lock.wait_ms counts from here) */
+    size_t weight;     /* bookings it waits for: 1, plus those rs_perflock_add counted */
 };
 
 struct plk_queue {
@@ -69,6 +70,7 @@ struct plk_queue {
     int64_t perf;
     plk_state state;
     STAILQ_HEAD(, rs_perflock_waiter) waiting; /* in arrival order (FIFO) */
+    size_t queued;                             /* the weights of `waiting` (rule 10) */
     rs_perflock_waiter *holder;                /* PLK_HELD, PLK_HELD_LOST */
     void *grant;                               /* the service's grant: HELD, HELD_LOST, BETWEEN */
     uint64_t fence;                            /* of the grant */
@@ -109,14 +111,19 @@ static rs_perflock_waiter *plk_head(const plk_queue *q)
 static void plk_append(plk_queue *q, rs_perflock_waiter *w)
 {
     w->q = q;
+    w->weight = 1;
+    q->queued++;
     STAILQ_INSERT_TAIL(&q->waiting, w, link);
 }
 
 static rs_perflock_waiter *plk_pop(plk_queue *q)
 {
     rs_perflock_waiter *w = STAILQ_FIRST(&q->waiting);
-    if (w != NULL)
+    if (w != NULL) {
         STAILQ_REMOVE_HEAD(&q->waiting, link);
+        assert(q->queued >= w->weight);
+        q->queued -= w->weight;
+    }
     return w;
 }
 
@@ -189,12 +196,17 @@ static bool plk_chain_open(const plk_queue *q)
            plk_now(q->pl) - q->granted_us < (uint64_t)RS_PERFLOCK_CHAIN_MS * 1000;
 }
 
-/* Rule 6: whether the first waiter has waited opts.wait_ms (when that is > 0). */
+uint64_t rs_perflock_wait_limit_ms(const rs_perflock *pl)
+{
+    return pl->opts.wait_ms > 0 ? pl->opts.wait_ms : pl->opts.wait0_ms;
+}
+
+/* Rule 6: whether the first waiter has waited its limit. */
 static bool plk_head_out_of_time(const plk_queue *q)
 {
     const rs_perflock_waiter *w = plk_head(q);
-    uint64_t limit = q->pl->opts.wait_ms;
-    return w != NULL && limit > 0 && (plk_now(q->pl) - w->since_us) / 1000 >= limit;
+    uint64_t limit = rs_perflock_wait_limit_ms(q->pl);
+    return w != NULL && (plk_now(q->pl) - w->since_us) / 1000 >= limit;
 }
 
 /* Moves q on. Busy (a request out, or a holder): only the prefetch hint. Free to move
@@ -302,6 +314,10 @@ rs_perflock *rs_perflock_new(const rs_lock_ops *ops, void *ctx, const rs_perfloc
     pl->ops = *ops;
     pl->ctx = ctx;
     pl->opts = *opts;
+    if (pl->opts.wait0_ms == 0)
+        pl->opts.wait0_ms = RS_PERFLOCK_WAIT0_MS;
+    if (pl->opts.max_queue == 0)
+        pl->opts.max_queue = RS_PERFLOCK_QUEUE_MAX;
     pl->cbs = *cbs;
     return pl;
 }
@@ -328,8 +344,30 @@ size_t rs_perflock_queues(const rs_perflock *pl)
     return cm_hash_count(pl->queues);
 }
 
+bool rs_perflock_full(const rs_perflock *pl, int64_t perf)
+{
+    const plk_queue *q = cm_hash_get_u64(pl->queues, (uint64_t)perf);
+    return q != NULL && q->queued >= pl->opts.max_queue;
+}
+
+cm_rc rs_perflock_add(rs_perflock_waiter *w)
+{
+    plk_queue *q = w->q;
+    assert(q->holder != w);
+    if (q->queued >= q->pl->opts.max_queue)
+        return CM_ERR;
+    w->weight++;
+    q->queued++;
+    return CM_OK;
+}
+
 rs_perflock_waiter *rs_perflock_wait(rs_perflock *pl, int64_t perf, void *arg)
 {
+    if (rs_perflock_full(pl, perf)) {
+        log_debug("performance %" PRId64 ": lock queue full (%zu bookings)", perf,
+                  pl->opts.max_queue);
+        return NULL;
+    }
     if (!pl->ops.usable(pl->ctx))
         return NULL;
     rs_perflock_waiter *w = calloc(1, sizeof(*w));

@@ -22,9 +22,11 @@
  *  5. lost: a LOST push tells the holder (cbs.lost; rs_perflock_lost answers true from
  *     then on); such a grant is never handed on: after the holder's release the queue
  *     releases it and acquires anew for the next waiter.
- *  6. wait_timeout: a waiter that has waited opts.wait_ms (when > 0) is refused BUSY the
- *     next time the lock is free to move (a hand-on or a new ACQUIRE), never while
- *     another request holds it; an ACQUIRE that times out refuses its waiter BUSY.
+ *  6. wait_timeout: a waiter that has waited opts.wait_ms is refused BUSY the next time
+ *     the lock is free to move (a hand-on or a new ACQUIRE), never while another request
+ *     holds it; an ACQUIRE that times out refuses its waiter BUSY. With wait_ms 0 (ACQUIRE
+ *     does not wait at lockd) a wait in the queue is still bounded, by opts.wait0_ms
+ *     (wait_zero_bounded): else a queue behind a busy lock keeps its waiters for ever.
  *  7. refused: an ACQUIRE that lockd refuses (NOQUORUM, SESSION ...) refuses its waiter
  *     UNAVAILABLE, and the next waiter gets an ACQUIRE of its own; when the lock service
  *     cannot be asked at all, every waiter is refused.
@@ -33,7 +35,11 @@
  *     send BEGIN before it gets the lock; only the first: one early connection per
  *     performance at most.
  *  9. free: a queue with no waiter and no lock is freed.
- *
+ * 10. queue_bound: at most opts.max_queue bookings wait in one performance's queue (a
+ *     waiter counts 1, plus the bookings rs_perflock_add put behind it: a batch); a
+ *     rs_perflock_wait or rs_perflock_add beyond it is refused at once (rs_perflock_full
+ *     tells why), and the booking answered 503 BUSY: a queue no bound holds grows with
+ *     every request of a hot sale, each holding memory and a client's connection. *
  * The lock service is reached through an operations table (rs_lock_ops), as pgbouncer's
  * sbuf reaches its socket: rs_perflock_lockclient_ops over cm_lockclient in reserved,
  * a scripted one in the unit tests. The service reports back by calling
@@ -56,6 +62,11 @@
 
 #define RS_PERFLOCK_CHAIN_MAX 32  /* holders served by one grant at most */
 #define RS_PERFLOCK_CHAIN_MS  100 /* a grant older than this is not handed on */
+/* Bookings waiting in one performance's queue at most (rule 10), when opts.max_queue is 0:
+ * to become the config key lock.max_queue. */
+#define RS_PERFLOCK_QUEUE_MAX 4096
+/* A wait's bound in the queue when lock.wait_ms is 0 (rule 6), when opts.wait0_ms is 0. */
+#define RS_PERFLOCK_WAIT0_MS 10000
 
 typedef struct rs_perflock rs_perflock;
 typedef struct rs_perflock_waiter rs_perflock_waiter;
@@ -108,8 +119,12 @@ typedef struct rs_perflock_cbs {
 
 typedef struct rs_perflock_opts {
     uint64_t lease_ms; /* ACQUIRE's lease (lock.lease_ms; 0: lockd's watchdog) */
-    uint64_t wait_ms;  /* lock.wait_ms: a waiter's whole wait; 0: no limit in the queue,
-                          and ACQUIRE does not wait at lockd */
+    uint64_t wait_ms;  /* lock.wait_ms: a waiter's whole wait; 0: ACQUIRE does not wait at
+                          lockd, and the wait in the queue is bounded by wait0_ms */
+    uint64_t wait0_ms; /* the bound of a wait in the queue when wait_ms is 0 (rule 6);
+                          0: RS_PERFLOCK_WAIT0_MS */
+    size_t max_queue;  /* bookings waiting in one queue at most (rule 10); 0:
+                          RS_PERFLOCK_QUEUE_MAX */
 } rs_perflock_opts;
 
 /* ops, opts and cbs are copied; ctx is borrowed. NULL when out of memory. */
@@ -118,9 +133,17 @@ rs_perflock *rs_perflock_new(const rs_lock_ops *ops, void *ctx, const rs_perfloc
 /* Frees every queue and waiter without calling anything: only after the lock service is
  * gone (its pending reports would find freed queues). NULL is fine. */
 void rs_perflock_free(rs_perflock *pl);
-/* Queues for the performance lock of perf. NULL (and no callback ever): the lock service
- * is not usable, or could not be asked, or out of memory. */
+/* Queues for the performance lock of perf. NULL (and no callback ever): the queue is full
+ * (rs_perflock_full), or the lock service is not usable, or could not be asked, or out of
+ * memory. */
 rs_perflock_waiter *rs_perflock_wait(rs_perflock *pl, int64_t perf, void *arg) CM_MUSTCHECK;
+/* Whether perf's queue holds opts.max_queue waiting bookings (rule 10). */
+bool rs_perflock_full(const rs_perflock *pl, int64_t perf);
+/* One more booking waits behind w, which is still waiting (a batch's member behind its
+ * leader): counted for rule 10. CM_ERR when the queue is full (nothing counted). */
+cm_rc rs_perflock_add(rs_perflock_waiter *w);
+/* How long a waiter may wait in the queue (rule 6): opts.wait_ms, or wait0_ms for 0. */
+uint64_t rs_perflock_wait_limit_ms(const rs_perflock *pl);
 /* The holder w is done with the lock; w is freed. */
 void rs_perflock_release(rs_perflock_waiter *w);
 /* Whether the grant that holder w holds was lost (rule 5). */

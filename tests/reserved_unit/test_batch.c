@@ -236,7 +236,7 @@ START_TEST(test_join)
 {
     static rs_app app;
     app.cfg.lock_batch_max = 3;
-    const rs_perflock_opts opts = {0, 0};
+    const rs_perflock_opts opts = {.lease_ms = 0, .wait_ms = 0};
     const rs_perflock_cbs cbs = {cb_granted, cb_refused, cb_lost, cb_next};
     rs_perflock *pl = rs_perflock_new(&fk_ops, NULL, &opts, &cbs);
     ck_assert_ptr_nonnull(pl);

@@ -225,16 +225,22 @@ static void fk_released(void)
     rs_perflock_on_done(arg, CM_LOCK_OK, "", "");
 }
 
-static void setup_with(uint64_t wait_ms, const char *show)
+/* max_queue 0: the table's default (RS_PERFLOCK_QUEUE_MAX). */
+static void setup_queue(uint64_t wait_ms, size_t max_queue, const char *show)
 {
     memset(&F, 0, sizeof(F));
     F.now_us = 1000000;
     F.show = show;
     for (int i = 0; i < MAX_W; i++)
         F.w[i].id = i;
-    rs_perflock_opts opts = {.lease_ms = 1000, .wait_ms = wait_ms};
+    rs_perflock_opts opts = {.lease_ms = 1000, .wait_ms = wait_ms, .max_queue = max_queue};
     F.pl = rs_perflock_new(&fk_ops, NULL, &opts, &cbs);
     ck_assert_ptr_nonnull(F.pl);
+}
+
+static void setup_with(uint64_t wait_ms, const char *show)
+{
+    setup_queue(wait_ms, 0, show);
 }
 
 static void teardown_fk(void)
@@ -533,6 +539,76 @@ START_TEST(test_free)
 }
 END_TEST
 
+/* Rule 6 with lock.wait_ms 0 (ACQUIRE does not wait at lockd): a wait in the queue is
+ * still bounded, by RS_PERFLOCK_WAIT0_MS; before, a waiter behind a busy lock waited for
+ * ever. */
+START_TEST(test_wait_zero_bounded)
+{
+    setup_with(0, "grAR");
+    wait_for(1, 7);
+    fk_grant(1);
+    wait_for(2, 7);
+    advance_ms(RS_PERFLOCK_WAIT0_MS - 100);
+    wait_for(3, 7);
+    advance_ms(100); /* w2 has waited the bound, w3 100 ms; w1 still holds: nobody refused */
+    expect("A0 g1:1");
+    ck_assert_int_eq(rs_perflock_wait_limit_ms(F.pl), RS_PERFLOCK_WAIT0_MS);
+    release(1); /* the lock moves: w2 is out of time, w3 gets an ACQUIRE of its own */
+    expect("r2:busy R");
+    fk_released();
+    fk_grant(2);
+    expect("A0 g3:2");
+    release(3);
+    teardown_fk();
+}
+END_TEST
+
+/* Rule 10: at most opts.max_queue bookings wait in one performance's queue; beyond, a
+ * wait is refused at once and rs_perflock_full says why. A holder no longer counts; a
+ * batch's members do (rs_perflock_add); other performances have their own. The default
+ * is RS_PERFLOCK_QUEUE_MAX. Before, the queue grew without a bound. */
+START_TEST(test_queue_bound)
+{
+    setup_queue(0, 3, "gr");
+    wait_for(1, 7);
+    wait_for(2, 7);
+    ck_assert(!rs_perflock_full(F.pl, 7));
+    wait_for(3, 7);
+    ck_assert(rs_perflock_full(F.pl, 7));
+    ck_assert_ptr_null(rs_perflock_wait(F.pl, 7, &F.w[4]));
+    ck_assert(!rs_perflock_full(F.pl, 8));
+    wait_for(5, 8);
+    fk_grant_at(0, 1); /* w1 holds: two wait */
+    ck_assert(!rs_perflock_full(F.pl, 7));
+    wait_for(6, 7);
+    ck_assert_int_eq(rs_perflock_add(F.w[6].h), CM_ERR); /* full: a member is not counted */
+    release(1);                                          /* w2 holds: w3 and w6 wait */
+    ck_assert_int_eq(rs_perflock_add(F.w[6].h), CM_OK);  /* w6 waits for two now */
+    ck_assert(rs_perflock_full(F.pl, 7));
+    ck_assert_ptr_null(rs_perflock_wait(F.pl, 7, &F.w[7]));
+    release(2);
+    release(3); /* w6, with its member, leaves the queue: it is empty */
+    ck_assert(!rs_perflock_full(F.pl, 7));
+    expect("g1:1 g2:1 g3:1 g6:1");
+    teardown_fk();
+
+    /* the default bound */
+    setup_with(0, NULL);
+    static tw many[RS_PERFLOCK_QUEUE_MAX + 1];
+    for (int i = 0; i <= RS_PERFLOCK_QUEUE_MAX; i++) {
+        many[i].id = i;
+        many[i].perf = 9;
+        many[i].h = rs_perflock_wait(F.pl, 9, &many[i]);
+        if (i < RS_PERFLOCK_QUEUE_MAX)
+            ck_assert_msg(many[i].h != NULL, "waiter %d refused", i);
+    }
+    ck_assert_msg(many[RS_PERFLOCK_QUEUE_MAX].h == NULL, "the queue took %d waiters",
+                  RS_PERFLOCK_QUEUE_MAX + 1);
+    ck_assert(rs_perflock_full(F.pl, 9));
+    teardown_fk();
+}
+END_TEST
+
 /* A local table: Check's TTest pointers are not constants. */
 Suite *ru_perflock_suite(void)
 {
@@ -549,6 +625,8 @@ Suite *ru_perflock_suite(void)
         {"perflock_unreachable", test_unreachable, 0},
         {"perflock_prefetch", test_prefetch, 0},
         {"perflock_free", test_free, 0},
+        {"perflock_wait_zero_bounded", test_wait_zero_bounded, 0},
+        {"perflock_queue_bound", test_queue_bound, 0},
     };
     return ru_suite("perflock", cases, sizeof(cases) / sizeof(cases[0]));
 }
