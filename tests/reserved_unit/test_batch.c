@@ -5,8 +5,8 @@
  * booking is undone, an approved one captured, a free one dropped and read back, a
  * keyed one's record stored; a failed or replayed booking needs nothing), the quoting of
  * the array literals the batch sends, and joining (one lock waiter per batch, a key
- * twice in one batch refused, lock.batch_max starts the next batch) over a scripted lock
- * service that grants nothing.
+ * twice in one batch refused, lock.batch_max starts the next batch, members counted in
+ * the lock queue's bound) over a scripted lock service that grants nothing.
  */
 #include <check.h>
 #include <signal.h>
@@ -276,6 +276,38 @@ START_TEST(test_join)
 }
 END_TEST
 
+/* A batch's members count in the lock queue's bound (rs_perflock rule 10): with room for
+ * four bookings, a batch of three and the leader of the next fill it; one more booking
+ * does not join the forming batch (rs_batch_join says no, untouched), and the queue says
+ * full, which rs_bk_lock answers 503 BUSY. */
+START_TEST(test_join_queue_bound)
+{
+    static rs_app app;
+    app.cfg.lock_batch_max = 3;
+    const rs_perflock_opts opts = {.lease_ms = 0, .wait_ms = 0, .max_queue = 4};
+    const rs_perflock_cbs cbs = {cb_granted, cb_refused, cb_lost, cb_next};
+    rs_perflock *pl = rs_perflock_new(&fk_ops, NULL, &opts, &cbs);
+    ck_assert_ptr_nonnull(pl);
+    rs_batch_start(&app, pl);
+    rs_bk *b[6];
+    for (int i = 0; i < 6; i++)
+        b[i] = booking(1, "");
+    for (int i = 0; i < 4; i++) {
+        ck_assert(!rs_perflock_full(pl, 1));
+        ck_assert_int_eq(rs_batch_join(b[i]), CM_OK);
+    }
+    ck_assert(rs_perflock_full(pl, 1));
+    ck_assert_int_eq(rs_batch_join(b[4]), CM_ERR);
+    ck_assert_int_eq(b[4]->phase, BK_RECORDING);
+    ck_assert_ptr_null(b[4]->batch);
+    ck_assert_ptr_null(rs_perflock_wait(pl, 1, b[5]));
+    rs_batch_stop();
+    rs_perflock_free(pl);
+    for (int i = 0; i < 6; i++)
+        free(b[i]);
+}
+END_TEST
+
 Suite *ru_batch_suite(void)
 {
     const ru_case cases[] = {
@@ -285,6 +317,7 @@ Suite *ru_batch_suite(void)
         {"batch_steps", test_steps, 0},
         {"batch_pg_array", test_pg_array, 0},
         {"batch_join", test_join, 0},
+        {"batch_join_queue_bound", test_join_queue_bound, 0},
     };
     return ru_suite("batch", cases, sizeof(cases) / sizeof(cases[0]));
 }
