@@ -5,15 +5,19 @@
  *
  * Client disconnects: libevent 2.1 stops reading a connection while its request waits
  * for our answer, so it only notices a peer that left when the answer is written. We
- * watch the socket ourselves with EV_CLOSED (epoll's RDHUP; a client that half-closes
- * after its request counts as gone): on it the rs_req is marked gone, forgets its
- * evhttp_request and frees the connection, which frees the request with it; the late
- * answer is then only counted. Should libevent itself fail the connection first (a
- * timeout), it detaches the request and calls the close callback, which marks the
- * rs_req gone; evhttp_send_reply then frees the detached request without writing.
- * The close callback is removed before every answer, so a kept-alive connection never
- * calls back into a freed rs_req. evhttp_free frees pending requests outright:
- * rs_http_free therefore forgets every rs_req's evhttp_request first.
+ * watch the socket ourselves with EV_CLOSED (epoll's RDHUP). A peer that closed and one
+ * that only half-closed after a complete request (HTTP/1.0 style, "nc -N") look the
+ * same there, and the second still reads: the answer is therefore always written (with
+ * "Connection: close"), and counted as an answer to a client that had closed its side.
+ * Should libevent itself fail the connection first (a timeout), it detaches the request
+ * and calls the close callback (rs_edge's, which calls conn_closed here), which marks
+ * the rs_req gone; evhttp_send_reply then frees the detached request without writing.
+ * evhttp_free frees pending requests outright: rs_http_free therefore forgets every
+ * rs_req's evhttp_request first.
+ *
+ * What reaches evhttp is first checked by rs_edge (head size, deadline, connection cap,
+ * a head evhttp would answer with its own HTML page): a refused head comes to dispatch
+ * as a verdict, answered here as a JSON error like every other answer.
  */
 #include "rs_http.h"
 
@@ -34,13 +38,14 @@
 #include "cm_strbuf.h"
 #include "cm_time.h"
 #include "rs_cors.h"
+#include "rs_edge.h"
+#include "rs_utf8.h"
 
-#define RS_MAX_IDS        4
-#define RS_MAX_SEGMENTS   8
-#define RS_STATUS_MAX     600
-#define IDLE_TIMEOUT_S    60
-#define EVHTTP_BODY_SLACK (1024 * 1024) /* evhttp's own (non-JSON) 413 only beyond this */
-#define MSG_MAX           512
+#define RS_MAX_IDS      4
+#define RS_MAX_SEGMENTS 8
+#define RS_STATUS_MAX   600
+#define IDLE_TIMEOUT_S  60
+#define MSG_MAX         512
 
 /* Request counters of one route (or of a pseudo-route for answers before dispatch). */
 typedef struct rs_route_stats {
@@ -59,13 +64,14 @@ struct rs_http {
     const rs_route **routes; /* borrowed entries */
     rs_route_stats **stats;  /* parallel to routes */
     size_t nroutes;
-    rs_route_stats unrouted; /* 404 / 405 / 413 / 400 before any handler */
+    rs_route_stats unrouted; /* 404 / 405 / 413 / 400 before any handler, edge verdicts */
     rs_route_stats options;  /* OPTIONS on a served path: 204, or 403 to a CORS preflight */
     const rs_cors *cors;     /* borrowed; NULL: CORS off */
+    rs_edge *edge;           /* owned */
     rs_req *live;            /* requests not answered yet */
     size_t in_flight;
     size_t sending;   /* answers handed to evhttp and not completely written yet */
-    uint64_t dropped; /* answers not sent: the client had left */
+    uint64_t dropped; /* answers to clients that had closed (or half-closed) their side */
 };
 
 struct rs_req {
@@ -81,8 +87,10 @@ struct rs_req {
     json_t *json;
     void *data;
     struct event *watch; /* EV_CLOSED on the client's socket while we work */
-    bool gone;
-    bool cors_refused; /* a refused preflight: no Access-Control-Allow-Origin */
+    bool gone;           /* the connection is gone: the answer cannot be written */
+    bool peer_closed;    /* the client closed its side: answered, then the connection goes */
+    bool close;          /* answer with "Connection: close" (an edge verdict) */
+    bool cors_refused;   /* a refused preflight: no Access-Control-Allow-Origin */
     uint64_t start_us;
     rs_req *prev;
     rs_req *next;
@@ -103,13 +111,15 @@ static const char *method_label(rs_method m)
     return "?";
 }
 
-rs_http *rs_http_new(struct event_base *base, size_t max_body_bytes, const rs_cors *cors)
+static void conn_closed(struct evhttp_connection *evcon, void *arg);
+
+rs_http *rs_http_new(struct event_base *base, const rs_edge_opts *limits, const rs_cors *cors)
 {
     rs_http *h = calloc(1, sizeof(*h));
     if (!h)
         return NULL;
     h->base = base;
-    h->max_body = max_body_bytes;
+    h->max_body = limits->max_body_bytes;
     h->cors = cors;
     h->unrouted.name = "unrouted";
     h->unrouted.method = "ANY";
@@ -119,6 +129,12 @@ rs_http *rs_http_new(struct event_base *base, size_t max_body_bytes, const rs_co
     cm_hist_init_latency(&h->options.latency);
     h->http = evhttp_new(base);
     if (!h->http) {
+        free(h);
+        return NULL;
+    }
+    h->edge = rs_edge_new(base, h->http, limits, conn_closed, h);
+    if (!h->edge) {
+        evhttp_free(h->http);
         free(h);
         return NULL;
     }
@@ -176,6 +192,7 @@ static void on_reply_written(struct evhttp_request *ereq, void *arg)
     rs_http *h = arg;
     if (h->sending > 0)
         h->sending--;
+    rs_edge_answered(h->edge, ereq);
 }
 
 /* The single exit of every request: counts it, sends (or drops) the answer, frees r.
@@ -187,13 +204,11 @@ static void req_finish(rs_req *r, int status, struct evbuffer *body, const char 
     if (status > 0 && status < RS_STATUS_MAX)
         st->by_status[status]++;
     cm_hist_observe_us(&st->latency, cm_now_us() - r->start_us);
-    if (r->evcon)
-        evhttp_connection_set_closecb(r->evcon, NULL, NULL);
     if (r->watch) {
         event_free(r->watch);
         r->watch = NULL;
     }
-    if (r->gone)
+    if (r->gone || r->peer_closed)
         r->h->dropped++;
     if (r->ereq) {
         if (!r->gone) {
@@ -202,7 +217,7 @@ static void req_finish(rs_req *r, int status, struct evbuffer *body, const char 
                 evhttp_add_header(out, "Content-Type", ctype);
             if (hname)
                 evhttp_add_header(out, hname, hval);
-            if (r->h->stopping)
+            if (r->h->stopping || r->close || r->peer_closed)
                 evhttp_add_header(out, "Connection", "close");
             rs_cors_answer_headers(r->h->cors, rs_req_header(r, "Origin"), r->cors_refused, out);
         }
@@ -279,6 +294,12 @@ static void reply_error_v(rs_req *r, int status, const char *code, json_t *extra
 {
     char msg[MSG_MAX];
     vsnprintf(msg, sizeof(msg), fmt, ap);
+    /* jansson refuses a string that is not UTF-8 (a message quoting a client's bytes):
+     * the error would become an empty 500 */
+    if (!rs_utf8_valid(msg, strlen(msg)))
+        for (char *p = msg; *p; p++)
+            if ((unsigned char)*p >= 0x80)
+                *p = '?';
     json_t *err = json_pack("{s:s,s:s}", "code", code, "message", msg);
     if (err && extra)
         json_object_update(err, extra);
@@ -530,29 +551,28 @@ static shape_match match_shape(const char *pattern, const path_segs *ps, int64_t
     return bad_id ? SHAPE_BAD_ID : SHAPE_YES;
 }
 
-static void on_conn_close(struct evhttp_connection *evcon, void *arg)
+/* evhttp closes a connection (rs_edge's close callback): its requests lose it. */
+static void conn_closed(struct evhttp_connection *evcon, void *arg)
 {
-    rs_req *r = arg;
-    r->gone = true;
-    r->evcon = NULL;
-    log_debug("client left before its answer");
+    rs_http *h = arg;
+    for (rs_req *r = h->live; r; r = r->next) {
+        if (r->evcon != evcon)
+            continue;
+        r->gone = true;
+        r->evcon = NULL;
+        log_debug("client left before its answer");
+    }
 }
 
-/* The client closed its socket while we work on its request. */
+/* The client closed its side while we work on its request: gone, or only half-closed
+ * and still reading (nothing tells them apart before a write): it gets its answer. */
 static void on_peer_closed(evutil_socket_t fd, short what, void *arg)
 {
     rs_req *r = arg;
-    struct evhttp_connection *evcon = r->evcon;
-    r->gone = true;
-    r->evcon = NULL;
-    r->ereq = NULL; /* freed with the connection just below */
+    r->peer_closed = true;
     event_free(r->watch);
     r->watch = NULL;
-    if (evcon) {
-        evhttp_connection_set_closecb(evcon, NULL, NULL);
-        evhttp_connection_free(evcon);
-    }
-    log_debug("client left before its answer");
+    log_debug("client closed its side before its answer");
 }
 
 /* Starts watching for the client leaving, where the backend can tell (epoll can). */
@@ -579,8 +599,6 @@ static rs_req *req_new(rs_http *h, struct evhttp_request *ereq)
     r->start_us = cm_now_us();
     TAILQ_INIT(&r->query);
     r->evcon = evhttp_request_get_connection(ereq);
-    if (r->evcon)
-        evhttp_connection_set_closecb(r->evcon, on_conn_close, r);
     r->next = h->live;
     if (h->live)
         h->live->prev = r;
@@ -709,6 +727,13 @@ static void dispatch(struct evhttp_request *ereq, void *arg)
         rs_reply_error(r, 500, "INTERNAL", "out of memory");
         return;
     }
+    rs_edge_verdict verdict;
+    if (rs_edge_verdict_of(h->edge, ereq, &verdict)) {
+        r->close = true;
+        rs_reply_error(r, verdict.status, verdict.code, "%s", verdict.message);
+        return;
+    }
+    rs_edge_dispatched(h->edge, ereq);
     if (h->stopping) {
         rs_reply_error(r, 503, "UNAVAILABLE", "the server is stopping");
         return;
@@ -770,7 +795,7 @@ static void dispatch(struct evhttp_request *ereq, void *arg)
 
 cm_rc rs_http_listen(rs_http *h, const cm_addr *addr)
 {
-    ev_ssize_t limit = (ev_ssize_t)(h->max_body + EVHTTP_BODY_SLACK);
+    ev_ssize_t limit = (ev_ssize_t)(h->max_body + RS_EDGE_BODY_SLACK);
     evhttp_set_gencb(h->http, dispatch, h);
     evhttp_set_timeout(h->http, IDLE_TIMEOUT_S);
     evhttp_set_max_body_size(h->http, limit);
@@ -783,6 +808,7 @@ cm_rc rs_http_listen(rs_http *h, const cm_addr *addr)
         log_error("cannot listen on %s: %s", cm_addr_format(addr, a, sizeof(a)), strerror(errno));
         return CM_ERR;
     }
+    rs_edge_attach_listener(h->edge, evhttp_bound_socket_get_listener(h->bound));
     return CM_OK;
 }
 
@@ -790,6 +816,7 @@ void rs_http_stop_accepting(rs_http *h)
 {
     h->stopping = true;
     if (h->bound) {
+        rs_edge_detach_listener(h->edge);
         evhttp_del_accept_socket(h->http, h->bound);
         h->bound = NULL;
     }
@@ -807,14 +834,15 @@ void rs_http_free(rs_http *h)
     /* Requests still unanswered: evhttp_free frees their evhttp_requests, so forget them. */
     while (h->live) {
         rs_req *r = h->live;
-        if (r->evcon)
-            evhttp_connection_set_closecb(r->evcon, NULL, NULL);
         log_warn("request unanswered at shutdown (route %s)", r->stats ? r->stats->name : "-");
         req_unlink(r);
         req_free(r);
     }
+    if (h->bound)
+        rs_edge_detach_listener(h->edge);
     if (h->http)
-        evhttp_free(h->http);
+        evhttp_free(h->http); /* closes every connection: rs_edge frees its own with them */
+    rs_edge_free(h->edge);
     for (size_t i = 0; i < h->nroutes; i++)
         free(h->stats[i]);
     free(h->stats);
@@ -867,10 +895,12 @@ void rs_http_metrics(const rs_http *h, cm_strbuf *out)
                      "# TYPE reserved_http_in_flight gauge\nreserved_http_in_flight %zu\n",
                      h->in_flight);
     cm_strbuf_printf(out,
-                     "# HELP reserved_http_answers_dropped_total answers not sent because the "
-                     "client had left\n# TYPE reserved_http_answers_dropped_total counter\n"
+                     "# HELP reserved_http_answers_dropped_total answers to clients that had "
+                     "closed their side first (sent all the same: a half-closed one reads "
+                     "them)\n# TYPE reserved_http_answers_dropped_total counter\n"
                      "reserved_http_answers_dropped_total %llu\n",
                      (unsigned long long)h->dropped);
+    rs_edge_metrics(h->edge, out);
     for (size_t i = 0; i < h->nroutes + 2; i++) {
         const rs_route_stats *st = i < h->nroutes    ? h->stats[i]
                                    : i == h->nroutes ? &h->unrouted

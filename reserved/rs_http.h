@@ -8,8 +8,9 @@
  *
  * Lifetime: every handler gets an rs_req and must answer it exactly once with one of the
  * rs_reply_* functions, now or later (after DB / lock / payment callbacks). A client may
- * disconnect while the request waits: rs_req_gone() turns true, the answer is then
- * dropped, but the handler still answers (that frees the rs_req). Work already done in
+ * disconnect while the request waits: rs_req_gone() turns true once the connection is
+ * gone, the answer is then dropped, but the handler still answers (that frees the
+ * rs_req). A client that only closed its side still gets the answer. Work already done in
  * the database is not undone because the client left.
  */
 #ifndef RS_HTTP_H
@@ -20,6 +21,7 @@
 #include <stdint.h>
 #include "cm_addr.h"
 #include "cm_core.h"
+#include "rs_edge.h"
 
 struct event_base;
 typedef struct rs_req rs_req;
@@ -36,8 +38,9 @@ typedef struct rs_route {
 } rs_route;
 
 struct rs_cors;
-/* cors (borrowed, must outlive h) may be NULL: CORS off. */
-rs_http *rs_http_new(struct event_base *base, size_t max_body_bytes,
+/* limits: the HTTP limits of SPEC §6a (copied). cors (borrowed, must outlive h) may be
+ * NULL: CORS off. */
+rs_http *rs_http_new(struct event_base *base, const rs_edge_opts *limits,
                      const struct rs_cors *cors) CM_MUSTCHECK;
 /* Routes are borrowed (static tables); may be called several times before listen. */
 void rs_http_add_routes(rs_http *h, const rs_route *routes, size_t n);

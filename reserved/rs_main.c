@@ -172,6 +172,7 @@ static cm_rc start_modules(rs_app *app, rs_daemon *d)
             .endpoints = cfg->lockd.items,
             .n_endpoints = cfg->lockd.count,
             .client_name = client_name,
+            .auth = cfg->lock_auth,
         };
         app->locks = cm_lockclient_new(app->base, &lo);
         if (!app->locks) {
@@ -187,7 +188,13 @@ static cm_rc start_modules(rs_app *app, rs_daemon *d)
         }
     }
     app->cors.origins = &cfg->cors_allow_origins;
-    app->http = rs_http_new(app->base, (size_t)cfg->max_body_bytes, &app->cors);
+    rs_edge_opts limits = {
+        .max_header_bytes = (size_t)cfg->max_header_bytes,
+        .header_timeout_ms = (uint32_t)cfg->header_timeout_ms,
+        .max_connections = (size_t)cfg->max_connections,
+        .max_body_bytes = (size_t)cfg->max_body_bytes,
+    };
+    app->http = rs_http_new(app->base, &limits, &app->cors);
     if (!app->http)
         return CM_ERR;
     rs_http_add_routes(app->http, rs_api_routes, rs_api_nroutes);
