@@ -122,7 +122,9 @@ static bool ec_legal(ec_state from, ec_state to)
 
 static void ec_move(rs_edge_conn *c, ec_state to)
 {
-    assert(ec_legal(c->state, to));
+    bool legal = ec_legal(c->state, to);
+    assert(legal);
+    CM_UNUSED(legal); /* without assertions (release builds) */
     log_debug("edge conn %p: %s -> %s", (void *)c, ec_names[c->state], ec_names[to]);
     c->state = to;
 }
