@@ -7,15 +7,18 @@
 #   4. runs a short chaos run (chaos/run --duration 60 --seed 1: every fault kind once,
 #      then the checkers) on the same binaries;
 #   5. builds the libFuzzer target with clang in build-fuzz/ and runs it for 60 s;
-#   6. prints the line coverage of the project's own code (gcovr).
+#   6. builds everything again as Release (-O2, assertions off) in build-release/: the
+#      demo and the benchmarks use that build, and -O2 finds warnings -O0 does not;
+#   7. prints the line coverage of the project's own code (gcovr).
 # Every stage runs even when an earlier test stage failed; the exit status is non-zero
-# if anything failed. Build dirs can be moved with BUILD_TEST=... BUILD_FUZZ=...
+# if anything failed. Build dirs can be moved with BUILD_TEST=... BUILD_FUZZ=... BUILD_RELEASE=...
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$ROOT"
 BUILD_TEST=${BUILD_TEST:-build-test}
 BUILD_FUZZ=${BUILD_FUZZ:-build-fuzz}
+BUILD_RELEASE=${BUILD_RELEASE:-build-release}
 FUZZ_SECONDS=${FUZZ_SECONDS:-60}
 JOBS=${JOBS:-$(nproc 2>/dev/null || echo 2)}
 
@@ -96,6 +99,15 @@ run_fuzz() {
     return "$rc"
 }
 
+build_release() {
+    # -Werror with -O2 and NDEBUG: a variable used only by assert() fails here, not in Debug.
+    cmake -S . -B "$BUILD_RELEASE" -DCMAKE_BUILD_TYPE=Release >/dev/null
+    if ! cmake --build "$BUILD_RELEASE" -j"$JOBS" >"$BUILD_RELEASE/build.log" 2>&1; then
+        grep -E 'error|warning' "$BUILD_RELEASE/build.log" | head -n 40
+        return 1
+    fi
+}
+
 run_coverage() {
     # The project's own C code only (tests, fuzz targets and system headers excluded).
     gcovr --root . --object-directory "$BUILD_TEST" \
@@ -117,6 +129,7 @@ if run_stage build build_test; then
     run_stage chaos run_chaos || true
 fi
 run_stage fuzz run_fuzz || true
+run_stage release build_release || true
 if [[ ! " ${FAILED[*]} " =~ " build " ]]; then
     run_stage coverage run_coverage || true
 fi
