@@ -77,6 +77,26 @@ static cm_rc config_validate(const rs_config *cfg, int argc, char **argv, const 
                  where);
         return CM_ERR;
     }
+    /* A booking records its payment attempt before it queues for the lock; the reconciler
+     * takes an attempt older than reconcile.after_ms for an orphan and cancels it. A
+     * booking still waiting for its lock then would charge for an attempt already
+     * settled. */
+    if (cfg->payment_url[0] != '\0' && cfg->lock_wait_ms >= cfg->reconcile_after_ms) {
+        cm_cli_spec spec = cli_spec();
+        char where[CM_CLI_ORIGIN_MAX];
+        /* named where it was set: the wait, or else the reconciler's age */
+        const char *key = "lock.wait_ms";
+        if (!cm_cli_origin(&spec, argc, argv, file, key, where, sizeof(where))) {
+            key = "reconcile.after_ms";
+            (void)cm_cli_origin(&spec, argc, argv, file, key, where, sizeof(where));
+        }
+        snprintf(err, errlen,
+                 "%s: key '%s': lock.wait_ms (%lld) must be below reconcile.after_ms (%lld): "
+                 "a booking waits for its lock after recording its payment attempt, which the "
+                 "reconciler cancels as orphaned after reconcile.after_ms",
+                 where, key, (long long)cfg->lock_wait_ms, (long long)cfg->reconcile_after_ms);
+        return CM_ERR;
+    }
     return CM_OK;
 }
 

@@ -504,6 +504,16 @@ START_TEST(config)
     expect_config_error("limits:\n  header_timeout_ms: 0\n", "limits.header_timeout_ms", 2);
     expect_config_error("limits: {max_connections: 0}\n", "limits.max_connections", 1);
     expect_config_error("lock: {auth: [a, b]}\n", "lock.auth", 1);
+    /* a booking must not wait for its lock longer than the reconciler waits before it
+     * cancels its payment attempt (only with a payment step) */
+    expect_config_error("payment: {url: \"http://127.0.0.1:9\"}\nlock: {wait_ms: 5000}\n"
+                        "reconcile: {after_ms: 5000}\n",
+                        "lock.wait_ms", 2);
+    expect_config_error("payment: {url: \"http://127.0.0.1:9\"}\nreconcile: {after_ms: 1000}\n",
+                        "reconcile.after_ms", 2);
+    snprintf(path, sizeof path, "%s/edge-nopay.yaml", th_tmpdir());
+    rat_write_file(path, "lock: {wait_ms: 5000}\nreconcile: {after_ms: 1000}\n");
+    ck_assert_int_eq(th_reserved_run(out, sizeof out, "--config", path, "--check-config", NULL), 0);
     /* lock.auth is a secret: --check-config shows it hidden; the defaults of the limits */
     snprintf(path, sizeof path, "%s/edge-auth.yaml", th_tmpdir());
     rat_write_file(path, "lock: {mode: lockd, auth: \"s3cret-edge\"}\n");

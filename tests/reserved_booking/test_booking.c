@@ -777,7 +777,9 @@ START_TEST(test_crash_reconcile)
     rb_world w;
     long long seats[10];
     rb_start_infra(&w, NULL, false);
-    const char *rc = "reconcile: {interval_ms: 200, after_ms: 1000}";
+    /* a booking may wait for its lock less than the reconciler waits (config check) */
+    const char *rc = "reconcile: {interval_ms: 200, after_ms: 1000}\n"
+                     "lock: {mode: lockd, lease_ms: 0, wait_ms: 900}";
     rb_start_reserved(&w, 0, "lockd", rc);
     setenv("RESERVED_TEST_PAUSE_BEFORE_COMMIT_MS", "60000", 1);
     rb_start_reserved(&w, 1, "lockd", rc);
@@ -1020,7 +1022,8 @@ START_TEST(test_payment_unknown)
     char extra[256];
     snprintf(extra, sizeof(extra),
              "payment: {url: \"http://127.0.0.1:%d\", timeout_ms: 500}\n"
-             "reconcile: {interval_ms: 200, after_ms: 1000}",
+             "reconcile: {interval_ms: 200, after_ms: 1000}\n"
+             "lock: {mode: lockd, lease_ms: 0, wait_ms: 900}",
              w.pay.port);
     rb_start_reserved(&w, 0, "lockd", extra);
     long long perf = rb_setup(&w, 10, 0, 1000, 1000, seats, 1);
@@ -1076,7 +1079,9 @@ START_TEST(test_pg_restart)
     rb_world w;
     long long seats[RB_SEATS];
     rb_start_infra(&w, "--latency-ms 5", true); /* it restarts PostgreSQL */
-    const char *rc = "reconcile: {interval_ms: 200, after_ms: 1000}";
+    /* a booking may wait for its lock less than the reconciler waits (config check) */
+    const char *rc = "reconcile: {interval_ms: 200, after_ms: 1000}\n"
+                     "lock: {mode: lockd, lease_ms: 0, wait_ms: 900}";
     rb_start_reserved(&w, 0, "lockd", rc);
     rb_start_reserved(&w, 1, "lockd", rc);
     long long perf = rb_setup(&w, RB_SEATS, 0, 1000, 1000, seats, 1);
@@ -1530,7 +1535,9 @@ START_TEST(test_batch_crash_reconcile)
     rb_world w;
     long long seats[10];
     rb_start_infra(&w, NULL, false);
-    const char *rc = "reconcile: {interval_ms: 200, after_ms: 3000}";
+    /* a booking may wait for its lock less than the reconciler waits (config check) */
+    const char *rc = "reconcile: {interval_ms: 200, after_ms: 3000}\n"
+                     "lock: {mode: lockd, lease_ms: 0, wait_ms: 2500}";
     rb_start_pausing(&w, 0, 1000, rc);
     setenv("RESERVED_TEST_PAUSE_BEFORE_COMMIT_MS", "60000", 1);
     rb_start_reserved(&w, 1, "lockd", rc);
