@@ -303,30 +303,22 @@ static void script_loaded_cb(redisAsyncContext *ac, void *r, void *privdata)
     }
 }
 
-#define RL_WANT_PREFIX "want "
-
+/* Lockds of before issue 11 read "want <anything>" as a resource name: they get the short
+ * form too, so their chains still yield to our waiters (mixed versions during an upgrade). */
 void lk_redlock_publish_wanted(lk_redlock *rl, const char *resource, uint64_t oldest_ms,
                                const char *from, uint64_t seq)
 {
-    char msg[sizeof(RL_WANT_PREFIX) + RL_MAX_RESOURCE + 96];
-    int n = snprintf(msg, sizeof msg, RL_WANT_PREFIX "%s %llu %.32s %llu", resource,
-                     (unsigned long long)oldest_ms, from, (unsigned long long)seq);
-    if (n < 0 || (size_t)n >= sizeof msg) {
-        return;
-    }
-    /* Lockds of before issue 11 read "want <anything>" as a resource name: they get
-     * the short form too, so their chains still yield to our waiters (mixed versions
-     * during an upgrade). Not for "0" (nobody waiting), which they have no use for. */
-    int legacy = oldest_ms ? (int)(strlen(RL_WANT_PREFIX) + strlen(resource)) : 0;
-    for (size_t i = 0; i < rl->n; i++) {
+    char msg[RL_MAX_RESOURCE + 128];
+    size_t legacy;
+    int n = lk_rlcmd_want_format(msg, sizeof msg, resource, oldest_ms, from, seq, &legacy);
+    for (size_t i = 0; n > 0 && i < rl->n; i++) {
         rl_conn *c = &rl->masters[i].cmd;
         if (c->ac != NULL && c->ready) {
             (void)redisAsyncCommand(c->ac, NULL, NULL, "PUBLISH %b %b", rl->channel,
                                     rl->channel_len, msg, (size_t)n);
-            if (legacy) {
+            if (legacy)
                 (void)redisAsyncCommand(c->ac, NULL, NULL, "PUBLISH %b %b", rl->channel,
-                                        rl->channel_len, msg, (size_t)legacy);
-            }
+                                        rl->channel_len, msg, legacy);
         }
     }
 }

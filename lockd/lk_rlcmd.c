@@ -263,6 +263,17 @@ void lk_rlcmd_notice(const char *payload, lk_rlcmd_notice_fn released, lk_rlcmd_
     }
 }
 
+int lk_rlcmd_want_format(char *out, size_t cap, const char *resource, uint64_t oldest_ms,
+                         const char *from, uint64_t seq, size_t *legacy)
+{
+    int n = snprintf(out, cap, RLCMD_WANT_PREFIX "%s %llu %.32s %llu", resource,
+                     (unsigned long long)oldest_ms, from, (unsigned long long)seq);
+    if (n < 0 || (size_t)n >= cap)
+        return -1;
+    *legacy = oldest_ms ? strlen(RLCMD_WANT_PREFIX) + strlen(resource) : 0;
+    return n;
+}
+
 int lk_rlcmd_answer(int kind, const void *r, size_t k, size_t n, long long *value)
 {
     const redisReply *reply = r;

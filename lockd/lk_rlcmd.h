@@ -55,5 +55,11 @@ int lk_rlcmd_answer(int kind, const void *reply, size_t k, size_t n, long long *
 typedef void (*lk_rlcmd_notice_fn)(void *arg, const char *text);
 void lk_rlcmd_notice(const char *payload, lk_rlcmd_notice_fn released, lk_rlcmd_notice_fn wanted,
                      void *arg);
+/* The "want" message wanted gets: "want <resource> <oldest_ms> <from> <seq>" into out (from
+ * cut to 32 bytes). Its length, or -1 when it does not fit. *legacy: the length of its
+ * prefix "want <resource>", the form lockds before the fairness notices read, or 0 when
+ * oldest_ms is 0 (nobody waiting: nothing for them). */
+int lk_rlcmd_want_format(char *out, size_t cap, const char *resource, uint64_t oldest_ms,
+                         const char *from, uint64_t seq, size_t *legacy);
 
 #endif
