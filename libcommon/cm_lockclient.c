@@ -1,10 +1,11 @@
 /*
- * cm_lockclient: the async LOCKP client (contract in cm_lockclient.h) and the with_lock
- * guard. Owns the session state machine (connect -> HELLO -> AUTH -> ready), the table
- * of tagged requests (tags are decimal request ids), the list of locks granted through
- * the current session with their local deadlines (one timer each), keep-alive PINGs and
- * liveness by bytes received (one timer), per-request client-side timeouts and the
- * endpoint failover with backoff. The blocking wrapper lives in cm_lockclient_sync.c.
+ * cm_lockclient: the async LOCKP client (contract in cm_lockclient.h). Owns the session state
+ * machine (connect -> HELLO -> AUTH -> ready), the table of tagged requests (tags are decimal
+ * request ids), the list of locks granted through the current session with their local deadlines
+ * (one timer each), keep-alive PINGs and liveness by bytes received (one timer), per-request
+ * client-side timeouts and the endpoint failover with backoff. The types it shares with the
+ * with_lock guard (cm_lockclient_guard.c) are in cm_lockclient_int.h; the blocking wrapper lives in
+ * cm_lockclient_sync.c.
  * Times are CLOCK_MONOTONIC microseconds (cm_now_us).
  *
  * Re-entrancy: every libevent entry point brackets its work with lc_enter/lc_leave, and
@@ -29,6 +30,7 @@
 #include <event2/bufferevent.h>
 #include <event2/event.h>
 
+#include "cm_lockclient_int.h"
 #include "cm_log.h"
 #include "cm_time.h"
 
@@ -41,155 +43,15 @@
 #define LC_MIN_DEAD_MS          200   /* the client timeout's floor */
 #define LC_MARGIN_MAX_US        50000 /* the deadline margin: 5% of the validity, at most this */
 #define LC_FROZEN_RECHECK_US    1000  /* dead lockd, but bytes wait unread: read them first */
-#define LC_NAME_MAX             64
-#define LC_SECRET_MAX           256
 #define LC_BUCKETS_MIN          16
 #define LC_REQ_LINE_MAX         (CM_LOCKP_RESOURCE_MAX + CM_LOCKP_TOKEN_LEN + 96)
 
-typedef enum lc_state {
-    LC_CONNECTING, /* a connect attempt is due (retry timer at 0) or in progress */
-    LC_HANDSHAKE,  /* TCP is up; HELLO (then AUTH) sent, their replies pending */
-    LC_READY,      /* session established: requests are sent as they come */
-    LC_BACKOFF,    /* a whole round of endpoints failed; waiting; requests fail at once */
-} lc_state;
-
-typedef enum lc_kind {
-    LC_HELLO,
-    LC_AUTH,
-    LC_PING,
-    LC_ACQUIRE,
-    LC_RENEW,
-    LC_RELEASE,
-    LC_INFO,
-    LC_SHOW,
-    LC_REVOKE,
-} lc_kind;
-
-typedef struct lc_req {
-    uint64_t id; /* also the tag on the wire */
-    lc_kind kind;
-    bool internal;       /* handshake, keep-alive, release of a cancelled grant: no callback */
-    bool cancelled;      /* callback suppressed; a grant gets released */
-    bool sent;           /* written to the current session */
-    char early_code[16]; /* non-empty: fail with this code when the timer fires (at 0) */
-    cm_lock_cb cb;
-    void *arg;
-    uint64_t lease_ms;
-    uint64_t wait_ms;
-    uint64_t sent_us; /* when it was written (before the write: lockd reads it later) */
-    char resource[CM_LOCKP_RESOURCE_MAX + 1];
-    char token[CM_LOCKP_TOKEN_LEN + 1];
-    struct event *timer; /* client-side timeout (or the deferred early failure) */
-    cm_lockclient *c;
-    struct lc_req *hnext;         /* hash chain */
-    struct lc_req *qprev, *qnext; /* pending requests in creation order */
-} lc_req;
-
-/* A lock granted through the current session and not given back: it is in c->grants
- * exactly while the client believes it holds it (the list is its only state). */
-typedef struct lc_grant {
-    char resource[CM_LOCKP_RESOURCE_MAX + 1];
-    char token[CM_LOCKP_TOKEN_LEN + 1];
-    cm_lock_guard *guard;      /* the with_lock guard holding it, or NULL */
-    uint64_t lease_ms;         /* 0: watchdog lease (lockd renews it) */
-    uint64_t validity_ms;      /* of the grant or the last renewal */
-    uint64_t base_deadline_us; /* bound + validity - margin (see lc_grant_deadline) */
-    struct event *timer;       /* fires at the local deadline */
-    cm_lockclient *c;
-    struct lc_grant *prev, *next;
-} lc_grant;
-
-typedef enum lg_state {
-    LG_ACQUIRING, /* the ACQUIRE is pending */
-    LG_WORKING,   /* granted; the work runs until cm_lock_guard_done */
-    LG_RELEASING, /* done; the RELEASE is pending */
-} lg_state;
-
-struct cm_lock_guard {
-    cm_lockclient *c;
-    lg_state st;
-    bool lost; /* the lock went away while the work ran */
-    bool done; /* cm_lock_guard_done was called */
-    char resource[CM_LOCKP_RESOURCE_MAX + 1];
-    char token[CM_LOCKP_TOKEN_LEN + 1];
-    cm_lock_work_fn work;
-    cm_lock_abort_fn abort;
-    cm_lock_finish_fn finish;
-    void *arg;
-    struct cm_lock_guard *prev, *next; /* in c->guards, freed with the client */
-};
-
-typedef struct lc_endpoint {
-    cm_addr addr;
-    struct sockaddr_storage sa;
-    socklen_t salen;
-} lc_endpoint;
-
-struct cm_lockclient {
-    struct event_base *base;
-    lc_endpoint *eps;
-    size_t n_eps;
-    size_t ep_idx; /* endpoint of the current or next attempt */
-    char name[LC_NAME_MAX + 1];
-    char auth[LC_SECRET_MAX + 1];
-    uint32_t connect_timeout_ms;
-    uint32_t slack_ms;
-    uint32_t ping_opt_ms;
-    uint32_t reconnect_max_ms;
-    uint32_t stop_margin_ms;
-    bool keep_lost_locks;
-
-    lc_state state;
-    struct bufferevent *bev;
-    bool in_connect;  /* inside bufferevent_socket_connect */
-    short early_what; /* events its callback reported synchronously */
-    struct event *retry_timer;
-    struct event *conn_timer; /* bounds connect + handshake */
-    struct event *ping_timer;
-    uint32_t backoff_ms;
-    size_t round_fails; /* failed attempts since the last established session */
-    uint64_t session_timeout_ms;
-    uint64_t ping_ms; /* the base ping interval (a third of the session timeout) */
-    uint64_t dead_ms; /* the client timeout: lockd silent this long is dead */
-    uint64_t last_tx_us;
-    uint64_t last_rx_us;    /* bytes last received from lockd */
-    uint64_t alive_sent_us; /* lockd wrote a reply after this moment (the latest send time
-                               of a request answered so far, replies coming in order) */
-    uint64_t ping_cur_us;   /* the ping interval the keep-alive timer last used */
-    uint64_t tick_due_us;   /* when the keep-alive timer is due */
-    bool ping_outstanding;
-    const char *down_reason; /* the lost reason of the next lc_session_down */
-
-    uint64_t next_id;
-    lc_req **buckets;
-    size_t nbuckets; /* power of two */
-    size_t nreqs;
-    lc_req *qhead, *qtail;
-    lc_grant *grants;
-    cm_lock_guard *guards;
-
-    cm_lock_lost_cb lost_cb;
-    void *lost_arg;
-    cm_lock_lost_info_cb lost_info_cb;
-    void *lost_info_arg;
-    cm_lock_state_cb state_cb;
-    void *state_arg;
-
-    int depth;         /* nesting of entry points / callbacks */
-    bool free_pending; /* cm_lockclient_free was called inside a callback */
-    char line[CM_LOCKP_MAX_LINE + 2];
-    /* "session expired after ..." once lockd pushed `* ERR SESSION` (it closes the
-     * session next): the requests still in flight fail with it; "" otherwise */
-    char expired[CM_LOCKP_MAX_LINE + 16];
-};
-
 static void lc_session_down(cm_lockclient *c, const char *why);
 static void lc_send(cm_lockclient *c, lc_req *r);
-static void lg_on_lost(cm_lock_guard *g);
 
 /* ---------------------------------------------------------------- lifetime */
 
-static void lc_enter(cm_lockclient *c)
+void lc_enter(cm_lockclient *c)
 {
     c->depth++;
 }
@@ -197,7 +59,7 @@ static void lc_enter(cm_lockclient *c)
 static void lc_destroy(cm_lockclient *c);
 
 /* Returns false when the client was destroyed (the caller must not touch it). */
-static bool lc_leave(cm_lockclient *c)
+bool lc_leave(cm_lockclient *c)
 {
     c->depth--;
     if (c->depth == 0 && c->free_pending) {
@@ -207,7 +69,7 @@ static bool lc_leave(cm_lockclient *c)
     return true;
 }
 
-static bool lc_alive(const cm_lockclient *c)
+bool lc_alive(const cm_lockclient *c)
 {
     return !c->free_pending;
 }
@@ -306,8 +168,7 @@ static void lc_complete(cm_lockclient *c, lc_req *r, const cm_lock_result *res)
     lc_req_free(r);
 }
 
-static void lc_result_init(cm_lock_result *res, cm_lock_status st, const char *code,
-                           const char *message)
+void lc_result_init(cm_lock_result *res, cm_lock_status st, const char *code, const char *message)
 {
     memset(res, 0, sizeof(*res));
     res->status = st;
@@ -325,7 +186,7 @@ static void lc_fail(cm_lockclient *c, lc_req *r, const char *code, const char *m
 
 /* ---------------------------------------------------------------- grants */
 
-static lc_grant *lc_grant_find(const cm_lockclient *c, const char *resource, const char *token)
+lc_grant *lc_grant_find(const cm_lockclient *c, const char *resource, const char *token)
 {
     for (lc_grant *g = c->grants; g != NULL; g = g->next)
         if (strcmp(g->token, token) == 0 && strcmp(g->resource, resource) == 0)
@@ -1325,114 +1186,4 @@ void cm_lockclient_cancel(cm_lockclient *c, uint64_t req_id)
     }
     lc_table_remove(c, r);
     lc_req_free(r);
-}
-
-/* ---------------------------------------------------------------- with_lock guard */
-
-static void lg_free(cm_lock_guard *g)
-{
-    cm_lockclient *c = g->c;
-    if (g->prev != NULL)
-        g->prev->next = g->next;
-    else
-        c->guards = g->next;
-    if (g->next != NULL)
-        g->next->prev = g->prev;
-    free(g);
-}
-
-static void lg_finish(cm_lock_guard *g, cm_lock_status st, const cm_lock_result *res)
-{
-    cm_lockclient *c = g->c;
-    cm_lock_finish_fn finish = g->finish;
-    void *arg = g->arg;
-    lg_free(g);
-    if (lc_alive(c))
-        finish(arg, st, res);
-}
-
-static void lg_released(void *arg, const cm_lock_result *res)
-{
-    cm_lock_guard *g = arg;
-    /* a RELEASE that did not come back (session dropped) still ends our hold: the work
-     * finished before any loss was reported, so the lock was held throughout */
-    lg_finish(g, res->status == CM_LOCK_LOST ? CM_LOCK_LOST : CM_LOCK_OK, res);
-}
-
-static void lg_acquired(void *arg, const cm_lock_result *res)
-{
-    cm_lock_guard *g = arg;
-    cm_lockclient *c = g->c;
-    if (res->status != CM_LOCK_OK) {
-        lg_finish(g, res->status, res);
-        return;
-    }
-    snprintf(g->token, sizeof(g->token), "%s", res->token);
-    lc_grant *gr = lc_grant_find(c, g->resource, g->token);
-    if (gr != NULL)
-        gr->guard = g;
-    g->st = LG_WORKING;
-    g->work(g->arg, res, g); /* may finish and free g: do not touch it after */
-}
-
-static void lg_on_lost(cm_lock_guard *g)
-{
-    g->lost = true;
-    if (g->st == LG_WORKING && g->abort != NULL)
-        g->abort(g->arg); /* may call cm_lock_guard_done (and free g) */
-}
-
-cm_rc cm_lockclient_with_lock(cm_lockclient *c, const char *resource, uint64_t lease_ms,
-                              uint64_t wait_ms, cm_lock_work_fn work, cm_lock_abort_fn abort,
-                              cm_lock_finish_fn finish, void *arg)
-{
-    if (c == NULL || resource == NULL || work == NULL || finish == NULL)
-        return CM_ERR;
-    cm_lock_guard *g = calloc(1, sizeof(*g));
-    if (g == NULL)
-        return CM_ERR;
-    g->c = c;
-    g->st = LG_ACQUIRING;
-    snprintf(g->resource, sizeof(g->resource), "%s", resource);
-    g->work = work;
-    g->abort = abort;
-    g->finish = finish;
-    g->arg = arg;
-    g->next = c->guards;
-    if (c->guards != NULL)
-        c->guards->prev = g;
-    c->guards = g;
-    if (cm_lockclient_acquire(c, resource, lease_ms, wait_ms, lg_acquired, g, NULL) != CM_OK) {
-        lg_free(g);
-        return CM_ERR;
-    }
-    return CM_OK;
-}
-
-void cm_lock_guard_done(cm_lock_guard *g)
-{
-    if (g == NULL || g->done)
-        return;
-    cm_lockclient *c = g->c;
-    g->done = true;
-    lc_enter(c);
-    if (g->lost) {
-        cm_lock_result res;
-        lc_result_init(&res, CM_LOCK_LOST, "", "the lock was lost while the work ran");
-        snprintf(res.token, sizeof(res.token), "%s", g->token);
-        lg_finish(g, CM_LOCK_LOST, &res);
-    } else {
-        g->st = LG_RELEASING;
-        if (cm_lockclient_release(c, g->resource, g->token, lg_released, g) != CM_OK) {
-            cm_lock_result res;
-            lc_result_init(&res, CM_LOCK_ERROR, "CLIENT", "could not send RELEASE");
-            lg_finish(g, CM_LOCK_LOST, &res);
-        }
-    }
-    lc_leave(c);
-}
-
-bool cm_lock_guard_lost(const cm_lock_guard *g)
-{
-    return g != NULL && g->lost;
 }
