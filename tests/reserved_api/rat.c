@@ -110,3 +110,21 @@ const char *rat_jstr(json_t *o, const char *k)
     ck_assert_msg(v != NULL, "field %s is not a string", k);
     return v;
 }
+
+PGconn *rat_lock_venues(const char *conninfo)
+{
+    PGconn *c = PQconnectdb(conninfo);
+    ck_assert_int_eq(PQstatus(c), CONNECTION_OK);
+    PGresult *res = PQexec(c, "BEGIN; LOCK TABLE venues IN ACCESS EXCLUSIVE MODE");
+    ck_assert_int_eq(PQresultStatus(res), PGRES_COMMAND_OK);
+    PQclear(res);
+    return c;
+}
+
+void rat_unlock_venues(PGconn *c)
+{
+    PGresult *res = PQexec(c, "COMMIT");
+    ck_assert_int_eq(PQresultStatus(res), PGRES_COMMAND_OK);
+    PQclear(res);
+    PQfinish(c);
+}

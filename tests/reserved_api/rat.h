@@ -7,6 +7,7 @@
 #define RAT_H
 
 #include <jansson.h>
+#include <libpq-fe.h>
 #include <stddef.h>
 #include <sys/types.h>
 
@@ -43,5 +44,10 @@ long long rat_make_user(const th_reserved *s, const char *name, const char *emai
 /* A field that must be an integer / a string. */
 long long rat_jint(json_t *o, const char *k);
 const char *rat_jstr(json_t *o, const char *k);
+
+/* A second session holding an exclusive lock on venues (catalogue reads of venues wait
+ * for it), and its COMMIT. */
+PGconn *rat_lock_venues(const char *conninfo);
+void rat_unlock_venues(PGconn *c);
 
 #endif

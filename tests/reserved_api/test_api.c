@@ -580,25 +580,6 @@ START_TEST(sigterm)
 }
 END_TEST
 
-/* A second session holding an exclusive lock on venues: catalogue reads of venues wait. */
-static PGconn *lock_venues(const char *conninfo)
-{
-    PGconn *c = PQconnectdb(conninfo);
-    ck_assert_int_eq(PQstatus(c), CONNECTION_OK);
-    PGresult *res = PQexec(c, "BEGIN; LOCK TABLE venues IN ACCESS EXCLUSIVE MODE");
-    ck_assert_int_eq(PQresultStatus(res), PGRES_COMMAND_OK);
-    PQclear(res);
-    return c;
-}
-
-static void unlock_venues(PGconn *c)
-{
-    PGresult *res = PQexec(c, "COMMIT");
-    ck_assert_int_eq(PQresultStatus(res), PGRES_COMMAND_OK);
-    PQclear(res);
-    PQfinish(c);
-}
-
 /* reserved with a long lock_timeout so a request can be held in flight on purpose. */
 static void rat_start_patient(th_reserved *s, const th_pg *pg)
 {
@@ -638,7 +619,7 @@ START_TEST(inflight)
     rat_pg_start(&pg);
     rat_start_patient(&s, &pg);
     long long venue = make_venue(&s, "Held", 1, 0);
-    PGconn *holder = lock_venues(pg.conninfo);
+    PGconn *holder = rat_lock_venues(pg.conninfo);
     snprintf(path, sizeof path, "/venues/%lld", venue);
     int fd = th_http_send(s.port, "GET", path, NULL, NULL, 0);
     ck_assert_int_ge(fd, 0);
@@ -647,7 +628,7 @@ START_TEST(inflight)
     th_sleep_ms(500);
     ck_assert_msg(!th_wait_port(s.port, 100), "still accepting after SIGTERM");
     ck_assert_msg(th_wait_exit(s.pid, 200) == -1, "exited with a request in flight");
-    unlock_venues(holder);
+    rat_unlock_venues(holder);
     th_http_recv(fd, &r);
     if (r.status != 200)
         th_dump_log(s.log, 40);
@@ -672,7 +653,7 @@ START_TEST(disconnect)
     rat_pg_start(&pg);
     rat_start_patient(&s, &pg);
     long long venue = make_venue(&s, "Gone", 1, 0);
-    PGconn *holder = lock_venues(pg.conninfo);
+    PGconn *holder = rat_lock_venues(pg.conninfo);
     snprintf(path, sizeof path, "/venues/%lld", venue);
     for (int i = 0; i < 5; i++) {
         int fd = th_http_send(s.port, "GET", path, NULL, NULL, 0);
@@ -681,7 +662,7 @@ START_TEST(disconnect)
         close(fd);
     }
     th_sleep_ms(300);
-    unlock_venues(holder);
+    rat_unlock_venues(holder);
     th_sleep_ms(300);
     rat_req_ok(&s, "GET", path, NULL, 200, &r);
     th_http_resp_free(&r);

@@ -350,24 +350,6 @@ END_TEST
 
 /* ---- half_close ---- */
 
-static PGconn *lock_venues(const char *conninfo)
-{
-    PGconn *c = PQconnectdb(conninfo);
-    ck_assert_int_eq(PQstatus(c), CONNECTION_OK);
-    PGresult *res = PQexec(c, "BEGIN; LOCK TABLE venues IN ACCESS EXCLUSIVE MODE");
-    ck_assert_int_eq(PQresultStatus(res), PGRES_COMMAND_OK);
-    PQclear(res);
-    return c;
-}
-
-static void unlock_venues(PGconn *c)
-{
-    PGresult *res = PQexec(c, "COMMIT");
-    ck_assert_int_eq(PQresultStatus(res), PGRES_COMMAND_OK);
-    PQclear(res);
-    PQfinish(c);
-}
-
 START_TEST(half_close)
 {
     th_pg pg;
@@ -380,13 +362,13 @@ START_TEST(half_close)
                                             "row", "A", "number", 1, "type", "NORMAL"));
     /* HTTP/1.1 without Connection: close, then shutdown(SHUT_WR), as "nc -N" does; the
      * request is held in flight so the close is seen before the answer */
-    PGconn *holder = lock_venues(pg.conninfo);
+    PGconn *holder = rat_lock_venues(pg.conninfo);
     snprintf(req, sizeof req, "GET /venues/%lld HTTP/1.1\r\nHost: x\r\n\r\n", venue);
     int fd = conn_open(s.port);
     send_str(fd, req);
     ck_assert_int_eq(shutdown(fd, SHUT_WR), 0);
     th_sleep_ms(500);
-    unlock_venues(holder);
+    rat_unlock_venues(holder);
     th_http_resp r;
     th_http_finish(fd, &r, 5000);
     ck_assert_msg(r.status == 200, "half-closed client: %d %s", r.status, r.raw ? r.raw : "");
@@ -400,11 +382,11 @@ START_TEST(half_close)
         req, sizeof req,
         "POST /venues HTTP/1.0\r\nContent-Type: application/json\r\nContent-Length: %zu\r\n\r\n%s",
         strlen(body), body);
-    holder = lock_venues(pg.conninfo);
+    holder = rat_lock_venues(pg.conninfo);
     send_str(fd, req);
     ck_assert_int_eq(shutdown(fd, SHUT_WR), 0);
     th_sleep_ms(500);
-    unlock_venues(holder);
+    rat_unlock_venues(holder);
     th_http_finish(fd, &r, 5000);
     ck_assert_msg(r.status == 201, "half-closed POST: %d %s", r.status, r.raw ? r.raw : "");
     th_http_resp_free(&r);
