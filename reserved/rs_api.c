@@ -712,15 +712,15 @@ static void metrics(rs_req *r)
 }
 
 const rs_route rs_api_routes[] = {
-    {RS_POST, "/venues", "venues_create", venue_create},
-    {RS_GET, "/venues/{id}", "venue_get", venue_get},
-    {RS_POST, "/performances", "performances_create", perf_create},
-    {RS_GET, "/performances", "performances_search", perf_search},
-    {RS_GET, "/performances/{id}", "performance_get", perf_get},
-    {RS_PATCH, "/performances/{id}", "performance_patch", perf_patch},
-    {RS_GET, "/performances/{id}/seats", "performance_seats", perf_seats},
-    {RS_POST, "/users", "users_create", user_create},
-    {RS_GET, "/healthz", "healthz", healthz},
-    {RS_GET, "/metrics", "metrics", metrics},
+    {RS_POST, "/venues", "venues_create", venue_create, RS_ACCESS_ADMIN},
+    {RS_GET, "/venues/{id}", "venue_get", venue_get, RS_ACCESS_PUBLIC},
+    {RS_POST, "/performances", "performances_create", perf_create, RS_ACCESS_ADMIN},
+    {RS_GET, "/performances", "performances_search", perf_search, RS_ACCESS_PUBLIC},
+    {RS_GET, "/performances/{id}", "performance_get", perf_get, RS_ACCESS_PUBLIC},
+    {RS_PATCH, "/performances/{id}", "performance_patch", perf_patch, RS_ACCESS_ADMIN},
+    {RS_GET, "/performances/{id}/seats", "performance_seats", perf_seats, RS_ACCESS_PUBLIC},
+    {RS_POST, "/users", "users_create", user_create, RS_ACCESS_PUBLIC},
+    {RS_GET, "/healthz", "healthz", healthz, RS_ACCESS_PUBLIC},
+    {RS_GET, "/metrics", "metrics", metrics, RS_ACCESS_ADMIN},
 };
 const size_t rs_api_nroutes = CM_ARRAY_LEN(rs_api_routes);

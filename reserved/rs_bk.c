@@ -838,7 +838,7 @@ cm_rc rs_bk_start(rs_app *app)
         .lease_ms = (uint64_t)app->cfg.lock_lease_ms,
         .wait_ms = app->cfg.lock_wait_ms > 0 ? (uint64_t)app->cfg.lock_wait_ms : 0,
         .wait0_ms = wait0_ms,
-        .max_queue = RS_PERFLOCK_QUEUE_MAX, /* to become the config key lock.max_queue */
+        .max_queue = (size_t)app->cfg.lock_max_queue,
     };
     bks.locks = rs_perflock_new(&rs_perflock_lockclient_ops, app->locks, &opts, &bk_lock_cbs);
     rs_batch_start(app, bks.locks);

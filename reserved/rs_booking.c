@@ -529,10 +529,10 @@ static void cancel_delete(rs_req *r)
 
 /* One table for the four routes, so Allow lists GET before DELETE on /reservations/{id}. */
 const rs_route rs_booking_routes[] = {
-    {RS_POST, "/performances/{id}/reservations", "reservation_create", book_post},
-    {RS_GET, "/reservations/{id}", "reservation_get", rs_resv_get},
-    {RS_DELETE, "/reservations/{id}", "reservation_cancel", cancel_delete},
-    {RS_GET, "/users/{id}/reservations", "user_reservations", rs_resv_list_user},
+    {RS_POST, "/performances/{id}/reservations", "reservation_create", book_post, RS_ACCESS_USER},
+    {RS_GET, "/reservations/{id}", "reservation_get", rs_resv_get, RS_ACCESS_USER},
+    {RS_DELETE, "/reservations/{id}", "reservation_cancel", cancel_delete, RS_ACCESS_USER},
+    {RS_GET, "/users/{id}/reservations", "user_reservations", rs_resv_list_user, RS_ACCESS_USER},
 };
 const size_t rs_booking_nroutes = CM_ARRAY_LEN(rs_booking_routes);
 

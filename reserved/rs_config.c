@@ -137,6 +137,47 @@ const cm_cfg_key rs_config_keys[] = {
      .help = "web origins whose pages may call the API, http(s)://host[:port],... or \"*\" "
              "(empty: CORS off)",
      .validate = rs_cors_origins_ok},
+    {.path = "metrics_listen",
+     .type = CM_CFG_ADDR,
+     .offset = offsetof(rs_config, metrics_listen),
+     .defval = "",
+     .optional = true,
+     .help = "optional host:port serving GET /metrics WITHOUT a token (a private network's "
+             "Prometheus; empty: off, /metrics only on the API port for admins)"},
+    KEY_INT("lock.max_queue", lock_max_queue, "4096", 1, 1000000,
+            "most requests of one performance waiting in one process (503 BUSY beyond)"),
+    KEY_INT("auth.session_ttl_s", session_ttl_s, "86400", 60, INT64_C(366) * 86400,
+            "life of a login token in seconds"),
+    KEY_INT("auth.hash_ops", hash_ops, "2", 1, 10, "Argon2id passes of a password hash"),
+    /* OWASP's Argon2id floor (19 MiB, 2 passes); 8 KiB is libsodium's minimum, for tests. */
+    KEY_INT("auth.hash_mem_kib", hash_mem_kib, "19456", 8, 4 * 1024 * 1024,
+            "Argon2id memory of a password hash in KiB"),
+    KEY_INT("auth.hash_threads", hash_threads, "2", 1, 64,
+            "threads that hash passwords (sign-up, login) off the event loop"),
+    KEY_INT("idempotency.ttl_s", idempotency_ttl_s, "86400", 1, INT64_C(366) * 86400,
+            "Idempotency-Key records are deleted after this many seconds"),
+    KEY_INT("limits.max_seats_per_user_per_performance", max_seats_per_user, "8", 1, 100000,
+            "most seats one user may hold (booked + held) of one performance (409 "
+            "LIMIT_EXCEEDED above)"),
+    {.path = "limits.rate_per_token.per_s",
+     .type = CM_CFG_DOUBLE,
+     .offset = offsetof(rs_config, rate_token_per_s),
+     .defval = "20",
+     .dmin = 0,
+     .dmax = 1e9,
+     .help = "requests per second per login token, refill of its bucket (0: no limit)"},
+    KEY_INT("limits.rate_per_token.burst", rate_token_burst, "40", 1, 1000000000,
+            "size of a token's bucket"),
+    {.path = "limits.rate_per_ip.per_s",
+     .type = CM_CFG_DOUBLE,
+     .offset = offsetof(rs_config, rate_ip_per_s),
+     .defval = "10",
+     .dmin = 0,
+     .dmax = 1e9,
+     .help = "requests per second per client address without a valid token (sign-up and "
+             "login included; 0: no limit)"},
+    KEY_INT("limits.rate_per_ip.burst", rate_ip_burst, "40", 1, 1000000000,
+            "size of an address's bucket"),
 };
 
 const size_t rs_config_nkeys = sizeof(rs_config_keys) / sizeof(rs_config_keys[0]);

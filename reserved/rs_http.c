@@ -21,6 +21,7 @@
  */
 #include "rs_http.h"
 
+#include <assert.h>
 #include <errno.h>
 #include <event2/buffer.h>
 #include <event2/bufferevent.h>
@@ -68,6 +69,7 @@ struct rs_http {
     rs_route_stats options;  /* OPTIONS on a served path: 204, or 403 to a CORS preflight */
     const rs_cors *cors;     /* borrowed; NULL: CORS off */
     rs_edge *edge;           /* owned */
+    rs_gate gate;            /* NULL: every route is public */
     rs_req *live;            /* requests not answered yet */
     size_t in_flight;
     size_t sending;   /* answers handed to evhttp and not completely written yet */
@@ -86,6 +88,8 @@ struct rs_req {
     size_t body_len;
     json_t *json;
     void *data;
+    const rs_route *route; /* the matched route, run by rs_http_admit */
+    rs_caller caller;
     struct event *watch; /* EV_CLOSED on the client's socket while we work */
     bool gone;           /* the connection is gone: the answer cannot be written */
     bool peer_closed;    /* the client closed its side: answered, then the connection goes */
@@ -772,7 +776,11 @@ static void dispatch(struct evhttp_request *ereq, void *arg)
             return;
         }
         req_watch(r);
-        rt->handler(r);
+        r->route = rt;
+        if (h->gate)
+            h->gate(r, rt->access);
+        else
+            rt->handler(r);
         return;
     }
     if (evhttp_request_get_command(ereq) == EVHTTP_REQ_OPTIONS && shape_found) {
@@ -791,6 +799,37 @@ static void dispatch(struct evhttp_request *ereq, void *arg)
         return;
     }
     rs_reply_error(r, 404, "NOT_FOUND", "no such path: %s", path ? path : "?");
+}
+
+void rs_http_set_gate(rs_http *h, rs_gate gate)
+{
+    h->gate = gate;
+}
+
+void rs_http_admit(rs_req *r)
+{
+    assert(r->route != NULL);
+    r->route->handler(r);
+}
+
+const rs_caller *rs_req_caller(const rs_req *r)
+{
+    return &r->caller;
+}
+
+void rs_req_set_caller(rs_req *r, const rs_caller *c)
+{
+    r->caller = *c;
+}
+
+const char *rs_req_peer(const rs_req *r)
+{
+    char *host = NULL;
+    ev_uint16_t port = 0;
+    if (!r->evcon)
+        return "";
+    evhttp_connection_get_peer(r->evcon, &host, &port);
+    return host ? host : "";
 }
 
 cm_rc rs_http_listen(rs_http *h, const cm_addr *addr)

@@ -30,12 +30,39 @@ typedef struct rs_http rs_http;
 typedef enum rs_method { RS_GET, RS_POST, RS_PATCH, RS_DELETE } rs_method;
 typedef void (*rs_handler)(rs_req *r);
 
+/* Who may call a route (SPEC §6a). The zero value needs a token: a route whose table
+ * line forgets its access is closed, not open. */
+typedef enum rs_access {
+    RS_ACCESS_USER = 0, /* a valid token of any role */
+    RS_ACCESS_PUBLIC,   /* anyone; a valid token is still read (the rate bucket, the caller) */
+    RS_ACCESS_ADMIN,    /* a valid token of an admin (403 FORBIDDEN for a customer) */
+} rs_access;
+
 typedef struct rs_route {
     rs_method method;
     const char *pattern; /* "/performances/{id}/seats": {id} matches a positive int64 */
     const char *name;    /* route label in metrics, e.g. "performance_seats" */
     rs_handler handler;
+    rs_access access;
 } rs_route;
+
+/* The authenticated caller of a request, set by the gate before the handler runs. */
+typedef enum rs_role {
+    RS_ROLE_NONE = 0, /* no valid token: an anonymous caller of a public route */
+    RS_ROLE_CUSTOMER, /* books, reads and cancels only its own */
+    RS_ROLE_ADMIN,    /* the catalogue, and acts for any user */
+} rs_role;
+
+typedef struct rs_caller {
+    rs_role role;
+    int64_t user_id;              /* 0 when role is RS_ROLE_NONE */
+    unsigned char token_hash[32]; /* SHA-256 of the bearer token (logout deletes by it) */
+} rs_caller;
+
+/* The gate runs between routing and the handler: it decides (now or after a lookup)
+ * and either answers r itself (401, 403, 429) or sets the caller and calls
+ * rs_http_admit(r). Without a gate every route runs as RS_ACCESS_PUBLIC. */
+typedef void (*rs_gate)(rs_req *r, rs_access access);
 
 struct rs_cors;
 /* limits: the HTTP limits of SPEC §6a (copied). cors (borrowed, must outlive h) may be
@@ -45,6 +72,9 @@ rs_http *rs_http_new(struct event_base *base, const rs_edge_opts *limits,
 /* Routes are borrowed (static tables); may be called several times before listen. */
 void rs_http_add_routes(rs_http *h, const rs_route *routes, size_t n);
 cm_rc rs_http_listen(rs_http *h, const cm_addr *addr) CM_MUSTCHECK;
+void rs_http_set_gate(rs_http *h, rs_gate gate);
+/* The gate's yes: runs the routed handler of r. */
+void rs_http_admit(rs_req *r);
 /* Stop accepting; in-flight requests still get their answers. */
 void rs_http_stop_accepting(rs_http *h);
 /* Requests accepted and not answered yet (graceful stop waits for 0). */
@@ -66,6 +96,12 @@ json_t *rs_req_json(rs_req *r);
 /* Raw body bytes (for hashing idempotent requests). */
 const char *rs_req_body(const rs_req *r, size_t *len);
 bool rs_req_gone(const rs_req *r);
+/* The caller the gate set (role RS_ROLE_NONE before, or on a public route without a
+ * valid token). */
+const rs_caller *rs_req_caller(const rs_req *r);
+void rs_req_set_caller(rs_req *r, const rs_caller *c);
+/* The client's address as text ("127.0.0.1", "::1"; "" when unknown). */
+const char *rs_req_peer(const rs_req *r);
 /* Opaque per-request slot for the handler's own state. */
 void rs_req_set_data(rs_req *r, void *data);
 void *rs_req_data(const rs_req *r);

@@ -6,7 +6,7 @@ set -euo pipefail
 
 PACKAGES=(
     build-essential cmake pkg-config clang libclang-rt-14-dev
-    redis-server libhiredis-dev libevent-dev libyaml-dev libpq-dev postgresql
+    redis-server libhiredis-dev libevent-dev libyaml-dev libpq-dev libsodium-dev postgresql
     check libjansson-dev gcovr gnuplot-nox curl clang-format
     netcat-openbsd jq python3 python3-yaml python3-jsonschema python3-pytest nodejs
 )
