@@ -132,6 +132,11 @@ static void forget_pid(pid_t pid)
 
 pid_t th_spawn(char *const argv[], const char *logfile)
 {
+    return th_spawn_stdin(argv, logfile, NULL);
+}
+
+pid_t th_spawn_stdin(char *const argv[], const char *logfile, const char *stdin_path)
+{
     if (!atexit_set) {
         atexit(th_stop_all);
         atexit_set = true;
@@ -149,7 +154,7 @@ pid_t th_spawn(char *const argv[], const char *logfile)
             dup2(fd, 2);
             close(fd);
         }
-        int devnull = open("/dev/null", O_RDONLY);
+        int devnull = open(stdin_path != NULL ? stdin_path : "/dev/null", O_RDONLY);
         if (devnull >= 0) {
             dup2(devnull, 0);
             close(devnull);

@@ -23,6 +23,8 @@ const char *th_tmpdir(void);
 int th_free_port(void);
 /* fork+exec argv with stdout/stderr appended to logfile; registered for th_stop_all. */
 pid_t th_spawn(char *const argv[], const char *logfile);
+/* th_spawn with standard input read from the file stdin_path (NULL: /dev/null). */
+pid_t th_spawn_stdin(char *const argv[], const char *logfile, const char *stdin_path);
 /* Sends sig to pid (only if we started it and it is alive). */
 void th_signal(pid_t pid, int sig);
 /* SIGKILL (or SIGTERM when graceful) and reap; returns the exit status (waitpid form) or -1. */

@@ -23,6 +23,41 @@
 
 #define TH_HTTP_IO_TIMEOUT_S 10
 
+/* The default bearer token (th_http_set_bearer): "" = none. A token is 64 hex digits;
+ * the room is for tests that send longer or odd ones on purpose. */
+static char bearer[512];
+
+void th_http_set_bearer(const char *token)
+{
+    snprintf(bearer, sizeof bearer, "%s", token != NULL ? token : "");
+}
+
+const char *th_http_bearer(void)
+{
+    return bearer[0] != '\0' ? bearer : NULL;
+}
+
+/* The Authorization line of the default bearer ("" when none) into out. */
+static const char *auth_line(char *out, size_t outlen)
+{
+    if (bearer[0] == '\0')
+        return "";
+    snprintf(out, outlen, "Authorization: Bearer %s\r\n", bearer);
+    return out;
+}
+
+/* True when the caller's own header lines already say who is calling. */
+static bool has_auth(const char *headers)
+{
+    for (const char *h = headers; h != NULL && *h != '\0';) {
+        if (strncasecmp(h, "Authorization:", 14) == 0)
+            return true;
+        h = strstr(h, "\n");
+        h = h != NULL ? h + 1 : NULL;
+    }
+    return false;
+}
+
 /* Splits a whole response: status line, body, JSON. raw may be NULL (no answer). */
 static void parse(th_http_resp *r, char *raw)
 {
@@ -74,15 +109,16 @@ static bool write_all(int fd, const char *p, size_t len)
 int th_http_send(int port, const char *method, const char *path, const char *key, const char *body,
                  size_t body_len)
 {
-    char head[1024];
+    char head[2048], auth[600];
     int fd = connect_to(port, false);
     if (fd < 0)
         return -1;
-    int n = snprintf(head, sizeof head,
-                     "%s %s HTTP/1.1\r\nHost: 127.0.0.1:%d\r\nConnection: close\r\n"
-                     "%s%s%sContent-Type: application/json\r\nContent-Length: %zu\r\n\r\n",
-                     method, path, port, key ? "Idempotency-Key: " : "", key ? key : "",
-                     key ? "\r\n" : "", body ? body_len : 0);
+    int n =
+        snprintf(head, sizeof head,
+                 "%s %s HTTP/1.1\r\nHost: 127.0.0.1:%d\r\nConnection: close\r\n%s"
+                 "%s%s%sContent-Type: application/json\r\nContent-Length: %zu\r\n\r\n",
+                 method, path, port, auth_line(auth, sizeof auth), key ? "Idempotency-Key: " : "",
+                 key ? key : "", key ? "\r\n" : "", body ? body_len : 0);
     if (n < 0 || (size_t)n >= sizeof head || !write_all(fd, head, (size_t)n) ||
         (body && !write_all(fd, body, body_len))) {
         close(fd);
@@ -145,18 +181,29 @@ void th_http_request(int port, const char *method, const char *path, const char 
 void th_http_request_raw(int port, const char *method, const char *path, const char *headers,
                          const char *body, th_http_resp *r)
 {
-    char head[2048];
+    char head[4096], auth[600];
     int fd = connect_to(port, false);
     ck_assert_msg(fd >= 0, "cannot connect to %d", port);
     int n = snprintf(head, sizeof head,
-                     "%s %s HTTP/1.1\r\nHost: 127.0.0.1:%d\r\nConnection: close\r\n%s"
+                     "%s %s HTTP/1.1\r\nHost: 127.0.0.1:%d\r\nConnection: close\r\n%s%s"
                      "Content-Length: %zu\r\n\r\n",
-                     method, path, port, headers ? headers : "", body ? strlen(body) : 0);
+                     method, path, port, has_auth(headers) ? "" : auth_line(auth, sizeof auth),
+                     headers ? headers : "", body ? strlen(body) : 0);
     ck_assert(n > 0 && (size_t)n < sizeof head);
     ck_assert_msg(write_all(fd, head, (size_t)n), "write to %d failed", port);
     if (body)
         ck_assert_msg(write_all(fd, body, strlen(body)), "write to %d failed", port);
     th_http_recv(fd, r);
+}
+
+void th_http_request_as(int port, const char *token, const char *method, const char *path,
+                        const char *key, const char *body, th_http_resp *r)
+{
+    char saved[sizeof bearer];
+    memcpy(saved, bearer, sizeof bearer);
+    th_http_set_bearer(token);
+    th_http_request(port, method, path, key, body, r);
+    memcpy(bearer, saved, sizeof bearer);
 }
 
 void th_http_pay(int port, const char *key, long long amount, const char *reference,
@@ -175,14 +222,16 @@ char *th_http_build(const char *method, const char *path, const char *key, const
                     size_t *len)
 {
     size_t blen = body != NULL ? strlen(body) : 0;
-    size_t cap = blen + strlen(path) + 512;
+    char auth[600];
+    size_t cap = blen + strlen(path) + (key != NULL ? strlen(key) : 0) + 1200;
     char *req = malloc(cap);
     ck_assert_ptr_nonnull(req);
-    int n = snprintf(req, cap,
-                     "%s %s HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n"
-                     "Content-Type: application/json\r\n%s%s%sContent-Length: %zu\r\n\r\n",
-                     method, path, key != NULL ? "Idempotency-Key: " : "", key != NULL ? key : "",
-                     key != NULL ? "\r\n" : "", blen);
+    int n =
+        snprintf(req, cap,
+                 "%s %s HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n%s"
+                 "Content-Type: application/json\r\n%s%s%sContent-Length: %zu\r\n\r\n",
+                 method, path, auth_line(auth, sizeof auth), key != NULL ? "Idempotency-Key: " : "",
+                 key != NULL ? key : "", key != NULL ? "\r\n" : "", blen);
     memcpy(req + n, body != NULL ? body : "", blen);
     *len = (size_t)n + blen;
     return req;

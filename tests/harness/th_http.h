@@ -5,6 +5,9 @@
  * storm). Bytes are written as given, so tests can send what a real client would not.
  * Ownership: a th_http_resp owns its raw buffer and parsed JSON (th_http_resp_free);
  * a th_http_call owns its request until th_http_batch has sent it (then freed).
+ * Who is calling (reserved's SPEC §6a): while a default bearer token is set
+ * (th_http_set_bearer), every request built here carries "Authorization: Bearer <it>",
+ * except th_http_request_raw calls whose own header lines hold an Authorization line.
  */
 #ifndef TH_HTTP_H
 #define TH_HTTP_H
@@ -19,6 +22,12 @@ typedef struct th_http_resp {
     const char *body; /* points into raw ("" when there is no response) */
     json_t *json;     /* the body parsed, NULL when it is not JSON (owned) */
 } th_http_resp;
+
+/* The default bearer token of every later request (copied; NULL or "" = none). A batch
+ * call takes the token set when th_http_build made it. */
+void th_http_set_bearer(const char *token);
+/* The default bearer token, NULL when none. */
+const char *th_http_bearer(void);
 
 /* Opens a blocking connection (10 s send/receive bounds) and sends one request; key
  * (Idempotency-Key) and body may be NULL. Returns the socket, or -1. */
@@ -35,6 +44,10 @@ void th_http_request(int port, const char *method, const char *path, const char 
  * Content-Type unless they hold one; any answer (or status 0). */
 void th_http_request_raw(int port, const char *method, const char *path, const char *headers,
                          const char *body, th_http_resp *r);
+/* th_http_request with token as the bearer of this one request (NULL: none), the default
+ * kept for the next. */
+void th_http_request_as(int port, const char *token, const char *method, const char *path,
+                        const char *key, const char *body, th_http_resp *r);
 /* POST /payments with {"amount","currency":"KRW","reference"} built by jansson. */
 void th_http_pay(int port, const char *key, long long amount, const char *reference,
                  th_http_resp *r);
