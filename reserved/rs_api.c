@@ -1,5 +1,5 @@
 /*
- * rs_api: the catalogue endpoints of SPEC §6 (venues, performances, seat maps, users)
+ * rs_api: the catalogue endpoints of SPEC §6 (venues, performances, seat maps)
  * plus /healthz and /metrics. Each handler validates the body in C (so every bad input
  * gets a 400 naming the field), then runs ONE prepared statement in autocommit and
  * answers from its callback; a statement is its own transaction, so a venue and its
@@ -24,6 +24,8 @@
 
 #include "cm_log.h"
 #include "cm_strbuf.h"
+#include "rs_account.h"
+#include "rs_auth.h"
 #include "rs_dberr.h"
 #include "rs_metrics.h"
 #include "rs_rfc3339.h"
@@ -31,7 +33,6 @@
 
 #define NAME_MAX_CHARS  200
 #define ROW_MAX_CHARS   16
-#define EMAIL_MAX_CHARS 320
 #define Q_MAX_CHARS     200
 #define SEATS_MAX       10000
 #define SEAT_NUMBER_MAX INT64_C(2147483647)
@@ -109,8 +110,6 @@ static const rs_db_stmt api_stmts[] = {
      "       ON t.performance_id = $1::bigint AND t.seat_id = s.id AND t.confirmed "
      "WHERE p.id = $1::bigint ORDER BY s.row_index, s.row_position",
      1},
-    {"api_user_create", "INSERT INTO users (name, email) VALUES ($1, $2) RETURNING id, name, email",
-     2},
     {"api_ping", "SELECT 1", 0},
 };
 
@@ -627,50 +626,6 @@ static void perf_seats(rs_req *r)
     api_exec(r, "api_perf_seats", 1, params, seats_got);
 }
 
-/* ---- POST /users ---- */
-
-/* local@domain.tld, no spaces or controls: a shape check, not deliverability. */
-static bool email_shape(const char *e)
-{
-    const char *at = strchr(e, '@');
-    if (!at || at == e || strchr(at + 1, '@'))
-        return false;
-    for (const char *p = e; *p; p++)
-        if ((unsigned char)*p <= ' ' || *p == 0x7f)
-            return false;
-    const char *dot = strrchr(at + 1, '.');
-    return dot && dot > at + 1 && dot[1] != '\0';
-}
-
-static void user_created(void *arg, const rs_db_result *res)
-{
-    rs_req *r = arg;
-    if (!res->ok && res->sqlstate && strcmp(res->sqlstate, "23505") == 0) {
-        rs_reply_error(r, 409, "EMAIL_TAKEN", "a user with this email exists");
-        return;
-    }
-    if (db_failed(r, res))
-        return;
-    rs_reply_json(r, 201,
-                  json_pack("{s:I,s:s,s:s}", "id", (json_int_t)col_int(res->pg, 0, 0), "name",
-                            col_str(res->pg, 0, 1), "email", col_str(res->pg, 0, 2)));
-}
-
-static void user_create(rs_req *r)
-{
-    json_t *body = rs_req_json(r);
-    const char *name, *email;
-    if (!body || !rs_json_get_string(r, body, "name", true, NAME_MAX_CHARS, &name) ||
-        !rs_json_get_string(r, body, "email", true, EMAIL_MAX_CHARS, &email))
-        return;
-    if (!email_shape(email)) {
-        rs_reply_error(r, 400, "BAD_REQUEST", "field 'email' must look like name@example.org");
-        return;
-    }
-    const char *params[] = {name, email};
-    api_exec(r, "api_user_create", 2, params, user_created);
-}
-
 /* ---- /healthz, /metrics ---- */
 
 static const char *lockd_state(void)
@@ -707,6 +662,8 @@ static void metrics(rs_req *r)
     cm_strbuf sb = CM_STRBUF_INIT;
     rs_http_metrics(rs_app_g.http, &sb);
     rs_metrics_render(&sb);
+    rs_auth_metrics(&sb);
+    rs_account_metrics(&sb);
     rs_reply_text(r, 200, "text/plain; version=0.0.4", cm_strbuf_str(&sb), sb.len);
     cm_strbuf_free(&sb);
 }
@@ -719,8 +676,13 @@ const rs_route rs_api_routes[] = {
     {RS_GET, "/performances/{id}", "performance_get", perf_get, RS_ACCESS_PUBLIC},
     {RS_PATCH, "/performances/{id}", "performance_patch", perf_patch, RS_ACCESS_ADMIN},
     {RS_GET, "/performances/{id}/seats", "performance_seats", perf_seats, RS_ACCESS_PUBLIC},
-    {RS_POST, "/users", "users_create", user_create, RS_ACCESS_PUBLIC},
     {RS_GET, "/healthz", "healthz", healthz, RS_ACCESS_PUBLIC},
     {RS_GET, "/metrics", "metrics", metrics, RS_ACCESS_ADMIN},
 };
 const size_t rs_api_nroutes = CM_ARRAY_LEN(rs_api_routes);
+
+/* metrics_listen's one route: no token there, the network is the access control. */
+const rs_route rs_api_metrics_routes[] = {
+    {RS_GET, "/metrics", "metrics", metrics, RS_ACCESS_PUBLIC},
+};
+const size_t rs_api_metrics_nroutes = CM_ARRAY_LEN(rs_api_metrics_routes);

@@ -1,6 +1,6 @@
 /*
  * rs_api: the catalogue side of the booking API (SPEC §6): venues, performances (create,
- * read, patch, keyset-paginated search), seat maps with availability and price, users,
+ * read, patch, keyset-paginated search), seat maps with availability and price,
  * /healthz and /metrics.
  */
 #ifndef RS_API_H
@@ -12,6 +12,9 @@
 
 extern const rs_route rs_api_routes[];
 extern const size_t rs_api_nroutes;
+/* GET /metrics alone, open to anyone who can reach metrics_listen. */
+extern const rs_route rs_api_metrics_routes[];
+extern const size_t rs_api_metrics_nroutes;
 
 void rs_api_register(rs_db *db);
 

@@ -26,6 +26,7 @@ typedef struct rs_app {
     cm_lockclient *locks; /* NULL in --lock-mode db */
     struct rs_pay *pay;   /* NULL when payment.url is empty */
     rs_http *http;
+    rs_http *metrics_http; /* metrics_listen's server; NULL when off */
     bool shutting_down;
     char instance_id[17]; /* random hex, in logs and payment references */
 } rs_app;

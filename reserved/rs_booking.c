@@ -25,6 +25,7 @@
 #include "cm_log.h"
 #include "cm_rand.h"
 #include "cm_strbuf.h"
+#include "rs_auth.h"
 #include "rs_bk.h"
 #include "rs_idem.h"
 #include "rs_metrics.h"
@@ -66,7 +67,12 @@ static const rs_db_stmt book_stmts[] = {
      "SELECT * FROM rs_book_read($1::bigint, $2::bigint, $3::bigint[], $4::numeric,"
      " $5::boolean, $6::text)",
      6},
-    {"bk_res_head", "SELECT performance_id, status FROM reservations WHERE id = $1::bigint", 1},
+    /* $2: the caller's id (a customer cancels only its own: another's is not found) or
+     * NULL (an admin). */
+    {"bk_res_head",
+     "SELECT performance_id, status FROM reservations "
+     "WHERE id = $1::bigint AND ($2::bigint IS NULL OR user_id = $2::bigint)",
+     2},
     {"bk_cancel",
      "SELECT changed, coalesce(reference, ''), coalesce(payment_id, '')"
      " FROM rs_cancel($1::bigint, $2::numeric, $3::boolean)",
@@ -351,11 +357,15 @@ static int cmp_i64(const void *a, const void *b)
     return (x > y) - (x < y);
 }
 
-/* Validates {"userId", "seatIds"} into b; false after answering 400. */
+/* Validates {"userId"?, "seatIds"} into b; false after answering 400 (or 403: a customer
+ * naming another user). */
 static bool book_parse(rs_bk *b, json_t *body)
 {
     rs_req *r = b->r;
-    if (!rs_json_get_int(r, body, "userId", true, 1, INT64_MAX, &b->user, NULL))
+    int64_t asked = 0;
+    bool has_asked = false;
+    if (!rs_json_get_int(r, body, "userId", false, 1, INT64_MAX, &asked, &has_asked) ||
+        !rs_auth_acting_user(r, has_asked, asked, &b->user))
         return false;
     json_t *ids = json_object_get(body, "seatIds");
     if (!json_is_array(ids)) {
@@ -517,9 +527,10 @@ static void cancel_delete(rs_req *r)
     b->res_id = rs_req_id(r, 0);
     char id[RS_BK_INT_MAX];
     snprintf(id, sizeof(id), "%" PRId64, b->res_id);
-    const char *params[] = {id};
+    char owner[24];
+    const char *params[] = {id, rs_auth_owner_param(r, owner)};
     rs_bk_move(b, BK_HEAD);
-    if (rs_db_exec(app->db, "bk_res_head", 1, params, cancel_got_head, b) == NULL) {
+    if (rs_db_exec(app->db, "bk_res_head", 2, params, cancel_got_head, b) == NULL) {
         rs_bk_set_error(b, 503, "UNAVAILABLE", NULL, "database unavailable");
         rs_bk_answer(b);
     }

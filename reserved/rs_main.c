@@ -20,7 +20,9 @@
 #include "cm_log.h"
 #include "cm_rand.h"
 #include "cm_time.h"
+#include "rs_account.h"
 #include "rs_api.h"
+#include "rs_auth.h"
 #include "rs_app.h"
 #include "rs_booking.h"
 #include "rs_config.h"
@@ -62,6 +64,32 @@ static void usage(FILE *out)
 {
     cm_cli_spec spec = cli_spec();
     cm_cli_usage(&spec, out);
+    fprintf(out,
+            "\n  --add-admin EMAIL  make EMAIL an admin with the password on the first line of "
+            "standard input\n                     (creating the user if needed), print its "
+            "id and exit; needs only the database\n");
+}
+
+/* Takes "--add-admin EMAIL" (or "--add-admin=EMAIL") out of argv, so the rest is the
+ * daemon's usual command line; *email gets EMAIL (borrowed from argv) or stays NULL.
+ * False when the flag has no value. */
+static bool take_add_admin(int *argc, char **argv, const char **email)
+{
+    int out = 0;
+    for (int i = 0; i < *argc; i++) {
+        if (strcmp(argv[i], "--add-admin") == 0) {
+            if (i + 1 >= *argc)
+                return false;
+            *email = argv[++i];
+        } else if (strncmp(argv[i], "--add-admin=", 12) == 0) {
+            *email = argv[i] + 12;
+        } else {
+            argv[out++] = argv[i];
+        }
+    }
+    argv[out] = NULL;
+    *argc = out;
+    return true;
 }
 
 /* Checks that span keys (single values are checked by their keys' validators, in
@@ -146,6 +174,8 @@ static void graceful_stop(void *arg, int sig)
     rs_app_g.shutting_down = true;
     d->stop_ms = cm_now_ms();
     rs_http_stop_accepting(rs_app_g.http);
+    if (rs_app_g.metrics_http)
+        rs_http_stop_accepting(rs_app_g.metrics_http);
     /* The reconciler starts nothing new while the last answers go out. */
     if (d->reconciler_started)
         rs_reconcile_stop();
@@ -180,6 +210,8 @@ static cm_rc start_modules(rs_app *app, rs_daemon *d)
         return CM_ERR;
     }
     rs_api_register(app->db);
+    rs_auth_register(app->db);
+    rs_account_register(app->db);
     rs_booking_register(app->db);
     rs_reconcile_register(app->db);
     if (rs_db_start(app->db) != CM_OK) {
@@ -218,9 +250,20 @@ static cm_rc start_modules(rs_app *app, rs_daemon *d)
     if (!app->http)
         return CM_ERR;
     rs_http_add_routes(app->http, rs_api_routes, rs_api_nroutes);
+    rs_http_add_routes(app->http, rs_account_routes, rs_account_nroutes);
     rs_http_add_routes(app->http, rs_booking_routes, rs_booking_nroutes);
+    if (rs_auth_start(app) != CM_OK || rs_account_start(app) != CM_OK)
+        return CM_ERR;
     if (rs_http_listen(app->http, &cfg->listen) != CM_OK)
         return CM_ERR;
+    if (cfg->metrics_listen.port != 0) {
+        app->metrics_http = rs_http_new(app->base, &limits, NULL);
+        if (!app->metrics_http)
+            return CM_ERR;
+        rs_http_add_routes(app->metrics_http, rs_api_metrics_routes, rs_api_metrics_nroutes);
+        if (rs_http_listen(app->metrics_http, &cfg->metrics_listen) != CM_OK)
+            return CM_ERR;
+    }
     if (rs_booking_start(app) != CM_OK)
         return CM_ERR;
     if (rs_reconcile_start(app) != CM_OK)
@@ -281,6 +324,11 @@ done:
         rs_reconcile_stop();
     rs_http_free(app->http);
     app->http = NULL;
+    if (app->metrics_http)
+        rs_http_free(app->metrics_http);
+    app->metrics_http = NULL;
+    rs_account_stop(); /* joins the hasher's threads: every request is answered by now */
+    rs_auth_stop();
     if (app->pay)
         rs_pay_free(app->pay);
     app->pay = NULL;
@@ -310,13 +358,20 @@ int main(int argc, char **argv)
         .prog = "reserved", .parse = config_from_args, .usage = usage, .dump = dump};
     rs_config *cfg = &rs_app_g.cfg;
 
+    const char *add_admin = NULL;
+
     signal(SIGPIPE, SIG_IGN);
     mallopt(M_TRIM_THRESHOLD, KEEP_FREE_HEAP);
     cm_log_init("reserved", CM_LOG_INFO);
+    if (!take_add_admin(&argc, argv, &add_admin)) {
+        fprintf(stderr, "reserved: --add-admin needs an EMAIL\n");
+        usage(stderr);
+        return 2;
+    }
     int rc = cm_daemon_front_door(&front, argc, argv, cfg);
     if (rc == CM_DAEMON_RUN) {
         cm_log_set_level(cfg->log_level);
-        rc = run();
+        rc = add_admin ? rs_account_add_admin(cfg, add_admin, stdin, stdout) : run();
     }
     cm_cfg_free(rs_config_keys, rs_config_nkeys, cfg);
     libevent_global_shutdown();

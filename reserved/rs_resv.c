@@ -12,6 +12,7 @@
 
 #include "cm_core.h"
 #include "rs_app.h"
+#include "rs_auth.h"
 #include "rs_dberr.h"
 
 #define RESV_INT_MAX  24
@@ -23,6 +24,13 @@ static const rs_db_stmt resv_stmts[] = {
      "SELECT " RS_RESV_COLS " FROM reservations r" RS_RESV_JOIN
      " WHERE r.id = $1::bigint ORDER BY s.seat_id",
      1},
+    /* The route's read: a customer's filter is its own id, an admin's NULL. Another
+     * user's reservation is then "not found", exactly as one that does not exist. */
+    {"resv_get_owned",
+     "SELECT " RS_RESV_COLS " FROM reservations r" RS_RESV_JOIN
+     " WHERE r.id = $1::bigint AND ($2::bigint IS NULL OR r.user_id = $2::bigint)"
+     " ORDER BY s.seat_id",
+     2},
     {"resv_list",
      "WITH ids AS (SELECT id FROM reservations WHERE user_id = $1::bigint"
      " AND ($2::text IS NULL OR status = $2::text) AND ($3::bigint IS NULL OR id < $3::bigint)"
@@ -115,7 +123,8 @@ static void resv_got(void *arg, const rs_db_result *res)
     free(g);
 }
 
-void rs_resv_answer(rs_req *r, int64_t id)
+/* owner: the owner filter of resv_get_owned, or NULL for the unfiltered resv_get. */
+static void resv_answer(rs_req *r, int64_t id, const char *owner)
 {
     resv_get *g = calloc(1, sizeof(*g));
     if (g == NULL) {
@@ -126,16 +135,24 @@ void rs_resv_answer(rs_req *r, int64_t id)
     g->id = id;
     char text[RESV_INT_MAX];
     snprintf(text, sizeof(text), "%" PRId64, id);
-    const char *params[] = {text};
-    if (rs_db_exec(rs_app_g.db, "resv_get", 1, params, resv_got, g) == NULL) {
+    const char *params[] = {text, owner};
+    bool queued = owner ? rs_db_exec(rs_app_g.db, "resv_get_owned", 2, params, resv_got, g)
+                        : rs_db_exec(rs_app_g.db, "resv_get", 1, params, resv_got, g);
+    if (!queued) {
         rs_reply_error(r, 503, "UNAVAILABLE", "database unavailable");
         free(g);
     }
 }
 
+void rs_resv_answer(rs_req *r, int64_t id)
+{
+    resv_answer(r, id, NULL);
+}
+
 void rs_resv_get(rs_req *r)
 {
-    rs_resv_answer(r, rs_req_id(r, 0));
+    char owner[24];
+    resv_answer(r, rs_req_id(r, 0), rs_auth_owner_param(r, owner));
 }
 
 /* ---------------------------------------------------------------- a user's reservations */
@@ -220,6 +237,10 @@ void rs_resv_list_user(rs_req *r)
     }
     l->r = r;
     snprintf(l->user, sizeof(l->user), "%" PRId64, rs_req_id(r, 0));
+    if (!rs_auth_may_see(r, rs_req_id(r, 0))) { /* as if the user did not exist */
+        rs_reply_error(r, 404, "NOT_FOUND", "user %s not found", l->user);
+        goto fail;
+    }
     const char *status = rs_req_query(r, "status");
     const char *limit = rs_req_query(r, "limit");
     const char *cursor = rs_req_query(r, "cursor");
