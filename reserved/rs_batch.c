@@ -590,25 +590,40 @@ static bool rb_seats_overlap(const rs_bk *a, const rs_bk *b)
     return false;
 }
 
-/* A member refused SEAT_TAKEN by a seat that an earlier member of this batch booked, and
- * whose payment then failed (that booking is taken back by RB_UNDOING), was refused by a
- * booking that will never commit: one at a time it would have been booked. It is told
- * 503 BUSY ("retry", with Retry-After) instead: a SEAT_TAKEN would be untrue after the
- * COMMIT and would send the buyer away from a free seat. Runs once, when the charges are
- * back, before any answer is stored. */
+/* Whether a's refusal may have come from b, an earlier member of the batch: a seat b took
+ * (SEAT_TAKEN), or seats b booked for the same user (LIMIT_EXCEEDED: the purchase limit
+ * counted them). */
+static bool rb_refused_by(const rs_bk *a, const rs_bk *b)
+{
+    if (strcmp(a->code, "SEAT_TAKEN") == 0)
+        return rb_seats_overlap(a, b);
+    return strcmp(a->code, "LIMIT_EXCEEDED") == 0 && a->user == b->user;
+}
+
+/* A member refused SEAT_TAKEN by a seat that an earlier member of this batch booked, or
+ * LIMIT_EXCEEDED by seats an earlier member booked for the same user, and whose payment
+ * then failed (that booking is taken back by RB_UNDOING), was refused by a booking that
+ * will never commit: one at a time it may have been booked. It is told 503 BUSY ("retry",
+ * with Retry-After) instead: a SEAT_TAKEN would be untrue after the COMMIT and would send
+ * the buyer away from a free seat. Runs once, when the charges are back, before any
+ * answer is stored. */
 static void rb_unrefuse_displaced(rs_batch *x)
 {
     for (size_t i = 0; i < x->n; i++) {
         rs_bk *b = x->m[i];
-        if (b->out != RS_BK_OUT_ERROR || b->res_id > 0 || b->code == NULL ||
-            strcmp(b->code, "SEAT_TAKEN") != 0)
+        if (b->out != RS_BK_OUT_ERROR || b->res_id > 0 || b->code == NULL)
             continue;
         for (size_t j = 0; j < i; j++) {
-            if (!rs_batch_member_in(x->m[j], RB_UNDOING) || !rb_seats_overlap(b, x->m[j]))
+            if (!rs_batch_member_in(x->m[j], RB_UNDOING) || !rb_refused_by(b, x->m[j]))
                 continue;
-            rs_bk_set_error(b, 503, "BUSY", NULL,
-                            "a seat asked for was held by a booking whose payment failed and is "
-                            "free again: retry");
+            if (strcmp(b->code, "SEAT_TAKEN") == 0)
+                rs_bk_set_error(b, 503, "BUSY", NULL,
+                                "a seat asked for was held by a booking whose payment failed and "
+                                "is free again: retry");
+            else
+                rs_bk_set_error(b, 503, "BUSY", NULL,
+                                "the purchase limit counted a booking whose payment failed: "
+                                "retry");
             break;
         }
     }

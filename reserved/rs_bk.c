@@ -262,6 +262,19 @@ static json_t *bk_id_list_json(const char *csv)
     return a;
 }
 
+/* The purchase limit (SPEC §6a; migration 090's trigger, DETAIL "<limit>,<had>,<asked>"):
+ * 409 LIMIT_EXCEEDED, a final answer (stored under the Idempotency-Key). */
+static void bk_set_limit_exceeded(rs_bk *b, const char *detail)
+{
+    long long limit = 0, had = 0, asked = 0;
+    if (detail == NULL || sscanf(detail, "%lld,%lld,%lld", &limit, &had, &asked) != 3)
+        asked = (long long)b->nseats;
+    rs_bk_set_error(b, 409, "LIMIT_EXCEEDED", NULL,
+                    "at most %lld seats per user for performance %" PRId64 "; user %" PRId64
+                    " has %lld and asked for %lld",
+                    limit, b->perf, b->user, had, asked);
+}
+
 /* Maps a failed statement of the booking/cancel transaction to its answer. */
 void rs_bk_set_db_error(rs_bk *b, const rs_db_result *res)
 {
@@ -292,6 +305,8 @@ void rs_bk_set_db_error(rs_bk *b, const rs_db_result *res)
     } else if (strcmp(st, "RBSOL") == 0) {
         rs_bk_set_error(b, 409, "SOLD_OUT", NULL, "performance %" PRId64 " has too few seats left",
                         b->perf);
+    } else if (strcmp(st, "RBLIM") == 0) {
+        bk_set_limit_exceeded(b, res->detail);
     } else if (strcmp(st, "23505") == 0 && strstr(msg, "reservation_seats_one_confirmed") != NULL) {
         rs_stats.guard_seat_unique++;
         log_error("GUARD reservation_seats_one_confirmed fired for performance %" PRId64
@@ -340,7 +355,8 @@ void rs_bk_replay(rs_bk *b, const PGresult *pg, int row, int col)
     switch (rs_idem_replay_at(pg, row, col, b->fingerprint, &a)) {
     case RS_IDEM_MISMATCH:
         rs_bk_set_error(b, 422, "IDEMPOTENCY_MISMATCH", NULL,
-                        "Idempotency-Key '%s' was used with a different request", b->key);
+                        "Idempotency-Key '%s' was used with a different request",
+                        rs_idem_key_header(b->key));
         break;
     case RS_IDEM_UNREADABLE:
         rs_bk_set_error(b, 503, "UNAVAILABLE", NULL, "stored idempotent response unreadable");

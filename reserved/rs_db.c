@@ -738,11 +738,17 @@ rs_db *rs_db_new(struct event_base *base, const rs_db_opts *opts)
      * sets force_generic_plan (migration 030): auto kept re-planning its statements with
      * an array parameter. Weak spot of generic plans: a table ANALYZEd while empty; a plan
      * cached then stays a sequential scan until the next ANALYZE. */
-    snprintf(db->setup_sql, sizeof db->setup_sql,
-             "SET lock_timeout = %u; SET idle_in_transaction_session_timeout = %u; "
-             "SET statement_timeout = %u",
-             db->opts.lock_timeout_ms, db->opts.idle_in_txn_timeout_ms,
-             db->opts.statement_timeout_ms);
+    int n = snprintf(db->setup_sql, sizeof db->setup_sql,
+                     "SET lock_timeout = %u; SET idle_in_transaction_session_timeout = %u; "
+                     "SET statement_timeout = %u",
+                     db->opts.lock_timeout_ms, db->opts.idle_in_txn_timeout_ms,
+                     db->opts.statement_timeout_ms);
+    /* The purchase limit is a setting of the session, not a parameter of the booking
+     * functions: migration 090's trigger reads it, so every path that inserts seats is
+     * limited, and a session that does not set it (psql, another tool) is not. */
+    if (db->opts.max_seats_per_user > 0 && n > 0 && (size_t)n < sizeof db->setup_sql)
+        snprintf(db->setup_sql + n, sizeof db->setup_sql - (size_t)n,
+                 "; SET rs.max_seats_per_user = %u", db->opts.max_seats_per_user);
     TAILQ_INIT(&db->queue);
     TAILQ_INIT(&db->failing);
     db->conninfo = strdup(opts->conninfo ? opts->conninfo : "");

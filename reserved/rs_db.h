@@ -8,7 +8,8 @@
  * Owns: the connections (pool_size of them, reconnect with backoff when one breaks or the
  * server restarts), the prepared statements (registered once, prepared on every new
  * connection), the wait queue of callers, and per-connection session settings
- * (lock_timeout, idle_in_transaction_session_timeout, statement_timeout).
+ * (lock_timeout, idle_in_transaction_session_timeout, statement_timeout, and
+ * rs.max_seats_per_user, the purchase limit migration 090's trigger reads).
  *
  * Two ways to run SQL:
  *   rs_db_exec   one statement in autocommit on any free connection;
@@ -60,6 +61,9 @@ typedef struct rs_db_opts {
     uint32_t lock_timeout_ms;        /* SET lock_timeout on each connection; 0: 2000 */
     uint32_t idle_in_txn_timeout_ms; /* SET idle_in_transaction_session_timeout; 0: 10000 */
     uint32_t statement_timeout_ms;   /* SET statement_timeout; 0: 10000 */
+    uint32_t max_seats_per_user;     /* SET rs.max_seats_per_user: a user's seats in CONFIRMED
+                                        reservations of one performance (migration 090);
+                                        0: not set, no limit */
 } rs_db_opts;
 
 typedef struct rs_db_result {

@@ -3,6 +3,8 @@
  */
 #include "rs_idem.h"
 
+#include <assert.h>
+#include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -29,17 +31,27 @@ bool rs_idem_key_get(rs_req *r, char out[RS_IDEM_KEY_MAX + 1])
     if (key == NULL)
         return true;
     size_t len = strlen(key);
-    if (len == 0 || len > RS_IDEM_KEY_MAX) {
+    if (len == 0 || len > RS_IDEM_HEADER_MAX) {
         rs_reply_error(r, 400, "BAD_REQUEST", "Idempotency-Key must be 1..%d characters",
-                       RS_IDEM_KEY_MAX);
+                       RS_IDEM_HEADER_MAX);
         return false;
     }
     if (!rs_utf8_valid(key, len)) {
         rs_reply_error(r, 400, "BAD_REQUEST", "Idempotency-Key must be valid UTF-8");
         return false;
     }
-    memcpy(out, key, len + 1);
+    /* The caller's scope: another user's equal key is another record. 0 until the gate
+     * sets a caller (every anonymous request shares one scope). */
+    int n = snprintf(out, RS_IDEM_KEY_MAX + 1, "%" PRId64 ":%s", rs_req_caller(r)->user_id, key);
+    assert(n > 0 && (size_t)n <= RS_IDEM_KEY_MAX);
+    (void)n;
     return true;
+}
+
+const char *rs_idem_key_header(const char *key)
+{
+    const char *colon = strchr(key, ':');
+    return colon != NULL ? colon + 1 : key;
 }
 
 void rs_idem_register(rs_db *db)

@@ -9,6 +9,11 @@
  * transaction (it commits with the reservation), a final failure after it (autocommit).
  * 503 answers are never stored: they say "retry".
  *
+ * A key is the caller's (SPEC §6a): what is stored and locked is "<caller's user id>:<the
+ * header>", built by rs_idem_key_get only, so two users' equal keys are two records, and
+ * the SQL functions (idem_get, rs_book_batch's lookup) need not know. Records are kept
+ * idempotency.ttl_s, then rs_sweep deletes them.
+ *
  * Ownership: results are borrowed for the callback (rs_db). rs_idem_replay's out->body
  * belongs to the caller. Statements are registered by rs_idem_register before
  * rs_db_start.
@@ -21,12 +26,18 @@
 #include "rs_db.h"
 #include "rs_http.h"
 
-#define RS_IDEM_KEY_MAX 255 /* longest Idempotency-Key accepted */
+#define RS_IDEM_HEADER_MAX 255 /* longest Idempotency-Key header accepted */
+#define RS_IDEM_SCOPE_MAX  21  /* "<int64 user id>:" */
+/* longest stored key: the caller's scope and the header */
+#define RS_IDEM_KEY_MAX (RS_IDEM_SCOPE_MAX + RS_IDEM_HEADER_MAX)
 
-/* The request's Idempotency-Key into out ("" without one). False after answering 400
- * BAD_REQUEST: empty, longer than RS_IDEM_KEY_MAX bytes, or not valid UTF-8 (the key is
- * a text parameter of every statement that uses it, which PostgreSQL would refuse). */
+/* The request's Idempotency-Key, scoped to its caller (rs_req_caller(r)->user_id), into
+ * out ("" without one). False after answering 400 BAD_REQUEST: empty, longer than
+ * RS_IDEM_HEADER_MAX bytes, or not valid UTF-8 (the key is a text parameter of every
+ * statement that uses it, which PostgreSQL would refuse). */
 bool rs_idem_key_get(rs_req *r, char out[RS_IDEM_KEY_MAX + 1]);
+/* The header a stored key was built from (for messages): points into key. */
+const char *rs_idem_key_header(const char *key);
 
 void rs_idem_register(rs_db *db);
 

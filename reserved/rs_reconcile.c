@@ -15,8 +15,8 @@
 #include "rs_pay.h"
 
 #define RC_REF_MAX   128
-#define RC_ID_MAX    64
-#define RC_BATCH     "32" /* attempts claimed per run: bounds the work per wake-up */
+#define RC_ID_MAX    (RS_PAY_ID_MAX + 1) /* a payment id: rs_pay keeps it whole up to this */
+#define RC_BATCH     "32"                /* attempts claimed per run: bounds the work per wake-up */
 #define RC_INT64_MAX 24
 
 static const rs_db_stmt rc_stmts[] = {
