@@ -34,5 +34,7 @@ Suite *ru_bkphase_suite(void);
 Suite *ru_cm_hash_suite(void);
 Suite *ru_batch_suite(void);
 Suite *ru_pay_suite(void);
+Suite *ru_pwhash_suite(void);
+Suite *ru_ratelimit_suite(void);
 
 #endif
