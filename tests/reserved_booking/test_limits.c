@@ -407,9 +407,6 @@ END_TEST
 
 /* ---------------------------------------------------------------- Idempotency-Key */
 
-/* Not in the case table until reserved has its gate (POST /sessions, callers): before it
- * every caller is user 0 and shares one scope. */
-#ifdef LT_WITH_GATE
 /* Two callers use one key, each for its own booking: two reservations, each replayed to
  * its caller; the same caller with another body is 422. Needs the gate (callers). */
 START_TEST(test_idem_scoped_per_user)
@@ -446,7 +443,6 @@ START_TEST(test_idem_scoped_per_user)
     lt_stop(&w);
 }
 END_TEST
-#endif
 
 /* idempotency.ttl_s 1: the record is deleted by the sweeper soon after, and the key can be
  * used again (for another booking). Expired login sessions go too, live ones stay. */
@@ -506,9 +502,7 @@ int main(int argc, char **argv)
         {"limit_edge_batch", test_limit_edge_batch},
         {"limit_cancel_frees", test_limit_cancel_frees},
         {"idem_ttl_sweep", test_idem_ttl_sweep},
-#ifdef LT_WITH_GATE
         {"idem_scoped_per_user", test_idem_scoped_per_user},
-#endif
     };
     return th_check_main("reserved_limits", cases, sizeof(cases) / sizeof(cases[0]), 60, argc,
                          argv);
