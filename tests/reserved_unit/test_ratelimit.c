@@ -97,11 +97,14 @@ START_TEST(test_bounded_keys)
 {
     rs_rate *r = rate_new(1, 5, 1000);
     char key[32];
+    size_t most = 0, refused = 0; /* no ck_assert in the loop: Check logs each one */
     for (int i = 0; i < 100000; i++) {
         snprintf(key, sizeof(key), "10.0.%d.%d", i / 256, i % 256);
-        ck_assert_msg(rs_rate_take(r, key, (uint64_t)i / 100) == 0, "new key %s refused", key);
-        ck_assert_uint_le(rs_rate_count(r), 1000);
+        refused += rs_rate_take(r, key, (uint64_t)i / 100) != 0;
+        most = rs_rate_count(r) > most ? rs_rate_count(r) : most;
     }
+    ck_assert_uint_eq(refused, 0);
+    ck_assert_uint_eq(most, 1000);
     ck_assert_uint_eq(rs_rate_count(r), 1000);
     ck_assert_uint_gt(rs_rate_get_stats(r).evictions, 0);
     cm_strbuf sb = CM_STRBUF_INIT;
@@ -115,7 +118,8 @@ START_TEST(test_bounded_keys)
     /* quiet for the refill time: sweeping on the way empties the table (one take a second
      * keeps "again" passing) */
     for (int i = 0; i < 1000; i++)
-        ck_assert_uint_eq(rs_rate_take(r, "again", 1000000 + 1000 * (uint64_t)i), 0);
+        refused += rs_rate_take(r, "again", 1000000 + 1000 * (uint64_t)i) != 0;
+    ck_assert_uint_eq(refused, 0);
     ck_assert_uint_le(rs_rate_count(r), 1);
     rs_rate_free(r);
 
@@ -138,10 +142,12 @@ START_TEST(test_off)
     rs_rate *r = rs_rate_new(&o);
     ck_assert_ptr_nonnull(r);
     char key[32];
+    size_t refused = 0;
     for (int i = 0; i < 10000; i++) {
         snprintf(key, sizeof(key), "k%d", i % 7);
-        ck_assert_uint_eq(rs_rate_take(r, key, 5), 0);
+        refused += rs_rate_take(r, key, 5) != 0;
     }
+    ck_assert_uint_eq(refused, 0);
     ck_assert_uint_eq(rs_rate_count(r), 0);
     ck_assert_uint_eq(rs_rate_get_stats(r).limited, 0);
     /* both tables on one page: each family once, with both buckets */
