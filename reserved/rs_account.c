@@ -217,9 +217,13 @@ static void login_free(login *l)
     free(l);
 }
 
+/* A 401 carries a challenge (RFC 9110 §15.5.2), even on the login route. */
 static void bad_credentials(rs_req *r)
 {
-    rs_reply_error(r, 401, "BAD_CREDENTIALS", "wrong email or password");
+    rs_reply_json_hdr(r, 401,
+                      json_pack("{s:{s:s,s:s}}", "error", "code", "BAD_CREDENTIALS", "message",
+                                "wrong email or password"),
+                      "WWW-Authenticate", "Bearer realm=\"reserved\"");
 }
 
 static void session_created(void *arg, const rs_db_result *res)
