@@ -255,24 +255,30 @@ static int run_argv(const char *input, char *out, size_t outlen, char **args, si
     return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
 }
 
-int th_reserved_run(char *out, size_t outlen, ...)
+/* run_argv on a NULL-terminated list of arguments. */
+static int run_va(const char *input, char *out, size_t outlen, va_list ap)
 {
     char *args[TH_RESERVED_MAX_ARGS];
+    size_t n = th_va_args(ap, args, TH_RESERVED_MAX_ARGS);
+    return run_argv(input, out, outlen, args, n);
+}
+
+int th_reserved_run(char *out, size_t outlen, ...)
+{
     va_list ap;
     va_start(ap, outlen);
-    size_t n = th_va_args(ap, args, TH_RESERVED_MAX_ARGS);
+    int rc = run_va(NULL, out, outlen, ap);
     va_end(ap);
-    return run_argv(NULL, out, outlen, args, n);
+    return rc;
 }
 
 int th_reserved_run_stdin(const char *input, char *out, size_t outlen, ...)
 {
-    char *args[TH_RESERVED_MAX_ARGS];
     va_list ap;
     va_start(ap, outlen);
-    size_t n = th_va_args(ap, args, TH_RESERVED_MAX_ARGS);
+    int rc = run_va(input, out, outlen, ap);
     va_end(ap);
-    return run_argv(input, out, outlen, args, n);
+    return rc;
 }
 
 long long th_reserved_add_admin(const char *conninfo, const char *email, const char *password)
