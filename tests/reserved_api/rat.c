@@ -94,7 +94,9 @@ long long rat_make_perf(const th_reserved *s, long long venue, const char *title
 
 long long rat_make_user(const th_reserved *s, const char *name, const char *email)
 {
-    return rat_post_id(s, "/users", json_pack("{s:s,s:s}", "name", name, "email", email));
+    return rat_post_id(
+        s, "/users",
+        json_pack("{s:s,s:s,s:s}", "name", name, "email", email, "password", TH_PASSWORD));
 }
 
 long long rat_jint(json_t *o, const char *k)

@@ -1,7 +1,8 @@
 /*
  * rat: what the reserved API tests share on top of the harness fixtures (th_reserved,
  * th_http, th_pg_shared): requests whose answer must be JSON, catalogue set-up in one
- * call, field accessors that fail the test. Responses are the caller's to free.
+ * call, field accessors that fail the test. Responses are the caller's to free. Requests
+ * carry th_http's default bearer token: after th_reserved_admin, the admin's.
  */
 #ifndef RAT_H
 #define RAT_H
@@ -38,7 +39,7 @@ long long rat_post_id(const th_reserved *s, const char *path, json_t *body);
 /* POST /performances: the new id; the answer in out unless NULL (then the caller frees it). */
 long long rat_make_perf(const th_reserved *s, long long venue, const char *title,
                         const char *starts, long long normal, long long vip, th_http_resp *out);
-/* POST /users: the new id. */
+/* POST /users with the password TH_PASSWORD (th_login logs it in): the new id. */
 long long rat_make_user(const th_reserved *s, const char *name, const char *email);
 
 /* A field that must be an integer / a string. */

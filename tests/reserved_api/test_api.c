@@ -65,6 +65,7 @@ START_TEST(catalogue)
 
     rat_pg_start(&pg);
     th_reserved_start(&s, pg.conninfo);
+    th_reserved_admin(&s, pg.conninfo);
     long long venue = make_venue(&s, "Hall One", 3, 2);
 
     snprintf(path, sizeof path, "/venues/%lld", venue);
@@ -191,6 +192,7 @@ START_TEST(search)
 
     rat_pg_start(&pg);
     th_reserved_start(&s, pg.conninfo);
+    th_reserved_admin(&s, pg.conninfo);
     long long v1 = make_venue(&s, "Big", 2, 1);
     long long v2 = make_venue(&s, "Small", 1, 0);
     /* 25 performances in v1, three to a start time (ties are broken by id), created out
@@ -254,17 +256,23 @@ START_TEST(users)
 
     rat_pg_start(&pg);
     th_reserved_start(&s, pg.conninfo);
-    rat_req_ok(&s, "POST", "/users", "{\"name\":\"Ann\",\"email\":\"ann@example.org\"}", 201, &r);
+    th_reserved_admin(&s, pg.conninfo);
+    rat_req_ok(&s, "POST", "/users",
+               "{\"name\":\"Ann\",\"email\":\"ann@example.org\",\"password\":\"" TH_PASSWORD "\"}",
+               201, &r);
     ck_assert_int_gt(rat_jint(r.json, "id"), 0);
     ck_assert_str_eq(rat_jstr(r.json, "name"), "Ann");
     ck_assert_str_eq(rat_jstr(r.json, "email"), "ann@example.org");
     long long ann = rat_jint(r.json, "id");
     th_http_resp_free(&r);
-    rat_req_ok(&s, "POST", "/users", "{\"name\":\"Bob\",\"email\":\"bob@example.org\"}", 201, &r);
+    rat_req_ok(&s, "POST", "/users",
+               "{\"name\":\"Bob\",\"email\":\"bob@example.org\",\"password\":\"" TH_PASSWORD "\"}",
+               201, &r);
     ck_assert_int_gt(rat_jint(r.json, "id"), ann);
     th_http_resp_free(&r);
-    const char *dups[] = {"{\"name\":\"Ann2\",\"email\":\"ann@example.org\"}",
-                          "{\"name\":\"Ann3\",\"email\":\"ANN@Example.org\"}"};
+    const char *dups[] = {
+        "{\"name\":\"Ann2\",\"email\":\"ann@example.org\",\"password\":\"" TH_PASSWORD "\"}",
+        "{\"name\":\"Ann3\",\"email\":\"ANN@Example.org\",\"password\":\"" TH_PASSWORD "\"}"};
     for (size_t i = 0; i < 2; i++) {
         rat_req_ok(&s, "POST", "/users", dups[i], 409, &r);
         ck_assert_str_eq(th_http_error_code(&r), "EMAIL_TAKEN");
@@ -416,6 +424,7 @@ START_TEST(badreq)
 
     rat_pg_start(&pg);
     th_reserved_start(&s, pg.conninfo);
+    th_reserved_admin(&s, pg.conninfo);
     long long venue = make_venue(&s, "V", 1, 1);
     long long perf = rat_make_perf(&s, venue, "T", "2026-12-01T19:00:00Z", 1, 2, NULL);
 
@@ -523,6 +532,7 @@ START_TEST(metrics)
 
     rat_pg_start(&pg);
     th_reserved_start(&s, pg.conninfo);
+    th_reserved_admin(&s, pg.conninfo);
     make_venue(&s, "M", 1, 0);
     rat_req(&s, "GET", "/venues/abc", NULL, &r);
     th_http_resp_free(&r);
@@ -571,6 +581,7 @@ START_TEST(sigterm)
 
     rat_pg_start(&pg);
     th_reserved_start(&s, pg.conninfo);
+    th_reserved_admin(&s, pg.conninfo);
     make_venue(&s, "S", 2, 0);
     rat_req_ok(&s, "GET", "/healthz", NULL, 200, &r);
     th_http_resp_free(&r);
@@ -588,6 +599,7 @@ static void rat_start_patient(th_reserved *s, const th_pg *pg)
     rat_write_file(path, "lock: {mode: db}\ndb: {lock_timeout_ms: 20000}\nlog: {level: debug}\n");
     th_reserved_spawn(s, pg->conninfo, "--config", path, NULL);
     th_reserved_wait_up(s);
+    th_reserved_admin(s, pg->conninfo);
 }
 
 /* Waits until n requests besides the /metrics probe itself are in flight. */
@@ -812,6 +824,7 @@ START_TEST(three_start)
         th_reserved_spawn(&s[i], pg.conninfo, "--lock-mode", "db", NULL);
     for (int i = 0; i < 3; i++)
         th_reserved_wait_up(&s[i]);
+    th_reserved_admin(&s[0], pg.conninfo);
     long long venue = make_venue(&s[0], "Shared", 2, 2);
     for (int i = 0; i < 3; i++) {
         char path[64];
@@ -989,6 +1002,7 @@ START_TEST(mutate)
 
     rat_pg_start(&pg);
     th_reserved_start(&s, pg.conninfo);
+    th_reserved_admin(&s, pg.conninfo);
     long long venue = make_venue(&s, "Mutated hall", 8, 4);
     long long perf = rat_make_perf(&s, venue, "Mutated", "2026-12-01T19:00:00Z", 1000, 3000, NULL);
     long long user = rat_make_user(&s, "M", "m@example.org");
@@ -1006,7 +1020,8 @@ START_TEST(mutate)
          "{\"venueId\":%V,\"title\":\"T\",\"startsAt\":\"2026-12-01T19:00:00Z\",\"normalPrice\":1,"
          "\"vipPrice\":2}"},
         {"PATCH", "/performances/%P", "{\"title\":\"T2\",\"normalPrice\":5,\"vipPrice\":6}"},
-        {"POST", "/users", "{\"name\":\"U\",\"email\":\"u@example.org\"}"},
+        {"POST", "/users",
+         "{\"name\":\"U\",\"email\":\"u@example.org\",\"password\":\"" TH_PASSWORD "\"}"},
         {"POST", "/performances/%P/reservations", "{\"userId\":%U,\"seatIds\":[%S,%T]}"},
     };
     const size_t nseeds = sizeof seeds / sizeof seeds[0];
@@ -1120,6 +1135,7 @@ START_TEST(dates_year_edge)
     th_http_resp r;
     rat_pg_start(&pg);
     th_reserved_start(&s, pg.conninfo);
+    th_reserved_admin(&s, pg.conninfo);
     long long venue = make_venue(&s, "Edge", 1, 0);
 
     static const char *const bad[] = {
@@ -1212,6 +1228,7 @@ START_TEST(idem_key_bad_utf8)
     th_http_resp r;
     rat_pg_start(&pg);
     th_reserved_start(&s, pg.conninfo);
+    th_reserved_admin(&s, pg.conninfo);
     long long venue = make_venue(&s, "Keys", 2, 0);
     long long perf = rat_make_perf(&s, venue, "K", "2027-01-01T20:00:00Z", 10, 10, NULL);
     long long user = rat_make_user(&s, "Kim", "kim@example.org");
@@ -1312,6 +1329,7 @@ START_TEST(db_error_hidden)
     th_http_resp r;
     rat_pg_start(&pg);
     th_reserved_start(&s, pg.conninfo);
+    th_reserved_admin(&s, pg.conninfo);
     long long venue = make_venue(&s, "Hidden", 1, 0);
     sql_ok(&pg,
            "CREATE FUNCTION secret_boom() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN"
@@ -1322,10 +1340,13 @@ START_TEST(db_error_hidden)
                 " EXECUTE FUNCTION secret_boom()");
     sql_ok(&pg, "ALTER TABLE performances ADD CONSTRAINT secret_check CHECK (title <> 'x')");
 
-    rat_req(&s, "POST", "/users", "{\"name\":\"internal\",\"email\":\"i@example.org\"}", &r);
+    rat_req(&s, "POST", "/users",
+            "{\"name\":\"internal\",\"email\":\"i@example.org\",\"password\":\"" TH_PASSWORD "\"}",
+            &r);
     expect_hidden(&s, &r, 500, "INTERNAL", "internal error; request id ");
     th_http_resp_free(&r);
-    rat_req(&s, "POST", "/users", "{\"name\":\"busy\",\"email\":\"b@example.org\"}", &r);
+    rat_req(&s, "POST", "/users",
+            "{\"name\":\"busy\",\"email\":\"b@example.org\",\"password\":\"" TH_PASSWORD "\"}", &r);
     expect_hidden(&s, &r, 503, "UNAVAILABLE", "");
     th_http_resp_free(&r);
     char body[256];

@@ -354,9 +354,10 @@ START_TEST(half_close)
 {
     th_pg pg;
     th_reserved s;
-    char req[256];
+    char req[512];
 
     edge_start(&s, &pg, "", "debug");
+    th_reserved_admin(&s, pg.conninfo);
     long long venue = rat_post_id(&s, "/venues",
                                   json_pack("{s:s,s:[{s:s,s:i,s:s}]}", "name", "Half", "seats",
                                             "row", "A", "number", 1, "type", "NORMAL"));
@@ -378,10 +379,10 @@ START_TEST(half_close)
     fd = conn_open(s.port);
     const char *body =
         "{\"name\":\"Half2\",\"seats\":[{\"row\":\"A\",\"number\":1,\"type\":\"NORMAL\"}]}";
-    snprintf(
-        req, sizeof req,
-        "POST /venues HTTP/1.0\r\nContent-Type: application/json\r\nContent-Length: %zu\r\n\r\n%s",
-        strlen(body), body);
+    snprintf(req, sizeof req,
+             "POST /venues HTTP/1.0\r\nAuthorization: Bearer %s\r\nContent-Type: "
+             "application/json\r\nContent-Length: %zu\r\n\r\n%s",
+             th_admin_token(), strlen(body), body);
     holder = rat_lock_venues(pg.conninfo);
     send_str(fd, req);
     ck_assert_int_eq(shutdown(fd, SHUT_WR), 0);
@@ -404,6 +405,7 @@ START_TEST(json_errors)
     static char big[8193 + 1];
 
     edge_start(&s, &pg, "", "debug");
+    th_reserved_admin(&s, pg.conninfo); /* for /metrics */
     struct {
         const char *what, *bytes;
         int status;

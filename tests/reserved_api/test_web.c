@@ -187,6 +187,7 @@ START_TEST(cors)
                          "cors:\n  allow_origins:\n    - " APP "\n    - " APP2 "\n");
     th_reserved_spawn(&s, pg.conninfo, "--config", path, NULL);
     th_reserved_wait_up(&s);
+    th_reserved_admin(&s, pg.conninfo);
     long long venue = rat_post_id(&s, "/venues",
                                   json_pack("{s:s,s:[{s:s,s:i,s:s}]}", "name", "CORS", "seats",
                                             "row", "A", "number", 1, "type", "NORMAL"));
@@ -257,7 +258,8 @@ START_TEST(cors)
         {"POST", "/venues", "{\"name\":\"V\"}", 400},
         {"DELETE", "/venues", NULL, 405},
         {"POST", "/venues", big, 413},
-        {"POST", "/users", "{\"name\":\"C\",\"email\":\"c@example.org\"}", 201},
+        {"POST", "/users",
+         "{\"name\":\"C\",\"email\":\"c@example.org\",\"password\":\"" TH_PASSWORD "\"}", 201},
         {"GET", "/healthz", NULL, 200},
     };
     for (size_t i = 0; i < sizeof answers / sizeof answers[0]; i++) {
@@ -474,6 +476,7 @@ START_TEST(seat_order)
     schema_before_040(c);
     long long old = venue_via_sql(c, hall, N_HALL);
     th_reserved_start(&s, pg.conninfo);
+    th_reserved_admin(&s, pg.conninfo);
     expect_venue(&s, old, hall, N_HALL);
 
     /* through the API, whatever order the seats come in */

@@ -5,6 +5,10 @@
  * th_reserved), driven over HTTP (th_http). Each case names the
  * claim it checks; the storm drives 600 requests at once through poll()-multiplexed
  * sockets. Database facts are read with libpq (blocking: this is the test, not a daemon).
+ * Who calls (SPEC §6a): the first reserved of a case makes the harness admin
+ * (th_reserved_admin), and every request carries that admin's token, booking for the
+ * customers by "userId" (the admin is user 1, made before any customer); the purchase
+ * limit is raised so that a storm's users are not refused for it.
  */
 #include <check.h>
 #include <errno.h>
@@ -65,6 +69,7 @@ typedef struct rb_world {
     th_reserved srv[RB_MAX_RESERVED];
     size_t n;
     PGconn *db;
+    bool admin; /* th_reserved_admin ran on this database: th_http's bearer is its admin */
 } rb_world;
 
 /* PostgreSQL (the binary's shared server unless own_pg: cases that stop it), 3 redis,
@@ -90,7 +95,8 @@ static void rb_start_reserved(rb_world *w, size_t i, const char *lock_mode, cons
                      "database: \"%s\"\n"
                      "db_pool_size: 8\n"
                      "lockd: [127.0.0.1:%d]\n"
-                     "limits: {max_body_bytes: 65536, max_seats_per_reservation: 10}\n"
+                     "limits: {max_body_bytes: 65536, max_seats_per_reservation: 10, "
+                     "max_seats_per_user_per_performance: 100000}\n"
                      "log: {level: info}\n"
                      "%s\n",
                      w->pg.conninfo, w->lockd.port, extra != NULL ? extra : "");
@@ -104,6 +110,9 @@ static void rb_start_reserved(rb_world *w, size_t i, const char *lock_mode, cons
     ck_assert((size_t)n < sizeof(yaml));
     th_reserved_spawn_yaml(&w->srv[i], yaml);
     th_reserved_wait_up(&w->srv[i]);
+    if (!w->admin)
+        th_reserved_admin(&w->srv[i], w->pg.conninfo);
+    w->admin = true;
     if (i + 1 > w->n)
         w->n = i + 1;
 }
@@ -227,9 +236,10 @@ static long long rb_setup(rb_world *w, int n, int vip, long long normal, long lo
     long long perf = rb_int(&r, "id");
     th_http_resp_free(&r);
     for (int u = 0; u < users; u++) {
-        char ub[128];
-        snprintf(ub, sizeof(ub), "{\"name\":\"user%d\",\"email\":\"u%d-%lld@example.com\"}", u, u,
-                 perf);
+        char ub[192];
+        snprintf(ub, sizeof(ub),
+                 "{\"name\":\"user%d\",\"email\":\"u%d-%lld@example.com\",\"password\":\"%s\"}", u,
+                 u, perf, TH_PASSWORD);
         rb_http(w->srv[0].port, "POST", "/users", NULL, ub, &r);
         ck_assert_msg(r.status == 201, "POST /users: %d %s", r.status, r.raw);
         th_http_resp_free(&r);
@@ -1253,7 +1263,7 @@ START_TEST(test_idempotent)
         {"{\"userId\":1,\"seatIds\":[1,2,3,4,5,6,7,8,9,10,11]}", 400},
         {"{\"userId\":-1,\"seatIds\":[1]}", 400},
         {"{\"userId\":\"1\",\"seatIds\":[1]}", 400},
-        {"{\"seatIds\":[1]}", 400},
+        {"{\"userId\":true,\"seatIds\":[1]}", 400}, /* without userId: books for the caller */
         {"[1]", 400},
         {"{\"userId\":999,\"seatIds\":[1]}", 404},
     };
