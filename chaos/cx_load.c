@@ -39,6 +39,7 @@
 #define PAUSE_NO_ANSWER_MS 50    /* after status 0: a dead server is not hammered */
 #define PAUSE_BUSY_MS      20    /* after a 503 */
 #define STOP_GRACE_MS      15000 /* in-flight ops past the stop get this long, then unknown */
+#define LD_TOKEN_MAX       130   /* a bearer token (reserved's: 64 hex digits) and its NUL */
 
 typedef enum op_kind { OP_BOOK, OP_CANCEL, OP_READ } op_kind;
 static const char *const OP_NAMES[] = {"book", "cancel", "read_seats"};
@@ -88,6 +89,7 @@ typedef struct load_opts {
     uint32_t counter_sleep_min, counter_sleep_max;
     bool counter_ignore_lost;
     const char *counter_marker;
+    const char *token_file; /* --token-file: an admin's bearer token, acting for --users */
     uint32_t client_base;
     bool have_client_base;
     cm_log_level log_level;
@@ -111,6 +113,7 @@ typedef struct load {
     int rc;
     uint64_t t0;
     uint64_t book_ok, cancel_ok;
+    char token[LD_TOKEN_MAX]; /* from --token-file; "" = requests carry none */
 } load;
 
 /* ---- stop (lg_workload.stopping, .others_idle) ---- */
@@ -276,6 +279,7 @@ static lg_next op_start(void *arg, uint32_t client, lg_request *req)
     }
     c->start_ms = cx_hwriter_now(L->hist);
     req->server = c->server;
+    req->token = L->token[0] != '\0' ? L->token : NULL;
     if (c->kind == OP_BOOK) {
         json_t *j =
             json_pack("{s:I,s:o}", "userId", (json_int_t)c->r.user, "seatIds", seats_json(&c->r));
@@ -381,6 +385,22 @@ static const lg_workload LOAD_WORKLOAD = {
     .map = setup_done,
 };
 
+/* The first line of path (the token, SPEC §6a) into out; false (logged) when there is none. */
+static bool read_token(const char *path, char out[LD_TOKEN_MAX])
+{
+    FILE *f = fopen(path, "r");
+    bool ok = f != NULL && fgets(out, LD_TOKEN_MAX, f) != NULL;
+    if (f != NULL)
+        fclose(f);
+    if (ok)
+        out[strcspn(out, "\r\n")] = '\0';
+    if (!ok || out[0] == '\0') {
+        log_error("--token-file %s: no token on its first line", path);
+        return false;
+    }
+    return true;
+}
+
 static int run(const load_opts *o)
 {
     load L;
@@ -391,6 +411,10 @@ static int run(const load_opts *o)
     L.o = o;
     L.rc = 0;
     L.base = event_base_new();
+    if (o->token_file != NULL && !read_token(o->token_file, L.token)) {
+        L.rc = 1;
+        goto done;
+    }
     L.hist = cx_hwriter_open(o->out, epoch, o->max_requests, err, sizeof(err));
     if (!L.hist) {
         fprintf(stderr, "chaos_load: --out %s\n", err);
@@ -485,6 +509,8 @@ static void usage(FILE *out)
             "  --hot-perf ID         the performance that gets ~60%% of the bookings\n"
             "  --perfs ID,...        the other performances (~15%% of the bookings)\n"
             "  --users FIRST:COUNT   user ids to book as\n"
+            "  --token-file FILE     first line: an admin's bearer token, sent with every\n"
+            "                        request (it books for the --users); none: no token\n"
             "  --max-requests N      stop after N ops in all (no limit)\n"
             "  --timeout-ms MS       per request; no answer in time: outcome unknown (5000)\n"
             "  --lockd H:P,...       run the counter workload through these lockd\n"
@@ -622,6 +648,7 @@ static int parse_args(int argc, char **argv, load_opts *o)
          .want = "MIN:MAX, 0 <= MIN <= MAX <= 60000"},
         {.name = "counter-ignore-lost", .type = CM_FLAG_SWITCH, .dst = &o->counter_ignore_lost},
         {.name = "counter-marker", .type = CM_FLAG_STRING, .dst = &o->counter_marker},
+        {.name = "token-file", .type = CM_FLAG_STRING, .dst = &o->token_file},
         {.name = "client-base",
          .type = CM_FLAG_U64,
          .dst = &cbase,

@@ -22,6 +22,10 @@
  * for the same seat (a sale without conflicts: every hot booking can succeed, and what is
  * measured is the lock and the database, not collisions). A client whose slice is used up
  * books no more hot seats.
+ * Who books (SPEC §6a): with --tokens every request carries a bearer token, either one
+ * admin's for all (it books for the --users by "userId") or each buyer's own (line i of
+ * the file is user FIRST+i's), so each request costs the server its token lookup as a
+ * real client's would.
  *
  * Reports per class: requests by outcome (201/200, SEAT_TAKEN, SOLD_OUT, 402, BUSY,
  * UNAVAILABLE, other, no answer), throughput (all and successful per second) and latency
@@ -57,6 +61,7 @@
 
 #define BB_MAX_SEATS_PER_REQ 10
 #define BB_SETUP_TIMEOUT_MS  30000
+#define BB_TOKEN_MAX         256 /* a line of --tokens: a bearer token (reserved: 64 hex) */
 
 typedef enum bb_class { BB_HOT, BB_BG, BB_READ, BB_NCLASS } bb_class;
 static const char *const class_key[BB_NCLASS] = {"hot", "bg", "read"};
@@ -114,6 +119,7 @@ typedef struct bb_client {
     int npicked;
     uint64_t t0_us;
     uint64_t next_us; /* --rate: not before this */
+    int64_t user;     /* of the booking in flight: its token is the request's */
 } bb_client;
 
 struct bb {
@@ -125,6 +131,8 @@ struct bb {
     double bg_share, reads_share;
     uint64_t pace_us; /* --rate R: one request per client every clients / R; 0: closed loop */
     int64_t users_first, users_count;
+    char **tokens;  /* --tokens FILE: one (an admin's, for every user) or one per user */
+    size_t ntokens; /* 0: requests carry no token */
     int seats_min, seats_max;
     const char *json_path;
     bool result_line;   /* --result-line: the RESULT line for scripts */
@@ -322,6 +330,7 @@ static char *booking_body(bb_client *c)
     for (int i = 0; i < c->npicked; i++)
         json_array_append_new(ids, json_integer(p->seat[c->picked[i]]));
     int64_t user = b->users_first + (int64_t)lg_rng_below(&c->rng, (uint64_t)b->users_count);
+    c->user = user;
     json_t *o = json_pack("{s:I,s:o}", "userId", (json_int_t)user, "seatIds", ids);
     char *s = o ? json_dumps(o, JSON_COMPACT) : NULL;
     json_decref(o);
@@ -436,6 +445,8 @@ static lg_next next_request(void *arg, uint32_t client, lg_request *req)
     if (c->cls == BB_READ) {
         snprintf(req->path, sizeof(req->path), "/performances/%" PRId64 "/seats", c->perf->id);
         req->method = "GET";
+        /* a logged-in buyer looking at the map: the client's own user's token */
+        c->user = b->users_first + (int64_t)c->idx % b->users_count;
     } else {
         snprintf(req->path, sizeof(req->path), "/performances/%" PRId64 "/reservations",
                  c->perf->id);
@@ -448,6 +459,8 @@ static lg_next next_request(void *arg, uint32_t client, lg_request *req)
         }
     }
     req->server = (size_t)c->idx % b->nservers;
+    if (b->ntokens > 0)
+        req->token = b->tokens[b->ntokens == 1 ? 0 : (size_t)(c->user - b->users_first)];
     c->t0_us = cm_now_us();
     b->issued++;
     return LG_SEND;
@@ -688,8 +701,8 @@ static void usage(FILE *f)
           "                 --users FIRST:COUNT [--requests N] [--background-perfs ID,ID,...]\n"
           "                 [--background-share F] [--reads-share F] [--seats-min N]\n"
           "                 [--seats-max N] [--seed N] [--timeout-ms MS] [--rate R]\n"
-          "                 [--hot-partition] [--json FILE] [--result-line] [--help]\n"
-          "                 [--version]\n"
+          "                 [--hot-partition] [--tokens FILE] [--json FILE]\n"
+          "                 [--result-line] [--help] [--version]\n"
           "  Closed-loop booking load on reserved. Each client sends its next request when\n"
           "  the last is answered: a read with probability --reads-share, a background\n"
           "  booking with --background-share (default 0.25 each when background\n"
@@ -698,6 +711,9 @@ static void usage(FILE *f)
           "  most R requests/s in all (each client one request every C/R s).\n"
           "  --hot-partition cuts the hot performance's free seats into C slices, one per\n"
           "  client, each booking only its own: no two clients ask for the same seat.\n"
+          "  --tokens FILE: bearer tokens, one a line: one line (an admin's: every request\n"
+          "  carries it, booking for the --users), or COUNT lines (line i is user FIRST+i's:\n"
+          "  each booking carries its buyer's token, each read its client's user's).\n"
           "  Prints a table of the classes that sent requests (columns: the outcomes that\n"
           "  happened). --result-line adds one `RESULT key=value ...` line with every\n"
           "  figure, zeros included, for scripts; --json FILE writes them as JSON.\n",
@@ -724,10 +740,49 @@ static bool parse_perfs(bb *b, const char *list)
     return true;
 }
 
+/* The lines of path (each a token) into b->tokens; false (printed) when it cannot be read or
+ * holds neither one token nor one per user. */
+static bool read_tokens(bb *b, const char *path)
+{
+    FILE *f = fopen(path, "r");
+    char line[BB_TOKEN_MAX];
+    if (f == NULL) {
+        fprintf(stderr, "bookbench: --tokens %s: %s\n", path, strerror(errno));
+        return false;
+    }
+    size_t cap = 0;
+    bool ok = true;
+    while (ok && fgets(line, sizeof(line), f) != NULL) {
+        line[strcspn(line, "\r\n")] = '\0';
+        if (line[0] == '\0')
+            continue;
+        if (b->ntokens == cap) {
+            cap = cap ? 2 * cap : 64;
+            char **nt = realloc(b->tokens, cap * sizeof(*nt));
+            ok = nt != NULL;
+            b->tokens = ok ? nt : b->tokens;
+        }
+        if (ok && (b->tokens[b->ntokens] = strdup(line)) != NULL)
+            b->ntokens++;
+        else
+            ok = false;
+    }
+    fclose(f);
+    if (ok && b->ntokens != 1 && b->ntokens != (size_t)b->users_count) {
+        fprintf(stderr,
+                "bookbench: --tokens %s: %zu tokens; want 1 or one per user (%" PRId64 ")\n", path,
+                b->ntokens, b->users_count);
+        return false;
+    }
+    if (!ok)
+        fprintf(stderr, "bookbench: --tokens %s: out of memory\n", path);
+    return ok;
+}
+
 /* 0: run; 1: --help/--version served; 2: usage error (printed). */
 static int parse_args(bb *b, int argc, char **argv)
 {
-    const char *servers = NULL, *hot = NULL, *bg = NULL, *users = NULL;
+    const char *servers = NULL, *hot = NULL, *bg = NULL, *users = NULL, *tokens = NULL;
     double bg_share = -1, reads_share = -1;
     uint64_t v, rate = 0, clients = 64, seats_min = 1, seats_max = 3;
     char err[256];
@@ -776,6 +831,7 @@ static int parse_args(bb *b, int argc, char **argv)
         {.name = "result-line", .type = CM_FLAG_SWITCH, .dst = &b->result_line},
         {.name = "hot-partition", .type = CM_FLAG_SWITCH, .dst = &b->hot_partition},
         {.name = "json", .type = CM_FLAG_STRING, .dst = &b->json_path, .metavar = "FILE"},
+        {.name = "tokens", .type = CM_FLAG_STRING, .dst = &tokens, .metavar = "FILE"},
     };
     const cm_flags_spec spec = {
         .prog = "bookbench", .flags = flags, .nflags = CM_ARRAY_LEN(flags), .usage = usage};
@@ -801,6 +857,8 @@ static int parse_args(bb *b, int argc, char **argv)
     }
     b->users_first = (int64_t)first;
     b->users_count = (int64_t)v;
+    if (tokens != NULL && !read_tokens(b, tokens))
+        return 2;
     if (b->seats_min > b->seats_max) {
         fprintf(stderr, "bookbench: --seats-min is above --seats-max\n");
         return 2;
@@ -829,6 +887,9 @@ static void bb_free(bb *b)
     free(b->perfs);
     free(b->servers);
     free(b->hot_by_server);
+    for (size_t i = 0; i < b->ntokens; i++)
+        free(b->tokens[i]);
+    free(b->tokens);
     lg_slices_clear(&b->slices);
     if (b->base)
         event_base_free(b->base);

@@ -16,6 +16,7 @@
 #include "cm_time.h"
 
 #define LG_SEND_FAIL_PAUSE_US 1000 /* after a request that could not even be sent */
+#define LG_BEARER_MAX         160  /* "Bearer " and a token (64 hex digits for reserved) */
 
 typedef enum lg_client_state {
     LG_C_IDLE,     /* not started yet, or finished (nothing to send, or the run stopped) */
@@ -188,8 +189,12 @@ static void client_next(lg_client *c)
         *conn = cm_httpc_new(d->base, s->host, s->port, &ho);
     }
     client_move(c, LG_C_BUSY);
-    if (*conn == NULL ||
-        cm_httpc_request(*conn, req.method, req.path, req.body, NULL, on_answer, c) != CM_OK) {
+    char bearer[LG_BEARER_MAX];
+    const char *auth[] = {"Authorization", bearer, NULL, NULL};
+    if (req.token != NULL)
+        snprintf(bearer, sizeof(bearer), "Bearer %s", req.token);
+    if (*conn == NULL || cm_httpc_request(*conn, req.method, req.path, req.body,
+                                          req.token != NULL ? auth : NULL, on_answer, c) != CM_OK) {
         const cm_httpc_resp r = {.status = 0, .error = "client", .body = ""};
         free(req.body);
         uint64_t pause = d->w->answered(d->ctx, c->num, &r);

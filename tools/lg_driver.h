@@ -38,9 +38,11 @@ typedef enum lg_next {
 typedef struct lg_request {
     const char *method; /* "GET", "POST", "DELETE" (static strings) */
     char path[128];
-    char *body;       /* JSON, malloc'ed, or NULL; the driver frees it after sending */
-    size_t server;    /* index into the servers */
-    uint64_t wait_us; /* LG_WAIT: how long */
+    char *body;        /* JSON, malloc'ed, or NULL; the driver frees it after sending */
+    size_t server;     /* index into the servers */
+    const char *token; /* bearer token sent as "Authorization: Bearer <token>" (SPEC §6a),
+                          borrowed until the request is sent; NULL: none */
+    uint64_t wait_us;  /* LG_WAIT: how long */
 } lg_request;
 
 /* Answers of the seat-map fetch at start. */

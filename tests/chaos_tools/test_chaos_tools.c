@@ -614,27 +614,48 @@ static void make_catalogue(const th_reserved *s, int n, long long perf[2], long 
     for (int i = 0; i < 5; i++) {
         char email[64];
         snprintf(email, sizeof email, "u%d@chaos.test", i);
-        long long id = post_id(s, "/users", json_pack("{s:s,s:s}", "name", "U", "email", email));
+        long long id = th_signup(s->port, "U", email, NULL);
         if (i == 0)
             *user0 = id;
     }
 }
 
-/* Runs chaos_load against one server; returns its exit code. */
+/* reserved in db lock mode on the case's database, with no purchase limit in the way of
+ * the load's 5 users, and the harness logged in as its admin (chaos_load books with the
+ * admin's token for the users). */
+static void start_reserved_admin(th_reserved *s, const th_pg *pg)
+{
+    char path[512];
+    snprintf(path, sizeof path, "%s/reserved.yaml", th_tmpdir());
+    FILE *f = fopen(path, "w");
+    ck_assert_ptr_nonnull(f);
+    fputs("lock: {mode: db}\nlimits: {max_seats_per_user_per_performance: 1000}\n", f);
+    fclose(f);
+    th_reserved_spawn(s, pg->conninfo, "--config", path, "--log-level", "debug", NULL);
+    th_reserved_wait_up(s);
+    th_reserved_admin(s, pg->conninfo);
+}
+
+/* Runs chaos_load against one server with the admin's token; returns its exit code. */
 static int run_load(const th_reserved *s, const char *out, const char *seed, const char *duration,
                     const char *clients, const char *maxreq, const long long perf[2],
                     long long user0)
 {
-    char servers[64], hot[32], perfs[32], users[64], log[600];
+    char servers[64], hot[32], perfs[32], users[64], log[600], token[600];
     snprintf(servers, sizeof servers, "127.0.0.1:%d", s->port);
     snprintf(hot, sizeof hot, "%lld", perf[0]);
     snprintf(perfs, sizeof perfs, "%lld", perf[1]);
     snprintf(users, sizeof users, "%lld:5", user0);
     snprintf(log, sizeof log, "%s.log", out);
-    int rc =
-        run_tool(log, 30000, "chaos_load", "--servers", servers, "--duration", duration, "--seed",
-                 seed, "--out", out, "--clients", clients, "--hot-perf", hot, "--perfs", perfs,
-                 "--users", users, maxreq ? "--max-requests" : NULL, maxreq, NULL);
+    snprintf(token, sizeof token, "%s.token", out);
+    FILE *f = fopen(token, "w");
+    ck_assert_ptr_nonnull(f);
+    fprintf(f, "%s\n", th_admin_token());
+    fclose(f);
+    int rc = run_tool(log, 30000, "chaos_load", "--servers", servers, "--duration", duration,
+                      "--seed", seed, "--out", out, "--clients", clients, "--hot-perf", hot,
+                      "--perfs", perfs, "--users", users, "--token-file", token,
+                      maxreq ? "--max-requests" : NULL, maxreq, NULL);
     if (rc != 0)
         th_dump_log(log, 30);
     return rc;
@@ -689,7 +710,7 @@ START_TEST(load_reserved)
     long long perf[2], user0;
     char out[512], server[64];
     ck_assert_msg(th_pg_shared(&pg), "cannot get a database");
-    th_reserved_start(&s, pg.conninfo);
+    start_reserved_admin(&s, &pg);
     make_catalogue(&s, 12, perf, &user0);
     snprintf(out, sizeof out, "%s/history.jsonl", th_tmpdir());
     snprintf(server, sizeof server, "127.0.0.1:%d", s.port);
@@ -806,7 +827,7 @@ START_TEST(load_seed)
     long long perf[2], user0;
     char out[3][512];
     ck_assert_msg(th_pg_shared(&pg), "cannot get a database");
-    th_reserved_start(&s, pg.conninfo);
+    start_reserved_admin(&s, &pg);
     make_catalogue(&s, 30, perf, &user0);
     const char *seeds[3] = {"42", "42", "43"};
     char **plans[3];
