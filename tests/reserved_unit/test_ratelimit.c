@@ -58,6 +58,10 @@ START_TEST(test_edge)
     rs_rate *half = rate_new(1, 2.5, 10);
     TAKES(half, {"k", 0, 0}, {"k", 0, 0}, {"k", 0, 500}); /* 0.5 held, 0.5 to come at 1/s */
     rs_rate_free(half);
+    /* a wait that is not a whole number of ms is rounded up: at 3/s a token takes 333.3 ms */
+    rs_rate *third = rate_new(3, 1, 10);
+    TAKES(third, {"k", 0, 0}, {"k", 0, 334}, {"k", 333, 1}, {"k", 334, 0});
+    rs_rate_free(third);
     rs_rate_opts bad[] = {{-1, 5, 10}, {1, 0.5, 10}, {1, 5, 0}, {1e-9, 5, 10}};
     for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
         ck_assert_ptr_null(rs_rate_new(&bad[i]));
@@ -74,6 +78,19 @@ START_TEST(test_refill)
           {"k", 500, 500}, {"k", 1000000, 0}, {"k", 1000000, 0}, {"k", 1000000, 0},
           {"k", 1000000, 500}, {"k", 999000, 500});
     rs_rate_free(r);
+    /* Buckets full again are forgotten two a take (sweeping on the way): with ten full
+     * ones ahead of it, "p" is still held when it comes back, and its refill too stops at
+     * the burst, both after less than the time to fill (at 1000) and after more (at
+     * 1000000; its four takes at 1000 swept eight of the ten). */
+    rs_rate *held = rate_new(2, 3, 100);
+    char key[8];
+    for (uint64_t t = 0; t < 10; t++) {
+        snprintf(key, sizeof(key), "f%d", (int)t);
+        ck_assert_uint_eq(rs_rate_take(held, key, t), 0);
+    }
+    TAKES(held, {"p", 20, 0}, {"p", 1000, 0}, {"p", 1000, 0}, {"p", 1000, 0}, {"p", 1000, 500},
+          {"p", 1000000, 0}, {"p", 1000000, 0}, {"p", 1000000, 0}, {"p", 1000000, 500});
+    rs_rate_free(held);
     rs_rate *slow = rate_new(0.5, 1, 10);
     TAKES(slow, {"k", 7, 0}, {"k", 7, 2000}, {"k", 1007, 1000}, {"k", 2007, 0});
     rs_rate_free(slow);
