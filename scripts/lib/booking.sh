@@ -13,6 +13,17 @@
 #                        terminal reaches the script only, which stops them in order
 #   BK_STOP_VERBOSE=1    bk_cleanup says what it stops, PID by PID, one at a time
 #   BK_KEEP_TMP=1        keep BK_TMP after the end; BK_KEEP_LOGS=1 keeps BK_LOGS only
+#   BK_HASH_OPS, BK_HASH_MEM_KIB   auth.hash_ops / auth.hash_mem_kib of reserved (1 and 8:
+#                        Argon2id at its cheapest, so hundreds of sign-ups take no time;
+#                        reserved's defaults are 2 and 19456)
+#   BK_MAX_SEATS_PER_USER  limits.max_seats_per_user_per_performance (100000: a storm's
+#                        buyers are not stopped by the purchase limit; reserved's default 8)
+#   BK_RATE_PER_TOKEN, BK_RATE_PER_IP  per_s of limits.rate_per_token / rate_per_ip (0: off,
+#                        one load generator is not a flood; reserved's defaults 20 and 10)
+# Accounts (SPEC §6a): bk_start_reserved makes BK_ADMIN_EMAIL an admin (reserved
+# --add-admin) and logs it in: BK_ADMIN_TOKEN (exported), sent by bk_api and the /metrics
+# reads; bk_create_users signs its users up with BK_USER_PASSWORD and logs each in: their
+# tokens, one a line in user order, in BK_TOKENS_FILE (bookbench --tokens).
 
 BK_ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 BK_PIDS=()
@@ -295,7 +306,8 @@ db_pool_size: ${BK_DB_POOL:-8}
 $lockd
 lock: {mode: $mode, lease_ms: 0, wait_ms: 5000}
 payment: {url: "$pay", timeout_ms: 2000}
-limits: {max_body_bytes: 1048576, max_seats_per_reservation: 10}
+limits: {max_body_bytes: 1048576, max_seats_per_reservation: 10, max_seats_per_user_per_performance: ${BK_MAX_SEATS_PER_USER:-100000}, rate_per_token: {per_s: ${BK_RATE_PER_TOKEN:-0}}, rate_per_ip: {per_s: ${BK_RATE_PER_IP:-0}}}
+auth: {hash_ops: ${BK_HASH_OPS:-1}, hash_mem_kib: ${BK_HASH_MEM_KIB:-8}}
 log: {level: ${BK_LOG_LEVEL:-warn}}
 $extra
 EOF
@@ -315,6 +327,41 @@ EOF
         return 1
     done
     bk_check_alive "${BK_RESERVED_PIDS[@]}"
+    bk_admin
+}
+
+# The admin of SPEC §6a: reserved --add-admin BK_ADMIN_EMAIL (password on stdin; it needs
+# only the database of reserved 1's config), then a login at the first reserved. Sets
+# BK_ADMIN_ID and BK_ADMIN_TOKEN (exported: tests/openapi reads it).
+bk_admin() {
+    BK_ADMIN_EMAIL=${BK_ADMIN_EMAIL:-admin@booking.test}
+    BK_ADMIN_PASSWORD=${BK_ADMIN_PASSWORD:-admin-password-1}
+    BK_ADMIN_ID=$(printf '%s\n' "$BK_ADMIN_PASSWORD" | "$BK_BIN/reserved" \
+        --config "$BK_TMP/reserved1.yaml" --add-admin "$BK_ADMIN_EMAIL" 2>>"$BK_LOGS/add-admin.log") || {
+        echo "bk: reserved --add-admin $BK_ADMIN_EMAIL failed (see $BK_LOGS/add-admin.log)" >&2
+        return 1
+    }
+    BK_ADMIN_TOKEN=$(bk_login "$BK_ADMIN_EMAIL" "$BK_ADMIN_PASSWORD") || return 1
+    export BK_ADMIN_TOKEN
+}
+
+# POST /sessions at the first reserved: prints the token, fails (saying why) otherwise.
+bk_login() { # bk_login EMAIL PASSWORD
+    local out token
+    out=$(curl -s -X POST -H 'Content-Type: application/json' \
+        --data-binary "{\"email\": \"$1\", \"password\": \"$2\"}" "http://${BK_RESERVED[0]}/sessions")
+    token=$(grep -o '"token": *"[0-9a-f]*"' <<<"$out" | grep -o '[0-9a-f]\{64\}')
+    if [[ -z $token ]]; then
+        echo "bk: login of $1 failed: $out" >&2
+        return 1
+    fi
+    printf '%s\n' "$token"
+}
+
+# The curl arguments of the admin's Authorization header (none before bk_admin).
+bk_auth_args() {
+    [[ -n ${BK_ADMIN_TOKEN:-} ]] && printf '%s\n' -H "Authorization: Bearer $BK_ADMIN_TOKEN"
+    return 0
 }
 
 # Stops the reserved processes of bk_start_reserved (SIGTERM: graceful) and forgets them.
@@ -330,8 +377,9 @@ bk_stop_reserved() {
 # bk_api METHOD PATH [BODY|@FILE] against the first reserved: prints the body, fails
 # (with the answer on stderr) on anything but 2xx.
 bk_api() {
-    local out code
-    out=$(curl -s -w '\n%{http_code}' -X "$1" -H 'Content-Type: application/json' \
+    local out code auth
+    mapfile -t auth < <(bk_auth_args)
+    out=$(curl -s -w '\n%{http_code}' -X "$1" -H 'Content-Type: application/json' "${auth[@]}" \
         ${3:+--data-binary "$3"} "http://${BK_RESERVED[0]}$2") || return 1
     code=${out##*$'\n'}
     out=${out%$'\n'*}
@@ -367,14 +415,21 @@ bk_create_perf() { # bk_create_perf VENUE TITLE DAYS
 \"normalPrice\": 50000, \"vipPrice\": 120000}" | bk_id
 }
 
-# N users in one curl (keep-alive); sets BK_USERS_FIRST and checks the ids are N in a row.
+# N users signed up (password BK_USER_PASSWORD) in one curl (keep-alive), then each
+# logged in, in a second; sets BK_USERS_FIRST (the ids must be N in a row), BK_USERS_TAG
+# (user i's email is u<i>.<tag>@example.test) and BK_TOKENS_FILE (user i's token on
+# line i).
 bk_create_users() { # bk_create_users N
-    local n=$1 i cfg="$BK_TMP/users.curl" ids first last tag=$RANDOM$RANDOM
+    local n=$1 i cfg="$BK_TMP/users.curl" lcfg="$BK_TMP/logins.curl" ids first last
+    local tag=$RANDOM$RANDOM pw=${BK_USER_PASSWORD:-buyer-password-1}
     : >"$cfg"
+    : >"$lcfg"
     for ((i = 1; i <= n; i++)); do
-        [[ $i -gt 1 ]] && echo "next" >>"$cfg"
-        printf 'url = "http://%s/users"\nheader = "Content-Type: application/json"\ndata = "{\\"name\\": \\"user %d\\", \\"email\\": \\"u%d.%s@example.test\\"}"\n' \
-            "${BK_RESERVED[0]}" "$i" "$i" "$tag" >>"$cfg"
+        [[ $i -gt 1 ]] && echo "next" >>"$cfg" && echo "next" >>"$lcfg"
+        printf 'url = "http://%s/users"\nheader = "Content-Type: application/json"\ndata = "{\\"name\\": \\"user %d\\", \\"email\\": \\"u%d.%s@example.test\\", \\"password\\": \\"%s\\"}"\n' \
+            "${BK_RESERVED[0]}" "$i" "$i" "$tag" "$pw" >>"$cfg"
+        printf 'url = "http://%s/sessions"\nheader = "Content-Type: application/json"\ndata = "{\\"email\\": \\"u%d.%s@example.test\\", \\"password\\": \\"%s\\"}"\n' \
+            "${BK_RESERVED[0]}" "$i" "$tag" "$pw" >>"$lcfg"
     done
     ids=$(curl -s -K "$cfg" | grep -o '"id": *[0-9]*' | grep -o '[0-9]*$')
     first=$(head -n 1 <<<"$ids")
@@ -384,6 +439,13 @@ bk_create_users() { # bk_create_users N
         return 1
     fi
     BK_USERS_FIRST=$first
+    BK_USERS_TAG=$tag
+    BK_TOKENS_FILE="$BK_TMP/tokens"
+    curl -s -K "$lcfg" | grep -o '"token": *"[0-9a-f]*"' | grep -o '[0-9a-f]\{64\}' >"$BK_TOKENS_FILE"
+    if [[ $(wc -l <"$BK_TOKENS_FILE") -ne $n ]]; then
+        echo "bk: $n users signed up, but $(wc -l <"$BK_TOKENS_FILE") logins gave a token" >&2
+        return 1
+    fi
 }
 
 # Comma-separated reserved addresses for bookbench --servers.
@@ -426,7 +488,9 @@ bk_hot_shares() { # bk_hot_shares A,B,C
 # when the reserved have no such metrics (or made no batch). Never fails.
 bk_batch_sizes() { # bk_batch_sizes ADDR...
     local addr
-    for addr in "$@"; do curl -s -m 5 "http://$addr/metrics" || true; done | awk '
+    local auth
+    mapfile -t auth < <(bk_auth_args)
+    for addr in "$@"; do curl -s -m 5 "${auth[@]}" "http://$addr/metrics" || true; done | awk '
         function num(s) { return s + 0 }
         /^reserved_batches_total[ {]/ { batches += num($NF); seen = 1 }
         /^reserved_batch_bookings_total[ {]/ { bookings += num($NF) }

@@ -11,7 +11,9 @@
 # every client has used up its slice of 25 seats: no SEAT_TAKEN at all, every seat sold,
 # not one background booking (a client out of hot seats stops), the RESULT's per-server
 # counts add up to the hot bookings, and the shares line is printed. Everything started is
-# stopped by PID (trap), also on failure.
+# stopped by PID (trap), also on failure. Every request carries a bearer token (SPEC §6a,
+# bookbench --tokens): each buyer's own in the first two runs, the admin's (booking for
+# the users) in the distinct run.
 #   BK_BIN=build/bin bash tests/bookbench/smoke.sh
 set -euo pipefail
 
@@ -30,8 +32,8 @@ bk_create_users 20
 OUT="$BK_TMP/bookbench.out"
 "$BK_BIN/bookbench" --servers "${BK_RESERVED[0]}" --clients 16 --duration 3 --hot-perf "$HOT" \
     --background-perfs "$BG" --background-share 0.3 --reads-share 0.2 \
-    --users "$BK_USERS_FIRST:20" --seed 7 --timeout-ms 5000 --json "$BK_TMP/bb.json" \
-    --result-line | tee "$OUT"
+    --users "$BK_USERS_FIRST:20" --tokens "$BK_TOKENS_FILE" --seed 7 --timeout-ms 5000 \
+    --json "$BK_TMP/bb.json" --result-line | tee "$OUT"
 RESULT=$(grep '^RESULT ' "$OUT") || bk_fail "no RESULT line"
 res() { sed -n "s/.* $1=\([^ ]*\).*/\1/p" <<<"$RESULT"; }
 
@@ -52,7 +54,8 @@ done
 # the outcomes that never happened named on one line, no RESULT line.
 OUT2="$BK_TMP/bookbench-reads.out"
 "$BK_BIN/bookbench" --servers "$(bk_servers)" --clients 4 --requests 40 --hot-perf "$HOT" \
-    --background-share 0 --reads-share 1 --users "$BK_USERS_FIRST:20" | tee "$OUT2"
+    --background-share 0 --reads-share 1 --users "$BK_USERS_FIRST:20" --tokens "$BK_TOKENS_FILE" |
+    tee "$OUT2"
 grep -q '^seat-map reads ' "$OUT2" || bk_fail "reads run: no row 'seat-map reads'"
 ! grep -Eq '^(hot|background) bookings ' "$OUT2" || bk_fail "reads run: a row of a class that sent nothing"
 ! grep -q '^RESULT' "$OUT2" || bk_fail "RESULT line without --result-line"
@@ -76,9 +79,10 @@ TWICE=$(bk_psql "SELECT count(*) FROM (SELECT performance_id, seat_id FROM reser
 SMALL=$(bk_create_venue "Smoke small hall" 200 20 50)
 HOT2=$(bk_create_perf "$SMALL" "Smoke distinct" 20)
 OUT3="$BK_TMP/bookbench-distinct.out"
+printf '%s\n' "$BK_ADMIN_TOKEN" >"$BK_TMP/admin.token"
 "$BK_BIN/bookbench" --servers "$(bk_servers)" --clients 8 --duration 20 --hot-perf "$HOT2" \
     --background-perfs "$BG" --background-share 0 --reads-share 0 --hot-partition --users "$BK_USERS_FIRST:20" \
-    --seed 3 --timeout-ms 5000 --result-line | tee "$OUT3"
+    --tokens "$BK_TMP/admin.token" --seed 3 --timeout-ms 5000 --result-line | tee "$OUT3"
 RESULT=$(grep '^RESULT ' "$OUT3") || bk_fail "distinct run: no RESULT line"
 [[ $(res hot_ok) -gt 0 ]] || bk_fail "distinct run: hot_ok = $(res hot_ok), want > 0"
 [[ $(res hot_all_sold) -eq 1 && $(res hot_slices_empty) -eq 8 ]] ||
