@@ -325,7 +325,8 @@ static pw_job *job_new(rs_pwhash *p, job_kind kind, const char *password, size_t
         free(j);
         return NULL;
     }
-    memcpy(j->password, password, len);
+    if (len > 0) /* a 0-byte password may come as NULL */
+        memcpy(j->password, password, len);
     j->password[len] = '\0';
     j->len = len;
     j->kind = kind;

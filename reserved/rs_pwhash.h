@@ -74,7 +74,8 @@ size_t rs_pwhash_pending(const rs_pwhash *p);
 
 /* Stops and joins the workers. Jobs still queued are dropped WITHOUT their callbacks
  * (reserved frees the pool only after every request is answered); a job running finishes
- * first, and its result is dropped too. NULL is fine. */
+ * first, and its result is dropped too. Call it before event_base_free (it frees its event
+ * on the base), never from inside one of its callbacks. NULL is fine. */
 void rs_pwhash_free(rs_pwhash *p);
 
 /* Prometheus text: reserved_pwhash_jobs_total{kind="hash|verify"} (jobs accepted),
