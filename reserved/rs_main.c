@@ -2,8 +2,9 @@
  * reserved: the booking HTTP server (SPEC §0, §5, §6). main() owns the command line,
  * the event loop and the start-up and graceful-stop order of the modules:
  *   config -> migrations (blocking, before the loop) -> DB pool -> lock client (lockd
- *   mode) -> payment client -> HTTP routes + listen -> booking (test hooks, lock
- *   queues) -> reconciler
+ *   mode) -> payment client -> HTTP routes, the gate (rs_auth), the password hasher
+ *   (rs_account) + listen (and metrics_listen) -> booking (test hooks, lock queues) ->
+ *   reconciler -> sweeper (expired keys and sessions)
  * and on SIGTERM/SIGINT: stop accepting -> stop the reconciler -> answer in-flight
  * requests (bounded) -> free everything in reverse -> exit 0.
  */
@@ -30,6 +31,7 @@
 #include "rs_migrate.h"
 #include "rs_pay.h"
 #include "rs_reconcile.h"
+#include "rs_sweep.h"
 
 #define DRAIN_MAX_MS 10000 /* in-flight requests get this long at shutdown */
 /* A seat map's JSON values are freed all at once after the answer (a 10,000-seat map is
@@ -179,6 +181,7 @@ static void graceful_stop(void *arg, int sig)
     /* The reconciler starts nothing new while the last answers go out. */
     if (d->reconciler_started)
         rs_reconcile_stop();
+    rs_sweep_stop();
     drain_cb(-1, 0, d);
 }
 
@@ -203,6 +206,7 @@ static cm_rc start_modules(rs_app *app, rs_daemon *d)
         .lock_timeout_ms = (uint32_t)cfg->db_lock_timeout_ms,
         .idle_in_txn_timeout_ms = (uint32_t)cfg->db_idle_in_txn_timeout_ms,
         .statement_timeout_ms = (uint32_t)cfg->db_statement_timeout_ms,
+        .max_seats_per_user = (uint32_t)cfg->max_seats_per_user,
     };
     app->db = rs_db_new(app->base, &dbo);
     if (!app->db) {
@@ -214,6 +218,7 @@ static cm_rc start_modules(rs_app *app, rs_daemon *d)
     rs_account_register(app->db);
     rs_booking_register(app->db);
     rs_reconcile_register(app->db);
+    rs_sweep_register(app->db);
     if (rs_db_start(app->db) != CM_OK) {
         log_error("cannot start the database pool");
         return CM_ERR;
@@ -269,6 +274,8 @@ static cm_rc start_modules(rs_app *app, rs_daemon *d)
     if (rs_reconcile_start(app) != CM_OK)
         return CM_ERR;
     d->reconciler_started = true;
+    if (rs_sweep_start(app) != CM_OK)
+        return CM_ERR;
     return CM_OK;
 }
 
@@ -322,6 +329,7 @@ static int run(void)
 done:
     if (d.reconciler_started && !app->shutting_down)
         rs_reconcile_stop();
+    rs_sweep_stop();
     rs_http_free(app->http);
     app->http = NULL;
     if (app->metrics_http)
