@@ -337,8 +337,7 @@ void rs_auth_metrics(cm_strbuf *out)
     for (int i = 0; i < AO_COUNT; i++)
         cm_strbuf_printf(out, "reserved_auth_total{outcome=\"%s\"} %" PRIu64 "\n", outcome_names[i],
                          auth.outcomes[i]);
-    if (auth.by_token)
-        rs_rate_metrics(auth.by_token, "token", out);
-    if (auth.by_ip)
-        rs_rate_metrics(auth.by_ip, "ip", out);
+    const rs_rate *const rates[] = {auth.by_token, auth.by_ip};
+    const char *const names[] = {"token", "ip"};
+    rs_rate_metrics_all(rates, names, 2, out);
 }
