@@ -19,7 +19,7 @@ import re
 import subprocess
 import sys
 
-DOCS = ["protocol.md", "api.md", "operations.md", "performance.md", "chaos.md",
+DOCS = ["protocol.md", "api.md", "security.md", "operations.md", "performance.md", "chaos.md",
         "testing.md", "openapi.yaml"]
 PROGRAMS = ["lockd", "reserved", "lockctl", "fakepay", "bookbench", "lockbench"]
 # References that only make sense to someone holding papers outside this repository.
