@@ -283,9 +283,11 @@ run_mode() { # run_mode MODE ROUND
         echo "${BG[*]}"
     )
     local common=(--servers "$(bk_servers)" --duration "$DURATION" --hot-perf "$HOT"
-        --users "$BK_USERS_FIRST:$NUSERS" --seats-min 1 --seats-max 3 --result-line)
+        --users "$BK_USERS_FIRST:$NUSERS" --tokens "$BK_TOKENS_FILE" --seats-min 1 --seats-max 3
+        --result-line)
     [[ -n $BG_LIST ]] && common+=(--background-perfs "$BG_LIST")
-    echo "   (reserved configs: lock.mode $mode, payment.url \"$PAY_URL\", db_pool_size $BK_DB_POOL, lock.wait_ms 5000)"
+    echo "   (reserved configs: lock.mode $mode, payment.url \"$PAY_URL\", db_pool_size $BK_DB_POOL, lock.wait_ms 5000;"
+    echo "    every request carries its buyer's bearer token; rate limits off, purchase limit ${BK_MAX_SEATS_PER_USER:-100000})"
     if [[ $SHAPE == split ]]; then
         CMD=("$BK_BIN/bookbench" "${common[@]}" --clients "$CLIENTS" --background-share 0
             --reads-share 0 --seed "$SEED" --json "$BK_TMP/bookbench-$tag-hot.json")

@@ -287,13 +287,17 @@ bk_start_fakepay() { # bk_start_fakepay [FLAGS...]
 }
 
 # N reserved, each with its own config file; lockd list rotated per instance so they
-# spread over the lockd. Appends to BK_RESERVED (array of H:P); BK_RESERVED_PIDS too.
+# spread over the lockd. Appends to BK_RESERVED (array of H:P); BK_RESERVED_PIDS too, and
+# BK_RESERVED_METRICS (each one's metrics_listen H:P: /metrics without a token, also while
+# the database is down; the first exported as BK_METRICS_ADDR).
 bk_start_reserved() { # bk_start_reserved N MODE PAYMENT_URL [EXTRA_YAML]
-    local n=$1 mode=$2 pay=$3 extra=${4:-} i j port lockd ports=()
+    local n=$1 mode=$2 pay=$3 extra=${4:-} i j port mport lockd ports=()
     BK_RESERVED=()
     BK_RESERVED_PIDS=()
+    BK_RESERVED_METRICS=()
     for ((i = 0; i < n; i++)); do
         bk_free_port port
+        bk_free_port mport
         lockd="" # none started (db mode): the key keeps its default
         for ((j = 0; j < ${#BK_LOCKD[@]}; j++)); do
             lockd+="${BK_LOCKD[(i + j) % ${#BK_LOCKD[@]}]}, "
@@ -301,6 +305,7 @@ bk_start_reserved() { # bk_start_reserved N MODE PAYMENT_URL [EXTRA_YAML]
         [[ -n $lockd ]] && lockd="lockd: [${lockd%, }]"
         cat >"$BK_TMP/reserved$((i + 1)).yaml" <<EOF
 listen: 127.0.0.1:$port
+metrics_listen: 127.0.0.1:$mport
 database: "$BK_PG_CONNINFO"
 db_pool_size: ${BK_DB_POOL:-8}
 $lockd
@@ -315,8 +320,10 @@ EOF
             --config "$BK_TMP/reserved$((i + 1)).yaml" >"$BK_LOGS/reserved$((i + 1)).log" 2>&1
         BK_RESERVED_PIDS+=("$BK_LAST_PID")
         BK_RESERVED+=("127.0.0.1:$port")
+        BK_RESERVED_METRICS+=("127.0.0.1:$mport")
         ports+=("$port")
     done
+    export BK_METRICS_ADDR=${BK_RESERVED_METRICS[0]}
     for port in "${ports[@]}"; do
         for _ in $(seq 200); do
             [[ $(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$port/healthz") == 200 ]] &&

@@ -5,7 +5,7 @@ Usage:
   check_openapi.py --spec FILE --root DIR --api H:P [--stop-api H:P --stop-pid PID]
                    [--pay URL] [--lockd H:P --lockctl PATH] [--psql CMD]
                    [--db-stop CMD --db-start CMD] [--max-body-bytes N] [--origin O]
-                   [--reserved-bin PATH] [--api-md FILE]
+                   [--reserved-bin PATH] [--api-md FILE] [--admin-token T]
   check_openapi.py --spec FILE --plant OUT
 
 Checks, printing one line per failure (exit 1 if any):
@@ -32,6 +32,12 @@ Checks, printing one line per failure (exit 1 if any):
   4. coverage: the routes that answered (reserved_http_request_seconds_count series) are
      exactly the documented ones; with --api-md, every marked response example of
      docs/api.md matches its schema and every operation has one of its success.
+Who calls (SPEC §6a): every request carries "Authorization: Bearer <admin token>"
+(--admin-token, default $BK_ADMIN_TOKEN, which scripts/lib/booking.sh exports) unless its
+case's headers hold an Authorization header of their own; an empty one sends none. The
+placeholders {adminToken}, {userToken} (the fixture user's, a customer), {otherToken}
+(another customer's), {otherUser} (that customer's id) and {badToken} (64 hex digits no
+login gave) are there for such headers and bodies.
 --plant writes a copy of the spec with three planted faults (a route left out, a wrong
 status, a wrong field type) for the test that shows this checker catches them.
 """
@@ -226,9 +232,11 @@ def check_structure(spec):
 
 
 def source_routes(root):
-    """(METHOD, pattern, name) of every rs_route table entry in reserved/*.c."""
+    """(METHOD, pattern, name) of every rs_route table entry in reserved/*.c (method, pattern,
+    name, handler and, since SPEC §6a, an access level)."""
     out = set()
-    rx = re.compile(r'\{\s*RS_([A-Z]+)\s*,\s*"([^"]+)"\s*,\s*"([^"]+)"\s*,\s*\w+\s*\}')
+    rx = re.compile(r'\{\s*RS_([A-Z]+)\s*,\s*"([^"]+)"\s*,\s*"([^"]+)"\s*,\s*\w+\s*'
+                    r'(?:,\s*RS_ACCESS_[A-Z]+\s*)?\}')
     d = os.path.join(root, "reserved")
     for f in sorted(os.listdir(d)):
         if f.endswith(".c"):
@@ -278,6 +286,27 @@ class Resp:
             self.json = None
 
 
+# The admin's bearer token, sent by request() unless the headers say who calls; the API
+# address whose counters are read at METRICS instead (its metrics_listen: no token needed,
+# so the counters stay readable while the database, which every token lookup needs, is
+# down), and whether a read there counts as a GET /metrics itself (main sets them).
+ADMIN = {"token": None}
+METRICS = {"api": None, "addr": None, "self_counted": True}
+
+
+def with_auth(headers):
+    """headers plus the admin's Authorization, unless they hold one ("" or None: none)."""
+    hdrs = dict(headers or {})
+    own = [k for k in hdrs if k.lower() == "authorization"]
+    if own:
+        for k in own:
+            if not hdrs[k]:
+                del hdrs[k]
+    elif ADMIN["token"]:
+        hdrs["Authorization"] = f"Bearer {ADMIN['token']}"
+    return hdrs
+
+
 def request(addr, method, target, body=None, headers=None, conn=None, timeout=20):
     """One request; conn: an open HTTPConnection to reuse (else a new one, closed after)."""
     own = conn is None
@@ -285,7 +314,7 @@ def request(addr, method, target, body=None, headers=None, conn=None, timeout=20
         host, port = addr.rsplit(":", 1)
         conn = http.client.HTTPConnection(host, int(port), timeout=timeout)
     try:
-        hdrs = dict(headers or {})
+        hdrs = with_auth(headers)
         if body is not None:
             hdrs.setdefault("Content-Type", "application/json")
         conn.request(method, target, body=body, headers=hdrs)
@@ -299,6 +328,8 @@ def request(addr, method, target, body=None, headers=None, conn=None, timeout=20
 
 def metrics(addr):
     """{(route, method, code): count} and the set of (route, method) with a latency count."""
+    if addr == METRICS["api"] and METRICS["addr"]:
+        addr = METRICS["addr"]
     r = request(addr, "GET", "/metrics")
     counts, seen = {}, set()
     for line in r.text.splitlines():
@@ -359,8 +390,8 @@ class World:
         perf(venue, "CHECK later show", 2)
         busy = perf(venue, "Busy show", 3)
         sold = perf(venue2, "Sold-out show", 4)
-        user = self.call("POST", "/users", {"name": "Check user",
-                                            "email": f"fixture.{self.tag}@example.org"}, 201)["id"]
+        user, user_token = self.customer("Check user", f"fixture.{self.tag}@example.org")
+        other, other_token = self.customer("Other user", f"other.{self.tag}@example.org")
         self.free = self.seats_of(p)
         taken = self.free.pop()
         reservation = self.book(p, user, [taken])
@@ -379,7 +410,18 @@ class World:
             "takenSeat": taken, "foreignSeat": foreign, "soldOutPerf": sold,
             "soldOutSeat": foreign, "busyPerf": busy, "busySeat": busy_seats[1],
             "busyReservation": busy_res, "cancelMe": cancel_me,
-            "cursor": page["nextCursor"], "resCursor": rpage["nextCursor"]})
+            "cursor": page["nextCursor"], "resCursor": rpage["nextCursor"],
+            "adminToken": ADMIN["token"] or "", "userToken": user_token,
+            "otherToken": other_token, "otherUser": other, "badToken": "0" * 64})
+
+    def customer(self, name, email):
+        """A customer signed up and logged in: its id and token."""
+        password = f"check-password-{self.tag}"
+        uid = self.call("POST", "/users", {"name": name, "email": email, "password": password},
+                        201)["id"]
+        token = self.call("POST", "/sessions", {"email": email, "password": password},
+                          201)["token"]
+        return uid, token
 
     def value(self, name, label, labels):
         if (name, label) in labels:
@@ -629,7 +671,8 @@ def run_normal(cases, addr, counters=True):
                          else (c.route, c.req["method"]))
         key = (route, method, r.status)
         moved = after.get(key, 0) - before.get(key, 0)
-        want = 2 if route == "metrics" and r.status == 200 else 1  # the first snapshot too
+        # a metrics case counts the first snapshot too, when snapshots count
+        want = 2 if route == "metrics" and r.status == 200 and METRICS["self_counted"] else 1
         if moved != want:
             fail(f"{c.where}: counter reserved_http_requests_total{{route=\"{route}\","
                  f"method=\"{method}\",code=\"{r.status}\"}} moved by {moved}, want {want} "
@@ -882,7 +925,13 @@ def main():
     ap.add_argument("--api-md", help="docs/api.md: check its marked response examples")
     ap.add_argument("--origin", help="an origin in the servers' cors.allow_origins")
     ap.add_argument("--reserved-bin", help="reserved: info.version must be its --version")
+    ap.add_argument("--admin-token", default=os.environ.get("BK_ADMIN_TOKEN"),
+                    help="an admin's bearer token, sent with every request ($BK_ADMIN_TOKEN)")
+    ap.add_argument("--metrics", default=os.environ.get("BK_METRICS_ADDR"),
+                    help="--api's metrics_listen H:P, where its counters are read "
+                         "($BK_METRICS_ADDR)")
     args = ap.parse_args()
+    ADMIN["token"] = args.admin_token
     if args.plant:
         plant(args.spec, args.plant)
         return 0
@@ -900,6 +949,10 @@ def main():
                  f"reserved --version says {' '.join(out)!r}")
     if args.api_md:
         check_api_md(spec, args.api_md)
+    if args.metrics:
+        METRICS.update(api=args.api, addr=args.metrics)
+        key = ("metrics", "GET", 200)
+        METRICS["self_counted"] = metrics(args.api)[0].get(key, 0) < metrics(args.api)[0].get(key, 0)
     world = World(args.api, args.psql, f"{os.getpid()}{int(time.time() * 1000) % 100000}",
                   args.origin)
     args.busy_perf = world.fixed["busyPerf"]
