@@ -2,10 +2,13 @@
 # demo.sh: the whole booking system on this machine, a booking storm and a checked summary.
 # Installs what is missing (scripts/deps.sh), builds the Release tree in build/ (unless
 # DEMO_BIN is set), then starts on free 127.0.0.1 ports, in one temp dir: PostgreSQL 15 (as `postgres`, fsync on),
-# 3 Redis masters, 2 lockd, fakepay (5% declines) and 3 reserved (lock mode lockd). Through
-# the API it creates a 200-seat venue (40 VIP), a hot performance, 5 other performances and
-# 100 users; then bookbench runs a booking storm on the hot performance from 128 concurrent
-# clients spread over the 3 reserved, until it is sold out or 20 s pass. The summary (from
+# 3 Redis masters, 2 lockd, fakepay (5% declines) and 3 reserved (lock mode lockd). It makes
+# an admin (reserved --add-admin, password on stdin) and logs it in; through the API, with
+# the admin's token, it creates a 200-seat venue (40 VIP), a hot performance and 5 other
+# performances; 100 buyers sign up with a password and log in, a token each. Then
+# bookbench runs a booking storm on the hot performance from 128 concurrent clients spread
+# over the 3 reserved, each booking with its buyer's token, until it is sold out or 20 s
+# pass. The summary (from
 # PostgreSQL, fakepay, bookbench and reserved's /metrics) shows seats, sold, remaining,
 # rejections by reason, oversold (must be 0), approved payments against confirmed
 # reservations, throughput and latency, each reserved's share of the hot bookings, the
@@ -172,7 +175,7 @@ bk_start_reserved 3 lockd "$BK_PAY_URL"
 echo "reserved: ${BK_RESERVED[*]}"
 echo "logs (info): $BK_LOGS"
 
-say "catalogue through the API (curl)"
+say "an admin (reserved --add-admin $BK_ADMIN_EMAIL, logged in); the catalogue through the API (curl, admin token)"
 VENUE=$(bk_create_venue "Seoul Arts Center" 200 40)
 HOT=$(bk_create_perf "$VENUE" "Hot show (premiere)" 30)
 OTHERS=()
@@ -180,13 +183,13 @@ for d in 31 32 33 34 35; do OTHERS+=("$(bk_create_perf "$VENUE" "Matinee day $d"
 NUSERS=100
 bk_create_users "$NUSERS"
 echo "venue $VENUE: 200 seats (40 VIP); hot performance $HOT; others ${OTHERS[*]};" \
-    "users $BK_USERS_FIRST..$((BK_USERS_FIRST + NUSERS - 1))"
+    "users $BK_USERS_FIRST..$((BK_USERS_FIRST + NUSERS - 1)) (signed up and logged in: one token each)"
 bk_api GET "/performances/$HOT"
 
 say "booking storm: $CLIENTS clients on 3 reserved, 1-3 random seats each, until sold out or ${DURATION} s"
 BB_OUT="$BK_LOGS/bookbench.out"
 BB_CMD=("$BK_BIN/bookbench" --servers "$(bk_servers)" --clients "$CLIENTS" --duration "$DURATION"
-    --hot-perf "$HOT" --users "$BK_USERS_FIRST:$NUSERS" --seats-min 1 --seats-max 3
+    --hot-perf "$HOT" --users "$BK_USERS_FIRST:$NUSERS" --tokens "$BK_TOKENS_FILE" --seats-min 1 --seats-max 3
     --seed "$SEED" --json "$BK_LOGS/bookbench.json" --result-line)
 echo "\$ ${BB_CMD[*]}"
 bb_rc=0
@@ -227,8 +230,9 @@ BY_SERVER=$(res hot_ok_by_server)
 SHARES=$(bk_hot_shares "$BY_SERVER")
 BATCHES=$(bk_batch_sizes "${BK_RESERVED[@]}")
 GUARDS=0
+mapfile -t AUTH < <(bk_auth_args) # /metrics on the API port is the admin's
 for addr in "${BK_RESERVED[@]}"; do
-    g=$(curl -s "http://$addr/metrics" | awk '/^reserved_guard_firings_total/ {s += $2} END {print s + 0}')
+    g=$(curl -s "${AUTH[@]}" "http://$addr/metrics" | awk '/^reserved_guard_firings_total/ {s += $2} END {print s + 0}')
     GUARDS=$((GUARDS + g))
 done
 
@@ -296,6 +300,8 @@ write_env() {
         echo "export DEMO_LOGS=$(sq "$BK_LOGS")"
         echo "export PERF=${OTHERS[0]}"
         echo "export USER_ID=$BK_USERS_FIRST"
+        echo "export TOKEN=$(head -n 1 "$BK_TOKENS_FILE")"
+        echo "export ADMIN_TOKEN=$BK_ADMIN_TOKEN"
         echo "export VENUE=$VENUE"
         echo "export DEMO_BIN=$(sq "$BK_BIN")"
     } >"$tmp"
@@ -332,7 +338,8 @@ if [[ $KEEP -eq 1 ]]; then
     echo
     echo "metrics: lockd 1 http://${BK_LOCKD_METRICS[0]}/metrics," \
         "lockd 2 http://${BK_LOCKD_METRICS[1]}/metrics"
-    echo "         reserved http://$R/metrics (and the same path on the other two)"
+    echo "         reserved http://$R/metrics (and the same path on the other two; admin only:" \
+        "-H \"Authorization: Bearer \$ADMIN_TOKEN\")"
     echo "logs (info, one file per server): $BK_LOGS"
     if [[ ${BK_KEEP_TMP:-0} == 1 || ${BK_KEEP_LOGS:-0} == 1 ]]; then
         echo "  kept after the demo stops"
@@ -340,11 +347,11 @@ if [[ $KEEP -eq 1 ]]; then
         echo "  removed when the demo stops (--keep-logs keeps them)"
     fi
     echo
-    echo "try (performance ${OTHERS[0]} has free seats; user $BK_USERS_FIRST exists):"
+    echo "try (performance ${OTHERS[0]} has free seats; user $BK_USERS_FIRST is logged in as \$TOKEN):"
     echo "  curl -s http://$R/performances/${OTHERS[0]}"
     echo "  curl -s http://$R/performances/${OTHERS[0]}/seats"
-    echo "  curl -s -X POST -H 'Content-Type: application/json' -d '{\"userId\": $BK_USERS_FIRST, \"seatIds\": [$SEAT]}' http://$R/performances/${OTHERS[0]}/reservations"
-    echo "  curl -s http://$R/users/$BK_USERS_FIRST/reservations"
+    echo "  curl -s -X POST -H 'Content-Type: application/json' -H \"Authorization: Bearer \$TOKEN\" -d '{\"seatIds\": [$SEAT]}' http://$R/performances/${OTHERS[0]}/reservations"
+    echo "  curl -s -H \"Authorization: Bearer \$TOKEN\" http://$R/users/$BK_USERS_FIRST/reservations"
     echo "  curl -s $BK_PAY_URL/stats"
     demo_keep_wait
 fi

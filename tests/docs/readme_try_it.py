@@ -13,7 +13,8 @@ Usage: readme_try_it.py ROOT BIN_DIR
    an `nc` line followed by a session block ('> ' / '< ' lines) is played by
    lockp_session.py, which checks every reply.
 3. Checks what the README says the commands show: the second booking of a seat answers
-   409 SEAT_TAKEN, lockctl's fence is greater than the fence of the nc session; and that
+   409 SEAT_TAKEN, a read of the reservation without a token 401 UNAUTHENTICATED, the
+   logout 204, lockctl's fence is greater than the fence of the nc session; and that
    every line of the README's sample demo summary (its label, and OK for a check) is a
    line the demo printed this time.
 4. Sends SIGTERM to the demo, as Ctrl-C would: it must stop everything and exit 0, and
@@ -119,7 +120,8 @@ def main():
         time.sleep(0.5)  # the file is written before the "running" line
         p = subprocess.run(["bash", "-c", script], cwd=work, capture_output=True, text=True,
                            timeout=120, env={k: v for k, v in os.environ.items()
-                                             if not k.startswith(("LOCKD_", "API", "PAY"))})
+                                             if not k.startswith(("LOCKD_", "API", "PAY",
+                                                                  "TOKEN", "ADMIN_TOKEN"))})
         out = p.stdout + p.stderr
         print(out)
         if p.returncode != 0:
@@ -128,6 +130,10 @@ def main():
         problems = []
         if not re.search(r"SEAT_TAKEN[^\n]* HTTP 409$", out, re.M):
             problems.append("the second booking did not show 409 SEAT_TAKEN")
+        if not re.search(r"UNAUTHENTICATED[^\n]* HTTP 401$", out, re.M):
+            problems.append("a read without a token did not show 401 UNAUTHENTICATED")
+        if not re.search(r"^logout: HTTP 204$", out, re.M):
+            problems.append("the logout did not show HTTP 204")
         m_nc = re.search(r"^captured fence=(\d+)$", out, re.M)
         m_ctl = re.search(r"^holding Performance:try, fence (\d+)$", out, re.M)
         if not m_nc or not m_ctl or int(m_ctl.group(1)) <= int(m_nc.group(1)):
