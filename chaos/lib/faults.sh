@@ -30,7 +30,7 @@ fault_kill_reserved() {
     local r="reserved$((F_PICK % 3 + 1))"
     F_TARGET=$r
     # Its guard counters die with it: keep them for the report.
-    curl -fsS -m 2 "http://127.0.0.1:${CX_RESERVED_PORT[$r]}/metrics" 2>/dev/null |
+    curl -fsS -m 2 "http://127.0.0.1:${CX_RESERVED_METRICS[$r]}/metrics" 2>/dev/null |
         grep '^reserved_guard_' | sed "s/^/$r /" >>"$CX_OUT/guards_killed.txt" || true
     cx_catch_holder "$r"
     cx_kill9 "$r"
