@@ -99,13 +99,7 @@ static bool get_password(rs_req *r, json_t *body, const char **out)
 
 static bool db_failed(rs_req *r, const rs_db_result *res, const char *what)
 {
-    if (res->ok)
-        return false;
-    if (res->unavailable)
-        rs_dberr_reply(r, 503, "UNAVAILABLE", "the database is unavailable", what, res);
-    else
-        rs_dberr_internal(r, what, res);
-    return true;
+    return rs_dberr_failed(r, res, what);
 }
 
 static void reply_busy(rs_req *r)

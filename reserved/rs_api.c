@@ -146,23 +146,7 @@ static void api_exec(rs_req *r, const char *stmt, int n, const char *const *para
  * carries PostgreSQL's text (rs_dberr): what failed is in the log under the request id. */
 static bool db_failed(rs_req *r, const rs_db_result *res)
 {
-    const char *st = res->sqlstate ? res->sqlstate : "";
-    const char *what = "a catalogue statement";
-    if (res->ok)
-        return false;
-    if (res->unavailable)
-        rs_dberr_reply(r, 503, "UNAVAILABLE", "the database is unavailable", what, res);
-    else if (strcmp(st, "55P03") == 0 || strcmp(st, "57014") == 0 || strcmp(st, "40001") == 0 ||
-             strcmp(st, "40P01") == 0)
-        /* lock_timeout, statement_timeout, serialization, deadlock: transient */
-        rs_dberr_reply(r, 503, "UNAVAILABLE", "the database is busy, retry", what, res);
-    else if (strcmp(st, "22007") == 0 || strcmp(st, "22008") == 0)
-        rs_dberr_reply(r, 400, "BAD_REQUEST", "a date/time is not a valid one", what, res);
-    else if (strncmp(st, "22", 2) == 0 || strcmp(st, "23514") == 0)
-        rs_dberr_reply(r, 400, "BAD_REQUEST", "a value is not allowed", what, res);
-    else
-        rs_dberr_internal(r, what, res);
-    return true;
+    return rs_dberr_failed(r, res, "a catalogue statement");
 }
 
 /* Characters (code points) of valid UTF-8: the DB checks length() in characters. */

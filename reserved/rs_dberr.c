@@ -6,6 +6,7 @@
 
 #include <inttypes.h>
 #include <stdio.h>
+#include <string.h>
 
 #include "cm_log.h"
 #include "rs_app.h"
@@ -44,4 +45,24 @@ void rs_dberr_internal(rs_req *r, const char *what, const rs_db_result *res)
               res != NULL && res->sqlstate != NULL ? res->sqlstate : "",
               res != NULL && res->message != NULL ? res->message : "");
     rs_reply_error(r, 500, "INTERNAL", "internal error; request id %s", id);
+}
+
+bool rs_dberr_failed(rs_req *r, const rs_db_result *res, const char *what)
+{
+    const char *st = res->sqlstate ? res->sqlstate : "";
+    if (res->ok)
+        return false;
+    if (res->unavailable)
+        rs_dberr_reply(r, 503, "UNAVAILABLE", "the database is unavailable", what, res);
+    else if (strcmp(st, "55P03") == 0 || strcmp(st, "57014") == 0 || strcmp(st, "40001") == 0 ||
+             strcmp(st, "40P01") == 0)
+        /* lock_timeout, statement_timeout, serialization, deadlock: transient */
+        rs_dberr_reply(r, 503, "UNAVAILABLE", "the database is busy, retry", what, res);
+    else if (strcmp(st, "22007") == 0 || strcmp(st, "22008") == 0)
+        rs_dberr_reply(r, 400, "BAD_REQUEST", "a date/time is not a valid one", what, res);
+    else if (strncmp(st, "22", 2) == 0 || strcmp(st, "23514") == 0)
+        rs_dberr_reply(r, 400, "BAD_REQUEST", "a value is not allowed", what, res);
+    else
+        rs_dberr_internal(r, what, res);
+    return true;
 }

@@ -27,6 +27,10 @@ void rs_dberr_internal(rs_req *r, const char *what, const rs_db_result *res);
  * 5xx, info otherwise) carries what, the id and res's SQLSTATE and text. */
 void rs_dberr_reply(rs_req *r, int status, const char *code, const char *text, const char *what,
                     const rs_db_result *res);
+/* Answers a failed autocommit statement of a route and returns true; false when res is a
+ * success. Transient failures (no connection, lock or statement timeout, serialization,
+ * deadlock) are 503 UNAVAILABLE, bad values 400, anything else 500. */
+bool rs_dberr_failed(rs_req *r, const rs_db_result *res, const char *what);
 /* The same log line for an answer built elsewhere (the booking machine's outcome): the
  * id goes into id for the message the caller builds. */
 void rs_dberr_log(char id[RS_DBERR_ID_MAX], int status, const char *what, const rs_db_result *res);

@@ -36,8 +36,9 @@ Who calls (SPEC §6a): every request carries "Authorization: Bearer <admin token
 (--admin-token, default $BK_ADMIN_TOKEN, which scripts/lib/booking.sh exports) unless its
 case's headers hold an Authorization header of their own; an empty one sends none. The
 placeholders {adminToken}, {userToken} (the fixture user's, a customer), {otherToken}
-(another customer's), {otherUser} (that customer's id) and {badToken} (64 hex digits no
-login gave) are there for such headers and bodies.
+(another customer's), {otherUser} (that customer's id), {freshToken} (a new customer's,
+signed up and logged in for the case: one it may log out) and {badToken} (64 hex digits
+no login gave) are there for such headers and bodies.
 --plant writes a copy of the spec with three planted faults (a route left out, a wrong
 status, a wrong field type) for the test that shows this checker catches them.
 """
@@ -433,6 +434,9 @@ class World:
         elif name == "uniq":
             self.n += 1
             v = f"{self.tag}-{self.n}"
+        elif name == "freshToken":  # a new customer's token, for a case that logs it out
+            self.n += 1
+            v = self.customer("Fresh user", f"fresh.{self.tag}-{self.n}@example.org")[1]
         elif name in self.fixed:
             v = self.fixed[name]
         else:
@@ -875,7 +879,8 @@ def check_api_md(spec, path):
             fail(f"{where}: does not match the documented schema: {e}")
         if status.startswith("2"):
             shown.add(opid)
-    for opid in sorted(set(ops) - shown - {"metrics"}):
+    # /metrics answers text and a logout nothing (204): no JSON example to show
+    for opid in sorted(set(ops) - shown - {"metrics", "session_delete"}):
         fail(f"docs/api.md: no example of a successful answer of {opid}")
     if n == 0:
         fail("docs/api.md: no marked examples")
