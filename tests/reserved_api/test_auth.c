@@ -21,6 +21,8 @@
  *                          exits 2 and changes nothing
  *   metrics_access         /metrics: 401 / 403 / 200 by role; metrics_listen serves it
  *                          without a token and nothing else
+ *   header_mutations       300 random Authorization headers (shapes, bytes, one character
+ *                          of a real token changed): 401 or ignored, never anything else
  */
 #include <check.h>
 #include <jansson.h>
@@ -610,6 +612,58 @@ START_TEST(metrics_access)
 }
 END_TEST
 
+/* Random Authorization headers: every one gets 401 (a private route) or is ignored (a
+ * public one); nothing else, and the server stays up. */
+START_TEST(header_mutations)
+{
+    th_reserved s;
+    th_pg pg;
+    char t[TH_TOKEN_LEN + 1];
+    start(&s, &pg, NULL);
+    long long u = th_signup(s.port, "M", "m@example.org", t);
+    unsigned seed = 13;
+    const char *shapes[] = {"Bearer %s",    "bearer %s",  "Bearer  %s", "Basic %s",    "Bearer %sx",
+                            "Bearer %.63s", "Bearer\t%s", "%s",         "Bearer %s %s"};
+    const char alphabet[] = "0123456789abcdefABCDEF-_=+/ \x01\x7f\xc3\xa9";
+    unsigned n401 = 0, n200 = 0;
+    for (int i = 0; i < 300; i++) {
+        char tok[80], hdr[256], line[300], path[64];
+        size_t len = (size_t)(rand_r(&seed) % 70);
+        bool mutate = rand_r(&seed) % 2;
+        for (size_t k = 0; k < len; k++)
+            tok[k] = alphabet[rand_r(&seed) % (sizeof alphabet - 1)];
+        tok[len] = '\0';
+        const char *base = mutate ? t : tok;
+        char buf[80];
+        snprintf(buf, sizeof buf, "%s", base);
+        if (mutate && len > 0)
+            buf[rand_r(&seed) % TH_TOKEN_LEN] = tok[0]; /* one character of a real token */
+        snprintf(hdr, sizeof hdr, shapes[rand_r(&seed) % (sizeof shapes / sizeof shapes[0])], buf,
+                 buf);
+        if (strcmp(buf, t) == 0 && strcmp(hdr + 7, t) == 0)
+            continue; /* the real token itself */
+        for (char *c = hdr; *c; c++)
+            if (*c == '\r' || *c == '\n')
+                *c = ' ';
+        snprintf(line, sizeof line, "Authorization: %s\r\n", hdr);
+        bool public_route = i % 3 == 0;
+        snprintf(path, sizeof path, public_route ? "/performances" : "/users/%lld/reservations", u);
+        th_http_resp r;
+        th_http_request_raw(s.port, "GET", path, line, NULL, &r);
+        ck_assert_msg(r.status == (public_route ? 200 : 401) || r.status == 400,
+                      "header '%s' on %s: %d %s", hdr, path, r.status, r.raw ? r.raw : "");
+        n401 += r.status == 401;
+        n200 += r.status == 200;
+        th_http_resp_free(&r);
+    }
+    fprintf(stderr, "header_mutations: 401 %u, 200 %u\n", n401, n200);
+    ck_assert_uint_gt(n401, 100);
+    /* the real token still works, the server is up */
+    expect_as(s.port, t, "GET", "/performances", NULL, 200, "", "after the mutations");
+    th_reserved_stop_clean(&s);
+}
+END_TEST
+
 int main(int argc, char **argv)
 {
     const th_case cases[] = {
@@ -625,6 +679,7 @@ int main(int argc, char **argv)
         {"auth_rate_ip_edge", rate_ip_edge},
         {"auth_add_admin", add_admin},
         {"auth_metrics_access", metrics_access},
+        {"auth_header_mutations", header_mutations},
     };
     return th_check_main("reserved_auth", cases, sizeof cases / sizeof cases[0], 120, argc, argv);
 }
