@@ -640,8 +640,8 @@ START_TEST(header_mutations)
             buf[rand_r(&seed) % TH_TOKEN_LEN] = tok[0]; /* one character of a real token */
         snprintf(hdr, sizeof hdr, shapes[rand_r(&seed) % (sizeof shapes / sizeof shapes[0])], buf,
                  buf);
-        if (strcmp(buf, t) == 0 && strcmp(hdr + 7, t) == 0)
-            continue; /* the real token itself */
+        if (strcmp(buf, t) == 0)
+            continue; /* the real token after all (in any accepted shape: it is valid) */
         for (char *c = hdr; *c; c++)
             if (*c == '\r' || *c == '\n')
                 *c = ' ';
