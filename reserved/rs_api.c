@@ -27,6 +27,8 @@
 #include "rs_account.h"
 #include "rs_auth.h"
 #include "rs_dberr.h"
+#include "rs_events.h"
+#include "rs_holds.h"
 #include "rs_metrics.h"
 #include "rs_rfc3339.h"
 #include "rs_seatlist.h"
@@ -648,6 +650,8 @@ static void metrics(rs_req *r)
     rs_metrics_render(&sb);
     rs_auth_metrics(&sb);
     rs_account_metrics(&sb);
+    rs_holds_metrics(&sb);
+    rs_events_metrics(&sb);
     rs_reply_text(r, 200, "text/plain; version=0.0.4", cm_strbuf_str(&sb), sb.len);
     cm_strbuf_free(&sb);
 }

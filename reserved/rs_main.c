@@ -30,7 +30,10 @@
 #include "rs_metrics.h"
 #include "rs_migrate.h"
 #include "rs_pay.h"
+#include "rs_events.h"
+#include "rs_holds.h"
 #include "rs_reconcile.h"
+#include "rs_static.h"
 #include "rs_sweep.h"
 
 #define DRAIN_MAX_MS 10000 /* in-flight requests get this long at shutdown */
@@ -182,6 +185,8 @@ static void graceful_stop(void *arg, int sig)
     if (d->reconciler_started)
         rs_reconcile_stop();
     rs_sweep_stop();
+    rs_holds_stop();
+    rs_events_stop(); /* the event streams end: their requests count as answered */
     drain_cb(-1, 0, d);
 }
 
@@ -219,6 +224,8 @@ static cm_rc start_modules(rs_app *app, rs_daemon *d)
     rs_booking_register(app->db);
     rs_reconcile_register(app->db);
     rs_sweep_register(app->db);
+    rs_events_register(app->db);
+    rs_holds_register(app->db);
     if (rs_db_start(app->db) != CM_OK) {
         log_error("cannot start the database pool");
         return CM_ERR;
@@ -257,6 +264,10 @@ static cm_rc start_modules(rs_app *app, rs_daemon *d)
     rs_http_add_routes(app->http, rs_api_routes, rs_api_nroutes);
     rs_http_add_routes(app->http, rs_account_routes, rs_account_nroutes);
     rs_http_add_routes(app->http, rs_booking_routes, rs_booking_nroutes);
+    rs_http_add_routes(app->http, rs_holds_routes, rs_holds_nroutes);
+    rs_http_add_routes(app->http, rs_events_routes, rs_events_nroutes);
+    if (rs_static_start(app) != CM_OK)
+        return CM_ERR;
     if (rs_auth_start(app) != CM_OK || rs_account_start(app) != CM_OK)
         return CM_ERR;
     if (rs_http_listen(app->http, &cfg->listen) != CM_OK)
@@ -274,7 +285,8 @@ static cm_rc start_modules(rs_app *app, rs_daemon *d)
     if (rs_reconcile_start(app) != CM_OK)
         return CM_ERR;
     d->reconciler_started = true;
-    if (rs_sweep_start(app) != CM_OK)
+    if (rs_sweep_start(app) != CM_OK || rs_holds_start(app) != CM_OK ||
+        rs_events_start(app) != CM_OK)
         return CM_ERR;
     return CM_OK;
 }
@@ -330,6 +342,8 @@ done:
     if (d.reconciler_started && !app->shutting_down)
         rs_reconcile_stop();
     rs_sweep_stop();
+    rs_holds_stop();
+    rs_events_stop();
     rs_http_free(app->http);
     app->http = NULL;
     if (app->metrics_http)
