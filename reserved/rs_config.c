@@ -178,6 +178,12 @@ const cm_cfg_key rs_config_keys[] = {
              "login included; 0: no limit)"},
     KEY_INT("limits.rate_per_ip.burst", rate_ip_burst, "40", 1, 1000000000,
             "size of an address's bucket"),
+    KEY_INT("holds.ttl_s", holds_ttl_s, "600", 1, 86400,
+            "seconds a hold keeps its seats for its user"),
+    KEY_INT("events.max_subscribers", events_max_subscribers, "10000", 1, 1000000,
+            "seat event streams one process serves at once (503 beyond)"),
+    KEY_INT("events.max_buffer_kib", events_max_buffer_kib, "256", 4, 65536,
+            "unsent bytes one event stream may hold before the slow reader is dropped"),
 };
 
 const size_t rs_config_nkeys = sizeof(rs_config_keys) / sizeof(rs_config_keys[0]);
