@@ -36,18 +36,21 @@ typedef struct rs_config {
     int64_t db_statement_timeout_ms;   /* db.statement_timeout_ms */
     cm_log_level log_level;            /* log.level */
     cm_str_list cors_allow_origins;    /* cors.allow_origins (empty: CORS off) */
-    cm_addr metrics_listen;     /* metrics_listen: GET /metrics without a token (port 0: off) */
-    int64_t lock_max_queue;     /* lock.max_queue: local waiters per performance */
-    int64_t session_ttl_s;      /* auth.session_ttl_s: life of a login token */
-    int64_t hash_ops;           /* auth.hash_ops: Argon2id passes (time cost) */
-    int64_t hash_mem_kib;       /* auth.hash_mem_kib: Argon2id memory per hash */
-    int64_t hash_threads;       /* auth.hash_threads: threads that hash passwords */
-    int64_t idempotency_ttl_s;  /* idempotency.ttl_s: Idempotency-Key records kept */
-    int64_t max_seats_per_user; /* limits.max_seats_per_user_per_performance */
-    double rate_token_per_s;    /* limits.rate_per_token.per_s (0: no limit) */
-    int64_t rate_token_burst;   /* limits.rate_per_token.burst */
-    double rate_ip_per_s;       /* limits.rate_per_ip.per_s (0: no limit) */
-    int64_t rate_ip_burst;      /* limits.rate_per_ip.burst */
+    cm_addr metrics_listen;         /* metrics_listen: GET /metrics without a token (port 0: off) */
+    int64_t lock_max_queue;         /* lock.max_queue: local waiters per performance */
+    int64_t session_ttl_s;          /* auth.session_ttl_s: life of a login token */
+    int64_t hash_ops;               /* auth.hash_ops: Argon2id passes (time cost) */
+    int64_t hash_mem_kib;           /* auth.hash_mem_kib: Argon2id memory per hash */
+    int64_t hash_threads;           /* auth.hash_threads: threads that hash passwords */
+    int64_t idempotency_ttl_s;      /* idempotency.ttl_s: Idempotency-Key records kept */
+    int64_t max_seats_per_user;     /* limits.max_seats_per_user_per_performance */
+    double rate_token_per_s;        /* limits.rate_per_token.per_s (0: no limit) */
+    int64_t rate_token_burst;       /* limits.rate_per_token.burst */
+    double rate_ip_per_s;           /* limits.rate_per_ip.per_s (0: no limit) */
+    int64_t rate_ip_burst;          /* limits.rate_per_ip.burst */
+    int64_t holds_ttl_s;            /* holds.ttl_s: how long a hold keeps its seats */
+    int64_t events_max_subscribers; /* events.max_subscribers: event streams per process */
+    int64_t events_max_buffer_kib;  /* events.max_buffer_kib: unsent bytes per stream */
 } rs_config;
 
 extern const cm_cfg_key rs_config_keys[];
