@@ -14,8 +14,7 @@
 --   rs_book_batch_each: its savepoint per request, as rs_book.
 -- It raises SQLSTATE RBLIM (409 LIMIT_EXCEEDED in rs_bk) with DETAIL
 -- '<limit>,<seats the user had before>,<seats asked>'.
--- Held seats (SPEC §9) do not exist yet: when they do, the seats the user holds for the
--- performance (not counting the hold being booked) are added to v_had below.
+-- Held seats (SPEC §9) do not exist yet: when they do, they count too (see "has" below).
 CREATE INDEX reservations_user_perf_confirmed
     ON reservations (user_id, performance_id) WHERE status = 'CONFIRMED';
 
@@ -30,7 +29,9 @@ BEGIN
     END IF;
     -- per (user, performance) of the inserted confirmed seats: how many were asked here,
     -- and how many the user now has (the inserted ones included: the count runs after
-    -- the INSERT, in its transaction)
+    -- the INSERT, in its transaction). Held seats (SPEC §9), when they exist: the user's
+    -- live holds on the performance are added to "has", except the hold being booked
+    -- (its seats are the inserted ones).
     FOR v IN
         SELECT a.user_id, a.performance_id, a.asked,
                (SELECT count(*) FROM reservations r
