@@ -13,7 +13,17 @@
  * and calls the close callback (rs_edge's, which calls conn_closed here), which marks
  * the rs_req gone; evhttp_send_reply then frees the detached request without writing.
  * evhttp_free frees pending requests outright: rs_http_free therefore forgets every
- * rs_req's evhttp_request first.
+ * rs_req's evhttp_request first. So does conn_closed for a request still attached to the
+ * closing connection (a stream we close ourselves, or one whose end is being written):
+ * evhttp frees it right after.
+ *
+ * Streams (rs_stream_*) use evhttp_send_reply_start / _chunk / _end. While a reply is being
+ * written evhttp keeps reading the socket only to see it close: a peer that leaves fails
+ * the connection (EOF, or a write error), which detaches the request and calls
+ * conn_closed. The EV_CLOSED watch stays on while streaming and closes the connection
+ * itself, because the read stops once a few KiB of the client's bytes are buffered (read
+ * watermark). A stream is its own phase of the rs_req (req_phase); its on_gone callback
+ * runs from its own event, activated by conn_closed, never inside libevent's close.
  *
  * What reaches evhttp is first checked by rs_edge (head size, deadline, connection cap,
  * a head evhttp would answer with its own HTML page): a refused head comes to dispatch
@@ -42,11 +52,12 @@
 #include "rs_edge.h"
 #include "rs_utf8.h"
 
-#define RS_MAX_IDS      4
-#define RS_MAX_SEGMENTS 8
-#define RS_STATUS_MAX   600
-#define IDLE_TIMEOUT_S  60
-#define MSG_MAX         512
+#define RS_MAX_IDS       4
+#define RS_MAX_SEGMENTS  8
+#define RS_STATUS_MAX    600
+#define IDLE_TIMEOUT_S   60
+#define MSG_MAX          512
+#define STREAM_INPUT_MAX 4096 /* a stream's client bytes read and kept at most (ignored) */
 
 /* Request counters of one route (or of a pseudo-route for answers before dispatch). */
 typedef struct rs_route_stats {
@@ -76,8 +87,20 @@ struct rs_http {
     uint64_t dropped; /* answers to clients that had closed (or half-closed) their side */
 };
 
+/* Where a request is in its answer. Moved only by req_move. */
+typedef enum req_phase {
+    RQ_WORKING,   /* the handler works on it; answered and freed by req_finish */
+    RQ_STREAMING, /* a stream: headers sent (unless the client was gone), pieces follow */
+    RQ_ENDING,    /* a stream's end is being written: freed when written or the
+                     connection closes */
+    RQ_NPHASES
+} req_phase;
+
+static const char *const req_phase_names[RQ_NPHASES] = {"working", "streaming", "ending"};
+
 struct rs_req {
     rs_http *h;
+    req_phase phase;
     struct evhttp_request *ereq;     /* NULL after rs_http_free detached it */
     struct evhttp_connection *evcon; /* NULL once the client is gone */
     rs_route_stats *stats;
@@ -90,11 +113,14 @@ struct rs_req {
     void *data;
     const rs_route *route; /* the matched route, run by rs_http_admit */
     rs_caller caller;
-    struct event *watch; /* EV_CLOSED on the client's socket while we work */
-    bool gone;           /* the connection is gone: the answer cannot be written */
-    bool peer_closed;    /* the client closed its side: answered, then the connection goes */
-    bool close;          /* answer with "Connection: close" (an edge verdict) */
-    bool cors_refused;   /* a refused preflight: no Access-Control-Allow-Origin */
+    struct event *watch;       /* EV_CLOSED on the client's socket while we work */
+    bool gone;                 /* the connection is gone: the answer cannot be written */
+    bool peer_closed;          /* the client closed its side: answered, then the connection goes */
+    bool close;                /* answer with "Connection: close" (an edge verdict) */
+    bool cors_refused;         /* a refused preflight: no Access-Control-Allow-Origin */
+    struct event *gone_ev;     /* a stream's: runs on_gone from the loop; owned */
+    rs_stream_gone_fn on_gone; /* NULL once run (or not a stream) */
+    void *gone_arg;
     uint64_t start_us;
     rs_req *prev;
     rs_req *next;
@@ -116,6 +142,16 @@ static const char *method_label(rs_method m)
 }
 
 static void conn_closed(struct evhttp_connection *evcon, void *arg);
+
+static void req_move(rs_req *r, req_phase to)
+{
+    bool legal = (r->phase == RQ_WORKING && to == RQ_STREAMING) ||
+                 (r->phase == RQ_STREAMING && to == RQ_ENDING);
+    assert(legal);
+    CM_UNUSED(legal); /* without assertions (release builds) */
+    log_debug("request %p: %s -> %s", (void *)r, req_phase_names[r->phase], req_phase_names[to]);
+    r->phase = to;
+}
 
 rs_http *rs_http_new(struct event_base *base, const rs_edge_opts *limits, const rs_cors *cors)
 {
@@ -185,6 +221,8 @@ static void req_free(rs_req *r)
 {
     if (r->watch)
         event_free(r->watch);
+    if (r->gone_ev)
+        event_free(r->gone_ev);
     evhttp_clear_headers(&r->query);
     json_decref(r->json);
     free(r->body);
@@ -199,15 +237,23 @@ static void on_reply_written(struct evhttp_request *ereq, void *arg)
     rs_edge_answered(h->edge, ereq);
 }
 
-/* The single exit of every request: counts it, sends (or drops) the answer, frees r.
- * ctype NULL: no body (204). Every answer gets the CORS headers its Origin calls for. */
-static void req_finish(rs_req *r, int status, struct evbuffer *body, const char *ctype,
-                       const char *hname, const char *hval)
+/* Counts r's answer (its status, and its latency up to now) for /metrics. */
+static void req_count(rs_req *r, int status)
 {
     rs_route_stats *st = r->stats ? r->stats : &r->h->unrouted;
     if (status > 0 && status < RS_STATUS_MAX)
         st->by_status[status]++;
     cm_hist_observe_us(&st->latency, cm_now_us() - r->start_us);
+}
+
+/* The single exit of every request but a stream: counts it, sends (or drops) the answer,
+ * frees r. ctype NULL: no body (204). Every answer gets the CORS headers its Origin calls
+ * for. */
+static void req_finish(rs_req *r, int status, struct evbuffer *body, const char *ctype,
+                       const char *hname, const char *hval)
+{
+    assert(r->phase == RQ_WORKING);
+    req_count(r, status);
     if (r->watch) {
         event_free(r->watch);
         r->watch = NULL;
@@ -555,28 +601,182 @@ static shape_match match_shape(const char *pattern, const path_segs *ps, int64_t
     return bad_id ? SHAPE_BAD_ID : SHAPE_YES;
 }
 
-/* evhttp closes a connection (rs_edge's close callback): its requests lose it. */
+/* evhttp closes a connection (rs_edge's close callback, inside evhttp_connection_free):
+ * its requests lose it. A request still attached to it is freed by evhttp right after
+ * (one detached by a failure is not): forget it. A stream learns it from the loop. */
 static void conn_closed(struct evhttp_connection *evcon, void *arg)
 {
     rs_http *h = arg;
-    for (rs_req *r = h->live; r; r = r->next) {
+    rs_req *next;
+    for (rs_req *r = h->live; r; r = next) {
+        next = r->next;
         if (r->evcon != evcon)
             continue;
+        if (r->ereq && evhttp_request_get_connection(r->ereq) != NULL)
+            r->ereq = NULL;
+        if (r->watch) { /* on the socket about to close */
+            event_free(r->watch);
+            r->watch = NULL;
+        }
+        if (r->phase == RQ_ENDING) {
+            /* the end of a stream was being written: nobody waits for it any more */
+            log_debug("stream closed before its end was written");
+            req_unlink(r);
+            req_free(r);
+            continue;
+        }
         r->gone = true;
         r->evcon = NULL;
+        if (r->phase == RQ_STREAMING && r->on_gone)
+            event_active(r->gone_ev, EV_TIMEOUT, 0);
         log_debug("client left before its answer");
     }
 }
 
+/* Closes a stream's connection now (its client went or must go). r is gone from here
+ * (on_gone follows, if still wanted); evhttp_connection_free frees the request, still
+ * attached, and calls conn_closed, which no longer finds r on it. */
+static void stream_close_conn(rs_req *r)
+{
+    struct evhttp_connection *evcon = r->evcon;
+    assert(r->phase == RQ_STREAMING && evcon != NULL && !r->gone);
+    if (r->watch) { /* on the socket about to close */
+        event_free(r->watch);
+        r->watch = NULL;
+    }
+    r->ereq = NULL;
+    r->evcon = NULL;
+    r->gone = true;
+    if (r->on_gone)
+        event_active(r->gone_ev, EV_TIMEOUT, 0);
+    evhttp_connection_free(evcon);
+}
+
 /* The client closed its side while we work on its request: gone, or only half-closed
- * and still reading (nothing tells them apart before a write): it gets its answer. */
+ * and still reading (nothing tells them apart before a write): it gets its answer. A
+ * stream's client that closed its side is gone: a stream only ends when we end it. */
 static void on_peer_closed(evutil_socket_t fd, short what, void *arg)
 {
     rs_req *r = arg;
+    CM_UNUSED(fd);
+    CM_UNUSED(what);
     r->peer_closed = true;
     event_free(r->watch);
     r->watch = NULL;
+    if (r->phase == RQ_STREAMING && r->evcon) {
+        log_debug("stream client closed its side: closing the stream");
+        stream_close_conn(r);
+        return;
+    }
     log_debug("client closed its side before its answer");
+}
+
+/* ---- streams ---- */
+
+static void on_stream_gone(evutil_socket_t fd, short what, void *arg)
+{
+    rs_req *r = arg;
+    CM_UNUSED(fd);
+    CM_UNUSED(what);
+    rs_stream_gone_fn fn = r->on_gone;
+    r->on_gone = NULL;
+    if (fn && r->phase == RQ_STREAMING)
+        fn(r, r->gone_arg);
+}
+
+cm_rc rs_stream_start(rs_req *r, const char *content_type, rs_stream_gone_fn on_gone, void *arg)
+{
+    r->gone_ev = event_new(r->h->base, -1, 0, on_stream_gone, r);
+    if (!r->gone_ev)
+        return CM_ERR;
+    req_move(r, RQ_STREAMING);
+    req_count(r, 200);
+    r->on_gone = on_gone;
+    r->gone_arg = arg;
+    if (r->gone || !r->ereq || !r->evcon) {
+        event_active(r->gone_ev, EV_TIMEOUT, 0);
+        return CM_OK;
+    }
+    struct evkeyvalq *out = evhttp_request_get_output_headers(r->ereq);
+    evhttp_add_header(out, "Content-Type", content_type);
+    evhttp_add_header(out, "Cache-Control", "no-cache");
+    rs_cors_answer_headers(r->h->cors, rs_req_header(r, "Origin"), false, out);
+    evhttp_send_reply_start(r->ereq, 200, NULL);
+    /* silence is normal on a stream: no read timeout; a write stuck that long fails it */
+    struct bufferevent *bev = evhttp_connection_get_bufferevent(r->evcon);
+    struct timeval wtv = {IDLE_TIMEOUT_S, 0};
+    bufferevent_set_timeouts(bev, NULL, &wtv);
+    bufferevent_setwatermark(bev, EV_READ, 0, STREAM_INPUT_MAX);
+    return CM_OK;
+}
+
+void rs_stream_write(rs_req *r, struct evbuffer *buf)
+{
+    assert(r->phase == RQ_STREAMING);
+    if (r->gone || !r->ereq || !r->evcon) {
+        evbuffer_drain(buf, evbuffer_get_length(buf));
+        return;
+    }
+    evhttp_send_reply_chunk(r->ereq, buf);
+    evbuffer_drain(buf, evbuffer_get_length(buf)); /* what evhttp did not take (no body) */
+}
+
+size_t rs_stream_unsent(const rs_req *r)
+{
+    if (r->gone || !r->evcon)
+        return 0;
+    return evbuffer_get_length(bufferevent_get_output(evhttp_connection_get_bufferevent(r->evcon)));
+}
+
+/* evhttp wrote a stream's end (evhttp_send_done): the request is done. */
+static void on_stream_written(struct evhttp_request *ereq, void *arg)
+{
+    rs_req *r = arg;
+    assert(r->phase == RQ_ENDING);
+    rs_edge_answered(r->h->edge, ereq);
+    r->ereq = NULL; /* evhttp frees it after this callback */
+    req_unlink(r);
+    req_free(r);
+}
+
+/* A stream whose client is gone: free the detached request (if any) and r. */
+static void stream_free_gone(rs_req *r)
+{
+    if (r->ereq)
+        evhttp_send_reply_end(r->ereq); /* no connection: frees the request */
+    r->ereq = NULL;
+    req_unlink(r);
+    req_free(r);
+}
+
+void rs_stream_end(rs_req *r)
+{
+    assert(r->phase == RQ_STREAMING);
+    if (r->gone || !r->ereq || !r->evcon) {
+        stream_free_gone(r);
+        return;
+    }
+    /* the connection may serve a next request: the idle rules again (rs_edge gates its
+     * next head once the end is written) */
+    struct bufferevent *bev = evhttp_connection_get_bufferevent(r->evcon);
+    bufferevent_setwatermark(bev, EV_READ, 0, 0);
+    evhttp_connection_set_timeout(r->evcon, IDLE_TIMEOUT_S);
+    req_move(r, RQ_ENDING);
+    evhttp_request_set_on_complete_cb(r->ereq, on_stream_written, r);
+    /* may complete (on_stream_written frees r) before it returns */
+    evhttp_send_reply_end(r->ereq);
+}
+
+void rs_stream_abort(rs_req *r)
+{
+    assert(r->phase == RQ_STREAMING);
+    if (r->gone || !r->ereq || !r->evcon) {
+        stream_free_gone(r);
+        return;
+    }
+    r->on_gone = NULL;    /* finished by its owner: nobody to tell */
+    stream_close_conn(r); /* r->ereq forgotten: evhttp freed it */
+    stream_free_gone(r);
 }
 
 /* Starts watching for the client leaving, where the backend can tell (epoll can). */

@@ -7,11 +7,15 @@
  * by the policy of rs_cors.
  *
  * Lifetime: every handler gets an rs_req and must answer it exactly once with one of the
- * rs_reply_* functions, now or later (after DB / lock / payment callbacks). A client may
- * disconnect while the request waits: rs_req_gone() turns true once the connection is
+ * rs_reply_* functions, now or later (after DB / lock / payment callbacks), or with a
+ * stream (rs_stream_start, then exactly one rs_stream_end or rs_stream_abort). A client
+ * may disconnect while the request waits: rs_req_gone() turns true once the connection is
  * gone, the answer is then dropped, but the handler still answers (that frees the
  * rs_req). A client that only closed its side still gets the answer. Work already done in
- * the database is not undone because the client left.
+ * the database is not undone because the client left. An rs_req counts in
+ * rs_http_in_flight from its arrival until its answer is written (or dropped): a stream
+ * until its end is written, so a graceful stop waits for the streams too; whoever owns
+ * streams ends them when the stop begins.
  */
 #ifndef RS_HTTP_H
 #define RS_HTTP_H
@@ -116,6 +120,38 @@ void rs_reply_error(rs_req *r, int status, const char *code, const char *fmt, ..
 void rs_reply_error_extra(rs_req *r, int status, const char *code, json_t *extra, const char *fmt,
                           ...) __attribute__((format(printf, 5, 6)));
 void rs_reply_text(rs_req *r, int status, const char *content_type, const char *text, size_t len);
+
+/* ---- streaming answers (Server-Sent Events, SPEC §8) ----
+ * rs_stream_start answers r with 200 and its headers now (content_type, "Cache-Control:
+ * no-cache", the CORS headers) and a body that follows in pieces (rs_stream_write): chunked
+ * for HTTP/1.1, ended by closing the connection for HTTP/1.0. From then on:
+ *   - the handler still owns r and must finish it exactly once: rs_stream_end (the body
+ *     ends; r is freed once its last byte is written, or at once when the client is gone)
+ *     or rs_stream_abort (the connection is closed now, unsent bytes dropped, r freed);
+ *     r must not be used after either;
+ *   - on_gone(r, arg) runs at most once, from the loop and never inside an rs_http call,
+ *     when the client has gone (it closed the connection or its side of it, or a write
+ *     failed or made no progress for the idle timeout); the handler then finishes r
+ *     (rs_stream_end). It does not run after rs_stream_end / rs_stream_abort;
+ *   - the idle timeout does not apply: a stream may stay silent; the client's bytes are
+ *     no longer read beyond a few KiB (a stream has no further request);
+ *   - r counts in rs_http_in_flight until it is finished (see Lifetime).
+ * rs_stream_abort must not be called from inside a libevent callback of r's own
+ * connection (it frees the connection). */
+typedef void (*rs_stream_gone_fn)(rs_req *r, void *arg);
+/* CM_ERR (nothing sent, no stream: answer r as usual) only when out of memory. A client
+ * already gone gets no headers: on_gone follows. */
+cm_rc rs_stream_start(rs_req *r, const char *content_type, rs_stream_gone_fn on_gone,
+                      void *arg) CM_MUSTCHECK;
+struct evbuffer;
+/* Moves buf's bytes (references included) to the end of the stream; dropped when the
+ * client is gone. */
+void rs_stream_write(rs_req *r, struct evbuffer *buf);
+/* Bytes of the stream not written to the socket yet (0 once the client is gone): the
+ * measure of a slow reader. */
+size_t rs_stream_unsent(const rs_req *r);
+void rs_stream_end(rs_req *r);
+void rs_stream_abort(rs_req *r);
 
 /* ---- JSON field helpers: each returns false after answering 400 BAD_REQUEST with a
  * message naming the field ("field 'seatIds' must be an array of integers"). ---- */
