@@ -315,6 +315,10 @@ if [[ $KEEP -eq 1 ]]; then
     SEAT=$(curl -s "http://$R/performances/${OTHERS[0]}/seats" |
         jq '[.seats[] | select(.available)][0].id')
     say "running until Ctrl-C (or: kill $$)"
+    echo "the web app (seat map, live updates, holds): open in a browser"
+    echo "  http://$R/?performance=${OTHERS[0]}   (every reserved serves it: http://${BK_RESERVED[1]}/ ...)"
+    echo "  sign up there, or log in as u1.$BK_USERS_TAG@example.test with password ${BK_USER_PASSWORD:-buyer-password-1}"
+    echo
     if [[ $DEMO_ENV_FILE == "$ROOT"/* ]]; then
         echo "In a second terminal, from $ROOT:"
         echo "  source ${DEMO_ENV_FILE#"$ROOT"/}"

@@ -9,7 +9,13 @@ PACKAGES=(
     redis-server libhiredis-dev libevent-dev libyaml-dev libpq-dev libsodium-dev postgresql
     check libjansson-dev gcovr gnuplot-nox curl clang-format
     netcat-openbsd jq python3 python3-yaml python3-jsonschema python3-pytest nodejs
+    chromium
 )
+# npm (tests/browser installs puppeteer-core with it): Debian's package, unless an npm is
+# there already (NodeSource's nodejs carries its own and conflicts with Debian's npm).
+if ! command -v npm >/dev/null 2>&1; then
+    PACKAGES+=(npm)
+fi
 
 cleanup() { :; } # nothing started in the background
 trap cleanup EXIT
