@@ -257,12 +257,16 @@
         'aria-current': state.perf && state.perf.id === p.id ? 'true' : null },
       el('span', { class: 't', text: p.title }),
       el('span', { class: 'd', text: when(p.startsAt) }),
-      el('span', { class: 'd', text: p.remainingCapacity + ' of ' + p.totalCapacity + ' seats left · from ' +
-        won(Math.min(p.normalPrice, p.vipPrice)) }));
+      el('span', { class: 'd', 'data-left': p.id, text: seatsLeft(p) }));
       b.addEventListener('click', () => openPerformance(p.id));
       list.append(el('li', {}, b));
     }
     $('#perf-empty').hidden = data.items.length > 0;
+  }
+
+  function seatsLeft(p) {
+    return p.remainingCapacity + ' of ' + p.totalCapacity + ' seats left · from ' +
+      won(Math.min(p.normalPrice, p.vipPrice));
   }
 
   async function openPerformance(id) {
@@ -477,6 +481,8 @@
     }
     if (typeof d.remainingCapacity === 'number') {
       state.perf.remainingCapacity = d.remainingCapacity;
+      const left = $('[data-left="' + state.perf.id + '"]');
+      if (left) left.textContent = seatsLeft(state.perf);
       $('#map-sub').textContent = when(state.perf.startsAt) + ' · ' + d.remainingCapacity + ' of ' +
         state.perf.totalCapacity + ' seats left · Normal ' + won(state.perf.normalPrice) + ' · VIP ' +
         won(state.perf.vipPrice);

@@ -305,6 +305,34 @@ async function twoBuyers() {
   check(pageErrors.length === 0, 'errors in the page: ' + pageErrors.join('; '));
 }
 
+/* The same without holds: A books at once, B sees it live and gets SEAT_TAKEN. */
+async function liveBooking() {
+  const a = await openBuyer('A', A);
+  const b = await openBuyer('B', B);
+  await signup(a, 'Alice', `alice.${tag}@example.test`);
+  await signup(b, 'Bob', `bob.${tag}@example.test`);
+  await waitLive(a);
+  await waitLive(b);
+  const ids = await seatIds(a);
+  const [s1, s2] = [ids[6], ids[7]];
+  await pick(b, [s1]);
+  await pick(a, [s1, s2]);
+  await click(a, 'book');
+  await waitStatus(a, 'BOOKED');
+  const soldMs = Math.max(await waitSeat(b, s1, { available: 'false', held: 'none' }, 1000),
+    await waitSeat(b, s2, { available: 'false', held: 'none' }, 1000));
+  log(`B saw A's booking in ${soldMs} ms (after A's page showed BOOKED)`);
+  const left = await b.$eval('#map-sub', (e) => e.textContent);
+  check(left.includes('38 of 40'), `B's page does not show the remaining seats live: "${left}"`);
+  await shot(a, 'a-booked');
+  await shot(b, 'b-sees-sold');
+  await click(b, 'book');
+  const taken = await waitStatus(b, 'SEAT_TAKEN');
+  check(taken.includes('R1-7'), `SEAT_TAKEN does not name the seat: "${taken}"`);
+  await shot(b, 'b-seat-taken');
+  check(pageErrors.length === 0, 'errors in the page: ' + pageErrors.join('; '));
+}
+
 /* A hold's countdown runs out (holds.ttl_s is short in this run): its seats come back
  * on the holder's page and on another buyer's page on the other reserved. */
 async function holdExpiry() {
@@ -346,6 +374,7 @@ const SCENARIOS = {
   login_errors: loginErrors,
   limit_payment: limitPayment,
   two_buyers: twoBuyers,
+  live_booking: liveBooking,
   hold_expiry: holdExpiry,
 };
 
