@@ -106,10 +106,13 @@ static const rs_db_stmt api_stmts[] = {
     {"api_perf_seats",
      "SELECT p.id, s.id, s.row_label, s.number, s.type, "
      "       CASE s.type WHEN 'VIP' THEN p.vip_price ELSE p.normal_price END, "
-     "       t.seat_id IS NULL, s.row_index, s.row_position "
+     "       t.seat_id IS NULL AND h.seat_id IS NULL, s.row_index, s.row_position, "
+     "       h.seat_id IS NOT NULL "
      "FROM performances p LEFT JOIN venue_seats s ON s.venue_id = p.venue_id "
      "LEFT JOIN reservation_seats t "
      "       ON t.performance_id = $1::bigint AND t.seat_id = s.id AND t.confirmed "
+     /* held seats (SPEC §9): one range of hold_seats_one_active, as the sold ones */
+     "LEFT JOIN hold_seats h ON h.performance_id = $1::bigint AND h.seat_id = s.id AND h.active "
      "WHERE p.id = $1::bigint ORDER BY s.row_index, s.row_position",
      1},
     {"api_ping", "SELECT 1", 0},
@@ -597,7 +600,8 @@ static void seats_got(void *arg, const rs_db_result *res)
                                           .price = 5,
                                           .available = 6,
                                           .row_index = 7,
-                                          .position = 8};
+                                          .position = 8,
+                                          .held = 9};
     json_t *seats = rs_seatlist_json(res->pg, &cols);
     rs_reply_json(r, 200,
                   json_pack("{s:I,s:o}", "performanceId", (json_int_t)col_int(res->pg, 0, 0),

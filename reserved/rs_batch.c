@@ -1091,7 +1091,8 @@ static rs_batch *rb_new(int64_t perf)
 
 cm_rc rs_batch_join(rs_bk *b)
 {
-    if (rbs.max <= 1 || rbs.locks == NULL || b->op != RS_BK_BOOK)
+    /* a hold, and a booking of a hold (its claim is a statement of its own), go alone */
+    if (rbs.max <= 1 || rbs.locks == NULL || b->op != RS_BK_BOOK || b->hold != 0)
         return CM_ERR;
     rs_batch *x = rb_forming(b->perf);
     if (x != NULL && rb_has_key(x, b->key))

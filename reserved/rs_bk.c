@@ -29,9 +29,11 @@
 #include <string.h>
 
 #include "cm_log.h"
+#include "cm_strbuf.h"
 #include "cm_time.h"
 #include "rs_batch.h"
 #include "rs_dberr.h"
+#include "rs_holds.h"
 #include "rs_metrics.h"
 #include "rs_perfcheck.h"
 #include "rs_perflock.h"
@@ -57,8 +59,15 @@ static struct {
 
 void rs_bk_move(rs_bk *b, rs_bk_phase to)
 {
-    rs_bk_phase_move(&b->phase, to, b->op == RS_BK_BOOK ? "booking" : "cancellation", b->seq);
+    rs_bk_phase_move(&b->phase, to, rs_bk_what(b), b->seq);
     assert((b->conn != NULL) == rs_bk_phase_has_conn(to));
+}
+
+const char *rs_bk_what(const rs_bk *b)
+{
+    static const char *const names[] = {
+        [RS_BK_BOOK] = "booking", [RS_BK_CANCEL] = "cancellation", [RS_BK_HOLD] = "hold"};
+    return names[b->op];
 }
 
 bool rs_bk_db_mode(void)
@@ -96,6 +105,90 @@ rs_bk *rs_bk_new(rs_req *r, rs_bk_op op, rs_bk_body_fn body)
     b->seq = ++bks.counter;
     b->t0_us = cm_now_us();
     return b;
+}
+
+static int cmp_i64(const void *a, const void *b)
+{
+    int64_t x = *(const int64_t *)a, y = *(const int64_t *)b;
+    return (x > y) - (x < y);
+}
+
+/* The seat rules of a booking and of a hold (moved here from rs_booking, which had them
+ * alone): a non-empty array of at most max_seats positive integers, none twice. */
+bool rs_bk_parse_seats(rs_bk *b, json_t *body)
+{
+    rs_req *r = b->r;
+    json_t *ids = json_object_get(body, "seatIds");
+    if (!json_is_array(ids)) {
+        rs_reply_error(r, 400, "BAD_REQUEST", "field 'seatIds' must be an array of seat ids");
+        return false;
+    }
+    size_t n = json_array_size(ids);
+    int64_t max = bks.app->cfg.max_seats;
+    if (n == 0) {
+        rs_reply_error(r, 400, "BAD_REQUEST", "field 'seatIds' must not be empty");
+        return false;
+    }
+    if ((int64_t)n > max) {
+        rs_reply_error(r, 400, "BAD_REQUEST",
+                       "field 'seatIds' has %zu seats, at most %" PRId64 " per reservation", n,
+                       max);
+        return false;
+    }
+    b->seats = calloc(n, sizeof(*b->seats));
+    int64_t *sorted = calloc(n, sizeof(*sorted));
+    if (b->seats == NULL || sorted == NULL) {
+        free(sorted);
+        rs_reply_error(r, 503, "UNAVAILABLE", "out of memory");
+        return false;
+    }
+    for (size_t i = 0; i < n; i++) {
+        json_t *v = json_array_get(ids, i);
+        if (!json_is_integer(v) || json_integer_value(v) <= 0) {
+            free(sorted);
+            rs_reply_error(r, 400, "BAD_REQUEST",
+                           "field 'seatIds' must hold positive integers (element %zu)", i);
+            return false;
+        }
+        b->seats[i] = sorted[i] = (int64_t)json_integer_value(v);
+    }
+    b->nseats = n;
+    qsort(sorted, n, sizeof(*sorted), cmp_i64);
+    for (size_t i = 1; i < n; i++) {
+        if (sorted[i] == sorted[i - 1]) {
+            rs_reply_error(r, 400, "BAD_REQUEST", "field 'seatIds' lists seat %" PRId64 " twice",
+                           sorted[i]);
+            free(sorted);
+            return false;
+        }
+    }
+    free(sorted);
+    /* "{1,2,3}" for the bigint[] parameter */
+    cm_strbuf sb = CM_STRBUF_INIT;
+    cm_strbuf_printf(&sb, "{");
+    for (size_t i = 0; i < n; i++)
+        cm_strbuf_printf(&sb, "%s%" PRId64, i > 0 ? "," : "", b->seats[i]);
+    cm_strbuf_printf(&sb, "}");
+    b->seats_param = strdup(cm_strbuf_str(&sb));
+    cm_strbuf_free(&sb);
+    if (b->seats_param == NULL) {
+        rs_reply_error(r, 503, "UNAVAILABLE", "out of memory");
+        return false;
+    }
+    return true;
+}
+
+bool rs_bk_fingerprint(rs_bk *b, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    int n = vasprintf(&b->fingerprint, fmt, ap);
+    va_end(ap);
+    if (n >= 0)
+        return true;
+    b->fingerprint = NULL;
+    rs_reply_error(b->r, 503, "UNAVAILABLE", "out of memory");
+    return false;
 }
 
 void rs_bk_set_error(rs_bk *b, int status, const char *code, json_t *extra, const char *fmt, ...)
@@ -246,8 +339,7 @@ void rs_bk_unwind(rs_bk *b)
     bk_txn_over(b, false);
 }
 
-/* "1,2,3" (a DETAIL of rs_book) -> [1,2,3] */
-static json_t *bk_id_list_json(const char *csv)
+json_t *rs_bk_id_list(const char *csv)
 {
     json_t *a = json_array();
     const char *p = csv != NULL ? csv : "";
@@ -296,17 +388,22 @@ void rs_bk_set_db_error(rs_bk *b, const rs_db_result *res)
                         "committed; nothing was changed");
     } else if (strcmp(st, "RBSEA") == 0) {
         rs_bk_set_error(b, 400, "BAD_REQUEST",
-                        json_pack("{s:o}", "seatIds", bk_id_list_json(res->detail)),
+                        json_pack("{s:o}", "seatIds", rs_bk_id_list(res->detail)),
                         "seats %s are not seats of performance %" PRId64, res->detail, b->perf);
     } else if (strcmp(st, "RBTAK") == 0) {
         rs_bk_set_error(b, 409, "SEAT_TAKEN",
-                        json_pack("{s:o}", "seatIds", bk_id_list_json(res->detail)),
+                        json_pack("{s:o}", "seatIds", rs_bk_id_list(res->detail)),
                         "seats already taken: %s", res->detail);
     } else if (strcmp(st, "RBSOL") == 0) {
         rs_bk_set_error(b, 409, "SOLD_OUT", NULL, "performance %" PRId64 " has too few seats left",
                         b->perf);
     } else if (strcmp(st, "RBLIM") == 0) {
         bk_set_limit_exceeded(b, res->detail);
+    } else if (strcmp(st, "RBHEX") == 0) { /* 120's rs_hold_claim */
+        rs_bk_set_error(b, 409, "HOLD_EXPIRED", NULL, "hold %" PRId64 " is no longer active",
+                        b->hold);
+    } else if (strcmp(st, "RBH04") == 0) {
+        rs_bk_set_error(b, 404, "NOT_FOUND", NULL, "hold %" PRId64 " not found", b->hold);
     } else if (strcmp(st, "23505") == 0 && strstr(msg, "reservation_seats_one_confirmed") != NULL) {
         rs_stats.guard_seat_unique++;
         log_error("GUARD reservation_seats_one_confirmed fired for performance %" PRId64
@@ -335,8 +432,7 @@ void rs_bk_set_db_error(rs_bk *b, const rs_db_result *res)
         rs_bk_set_error(b, 503, "BUSY", NULL, "the performance is busy, retry");
     } else {
         char id[RS_DBERR_ID_MAX], what[64];
-        snprintf(what, sizeof(what), "a %s of performance %" PRId64,
-                 b->op == RS_BK_BOOK ? "booking" : "cancellation", b->perf);
+        snprintf(what, sizeof(what), "a %s of performance %" PRId64, rs_bk_what(b), b->perf);
         rs_dberr_log(id, 503, what, res);
         rs_bk_set_error(b, 503, "UNAVAILABLE", NULL, "database unavailable; request id %s", id);
     }
@@ -520,7 +616,7 @@ static void bk_perf_checked(void *arg, rs_perfcheck_answer a, const rs_db_result
 
 void rs_bk_check_perf(rs_bk *b, rs_bk_body_fn then)
 {
-    assert(b->op == RS_BK_BOOK && (b->phase == BK_NEW || b->phase == BK_IDEM_LOOKUP));
+    assert(b->op != RS_BK_CANCEL && (b->phase == BK_NEW || b->phase == BK_IDEM_LOOKUP));
     if (rs_perfcheck_known(b->perf)) {
         then(b);
         return;
@@ -722,7 +818,7 @@ static void bk_lost(void *arg)
     if (b->op == RS_BK_BOOK)
         rs_stats.bookings_lock_lost++;
     log_warn("performance %" PRId64 ": lock lost (LOST push) during a %s: aborting", b->perf,
-             b->op == RS_BK_BOOK ? "booking" : "cancellation");
+             rs_bk_what(b));
 }
 
 /* First in line while the lock is busy: lease the connection and send BEGIN now, so the
@@ -795,8 +891,12 @@ static void bk_commit_done(void *arg, const rs_db_result *res)
     }
     if (b->op == RS_BK_BOOK)
         rs_stats.bookings_confirmed++;
-    else if (b->changed)
+    else if (b->op == RS_BK_CANCEL && b->changed)
         rs_stats.cancellations++;
+    if (b->op == RS_BK_HOLD)
+        rs_hold_stats.created++;
+    else if (b->hold != 0)
+        rs_hold_stats.booked++;
     bk_txn_over(b, true);
 }
 

@@ -39,7 +39,12 @@
 #define RS_BK_INT_MAX 24                  /* an int64 as text */
 #define RS_BK_MSG_MAX 256
 
-typedef enum rs_bk_op { RS_BK_BOOK, RS_BK_CANCEL } rs_bk_op;
+typedef enum rs_bk_op {
+    RS_BK_BOOK,   /* POST /performances/{id}/reservations (rs_booking) */
+    RS_BK_CANCEL, /* DELETE /reservations/{id} (rs_booking) */
+    RS_BK_HOLD,   /* POST /performances/{id}/holds (rs_holds): taken under the performance
+                     lock and fence as a booking; no payment, no Idempotency-Key, no batch */
+} rs_bk_op;
 
 /* Where the payment stands: what the settle step must undo. Not a phase: an approved
  * payment stays approved from CHARGING through COMMITTING or UNWINDING. */
@@ -70,13 +75,15 @@ struct rs_bk {
     rs_bk_op op;
     rs_bk_phase phase;  /* moved by rs_bk_move only */
     rs_bk_body_fn body; /* the work inside the transaction */
-    rs_bk_body_fn then; /* rs_bk_check_perf: what comes once the performance exists */
+    rs_bk_body_fn then; /* what comes after a read before the lock: rs_bk_check_perf's
+                           (the performance exists), rs_holdbk_lookup's (the hold read) */
     uint64_t seq;       /* process-unique: the debug log of its moves */
     rs_req *r;
     uint64_t t0_us;
     int64_t perf;
     int64_t user;
     int64_t res_id; /* cancel: the reservation; book: the new one */
+    int64_t hold;   /* book with {"holdId"} (rs_holdbk): the hold; 0 otherwise */
     int64_t total;
     int64_t *seats;
     size_t nseats;
@@ -112,6 +119,19 @@ cm_rc rs_bk_start(rs_app *app) CM_MUSTCHECK;
 /* After the lock client is freed: frees what the lock queues still hold. */
 void rs_bk_stop(void);
 
+/* "booking", "cancellation", "hold": what b is, for log lines. */
+const char *rs_bk_what(const rs_bk *b);
+/* Reads the "seatIds" of body into b->seats, b->nseats and b->seats_param ("{1,2,3}", in
+ * the order asked): 1..max_seats positive integers, none twice (a booking's and a hold's
+ * rules). False after answering 400 (or 503: out of memory). */
+bool rs_bk_parse_seats(rs_bk *b, json_t *body);
+
+/* b->fingerprint (what an Idempotency-Key's record must match) from a format; false
+ * after answering 503 (out of memory). */
+bool rs_bk_fingerprint(rs_bk *b, const char *fmt, ...) CM_PRINTF(2, 3);
+/* "1,2,3" (a DETAIL of rs_book, a list of ids) -> a new JSON array [1,2,3]. */
+json_t *rs_bk_id_list(const char *csv);
+
 /* A new booking (phase BK_NEW); NULL after answering 503 (out of memory). */
 rs_bk *rs_bk_new(rs_req *r, rs_bk_op op, rs_bk_body_fn body);
 /* Frees b whose request was answered elsewhere: by its handler before b started, or
@@ -129,7 +149,7 @@ void rs_bk_set_body(rs_bk *b, int status, json_t *body);
 /* Answers and frees b (from any phase that has nothing open). */
 void rs_bk_answer(rs_bk *b);
 
-/* A booking (NEW or IDEM_LOOKUP: nothing written, no lock) goes on with then(b) once its
+/* A booking or a hold (NEW or IDEM_LOOKUP: nothing written, no lock) goes on with then(b) once its
  * performance is known to exist (rs_perfcheck); else it is answered 404 NOT_FOUND (stored
  * under its Idempotency-Key, as rs_book's 404 was) or 503 UNAVAILABLE, and freed. */
 void rs_bk_check_perf(rs_bk *b, rs_bk_body_fn then);

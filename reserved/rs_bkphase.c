@@ -13,6 +13,7 @@ static const char *const bk_phase_names[BK_NPHASES] = {
     [BK_IDEM_LOOKUP] = "idem-lookup",
     [BK_RECORDING] = "recording",
     [BK_HEAD] = "head",
+    [BK_HOLD_LOOKUP] = "hold-lookup",
     [BK_QUEUED] = "queued",
     [BK_QUEUED_LEASING] = "queued-leasing",
     [BK_QUEUED_BEGINNING] = "queued-beginning",
@@ -41,9 +42,11 @@ _Static_assert(BK_NPHASES <= 32, "one bit per phase in a uint32_t");
 #define TO_LOCK (TO(BK_QUEUED) | TO(BK_LEASING))
 
 static const uint32_t bk_moves[BK_NPHASES] = {
-    [BK_NEW] =
-        TO(BK_IDEM_LOOKUP) | TO(BK_RECORDING) | TO(BK_HEAD) | TO_LOCK | TO(BK_BATCHED) | SETTLE,
-    [BK_IDEM_LOOKUP] = TO(BK_RECORDING) | TO_LOCK | TO(BK_BATCHED) | SETTLE,
+    [BK_NEW] = TO(BK_IDEM_LOOKUP) | TO(BK_HOLD_LOOKUP) | TO(BK_RECORDING) | TO(BK_HEAD) | TO_LOCK |
+               TO(BK_BATCHED) | SETTLE,
+    [BK_IDEM_LOOKUP] = TO(BK_HOLD_LOOKUP) | TO(BK_RECORDING) | TO_LOCK | TO(BK_BATCHED) | SETTLE,
+    /* a booking of a hold never joins a batch (its claim is a statement of its own) */
+    [BK_HOLD_LOOKUP] = TO(BK_RECORDING) | TO_LOCK | SETTLE,
     [BK_RECORDING] = TO_LOCK | TO(BK_BATCHED) | SETTLE,
     [BK_HEAD] = TO_LOCK | SETTLE,
     /* next_in_line; granted; refused */

@@ -3,7 +3,8 @@
  * memcached's drive_machine drives conn_states) and the table of legal moves.
  *
  * The phases in the order a booking meets them (rs_bkphase.c has the exact table):
- *   before the lock  NEW -> [IDEM_LOOKUP] -> [RECORDING]; a cancellation NEW -> HEAD
+ *   before the lock  NEW -> [IDEM_LOOKUP] -> [HOLD_LOOKUP] -> [RECORDING]; a cancellation
+ *                    NEW -> HEAD; a hold (rs_holds) NEW straight to the lock
  *   the lock         QUEUED (lockd mode; db mode needs none) -> LEASING -> BEGINNING
  *   ready early      QUEUED -> QUEUED_LEASING -> QUEUED_BEGINNING -> QUEUED_IN_TXN, which
  *                    the grant turns into LEASING, GRANTED_BEGINNING or IN_TXN, and a
@@ -30,6 +31,8 @@ typedef enum rs_bk_phase {
     BK_RECORDING,         /* booking with a gateway: INSERTing the payment attempt (autocommit,
                              durable before anything can be charged) */
     BK_HEAD,              /* cancellation: reading the reservation's performance and status */
+    BK_HOLD_LOOKUP,       /* booking with {"holdId"}: reading the hold (its user, its seats,
+                             whether it is still active) before anything is recorded */
     BK_QUEUED,            /* in the performance's lock queue (lockd mode), nothing else out */
     BK_QUEUED_LEASING,    /* queued, first in line: its connection is asked for early */
     BK_QUEUED_BEGINNING,  /* queued; the early connection is here, BEGIN out */

@@ -27,6 +27,7 @@
 #include "cm_strbuf.h"
 #include "rs_auth.h"
 #include "rs_bk.h"
+#include "rs_holdbk.h"
 #include "rs_idem.h"
 #include "rs_metrics.h"
 #include "rs_pay.h"
@@ -262,11 +263,16 @@ static void book_book(rs_bk *b)
     snprintf(perf, sizeof(perf), "%" PRId64, b->perf);
     snprintf(user, sizeof(user), "%" PRId64, b->user);
     bool db_mode = rs_bk_db_mode();
-    const char *params[] = {
-        perf,        user, b->seats_param, db_mode ? NULL : b->fence, db_mode ? "true" : "false",
-        b->reference};
+    char hold[RS_BK_INT_MAX];
+    const char *params[] = {perf,
+                            user,
+                            b->seats_param,
+                            db_mode ? NULL : b->fence,
+                            db_mode ? "true" : "false",
+                            b->reference,
+                            rs_holdbk_param(b, hold)};
     bool read_too = app->pay == NULL;
-    book_exec(b, read_too ? "bk_book_read" : "bk_book", 6, params,
+    book_exec(b, rs_holdbk_stmt(b, read_too ? "bk_book_read" : "bk_book"), b->hold ? 7 : 6, params,
               read_too ? book_booked_read : book_booked);
 }
 
@@ -322,6 +328,10 @@ static void book_attempt_recorded(void *arg, const rs_db_result *res)
  * that does not commit drops the row again (rs_bk's settle step). */
 static void book_record_attempt(rs_bk *b)
 {
+    if (b->hold != 0 && b->seats == NULL) { /* {"holdId"}: its seats first */
+        rs_holdbk_lookup(b, book_record_attempt);
+        return;
+    }
     if (app->pay == NULL) {
         rs_bk_lock(b);
         return;
@@ -351,12 +361,6 @@ static void book_idem_looked_up(void *arg, const rs_db_result *res)
     rs_bk_check_perf(b, book_record_attempt);
 }
 
-static int cmp_i64(const void *a, const void *b)
-{
-    int64_t x = *(const int64_t *)a, y = *(const int64_t *)b;
-    return (x > y) - (x < y);
-}
-
 /* Validates {"userId"?, "seatIds"} into b; false after answering 400 (or 403: a customer
  * naming another user). */
 static bool book_parse(rs_bk *b, json_t *body)
@@ -365,70 +369,11 @@ static bool book_parse(rs_bk *b, json_t *body)
     int64_t asked = 0;
     bool has_asked = false;
     if (!rs_json_get_int(r, body, "userId", false, 1, INT64_MAX, &asked, &has_asked) ||
-        !rs_auth_acting_user(r, has_asked, asked, &b->user))
+        !rs_auth_acting_user(r, has_asked, asked, &b->user) || !rs_bk_parse_seats(b, body))
         return false;
-    json_t *ids = json_object_get(body, "seatIds");
-    if (!json_is_array(ids)) {
-        rs_reply_error(r, 400, "BAD_REQUEST", "field 'seatIds' must be an array of seat ids");
-        return false;
-    }
-    size_t n = json_array_size(ids);
-    int64_t max = app->cfg.max_seats;
-    if (n == 0) {
-        rs_reply_error(r, 400, "BAD_REQUEST", "field 'seatIds' must not be empty");
-        return false;
-    }
-    if ((int64_t)n > max) {
-        rs_reply_error(r, 400, "BAD_REQUEST",
-                       "field 'seatIds' has %zu seats, at most %" PRId64 " per reservation", n,
-                       max);
-        return false;
-    }
-    b->seats = calloc(n, sizeof(*b->seats));
-    int64_t *sorted = calloc(n, sizeof(*sorted));
-    if (b->seats == NULL || sorted == NULL) {
-        free(sorted);
-        rs_reply_error(r, 503, "UNAVAILABLE", "out of memory");
-        return false;
-    }
-    for (size_t i = 0; i < n; i++) {
-        json_t *v = json_array_get(ids, i);
-        if (!json_is_integer(v) || json_integer_value(v) <= 0) {
-            free(sorted);
-            rs_reply_error(r, 400, "BAD_REQUEST",
-                           "field 'seatIds' must hold positive integers (element %zu)", i);
-            return false;
-        }
-        b->seats[i] = sorted[i] = (int64_t)json_integer_value(v);
-    }
-    b->nseats = n;
-    qsort(sorted, n, sizeof(*sorted), cmp_i64);
-    for (size_t i = 1; i < n; i++) {
-        if (sorted[i] == sorted[i - 1]) {
-            rs_reply_error(r, 400, "BAD_REQUEST", "field 'seatIds' lists seat %" PRId64 " twice",
-                           sorted[i]);
-            free(sorted);
-            return false;
-        }
-    }
-    /* "{1,2,3}" for the bigint[] parameter; the fingerprint keeps the request's order */
-    cm_strbuf sb = CM_STRBUF_INIT;
-    cm_strbuf_printf(&sb, "{");
-    for (size_t i = 0; i < n; i++)
-        cm_strbuf_printf(&sb, "%s%" PRId64, i > 0 ? "," : "", b->seats[i]);
-    cm_strbuf_printf(&sb, "}");
-    b->seats_param = strdup(cm_strbuf_str(&sb));
-    cm_strbuf_reset(&sb);
-    cm_strbuf_printf(&sb, "perf=%" PRId64 ";user=%" PRId64 ";seats=%s", b->perf, b->user,
-                     b->seats_param != NULL ? b->seats_param : "");
-    b->fingerprint = strdup(cm_strbuf_str(&sb));
-    cm_strbuf_free(&sb);
-    free(sorted);
-    if (b->seats_param == NULL || b->fingerprint == NULL) {
-        rs_reply_error(r, 503, "UNAVAILABLE", "out of memory");
-        return false;
-    }
-    return true;
+    /* the fingerprint keeps the request's order */
+    return rs_bk_fingerprint(b, "perf=%" PRId64 ";user=%" PRId64 ";seats=%s", b->perf, b->user,
+                             b->seats_param);
 }
 
 static void book_make_reference(rs_bk *b)
@@ -449,7 +394,7 @@ static void book_post(rs_req *r)
     if (b == NULL)
         return;
     b->perf = rs_req_id(r, 0);
-    if (!book_parse(b, body)) {
+    if (!(rs_holdbk_asked(body) ? rs_holdbk_parse(b, body) : book_parse(b, body))) {
         rs_bk_free(b);
         return;
     }

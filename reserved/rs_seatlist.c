@@ -30,6 +30,12 @@ static json_int_t col_int(const PGresult *pg, int row, int col)
     return (json_int_t)strtoll(PQgetvalue(pg, row, col), NULL, 10);
 }
 
+/* A boolean column as JSON (json_true/json_false are shared singletons: no allocation). */
+static json_t *col_bool(const PGresult *pg, int row, int col)
+{
+    return json_boolean(PQgetvalue(pg, row, col)[0] == 't');
+}
+
 /* Keeps v (stolen) in the oldest slot; returns it borrowed, NULL if v is. */
 static json_t *slots_keep(slots *s, json_t *v)
 {
@@ -103,9 +109,9 @@ json_t *rs_seatlist_json(const PGresult *pg, const rs_seatlist_cols *c)
              set_new(seat, "number", json_integer(col_int(pg, i, c->number))) &&
              set_shared(seat, "type", shared_string(&types, pg, i, c->type));
         if (ok && c->price >= 0)
-            ok =
-                set_shared(seat, "price", shared_integer(&prices, pg, i, c->price)) &&
-                set_new(seat, "available", json_boolean(PQgetvalue(pg, i, c->available)[0] == 't'));
+            ok = set_shared(seat, "price", shared_integer(&prices, pg, i, c->price)) &&
+                 set_new(seat, "available", col_bool(pg, i, c->available)) &&
+                 set_new(seat, "held", col_bool(pg, i, c->held));
         ok = ok && set_shared(seat, "rowIndex", shared_integer(&row_index, pg, i, c->row_index)) &&
              set_new(seat, "position",
                      PQgetisnull(pg, i, c->position) ? json_null()

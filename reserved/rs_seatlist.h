@@ -1,7 +1,7 @@
 /*
  * rs_seatlist: the "seats" array of GET /venues/{id} and of the seat map
  * (GET /performances/{id}/seats), built from the rows of a statement. Each seat is
- *   {"id","row","number","type"[,"price","available"],"rowIndex","position"}
+ *   {"id","row","number","type"[,"price","available","held"],"rowIndex","position"}
  * in the order the statement returns them (the hall's natural order: migration 040).
  * rowIndex and position are null only for a seat that was never laid out.
  */
@@ -11,10 +11,12 @@
 #include <jansson.h>
 #include <libpq-fe.h>
 
-/* Column numbers of the statement's seat fields; price and available < 0: not listed. */
+/* Column numbers of the statement's seat fields. price, available and held are the seat
+ * map's: price < 0 lists none of them (a venue's seats). held: the seat is held (SPEC §9),
+ * a boolean column. */
 typedef struct rs_seatlist_cols {
     int id, row, number, type, row_index, position;
-    int price, available;
+    int price, available, held;
 } rs_seatlist_cols;
 
 /* A new array of the seats of every row whose id column is not NULL (a LEFT JOIN's
