@@ -115,25 +115,35 @@ static int parse_args(int argc, char **argv, cx_args *a)
     return -1;
 }
 
-/* Operations by kind and outcome, for the report. */
-static void count_ops(const cx_history *h, size_t counts[CX_OP_OTHER + 1][3])
+/* Operations by kind and outcome, for the report; row CX_OP_OTHER + 1: the bookings by
+ * holdId (also counted as book). */
+#define BY_HOLD (CX_OP_OTHER + 1)
+static void count_ops(const cx_history *h, size_t counts[BY_HOLD + 1][3])
 {
-    memset(counts, 0, sizeof(size_t) * (CX_OP_OTHER + 1) * 3);
-    for (size_t i = 0; i < h->n_ops; i++)
+    memset(counts, 0, sizeof(size_t) * (BY_HOLD + 1) * 3);
+    for (size_t i = 0; i < h->n_ops; i++) {
         counts[h->ops[i].kind][h->ops[i].outcome]++;
+        if (h->ops[i].kind == CX_OP_BOOK && h->ops[i].hold > 0)
+            counts[BY_HOLD][h->ops[i].outcome]++;
+    }
+}
+
+static const char *count_name(int k)
+{
+    return k == BY_HOLD ? "book_by_hold" : cx_kind_name((cx_kind)k);
 }
 
 static void print_report(const cx_history *h, const cx_checks *c)
 {
-    size_t counts[CX_OP_OTHER + 1][3];
+    size_t counts[BY_HOLD + 1][3];
     count_ops(h, counts);
     printf("INFO history ops=%zu faults=%zu unreadable_lines=%zu\n", h->n_ops, h->n_faults,
            h->bad_lines);
-    for (int k = 0; k <= CX_OP_OTHER; k++) {
+    for (int k = 0; k <= BY_HOLD; k++) {
         size_t sum = counts[k][0] + counts[k][1] + counts[k][2];
         if (sum)
-            printf("INFO ops %s ok=%zu fail=%zu unknown=%zu\n", cx_kind_name((cx_kind)k),
-                   counts[k][CX_OK], counts[k][CX_FAIL], counts[k][CX_UNKNOWN]);
+            printf("INFO ops %s ok=%zu fail=%zu unknown=%zu\n", count_name(k), counts[k][CX_OK],
+                   counts[k][CX_FAIL], counts[k][CX_UNKNOWN]);
     }
     for (size_t i = 0; i < c->n_kinds; i++)
         printf("INFO recovery %s faults=%zu max_ms=%lld unrecovered=%zu\n", c->kinds[i].kind,
@@ -148,7 +158,7 @@ static void print_report(const cx_history *h, const cx_checks *c)
 
 static int write_json(const char *path, const cx_history *h, const cx_checks *c)
 {
-    size_t counts[CX_OP_OTHER + 1][3];
+    size_t counts[BY_HOLD + 1][3];
     json_t *root = json_object(), *checks = json_array(), *ops = json_object(),
            *rec = json_object();
     count_ops(h, counts);
@@ -158,8 +168,8 @@ static int write_json(const char *path, const cx_history *h, const cx_checks *c)
                                                 r->pass ? "PASS" : "FAIL", "figure", r->figure,
                                                 "detail", cm_strbuf_str(&r->detail)));
     }
-    for (int k = 0; k <= CX_OP_OTHER; k++)
-        json_object_set_new(ops, cx_kind_name((cx_kind)k),
+    for (int k = 0; k <= BY_HOLD; k++)
+        json_object_set_new(ops, count_name(k),
                             json_pack("{s:I,s:I,s:I}", "ok", (json_int_t)counts[k][CX_OK], "fail",
                                       (json_int_t)counts[k][CX_FAIL], "unknown",
                                       (json_int_t)counts[k][CX_UNKNOWN]));

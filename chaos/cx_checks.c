@@ -12,12 +12,13 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "cx_checks_int.h"
 #include "cx_mem.h"
 
 #define DETAIL_CAP 12 /* offenders spelled out per check; the rest are counted */
 
 /* Records one offender: the check fails and the first DETAIL_CAP are named. */
-static void CM_PRINTF(2, 3) offend(cx_result *r, const char *fmt, ...)
+void cx_check_offend(cx_result *r, const char *fmt, ...)
 {
     r->pass = false;
     if (r->notes >= DETAIL_CAP) {
@@ -33,7 +34,7 @@ static void CM_PRINTF(2, 3) offend(cx_result *r, const char *fmt, ...)
 }
 
 /* Adds information that is not an offence (does not change pass). */
-static void CM_PRINTF(2, 3) inform(cx_result *r, const char *fmt, ...)
+void cx_check_inform(cx_result *r, const char *fmt, ...)
 {
     va_list ap;
     va_start(ap, fmt);
@@ -43,7 +44,7 @@ static void CM_PRINTF(2, 3) inform(cx_result *r, const char *fmt, ...)
     va_end(ap);
 }
 
-static bool is_ack_book(const cx_op *op)
+bool cx_is_ack_book(const cx_op *op)
 {
     return op->kind == CX_OP_BOOK && op->outcome == CX_OK && op->status == 201 &&
            op->reservation > 0;
@@ -126,7 +127,7 @@ static const cx_op **acked_books(const cx_history *h, size_t *n)
     const cx_op **v = cx_xcalloc(h->n_ops, sizeof(*v));
     size_t k = 0;
     for (size_t i = 0; i < h->n_ops; i++)
-        if (is_ack_book(&h->ops[i]))
+        if (cx_is_ack_book(&h->ops[i]))
             v[k++] = &h->ops[i];
     qsort(v, k, sizeof(*v), cmp_op_res);
     size_t u = 0;
@@ -198,17 +199,19 @@ static void check_double_sale(cx_result *r, const cx_snap *s, const cancel_ix *i
                 if (released_before(ix, x, y) || released_before(ix, y, x))
                     continue;
                 hist_dups++;
-                offend(r,
-                       "history: perf %" PRId64 " seat %" PRId64 " acknowledged to reservations "
-                       "%" PRId64 " (op %" PRId64 ") and %" PRId64 " (op %" PRId64 ")",
-                       v[a].perf, v[a].seat, x->reservation, x->id, y->reservation, y->id);
+                cx_check_offend(r,
+                                "history: perf %" PRId64 " seat %" PRId64
+                                " acknowledged to reservations "
+                                "%" PRId64 " (op %" PRId64 ") and %" PRId64 " (op %" PRId64 ")",
+                                v[a].perf, v[a].seat, x->reservation, x->id, y->reservation, y->id);
             }
         i = j;
     }
     free(v);
     for (size_t i = 0; i < s->n_dups; i++)
-        offend(r, "db: perf %" PRId64 " seat %" PRId64 " in %" PRId64 " CONFIRMED reservations",
-               s->dups[i].perf, s->dups[i].seat, s->dups[i].count);
+        cx_check_offend(
+            r, "db: perf %" PRId64 " seat %" PRId64 " in %" PRId64 " CONFIRMED reservations",
+            s->dups[i].perf, s->dups[i].seat, s->dups[i].count);
     snprintf(r->figure, sizeof(r->figure),
              "db_double_sold=%zu history_double_sold=%zu (acknowledged bookings %zu)", s->n_dups,
              hist_dups, n_acked);
@@ -225,11 +228,11 @@ static void check_capacity(cx_result *r, const cx_snap *s)
         if (ok)
             continue;
         bad++;
-        offend(r,
-               "perf %" PRId64 ": remaining %" PRId64 ", total %" PRId64
-               " - confirmed seats %" PRId64 " = %" PRId64 " (venue seats %" PRId64 ")",
-               p->id, p->remaining, p->total, p->confirmed_seats, p->total - p->confirmed_seats,
-               p->venue_seats);
+        cx_check_offend(r,
+                        "perf %" PRId64 ": remaining %" PRId64 ", total %" PRId64
+                        " - confirmed seats %" PRId64 " = %" PRId64 " (venue seats %" PRId64 ")",
+                        p->id, p->remaining, p->total, p->confirmed_seats,
+                        p->total - p->confirmed_seats, p->venue_seats);
     }
     snprintf(r->figure, sizeof(r->figure), "mismatched=%zu of %zu performances", bad, s->n_perfs);
 }
@@ -263,8 +266,8 @@ static void check_lost_ack(cx_result *r, const cx_history *h, const cx_snap *s, 
         if (!why)
             continue;
         lost++;
-        offend(r, "reservation %" PRId64 " (op %" PRId64 ", 201 at %" PRId64 " ms): %s",
-               op->reservation, op->id, op->end_ms, why);
+        cx_check_offend(r, "reservation %" PRId64 " (op %" PRId64 ", 201 at %" PRId64 " ms): %s",
+                        op->reservation, op->id, op->end_ms, why);
     }
     /* CONFIRMED rows nobody was told about must come from a booking whose answer was lost. */
     const cx_op **unk = cx_xcalloc(h->n_ops, sizeof(*unk));
@@ -287,10 +290,11 @@ static void check_lost_ack(cx_result *r, const cx_history *h, const cx_snap *s, 
             continue;
         }
         unmatched++;
-        offend(r,
-               "reservation %" PRId64 " (perf %" PRId64 ", user %" PRId64 ", %zu seats) is "
-               "CONFIRMED but was neither acknowledged nor left unanswered",
-               x->id, x->perf, x->user, x->n_seats);
+        cx_check_offend(r,
+                        "reservation %" PRId64 " (perf %" PRId64 ", user %" PRId64
+                        ", %zu seats) is "
+                        "CONFIRMED but was neither acknowledged nor left unanswered",
+                        x->id, x->perf, x->user, x->n_seats);
     }
     free(unk);
     snprintf(r->figure, sizeof(r->figure),
@@ -338,7 +342,8 @@ static void check_payments(cx_result *r, const cx_snap *s)
         confirmed++;
         if (!x->payment_ref) {
             missing++;
-            offend(r, "reservation %" PRId64 " is CONFIRMED with no payment reference", x->id);
+            cx_check_offend(r, "reservation %" PRId64 " is CONFIRMED with no payment reference",
+                            x->id);
             continue;
         }
         refs[n_refs++] = x->payment_ref;
@@ -352,16 +357,16 @@ static void check_payments(cx_result *r, const cx_snap *s)
             }
         if (n_ok == 0) {
             missing++;
-            offend(r, "reservation %" PRId64 " (reference %s) has no APPROVED payment", x->id,
-                   x->payment_ref);
+            cx_check_offend(r, "reservation %" PRId64 " (reference %s) has no APPROVED payment",
+                            x->id, x->payment_ref);
         } else if (n_ok > 1) {
             doubled++;
-            offend(r, "reservation %" PRId64 " (reference %s) has %zu APPROVED payments", x->id,
-                   x->payment_ref, n_ok);
+            cx_check_offend(r, "reservation %" PRId64 " (reference %s) has %zu APPROVED payments",
+                            x->id, x->payment_ref, n_ok);
         } else if (x->payment_id && strcmp(x->payment_id, ok->id) != 0) {
             missing++;
-            offend(r, "reservation %" PRId64 " says payment %s, the gateway approved %s", x->id,
-                   x->payment_id, ok->id);
+            cx_check_offend(r, "reservation %" PRId64 " says payment %s, the gateway approved %s",
+                            x->id, x->payment_id, ok->id);
         }
     }
     qsort(refs, n_refs, sizeof(*refs), cmp_str_ptr);
@@ -374,8 +379,9 @@ static void check_payments(cx_result *r, const cx_snap *s)
         if (bsearch(&key, refs, n_refs, sizeof(*refs), cmp_str_ptr))
             continue;
         orphans++;
-        offend(r, "orphan payment %s (reference %s) APPROVED with no CONFIRMED reservation", p->id,
-               p->reference);
+        cx_check_offend(r,
+                        "orphan payment %s (reference %s) APPROVED with no CONFIRMED reservation",
+                        p->id, p->reference);
     }
     free(refs);
     snprintf(r->figure, sizeof(r->figure),
@@ -454,10 +460,10 @@ static void check_counters(cx_result *r, const cx_snap *s, const cx_op *const *v
         return;
     }
     if (!s->have_counters) {
-        offend(r,
-               "the history has %zu counter operations but the database has no "
-               "chaos_counters table",
-               n);
+        cx_check_offend(r,
+                        "the history has %zu counter operations but the database has no "
+                        "chaos_counters table",
+                        n);
         snprintf(r->figure, sizeof(r->figure), "no chaos_counters table");
         return;
     }
@@ -477,10 +483,10 @@ static void check_counters(cx_result *r, const cx_snap *s, const cx_op *const *v
             if (rejection_explained(v, i, j, v[k]))
                 would_be_lost++;
             else if (++unexplained <= 5)
-                inform(r,
-                       "counter %" PRId64 ": op %" PRId64 " (fence %" PRIu64
-                       ") rejected with no newer fenced read in the history",
-                       cs.id, v[k]->id, v[k]->fence);
+                cx_check_inform(r,
+                                "counter %" PRId64 ": op %" PRId64 " (fence %" PRIu64
+                                ") rejected with no newer fenced read in the history",
+                                cs.id, v[k]->id, v[k]->fence);
         }
         i = j;
         n_counters++;
@@ -490,7 +496,7 @@ static void check_counters(cx_result *r, const cx_snap *s, const cx_op *const *v
         rejected += cs.rejected;
         errors += cs.errors;
         if (!found) {
-            offend(r, "counter %" PRId64 ": no row in chaos_counters", cs.id);
+            cx_check_offend(r, "counter %" PRId64 ": no row in chaos_counters", cs.id);
             continue;
         }
         /* Writes whose answer was lost ("error") may have applied: they can explain a
@@ -498,15 +504,16 @@ static void check_counters(cx_result *r, const cx_snap *s, const cx_op *const *v
         int64_t lost = (int64_t)cs.applied - delta;
         if (lost > 0) {
             lost_total += (size_t)lost;
-            offend(r,
-                   "counter %" PRId64 ": %zu applied increments, final value %" PRId64 ": %" PRId64
-                   " lost updates",
-                   cs.id, cs.applied, delta, lost);
+            cx_check_offend(r,
+                            "counter %" PRId64 ": %zu applied increments, final value %" PRId64
+                            ": %" PRId64 " lost updates",
+                            cs.id, cs.applied, delta, lost);
         } else if (-lost > (int64_t)cs.errors) {
-            offend(r,
-                   "counter %" PRId64 ": final value %" PRId64 " exceeds %zu applied + %zu "
-                   "unanswered writes",
-                   cs.id, delta, cs.applied, cs.errors);
+            cx_check_offend(r,
+                            "counter %" PRId64 ": final value %" PRId64
+                            " exceeds %zu applied + %zu "
+                            "unanswered writes",
+                            cs.id, delta, cs.applied, cs.errors);
         }
     }
     snprintf(r->figure, sizeof(r->figure),
@@ -552,7 +559,7 @@ static void check_fences(cx_result *r, const cx_op *const *v, size_t n)
             }
             if (top && op->fence <= top->fence) {
                 bad++;
-                offend(
+                cx_check_offend(
                     r,
                     "Counter:%" PRId64 ": op %" PRId64 " (start %" PRId64 " ms) got fence %" PRIu64
                     " after op %" PRId64 " (ended %" PRId64 " ms) got %" PRIu64,
@@ -583,12 +590,13 @@ static void check_guards(cx_result *r, const cx_snap *s, const cx_check_opts *o)
     for (size_t i = 0; i < s->n_guards; i++) {
         const cx_guard *g = &s->guards[i];
         if (!g->fetched) {
-            inform(r, "%s: n/a (%s)", g->server, g->err);
+            cx_check_inform(r, "%s: n/a (%s)", g->server, g->err);
             continue;
         }
         read++;
         total += g->total;
-        inform(r, "%s: %s", g->server, g->detail[0] ? g->detail : "no reserved_guard_* samples");
+        cx_check_inform(r, "%s: %s", g->server,
+                        g->detail[0] ? g->detail : "no reserved_guard_* samples");
     }
     /* A guard firing is not a violation (the database held), but it means the lock did not. */
     if (read == 0)
@@ -682,22 +690,22 @@ static void check_liveness(cx_checks *c, const cx_history *h, const cx_check_opt
         }
         if (rec < 0) {
             unrecovered++;
-            offend(r, "%s on %s (ended %" PRId64 " ms): no ok booking after it", f->kind, f->target,
-                   f->end_ms);
+            cx_check_offend(r, "%s on %s (ended %" PRId64 " ms): no ok booking after it", f->kind,
+                            f->target, f->end_ms);
         } else {
             worst = CM_MAX(worst, rec);
             if (rec > o->recovery_bound_ms)
-                offend(r,
-                       "%s on %s (ended %" PRId64 " ms): first ok booking after %" PRId64
-                       " ms without faults",
-                       f->kind, f->target, f->end_ms, rec);
+                cx_check_offend(r,
+                                "%s on %s (ended %" PRId64 " ms): first ok booking after %" PRId64
+                                " ms without faults",
+                                f->kind, f->target, f->end_ms, rec);
         }
     }
     free(ends);
     for (size_t i = 0; i < c->n_kinds; i++) {
         const cx_recovery *k = &c->kinds[i];
-        inform(r, "%s: max %" PRId64 " ms over %zu%s", k->kind, k->max_ms, k->count,
-               k->unrecovered ? " (some never recovered)" : "");
+        cx_check_inform(r, "%s: max %" PRId64 " ms over %zu%s", k->kind, k->max_ms, k->count,
+                        k->unrecovered ? " (some never recovered)" : "");
     }
     snprintf(r->figure, sizeof(r->figure),
              "faults=%zu worst_recovery_ms=%" PRId64 " unrecovered=%zu bound_ms=%" PRId64,
@@ -707,8 +715,8 @@ static void check_liveness(cx_checks *c, const cx_history *h, const cx_check_opt
 void cx_checks_run(cx_checks *c, const cx_history *h, const cx_snap *s, const cx_check_opts *o)
 {
     static const char *const names[CX_CHECK_COUNT] = {
-        "no_double_sale",       "capacity",         "no_lost_ack", "payments",
-        "counter_lost_updates", "fences_monotonic", "guards",      "liveness"};
+        "no_double_sale",   "capacity", "no_lost_ack", "payments",        "counter_lost_updates",
+        "fences_monotonic", "guards",   "liveness",    "holds_exclusive", "holds_expire"};
     memset(c, 0, sizeof(*c));
     for (size_t i = 0; i < CX_CHECK_COUNT; i++) {
         c->r[i].name = names[i];
@@ -728,6 +736,8 @@ void cx_checks_run(cx_checks *c, const cx_history *h, const cx_snap *s, const cx
     check_fences(&c->r[CX_CHECK_FENCES], cops, n_counter);
     check_guards(&c->r[CX_CHECK_GUARDS], s, o);
     check_liveness(c, h, o);
+    cx_check_holds_exclusive(&c->r[CX_CHECK_HOLDS_EXCLUSIVE], h, s);
+    cx_check_holds_expire(&c->r[CX_CHECK_HOLDS_EXPIRE], h, s);
     for (size_t i = 0; i < CX_CHECK_COUNT; i++)
         if (c->r[i].omitted)
             cm_strbuf_printf(&c->r[i].detail, "; (+%zu more)", c->r[i].omitted);

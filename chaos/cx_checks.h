@@ -24,6 +24,8 @@ enum {
     CX_CHECK_FENCES,
     CX_CHECK_GUARDS,
     CX_CHECK_LIVENESS,
+    CX_CHECK_HOLDS_EXCLUSIVE, /* cx_checks_holds */
+    CX_CHECK_HOLDS_EXPIRE,    /* cx_checks_holds */
     CX_CHECK_COUNT,
 };
 

@@ -13,7 +13,8 @@
 
 #include "cx_mem.h"
 
-static const char *const kind_names[] = {"book", "cancel", "read_seats", "counter_incr", "other"};
+static const char *const kind_names[] = {"book", "cancel",  "read_seats", "counter_incr",
+                                         "hold", "release", "other"};
 static const char *const outcome_names[] = {"ok", "fail", "unknown"};
 
 const char *cx_kind_name(cx_kind k)
@@ -113,6 +114,8 @@ static void load_op(cx_op *op, const json_t *o)
     op->reservation = get_int(o, "reservation");
     get_str(o, "code", op->code, sizeof(op->code));
     get_str(o, "server", op->server, sizeof(op->server));
+    op->hold = get_int(o, "hold");
+    op->expires_ms = get_int(o, "expires_ms");
     const json_t *pay = json_object_get(o, "payment");
     if (json_is_string(pay))
         op->payment = cx_xstrdup(json_string_value(pay));

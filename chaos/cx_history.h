@@ -19,6 +19,8 @@ typedef enum cx_kind {
     CX_OP_CANCEL,
     CX_OP_READ_SEATS,
     CX_OP_COUNTER_INCR,
+    CX_OP_HOLD,    /* POST /performances/{id}/holds (SPEC §9) */
+    CX_OP_RELEASE, /* DELETE /holds/{id} */
     CX_OP_OTHER,
 } cx_kind;
 
@@ -43,18 +45,20 @@ typedef struct cx_op {
     int64_t start_ms;
     int64_t end_ms;
     int status;     /* HTTP status, 0 when no answer */
-    int64_t perf;   /* book */
-    int64_t user;   /* book */
-    int64_t *seats; /* book: sorted ascending (owned) */
+    int64_t perf;   /* book, hold, release */
+    int64_t user;   /* book, hold (its user, from the 201), release */
+    int64_t *seats; /* book, hold, release: sorted ascending (owned) */
     size_t n_seats;
     int64_t reservation; /* cancel target, or the id a 201 returned; 0 when absent */
     char *payment;       /* paymentId of a 201, NULL when absent (owned) */
     char code[32];       /* error code of the body, "" when none */
     char server[64];
-    int64_t counter; /* counter_incr */
-    uint64_t fence;  /* counter_incr: 0 when no lock was granted */
-    bool has_read;   /* counter_incr: "read" present: its fenced read claimed the counter */
-    bool lost;       /* counter_incr: the client saw its lock lost during the op */
+    int64_t hold;       /* hold: the id a 201 returned; release and book by holdId: the hold */
+    int64_t expires_ms; /* hold (201): its expiresAt on the run's clock */
+    int64_t counter;    /* counter_incr */
+    uint64_t fence;     /* counter_incr: 0 when no lock was granted */
+    bool has_read;      /* counter_incr: "read" present: its fenced read claimed the counter */
+    bool lost;          /* counter_incr: the client saw its lock lost during the op */
     cx_write write;
 } cx_op;
 

@@ -5,7 +5,8 @@
  * signals and the stop) booking seats on a hot performance and on others, cancelling
  * what this run booked and reading seat maps, against several reserved servers. Every
  * op is one history line (cx_history_writer) written when it ends. The counter workload
- * (cx_load_counter) runs on the same loop when --lockd is given.
+ * (cx_load_counter) runs on the same loop when --lockd is given; with --hold-share, a share
+ * of the ops are seat-hold ops (cx_load_holds).
  *
  * Determinism: each client draws from its own PRNG seeded by (--seed, client number), a
  * fixed number of draws per op, so a seed fixes every client's sequence of intended ops
@@ -29,6 +30,7 @@
 #include "cx_cli.h"
 #include "cx_history_writer.h"
 #include "cx_load_counter.h"
+#include "cx_load_holds.h"
 #include "lg_driver.h"
 #include "lg_rng.h"
 #include "lg_seatmap.h"
@@ -41,8 +43,9 @@
 #define STOP_GRACE_MS      15000 /* in-flight ops past the stop get this long, then unknown */
 #define LD_TOKEN_MAX       130   /* a bearer token (reserved's: 64 hex digits) and its NUL */
 
-typedef enum op_kind { OP_BOOK, OP_CANCEL, OP_READ } op_kind;
-static const char *const OP_NAMES[] = {"book", "cancel", "read_seats"};
+/* OP_HOLDS: a hold op, cx_load_holds' from its start to its history line */
+typedef enum op_kind { OP_BOOK, OP_CANCEL, OP_READ, OP_HOLDS } op_kind;
+static const char *const OP_NAMES[] = {"book", "cancel", "read_seats", "hold"};
 
 typedef struct resv {
     long long id, perf, user;
@@ -90,6 +93,7 @@ typedef struct load_opts {
     bool counter_ignore_lost;
     const char *counter_marker;
     const char *token_file; /* --token-file: an admin's bearer token, acting for --users */
+    uint32_t hold_share;    /* --hold-share: percent of ops that are hold ops (0: none) */
     uint32_t client_base;
     bool have_client_base;
     cm_log_level log_level;
@@ -101,6 +105,7 @@ typedef struct load {
     lg_driver *d;
     cx_hwriter *hist;
     cx_counter *counter;
+    cx_holds *holds; /* NULL without --hold-share */
     ld_client *clients;
     uint32_t n_clients; /* booking clients: 0 without --servers */
     int64_t *map_ids;   /* [0]: hot, then --perfs */
@@ -198,8 +203,21 @@ static uint64_t op_done(void *arg, uint32_t client, const cm_httpc_resp *resp)
 {
     load *L = arg;
     ld_client *c = &L->clients[client];
+    if (c->kind == OP_HOLDS) {
+        cx_hold_booked b;
+        if (cx_holds_answered(L->holds, client, resp, c->id, c->start_ms,
+                              L->server_names[c->server], &b)) {
+            resv r = {.id = b.id, .perf = b.perf, .user = b.user, .nseats = b.nseats};
+            memcpy(r.seats, b.seats, sizeof(r.seats));
+            pool_add(L, &r); /* its cancel gives the seats back like any booking's */
+        }
+        return resp->status == 0 ? PAUSE_NO_ANSWER_MS * 1000
+                                 : (resp->status == 503 ? PAUSE_BUSY_MS * 1000 : 0);
+    }
     json_t *body = resp->status ? json_loadb(resp->body, resp->body_len, 0, NULL) : NULL;
 
+    if (L->holds && c->kind == OP_READ && c->r.perf == L->map_ids[0] && resp->status == 200)
+        cx_holds_seen_map(L->holds, resp->body, resp->body_len);
     if (c->kind == OP_BOOK && resp->status == 201) {
         json_t *id = json_object_get(body, "id");
         c->r.id = json_is_integer(id) ? (long long)json_integer_value(id) : 0;
@@ -224,7 +242,12 @@ static uint64_t op_done(void *arg, uint32_t client, const cm_httpc_resp *resp)
 static void op_abandoned(void *arg, uint32_t client)
 {
     load *L = arg;
-    op_record(L, &L->clients[client], NULL, NULL);
+    ld_client *c = &L->clients[client];
+    if (c->kind == OP_HOLDS)
+        (void)cx_holds_answered(L->holds, client, NULL, c->id, c->start_ms,
+                                L->server_names[c->server], &(cx_hold_booked){0});
+    else
+        op_record(L, c, NULL, NULL);
 }
 
 /* ---- the op mix ---- */
@@ -263,11 +286,21 @@ static lg_next op_start(void *arg, uint32_t client, lg_request *req)
     c->server = lg_rng_below(&c->rng, L->o->n_servers);
     memset(&c->r, 0, sizeof(c->r));
     c->r.user = o->user_first + (long long)lg_rng_below(&c->rng, (uint64_t)o->user_count);
+    req->server = c->server;
+    req->token = L->token[0] != '\0' ? L->token : NULL;
+    if (L->holds && cx_holds_next(L->holds, client, &c->rng, req)) {
+        c->kind = OP_HOLDS;
+        c->start_ms = cx_hwriter_now(L->hist);
+        return LG_SEND;
+    }
     if (dice < 75) {
         size_t m = dice < 60 ? 0 : other;
         c->kind = OP_BOOK;
         c->r.perf = L->map_ids[m];
         pick_seats(c, &L->maps[m]);
+        /* a quarter of the hot bookings aim at seats another user holds: they must fail */
+        if (m == 0 && L->holds && pick % 4 == 0)
+            (void)cx_holds_target(L->holds, pick / 4, c->r.seats, &c->r.nseats);
     } else if (dice < 85 && L->n_pool > 0) {
         size_t k = pick % L->n_pool;
         c->kind = OP_CANCEL;
@@ -278,8 +311,6 @@ static lg_next op_start(void *arg, uint32_t client, lg_request *req)
         c->r.perf = L->map_ids[dice < 85 ? 0 : any];
     }
     c->start_ms = cx_hwriter_now(L->hist);
-    req->server = c->server;
-    req->token = L->token[0] != '\0' ? L->token : NULL;
     if (c->kind == OP_BOOK) {
         json_t *j =
             json_pack("{s:I,s:o}", "userId", (json_int_t)c->r.user, "seatIds", seats_json(&c->r));
@@ -320,6 +351,14 @@ static void start_workloads(void *arg)
     load *L = arg;
     const load_opts *o = L->o;
     L->t0 = cm_now_ms();
+    if (o->hold_share > 0 && L->n_clients > 0) {
+        L->holds = cx_holds_new(L->hist, L->n_clients, L->map_ids[0], &L->maps[0], o->hold_share);
+        if (!L->holds) {
+            log_error("out of memory at start");
+            L->rc = 1;
+            event_base_loopbreak(L->base);
+        }
+    }
     if (o->n_lockd > 0) {
         cx_counter_opts co = {.lockd = o->lockd,
                               .n_lockd = o->n_lockd,
@@ -467,15 +506,18 @@ static int run(const load_opts *o)
     if (L.counter)
         cx_counter_abort(L.counter);
     {
-        char sum[256];
+        char sum[256], hsum[160] = "";
         cx_hwriter_summary(L.hist, sum, sizeof(sum));
+        if (L.holds)
+            cx_holds_summary(L.holds, hsum, sizeof(hsum));
         fprintf(stderr,
-                "chaos_load: %s book_ok=%" PRIu64 " cancel_ok=%" PRIu64 " elapsed_ms=%" PRIu64
+                "chaos_load: %s book_ok=%" PRIu64 " cancel_ok=%" PRIu64 " %s elapsed_ms=%" PRIu64
                 " rc=%d\n",
-                sum, L.book_ok, L.cancel_ok, L.t0 ? cm_now_ms() - L.t0 : 0, L.rc);
+                sum, L.book_ok, L.cancel_ok, hsum, L.t0 ? cm_now_ms() - L.t0 : 0, L.rc);
     }
 done:
     cx_counter_free(L.counter);
+    cx_holds_free(L.holds);
     lg_driver_free(L.d);
     for (size_t i = 0; L.maps && i < L.n_maps; i++)
         lg_seatmap_clear(&L.maps[i]);
@@ -511,6 +553,9 @@ static void usage(FILE *out)
             "  --users FIRST:COUNT   user ids to book as\n"
             "  --token-file FILE     first line: an admin's bearer token, sent with every\n"
             "                        request (it books for the --users); none: no token\n"
+            "  --hold-share PCT      seat holds (SPEC §9) on the hot performance: PCT%% of\n"
+            "                        a client's ops take a hold, or act on the one it has\n"
+            "                        (book it, release it or leave it to expire) (0: none)\n"
             "  --max-requests N      stop after N ops in all (no limit)\n"
             "  --timeout-ms MS       per request; no answer in time: outcome unknown (5000)\n"
             "  --lockd H:P,...       run the counter workload through these lockd\n"
@@ -590,7 +635,7 @@ static int parse_args(int argc, char **argv, load_opts *o)
     bool have_users = false, have_hot = false, now_ms = false;
     cx_addr_list servers = {NULL, 0}, lockd = {NULL, 0};
     uint64_t hot = 0, clients = o->clients, timeout = o->timeout_ms, counters = o->counters;
-    uint64_t cclients = o->counter_clients, cbase = 0;
+    uint64_t cclients = o->counter_clients, cbase = 0, hold_share = 0;
     const cm_flag flags[] = {
         {.name = "servers",
          .type = CM_FLAG_CUSTOM,
@@ -649,6 +694,7 @@ static int parse_args(int argc, char **argv, load_opts *o)
         {.name = "counter-ignore-lost", .type = CM_FLAG_SWITCH, .dst = &o->counter_ignore_lost},
         {.name = "counter-marker", .type = CM_FLAG_STRING, .dst = &o->counter_marker},
         {.name = "token-file", .type = CM_FLAG_STRING, .dst = &o->token_file},
+        {.name = "hold-share", .type = CM_FLAG_U64, .dst = &hold_share, .lo = 0, .hi = 100},
         {.name = "client-base",
          .type = CM_FLAG_U64,
          .dst = &cbase,
@@ -679,6 +725,7 @@ static int parse_args(int argc, char **argv, load_opts *o)
     o->counters = (uint32_t)counters;
     o->counter_clients = (uint32_t)cclients;
     o->client_base = (uint32_t)cbase;
+    o->hold_share = (uint32_t)hold_share;
     const char *missing = NULL;
     if (!o->duration_s)
         missing = "--duration S";

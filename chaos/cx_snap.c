@@ -158,6 +158,81 @@ static cm_rc load_counters(cx_snap *s, PGconn *c, char *err, size_t errlen)
     return CM_OK;
 }
 
+/* ---- seat holds (SPEC §9): read only when migration 100's tables exist ---- */
+
+static const char SQL_HOLDS[] =
+    "SELECT id, performance_id, user_id, status,"
+    " floor(extract(epoch FROM now() - expires_at) * 1000)::bigint FROM holds ORDER BY id";
+static const char SQL_HOLD_SEATS[] =
+    "SELECT hold_id, performance_id, seat_id, active FROM hold_seats ORDER BY hold_id, seat_id";
+/* A hold counts as active by either flag (as a sale does in SQL_DUPS). */
+static const char SQL_HELD_SOLD[] =
+    "SELECT hs.performance_id, hs.seat_id, h.id, h.user_id, r.id, r.user_id FROM holds h"
+    " JOIN hold_seats hs ON hs.hold_id = h.id"
+    " JOIN reservation_seats rs ON rs.performance_id = hs.performance_id"
+    "  AND rs.seat_id = hs.seat_id"
+    " JOIN reservations r ON r.id = rs.reservation_id"
+    " WHERE (h.status = 'ACTIVE' OR hs.active) AND r.status = 'CONFIRMED'"
+    "  AND r.user_id <> h.user_id ORDER BY 1, 2, 3";
+
+static cx_hold_status hold_status(const char *s)
+{
+    static const char *const names[] = {"ACTIVE", "BOOKED", "RELEASED", "EXPIRED"};
+    for (size_t i = 0; i < CM_ARRAY_LEN(names); i++)
+        if (strcmp(s, names[i]) == 0)
+            return (cx_hold_status)i;
+    return CX_HOLD_UNKNOWN;
+}
+
+static cm_rc load_holds(cx_snap *s, PGconn *c, char *err, size_t errlen)
+{
+    PGresult *r = run(c,
+                      "SELECT to_regclass('holds') IS NOT NULL AND to_regclass('hold_seats')"
+                      " IS NOT NULL",
+                      PGRES_TUPLES_OK, err, errlen);
+    if (!r)
+        return CM_ERR;
+    s->have_holds = strcmp(PQgetvalue(r, 0, 0), "t") == 0;
+    PQclear(r);
+    if (!s->have_holds)
+        return CM_OK;
+    if (!(r = run(c, SQL_HOLDS, PGRES_TUPLES_OK, err, errlen)))
+        return CM_ERR;
+    int n = PQntuples(r);
+    s->holds = cx_xcalloc((size_t)n, sizeof(cx_hold));
+    for (int i = 0; i < n; i++)
+        s->holds[s->n_holds++] = (cx_hold){.id = col_i64(r, i, 0),
+                                           .perf = col_i64(r, i, 1),
+                                           .user = col_i64(r, i, 2),
+                                           .status = hold_status(PQgetvalue(r, i, 3)),
+                                           .past_ms = col_i64(r, i, 4)};
+    PQclear(r);
+    if (!(r = run(c, SQL_HOLD_SEATS, PGRES_TUPLES_OK, err, errlen)))
+        return CM_ERR;
+    n = PQntuples(r);
+    s->hold_seats = cx_xcalloc((size_t)n, sizeof(cx_hold_seat));
+    for (int i = 0; i < n; i++)
+        s->hold_seats[s->n_hold_seats++] =
+            (cx_hold_seat){.hold = col_i64(r, i, 0),
+                           .perf = col_i64(r, i, 1),
+                           .seat = col_i64(r, i, 2),
+                           .active = strcmp(PQgetvalue(r, i, 3), "t") == 0};
+    PQclear(r);
+    if (!(r = run(c, SQL_HELD_SOLD, PGRES_TUPLES_OK, err, errlen)))
+        return CM_ERR;
+    n = PQntuples(r);
+    s->held_sold = cx_xcalloc((size_t)n, sizeof(cx_held_sold));
+    for (int i = 0; i < n; i++)
+        s->held_sold[s->n_held_sold++] = (cx_held_sold){.perf = col_i64(r, i, 0),
+                                                        .seat = col_i64(r, i, 1),
+                                                        .hold = col_i64(r, i, 2),
+                                                        .holder = col_i64(r, i, 3),
+                                                        .reservation = col_i64(r, i, 4),
+                                                        .buyer = col_i64(r, i, 5)};
+    PQclear(r);
+    return CM_OK;
+}
+
 cm_rc cx_snap_load_db(cx_snap *s, const char *conninfo, char *err, size_t errlen)
 {
     cm_rc rc = CM_ERR;
@@ -172,7 +247,7 @@ cm_rc cx_snap_load_db(cx_snap *s, const char *conninfo, char *err, size_t errlen
         goto done;
     PQclear(r);
     if (load_res(s, c, err, errlen) != CM_OK || load_perfs(s, c, err, errlen) != CM_OK ||
-        load_counters(s, c, err, errlen) != CM_OK)
+        load_counters(s, c, err, errlen) != CM_OK || load_holds(s, c, err, errlen) != CM_OK)
         goto done;
     rc = CM_OK;
 done:
@@ -293,6 +368,9 @@ void cx_snap_free(cx_snap *s)
     free(s->counters);
     free(s->payments);
     free(s->guards);
+    free(s->holds);
+    free(s->hold_seats);
+    free(s->held_sold);
     memset(s, 0, sizeof(*s));
 }
 
@@ -305,4 +383,15 @@ static int cmp_res_id(const void *key, const void *elem)
 const cx_res *cx_snap_res(const cx_snap *s, int64_t id)
 {
     return s->n_res ? bsearch(&id, s->res, s->n_res, sizeof(cx_res), cmp_res_id) : NULL;
+}
+
+static int cmp_hold_id(const void *key, const void *elem)
+{
+    int64_t k = *(const int64_t *)key, id = ((const cx_hold *)elem)->id;
+    return (k > id) - (k < id);
+}
+
+const cx_hold *cx_snap_hold(const cx_snap *s, int64_t id)
+{
+    return s->n_holds ? bsearch(&id, s->holds, s->n_holds, sizeof(cx_hold), cmp_hold_id) : NULL;
 }

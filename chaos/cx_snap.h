@@ -1,7 +1,8 @@
 /*
  * cx_snap: the final state the checker compares the history with: the booking database
  * (reservations with their seats, performances, double-sold seats, chaos counters), the
- * payment gateway's list of payments and reserved's guard counters. Everything is read
+ * payment gateway's list of payments and reserved's guard counters; the seat holds of
+ * SPEC §9 (holds, hold_seats) when the schema has them. Everything is read
  * once, blocking, into arrays owned by the cx_snap (freed by cx_snap_free). Reservations
  * are sorted by id and payments by reference, for bsearch.
  */
@@ -58,6 +59,30 @@ typedef struct cx_guard {
     uint64_t total;
 } cx_guard;
 
+typedef enum cx_hold_status {
+    CX_HOLD_ACTIVE = 0, /* holding its seats until expires_at */
+    CX_HOLD_BOOKED,     /* a booking took its seats */
+    CX_HOLD_RELEASED,   /* DELETE /holds/{id} */
+    CX_HOLD_EXPIRED,    /* the sweeper ended it */
+    CX_HOLD_UNKNOWN,    /* a status this checker does not know */
+} cx_hold_status;
+
+typedef struct cx_hold {
+    int64_t id, perf, user;
+    cx_hold_status status;
+    int64_t past_ms; /* how far past its expires_at the snapshot is (negative: before it) */
+} cx_hold;
+
+typedef struct cx_hold_seat {
+    int64_t hold, perf, seat;
+    bool active; /* the seat is held through this row */
+} cx_hold_seat;
+
+/* A seat in an active hold of one user and in a CONFIRMED reservation of another. */
+typedef struct cx_held_sold {
+    int64_t perf, seat, hold, holder, reservation, buyer;
+} cx_held_sold;
+
 typedef struct cx_snap {
     cx_res *res;
     size_t n_res;
@@ -73,6 +98,13 @@ typedef struct cx_snap {
     size_t n_payments;
     cx_guard *guards; /* one per --reserved server */
     size_t n_guards;
+    bool have_holds; /* the holds tables exist */
+    cx_hold *holds;  /* sorted by id */
+    size_t n_holds;
+    cx_hold_seat *hold_seats; /* sorted by (hold, seat) */
+    size_t n_hold_seats;
+    cx_held_sold *held_sold;
+    size_t n_held_sold;
 } cx_snap;
 
 /* Reads the booking database (blocking libpq). CM_ERR with a reason when it cannot. */
@@ -86,5 +118,7 @@ void cx_snap_free(cx_snap *s);
 
 /* The reservation with this id, or NULL. */
 const cx_res *cx_snap_res(const cx_snap *s, int64_t id);
+/* The hold with this id, or NULL. */
+const cx_hold *cx_snap_hold(const cx_snap *s, int64_t id);
 
 #endif

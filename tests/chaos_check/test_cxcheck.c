@@ -185,6 +185,52 @@ static void counter_op(world *w, int id, int64_t start, int64_t end, int counter
          strcmp(write, "applied") == 0 ? "ok" : "fail");
 }
 
+/* A hold op line (SPEC §9): hold is the id a 201 returned, expires_ms its expiresAt. */
+static void hold_op(world *w, int id, int64_t start, int64_t end, int64_t perf, int64_t user,
+                    const char *seats, int64_t hold, int64_t expires_ms)
+{
+    hist(w,
+         "{\"type\":\"op\",\"id\":%d,\"client\":%d,\"op\":\"hold\",\"start_ms\":%lld,"
+         "\"end_ms\":%lld,\"server\":\"127.0.0.1:1\",\"perf\":%lld,\"user\":%lld,\"seats\":[%s],"
+         "\"hold\":%lld,\"expires_at\":\"2030-01-01T00:00:00Z\",\"expires_ms\":%lld,"
+         "\"status\":201,\"outcome\":\"ok\",\"code\":\"\"}",
+         id, id % 4, (long long)start, (long long)end, (long long)perf, (long long)user, seats,
+         (long long)hold, (long long)expires_ms);
+}
+
+/* op: "release" (DELETE /holds/{id}) or "book" (by holdId). */
+static void hold_end_op(world *w, const char *op, int id, int64_t start, int64_t end, int64_t perf,
+                        int64_t user, const char *seats, int64_t hold, int status)
+{
+    hist(w,
+         "{\"type\":\"op\",\"id\":%d,\"client\":%d,\"op\":\"%s\",\"start_ms\":%lld,"
+         "\"end_ms\":%lld,\"server\":\"127.0.0.1:1\",\"perf\":%lld,\"user\":%lld,\"seats\":[%s],"
+         "\"hold\":%lld,\"status\":%d,\"outcome\":\"%s\",\"code\":\"%s\",\"payment\":null}",
+         id, id % 4, op, (long long)start, (long long)end, (long long)perf, (long long)user, seats,
+         (long long)hold, status, status / 100 == 2 ? "ok" : "fail",
+         status == 409 ? "HOLD_EXPIRED" : "");
+}
+
+/* A hold row with its seats (seat numbers a and b, b 0: none), written straight into the
+ * tables; expires: an SQL timestamptz expression. */
+static int64_t hold_row(world *w, int64_t perf, int64_t user, const char *status,
+                        const char *expires, int a, int b, bool active)
+{
+    int64_t id = sql_int(w,
+                         "INSERT INTO holds (performance_id, user_id, status, expires_at, "
+                         "ended_at) VALUES (%lld, %lld, '%s', %s, %s) RETURNING id",
+                         (long long)perf, (long long)user, status, expires,
+                         strcmp(status, "ACTIVE") == 0 ? "NULL" : "now()");
+    for (int k = 0; k < 2; k++)
+        if (k == 0 || b)
+            PQclear(sql(w,
+                        "INSERT INTO hold_seats (hold_id, performance_id, seat_id, active) "
+                        "VALUES (%lld, %lld, %lld, %s)",
+                        (long long)id, (long long)perf, (long long)w->seat[k ? b : a],
+                        active ? "true" : "false"));
+    return id;
+}
+
 static char seats_buf[8][64];
 /* "id,id" of the given seat numbers (1-based), in a rotating static buffer. */
 static const char *seats_of(const world *w, int a, int b)
@@ -206,6 +252,9 @@ static const char *seats_of(const world *w, int a, int b)
  *   lost (unknown) but it committed.                  A 409 on seat 1, a read.
  * Counter 1: fences 1 (applied), 2 (rejected: a stale holder overlapping 3), 3, 4 (applied):
  * value 3. One fault (pay_slow) with bookings after it.
+ * Holds (SPEC §9): H1 of user1 on perf2 seats 2,3, acknowledged; user2's booking of seat 2
+ * during it refused (409); H1 released. H2 of user2 on perf2 seat 4, left to expire:
+ * EXPIRED, its seat free again.
  */
 static void world_start(world *w)
 {
@@ -251,6 +300,9 @@ static void world_start(world *w)
     snprintf(w->faults, sizeof(w->faults), "%s/faults.jsonl", th_tmpdir());
     snprintf(w->out, sizeof(w->out), "%s/check.out", th_tmpdir());
     snprintf(w->json, sizeof(w->json), "%s/check.json", th_tmpdir());
+    int64_t h1 =
+        hold_row(w, w->perf2, w->user1, "RELEASED", "now() + interval '1 hour'", 2, 3, false);
+    int64_t h2 = hold_row(w, w->perf2, w->user2, "EXPIRED", "now() - interval '5 s'", 4, 0, false);
     w->hist = fopen(w->history, "w");
     ck_assert_ptr_nonnull(w->hist);
     book_op(w, 1, 1000, 1010, w->perf1, w->user1, seats_of(w, 1, 2), 201, "ok", w->res_a);
@@ -264,6 +316,10 @@ static void world_start(world *w)
          "\"end_ms\":1105,\"server\":\"127.0.0.1:1\",\"perf\":%lld,\"status\":200,"
          "\"outcome\":\"ok\",\"code\":\"\"}",
          (long long)w->perf1);
+    hold_op(w, 12, 1110, 1115, w->perf2, w->user1, seats_of(w, 2, 3), h1, 60000);
+    book_op(w, 13, 1120, 1125, w->perf2, w->user2, seats_of(w, 2, 0), 409, "fail", 0);
+    hold_end_op(w, "release", 14, 1130, 1135, w->perf2, w->user1, seats_of(w, 2, 3), h1, 200);
+    hold_op(w, 15, 1140, 1145, w->perf2, w->user2, seats_of(w, 4, 0), h2, 3145);
     counter_op(w, 8, 100, 110, 1, 1, "applied");
     counter_op(w, 9, 120, 200, 1, 2, "rejected");
     counter_op(w, 10, 130, 140, 1, 3, "applied");
@@ -314,8 +370,8 @@ static int run_check(world *w)
 static void expect_only(world *w, const char *failing)
 {
     static const char *const names[] = {
-        "no_double_sale",       "capacity",         "no_lost_ack", "payments",
-        "counter_lost_updates", "fences_monotonic", "guards",      "liveness"};
+        "no_double_sale",   "capacity", "no_lost_ack", "payments",        "counter_lost_updates",
+        "fences_monotonic", "guards",   "liveness",    "holds_exclusive", "holds_expire"};
     int rc = run_check(w);
     FILE *f = fopen(w->out, "r");
     ck_assert_ptr_nonnull(f);
@@ -540,6 +596,85 @@ START_TEST(no_recovery)
 }
 END_TEST
 
+/* The history sells a held seat: user1's hold of perf1 seat 8 is acknowledged (expiring at
+ * 60 s), user2's booking of seat 8 sent after it is acknowledged at 1.31 s, and the hold is
+ * released only after that (the database, where the hold ended RELEASED, is consistent). */
+START_TEST(hold_sold_history)
+{
+    world w;
+    world_start(&w);
+    int64_t h =
+        hold_row(&w, w.perf1, w.user1, "RELEASED", "now() + interval '1 hour'", 8, 0, false);
+    int64_t r = book(&w, w.perf1, w.user2, seats_of(&w, 8, 0), "ref-h1");
+    hold_op(&w, 20, 1200, 1210, w.perf1, w.user1, seats_of(&w, 8, 0), h, 60000);
+    book_op(&w, 21, 1300, 1310, w.perf1, w.user2, seats_of(&w, 8, 0), 201, "ok", r);
+    hold_end_op(&w, "release", 22, 1400, 1410, w.perf1, w.user1, seats_of(&w, 8, 0), h, 200);
+    expect_only(&w, "holds_exclusive");
+    ck_assert_msg(out_has(&w, "held_and_sold=1 (history 1, database 0)"),
+                  "the held-and-sold seat is not counted in the history");
+    world_stop(&w);
+}
+END_TEST
+
+/* The final database has a seat in an active hold of user1 and in a CONFIRMED reservation
+ * of user2 (the guards are gone: the booking came first, the hold row was written after). */
+START_TEST(hold_sold_db)
+{
+    world w;
+    world_start(&w);
+    int64_t r = book(&w, w.perf2, w.user2, seats_of(&w, 9, 0), "ref-h2");
+    PQclear(sql(&w, "ALTER TABLE hold_seats DISABLE TRIGGER USER"));
+    (void)hold_row(&w, w.perf2, w.user1, "ACTIVE", "now() + interval '1 hour'", 9, 0, true);
+    book_op(&w, 20, 1200, 1210, w.perf2, w.user2, seats_of(&w, 9, 0), 201, "ok", r);
+    expect_only(&w, "holds_exclusive");
+    ck_assert_msg(out_has(&w, "held_and_sold=1 (history 0, database 1)"),
+                  "the held-and-sold seat is not counted in the database");
+    world_stop(&w);
+}
+END_TEST
+
+/* A hold of perf1 seat 10 that expired 10 s ago, left in `status` with its seat row active
+ * (the sweeper never freed it, or freed it by half): only holds_expire fails, with `want`
+ * and `want2` in its figure. */
+static void stale_hold(const char *status, const char *want, const char *want2)
+{
+    world w;
+    world_start(&w);
+    PQclear(sql(&w, "ALTER TABLE hold_seats DISABLE TRIGGER USER"));
+    (void)hold_row(&w, w.perf1, w.user1, status, "now() - interval '10 s'", 10, 0, true);
+    expect_only(&w, "holds_expire");
+    ck_assert_msg(out_has(&w, want) && out_has(&w, want2), "holds_expire does not say %s, %s", want,
+                  want2);
+    world_stop(&w);
+}
+
+/* A hold still ACTIVE 10 s past its expiresAt. */
+START_TEST(hold_past_expiry)
+{
+    stale_hold("ACTIVE", "active_past_expiry=1", "still held 0");
+}
+END_TEST
+
+/* A hold ended EXPIRED but its hold_seats row stayed active: its seat never came back. */
+START_TEST(hold_row_active_after_expiry)
+{
+    stale_hold("EXPIRED", "still held 1", "active_rows_of_ended_holds=1");
+}
+END_TEST
+
+/* A hold the clients never touched again ended RELEASED: only expiry may end it. */
+START_TEST(hold_left_not_expired)
+{
+    world w;
+    world_start(&w);
+    int64_t h = hold_row(&w, w.perf1, w.user1, "RELEASED", "now() - interval '10 s'", 9, 0, false);
+    hold_op(&w, 20, 1200, 1210, w.perf1, w.user1, seats_of(&w, 9, 0), h, 3210);
+    expect_only(&w, "holds_expire");
+    ck_assert_msg(out_has(&w, "(not EXPIRED 1)"), "the hold left alone is not flagged");
+    world_stop(&w);
+}
+END_TEST
+
 int main(int argc, char **argv)
 {
     const th_case cases[] = {
@@ -554,6 +689,11 @@ int main(int argc, char **argv)
         {"stale_write_applied", stale_write_applied},
         {"orphan_payment", orphan_payment},
         {"no_recovery", no_recovery},
+        {"hold_sold_history", hold_sold_history},
+        {"hold_sold_db", hold_sold_db},
+        {"hold_past_expiry", hold_past_expiry},
+        {"hold_row_active_after_expiry", hold_row_active_after_expiry},
+        {"hold_left_not_expired", hold_left_not_expired},
     };
     return th_check_main("chaos_check", cases, sizeof(cases) / sizeof(cases[0]), 120, argc, argv);
 }

@@ -623,17 +623,23 @@ static void make_catalogue(const th_reserved *s, int n, long long perf[2], long 
 /* reserved in db lock mode on the case's database, with no purchase limit in the way of
  * the load's 5 users, and the harness logged in as its admin (chaos_load books with the
  * admin's token for the users). */
-static void start_reserved_admin(th_reserved *s, const th_pg *pg)
+static void start_reserved_cfg(th_reserved *s, const th_pg *pg, const char *extra)
 {
     char path[512];
     snprintf(path, sizeof path, "%s/reserved.yaml", th_tmpdir());
     FILE *f = fopen(path, "w");
     ck_assert_ptr_nonnull(f);
     fputs("lock: {mode: db}\nlimits: {max_seats_per_user_per_performance: 1000}\n", f);
+    fputs(extra, f);
     fclose(f);
     th_reserved_spawn(s, pg->conninfo, "--config", path, "--log-level", "debug", NULL);
     th_reserved_wait_up(s);
     th_reserved_admin(s, pg->conninfo);
+}
+
+static void start_reserved_admin(th_reserved *s, const th_pg *pg)
+{
+    start_reserved_cfg(s, pg, "");
 }
 
 /* Runs chaos_load against one server with the admin's token; returns its exit code. */
@@ -1051,6 +1057,89 @@ START_TEST(load_counter_careful)
 }
 END_TEST
 
+/*
+ * Seat holds in the load (--hold-share, SPEC §9): against a reserved whose holds live 2 s,
+ * 6 clients for 4 s on a 12-seat hot show. The history has hold ops of every kind, each
+ * acknowledged hold with its id, the admin as its user (the token's), its seats and an
+ * expiresAt about 2 s after it was taken; then, past the expiry, chaos_check finds the
+ * history and the database clean (holds_exclusive and holds_expire among its checks).
+ */
+START_TEST(load_holds)
+{
+    th_pg pg;
+    th_reserved s;
+    long long perf[2], user0;
+    char out[512], log[600], token[600], servers[64], hot[32], perfs[32], users[64];
+    ck_assert_msg(th_pg_shared(&pg), "cannot get a database");
+    start_reserved_cfg(&s, &pg, "holds: {ttl_s: 2}\n");
+    make_catalogue(&s, 12, perf, &user0);
+    snprintf(out, sizeof out, "%s/history.jsonl", th_tmpdir());
+    snprintf(log, sizeof log, "%s.log", out);
+    snprintf(token, sizeof token, "%s.token", out);
+    snprintf(servers, sizeof servers, "127.0.0.1:%d", s.port);
+    snprintf(hot, sizeof hot, "%lld", perf[0]);
+    snprintf(perfs, sizeof perfs, "%lld", perf[1]);
+    snprintf(users, sizeof users, "%lld:5", user0);
+    FILE *f = fopen(token, "w");
+    ck_assert_ptr_nonnull(f);
+    fprintf(f, "%s\n", th_admin_token());
+    fclose(f);
+    int rc = run_tool(log, 30000, "chaos_load", "--servers", servers, "--duration", "4", "--seed",
+                      "3", "--out", out, "--clients", "6", "--hot-perf", hot, "--perfs", perfs,
+                      "--users", users, "--token-file", token, "--hold-share", "30", NULL);
+    if (rc != 0)
+        th_dump_log(log, 30);
+    ck_assert_int_eq(rc, 0);
+
+    json_t *h = read_history(out);
+    long long held = 0, hold_fail = 0, released = 0, by_hold = 0, admin = 0;
+    for (size_t i = 0; i < json_array_size(h); i++) {
+        json_t *o = json_array_get(h, i);
+        const char *op = need_str(o, "op");
+        long long status = need_int(o, "status");
+        ck_assert_msg(status != 0, "no answer from a healthy server: %s", json_dumps(o, 0));
+        if (strcmp(op, "hold") == 0 && status == 201) {
+            ck_assert_int_eq(need_int(o, "perf"), perf[0]);
+            ck_assert_int_gt(need_int(o, "hold"), 0);
+            long long u = need_int(o, "user");
+            ck_assert_msg(admin == 0 || u == admin, "holds of two users: %lld, %lld", admin, u);
+            admin = u;
+            ck_assert_msg(u < user0 || u >= user0 + 5, "a hold for a load user, not the caller");
+            size_t n = json_array_size(need(o, "seats", JSON_ARRAY));
+            ck_assert(n >= 1 && n <= 3);
+            (void)need_str(o, "expires_at");
+            long long exp = need_int(o, "expires_ms"), st = need_int(o, "start_ms");
+            ck_assert_msg(exp >= st + 1500 && exp <= need_int(o, "end_ms") + 2500,
+                          "expiresAt %lld ms for a 2 s hold taken at %lld ms", exp, st);
+            held++;
+        } else if (strcmp(op, "hold") == 0) {
+            ck_assert_int_eq(status, 409);
+            hold_fail++;
+        } else if (strcmp(op, "release") == 0) {
+            ck_assert_int_gt(need_int(o, "hold"), 0);
+            released += status == 200;
+        } else if (strcmp(op, "book") == 0 && json_object_get(o, "hold")) {
+            by_hold++;
+            ck_assert_int_eq(need_int(o, "user"), admin);
+        }
+    }
+    ck_assert_msg(held > 0 && released > 0 && by_hold > 0,
+                  "hold ops: held %lld (refused %lld), released %lld, booked by hold %lld", held,
+                  hold_fail, released, by_hold);
+    json_decref(h);
+
+    /* every hold has expired (2 s) by 3.6 s after the load: the checks must pass */
+    usleep(3600 * 1000);
+    char clog[600];
+    snprintf(clog, sizeof clog, "%s/check.out", th_tmpdir());
+    rc = run_tool(clog, 30000, "chaos_check", "--history", out, "--database", pg.conninfo, NULL);
+    th_dump_log(clog, 40);
+    ck_assert_int_eq(rc, 0);
+    th_reserved_stop_clean(&s);
+    th_pg_stop(&pg, true);
+}
+END_TEST
+
 int main(int argc, char **argv)
 {
     const th_case cases[] = {
@@ -1069,6 +1158,7 @@ int main(int argc, char **argv)
         {"load_counter", load_counter},
         {"load_counter_ignore_lost", load_counter_ignore_lost},
         {"load_counter_careful", load_counter_careful},
+        {"load_holds", load_holds},
     };
     return th_check_main("chaos_tools", cases, sizeof cases / sizeof cases[0], 120, argc, argv);
 }
