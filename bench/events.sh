@@ -10,11 +10,18 @@
 # 2. idle streams: for each N of IDLE (2000 10000), a fresh reserved B holds N streams:
 #    its RSS before and with them (KiB a stream), and 20 bookings fanned out to all N
 #    (commit -> every stream).
+# 3. the cost on the booking path: pgbench, ONE client, COST_S (5) s of the booking
+#    transaction of lockd mode (rs_book_read of one seat with a growing fence, COMMIT:
+#    what reserved sends with payment off), on a fresh performance each time, with
+#    migration 110's triggers on reservation_seats enabled and disabled, alternating,
+#    COST_ROUNDS (3) times each: bookings/s and latency both ways (the reserved processes
+#    stay up, so the NOTIFY has its listeners).
 # Everything started is stopped by PID at the end, also on failure or Ctrl-C.
 #   bench/events.sh
 #   BUILD=build-rel BOOKINGS=1000 RATE=200 IDLE="2000 10000 20000" bench/events.sh
 # Environment: BUILD (build; built with Release when a binary is missing), SEATS (2000),
-# BOOKINGS (300), RATE (0), STREAMS (1), IDLE ("2000 10000").
+# BOOKINGS (300), RATE (0), STREAMS (1), IDLE ("2000 10000"), COST_ROUNDS (3; 0: skip),
+# COST_S (5).
 set -euo pipefail
 case "${1:-}" in
 '') ;;
@@ -36,6 +43,9 @@ BOOKINGS=${BOOKINGS:-300}
 RATE=${RATE:-0}
 STREAMS=${STREAMS:-1}
 IDLE=${IDLE:-2000 10000}
+COST_ROUNDS=${COST_ROUNDS:-3}
+COST_S=${COST_S:-5}
+PGBIN=${PGBIN:-/usr/lib/postgresql/15/bin}
 
 if [[ ! -x $BUILD/bin/reserved || ! -x $BUILD/bin/eventbench ]]; then
     cmake -S . -B "$BUILD" -DCMAKE_BUILD_TYPE=Release >/dev/null
@@ -50,10 +60,15 @@ bk_init events-bench
 
 max=0
 for n in $IDLE; do ((n > max)) && max=$n; done
-ulimit -n $((2 * max + 4096)) 2>/dev/null || {
-    echo "events.sh: cannot raise the open-files limit to $((2 * max + 4096)) (ulimit -n)" >&2
+# each process (reserved B, eventbench) holds max sockets and some more
+want=$((max + 2048))
+hard=$(ulimit -Hn)
+[[ $hard != unlimited && $hard -lt $want ]] && want=$hard
+ulimit -n "$want" 2>/dev/null || true
+if (($(ulimit -n) < max + 512)); then
+    echo "events.sh: the open-files limit ($(ulimit -n), hard $hard) is too low for $max streams" >&2
     exit 1
-}
+fi
 
 bk_start_pg
 # B holds up to max streams: connections and subscribers above the defaults
@@ -98,3 +113,55 @@ for n in $IDLE; do
         --streams "$n" --bookings 20 --rate 10 --token "$BK_ADMIN_TOKEN" --user "$user" \
         --database "$BK_PG_CONNINFO" --rss-pid "${BK_RESERVED_PIDS[1]}"
 done
+
+# 3. the cost of the triggers on the booking transaction (see the top)
+cost_run() { # cost_run ROUND on|off: prints "TPS LATENCY_MS"
+    local what=$2 perf first user out
+    [[ $what == on ]] && what=ENABLE || what=DISABLE
+    BK_PSQL_USER=postgres bk_psql "ALTER TABLE reservation_seats $what TRIGGER reservation_seats_seat_events_ins" >/dev/null
+    read -r perf first < <(BK_PSQL_USER=postgres bk_psql "
+        WITH p AS (INSERT INTO performances (venue_id, title, starts_at, normal_price, vip_price,
+                                             total_capacity, remaining_capacity)
+                   VALUES ($cost_venue, 'Cost $1 $2', now() + interval '60 days', 50000, 120000,
+                           40000, 40000) RETURNING id)
+        SELECT p.id, min(vs.id) FROM p, venue_seats vs WHERE vs.venue_id = $cost_venue
+         GROUP BY p.id" | tr '|' ' ')
+    user=$(bk_psql "SELECT min(id) FROM users")
+    out=$("$PGBIN/pgbench" -n -M prepared -c 1 -j 1 -T "$COST_S" -f "$BK_TMP/cost.sql" \
+        -D "perf=$perf" -D "user=$user" -D "s=$first" -D f=0 -h "$BK_PG_DIR" -p "$BK_PG_PORT" \
+        -U booking booking 2>&1) || { echo "n/a n/a"; return; }
+    printf '%s %s\n' "$(sed -n 's/^tps = \([0-9.]*\) (without initial connection time)$/\1/p' <<<"$out")" \
+        "$(sed -n 's/^latency average = \([0-9.]*\) ms$/\1/p' <<<"$out")"
+}
+if ((COST_ROUNDS > 0)); then
+    echo
+    echo "== the booking transaction with and without migration 110's triggers: pgbench, 1 client," \
+        "$COST_S s each, $COST_ROUNDS rounds (load $(cut -d' ' -f1-3 /proc/loadavg))"
+    cost_venue=$(BK_PSQL_USER=postgres bk_psql "
+        WITH v AS (INSERT INTO venues (name) VALUES ('Cost hall') RETURNING id),
+             s AS (INSERT INTO venue_seats (venue_id, row_label, number, type)
+                   SELECT v.id, 'R' || (n / 100), n % 100 + 1, 'NORMAL'
+                     FROM v, generate_series(0, 39999) n)
+        SELECT id FROM v")
+    cat >"$BK_TMP/cost.sql" <<'EOF'
+\set f :f + 1
+BEGIN;
+SELECT * FROM rs_book_read(:perf::bigint, :user::bigint, ARRAY[:s::bigint], :f::numeric, false, 'cost-' || :perf::text || '-' || :f::text);
+COMMIT;
+\set s :s + 1
+EOF
+    declare -A sum_tps=([on]=0 [off]=0) sum_lat=([on]=0 [off]=0)
+    for ((round = 1; round <= COST_ROUNDS; round++)); do
+        for t in on off; do
+            read -r tps lat < <(cost_run "$round" "$t")
+            printf 'round %d  triggers %-3s  %8s bookings/s  latency %s ms\n' "$round" "$t" "$tps" "$lat"
+            sum_tps[$t]=$(awk -v a="${sum_tps[$t]}" -v b="${tps:-0}" 'BEGIN {print a + b}')
+            sum_lat[$t]=$(awk -v a="${sum_lat[$t]}" -v b="${lat:-0}" 'BEGIN {print a + b}')
+        done
+    done
+    BK_PSQL_USER=postgres bk_psql "ALTER TABLE reservation_seats ENABLE TRIGGER reservation_seats_seat_events_ins" >/dev/null
+    awk -v n="$COST_ROUNDS" -v ton="${sum_tps[on]}" -v toff="${sum_tps[off]}" \
+        -v lon="${sum_lat[on]}" -v loff="${sum_lat[off]}" 'BEGIN {
+        printf "mean: triggers on %.1f bookings/s (%.3f ms), off %.1f bookings/s (%.3f ms): %+.3f ms a booking\n",
+            ton / n, lon / n, toff / n, loff / n, (lon - loff) / n }'
+fi
