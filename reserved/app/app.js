@@ -500,8 +500,13 @@
       });
     }
     repaint(ids);
-    if (gone.length) {
-      $('[data-role="seat-info"]').textContent = 'Just taken by someone else: ' + seatNames(gone) + '.';
+    // (while our own hold or booking is under way, its seats' event is ours)
+    if (gone.length && !state.busy) {
+      const held = gone.filter((id) => state.seats.get(id).held);
+      const sold = gone.filter((id) => !state.seats.get(id).held);
+      $('[data-role="seat-info"]').textContent = 'You picked seats someone else just ' +
+        [held.length ? 'held: ' + seatNames(held) : '', sold.length ? 'bought: ' + seatNames(sold) : '']
+          .filter(Boolean).join('; ') + '.';
     }
     renderCart();
   }
@@ -598,6 +603,7 @@
           }
         }
         state.selected.clear();
+        $('[data-role="seat-info"]').textContent = '';
         setHold({ id: data.id, performanceId: perfId, userId: state.session.userId, seatIds: data.seatIds,
           expiresAt: data.expiresAt, deadline: deadlineOf(data.expiresAt, headers) });
         setStatus('HELD', 'Seats ' + seatNames(data.seatIds) + ' are held for you until ' +

@@ -302,6 +302,17 @@ async function twoBuyers() {
   const taken = await waitStatus(b, 'SEAT_TAKEN');
   check(taken.includes('R1-5') || /someone else/i.test(taken), `SEAT_TAKEN without a clear text: "${taken}"`);
   await shot(b, 'b-seat-taken');
+  // every state at once on B's page: sold (A's), held by A, held by B with its countdown
+  await pick(a, [ids[14], ids[15]]);
+  await click(a, 'hold');
+  await waitStatus(a, 'HELD');
+  await waitSeat(b, ids[15], { available: 'false', held: 'other' }, 1000);
+  await pick(b, [ids[22], ids[23], ids[24]]);
+  await click(b, 'hold');
+  await waitStatus(b, 'HELD');
+  for (const id of [ids[22], ids[23], ids[24]]) await waitSeat(b, id, { held: 'mine' }, 1000);
+  await waitSeat(a, ids[24], { available: 'false', held: 'other' }, 1000);
+  await shot(b, 'b-seatmap');
   check(pageErrors.length === 0, 'errors in the page: ' + pageErrors.join('; '));
 }
 
