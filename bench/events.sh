@@ -104,14 +104,14 @@ echo "== latency: $STREAMS stream(s) on reserved B, $BOOKINGS bookings through r
     "(rate ${RATE:-0}/s, 0: closed loop)"
 "$BK_BIN/eventbench" --sub "${BK_RESERVED[1]}" --book "${BK_RESERVED[0]}" --perf "$perf" \
     --streams "$STREAMS" --bookings "$BOOKINGS" --rate "$RATE" --token "$BK_ADMIN_TOKEN" \
-    --user "$user" --database "$BK_PG_CONNINFO"
+    --user "$user" --database "$BK_PG_CONNINFO" || echo "(eventbench exit $?)"
 for n in $IDLE; do
     echo
     echo "== $n idle streams on a fresh reserved B, then 20 bookings fanned out to all"
     restart_b
     "$BK_BIN/eventbench" --sub "${BK_RESERVED[1]}" --book "${BK_RESERVED[0]}" --perf "$perf" \
         --streams "$n" --bookings 20 --rate 10 --token "$BK_ADMIN_TOKEN" --user "$user" \
-        --database "$BK_PG_CONNINFO" --rss-pid "${BK_RESERVED_PIDS[1]}"
+        --database "$BK_PG_CONNINFO" --rss-pid "${BK_RESERVED_PIDS[1]}" || echo "(eventbench exit $?)"
 done
 
 # 3. the cost of the triggers on the booking transaction (see the top)

@@ -117,14 +117,6 @@ struct ev_perf {
     ev_perf *hnext;
 };
 
-/* An event's text ("id: ..\nevent: seats\ndata: ..\n\n"), shared by the streams it is
- * written to (evbuffer references): freed when the last one lets go of it. */
-typedef struct ev_text {
-    size_t refs;
-    size_t len;
-    char data[];
-} ev_text;
-
 static const rs_db_stmt ev_stmts[] = {
     /* the performance exists; the newest event of it (a new stream starts after it) */
     {"ev_check",
@@ -251,15 +243,6 @@ static void perf_want_read(ev_perf *p)
 
 /* ---- writing to streams ---- */
 
-static void text_unref(const void *data, size_t len, void *arg)
-{
-    ev_text *t = arg;
-    CM_UNUSED(data);
-    CM_UNUSED(len);
-    if (--t->refs == 0)
-        free(t);
-}
-
 /* The slow-reader rule, checked before each write: a stream still holding more than
  * events.max_buffer_kib of unsent bytes from earlier writes is closed (its client
  * reconnects with Last-Event-ID when it can keep up). So a stream holds at most the limit
@@ -292,7 +275,7 @@ static bool sub_write_static(ev_sub *s, const char *text, size_t len)
 
 /* Gives event id (payload: its JSON as PostgreSQL's jsonb output wrote it, which is one
  * line: an SSE data line ends at a newline) to every live subscriber of p whose cursor is
- * below it. The text is made once and shared by every stream (evbuffer references). */
+ * below it. The text is made once and shared by every stream (rs_stream_piece). */
 static void ev_deliver(ev_perf *p, int64_t id, const char *payload, size_t len)
 {
     if (len == 0 || payload[0] != '{' || memchr(payload, '\n', len) || memchr(payload, '\r', len)) {
@@ -301,28 +284,28 @@ static void ev_deliver(ev_perf *p, int64_t id, const char *payload, size_t len)
     }
     static const char fmt[] = "id: %" PRId64 "\nevent: seats\ndata: %.*s\n\n";
     size_t cap = len + sizeof(fmt) + 24;
-    ev_text *t = malloc(sizeof(*t) + cap);
-    if (!t) {
+    char *text = malloc(cap);
+    int n = text ? snprintf(text, cap, fmt, id, (int)len, payload) : 0;
+    /* the event's text, framed once, shared by every stream (ours until the walk is over) */
+    rs_stream_piece *piece = text ? rs_stream_piece_new(text, (size_t)n) : NULL;
+    free(text);
+    if (!piece) {
         log_error("events: out of memory for event %" PRId64, id);
         return;
     }
-    t->refs = 1; /* ours, until the walk is over */
-    t->len = (size_t)snprintf(t->data, cap, fmt, id, (int)len, payload);
     p->delivering = true;
     ev_sub *next;
     for (ev_sub *s = p->subs; s; s = next) {
         next = s->next;
         if (s->state != SUB_LIVE || s->cursor >= id || sub_check_slow(s))
             continue;
-        t->refs++;
-        evbuffer_add_reference(ev.out, t->data, t->len, text_unref, t);
-        rs_stream_write(s->r, ev.out);
+        rs_stream_write_piece(s->r, piece);
         s->cursor = id;
         s->last_write_ms = cm_now_ms();
         ev.delivered++;
     }
     p->delivering = false;
-    text_unref(NULL, 0, t);
+    rs_stream_piece_unref(piece);
     perf_release(p);
 }
 

@@ -147,6 +147,16 @@ struct evbuffer;
 /* Moves buf's bytes (references included) to the end of the stream; dropped when the
  * client is gone. */
 void rs_stream_write(rs_req *r, struct evbuffer *buf);
+/* Bytes meant for many streams (an event to every subscriber), framed once (as an
+ * HTTP/1.1 chunk too) and written to each stream as a reference into one shared block: no
+ * copy and one evbuffer chain per stream. Reference-counted: the creator's reference is
+ * dropped with rs_stream_piece_unref, each write holds one until its bytes are written or
+ * dropped. NULL when out of memory. */
+typedef struct rs_stream_piece rs_stream_piece;
+rs_stream_piece *rs_stream_piece_new(const char *data, size_t len);
+void rs_stream_piece_unref(rs_stream_piece *p);
+/* Appends p to the stream (dropped when the client is gone). */
+void rs_stream_write_piece(rs_req *r, rs_stream_piece *p);
 /* Bytes of the stream not written to the socket yet (0 once the client is gone): the
  * measure of a slow reader. */
 size_t rs_stream_unsent(const rs_req *r);
