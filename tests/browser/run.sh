@@ -56,7 +56,8 @@ VENUE=$(bk_create_venue "Small hall" 40 10 10)
 PERF=$(bk_create_perf "$VENUE" "Evening concert" 3)
 bk_create_perf "$VENUE" "Matinee" 4 >/dev/null
 
-echo "== $SCENARIO: reserved ${BK_RESERVED[*]}, performance $PERF, screenshots in $OUT"
+echo "== $SCENARIO: reserved ${BK_RESERVED[*]}, performance $PERF (servers up in ${SECONDS}s), screenshots in $OUT"
+T0=$SECONDS
 rm -f "$OUT"/*.png
 rc=0
 BROWSER_NODE_MODULES="$NODE_DIR/node_modules" CHROMIUM=$CHROMIUM RESERVED_A=${BK_RESERVED[0]} \
@@ -65,4 +66,4 @@ BROWSER_NODE_MODULES="$NODE_DIR/node_modules" CHROMIUM=$CHROMIUM RESERVED_A=${BK
 if [[ $rc -ne 0 ]]; then
     bk_fail "browser scenario $SCENARIO (screenshots in $OUT)"
 fi
-echo "PASS: $SCENARIO ($(ls "$OUT" | wc -l) screenshots in $OUT)"
+echo "PASS: $SCENARIO in $((SECONDS - T0))s ($(ls "$OUT" | wc -l) screenshots in $OUT)"
