@@ -23,6 +23,11 @@
 -- taken. Row locks are taken holds first, then hold_seats, everywhere.
 -- New SQLSTATEs: RBHEX (409 HOLD_EXPIRED), RBH04 (404: no such hold for this caller).
 
+-- The reservation that consumed a BOOKED hold (reservation_seats_holds): 050's
+-- rs_book_undo, which takes a booking back inside a batch's transaction, gives the hold
+-- back with it (below). No foreign key: the undo deletes the reservation.
+ALTER TABLE holds ADD COLUMN booked_by bigint;
+
 -- What the purchase limit counts of a user on a performance: its seats in CONFIRMED
 -- reservations and the seats of its ACTIVE holds.
 CREATE FUNCTION rs_user_seats(p_user bigint, p_perf bigint) RETURNS bigint
@@ -72,11 +77,13 @@ CREATE FUNCTION rs_seats_holds() RETURNS trigger
 LANGUAGE plpgsql AS $$
 DECLARE
     v_bad   text;
-    v_holds bigint[];
+    v_holds bigint[]; -- the user's own holds among the inserted seats, one entry a seat
+    v_by    bigint[]; -- the reservation that books each of those seats
 BEGIN
     SELECT string_agg(n.seat_id::text, ',' ORDER BY n.seat_id) FILTER (WHERE h.user_id <> r.user_id),
-           array_agg(DISTINCT h.id) FILTER (WHERE h.user_id = r.user_id)
-      INTO v_bad, v_holds
+           array_agg(h.id) FILTER (WHERE h.user_id = r.user_id),
+           array_agg(r.id) FILTER (WHERE h.user_id = r.user_id)
+      INTO v_bad, v_holds, v_by
       FROM rs_new_seats n
       JOIN hold_seats hs ON hs.performance_id = n.performance_id AND hs.seat_id = n.seat_id
                         AND hs.active
@@ -88,8 +95,11 @@ BEGIN
             USING ERRCODE = 'RBTAK', DETAIL = v_bad;
     END IF;
     IF v_holds IS NOT NULL THEN
-        WITH b AS (UPDATE holds SET status = 'BOOKED', ended_at = clock_timestamp()
-                    WHERE id = ANY (v_holds) AND status = 'ACTIVE' RETURNING id)
+        WITH c AS (SELECT DISTINCT ON (x.hold) x.hold, x.res
+                     FROM unnest(v_holds, v_by) AS x(hold, res) ORDER BY x.hold, x.res),
+             b AS (UPDATE holds h SET status = 'BOOKED', ended_at = clock_timestamp(),
+                                      booked_by = c.res
+                     FROM c WHERE h.id = c.hold AND h.status = 'ACTIVE' RETURNING h.id)
         UPDATE hold_seats SET active = false WHERE hold_id IN (SELECT id FROM b) AND active;
     END IF;
     RETURN NULL;
@@ -286,5 +296,35 @@ BEGIN
                 WHERE hs.hold_id IN (SELECT e.id FROM e) AND hs.active)
     SELECT count(*) INTO v_n FROM e; -- s runs all the same (a data-modifying WITH)
     RETURN v_n;
+END;
+$$;
+
+-- 050's rs_book_undo takes back, inside a batch's transaction, bookings that must not
+-- commit (payment declined or unknown) as if their savepoint had been rolled back: the
+-- holds they consumed must come back too, as a rollback would bring them. It stays as it
+-- was under a new name; rs_book_undo now calls it, then makes ACTIVE again each hold one
+-- of these bookings consumed that is not past expires_at and none of whose seats has
+-- been sold or held since (another member of the batch may have booked a seat of it that
+-- the consumption freed: that hold stays BOOKED, its seats free).
+ALTER FUNCTION rs_book_undo(bigint[]) RENAME TO rs_book_undo_seats;
+
+CREATE FUNCTION rs_book_undo(p_ids bigint[]) RETURNS void
+LANGUAGE plpgsql AS $$
+BEGIN
+    PERFORM rs_book_undo_seats(p_ids);
+    WITH back AS (
+        UPDATE holds h SET status = 'ACTIVE', ended_at = NULL, booked_by = NULL
+         WHERE h.booked_by = ANY (p_ids) AND h.status = 'BOOKED'
+           AND h.expires_at > clock_timestamp()
+           AND NOT EXISTS (SELECT 1 FROM hold_seats hs
+                            WHERE hs.hold_id = h.id
+                              AND (EXISTS (SELECT 1 FROM reservation_seats rs
+                                            WHERE rs.performance_id = hs.performance_id
+                                              AND rs.seat_id = hs.seat_id AND rs.confirmed)
+                                   OR EXISTS (SELECT 1 FROM hold_seats o
+                                               WHERE o.performance_id = hs.performance_id
+                                                 AND o.seat_id = hs.seat_id AND o.active)))
+        RETURNING h.id)
+    UPDATE hold_seats SET active = true WHERE hold_id IN (SELECT id FROM back);
 END;
 $$;

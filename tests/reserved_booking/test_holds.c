@@ -602,6 +602,40 @@ START_TEST(test_hold_batch)
 }
 END_TEST
 
+/* A group booking takes back, inside its transaction, a booking whose payment was declined
+ * (rs_book_undo, as a rollback of its savepoint would): when that booking had consumed
+ * the user's own hold, the hold is ACTIVE again with its seats held. Driven in SQL, as
+ * rs_batch calls it: a booking of a's held seats, then its undo, in one transaction. */
+START_TEST(test_hold_batch_undo)
+{
+    ht_world st, *w = &st;
+    ht_user a, b;
+    ht_start_ab(w, "db", NULL, &a, &b);
+    long long hold = ht_hold_ok(w, 0, &a, IDS(0, 1));
+    PGresult *res = PQexec(w->db, "BEGIN");
+    PQclear(res);
+    long long resv =
+        ht_q(w, "SELECT reservation_id FROM rs_book(%lld, %lld, '{%lld}', NULL, true, 'undo-1')",
+             w->perf, a.id, w->seat[0]);
+    ck_assert_str_eq(STATUS(hold), "BOOKED");
+    ck_assert_int_eq(ht_q(w, "SELECT count(*) FROM (SELECT rs_book_undo('{%lld}')) AS u", resv), 1);
+    res = PQexec(w->db, "COMMIT");
+    ck_assert(PQresultStatus(res) == PGRES_COMMAND_OK);
+    PQclear(res);
+    ck_assert_str_eq(STATUS(hold), "ACTIVE");
+    ck_assert_int_eq(ht_q(w, "SELECT count(*) FROM hold_seats WHERE active"), 2);
+    ck_assert_int_eq(ht_q(w, "SELECT count(*) FROM reservations"), 0);
+    ht_expect_map(w, 1, false, true, "held again");
+    th_http_resp r;
+    char body[64];
+    snprintf(body, sizeof(body), "{\"holdId\":%lld}", hold);
+    ht_book(w, 0, &a, body, &r);
+    ht_expect(&r, 201, NULL, "the hold given back, booked");
+    th_http_resp_free(&r);
+    ht_stop(w);
+}
+END_TEST
+
 /* {"holdId"} of a hold that is no longer active is 409 HOLD_EXPIRED and books nothing:
  * released, past its expiresAt (holds.ttl_s 1, swept or not yet), already booked. */
 START_TEST(test_hold_expired_holdid)
@@ -685,6 +719,7 @@ int main(int argc, char **argv)
         {"hold_release", test_hold_release},
         {"hold_limit", test_hold_limit},
         {"hold_batch", test_hold_batch},
+        {"hold_batch_undo", test_hold_batch_undo},
         {"hold_expired_holdid", test_hold_expired_holdid},
         {"hold_foreign_holdid", test_hold_foreign_holdid},
     };
