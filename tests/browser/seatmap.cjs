@@ -313,6 +313,15 @@ async function twoBuyers() {
   for (const id of [ids[22], ids[23], ids[24]]) await waitSeat(b, id, { held: 'mine' }, 1000);
   await waitSeat(a, ids[24], { available: 'false', held: 'other' }, 1000);
   await shot(b, 'b-seatmap');
+  // B lets its hold go (DELETE /holds/{id}): free again on both pages
+  await click(b, 'release');
+  await waitStatus(b, 'RELEASED');
+  for (const id of [ids[22], ids[23], ids[24]]) {
+    await waitSeat(b, id, { available: 'true', held: 'none' }, 1000);
+    await waitSeat(a, id, { available: 'true', held: 'none' }, 1000);
+  }
+  check(await b.$eval('[data-role="countdown"]', (e) => e.hidden), 'B: the countdown is still shown');
+  await shot(a, 'a-sees-released');
   check(pageErrors.length === 0, 'errors in the page: ' + pageErrors.join('; '));
 }
 
