@@ -320,6 +320,10 @@ def request(addr, method, target, body=None, headers=None, conn=None, timeout=20
             hdrs.setdefault("Content-Type", "application/json")
         conn.request(method, target, body=body, headers=hdrs)
         r = conn.getresponse()
+        if (r.getheader("Content-Type") or "").startswith("text/event-stream"):
+            data = r.read1(65536)  # the first chunk: the stream's preamble; a stream never
+            conn.close()           # ends by itself, and the connection is the stream's
+            return Resp(r.status, {k.lower(): v for k, v in r.getheaders()}, data)
         data = r.read()
         return Resp(r.status, {k.lower(): v for k, v in r.getheaders()}, data)
     finally:
@@ -434,6 +438,10 @@ class World:
         elif name == "uniq":
             self.n += 1
             v = f"{self.tag}-{self.n}"
+        elif name == "hold":  # a new ACTIVE hold of the admin on {perf} (one free seat)
+            seat = self.value("freeSeat", None, labels)
+            v = self.call("POST", f"/performances/{self.fixed['perf']}/holds",
+                          {"seatIds": [seat]}, want=201)["id"]
         elif name == "freshToken":  # a new customer's token, for a case that logs it out
             self.n += 1
             v = self.customer("Fresh user", f"fresh.{self.tag}-{self.n}@example.org")[1]
@@ -879,8 +887,9 @@ def check_api_md(spec, path):
             fail(f"{where}: does not match the documented schema: {e}")
         if status.startswith("2"):
             shown.add(opid)
-    # /metrics answers text and a logout nothing (204): no JSON example to show
-    for opid in sorted(set(ops) - shown - {"metrics", "session_delete"}):
+    # /metrics answers text, the seat events a stream, a logout nothing (204): no JSON
+    # example to show
+    for opid in sorted(set(ops) - shown - {"metrics", "session_delete", "performance_events"}):
         fail(f"docs/api.md: no example of a successful answer of {opid}")
     if n == 0:
         fail("docs/api.md: no marked examples")

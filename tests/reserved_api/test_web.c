@@ -405,7 +405,7 @@ static void expect_layout(json_t *seats, const want_seat *w, size_t n, bool map)
             w[i].row_index, w[i].position, rat_jint(st, "rowIndex"), rat_jint(st, "position"));
         ck_assert_int_gt(rat_jint(st, "id"), 0);
         rat_jstr(st, "type");
-        ck_assert_int_eq((long long)json_object_size(st), map ? 8 : 6);
+        ck_assert_int_eq((long long)json_object_size(st), map ? 9 : 6);
     }
 }
 
