@@ -389,6 +389,12 @@ void rs_reply_text(rs_req *r, int status, const char *content_type, const char *
         evbuffer_free(buf);
 }
 
+void rs_req_add_header(rs_req *r, const char *name, const char *value)
+{
+    if (r->ereq && !r->gone)
+        evhttp_add_header(evhttp_request_get_output_headers(r->ereq), name, value);
+}
+
 /* ---- request accessors ---- */
 
 int64_t rs_req_id(const rs_req *r, int i)

@@ -120,6 +120,9 @@ void rs_reply_error(rs_req *r, int status, const char *code, const char *fmt, ..
 void rs_reply_error_extra(rs_req *r, int status, const char *code, json_t *extra, const char *fmt,
                           ...) __attribute__((format(printf, 5, 6)));
 void rs_reply_text(rs_req *r, int status, const char *content_type, const char *text, size_t len);
+/* One more header on r's answer, sent by the rs_reply_* call that follows (copied; a
+ * value with CR or LF is refused by evhttp and left out). */
+void rs_req_add_header(rs_req *r, const char *name, const char *value);
 
 /* ---- streaming answers (Server-Sent Events, SPEC §8) ----
  * rs_stream_start answers r with 200 and its headers now (content_type, "Cache-Control:

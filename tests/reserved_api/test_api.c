@@ -376,7 +376,7 @@ static const bad_case bad_cases[] = {
     {"POST", "/performances/{P}/seats", "{}", 405, "METHOD_NOT_ALLOWED"},
     {"POST", "/healthz", "{}", 405, "METHOD_NOT_ALLOWED"},
     {"GET", "/nope", NULL, 404, "NOT_FOUND"},
-    {"GET", "/", NULL, 404, "NOT_FOUND"},
+    {"GET", "/app/nope.js", NULL, 404, "NOT_FOUND"},
     {"GET", "/performances/", NULL, 404, "NOT_FOUND"},
     {"GET", "/performances?limit=0", NULL, 400, "BAD_REQUEST"},
     {"GET", "/performances?limit=101", NULL, 400, "BAD_REQUEST"},
