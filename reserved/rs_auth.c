@@ -13,6 +13,7 @@
  */
 #include "rs_auth.h"
 
+#include <event2/event.h>
 #include <inttypes.h>
 #include <sodium.h>
 #include <stdio.h>
@@ -25,7 +26,9 @@
 #include "rs_dberr.h"
 #include "rs_ratelimit.h"
 
-#define RATE_KEYS_MAX 100000 /* buckets per table: a full bucket is dropped first */
+#define RATE_KEYS_MAX      100000 /* buckets per table: a full bucket is dropped first */
+#define LOOKUP_BATCH_MAX   64     /* token lookups in one statement */
+#define LOOKUP_PENDING_MAX 4096   /* lookups waiting for the end of the loop pass */
 
 /* Why a request was let in or not, for /metrics. */
 typedef enum auth_outcome {
@@ -49,14 +52,21 @@ static struct {
     rs_rate *by_token;
     rs_rate *by_ip;
     uint64_t outcomes[AO_COUNT];
+    struct event *flush;       /* runs at the end of the loop pass that queued a lookup */
+    struct auth_job **pending; /* lookups waiting for that pass's one statement */
+    size_t npending;
+    uint64_t statements; /* lookup statements sent */
 } auth;
 
 static const rs_db_stmt auth_stmts[] = {
-    /* The primary key's range of one token; the expiry is checked here, so an expired
-     * token is refused before the sweeper deletes its row. */
-    {"auth_lookup",
-     "SELECT s.user_id, u.role FROM sessions s JOIN users u ON u.id = s.user_id "
-     "WHERE s.token_hash = $1::bytea AND s.expires_at > now()",
+    /* The lookups of one loop pass in one statement ($1: the token hashes in hex), each
+     * a range of the primary key; the expiry is checked here, so an expired token is
+     * refused before the sweeper deletes its row. */
+    {"auth_lookup_many",
+     "SELECT encode(s.token_hash, 'hex'), s.user_id, u.role FROM sessions s "
+     "JOIN users u ON u.id = s.user_id "
+     "WHERE s.token_hash = ANY (SELECT decode(x, 'hex') FROM unnest($1::text[]) AS x) "
+     "AND s.expires_at > now()",
      1},
 };
 
@@ -178,9 +188,9 @@ static void admit_caller(rs_req *r, rs_access access, const rs_caller *c)
     rs_http_admit(r);
 }
 
-static void looked_up(void *arg, const rs_db_result *res)
+/* One lookup's answer: row is its row of res, or -1 when the token is not a live one. */
+static void answer_job(auth_job *j, const rs_db_result *res, int row)
 {
-    auth_job *j = arg;
     rs_req *r = j->r;
     rs_access access = j->access;
     uint64_t ip_wait_ms = j->ip_wait_ms;
@@ -197,7 +207,7 @@ static void looked_up(void *arg, const rs_db_result *res)
         rs_dberr_reply(r, 503, "UNAVAILABLE", "the database is unavailable", "a token lookup", res);
         return;
     }
-    if (PQntuples(res->pg) != 1) {
+    if (row < 0) {
         if (access == RS_ACCESS_PUBLIC) {
             reply_limited(r, ip_wait_ms);
             return;
@@ -206,14 +216,82 @@ static void looked_up(void *arg, const rs_db_result *res)
             reply_unauthenticated(r, AO_UNKNOWN);
         return;
     }
-    c.user_id = strtoll(PQgetvalue(res->pg, 0, 0), NULL, 10);
-    c.role = strcmp(PQgetvalue(res->pg, 0, 1), "admin") == 0 ? RS_ROLE_ADMIN : RS_ROLE_CUSTOMER;
+    c.user_id = strtoll(PQgetvalue(res->pg, row, 1), NULL, 10);
+    c.role = strcmp(PQgetvalue(res->pg, row, 2), "admin") == 0 ? RS_ROLE_ADMIN : RS_ROLE_CUSTOMER;
     admit_caller(r, access, &c);
+}
+
+typedef struct auth_batch {
+    size_t n;
+    auth_job *jobs[LOOKUP_BATCH_MAX];
+} auth_batch;
+
+static void looked_up_many(void *arg, const rs_db_result *res)
+{
+    auth_batch *b = arg;
+    int rows = res->ok ? PQntuples(res->pg) : 0;
+    for (size_t i = 0; i < b->n; i++) {
+        char hex[2 * 32 + 1];
+        int row = -1;
+        sodium_bin2hex(hex, sizeof(hex), b->jobs[i]->hash, 32);
+        for (int k = 0; k < rows && row < 0; k++) /* a batch is small: a scan is enough */
+            if (strcmp(PQgetvalue(res->pg, k, 0), hex) == 0)
+                row = k;
+        answer_job(b->jobs[i], res, row);
+    }
+    free(b);
+}
+
+/* Sends the lookups queued in this loop pass as one statement. Why: one statement per
+ * request put a pool round trip and PostgreSQL's per-statement work in front of every
+ * booking; a hot sale's requests arrive together, so they share one. */
+static void flush_lookups(evutil_socket_t fd, short what, void *arg)
+{
+    CM_UNUSED(fd);
+    CM_UNUSED(what);
+    CM_UNUSED(arg);
+    while (auth.npending > 0) {
+        size_t n = auth.npending < LOOKUP_BATCH_MAX ? auth.npending : LOOKUP_BATCH_MAX;
+        auth_batch *b = calloc(1, sizeof(*b));
+        char *list = malloc(n * (2 * 32 + 1) + 3);
+        if (!b || !list) {
+            free(b);
+            free(list);
+            for (size_t i = 0; i < auth.npending; i++) {
+                rs_reply_error(auth.pending[i]->r, 503, "UNAVAILABLE", "out of memory");
+                free(auth.pending[i]);
+            }
+            auth.npending = 0;
+            return;
+        }
+        size_t o = 0;
+        list[o++] = '{';
+        for (size_t i = 0; i < n; i++) {
+            b->jobs[i] = auth.pending[i];
+            if (i > 0)
+                list[o++] = ',';
+            sodium_bin2hex(list + o, 2 * 32 + 1, b->jobs[i]->hash, 32);
+            o += 2 * 32;
+        }
+        list[o++] = '}';
+        list[o] = '\0';
+        b->n = n;
+        memmove(auth.pending, auth.pending + n, (auth.npending - n) * sizeof(auth.pending[0]));
+        auth.npending -= n;
+        const char *params[] = {list};
+        auth.statements++;
+        if (!rs_db_exec(auth.app->db, "auth_lookup_many", 1, params, looked_up_many, b)) {
+            rs_db_result failed = {.ok = false, .unavailable = true};
+            for (size_t i = 0; i < b->n; i++)
+                answer_job(b->jobs[i], &failed, -1);
+            free(b);
+        }
+        free(list);
+    }
 }
 
 static void lookup(rs_req *r, rs_access access, uint64_t ip_wait_ms, const unsigned char hash[32])
 {
-    char param[RS_AUTH_HASH_PARAM];
     auth_job *j = calloc(1, sizeof(*j));
     if (!j) {
         rs_reply_error(r, 503, "UNAVAILABLE", "out of memory");
@@ -223,13 +301,15 @@ static void lookup(rs_req *r, rs_access access, uint64_t ip_wait_ms, const unsig
     j->access = access;
     j->ip_wait_ms = ip_wait_ms;
     memcpy(j->hash, hash, 32);
-    rs_auth_hash_param(hash, param);
-    const char *params[] = {param};
-    if (!rs_db_exec(auth.app->db, "auth_lookup", 1, params, looked_up, j)) {
+    if (auth.npending == LOOKUP_PENDING_MAX) {
         free(j);
         outcome(AO_UNAVAILABLE);
-        rs_reply_error(r, 503, "UNAVAILABLE", "the database is unavailable");
+        rs_reply_error(r, 503, "UNAVAILABLE", "too many token lookups at once");
+        return;
     }
+    auth.pending[auth.npending++] = j;
+    if (auth.npending == 1)
+        event_active(auth.flush, EV_TIMEOUT, 0);
 }
 
 /* ---- the gate ---- */
@@ -276,7 +356,9 @@ cm_rc rs_auth_start(rs_app *app)
     auth.app = app;
     auth.by_token = rs_rate_new(&tok);
     auth.by_ip = rs_rate_new(&ip);
-    if (!auth.by_token || !auth.by_ip) {
+    auth.flush = event_new(app->base, -1, 0, flush_lookups, NULL);
+    auth.pending = calloc(LOOKUP_PENDING_MAX, sizeof(*auth.pending));
+    if (!auth.by_token || !auth.by_ip || !auth.flush || !auth.pending) {
         rs_auth_stop();
         return CM_ERR;
     }
@@ -290,6 +372,11 @@ void rs_auth_stop(void)
     rs_rate_free(auth.by_ip);
     auth.by_token = NULL;
     auth.by_ip = NULL;
+    if (auth.flush)
+        event_free(auth.flush);
+    auth.flush = NULL;
+    free(auth.pending); /* empty: every request is answered before the stop */
+    auth.pending = NULL;
 }
 
 /* ---- acting for users ---- */
@@ -337,6 +424,12 @@ void rs_auth_metrics(cm_strbuf *out)
     for (int i = 0; i < AO_COUNT; i++)
         cm_strbuf_printf(out, "reserved_auth_total{outcome=\"%s\"} %" PRIu64 "\n", outcome_names[i],
                          auth.outcomes[i]);
+    cm_strbuf_printf(out,
+                     "# HELP reserved_auth_lookup_statements_total token lookup statements sent "
+                     "(each carries the lookups of one loop pass)\n"
+                     "# TYPE reserved_auth_lookup_statements_total counter\n"
+                     "reserved_auth_lookup_statements_total %" PRIu64 "\n",
+                     auth.statements);
     const rs_rate *const rates[] = {auth.by_token, auth.by_ip};
     const char *const names[] = {"token", "ip"};
     rs_rate_metrics_all(rates, names, 2, out);
