@@ -10,6 +10,9 @@ redis_majority_down net_lockd_redis net_reserved_lockd pg_restart pay_slow pay_f
 pause_counter_holder"
 
 cx_fault_begin() { F_START=$(cx_now); }
+# F_BREAKS=1: the fault breaks Redlock's assumptions by design (chaos/run resets it to 0 before
+# each fault and records it as "breaks_redlock"): lock overlaps in its window are expected.
+F_BREAKS=0
 cx_hold() { sleep "$(($1 / 1000)).$(printf %03d $(($1 % 1000)))"; }
 
 # Waits until reservedN is inside a booking transaction (its lock held), 3 s at most.
@@ -30,7 +33,7 @@ fault_kill_reserved() {
     local r="reserved$((F_PICK % 3 + 1))"
     F_TARGET=$r
     # Its guard counters die with it: keep them for the report.
-    curl -fsS -m 2 "http://127.0.0.1:${CX_RESERVED_METRICS[$r]}/metrics" 2>/dev/null |
+    curl -fsS -m 2 "http://$(cx_host "$r"):${CX_RESERVED_METRICS[$r]}/metrics" 2>/dev/null |
         grep '^reserved_guard_' | sed "s/^/$r /" >>"$CX_OUT/guards_killed.txt" || true
     cx_catch_holder "$r"
     cx_kill9 "$r"
@@ -54,7 +57,7 @@ fault_pause_reserved() {
 fault_kill_lockd() {
     local l="lockd$((F_PICK % 2 + 1))" held
     F_TARGET=$l
-    held=$(cx_lockd_held "${CX_LOCKD_PORT[$l]}" 3000) # a moment when its sessions hold locks
+    held=$(cx_lockd_held "$(cx_host "$l"):${CX_LOCKD_PORT[$l]}" 3000) # a moment its sessions hold locks
     cx_kill9 "$l"
     cx_fault_begin
     F_NOTE="SIGKILL with locks_held=$held"
@@ -151,7 +154,7 @@ fault_pg_restart() {
     cx_fault_begin # the fast shutdown cuts sessions at once, before pg.sh returns
     "$CX_ROOT/scripts/pg.sh" stop "$CX_WORK/pg" fast
     cx_hold "$1"
-    "$CX_ROOT/scripts/pg.sh" start "$CX_WORK/pg" "$CX_PG_PORT" >/dev/null
+    cx_pg_start >/dev/null
 }
 
 fault_pay_slow() {

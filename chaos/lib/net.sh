@@ -1,12 +1,18 @@
 # shellcheck shell=bash
 # net.sh (sourced by chaos/run): small clients for the control surfaces the faults use:
 # chaos_proxy's control port, lockd's INFO (LOCKP over /dev/tcp), fakepay's /admin/config and
-# PostgreSQL (psql). Needs: CX_PSQL (array), CX_FAKEPAY (port).
+# PostgreSQL (psql). Needs: CX_PSQL (array), CX_FAKEPAY (port). An ADDR is PORT (on
+# 127.0.0.1) or HOST:PORT (netns mode: a server's namespace address over the bridge).
 
-# cx_proxy_ctl PORT LINE: sends one control line to a chaos_proxy, prints its reply.
+# cx_tcp ADDR: "/dev/tcp/HOST/PORT" for bash's redirections.
+cx_tcp() {
+    if [[ $1 == *:* ]]; then echo "/dev/tcp/${1%:*}/${1##*:}"; else echo "/dev/tcp/127.0.0.1/$1"; fi
+}
+
+# cx_proxy_ctl ADDR LINE: sends one control line to a chaos_proxy, prints its reply.
 cx_proxy_ctl() {
     local fd reply=""
-    exec {fd}<>"/dev/tcp/127.0.0.1/$1" || return 1
+    exec {fd}<>"$(cx_tcp "$1")" || return 1
     printf '%s\n' "$2" 1>&"$fd"
     read -r -t 2 -u "$fd" reply || true
     exec {fd}>&-
@@ -16,11 +22,11 @@ cx_proxy_ctl() {
     }
 }
 
-# cx_lockd_held PORT TIMEOUT_MS: polls lockd's INFO every 20 ms on one LOCKP connection
+# cx_lockd_held ADDR TIMEOUT_MS: polls lockd's INFO every 20 ms on one LOCKP connection
 # until locks_held > 0 or the timeout; prints the last locks_held seen ("?" if no answer).
 cx_lockd_held() {
     local fd line held="?" i
-    exec {fd}<>"/dev/tcp/127.0.0.1/$1" 2>/dev/null || {
+    exec {fd}<>"$(cx_tcp "$1")" 2>/dev/null || {
         echo "?"
         return 0
     }
@@ -38,7 +44,16 @@ cx_lockd_held() {
 # cx_pay_config JSON: sets fakepay's failure knobs.
 cx_pay_config() {
     curl -fsS -m 5 -X POST -H 'Content-Type: application/json' -d "$1" \
-        "http://127.0.0.1:$CX_FAKEPAY/admin/config" >/dev/null
+        "http://$(cx_host fakepay):$CX_FAKEPAY/admin/config" >/dev/null
+}
+
+# cx_pg_start: (re)starts the run's PostgreSQL (scripts/pg.sh) in its namespace (netns mode,
+# with CX_PG_OPTS="-c listen_addresses=...": also on its bridge address); prints pg.sh's
+# conninfo (the unix socket).
+cx_pg_start() {
+    local -a pre=()
+    mapfile -t pre < <(cx_wrap postgresql)
+    PG_EXTRA_OPTS="${CX_PG_OPTS:-}" "${pre[@]}" "$CX_ROOT/scripts/pg.sh" start "$CX_WORK/pg" "$CX_PG_PORT"
 }
 
 # cx_sql SQL: runs SQL as the booking user, prints unaligned tuples.

@@ -3,10 +3,21 @@
 # Every process is started through cx_spawn and remembered under a name (redis1, lockd2, ...)
 # so faults can signal exactly it and cx_stop_all can stop everything we started (and nothing
 # else) on any exit, Ctrl-C included. Needs: CX_WORK (work dir).
+# In netns mode (chaos/lib/netns.sh) a server runs inside its own network namespace
+# (CX_NS[name]) and listens on that namespace's address (CX_HOST[name]); a restart goes back
+# into the same namespace. CX_ENV[name] adds environment (clock.sh's LD_PRELOAD shim) to the
+# start and every restart; CX_CMD keeps the bare command, so a fault may rewrite it (amnesia.sh
+# restarts a Redis with another configuration) and the namespace and environment still apply.
 
-declare -A CX_PID=()   # name -> pid of the live process
-declare -A CX_CMD=()   # name -> the command line, NUL-free, for restarts (printf %q-quoted)
-declare -A CX_PORTS=() # ports handed out in this run
+declare -gA CX_PID=()   # name -> pid of the live process
+declare -gA CX_CMD=()   # name -> the command line, NUL-free, for restarts (printf %q-quoted)
+declare -gA CX_PORTS=() # ports handed out in this run
+declare -gA CX_ENV=()  # name -> extra environment, space-separated VAR=value words (default none)
+declare -gA CX_NS=()   # name -> its network namespace (netns mode; empty: this namespace)
+declare -gA CX_HOST=() # name -> the address it listens on (default 127.0.0.1)
+
+# cx_host NAME: the address NAME listens on.
+cx_host() { echo "${CX_HOST[$1]:-127.0.0.1}"; }
 
 # A TCP port on 127.0.0.1 nobody listens on, not handed out before in this run.
 cx_free_port() {
@@ -26,10 +37,11 @@ cx_free_port() {
 
 # cx_wait_up NAME PORT [TIMEOUT_S]: until NAME accepts on PORT; fails at once if it exits.
 cx_wait_up() {
-    local name=$1 port=$2 deadline=$((SECONDS + ${3:-20}))
-    until (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; do
+    local name=$1 port=$2 deadline=$((SECONDS + ${3:-20})) host
+    host=$(cx_host "$1")
+    until (exec 3<>"/dev/tcp/$host/$port") 2>/dev/null; do
         if [ $SECONDS -ge "$deadline" ] || ! kill -0 "${CX_PID[$name]:-0}" 2>/dev/null; then
-            echo "chaos/run: $name is not up on port $port (see logs/$name.log)" >&2
+            echo "chaos/run: $name is not up on $host:$port (see logs/$name.log)" >&2
             tail -n 5 "$CX_WORK/logs/$name.log" >&2 || true
             return 1
         fi
@@ -37,21 +49,39 @@ cx_wait_up() {
     done
 }
 
+# cx_wrap NAME: the words that put a command into NAME's namespace and environment, one per
+# line (none for a plain process). `ip netns exec` and `env` both exec in place, so the PID
+# of the background job is the server's own: signals and kills reach exactly it.
+cx_wrap() {
+    local -a env_words=()
+    [ -n "${CX_NS[$1]:-}" ] && printf '%s\n' ip netns exec "${CX_NS[$1]}"
+    read -r -a env_words <<<"${CX_ENV[$1]:-}"
+    [ ${#env_words[@]} -gt 0 ] && printf '%s\n' env "${env_words[@]}"
+    return 0
+}
+
+# cx_launch NAME: runs CX_CMD[NAME] in the background, wrapped, output to logs/NAME.log.
+cx_launch() {
+    local name=$1
+    local -a pre=()
+    mapfile -t pre < <(cx_wrap "$name")
+    eval "set -- ${CX_CMD[$name]}"
+    "${pre[@]}" "$@" </dev/null >>"$CX_WORK/logs/$name.log" 2>&1 &
+    CX_PID[$name]=$!
+}
+
 # cx_spawn NAME CMD ARGS...: starts CMD in the background, output appended to logs/NAME.log.
 cx_spawn() {
     local name=$1
     shift
     CX_CMD[$name]=$(printf '%q ' "$@")
-    "$@" </dev/null >>"$CX_WORK/logs/$name.log" 2>&1 &
-    CX_PID[$name]=$!
+    cx_launch "$name"
 }
 
-# cx_respawn NAME: starts NAME again with the command line it was first started with.
+# cx_respawn NAME: starts NAME again with its saved command line (CX_CMD[NAME]), in its
+# namespace and with its environment.
 cx_respawn() {
-    local name=$1
-    eval "set -- ${CX_CMD[$name]}"
-    "$@" </dev/null >>"$CX_WORK/logs/$name.log" 2>&1 &
-    CX_PID[$name]=$!
+    cx_launch "$1"
 }
 
 # cx_signal NAME SIG: signals the live process NAME (never anything else).
