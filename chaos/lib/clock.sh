@@ -1,4 +1,5 @@
 # shellcheck shell=bash
+# shellcheck disable=SC2034 # F_TARGET, F_NOTE, F_BREAKS: set here, read by chaos/run
 # clock.sh (sourced by chaos/run after faults.sh): the clock-jump faults of issue 15 §1.
 # A process started with the environment that cx_clock_prepare puts in CX_ENV[NAME] runs
 # under libcx_clock.so (chaos/cx_clockshim.c): its wall clock (CLOCK_REALTIME,

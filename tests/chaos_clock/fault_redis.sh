@@ -6,6 +6,7 @@
 # master, 1 for a majority) and F_NOTE say so. Recovered: after the fault the next SET PX
 # on a jumped master lasts what it asks and its clock runs at the normal rate (offsets stay
 # forward, cumulative). Usage: fault_redis.sh BUILD_DIR
+# shellcheck source=tests/chaos_clock/fault_lib.sh
 . "$(dirname "$0")/fault_lib.sh" "$1"
 
 for i in 1 2 3 4 5; do ct_redis "redis$i"; done
@@ -23,12 +24,13 @@ pttl_between() {
 # background and, while it holds, checks that k goes on exactly the expected masters.
 run_fault() {
     local kind=$1 hold=$3 i gone deadline
-    F_PICK=$2 # read by the fault functions
-    # shellcheck disable=SC2034
+    # shellcheck disable=SC2034 # read by the fault functions
+    F_PICK=$2
     shift 3
     local -a expect=("$@")
     for i in 1 2 3 4 5; do rcli "redis$i" SET k v PX 3000 >/dev/null; done
     (
+        # shellcheck disable=SC2034 # set by the fault function
         F_TARGET="" F_NOTE="" F_BREAKS=0
         "fault_$kind" "$hold"
         printf '%s\n%s\n%s\n' "$F_TARGET" "$F_BREAKS" "$F_NOTE" >"$CX_WORK/fault.out"
