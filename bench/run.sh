@@ -20,14 +20,19 @@
 #   BASE_BUILD=/tmp/lk-base/build-rel bench/run.sh   # before/after in one run
 #   FAIR=1 FAIR_CLIENTS=64 bench/run.sh   # + the two-lockd fairness measurement
 #   SKIP_NODE=1 / SKIP_C=1             # leave out the Node or the lockbench steps
-#   SHARED_SESSIONS=8 bench/run.sh     # + uncontended lockd runs with the Node clients
-#                                      # sharing 8 sessions (tagged pipelining)
+#   SHARED_SESSIONS=8 bench/run.sh     # the uncontended lockd runs with the Node clients
+#                                      # sharing 8 sessions (default 1; 0: leave them out)
+# Uncontended, lockd runs three ways at each client count: a session per client (raw
+# LOCKP), the clients sharing SHARED_SESSIONS sessions (raw LOCKP, auto-pipelined), and
+# through the project's Node library (clients/node), all callers sharing one Client as an
+# application does. node-redlock's clients share one auto-pipelined ioredis connection per
+# master: the last two are the like-for-like comparison.
 set -euo pipefail
 # Arguments: none but --help (the knobs are environment variables, above).
 case "${1:-}" in
 '') ;;
 -h | --help)
-    sed -n '2,25p' "$0" | sed 's/^# \{0,1\}//'
+    sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'
     exit 0
     ;;
 *)
@@ -39,7 +44,6 @@ esac
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 BUILD="${BUILD:-$ROOT/build}"
 case "$BUILD" in /*) ;; *) BUILD="$ROOT/$BUILD" ;; esac
-case "$BASE_BUILD" in /* | '') ;; *) BASE_BUILD="$ROOT/$BASE_BUILD" ;; esac
 CLIENTS="${CLIENTS:-64}"
 DURATION="${DURATION:-10}"
 HOLD="${HOLD:-1}"
@@ -47,10 +51,12 @@ SKIP_NODE="${SKIP_NODE:-0}"
 SKIP_C="${SKIP_C:-0}"
 NODE_CLIENTS="${NODE_CLIENTS:-64 256}"
 BASE_BUILD="${BASE_BUILD:-}"
+case "$BASE_BUILD" in /* | '') ;; *) BASE_BUILD="$ROOT/$BASE_BUILD" ;; esac
 FAIR="${FAIR:-0}"
 FAIR_CLIENTS="${FAIR_CLIENTS:-64}"
 PERF="${PERF:-0}"
-SHARED_SESSIONS="${SHARED_SESSIONS:-}"
+SHARED_SESSIONS="${SHARED_SESSIONS:-1}"
+[ "$SHARED_SESSIONS" = 0 ] && SHARED_SESSIONS=""
 MEM_SESSIONS="${MEM_SESSIONS:-2000}"
 LOCKD_EXTRA="${LOCKD_EXTRA:-}" # YAML lines added to lockd's config
 
@@ -251,6 +257,7 @@ if [ "$SKIP_NODE" != 1 ]; then
             each_lockd "-s$SHARED_SESSIONS" --clients "$c" --mode uncontended \
                 --sessions "$SHARED_SESSIONS"
         fi
+        each_lockd "-lib" --clients "$c" --mode uncontended --sessions 1 --client lib
         flush
         measure - node "$NODE_DIR/bench.js" --servers "$REDIS_LIST" --clients "$c" \
             --duration "$DURATION" --mode uncontended
@@ -322,5 +329,10 @@ for c in $NODE_CLIENTS; do
         grep -o 'cycles_per_s=[0-9.]*' | head -1 | cut -d= -f2 || true)
     if [ -n "$SHARED_SESSIONS" ] && [ -n "$s" ] && [ -n "$n" ]; then
         awk -v l="$s" -v n="$n" -v c="$c" -v k="$SHARED_SESSIONS" 'BEGIN {printf "RATIO uncontended clients=%d lockd(%d shared sessions)=%s node-redlock=%s lockd/node=%.2fx\n", c, k, l, n, l / n}'
+    fi
+    s=$(printf '%s\n' "${RESULTS[@]}" | grep "impl=lockd-lib label=after-lib mode=uncontended clients=$c " |
+        grep -o 'cycles_per_s=[0-9.]*' | head -1 | cut -d= -f2 || true)
+    if [ -n "$s" ] && [ -n "$n" ]; then
+        awk -v l="$s" -v n="$n" -v c="$c" 'BEGIN {printf "RATIO uncontended clients=%d lockd(Node library, one Client)=%s node-redlock=%s lockd/node=%.2fx\n", c, l, n, l / n}'
     fi
 done

@@ -52,6 +52,11 @@ export interface ClientOptions {
   name?: string;
   /** The shared secret, when lockd has `auth` set. */
   auth?: string;
+  /** How long past a request's own wait lockd may take to answer it (it still answers
+   * PINGs) before the session is dropped with CLIENT_TIMEOUT and its locks are lost;
+   * default 10000 ms. Checked by the session's keep-alive tick, so it fires up to one
+   * tick (a sixth of the session timeout at most) late. */
+  requestTimeoutMs?: number;
 }
 
 export interface AcquireOptions {

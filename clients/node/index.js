@@ -30,7 +30,7 @@ const RESOURCE_MAX = 256;
 const NAME_MAX = 64;
 const SECRET_MAX = 256;
 const CONNECT_TIMEOUT_MS = 1000;
-const REQUEST_SLACK_MS = 10000;
+const REQUEST_SLACK_MS = 10000; // the default of requestTimeoutMs
 const MIN_PING_MS = 20;
 const LINE_MAX = 4096;
 
@@ -179,12 +179,29 @@ class Hold {
     this.validityMs = validityMs;
     this.baseDeadline = deadlineFrom(bound, validityMs);
     this.state = 'HELD';
-    this.controller = new AbortController();
+    // The AbortSignal is made when someone asks for it (most locks are released unasked,
+    // and an AbortController costs more than the rest of a grant): lossError holds the
+    // reason until then.
+    this.controller = null;
+    this.lossError = null;
     this.lostReason = null;
     this.lostAt = null;
     this.timer = null;
     this.due = Infinity; // the deadline the timer was armed for
     this.client = null; // the Client that armed it (for sweepDue)
+  }
+
+  get signal() {
+    if (!this.controller) {
+      this.controller = new AbortController();
+      if (this.lossError) this.controller.abort(this.lossError);
+    }
+    return this.controller.signal;
+  }
+
+  abort(err) {
+    this.lossError = err;
+    if (this.controller) this.controller.abort(err);
   }
 
   deadline() {
@@ -203,6 +220,7 @@ class Session {
     this.state = 'CONNECTING';
     this.socket = null;
     this.buf = '';
+    this.out = ''; // requests not yet written: those of one turn of the loop go in one write
     this.timeoutMs = 10000;
     this.sessionId = null;
     this.pending = new Map();
@@ -212,6 +230,7 @@ class Session {
     this.lastTx = t;
     this.aliveSent = t;
     this.pingOut = false;
+    this.nextDue = Infinity; // no pending request times out before this (see _call)
     this.tick = null;
     this.endCode = 'DISCONNECTED';
     this.endWhy = 'the lockd session ended';
@@ -254,8 +273,8 @@ export class Lease {
   get fence() { return this.#hold.fence; }
   get leaseMs() { return this.#hold.leaseMs; }
   get validityMs() { return this.#hold.validityMs; }
-  get signal() { return this.#hold.controller.signal; }
-  get lost() { return this.#hold.controller.signal.aborted; }
+  get signal() { return this.#hold.signal; }
+  get lost() { return this.#hold.lossError !== null; }
   get lostReason() { return this.#hold.lostReason; }
   /** performance.now() when the loss was noticed, or null. */
   get lostAt() { return this.#hold.lostAt; }
@@ -282,8 +301,10 @@ export class Lease {
 
 export class Client {
   /** endpoints: 'host:port' or an array of them, tried in order (failover). */
-  constructor(endpoints, { name, auth } = {}) {
+  constructor(endpoints, { name, auth, requestTimeoutMs = REQUEST_SLACK_MS } = {}) {
     this._eps = parseEndpoints(endpoints);
+    this._slackMs = checkMs(requestTimeoutMs, 'requestTimeoutMs');
+    if (this._slackMs === 0) throw badArg('requestTimeoutMs must be at least 1');
     this._name = checkWord(name ?? 'client', 'name', NAME_MAX);
     this._auth = auth ? checkWord(auth, 'auth', SECRET_MAX) : null;
     this._epIdx = 0;
@@ -436,7 +457,7 @@ export class Client {
     h.lostAt = now();
     h.lostReason = reason;
     this._holdEnd(h, 'LOST');
-    h.controller.abort(new LockError('LOST', `lock ${h.resource} lost (${reason})`, { resource: h.resource, reason }));
+    h.abort(new LockError('LOST', `lock ${h.resource} lost (${reason})`, { resource: h.resource, reason }));
     if (release && h.sess.state === 'READY') this._send(h.sess, 'RELEASE', `RELEASE ${h.resource} ${h.token}`, {});
   }
 
@@ -444,34 +465,45 @@ export class Client {
 
   _send(sess, kind, text, extra) {
     const tag = String(++this._nextTag);
-    const p = { tag, kind, sentAt: now(), resource: undefined, leaseMs: 0, waitMs: 0, hold: null, resolve: null, reject: null, cancelled: false, ...extra };
+    const p = { tag, kind, sentAt: now(), dueAt: Infinity, timeoutMs: 0, resource: undefined, leaseMs: 0, waitMs: 0, hold: null, resolve: null, reject: null, cancelled: false, ...extra };
     sess.pending.set(tag, p);
-    sess.socket.write(`${tag} ${text}\n`);
+    // Auto-pipelining (as ioredis's): the requests made in one turn of the event loop (the
+    // continuations a burst of replies wakes, many callers of one Client) go out in ONE
+    // write after it, so lockd reads them with one recv and answers with one writev. sentAt
+    // is taken now, before the write: a deadline counted from it is earlier, never later.
+    if (sess.out === '') process.nextTick(() => this._flush(sess));
+    sess.out += `${tag} ${text}\n`;
     sess.lastTx = p.sentAt;
     return p;
   }
 
+  _flush(sess) {
+    const out = sess.out;
+    sess.out = '';
+    if (out !== '' && sess.socket && !sess.socket.destroyed) sess.socket.write(out);
+  }
+
+  // timeoutMs: lockd answers PINGs but not this request in that time: the session (and
+  // any late grant) goes. Checked by the session's tick (_tick), not a timer per request:
+  // the timeouts are 10 s and more, and a timer per request cost a fifth of a cycle.
   _call(sess, kind, text, { timeoutMs, signal, ...extra } = {}) {
     return new Promise((resolve, reject) => {
-      let timer = null;
       let p = null;
-      const done = (fn) => (v) => {
-        clearTimeout(timer);
-        if (signal) signal.removeEventListener('abort', onAbort);
+      const done = signal ? (fn) => (v) => {
+        signal.removeEventListener('abort', onAbort);
         fn(v);
-      };
+      } : (fn) => fn;
       const onAbort = () => {
         p.cancelled = true; // a late grant is given back at once
         p.resolve = p.reject = null;
-        clearTimeout(timer);
+        p.dueAt = Infinity;
         reject(signal.reason ?? new LockError('CANCELLED', 'cancelled'));
       };
       p = this._send(sess, kind, text, { ...extra, resolve: done(resolve), reject: done(reject) });
       if (timeoutMs !== undefined) {
-        timer = setTimeout(() => {
-          // lockd answers PINGs but not this: the session (and any late grant) goes
-          this._down(sess, `no reply to ${kind} in ${timeoutMs} ms`, { code: 'CLIENT_TIMEOUT' });
-        }, timeoutMs);
+        p.timeoutMs = timeoutMs;
+        p.dueAt = p.sentAt + timeoutMs;
+        if (p.dueAt < sess.nextDue) sess.nextDue = p.dueAt;
       }
       if (signal) {
         if (signal.aborted) onAbort();
@@ -490,7 +522,7 @@ export class Client {
     checkMs(waitMs, 'waitMs');
     const sess = await this._session();
     const hold = await this._call(sess, 'ACQUIRE', `ACQUIRE ${resource} ${leaseMs} ${waitMs}`, {
-      timeoutMs: waitMs + REQUEST_SLACK_MS, signal, resource, leaseMs, waitMs,
+      timeoutMs: waitMs + this._slackMs, signal, resource, leaseMs, waitMs,
     });
     return new Lease(this, hold);
   }
@@ -531,7 +563,7 @@ export class Client {
     }
     const lease = checkMs(leaseMs ?? h.leaseMs, 'leaseMs');
     return this._call(h.sess, 'RENEW', `RENEW ${h.resource} ${h.token} ${lease}`, {
-      timeoutMs: REQUEST_SLACK_MS, resource: h.resource, leaseMs: lease, hold: h,
+      timeoutMs: this._slackMs, resource: h.resource, leaseMs: lease, hold: h,
     });
   }
 
@@ -553,7 +585,7 @@ export class Client {
     armed.delete(h);
     try {
       await this._call(sess, 'RELEASE', `RELEASE ${h.resource} ${h.token}`, {
-        timeoutMs: REQUEST_SLACK_MS, resource: h.resource, hold: h,
+        timeoutMs: this._slackMs, resource: h.resource, hold: h,
       });
     } catch (e) {
       if (!['DISCONNECTED', 'SESSION', 'CLIENT_TIMEOUT', 'CLOSED'].includes(e.code)) throw e;
@@ -566,14 +598,14 @@ export class Client {
   async ping() {
     const sess = await this._session();
     const t = now();
-    await this._call(sess, 'PING', 'PING', { timeoutMs: REQUEST_SLACK_MS });
+    await this._call(sess, 'PING', 'PING', { timeoutMs: this._slackMs });
     return now() - t;
   }
 
   /** lockd's INFO as an object (numbers where the value is a number). */
   async info() {
     const sess = await this._session();
-    const rest = await this._call(sess, 'INFO', 'INFO', { timeoutMs: REQUEST_SLACK_MS });
+    const rest = await this._call(sess, 'INFO', 'INFO', { timeoutMs: this._slackMs });
     const out = {};
     for (const kv of rest.split(' ')) {
       const i = kv.indexOf('=');
@@ -587,6 +619,7 @@ export class Client {
     this._closed = true;
     const sess = this._sess;
     if (!sess) return;
+    this._flush(sess); // what was asked before close goes out before the QUIT
     if (sess.state === 'READY') sess.socket.write('q QUIT\n');
     const closed = new Promise((r) => sess.socket.once('close', r));
     sess.socket.end();
@@ -720,12 +753,22 @@ export class Client {
       }));
       return;
     }
+    if (t >= sess.nextDue) {
+      sess.nextDue = Infinity;
+      for (const p of sess.pending.values()) {
+        if (p.dueAt <= t) {
+          this._down(sess, `no reply to ${p.kind} in ${p.timeoutMs} ms`, { code: 'CLIENT_TIMEOUT' });
+          return;
+        }
+        if (p.dueAt < sess.nextDue) sess.nextDue = p.dueAt;
+      }
+    }
     const idle = sess.pingInterval();
     if (!sess.pingOut && (t - sess.lastRx >= idle || t - sess.lastTx >= idle)) {
       sess.pingOut = true;
       this._send(sess, 'PING', 'PING', {});
     }
-    let next = sess.lastRx + sess.deadMs;
+    let next = Math.min(sess.lastRx + sess.deadMs, sess.nextDue);
     if (!sess.pingOut) next = Math.min(next, sess.lastRx + idle, sess.lastTx + idle);
     sess.tick = setTimeout(() => this._tick(sess), Math.min(Math.max(2, next - now()), idle / 2));
     sess.tick.unref?.();

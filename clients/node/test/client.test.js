@@ -473,3 +473,68 @@ test('session expiry: the LOST push with reason session is read when a frozen cl
     try { process.kill(child.pid, 'SIGCONT'); child.kill('SIGKILL'); } catch { /* gone */ }
   }
 }));
+
+// A lockd that answers HELLO and PING but never an ACQUIRE: the request times out after
+// requestTimeoutMs (checked by the session's keep-alive tick, not a timer per request),
+// the session is dropped with CLIENT_TIMEOUT, and requests sent in one turn of the loop
+// reached the server in one write (auto-pipelining).
+test('a request lockd never answers: CLIENT_TIMEOUT after requestTimeoutMs; one write per turn', async () => {
+  const chunks = [];
+  const server = net.createServer((s) => {
+    s.setEncoding('latin1');
+    let buf = '';
+    s.on('data', (d) => {
+      chunks.push(d);
+      buf += d;
+      let at;
+      while ((at = buf.indexOf('\n')) >= 0) {
+        const [tag, cmd] = buf.slice(0, at).split(' ');
+        buf = buf.slice(at + 1);
+        if (cmd === 'HELLO') s.write(`${tag} OK fake1 3000\n`);
+        else if (cmd === 'PING') s.write(`${tag} OK PONG\n`);
+      }
+    });
+    s.on('error', () => {});
+  });
+  await new Promise((r) => server.listen(0, '127.0.0.1', r));
+  const c = new Client(`127.0.0.1:${server.address().port}`, { requestTimeoutMs: 600 });
+  try {
+    await c.connect();
+    const write = net.Socket.prototype.write;
+    let writes = 0;
+    net.Socket.prototype.write = function (data, ...rest) {
+      if (String(data).includes('ACQUIRE')) writes++;
+      return write.call(this, data, ...rest);
+    };
+    const t0 = now();
+    let errs;
+    try {
+      const all = ['T1', 'T2', 'T3'].map((r) => c.acquire(r).then(() => null, (e) => e));
+      errs = await Promise.all(all);
+    } finally {
+      net.Socket.prototype.write = write;
+    }
+    const took = now() - t0;
+    for (const e of errs) assert.equal(e?.code, 'CLIENT_TIMEOUT', String(e));
+    assert.ok(took >= 600 && took < 600 + 1000, `timed out after ${took.toFixed(0)} ms`);
+    assert.equal(writes, 1, 'the three ACQUIREs of one turn went out in one write');
+    assert.equal(chunks.join('').split('\n').filter((l) => l.includes('ACQUIRE')).length, 3);
+  } finally {
+    await c.close().catch(() => {});
+    server.close();
+  }
+  assert.throws(() => new Client('127.0.0.1:1', { requestTimeoutMs: 0 }), /requestTimeoutMs/);
+});
+
+test('a lease\'s signal asked for after the loss is already aborted with the reason', () => withWorld(async (w) => {
+  const l1 = await w.lockd([await w.redis()]);
+  await withClients([new Client(l1.addr)], async (c) => {
+    const lease = await c.acquire('late-signal', { leaseMs: 300 });
+    await sleep(500); // past the fixed lease: lost locally, nobody asked for the signal
+    assert.ok(lease.lost);
+    assert.equal(lease.lostReason, 'deadline');
+    assert.ok(lease.signal.aborted);
+    assert.equal(lease.signal.reason.code, 'LOST');
+    assert.throws(() => lease.check(), (e) => e.code === 'LOST');
+  });
+}));
