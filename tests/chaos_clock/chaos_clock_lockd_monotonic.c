@@ -8,6 +8,8 @@
  * ttl only fell, in step with the real time; A got `* LOST F ... expired` and C its grant
  * no earlier than F's validity after the ACQUIRE was sent, and not later than the lease
  * plus 1 s; B was never granted W while A held it, and is granted once A releases it.
+ * That the jumps reached lockd shows in its log (debug: a grant in each window), stamped
+ * by its wall clock: lines 10 min ahead of the real time and lines 10 min behind it.
  */
 #include "cc_shim.h"
 #include "it_common.h"
@@ -18,6 +20,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <time.h>
 
 #define RES_W      "Clock:watchdog"
 #define RES_F      "Clock:fixed"
@@ -25,6 +28,43 @@
 #define JUMP_MS    INT64_C(600000)
 
 enum { CA, CB, CC, CV, NCONN }; /* holder, W's waiter, F's waiter, viewer */
+
+/* IT_FAST_YAML at log level debug: every grant is logged, stamped by lockd's wall clock. */
+#define YAML                                                                                       \
+    "session: {timeout_ms: 1000, lock_delay_ms: 0}\n"                                              \
+    "watchdog: {lease_ms: 1500}\n"                                                                 \
+    "redlock: {redis_timeout_ms: 50, retry_delay_ms: 20, clock_drift_factor: 0.01}\n"              \
+    "log: {level: debug}\n"
+
+static int64_t real_wall_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts); /* this test runs without the shim */
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* Counts the lines of lockd's log stamped more than 5 min ahead of [from, to] (real wall
+ * ms) into *ahead, more than 5 min behind it into *behind. */
+static void log_stamps(const char *log, int64_t from, int64_t to, int *ahead, int *behind)
+{
+    char line[4096];
+    FILE *f = fopen(log, "r");
+    ck_assert_msg(f != NULL, "no lockd log %s", log);
+    *ahead = *behind = 0;
+    while (fgets(line, sizeof line, f)) {
+        struct tm tm = {0};
+        int ms;
+        if (sscanf(line, "%d-%d-%dT%d:%d:%d.%dZ", &tm.tm_year, &tm.tm_mon, &tm.tm_mday, &tm.tm_hour,
+                   &tm.tm_min, &tm.tm_sec, &ms) != 7)
+            continue;
+        tm.tm_year -= 1900;
+        tm.tm_mon -= 1;
+        int64_t stamp = (int64_t)timegm(&tm) * 1000 + ms;
+        *ahead += stamp > to + 300000;
+        *behind += stamp < from - 300000;
+    }
+    fclose(f);
+}
 
 /* What the loop saw. */
 typedef struct seen {
@@ -93,7 +133,8 @@ START_TEST(test_lockd_monotonic)
     char line[IT_LINE];
     const char *file = cc_offset_file_new();
     it_redis_start_n(redis, 3);
-    ck_assert_msg(cc_lockd_start_shimmed(&l, redis, 3, IT_FAST_YAML, file),
+    int64_t wall_from = real_wall_ms();
+    ck_assert_msg(cc_lockd_start_shimmed(&l, redis, 3, YAML, file),
                   "lockd under %s did not start (log %s)", cc_shim_lib(), l.log);
     it_wait_masters(&l, 3, 10000);
     ck_assert_msg(cc_shim_loaded(l.pid), "%s is not mapped in lockd", cc_shim_lib());
@@ -110,6 +151,7 @@ START_TEST(test_lockd_monotonic)
 
     seen s = {.w_last_ttl = -1};
     int64_t offset = 0;
+    bool probed = false;
     uint64_t next_tick = 0, end = t_f + 5500;
     for (uint64_t now = th_now_ms(); now < end; now = th_now_ms()) {
         int64_t want = now - t_f < 300    ? 0
@@ -128,6 +170,10 @@ START_TEST(test_lockd_monotonic)
             ck_assert(th_send(&c[CV], "w SHOW " RES_W));
             ck_assert(th_send(&c[CV], "f SHOW " RES_F));
             next_tick = now + 100;
+        }
+        if (!probed && now - t_f >= 800) { /* a grant logged inside the forward window */
+            ck_assert(th_send(&c[CV], "q ACQUIRE Clock:probe 0 0"));
+            probed = true;
         }
         struct pollfd pfd[NCONN];
         for (int i = 0; i < NCONN; i++)
@@ -164,6 +210,15 @@ START_TEST(test_lockd_monotonic)
     /* 5.5 s of a 1500 ms watchdog lease renewed every 500 ms: ~10 renewals */
     ck_assert_msg(s.w_renewals >= 6, "W's ttl rose only %u times", s.w_renewals);
     ck_assert_msg(s.f_shows >= 10, "F seen held only %u times", s.f_shows);
+
+    /* the jumps reached lockd: its log has lines stamped 10 min ahead and 10 min behind */
+    int ahead, behind;
+    log_stamps(l.log, wall_from, real_wall_ms(), &ahead, &behind);
+    fprintf(stderr, "lockd's log: %d lines stamped ahead, %d behind\n", ahead, behind);
+    ck_assert_msg(ahead > 0 && behind > 0,
+                  "lockd's log has %d lines stamped ~10 min ahead and %d behind: the jumps did "
+                  "not reach it (is %s a working shim?)",
+                  ahead, behind, cc_shim_lib());
 
     /* A still holds W (RELEASE OK, not LOST) and B gets it now */
     ck_assert_int_eq(it_release(&c[CA], "r", RES_W, gw.token, 2000), IT_OK);
