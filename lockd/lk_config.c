@@ -63,6 +63,12 @@ static const cm_cfg_key lk_keys[] = {
      .dmin = 0.0,
      .dmax = 0.5,
      .help = "clock drift allowance as a fraction of the lease"},
+    {.path = "redlock.quarantine",
+     .type = CM_CFG_BOOL,
+     .offset = offsetof(lk_config, quarantine),
+     .defval = "true",
+     .help = "a master back with a new run_id and no durable data (AOF + appendfsync always) "
+             "counts in no quorum for a lease and until its fences are restored"},
     KEY_INT("watchdog.lease_ms", watchdog_lease_ms, "10000", 30, DAY_MS,
             "lease written for lease_ms 0 locks, renewed every third of it"),
     KEY_INT("session.timeout_ms", session_timeout_ms, "10000", 100, DAY_MS,

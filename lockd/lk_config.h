@@ -27,6 +27,8 @@ typedef struct lk_config {
     int64_t max_inflight_rounds; /* Redlock rounds out at once; 0 = no limit */
     int64_t retry_delay_ms;      /* upper bound of the random retry delay */
     double clock_drift_factor;   /* Redlock drift allowance, fraction of the lease */
+    bool quarantine;             /* keep a master that came back without its data out of
+                                    every quorum for a lease (lk_quarantine) */
     int64_t watchdog_lease_ms;   /* lease written for lease_ms 0 locks */
     int64_t session_timeout_ms;  /* silence after which a session is dead */
     int64_t lock_delay_ms;       /* delay before a dead session's locks are released */

@@ -103,11 +103,12 @@ static void log_start(const lk_config *cfg, const lk_redlock *rl)
              lk_redlock_quorum(rl), cfg->key_prefix);
     log_info("redis_timeout_ms=%lld max_inflight_rounds=%lld retry_delay_ms=%lld "
              "clock_drift_factor=%g watchdog.lease_ms=%lld session.timeout_ms=%lld "
-             "lock_delay_ms=%lld auth=%s",
+             "lock_delay_ms=%lld quarantine=%s auth=%s",
              (long long)cfg->redis_timeout_ms, (long long)cfg->max_inflight_rounds,
              (long long)cfg->retry_delay_ms, cfg->clock_drift_factor,
              (long long)cfg->watchdog_lease_ms, (long long)cfg->session_timeout_ms,
-             (long long)cfg->lock_delay_ms, cfg->auth[0] ? "on" : "off");
+             (long long)cfg->lock_delay_ms, cfg->quarantine ? "on" : "off",
+             cfg->auth[0] ? "on" : "off");
 }
 
 static int run(const lk_config *cfg)
@@ -138,6 +139,8 @@ static int run(const lk_config *cfg)
         .redis_timeout_ms = (uint32_t)cfg->redis_timeout_ms,
         .max_inflight_rounds = (uint32_t)cfg->max_inflight_rounds,
         .clock_drift_factor = cfg->clock_drift_factor,
+        .quarantine = cfg->quarantine,
+        .max_lease_ms = (uint64_t)cfg->max_lease_ms,
         .on_released = on_released,
         .on_wanted = on_wanted,
         .on_masters = on_masters,

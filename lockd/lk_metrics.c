@@ -12,6 +12,7 @@
 #include <string.h>
 
 #include "cm_log.h"
+#include "lk_quarantine.h"
 #include "lk_redlock.h"
 
 lk_metrics lk_stats;
@@ -143,6 +144,27 @@ void lk_metrics_render(const struct lk_redlock *rl, cm_strbuf *out)
     for (size_t i = 0; i < n; i++)
         cm_strbuf_printf(out, "lockd_master_up{master=\"%s\"} %d\n", lk_redlock_master_name(rl, i),
                          lk_redlock_master_up(rl, i) ? 1 : 0);
+    /* The guard (lk_quarantine): a quarantined master is connected but not up. */
+    const struct lk_quar *q = lk_redlock_quar(rl);
+    cm_strbuf_printf(out,
+                     "# HELP lockd_masters_quarantined masters back without their data, counted"
+                     " in no quorum yet\n# TYPE lockd_masters_quarantined gauge\n"
+                     "lockd_masters_quarantined %zu\n"
+                     "# HELP lockd_quarantines_total quarantines started (redlock.quarantine)\n"
+                     "# TYPE lockd_quarantines_total counter\nlockd_quarantines_total %llu\n"
+                     "# HELP lockd_quarantine_fences_restored_total fence keys written to"
+                     " quarantined masters\n# TYPE lockd_quarantine_fences_restored_total counter\n"
+                     "lockd_quarantine_fences_restored_total %llu\n"
+                     "# HELP lockd_master_quarantined 1 while the master is quarantined\n"
+                     "# TYPE lockd_master_quarantined gauge\n",
+                     lk_quar_quarantined(q), (unsigned long long)lk_quar_total(q),
+                     (unsigned long long)lk_quar_restored_total(q));
+    for (size_t i = 0; i < n; i++) {
+        lk_quar_state st = lk_quar_master_state(q, i);
+        cm_strbuf_printf(out, "lockd_master_quarantined{master=\"%s\"} %d\n",
+                         lk_redlock_master_name(rl, i),
+                         st == LKQ_QUARANTINED || st == LKQ_QUAR_DOWN);
+    }
 }
 
 static void metrics_request_cb(struct evhttp_request *req, void *arg)

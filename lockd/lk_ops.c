@@ -11,6 +11,7 @@
 #include <time.h>
 
 #include "cm_time.h"
+#include "lk_rlquery.h"
 
 struct lk_timer {
     struct event ev;

@@ -42,6 +42,7 @@
 #include "cm_rand.h"
 #include "cm_sha1.h"
 #include "cm_time.h"
+#include "lk_quarantine.h"
 #include "lk_rlcmd.h"
 #include "lk_stale.h"
 
@@ -202,6 +203,7 @@ struct lk_redlock {
     size_t queued;
     bool freeing; /* lk_redlock_free is running: callbacks only drop references */
     lk_rl_stats stats;
+    lk_quar *quar; /* which masters may count (lk_quarantine): they become up through it */
 };
 
 /* ---- masters ---- */
@@ -237,6 +239,8 @@ static void stale_release(lk_redlock *rl, size_t i, const char *resource, const 
 static void master_set_up(rl_master *m, bool up)
 {
     lk_redlock *rl = m->rl;
+    if (!up)
+        lk_quar_down(rl->quar, (size_t)(m - rl->masters));
     if (m->up == up) {
         return;
     }
@@ -253,6 +257,12 @@ static void master_set_up(rl_master *m, bool up)
     if (!rl->freeing && rl->on_masters) {
         rl->on_masters(rl->cb_arg, rl->up, rl->n);
     }
+}
+
+static void quar_count(void *arg, size_t i) /* lk_quarantine lets master i count */
+{
+    lk_redlock *rl = arg;
+    master_set_up(&rl->masters[i], true);
 }
 
 static void conn_schedule_reconnect(rl_conn *c)
@@ -299,27 +309,7 @@ static void script_loaded_cb(redisAsyncContext *ac, void *r, void *privdata)
     if (--c->loads_left == 0 && !c->load_failed) {
         c->backoff_ms = RL_BACKOFF_MIN_MS;
         c->ready = true;
-        master_set_up(c->m, true);
-    }
-}
-
-/* Lockds of before issue 11 read "want <anything>" as a resource name: they get the short
- * form too, so their chains still yield to our waiters (mixed versions during an upgrade). */
-void lk_redlock_publish_wanted(lk_redlock *rl, const char *resource, uint64_t oldest_ms,
-                               const char *from, uint64_t seq)
-{
-    char msg[RL_MAX_RESOURCE + 128];
-    size_t legacy;
-    int n = lk_rlcmd_want_format(msg, sizeof msg, resource, oldest_ms, from, seq, &legacy);
-    for (size_t i = 0; n > 0 && i < rl->n; i++) {
-        rl_conn *c = &rl->masters[i].cmd;
-        if (c->ac != NULL && c->ready) {
-            (void)redisAsyncCommand(c->ac, NULL, NULL, "PUBLISH %b %b", rl->channel,
-                                    rl->channel_len, msg, (size_t)n);
-            if (legacy)
-                (void)redisAsyncCommand(c->ac, NULL, NULL, "PUBLISH %b %b", rl->channel,
-                                        rl->channel_len, msg, legacy);
-        }
+        lk_quar_ready(c->m->rl->quar, (size_t)(c->m - c->m->rl->masters), ac);
     }
 }
 
@@ -414,6 +404,7 @@ static void conn_start(rl_conn *c)
         }
         return;
     }
+    lk_quar_send_probe(rl->quar, (size_t)(m - rl->masters), ac); /* answered before the loads */
     c->loads_left = LK_RLCMD_NSCRIPTS;
     c->load_failed = false;
     for (int i = 0; i < LK_RLCMD_NSCRIPTS; i++) {
@@ -562,6 +553,7 @@ static void op_finish(lk_rl_op *op, lk_rl_outcome outcome, int64_t retry_after_m
     if (outcome == LK_RL_GRANTED && op->kind != OP_RELEASE) {
         int64_t elapsed_ms = (int64_t)((cm_now_us() - op->start_us) / 1000u);
         int64_t drift = (int64_t)((double)op->lease_ms * rl->drift) + 2;
+        lk_quar_note_lease(rl->quar, op->lease_ms);
         res.validity_ms = (int64_t)op->lease_ms - elapsed_ms - drift;
         if (res.validity_ms <= 0) {
             res.outcome = outcome = LK_RL_FAILED; /* too slow: the lease may be gone */
@@ -1104,9 +1096,12 @@ lk_redlock *lk_redlock_new(struct event_base *base, const lk_redlock_opts *opts)
     for (int i = 0; i < LK_RLCMD_NSCRIPTS; i++) {
         cm_sha1_hex(lk_rlcmd_script_text[i], strlen(lk_rlcmd_script_text[i]), rl->sha[i]);
     }
+    lk_quar_opts q = {opts->quarantine, rl->n, opts->max_lease_ms, rl->drift, prefix,
+                      quar_count,       rl};
+    rl->quar = lk_quar_new(base, &q);
     struct timeval tv = cm_tv_from_ms(rl->timeout_ms);
     rl->round_tv = event_base_init_common_timeout(base, &tv);
-    if (rl->round_tv == NULL) {
+    if (rl->round_tv == NULL || rl->quar == NULL) {
         goto fail;
     }
     for (size_t i = 0; i < rl->n; i++) {
@@ -1114,6 +1109,7 @@ lk_redlock *lk_redlock_new(struct event_base *base, const lk_redlock_opts *opts)
         m->rl = rl;
         m->addr = opts->masters[i];
         cm_addr_format(&m->addr, m->name, sizeof m->name);
+        lk_quar_set_name(rl->quar, i, m->name);
         rl_conn *conns[2] = {&m->cmd, &m->sub};
         for (int k = 0; k < 2; k++) {
             conns[k]->m = m;
@@ -1186,6 +1182,7 @@ void lk_redlock_free(lk_redlock *rl)
         event_del(&op->timer);
         op_unref(op);
     }
+    lk_quar_free(rl->quar); /* after the contexts: their callbacks have run */
     free(rl->masters);
     free(rl->channel);
     free(rl->prefix);
@@ -1259,6 +1256,11 @@ void lk_redlock_cancel(lk_rl_op *op)
 const lk_rl_stats *lk_redlock_stats(const lk_redlock *rl)
 {
     return &rl->stats;
+}
+
+const struct lk_quar *lk_redlock_quar(const lk_redlock *rl)
+{
+    return rl->quar;
 }
 
 size_t lk_redlock_pending(const lk_redlock *rl)

@@ -19,11 +19,11 @@
  * of redlock.redis_timeout_ms fires). Late replies are ignored. At most
  * max_inflight_rounds are out at once; later ones wait in a FIFO and their time starts
  * when they are sent. A master that is not
- * connected counts as a no. Rounds (and fence write-backs) that start in the same loop
- * pass reach each master as ONE call of a batch script that carries them all, each
- * with its own per-resource answer (see lk_redlock.c). The callback runs exactly once, from the
- * event loop, never from inside the call that started the operation, unless the operation was
- * cancelled.
+ * connected, or is quarantined (lk_quarantine: it came back without its data), counts as a no.
+ * Rounds (and fence write-backs) that start in the same loop pass reach each master as ONE call of
+ * a batch script that carries them all, each with its own per-resource answer (see lk_redlock.c).
+ * The callback runs exactly once, from the event loop, never from inside the call that started the
+ * operation, unless the operation was cancelled.
  */
 #ifndef LK_REDLOCK_H
 #define LK_REDLOCK_H
@@ -84,6 +84,9 @@ typedef struct lk_redlock_opts {
     uint32_t redis_timeout_ms;
     uint32_t max_inflight_rounds; /* rounds sent and open at once, the rest queue; 0: no limit */
     double clock_drift_factor;
+    bool quarantine;       /* the guard against a master that forgot (lk_quarantine); off: a
+                              master counts as soon as it is connected */
+    uint64_t max_lease_ms; /* limits.max_lease_ms: the cap of a quarantine's time bound */
     lk_rl_released_cb on_released;
     lk_rl_released_cb on_wanted; /* another lockd has waiters for resource; may be NULL */
     lk_rl_masters_cb on_masters;
@@ -129,13 +132,6 @@ lk_rl_op *lk_redlock_release(lk_redlock *rl, const char *resource, const char *t
  * released by lk_redlock itself. Safe to call with NULL. */
 void lk_redlock_cancel(lk_rl_op *op);
 
-/* Tells the other lockds that this one has waiters for resource, which another process
- * holds, the oldest of them waiting since oldest_ms (wall clock), from lockd id from,
- * its seq-th notice (PUBLISH "want <resource> <oldest_ms> <from> <seq>" on every master
- * that is up; fire and forget). */
-void lk_redlock_publish_wanted(lk_redlock *rl, const char *resource, uint64_t oldest_ms,
-                               const char *from, uint64_t seq);
-
 /* For lk_rlquery (SHOW, REVOKE): master i's command context when it is up (NULL
  * otherwise; borrowed: valid until the loop runs again), the key prefix, the release
  * channel, the round bound and the loop. */
@@ -147,6 +143,10 @@ struct event_base *lk_redlock_base(const lk_redlock *rl);
 
 /* The counters of rl, borrowed: valid until lk_redlock_free. */
 const lk_rl_stats *lk_redlock_stats(const lk_redlock *rl);
+/* The guard (lk_quarantine.h: which masters are quarantined), borrowed likewise. A master
+ * in quarantine is not up: lk_redlock_masters_up, _master_up and _master_ac leave it out. */
+struct lk_quar;
+const struct lk_quar *lk_redlock_quar(const lk_redlock *rl);
 
 /* Rounds still in flight (shutdown waits for releases to drain). */
 size_t lk_redlock_pending(const lk_redlock *rl);

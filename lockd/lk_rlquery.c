@@ -1,6 +1,7 @@
 /*
  * lk_rlquery: SHOW and REVOKE on the masters (see lk_rlquery.h). Rare admin requests:
- * plain EVAL per master (no script cache, no batching), nothing on the lock path.
+ * plain EVAL per master (no script cache, no batching), nothing on the lock path. Also the
+ * "want" notices to the other lockds: fire-and-forget PUBLISHes outside the rounds.
  */
 #include "lk_rlquery.h"
 
@@ -16,6 +17,7 @@
 #include "cm_lockp.h"
 #include "cm_log.h"
 #include "cm_time.h"
+#include "lk_rlcmd.h"
 
 #define RLQ_VALUE_MAX 200 /* lock values: tokens, tombstones */
 #define RLQ_OWNER_MAX 300 /* owner key: "<token> <name> <lockd-id>" */
@@ -357,5 +359,27 @@ void lk_rlq_cancel(lk_rlq *q)
 {
     if (q != NULL) {
         q->cancelled = true;
+    }
+}
+
+/* Lockds of before issue 11 read "want <anything>" as a resource name: they get the short
+ * form too, so their chains still yield to our waiters (mixed versions during an upgrade). */
+void lk_redlock_publish_wanted(lk_redlock *rl, const char *resource, uint64_t oldest_ms,
+                               const char *from, uint64_t seq)
+{
+    char msg[RLQ_KEY_MAX];
+    size_t legacy;
+    const char *channel = lk_redlock_channel(rl);
+    size_t channel_len = strlen(channel);
+    int n = lk_rlcmd_want_format(msg, sizeof msg, resource, oldest_ms, from, seq, &legacy);
+    for (size_t i = 0; n > 0 && i < lk_redlock_masters_total(rl); i++) {
+        redisAsyncContext *ac = lk_redlock_master_ac(rl, i);
+        if (ac != NULL) {
+            (void)redisAsyncCommand(ac, NULL, NULL, "PUBLISH %b %b", channel, channel_len, msg,
+                                    (size_t)n);
+            if (legacy)
+                (void)redisAsyncCommand(ac, NULL, NULL, "PUBLISH %b %b", channel, channel_len, msg,
+                                        legacy);
+        }
     }
 }

@@ -39,4 +39,11 @@ lk_rlq *lk_rlq_revoke(lk_redlock *rl, const char *resource, lk_rlq_cb cb, void *
 /* The callback of q will not run (the query still finishes its work). NULL is fine. */
 void lk_rlq_cancel(lk_rlq *q);
 
+/* Tells the other lockds that this one has waiters for resource, which another process
+ * holds, the oldest of them waiting since oldest_ms (wall clock), from lockd id from,
+ * its seq-th notice (PUBLISH "want <resource> <oldest_ms> <from> <seq>" on every master
+ * that is up; fire and forget). */
+void lk_redlock_publish_wanted(lk_redlock *rl, const char *resource, uint64_t oldest_ms,
+                               const char *from, uint64_t seq);
+
 #endif

@@ -39,6 +39,7 @@
 #include "cm_time.h"
 #include "lk_locks.h"
 #include "lk_metrics.h"
+#include "lk_quarantine.h"
 #include "lk_redlock.h"
 
 #define LK_LINES_PER_WAKE 64
@@ -360,7 +361,7 @@ static void do_info(lk_session *s, const char *tag)
           "OK version=%s session_id=%s sessions=%zu locks_held=%lld waiters=%lld masters_up=%zu "
           "masters=%zu quorum=%zu uptime_s=%llu acquires_total=%llu grants_total=%llu "
           "timeouts_total=%llu releases_total=%llu lost_total=%llu handoffs_total=%llu "
-          "session_locks=%zu session_waiters=%zu lockd_id=%s",
+          "session_locks=%zu session_waiters=%zu lockd_id=%s masters_quarantined=%zu",
           BOOKING_VERSION, s->id, srv->n_live, (long long)lk_stats.locks_held,
           (long long)lk_stats.waiters, lk_redlock_masters_up(srv->rl),
           lk_redlock_masters_total(srv->rl), lk_redlock_quorum(srv->rl),
@@ -368,7 +369,8 @@ static void do_info(lk_session *s, const char *tag)
           (unsigned long long)lk_stats.acquires_total, (unsigned long long)lk_stats.grants_total,
           (unsigned long long)lk_stats.timeouts_total, (unsigned long long)lk_stats.releases_total,
           (unsigned long long)lk_stats.lost_total, (unsigned long long)lk_stats.handoffs_total,
-          s->owner.n_holds, s->owner.n_waiters, lk_locks_id(srv->lk));
+          s->owner.n_holds, s->owner.n_waiters, lk_locks_id(srv->lk),
+          lk_quar_quarantined(lk_redlock_quar(srv->rl)));
 }
 
 /* SHOW and REVOKE (SPEC 2b), which the shared request parser does not know: "<tag> SHOW
