@@ -137,10 +137,9 @@ cx_netns_add() {
     ip link add "$hv" type veth peer name "$nv" || return 1
     ip link set "$nv" netns "$ns" || return 1
     ip link set "$hv" master "$CX_NET_BRIDGE" up || return 1
-    ip netns exec "$ns" ip link set lo up || return 1
-    ip netns exec "$ns" sh -c 'echo 1 >/proc/sys/net/ipv4/conf/all/route_localnet' || return 1
-    ip netns exec "$ns" ip addr add "$CX_NET_PREFIX.$idx/24" dev "$nv" || return 1
-    ip netns exec "$ns" ip link set "$nv" up || return 1
+    # One exec into the namespace for all of it (each costs a mount namespace).
+    ip netns exec "$ns" sh -c 'ip link set lo up && echo 1 >/proc/sys/net/ipv4/conf/all/route_localnet &&
+        ip addr add "$1" dev "$2" && ip link set "$2" up' _ "$CX_NET_PREFIX.$idx/24" "$nv" || return 1
     CX_NS[$name]=$ns
     CX_HOST[$name]=$CX_NET_PREFIX.$idx
     CX_NET_IF[$name]=$nv
@@ -278,18 +277,20 @@ cx_netns_skip() {
     return 0
 }
 
-# cx_hosts NAME...: their addresses, space-separated.
-cx_hosts() {
-    local n out=""
-    for n in "$@"; do out+="${out:+ }$(cx_host "$n")"; done
-    echo "$out"
-}
-
-# cx_cut NS DIR HOLD ADDR...: the rule in place, the fault's start, the hold, the rule gone.
-cx_cut() {
-    local ns=$1 dir=$2 hold=$3
+# cx_cut_from NAME DIR HOLD PEER...: NAME cut from PEERs (DIR as cx_fw_block, the rule in NAME's
+# namespace): the rule in place, the fault's start, the hold, the rule gone. F_TARGET is
+# "NAME|PEER,PEER"; F_NOTE gets the rule's kind in front.
+cx_cut_from() {
+    local name=$1 dir=$2 hold=$3 ns=${CX_NS[$1]} p
+    local -a addrs=()
     shift 3
-    if ! cx_fw_block "$ns" "$dir" "$@"; then
+    for p in "$@"; do addrs+=("$(cx_host "$p")"); done
+    F_TARGET="$name|$(
+        IFS=,
+        echo "$*"
+    )"
+    F_NOTE="$CX_NET_FW DROP in $name's namespace ($dir): $F_NOTE"
+    if ! cx_fw_block "$ns" "$dir" "${addrs[@]}"; then
         F_NOTE="rule failed: $F_NOTE"
         cx_fw_clear "$ns" 2>/dev/null || true
         return 0
@@ -302,17 +303,11 @@ cx_cut() {
 # lockd cut from a majority (3 of 5) of the masters, both directions: its grants and renewals
 # cannot reach a quorum; its sessions' locks lapse and the other lockd serves.
 fault_partition_lockd_redis() {
-    local l="lockd$((F_PICK % 2 + 1))"
     local -a rs
     cx_netns_skip && return 0
     read -r -a rs <<<"$(cx_redis_pick 3)"
-    F_TARGET="$l|$(
-        IFS=,
-        echo "${rs[*]}"
-    )"
-    F_NOTE="$CX_NET_FW DROP both ways in $l's namespace: cut from 3 of 5 masters (a majority)"
-    # shellcheck disable=SC2046 # addresses, one word each
-    cx_cut "${CX_NS[$l]}" both "$1" $(cx_hosts "${rs[@]}")
+    F_NOTE="cut from 3 of 5 masters (a majority)"
+    cx_cut_from "lockd$((F_PICK % 2 + 1))" both "$1" "${rs[@]}"
 }
 
 # a reserved cut from PostgreSQL, both directions, caught inside a booking transaction when
@@ -320,33 +315,24 @@ fault_partition_lockd_redis() {
 fault_partition_reserved_pg() {
     local r="reserved$((F_PICK % 3 + 1))"
     cx_netns_skip && return 0
-    F_TARGET="$r|postgresql"
     cx_catch_holder "$r"
-    F_NOTE="$CX_NET_FW DROP both ways in $r's namespace to postgresql, $F_NOTE"
-    cx_cut "${CX_NS[$r]}" both "$1" "$(cx_host postgresql)"
+    F_NOTE="cut from postgresql, $F_NOTE"
+    cx_cut_from "$r" both "$1" postgresql
 }
 
 # a reserved cut from its lockds: both (its bookings get 503 until the cut heals) or only the
 # one it prefers (it must fail over to the other), by the pick.
 fault_partition_reserved_lockd() {
-    local i=$((F_PICK % 3 + 1)) r
-    local -a ls
+    local i=$((F_PICK % 3 + 1))
     cx_netns_skip && return 0
-    r="reserved$i"
     if [ $(((F_PICK / 3) % 2)) = 0 ]; then
-        ls=(lockd1 lockd2)
         F_NOTE="cut from both lockds"
+        cx_cut_from "reserved$i" both "$1" lockd1 lockd2
     else
-        ls=("lockd$((i % 2 == 1 ? 1 : 2))") # odd reserved prefer lockd1 (chaos/run)
-        F_NOTE="cut from the lockd it prefers (${ls[0]}): fails over to the other"
+        local l="lockd$((i % 2 == 1 ? 1 : 2))" # odd reserved prefer lockd1 (chaos/run)
+        F_NOTE="cut from the lockd it prefers ($l): it fails over to the other"
+        cx_cut_from "reserved$i" both "$1" "$l"
     fi
-    F_TARGET="$r|$(
-        IFS=,
-        echo "${ls[*]}"
-    )"
-    F_NOTE="$CX_NET_FW DROP both ways in $r's namespace: $F_NOTE"
-    # shellcheck disable=SC2046
-    cx_cut "${CX_NS[$r]}" both "$1" $(cx_hosts "${ls[@]}")
 }
 
 # one direction only, between a lockd and a majority of masters: by the pick either the
@@ -354,24 +340,17 @@ fault_partition_reserved_lockd() {
 # arrive). Either way a TCP exchange stalls; the point is that the kernel sees a half-open
 # link, not a closed one.
 fault_partition_asymmetric() {
-    local l="lockd$((F_PICK % 2 + 1))" dir
+    local l="lockd$((F_PICK % 2 + 1))"
     local -a rs
     cx_netns_skip && return 0
     read -r -a rs <<<"$(cx_redis_pick 3)"
-    F_TARGET="$l|$(
-        IFS=,
-        echo "${rs[*]}"
-    )"
     if [ $(((F_PICK / 5) % 2)) = 0 ]; then
-        dir=out
-        F_NOTE="$l -> masters dropped (output rule), masters -> $l still arrive"
+        F_NOTE="one direction: $l -> masters dropped (output rule), masters -> $l still arrive"
+        cx_cut_from "$l" out "$1" "${rs[@]}"
     else
-        dir=in
-        F_NOTE="masters -> $l dropped (input rule), $l -> masters still arrive"
+        F_NOTE="one direction: masters -> $l dropped (input rule), $l -> masters still arrive"
+        cx_cut_from "$l" in "$1" "${rs[@]}"
     fi
-    F_NOTE="$CX_NET_FW in $l's namespace, one direction: $F_NOTE (3 of 5 masters)"
-    # shellcheck disable=SC2046
-    cx_cut "${CX_NS[$l]}" "$dir" "$1" $(cx_hosts "${rs[@]}")
 }
 
 # netem latency (50-200 ms) and loss (5-30 %) on one server's link (the egress of its side of
