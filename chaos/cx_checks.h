@@ -59,6 +59,63 @@ typedef struct cx_check_opts {
     bool guards_given;         /* --reserved was given: the guard counters were fetched */
 } cx_check_opts;
 
+/* ---- The lock-history checks (cx_checks_locks.c, issue 15 §3) ----
+ * Per resource, over every lock history given (--locks): a holder is one grant (src, sess,
+ * res, fence) and its interval runs from its grant to the earliest of its release, its LOST
+ * and its last local deadline (a holder whose process a kill_* fault killed ends at the
+ * kill). locks_exclusive: no two intervals overlap; locks_fence_order: fences strictly
+ * increase in grant order; locks_lost_first: a holder that neither released nor overlapped
+ * the next grant was told LOST before it. What happens inside a by-design window (a fault
+ * with "breaks_redlock": from its start to its end + CX_LOCK_WINDOW_TAIL_MS) or in the window
+ * of a pause fault of one of the two holders' processes (Kleppmann's paused client) is
+ * expected: listed and counted, never a failure. */
+enum {
+    CX_LOCK_CHECK_EXCLUSIVE = 0,
+    CX_LOCK_CHECK_FENCE_ORDER,
+    CX_LOCK_CHECK_LOST_FIRST,
+    CX_LOCK_CHECK_COUNT,
+};
+
+#define CX_LOCK_WINDOW_TAIL_MS 5000 /* the longest lease: an overlap may last this past a fault */
+#define CX_LOCK_KILL_SLACK_MS  100  /* a kill's recorded start may trail the death by this */
+#define CX_LOCK_EXPECTED_MAX   64   /* expected findings listed one by one (the rest counted) */
+
+/* A finding inside a by-design or paused-holder window. */
+typedef struct cx_lock_expected {
+    const char *check; /* locks_exclusive, ... (static) */
+    char why[96];      /* "by design: <kind> on <target>" or "paused holder: <kind> on <target>" */
+    char res[64];
+    char first[96], second[96]; /* "src sess fence N" of the two holders */
+    int64_t at_us;              /* when it began (CLOCK_MONOTONIC) */
+    int64_t len_us;             /* how long the two held at once (0: not an overlap) */
+} cx_lock_expected;
+
+typedef struct cx_lock_checks {
+    cx_result r[CX_LOCK_CHECK_COUNT];
+    bool given;       /* --locks was given */
+    size_t events;    /* lines read */
+    size_t grants;    /* holders checked */
+    size_t resources; /* distinct resources */
+    size_t killed;    /* holders ended by a kill fault */
+    size_t overlaps, overlaps_expected, regressions, regressions_expected;
+    size_t late_lost, late_lost_expected, lost_checked; /* lost_checked: holders it applies to */
+    cx_lock_expected *expected;                         /* [n_expected] (owned) */
+    size_t n_expected, expected_omitted;
+} cx_lock_checks;
+
+typedef struct cx_lock_check_opts {
+    bool given;       /* --locks */
+    bool have_epoch;  /* --epoch-ms: faults.jsonl's ms are since this CLOCK_MONOTONIC ms */
+    int64_t epoch_ms; /* (without it no fault window can be placed: none is) */
+} cx_lock_check_opts;
+
+/* Runs the three lock checks on h's lock events and faults; c (the other checks, already
+ * run) tells whether the bookings stayed safe where overlaps were expected. */
+void cx_checks_locks_run(cx_lock_checks *lc, const cx_history *h, const cx_checks *c,
+                         const cx_lock_check_opts *o);
+bool cx_checks_locks_pass(const cx_lock_checks *lc);
+void cx_checks_locks_free(cx_lock_checks *lc);
+
 /* Runs every check; h and s are read only. */
 void cx_checks_run(cx_checks *c, const cx_history *h, const cx_snap *s, const cx_check_opts *o);
 bool cx_checks_all_pass(const cx_checks *c);

@@ -11,6 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "cm_hash.h"
 #include "cx_mem.h"
 
 static const char *const kind_names[] = {"book", "cancel",  "read_seats", "counter_incr",
@@ -147,6 +148,7 @@ static void load_fault(cx_fault *f, const json_t *o)
     get_str(o, "note", f->note, sizeof(f->note));
     f->start_ms = get_int(o, "start_ms");
     f->end_ms = get_int(o, "end_ms");
+    f->breaks_redlock = json_is_true(json_object_get(o, "breaks_redlock"));
 }
 
 cm_rc cx_history_load(cx_history *h, const char *path, char *err, size_t errlen)
@@ -186,6 +188,94 @@ cm_rc cx_history_load(cx_history *h, const char *path, char *err, size_t errlen)
     return CM_OK;
 }
 
+const char *cx_history_str(const cx_history *h, uint32_t i)
+{
+    return i < h->n_strs ? h->strs[i] : "";
+}
+
+/* The index of s in h->strs, added when new: a history repeats a few names very often. */
+static uint32_t intern(cx_history *h, const char *s)
+{
+    if (h->str_ids == NULL) {
+        h->str_ids = cm_hash_new(CM_HASH_STR);
+        if (h->str_ids == NULL)
+            exit(2);
+        h->strs = cx_xcalloc(1, sizeof(char *));
+        h->strs[0] = cx_xstrdup("");
+        h->n_strs = 1;
+        if (cm_hash_put_str(h->str_ids, h->strs[0], (void *)(uintptr_t)1) != CM_OK)
+            exit(2);
+    }
+    void *v = cm_hash_get_str(h->str_ids, s);
+    if (v != NULL)
+        return (uint32_t)((uintptr_t)v - 1);
+    h->strs = cx_xrealloc(h->strs, (h->n_strs + 1) * sizeof(char *));
+    h->strs[h->n_strs] = cx_xstrdup(s);
+    if (cm_hash_put_str(h->str_ids, h->strs[h->n_strs], (void *)(uintptr_t)(h->n_strs + 1)) !=
+        CM_OK)
+        exit(2); /* out of memory: cx_mem's rule */
+    return (uint32_t)h->n_strs++;
+}
+
+static bool parse_lock_ev(const char *s, cx_lock_ev *ev)
+{
+    static const char *const names[] = {"grant", "renew", "release", "lost"};
+    for (size_t i = 0; i < CM_ARRAY_LEN(names); i++)
+        if (strcmp(s, names[i]) == 0) {
+            *ev = (cx_lock_ev)i;
+            return true;
+        }
+    return false;
+}
+
+cm_rc cx_history_load_locks(cx_history *h, const char *path, char *err, size_t errlen)
+{
+    FILE *fp = fopen(path, "r");
+    if (!fp) {
+        snprintf(err, errlen, "%s: %s", path, strerror(errno));
+        return CM_ERR;
+    }
+    size_t cap = h->n_lock_events;
+    uint32_t file = (uint32_t)h->lock_files++, lineno = 0;
+    char *line = NULL;
+    size_t linecap = 0;
+    while (getline(&line, &linecap, fp) >= 0) {
+        lineno++;
+        if (line[strspn(line, " \t\r\n")] == '\0')
+            continue;
+        json_t *o = json_loads(line, 0, NULL);
+        char buf[256];
+        cx_lock_event e;
+        memset(&e, 0, sizeof(e));
+        get_str(o, "ev", buf, sizeof(buf));
+        if (!json_is_object(o) || !parse_lock_ev(buf, &e.ev) ||
+            !json_is_string(json_object_get(o, "res"))) {
+            h->lock_bad_lines++; /* not an event, or cut short by a kill */
+            json_decref(o);
+            continue;
+        }
+        get_str(o, "src", buf, sizeof(buf));
+        e.src = intern(h, buf);
+        get_str(o, "res", buf, sizeof(buf));
+        e.res = intern(h, buf);
+        get_str(o, "sess", buf, sizeof(buf));
+        e.sess = intern(h, buf);
+        get_str(o, "reason", buf, sizeof(buf));
+        e.reason = intern(h, buf);
+        e.fence = get_u64(o, "fence");
+        e.t_us = get_int(o, "t_us");
+        e.deadline_us = get_int(o, "deadline_us");
+        e.file = file;
+        e.line = lineno;
+        h->lock_events = grow(h->lock_events, h->n_lock_events, &cap, sizeof(cx_lock_event));
+        h->lock_events[h->n_lock_events++] = e;
+        json_decref(o);
+    }
+    free(line);
+    fclose(fp);
+    return CM_OK;
+}
+
 void cx_history_free(cx_history *h)
 {
     for (size_t i = 0; i < h->n_ops; i++) {
@@ -194,5 +284,10 @@ void cx_history_free(cx_history *h)
     }
     free(h->ops);
     free(h->faults);
+    free(h->lock_events);
+    for (size_t i = 0; i < h->n_strs; i++)
+        free(h->strs[i]);
+    free(h->strs);
+    cm_hash_free(h->str_ids);
     memset(h, 0, sizeof(*h));
 }

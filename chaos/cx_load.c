@@ -5,8 +5,9 @@
  * signals and the stop) booking seats on a hot performance and on others, cancelling
  * what this run booked and reading seat maps, against several reserved servers. Every
  * op is one history line (cx_history_writer) written when it ends. The counter workload
- * (cx_load_counter) runs on the same loop when --lockd is given; with --hold-share, a share
- * of the ops are seat-hold ops (cx_load_holds).
+ * (cx_load_counter) runs on the same loop when --lockd and --database are given; with
+ * --hold-share, a share of the ops are seat-hold ops (cx_load_holds); with --lock-clients, the
+ * plain lock clients of the lock workload (cx_load_locks) loop on lockd alongside.
  *
  * Determinism: each client draws from its own PRNG seeded by (--seed, client number), a
  * fixed number of draws per op, so a seed fixes every client's sequence of intended ops
@@ -24,6 +25,7 @@
 
 #include "cm_addr.h"
 #include "cm_flags.h"
+#include "cm_lockhist.h"
 #include "cm_log.h"
 #include "cm_parse.h"
 #include "cm_time.h"
@@ -31,6 +33,7 @@
 #include "cx_history_writer.h"
 #include "cx_load_counter.h"
 #include "cx_load_holds.h"
+#include "cx_load_locks.h"
 #include "lg_driver.h"
 #include "lg_rng.h"
 #include "lg_seatmap.h"
@@ -96,6 +99,10 @@ typedef struct load_opts {
     uint32_t hold_share;    /* --hold-share: percent of ops that are hold ops (0: none) */
     uint32_t client_base;
     bool have_client_base;
+    uint32_t lock_clients;    /* --lock-clients: the lock workload's clients (0: none) */
+    uint32_t lock_resources;  /* --lock-resources: chaos:lk:0..M-1 */
+    uint64_t lock_lease_ms;   /* --lock-lease-ms: 0 = watchdog */
+    const char *lock_history; /* --lock-history: their lock events */
     cm_log_level log_level;
 } load_opts;
 
@@ -106,6 +113,7 @@ typedef struct load {
     cx_hwriter *hist;
     cx_counter *counter;
     cx_holds *holds; /* NULL without --hold-share */
+    cx_locks *locks; /* NULL without --lock-clients */
     ld_client *clients;
     uint32_t n_clients; /* booking clients: 0 without --servers */
     int64_t *map_ids;   /* [0]: hot, then --perfs */
@@ -131,12 +139,14 @@ static void on_stopping(void *arg, const char *why, int sig)
     cx_hwriter_stop(L->hist);
     if (L->counter)
         cx_counter_stop(L->counter);
+    if (L->locks)
+        cx_locks_stop(L->locks);
 }
 
 static bool others_idle(void *arg)
 {
     load *L = arg;
-    return !L->counter || cx_counter_idle(L->counter);
+    return (!L->counter || cx_counter_idle(L->counter)) && (!L->locks || cx_locks_idle(L->locks));
 }
 
 /* ---- history lines of the booking workload ---- */
@@ -359,7 +369,26 @@ static void start_workloads(void *arg)
             event_base_loopbreak(L->base);
         }
     }
-    if (o->n_lockd > 0) {
+    if (o->lock_clients > 0) {
+        char src[64];
+        cm_lockhist_src_from_path(o->lock_history, src, sizeof(src));
+        cx_locks_opts lo = {.lockd = o->lockd,
+                            .n_lockd = o->n_lockd,
+                            .clients = o->lock_clients,
+                            .resources = o->lock_resources,
+                            .lease_ms = o->lock_lease_ms,
+                            .wait_ms = 2000,
+                            .seed = o->seed,
+                            .history = o->lock_history,
+                            .src = src};
+        L->locks = cx_locks_new(L->base, &lo, counter_idle_cb, L);
+        if (!L->locks) {
+            log_error("cannot start the lock workload");
+            L->rc = 1;
+            event_base_loopbreak(L->base);
+        }
+    }
+    if (o->n_lockd > 0 && o->database != NULL) {
         cx_counter_opts co = {.lockd = o->lockd,
                               .n_lockd = o->n_lockd,
                               .conninfo = o->database,
@@ -383,9 +412,10 @@ static void start_workloads(void *arg)
             event_base_loopbreak(L->base);
         }
     }
-    log_info("running %" PRIu64 " s: %u booking clients on %zu servers, %u counter clients",
+    log_info("running %" PRIu64 " s: %u booking clients on %zu servers, %u counter clients, %u "
+             "lock clients",
              o->duration_s, o->n_servers ? o->clients : 0, o->n_servers,
-             o->n_lockd ? o->counter_clients : 0);
+             o->n_lockd && o->database ? o->counter_clients : 0, o->lock_clients);
 }
 
 /* lg_workload.map: servers may still be coming up, so anything but a 404 or an empty map
@@ -506,16 +536,20 @@ static int run(const load_opts *o)
     if (L.counter)
         cx_counter_abort(L.counter);
     {
-        char sum[256], hsum[160] = "";
+        char sum[256], hsum[160] = "", lsum[200] = "";
         cx_hwriter_summary(L.hist, sum, sizeof(sum));
         if (L.holds)
             cx_holds_summary(L.holds, hsum, sizeof(hsum));
+        if (L.locks)
+            cx_locks_summary(L.locks, lsum, sizeof(lsum));
         fprintf(stderr,
-                "chaos_load: %s book_ok=%" PRIu64 " cancel_ok=%" PRIu64 " %s elapsed_ms=%" PRIu64
-                " rc=%d\n",
-                sum, L.book_ok, L.cancel_ok, hsum, L.t0 ? cm_now_ms() - L.t0 : 0, L.rc);
+                "chaos_load: %s book_ok=%" PRIu64 " cancel_ok=%" PRIu64
+                " %s%s%s elapsed_ms=%" PRIu64 " rc=%d\n",
+                sum, L.book_ok, L.cancel_ok, hsum, hsum[0] && lsum[0] ? " " : "", lsum,
+                L.t0 ? cm_now_ms() - L.t0 : 0, L.rc);
     }
 done:
+    cx_locks_free(L.locks); /* closes its sessions: lockd releases what they held */
     cx_counter_free(L.counter);
     cx_holds_free(L.holds);
     lg_driver_free(L.d);
@@ -541,6 +575,8 @@ static void usage(FILE *out)
             "                  --perfs ID,... --users FIRST:COUNT [options]\n"
             "       chaos_load --lockd H:P,... --database CONNINFO --duration S --out FILE\n"
             "                  [counter options]   (the counter workload alone)\n"
+            "       chaos_load --lockd H:P,... --lock-clients N --lock-history FILE --duration S\n"
+            "                  --out FILE [lock options]   (the lock workload alone)\n"
             "       chaos_load --now-ms     (prints CLOCK_MONOTONIC in ms: the run's epoch)\n"
             "  --servers H:P,...     reserved servers (loopback)\n"
             "  --duration S          stop starting ops after S seconds (1..86400)\n"
@@ -571,6 +607,14 @@ static void usage(FILE *out)
             "                        a lock with the write not yet sent / holding a lock)\n"
             "  --client-base N       history number of the first counter client\n"
             "                        (default: after the booking clients)\n"
+            "  --lock-clients N      the lock workload: N plain lock clients, each its own\n"
+            "                        session to one of --lockd, loop ACQUIRE chaos:lk:<i> (one\n"
+            "                        of --lock-resources), hold 5-50 ms, RELEASE; they never\n"
+            "                        check fences (the lock-history checker's target)\n"
+            "  --lock-resources M    resources chaos:lk:0..M-1 (4)\n"
+            "  --lock-lease-ms MS    lease of their locks, 0: watchdog (0)\n"
+            "  --lock-history FILE   their lock events, JSON lines appended; \"src\" is the\n"
+            "                        file's name without a leading locks- and .jsonl\n"
             "  --log-level L         error|warn|info|debug (warn)\n"
             "  --help, --version\n");
 }
@@ -636,6 +680,7 @@ static int parse_args(int argc, char **argv, load_opts *o)
     cx_addr_list servers = {NULL, 0}, lockd = {NULL, 0};
     uint64_t hot = 0, clients = o->clients, timeout = o->timeout_ms, counters = o->counters;
     uint64_t cclients = o->counter_clients, cbase = 0, hold_share = 0;
+    uint64_t lclients = 0, lresources = o->lock_resources;
     const cm_flag flags[] = {
         {.name = "servers",
          .type = CM_FLAG_CUSTOM,
@@ -701,6 +746,14 @@ static int parse_args(int argc, char **argv, load_opts *o)
          .lo = 0,
          .hi = 1000000,
          .seen = &o->have_client_base},
+        {.name = "lock-clients", .type = CM_FLAG_U64, .dst = &lclients, .lo = 1, .hi = 1024},
+        {.name = "lock-resources", .type = CM_FLAG_U64, .dst = &lresources, .lo = 1, .hi = 1000000},
+        {.name = "lock-lease-ms",
+         .type = CM_FLAG_U64,
+         .dst = &o->lock_lease_ms,
+         .lo = 0,
+         .hi = 3600000},
+        {.name = "lock-history", .type = CM_FLAG_STRING, .dst = &o->lock_history},
         {.name = "log-level", .type = CM_FLAG_LOG_LEVEL, .dst = &o->log_level},
         {.name = "now-ms", .type = CM_FLAG_SWITCH, .dst = &now_ms},
     };
@@ -726,6 +779,8 @@ static int parse_args(int argc, char **argv, load_opts *o)
     o->counter_clients = (uint32_t)cclients;
     o->client_base = (uint32_t)cbase;
     o->hold_share = (uint32_t)hold_share;
+    o->lock_clients = (uint32_t)lclients;
+    o->lock_resources = (uint32_t)lresources;
     const char *missing = NULL;
     if (!o->duration_s)
         missing = "--duration S";
@@ -737,8 +792,12 @@ static int parse_args(int argc, char **argv, load_opts *o)
         missing = "--hot-perf ID";
     else if (o->n_servers && !have_users)
         missing = "--users FIRST:COUNT";
-    else if (o->n_lockd && !o->database)
+    else if (o->n_lockd && !o->database && !o->lock_clients)
         missing = "--database CONNINFO (with --lockd)";
+    else if (o->lock_clients && !o->n_lockd)
+        missing = "--lockd H:P,... (with --lock-clients)";
+    else if (o->lock_clients && !o->lock_history)
+        missing = "--lock-history FILE (with --lock-clients)";
     if (missing) {
         fprintf(stderr, "chaos_load: %s is required\n", missing);
         usage(stderr);
@@ -760,6 +819,7 @@ int main(int argc, char **argv)
     o.counter_clients = 4;
     o.counter_sleep_min = 1;
     o.counter_sleep_max = 10;
+    o.lock_resources = 4;
     o.log_level = CM_LOG_WARN;
     rc = parse_args(argc, argv, &o);
     if (rc == 0) {

@@ -254,6 +254,40 @@ static void lc_grant_arm(lc_grant *g)
 
 static void lc_grant_timer_cb(evutil_socket_t fd, short what, void *arg);
 
+/* Tells the lock-history hook (cm_lockclient_on_event) about g: what happened and, for a
+ * grant or a deadline move, the deadline now in force. */
+static void lc_event(cm_lockclient *c, lc_grant *g, cm_lock_event_kind kind, const char *reason)
+{
+    if (c->event_cb == NULL)
+        return;
+    cm_lock_event ev = {
+        .kind = kind,
+        .resource = g->resource,
+        .token = g->token,
+        .fence = g->fence,
+        .t_us = cm_now_us(),
+        .reason = reason != NULL ? reason : "",
+        .session = g->session,
+    };
+    if (kind == CM_LOCK_EV_GRANT || kind == CM_LOCK_EV_RENEW)
+        ev.deadline_us = g->told_deadline_us = lc_grant_deadline(g);
+    c->event_cb(c->event_arg, &ev);
+}
+
+/* A watchdog lease's deadline moves whenever lockd answers (lc_grant_deadline): a history
+ * learns of it once it has moved by a quarter of the validity, so the deadline it last
+ * recorded stays in the future while lockd answers (it is at least a third of the validity
+ * ahead: half, less the ping interval of a sixth) at one line per quarter validity. */
+static void lc_event_watchdog_moves(cm_lockclient *c)
+{
+    if (c->event_cb == NULL)
+        return;
+    for (lc_grant *g = c->grants; g != NULL; g = g->next)
+        if (g->lease_ms == 0 &&
+            lc_grant_deadline(g) >= g->told_deadline_us + g->validity_ms * 1000 / 4)
+            lc_event(c, g, CM_LOCK_EV_RENEW, NULL);
+}
+
 /* A new hold or waiting ACQUIRE needs PINGs every us: wake the keep-alive timer now if
  * it sleeps on a longer interval (it recomputes the interval itself). */
 static void lc_ping_shorten(cm_lockclient *c, uint64_t us)
@@ -268,7 +302,8 @@ static void lc_ping_shorten(cm_lockclient *c, uint64_t us)
 /* Tracks a grant whose reply came after bound_us; NULL if its deadline has passed
  * already (or out of memory: then it is lost at once). */
 static lc_grant *lc_grant_add(cm_lockclient *c, const char *resource, const char *token,
-                              uint64_t lease_ms, uint64_t validity_ms, uint64_t bound_us)
+                              uint64_t fence, uint64_t lease_ms, uint64_t validity_ms,
+                              uint64_t bound_us)
 {
     lc_grant *g = calloc(1, sizeof(*g));
     if (g == NULL || (g->timer = evtimer_new(c->base, lc_grant_timer_cb, g)) == NULL) {
@@ -279,6 +314,8 @@ static lc_grant *lc_grant_add(cm_lockclient *c, const char *resource, const char
     snprintf(g->resource, sizeof(g->resource), "%s", resource);
     snprintf(g->token, sizeof(g->token), "%s", token);
     g->c = c;
+    g->fence = fence;
+    snprintf(g->session, sizeof(g->session), "%s", c->session);
     g->lease_ms = lease_ms;
     g->validity_ms = validity_ms;
     g->base_deadline_us = lc_deadline_from(c, bound_us, validity_ms);
@@ -296,19 +333,11 @@ static lc_grant *lc_grant_add(cm_lockclient *c, const char *resource, const char
     return g;
 }
 
-static void lc_grant_drop(cm_lockclient *c, const char *resource, const char *token)
-{
-    lc_grant *g = lc_grant_find(c, resource, token);
-    if (g != NULL) {
-        lc_grant_unlink(c, g);
-        lc_grant_free(g);
-    }
-}
-
 /* Tells the guard (if any) and the user that the lock is gone; frees g (already unlinked). */
 static void lc_grant_lost(cm_lockclient *c, lc_grant *g, const char *reason, bool local)
 {
     cm_lock_lost_info info = {g->resource, g->token, reason, local};
+    lc_event(c, g, CM_LOCK_EV_LOST, reason);
     log_warn("lockclient: lock %s lost (%s%s)", g->resource, reason,
              local ? ", noticed by the client" : "");
     if (g->guard != NULL && lc_alive(c))
@@ -793,6 +822,8 @@ static void lc_handle_handshake(cm_lockclient *c, lc_req *r, const cm_lockp_repl
             return;
         }
         c->session_timeout_ms = t;
+        snprintf(c->session, sizeof(c->session), "%.*s",
+                 (int)CM_MIN((size_t)(sp - rep->rest), sizeof(c->session) - 1), rep->rest);
     }
     lc_complete(c, r, NULL);
     if (!ok) {
@@ -816,8 +847,12 @@ static void lc_granted(cm_lockclient *c, lc_req *r, cm_lock_result *res, uint64_
         lc_release_internal(c, r->resource, res->token); /* nobody wants it any more */
         return;
     }
-    if (lc_grant_add(c, r->resource, res->token, r->lease_ms, res->validity_ms, bound) != NULL)
+    lc_grant *g =
+        lc_grant_add(c, r->resource, res->token, res->fence, r->lease_ms, res->validity_ms, bound);
+    if (g != NULL) {
+        lc_event(c, g, CM_LOCK_EV_GRANT, NULL);
         return;
+    }
     log_warn("lockclient: grant of %s came after its local deadline (validity %llu ms)",
              r->resource, (unsigned long long)res->validity_ms);
     lc_release_internal(c, r->resource, res->token);
@@ -837,6 +872,7 @@ static void lc_renewed(cm_lockclient *c, lc_req *r, cm_lock_result *res, uint64_
         if (r->lease_ms > 0)
             g->lease_ms = r->lease_ms;
         lc_grant_arm(g);
+        lc_event(c, g, CM_LOCK_EV_RENEW, NULL);
     } else if (res->status == CM_LOCK_LOST && g != NULL) {
         lc_grant_unlink(c, g);
         lc_grant_lost(c, g, "lost", false);
@@ -868,6 +904,7 @@ static void lc_handle_line(cm_lockclient *c, char *line, size_t len)
      * every request answered before it was sent */
     uint64_t bound = CM_MAX(r->sent_us, c->alive_sent_us);
     c->alive_sent_us = bound;
+    lc_event_watchdog_moves(c);
     if (r->kind == LC_HELLO || r->kind == LC_AUTH) {
         lc_handle_handshake(c, r, &rep);
         return;
@@ -1045,6 +1082,7 @@ static void lc_destroy(cm_lockclient *c)
     }
     while (c->grants != NULL) {
         lc_grant *g = c->grants;
+        lc_event(c, g, CM_LOCK_EV_RELEASE, NULL); /* the session closes: lockd releases it */
         lc_grant_unlink(c, g);
         lc_grant_free(g);
     }
@@ -1091,6 +1129,12 @@ void cm_lockclient_on_state(cm_lockclient *c, cm_lock_state_cb cb, void *arg)
 {
     c->state_cb = cb;
     c->state_arg = arg;
+}
+
+void cm_lockclient_on_event(cm_lockclient *c, cm_lock_event_cb cb, void *arg)
+{
+    c->event_cb = cb;
+    c->event_arg = arg;
 }
 
 bool cm_lockclient_connected(const cm_lockclient *c)
@@ -1144,8 +1188,12 @@ cm_rc cm_lockclient_release(cm_lockclient *c, const char *resource, const char *
         return CM_ERR;
     cm_rc rc = lc_public_submit(c, LC_RELEASE, resource, token, 0, 0, cb, arg, NULL);
     /* the caller gave the lock up: a later loss is no news to report */
-    if (rc == CM_OK)
-        lc_grant_drop(c, resource, token);
+    lc_grant *g = rc == CM_OK ? lc_grant_find(c, resource, token) : NULL;
+    if (g != NULL) {
+        lc_event(c, g, CM_LOCK_EV_RELEASE, NULL);
+        lc_grant_unlink(c, g);
+        lc_grant_free(g);
+    }
     return rc;
 }
 

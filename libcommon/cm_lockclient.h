@@ -109,6 +109,31 @@ typedef struct cm_lock_lost_info {
 typedef void (*cm_lock_lost_info_cb)(void *arg, const cm_lock_lost_info *info);
 typedef void (*cm_lock_state_cb)(void *arg, bool connected);
 
+/* The life of a lock as the client sees it, for a lock history (cm_lockhist): one event per
+ * grant, deadline move, release and loss of every lock held through the client. */
+typedef enum cm_lock_event_kind {
+    CM_LOCK_EV_GRANT,   /* an ACQUIRE was granted and the client now holds the lock */
+    CM_LOCK_EV_RENEW,   /* the local deadline moved: a RENEW reply, or (watchdog lease) lockd
+                           answered, moving it by a quarter of the validity or more since the
+                           last event: a holder's deadline is never older than that */
+    CM_LOCK_EV_RELEASE, /* the holder gave it back (cm_lockclient_release, or the client was
+                           freed holding it) */
+    CM_LOCK_EV_LOST,    /* the client stopped holding it for one of the lost reasons below */
+} cm_lock_event_kind;
+
+/* Borrowed for the call. Times are CLOCK_MONOTONIC microseconds (cm_now_us). */
+typedef struct cm_lock_event {
+    cm_lock_event_kind kind;
+    const char *resource;
+    const char *token;
+    uint64_t fence;       /* of the grant */
+    uint64_t t_us;        /* when the client saw it happen */
+    uint64_t deadline_us; /* GRANT, RENEW: the lock's local deadline (0 otherwise) */
+    const char *reason;   /* LOST: the reason of cm_lock_lost_info ("" otherwise) */
+    const char *session;  /* lockd's session id (HELLO) the lock was granted through */
+} cm_lock_event;
+typedef void (*cm_lock_event_cb)(void *arg, const cm_lock_event *ev);
+
 /* Creates the client and starts connecting at once. NULL on bad options. */
 cm_lockclient *cm_lockclient_new(struct event_base *base,
                                  const cm_lockclient_opts *opts) CM_MUSTCHECK;
@@ -118,6 +143,9 @@ void cm_lockclient_free(cm_lockclient *c);
 void cm_lockclient_on_lost(cm_lockclient *c, cm_lock_lost_cb cb, void *arg);
 void cm_lockclient_on_lost_info(cm_lockclient *c, cm_lock_lost_info_cb cb, void *arg);
 void cm_lockclient_on_state(cm_lockclient *c, cm_lock_state_cb cb, void *arg);
+/* Every lock event (cm_lock_event), before the user's callbacks for it; NULL: none. The
+ * callback must not call into the client (it only records). */
+void cm_lockclient_on_event(cm_lockclient *c, cm_lock_event_cb cb, void *arg);
 bool cm_lockclient_connected(const cm_lockclient *c);
 /* The session's socket, -1 when there is none (lockctl keeps a dup of it so that the
  * session, and the locks lockd ends with it, outlive its last free until its exit). */

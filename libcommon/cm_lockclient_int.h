@@ -69,6 +69,9 @@ typedef struct lc_grant {
     uint64_t lease_ms;         /* 0: watchdog lease (lockd renews it) */
     uint64_t validity_ms;      /* of the grant or the last renewal */
     uint64_t base_deadline_us; /* bound + validity - margin (see lc_grant_deadline) */
+    uint64_t fence;            /* of the grant (lock events carry it) */
+    uint64_t told_deadline_us; /* the deadline the last lock event reported */
+    char session[24];          /* lockd's session id it was granted through */
     struct event *timer;       /* fires at the local deadline */
     cm_lockclient *c;
     struct lc_grant *prev, *next;
@@ -149,6 +152,9 @@ struct cm_lockclient {
     void *lost_info_arg;
     cm_lock_state_cb state_cb;
     void *state_arg;
+    cm_lock_event_cb event_cb;
+    void *event_arg;
+    char session[24]; /* lockd's session id from the HELLO reply ("" before) */
 
     int depth;         /* nesting of entry points / callbacks */
     bool free_pending; /* cm_lockclient_free was called inside a callback */

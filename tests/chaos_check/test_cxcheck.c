@@ -32,8 +32,13 @@ typedef struct world {
     int64_t seat[N_SEATS + 1]; /* seat[1..N] */
     int64_t res_a, res_b, res_c, res_d;
     char history[512], faults[512], out[512], json[512];
+    char locks_rs[512], locks_load[512]; /* lock histories: reserved1's, the lock workload's */
     FILE *hist;
 } world;
+
+/* The run's epoch (chaos/run's --epoch-ms): faults.jsonl's ms count from this monotonic ms,
+ * lock events are monotonic us. */
+#define EPOCH_MS 1000000
 
 #define CM_PRINTF(a, b) __attribute__((format(printf, a, b)))
 
@@ -185,6 +190,27 @@ static void counter_op(world *w, int id, int64_t start, int64_t end, int counter
          strcmp(write, "applied") == 0 ? "ok" : "fail");
 }
 
+/* One lock event (cm_lockhist's line) in the history of `file` (w->locks_rs: src
+ * reserved1, else the workload's: src load); times in ms on the run's clock; deadline_ms 0:
+ * none (release, lost). */
+static void lock_ev(world *w, const char *file, const char *res, const char *ev, const char *sess,
+                    unsigned fence, double t_ms, double deadline_ms, const char *reason)
+{
+    FILE *f = fopen(file, "a");
+    ck_assert_ptr_nonnull(f);
+    fprintf(f,
+            "{\"src\":\"%s\",\"res\":\"%s\",\"ev\":\"%s\",\"sess\":\"%s\",\"fence\":\"%u\","
+            "\"t_us\":%lld",
+            file == w->locks_rs ? "reserved1" : "load", res, ev, sess, fence,
+            (long long)((EPOCH_MS + t_ms) * 1000));
+    if (deadline_ms > 0)
+        fprintf(f, ",\"deadline_us\":%lld", (long long)((EPOCH_MS + deadline_ms) * 1000));
+    if (reason != NULL)
+        fprintf(f, ",\"reason\":\"%s\"", reason);
+    fputs("}\n", f);
+    fclose(f);
+}
+
 /* A hold op line (SPEC §9): hold is the id a 201 returned, expires_ms its expiresAt. */
 static void hold_op(world *w, int id, int64_t start, int64_t end, int64_t perf, int64_t user,
                     const char *seats, int64_t hold, int64_t expires_ms)
@@ -255,6 +281,10 @@ static const char *seats_of(const world *w, int a, int b)
  * Holds (SPEC §9): H1 of user1 on perf2 seats 2,3, acknowledged; user2's booking of seat 2
  * during it refused (409); H1 released. H2 of user2 on perf2 seat 4, left to expire:
  * EXPIRED, its seat free again.
+ * Locks (two lock histories, epoch EPOCH_MS): on chaos:lk:0 the workload and reserved1 take
+ * turns with fences 5..11: released, renewed, lost (told no_quorum), lost at its deadline and
+ * told before the next grant, and one held by reserved1 when a kill_reserved fault (950 ms)
+ * killed it (its deadline runs on, the next grant at 960 ms is no overlap).
  */
 static void world_start(world *w)
 {
@@ -328,15 +358,41 @@ static void world_start(world *w)
     FILE *f = fopen(w->faults, "w");
     ck_assert_ptr_nonnull(f);
     fputs("{\"type\":\"fault\",\"kind\":\"pay_slow\",\"target\":\"fakepay\",\"start_ms\":500,"
-          "\"end_ms\":900,\"note\":\"latencyMs=500\"}\n",
+          "\"end_ms\":900,\"note\":\"latencyMs=500\"}\n"
+          "{\"type\":\"fault\",\"kind\":\"kill_reserved\",\"target\":\"reserved1\","
+          "\"start_ms\":950,\"end_ms\":960,\"note\":\"SIGKILL\",\"breaks_redlock\":false}\n",
           f);
     fclose(f);
+
+    snprintf(w->locks_rs, sizeof(w->locks_rs), "%s/locks-reserved1.jsonl", th_tmpdir());
+    snprintf(w->locks_load, sizeof(w->locks_load), "%s/locks-load.jsonl", th_tmpdir());
+    unlink(w->locks_rs);
+    unlink(w->locks_load);
+    const char *lk = "chaos:lk:0";
+    lock_ev(w, w->locks_load, lk, "grant", "c0/1", 5, 100, 3100, NULL);
+    lock_ev(w, w->locks_load, lk, "release", "c0/1", 5, 130, 0, NULL);
+    lock_ev(w, w->locks_rs, lk, "grant", "7", 6, 140, 3140, NULL);
+    lock_ev(w, w->locks_rs, lk, "renew", "7", 6, 150, 3200, NULL);
+    lock_ev(w, w->locks_rs, lk, "release", "7", 6, 160, 0, NULL);
+    lock_ev(w, w->locks_load, lk, "grant", "c1/2", 7, 170, 1170, NULL);
+    lock_ev(w, w->locks_load, lk, "lost", "c1/2", 7, 200, 0, "no_quorum");
+    lock_ev(w, w->locks_load, lk, "grant", "c0/1", 8, 250, 3250, NULL);
+    lock_ev(w, w->locks_load, lk, "release", "c0/1", 8, 260, 0, NULL);
+    lock_ev(w, w->locks_load, lk, "grant", "c2/3", 9, 300, 350, NULL);
+    lock_ev(w, w->locks_load, lk, "lost", "c2/3", 9, 351, 0, "deadline");
+    lock_ev(w, w->locks_rs, lk, "grant", "7", 10, 400, 3400, NULL);
+    lock_ev(w, w->locks_rs, lk, "release", "7", 10, 410, 0, NULL);
+    lock_ev(w, w->locks_rs, lk, "grant", "7", 11, 900, 3900, NULL);
+    lock_ev(w, w->locks_load, lk, "grant", "c0/1", 12, 960, 3960, NULL);
+    lock_ev(w, w->locks_load, lk, "release", "c0/1", 12, 970, 0, NULL);
 }
 
 /* Runs chaos_check on the world; returns its exit code. */
 static int run_check(world *w)
 {
-    char payurl[64];
+    char payurl[64], locks[1100], epoch[32];
+    snprintf(locks, sizeof(locks), "%s,%s", w->locks_rs, w->locks_load);
+    snprintf(epoch, sizeof(epoch), "%d", EPOCH_MS);
     fclose(w->hist);
     w->hist = NULL;
     snprintf(payurl, sizeof(payurl), "http://127.0.0.1:%d", w->pay.port);
@@ -353,6 +409,10 @@ static int run_check(world *w)
                     "1000",
                     "--json",
                     w->json,
+                    "--locks",
+                    locks,
+                    "--epoch-ms",
+                    epoch,
                     NULL};
     unlink(w->out);
     pid_t pid = th_spawn(argv, w->out);
@@ -370,8 +430,10 @@ static int run_check(world *w)
 static void expect_only(world *w, const char *failing)
 {
     static const char *const names[] = {
-        "no_double_sale",   "capacity", "no_lost_ack", "payments",        "counter_lost_updates",
-        "fences_monotonic", "guards",   "liveness",    "holds_exclusive", "holds_expire"};
+        "no_double_sale",       "capacity",         "no_lost_ack",     "payments",
+        "counter_lost_updates", "fences_monotonic", "guards",          "liveness",
+        "holds_exclusive",      "holds_expire",     "locks_exclusive", "locks_fence_order",
+        "locks_lost_first"};
     int rc = run_check(w);
     FILE *f = fopen(w->out, "r");
     ck_assert_ptr_nonnull(f);
@@ -675,6 +737,94 @@ START_TEST(hold_left_not_expired)
 }
 END_TEST
 
+/* Two holders of chaos:lk:1 at once: the workload's c0 (fence 20, released at 700 ms) and
+ * reserved1 (fence 21, granted at 650 ms), fences in order, nobody told LOST too late. */
+static void plant_overlap(world *w)
+{
+    lock_ev(w, w->locks_load, "chaos:lk:1", "grant", "c0/1", 20, 600, 1600, NULL);
+    lock_ev(w, w->locks_rs, "chaos:lk:1", "grant", "8", 21, 650, 1650, NULL);
+    lock_ev(w, w->locks_rs, "chaos:lk:1", "release", "8", 21, 660, 0, NULL);
+    lock_ev(w, w->locks_load, "chaos:lk:1", "release", "c0/1", 20, 700, 0, NULL);
+}
+
+START_TEST(locks_overlap)
+{
+    world w;
+    world_start(&w);
+    plant_overlap(&w);
+    expect_only(&w, "locks_exclusive");
+    ck_assert_msg(out_has(&w, "1 overlaps over 10 grants on 2 resources (0 expected"),
+                  "the overlap is not counted");
+    ck_assert_msg(out_has(&w, "held it at once for 10.0 ms from 650.0 ms"),
+                  "the overlap is not described");
+    world_stop(&w);
+}
+END_TEST
+
+/* The same overlap inside a by-design window (a fault with "breaks_redlock": true that ended
+ * 60 ms before it: the window lasts 5 s more): expected, listed, and the run passes, saying
+ * the bookings stayed safe. */
+START_TEST(locks_overlap_by_design)
+{
+    world w;
+    world_start(&w);
+    FILE *f = fopen(w.faults, "a");
+    ck_assert_ptr_nonnull(f);
+    fputs("{\"type\":\"fault\",\"kind\":\"redis_amnesia_majority\",\"target\":"
+          "\"redis1,redis2,redis3\",\"start_ms\":560,\"end_ms\":590,\"note\":\"\","
+          "\"breaks_redlock\":true}\n",
+          f);
+    fclose(f);
+    plant_overlap(&w);
+    expect_only(&w, NULL);
+    ck_assert_msg(out_has(&w, "0 overlaps over 10 grants on 2 resources (1 expected"),
+                  "the overlap is not counted as expected");
+    ck_assert_msg(out_has(&w, "bookings safe (no_double_sale no_lost_ack counter_lost_updates "
+                              "fences_monotonic PASS)"),
+                  "the report does not say the bookings stayed safe");
+    ck_assert_msg(out_has(&w, "INFO expected locks_exclusive chaos:lk:1: load c0/1 fence 20 and "
+                              "reserved1 8 fence 21, 10.0 ms (by design: redis_amnesia_majority"),
+                  "the expected overlap is not listed");
+    world_stop(&w);
+}
+END_TEST
+
+/* reserved1's grant of chaos:lk:1 (fence 19) after the workload's (fence 20), each released
+ * before the next grant: only the fence order is wrong. */
+START_TEST(locks_fence_regress)
+{
+    world w;
+    world_start(&w);
+    lock_ev(&w, w.locks_load, "chaos:lk:1", "grant", "c0/1", 20, 600, 1600, NULL);
+    lock_ev(&w, w.locks_load, "chaos:lk:1", "release", "c0/1", 20, 610, 0, NULL);
+    lock_ev(&w, w.locks_rs, "chaos:lk:1", "grant", "8", 19, 620, 1620, NULL);
+    lock_ev(&w, w.locks_rs, "chaos:lk:1", "release", "8", 19, 630, 0, NULL);
+    expect_only(&w, "locks_fence_order");
+    ck_assert_msg(out_has(&w, "1 regressions over 10 grants (0 expected)"),
+                  "the regression is not counted");
+    world_stop(&w);
+}
+END_TEST
+
+/* The workload's c0 held chaos:lk:1 to its local deadline (650 ms) without a release; the
+ * next grant came at 680 ms (no overlap) but c0 was told LOST only at 700 ms. */
+START_TEST(locks_late_lost)
+{
+    world w;
+    world_start(&w);
+    lock_ev(&w, w.locks_load, "chaos:lk:1", "grant", "c0/1", 20, 600, 650, NULL);
+    lock_ev(&w, w.locks_rs, "chaos:lk:1", "grant", "8", 21, 680, 1680, NULL);
+    lock_ev(&w, w.locks_rs, "chaos:lk:1", "release", "8", 21, 690, 0, NULL);
+    lock_ev(&w, w.locks_load, "chaos:lk:1", "lost", "c0/1", 20, 700, 0, "deadline");
+    expect_only(&w, "locks_lost_first");
+    ck_assert_msg(out_has(&w, "1 late LOSTs of"), "the late LOST is not counted");
+    ck_assert_msg(out_has(&w, "load c0/1 fence 20 was told LOST at 700.0 ms, after reserved1 8 "
+                              "fence 21 was granted at 680.0 ms"),
+                  "the late LOST is not described");
+    world_stop(&w);
+}
+END_TEST
+
 int main(int argc, char **argv)
 {
     const th_case cases[] = {
@@ -694,6 +844,10 @@ int main(int argc, char **argv)
         {"hold_past_expiry", hold_past_expiry},
         {"hold_row_active_after_expiry", hold_row_active_after_expiry},
         {"hold_left_not_expired", hold_left_not_expired},
+        {"locks_overlap", locks_overlap},
+        {"locks_overlap_by_design", locks_overlap_by_design},
+        {"locks_fence_regress", locks_fence_regress},
+        {"locks_late_lost", locks_late_lost},
     };
     return th_check_main("chaos_check", cases, sizeof(cases) / sizeof(cases[0]), 120, argc, argv);
 }

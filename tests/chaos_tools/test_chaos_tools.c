@@ -1140,6 +1140,96 @@ START_TEST(load_holds)
 }
 END_TEST
 
+/* The lock workload (issue 15 §3): 4 plain clients over one lockd loop on chaos:lk:0..1 for
+ * 3 s. Their lock history has grants (with fences and local deadlines after the grant),
+ * releases, and per resource fences that grow in grant order with no two holders at once;
+ * chaos_check --locks passes it. --lock-clients needs --lockd and --lock-history. */
+START_TEST(lock_workload)
+{
+    th_pg pg;
+    th_redis r;
+    th_lockd l;
+    th_reserved s;
+    char out[512], locks[512], lockd[64], log[600], json[512], hist[512];
+    ck_assert_msg(th_pg_shared(&pg), "cannot get a database");
+    start_redis(&r);
+    ck_assert_msg(th_lockd_start(&l, &r, 1, "session: {timeout_ms: 2000, lock_delay_ms: 0}"),
+                  "cannot start lockd");
+    snprintf(out, sizeof out, "%s/history.jsonl", th_tmpdir());
+    snprintf(locks, sizeof locks, "%s/locks-load.jsonl", th_tmpdir());
+    snprintf(log, sizeof log, "%s.log", locks);
+    snprintf(lockd, sizeof lockd, "127.0.0.1:%d", l.port);
+    ck_assert_int_eq(run_tool(log, 5000, "chaos_load", "--lock-clients", "2", "--duration", "1",
+                              "--out", out, "--lock-history", locks, NULL),
+                     2);
+    ck_assert_int_eq(run_tool(log, 5000, "chaos_load", "--lockd", lockd, "--lock-clients", "2",
+                              "--duration", "1", "--out", out, NULL),
+                     2);
+    int rc = run_tool(log, 30000, "chaos_load", "--lockd", lockd, "--lock-clients", "4",
+                      "--lock-resources", "2", "--lock-history", locks, "--duration", "3", "--seed",
+                      "7", "--out", out, NULL);
+    if (rc != 0)
+        th_dump_log(log, 30);
+    ck_assert_int_eq(rc, 0);
+
+    json_t *h = read_history(locks);
+    size_t n = json_array_size(h), grants = 0, releases = 0;
+    long long last_fence[2] = {0, 0}, last_end[2] = {0, 0};
+    for (size_t i = 0; i < n; i++) {
+        json_t *o = json_array_get(h, i);
+        ck_assert_str_eq(need_str(o, "src"), "load"); /* the file's name, as chaos/run's */
+        const char *res = need_str(o, "res"), *ev = need_str(o, "ev");
+        ck_assert_msg(strcmp(res, "chaos:lk:0") == 0 || strcmp(res, "chaos:lk:1") == 0, "%s", res);
+        int k = res[9] - '0';
+        ck_assert_msg(strncmp(need_str(o, "sess"), "c", 1) == 0, "sess %s", need_str(o, "sess"));
+        long long fence = atoll(need_str(o, "fence")), t = need_int(o, "t_us");
+        if (strcmp(ev, "grant") == 0) {
+            grants++;
+            ck_assert_msg(need_int(o, "deadline_us") > t, "deadline before the grant");
+            /* one holder at a time (the last one released before this grant) */
+            ck_assert_msg(t >= last_end[k], "grant at %lld before the release at %lld", t,
+                          last_end[k]);
+            ck_assert_msg(fence > last_fence[k], "fence %lld after %lld", fence, last_fence[k]);
+            last_fence[k] = fence;
+            last_end[k] = INT64_MAX;
+        } else {
+            ck_assert_msg(strcmp(ev, "release") == 0 || strcmp(ev, "renew") == 0, "%s: %s", ev,
+                          json_dumps(o, JSON_COMPACT));
+            ck_assert_int_eq(fence, last_fence[k]);
+            if (strcmp(ev, "release") == 0) {
+                releases++;
+                last_end[k] = t;
+            }
+        }
+    }
+    json_decref(h);
+    ck_assert_msg(grants >= 40, "only %zu grants", grants);
+    ck_assert_uint_eq(releases, grants); /* the last ones at the stop, none left held */
+
+    /* the checker on it: a database with reserved's schema (a reserved made it) and no ops */
+    start_reserved_admin(&s, &pg);
+    snprintf(hist, sizeof hist, "%s/empty.jsonl", th_tmpdir());
+    FILE *f = fopen(hist, "w");
+    ck_assert_ptr_nonnull(f);
+    fclose(f);
+    snprintf(json, sizeof json, "%s/check.json", th_tmpdir());
+    snprintf(log, sizeof log, "%s/check.out", th_tmpdir());
+    rc = run_tool(log, 30000, "chaos_check", "--history", hist, "--database", pg.conninfo,
+                  "--locks", locks, "--json", json, NULL);
+    if (rc != 0)
+        th_dump_log(log, 40);
+    ck_assert_int_eq(rc, 0);
+    char want[128];
+    snprintf(want, sizeof want, "CHECK locks_exclusive PASS 0 overlaps over %zu grants on 2",
+             grants);
+    ck_assert_msg(file_contains(log, want), "no '%s'", want);
+    ck_assert(file_contains(log, "CHECK locks_fence_order PASS 0 regressions"));
+    ck_assert(file_contains(log, "CHECK locks_lost_first PASS 0 late LOSTs"));
+    th_reserved_stop_clean(&s);
+    th_pg_stop(&pg, true);
+}
+END_TEST
+
 int main(int argc, char **argv)
 {
     const th_case cases[] = {
@@ -1159,6 +1249,7 @@ int main(int argc, char **argv)
         {"load_counter_ignore_lost", load_counter_ignore_lost},
         {"load_counter_careful", load_counter_careful},
         {"load_holds", load_holds},
+        {"lock_workload", lock_workload},
     };
     return th_check_main("chaos_tools", cases, sizeof cases / sizeof cases[0], 120, argc, argv);
 }
