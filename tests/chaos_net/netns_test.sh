@@ -15,8 +15,8 @@
 #                             netem the loss the fault falls back to (nft random drop)
 #   bad_net                   chaos/run --net bogus exits 2 and says why
 #   cleanup                   chaos/run --net netns stopped (SIGTERM: the trap of Ctrl-C; a background
-#                             job ignores SIGINT) once its namespaces exist leaves
-#                             no namespace, veth or bridge of its suffix behind
+#                             job ignores SIGINT) once its servers run leaves no namespace,
+#                             veth or bridge of its suffix behind, and none of their processes
 set -euo pipefail
 
 CASE=${1:?case}
@@ -79,6 +79,13 @@ if [ "$CASE" = cleanup ]; then
     [ -n "$id" ] || fail "no namespaces seen within 30 s"
     n=$(ip netns list | grep -c "^cx$id-" || true)
     [ "$n" -ge 13 ] || fail "want 13 namespaces cx$id-*, see $n"
+    # Once PostgreSQL runs inside its namespace, the processes of every namespace.
+    for ((i = 0; i < 300; i++)); do
+        grep -q 'postgresql up' "$OUT/run.log" && break
+        sleep 0.1
+    done
+    pids=$(for ns in $(ip netns list | awk -v p="^cx$id-" '$1 ~ p { print $1 }'); do ip netns pids "$ns"; done)
+    [ -n "$pids" ] || fail "no process inside the namespaces"
     kill -TERM "$RUN_PID"
     rc=0
     wait "$RUN_PID" || rc=$?
@@ -88,7 +95,11 @@ if [ "$CASE" = cleanup ]; then
         ip -o link show | grep -o "cx${id}[bhn][0-9]*" || true
     )
     [ -z "$left" ] || fail "left behind after SIGTERM (exit $rc): $left"
-    echo "PASS cleanup: $n namespaces of cx$id existed, none (nor veth, bridge) after SIGTERM (exit $rc)"
+    alive=""
+    for p in $pids; do kill -0 "$p" 2>/dev/null && alive+=" $p"; done
+    [ -z "$alive" ] || fail "processes of its namespaces still running after SIGTERM:$alive"
+    echo "PASS cleanup: $n namespaces of cx$id with $(echo "$pids" | wc -w) processes existed; none"
+    echo "  (nor veth, bridge, process) after SIGTERM (exit $rc)"
     exit 0
 fi
 
