@@ -3,7 +3,9 @@
 # faults.sh and clock.sh as chaos/run does, with the few pieces of chaos/run they need
 # (cx_now, CX_WORK, CX_BIN), and starts servers under the shim with the environment
 # cx_clock_prepare leaves in CX_ENV (as proc.sh's cx_spawn does), remembering each PID;
-# every PID is stopped on exit, also on failure. Usage: . fault_lib.sh BUILD_DIR
+# every PID is stopped on exit, also on failure or a signal, and each server gets
+# PR_SET_PDEATHSIG (setpriv) so that not even a SIGKILLed test leaves one behind.
+# Usage: . fault_lib.sh BUILD_DIR
 set -euo pipefail
 
 CT_ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
@@ -41,6 +43,7 @@ ct_cleanup() {
     exit "$rc"
 }
 trap ct_cleanup EXIT
+trap 'exit 130' INT TERM
 
 fail() {
     echo "FAIL: $*" >&2
@@ -65,13 +68,14 @@ ct_wait_port() { # PORT NAME
     fail "$2 not up on $1"
 }
 
-# ct_spawn NAME CMD...: CMD under NAME's CX_ENV (env execs in place: the PID is the server's).
+# ct_spawn NAME CMD...: CMD under NAME's CX_ENV (setpriv and env exec in place: the PID is
+# the server's), killed if this shell dies.
 ct_spawn() {
     local name=$1
     local -a env_words=()
     shift
     read -r -a env_words <<<"${CX_ENV[$name]:-}"
-    env "${env_words[@]}" "$@" </dev/null >>"$CX_WORK/logs/$name.log" 2>&1 &
+    setpriv --pdeathsig KILL env "${env_words[@]}" "$@" </dev/null >>"$CX_WORK/logs/$name.log" 2>&1 &
     CX_PID[$name]=$!
 }
 
