@@ -1,9 +1,12 @@
 # plot.gp: throughput and errors per second of a chaos run, fault windows shaded.
 # gnuplot -e "datafile='rate.dat'; faultsfile='faults.gp'; outbase='out/plot'" chaos/plot.gp
 # rate.dat columns: second, ok ops, failed ops, unanswered ops, ok bookings.
-# faults.gp: "set object/label" lines, one shaded rectangle and one label per fault.
+# faults.gp: "set object/label" lines, one shaded rectangle and one label per fault, shaded by
+# family (report.sh's cx_plot): orange process/proxy/database/payment faults, blue the kernel
+# network faults of netns mode (partition_*, netem_link), purple clocks and amnesia, red a fault
+# that breaks Redlock's assumptions by design (lock overlaps expected in its window).
 load faultsfile
-set title "chaos run: operations per second (shaded: fault windows)"
+set title "chaos run: operations per second (shaded: fault windows; orange process/proxy/db/pay, blue kernel network (netns), purple clock/amnesia, red breaks Redlock by design)" noenhanced
 set xlabel "seconds since run start"
 set ylabel "operations / s"
 set key outside right top
