@@ -10,6 +10,7 @@ PACKAGES=(
     check libjansson-dev gcovr gnuplot-nox curl clang-format
     netcat-openbsd jq python3 python3-yaml python3-jsonschema python3-pytest nodejs
     chromium
+    iproute2 nftables # chaos/run --net netns: namespaces, veths, a bridge, DROP rules, netem (tc)
 )
 # npm (tests/browser installs puppeteer-core with it): Debian's package, unless an npm is
 # there already (NodeSource's nodejs carries its own and conflicts with Debian's npm).
