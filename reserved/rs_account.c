@@ -21,6 +21,7 @@
 #include "rs_dberr.h"
 #include "rs_migrate.h"
 #include "rs_pwhash.h"
+#include "rs_utf8.h"
 
 #define NAME_MAX_CHARS  200
 #define EMAIL_MAX_CHARS 320
@@ -69,17 +70,9 @@ static bool email_shape(const char *e)
     return dot && dot > at + 1 && dot[1] != '\0';
 }
 
-static size_t utf8_chars(const char *s)
-{
-    size_t n = 0;
-    for (; *s; s++)
-        n += ((unsigned char)*s & 0xC0) != 0x80;
-    return n;
-}
-
 static bool password_ok(const char *pw)
 {
-    size_t n = utf8_chars(pw);
+    size_t n = rs_utf8_chars(pw, strlen(pw));
     return strlen(pw) <= PW_BYTES_MAX && n >= RS_ACCOUNT_PASSWORD_MIN &&
            n <= RS_ACCOUNT_PASSWORD_MAX;
 }
@@ -390,7 +383,7 @@ int rs_account_add_admin(const rs_config *cfg, const char *email, FILE *in, FILE
 {
     char pw[PW_BYTES_MAX + 4], hash[RS_PWHASH_STR_MAX], err[1024], name[EMAIL_MAX_CHARS + 1];
     int rc = 1;
-    if (!email_shape(email) || utf8_chars(email) > EMAIL_MAX_CHARS) {
+    if (!email_shape(email) || rs_utf8_chars(email, strlen(email)) > EMAIL_MAX_CHARS) {
         log_error("--add-admin: '%s' is not an email address like name@example.org", email);
         return 2;
     }

@@ -32,6 +32,7 @@
 #include "rs_metrics.h"
 #include "rs_rfc3339.h"
 #include "rs_seatlist.h"
+#include "rs_utf8.h"
 
 #define NAME_MAX_CHARS  200
 #define ROW_MAX_CHARS   16
@@ -154,15 +155,6 @@ static bool db_failed(rs_req *r, const rs_db_result *res)
     return rs_dberr_failed(r, res, "a catalogue statement");
 }
 
-/* Characters (code points) of valid UTF-8: the DB checks length() in characters. */
-static size_t utf8_chars(const char *s)
-{
-    size_t n = 0;
-    for (; *s; s++)
-        n += ((unsigned char)*s & 0xC0) != 0x80;
-    return n;
-}
-
 /* A positive int64 in plain decimal. */
 static bool parse_pos_int(const char *s, int64_t max, int64_t *out)
 {
@@ -266,8 +258,9 @@ static bool seat_check(rs_req *r, json_t *seat, size_t i, seat_key *key, json_t 
         rs_reply_error(r, 400, "BAD_REQUEST", "seats[%zu] must be an object", i);
         return false;
     }
-    if (!json_is_string(row) || utf8_chars(json_string_value(row)) == 0 ||
-        utf8_chars(json_string_value(row)) > ROW_MAX_CHARS) {
+    size_t row_chars =
+        json_is_string(row) ? rs_utf8_chars(json_string_value(row), json_string_length(row)) : 0;
+    if (row_chars == 0 || row_chars > ROW_MAX_CHARS) {
         rs_reply_error(r, 400, "BAD_REQUEST", "seats[%zu].row must be a string of 1..%d characters",
                        i, ROW_MAX_CHARS);
         return false;
@@ -551,7 +544,7 @@ static void perf_search(rs_req *r)
                        "from and to must be RFC 3339 times in years 0001..9999 once in UTC");
         return;
     }
-    if (q && (q[0] == '\0' || utf8_chars(q) > Q_MAX_CHARS)) {
+    if (q && (q[0] == '\0' || rs_utf8_chars(q, strlen(q)) > Q_MAX_CHARS)) {
         rs_reply_error(r, 400, "BAD_REQUEST", "q must be 1..%d characters", Q_MAX_CHARS);
         return;
     }

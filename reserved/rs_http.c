@@ -459,16 +459,6 @@ json_t *rs_req_json(rs_req *r)
     return root;
 }
 
-/* Characters (UTF-8 code points) of a string jansson has already validated. */
-static size_t utf8_chars(const char *s, size_t bytes)
-{
-    size_t n = 0;
-    for (size_t i = 0; i < bytes; i++)
-        if (((unsigned char)s[i] & 0xC0) != 0x80)
-            n++;
-    return n;
-}
-
 bool rs_json_get_string(rs_req *r, json_t *obj, const char *key, bool required, size_t max_len,
                         const char **out)
 {
@@ -484,7 +474,7 @@ bool rs_json_get_string(rs_req *r, json_t *obj, const char *key, bool required, 
         rs_reply_error(r, 400, "BAD_REQUEST", "field '%s' must be a string", key);
         return false;
     }
-    size_t n = utf8_chars(json_string_value(v), json_string_length(v));
+    size_t n = rs_utf8_chars(json_string_value(v), json_string_length(v));
     if (n == 0 || n > max_len) {
         rs_reply_error(r, 400, "BAD_REQUEST", "field '%s' must be 1..%zu characters", key, max_len);
         return false;

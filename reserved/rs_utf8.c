@@ -46,3 +46,11 @@ bool rs_utf8_valid(const char *s, size_t len)
     }
     return true;
 }
+
+size_t rs_utf8_chars(const char *s, size_t len)
+{
+    size_t n = 0;
+    for (size_t i = 0; i < len; i++)
+        n += ((unsigned char)s[i] & 0xC0) != 0x80;
+    return n;
+}

@@ -14,4 +14,8 @@
 /* Whether the len bytes at s are valid UTF-8 without NUL. */
 bool rs_utf8_valid(const char *s, size_t len);
 
+/* Characters (code points) of the len bytes at s, valid UTF-8 (jansson's strings are, and
+ * the database counts length() in characters): the bytes that are not continuations. */
+size_t rs_utf8_chars(const char *s, size_t len);
+
 #endif

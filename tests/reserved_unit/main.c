@@ -34,6 +34,7 @@ int main(void)
     srunner_add_suite(sr, ru_pay_suite());
     srunner_add_suite(sr, ru_pwhash_suite());
     srunner_add_suite(sr, ru_ratelimit_suite());
+    srunner_add_suite(sr, ru_utf8_suite());
     srunner_run_all(sr, CK_NORMAL);
     int failed = srunner_ntests_failed(sr);
     srunner_free(sr);

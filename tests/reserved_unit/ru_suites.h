@@ -36,5 +36,6 @@ Suite *ru_batch_suite(void);
 Suite *ru_pay_suite(void);
 Suite *ru_pwhash_suite(void);
 Suite *ru_ratelimit_suite(void);
+Suite *ru_utf8_suite(void);
 
 #endif
