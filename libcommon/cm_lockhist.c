@@ -103,11 +103,13 @@ void cm_lockhist_src_from_path(const char *path, char *out, size_t outlen)
 {
     const char *base = strrchr(path, '/');
     base = base != NULL ? base + 1 : path;
-    if (strncmp(base, "locks-", 6) == 0 && base[6] != '\0')
-        base += 6;
     size_t n = strlen(base);
     if (n > 6 && strcmp(base + n - 6, ".jsonl") == 0)
         n -= 6;
+    if (n > 6 && strncmp(base, "locks-", 6) == 0) { /* a name must remain */
+        base += 6;
+        n -= 6;
+    }
     snprintf(out, outlen, "%.*s", (int)n, base);
 }
 

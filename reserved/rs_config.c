@@ -5,8 +5,11 @@
  */
 #include "rs_config.h"
 
+#include <errno.h>
+#include <fcntl.h>
 #include <libpq-fe.h>
 #include <stddef.h>
+#include <unistd.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -56,6 +59,23 @@ static cm_rc payment_url_ok(const void *value, char *why, size_t whylen)
     return CM_ERR;
 }
 
+/* lock.history_file: a file reserved can append to (created if absent), so a typo in the
+ * directory is an exit 2 at start, not a run without its history. */
+static cm_rc history_file_ok(const void *value, char *why, size_t whylen)
+{
+    const char *s = *(char *const *)value;
+    if (s[0] == '\0')
+        return CM_OK;
+    int fd = open(s, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0644);
+    if (fd < 0) {
+        snprintf(why, whylen, "cannot append to %s: %s (or empty: no lock history)", s,
+                 strerror(errno));
+        return CM_ERR;
+    }
+    close(fd);
+    return CM_OK;
+}
+
 const cm_cfg_key rs_config_keys[] = {
     {.path = "listen",
      .type = CM_CFG_ADDR,
@@ -96,6 +116,13 @@ const cm_cfg_key rs_config_keys[] = {
      .defval = "",
      .secret = true,
      .help = "secret sent to lockd with AUTH after HELLO (lockd's auth; empty: none)"},
+    {.path = "lock.history_file",
+     .type = CM_CFG_STRING,
+     .offset = offsetof(rs_config, lock_history_file),
+     .defval = "",
+     .help = "lockd mode: append every lock event of the booking path (grant, renew, release, "
+             "lost) to this file as JSON lines for chaos_check --locks (empty: off)",
+     .validate = history_file_ok},
     {.path = "payment.url",
      .type = CM_CFG_STRING,
      .offset = offsetof(rs_config, payment_url),

@@ -13,22 +13,23 @@
 typedef enum rs_lock_mode { RS_LOCK_LOCKD = 0, RS_LOCK_DB = 1 } rs_lock_mode;
 
 typedef struct rs_config {
-    cm_addr listen;                /* listen */
-    char *database;                /* database (libpq conninfo) */
-    int64_t db_pool_size;          /* db_pool_size */
-    cm_addr_list lockd;            /* lockd */
-    int lock_mode;                 /* lock.mode: rs_lock_mode */
-    int64_t lock_lease_ms;         /* lock.lease_ms (0 = watchdog) */
-    int64_t lock_wait_ms;          /* lock.wait_ms */
-    int64_t lock_batch_max;        /* lock.batch_max: bookings per transaction (1 = no batches) */
-    char *lock_auth;               /* lock.auth: secret sent to lockd as AUTH ("" = none) */
-    char *payment_url;             /* payment.url ("" = no payment step) */
-    int64_t payment_timeout_ms;    /* payment.timeout_ms */
-    int64_t max_body_bytes;        /* limits.max_body_bytes */
-    int64_t max_seats;             /* limits.max_seats_per_reservation */
-    int64_t max_header_bytes;      /* limits.max_header_bytes: request line + headers */
-    int64_t header_timeout_ms;     /* limits.header_timeout_ms: deadline of a request's head */
-    int64_t max_connections;       /* limits.max_connections: accept pauses at this many */
+    cm_addr listen;             /* listen */
+    char *database;             /* database (libpq conninfo) */
+    int64_t db_pool_size;       /* db_pool_size */
+    cm_addr_list lockd;         /* lockd */
+    int lock_mode;              /* lock.mode: rs_lock_mode */
+    int64_t lock_lease_ms;      /* lock.lease_ms (0 = watchdog) */
+    int64_t lock_wait_ms;       /* lock.wait_ms */
+    int64_t lock_batch_max;     /* lock.batch_max: bookings per transaction (1 = no batches) */
+    char *lock_auth;            /* lock.auth: secret sent to lockd as AUTH ("" = none) */
+    char *lock_history_file;    /* lock.history_file: the booking path's lock events ("" = off) */
+    char *payment_url;          /* payment.url ("" = no payment step) */
+    int64_t payment_timeout_ms; /* payment.timeout_ms */
+    int64_t max_body_bytes;     /* limits.max_body_bytes */
+    int64_t max_seats;          /* limits.max_seats_per_reservation */
+    int64_t max_header_bytes;   /* limits.max_header_bytes: request line + headers */
+    int64_t header_timeout_ms;  /* limits.header_timeout_ms: deadline of a request's head */
+    int64_t max_connections;    /* limits.max_connections: accept pauses at this many */
     int64_t reconcile_interval_ms; /* reconcile.interval_ms */
     int64_t reconcile_after_ms;    /* reconcile.after_ms: attempts older than this are orphans */
     int64_t db_lock_timeout_ms;    /* db.lock_timeout_ms */

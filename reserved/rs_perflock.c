@@ -9,6 +9,10 @@
  * booking that fails at once releases inside its granted callback; a release may end
  * inside ops.release), which can free the queue. So a callback, ops.release and a
  * recursive plk_pump are always the last thing a function here does with its queue.
+ *
+ * Lock history (lock.history_file, issue 15 §3): over cm_lockclient, the table records every
+ * lock event of its client into a cm_lockhist from rs_perflock_new to rs_perflock_free (the
+ * booking path's locks are the only ones that client takes).
  */
 #include "rs_perflock.h"
 
@@ -20,8 +24,10 @@
 
 #include "cm_hash.h"
 #include "cm_hist.h"
+#include "cm_lockhist.h"
 #include "cm_log.h"
 #include "cm_time.h"
+#include "rs_app.h"
 #include "rs_metrics.h"
 #include "rs_testhook.h"
 
@@ -83,7 +89,8 @@ struct rs_perflock {
     void *ctx;
     rs_perflock_opts opts;
     rs_perflock_cbs cbs;
-    cm_hash *queues; /* perf -> plk_queue */
+    cm_hash *queues;   /* perf -> plk_queue */
+    cm_lockhist *hist; /* lock.history_file's, over cm_lockclient; NULL: off */
 };
 
 static void plk_move(plk_queue *q, plk_state to)
@@ -300,6 +307,29 @@ void rs_perflock_on_done(void *arg, cm_lock_status status, const char *code, con
 
 /* ---------------------------------------------------------------- the table */
 
+/* Opens lock.history_file and records c's lock events into it; CM_OK when it is off. The
+ * key is read from the process's config (rs_app_g): the table is made by rs_bk, which knows
+ * nothing of histories, and only the cm_lockclient table has events to record. */
+static cm_rc plk_history_open(rs_perflock *pl, cm_lockclient *c)
+{
+    const char *path = rs_app_g.cfg.lock_history_file;
+    char src[64], err[320];
+    if (path == NULL || path[0] == '\0' || c == NULL)
+        return CM_OK;
+    cm_lockhist_src_from_path(path, src, sizeof(src));
+    pl->hist = cm_lockhist_open(path, src, err, sizeof(err));
+    if (pl->hist == NULL) {
+        log_error("lock.history_file: %s", err);
+        return CM_ERR;
+    }
+    if (cm_lockhist_attach(pl->hist, c, NULL) != CM_OK) {
+        log_error("lock.history_file: out of memory");
+        return CM_ERR;
+    }
+    log_info("lock history: the booking path's lock events go to %s (src \"%s\")", path, src);
+    return CM_OK;
+}
+
 rs_perflock *rs_perflock_new(const rs_lock_ops *ops, void *ctx, const rs_perflock_opts *opts,
                              const rs_perflock_cbs *cbs)
 {
@@ -319,6 +349,10 @@ rs_perflock *rs_perflock_new(const rs_lock_ops *ops, void *ctx, const rs_perfloc
     if (pl->opts.max_queue == 0)
         pl->opts.max_queue = RS_PERFLOCK_QUEUE_MAX;
     pl->cbs = *cbs;
+    if (ops == &rs_perflock_lockclient_ops && plk_history_open(pl, ctx) != CM_OK) {
+        rs_perflock_free(pl);
+        return NULL;
+    }
     return pl;
 }
 
@@ -336,6 +370,13 @@ void rs_perflock_free(rs_perflock *pl)
         free(q);
     }
     cm_hash_free(pl->queues);
+    if (pl->hist != NULL) {
+        /* reserved frees its client first (which records the release of what it held);
+         * a client still alive must stop recording into the history closed here */
+        if (pl->ctx != NULL && pl->ctx == rs_app_g.locks)
+            cm_lockclient_on_event(pl->ctx, NULL, NULL);
+        cm_lockhist_close(pl->hist);
+    }
     free(pl);
 }
 
