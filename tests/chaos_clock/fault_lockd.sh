@@ -4,17 +4,22 @@
 # with a watchdog lease (1500 ms, renewed every 500 ms), another waits for it. Injected:
 # lockd's wall clock jumps +62 s, then -62 s (its log stamps of two grants made inside the
 # fault show both); nothing breaks: no LOST, the lock still held with its fence and a live
-# ttl, the waiter not granted; recovered: the offset is 0 again, RELEASE is OK and the
-# waiter gets the lock with a greater fence. Usage: fault_lockd.sh BUILD_DIR
+# ttl, the waiter not granted; the fault's probe (a holder through lockd1 from before the
+# jump, one attempt through a second lockd after it) shows the attempt refused and the
+# holder never LOST; recovered: the offset is 0 again, RELEASE is OK and the waiter gets
+# the lock with a greater fence. Usage: fault_lockd.sh BUILD_DIR
 # shellcheck source=tests/chaos_clock/fault_lib.sh
 . "$(dirname "$0")/fault_lib.sh" "$1"
 
 p=$(ct_port) rp=$(ct_port)
+CX_REDIS_PORT[redis1]=$rp
+CX_LOCKD_PORT[lockd1]=$p
 mkdir -p "$CX_WORK/redis1"
 ct_spawn redis1 redis-server --port "$rp" --bind 127.0.0.1 --save '' --dir "$CX_WORK/redis1" \
     --daemonize no
 cat >"$CX_WORK/lockd1.yaml" <<YAML
 listen: 127.0.0.1:$p
+key_prefix: "chaos:" # as lockd2 (ct_lockd): the same locks
 redis: [127.0.0.1:$rp]
 watchdog: {lease_ms: 1500}
 session: {timeout_ms: 10000, lock_delay_ms: 0}
@@ -23,7 +28,10 @@ YAML
 cx_clock_prepare lockd1
 ct_wait_port "$rp" redis1
 ct_spawn lockd1 "$CX_BIN/lockd" --config "$CX_WORK/lockd1.yaml"
+ct_lockd lockd2 redis1 # the probe's other lockd, without the shim
 ct_wait_port "$p" lockd1
+ct_wait_port "${CX_LOCKD_PORT[lockd2]}" lockd2
+ct_masters_up lockd2 1
 cx_clock_loaded lockd1 || fail "lockd1: shim not mapped"
 
 # reply FD TAG: prints the reply to TAG (3 s at most), dropping other lines.
@@ -85,6 +93,9 @@ echo "clock_jump_lockd: target ${FAULT_OUT[0]} breaks ${FAULT_OUT[1]}: ${FAULT_O
 [ "${FAULT_OUT[0]}" = lockd1 ] || fail "target '${FAULT_OUT[0]}', want lockd1"
 [ "${FAULT_OUT[1]}" = 0 ] || fail "F_BREAKS=${FAULT_OUT[1]}, want 0"
 [ "$(cx_clock_get lockd1)" = 0 ] || fail "lockd1's offset after the fault: $(cx_clock_get lockd1)"
+
+# the probe: H held through lockd1 across both jumps, C was refused through lockd2
+probe_check "$(probe_resources | sed -n 1p)" 0
 
 # injected: the grants' log stamps are 62 s ahead, then 62 s behind (within 2 s)
 for half in fwd back; do

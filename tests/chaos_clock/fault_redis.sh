@@ -5,13 +5,22 @@
 # than any jump, is gone within the fault) and on the others it does not; F_TARGET, F_BREAKS (0 for one
 # master, 1 for a majority) and F_NOTE say so. Recovered: after the fault the next SET PX
 # on a jumped master lasts what it asks and its clock runs at the normal rate (offsets stay
-# forward, cumulative). Usage: fault_redis.sh BUILD_DIR
+# forward, cumulative). The probe (two lock sessions on two lockds over these masters,
+# recorded in locks-clock.jsonl): after one master's jump the second session is refused and
+# the holder keeps its lock; after a majority's jump the second session is granted with a
+# greater fence while the holder's deadline runs, and the holder is told LOST after that:
+# the overlap the lock-history checker must find. Usage: fault_redis.sh BUILD_DIR
 # shellcheck source=tests/chaos_clock/fault_lib.sh
 . "$(dirname "$0")/fault_lib.sh" "$1"
 
 for i in 1 2 3 4 5; do ct_redis "redis$i"; done
 for i in 1 2 3 4 5; do ct_wait_port "${CX_REDIS_PORT[redis$i]}" "redis$i"; done
 for i in 1 2 3 4 5; do cx_clock_loaded "redis$i" || fail "redis$i: shim not mapped"; done
+# the probe's two lockds, as in chaos/run (without the shim)
+for l in lockd1 lockd2; do ct_lockd "$l" redis1 redis2 redis3 redis4 redis5; done
+for l in lockd1 lockd2; do ct_wait_port "${CX_LOCKD_PORT[$l]}" "$l"; done
+for l in lockd1 lockd2; do ct_masters_up "$l" 5; done
+
 
 # pttl_between NAME KEY LO HI
 pttl_between() {
@@ -71,6 +80,7 @@ run_fault clock_jump_redis 7 1200 redis3
 [ "${FAULT_OUT[0]}" = redis3 ] || fail "target '${FAULT_OUT[0]}', want redis3"
 [ "${FAULT_OUT[1]}" = 0 ] || fail "one master: F_BREAKS=${FAULT_OUT[1]}, want 0"
 [[ ${FAULT_OUT[2]} == *"+5007 ms"* ]] || fail "note '${FAULT_OUT[2]}'"
+probe_check "$(probe_resources | sed -n 1p)" 0
 # recovered: a new key lasts what it asks on the jumped master, and its clock runs at the
 # normal rate (Redis TIME); the offset stayed forward (its file says 5007)
 rcli redis3 SET k2 v PX 10000 >/dev/null
@@ -85,6 +95,7 @@ read -r off <"$CX_WORK/clock-redis3.ms"
 run_fault clock_jump_redis_majority 1 1200 redis2 redis3 redis4
 [ "${FAULT_OUT[0]}" = redis2,redis3,redis4 ] || fail "target '${FAULT_OUT[0]}'"
 [ "${FAULT_OUT[1]}" = 1 ] || fail "majority: F_BREAKS=${FAULT_OUT[1]}, want 1"
+probe_check "$(probe_resources | sed -n 2p)" 1
 read -r off <"$CX_WORK/clock-redis3.ms"
 [ "$off" = 10008 ] || fail "redis3's offset: '$off', want 10008 (cumulative)"
 for i in 2 3 4; do
