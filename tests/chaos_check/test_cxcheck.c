@@ -789,6 +789,32 @@ START_TEST(locks_overlap_by_design)
 }
 END_TEST
 
+/* Kleppmann's paused client: reserved1 holds chaos:lk:1 (fence 20) when a pause_reserved
+ * fault stops it (600..620 ms); the workload gets the lock (fence 21) at 650 ms, and reserved1
+ * is told LOST only at 700 ms. The overlap is the paused holder's: expected, not a failure. */
+START_TEST(locks_paused_holder)
+{
+    world w;
+    world_start(&w);
+    FILE *f = fopen(w.faults, "a");
+    ck_assert_ptr_nonnull(f);
+    fputs("{\"type\":\"fault\",\"kind\":\"pause_reserved\",\"target\":\"reserved1\","
+          "\"start_ms\":600,\"end_ms\":620,\"note\":\"SIGSTOP\",\"breaks_redlock\":false}\n",
+          f);
+    fclose(f);
+    lock_ev(&w, w.locks_rs, "chaos:lk:1", "grant", "8", 20, 590, 1590, NULL);
+    lock_ev(&w, w.locks_load, "chaos:lk:1", "grant", "c0/1", 21, 650, 1650, NULL);
+    lock_ev(&w, w.locks_load, "chaos:lk:1", "release", "c0/1", 21, 660, 0, NULL);
+    lock_ev(&w, w.locks_rs, "chaos:lk:1", "lost", "8", 20, 700, 0, "session");
+    expect_only(&w, NULL);
+    ck_assert_msg(out_has(&w, "0 overlaps over 10 grants on 2 resources (1 expected"),
+                  "the paused holder's overlap is not counted as expected");
+    ck_assert_msg(out_has(&w, "(paused holder: pause_reserved on reserved1)"),
+                  "the paused holder's overlap is not listed");
+    world_stop(&w);
+}
+END_TEST
+
 /* reserved1's grant of chaos:lk:1 (fence 19) after the workload's (fence 20), each released
  * before the next grant: only the fence order is wrong. */
 START_TEST(locks_fence_regress)
@@ -846,6 +872,7 @@ int main(int argc, char **argv)
         {"hold_left_not_expired", hold_left_not_expired},
         {"locks_overlap", locks_overlap},
         {"locks_overlap_by_design", locks_overlap_by_design},
+        {"locks_paused_holder", locks_paused_holder},
         {"locks_fence_regress", locks_fence_regress},
         {"locks_late_lost", locks_late_lost},
     };
