@@ -8,11 +8,13 @@
  * The restore job of master b: on every other master whose command connection is ready
  * (quarantined ones included: a master that forgot only contributes smaller values), a
  * script walks the keyspace with SCAN under the key prefix and returns, page by page, the
- * fence counters and the longest PTTL of the lock keys; each page's fences go to b at
- * once as "fence = max(fence, t)". The job is done when n - quorum + 1 masters have been
- * walked to the end and every write to b was acknowledged. Any missing reply (a
- * connection lost) abandons the job; the timer starts a new one. Replies of an abandoned
- * job are recognised by its generation number and dropped.
+ * fence counters and the live lock keys (value, PTTL). Each page's fences go to b at once
+ * as "fence = max(fence, t)", and its locks are looked up on b: the latest expiry of those
+ * b lacks (a lock that may still hold through the vote b lost) is the earliest end of its
+ * quarantine. The job is done when every master it started to read (at least n - quorum +
+ * 1) has been walked to the end and every write and check on b was answered. Any missing
+ * reply (a connection lost) abandons the job; the timer starts a new one. Replies of an
+ * abandoned job are recognised by its generation number and dropped.
  */
 #include "lk_quarantine.h"
 
@@ -34,18 +36,27 @@ const char *const lk_quar_state_name[LKQ_NSTATES] = {"new", "counted", "down", "
                                                      "quarantined-down"};
 
 /* ARGV cursor, MATCH pattern, fence key prefix, lock key prefix; 500 keys a page bounds one
- * call's time in Redis. Returns {cursor, the
- * longest PTTL of the lock keys of this page (0: none), fence key, value, ...}; a fence
- * that expired between SCAN and GET reads "0" (a nil would cut the reply short). */
+ * call's time in Redis. Returns {cursor, F, F pairs (fence key, value), then triples (lock
+ * key, value, PTTL) of the live locks}; a fence that expired between SCAN and GET reads "0"
+ * (a nil would cut the reply short). */
 static const char scan_script[] =
     "local r = redis.call('SCAN', ARGV[1], 'MATCH', ARGV[2], 'COUNT', 500) "
-    "local out = {r[1], 0} "
+    "local f, l = {}, {} "
     "for _, k in ipairs(r[2]) do "
     "if string.sub(k, 1, #ARGV[3]) == ARGV[3] then "
-    "out[#out + 1] = k out[#out + 1] = redis.call('GET', k) or '0' "
+    "f[#f + 1] = k f[#f + 1] = redis.call('GET', k) or '0' "
     "elseif string.sub(k, 1, #ARGV[4]) == ARGV[4] then "
-    "local p = redis.call('PTTL', k) if p > out[2] then out[2] = p end end end "
+    "local v, p = redis.call('GET', k), redis.call('PTTL', k) "
+    "if v and p > 0 then l[#l + 1] = k l[#l + 1] = v l[#l + 1] = p end end end "
+    "local out = {r[1], #f / 2} "
+    "for _, x in ipairs(f) do out[#out + 1] = x end "
+    "for _, x in ipairs(l) do out[#out + 1] = x end "
     "return out";
+/* KEYS lock keys, ARGV the values another master holds: 1 where this master holds the same
+ * value (it did not forget that lock), else 0. */
+static const char check_script[] =
+    "local out = {} for i = 1, #KEYS do "
+    "out[i] = redis.call('GET', KEYS[i]) == ARGV[i] and 1 or 0 end return out";
 /* KEYS fence keys, ARGV their values: fence = max(fence, t) each, compared as decimal
  * strings like lk_rlcmd's fence script. */
 static const char raise_script[] =
@@ -67,7 +78,7 @@ typedef struct lkq_master {
     bool restored;                  /* the restore job finished since it became ready */
     bool job;                       /* a restore job is running */
     uint32_t gen;                   /* the job's generation */
-    size_t reads_done, writes_pending;
+    size_t reads_started, reads_done, writes_pending;
 } lkq_master;
 
 struct lk_quar {
@@ -87,12 +98,14 @@ struct lk_quar {
     lkq_master *m;
 };
 
-/* One command of a restore job in flight: job (b, gen), read from master j (or the
- * write to b when j == b). */
+/* One command of a restore job in flight: job (b, gen), read from master j (or a write
+ * or check on b when j == b); a check carries each lock's expiry as seen where it was read. */
 typedef struct lkq_cmd {
     lk_quar *q;
     size_t b, j;
     uint32_t gen;
+    size_t n;
+    uint64_t end_ms[]; /* n */
 } lkq_cmd;
 
 /* ---- the rule ---- */
@@ -197,7 +210,13 @@ static void job_abandon(lkq_master *m)
 {
     m->gen++;
     m->job = false;
-    m->reads_done = m->writes_pending = 0;
+    m->reads_started = m->reads_done = m->writes_pending = 0;
+}
+
+/* Looks at every quarantine from the loop now (a job can start or one may end). */
+static void tick_now(lk_quar *q)
+{
+    event_active(q->tick, EV_TIMEOUT, 1);
 }
 
 static void tick_arm(lk_quar *q)
@@ -212,13 +231,17 @@ static void tick_arm(lk_quar *q)
 
 static void scan_step(lk_quar *q, size_t b, size_t j, const char *cursor);
 
-/* The job of master b may be done: every read needed is complete and acknowledged. */
+/* The job of master b may be done: every read it started (at least the n - quorum + 1
+ * needed; all the connected others, so that several masters forgetting at once still leave
+ * every majority a member that was read) is complete and acknowledged. */
 static void job_check(lkq_master *m)
 {
-    if (m->job && m->reads_done >= lk_quar_reads_needed(m->q->n) && m->writes_pending == 0) {
+    if (m->job && m->reads_done >= lk_quar_reads_needed(m->q->n) &&
+        m->reads_done >= m->reads_started && m->writes_pending == 0) {
         m->job = false;
         m->restored = true;
         log_debug("redis master %s: fences restored", m->name);
+        tick_now(m->q);
     }
 }
 
@@ -239,6 +262,7 @@ static lkq_master *cmd_job(const lkq_cmd *c, const redisReply *r, int want_type)
     return m;
 }
 
+/* A page of fences was written to master b. */
 static void write_cb(redisAsyncContext *ac, void *reply, void *privdata)
 {
     lkq_cmd *c = privdata;
@@ -251,32 +275,62 @@ static void write_cb(redisAsyncContext *ac, void *reply, void *privdata)
     free(c);
 }
 
-/* Sends the fences of one page (pairs from element 2 of r) to master b. */
-static bool write_page(lk_quar *q, lkq_master *m, const redisReply *r)
+/* A lock check came back: the locks master b lacks may still be held through the vote it
+ * lost; its quarantine lasts until the last of them has expired. */
+static void check_cb(redisAsyncContext *ac, void *reply, void *privdata)
 {
-    size_t pairs = (r->elements - 2) / 2;
-    if (pairs == 0) {
+    lkq_cmd *c = privdata;
+    const redisReply *r = reply;
+    lkq_master *m = cmd_job(c, r, REDIS_REPLY_ARRAY);
+    if (m != NULL && r->elements != c->n) {
+        job_abandon(m);
+    } else if (m != NULL) {
+        for (size_t k = 0; k < c->n; k++) {
+            if (r->element[k]->type != REDIS_REPLY_INTEGER || r->element[k]->integer != 1) {
+                m->pttl_end_ms = CM_MAX(m->pttl_end_ms, c->end_ms[k]);
+            }
+        }
+        m->writes_pending--;
+        job_check(m);
+    }
+    free(c);
+}
+
+/* Sends n (key, value) entries of page r, from element at, stride apart, to master b as one
+ * EVAL of script (KEYS the keys, ARGV the values); a lock check (stride 3) also takes each
+ * lock's expiry from its PTTL, the entry's third element. */
+static bool send_page(lk_quar *q, lkq_master *m, const redisReply *r, size_t at, size_t n,
+                      size_t stride, const char *script, redisCallbackFn *cb)
+{
+    if (n == 0) {
         return true;
     }
-    size_t argc = 3 + 2 * pairs;
+    size_t argc = 3 + 2 * n;
     const char **argv = malloc(argc * sizeof *argv);
     size_t *len = malloc(argc * sizeof *len);
-    lkq_cmd *c = malloc(sizeof *c);
+    lkq_cmd *c = malloc(sizeof *c + n * sizeof c->end_ms[0]);
     char nkeys[24];
+    uint64_t now = cm_now_ms();
     bool ok = argv != NULL && len != NULL && c != NULL && m->ac != NULL;
     if (ok) {
-        *c = (lkq_cmd){.q = q, .b = m->idx, .j = m->idx, .gen = m->gen};
-        snprintf(nkeys, sizeof nkeys, "%zu", pairs);
+        *c = (lkq_cmd){.q = q, .b = m->idx, .j = m->idx, .gen = m->gen, .n = n};
+        snprintf(nkeys, sizeof nkeys, "%zu", n);
         argv[0] = "EVAL", len[0] = 4;
-        argv[1] = raise_script, len[1] = strlen(raise_script);
+        argv[1] = script, len[1] = strlen(script);
         argv[2] = nkeys, len[2] = strlen(nkeys);
-        for (size_t k = 0; k < pairs; k++) {
-            const redisReply *key = r->element[2 + 2 * k], *val = r->element[3 + 2 * k];
+        for (size_t k = 0; k < n; k++) {
+            const redisReply *key = r->element[at + stride * k],
+                             *val = r->element[at + stride * k + 1];
             ok &= key->type == REDIS_REPLY_STRING && val->type == REDIS_REPLY_STRING;
             argv[3 + k] = key->str, len[3 + k] = key->len;
-            argv[3 + pairs + k] = val->str, len[3 + pairs + k] = val->len;
+            argv[3 + n + k] = val->str, len[3 + n + k] = val->len;
+            c->end_ms[k] = 0;
+            if (stride == 3 && r->element[at + stride * k + 2]->type == REDIS_REPLY_INTEGER) {
+                uint64_t p = (uint64_t)CM_MAX(r->element[at + stride * k + 2]->integer, 0);
+                c->end_ms[k] = now + p + (uint64_t)((double)p * q->drift) + 2;
+            }
         }
-        ok = ok && redisAsyncCommandArgv(m->ac, write_cb, c, (int)argc, argv, len) == REDIS_OK;
+        ok = ok && redisAsyncCommandArgv(m->ac, cb, c, (int)argc, argv, len) == REDIS_OK;
     }
     if (ok) {
         m->writes_pending++;
@@ -293,17 +347,19 @@ static void scan_cb(redisAsyncContext *ac, void *reply, void *privdata)
     lkq_cmd *c = privdata;
     const redisReply *r = reply;
     lkq_master *m = cmd_job(c, r, REDIS_REPLY_ARRAY);
+    size_t nf = 0, nl = 0;
+    if (m != NULL && r->elements >= 2 && r->element[0]->type == REDIS_REPLY_STRING &&
+        r->element[1]->type == REDIS_REPLY_INTEGER && r->element[1]->integer >= 0) {
+        nf = (size_t)r->element[1]->integer;
+        nl = r->elements >= 2 + 2 * nf ? (r->elements - 2 - 2 * nf) / 3 : SIZE_MAX;
+    }
     if (m != NULL) {
-        if (r->elements < 2 || r->element[0]->type != REDIS_REPLY_STRING ||
-            r->element[1]->type != REDIS_REPLY_INTEGER || !write_page(c->q, m, r)) {
+        /* the page's fences go to b; its locks are checked on b (see check_cb) */
+        if (nl == SIZE_MAX || r->elements < 2 || r->element[0]->type != REDIS_REPLY_STRING ||
+            !send_page(c->q, m, r, 2, nf, 2, raise_script, write_cb) ||
+            !send_page(c->q, m, r, 2 + 2 * nf, nl, 3, check_script, check_cb)) {
             job_abandon(m);
         } else {
-            long long pttl = r->element[1]->integer;
-            if (pttl > 0) {
-                uint64_t p = (uint64_t)pttl;
-                uint64_t end = cm_now_ms() + p + (uint64_t)((double)p * c->q->drift) + 2;
-                m->pttl_end_ms = CM_MAX(m->pttl_end_ms, end);
-            }
             if (strcmp(r->element[0]->str, "0") == 0) {
                 m->reads_done++;
                 job_check(m);
@@ -344,6 +400,7 @@ static void job_start(lk_quar *q, lkq_master *m)
     m->job = true;
     for (size_t j = 0; j < q->n && m->job; j++) {
         if (j != m->idx && q->m[j].ac != NULL) {
+            m->reads_started++;
             scan_step(q, m->idx, j, "0");
         }
     }
@@ -487,6 +544,9 @@ void lk_quar_ready(lk_quar *q, size_t i, struct redisAsyncContext *ac)
     if (!must) {
         qm_move(m, LKQ_COUNTED);
         q->on_count(q->cb_arg, i);
+        if (q->n_quar > 0) {
+            tick_now(q); /* a job may have waited for one more master to read */
+        }
         return;
     }
     lk_quar_state from = m->state;
@@ -501,15 +561,16 @@ void lk_quar_ready(lk_quar *q, size_t i, struct redisAsyncContext *ac)
         m->pttl_end_ms = 0;
         q->total++;
         log_warn("redis master %s %s without durable data (run_id %s -> %s, aof_enabled=%d, "
-                 "appendfsync always=%d): quarantined, not counted in any quorum for at least "
-                 "%llu ms and until its fences are restored",
+                 "appendfsync always=%d): quarantined, counted in no quorum for %llu ms (the "
+                 "longest lease granted here), until every lock the other masters hold and it "
+                 "lacks has expired and until its fences are raised to theirs",
                  m->name, from == LKQ_NEW ? "is up at start" : "came back", was,
                  m->probe.run_id[0] ? m->probe.run_id : "unknown", m->probe.aof_enabled,
                  m->probe.fsync_always, (unsigned long long)m->bound_ms);
     } else {
         log_info("redis master %s is back inside its quarantine: fences restored again", m->name);
     }
-    tick_arm(q);
+    tick_now(q);
 }
 
 void lk_quar_down(lk_quar *q, size_t i)

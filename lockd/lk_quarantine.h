@@ -11,8 +11,10 @@
  * (acquire, renew, release, fence write-back: it gets no round at all) until BOTH
  *   - the time bound has passed: from its return, the largest lease this lockd has
  *     granted (capped by limits.max_lease_ms), and the longest remaining lease (PTTL) of
- *     any lock key the restore job saw on the other masters (which covers leases granted
- *     by OTHER lockds and by this lockd before a restart), plus the drift allowance; and
+ *     any lock the restore job found on the other masters and NOT on it with the same
+ *     value (which covers leases granted by OTHER lockds and by this lockd before a
+ *     restart; a lock it still holds did not depend on what it forgot), plus the drift
+ *     allowance; and
  *   - the restore job has read the fence counters of enough other masters (N - quorum + 1:
  *     every majority that held a fence before the master forgot keeps a member among
  *     them) and written their values to it ("fence = max(fence, t)").

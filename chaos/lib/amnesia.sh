@@ -56,16 +56,20 @@ cx_lockd_info_field() {
     if [[ $line =~ \ $2=([^ ]*) ]]; then echo "${BASH_REMATCH[1]}"; else echo "?"; fi
 }
 
-# cx_amnesia_forget NAME: SIGKILL, and at once the same server on the same port from a new,
-# empty directory without AOF. CX_CMD[NAME] keeps that command line until cx_amnesia_durable.
+# cx_amnesia_forget NAME...: SIGKILL, and at once the same servers on the same ports from
+# new, empty directories without AOF (all killed before any restarts: a majority forgets at
+# the same moment). CX_CMD[NAME] keeps that command line until cx_amnesia_durable.
 cx_amnesia_forget() {
-    local dir
+    local r dir
     CX_AMNESIA_N=$((CX_AMNESIA_N + 1))
-    dir="$CX_WORK/$1.amnesia$CX_AMNESIA_N"
-    mkdir -p "$dir"
-    CX_CMD[$1]=$(cx_amnesia_cmd "$1" no "$dir")
-    cx_kill9 "$1"
-    cx_respawn "$1"
+    for r in "$@"; do
+        dir="$CX_WORK/$r.amnesia$CX_AMNESIA_N"
+        mkdir -p "$dir"
+        # shellcheck disable=SC2004 # CX_CMD is proc.sh's associative array
+        CX_CMD[$r]=$(cx_amnesia_cmd "$r" no "$dir")
+    done
+    for r in "$@"; do cx_kill9 "$r"; done
+    for r in "$@"; do cx_respawn "$r"; done
 }
 
 # cx_amnesia_durable NAME: AOF on again while it runs; returns once the rewrite is done and
@@ -112,7 +116,7 @@ cx_amnesia() {
     F_TARGET=${rs[*]}
     F_TARGET=${F_TARGET// /,}
     held=$(cx_lockd_held "$(cx_host lockd1):${CX_LOCKD_PORT[lockd1]}" 2000)
-    for r in "${rs[@]}"; do cx_amnesia_forget "$r"; done
+    cx_amnesia_forget "${rs[@]}"
     cx_fault_begin
     for r in "${rs[@]}"; do cx_wait_up "$r" "${CX_REDIS_PORT[$r]}" 20 || true; done
     # lockd reconnects (backoff 25-50 ms, then its probe): 2 s at most to see the quarantine

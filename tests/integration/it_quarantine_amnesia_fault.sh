@@ -38,6 +38,8 @@ cleanup() {
         kill "$PINGER" 2>/dev/null || true
         wait "$PINGER" 2>/dev/null || true
     fi
+    cx_stop lockd1 5 # the lockds first: they release their locks while the masters are up
+    cx_stop lockd2 5
     cx_stop_all
     if [ "$rc" != 0 ]; then
         for f in "$CX_WORK"/logs/*.log; do
@@ -151,11 +153,13 @@ printf 'n RENEW chaos:lk:0 x 1000\n' >&"$H" # any reply: the session is alive
 
 # ---- a majority forgets at once: F_PICK 1 -> redis2, redis3, redis4 (by design) ----
 (
-    # inside the quarantine (all three out on lockd2): no quorum, nobody is granted anything
-    for ((i = 0; i < 500; i++)); do
+    # inside the quarantine (lockd2 without a quorum: the three are back but quarantined):
+    # nobody is granted anything
+    for ((i = 0; i < 1000; i++)); do
         [ "$(cx_lockd_info_field lockd2 masters_quarantined)" = 3 ] && break
-        sleep 0.01
+        sleep 0.005
     done
+    [ "$i" -lt 1000 ] || { echo "never saw the three quarantined on lockd2"; exit 0; }
     exec 3<>"/dev/tcp/127.0.0.1/${CX_LOCKD_PORT[lockd2]}"
     printf 'o HELLO other\nb ACQUIRE chaos:lk:9 1000 0\n' >&3
     read -r -t 2 -u 3 _ && read -r -t 2 -u 3 l2 && echo "$l2"
