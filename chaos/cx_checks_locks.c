@@ -58,20 +58,22 @@ static const char *S(const lk_ctx *x, uint32_t i)
 
 static const cx_history *sort_h; /* qsort has no context argument */
 
+static int cmp_u64(uint64_t a, uint64_t b)
+{
+    return (a > b) - (a < b);
+}
+
+/* By holder (src, sess, res, fence), then in the order the history's lines came. */
 static int cmp_event(const void *a, const void *b)
 {
     const cx_lock_event *x = &sort_h->lock_events[*(const size_t *)a];
     const cx_lock_event *y = &sort_h->lock_events[*(const size_t *)b];
-#define CMP(f)                                                                                     \
-    if (x->f != y->f)                                                                              \
-        return x->f < y->f ? -1 : 1;
-    CMP(src)
-    CMP(sess)
-    CMP(res)
-    CMP(fence)
-    CMP(file) CMP(line)
-#undef CMP
-        return 0;
+    const uint64_t kx[] = {x->src, x->sess, x->res, x->fence, x->file, x->line};
+    const uint64_t ky[] = {y->src, y->sess, y->res, y->fence, y->file, y->line};
+    for (size_t i = 0; i < CM_ARRAY_LEN(kx); i++)
+        if (kx[i] != ky[i])
+            return cmp_u64(kx[i], ky[i]);
+    return 0;
 }
 
 static int cmp_holder(const void *a, const void *b)
