@@ -160,12 +160,12 @@ cx_clock_session() {
     CX_CLOCK_PROBE[sess_$1]=$sess
 }
 
-# cx_clock_take WHO: one ACQUIRE of the probe's resource (watchdog lease, no wait); a grant
+# cx_clock_take WHO WAIT_MS: one ACQUIRE of the probe's resource (watchdog lease); a grant
 # is recorded with its deadline (validity from the moment the ACQUIRE was sent).
 cx_clock_take() {
     local sent ok tok fence validity
     sent=$(cx_clock_mono_us)
-    cx_clock_lockp "$1" a "ACQUIRE ${CX_CLOCK_PROBE[res]} 0 0" || return 1
+    cx_clock_lockp "$1" a "ACQUIRE ${CX_CLOCK_PROBE[res]} 0 $2" || return 1
     read -r ok tok fence validity <<<"$CX_CLOCK_REPLY"
     [ "$ok" = OK ] || return 1
     CX_CLOCK_PROBE[tok_$1]=$tok CX_CLOCK_PROBE[fence_$1]=$fence
@@ -181,19 +181,26 @@ cx_clock_probe_start() {
         CX_CLOCK_PROBE_NOTE="probe: no $1"
         return 1
     fi
-    cx_clock_session H "$1" && cx_clock_take H && return 0
+    # a fresh resource: a wait only rides over an attempt that failed on a slow master
+    cx_clock_session H "$1" && cx_clock_take H 1000 && return 0
     CX_CLOCK_PROBE_NOTE="probe: H could not take ${CX_CLOCK_PROBE[res]} on $1 (${CX_CLOCK_REPLY:-no reply})"
     cx_clock_probe_close
     return 1
 }
 
-# cx_clock_probe_contend OTHER_LOCKD: C asks for the resource once through the other lockd.
+# cx_clock_probe_contend OTHER_LOCKD: C asks for the resource through the other lockd: up
+# to 5 single attempts (no wait, 50 ms apart), so that one attempt failing on a slow master
+# does not hide the overlap; while H's lock lives on a majority every attempt is refused.
 cx_clock_probe_contend() {
-    if cx_clock_session C "$1" && cx_clock_take C; then
+    local try=0
+    if cx_clock_session C "$1"; then
+        while ! cx_clock_take C 0 && [ $((++try)) -lt 5 ]; do sleep 0.05; done
+    fi
+    if [ -n "${CX_CLOCK_PROBE[tok_C]:-}" ]; then
         CX_CLOCK_PROBE[granted_C]=$(cx_now)
         CX_CLOCK_PROBE_NOTE="probe ${CX_CLOCK_PROBE[res]}: C granted fence ${CX_CLOCK_PROBE[fence_C]} on $1 while H (fence ${CX_CLOCK_PROBE[fence_H]}) held it"
     else
-        CX_CLOCK_PROBE_NOTE="probe ${CX_CLOCK_PROBE[res]}: C refused on $1 (${CX_CLOCK_REPLY:-no reply}) while H held it"
+        CX_CLOCK_PROBE_NOTE="probe ${CX_CLOCK_PROBE[res]}: C refused on $1 (${CX_CLOCK_REPLY:-no reply}, $try tries) while H held it"
     fi
 }
 
