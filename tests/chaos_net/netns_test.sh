@@ -14,6 +14,8 @@
 #   netem_link                latency on lockd1's link (sch_netem), or where the kernel has no
 #                             netem the loss the fault falls back to (nft random drop)
 #   bad_net                   chaos/run --net bogus exits 2 and says why
+#   netns_unavailable         chaos/run --net netns where namespaces cannot be made (run as an
+#                             unprivileged user) exits 2 and says why, before starting anything
 #   cleanup                   chaos/run --net netns stopped (SIGTERM: the trap of Ctrl-C; a background
 #                             job ignores SIGINT) once its servers run leaves no namespace,
 #                             veth or bridge of its suffix behind, and none of their processes
@@ -39,6 +41,22 @@ if [ "$CASE" = bad_net ]; then
     [ $rc = 2 ] || fail "chaos/run --net bogus exited $rc, want 2 ($out)"
     [[ $out == *"--net must be netns, proxy or auto"* ]] || fail "no reason given: $out"
     echo "PASS bad_net: exit 2: $out"
+    exit 0
+fi
+
+if [ "$CASE" = netns_unavailable ]; then
+    # Where namespaces cannot be made (here: an unprivileged user), --net netns refuses.
+    [ "$(id -u)" = 0 ] && command -v setpriv >/dev/null || {
+        echo "SKIP: needs root and setpriv to run chaos/run unprivileged"
+        exit 77
+    }
+    [ -x "$BUILD/bin/lockd" ] || fail "no build dir given (need $BUILD/bin)"
+    rc=0
+    out=$(setpriv --reuid=65534 --regid=65534 --clear-groups bash "$ROOT/chaos/run" --net netns \
+        --duration 20 --build "$BUILD" --out /nonexistent/cxnet 2>&1) || rc=$?
+    [ $rc = 2 ] || fail "chaos/run --net netns unprivileged exited $rc, want 2 ($out)"
+    [[ $out == *"--net netns is not possible here: not root"* ]] || fail "no reason given: $out"
+    echo "PASS netns_unavailable: exit 2: $out"
     exit 0
 fi
 
