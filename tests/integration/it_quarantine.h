@@ -8,7 +8,9 @@
 #include <stdbool.h>
 
 /* Runs the story with redlock.quarantine set to guard; fails the current Check test when
- * what the guard promises (guard) or what its absence allows (!guard) does not happen. */
-void it_quarantine_story(bool guard);
+ * what the guard promises (guard) or what its absence allows (!guard) does not happen.
+ * restart_b: lockd B is SIGKILLed and started again around the amnesia, so it only has its
+ * start-up rule to go by. */
+void it_quarantine_story(bool guard, bool restart_b);
 
 #endif

@@ -8,7 +8,7 @@
 
 START_TEST(test_quarantine_off_two_holders)
 {
-    it_quarantine_story(false);
+    it_quarantine_story(false, false);
 }
 END_TEST
 

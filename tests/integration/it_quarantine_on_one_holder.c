@@ -9,7 +9,7 @@
 
 START_TEST(test_quarantine_on_one_holder)
 {
-    it_quarantine_story(true);
+    it_quarantine_story(true, false);
 }
 END_TEST
 
