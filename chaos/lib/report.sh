@@ -35,7 +35,8 @@ cx_plot() {
 
 # cx_kind_table OUT: one line per fault kind: injected, by design (breaks_redlock), lock
 # overlaps and fence regressions in its windows (from its start to its end + 5 s, the longest
-# lease) split into expected (chaos_check's "expected" list names the fault) and not, the
+# lease; a finding in two windows goes to the later fault) split into expected (chaos_check's
+# "expected" list names the fault) and not, the
 # recovery after each fault in fault-free time (as chaos_check's liveness counts it: the first
 # ok booking after the fault ended) as max and p50, and the faults never recovered from.
 cx_kind_table() {
@@ -59,8 +60,9 @@ cx_kind_table() {
         $1 == "F" { k[nf] = $2; s[nf] = $3 + 0; e[nf] = $4 + 0; b[nf] = $5; nf++
                     if (!($2 in n)) order[no++] = $2; n[$2]++; if ($5 == "true") design[$2]++; next }
         $1 == "X" { if ($2 == "locks_exclusive") xo[$3]++; else if ($2 == "locks_fence_order") xf[$3]++; next }
-        $1 == "U" { t = $3 + 0; hit = "(outside any fault window)"
-                    for (i = 0; i < nf; i++) if (t >= s[i] && t <= e[i] + 5000) { hit = k[i]; break }
+        # the latest fault whose window holds it: windows overlap by their 5 s tails
+        $1 == "U" { t = $3 + 0; hit = "(outside any fault window)"; best = -1
+                    for (i = 0; i < nf; i++) if (t >= s[i] && t <= e[i] + 5000 && s[i] > best) { hit = k[i]; best = s[i] }
                     if ($2 == "locks_exclusive") uo[hit]++; else uf[hit]++
                     if (hit !~ /^\(/) next
                     if (!(hit in n)) { order[no++] = hit; n[hit] = 0 }
