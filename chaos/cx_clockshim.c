@@ -35,7 +35,7 @@
 #define CX_FIELD         21                 /* "%-20s\n": the offset's fixed-width field */
 #define CX_RETRY_NS      INT64_C(200000000) /* how often a missing file is looked for again */
 #define CX_MAP_LEN       4096               /* one page: the field is at its start */
-#define CX_MAX_OFFSET_MS INT64_C(1) << 50   /* beyond: not an offset, ignored (~35,000 years) */
+#define CX_MAX_OFFSET_MS (INT64_C(1) << 50) /* beyond: not an offset, ignored (~35,000 years) */
 
 /* Where the shim is: the first call that needs the offset moves it out of CX_UNKNOWN. */
 enum cx_state {

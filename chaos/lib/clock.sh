@@ -11,7 +11,9 @@
 # Faults: clock_jump_redis (one master's clock jumps forward past the lease: its keys
 # expire early, a minority, Redlock stays safe), clock_jump_redis_majority (3 of 5 at
 # once: Redlock's timing assumption broken on purpose, F_BREAKS=1) and clock_jump_lockd
-# (a lockd's wall clock jumps forward, then back, then home: nothing may break).
+# (a lockd's wall clock jumps forward, then back, then home: nothing may break). Each one
+# runs a probe (two real lock sessions timed to the jump, recorded in locks-clock.jsonl,
+# below) so that the run shows what the jump does to a held, contended lock.
 #
 # After a Redis jump the offset STAYS forward (offsets only grow, cumulative over the
 # run): Redis stores absolute expiry times, so a jump back would make every key written
