@@ -3,7 +3,9 @@
  * §1). A redis-server under the shim starts, answers commands and shuts down cleanly;
  * SET k v PX 10000, then its offset file says +20000 ms: k is gone within 1 s, while the
  * same key on a redis-server without the shim stays. A key set after the jump lasts what
- * it asks, relative to the shifted clock, and that clock runs at the normal rate.
+ * it asks, relative to the shifted clock, and that clock runs at the normal rate. A
+ * redis-server started before its offset file exists runs at offset 0 and takes the
+ * offset once the file appears.
  */
 #include "cc_shim.h"
 #include "it_common.h"
@@ -83,6 +85,24 @@ START_TEST(test_redis_expiry)
     ck_assert_msg(moved + 2 >= (long long)(b0 - a1) && moved <= (long long)(b1 - a0) + 2,
                   "its clock moved %lld ms while %llu..%llu ms passed", moved,
                   (unsigned long long)(b0 - a1), (unsigned long long)(b1 - a0));
+
+    /* no offset file yet: offset 0; once the file appears the shim maps it (it looks again
+     * at most every 200 ms) and the jump takes effect */
+    th_redis late = {0};
+    char late_file[600];
+    snprintf(late_file, sizeof late_file, "%s.late", file);
+    ck_assert(cc_redis_start_shimmed(&late, late_file));
+    cmd_is(late.port, "+OK", "SET k v PX 10000");
+    t = pttl(late.port, "k");
+    ck_assert_msg(t > 9000 && t <= 10000, "PTTL k without an offset file: %lld", t);
+    FILE *f = fopen(late_file, "w");
+    ck_assert(f != NULL);
+    fprintf(f, "%-20d\n", 20000);
+    fclose(f);
+    jumped = th_now_ms();
+    while ((t = pttl(late.port, "k")) != -2 && th_now_ms() - jumped < 1000)
+        th_sleep_ms(10);
+    ck_assert_msg(t == -2, "k still there 1 s after its offset file appeared (PTTL %lld)", t);
 
     /* and it stops cleanly: SIGTERM, exit 0 */
     int st = th_stop(shifted.pid, true, 5000);
