@@ -13,6 +13,9 @@
 #                             the reverse (another pick: redis2 -> lockd1 dropped)
 #   netem_link                latency on lockd1's link (sch_netem), or where the kernel has no
 #                             netem the loss the fault falls back to (nft random drop)
+#   spawn_env_netns           cx_spawn, cx_respawn and a respawn with a rewritten CX_CMD run inside
+#                             the name's namespace with CX_ENV[name] (the interface clock.sh and
+#                             amnesia.sh rely on)
 #   bad_net                   chaos/run --net bogus exits 2 and says why
 #   netns_unavailable         chaos/run --net netns where namespaces cannot be made (run as an
 #                             unprivileged user) exits 2 and says why, before starting anything
@@ -140,6 +143,7 @@ CX_REAL0=${EPOCHREALTIME/[.,]/}
 cx_now() { echo $(((${EPOCHREALTIME/[.,]/} - CX_REAL0) / 1000)); }
 
 case $CASE in
+spawn_env_netns) NAMES=(redis1:11) ;;
 partition_lockd_redis | partition_asymmetric) NAMES=(lockd1:21 lockd2:22 redis1:11 redis2:12 redis3:13 redis4:14) ;;
 partition_reserved_pg) NAMES=(reserved1:31 reserved2:32 postgresql:10) ;;
 partition_reserved_lockd) NAMES=(reserved1:31 lockd1:21 lockd2:22) ;;
@@ -200,6 +204,35 @@ cleared() {
 }
 
 case $CASE in
+spawn_env_netns)
+    # proc.sh's interface 3: CX_ENV and the namespace apply to the start, to a restart, and to
+    # a restart with a rewritten CX_CMD (what amnesia.sh does). The process reports its
+    # variable and ip netns identify names its namespace.
+    CX_ENV["probe"]="CX_T=first CX_U=2"
+    CX_NS["probe"]=${CX_NS[redis1]}
+    where() { # the line the probe wrote last, then its namespace by PID
+        local pid=${CX_PID["probe"]} i
+        for ((i = 0; i < 100; i++)); do
+            [ -s "$CX_WORK/logs/probe.log" ] && [ "$(wc -l <"$CX_WORK/logs/probe.log")" -ge "$1" ] && break
+            sleep 0.02
+        done
+        echo "$(tail -n 1 "$CX_WORK/logs/probe.log") $(ip netns identify "$pid")"
+    }
+    cx_spawn probe sh -c 'echo "start $CX_T $CX_U"; exec sleep 30'
+    got=$(where 1)
+    [ "$got" = "start first 2 ${CX_NS[redis1]}" ] || fail "spawn: got '$got'"
+    cx_kill9 probe
+    CX_ENV["probe"]="CX_T=second CX_U=3"
+    cx_respawn probe
+    got=$(where 2)
+    [ "$got" = "start second 3 ${CX_NS[redis1]}" ] || fail "respawn: got '$got'"
+    cx_kill9 probe
+    CX_CMD["probe"]=$(printf '%q ' sh -c 'echo "rewritten $CX_T"; exec sleep 30')
+    cx_respawn probe
+    got=$(where 3)
+    [ "$got" = "rewritten second ${CX_NS[redis1]}" ] || fail "rewritten CX_CMD: got '$got'"
+    echo "spawn, respawn and a rewritten CX_CMD ran in ${CX_NS[redis1]} with CX_ENV"
+    ;;
 partition_lockd_redis)
     for r in redis1 redis2 redis3 redis4; do expect_tcp ok lockd1 "$r" before; done
     run_fault partition_lockd_redis 0 2500 # pick 0: lockd1, masters redis1..3
