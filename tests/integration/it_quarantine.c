@@ -61,6 +61,26 @@ static bool wait_info(int port, const char *key, long long want, int timeout_ms)
     return true;
 }
 
+/* Until both lockds have both their connections to the master on port again (INFO clients
+ * counts them and this query's), then the time their script loads take. */
+static void wait_reconnected(int port)
+{
+    char out[64];
+    uint64_t deadline = th_now_ms() + 2000;
+    for (;;) {
+        /* the count as an integer reply (it_redis_cmd reads one line) */
+        bool ok = it_redis_cmd(port, out, sizeof out,
+                               "EVAL \"return(tonumber(string.match("
+                               "redis.call('INFO','clients'),'connected_"
+                               "clients:(%%d+)')))\" 0");
+        if (ok && out[0] == ':' && atoi(out + 1) >= 5)
+            break;
+        ck_assert_msg(th_now_ms() < deadline, "the lockds did not reconnect to m1: '%s'", out);
+        th_sleep_ms(10);
+    }
+    th_sleep_ms(200);
+}
+
 void it_quarantine_story(bool guard, bool restart_b)
 {
     th_redis m[3] = {{.aof = true}, {.aof = false}, {.aof = true}};
@@ -109,9 +129,9 @@ void it_quarantine_story(bool guard, bool restart_b)
     /* B reconnects (backoff 25-50 ms, then the probe and the script loads) */
     bool quarantined = false;
     if (guard)
-        quarantined = wait_info(b.port, "masters_quarantined", 1, 1000);
+        quarantined = wait_info(b.port, "masters_quarantined", 1, 1500);
     else
-        th_sleep_ms(600);
+        wait_reconnected(m[1].port);
     ck_assert_msg(th_now_ms() < t_a + LEASE_MS - 1000, "too slow: A's lease is nearly over");
     long long up_b = info_value(b.port, "masters_up");
     fprintf(stderr, "it_quarantine(%s): A holds R fence %" PRIu64 "; B sees masters_up=%lld\n",

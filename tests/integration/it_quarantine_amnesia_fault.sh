@@ -153,6 +153,11 @@ printf 'n RENEW chaos:lk:0 x 1000\n' >&"$H" # any reply: the session is alive
 [[ $(cat "$CX_WORK/other.txt") == "b TIMEOUT"* ]] || fail "another session got: $(cat "$CX_WORK/other.txt")"
 
 echo "[$(cx_now) ms] one master: checked"
+# lockd2 grants a 2 s lease (and gives it back): its quarantines then last at least that long
+# after each return, so the three overlap there even when they come back spread out
+(exec 3<>"/dev/tcp/127.0.0.1/${CX_LOCKD_PORT[lockd2]}" && printf 'o HELLO other\nb ACQUIRE chaos:lk:5 2000 0\n' >&3 &&
+    read -r -t 2 -u 3 _ && read -r -t 2 -u 3 l2 && echo "$l2") >"$CX_WORK/lease.txt"
+[[ $(cat "$CX_WORK/lease.txt") == "b OK"* ]] || fail "lockd2's 2 s lease: $(cat "$CX_WORK/lease.txt")"
 # ---- a majority forgets at once: F_PICK 1 -> redis2, redis3, redis4 (by design) ----
 (
     # inside the quarantine (lockd2 without a quorum: the three are back but quarantined):
