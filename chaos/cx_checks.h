@@ -83,7 +83,7 @@ enum {
 /* A finding inside a by-design or paused-holder window. */
 typedef struct cx_lock_expected {
     const char *check; /* locks_exclusive, ... (static) */
-    char why[96];      /* "by design: <kind> on <target>" or "paused holder: <kind> on <target>" */
+    char why[128];     /* "by design: <kind> on <target>" or "paused holder: <kind> on <target>" */
     char res[64];
     char first[96], second[96]; /* "src sess fence N" of the two holders */
     int64_t at_us;              /* when it began (CLOCK_MONOTONIC) */
