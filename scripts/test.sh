@@ -8,7 +8,7 @@
 #      kind once, packed into the 60 s, then the checkers) on the same binaries; --net auto
 #      runs every server in its own network namespace where this machine can (root, nft),
 #      with the kernel partition faults, else on 127.0.0.1 without them (CHAOS_NET=proxy
-#      forces that);
+#      forces that; CHAOS_FAULTS=kind,kind picks the kinds);
 #   5. builds the libFuzzer target with clang in build-fuzz/ and runs it for 60 s;
 #   6. builds everything again as Release (-O2, assertions off) in build-release/: the
 #      demo and the benchmarks use that build, and -O2 finds warnings -O0 does not;
@@ -82,7 +82,8 @@ run_ctest() {
 run_chaos() {
     # The whole system under faults; exits non-zero when a check fails.
     bash chaos/run --duration "${CHAOS_SECONDS:-60}" --seed "${CHAOS_SEED:-1}" \
-        --net "${CHAOS_NET:-auto}" --build "$BUILD_TEST" --out "$BUILD_TEST/chaos-out"
+        --faults "${CHAOS_FAULTS:-all}" --net "${CHAOS_NET:-auto}" --build "$BUILD_TEST" \
+        --out "$BUILD_TEST/chaos-out"
 }
 
 run_fuzz() {
