@@ -228,17 +228,49 @@ static uint64_t lc_deadline_from(const cm_lockclient *c, uint64_t bound_us, uint
            lc_stop_margin_us(c, validity_ms);
 }
 
-/* When the lock is lost locally unless extended (SPEC §3b). A watchdog lease lives on
- * while lockd answers: lockd renews every third of its lease and pushes LOST before it
- * gives one up, so a lockd seen alive at A (alive_sent_us) has renewed at or after
- * A - lease/3 and its keys last until about A + 2/3 lease; half the validity leaves a
- * sixth of it for round trips and drift. */
+/* The session bound (SPEC §3; docs/protocol.md "Lost locks"): lockd ends a session that
+ * sent nothing for session.timeout_ms and hands its locks to the next waiter at once. Its
+ * silence timer starts at its last receipt, which comes after our last send, so no lock of
+ * this session outlives the last send + the session timeout, less the same margins as a
+ * validity (5% of it, at most 50 ms; the stop margin). A holder that is stopped (SIGSTOP, a
+ * VM stall) right after its grant would otherwise keep a deadline of up to a whole validity
+ * past the moment lockd hands its lock on. It moves with every send (a PING every third of
+ * the timeout at most while a lock is held), so a live client loses nothing. */
+static uint64_t lc_session_bound(const cm_lockclient *c)
+{
+    if (c->session_timeout_ms == 0)
+        return UINT64_MAX; /* no timeout from HELLO: lockd never ends the session for silence */
+    return lc_deadline_from(c, c->last_tx_us, c->session_timeout_ms);
+}
+
+/* When the lock is lost locally unless extended (SPEC §3b), never after the session bound. A
+ * watchdog lease lives on while lockd answers: lockd renews every third of its lease and
+ * pushes LOST before it gives one up, so a lockd seen alive at A (alive_sent_us) has renewed
+ * at or after A - lease/3 and its keys last until about A + 2/3 lease; half the validity
+ * leaves a sixth of it for round trips and drift. A deadline that passed before a send moved
+ * the session bound stays where it was (lc_freeze_passed). */
 static uint64_t lc_grant_deadline(const lc_grant *g)
 {
-    if (g->lease_ms > 0)
-        return g->base_deadline_us;
-    return CM_MAX(g->base_deadline_us, g->c->alive_sent_us + g->validity_ms * 1000 / 2 -
-                                           lc_stop_margin_us(g->c, g->validity_ms));
+    uint64_t d = g->base_deadline_us;
+    if (g->frozen_us != 0)
+        return g->frozen_us;
+    if (g->lease_ms == 0)
+        d = CM_MAX(d, g->c->alive_sent_us + g->validity_ms * 1000 / 2 -
+                          lc_stop_margin_us(g->c, g->validity_ms));
+    return CM_MIN(d, lc_session_bound(g->c));
+}
+
+/* Called before a send moves the session bound (last_tx_us): a lock whose deadline has passed
+ * already must not come back to life with it (lockd may have ended the session in between;
+ * its timer runs late only because our loop did not run). Only the session bound moves with
+ * a send, so nothing can revive unless that bound has passed. */
+static void lc_freeze_passed(cm_lockclient *c, uint64_t now)
+{
+    if (c->grants == NULL || now < lc_session_bound(c))
+        return;
+    for (lc_grant *g = c->grants; g != NULL; g = g->next)
+        if (g->frozen_us == 0 && now >= lc_grant_deadline(g))
+            g->frozen_us = lc_grant_deadline(g);
 }
 
 static void lc_grant_arm(lc_grant *g)
@@ -271,21 +303,29 @@ static void lc_event(cm_lockclient *c, lc_grant *g, cm_lock_event_kind kind, con
     };
     if (kind == CM_LOCK_EV_GRANT || kind == CM_LOCK_EV_RENEW)
         ev.deadline_us = g->told_deadline_us = lc_grant_deadline(g);
+    else if (kind == CM_LOCK_EV_LOST)
+        ev.deadline_us = lc_grant_deadline(g); /* the one in force: it may be past */
     c->event_cb(c->event_arg, &ev);
 }
 
-/* A watchdog lease's deadline moves whenever lockd answers (lc_grant_deadline): a history
- * learns of it once it has moved by a quarter of the validity, so the deadline it last
- * recorded stays in the future while lockd answers (it is at least a third of the validity
- * ahead: half, less the ping interval of a sixth) at one line per quarter validity. */
-static void lc_event_watchdog_moves(cm_lockclient *c)
+/* A deadline moves whenever lockd answers (a watchdog lease) and whenever we send (the
+ * session bound): a history learns of it once it has moved by a quarter of the session
+ * timeout or of the validity, whichever is smaller. The deadline it last recorded is never
+ * later than the real one (both only move forward between lines; a RENEW reply writes its
+ * line) and stays in the future while the client runs: the session bound is at least two
+ * thirds of the timeout less the margin ahead (a PING every third), the watchdog's half the
+ * validity less a sixth, so the record trails by at most a quarter, at one line per quarter. */
+static void lc_event_deadline_moves(cm_lockclient *c)
 {
     if (c->event_cb == NULL)
         return;
-    for (lc_grant *g = c->grants; g != NULL; g = g->next)
-        if (g->lease_ms == 0 &&
-            lc_grant_deadline(g) >= g->told_deadline_us + g->validity_ms * 1000 / 4)
+    for (lc_grant *g = c->grants; g != NULL; g = g->next) {
+        uint64_t step_ms = g->validity_ms;
+        if (c->session_timeout_ms != 0)
+            step_ms = CM_MIN(step_ms, c->session_timeout_ms);
+        if (g->frozen_us == 0 && lc_grant_deadline(g) >= g->told_deadline_us + step_ms * 1000 / 4)
             lc_event(c, g, CM_LOCK_EV_RENEW, NULL);
+    }
 }
 
 /* A new hold or waiting ACQUIRE needs PINGs every us: wake the keep-alive timer now if
@@ -427,7 +467,9 @@ static void lc_send(cm_lockclient *c, lc_req *r)
     /* before the write: lockd can only read it later, so a deadline counted from here
      * never ends after lockd's */
     r->sent_us = cm_now_us();
+    lc_freeze_passed(c, r->sent_us);
     c->last_tx_us = r->sent_us;
+    lc_event_deadline_moves(c);
     if (n == 0 || bufferevent_write(c->bev, buf, n) != 0)
         log_warn("lockclient: could not queue request %s", tag);
 }
@@ -531,13 +573,17 @@ static void lc_ready(cm_lockclient *c)
         c->state_cb(c->state_arg, true);
 }
 
-/* SPEC §3b's ping interval: a third of the session timeout; a sixth of the validity while
- * a watchdog lease is held (its deadline moves only with answers); a quarter of the lease
- * while a fixed-lease ACQUIRE waits (the grant's deadline counts from the last answer
- * before it, which must not be long before lockd granted). */
+/* SPEC §3b's ping interval: a third of the session timeout (also while a lock is held when
+ * opts.ping_interval_ms asks for more: every deadline is bounded by the last send + the
+ * timeout); a sixth of the validity while a watchdog lease is held (its deadline moves only
+ * with answers); a quarter of the lease while a fixed-lease ACQUIRE waits (the grant's
+ * deadline counts from the last answer before it, which must not be long before lockd
+ * granted). */
 static uint64_t lc_ping_interval_us(const cm_lockclient *c)
 {
     uint64_t us = c->ping_ms * 1000;
+    if (c->grants != NULL && c->session_timeout_ms >= 3)
+        us = CM_MIN(us, c->session_timeout_ms * 1000 / 3);
     for (const lc_grant *g = c->grants; g != NULL; g = g->next)
         if (g->lease_ms == 0)
             us = CM_MIN(us, g->validity_ms * 1000 / 6);
@@ -904,7 +950,7 @@ static void lc_handle_line(cm_lockclient *c, char *line, size_t len)
      * every request answered before it was sent */
     uint64_t bound = CM_MAX(r->sent_us, c->alive_sent_us);
     c->alive_sent_us = bound;
-    lc_event_watchdog_moves(c);
+    lc_event_deadline_moves(c);
     if (r->kind == LC_HELLO || r->kind == LC_AUTH) {
         lc_handle_handshake(c, r, &rep);
         return;

@@ -25,6 +25,14 @@
  *   (reason "deadline") otherwise. A lock lost locally is given back with a RELEASE
  *   while the session stands (unless opts.keep_lost_locks). A grant that arrives after
  *   its deadline is released and answered TIMEOUT.
+ * - The session bound: every deadline (watchdog and fixed leases alike) is at most the
+ *   last send + the session timeout, less the same margins (5% of the timeout, at most
+ *   50 ms; the stop margin). lockd ends a session silent for session.timeout_ms and hands
+ *   its locks on at once, its silence counted from its last receipt, which comes after our
+ *   last send: a holder stopped (SIGSTOP, a stall) right after its grant loses the lock
+ *   locally before anyone else can get it. The bound moves with every send (a PING at
+ *   least every third of the timeout while a lock is held), so a running client loses
+ *   nothing; a deadline that passed is not moved back to life by a later send.
  *
  * Lost locks: lockd pushes "* LOST <resource> <token> [reason]"; a RENEW is answered
  * LOST; a local deadline passes; the session drops (every lock granted through it is
@@ -113,9 +121,11 @@ typedef void (*cm_lock_state_cb)(void *arg, bool connected);
  * grant, deadline move, release and loss of every lock held through the client. */
 typedef enum cm_lock_event_kind {
     CM_LOCK_EV_GRANT,   /* an ACQUIRE was granted and the client now holds the lock */
-    CM_LOCK_EV_RENEW,   /* the local deadline moved: a RENEW reply, or (watchdog lease) lockd
-                           answered, moving it by a quarter of the validity or more since the
-                           last event: a holder's deadline is never older than that */
+    CM_LOCK_EV_RENEW,   /* the local deadline moved: a RENEW reply, or lockd answered (a
+                           watchdog lease) or we sent (the session bound), moving it by a
+                           quarter of the session timeout or of the validity (the smaller) or
+                           more since the last event: the deadline a history holds is never
+                           later than the real one and trails it by less than that */
     CM_LOCK_EV_RELEASE, /* the holder gave it back (cm_lockclient_release, or the client was
                            freed holding it) */
     CM_LOCK_EV_LOST,    /* the client stopped holding it for one of the lost reasons below */
@@ -128,7 +138,9 @@ typedef struct cm_lock_event {
     const char *token;
     uint64_t fence;       /* of the grant */
     uint64_t t_us;        /* when the client saw it happen */
-    uint64_t deadline_us; /* GRANT, RENEW: the lock's local deadline (0 otherwise) */
+    uint64_t deadline_us; /* GRANT, RENEW: the lock's local deadline; LOST: the deadline in
+                             force when it was lost (past, for a lock lost at its deadline);
+                             0 on RELEASE */
     const char *reason;   /* LOST: the reason of cm_lock_lost_info ("" otherwise) */
     const char *session;  /* lockd's session id (HELLO) the lock was granted through */
 } cm_lock_event;

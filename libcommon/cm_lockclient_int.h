@@ -71,6 +71,8 @@ typedef struct lc_grant {
     uint64_t base_deadline_us; /* bound + validity - margin (see lc_grant_deadline) */
     uint64_t fence;            /* of the grant (lock events carry it) */
     uint64_t told_deadline_us; /* the deadline the last lock event reported */
+    uint64_t frozen_us;        /* != 0: the deadline passed at this moment before a send could
+                                  move the session bound; it stays here (lc_freeze_passed) */
     char session[24];          /* lockd's session id it was granted through */
     struct event *timer;       /* fires at the local deadline */
     cm_lockclient *c;

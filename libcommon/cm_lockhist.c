@@ -86,7 +86,11 @@ size_t cm_lockhist_format(char *buf, size_t cap, const char *src, const char *se
     pos = lh_put_str(buf, cap, pos, sess);
     pos = lh_put(buf, cap, pos, "\",\"fence\":\"%" PRIu64 "\",\"t_us\":%" PRIu64, ev->fence,
                  ev->t_us);
-    if (ev->kind == CM_LOCK_EV_GRANT || ev->kind == CM_LOCK_EV_RENEW)
+    /* a lost line carries the deadline that ended the lock (it was lost at or after it: a
+     * holder whose loop ran late, a stopped process), which the checker needs to tell a late
+     * LOST from a holder that knew by its own deadline; a loss before the deadline has none */
+    if (ev->kind == CM_LOCK_EV_GRANT || ev->kind == CM_LOCK_EV_RENEW ||
+        (ev->kind == CM_LOCK_EV_LOST && ev->deadline_us != 0 && ev->deadline_us <= ev->t_us))
         pos = lh_put(buf, cap, pos, ",\"deadline_us\":%" PRIu64, ev->deadline_us);
     if (ev->kind == CM_LOCK_EV_LOST) {
         pos = lh_put(buf, cap, pos, ",\"reason\":\"");

@@ -3,7 +3,8 @@
  * (cm_lockclient_on_event) as JSON lines, one event per line (docs/chaos.md, "Lock
  * histories"):
  *   {"src":"<process>","res":"<resource>","ev":"grant|renew|release|lost","sess":"<session>",
- *    "fence":"<decimal>","t_us":<CLOCK_MONOTONIC us>,"deadline_us":<us, grant and renew>,
+ *    "fence":"<decimal>","t_us":<CLOCK_MONOTONIC us>,"deadline_us":<us, grant and renew: the
+ *    local deadline; lost: the deadline that ended it, when it was lost at or after it>,
  *    "reason":"<lost reason, on lost>"}
  * chaos_check's lock checks read them (chaos/cx_checks_locks.c).
  *

@@ -22,7 +22,8 @@ export type LockdLostReason =
 
 /** Why a lock was lost, when the client decides it itself (SPEC 3b):
  * - `deadline`: the lock's local validity deadline passed (validity_ms from when the
- *   ACQUIRE or RENEW was sent) without a renewal;
+ *   ACQUIRE or RENEW was sent, and never after the last send + the session timeout)
+ *   without a renewal;
  * - `lockd_dead`: nothing was received from lockd for the client timeout (two thirds of
  *   the session timeout): every lock taken through it is lost;
  * - `disconnected`: the session ended (EOF, reset, socket error);
@@ -83,7 +84,9 @@ export class Lease {
   readonly lostReason: LostReason | null;
   /** performance.now() when the loss was noticed, or null. */
   readonly lostAt: number | null;
-  /** performance.now() at which the lock is lost unless extended. */
+  /** performance.now() at which the lock is lost unless extended: never after the last
+   * send + the session timeout (less the margin), since lockd ends a silent session and
+   * hands its locks on; once lost, the deadline that was in force then. */
   readonly deadline: number;
   /** Granted, not released, not lost. */
   readonly held: boolean;

@@ -14,6 +14,14 @@
 //   about those renewals. A lockd that answers keeps them alive (it renews every third
 //   of its lease and pushes `* LOST` before it gives one up), so the deadline is
 //   extended by liveness: max(grant bound + validity, aliveSent + validity / 2).
+// - The session bound: lockd ends a session that sent nothing for the session timeout
+//   (HELLO's reply) and hands its locks to the next waiter at once; its silence is counted
+//   from its last receipt, which comes after our last send. So every deadline, watchdog or
+//   fixed lease, is at most lastTx + the session timeout (less the same margin): a holder
+//   stopped right after its grant (SIGSTOP, a GC pause, a VM stall) has lost the lock
+//   locally before anyone else can get it. The bound moves with every send (a PING at
+//   least every third of the timeout), so a running client loses nothing; a deadline that
+//   passed is not brought back by a later send (hold.frozen).
 // - Liveness is judged by bytes RECEIVED: a PING goes out when nothing was received (or
 //   sent) for the ping interval (a third of the session timeout; a sixth of the validity
 //   while a watchdog lease is held); a lockd silent for two thirds of the session
@@ -186,6 +194,9 @@ class Hold {
     this.lossError = null;
     this.lostReason = null;
     this.lostAt = null;
+    // the deadline once it can no longer move: it passed before a send moved the session
+    // bound, or the lock was lost (then: the deadline in force at that moment)
+    this.frozen = null;
     this.timer = null;
     this.due = Infinity; // the deadline the timer was armed for
     this.client = null; // the Client that armed it (for sweepDue)
@@ -205,8 +216,10 @@ class Hold {
   }
 
   deadline() {
-    if (this.leaseMs === 0) return Math.max(this.baseDeadline, this.sess.aliveSent + this.validityMs / 2);
-    return this.baseDeadline;
+    if (this.frozen !== null) return this.frozen;
+    let d = this.baseDeadline;
+    if (this.leaseMs === 0) d = Math.max(d, this.sess.aliveSent + this.validityMs / 2);
+    return Math.min(d, this.sess.sessionBound());
   }
 
   move(to) {
@@ -235,6 +248,20 @@ class Session {
     this.endCode = 'DISCONNECTED';
     this.endWhy = 'the lockd session ended';
     this.lostReason = LOST_DISCONNECTED;
+  }
+
+  /** No lock of this session outlives it (see the module comment): lockd's silence timer
+   * starts at its last receipt, after our last send. */
+  sessionBound() {
+    return deadlineFrom(this.lastTx, this.timeoutMs);
+  }
+
+  /** Before a send at t moves the session bound: a lock whose deadline passed already
+   * stays lost (lockd may have ended the session meanwhile; only its timer, which our
+   * stopped loop did not run, is late). Nothing else moves with a send. */
+  freezePassed(t) {
+    if (this.holds.size === 0 || t < this.sessionBound()) return;
+    for (const h of this.holds.values()) if (h.frozen === null && t >= h.deadline()) h.frozen = h.deadline();
   }
 
   get deadMs() {
@@ -278,7 +305,8 @@ export class Lease {
   get lostReason() { return this.#hold.lostReason; }
   /** performance.now() when the loss was noticed, or null. */
   get lostAt() { return this.#hold.lostAt; }
-  /** performance.now() at which the lock is lost unless extended. */
+  /** performance.now() at which the lock is lost unless extended (never after the
+   * session bound); once lost, the deadline that was in force then. */
   get deadline() { return this.#hold.deadline(); }
   get held() { return this.#hold.state === 'HELD' && !this.lost; }
   remainingMs() { return this.#hold.deadline() - now(); }
@@ -456,6 +484,7 @@ export class Client {
     if (h.state === 'LOST' || h.state === 'RELEASED') return;
     h.lostAt = now();
     h.lostReason = reason;
+    if (h.frozen === null) h.frozen = h.deadline(); // lease.deadline: the one in force when it was lost
     this._holdEnd(h, 'LOST');
     h.abort(new LockError('LOST', `lock ${h.resource} lost (${reason})`, { resource: h.resource, reason }));
     if (release && h.sess.state === 'READY') this._send(h.sess, 'RELEASE', `RELEASE ${h.resource} ${h.token}`, {});
@@ -473,6 +502,7 @@ export class Client {
     // is taken now, before the write: a deadline counted from it is earlier, never later.
     if (sess.out === '') process.nextTick(() => this._flush(sess));
     sess.out += `${tag} ${text}\n`;
+    sess.freezePassed(p.sentAt);
     sess.lastTx = p.sentAt;
     return p;
   }

@@ -5,6 +5,7 @@
 
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
+import { readFile } from 'node:fs/promises';
 import net from 'node:net';
 import path from 'node:path';
 import { after, before, test } from 'node:test';
@@ -128,7 +129,9 @@ test('renew extends a fixed lease', async () => {
   await withClients([new Client(shared.l1.addr)], async (c) => {
     await c.using(res, { waitMs: 2000, leaseMs: 400 }, async (lease) => {
       const v = await lease.renew(3000);
-      assert.ok(v > 2500 && v <= 3000 && lease.remainingMs() > 2000);
+      // past the 400 ms lease; the deadline is also bounded by the last send + the session
+      // timeout (1500 ms), which moves with every PING
+      assert.ok(v > 2500 && v <= 3000 && lease.remainingMs() > 1000, `${v} ${lease.remainingMs()}`);
       await sleep(600);
       assert.ok(!lease.lost);
     });
@@ -446,28 +449,87 @@ test('using() rejects with LOST when the lock is lost inside', () => withWorld(a
   });
 }));
 
-test('session expiry: the LOST push with reason session is read when a frozen client wakes', () => withWorld(async (w) => {
+/** The child's stdout by lines: waitLine(n) resolves to its n-th line (undefined after 10 s). */
+function lineReader(child) {
+  const lines = [];
+  let wake = null;
+  child.stdout.setEncoding('utf8');
+  child.stdout.on('data', (d) => { lines.push(...d.split('\n').filter(Boolean)); if (wake) wake(); });
+  return async (n) => {
+    const deadline = now() + 10000;
+    while (lines.length < n && now() < deadline) await new Promise((r) => { wake = r; setTimeout(r, 100); });
+    return lines[n - 1];
+  };
+}
+
+// A frozen client: lockd expires its session and pushes `* LOST S <token> session`. Its 30 s
+// fixed lease is bounded by the session timeout, so the client that wakes has lost it by
+// then: it reports the loss at once, by its own deadline or by the push, whichever it
+// handles first, and the lock has moved on.
+test('session expiry: a frozen client that wakes is told at once (its deadline or the LOST push)', () => withWorld(async (w) => {
   const l1 = await w.lockd([await w.redis()]);
   const child = spawn(process.execPath, [path.join(here, '..', 'testlib', 'child-holder.js'), l1.addr], { stdio: ['ignore', 'pipe', 'inherit'] });
   try {
-    const lines = [];
-    let wake = null;
-    child.stdout.setEncoding('utf8');
-    child.stdout.on('data', (d) => { lines.push(...d.split('\n').filter(Boolean)); if (wake) wake(); });
-    const waitLine = async (n) => {
-      const deadline = now() + 10000;
-      while (lines.length < n && now() < deadline) await new Promise((r) => { wake = r; setTimeout(r, 100); });
-      return lines[n - 1];
-    };
+    const waitLine = lineReader(child);
     assert.equal(await waitLine(1), 'granted');
     process.kill(child.pid, 'SIGSTOP');
     await sleep(2200); // past session.timeout_ms (1500)
     process.kill(child.pid, 'SIGCONT');
-    assert.equal(await waitLine(2), 'lost session');
+    const lost = await waitLine(2);
+    assert.ok(['lost session', 'lost deadline'].includes(lost), lost);
     await withClients([new Client(l1.addr)], async (c) => {
       const lease = await c.acquire('S', { waitMs: 1000 }); // and the lock moved on
       assert.ok(lease.fence >= 2n);
       await lease.release();
+    });
+  } finally {
+    try { process.kill(child.pid, 'SIGCONT'); child.kill('SIGKILL'); } catch { /* gone */ }
+  }
+}));
+
+/** Resolves once the process is stopped (state T in /proc/<pid>/stat). */
+async function stopped(pid) {
+  for (const end = now() + 5000; now() < end; await sleep(5)) {
+    const stat = await readFile(`/proc/${pid}/stat`, 'utf8');
+    if (stat.slice(stat.lastIndexOf(')') + 2).startsWith('T')) return true;
+  }
+  return false;
+}
+
+// The HOLDER is paused (SIGSTOP: a GC pause, a VM stall) right after it was granted a
+// watchdog lease (3000 ms) and a fixed lease (6000 ms), longer than the session timeout
+// (1500 ms), while another session waits for both locks. lockd ends the silent session and
+// grants them to the waiter at once; each lock's local deadline (lease.deadline: the one in
+// force when it was lost, reported by the holder once continued) must come before that
+// grant: it is bounded by the last send + the session timeout. Without the bound it ran
+// ~1.4 s (watchdog) and ~4.4 s (fixed) past the other grant.
+test('lost before another grant: holder paused past the session timeout', () => withWorld(async (w) => {
+  const l1 = await w.lockd([await w.redis()]);
+  const child = spawn(process.execPath, [path.join(here, '..', 'testlib', 'child-paused.js'), l1.addr, '6000'], { stdio: ['ignore', 'pipe', 'inherit'] });
+  const mono = () => Number(process.hrtime.bigint()) / 1e6; // CLOCK_MONOTONIC, as the child's
+  try {
+    const waitLine = lineReader(child);
+    assert.equal(await waitLine(1), 'granted');
+    assert.ok(await stopped(child.pid), 'the holder did not stop itself');
+    const tStop = mono();
+    await withClients([new Client(l1.addr, { name: 'waiter' })], async (b) => {
+      const granted = {};
+      await Promise.all(['P:watchdog', 'P:fixed'].map(async (res) => {
+        const lease = await b.acquire(res, { waitMs: 8000 });
+        granted[res] = { lease, t: mono() };
+      }));
+      process.kill(child.pid, 'SIGCONT');
+      const late = [];
+      for (let n = 2; n <= 3; n++) {
+        const line = await waitLine(n);
+        const [, res, reason, deadline] = (line ?? '').split(' ');
+        assert.ok(granted[res], `the holder said ${line}`);
+        assert.ok(['deadline', 'session'].includes(reason), line);
+        const { t } = granted[res];
+        if (Number(deadline) >= t) late.push(`${res}: the holder's deadline is ${(Number(deadline) - t).toFixed(1)} ms after the waiter's grant (stopped ${(t - tStop).toFixed(1)} ms before it)`);
+      }
+      assert.deepEqual(late, []);
+      for (const { lease } of Object.values(granted)) await lease.release();
     });
   } finally {
     try { process.kill(child.pid, 'SIGCONT'); child.kill('SIGKILL'); } catch { /* gone */ }

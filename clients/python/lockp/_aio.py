@@ -17,6 +17,14 @@ and liveness, and the local deadline of every lock (SPEC 3b):
   validity/2). lockd renews every third of the lease, so a lockd seen alive at A has
   renewed at or after A - lease/3 and its keys last at least until about A + 2/3 lease:
   half of the validity leaves a sixth of it for round trips and drift.
+- The session bound: lockd ends a session that sent nothing for the session timeout
+  (HELLO's reply) and hands its locks to the next waiter at once; its silence is counted
+  from its last receipt, which comes after our last send. So every deadline, watchdog or
+  fixed lease, is at most last_tx + the session timeout (less the same margin): a holder
+  stopped right after its grant (SIGSTOP, a GC pause, a VM stall) has lost the lock
+  locally before anyone else can get it. The bound moves with every send (a PING at
+  least every third of the timeout), so a running client loses nothing; a deadline that
+  passed is not brought back by a later send (``_Hold.frozen``).
 - Liveness is judged by bytes RECEIVED: a PING goes out when nothing was received (or
   sent) for the ping interval (a third of the session timeout; a sixth of the validity
   while a watchdog lease is held); a lockd that sent nothing for two thirds of the
@@ -103,6 +111,9 @@ class _Hold:
         self.lost = threading.Event()
         self.lost_reason = None
         self.lost_at = None  # monotonic seconds when the loss was noticed
+        # the deadline once it can no longer move: it passed before a send moved the
+        # session bound, or the lock was lost (then: the deadline in force at that moment)
+        self.frozen = None
         self.callbacks = []
         self.timer = None
 
@@ -112,10 +123,14 @@ class _Hold:
         self.state = to
 
     def deadline(self):
-        """When the lock is lost locally unless extended (monotonic seconds)."""
+        """When the lock is lost locally unless extended (monotonic seconds): never after
+        the session bound."""
+        if self.frozen is not None:
+            return self.frozen
+        d = self.base_deadline
         if self.lease_ms == 0:
-            return max(self.base_deadline, self.sess.alive_sent + self.validity_ms / 2000.0)
-        return self.base_deadline
+            d = max(d, self.sess.alive_sent + self.validity_ms / 2000.0)
+        return min(d, self.sess.session_bound())
 
 
 class _Pending:
@@ -160,6 +175,20 @@ class _Session:
         assert to in _SESSION_MOVES[self.state], f"session {self.where}: {self.state} -> {to}"
         log.debug("session %s: %s -> %s", self.where, self.state.value, to.value)
         self.state = to
+
+    def session_bound(self):
+        """No lock of this session outlives it (see the module doc): lockd's silence
+        timer starts at its last receipt, after our last send."""
+        return deadline_from(self.last_tx, self.timeout_ms)
+
+    def freeze_passed(self, t):
+        """Before a send at t moves the session bound: a lock whose deadline passed
+        already stays lost (lockd may have ended the session meanwhile; only its timer,
+        which our stopped loop did not run, is late). Nothing else moves with a send."""
+        if self.holds and t >= self.session_bound():
+            for h in self.holds.values():
+                if h.frozen is None and t >= h.deadline():
+                    h.frozen = h.deadline()
 
     @property
     def dead_s(self):
@@ -327,6 +356,8 @@ class _Core:
             return
         h.lost_at = now()
         h.lost_reason = reason
+        if h.frozen is None:
+            h.frozen = h.deadline()  # lease.deadline: the one in force when it was lost
         self._hold_end(h, HoldState.LOST)
         h.lost.set()
         log.warning("lock %s lost (%s)", h.resource, reason)
@@ -347,6 +378,7 @@ class _Core:
         p.sent_at = now()  # before the write: a lower bound of when lockd reads it
         sess.pending[tag] = p
         sess.writer.write(f"{tag} {text}\n".encode())
+        sess.freeze_passed(p.sent_at)
         sess.last_tx = p.sent_at
         return p
 

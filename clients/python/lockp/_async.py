@@ -16,7 +16,7 @@ class Lease:
     (threading.Event, set the moment the lock is lost), ``lost_reason`` (None, or one of
     LOCKD_REASONS / LOCAL_REASONS, see _errors.py), ``lost_at``
     (time.monotonic() of the loss), ``deadline`` (time.monotonic() it is lost at
-    unless extended)."""
+    unless extended; once lost, the deadline that was in force then)."""
 
     def __init__(self, client, hold):
         self._client = client

@@ -97,7 +97,9 @@ def test_lost_callback_and_renew(shared, res):
         with c.lock(res, lease_ms=400, wait_ms=2000) as lease:
             lease.on_lost(lambda: seen.append(time.monotonic()))
             v = lease.renew(3000)
-            assert 2500 < v <= 3000 and lease.remaining() > 2.0
+            # past the 400 ms lease; the deadline is also bounded by the last send + the
+            # session timeout (1500 ms), which moves with every PING
+            assert 2500 < v <= 3000 and lease.remaining() > 1.0
             time.sleep(0.6)  # past the first lease: the renewal keeps it
             assert not lease.lost.is_set()
         assert seen == []
@@ -411,8 +413,10 @@ print("lost", lease.lost_reason, flush=True)
 
 
 def test_session_expiry_lost_push(world):
-    """A frozen client: lockd expires its session and pushes `* LOST S <token> session`;
-    the client reads it when it wakes (its 30 s fixed lease has time left)."""
+    """A frozen client: lockd expires its session and pushes `* LOST S <token> session`.
+    Its 30 s fixed lease is bounded by the session timeout, so the client that wakes has
+    lost it by then: it reports the loss at once, by its own deadline or by the push,
+    whichever it handles first, and the lock has moved on."""
     m = [world.redis()]
     l1 = world.lockd(m, FAST)
     pkg = os.path.abspath(os.path.join(os.path.dirname(__file__), ".."))
@@ -423,7 +427,7 @@ def test_session_expiry_lost_push(world):
         os.kill(child.pid, signal.SIGSTOP)
         time.sleep(2.2)  # past session.timeout_ms (1500)
         os.kill(child.pid, signal.SIGCONT)
-        assert child.stdout.readline().strip() == "lost session"
+        assert child.stdout.readline().strip() in ("lost session", "lost deadline")
         with lockp.Client(l1.addr) as c:  # and the lock moved on
             with c.lock("S", wait_ms=1000) as lease:
                 assert lease.fence >= 2
@@ -431,3 +435,71 @@ def test_session_expiry_lost_push(world):
         os.kill(child.pid, signal.SIGCONT)
         child.kill()
         child.wait()
+
+
+PAUSED_CHILD = r"""
+import os, signal, sys, time
+sys.path.insert(0, sys.argv[1])
+import lockp
+c = lockp.Client(sys.argv[2], name="paused")
+leases = [c.acquire("P:watchdog", lease_ms=0, wait_ms=2000),
+          c.acquire("P:fixed", lease_ms=int(sys.argv[3]), wait_ms=2000)]
+print("granted", flush=True)
+os.kill(os.getpid(), signal.SIGSTOP)  # a pause right after the grants
+for lease in leases:
+    lease.lost.wait(5)
+    print("lost", lease.resource, lease.lost_reason, repr(lease.deadline), flush=True)
+c.close()
+"""
+
+
+def _stopped(pid, timeout=5.0):
+    """Waits until the process is stopped (state T in /proc/<pid>/stat)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with open(f"/proc/{pid}/stat") as f:
+            if f.read().rsplit(")", 1)[1].split()[0] == "T":
+                return True
+        time.sleep(0.005)
+    return False
+
+
+def test_lost_before_another_grant_holder_paused_past_the_session_timeout(world):
+    """The HOLDER is paused (SIGSTOP: a GC pause, a VM stall) right after it was granted
+    a watchdog lease (3000 ms) and a fixed lease (6000 ms), longer than the session timeout
+    (1500 ms), while another session waits for both locks. lockd ends the silent session
+    and grants them to the waiter at once; each lock's local deadline (lease.deadline: the
+    one in force when it was lost, reported by the holder once continued) must come before
+    that grant: it is bounded by the last send + the session timeout. Without the bound
+    it ran ~1.4 s (watchdog) and ~4.4 s (fixed) past the other grant."""
+    m = [world.redis()]
+    l1 = world.lockd(m, FAST)
+    pkg = os.path.abspath(os.path.join(os.path.dirname(__file__), ".."))
+    child = subprocess.Popen([sys.executable, "-c", PAUSED_CHILD, pkg, l1.addr, "6000"],
+                             stdout=subprocess.PIPE, text=True)
+    try:
+        assert child.stdout.readline().strip() == "granted"
+        assert _stopped(child.pid), "the holder did not stop itself"
+        t_stop = time.monotonic()
+        with lockp.Client(l1.addr, name="waiter") as b:
+            ws = {res: waiter(b, res, 8000) for res in ("P:watchdog", "P:fixed")}
+            for w in ws.values():
+                w.join(10)
+            os.kill(child.pid, signal.SIGCONT)
+            late = []
+            for _ in ws:
+                _, res, reason, deadline = child.stdout.readline().split()
+                w, deadline = ws[res], float(deadline)
+                assert isinstance(w.result, lockp.Lease), f"{res} not granted: {w.result!r}"
+                assert reason in ("deadline", "session"), reason
+                if deadline >= w.t:
+                    late.append(f"{res}: the holder's deadline is {deadline - w.t:.3f} s after "
+                                f"the waiter's grant (stopped {w.t - t_stop:.3f} s before it)")
+                w.result.release()
+            assert not late, "; ".join(late)
+        assert child.wait(5) == 0
+    finally:
+        if child.poll() is None:
+            os.kill(child.pid, signal.SIGCONT)
+            child.kill()
+            child.wait()
