@@ -226,16 +226,16 @@ static json_t *locks_json(const cx_lock_checks *lc)
                                              "second", e->second, "at_us", (json_int_t)e->at_us,
                                              "ms", (double)e->len_us / 1000.0));
     }
-    return json_pack("{s:b,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:o,s:I}", "given",
-                     lc->given, "events", (json_int_t)lc->events, "grants_checked",
-                     (json_int_t)lc->grants, "resources", (json_int_t)lc->resources,
-                     "killed_holders", (json_int_t)lc->killed, "overlaps", (json_int_t)lc->overlaps,
-                     "expected_overlaps", (json_int_t)lc->overlaps_expected, "fence_regressions",
-                     (json_int_t)lc->regressions, "expected_fence_regressions",
-                     (json_int_t)lc->regressions_expected, "late_lost", (json_int_t)lc->late_lost,
-                     "expected_late_lost", (json_int_t)lc->late_lost_expected, "lost_checked",
-                     (json_int_t)lc->lost_checked, "expected", exp, "expected_not_listed",
-                     (json_int_t)lc->expected_omitted);
+    return json_pack(
+        "{s:b,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:o,s:I}", "given", lc->given,
+        "events", (json_int_t)lc->events, "grants_checked", (json_int_t)lc->grants, "resources",
+        (json_int_t)lc->resources, "killed_holders", (json_int_t)lc->killed, "overlaps",
+        (json_int_t)lc->overlaps, "expected_overlaps", (json_int_t)lc->overlaps_expected,
+        "fence_regressions", (json_int_t)lc->regressions, "expected_fence_regressions",
+        (json_int_t)lc->regressions_expected, "late_lost", (json_int_t)lc->late_lost,
+        "expected_late_lost", (json_int_t)lc->late_lost_expected, "lost_checked",
+        (json_int_t)lc->lost_checked, "lost_by_deadline", (json_int_t)lc->lost_by_deadline,
+        "expected", exp, "expected_not_listed", (json_int_t)lc->expected_omitted);
 }
 
 static int write_json(const char *path, const cx_history *h, const cx_checks *c,

@@ -62,13 +62,16 @@ typedef struct cx_check_opts {
 /* ---- The lock-history checks (cx_checks_locks.c, issue 15 §3) ----
  * Per resource, over every lock history given (--locks): a holder is one grant (src, sess,
  * res, fence) and its interval runs from its grant to the earliest of its release, its LOST
- * and its last local deadline (a holder whose process a kill_* fault killed ends at the
- * kill). locks_exclusive: no two intervals overlap; locks_fence_order: fences strictly
- * increase in grant order; locks_lost_first: a holder that neither released nor overlapped
- * the next grant was told LOST before it. What happens inside a by-design window (a fault
- * with "breaks_redlock": from its start to its end + CX_LOCK_WINDOW_TAIL_MS) or in the window
- * of a pause fault of one of the two holders' processes (Kleppmann's paused client) is
- * expected: listed and counted, never a failure. */
+ * and its last local deadline (the lost line's deadline, when it has one: the deadline that
+ * ended it; a holder whose process a kill_* fault killed ends at the kill). locks_exclusive:
+ * no two intervals overlap; locks_fence_order: fences strictly increase in grant order;
+ * locks_lost_first: a holder that neither released nor overlapped the next grant was told
+ * LOST before it, or its own deadline ended it before it (its lost line says so: a process
+ * that was stopped is told when it runs again). What happens inside a by-design window (a
+ * fault with "breaks_redlock": from its start to its end + CX_LOCK_WINDOW_TAIL_MS) is
+ * expected: listed and counted, never a failure. A pause of a holder's process (Kleppmann's
+ * paused client) is no excuse: the client's deadline, bounded by its session's timeout, ends
+ * before lockd can hand the lock on (docs/protocol.md "Lost locks"). */
 enum {
     CX_LOCK_CHECK_EXCLUSIVE = 0,
     CX_LOCK_CHECK_FENCE_ORDER,
@@ -80,10 +83,10 @@ enum {
 #define CX_LOCK_KILL_SLACK_MS  100  /* a kill's recorded start may trail the death by this */
 #define CX_LOCK_EXPECTED_MAX   64   /* expected findings listed one by one (the rest counted) */
 
-/* A finding inside a by-design or paused-holder window. */
+/* A finding inside a by-design window. */
 typedef struct cx_lock_expected {
     const char *check; /* locks_exclusive, ... (static) */
-    char why[128];     /* "by design: <kind> on <target>" or "paused holder: <kind> on <target>" */
+    char why[128];     /* "by design: <kind> on <target>" */
     char res[64];
     char first[96], second[96]; /* "src sess fence N" of the two holders */
     int64_t at_us;              /* when it began (CLOCK_MONOTONIC) */
@@ -99,7 +102,9 @@ typedef struct cx_lock_checks {
     size_t killed;    /* holders ended by a kill fault */
     size_t overlaps, overlaps_expected, regressions, regressions_expected;
     size_t late_lost, late_lost_expected, lost_checked; /* lost_checked: holders it applies to */
-    cx_lock_expected *expected;                         /* [n_expected] (owned) */
+    size_t lost_by_deadline;    /* of lost_checked: told after the next grant, ended before it by
+                                   their own deadline (a stopped process) */
+    cx_lock_expected *expected; /* [n_expected] (owned) */
     size_t n_expected, expected_omitted;
 } cx_lock_checks;
 

@@ -26,7 +26,9 @@ typedef struct lk_holder {
     uint32_t src, sess, res;
     uint64_t fence;
     int64_t grant_us;
-    int64_t deadline_us; /* the last local deadline recorded (grant, renew) */
+    int64_t deadline_us; /* the last local deadline recorded (grant, renew; the lost line's) */
+    int64_t ended_us;    /* NONE, or the deadline that ended it, from its lost line (it was
+                            lost at or after it: told late, its loop stopped) */
     int64_t released_us; /* NONE: never released */
     int64_t lost_us;     /* NONE: never told */
     int64_t killed_us;   /* NONE: its process was not killed while it held */
@@ -34,11 +36,12 @@ typedef struct lk_holder {
     uint32_t reason;
 } lk_holder;
 
-/* A fault's window on the clients' clock. */
+/* A by-design fault's window on the clients' clock. A pause of a holder's process has none:
+ * it does not break Redlock's assumptions, the client's deadline (bounded by its session's
+ * timeout, docs/protocol.md) ends before lockd can hand the lock on. */
 typedef struct lk_window {
     const cx_fault *f;
     int64_t from_us, to_us;
-    bool by_design; /* breaks_redlock; else a pause_* fault (applies to its targets only) */
 } lk_window;
 
 typedef struct lk_ctx {
@@ -167,6 +170,7 @@ static lk_holder *build_holders(lk_ctx *x, size_t *n_out)
                                .fence = e->fence,
                                .grant_us = e->t_us,
                                .deadline_us = e->deadline_us,
+                               .ended_us = NONE,
                                .released_us = NONE,
                                .lost_us = NONE,
                                .killed_us = NONE};
@@ -181,6 +185,8 @@ static lk_holder *build_holders(lk_ctx *x, size_t *n_out)
         else if (e->ev == CX_LK_LOST) {
             cur->lost_us = e->t_us;
             cur->reason = e->reason;
+            if (e->deadline_us > 0) /* the real deadline: the recorded one may trail it */
+                cur->deadline_us = cur->ended_us = e->deadline_us;
         }
     }
     free(ix);
@@ -202,32 +208,22 @@ static void build_windows(lk_ctx *x)
         return; /* faults cannot be placed on the clients' clock: no window */
     for (size_t i = 0; i < x->h->n_faults; i++) {
         const cx_fault *f = &x->h->faults[i];
-        bool pause = strncmp(f->kind, "pause_", 6) == 0;
-        if (!f->breaks_redlock && !pause)
+        if (!f->breaks_redlock)
             continue;
         x->win[x->n_win++] = (lk_window){
             .f = f,
             .from_us = fault_us(x, f->start_ms),
             .to_us = fault_us(x, f->end_ms) + (int64_t)CX_LOCK_WINDOW_TAIL_MS * 1000,
-            .by_design = f->breaks_redlock,
         };
     }
 }
 
-/* The window that explains a finding of holders a and b over [from, to], or NULL: a
- * by-design window first, else a pause of one of their processes. */
-static const lk_window *explain(const lk_ctx *x, const lk_holder *a, const lk_holder *b,
-                                int64_t from, int64_t to)
+/* The by-design window that explains a finding over [from, to], or NULL. */
+static const lk_window *explain(const lk_ctx *x, int64_t from, int64_t to)
 {
-    for (int pass = 0; pass < 2; pass++)
-        for (size_t i = 0; i < x->n_win; i++) {
-            const lk_window *w = &x->win[i];
-            if (w->by_design != (pass == 0) || w->from_us > to || w->to_us < from)
-                continue;
-            if (w->by_design || list_has(w->f->target, S(x, a->src)) ||
-                list_has(w->f->target, S(x, b->src)))
-                return w;
-        }
+    for (size_t i = 0; i < x->n_win; i++)
+        if (x->win[i].from_us <= to && x->win[i].to_us >= from)
+            return &x->win[i];
     return NULL;
 }
 
@@ -270,8 +266,7 @@ static void expect(lk_ctx *x, const char *check, const lk_window *w, const lk_ho
     }
     cx_lock_expected *e = &lc->expected[lc->n_expected++];
     e->check = check;
-    snprintf(e->why, sizeof(e->why), "%s: %.31s on %.48s",
-             w->by_design ? "by design" : "paused holder", w->f->kind, w->f->target);
+    snprintf(e->why, sizeof(e->why), "by design: %.31s on %.48s", w->f->kind, w->f->target);
     snprintf(e->res, sizeof(e->res), "%s", S(x, a->res));
     who(x, a, e->first, sizeof(e->first));
     who(x, b, e->second, sizeof(e->second));
@@ -295,7 +290,7 @@ static void check_exclusive(lk_ctx *x, const lk_holder *hs, size_t lo, size_t hi
         for (size_t k = 0; k < n_act; k++) {
             const lk_holder *a = &hs[act[k]];
             int64_t to = a->end_us < b->end_us ? a->end_us : b->end_us;
-            const lk_window *w = explain(x, a, b, b->grant_us, to);
+            const lk_window *w = explain(x, b->grant_us, to);
             if (w != NULL) {
                 x->lc->overlaps_expected++;
                 expect(x, "locks_exclusive", w, a, b, b->grant_us, to - b->grant_us);
@@ -322,7 +317,7 @@ static void check_fence_order(lk_ctx *x, const lk_holder *hs, size_t lo, size_t 
             top = j;
             continue;
         }
-        const lk_window *w = explain(x, a, b, b->grant_us, b->grant_us);
+        const lk_window *w = explain(x, b->grant_us, b->grant_us);
         if (w != NULL) {
             x->lc->regressions_expected++;
             expect(x, "locks_fence_order", w, a, b, b->grant_us, 0);
@@ -348,7 +343,14 @@ static void check_lost_first(lk_ctx *x, const lk_holder *hs, size_t lo, size_t h
         if ((a->lost_us != NONE && a->lost_us <= b->grant_us) ||
             (a->killed_us != NONE && a->end_us == a->killed_us))
             continue; /* told in time, or dead by then */
-        const lk_window *w = explain(x, a, b, b->grant_us, b->grant_us);
+        if (a->ended_us != NONE && a->ended_us <= b->grant_us) {
+            /* its own deadline ended it before the grant and its lost callback ran later
+             * (its process was stopped, its loop late): it knew by its deadline, the
+             * moment a holder checks before acting (lease.check, remaining) */
+            x->lc->lost_by_deadline++;
+            continue;
+        }
+        const lk_window *w = explain(x, b->grant_us, b->grant_us);
         if (w != NULL) {
             x->lc->late_lost_expected++;
             expect(x, "locks_lost_first", w, a, b, b->grant_us, 0);
@@ -428,8 +430,8 @@ void cx_checks_locks_run(cx_lock_checks *lc, const cx_history *h, const cx_check
              lc->regressions_expected, lc->regressions_expected ? safe : "");
     snprintf(lc->r[CX_LOCK_CHECK_LOST_FIRST].figure, sizeof(lc->r[0].figure),
              "%zu late LOSTs of %zu holders that lost the lock before the next grant (%zu "
-             "expected)",
-             lc->late_lost, lc->lost_checked, lc->late_lost_expected);
+             "expected; %zu told after it but ended by their own deadline before it)",
+             lc->late_lost, lc->lost_checked, lc->late_lost_expected, lc->lost_by_deadline);
     if (lc->n_expected > 0)
         cx_check_inform(&lc->r[CX_LOCK_CHECK_EXCLUSIVE], "expected: %zu listed in check.json",
                         lc->n_expected + lc->expected_omitted);
