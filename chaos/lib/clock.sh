@@ -154,12 +154,26 @@ cx_clock_push() {
 # cx_clock_session WHO LOCKD: a LOCKP session on that lockd (its own address and port).
 cx_clock_session() {
     local fd
-    exec {fd}<>"/dev/tcp/$(cx_host "$2")/${CX_LOCKD_PORT[$2]}" 2>/dev/null || return 1
+    # braces: a bare `exec ... 2>/dev/null` would silence chaos/run's stderr for good
+    { exec {fd}<>"/dev/tcp/$(cx_host "$2")/${CX_LOCKD_PORT[$2]}"; } 2>/dev/null || return 1
     CX_CLOCK_PROBE[fd_$1]=$fd
     cx_clock_lockp "$1" h "HELLO clock-probe-$1" && [[ $CX_CLOCK_REPLY == OK\ * ]] || return 1
-    local sess
-    read -r _ sess _ <<<"$CX_CLOCK_REPLY"
+    local sess timeout
+    read -r _ sess timeout _ <<<"$CX_CLOCK_REPLY"
     CX_CLOCK_PROBE[sess_$1]=$sess
+    CX_CLOCK_PROBE[timeout_$1]=${timeout:-1500}
+}
+
+# cx_clock_bound WHO SENT_US: the latest a lock of WHO's session can live after a request
+# sent at SENT_US as far as lockd's session expiry goes: lockd ends a session silent for
+# its timeout (counted from a receipt, later than the send) and releases its locks at
+# once, so a client's deadline must end before: SENT + timeout, less 5% (<= 50 ms), as the
+# client libraries count it.
+cx_clock_bound() {
+    local to=$((CX_CLOCK_PROBE[timeout_$1] * 1000)) m
+    m=$((to / 20))
+    [ "$m" -gt 50000 ] && m=50000
+    echo $(($2 + to - m))
 }
 
 # cx_clock_take WHO WAIT_MS: one ACQUIRE of the probe's resource (watchdog lease); a grant
@@ -171,8 +185,27 @@ cx_clock_take() {
     read -r ok tok fence validity <<<"$CX_CLOCK_REPLY"
     [ "$ok" = OK ] || return 1
     CX_CLOCK_PROBE[tok_$1]=$tok CX_CLOCK_PROBE[fence_$1]=$fence
-    cx_clock_hist grant "${CX_CLOCK_PROBE[sess_$1]}" "$fence" "$(cx_clock_mono_us)" \
-        $((sent + validity * 1000))
+    CX_CLOCK_PROBE[validity_$1]=$validity
+    local deadline=$((sent + validity * 1000)) bound
+    bound=$(cx_clock_bound "$1" "$sent")
+    [ "$bound" -lt "$deadline" ] && deadline=$bound
+    CX_CLOCK_PROBE[deadline_$1]=$deadline
+    cx_clock_hist grant "${CX_CLOCK_PROBE[sess_$1]}" "$fence" "$(cx_clock_mono_us)" "$deadline"
+}
+
+# cx_clock_alive WHO SENT_US: a PING sent at SENT_US was answered: the watchdog lease lives
+# on (lockd renews it while the session lives) to SENT + validity / 2, within the session
+# bound; a renew event when the deadline moved.
+cx_clock_alive() {
+    [ -n "${CX_CLOCK_PROBE[tok_$1]:-}" ] && [ -z "${CX_CLOCK_PROBE[lost_$1]:-}" ] || return 0
+    local d=$(($2 + CX_CLOCK_PROBE[validity_$1] * 500)) bound
+    bound=$(cx_clock_bound "$1" "$2")
+    [ "$bound" -lt "$d" ] && d=$bound
+    if [ "$d" -gt "${CX_CLOCK_PROBE[deadline_$1]}" ]; then
+        CX_CLOCK_PROBE[deadline_$1]=$d
+        cx_clock_hist renew "${CX_CLOCK_PROBE[sess_$1]}" "${CX_CLOCK_PROBE[fence_$1]}" \
+            "$(cx_clock_mono_us)" "$d"
+    fi
 }
 
 # cx_clock_probe_start HOLDER_LOCKD: H takes a fresh resource. False (and a note) if not.
@@ -217,10 +250,15 @@ cx_clock_awaits_lost() {
 # read) until cx_now reaches UNTIL_MS and, when C was granted, H's LOST came (1.5 s at
 # most after C's grant), then both give the lock back (RELEASE recorded when OK) and close.
 cx_clock_probe_finish() {
-    local line who now
+    local line who now sent
     while now=$(cx_now) && { [ "$now" -lt "$1" ] || cx_clock_awaits_lost "$now"; }; do
+        sent=$(cx_clock_mono_us)
         cx_clock_lockp H p PING || break
-        [ -n "${CX_CLOCK_PROBE[tok_C]:-}" ] && { cx_clock_lockp C p PING || true; }
+        cx_clock_alive H "$sent"
+        if [ -n "${CX_CLOCK_PROBE[tok_C]:-}" ]; then
+            sent=$(cx_clock_mono_us)
+            cx_clock_lockp C p PING && cx_clock_alive C "$sent"
+        fi
         while read -r -t 0.3 -u "${CX_CLOCK_PROBE[fd_H]}" line; do cx_clock_push H "${line%$'\r'}"; done
     done
     for who in C H; do
