@@ -61,12 +61,21 @@ cx_wrap() {
 }
 
 # cx_launch NAME: runs CX_CMD[NAME] in the background, wrapped, output to logs/NAME.log.
+# SIGHUP is ignored in the server (an ignored signal stays ignored across exec): when the
+# run's process group is left without a parent outside it (chaos/run started in the
+# background of a shell that then exits) and a member is stopped, as the pause faults
+# stop them, the kernel sends the whole group SIGHUP and a server without a handler dies
+# of it (seen: a lockd that pause_lockd had stopped). The subshell execs in place, so $!
+# is still the server's own PID.
 cx_launch() {
     local name=$1
     local -a pre=()
     mapfile -t pre < <(cx_wrap "$name")
     eval "set -- ${CX_CMD[$name]}"
-    "${pre[@]}" "$@" </dev/null >>"$CX_WORK/logs/$name.log" 2>&1 &
+    (
+        trap '' HUP
+        exec "${pre[@]}" "$@"
+    ) </dev/null >>"$CX_WORK/logs/$name.log" 2>&1 &
     CX_PID[$name]=$!
 }
 
