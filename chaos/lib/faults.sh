@@ -13,7 +13,12 @@ cx_fault_begin() { F_START=$(cx_now); }
 # F_BREAKS=1: the fault breaks Redlock's assumptions by design (chaos/run resets it to 0 before
 # each fault and records it as "breaks_redlock"): lock overlaps in its window are expected.
 F_BREAKS=0
-cx_hold() { sleep "$(($1 / 1000)).$(printf %03d $(($1 % 1000)))"; }
+# cx_hold MS: sleeps MS (nothing when MS <= 0: a fault whose set-up took longer than its
+# hold computes a negative rest).
+cx_hold() {
+    [ "$1" -gt 0 ] || return 0
+    sleep "$(($1 / 1000)).$(printf %03d $(($1 % 1000)))"
+}
 
 # Waits until reservedN is inside a booking transaction (its lock held), 3 s at most.
 cx_catch_holder() {
