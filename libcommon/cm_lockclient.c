@@ -240,7 +240,21 @@ static uint64_t lc_session_bound(const cm_lockclient *c)
 {
     if (c->session_timeout_ms == 0)
         return UINT64_MAX; /* no timeout from HELLO: lockd never ends the session for silence */
-    return lc_deadline_from(c, c->last_tx_us, c->session_timeout_ms);
+    return lc_deadline_from(c, c->sess_tx_us, c->session_timeout_ms);
+}
+
+/* A send moves the session bound only while it has not passed: after a longer silence (a
+ * pause) lockd may have ended the session, and a send proves nothing until lockd answers it.
+ * Else a grant read just after a pause took its bound from the PING the waking loop sent. */
+static void lc_session_sent(cm_lockclient *c, uint64_t now)
+{
+    c->sess_tx_us = now < lc_session_bound(c) ? now : c->sess_tx_us;
+}
+
+/* lockd answered a request sent at sent_us (not ERR SESSION): its silence timer restarted then. */
+static void lc_session_alive(cm_lockclient *c, uint64_t sent_us)
+{
+    c->sess_tx_us = CM_MAX(c->sess_tx_us, sent_us);
 }
 
 /* When the lock is lost locally unless extended (SPEC §3b), never after the session bound. A
@@ -468,6 +482,7 @@ static void lc_send(cm_lockclient *c, lc_req *r)
      * never ends after lockd's */
     r->sent_us = cm_now_us();
     lc_freeze_passed(c, r->sent_us);
+    lc_session_sent(c, r->sent_us);
     c->last_tx_us = r->sent_us;
     lc_event_deadline_moves(c);
     if (n == 0 || bufferevent_write(c->bev, buf, n) != 0)
@@ -749,7 +764,7 @@ static void lc_connect(cm_lockclient *c)
 
     c->state = LC_CONNECTING;
     c->expired[0] = '\0'; /* a new session */
-    c->last_rx_us = c->alive_sent_us = cm_now_us();
+    c->last_rx_us = c->alive_sent_us = c->sess_tx_us = cm_now_us();
     int fd = socket(ep->sa.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
     if (fd < 0) {
         lc_session_down(c, strerror(errno));
@@ -950,6 +965,8 @@ static void lc_handle_line(cm_lockclient *c, char *line, size_t len)
      * every request answered before it was sent */
     uint64_t bound = CM_MAX(r->sent_us, c->alive_sent_us);
     c->alive_sent_us = bound;
+    if (!(strcmp(rep.word, "ERR") == 0 && strncmp(rep.rest, "SESSION", 7) == 0))
+        lc_session_alive(c, r->sent_us);
     lc_event_deadline_moves(c);
     if (r->kind == LC_HELLO || r->kind == LC_AUTH) {
         lc_handle_handshake(c, r, &rep);

@@ -132,6 +132,9 @@ struct cm_lockclient {
     uint64_t ping_ms; /* the base ping interval (a third of the session timeout) */
     uint64_t dead_ms; /* the client timeout: lockd silent this long is dead */
     uint64_t last_tx_us;
+    uint64_t sess_tx_us;    /* the send the session bound counts from (lc_session_bound):
+                             * moved by a send only while the session is provably alive,
+                             * and by an answer to a later request */
     uint64_t last_rx_us;    /* bytes last received from lockd */
     uint64_t alive_sent_us; /* lockd wrote a reply after this moment (the latest send time
                                of a request answered so far, replies coming in order) */

@@ -330,10 +330,124 @@ START_TEST(test_lost_first_holder_paused)
 }
 END_TEST
 
+/* The waiting holder (child): connects, sends ACQUIRE G (a watchdog lease, waiting up to 8 s)
+ * and stops itself at once, so that lockd's grant waits unread in its socket while lockd ends
+ * its silent session and grants G to the next waiter. Continued, it sends a PING before its
+ * loop reads the grant, runs the loop for 2 s and exits 0. */
+static void waiting_child_main(int port, const char *hist_path)
+{
+    char err[256];
+    prctl(PR_SET_PDEATHSIG, SIGKILL);
+    struct event_base *base = event_base_new();
+    cm_lockclient *c = base != NULL ? new_client(base, port, "waiting-holder") : NULL;
+    cm_lockhist *h = cm_lockhist_open(hist_path, "waiting", err, sizeof(err));
+    if (c == NULL || h == NULL || cm_lockhist_attach(h, c, NULL) != CM_OK)
+        _exit(10);
+    uint64_t until = th_now_ms() + 3000;
+    while (!cm_lockclient_connected(c) && th_now_ms() < until)
+        run_ms(base, 5);
+    child_ctx x = {0};
+    if (!cm_lockclient_connected(c) ||
+        cm_lockclient_acquire(c, "G", 0, 8000, child_grant_cb, &x, NULL) != CM_OK)
+        _exit(11);
+    run_ms(base, 20); /* the ACQUIRE goes out */
+    raise(SIGSTOP);
+    /* awake: a request goes out before the loop reads the socket (an application's next
+     * request, or the keep-alive PING when its timer runs first) */
+    child_ctx pong = {0};
+    if (cm_lockclient_ping(c, child_grant_cb, &pong) != CM_OK)
+        _exit(12);
+    run_ms(base, 2000);
+    cm_lockclient_free(c);
+    cm_lockhist_close(h);
+    event_base_free(base);
+    _exit(0);
+}
+
+/* A grant read after a pause: the ACQUIRE went out, the holder stopped, lockd granted it the
+ * lock, ended its silent session and granted the lock to the next waiter (a greater fence).
+ * Continued, the holder must not count the grant as held past that other grant (before: its
+ * waking loop sent a PING first, the session bound was counted from that send, and the grant
+ * got a deadline after the other's grant, with the smaller fence: a fence going back in
+ * chaos/run's lock history). */
+START_TEST(test_grant_read_after_pause)
+{
+    th_redis redis[3];
+    th_lockd lockd;
+    memset(redis, 0, sizeof(redis));
+    memset(&lockd, 0, sizeof(lockd));
+    for (int i = 0; i < 3; i++)
+        ck_assert_msg(th_redis_start(&redis[i]), "redis-server %d did not start", i);
+    ck_assert_msg(th_lockd_start(&lockd, redis, 3, LOCKD_YAML), "lockd did not start (see %s)",
+                  lockd.log);
+    char hist[512];
+    snprintf(hist, sizeof(hist), "%s/locks-waiting.jsonl", th_tmpdir());
+    unlink(hist);
+    struct event_base *base = event_base_new();
+    ck_assert_ptr_nonnull(base);
+    cm_lockclient *first = new_client(base, lockd.port, "first");
+    cm_lockclient *next = new_client(base, lockd.port, "next");
+    ck_assert(first != NULL && next != NULL);
+    box a = {0};
+    ck_assert_int_eq(cm_lockclient_acquire(first, "G", 0, 5000, box_cb, &a, NULL), CM_OK);
+    uint64_t until = th_now_ms() + 5000;
+    while (!a.done && th_now_ms() < until)
+        run_ms(base, 5);
+    ck_assert(a.done && a.r.status == CM_LOCK_OK);
+
+    pid_t child = fork();
+    ck_assert_int_ge(child, 0);
+    if (child == 0)
+        waiting_child_main(lockd.port, hist);
+    int st = 0;
+    pid_t w = 0;
+    until = th_now_ms() + 5000;
+    while (w == 0 && th_now_ms() < until) {
+        run_ms(base, 5);
+        w = waitpid(child, &st, WNOHANG | WUNTRACED);
+    }
+    ck_assert_msg(w == child && WIFSTOPPED(st), "the waiting holder did not stop (status %d)", st);
+    run_ms(base, 100); /* its ACQUIRE waits at lockd: the child is first in line */
+    box b = {0}, rel = {0};
+    ck_assert_int_eq(cm_lockclient_acquire(next, "G", 0, 8000, box_cb, &b, NULL), CM_OK);
+    run_ms(base, 50);
+    ck_assert_int_eq(cm_lockclient_release(first, "G", a.r.token, box_cb, &rel), CM_OK);
+    until = th_now_ms() + 8000;
+    while (!b.done && th_now_ms() < until)
+        run_ms(base, 5);
+    ck_assert_msg(b.done && b.r.status == CM_LOCK_OK,
+                  "the next waiter was not granted G while the holder was stopped");
+    kill(child, SIGCONT);
+    w = 0;
+    until = th_now_ms() + 6000;
+    while (w == 0 && th_now_ms() < until) {
+        run_ms(base, 5);
+        w = waitpid(child, &st, WNOHANG);
+    }
+    if (w == 0) {
+        kill(child, SIGKILL);
+        waitpid(child, &st, 0);
+    }
+    ck_assert_msg(w == child && WIFEXITED(st) && WEXITSTATUS(st) == 0, "child status %d", st);
+    int n = 0;
+    uint64_t d = hist_deadline(hist, "G", "grant", &n);
+    if (n > 0)
+        ck_assert_msg(d < b.at_us,
+                      "the stopped holder's grant (fence below %" PRIu64 ") has a deadline %.1f ms "
+                      "after the next waiter's grant",
+                      b.r.fence, ((double)d - (double)b.at_us) / 1000.0);
+    cm_lockclient_free(first);
+    cm_lockclient_free(next);
+    event_base_free(base);
+    th_stop_all();
+}
+END_TEST
+
 int main(int argc, char **argv)
 {
     const th_case cases[] = {
         {"lost_first_holder_paused", test_lost_first_holder_paused},
+        {"grant_read_after_pause", test_grant_read_after_pause},
     };
     cm_log_init("test_client_paused", CM_LOG_ERROR);
     return th_check_main("client", cases, sizeof(cases) / sizeof(cases[0]), 60, argc, argv);
