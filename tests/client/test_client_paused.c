@@ -64,6 +64,20 @@ static void run_ms(struct event_base *base, int ms)
     event_base_dispatch(base);
 }
 
+/* Three masters and a lockd with LOCKD_YAML; hist: a fresh history path named for who. */
+static void start_world(th_redis redis[3], th_lockd *lockd, const char *who, char *hist,
+                        size_t hist_len)
+{
+    memset(redis, 0, 3 * sizeof(*redis));
+    memset(lockd, 0, sizeof(*lockd));
+    for (int i = 0; i < 3; i++)
+        ck_assert_msg(th_redis_start(&redis[i]), "redis-server %d did not start", i);
+    ck_assert_msg(th_lockd_start(lockd, redis, 3, LOCKD_YAML), "lockd did not start (see %s)",
+                  lockd->log);
+    snprintf(hist, hist_len, "%s/locks-%s.jsonl", th_tmpdir(), who);
+    unlink(hist);
+}
+
 /* ---------------------------------------------------------------- the paused holder (child) */
 
 typedef struct child_ctx {
@@ -202,15 +216,8 @@ START_TEST(test_lost_first_holder_paused)
 {
     th_redis redis[3];
     th_lockd lockd;
-    memset(redis, 0, sizeof(redis));
-    memset(&lockd, 0, sizeof(lockd));
-    for (int i = 0; i < 3; i++)
-        ck_assert_msg(th_redis_start(&redis[i]), "redis-server %d did not start", i);
-    ck_assert_msg(th_lockd_start(&lockd, redis, 3, LOCKD_YAML), "lockd did not start (see %s)",
-                  lockd.log);
     char hist[512];
-    snprintf(hist, sizeof(hist), "%s/locks-holder.jsonl", th_tmpdir());
-    unlink(hist);
+    start_world(redis, &lockd, "holder", hist, sizeof(hist));
 
     pid_t child = fork();
     ck_assert_int_ge(child, 0);
@@ -374,15 +381,8 @@ START_TEST(test_grant_read_after_pause)
 {
     th_redis redis[3];
     th_lockd lockd;
-    memset(redis, 0, sizeof(redis));
-    memset(&lockd, 0, sizeof(lockd));
-    for (int i = 0; i < 3; i++)
-        ck_assert_msg(th_redis_start(&redis[i]), "redis-server %d did not start", i);
-    ck_assert_msg(th_lockd_start(&lockd, redis, 3, LOCKD_YAML), "lockd did not start (see %s)",
-                  lockd.log);
     char hist[512];
-    snprintf(hist, sizeof(hist), "%s/locks-waiting.jsonl", th_tmpdir());
-    unlink(hist);
+    start_world(redis, &lockd, "waiting", hist, sizeof(hist));
     struct event_base *base = event_base_new();
     ck_assert_ptr_nonnull(base);
     cm_lockclient *first = new_client(base, lockd.port, "first");
