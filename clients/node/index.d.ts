@@ -22,7 +22,8 @@ export type LockdLostReason =
 
 /** Why a lock was lost, when the client decides it itself (SPEC 3b):
  * - `deadline`: the lock's local validity deadline passed (validity_ms from when the
- *   ACQUIRE or RENEW was sent, and never after the last send + the session timeout)
+ *   ACQUIRE or RENEW was sent, and never after the session bound: the last send + the
+ *   session timeout, where a send after a longer silence counts once lockd answers it)
  *   without a renewal;
  * - `lockd_dead`: nothing was received from lockd for the client timeout (two thirds of
  *   the session timeout): every lock taken through it is lost;
@@ -86,7 +87,8 @@ export class Lease {
   readonly lostAt: number | null;
   /** performance.now() at which the lock is lost unless extended: never after the last
    * send + the session timeout (less the margin), since lockd ends a silent session and
-   * hands its locks on; once lost, the deadline that was in force then. */
+   * hands its locks on (a send after a longer silence counts only once lockd answers
+   * it); once lost, the deadline that was in force then. */
   readonly deadline: number;
   /** Granted, not released, not lost. */
   readonly held: boolean;

@@ -17,11 +17,15 @@
 // - The session bound: lockd ends a session that sent nothing for the session timeout
 //   (HELLO's reply) and hands its locks to the next waiter at once; its silence is counted
 //   from its last receipt, which comes after our last send. So every deadline, watchdog or
-//   fixed lease, is at most lastTx + the session timeout (less the same margin): a holder
+//   fixed lease, is at most sessTx + the session timeout (less the same margin): a holder
 //   stopped right after its grant (SIGSTOP, a GC pause, a VM stall) has lost the lock
-//   locally before anyone else can get it. The bound moves with every send (a PING at
-//   least every third of the timeout), so a running client loses nothing; a deadline that
-//   passed is not brought back by a later send (hold.frozen).
+//   locally before anyone else can get it. sessTx is the last send while the bound has not
+//   passed (a PING at least every third of the timeout), so a running client loses
+//   nothing; a deadline that passed is not brought back by a later send (hold.frozen).
+//   After a longer silence (a pause) lockd may have ended the session, and a send proves
+//   nothing until lockd answers it: only then (a reply other than `ERR SESSION`) does
+//   sessTx move to that request's send. Else a grant read just after a pause, its ACQUIRE
+//   sent before, got a bound counted from the PING the waking loop sent first.
 // - Liveness is judged by bytes RECEIVED: a PING goes out when nothing was received (or
 //   sent) for the ping interval (a third of the session timeout; a sixth of the validity
 //   while a watchdog lease is held); a lockd silent for two thirds of the session
@@ -241,6 +245,7 @@ class Session {
     const t = now();
     this.lastRx = t;
     this.lastTx = t;
+    this.sessTx = t; // the send the session bound counts from (see the module comment)
     this.aliveSent = t;
     this.pingOut = false;
     this.nextDue = Infinity; // no pending request times out before this (see _call)
@@ -253,7 +258,20 @@ class Session {
   /** No lock of this session outlives it (see the module comment): lockd's silence timer
    * starts at its last receipt, after our last send. */
   sessionBound() {
-    return deadlineFrom(this.lastTx, this.timeoutMs);
+    return deadlineFrom(this.sessTx, this.timeoutMs);
+  }
+
+  /** A send at t moves the session bound only while it has not passed: after a longer
+   * silence (a pause) lockd may have ended the session, and a send proves nothing until
+   * lockd answers it (sessionAlive). */
+  sessionSent(t) {
+    if (t < this.sessionBound()) this.sessTx = t;
+  }
+
+  /** lockd answered a request sent at sentAt (not ERR SESSION): its silence timer
+   * restarted then. */
+  sessionAlive(sentAt) {
+    this.sessTx = Math.max(this.sessTx, sentAt);
   }
 
   /** Before a send at t moves the session bound: a lock whose deadline passed already
@@ -503,6 +521,7 @@ export class Client {
     if (sess.out === '') process.nextTick(() => this._flush(sess));
     sess.out += `${tag} ${text}\n`;
     sess.freezePassed(p.sentAt);
+    sess.sessionSent(p.sentAt);
     sess.lastTx = p.sentAt;
     return p;
   }
@@ -689,6 +708,7 @@ export class Client {
     sess.pending.delete(tag);
     const bound = Math.max(p.sentAt, sess.aliveSent); // lockd wrote this reply after `bound`
     sess.aliveSent = bound;
+    if (!(word === 'ERR' && rest.startsWith('SESSION'))) sess.sessionAlive(p.sentAt);
     if (p.kind === 'PING' && !p.resolve) sess.pingOut = false;
     let value;
     try {

@@ -536,6 +536,38 @@ test('lost before another grant: holder paused past the session timeout', () => 
   }
 }));
 
+// A grant read after a pause: the waiting holder's ACQUIRE went out, it stopped (SIGSTOP),
+// lockd granted it the lock, ended its silent session and granted the lock to the next
+// waiter. Continued, the holder sends a PING before its loop reads the grant; it must not
+// count the grant as held past the other grant: refused at once, or lost with a deadline
+// before it. Before, the session bound counted from that PING, and the grant was held about
+// 1.4 s past the other's.
+test('a grant read after a pause gets no deadline from the send that followed the pause', () => withWorld(async (w) => {
+  const l1 = await w.lockd([await w.redis()]);
+  const mono = () => Number(process.hrtime.bigint()) / 1e6; // CLOCK_MONOTONIC, as the child's
+  await withClients([new Client(l1.addr, { name: 'first' }), new Client(l1.addr, { name: 'next' })], async (first, next) => {
+    const held = await first.acquire('G', { waitMs: 5000 });
+    const child = spawn(process.execPath, [path.join(here, '..', 'testlib', 'child-waiting.js'), l1.addr], { stdio: ['ignore', 'pipe', 'inherit'] });
+    try {
+      const waitLine = lineReader(child);
+      assert.ok(await stopped(child.pid), 'the waiting holder did not stop itself');
+      await sleep(100); // its ACQUIRE waits at lockd: the child is first in line
+      const granted = next.acquire('G', { waitMs: 8000 }).then((lease) => ({ lease, t: mono() }));
+      await sleep(50);
+      await held.release();
+      const { lease, t } = await granted;
+      process.kill(child.pid, 'SIGCONT');
+      const line = (await waitLine(1)) ?? '';
+      const [what, , deadline] = line.split(' ');
+      assert.ok(['refused', 'lost'].includes(what), `the holder said ${line}`);
+      if (what === 'lost') assert.ok(Number(deadline) < t, `the stopped holder's grant has a deadline ${(Number(deadline) - t).toFixed(1)} ms after the next waiter's grant (fence ${lease.fence})`);
+      await lease.release();
+    } finally {
+      try { process.kill(child.pid, 'SIGCONT'); child.kill('SIGKILL'); } catch { /* gone */ }
+    }
+  });
+}));
+
 // A lockd that answers HELLO and PING but never an ACQUIRE: the request times out after
 // requestTimeoutMs (checked by the session's keep-alive tick, not a timer per request),
 // the session is dropped with CLIENT_TIMEOUT, and requests sent in one turn of the loop

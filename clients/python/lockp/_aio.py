@@ -20,11 +20,16 @@ and liveness, and the local deadline of every lock (SPEC 3b):
 - The session bound: lockd ends a session that sent nothing for the session timeout
   (HELLO's reply) and hands its locks to the next waiter at once; its silence is counted
   from its last receipt, which comes after our last send. So every deadline, watchdog or
-  fixed lease, is at most last_tx + the session timeout (less the same margin): a holder
+  fixed lease, is at most sess_tx + the session timeout (less the same margin): a holder
   stopped right after its grant (SIGSTOP, a GC pause, a VM stall) has lost the lock
-  locally before anyone else can get it. The bound moves with every send (a PING at
-  least every third of the timeout), so a running client loses nothing; a deadline that
-  passed is not brought back by a later send (``_Hold.frozen``).
+  locally before anyone else can get it. sess_tx is the last send while the bound has
+  not passed (a PING at least every third of the timeout), so a running client loses
+  nothing; a deadline that passed is not brought back by a later send
+  (``_Hold.frozen``). After a longer silence (a pause) lockd may have ended the session,
+  and a send proves nothing until lockd answers it: only then (a reply other than
+  ``ERR SESSION``) does sess_tx move to that request's send. Else a grant read just
+  after a pause, its ACQUIRE sent before, got a bound counted from the PING the waking
+  loop sent first.
 - Liveness is judged by bytes RECEIVED: a PING goes out when nothing was received (or
   sent) for the ping interval (a third of the session timeout; a sixth of the validity
   while a watchdog lease is held); a lockd that sent nothing for two thirds of the
@@ -164,6 +169,7 @@ class _Session:
         self.holds = {}  # token -> _Hold
         t = now()
         self.last_rx = self.last_tx = t
+        self.sess_tx = t  # the send the session bound counts from (see the module doc)
         self.alive_sent = t  # lockd was alive at or after this moment (see module doc)
         self.ping_out = False
         self.end_code = "DISCONNECTED"
@@ -179,7 +185,19 @@ class _Session:
     def session_bound(self):
         """No lock of this session outlives it (see the module doc): lockd's silence
         timer starts at its last receipt, after our last send."""
-        return deadline_from(self.last_tx, self.timeout_ms)
+        return deadline_from(self.sess_tx, self.timeout_ms)
+
+    def session_sent(self, t):
+        """A send at t moves the session bound only while it has not passed: after a
+        longer silence (a pause) lockd may have ended the session, and a send proves
+        nothing until lockd answers it (session_alive)."""
+        if t < self.session_bound():
+            self.sess_tx = t
+
+    def session_alive(self, sent_at):
+        """lockd answered a request sent at sent_at (not ERR SESSION): its silence timer
+        restarted then."""
+        self.sess_tx = max(self.sess_tx, sent_at)
 
     def freeze_passed(self, t):
         """Before a send at t moves the session bound: a lock whose deadline passed
@@ -379,6 +397,7 @@ class _Core:
         sess.pending[tag] = p
         sess.writer.write(f"{tag} {text}\n".encode())
         sess.freeze_passed(p.sent_at)
+        sess.session_sent(p.sent_at)
         sess.last_tx = p.sent_at
         return p
 
@@ -514,6 +533,8 @@ class _Core:
             return
         bound = max(p.sent_at, sess.alive_sent)  # lockd wrote this reply after `bound`
         sess.alive_sent = bound
+        if not (word == "ERR" and rest.startswith("SESSION")):
+            sess.session_alive(p.sent_at)
         if p.kind == "PING" and p.future is None:
             sess.ping_out = False
         fut = p.future

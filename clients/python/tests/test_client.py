@@ -464,6 +464,14 @@ def _stopped(pid, timeout=5.0):
     return False
 
 
+def _reap(child):
+    """Ends a child that has not exited (a failed test): it may be stopped."""
+    if child.poll() is None:
+        os.kill(child.pid, signal.SIGCONT)
+        child.kill()
+        child.wait()
+
+
 def test_lost_before_another_grant_holder_paused_past_the_session_timeout(world):
     """The HOLDER is paused (SIGSTOP: a GC pause, a VM stall) right after it was granted
     a watchdog lease (3000 ms) and a fixed lease (6000 ms), longer than the session timeout
@@ -499,7 +507,69 @@ def test_lost_before_another_grant_holder_paused_past_the_session_timeout(world)
             assert not late, "; ".join(late)
         assert child.wait(5) == 0
     finally:
-        if child.poll() is None:
+        _reap(child)
+
+
+WAITING_CHILD = r"""
+import asyncio, os, signal, sys
+sys.path.insert(0, sys.argv[1])
+import lockp
+
+async def main():
+    c = lockp.AsyncClient(sys.argv[2], name="waiting")
+    await c.connect()
+    acq = asyncio.ensure_future(c.acquire("G", wait_ms=8000))  # a watchdog lease
+    await asyncio.sleep(0.02)  # the ACQUIRE goes out
+    os.kill(os.getpid(), signal.SIGSTOP)
+    # awake: a request goes out before the loop reads the grant (an application's next
+    # request, or the keep-alive PING when its timer runs first)
+    pong = asyncio.ensure_future(c.ping())
+    try:
+        lease = await acq
+    except lockp.LockError as e:
+        print("refused", e.code, flush=True)
+    else:
+        await asyncio.wait_for(lease.wait_lost(), 5)
+        print("lost", lease.lost_reason, repr(lease.deadline), flush=True)
+    await asyncio.gather(pong, return_exceptions=True)
+    await c.close()
+
+asyncio.run(main())
+"""
+
+
+def test_grant_read_after_a_pause_gets_no_deadline_from_the_send_that_followed_it(world):
+    """A grant read after a pause: the waiting holder's ACQUIRE went out, it stopped
+    (SIGSTOP), lockd granted it the lock, ended its silent session and granted the lock to
+    the next waiter. Continued, the holder sends a PING before its loop reads the grant; it
+    must not count the grant as held past the other grant: refused at once, or lost with
+    a deadline before it. Before, the session bound counted from that PING, and the grant
+    was held about 1.4 s past the other's."""
+    m = [world.redis()]
+    l1 = world.lockd(m, FAST)
+    pkg = os.path.abspath(os.path.join(os.path.dirname(__file__), ".."))
+    with lockp.Client(l1.addr, name="first") as first, lockp.Client(l1.addr, name="next") as b:
+        held = first.acquire("G", wait_ms=5000)
+        child = subprocess.Popen([sys.executable, "-c", WAITING_CHILD, pkg, l1.addr],
+                                 stdout=subprocess.PIPE, text=True)
+        try:
+            assert _stopped(child.pid), "the waiting holder did not stop itself"
+            time.sleep(0.1)  # its ACQUIRE waits at lockd: the child is first in line
+            w = waiter(b, "G", 8000)
+            time.sleep(0.05)
+            held.release()
+            w.join(10)
+            assert isinstance(w.result, lockp.Lease), \
+                f"the next waiter was not granted G while the holder was stopped: {w.result!r}"
             os.kill(child.pid, signal.SIGCONT)
-            child.kill()
-            child.wait()
+            line = child.stdout.readline().split()
+            assert line and line[0] in ("refused", "lost"), f"the holder said {line}"
+            if line[0] == "lost":
+                deadline = float(line[2])
+                assert deadline < w.t, (f"the stopped holder's grant has a deadline "
+                                        f"{deadline - w.t:.3f} s after the next waiter's grant "
+                                        f"(fence {w.result.fence})")
+            w.result.release()
+            assert child.wait(5) == 0
+        finally:
+            _reap(child)
