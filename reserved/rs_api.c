@@ -1,9 +1,9 @@
 /*
- * rs_api: the catalogue endpoints of SPEC §6 (venues, performances, seat maps)
- * plus /healthz and /metrics. Each handler validates the body in C (so every bad input
- * gets a 400 naming the field), then runs ONE prepared statement in autocommit and
- * answers from its callback; a statement is its own transaction, so a venue and its
- * seats are created atomically by one data-modifying CTE.
+ * rs_api: the catalogue endpoints of SPEC §6 (venues, performances; the seat map's handler
+ * is rs_seatmap's) plus /healthz and /metrics. Each handler validates the body in C (so every bad
+ * input gets a 400 naming the field), then runs ONE prepared statement in autocommit and answers
+ * from its callback; a statement is its own transaction, so a venue and its seats are created
+ * atomically by one data-modifying CTE.
  *
  * Owns: its statements (rs_api_register) and the keyset cursor format of the search:
  * base64url("<startsAt with microseconds, UTC>|<id>"), opaque to clients.
@@ -32,6 +32,7 @@
 #include "rs_metrics.h"
 #include "rs_rfc3339.h"
 #include "rs_seatlist.h"
+#include "rs_seatmap.h"
 #include "rs_utf8.h"
 
 #define NAME_MAX_CHARS  200
@@ -100,22 +101,6 @@ static const rs_db_stmt api_stmts[] = {
      "  AND ($6::timestamptz IS NULL OR (p.starts_at, p.id) > ($6::timestamptz, $7::bigint)) "
      "ORDER BY p.starts_at, p.id LIMIT $8::integer",
      8},
-    /* The sold seats come from one range of the partial unique index (performance_id =
-     * $1), whatever the statistics: a NOT EXISTS per seat was planned as a hashed subplan
-     * over every confirmed seat of every performance (63 ms against 4.5 ms on 80,000
-     * sold seats). */
-    {"api_perf_seats",
-     "SELECT p.id, s.id, s.row_label, s.number, s.type, "
-     "       CASE s.type WHEN 'VIP' THEN p.vip_price ELSE p.normal_price END, "
-     "       t.seat_id IS NULL AND h.seat_id IS NULL, s.row_index, s.row_position, "
-     "       h.seat_id IS NOT NULL "
-     "FROM performances p LEFT JOIN venue_seats s ON s.venue_id = p.venue_id "
-     "LEFT JOIN reservation_seats t "
-     "       ON t.performance_id = $1::bigint AND t.seat_id = s.id AND t.confirmed "
-     /* held seats (SPEC §9): one range of hold_seats_one_active, as the sold ones */
-     "LEFT JOIN hold_seats h ON h.performance_id = $1::bigint AND h.seat_id = s.id AND h.active "
-     "WHERE p.id = $1::bigint ORDER BY s.row_index, s.row_position",
-     1},
     {"api_ping", "SELECT 1", 0},
 };
 
@@ -573,42 +558,6 @@ static void perf_search(rs_req *r)
     api_exec(r, "api_perf_search", 8, params, perf_found);
 }
 
-/* ---- GET /performances/{id}/seats ---- */
-
-static void seats_got(void *arg, const rs_db_result *res)
-{
-    rs_req *r = arg;
-    if (db_failed(r, res))
-        return;
-    int rows = PQntuples(res->pg);
-    if (rows == 0) {
-        rs_reply_error(r, 404, "NOT_FOUND", "performance %" PRId64 " does not exist",
-                       rs_req_id(r, 0));
-        return;
-    }
-    static const rs_seatlist_cols cols = {.id = 1,
-                                          .row = 2,
-                                          .number = 3,
-                                          .type = 4,
-                                          .price = 5,
-                                          .available = 6,
-                                          .row_index = 7,
-                                          .position = 8,
-                                          .held = 9};
-    json_t *seats = rs_seatlist_json(res->pg, &cols);
-    rs_reply_json(r, 200,
-                  json_pack("{s:I,s:o}", "performanceId", (json_int_t)col_int(res->pg, 0, 0),
-                            "seats", seats));
-}
-
-static void perf_seats(rs_req *r)
-{
-    char id[NUM_LEN];
-    fmt_int(id, rs_req_id(r, 0));
-    const char *params[] = {id};
-    api_exec(r, "api_perf_seats", 1, params, seats_got);
-}
-
 /* ---- /healthz, /metrics ---- */
 
 static const char *lockd_state(void)
@@ -649,6 +598,7 @@ static void metrics(rs_req *r)
     rs_account_metrics(&sb);
     rs_holds_metrics(&sb);
     rs_events_metrics(&sb);
+    rs_seatmap_metrics(&sb);
     rs_reply_text(r, 200, "text/plain; version=0.0.4", cm_strbuf_str(&sb), sb.len);
     cm_strbuf_free(&sb);
 }
@@ -660,7 +610,7 @@ const rs_route rs_api_routes[] = {
     {RS_GET, "/performances", "performances_search", perf_search, RS_ACCESS_PUBLIC},
     {RS_GET, "/performances/{id}", "performance_get", perf_get, RS_ACCESS_PUBLIC},
     {RS_PATCH, "/performances/{id}", "performance_patch", perf_patch, RS_ACCESS_ADMIN},
-    {RS_GET, "/performances/{id}/seats", "performance_seats", perf_seats, RS_ACCESS_PUBLIC},
+    {RS_GET, "/performances/{id}/seats", "performance_seats", rs_seatmap_get, RS_ACCESS_PUBLIC},
     {RS_GET, "/healthz", "healthz", healthz, RS_ACCESS_PUBLIC},
     {RS_GET, "/metrics", "metrics", metrics, RS_ACCESS_ADMIN},
 };

@@ -1,6 +1,6 @@
 /*
  * rs_api: the catalogue side of the booking API (SPEC §6): venues, performances (create,
- * read, patch, keyset-paginated search), seat maps with availability and price,
+ * read, patch, keyset-paginated search), the route of seat maps (rs_seatmap answers it),
  * /healthz and /metrics.
  */
 #ifndef RS_API_H

@@ -33,6 +33,7 @@
 #include "rs_events.h"
 #include "rs_holds.h"
 #include "rs_reconcile.h"
+#include "rs_seatmap.h"
 #include "rs_static.h"
 #include "rs_sweep.h"
 
@@ -219,6 +220,7 @@ static cm_rc start_modules(rs_app *app, rs_daemon *d)
         return CM_ERR;
     }
     rs_api_register(app->db);
+    rs_seatmap_register(app->db);
     rs_auth_register(app->db);
     rs_account_register(app->db);
     rs_booking_register(app->db);
@@ -345,6 +347,7 @@ done:
     rs_holds_stop();
     rs_events_stop();
     rs_http_free(app->http);
+    rs_seatmap_stop(); /* after the last request */
     app->http = NULL;
     if (app->metrics_http)
         rs_http_free(app->metrics_http);

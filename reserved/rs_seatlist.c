@@ -14,6 +14,7 @@
 #include "rs_seatlist.h"
 
 #include <stdbool.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -126,4 +127,87 @@ json_t *rs_seatlist_json(const PGresult *pg, const rs_seatlist_cols *c)
         return NULL;
     }
     return seats;
+}
+
+/* ---- the same as text ---- */
+
+#define PUT(out, lit) cm_strbuf_append((out), (lit), sizeof(lit) - 1)
+
+/* A string, escaped as jansson's dump escapes one (no JSON_ENSURE_ASCII: UTF-8 as is). */
+static void put_string(cm_strbuf *out, const char *s, size_t len)
+{
+    static const char short_esc[0x20] = {
+        ['\b'] = 'b', ['\f'] = 'f', ['\n'] = 'n', ['\r'] = 'r', ['\t'] = 't'};
+    size_t from = 0;
+    PUT(out, "\"");
+    for (size_t i = 0; i < len; i++) {
+        unsigned char c = (unsigned char)s[i];
+        if (c >= 0x20 && c != '"' && c != '\\')
+            continue;
+        cm_strbuf_append(out, s + from, i - from);
+        from = i + 1;
+        char esc[8];
+        if (c == '"' || c == '\\')
+            snprintf(esc, sizeof(esc), "\\%c", c);
+        else if (short_esc[c])
+            snprintf(esc, sizeof(esc), "\\%c", short_esc[c]);
+        else
+            snprintf(esc, sizeof(esc), "\\u%04X", c);
+        cm_strbuf_append(out, esc, strlen(esc));
+    }
+    cm_strbuf_append(out, s + from, len - from);
+    PUT(out, "\"");
+}
+
+/* An integer column as PostgreSQL wrote it, or null. */
+static void put_number(cm_strbuf *out, const PGresult *pg, int row, int col)
+{
+    if (PQgetisnull(pg, row, col))
+        PUT(out, "null");
+    else
+        cm_strbuf_append(out, PQgetvalue(pg, row, col), (size_t)PQgetlength(pg, row, col));
+}
+
+static void put_bool(cm_strbuf *out, const PGresult *pg, int row, int col)
+{
+    if (PQgetvalue(pg, row, col)[0] == 't')
+        PUT(out, "true");
+    else
+        PUT(out, "false");
+}
+
+void rs_seatlist_text(const PGresult *pg, const rs_seatlist_cols *c, cm_strbuf *out)
+{
+    int n = PQntuples(pg);
+    bool first = true;
+    PUT(out, "[");
+    for (int i = 0; i < n; i++) {
+        if (PQgetisnull(pg, i, c->id))
+            continue;
+        if (!first)
+            PUT(out, ",");
+        first = false;
+        PUT(out, "{\"id\":");
+        put_number(out, pg, i, c->id);
+        PUT(out, ",\"row\":");
+        put_string(out, PQgetvalue(pg, i, c->row), (size_t)PQgetlength(pg, i, c->row));
+        PUT(out, ",\"number\":");
+        put_number(out, pg, i, c->number);
+        PUT(out, ",\"type\":");
+        put_string(out, PQgetvalue(pg, i, c->type), (size_t)PQgetlength(pg, i, c->type));
+        if (c->price >= 0) {
+            PUT(out, ",\"price\":");
+            put_number(out, pg, i, c->price);
+            PUT(out, ",\"available\":");
+            put_bool(out, pg, i, c->available);
+            PUT(out, ",\"held\":");
+            put_bool(out, pg, i, c->held);
+        }
+        PUT(out, ",\"rowIndex\":");
+        put_number(out, pg, i, c->row_index);
+        PUT(out, ",\"position\":");
+        put_number(out, pg, i, c->position);
+        PUT(out, "}");
+    }
+    PUT(out, "]");
 }

@@ -709,6 +709,126 @@ START_TEST(events_lockd)
 }
 END_TEST
 
+/* ---- the seat map's cache (rs_seatmap) ---- */
+
+/* A's seat map of w's performance (owned) and the counter name of A's /metrics. */
+static json_t *seat_map(const world *w, const th_reserved *s)
+{
+    char path[64];
+    th_http_resp r;
+    snprintf(path, sizeof path, "/performances/%lld/seats", w->perf);
+    rat_req_ok(s, "GET", path, NULL, 200, &r);
+    json_t *seats = json_incref(json_object_get(r.json, "seats"));
+    ck_assert_int_eq((int)json_array_size(seats), N_SEATS);
+    th_http_resp_free(&r);
+    return seats;
+}
+
+static long long metric(const th_reserved *s, const char *name)
+{
+    th_http_resp r;
+    rat_req_ok(s, "GET", "/metrics", NULL, 200, &r);
+    char key[96];
+    snprintf(key, sizeof key, "\n%s ", name);
+    const char *at = strstr(r.body, key);
+    ck_assert_msg(at != NULL, "no %s in /metrics", name);
+    long long v = atoll(at + strlen(key));
+    th_http_resp_free(&r);
+    return v;
+}
+
+/* Seat i of a map: available, held, price. */
+static void expect_seat(json_t *seats, int i, bool available, bool held, long long price)
+{
+    json_t *seat = json_array_get(seats, (size_t)i);
+    ck_assert_msg(json_is_true(json_object_get(seat, "available")) == available,
+                  "seat %d: available should be %d", i, available);
+    ck_assert_msg(json_is_true(json_object_get(seat, "held")) == held, "seat %d: held should be %d",
+                  i, held);
+    ck_assert_int_eq(rat_jint(seat, "price"), price);
+}
+
+/* A keeps the map; every change made elsewhere shows in A's next answer: a booking and a
+ * cancel through B, prices patched through B, a hold written straight into the database
+ * by a writer that is no reserved at all; an unchanged map comes from the cache. */
+START_TEST(events_seatmap_cache)
+{
+    world w;
+    world_up(&w, NULL);
+    json_t *m1 = seat_map(&w, &w.a);
+    long long misses = metric(&w.a, "reserved_seatmap_cache_misses_total");
+    long long hits = metric(&w.a, "reserved_seatmap_cache_hits_total");
+    json_t *m2 = seat_map(&w, &w.a);
+    ck_assert(json_equal(m1, m2));
+    ck_assert_int_eq(metric(&w.a, "reserved_seatmap_cache_hits_total"), hits + 1);
+    ck_assert_int_eq(metric(&w.a, "reserved_seatmap_cache_misses_total"), misses);
+    ck_assert_int_eq(metric(&w.a, "reserved_seatmap_cache_entries"), 1);
+    ck_assert_int_gt(metric(&w.a, "reserved_seatmap_cache_bytes"), 0);
+    json_decref(m1);
+    json_decref(m2);
+
+    /* a booking through B: A's next map shows it (a miss), the one after is a hit again */
+    int seats[] = {3};
+    long long res = 0;
+    ck_assert_int_eq(book(&w, &w.b, 1, seats, 1, &res), 201);
+    json_t *m = seat_map(&w, &w.a);
+    expect_seat(m, 3, false, false, 100);
+    expect_seat(m, 4, true, false, 100);
+    json_decref(m);
+    ck_assert_int_eq(metric(&w.a, "reserved_seatmap_cache_misses_total"), misses + 1);
+    hits = metric(&w.a, "reserved_seatmap_cache_hits_total");
+    json_decref(seat_map(&w, &w.a));
+    ck_assert_int_eq(metric(&w.a, "reserved_seatmap_cache_hits_total"), hits + 1);
+
+    /* its cancel through B */
+    char path[64];
+    th_http_resp r;
+    snprintf(path, sizeof path, "/reservations/%lld", res);
+    rat_req_ok(&w.b, "DELETE", path, NULL, 200, &r);
+    th_http_resp_free(&r);
+    m = seat_map(&w, &w.a);
+    expect_seat(m, 3, true, false, 100);
+    json_decref(m);
+
+    /* prices patched through B (no seat changes state: no seat event) */
+    snprintf(path, sizeof path, "/performances/%lld", w.perf);
+    rat_req_ok(&w.b, "PATCH", path, "{\"normalPrice\":120,\"vipPrice\":300}", 200, &r);
+    th_http_resp_free(&r);
+    m = seat_map(&w, &w.a);
+    expect_seat(m, 0, true, false, 120);
+    expect_seat(m, N_SEATS - 1, true, false, 300);
+    json_decref(m);
+
+    /* a hold written by SQL, then freed by SQL */
+    char sql[512];
+    snprintf(sql, sizeof sql,
+             "WITH h AS (INSERT INTO holds (performance_id, user_id, expires_at) VALUES "
+             "(%lld, %lld, now() + interval '1 hour') RETURNING id) "
+             "INSERT INTO hold_seats (hold_id, performance_id, seat_id) SELECT h.id, %lld, %lld "
+             "FROM h",
+             w.perf, w.users[2], w.perf, w.seats[5]);
+    db_ok(w.db, sql);
+    m = seat_map(&w, &w.a);
+    expect_seat(m, 5, false, true, 120);
+    json_decref(m);
+    snprintf(sql, sizeof sql,
+             "WITH s AS (UPDATE hold_seats SET active = false WHERE performance_id = %lld "
+             "RETURNING hold_id) UPDATE holds SET status = 'RELEASED', ended_at = now() "
+             "WHERE id IN (SELECT hold_id FROM s)",
+             w.perf);
+    db_ok(w.db, sql);
+    m = seat_map(&w, &w.a);
+    expect_seat(m, 5, true, false, 120);
+    json_decref(m);
+
+    /* a performance that does not exist: 404, nothing kept */
+    rat_req_ok(&w.a, "GET", "/performances/999999/seats", NULL, 404, &r);
+    th_http_resp_free(&r);
+    ck_assert_int_eq(metric(&w.a, "reserved_seatmap_cache_entries"), 1);
+    world_down(&w);
+}
+END_TEST
+
 int main(int argc, char **argv)
 {
     const th_case cases[] = {
@@ -721,6 +841,7 @@ int main(int argc, char **argv)
         {"events_cap", events_cap},
         {"events_stop", events_stop},
         {"events_lockd", events_lockd},
+        {"events_seatmap_cache", events_seatmap_cache},
     };
     return th_check_main("reserved_events", cases, sizeof cases / sizeof cases[0], 120, argc, argv);
 }

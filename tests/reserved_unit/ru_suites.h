@@ -37,5 +37,6 @@ Suite *ru_pay_suite(void);
 Suite *ru_pwhash_suite(void);
 Suite *ru_ratelimit_suite(void);
 Suite *ru_utf8_suite(void);
+Suite *ru_seatlist_suite(void);
 
 #endif
