@@ -34,10 +34,15 @@ static const char script_fence[] =
     "if #f < #t or (#f == #t and f < t) then redis.call('SET', KEYS[1], t) end "
     "return 1";
 /* KEYS lock; ARGV token, lease_ms. 1: renewed; 0: not ours; 2: a REVOKE's tombstone of
- * this token (the holder is told "revoked"). */
+ * this token (the holder is told "revoked"); 3: no key at all, put back (a master that
+ * lost it: restarted without its data, or its clock ran ahead): counts as not renewed,
+ * so the quorum decides as before, but the lock is again on every master that answers,
+ * and masters that forget one after another never leave it on a minority. Only where no
+ * key exists: another holder's key is never touched. */
 static const char script_renew[] =
     "local v = redis.call('GET', KEYS[1]) "
     "if v == ARGV[1] then redis.call('PEXPIRE', KEYS[1], ARGV[2]) return 1 end "
+    "if v == false then redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2]) return 3 end "
     "if v == 'revoked:' .. ARGV[1] then return 2 end return 0";
 /* KEYS lock; ARGV token, channel, resource. */
 static const char script_release[] =
@@ -53,7 +58,8 @@ static const char script_release[] =
  *                prev_token (handoff) or already ours (a retried attempt), and writes the
  *                owner key as script_acquire does: {1, INCR fence}; else {0, PTTL lock}
  *   r (renew)    KEYS lock         ARGV token, lease_ms: {1, 0} when ours, {0, 1} when a
- *                REVOKE's tombstone of this token, else {0, 0}
+ *                REVOKE's tombstone of this token, {0, 2} when there was no key and it
+ *                was put back (script_renew's 3), else {0, 0}
  *   d (release)  KEYS lock         ARGV token, resource: deletes when ours, and the
  *                resource goes into the call's one release notice: PUBLISH channel
  *                "<resource>" for one, " <r1> <r2> ..." (a leading space: no resource
@@ -74,6 +80,7 @@ static const char script_batch[] =
     "local function ren(lk, tok, lease) "
     "local v = redis.call('GET', lk) "
     "if v == tok then redis.call('PEXPIRE', lk, lease) return 1, 0 end "
+    "if v == false then redis.call('SET', lk, tok, 'PX', lease) return 0, 2 end "
     "if v == 'revoked:' .. tok then return 0, 1 end "
     "return 0, 0 end "
     "local rels = {} "
@@ -279,7 +286,8 @@ int lk_rlcmd_answer(int kind, const void *r, size_t k, size_t n, long long *valu
     const redisReply *reply = r;
     *value = 0;
     if (n == 1 && reply != NULL && reply->type == REDIS_REPLY_INTEGER) {
-        /* a lone round's own script: renew 1/0/2 (2: tombstone), release 1/0, fence 1 */
+        /* a lone round's own script: renew 1/0/2/3 (2: tombstone; 3: put back, not
+         * renewed), release 1/0, fence 1 */
         if (kind == LK_RLCMD_FENCE || kind == LK_RLCMD_RELEASE)
             return LK_RLCMD_YES;
         if (kind == LK_RLCMD_RENEW) {
