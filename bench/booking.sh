@@ -61,7 +61,8 @@
 # comparison takes the means), SEED (1), POOL (32: db_pool_size of each reserved),
 # HISTORY (40000), BG_SHARE and READS_SHARE (mixed shape: 0.25 each; 0 and 0: hot
 # bookings only), CEILING (1; 0: no pgbench), CEILING_DURATION (5 s), PAYMENT (0),
-# PAY_LATENCY_MS (5), SHAPES and ALL (above).
+# PAY_LATENCY_MS (5), SHAPES and ALL (above); BK_LOCK_EXTRA (more keys of reserved's
+# `lock:` mapping, e.g. "batch_max: 1").
 set -euo pipefail
 # Arguments: none but --help (the knobs are environment variables, above).
 case "${1:-}" in

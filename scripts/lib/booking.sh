@@ -20,6 +20,8 @@
 #                        buyers are not stopped by the purchase limit; reserved's default 8)
 #   BK_RATE_PER_TOKEN, BK_RATE_PER_IP  per_s of limits.rate_per_token / rate_per_ip (0: off,
 #                        one load generator is not a flood; reserved's defaults 20 and 10)
+#   BK_LOCK_EXTRA        more keys of reserved's lock: mapping ("batch_max: 1": one booking
+#                        per transaction, no group booking)
 # Accounts (SPEC §6a): bk_start_reserved makes BK_ADMIN_EMAIL an admin (reserved
 # --add-admin) and logs it in: BK_ADMIN_TOKEN (exported), sent by bk_api and the /metrics
 # reads; bk_create_users signs its users up with BK_USER_PASSWORD and logs each in: their
@@ -309,7 +311,7 @@ metrics_listen: 127.0.0.1:$mport
 database: "$BK_PG_CONNINFO"
 db_pool_size: ${BK_DB_POOL:-8}
 $lockd
-lock: {mode: $mode, lease_ms: 0, wait_ms: 5000}
+lock: {mode: $mode, lease_ms: 0, wait_ms: 5000${BK_LOCK_EXTRA:+, $BK_LOCK_EXTRA}}
 payment: {url: "$pay", timeout_ms: 2000}
 limits: {max_body_bytes: 1048576, max_seats_per_reservation: 10, max_seats_per_user_per_performance: ${BK_MAX_SEATS_PER_USER:-100000}, rate_per_token: {per_s: ${BK_RATE_PER_TOKEN:-0}}, rate_per_ip: {per_s: ${BK_RATE_PER_IP:-0}}}
 auth: {hash_ops: ${BK_HASH_OPS:-1}, hash_mem_kib: ${BK_HASH_MEM_KIB:-8}}
