@@ -391,6 +391,11 @@ bool rs_perflock_full(const rs_perflock *pl, int64_t perf)
     return q != NULL && q->queued >= pl->opts.max_queue;
 }
 
+bool rs_perflock_idle(const rs_perflock *pl, int64_t perf)
+{
+    return cm_hash_get_u64(pl->queues, (uint64_t)perf) == NULL;
+}
+
 cm_rc rs_perflock_add(rs_perflock_waiter *w)
 {
     plk_queue *q = w->q;

@@ -139,6 +139,8 @@ void rs_perflock_free(rs_perflock *pl);
 rs_perflock_waiter *rs_perflock_wait(rs_perflock *pl, int64_t perf, void *arg) CM_MUSTCHECK;
 /* Whether perf's queue holds opts.max_queue waiting bookings (rule 10). */
 bool rs_perflock_full(const rs_perflock *pl, int64_t perf);
+/* Whether nothing in this process holds or waits for perf's lock (it has no queue). */
+bool rs_perflock_idle(const rs_perflock *pl, int64_t perf);
 /* One more booking waits behind w, which is still waiting (a batch's member behind its
  * leader): counted for rule 10. CM_ERR when the queue is full (nothing counted). */
 cm_rc rs_perflock_add(rs_perflock_waiter *w);

@@ -24,4 +24,5 @@ void rs_testhook_load(void)
     rs_testhooks_g.pause_before_commit_ms = env_ms("RESERVED_TEST_PAUSE_BEFORE_COMMIT_MS");
     rs_testhooks_g.pause_after_lock_ms = env_ms("RESERVED_TEST_PAUSE_AFTER_LOCK_MS");
     rs_testhooks_g.ignore_lost = env_ms("RESERVED_TEST_IGNORE_LOST") > 0;
+    rs_testhooks_g.batch_when_idle = env_ms("RESERVED_TEST_BATCH_WHEN_IDLE") > 0;
 }

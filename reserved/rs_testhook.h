@@ -8,7 +8,11 @@
  *   RESERVED_TEST_PAUSE_AFTER_LOCK_MS     a booking waits this long after its lock grant
  *                                         (stale-holder and queue tests);
  *   RESERVED_TEST_IGNORE_LOST             LOST pushes are dropped: a holder that never
- *                                         hears it lost the lock (a lost message).
+ *                                         hears it lost the lock (a lost message);
+ *   RESERVED_TEST_BATCH_WHEN_IDLE         a booking that finds its performance idle joins
+ *                                         a batch (of one) instead of going alone, so the
+ *                                         group booking tests form batches of known sizes
+ *                                         behind a first booking in a batch.
  */
 #ifndef RS_TESTHOOK_H
 #define RS_TESTHOOK_H
@@ -20,6 +24,7 @@ typedef struct rs_testhooks {
     uint32_t pause_before_commit_ms; /* 0: off */
     uint32_t pause_after_lock_ms;    /* 0: off */
     bool ignore_lost;
+    bool batch_when_idle;
 } rs_testhooks;
 
 extern rs_testhooks rs_testhooks_g;

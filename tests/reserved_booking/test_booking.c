@@ -1674,6 +1674,49 @@ END_TEST
 
 /* ---------------------------------------------------------------- main */
 
+/* Production's rule, without the test hook the other group booking tests set: a booking
+ * that finds its performance idle in its process goes alone, unbatched (a batch of one
+ * costs PostgreSQL more than the unbatched statement); the bookings that come while it
+ * holds the lock form ONE batch behind it; once the performance is idle again the next
+ * booking goes alone again. */
+START_TEST(test_batch_alone_when_idle)
+{
+    unsetenv("RESERVED_TEST_BATCH_WHEN_IDLE");
+    rb_world w;
+    long long seats[10];
+    rb_start_infra(&w, NULL, false);
+    rb_start_pausing(&w, 0, 1000, NULL);
+    long long perf = rb_setup(&w, 10, 0, 1000, 1000, seats, 1);
+    int first = rb_first_paused(&w, perf, seats[0], 1000);
+    enum { N = 3 };
+    int fd[N];
+    for (int i = 0; i < N; i++)
+        fd[i] = rb_start_one(&w, 0, perf, 1, seats[1 + i], NULL);
+    th_http_resp r;
+    th_http_finish(first, &r, 15000);
+    ck_assert_msg(r.status == 201, "first: %d %s", r.status, r.raw);
+    th_http_resp_free(&r);
+    for (int i = 0; i < N; i++) {
+        th_http_finish(fd[i], &r, 15000);
+        ck_assert_msg(r.status == 201, "booking %d: %d %s", i, r.status, r.raw);
+        th_http_resp_free(&r);
+    }
+    long long batches, booked;
+    rb_batches(&w, 0, &batches, &booked);
+    ck_assert_int_eq(batches, 1); /* the three behind the first; the first went alone */
+    ck_assert_int_eq(booked, N);
+    int last = rb_start_one(&w, 0, perf, 1, seats[1 + N], NULL);
+    th_http_finish(last, &r, 15000);
+    ck_assert_msg(r.status == 201, "last: %d %s", r.status, r.raw);
+    th_http_resp_free(&r);
+    rb_batches(&w, 0, &batches, &booked);
+    ck_assert_int_eq(batches, 1); /* idle again: alone */
+    ck_assert_int_eq(booked, N);
+    ck_assert_int_eq(rb_remaining(&w, 0, perf), 10 - N - 2);
+    rb_stop_reserved_clean(&w);
+}
+END_TEST
+
 int main(int argc, char **argv)
 {
     const th_case cases[] = {
@@ -1698,7 +1741,11 @@ int main(int argc, char **argv)
         {"batch_crash_reconcile", test_batch_crash_reconcile},
         {"batch_refused_leader", test_batch_refused_leader},
         {"unknown_performance_no_side_effects", test_unknown_performance_no_side_effects},
+        {"batch_alone_when_idle", test_batch_alone_when_idle},
     };
+    /* the group booking tests form batches of known sizes behind a first booking in a
+     * batch of its own: rs_testhook.h (batch_alone_when_idle runs without it) */
+    setenv("RESERVED_TEST_BATCH_WHEN_IDLE", "1", 1);
     return th_check_main("reserved_booking", cases, sizeof(cases) / sizeof(cases[0]), 230, argc,
                          argv);
 }

@@ -744,5 +744,8 @@ int main(int argc, char **argv)
         {"hold_expired_holdid", test_hold_expired_holdid},
         {"hold_foreign_holdid", test_hold_foreign_holdid},
     };
+    /* the group booking tests form batches of known sizes behind a first booking in a
+     * batch of its own (rs_testhook.h) */
+    setenv("RESERVED_TEST_BATCH_WHEN_IDLE", "1", 1);
     return th_check_main("reserved_holds", cases, sizeof(cases) / sizeof(cases[0]), 60, argc, argv);
 }

@@ -554,6 +554,9 @@ int main(int argc, char **argv)
         {"idem_ttl_sweep", test_idem_ttl_sweep},
         {"idem_scoped_per_user", test_idem_scoped_per_user},
     };
+    /* the group booking tests form batches of known sizes behind a first booking in a
+     * batch of its own (rs_testhook.h) */
+    setenv("RESERVED_TEST_BATCH_WHEN_IDLE", "1", 1);
     return th_check_main("reserved_limits", cases, sizeof(cases) / sizeof(cases[0]), 60, argc,
                          argv);
 }

@@ -16,6 +16,7 @@
 
 #include "cm_log.h"
 #include "rs_batch.h"
+#include "rs_testhook.h"
 #include "ru_suites.h"
 
 /* ---------------------------------------------------------------- the table */
@@ -232,15 +233,24 @@ static rs_bk *booking(int64_t perf, const char *key)
     return b;
 }
 
-START_TEST(test_join)
+/* A lock queue over the scripted service and group booking on it, batches of 3 at most;
+ * when_idle: the test hook (a booking on an idle performance leads a batch). */
+static rs_perflock *join_setup(rs_app *app, size_t max_queue, bool when_idle)
 {
-    static rs_app app;
-    app.cfg.lock_batch_max = 3;
-    const rs_perflock_opts opts = {.lease_ms = 0, .wait_ms = 0};
+    rs_testhooks_g.batch_when_idle = when_idle;
+    app->cfg.lock_batch_max = 3;
+    const rs_perflock_opts opts = {.lease_ms = 0, .wait_ms = 0, .max_queue = max_queue};
     const rs_perflock_cbs cbs = {cb_granted, cb_refused, cb_lost, cb_next};
     rs_perflock *pl = rs_perflock_new(&fk_ops, NULL, &opts, &cbs);
     ck_assert_ptr_nonnull(pl);
-    rs_batch_start(&app, pl);
+    rs_batch_start(app, pl);
+    return pl;
+}
+
+START_TEST(test_join)
+{
+    static rs_app app;
+    rs_perflock *pl = join_setup(&app, 0, true); /* the first booking leads a batch */
     rs_bk *b[8];
     b[0] = booking(1, "");
     b[1] = booking(1, "key");
@@ -283,12 +293,7 @@ END_TEST
 START_TEST(test_join_queue_bound)
 {
     static rs_app app;
-    app.cfg.lock_batch_max = 3;
-    const rs_perflock_opts opts = {.lease_ms = 0, .wait_ms = 0, .max_queue = 4};
-    const rs_perflock_cbs cbs = {cb_granted, cb_refused, cb_lost, cb_next};
-    rs_perflock *pl = rs_perflock_new(&fk_ops, NULL, &opts, &cbs);
-    ck_assert_ptr_nonnull(pl);
-    rs_batch_start(&app, pl);
+    rs_perflock *pl = join_setup(&app, 4, true);
     rs_bk *b[6];
     for (int i = 0; i < 6; i++)
         b[i] = booking(1, "");
@@ -308,6 +313,34 @@ START_TEST(test_join_queue_bound)
 }
 END_TEST
 
+/* Production's rule (no test hook): a booking whose performance is idle in this process
+ * (no queue) goes alone, untouched; once something waits for that performance's lock, the
+ * next booking leads a batch. */
+START_TEST(test_join_alone_when_idle)
+{
+    static rs_app app;
+    rs_perflock *pl = join_setup(&app, 0, false);
+    rs_bk *alone = booking(1, ""), *lead = booking(1, ""), *other = booking(2, "");
+    ck_assert(rs_perflock_idle(pl, 1));
+    ck_assert_int_eq(rs_batch_join(alone), CM_ERR);
+    ck_assert_int_eq(alone->phase, BK_RECORDING);
+    ck_assert_ptr_null(alone->batch);
+    /* it waits for the lock as an unbatched booking does: the performance is busy now */
+    rs_perflock_waiter *w = rs_perflock_wait(pl, 1, alone);
+    ck_assert_ptr_nonnull(w);
+    ck_assert(!rs_perflock_idle(pl, 1));
+    ck_assert_int_eq(rs_batch_join(lead), CM_OK);
+    ck_assert_int_eq(lead->phase, BK_BATCHED);
+    ck_assert_ptr_nonnull(lead->batch);
+    ck_assert_int_eq(rs_batch_join(other), CM_ERR); /* performance 2 is idle */
+    rs_batch_stop();
+    rs_perflock_free(pl);
+    free(alone);
+    free(lead);
+    free(other);
+}
+END_TEST
+
 Suite *ru_batch_suite(void)
 {
     const ru_case cases[] = {
@@ -318,6 +351,7 @@ Suite *ru_batch_suite(void)
         {"batch_pg_array", test_pg_array, 0},
         {"batch_join", test_join, 0},
         {"batch_join_queue_bound", test_join_queue_bound, 0},
+        {"batch_join_alone_when_idle", test_join_alone_when_idle, 0},
     };
     return ru_suite("batch", cases, sizeof(cases) / sizeof(cases[0]));
 }
