@@ -127,6 +127,16 @@ static void sm_store(int64_t perf, const char *version, char *body, size_t len)
     sm.bytes += len;
 }
 
+/* Runs stmt on the request's performance id; 503 when the database cannot take it. */
+static void sm_exec(rs_req *r, const char *stmt, rs_db_cb cb)
+{
+    char id[NUM_LEN];
+    snprintf(id, sizeof(id), "%" PRId64, rs_req_id(r, 0));
+    const char *params[] = {id};
+    if (!rs_db_exec(rs_app_g.db, stmt, 1, params, cb, r))
+        rs_reply_error(r, 503, "UNAVAILABLE", "the database is unavailable");
+}
+
 static void not_found(rs_req *r)
 {
     rs_reply_error(r, 404, "NOT_FOUND", "performance %" PRId64 " does not exist", rs_req_id(r, 0));
@@ -182,20 +192,12 @@ static void versioned(void *arg, const rs_db_result *res)
         return;
     }
     sm.misses++;
-    char id[NUM_LEN];
-    snprintf(id, sizeof(id), "%" PRId64, perf);
-    const char *params[] = {id};
-    if (!rs_db_exec(rs_app_g.db, "seatmap_build", 1, params, built, r))
-        rs_reply_error(r, 503, "UNAVAILABLE", "the database is unavailable");
+    sm_exec(r, "seatmap_build", built);
 }
 
 void rs_seatmap_get(rs_req *r)
 {
-    char id[NUM_LEN];
-    snprintf(id, sizeof(id), "%" PRId64, rs_req_id(r, 0));
-    const char *params[] = {id};
-    if (!rs_db_exec(rs_app_g.db, "seatmap_version", 1, params, versioned, r))
-        rs_reply_error(r, 503, "UNAVAILABLE", "the database is unavailable");
+    sm_exec(r, "seatmap_version", versioned);
 }
 
 void rs_seatmap_metrics(cm_strbuf *out)
