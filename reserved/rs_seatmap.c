@@ -1,20 +1,26 @@
 /*
  * rs_seatmap: the seat map and its cache (contract in rs_seatmap.h).
  *
- * The version of a performance's map is "<xmin of its performances row>:<id of its newest
- * seat event>". The row holds the prices (PATCH) and is rewritten by every booking; every
+ * A kept map is exact for its version: the performance's key (its prices and hall, what
+ * the map shows of the performances row) and the id of its newest seat event (top). Every
  * change of a seat's state (sold, held, released, freed, whatever code path made it)
- * writes a seat event in the changing transaction, its id taken at COMMIT under a lock
- * per performance (migration 110): ids of one performance follow commit order. So two
- * snapshots that see the same newest event and the same row version see the same seats:
- * a change committed between them would have taken an id above the newest. The hall's
- * seats never change once created (no route edits a venue). The full statement returns
- * the version of its own snapshot, so a cached body is exactly the state of its version.
+ * writes a seat event in the changing transaction, with the seats' states at its commit,
+ * its id taken at COMMIT under a lock per performance (migration 110): ids of one
+ * performance follow commit order. So a snapshot that sees event N of a performance sees
+ * every earlier one, and "the kept map, then the seats of the events above its top, in id
+ * order" is the map of the snapshot that read those events. The hall's seats never change
+ * once created (no route edits a venue).
  *
- * A read: GET -> VERSION (the probe) -> a hit answers the cached bytes; a miss -> BUILD
- * (the full statement) -> answer, and keep the bytes. Two misses of one performance at
- * once both build (the later result replaces the earlier: the probe decides what is
- * served, never the order the builds end in).
+ * A read: GET -> kept and checked within SM_PATCH_AGE_MS: DELTA (one statement: the key,
+ * the top, the seats of the newer events) -> the same top answers the kept bytes (a hit);
+ * a newer one patches them (rs_seatpatch) and answers; another key, too many changes, or
+ * a map changed here meanwhile -> BUILD. Nothing kept (or kept too long unchecked) ->
+ * BUILD (the full statement, which returns the version of its own snapshot) -> answer and
+ * keep. The age bound keeps a delta away from events the prune could have deleted: those
+ * above a top were committed after it was read, and the prune takes only events older
+ * than an hour (rs_events). Two misses of one performance at once both build (the later
+ * result replaces the earlier: the statement decides what is served, never the order the
+ * answers come in).
  */
 #include "rs_seatmap.h"
 
@@ -26,22 +32,41 @@
 #include <string.h>
 
 #include "cm_log.h"
+#include "cm_time.h"
 #include "rs_app.h"
 #include "rs_dberr.h"
 #include "rs_seatlist.h"
+#include "rs_seatpatch.h"
 
-#define VERSION_MAX 64
-#define NUM_LEN     24
+#define KEY_MAX 96
+#define NUM_LEN 24
+/* A kept map checked longer ago than this is built again, not patched (the top comment). */
+#define SM_PATCH_AGE_MS (10 * 60 * 1000)
+/* A delta with more changed seats than this is built again: past a few thousand rows of
+ * events the full statement costs about the same. */
+#define SM_DELTA_ROWS 4096
 
-/* The version, the same expression in both statements; the newest event by the index
- * seat_events_performance (the pending rows of other transactions are invisible). */
-#define SEATMAP_VERSION                                                                            \
-    "p.xmin::text || ':' || coalesce((SELECT max(e.id) FROM seat_events e "                        \
-    "WHERE e.performance_id = $1::bigint), 0)"
+/* What the map shows of the performances row, and the newest seat event: the same
+ * expressions in both statements; the newest event by the index seat_events_performance
+ * (the pending rows of other transactions are invisible). */
+#define SEATMAP_KEY "p.normal_price::text || '/' || p.vip_price::text || '/' || p.venue_id::text"
+#define SEATMAP_TOP                                                                                \
+    "coalesce((SELECT max(e.id) FROM seat_events e WHERE e.performance_id = $1::bigint), 0)"
 
 static const rs_db_stmt seatmap_stmts[] = {
-    {"seatmap_version", "SELECT " SEATMAP_VERSION " FROM performances p WHERE p.id = $1::bigint",
-     1},
+    /* $2: the kept map's top, echoed; $3: the most changes wanted. The seats of each
+     * newer event in id order (a later state of a seat overrides an earlier one). */
+    {"seatmap_delta",
+     "SELECT $2::bigint, v.key, v.top, d.seat, d.available, d.held "
+     "FROM (SELECT " SEATMAP_KEY " AS key, " SEATMAP_TOP " AS top "
+     "      FROM performances p WHERE p.id = $1::bigint) v "
+     "LEFT JOIN LATERAL (SELECT (x.s->>'id')::bigint AS seat, "
+     "       (x.s->>'available')::boolean AS available, (x.s->>'held')::boolean AS held "
+     "  FROM seat_events e CROSS JOIN LATERAL "
+     "       jsonb_array_elements(e.payload->'seats') WITH ORDINALITY AS x(s, o) "
+     "  WHERE e.performance_id = $1::bigint AND e.id > $2::bigint "
+     "  ORDER BY e.id, x.o LIMIT $3::int) d ON true",
+     3},
     /* The sold seats come from one range of the partial unique index (performance_id =
      * $1), whatever the statistics: a NOT EXISTS per seat was planned as a hashed subplan
      * over every confirmed seat of every performance (63 ms against 4.5 ms on 80,000
@@ -50,7 +75,7 @@ static const rs_db_stmt seatmap_stmts[] = {
      "SELECT p.id, s.id, s.row_label, s.number, s.type, "
      "       CASE s.type WHEN 'VIP' THEN p.vip_price ELSE p.normal_price END, "
      "       t.seat_id IS NULL AND h.seat_id IS NULL, s.row_index, s.row_position, "
-     "       h.seat_id IS NOT NULL, " SEATMAP_VERSION " "
+     "       h.seat_id IS NOT NULL, " SEATMAP_KEY ", " SEATMAP_TOP " "
      "FROM performances p LEFT JOIN venue_seats s ON s.venue_id = p.venue_id "
      "LEFT JOIN reservation_seats t "
      "       ON t.performance_id = $1::bigint AND t.seat_id = s.id AND t.confirmed "
@@ -59,13 +84,16 @@ static const rs_db_stmt seatmap_stmts[] = {
      "WHERE p.id = $1::bigint ORDER BY s.row_index, s.row_position",
      1},
 };
-enum { COL_PERF, COL_VERSION = 10 };
+enum { COL_PERF, COL_SEAT, COL_KEY = 10, COL_TOP };
+enum { D_SENT, D_KEY, D_TOP, D_SEAT, D_AVAILABLE, D_HELD };
 
 typedef struct sm_entry {
     int64_t perf; /* 0: a free slot */
-    char version[VERSION_MAX];
-    char *body;
-    size_t len;
+    char key[KEY_MAX];
+    int64_t top;
+    uint64_t checked_ms; /* when a statement last confirmed it (cm_now_ms) */
+    rs_seatpatch map;
+    size_t bytes;  /* rs_seatpatch_bytes at its last store or patch */
     uint64_t used; /* sm.clock at its last hit or store: the smallest goes first */
 } sm_entry;
 
@@ -73,7 +101,7 @@ static struct {
     sm_entry e[RS_SEATMAP_CACHE_MAX_ENTRIES];
     size_t bytes;
     uint64_t clock;
-    uint64_t hits, misses, evictions;
+    uint64_t hits, patches, misses, evictions;
 } sm;
 
 void rs_seatmap_register(rs_db *db)
@@ -91,8 +119,8 @@ static sm_entry *sm_find(int64_t perf)
 
 static void sm_drop(sm_entry *e)
 {
-    sm.bytes -= e->len;
-    free(e->body);
+    sm.bytes -= e->bytes;
+    rs_seatpatch_free(&e->map);
     memset(e, 0, sizeof(*e));
 }
 
@@ -105,35 +133,41 @@ static sm_entry *sm_lru(void)
     return old;
 }
 
-/* Keeps body (taken) as perf's map at version; frees it when it cannot be kept. */
-static void sm_store(int64_t perf, const char *version, char *body, size_t len)
+/* Keeps map (taken) as perf's at (key, top); frees it when it cannot be kept. */
+static void sm_store(int64_t perf, const char *key, int64_t top, rs_seatpatch *map)
 {
     sm_entry *e = sm_find(perf);
     if (e)
         sm_drop(e);
-    if (len > RS_SEATMAP_CACHE_MAX_BYTES || strlen(version) >= VERSION_MAX) {
-        free(body);
+    size_t bytes = rs_seatpatch_bytes(map);
+    if (bytes > RS_SEATMAP_CACHE_MAX_BYTES || strlen(key) >= KEY_MAX) {
+        rs_seatpatch_free(map);
         return;
     }
-    while (sm.bytes + len > RS_SEATMAP_CACHE_MAX_BYTES || !(e = sm_find(0))) {
+    while (sm.bytes + bytes > RS_SEATMAP_CACHE_MAX_BYTES || !(e = sm_find(0))) {
         sm_drop(sm_lru());
         sm.evictions++;
     }
     e->perf = perf;
-    snprintf(e->version, sizeof(e->version), "%s", version);
-    e->body = body;
-    e->len = len;
+    snprintf(e->key, sizeof(e->key), "%s", key);
+    e->top = top;
+    e->checked_ms = cm_now_ms();
+    e->map = *map;
+    e->bytes = bytes;
     e->used = ++sm.clock;
-    sm.bytes += len;
+    sm.bytes += bytes;
 }
 
-/* Runs stmt on the request's performance id; 503 when the database cannot take it. */
-static void sm_exec(rs_req *r, const char *stmt, rs_db_cb cb)
+/* Runs stmt on the request's performance id and the other params; 503 when the database
+ * cannot take it. */
+static void sm_exec(rs_req *r, const char *stmt, int nparams, const char *const *more, rs_db_cb cb)
 {
     char id[NUM_LEN];
     snprintf(id, sizeof(id), "%" PRId64, rs_req_id(r, 0));
-    const char *params[] = {id};
-    if (!rs_db_exec(rs_app_g.db, stmt, 1, params, cb, r))
+    const char *params[3] = {id, NULL, NULL};
+    for (int i = 1; i < nparams; i++)
+        params[i] = more[i - 1];
+    if (!rs_db_exec(rs_app_g.db, stmt, nparams, params, cb, r))
         rs_reply_error(r, 503, "UNAVAILABLE", "the database is unavailable");
 }
 
@@ -142,16 +176,32 @@ static void not_found(rs_req *r)
     rs_reply_error(r, 404, "NOT_FOUND", "performance %" PRId64 " does not exist", rs_req_id(r, 0));
 }
 
+static void built(void *arg, const rs_db_result *res);
+
+static void build(rs_req *r)
+{
+    sm.misses++;
+    sm_exec(r, "seatmap_build", 1, NULL, built);
+}
+
+static void reply_kept(rs_req *r, sm_entry *e)
+{
+    e->used = ++sm.clock;
+    e->checked_ms = cm_now_ms();
+    rs_reply_text(r, 200, "application/json", e->map.body, e->map.len);
+}
+
 static void built(void *arg, const rs_db_result *res)
 {
     rs_req *r = arg;
     if (rs_dberr_failed(r, res, "a catalogue statement"))
         return;
-    if (PQntuples(res->pg) == 0) {
+    int rows = PQntuples(res->pg);
+    if (rows == 0) {
         not_found(r);
         return;
     }
-    static const rs_seatlist_cols cols = {.id = 1,
+    static const rs_seatlist_cols cols = {.id = COL_SEAT,
                                           .row = 2,
                                           .number = 3,
                                           .type = 4,
@@ -169,35 +219,94 @@ static void built(void *arg, const rs_db_result *res)
     rs_seatlist_text(res->pg, &cols, &sb);
     cm_strbuf_append(&sb, "}", 1);
     rs_reply_text(r, 200, "application/json", sb.data, sb.len);
-    sm_store(perf, PQgetvalue(res->pg, 0, COL_VERSION), sb.data, sb.len); /* takes sb.data */
+    /* the seats in the text's order (the rows with a seat: rs_seatlist_text's) */
+    int64_t *ids = malloc((size_t)rows * sizeof(*ids));
+    size_t n = 0;
+    for (int i = 0; ids && i < rows; i++)
+        if (!PQgetisnull(res->pg, i, COL_SEAT))
+            ids[n++] = strtoll(PQgetvalue(res->pg, i, COL_SEAT), NULL, 10);
+    rs_seatpatch map;
+    if (ids && rs_seatpatch_init(&map, sb.data, sb.len, ids, n)) /* takes sb.data */
+        sm_store(perf, PQgetvalue(res->pg, 0, COL_KEY),
+                 strtoll(PQgetvalue(res->pg, 0, COL_TOP), NULL, 10), &map);
+    else if (!ids)
+        cm_strbuf_free(&sb);
+    else
+        log_warn("seat map of performance %" PRId64 ": its text has not one state per seat; "
+                 "not kept",
+                 perf);
+    free(ids);
 }
 
-static void versioned(void *arg, const rs_db_result *res)
+/* The kept map's delta: the same top is a hit, a newer one a patch; anything the delta
+ * cannot bring exactly goes to the full statement. */
+static void deltaed(void *arg, const rs_db_result *res)
 {
     rs_req *r = arg;
     if (rs_dberr_failed(r, res, "a catalogue statement"))
         return;
     int64_t perf = rs_req_id(r, 0);
     sm_entry *e = sm_find(perf);
-    if (PQntuples(res->pg) == 0) {
+    const PGresult *pg = res->pg;
+    int rows = PQntuples(pg);
+    if (rows == 0) {
         if (e)
             sm_drop(e);
         not_found(r);
         return;
     }
-    if (e && strcmp(e->version, PQgetvalue(res->pg, 0, 0)) == 0) {
-        sm.hits++;
-        e->used = ++sm.clock;
-        rs_reply_text(r, 200, "application/json", e->body, e->len);
+    /* the map patched must be the one the statement was asked about: another answer may
+     * have replaced or patched it since */
+    if (!e || e->top != strtoll(PQgetvalue(pg, 0, D_SENT), NULL, 10) ||
+        strcmp(e->key, PQgetvalue(pg, 0, D_KEY)) != 0 || rows > SM_DELTA_ROWS) {
+        build(r);
         return;
     }
-    sm.misses++;
-    sm_exec(r, "seatmap_build", built);
+    int64_t top = strtoll(PQgetvalue(pg, 0, D_TOP), NULL, 10);
+    if (top == e->top) {
+        sm.hits++;
+        reply_kept(r, e);
+        return;
+    }
+    for (int i = 0; i < rows; i++) {
+        if (PQgetisnull(pg, i, D_SEAT))
+            continue;
+        if (!rs_seatpatch_set(&e->map, strtoll(PQgetvalue(pg, i, D_SEAT), NULL, 10),
+                              PQgetvalue(pg, i, D_AVAILABLE)[0] == 't',
+                              PQgetvalue(pg, i, D_HELD)[0] == 't')) {
+            log_warn("seat map of performance %" PRId64 ": an event names a seat not in "
+                     "it; built again",
+                     perf);
+            sm_drop(e);
+            build(r);
+            return;
+        }
+    }
+    if (!rs_seatpatch_render(&e->map)) {
+        sm_drop(e); /* its wanted states are ahead of its text */
+        build(r);
+        return;
+    }
+    sm.patches++;
+    sm.bytes -= e->bytes;
+    e->bytes = rs_seatpatch_bytes(&e->map);
+    sm.bytes += e->bytes;
+    e->top = top;
+    reply_kept(r, e);
 }
 
 void rs_seatmap_get(rs_req *r)
 {
-    sm_exec(r, "seatmap_version", versioned);
+    sm_entry *e = sm_find(rs_req_id(r, 0));
+    if (!e || cm_now_ms() - e->checked_ms >= SM_PATCH_AGE_MS) {
+        build(r);
+        return;
+    }
+    char top[NUM_LEN], limit[NUM_LEN];
+    snprintf(top, sizeof(top), "%" PRId64, e->top);
+    snprintf(limit, sizeof(limit), "%d", SM_DELTA_ROWS + 1);
+    const char *more[] = {top, limit};
+    sm_exec(r, "seatmap_delta", 3, more, deltaed);
 }
 
 void rs_seatmap_metrics(cm_strbuf *out)
@@ -210,8 +319,12 @@ void rs_seatmap_metrics(cm_strbuf *out)
         "# HELP reserved_seatmap_cache_hits_total seat maps answered from the cache (the "
         "database's version matched)\n# TYPE reserved_seatmap_cache_hits_total counter\n"
         "reserved_seatmap_cache_hits_total %" PRIu64 "\n"
-        "# HELP reserved_seatmap_cache_misses_total seat maps built (none kept, or an older "
-        "version)\n# TYPE reserved_seatmap_cache_misses_total counter\n"
+        "# HELP reserved_seatmap_cache_patches_total seat maps answered from the cache "
+        "after writing in the seats of newer seat events\n"
+        "# TYPE reserved_seatmap_cache_patches_total counter\n"
+        "reserved_seatmap_cache_patches_total %" PRIu64 "\n"
+        "# HELP reserved_seatmap_cache_misses_total seat maps built (none kept, or kept "
+        "but not patchable)\n# TYPE reserved_seatmap_cache_misses_total counter\n"
         "reserved_seatmap_cache_misses_total %" PRIu64 "\n"
         "# HELP reserved_seatmap_cache_evictions_total maps dropped to stay within the "
         "cache's bounds\n# TYPE reserved_seatmap_cache_evictions_total counter\n"
@@ -220,7 +333,7 @@ void rs_seatmap_metrics(cm_strbuf *out)
         "# TYPE reserved_seatmap_cache_entries gauge\nreserved_seatmap_cache_entries %zu\n"
         "# HELP reserved_seatmap_cache_bytes bytes of the kept maps\n"
         "# TYPE reserved_seatmap_cache_bytes gauge\nreserved_seatmap_cache_bytes %zu\n",
-        sm.hits, sm.misses, sm.evictions, n, sm.bytes);
+        sm.hits, sm.patches, sm.misses, sm.evictions, n, sm.bytes);
 }
 
 void rs_seatmap_stop(void)

@@ -750,7 +750,8 @@ static void expect_seat(json_t *seats, int i, bool available, bool held, long lo
 
 /* A keeps the map; every change made elsewhere shows in A's next answer: a booking and a
  * cancel through B, prices patched through B, a hold written straight into the database
- * by a writer that is no reserved at all; an unchanged map comes from the cache. */
+ * by a writer that is no reserved at all; an unchanged map comes from the cache, a map
+ * whose seats changed is patched from their seat events, and new prices build it again. */
 START_TEST(events_seatmap_cache)
 {
     world w;
@@ -767,15 +768,21 @@ START_TEST(events_seatmap_cache)
     json_decref(m1);
     json_decref(m2);
 
-    /* a booking through B: A's next map shows it (a miss), the one after is a hit again */
+    /* a booking through B: A's next map shows it, patched from its seat event (no
+     * build), and is the map B builds; the one after is a hit again */
     int seats[] = {3};
     long long res = 0;
     ck_assert_int_eq(book(&w, &w.b, 1, seats, 1, &res), 201);
+    long long patches = metric(&w.a, "reserved_seatmap_cache_patches_total");
     json_t *m = seat_map(&w, &w.a);
     expect_seat(m, 3, false, false, 100);
     expect_seat(m, 4, true, false, 100);
+    json_t *built = seat_map(&w, &w.b);
+    ck_assert(json_equal(m, built));
+    json_decref(built);
     json_decref(m);
-    ck_assert_int_eq(metric(&w.a, "reserved_seatmap_cache_misses_total"), misses + 1);
+    ck_assert_int_eq(metric(&w.a, "reserved_seatmap_cache_misses_total"), misses);
+    ck_assert_int_eq(metric(&w.a, "reserved_seatmap_cache_patches_total"), patches + 1);
     hits = metric(&w.a, "reserved_seatmap_cache_hits_total");
     json_decref(seat_map(&w, &w.a));
     ck_assert_int_eq(metric(&w.a, "reserved_seatmap_cache_hits_total"), hits + 1);
@@ -789,6 +796,10 @@ START_TEST(events_seatmap_cache)
     m = seat_map(&w, &w.a);
     expect_seat(m, 3, true, false, 100);
     json_decref(m);
+    ck_assert_int_eq(metric(&w.a, "reserved_seatmap_cache_patches_total"), patches + 2);
+
+    /* prices are no seat event: the patch below must build the map again */
+    misses = metric(&w.a, "reserved_seatmap_cache_misses_total");
 
     /* prices patched through B (no seat changes state: no seat event) */
     snprintf(path, sizeof path, "/performances/%lld", w.perf);
@@ -798,6 +809,7 @@ START_TEST(events_seatmap_cache)
     expect_seat(m, 0, true, false, 120);
     expect_seat(m, N_SEATS - 1, true, false, 300);
     json_decref(m);
+    ck_assert_int_eq(metric(&w.a, "reserved_seatmap_cache_misses_total"), misses + 1);
 
     /* a hold written by SQL, then freed by SQL */
     char sql[512];
@@ -820,6 +832,8 @@ START_TEST(events_seatmap_cache)
     m = seat_map(&w, &w.a);
     expect_seat(m, 5, true, false, 120);
     json_decref(m);
+    ck_assert_int_eq(metric(&w.a, "reserved_seatmap_cache_patches_total"), patches + 4);
+    ck_assert_int_eq(metric(&w.a, "reserved_seatmap_cache_misses_total"), misses + 1);
 
     /* a performance that does not exist: 404, nothing kept */
     rat_req_ok(&w.a, "GET", "/performances/999999/seats", NULL, 404, &r);

@@ -3,7 +3,8 @@
  * as JSON values (rs_seatlist_json): byte for byte equal on rows made in memory (libpq's
  * PQmakeEmptyPGresult + PQsetvalue: no server), with the strings jansson escapes
  * (quotes, backslashes, control characters), UTF-8, NULL layout columns, a LEFT JOIN's
- * empty row, and the venue's form without prices.
+ * empty row, and the venue's form without prices. And the kept map's patches
+ * (rs_seatpatch) against the text of the changed rows written anew.
  */
 #include <check.h>
 #include <jansson.h>
@@ -13,6 +14,7 @@
 
 #include "cm_strbuf.h"
 #include "rs_seatlist.h"
+#include "rs_seatpatch.h"
 #include "ru_suites.h"
 
 #define NCOLS 9
@@ -105,11 +107,153 @@ START_TEST(test_text_empty)
 }
 END_TEST
 
+/* ---- rs_seatpatch ---- */
+
+#define MANY 300
+
+/* MANY seats, ids not in the text's order (the index must not assume it), rows whose
+ * strings need escaping and the fixture's own seats first. */
+static PGresult *make_many(char (*cells)[NCOLS][24])
+{
+    static const char *const(*fixed)[NCOLS] = rows;
+    const char *ptrs[MANY][NCOLS];
+    for (int r = 0; r < MANY; r++)
+        for (int c = 0; c < NCOLS; c++) {
+            if (r < 6) {
+                ptrs[r][c] = fixed[r][c];
+                continue;
+            }
+            const char *v = cells[r][c];
+            switch (c) {
+            case 0:
+                snprintf(cells[r][c], 24, "%d", (r * 7919) % 100003 + 10);
+                break;
+            case 1:
+                snprintf(cells[r][c], 24, "R\"%d\\", r % 13);
+                break;
+            case 3:
+                snprintf(cells[r][c], 24, "%s", r % 5 ? "NORMAL" : "VIP");
+                break;
+            case 5:
+                snprintf(cells[r][c], 24, "%s", r % 3 ? "t" : "f");
+                break;
+            case 8:
+                snprintf(cells[r][c], 24, "%s", r % 3 == 1 ? "t" : "f");
+                break;
+            default:
+                snprintf(cells[r][c], 24, "%d", r);
+                break;
+            }
+            ptrs[r][c] = v;
+        }
+    return make_rows(ptrs, MANY);
+}
+
+static void text_of(const PGresult *pg, cm_strbuf *out)
+{
+    cm_strbuf_free(out);
+    rs_seatlist_text(pg, &map, out);
+}
+
+static char *dup_text(const cm_strbuf *sb)
+{
+    char *d = malloc(sb->len + 1);
+    ck_assert_ptr_nonnull(d);
+    memcpy(d, sb->data, sb->len + 1);
+    return d;
+}
+
+/* Random states for random seats, a render after each round: the patched text is byte
+ * for byte the text of the same rows with those states; a round that changes nothing
+ * leaves the text as it was. */
+START_TEST(test_patch_matches_rebuild)
+{
+    static char cells[MANY][NCOLS][24];
+    PGresult *pg = make_many(cells);
+    int64_t ids[MANY];
+    for (int r = 0; r < MANY; r++)
+        ids[r] = strtoll(PQgetvalue(pg, r, 0), NULL, 10);
+    cm_strbuf want = CM_STRBUF_INIT;
+    text_of(pg, &want);
+    rs_seatpatch m;
+    ck_assert(rs_seatpatch_init(&m, dup_text(&want), want.len, ids, MANY));
+    ck_assert_int_gt(rs_seatpatch_bytes(&m), want.len);
+    unsigned seed = 7;
+    for (int round = 0; round < 200; round++) {
+        int changes = (int)(rand_r(&seed) % 12);
+        for (int i = 0; i < changes; i++) {
+            int r = (int)(rand_r(&seed) % MANY);
+            bool held = rand_r(&seed) % 4 == 0;
+            bool available = !held && rand_r(&seed) % 2 == 0;
+            ck_assert(rs_seatpatch_set(&m, ids[r], available, held));
+            ck_assert_int_eq(PQsetvalue(pg, r, 5, available ? "t" : "f", 1), 1);
+            ck_assert_int_eq(PQsetvalue(pg, r, 8, held ? "t" : "f", 1), 1);
+        }
+        ck_assert(rs_seatpatch_render(&m));
+        text_of(pg, &want);
+        ck_assert_uint_eq(m.len, want.len);
+        ck_assert(memcmp(m.body, want.data, want.len) == 0);
+    }
+    /* the same state again: nothing to write, the same bytes */
+    char *before = m.body;
+    ck_assert(rs_seatpatch_set(&m, ids[0], PQgetvalue(pg, 0, 5)[0] == 't',
+                               PQgetvalue(pg, 0, 8)[0] == 't'));
+    ck_assert(rs_seatpatch_render(&m));
+    ck_assert_ptr_eq(m.body, before);
+    rs_seatpatch_free(&m);
+    cm_strbuf_free(&want);
+    PQclear(pg);
+}
+END_TEST
+
+/* A text and ids that do not belong together are not kept; a set for a seat the map does
+ * not have says so and changes nothing. */
+START_TEST(test_patch_rejects_mismatch)
+{
+    PGresult *pg = make_rows(rows, 6);
+    int64_t ids[6];
+    for (int r = 0; r < 6; r++)
+        ids[r] = strtoll(PQgetvalue(pg, r, 0), NULL, 10);
+    cm_strbuf text = CM_STRBUF_INIT;
+    text_of(pg, &text);
+    rs_seatpatch m;
+    ck_assert(!rs_seatpatch_init(&m, dup_text(&text), text.len, ids, 5)); /* a seat too many */
+    ck_assert_ptr_null(m.body);
+    int64_t twice[6] = {ids[0], ids[1], ids[2], ids[3], ids[4], ids[4]};
+    ck_assert(!rs_seatpatch_init(&m, dup_text(&text), text.len, twice, 6)); /* an id twice */
+    /* the venue's form: no states at all */
+    rs_seatlist_cols venue = map;
+    venue.price = -1;
+    cm_strbuf bare = CM_STRBUF_INIT;
+    rs_seatlist_text(pg, &venue, &bare);
+    ck_assert(!rs_seatpatch_init(&m, dup_text(&bare), bare.len, ids, 6));
+    cm_strbuf_free(&bare);
+    ck_assert(rs_seatpatch_init(&m, dup_text(&text), text.len, ids, 6));
+    ck_assert(!rs_seatpatch_set(&m, 424242, false, true));
+    ck_assert(rs_seatpatch_render(&m));
+    ck_assert_str_eq(m.body, cm_strbuf_str(&text));
+    rs_seatpatch_free(&m);
+    /* a hall without seats: an empty map is kept and patches nothing */
+    PGresult *empty = make_rows(rows + 6, 1);
+    cm_strbuf none = CM_STRBUF_INIT;
+    rs_seatlist_text(empty, &map, &none);
+    ck_assert(rs_seatpatch_init(&m, dup_text(&none), none.len, NULL, 0));
+    ck_assert(!rs_seatpatch_set(&m, 1, true, false));
+    rs_seatpatch_free(&m);
+    cm_strbuf_free(&none);
+    PQclear(empty);
+    cm_strbuf_free(&text);
+    PQclear(pg);
+}
+END_TEST
+
 Suite *ru_seatlist_suite(void)
 {
     const ru_case cases[] = {
         {"seatlist_text_matches_json", test_text_matches_json, 0},
         {"seatlist_text_empty", test_text_empty, 0},
+        {"seatpatch_matches_rebuild", test_patch_matches_rebuild, 0},
+        {"seatpatch_rejects_mismatch", test_patch_rejects_mismatch, 0},
     };
     return ru_suite("seatlist", cases, sizeof(cases) / sizeof(cases[0]));
 }
