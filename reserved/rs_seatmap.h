@@ -6,9 +6,12 @@
  * 1,000-seat hall, 2 MB for 20,000) and one of the most asked for in a sale; building it
  * is a join over the hall's seats in PostgreSQL and a JSON dump here. The cache keeps the
  * finished bytes of each performance's map with the version they show, and every read
- * asks PostgreSQL for the current version first (one index probe): the same version gives
- * the cached bytes, another builds the map again. So a read never shows a state older
- * than the database's at the moment it asked, whichever reserved made the change.
+ * asks PostgreSQL for the current version and the seats of the newer seat events (one
+ * statement, an index range): the same version gives the kept bytes, newer seat events
+ * are written into them (rs_seatpatch), anything else builds the map again. So a read
+ * never shows a state older than the database's at the moment it asked, whichever
+ * reserved made the change, and during a sale it costs the seats that changed, not the
+ * hall.
  */
 #ifndef RS_SEATMAP_H
 #define RS_SEATMAP_H
