@@ -10,8 +10,9 @@
 #      with the kernel partition faults, else on 127.0.0.1 without them (CHAOS_NET=proxy
 #      forces that; CHAOS_FAULTS=kind,kind picks the kinds);
 #   5. builds the libFuzzer target with clang in build-fuzz/ and runs it for 60 s;
-#   6. builds everything again as Release (-O2, assertions off) in build-release/: the
-#      demo and the benchmarks use that build, and -O2 finds warnings -O0 does not;
+#   6. builds everything again as Release (-O2, assertions off) in build-release/, beside
+#      the fuzzer of step 5: the demo and the benchmarks use that build, and -O2 finds
+#      warnings -O0 does not;
 #   7. prints the line coverage of the project's own code (gcovr).
 # Every stage runs even when an earlier test stage failed; the exit status is non-zero
 # if anything failed. Build dirs can be moved with BUILD_TEST=... BUILD_FUZZ=... BUILD_RELEASE=...
@@ -132,8 +133,23 @@ if run_stage build build_test; then
     run_stage ctest run_ctest || true
     run_stage chaos run_chaos || true
 fi
+# The Release build runs beside the fuzzer: libFuzzer's run is bounded by time, not by
+# work, so the build costs it executions, not wall time (about a minute of the command).
+REL_LOG=$(mktemp)
+REL_RC=$(mktemp)
+(if build_release >"$REL_LOG" 2>&1; then echo 0; else echo 1; fi >"$REL_RC") &
+REL_PID=$!
+PIDS+=("$REL_PID")
+wait_release() {
+    while [[ ! -s "$REL_RC" ]] && kill -0 "$REL_PID" 2>/dev/null; do
+        sleep 1
+    done
+    cat "$REL_LOG"
+    [[ "$(cat "$REL_RC")" == 0 ]]
+}
 run_stage fuzz run_fuzz || true
-run_stage release build_release || true
+run_stage release wait_release || true
+rm -f "$REL_LOG" "$REL_RC"
 if [[ ! " ${FAILED[*]} " =~ " build " ]]; then
     run_stage coverage run_coverage || true
 fi
