@@ -15,12 +15,25 @@
 #define KEY_AVAIL "\"available\":"
 #define KEY_HELD  ",\"held\":"
 
+/* A seat's state byte: the wanted bits, and the same two bits as written in the text
+ * shifted up by SP_WRITTEN_SHIFT. */
 enum {
-    SP_AVAIL = 1u << 0,   /* wanted: available */
-    SP_HELD = 1u << 1,    /* wanted: held */
-    SP_W_AVAIL = 1u << 2, /* written: available */
-    SP_W_HELD = 1u << 3,  /* written: held */
+    SP_AVAIL = 1u << 0,
+    SP_HELD = 1u << 1,
+    SP_BITS = SP_AVAIL | SP_HELD,
+    SP_WRITTEN_SHIFT = 2,
 };
+
+static uint8_t sp_state(bool available, bool held)
+{
+    return (uint8_t)((available ? SP_AVAIL : 0) | (held ? SP_HELD : 0));
+}
+
+/* A state whose wanted and written bits are both st's wanted ones. */
+static uint8_t sp_written(uint8_t st)
+{
+    return (uint8_t)((st & SP_BITS) | (st & SP_BITS) << SP_WRITTEN_SHIFT);
+}
 
 /* "true" or "false" at s (n bytes left): 1, 0, or -1 for neither. */
 static int read_bool(const char *s, size_t n)
@@ -52,7 +65,7 @@ static size_t read_state(const char *body, size_t len, size_t off, uint8_t *st)
     int h = read_bool(body + p, len - p);
     if (h < 0)
         return 0;
-    *st = (uint8_t)((a ? SP_AVAIL | SP_W_AVAIL : 0) | (h ? SP_HELD | SP_W_HELD : 0));
+    *st = sp_written(sp_state(a, h));
     return p + bool_len(h) - off;
 }
 
@@ -142,10 +155,8 @@ bool rs_seatpatch_set(rs_seatpatch *m, int64_t id, bool available, bool held)
     if (lo == m->n || m->by_id[lo] != id)
         return false;
     uint8_t *st = &m->state[m->seat_of[lo]];
-    *st = (uint8_t)((*st & (SP_W_AVAIL | SP_W_HELD)) | (available ? SP_AVAIL : 0) |
-                    (held ? SP_HELD : 0));
-    if (((*st & SP_AVAIL) != 0) != ((*st & SP_W_AVAIL) != 0) ||
-        ((*st & SP_HELD) != 0) != ((*st & SP_W_HELD) != 0))
+    *st = (uint8_t)((*st & ~SP_BITS) | sp_state(available, held));
+    if ((*st & SP_BITS) != *st >> SP_WRITTEN_SHIFT)
         m->dirty = true;
     return true;
 }
@@ -172,17 +183,15 @@ bool rs_seatpatch_render(rs_seatpatch *m)
     char *d = out;
     size_t src = 0, kl = strlen(KEY_HELD);
     for (size_t k = 0; k < m->n; k++) {
-        uint8_t st = m->state[k];
-        bool a = (st & SP_AVAIL) != 0, h = (st & SP_HELD) != 0;
+        uint8_t st = m->state[k], was = st >> SP_WRITTEN_SHIFT;
         /* the text up to this seat's values, then the values, then past the old ones */
         d = put(d, m->body + src, m->at[k] - src);
-        src = (size_t)m->at[k] + bool_len((st & SP_W_AVAIL) != 0) + kl +
-              bool_len((st & SP_W_HELD) != 0);
+        src = (size_t)m->at[k] + bool_len(was & SP_AVAIL) + kl + bool_len(was & SP_HELD);
         m->at[k] = (uint32_t)(d - out);
-        d = put_bool(d, a);
+        d = put_bool(d, st & SP_AVAIL);
         d = put(d, KEY_HELD, kl);
-        d = put_bool(d, h);
-        m->state[k] = (uint8_t)((a ? SP_AVAIL | SP_W_AVAIL : 0) | (h ? SP_HELD | SP_W_HELD : 0));
+        d = put_bool(d, st & SP_HELD);
+        m->state[k] = sp_written(st);
     }
     d = put(d, m->body + src, m->len - src);
     free(m->body);
