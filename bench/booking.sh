@@ -62,7 +62,8 @@
 # HISTORY (40000), BG_SHARE and READS_SHARE (mixed shape: 0.25 each; 0 and 0: hot
 # bookings only), CEILING (1; 0: no pgbench), CEILING_DURATION (5 s), PAYMENT (0),
 # PAY_LATENCY_MS (5), SHAPES and ALL (above); BK_LOCK_EXTRA (more keys of reserved's
-# `lock:` mapping, e.g. "batch_max: 1").
+# `lock:` mapping, e.g. "batch_max: 1"); WARM (1: every seat map read once through every
+# reserved before the timed run, as on a server that has been up; 0: cold caches).
 set -euo pipefail
 # Arguments: none but --help (the knobs are environment variables, above).
 case "${1:-}" in
@@ -165,6 +166,11 @@ CEILING_DURATION=${CEILING_DURATION:-5}
 PAYMENT=${PAYMENT:-0}
 PAY_LATENCY_MS=${PAY_LATENCY_MS:-5}
 PGBIN=${PGBIN:-/usr/lib/postgresql/15/bin}
+WARM=${WARM:-1}
+[[ $WARM == [01] ]] || {
+    echo "booking.sh: WARM=$WARM: want 1 (seat maps read before the run) or 0" >&2
+    exit 2
+}
 
 for t in lockd reserved bookbench fakepay; do
     if [[ ! -x "$BUILD/bin/$t" ]]; then
@@ -257,6 +263,21 @@ fresh_db() {
     BK_PSQL_USER=postgres bk_psql "VACUUM (ANALYZE)" >/dev/null
     BK_PSQL_USER=postgres bk_psql "CHECKPOINT" >/dev/null
 }
+# Each reserved's seat-map cache as a server that has been up for a while has it: every
+# performance's map read once through every reserved (one keep-alive curl each), so the
+# timed run measures the sale and not the first build of 153 maps. Both modes get the
+# same warm-up. WARM=0 skips it.
+warm_maps() { # warm_maps PERF_ID...
+    [[ $WARM == 1 ]] || return 0
+    local srv id args codes t0=$SECONDS
+    for srv in "${BK_RESERVED[@]}"; do
+        args=()
+        for id in "$@"; do args+=(-o /dev/null "http://$srv/performances/$id/seats"); done
+        codes=$(curl -s -w '%{http_code}\n' "${args[@]}") || bk_fail "warm-up: curl failed on $srv"
+        [[ $(grep -vc '^200$' <<<"$codes") == 0 ]] || bk_fail "warm-up: $srv answered $(sort <<<"$codes" | uniq -c | tr '\n' ' ')"
+    done
+    echo "   warm-up: $# seat maps read through each of ${#BK_RESERVED[@]} reserved ($((SECONDS - t0)) s)"
+}
 run_mode() { # run_mode MODE ROUND
     local mode=$1 round=$2 tag="$1-$2" d
     echo
@@ -279,6 +300,7 @@ run_mode() { # run_mode MODE ROUND
     fi
     bk_create_users "$NUSERS"
     fresh_db
+    warm_maps "$HOT" "${BG[@]}"
     BG_LIST=$(
         IFS=,
         echo "${BG[*]}"

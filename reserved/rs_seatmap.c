@@ -13,14 +13,14 @@
  *
  * A read: GET -> kept and checked within SM_PATCH_AGE_MS: DELTA (one statement: the key,
  * the top, the seats of the newer events) -> the same top answers the kept bytes (a hit);
- * a newer one patches them (rs_seatpatch) and answers; another key, too many changes, or
- * a map changed here meanwhile -> BUILD. Nothing kept (or kept too long unchecked) ->
+ * a newer one patches them (rs_seatpatch) and answers, also when another read patched the
+ * map meanwhile (the rows replay); another key, too many changes, or a map older than the
+ * one asked about -> BUILD. Nothing kept (or kept too long unchecked) ->
  * BUILD (the full statement, which returns the version of its own snapshot) -> answer and
  * keep. The age bound keeps a delta away from events the prune could have deleted: those
  * above a top were committed after it was read, and the prune takes only events older
- * than an hour (rs_events). Two misses of one performance at once both build (the later
- * result replaces the earlier: the statement decides what is served, never the order the
- * answers come in).
+ * than an hour (rs_events). Two misses of one performance at once both build; each answers
+ * its own, and the newer of the two is kept (by top, when the keys are the same).
  */
 #include "rs_seatmap.h"
 
@@ -133,10 +133,15 @@ static sm_entry *sm_lru(void)
     return old;
 }
 
-/* Keeps map (taken) as perf's at (key, top); frees it when it cannot be kept. */
+/* Keeps map (taken) as perf's at (key, top); frees it when it cannot be kept, or when the
+ * map kept is of the same key and newer (a build answered after a patch went past it). */
 static void sm_store(int64_t perf, const char *key, int64_t top, rs_seatpatch *map)
 {
     sm_entry *e = sm_find(perf);
+    if (e && e->top > top && strcmp(e->key, key) == 0) {
+        rs_seatpatch_free(map);
+        return;
+    }
     if (e)
         sm_drop(e);
     size_t bytes = rs_seatpatch_bytes(map);
@@ -255,15 +260,19 @@ static void deltaed(void *arg, const rs_db_result *res)
         not_found(r);
         return;
     }
-    /* the map patched must be the one the statement was asked about: another answer may
-     * have replaced or patched it since */
-    if (!e || e->top != strtoll(PQgetvalue(pg, 0, D_SENT), NULL, 10) ||
-        strcmp(e->key, PQgetvalue(pg, 0, D_KEY)) != 0 || rows > SM_DELTA_ROWS) {
+    /* Another answer may have patched the map since this statement was sent (two reads of
+     * one performance at once): its rows are absolute states in id order from the top sent,
+     * so replaying all of them over a map at a top between the one sent and the one read
+     * leaves every seat at its newest event, as over the map sent. Only a map older than the
+     * one sent (replaced by an older build meanwhile) or of another key needs the build. */
+    int64_t sent = strtoll(PQgetvalue(pg, 0, D_SENT), NULL, 10);
+    if (!e || e->top < sent || strcmp(e->key, PQgetvalue(pg, 0, D_KEY)) != 0 ||
+        rows > SM_DELTA_ROWS) {
         build(r);
         return;
     }
     int64_t top = strtoll(PQgetvalue(pg, 0, D_TOP), NULL, 10);
-    if (top == e->top) {
+    if (top <= e->top) { /* the kept map is as new as this statement's snapshot, or newer */
         sm.hits++;
         reply_kept(r, e);
         return;

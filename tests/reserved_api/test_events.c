@@ -835,6 +835,41 @@ START_TEST(events_seatmap_cache)
     ck_assert_int_eq(metric(&w.a, "reserved_seatmap_cache_patches_total"), patches + 4);
     ck_assert_int_eq(metric(&w.a, "reserved_seatmap_cache_misses_total"), misses + 1);
 
+    /* two reads at once after a booking: both deltas are sent from the same top (held back
+     * by a lock on seat_events until both wait), the first answer patches the map, the
+     * second finds it already there and answers it: no build */
+    int seven[] = {7};
+    ck_assert_int_eq(book(&w, &w.b, 1, seven, 1, &res), 201);
+    misses = metric(&w.a, "reserved_seatmap_cache_misses_total");
+    patches = metric(&w.a, "reserved_seatmap_cache_patches_total");
+    hits = metric(&w.a, "reserved_seatmap_cache_hits_total");
+    PGconn *watch = db_connect(&w.pg);
+    db_ok(w.db, "BEGIN; LOCK TABLE seat_events IN ACCESS EXCLUSIVE MODE");
+    snprintf(path, sizeof path, "/performances/%lld/seats", w.perf);
+    int fd[2];
+    for (int i = 0; i < 2; i++)
+        ck_assert_int_ge(fd[i] = th_http_send(w.a.port, "GET", path, NULL, NULL, 0), 0);
+    long long waiting = 0;
+    for (int i = 0; i < 500 && waiting < 2; i++) {
+        waiting = db_int(watch, "SELECT count(*) FROM pg_locks l JOIN pg_stat_activity a "
+                                "ON a.pid = l.pid WHERE l.relation = 'seat_events'::regclass "
+                                "AND NOT l.granted AND a.query LIKE 'SELECT $2::bigint, v.key%'");
+        if (waiting < 2)
+            th_sleep_ms(10);
+    }
+    ck_assert_int_eq(waiting, 2);
+    db_ok(w.db, "COMMIT");
+    PQfinish(watch);
+    for (int i = 0; i < 2; i++) {
+        th_http_recv(fd[i], &r);
+        ck_assert_int_eq(r.status, 200);
+        expect_seat(json_object_get(r.json, "seats"), 7, false, false, 120);
+        th_http_resp_free(&r);
+    }
+    ck_assert_int_eq(metric(&w.a, "reserved_seatmap_cache_misses_total"), misses);
+    ck_assert_int_eq(metric(&w.a, "reserved_seatmap_cache_patches_total"), patches + 1);
+    ck_assert_int_eq(metric(&w.a, "reserved_seatmap_cache_hits_total"), hits + 1);
+
     /* a performance that does not exist: 404, nothing kept */
     rat_req_ok(&w.a, "GET", "/performances/999999/seats", NULL, 404, &r);
     th_http_resp_free(&r);
