@@ -211,6 +211,10 @@ const cm_cfg_key rs_config_keys[] = {
             "seat event streams one process serves at once (503 beyond)"),
     KEY_INT("events.max_buffer_kib", events_max_buffer_kib, "256", 4, 65536,
             "unsent bytes one event stream may hold before the slow reader is dropped"),
+    /* at most 12 s: the check runs every quarter of it, and a stream must hear something
+     * at least every 15 s (a proxy's idle timeout is often not much longer) */
+    KEY_INT("events.keepalive_ms", events_keepalive_ms, "10000", 200, 12000,
+            "silence after which an event stream gets a keep-alive comment"),
 };
 
 const size_t rs_config_nkeys = sizeof(rs_config_keys) / sizeof(rs_config_keys[0]);

@@ -52,6 +52,7 @@ typedef struct rs_config {
     int64_t holds_ttl_s;            /* holds.ttl_s: how long a hold keeps its seats */
     int64_t events_max_subscribers; /* events.max_subscribers: event streams per process */
     int64_t events_max_buffer_kib;  /* events.max_buffer_kib: unsent bytes per stream */
+    int64_t events_keepalive_ms;    /* events.keepalive_ms: silence before a comment line */
 } rs_config;
 
 extern const cm_cfg_key rs_config_keys[];

@@ -142,7 +142,7 @@ static struct {
     ev_perf *perfs[EV_PERF_BUCKETS];
     size_t nsubs;
     struct evbuffer *out;      /* scratch for one write; always empty between writes */
-    struct event *keepalive;   /* every EV_KEEPALIVE_MS / 4 */
+    struct event *keepalive;   /* every events.keepalive_ms / 4: the longest silence is 1.25x */
     struct event *prune_timer; /* one-shot */
     rs_db_req *prune;          /* the prune in flight */
     /* the listener */
@@ -458,7 +458,8 @@ static void each_sub(void (*fn)(ev_sub *s))
 static void keepalive_one(ev_sub *s)
 {
     static const char comment[] = ": keep-alive\n\n";
-    if (s->state == SUB_LIVE && cm_now_ms() - s->last_write_ms >= EV_KEEPALIVE_MS)
+    if (s->state == SUB_LIVE &&
+        cm_now_ms() - s->last_write_ms >= (uint64_t)ev.app->cfg.events_keepalive_ms)
         (void)sub_write_static(s, comment, sizeof(comment) - 1);
 }
 
@@ -822,7 +823,7 @@ cm_rc rs_events_start(rs_app *app)
         log_error("events: out of memory starting");
         return CM_ERR;
     }
-    struct timeval ka = cm_tv_from_ms(EV_KEEPALIVE_MS / 4);
+    struct timeval ka = cm_tv_from_ms((uint64_t)app->cfg.events_keepalive_ms / 4);
     if (event_add(ev.keepalive, &ka) != 0)
         return CM_ERR;
     prune_arm(EV_PRUNE_MS);

@@ -13,7 +13,7 @@
  *     the table, from the last id each stream has seen;
  *   - the streams: one per subscriber, each event as "id: N\nevent: seats\ndata: JSON\n\n",
  *     a "Last-Event-ID" header resumes after N (from the table), a comment line
- *     (": keep-alive") when a stream has been silent EV_KEEPALIVE_MS; a reader whose
+ *     (": keep-alive") when a stream has been silent events.keepalive_ms; a reader whose
  *     unsent output passes events.max_buffer_kib is dropped (its connection closed); at
  *     most events.max_subscribers streams per process (503 UNAVAILABLE, Retry-After);
  *   - the pruner: events older than an hour are deleted, a bounded batch per minute.
@@ -28,10 +28,6 @@
 #include "cm_strbuf.h"
 #include "rs_app.h"
 #include "rs_http.h"
-
-/* A silent stream gets a comment line after this long (SPEC §8: at least every 15 s; the
- * check runs every EV_KEEPALIVE_MS / 4, so the longest silence is 1.25 times this). */
-#define EV_KEEPALIVE_MS 10000
 
 extern const rs_route rs_events_routes[];
 extern const size_t rs_events_nroutes;

@@ -707,6 +707,8 @@ START_TEST(config_error)
         {"payment:\n  url: \"\"\n  timeout_ms: 0\n", "payment.timeout_ms", 3},
         {"reconcile: {interval_ms: 5000}\nbogus_key: 1\n", "bogus_key", 2},
         {"db: {lock_timeout_ms: 0}\n", "db.lock_timeout_ms", 1},
+        /* past 12 s the longest silence (1.25x) would pass SPEC §8's 15 s */
+        {"events:\n  keepalive_ms: 12001\n", "events.keepalive_ms", 2},
     };
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
         snprintf(path, sizeof path, "%s/bad-%zu.yaml", th_tmpdir(), i);
@@ -810,6 +812,8 @@ START_TEST(config_error)
                                      "--check-config", NULL),
                      0);
     ck_assert_msg(strstr(out, "lock.mode = db") != NULL, "%s", out);
+    /* a comment every 12.5 s at most by default (SPEC §8: at least every 15 s) */
+    ck_assert_msg(strstr(out, "events.keepalive_ms = 10000") != NULL, "%s", out);
 }
 END_TEST
 
