@@ -30,7 +30,10 @@
 # off); COMMIT. One commit per booking, nothing else on the machine: the rate one hot
 # performance allows when bookings are made one after another.
 # PAYMENT=1: fakepay in the path (reserved payment.url; --latency-ms PAY_LATENCY_MS, no
-# declines), in both modes; the ceiling stays without payment.
+# declines), in both modes. The ceiling above stays without payment; a second pgbench
+# run adds the payment's time to each serial booking (\sleep PAY_LATENCY_MS ms inside
+# the transaction, where reserved pays: fakepay's own latency, without its HTTP round
+# trip), the serial ceiling with payment ("ceil+pay", lockd_ceiling_pay).
 # Prints each run (with each reserved's share of the hot bookings, "shares: r1 x% r2 y%
 # r3 z% (each within 0.5x-1.5x of an equal share: yes|no ...)", and in lockd mode the
 # group-booking batch sizes from reserved's /metrics, "batch sizes: mean n (...), p50 <=
@@ -120,15 +123,15 @@ if [[ -n ${SHAPES:-} ]]; then
     sget() { sed -n "s/.* $2=\([^ ]*\).*/\1/p" <<<"$1"; }
     echo
     echo "== all shapes (DURATION ${DURATION:-10} s, ROUNDS ${ROUNDS:-1}, $(nproc) cores, load now $(cut -d' ' -f1-3 /proc/loadavg)); hot bookings/s and p99 ms"
-    printf '%-14s %7s %8s %8s %6s %8s %6s %6s %10s %10s %6s %10s\n' shape "cl/conn" lockd db \
-        lockd/db ceiling "l/ceil" "db/ceil" "p99 l/db" "bg99 l/db" batch "shares l"
+    printf '%-14s %7s %8s %8s %6s %8s %6s %6s %10s %10s %6s %10s %8s\n' shape "cl/conn" lockd db \
+        lockd/db ceiling "l/ceil" "db/ceil" "p99 l/db" "bg99 l/db" batch "shares l" "l/c+pay"
     for r in "${rows[@]}"; do
-        printf '%-14s %7s %8s %8s %6s %8s %6s %6s %10s %10s %6s %10s\n' "$(sget "$r" shape)" \
+        printf '%-14s %7s %8s %8s %6s %8s %6s %6s %10s %10s %6s %10s %8s\n' "$(sget "$r" shape)" \
             "$(sget "$r" clients)/$(sget "$r" conns)" "$(sget "$r" lockd)" "$(sget "$r" db)" \
             "$(sget "$r" lockd_db)" "$(sget "$r" ceiling)" "$(sget "$r" lockd_ceiling)" \
             "$(sget "$r" db_ceiling)" "$(sget "$r" p99_lockd)/$(sget "$r" p99_db)" \
             "$(sget "$r" bg_p99_lockd)/$(sget "$r" bg_p99_db)" "$(sget "$r" batch_lockd)" \
-            "$(sget "$r" shares_lockd)"
+            "$(sget "$r" shares_lockd)" "$(sget "$r" lockd_ceiling_pay)"
     done
     printf '%s\n' "${rows[@]}"
     echo "(logs of every shape: $logs)"
@@ -431,7 +434,33 @@ EOF
     grep -E '^(number of transactions actually processed|latency average|tps)' <<<"$out" | sed 's/^/   /'
     tps=$(printf '%.1f' "$tps")
     echo "   bookings committed on the ceiling performance: $booked"
-    CEIL+=("$round $tps ${lat:-n/a}")
+    local pay=-
+    if [[ $PAYMENT == 1 ]]; then
+        # the same bookings with the payment's latency inside each, on the seats and fences
+        # after those the first run used
+        local next fence
+        read -r next fence < <(bk_psql "SELECT (SELECT coalesce(max(seat_id), $first - 1) + 1
+            FROM reservation_seats WHERE performance_id = $perf), last_fence::bigint
+            FROM performances WHERE id = $perf" | tr '|' ' ')
+        sed "s/^COMMIT;\$/\\\\sleep $PAY_LATENCY_MS ms\\nCOMMIT;/" "$BK_TMP/ceiling.sql" >"$BK_TMP/ceiling-pay.sql"
+        cmd=("$PGBIN/pgbench" -n -M prepared -c 1 -j 1 -T "$CEILING_DURATION" -f "$BK_TMP/ceiling-pay.sql"
+            -D "perf=$perf" -D "user=$user" -D "s=$next" -D "f=$fence" -h "$BK_PG_DIR" -p "$BK_PG_PORT"
+            -U booking booking)
+        echo "   with the payment's $PAY_LATENCY_MS ms in each booking (\\sleep before COMMIT):"
+        echo "\$ ${cmd[*]}"
+        rc=0
+        out=$("${cmd[@]}" 2>&1) || rc=$?
+        pay=$(sed -n 's/^tps = \([0-9.]*\) (without initial connection time)$/\1/p' <<<"$out")
+        if [[ $rc -ne 0 || -z $pay ]]; then
+            echo "   ceiling with payment: pgbench failed (exit $rc):"
+            grep -iE 'error|abort|detail' <<<"$out" | head -n 8 | sed 's/^/   | /'
+            pay=-
+        else
+            grep -E '^(number of transactions actually processed|latency average|tps)' <<<"$out" | sed 's/^/   /'
+            pay=$(printf '%.1f' "$pay")
+        fi
+    fi
+    CEIL+=("$round $tps ${lat:-n/a} $pay")
 }
 
 get() { sed -n "s/.* $2=\([^ ]*\).*/\1/p" <<<"$1"; }
@@ -466,10 +495,15 @@ for line in "${SUMMARY[@]}"; do
     TABLE+="$row"$'\n'
 done
 for c in "${CEIL[@]}"; do
-    read -r round tps lat <<<"$c"
+    read -r round tps lat pay <<<"$c"
     printf '%-6s %5s %10s   (pgbench, 1 client, %s s: latency average %s ms)\n' ceil "$round" "$tps" \
         "$CEILING_DURATION" "$lat"
     [[ $tps != n/a ]] && TABLE+="ceil $round $tps"$'\n'
+    if [[ ${pay:--} != - ]]; then
+        printf '%-8s %3s %10s   (the same with \\sleep %s ms before each COMMIT: the payment)\n' \
+            ceil+pay "$round" "$pay" "$PAY_LATENCY_MS"
+        TABLE+="ceilpay $round $pay"$'\n'
+    fi
 done
 # Means over the rounds, and the ratios the issue asks about; then one SUMMARY line with
 # the means (ALL=1 / SHAPES tabulate it).
@@ -496,6 +530,10 @@ awk -v shape="$SHAPE" -v clients="$CLIENTS" -v conns="$((3 * BK_DB_POOL))" -v pa
              printf "hot bookings/s lockd/db = %s\n", rx(l, d)
          if (n["ceil"] && (n["lockd"] || n["db"]))
              printf "hot bookings/s lockd/ceiling = %s, db/ceiling = %s\n", rx(l, c), rx(d, c)
+         cp = mean(hot, "ceilpay")
+         if (n["ceilpay"])
+             printf "mean serial ceiling with payment %.1f bookings/s: lockd/ceiling = %s, db/ceiling = %s\n",
+                    cp, rx(l, cp), rx(d, cp)
          if (n["lockd"] && n["db"] && bg["lockd"] > 0)
              printf "background p99 db/lockd = %s\n", rx(mean(bg, "db"), mean(bg, "lockd"))
          printf "SUMMARY shape=%s clients=%s conns=%s payment=%s lockd=%.1f db=%.1f lockd_db=%s", \
@@ -504,8 +542,10 @@ awk -v shape="$SHAPE" -v clients="$CLIENTS" -v conns="$((3 * BK_DB_POOL))" -v pa
                 c, ratio(l, c), ratio(d, c), mean(p99, "lockd"), mean(p99, "db")
          printf " bg_p99_lockd=%.0f bg_p99_db=%.0f batch_lockd=%s", mean(bg, "lockd"), \
                 mean(bg, "db"), nb["lockd"] ? sprintf("%.2f", batch["lockd"] / nb["lockd"]) : "n/a"
-         printf " shares_lockd=%s shares_db=%s\n", ("lockd" in smin) ? smin["lockd"] "-" smax["lockd"] : "n/a", \
+         printf " shares_lockd=%s shares_db=%s", ("lockd" in smin) ? smin["lockd"] "-" smax["lockd"] : "n/a", \
                 ("db" in smin) ? smin["db"] "-" smax["db"] : "n/a"
+         printf " ceiling_pay=%s lockd_ceiling_pay=%s\n", n["ceilpay"] ? sprintf("%.1f", cp) : "n/a", \
+                n["ceilpay"] ? ratio(l, cp) : "n/a"
      }' <<<"$TABLE" >"$BK_TMP/means"
 grep -v '^SUMMARY ' "$BK_TMP/means"
 for line in "${SUMMARY[@]}"; do
@@ -513,7 +553,7 @@ for line in "${SUMMARY[@]}"; do
     echo "RESULT mode=$mode round=$round ${line#* RESULT }"
 done
 for c in "${CEIL[@]}"; do
-    read -r round tps lat <<<"$c"
-    echo "RESULT mode=ceiling round=$round ceiling_per_s=$tps ceiling_latency_ms=$lat"
+    read -r round tps lat pay <<<"$c"
+    echo "RESULT mode=ceiling round=$round ceiling_per_s=$tps ceiling_latency_ms=$lat ceiling_pay_per_s=${pay:--}"
 done
 grep '^SUMMARY ' "$BK_TMP/means"

@@ -4,9 +4,9 @@
 # today's code path and doubles the time), 1 s each, 8 clients on a 2000-seat hall, the
 # pgbench ceiling (1 s) after each round. Checks the exit status and the lines the script
 # promises: the payment heading, a shares and a batch-sizes line per run, no SEAT_TAKEN
-# in the distinct shape, a numeric
-# ceiling in EVERY round (its bookings need references of their own per round), the
-# lockd/ceiling ratio and the SUMMARY line. booking.sh stops everything it started by PID.
+# in the distinct shape, the seat-map warm-up, a numeric
+# ceiling and ceiling with payment in EVERY round (its bookings need references of their
+# own per round), the lockd/ceiling ratios and the SUMMARY line. booking.sh stops everything it started by PID.
 #   BK_BIN=build/bin bash tests/bookbench/booking_sh.sh
 set -euo pipefail
 
@@ -31,14 +31,18 @@ grep -q '^== comparison (distinct: 8 hot clients, each its own slice of 2000 sea
     fail "want 2 shares lines (2 rounds)"
 [[ $(grep -c '^   batch sizes: ' "$OUT") -eq 2 ]] || fail "want 2 batch-sizes lines (lockd mode)"
 for round in 1 2; do
-    grep -Eq "^RESULT mode=ceiling round=$round ceiling_per_s=[0-9]+\.[0-9] " "$OUT" ||
-        fail "no numeric ceiling in round $round"
+    grep -Eq "^RESULT mode=ceiling round=$round ceiling_per_s=[0-9]+\.[0-9] ceiling_latency_ms=[0-9.]+ ceiling_pay_per_s=[0-9]+\.[0-9]$" "$OUT" ||
+        fail "no numeric ceiling (with and without payment) in round $round"
     line=$(grep "^RESULT mode=lockd round=$round " "$OUT") || fail "no RESULT of round $round"
     [[ $line == *' hot_seat_taken=0 '* && $line =~ \ hot_ok=[1-9] ]] ||
         fail "round $round: SEAT_TAKEN or no booking in the distinct shape"
 done
+[[ $(grep -c '^   warm-up: 1 seat maps read through each of 3 reserved ' "$OUT") -eq 2 ]] ||
+    fail "want 2 warm-up lines (the hot performance's map, each round)"
 grep -Eq '^hot bookings/s lockd/ceiling = [0-9.]+x, db/ceiling = n/a$' "$OUT" ||
     fail "no lockd/ceiling ratio"
-grep -Eq '^SUMMARY shape=distinct clients=8 conns=6 payment=1 lockd=[0-9.]+ db=0.0 lockd_db=n/a ceiling=[0-9.]+ lockd_ceiling=[0-9.]+ ' "$OUT" ||
+grep -Eq '^mean serial ceiling with payment [0-9.]+ bookings/s: lockd/ceiling = [0-9.]+x, db/ceiling = n/a$' "$OUT" ||
+    fail "no lockd/ceiling ratio with payment"
+grep -Eq '^SUMMARY shape=distinct clients=8 conns=6 payment=1 lockd=[0-9.]+ db=0.0 lockd_db=n/a ceiling=[0-9.]+ lockd_ceiling=[0-9.]+ .* ceiling_pay=[0-9.]+ lockd_ceiling_pay=[0-9.]+$' "$OUT" ||
     fail "no SUMMARY line"
 echo "PASS"
