@@ -213,6 +213,10 @@ const cm_cfg_key rs_config_keys[] = {
             "unsent bytes one event stream may hold before the slow reader is dropped"),
     /* at most 12 s: the check runs every quarter of it, and a stream must hear something
      * at least every 15 s (a proxy's idle timeout is often not much longer) */
+    /* how late a stream may hear of a change, against one cheap query per poll per process
+     * (only while a stream is open) */
+    KEY_INT("events.poll_ms", events_poll_ms, "100", 10, 5000,
+            "how often the seat events of performances with a stream are read"),
     KEY_INT("events.keepalive_ms", events_keepalive_ms, "10000", 200, 12000,
             "silence after which an event stream gets a keep-alive comment"),
 };

@@ -53,6 +53,7 @@ typedef struct rs_config {
     int64_t events_max_subscribers; /* events.max_subscribers: event streams per process */
     int64_t events_max_buffer_kib;  /* events.max_buffer_kib: unsent bytes per stream */
     int64_t events_keepalive_ms;    /* events.keepalive_ms: silence before a comment line */
+    int64_t events_poll_ms;         /* events.poll_ms: how often seat events are read */
 } rs_config;
 
 extern const cm_cfg_key rs_config_keys[];

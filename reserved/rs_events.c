@@ -4,21 +4,21 @@
  * Subscribers are grouped by performance (ev_perf, in a hash by id). Each has a cursor:
  * the id of the last event of its performance it has been given (or, for a new stream,
  * the newest event that existed when its performance was checked). Events of one
- * performance come in id order (migration 110 takes ids in commit order under a lock per
- * performance, and notifications come in commit order), so "give a stream every event
- * above its cursor, in id order" is exact, whether the event comes inline in a
- * notification or from a read of the table.
+ * performance become visible in id order (migration 110 takes ids at commit under a lock
+ * per performance, released only after the commit is visible), so "give a stream every
+ * event above its cursor, in id order" is exact for a reader of the table.
  *
- * Reads of the table (the listener's own connection, one query at a time) are needed
- * when notifications alone would leave a gap: after a (re)connect, for a stream that
- * resumes (Last-Event-ID), for a stream whose check raced with a notification, and for an
- * event too large to ride in its notification. A performance waiting for such a read
- * (read_wanted) or in it (reading) takes no inline event: the read brings them in order,
- * and a notification during the read marks it dirty (read once more).
+ * The reader: the module's own connection polls the table every events.poll_ms, one
+ * query at a time, for every performance with a live stream, after the lowest cursor of
+ * its streams. A poll that comes while a performance is in a read marks it dirty (read
+ * once more after). A stream that resumes (Last-Event-ID) and a (re)connect read at once.
+ * Polling replaced LISTEN/NOTIFY: a transaction that notifies holds one lock for the whole
+ * database through its commit and WAL flush, so every booking of every performance
+ * queued there (docs/performance.md, "Seat events without NOTIFY").
  *
- * A stream: GET -> SUB_CHECKING (the performance and the newest event id, on the pool;
- * notifications meanwhile only count) -> SUB_LIVE (200 and the stream) -> freed when the
- * client leaves (on_gone), when it reads too slowly (dropped), or at the stop.
+ * A stream: GET -> SUB_CHECKING (the performance and the newest event id, on the pool)
+ * -> SUB_LIVE (200 and the stream) -> freed when the client leaves (on_gone), when it
+ * reads too slowly (dropped), or at the stop.
  */
 #include "rs_events.h"
 
@@ -37,7 +37,6 @@
 #include "cm_time.h"
 #include "rs_dberr.h"
 
-#define EV_CHANNEL        "rs_seat_events"
 #define EV_PERF_BUCKETS   1024
 #define EV_READ_PERFS     256  /* performances per catch-up read */
 #define EV_READ_ROWS      1000 /* events per performance per catch-up read (ls_read_sql) */
@@ -63,25 +62,22 @@ typedef enum sub_state {
 
 static const char *const sub_names[SUB_NSTATES] = {"checking", "live"};
 
-/* The listener's states; moved only by ls_move. */
+/* The reader's states; moved only by ls_move. */
 typedef enum ls_state {
     LS_OFF,        /* not started, or stopped: no connection, no timer */
     LS_CONNECTING, /* PQconnectPoll until ready; the timer is the attempt's deadline */
-    LS_LISTENING,  /* LISTEN is in flight */
-    LS_IDLE,       /* listening, no query in flight */
-    LS_READING,    /* listening, a catch-up read in flight */
+    LS_IDLE,       /* connected, no query in flight */
+    LS_READING,    /* connected, a read in flight */
     LS_BACKOFF,    /* the connection failed: the timer reconnects */
     LS_NSTATES
 } ls_state;
 
-static const char *const ls_names[LS_NSTATES] = {"off",  "connecting", "listening",
-                                                 "idle", "reading",    "backoff"};
+static const char *const ls_names[LS_NSTATES] = {"off", "connecting", "idle", "reading", "backoff"};
 
 #define LS_TO(s) (1u << (s))
 static const unsigned ls_moves[LS_NSTATES] = {
     [LS_OFF] = LS_TO(LS_CONNECTING),
-    [LS_CONNECTING] = LS_TO(LS_LISTENING) | LS_TO(LS_BACKOFF) | LS_TO(LS_OFF),
-    [LS_LISTENING] = LS_TO(LS_IDLE) | LS_TO(LS_BACKOFF) | LS_TO(LS_OFF),
+    [LS_CONNECTING] = LS_TO(LS_IDLE) | LS_TO(LS_BACKOFF) | LS_TO(LS_OFF),
     [LS_IDLE] = LS_TO(LS_READING) | LS_TO(LS_BACKOFF) | LS_TO(LS_OFF),
     [LS_READING] = LS_TO(LS_IDLE) | LS_TO(LS_BACKOFF) | LS_TO(LS_OFF),
     [LS_BACKOFF] = LS_TO(LS_CONNECTING) | LS_TO(LS_OFF),
@@ -94,12 +90,10 @@ typedef struct ev_sub ev_sub;
 
 struct ev_sub {
     sub_state state;
-    rs_req *r;           /* the stream's request: ours until its reply / stream end */
-    ev_perf *perf;       /* borrowed: the performance lives while it has subscribers */
-    int64_t cursor;      /* the last event id it has (LIVE) */
-    int64_t resume;      /* Last-Event-ID, -1 when none */
-    uint64_t notes_seen; /* perf->notes when it registered */
-    uint64_t epoch_seen; /* ev.epoch when it registered */
+    rs_req *r;      /* the stream's request: ours until its reply / stream end */
+    ev_perf *perf;  /* borrowed: the performance lives while it has subscribers */
+    int64_t cursor; /* the last event id it has (LIVE) */
+    int64_t resume; /* Last-Event-ID, -1 when none */
     uint64_t last_write_ms;
     rs_db_req *check;    /* the check in flight (CHECKING); the pool frees it */
     ev_sub *prev, *next; /* in perf->subs */
@@ -109,10 +103,9 @@ struct ev_perf {
     int64_t id;
     ev_sub *subs;
     size_t nsubs;
-    uint64_t notes;   /* notifications heard for it */
-    bool read_wanted; /* a catch-up read is due: inline events wait for it */
+    bool read_wanted; /* a read is due */
     bool reading;     /* in the read in flight */
-    bool dirty;       /* a notification came during that read: read again after it */
+    bool dirty;       /* a poll came during that read: read again after it */
     bool delivering;  /* its subscribers are being walked: not to be freed now */
     ev_perf *hnext;
 };
@@ -126,11 +119,14 @@ static const rs_db_stmt ev_stmts[] = {
     {"ev_prune", "SELECT rs_seat_events_prune($1::bigint, $2::int)", 2},
 };
 
-/* The events of each performance $1[i] after id $2[i] (at most EV_READ_ROWS each). */
+/* The events of each performance $1[i] after id $2[i] (at most EV_READ_ROWS each), with
+ * their commit times (epoch µs) for the lag. */
 static const char ls_read_sql[] =
-    "SELECT e.id, e.performance_id, e.payload::text"
+    "SELECT e.id, e.performance_id, e.payload::text,"
+    "       (extract(epoch FROM e.created_at) * 1000000)::bigint"
     "  FROM unnest($1::bigint[], $2::bigint[]) AS c(perf, after),"
-    "       LATERAL (SELECT s.id, s.performance_id, s.payload FROM seat_events s"
+    "       LATERAL (SELECT s.id, s.performance_id, s.payload, s.created_at"
+    "                  FROM seat_events s"
     "                 WHERE s.performance_id = c.perf AND s.id > c.after"
     "                 ORDER BY s.id LIMIT 1000) AS e" /* EV_READ_ROWS */
     " ORDER BY e.id";
@@ -144,8 +140,9 @@ static struct {
     struct evbuffer *out;      /* scratch for one write; always empty between writes */
     struct event *keepalive;   /* every events.keepalive_ms / 4: the longest silence is 1.25x */
     struct event *prune_timer; /* one-shot */
+    struct event *poll;        /* every events.poll_ms */
     rs_db_req *prune;          /* the prune in flight */
-    /* the listener */
+    /* the reader */
     ls_state ls;
     PGconn *conn;
     struct event *sock_ev; /* on PQsocket(conn) */
@@ -154,11 +151,10 @@ static struct {
     ev_perf **reading; /* the performances of the read in flight */
     size_t nreading;
     size_t *read_rows; /* rows the read brought per performance (parallel) */
-    bool query_failed; /* the query in flight (LISTEN or a read) answered an error */
-    uint64_t epoch;    /* LISTENs completed: a stream checked across one may miss events */
+    bool query_failed; /* the read in flight answered an error */
     /* metrics */
-    uint64_t delivered, received, dropped_slow, refused, reconnects, read_events;
-    cm_hist lag;
+    uint64_t delivered, polls, dropped_slow, refused, reconnects, read_events;
+    cm_hist lag; /* commit (the database's clock) to the read that brought it */
 } ev;
 
 static void ev_kick(void);
@@ -179,7 +175,7 @@ static void ls_move(ls_state to)
     bool legal = to < LS_NSTATES && (ls_moves[ev.ls] & LS_TO(to)) != 0;
     assert(legal);
     CM_UNUSED(legal);
-    log_debug("events: listener %s -> %s", ls_names[ev.ls], ls_names[to]);
+    log_debug("events: reader %s -> %s", ls_names[ev.ls], ls_names[to]);
     ev.ls = to;
 }
 
@@ -369,12 +365,10 @@ static void sub_checked(void *arg, const rs_db_result *res)
     sub_move(s, SUB_LIVE);
     static const char preamble[] = ": seat events\nretry: " EV_RETRY_MS "\n\n";
     ev_perf *p = s->perf;
-    /* a notification came while it was checked, or the listener was not listening all
-     * along: events after the check's snapshot may have passed it by */
-    bool raced = p->notes != s->notes_seen || ev.epoch != s->epoch_seen || ev.ls != LS_IDLE;
     if (sub_write_static(s, preamble, sizeof(preamble) - 1))
         return;
-    if (resume || raced) {
+    /* the next poll reads after its cursor anyway; a replay goes at once */
+    if (resume) {
         perf_want_read(p);
         ev_kick();
     }
@@ -413,8 +407,6 @@ static void events_get(rs_req *r)
         if (end != leid && *end == '\0' && v >= 0)
             s->resume = v;
     }
-    s->notes_seen = p->notes;
-    s->epoch_seen = ev.epoch;
     s->next = p->subs;
     if (p->subs)
         p->subs->prev = s;
@@ -471,7 +463,22 @@ static void on_keepalive(evutil_socket_t fd, short what, void *arg)
     each_sub(keepalive_one);
 }
 
-/* ---- the listener ---- */
+/* Every performance with a stream reads what came after its streams' cursors. */
+static void on_poll(evutil_socket_t fd, short what, void *arg)
+{
+    CM_UNUSED(fd);
+    CM_UNUSED(what);
+    CM_UNUSED(arg);
+    if (ev.nsubs == 0)
+        return;
+    ev.polls++;
+    for (size_t b = 0; b < EV_PERF_BUCKETS; b++)
+        for (ev_perf *p = ev.perfs[b]; p; p = p->hnext)
+            perf_want_read(p);
+    ev_kick();
+}
+
+/* ---- the reader ---- */
 
 static void ls_on_socket(evutil_socket_t fd, short what, void *arg);
 static void ls_connect(void);
@@ -491,7 +498,7 @@ static void ls_watch(short what, bool fresh)
         return;
     ev.sock_ev = event_new(ev.app->base, fd, what | EV_PERSIST, ls_on_socket, NULL);
     if (!ev.sock_ev || event_add(ev.sock_ev, NULL) != 0)
-        log_error("events: cannot watch the listener's socket");
+        log_error("events: cannot watch the reader's socket");
 }
 
 /* Forgets the connection (and the read in flight: those performances read again). */
@@ -516,7 +523,7 @@ static void ls_close(void)
 /* The connection failed or broke: reconnect after the backoff. */
 static void ls_fail(const char *why)
 {
-    log_warn("events: listener connection %s: %s; reconnecting in %" PRIu64 " ms", why,
+    log_warn("events: reader connection %s: %s; reconnecting in %" PRIu64 " ms", why,
              ev.conn ? PQerrorMessage(ev.conn) : "no connection", ev.backoff_ms);
     ls_close();
     ls_move(LS_BACKOFF);
@@ -535,7 +542,7 @@ static bool ls_flush(void)
     return true;
 }
 
-/* Starts a catch-up read of the performances that want one (listener idle). */
+/* Starts a read of the performances that want one (reader idle). */
 static void ev_kick(void)
 {
     if (ev.ls != LS_IDLE)
@@ -578,7 +585,7 @@ static void ev_kick(void)
         ls_fail("failed sending a read");
 }
 
-/* One row of a catch-up read: (id, performance id, payload). */
+/* One row of a read: (id, performance id, payload, commit µs). */
 static void ls_read_row(const PGresult *res, int row)
 {
     int64_t id = strtoll(PQgetvalue(res, row, 0), NULL, 10);
@@ -588,6 +595,8 @@ static void ls_read_row(const PGresult *res, int row)
             continue;
         ev.read_rows[i]++;
         ev.read_events++;
+        uint64_t at_us = strtoull(PQgetvalue(res, row, 3), NULL, 10), now = wall_us();
+        cm_hist_observe_us(&ev.lag, now > at_us ? now - at_us : 0);
         ev_deliver(ev.reading[i], id, PQgetvalue(res, row, 2), (size_t)PQgetlength(res, row, 2));
         return;
     }
@@ -599,7 +608,7 @@ static void ls_read_done(bool ok)
     for (size_t i = 0; i < ev.nreading; i++) {
         ev_perf *p = ev.reading[i];
         p->reading = false;
-        /* a full portion: more to read; a notification during it: read again */
+        /* a full portion: more to read; a poll during it: read again */
         if (!ok || p->dirty || ev.read_rows[i] >= EV_READ_ROWS)
             p->read_wanted = true;
         p->dirty = false;
@@ -608,82 +617,48 @@ static void ls_read_done(bool ok)
     ev.nreading = 0;
 }
 
-/* A notification: "<id> <performance id> <commit µs>[ <payload JSON>]" (migration 110). */
-static void ls_notified(const char *extra)
-{
-    long long id, perf_id, at_us;
-    int used = 0;
-    if (sscanf(extra, "%lld %lld %lld%n", &id, &perf_id, &at_us, &used) != 3) {
-        log_warn("events: a notification not of migration 110's shape: %.80s", extra);
-        return;
-    }
-    ev.received++;
-    uint64_t now = wall_us();
-    cm_hist_observe_us(&ev.lag, now > (uint64_t)at_us ? now - (uint64_t)at_us : 0);
-    ev_perf *p = perf_find(perf_id);
-    if (!p)
-        return;
-    p->notes++;
-    if (p->reading) {
-        p->dirty = true;
-        return;
-    }
-    if (p->read_wanted)
-        return; /* the read to come brings it, in order */
-    const char *json = extra + used;
-    if (*json == ' ')
-        json++;
-    if (*json == '\0') { /* too large for a notification: read it */
-        perf_want_read(p);
-        ev_kick();
-        return;
-    }
-    ev_deliver(p, id, json, strlen(json));
-}
-
-/* Every result of the query in flight that is complete, then the notifications. */
+/* Every result of the read in flight that is complete. */
 static void ls_drain(void)
 {
-    while ((ev.ls == LS_LISTENING || ev.ls == LS_READING) && !PQisBusy(ev.conn)) {
+    while (ev.ls == LS_READING && !PQisBusy(ev.conn)) {
         PGresult *res = PQgetResult(ev.conn);
-        if (res == NULL) { /* the query is over */
+        if (res == NULL) { /* the read is over */
             bool failed = ev.query_failed;
-            if (ev.ls == LS_READING)
-                ls_read_done(!failed);
+            ls_read_done(!failed);
             if (failed) { /* not at once again: after the backoff */
-                ls_fail(ev.ls == LS_LISTENING ? "failed at LISTEN" : "failed a read");
+                ls_fail("failed a read");
                 break;
-            }
-            if (ev.ls == LS_LISTENING) {
-                log_info("events: listening for seat events");
-                ev.backoff_ms = EV_BACKOFF_MIN_MS;
-                ev.epoch++;
-                /* anything committed while we were not listening: read it */
-                for (size_t b = 0; b < EV_PERF_BUCKETS; b++)
-                    for (ev_perf *p = ev.perfs[b]; p; p = p->hnext)
-                        perf_want_read(p);
             }
             ls_move(LS_IDLE);
             ev_kick();
             continue;
         }
-        ExecStatusType st = PQresultStatus(res);
-        if (st == PGRES_TUPLES_OK && ev.ls == LS_READING) {
+        if (PQresultStatus(res) == PGRES_TUPLES_OK) {
             for (int i = 0; i < PQntuples(res); i++)
                 ls_read_row(res, i);
-        } else if (st != PGRES_COMMAND_OK && st != PGRES_TUPLES_OK) {
-            log_warn("events: %s failed: %s", ev.ls == LS_LISTENING ? "LISTEN" : "a read",
-                     PQresultErrorMessage(res));
+        } else {
+            log_warn("events: a read failed: %s", PQresultErrorMessage(res));
             ev.query_failed = true; /* the connection starts again (after the backoff) */
         }
         PQclear(res);
     }
-    PGnotify *n;
-    while (ev.conn && (n = PQnotifies(ev.conn)) != NULL) {
-        if (strcmp(n->relname, EV_CHANNEL) == 0)
-            ls_notified(n->extra);
-        PQfreemem(n);
+}
+
+/* Connected: what was committed while we were not is read at once. */
+static void ls_ready(void)
+{
+    if (PQsetnonblocking(ev.conn, 1) != 0) {
+        ls_fail("failed to go non-blocking");
+        return;
     }
+    log_info("events: reading seat events every %" PRId64 " ms", ev.app->cfg.events_poll_ms);
+    ls_move(LS_IDLE);
+    ev.backoff_ms = EV_BACKOFF_MIN_MS;
+    ls_watch(EV_READ, true);
+    for (size_t b = 0; b < EV_PERF_BUCKETS; b++)
+        for (ev_perf *p = ev.perfs[b]; p; p = p->hnext)
+            perf_want_read(p);
+    ev_kick();
 }
 
 static void ls_on_socket(evutil_socket_t fd, short what, void *arg)
@@ -700,15 +675,7 @@ static void ls_on_socket(evutil_socket_t fd, short what, void *arg)
             return;
         case PGRES_POLLING_OK:
             evtimer_del(ev.timer);
-            if (PQsetnonblocking(ev.conn, 1) != 0 || !PQsendQuery(ev.conn, "LISTEN " EV_CHANNEL)) {
-                ls_fail("failed at LISTEN");
-                return;
-            }
-            ls_move(LS_LISTENING);
-            ev.query_failed = false;
-            ls_watch(EV_READ, true);
-            if (!ls_flush())
-                ls_fail("failed at LISTEN");
+            ls_ready();
             return;
         default:
             ls_fail("failed");
@@ -816,15 +783,18 @@ cm_rc rs_events_start(rs_app *app)
     ev.timer = evtimer_new(app->base, ls_on_timer, NULL);
     ev.keepalive = event_new(app->base, -1, EV_PERSIST, on_keepalive, NULL);
     ev.prune_timer = evtimer_new(app->base, on_prune, NULL);
+    ev.poll = event_new(app->base, -1, EV_PERSIST, on_poll, NULL);
     ev.reading = calloc(EV_READ_PERFS, sizeof(*ev.reading));
     ev.read_rows = calloc(EV_READ_PERFS, sizeof(*ev.read_rows));
     ev.started = true; /* rs_events_stop frees what was made, whatever failed */
-    if (!ev.out || !ev.timer || !ev.keepalive || !ev.prune_timer || !ev.reading || !ev.read_rows) {
+    if (!ev.out || !ev.timer || !ev.keepalive || !ev.prune_timer || !ev.poll || !ev.reading ||
+        !ev.read_rows) {
         log_error("events: out of memory starting");
         return CM_ERR;
     }
     struct timeval ka = cm_tv_from_ms((uint64_t)app->cfg.events_keepalive_ms / 4);
-    if (event_add(ev.keepalive, &ka) != 0)
+    struct timeval poll = cm_tv_from_ms((uint64_t)app->cfg.events_poll_ms);
+    if (event_add(ev.keepalive, &ka) != 0 || event_add(ev.poll, &poll) != 0)
         return CM_ERR;
     prune_arm(EV_PRUNE_MS);
     ev.backoff_ms = EV_BACKOFF_MIN_MS;
@@ -870,9 +840,11 @@ void rs_events_stop(void)
         event_free(ev.keepalive);
     if (ev.prune_timer)
         event_free(ev.prune_timer);
+    if (ev.poll)
+        event_free(ev.poll);
     if (ev.out)
         evbuffer_free(ev.out);
-    ev.timer = ev.keepalive = ev.prune_timer = NULL;
+    ev.timer = ev.keepalive = ev.prune_timer = ev.poll = NULL;
     ev.out = NULL;
     free(ev.reading);
     free(ev.read_rows);
@@ -891,11 +863,10 @@ void rs_events_metrics(cm_strbuf *out)
         "# HELP reserved_events_delivered_total seat events written to streams (one per event "
         "and stream)\n# TYPE reserved_events_delivered_total counter\n"
         "reserved_events_delivered_total %" PRIu64 "\n"
-        "# HELP reserved_events_received_total seat event notifications heard from the "
-        "database\n# TYPE reserved_events_received_total counter\n"
-        "reserved_events_received_total %" PRIu64 "\n"
-        "# HELP reserved_events_read_total seat events read from the table (catch-up after a "
-        "reconnect, Last-Event-ID, events too large to notify)\n"
+        "# HELP reserved_events_polls_total polls of the seat events table (every "
+        "events.poll_ms while a stream is open)\n# TYPE reserved_events_polls_total counter\n"
+        "reserved_events_polls_total %" PRIu64 "\n"
+        "# HELP reserved_events_read_total seat events read from the table\n"
         "# TYPE reserved_events_read_total counter\nreserved_events_read_total %" PRIu64 "\n"
         "# HELP reserved_events_slow_readers_dropped_total streams closed because their "
         "unsent output passed events.max_buffer_kib\n"
@@ -904,14 +875,13 @@ void rs_events_metrics(cm_strbuf *out)
         "# HELP reserved_events_refused_total streams refused at events.max_subscribers "
         "(503)\n# TYPE reserved_events_refused_total counter\n"
         "reserved_events_refused_total %" PRIu64 "\n"
-        "# HELP reserved_events_listener_up whether the LISTEN connection is up\n"
-        "# TYPE reserved_events_listener_up gauge\nreserved_events_listener_up %d\n"
-        "# HELP reserved_events_listener_reconnects_total reconnects of the LISTEN "
-        "connection\n# TYPE reserved_events_listener_reconnects_total counter\n"
-        "reserved_events_listener_reconnects_total %" PRIu64 "\n",
-        ev.nsubs, ev.delivered, ev.received, ev.read_events, ev.dropped_slow, ev.refused,
+        "# HELP reserved_events_reader_up whether the connection that reads seat events is "
+        "up\n# TYPE reserved_events_reader_up gauge\nreserved_events_reader_up %d\n"
+        "# HELP reserved_events_reader_reconnects_total reconnects of the connection that "
+        "reads seat events\n# TYPE reserved_events_reader_reconnects_total counter\n"
+        "reserved_events_reader_reconnects_total %" PRIu64 "\n",
+        ev.nsubs, ev.delivered, ev.polls, ev.read_events, ev.dropped_slow, ev.refused,
         ev.ls == LS_IDLE || ev.ls == LS_READING, ev.reconnects);
-    cm_hist_format(&ev.lag, "reserved_events_notify_lag_seconds",
-                   "commit of a seat event (its database clock) to its notification heard here", "",
-                   out);
+    cm_hist_format(&ev.lag, "reserved_events_lag_seconds",
+                   "commit of a seat event (its database clock) to its read here", "", out);
 }

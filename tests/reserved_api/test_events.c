@@ -3,7 +3,8 @@
  * on one database (db lock mode), PostgreSQL shared by the binary's cases:
  *   events_other_server        a stream on reserved B sees a booking made through A within
  *                              1 s, with the exact SPEC payload (and 404 for no such
- *                              performance)
+ *                              performance); with the readers' connections cut, the next
+ *                              booking still comes, once, after B reconnects
  *   events_cancel              a cancel makes the seats available again
  *   events_only_committed      a refused booking (SEAT_TAKEN) emits nothing
  *   events_resume              Last-Event-ID replays exactly the missed events, then live
@@ -370,6 +371,8 @@ static void expect_event(const world *w, const sse_event *e, const int *idx, int
     json_decref(want);
 }
 
+static long long metric(const th_reserved *s, const char *name);
+
 /* ---- the cases ---- */
 
 START_TEST(events_other_server)
@@ -398,6 +401,20 @@ START_TEST(events_other_server)
     rat_req_ok(&w.b, "GET", path, NULL, 200, &r);
     ck_assert_int_eq(rat_jint(r.json, "remainingCapacity"), N_SEATS - 2);
     th_http_resp_free(&r);
+
+    /* the readers' connections cut (both servers'): B reconnects, and the booking made
+     * meanwhile still comes, once, read after the stream's cursor */
+    long long before = metric(&w.b, "reserved_events_reader_reconnects_total");
+    ck_assert_int_ge(db_int(w.db, "SELECT count(pg_terminate_backend(pid)) FROM "
+                                  "pg_stat_activity WHERE application_name = 'reserved-events'"),
+                     2);
+    int more[] = {5};
+    ck_assert_int_eq(book(&w, &w.a, 1, more, 1, NULL), 201);
+    ck_assert_msg(sse_next(&c, 3000, &e), "no event on B within 3 s of the cut");
+    expect_event(&w, &e, more, 1, false, N_SEATS - 3);
+    sse_event_free(&e);
+    ck_assert_msg(!sse_next(&c, 300, &e), "an event twice");
+    ck_assert_int_gt(metric(&w.b, "reserved_events_reader_reconnects_total"), before);
     sse_close(&c);
     world_down(&w);
 }
