@@ -15,7 +15,7 @@
 #    what reserved sends with payment off), on a fresh performance each time, with
 #    migration 110's triggers on reservation_seats enabled and disabled, alternating,
 #    COST_ROUNDS (3) times each: bookings/s and latency both ways (the reserved processes
-#    stay up, so the NOTIFY has its listeners).
+#    stay up, polling for the events).
 # Everything started is stopped by PID at the end, also on failure or Ctrl-C.
 #   bench/events.sh
 #   BUILD=build-rel BOOKINGS=1000 RATE=200 IDLE="2000 10000 20000" bench/events.sh
