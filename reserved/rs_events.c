@@ -629,6 +629,9 @@ static void ls_drain(void)
                 ls_fail("failed a read");
                 break;
             }
+            /* the backoff starts over only once a read works: a read that keeps failing
+             * must not reconnect every EV_BACKOFF_MIN_MS */
+            ev.backoff_ms = EV_BACKOFF_MIN_MS;
             ls_move(LS_IDLE);
             ev_kick();
             continue;
@@ -653,7 +656,6 @@ static void ls_ready(void)
     }
     log_info("events: reading seat events every %" PRId64 " ms", ev.app->cfg.events_poll_ms);
     ls_move(LS_IDLE);
-    ev.backoff_ms = EV_BACKOFF_MIN_MS;
     ls_watch(EV_READ, true);
     for (size_t b = 0; b < EV_PERF_BUCKETS; b++)
         for (ev_perf *p = ev.perfs[b]; p; p = p->hnext)
