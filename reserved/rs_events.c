@@ -110,6 +110,14 @@ struct ev_perf {
     ev_perf *hnext;
 };
 
+/* One performance of the read in flight. */
+typedef struct ev_slot {
+    ev_perf *p;
+    size_t rows;   /* rows the read brought for it */
+    int64_t after; /* its streams' lowest cursor when the read was sent: the read's range */
+    int64_t top;   /* their highest: events above it are new (the lag), below, catch-up */
+} ev_slot;
+
 static const rs_db_stmt ev_stmts[] = {
     /* the performance exists; the newest event of it (a new stream starts after it) */
     {"ev_check",
@@ -148,9 +156,9 @@ static struct {
     struct event *sock_ev; /* on PQsocket(conn) */
     struct event *timer;   /* the connect deadline, or the reconnect */
     uint64_t backoff_ms;
-    ev_perf **reading; /* the performances of the read in flight */
+    ev_slot *reading; /* the performances of the read in flight */
     size_t nreading;
-    size_t *read_rows; /* rows the read brought per performance (parallel) */
+    size_t kick_from;  /* the bucket the next read's scan starts at (round robin) */
     bool query_failed; /* the read in flight answered an error */
     /* metrics */
     uint64_t delivered, polls, dropped_slow, refused, reconnects, read_events;
@@ -271,8 +279,11 @@ static bool sub_write_static(ev_sub *s, const char *text, size_t len)
 
 /* Gives event id (payload: its JSON as PostgreSQL's jsonb output wrote it, which is one
  * line: an SSE data line ends at a newline) to every live subscriber of p whose cursor is
- * below it. The text is made once and shared by every stream (rs_stream_piece). */
-static void ev_deliver(ev_perf *p, int64_t id, const char *payload, size_t len)
+ * below it and not below after, the read's range: a stream that went live behind it while
+ * the read was in flight (a resume, a check older than the read) would skip the events in
+ * between; the read again after this one (dirty, or the next poll) starts at its cursor.
+ * The text is made once and shared by every stream (rs_stream_piece). */
+static void ev_deliver(ev_perf *p, int64_t after, int64_t id, const char *payload, size_t len)
 {
     if (len == 0 || payload[0] != '{' || memchr(payload, '\n', len) || memchr(payload, '\r', len)) {
         log_warn("events: event %" PRId64 " has no one-line JSON object as its payload", id);
@@ -293,7 +304,7 @@ static void ev_deliver(ev_perf *p, int64_t id, const char *payload, size_t len)
     ev_sub *next;
     for (ev_sub *s = p->subs; s; s = next) {
         next = s->next;
-        if (s->state != SUB_LIVE || s->cursor >= id || sub_check_slow(s))
+        if (s->state != SUB_LIVE || s->cursor >= id || s->cursor < after || sub_check_slow(s))
             continue;
         rs_stream_write_piece(s->r, piece);
         s->cursor = id;
@@ -511,7 +522,7 @@ static void ls_close(void)
         PQfinish(ev.conn);
     ev.conn = NULL;
     for (size_t i = 0; i < ev.nreading; i++) {
-        ev_perf *p = ev.reading[i];
+        ev_perf *p = ev.reading[i].p;
         p->reading = false;
         p->dirty = false;
         p->read_wanted = true;
@@ -549,25 +560,33 @@ static void ev_kick(void)
         return;
     cm_strbuf ids = CM_STRBUF_INIT, afters = CM_STRBUF_INIT;
     ev.nreading = 0;
-    for (size_t b = 0; b < EV_PERF_BUCKETS && ev.nreading < EV_READ_PERFS; b++) {
+    /* from where the last scan stopped: with more performances wanting a read than one
+     * read takes, the first buckets must not take every read */
+    size_t k = 0, b = ev.kick_from;
+    for (; k < EV_PERF_BUCKETS && ev.nreading < EV_READ_PERFS; k++) {
+        b = (ev.kick_from + k) % EV_PERF_BUCKETS;
         for (ev_perf *p = ev.perfs[b]; p && ev.nreading < EV_READ_PERFS; p = p->hnext) {
             if (!p->read_wanted)
                 continue;
             p->read_wanted = false;
-            int64_t after = INT64_MAX;
-            for (ev_sub *s = p->subs; s; s = s->next)
-                if (s->state == SUB_LIVE && s->cursor < after)
-                    after = s->cursor;
+            int64_t after = INT64_MAX, top = INT64_MIN;
+            for (ev_sub *s = p->subs; s; s = s->next) {
+                if (s->state != SUB_LIVE)
+                    continue;
+                after = s->cursor < after ? s->cursor : after;
+                top = s->cursor > top ? s->cursor : top;
+            }
             if (after == INT64_MAX)
                 continue; /* nobody live: a new stream asks again when it is */
             p->reading = true;
             p->dirty = false;
-            ev.read_rows[ev.nreading] = 0;
-            ev.reading[ev.nreading++] = p;
+            ev.reading[ev.nreading++] = (ev_slot){.p = p, .rows = 0, .after = after, .top = top};
             cm_strbuf_printf(&ids, "%s%" PRId64, ev.nreading > 1 ? "," : "{", p->id);
             cm_strbuf_printf(&afters, "%s%" PRId64, ev.nreading > 1 ? "," : "{", after);
         }
     }
+    /* a full read stops inside bucket b: the next starts there, else after the last one */
+    ev.kick_from = ev.nreading >= EV_READ_PERFS ? b : (ev.kick_from + k) % EV_PERF_BUCKETS;
     if (ev.nreading == 0) {
         cm_strbuf_free(&ids);
         cm_strbuf_free(&afters);
@@ -591,13 +610,16 @@ static void ls_read_row(const PGresult *res, int row)
     int64_t id = strtoll(PQgetvalue(res, row, 0), NULL, 10);
     int64_t perf_id = strtoll(PQgetvalue(res, row, 1), NULL, 10);
     for (size_t i = 0; i < ev.nreading; i++) {
-        if (ev.reading[i]->id != perf_id)
+        ev_slot *sl = &ev.reading[i];
+        if (sl->p->id != perf_id)
             continue;
-        ev.read_rows[i]++;
+        sl->rows++;
         ev.read_events++;
-        uint64_t at_us = strtoull(PQgetvalue(res, row, 3), NULL, 10), now = wall_us();
-        cm_hist_observe_us(&ev.lag, now > at_us ? now - at_us : 0);
-        ev_deliver(ev.reading[i], id, PQgetvalue(res, row, 2), (size_t)PQgetlength(res, row, 2));
+        if (id > sl->top) { /* new to every stream: its lag; a catch-up's rows are older */
+            uint64_t at_us = strtoull(PQgetvalue(res, row, 3), NULL, 10), now = wall_us();
+            cm_hist_observe_us(&ev.lag, now > at_us ? now - at_us : 0);
+        }
+        ev_deliver(sl->p, sl->after, id, PQgetvalue(res, row, 2), (size_t)PQgetlength(res, row, 2));
         return;
     }
 }
@@ -606,10 +628,10 @@ static void ls_read_row(const PGresult *res, int row)
 static void ls_read_done(bool ok)
 {
     for (size_t i = 0; i < ev.nreading; i++) {
-        ev_perf *p = ev.reading[i];
+        ev_perf *p = ev.reading[i].p;
         p->reading = false;
         /* a full portion: more to read; a poll during it: read again */
-        if (!ok || p->dirty || ev.read_rows[i] >= EV_READ_ROWS)
+        if (!ok || p->dirty || ev.reading[i].rows >= EV_READ_ROWS)
             p->read_wanted = true;
         p->dirty = false;
         perf_release(p);
@@ -787,10 +809,8 @@ cm_rc rs_events_start(rs_app *app)
     ev.prune_timer = evtimer_new(app->base, on_prune, NULL);
     ev.poll = event_new(app->base, -1, EV_PERSIST, on_poll, NULL);
     ev.reading = calloc(EV_READ_PERFS, sizeof(*ev.reading));
-    ev.read_rows = calloc(EV_READ_PERFS, sizeof(*ev.read_rows));
     ev.started = true; /* rs_events_stop frees what was made, whatever failed */
-    if (!ev.out || !ev.timer || !ev.keepalive || !ev.prune_timer || !ev.poll || !ev.reading ||
-        !ev.read_rows) {
+    if (!ev.out || !ev.timer || !ev.keepalive || !ev.prune_timer || !ev.poll || !ev.reading) {
         log_error("events: out of memory starting");
         return CM_ERR;
     }
@@ -849,9 +869,7 @@ void rs_events_stop(void)
     ev.timer = ev.keepalive = ev.prune_timer = ev.poll = NULL;
     ev.out = NULL;
     free(ev.reading);
-    free(ev.read_rows);
     ev.reading = NULL;
-    ev.read_rows = NULL;
 }
 
 void rs_events_metrics(cm_strbuf *out)

@@ -307,7 +307,13 @@ static void deltaed(void *arg, const rs_db_result *res)
 void rs_seatmap_get(rs_req *r)
 {
     sm_entry *e = sm_find(rs_req_id(r, 0));
-    if (!e || cm_now_ms() - e->checked_ms >= SM_PATCH_AGE_MS) {
+    if (e && cm_now_ms() - e->checked_ms >= SM_PATCH_AGE_MS) {
+        /* dropped, not kept beside the build: after an hour without changes the prune
+         * takes the performance's events, and the build's top (0) would lose to it */
+        sm_drop(e);
+        e = NULL;
+    }
+    if (!e) {
         build(r);
         return;
     }
