@@ -373,13 +373,34 @@ run_mode() { # run_mode MODE ROUND
     bk_stop_reserved
 }
 
+# One pgbench run of a ceiling script on run_ceiling's perf and user (its locals), from
+# seat S and fence F: prints the command and pgbench's summary (or its errors, as "LABEL:
+# pgbench failed"); sets C_TPS (one decimal; empty when it failed) and C_LAT (ms).
+ceiling_pgbench() { # ceiling_pgbench SCRIPT S F LABEL
+    local out rc=0 cmd=("$PGBIN/pgbench" -n -M prepared -c 1 -j 1 -T "$CEILING_DURATION" -f "$1"
+        -D "perf=$perf" -D "user=$user" -D "s=$2" -D "f=$3" -h "$BK_PG_DIR" -p "$BK_PG_PORT"
+        -U booking booking)
+    echo "\$ ${cmd[*]}"
+    out=$("${cmd[@]}" 2>&1) || rc=$?
+    C_TPS=$(sed -n 's/^tps = \([0-9.]*\) (without initial connection time)$/\1/p' <<<"$out")
+    C_LAT=$(sed -n 's/^latency average = \([0-9.]*\) ms$/\1/p' <<<"$out")
+    if [[ $rc -ne 0 || -z $C_TPS ]]; then
+        echo "   $4: pgbench failed (exit $rc):"
+        grep -iE 'error|abort|detail' <<<"$out" | head -n 8 | sed 's/^/   | /'
+        C_TPS=""
+        return
+    fi
+    grep -E '^(number of transactions actually processed|latency average|tps)' <<<"$out" | sed 's/^/   /'
+    C_TPS=$(printf '%.1f' "$C_TPS")
+}
+
 # The serial ceiling: pgbench, ONE client, CEILING_DURATION s of lockd mode's booking
 # transaction with payment off (rs_book_read with a growing fence: the fence update and
 # the capacity in one new version of the hot row, the reservation, its 1-3 seats, the
 # read-back) on a fresh performance whose hall has seats for 4000 bookings/s of 3 seats.
 # Appends "ROUND PER_S LATENCY_MS" to CEIL, or "ROUND n/a n/a" when pgbench failed.
 run_ceiling() { # run_ceiling ROUND
-    local round=$1 seats=$((12000 * CEILING_DURATION)) venue perf first n user out rc=0 tps lat
+    local round=$1 seats=$((12000 * CEILING_DURATION)) venue perf first n user
     echo
     echo "== round $round, serial ceiling: pgbench, 1 client, $CEILING_DURATION s, the booking transaction of lockd mode (payment off); load $(cut -d' ' -f1-3 /proc/loadavg)"
     venue=$(hot_hall "Ceiling hall ($round)" "$seats")
@@ -416,23 +437,13 @@ SELECT * FROM rs_book_read(:perf::bigint, :user::bigint, ARRAY[:s::bigint, :s2::
 COMMIT;
 \set s :s + :k
 EOF
-    local cmd=("$PGBIN/pgbench" -n -M prepared -c 1 -j 1 -T "$CEILING_DURATION" -f "$BK_TMP/ceiling.sql"
-        -D "perf=$perf" -D "user=$user" -D "s=$first" -D f=0 -h "$BK_PG_DIR" -p "$BK_PG_PORT"
-        -U booking booking)
-    echo "\$ ${cmd[*]}"
-    out=$("${cmd[@]}" 2>&1) || rc=$?
-    tps=$(sed -n 's/^tps = \([0-9.]*\) (without initial connection time)$/\1/p' <<<"$out")
-    lat=$(sed -n 's/^latency average = \([0-9.]*\) ms$/\1/p' <<<"$out")
-    local booked
+    ceiling_pgbench "$BK_TMP/ceiling.sql" "$first" 0 ceiling
+    local tps=$C_TPS lat=$C_LAT booked
     booked=$(bk_psql "SELECT count(*) FROM reservations WHERE performance_id = $perf")
-    if [[ $rc -ne 0 || -z $tps ]]; then
-        echo "   ceiling: pgbench failed (exit $rc):"
-        grep -iE 'error|abort|detail' <<<"$out" | head -n 8 | sed 's/^/   | /'
+    if [[ -z $tps ]]; then
         CEIL+=("$round n/a n/a")
         return
     fi
-    grep -E '^(number of transactions actually processed|latency average|tps)' <<<"$out" | sed 's/^/   /'
-    tps=$(printf '%.1f' "$tps")
     echo "   bookings committed on the ceiling performance: $booked"
     local pay=-
     if [[ $PAYMENT == 1 ]]; then
@@ -443,22 +454,9 @@ EOF
             FROM reservation_seats WHERE performance_id = $perf), last_fence::bigint
             FROM performances WHERE id = $perf" | tr '|' ' ')
         sed "s/^COMMIT;\$/\\\\sleep $PAY_LATENCY_MS ms\\nCOMMIT;/" "$BK_TMP/ceiling.sql" >"$BK_TMP/ceiling-pay.sql"
-        cmd=("$PGBIN/pgbench" -n -M prepared -c 1 -j 1 -T "$CEILING_DURATION" -f "$BK_TMP/ceiling-pay.sql"
-            -D "perf=$perf" -D "user=$user" -D "s=$next" -D "f=$fence" -h "$BK_PG_DIR" -p "$BK_PG_PORT"
-            -U booking booking)
         echo "   with the payment's $PAY_LATENCY_MS ms in each booking (\\sleep before COMMIT):"
-        echo "\$ ${cmd[*]}"
-        rc=0
-        out=$("${cmd[@]}" 2>&1) || rc=$?
-        pay=$(sed -n 's/^tps = \([0-9.]*\) (without initial connection time)$/\1/p' <<<"$out")
-        if [[ $rc -ne 0 || -z $pay ]]; then
-            echo "   ceiling with payment: pgbench failed (exit $rc):"
-            grep -iE 'error|abort|detail' <<<"$out" | head -n 8 | sed 's/^/   | /'
-            pay=-
-        else
-            grep -E '^(number of transactions actually processed|latency average|tps)' <<<"$out" | sed 's/^/   /'
-            pay=$(printf '%.1f' "$pay")
-        fi
+        ceiling_pgbench "$BK_TMP/ceiling-pay.sql" "$next" "$fence" "ceiling with payment"
+        pay=${C_TPS:--}
     fi
     CEIL+=("$round $tps ${lat:-n/a} $pay")
 }

@@ -474,7 +474,17 @@ static void on_keepalive(evutil_socket_t fd, short what, void *arg)
     each_sub(keepalive_one);
 }
 
-/* Every performance with a stream reads what came after its streams' cursors. */
+/* Every performance with a stream reads what came after its streams' cursors (a poll, a
+ * (re)connect). */
+static void read_all(void)
+{
+    for (size_t b = 0; b < EV_PERF_BUCKETS; b++)
+        for (ev_perf *p = ev.perfs[b]; p; p = p->hnext)
+            perf_want_read(p);
+    ev_kick();
+}
+
+/* The poll, while a stream is open. */
 static void on_poll(evutil_socket_t fd, short what, void *arg)
 {
     CM_UNUSED(fd);
@@ -483,10 +493,7 @@ static void on_poll(evutil_socket_t fd, short what, void *arg)
     if (ev.nsubs == 0)
         return;
     ev.polls++;
-    for (size_t b = 0; b < EV_PERF_BUCKETS; b++)
-        for (ev_perf *p = ev.perfs[b]; p; p = p->hnext)
-            perf_want_read(p);
-    ev_kick();
+    read_all();
 }
 
 /* ---- the reader ---- */
@@ -679,10 +686,7 @@ static void ls_ready(void)
     log_info("events: reading seat events every %" PRId64 " ms", ev.app->cfg.events_poll_ms);
     ls_move(LS_IDLE);
     ls_watch(EV_READ, true);
-    for (size_t b = 0; b < EV_PERF_BUCKETS; b++)
-        for (ev_perf *p = ev.perfs[b]; p; p = p->hnext)
-            perf_want_read(p);
-    ev_kick();
+    read_all();
 }
 
 static void ls_on_socket(evutil_socket_t fd, short what, void *arg)
