@@ -191,12 +191,15 @@ bk_port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
 # ephemeral range (32768+): a port some outgoing connection holds looks free to a connect
 # probe but makes the server's bind fail. Assigns it to the variable VAR, not through
 # $(...): a subshell would lose BK_USED_PORTS, and two servers started before either
-# binds could get the same port.
+# binds could get the same port. Never a port browsers refuse to open (Chromium's
+# restricted ports, net::ERR_UNSAFE_PORT: 10080 is the one in this range, the others are
+# listed for a range that may move): the browser tests load pages from these servers.
+BK_UNSAFE_PORTS=" 1719 1720 1723 2049 3659 4045 4190 5060 5061 6000 6566 6665 6666 6667 6668 6669 6679 6697 10080 "
 bk_free_port() { # bk_free_port VAR
     local p
     while :; do
         p=$((10000 + RANDOM % 22000))
-        [[ "$BK_USED_PORTS" == *" $p "* ]] && continue
+        [[ "$BK_USED_PORTS" == *" $p "* || "$BK_UNSAFE_PORTS" == *" $p "* ]] && continue
         if ! bk_port_open "$p"; then
             BK_USED_PORTS+="$p "
             printf -v "$1" '%s' "$p"
