@@ -66,7 +66,10 @@
 # bookings only), CEILING (1; 0: no pgbench), CEILING_DURATION (5 s), PAYMENT (0),
 # PAY_LATENCY_MS (5), SHAPES and ALL (above); BK_LOCK_EXTRA (more keys of reserved's
 # `lock:` mapping, e.g. "batch_max: 1"); WARM (1: every seat map read once through every
-# reserved before the timed run, as on a server that has been up; 0: cold caches).
+# reserved before the timed run, as on a server that has been up; 0: cold caches, no
+# warm-up bookings), WARM_S (3: seconds of bookings of the run's shape on a performance of
+# their own before the timed run, so that every connection has planned its statements;
+# 0: none).
 set -euo pipefail
 # Arguments: none but --help (the knobs are environment variables, above).
 case "${1:-}" in
@@ -170,6 +173,11 @@ PAYMENT=${PAYMENT:-0}
 PAY_LATENCY_MS=${PAY_LATENCY_MS:-5}
 PGBIN=${PGBIN:-/usr/lib/postgresql/15/bin}
 WARM=${WARM:-1}
+WARM_S=${WARM_S:-3}
+[[ $WARM_S =~ ^[0-9]+$ ]] || {
+    echo "booking.sh: WARM_S=$WARM_S: want whole seconds (0: no warm-up bookings)" >&2
+    exit 2
+}
 [[ $WARM == [01] ]] || {
     echo "booking.sh: WARM=$WARM: want 1 (seat maps read before the run) or 0" >&2
     exit 2
@@ -281,6 +289,25 @@ warm_maps() { # warm_maps PERF_ID...
     done
     echo "   warm-up: $# seat maps read through each of ${#BK_RESERVED[@]} reserved ($((SECONDS - t0)) s)"
 }
+# Bookings as on a server that has been up: WARM_S s of the run's own shape on a
+# performance of its own (WARM_PERF, on the hot hall) before the timed run. Each
+# PostgreSQL connection plans a statement the first times it runs it and after every
+# VACUUM or ANALYZE of a table it reads (fresh_db runs one); a plpgsql function plans each
+# of its statements per connection. With 96 connections the first bookings after
+# fresh_db re-plan every booking statement 96 times, which a server that has been up has
+# done long ago. Both modes get the same warm-up; WARM=0 skips it.
+warm_bookings() { # warm_bookings ARGS... (bookbench's common arguments but --hot-perf)
+    [[ $WARM == 1 && $WARM_S -gt 0 ]] || return 0
+    local cmd=("$BK_BIN/bookbench" "$@" --duration "$WARM_S" --hot-perf "$WARM_PERF"
+        --clients "$CLIENTS" --seed "$((SEED + 2))")
+    if [[ $SHAPE == distinct ]]; then
+        cmd+=(--background-share 0 --reads-share 0 --hot-partition)
+    else
+        cmd+=(--background-share 0.25 --reads-share 0.25)
+    fi
+    "${cmd[@]}" >"$BK_TMP/warm-$tag.out" || bk_fail "warm-up bookings failed: $(tail -n 3 "$BK_TMP/warm-$tag.out")"
+    echo "   warm-up: $WARM_S s of bookings on performance $WARM_PERF ($(sed -n 's/^bookbench: //p' "$BK_TMP/warm-$tag.out" | head -n 1))"
+}
 run_mode() { # run_mode MODE ROUND
     local mode=$1 round=$2 tag="$1-$2" d
     echo
@@ -294,6 +321,7 @@ run_mode() { # run_mode MODE ROUND
     # sell it out within a run.
     HOT_VENUE=$(hot_hall "Bench hot hall ($tag)" "$HOT_SEATS")
     HOT=$(bk_create_perf "$HOT_VENUE" "Hot ($tag)" 40)
+    [[ $WARM == 1 ]] && WARM_PERF=$(bk_create_perf "$HOT_VENUE" "Warm-up ($tag)" 39)
     BG=()
     if [[ $SHAPE != distinct ]]; then # the distinct shape has no background traffic
         BG_VENUE=$(bk_create_venue "Bench hall ($tag)" 1000 100 50)
@@ -308,10 +336,11 @@ run_mode() { # run_mode MODE ROUND
         IFS=,
         echo "${BG[*]}"
     )
-    local common=(--servers "$(bk_servers)" --duration "$DURATION" --hot-perf "$HOT"
-        --users "$BK_USERS_FIRST:$NUSERS" --tokens "$BK_TOKENS_FILE" --seats-min 1 --seats-max 3
-        --result-line)
-    [[ -n $BG_LIST ]] && common+=(--background-perfs "$BG_LIST")
+    local base=(--servers "$(bk_servers)" --users "$BK_USERS_FIRST:$NUSERS"
+        --tokens "$BK_TOKENS_FILE" --seats-min 1 --seats-max 3)
+    [[ -n $BG_LIST ]] && base+=(--background-perfs "$BG_LIST")
+    warm_bookings "${base[@]}"
+    local common=("${base[@]}" --duration "$DURATION" --hot-perf "$HOT" --result-line)
     echo "   (reserved configs: lock.mode $mode, payment.url \"$PAY_URL\", db_pool_size $BK_DB_POOL, lock.wait_ms 5000;"
     echo "    every request carries its buyer's bearer token; rate limits off, purchase limit ${BK_MAX_SEATS_PER_USER:-100000})"
     if [[ $SHAPE == split ]]; then

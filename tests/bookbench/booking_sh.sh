@@ -4,7 +4,7 @@
 # today's code path and doubles the time), 1 s each, 8 clients on a 2000-seat hall, the
 # pgbench ceiling (1 s) after each round. Checks the exit status and the lines the script
 # promises: the payment heading, a shares and a batch-sizes line per run, no SEAT_TAKEN
-# in the distinct shape, the seat-map warm-up, a numeric
+# in the distinct shape, the seat-map and booking warm-ups, a numeric
 # ceiling and ceiling with payment in EVERY round (its bookings need references of their
 # own per round), the lockd/ceiling ratios and the SUMMARY line. booking.sh stops everything it started by PID.
 #   BK_BIN=build/bin bash tests/bookbench/booking_sh.sh
@@ -20,7 +20,7 @@ fail() {
 }
 
 rc=0
-SHAPE=distinct PAYMENT=1 ROUNDS=2 MODES=lockd DURATION=1 CEILING_DURATION=1 HISTORY=400 \
+SHAPE=distinct PAYMENT=1 ROUNDS=2 MODES=lockd DURATION=1 CEILING_DURATION=1 HISTORY=400 WARM_S=1 \
     CLIENTS=8 POOL=2 HOT_SEATS=2000 BUILD="$(dirname "$BK_BIN")" \
     bash "$ROOT/bench/booking.sh" >"$OUT" 2>&1 || rc=$?
 cat "$OUT"
@@ -39,6 +39,8 @@ for round in 1 2; do
 done
 [[ $(grep -c '^   warm-up: 1 seat maps read through each of 3 reserved ' "$OUT") -eq 2 ]] ||
     fail "want 2 warm-up lines (the hot performance's map, each round)"
+[[ $(grep -Ec '^   warm-up: 1 s of bookings on performance [0-9]+ \(8 clients on 3 servers, [0-9.]+ s, [1-9][0-9]* requests\)$' "$OUT") -eq 2 ]] ||
+    fail "want 2 booking warm-up lines (each round, on a performance of its own)"
 grep -Eq '^hot bookings/s lockd/ceiling = [0-9.]+x, db/ceiling = n/a$' "$OUT" ||
     fail "no lockd/ceiling ratio"
 grep -Eq '^mean serial ceiling with payment [0-9.]+ bookings/s: lockd/ceiling = [0-9.]+x, db/ceiling = n/a$' "$OUT" ||
