@@ -36,8 +36,9 @@
 # trip), the serial ceiling with payment ("ceil+pay", lockd_ceiling_pay).
 # Prints each run (with each reserved's share of the hot bookings, "shares: r1 x% r2 y%
 # r3 z% (each within 0.5x-1.5x of an equal share: yes|no ...)", and in lockd mode the
-# group-booking batch sizes from reserved's /metrics, "batch sizes: mean n (...), p50 <=
-# a, p99 <= b" or "n/a"), a comparison table (hot bookings/s, hot p50/p99, background
+# group-booking batch sizes of the timed run from reserved's /metrics (less a snapshot
+# taken after the warm-up), "batch sizes: mean n (...), p50 <= a, p99 <= b" or "n/a"), a
+# comparison table (hot bookings/s, hot p50/p99, background
 # p99, reads p99, batch mean, min-max share against an equal one; the ceiling; the
 # lockd/db and lockd/ceiling ratios), one RESULT line per run and one SUMMARY line.
 # SHAPES="split distinct:64:16 split+pay ..." (or ALL=1: every shape of the docs table)
@@ -340,6 +341,8 @@ run_mode() { # run_mode MODE ROUND
         --tokens "$BK_TOKENS_FILE" --seats-min 1 --seats-max 3)
     [[ -n $BG_LIST ]] && base+=(--background-perfs "$BG_LIST")
     warm_bookings "${base[@]}"
+    # the batch sizes of the timed run only, not the warm-up's
+    bk_metrics "${BK_RESERVED[@]}" >"$BK_TMP/metrics-$tag.before"
     local common=("${base[@]}" --duration "$DURATION" --hot-perf "$HOT" --result-line)
     echo "   (reserved configs: lock.mode $mode, payment.url \"$PAY_URL\", db_pool_size $BK_DB_POOL, lock.wait_ms 5000;"
     echo "    every request carries its buyer's bearer token; rate limits off, purchase limit ${BK_MAX_SEATS_PER_USER:-100000})"
@@ -384,7 +387,7 @@ run_mode() { # run_mode MODE ROUND
     result=$(grep '^RESULT ' "$BK_TMP/bookbench-$tag.out")
     echo "   $(bk_hot_shares "$(get "$result" hot_ok_by_server)")"
     if [[ $mode == lockd ]]; then
-        BATCH[$tag]=$(bk_batch_sizes "${BK_RESERVED[@]}")
+        BATCH[$tag]=$(bk_batch_sizes --since "$BK_TMP/metrics-$tag.before" "${BK_RESERVED[@]}")
         echo "   batch sizes: ${BATCH[$tag]}"
     fi
     echo "   load after: $(cut -d' ' -f1-3 /proc/loadavg); performances table: $(bk_psql \

@@ -493,24 +493,38 @@ bk_hot_shares() { # bk_hot_shares A,B,C
     }'
 }
 
-# The group-booking batch sizes of the reserved at ADDR... (their /metrics since they
-# started, summed): "mean 6.21 (1520 batches, 9440 bookings), p50 <= 8, p99 <= 32" from
-# reserved_batches_total, reserved_batch_bookings_total and the histogram
-# reserved_batch_size (p50/p99: the upper bound of the bucket that holds them); "n/a"
-# when the reserved have no such metrics (or made no batch). Never fails.
-bk_batch_sizes() { # bk_batch_sizes ADDR...
+# The /metrics of the reserved at ADDR..., one after the other (a server that does not
+# answer adds nothing). Never fails.
+bk_metrics() { # bk_metrics ADDR...
     local addr
     local auth
     mapfile -t auth < <(bk_auth_args)
-    for addr in "$@"; do curl -s -m 5 "${auth[@]}" "http://$addr/metrics" || true; done | awk '
+    for addr in "$@"; do curl -s -m 5 "${auth[@]}" "http://$addr/metrics" || true; done
+}
+# The group-booking batch sizes of the reserved at ADDR... (their /metrics since they
+# started, summed; with --since FILE, less the counts in FILE, a bk_metrics of the same
+# servers taken earlier: what they did in between): "mean 6.21 (1520 batches, 9440
+# bookings), p50 <= 8, p99 <= 32" from reserved_batches_total,
+# reserved_batch_bookings_total and the histogram reserved_batch_size (p50/p99: the upper
+# bound of the bucket that holds them); "n/a" when the reserved have no such metrics (or
+# made no batch). Never fails.
+bk_batch_sizes() { # bk_batch_sizes [--since FILE] ADDR...
+    local since=/dev/null
+    if [[ ${1:-} == --since ]]; then
+        since=$2
+        shift 2
+    fi
+    { sed 's/^/-/' "$since" 2>/dev/null || true; bk_metrics "$@"; } | awk '
         function num(s) { return s + 0 }
-        /^reserved_batches_total[ {]/ { batches += num($NF); seen = 1 }
-        /^reserved_batch_bookings_total[ {]/ { bookings += num($NF) }
+        # a line of the snapshot counts negative
+        { sign = 1 } /^-/ { sign = -1; $0 = substr($0, 2) }
+        /^reserved_batches_total[ {]/ { batches += sign * num($NF); if (sign > 0) seen = 1 }
+        /^reserved_batch_bookings_total[ {]/ { bookings += sign * num($NF) }
         /^reserved_batch_size_bucket\{/ {
             if (match($0, /le="[^"]*"/)) {
                 le = substr($0, RSTART + 4, RLENGTH - 5)
                 if (!(le in cum)) les[++nle] = le
-                cum[le] += num($NF)
+                cum[le] += sign * num($NF)
             }
         }
         # The bucket bound holding quantile q of the observations (buckets are cumulative).

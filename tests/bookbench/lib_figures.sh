@@ -70,6 +70,20 @@ curl() { page "${@: -1}"; }
 want "two reserved summed" "$(bk_batch_sizes r1 r2)" \
     "mean 6.00 (100 batches, 600 bookings), p50 <= 8, p99 > 8"
 want "no batch metrics" "$(bk_batch_sizes old)" "n/a"
+# Since a snapshot of 4 batches of 2 (8 bookings): 96 batches and 592 bookings in between;
+# every cumulative bucket from <= 2 on loses 4 (by bound: 1, -1, 41, 94, 96), so p50 is
+# in the bucket <= 8 (41 < 48 <= 94) and p99 past it.
+snap=$(mktemp)
+printf '%s\n' 'reserved_batches_total 4' 'reserved_batch_bookings_total 8' \
+    'reserved_batch_size_bucket{le="1"} 0' 'reserved_batch_size_bucket{le="2"} 4' \
+    'reserved_batch_size_bucket{le="4"} 4' 'reserved_batch_size_bucket{le="8"} 4' \
+    'reserved_batch_size_bucket{le="+Inf"} 4' >"$snap"
+want "since a snapshot" "$(bk_batch_sizes --since "$snap" r1 r2)" \
+    "mean 6.17 (96 batches, 592 bookings), p50 <= 8, p99 > 8"
+want "bk_metrics of two servers" "$(bk_metrics r1 old | grep -c '^reserved_')" "10"
+printf '%s\n' 'reserved_batches_total 100' 'reserved_batch_bookings_total 600' >"$snap"
+want "no batch since the snapshot" "$(bk_batch_sizes --since "$snap" r1 r2)" "n/a"
+rm -f "$snap"
 want "nothing answers" "$(unset -f curl; bk_batch_sizes 127.0.0.1:1)" "n/a"
 want "counters without a histogram" "$(bk_batch_sizes nohist)" \
     "mean 2.50 (4 batches, 10 bookings), p50/p99 n/a (no reserved_batch_size histogram)"
