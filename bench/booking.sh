@@ -291,15 +291,17 @@ warm_maps() { # warm_maps PERF_ID...
     echo "   warm-up: $# seat maps read through each of ${#BK_RESERVED[@]} reserved ($((SECONDS - t0)) s)"
 }
 # Bookings as on a server that has been up: WARM_S s of the run's own shape on a
-# performance of its own (WARM_PERF, on the hot hall) before the timed run. Each
+# performance of its own (PERF, on the hot hall) before the timed run. Each
 # PostgreSQL connection plans a statement the first times it runs it and after every
 # VACUUM or ANALYZE of a table it reads (fresh_db runs one); a plpgsql function plans each
 # of its statements per connection. With 96 connections the first bookings after
 # fresh_db re-plan every booking statement 96 times, which a server that has been up has
 # done long ago. Both modes get the same warm-up; WARM=0 skips it.
-warm_bookings() { # warm_bookings ARGS... (bookbench's common arguments but --hot-perf)
+warm_bookings() { # warm_bookings TAG PERF ARGS... (bookbench's common arguments but --hot-perf)
     [[ $WARM == 1 && $WARM_S -gt 0 ]] || return 0
-    local cmd=("$BK_BIN/bookbench" "$@" --duration "$WARM_S" --hot-perf "$WARM_PERF"
+    local tag=$1 perf=$2
+    shift 2
+    local cmd=("$BK_BIN/bookbench" "$@" --duration "$WARM_S" --hot-perf "$perf"
         --clients "$CLIENTS" --seed "$((SEED + 2))")
     if [[ $SHAPE == distinct ]]; then
         cmd+=(--background-share 0 --reads-share 0 --hot-partition)
@@ -307,7 +309,7 @@ warm_bookings() { # warm_bookings ARGS... (bookbench's common arguments but --ho
         cmd+=(--background-share 0.25 --reads-share 0.25)
     fi
     "${cmd[@]}" >"$BK_TMP/warm-$tag.out" || bk_fail "warm-up bookings failed: $(tail -n 3 "$BK_TMP/warm-$tag.out")"
-    echo "   warm-up: $WARM_S s of bookings on performance $WARM_PERF ($(sed -n 's/^bookbench: //p' "$BK_TMP/warm-$tag.out" | head -n 1))"
+    echo "   warm-up: $WARM_S s of bookings on performance $perf ($(sed -n 's/^bookbench: //p' "$BK_TMP/warm-$tag.out" | head -n 1))"
 }
 run_mode() { # run_mode MODE ROUND
     local mode=$1 round=$2 tag="$1-$2" d
@@ -322,7 +324,8 @@ run_mode() { # run_mode MODE ROUND
     # sell it out within a run.
     HOT_VENUE=$(hot_hall "Bench hot hall ($tag)" "$HOT_SEATS")
     HOT=$(bk_create_perf "$HOT_VENUE" "Hot ($tag)" 40)
-    [[ $WARM == 1 ]] && WARM_PERF=$(bk_create_perf "$HOT_VENUE" "Warm-up ($tag)" 39)
+    local warm_perf=""
+    [[ $WARM == 1 ]] && warm_perf=$(bk_create_perf "$HOT_VENUE" "Warm-up ($tag)" 39)
     BG=()
     if [[ $SHAPE != distinct ]]; then # the distinct shape has no background traffic
         BG_VENUE=$(bk_create_venue "Bench hall ($tag)" 1000 100 50)
@@ -340,7 +343,7 @@ run_mode() { # run_mode MODE ROUND
     local base=(--servers "$(bk_servers)" --users "$BK_USERS_FIRST:$NUSERS"
         --tokens "$BK_TOKENS_FILE" --seats-min 1 --seats-max 3)
     [[ -n $BG_LIST ]] && base+=(--background-perfs "$BG_LIST")
-    warm_bookings "${base[@]}"
+    warm_bookings "$tag" "$warm_perf" "${base[@]}"
     # the batch sizes of the timed run only, not the warm-up's
     bk_metrics "${BK_RESERVED[@]}" >"$BK_TMP/metrics-$tag.before"
     local common=("${base[@]}" --duration "$DURATION" --hot-perf "$HOT" --result-line)
