@@ -4,7 +4,7 @@
 # today's code path and doubles the time), 1 s each, 8 clients on a 2000-seat hall, the
 # pgbench ceiling (1 s) after each round. Checks the exit status and the lines the script
 # promises: the payment heading, a shares and a batch-sizes line per run, no SEAT_TAKEN
-# in the distinct shape, the seat-map and booking warm-ups, a numeric
+# in the distinct shape, the seat-map and booking warm-ups (and bad WARM/WARM_S refused), a numeric
 # ceiling and ceiling with payment in EVERY round (its bookings need references of their
 # own per round), the lockd/ceiling ratios and the SUMMARY line. booking.sh stops everything it started by PID.
 #   BK_BIN=build/bin bash tests/bookbench/booking_sh.sh
@@ -18,6 +18,13 @@ fail() {
     echo "FAIL: $*" >&2
     exit 1
 }
+
+# bad knobs are refused before anything starts, with what is wanted
+for bad in WARM_S=x WARM_S=-1 WARM=2; do
+    rc=0
+    err=$(env "$bad" bash "$ROOT/bench/booking.sh" 2>&1 >/dev/null) || rc=$?
+    [[ $rc -eq 2 && $err == "booking.sh: ${bad}: want "* ]] || fail "$bad: exit $rc, '$err'"
+done
 
 rc=0
 SHAPE=distinct PAYMENT=1 ROUNDS=2 MODES=lockd DURATION=1 CEILING_DURATION=1 HISTORY=400 WARM_S=1 \
