@@ -20,7 +20,7 @@
 # - distinct (SHAPE=distinct): a sale without conflicts. One bookbench, CLIENTS clients,
 #   hot bookings only, no background traffic (no background performances either); the hot seats are cut into one slice per
 #   client (bookbench --hot-partition), so no two buyers ever ask for the same seat and
-#   every booking can succeed. The hot hall has HOT_SEATS seats (60000 here: a client
+#   every booking can succeed. The hot hall has HOT_SEATS seats (120000 here: a client
 #   uses up its slice of 1/CLIENTS of them).
 # The serial ceiling, in the same run (CEILING=1): after the modes of each round, pgbench
 # (PostgreSQL 15's) runs the booking transaction of lockd mode from ONE client for
@@ -59,8 +59,8 @@
 # figures of other shapes (64 clients; pools of 8, 16, 32).
 # Environment: BUILD (build; built with Release when a binary is missing), SHAPE (split;
 # mixed when BG_CLIENTS=0; or distinct), CLIENTS (128), BG_CLIENTS (16), BG_RATE (80),
-# DURATION (10 s: at ~700 hot bookings/s of 2 seats the 20000-seat hot performance lasts
-# ~14 s; a run that sold it out says so), HOT_SEATS (20000; 60000 in the distinct shape),
+# DURATION (10 s: at ~1,250 hot bookings/s of 2 seats the 40000-seat hot performance lasts
+# ~16 s; a run that sold it out says so), HOT_SEATS (40000; 120000 in the distinct shape),
 # MODES ("lockd db"), LOCKDS (2), ROUNDS (1; each round runs every mode once, the
 # comparison takes the means), SEED (1), POOL (32: db_pool_size of each reserved),
 # HISTORY (40000), BG_SHARE and READS_SHARE (mixed shape: 0.25 each; 0 and 0: hot
@@ -167,7 +167,7 @@ distinct) BG_CLIENTS=0 ;;
     exit 2
     ;;
 esac
-if [[ $SHAPE == distinct ]]; then HOT_SEATS=${HOT_SEATS:-60000}; else HOT_SEATS=${HOT_SEATS:-20000}; fi
+if [[ $SHAPE == distinct ]]; then HOT_SEATS=${HOT_SEATS:-120000}; else HOT_SEATS=${HOT_SEATS:-40000}; fi
 CEILING=${CEILING:-1}
 CEILING_DURATION=${CEILING_DURATION:-5}
 PAYMENT=${PAYMENT:-0}
