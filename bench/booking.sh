@@ -115,7 +115,8 @@ if [[ -n ${SHAPES:-} ]]; then
         echo "==== shape $entry: ${env_[*]} bench/booking.sh (log $logs/$entry.log)"
         rc=0
         env -u SHAPES -u ALL "${env_[@]}" bash "$0" >"$logs/$entry.log" 2>&1 || rc=$?
-        sed -n '/^== comparison/,/^RESULT/p' "$logs/$entry.log" | grep -v '^RESULT'
+        # (a shape that failed before its comparison prints nothing here: grep's 1 is no failure)
+        sed -n '/^== comparison/,/^RESULT/p' "$logs/$entry.log" | grep -v '^RESULT' || true
         if [[ $rc -ne 0 ]]; then
             echo "shape $entry FAILED (exit $rc); the end of its log:"
             tail -n 15 "$logs/$entry.log"
@@ -130,6 +131,10 @@ if [[ -n ${SHAPES:-} ]]; then
     printf '%-14s %7s %8s %8s %6s %8s %6s %6s %10s %10s %6s %10s %8s\n' shape "cl/conn" lockd db \
         lockd/db ceiling "l/ceil" "db/ceil" "p99 l/db" "bg99 l/db" batch "shares l" "l/c+pay"
     for r in "${rows[@]}"; do
+        if [[ $(sget "$r" failed) == 1 ]]; then
+            printf '%-14s FAILED (its log, above)\n' "$(sget "$r" shape)"
+            continue
+        fi
         printf '%-14s %7s %8s %8s %6s %8s %6s %6s %10s %10s %6s %10s %8s\n' "$(sget "$r" shape)" \
             "$(sget "$r" clients)/$(sget "$r" conns)" "$(sget "$r" lockd)" "$(sget "$r" db)" \
             "$(sget "$r" lockd_db)" "$(sget "$r" ceiling)" "$(sget "$r" lockd_ceiling)" \
@@ -139,6 +144,8 @@ if [[ -n ${SHAPES:-} ]]; then
     done
     printf '%s\n' "${rows[@]}"
     echo "(logs of every shape: $logs)"
+    # every shape ran; a shape that failed fails the whole command
+    if grep -q ' failed=1' <<<"${rows[*]}"; then exit 1; fi
     exit 0
 fi
 

@@ -17,6 +17,9 @@
 
 #define LG_SEND_FAIL_PAUSE_US 1000 /* after a request that could not even be sent */
 #define LG_BEARER_MAX         160  /* "Bearer " and a token (64 hex digits for reserved) */
+/* The setup's seat maps: a hall of 120,000 seats (bench/booking.sh's distinct shape) is
+ * about 12 MB of JSON, past cm_httpc's default limit. */
+#define LG_MAP_MAX_BODY (64u * 1024 * 1024)
 
 typedef enum lg_client_state {
     LG_C_IDLE,     /* not started yet, or finished (nothing to send, or the run stopped) */
@@ -267,7 +270,7 @@ static void map_fetch(lg_driver *d)
         d->map_conn = NULL;
     }
     if (d->map_conn == NULL) {
-        const cm_httpc_opts ho = {.timeout_ms = d->o.map_timeout_ms};
+        const cm_httpc_opts ho = {.timeout_ms = d->o.map_timeout_ms, .max_body = LG_MAP_MAX_BODY};
         const cm_addr *s = &d->o.servers[server];
         d->map_conn = cm_httpc_new(d->base, s->host, s->port, &ho);
         d->map_conn_server = server;

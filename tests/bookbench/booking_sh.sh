@@ -4,7 +4,8 @@
 # today's code path and doubles the time), 1 s each, 8 clients on a 2000-seat hall, the
 # pgbench ceiling (1 s) after each round. Checks the exit status and the lines the script
 # promises: the payment heading, a shares and a batch-sizes line per run, no SEAT_TAKEN
-# in the distinct shape, the seat-map and booking warm-ups (and bad WARM/WARM_S refused), a numeric
+# in the distinct shape, the seat-map and booking warm-ups (and bad WARM/WARM_S refused; with
+# SHAPES, a failing shape reported and the next one run, exit 1), a numeric
 # ceiling and ceiling with payment in EVERY round (its bookings need references of their
 # own per round), the lockd/ceiling ratios and the SUMMARY line. booking.sh stops everything it started by PID.
 #   BK_BIN=build/bin bash tests/bookbench/booking_sh.sh
@@ -24,6 +25,15 @@ for bad in WARM_S=x WARM_S=-1 WARM=2; do
     rc=0
     err=$(env "$bad" bash "$ROOT/bench/booking.sh" 2>&1 >/dev/null) || rc=$?
     [[ $rc -eq 2 && $err == "booking.sh: ${bad}: want "* ]] || fail "$bad: exit $rc, '$err'"
+done
+
+# SHAPES: a shape that fails does not stop the next one; the table names both, exit 1
+rc=0
+WARM_S=x SHAPES="split mixed" bash "$ROOT/bench/booking.sh" >"$OUT" 2>&1 || rc=$?
+[[ $rc -eq 1 ]] || fail "SHAPES with two failing shapes: exit $rc, want 1"
+for shape in split mixed; do
+    grep -q "^shape $shape FAILED (exit 2)" "$OUT" || fail "SHAPES: no FAILED line of $shape"
+    grep -q "^SUMMARY shape=$shape failed=1" "$OUT" || fail "SHAPES: no failed SUMMARY of $shape"
 done
 
 rc=0
