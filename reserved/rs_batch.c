@@ -69,6 +69,15 @@ static const rs_db_stmt rb_stmts[] = {
 /* The first column of the read-back in rb_book_read's rows (after rs_book_batch's). */
 #define RB_READ_COL 9
 
+/* How long a performance counts as contended after a batch of two or more of it ended
+ * here: the turn of the lock comes back to a process after the other processes' turns
+ * (each up to RS_PERFLOCK_CHAIN_MS), and the booking that finds the performance idle in
+ * its process in between must lead a batch, not take the lock for itself alone. */
+#define RB_CONTENDED_MS 1000
+/* At most this many performances remembered as contended; past it, entries out of time
+ * are dropped, and a performance that finds no room is simply not remembered. */
+#define RB_CONTENDED_MAX 4096
+
 struct rs_batch {
     LIST_ENTRY(rs_batch) link; /* in rbs.all */
     rs_batch_state state;      /* moved by rb_move only */
@@ -93,7 +102,12 @@ static struct {
     cm_hash *forming;          /* perf -> the batch taking joins */
     LIST_HEAD(, rs_batch) all; /* every batch alive (freed by rs_batch_stop at shutdown) */
     uint64_t counter;
+    cm_hash *contended; /* perf -> rb_contended: a batch of 2+ of it ended lately */
 } rbs;
+
+typedef struct rb_contended {
+    uint64_t until_us; /* contended until then */
+} rb_contended;
 
 /* ---------------------------------------------------------------- states */
 
@@ -280,8 +294,12 @@ static void rb_free(rs_batch *x)
 
 /* The transaction is over (or never began): the connection back, then the lock (after:
  * the next holder never meets our row locks), then every member goes on alone. */
+static void rb_contended_note(int64_t perf);
+
 static void rb_end(rs_batch *x, bool committed)
 {
+    if (x->n >= 2)
+        rb_contended_note(x->perf);
     if (x->conn != NULL) {
         rs_db_conn_return(x->conn);
         x->conn = NULL;
@@ -1061,6 +1079,49 @@ void rs_batch_on_next_in_line(rs_batch *x)
         rb_move(x, RB_FORMING);
 }
 
+/* ---------------------------------------------------------------- contention */
+
+/* Whether a batch of two or more of perf ended here within RB_CONTENDED_MS. */
+static bool rb_contended_now(int64_t perf)
+{
+    rb_contended *c = rbs.contended != NULL ? cm_hash_get_u64(rbs.contended, (uint64_t)perf) : NULL;
+    if (c == NULL)
+        return false;
+    if (cm_now_us() < c->until_us)
+        return true;
+    free(cm_hash_del_u64(rbs.contended, (uint64_t)perf));
+    return false;
+}
+
+static void rb_contended_sweep(uint64_t now)
+{
+    size_t pos = 0;
+    uint64_t key;
+    rb_contended *c;
+    while ((c = cm_hash_next(rbs.contended, &pos, &key, NULL)) != NULL)
+        if (now >= c->until_us)
+            free(cm_hash_del_u64(rbs.contended, key));
+}
+
+static void rb_contended_note(int64_t perf)
+{
+    if (rbs.contended == NULL)
+        return;
+    uint64_t now = cm_now_us();
+    rb_contended *c = cm_hash_get_u64(rbs.contended, (uint64_t)perf);
+    if (c == NULL) {
+        if (cm_hash_count(rbs.contended) >= RB_CONTENDED_MAX)
+            rb_contended_sweep(now);
+        if (cm_hash_count(rbs.contended) >= RB_CONTENDED_MAX || (c = malloc(sizeof(*c))) == NULL)
+            return; /* not remembered: its next idle booking goes alone, as before */
+        if (cm_hash_put_u64(rbs.contended, (uint64_t)perf, c) != CM_OK) {
+            free(c);
+            return;
+        }
+    }
+    c->until_us = now + (uint64_t)RB_CONTENDED_MS * 1000;
+}
+
 /* ---------------------------------------------------------------- joining */
 
 static bool rb_has_key(const rs_batch *x, const char *key)
@@ -1099,8 +1160,12 @@ cm_rc rs_batch_join(rs_bk *b)
      * batch of one costs PostgreSQL more than the unbatched statement (1.39x fewer
      * uncontended bookings a second: docs/performance.md), and group booking pays only
      * behind a lock that is busy. The bookings that come while it waits or holds form a
-     * batch behind it. */
-    if (x == NULL && !rs_testhooks_g.batch_when_idle && rs_perflock_idle(rbs.locks, b->perf))
+     * batch behind it. Unless the performance is contended (a batch of 2+ of it ended here
+     * within RB_CONTENDED_MS): idle here then means held by another process, and a
+     * booking alone would take a whole turn of the lock (with payment, its charge too)
+     * for one booking, while the batch forming behind it waits (docs/performance.md). */
+    if (x == NULL && !rs_testhooks_g.batch_when_idle && rs_perflock_idle(rbs.locks, b->perf) &&
+        !rb_contended_now(b->perf))
         return CM_ERR;
     if (x != NULL && rb_has_key(x, b->key))
         return CM_ERR; /* alone, behind the batch: it then finds the key's record */
@@ -1148,7 +1213,8 @@ void rs_batch_start(rs_app *app, rs_perflock *locks)
     LIST_INIT(&rbs.all);
     rbs.forming = cm_hash_new(CM_HASH_U64);
     if (rbs.forming == NULL)
-        rbs.max = 1; /* one booking per transaction: no table needed */
+        rbs.max = 1;                          /* one booking per transaction: no table needed */
+    rbs.contended = cm_hash_new(CM_HASH_U64); /* NULL: nothing remembered, no harm */
 }
 
 void rs_batch_stop(void)
@@ -1159,5 +1225,10 @@ void rs_batch_stop(void)
         rb_free(LIST_FIRST(&rbs.all));
     cm_hash_free(rbs.forming);
     rbs.forming = NULL;
+    if (rbs.contended != NULL) {
+        rb_contended_sweep(UINT64_MAX);
+        cm_hash_free(rbs.contended);
+        rbs.contended = NULL;
+    }
     rbs.locks = NULL;
 }

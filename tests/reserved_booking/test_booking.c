@@ -1677,9 +1677,12 @@ END_TEST
 /* Production's rule, without the test hook the other group booking tests set: a booking
  * that finds its performance idle in its process goes alone, unbatched (a batch of one
  * costs PostgreSQL more than the unbatched statement); the bookings that come while it
- * holds the lock form ONE batch behind it; once the performance is idle again the next
- * booking goes alone again. */
-START_TEST(test_batch_alone_when_idle)
+ * holds the lock form ONE batch behind it. After that batch the performance counts as
+ * contended for RB_CONTENDED_MS (1 s, rs_batch.c): a booking that finds it idle then
+ * leads a batch (of one here) instead of taking a turn of the lock alone
+ * (contended_within_window true); once that second has passed, the next booking goes
+ * alone again. */
+static void rb_alone_then_batch(bool contended_within_window)
 {
     unsetenv("RESERVED_TEST_BATCH_WHEN_IDLE");
     rb_world w;
@@ -1705,15 +1708,33 @@ START_TEST(test_batch_alone_when_idle)
     rb_batches(&w, 0, &batches, &booked);
     ck_assert_int_eq(batches, 1); /* the three behind the first; the first went alone */
     ck_assert_int_eq(booked, N);
+    if (!contended_within_window)
+        usleep(1300 * 1000); /* past RB_CONTENDED_MS since that batch */
     int last = rb_start_one(&w, 0, perf, 1, seats[1 + N], NULL);
     th_http_finish(last, &r, 15000);
     ck_assert_msg(r.status == 201, "last: %d %s", r.status, r.raw);
     th_http_resp_free(&r);
     rb_batches(&w, 0, &batches, &booked);
-    ck_assert_int_eq(batches, 1); /* idle again: alone */
-    ck_assert_int_eq(booked, N);
+    if (contended_within_window) {
+        ck_assert_int_eq(batches, 2); /* idle here, contended lately: a batch of one */
+        ck_assert_int_eq(booked, N + 1);
+    } else {
+        ck_assert_int_eq(batches, 1); /* idle, and not contended lately: alone */
+        ck_assert_int_eq(booked, N);
+    }
     ck_assert_int_eq(rb_remaining(&w, 0, perf), 10 - N - 2);
     rb_stop_reserved_clean(&w);
+}
+
+START_TEST(test_batch_alone_when_idle)
+{
+    rb_alone_then_batch(false);
+}
+END_TEST
+
+START_TEST(test_batch_led_when_contended)
+{
+    rb_alone_then_batch(true);
 }
 END_TEST
 
@@ -1742,9 +1763,11 @@ int main(int argc, char **argv)
         {"batch_refused_leader", test_batch_refused_leader},
         {"unknown_performance_no_side_effects", test_unknown_performance_no_side_effects},
         {"batch_alone_when_idle", test_batch_alone_when_idle},
+        {"batch_led_when_contended", test_batch_led_when_contended},
     };
     /* the group booking tests form batches of known sizes behind a first booking in a
-     * batch of its own: rs_testhook.h (batch_alone_when_idle runs without it) */
+     * batch of its own: rs_testhook.h (batch_alone_when_idle and batch_led_when_contended run
+     * without it) */
     setenv("RESERVED_TEST_BATCH_WHEN_IDLE", "1", 1);
     return th_check_main("reserved_booking", cases, sizeof(cases) / sizeof(cases[0]), 230, argc,
                          argv);
