@@ -59,8 +59,9 @@
 # figures of other shapes (64 clients; pools of 8, 16, 32).
 # Environment: BUILD (build; built with Release when a binary is missing), SHAPE (split;
 # mixed when BG_CLIENTS=0; or distinct), CLIENTS (128), BG_CLIENTS (16), BG_RATE (80),
-# DURATION (10 s: at ~1,250 hot bookings/s of 2 seats the 40000-seat hot performance lasts
-# ~16 s; a run that sold it out says so), HOT_SEATS (40000; 120000 in the distinct shape),
+# DURATION (10 s: the 40000-seat hot performance lasts ~16 s at ~1,250 hot bookings/s of 2
+# seats, as in mixed; the split shapes, at 2,000-4,000/s, sell it out in 5-9 s, which the
+# run says, and their figures cover that time), HOT_SEATS (40000; 120000 in distinct),
 # MODES ("lockd db"), LOCKDS (2), ROUNDS (1; each round runs every mode once, the
 # comparison takes the means), SEED (1), POOL (32: db_pool_size of each reserved),
 # HISTORY (40000), BG_SHARE and READS_SHARE (mixed shape: 0.25 each; 0 and 0: hot

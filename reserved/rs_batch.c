@@ -292,10 +292,11 @@ static void rb_free(rs_batch *x)
     free(x);
 }
 
-/* The transaction is over (or never began): the connection back, then the lock (after:
- * the next holder never meets our row locks), then every member goes on alone. */
 static void rb_contended_note(int64_t perf);
 
+/* The transaction is over (or never began): the connection back, then the lock (after:
+ * the next holder never meets our row locks), then every member goes on alone. A batch
+ * of two or more marks its performance contended first. */
 static void rb_end(rs_batch *x, bool committed)
 {
     if (x->n >= 2)
@@ -1213,8 +1214,9 @@ void rs_batch_start(rs_app *app, rs_perflock *locks)
     LIST_INIT(&rbs.all);
     rbs.forming = cm_hash_new(CM_HASH_U64);
     if (rbs.forming == NULL)
-        rbs.max = 1;                          /* one booking per transaction: no table needed */
-    rbs.contended = cm_hash_new(CM_HASH_U64); /* NULL: nothing remembered, no harm */
+        rbs.max = 1; /* one booking per transaction: no table needed */
+    /* NULL: nothing remembered, every idle booking goes alone as before */
+    rbs.contended = cm_hash_new(CM_HASH_U64);
 }
 
 void rs_batch_stop(void)
