@@ -26,9 +26,9 @@
 #include "cm_lockclient.h"
 #include "cm_lockhist.h"
 #include "cm_log.h"
+#include "it_common.h"
 #include "th.h"
 #include "th_check.h"
-#include "th_http.h"
 
 /* A session timeout well below the watchdog lease and the fixed lease below: the deadlines
  * of SPEC §3b's validity rules alone end long after lockd's session expiry. */
@@ -75,20 +75,9 @@ static void start_world(th_redis redis[3], th_lockd *lockd, const char *who, cha
         ck_assert_msg(th_redis_start(&redis[i]), "redis-server %d did not start", i);
     ck_assert_msg(th_lockd_start(lockd, redis, 3, LOCKD_YAML), "lockd did not start (see %s)",
                   lockd->log);
-    /* lockd listens before it has connected its masters, and an ACQUIRE then fails at
-     * once (a fresh clone's run failed in 0.08 s so, once here, once in the test below
-     * when run again): wait for all three, as a client would before its first lock. */
-    bool up = false;
-    uint64_t until = th_now_ms() + 5000;
-    while (!up && th_now_ms() < until) {
-        th_http_resp r;
-        th_http_request(lockd->metrics_port, "GET", "/metrics", NULL, NULL, &r);
-        up = r.status == 200 && strstr(r.body, "\nlockd_masters_up 3\n") != NULL;
-        th_http_resp_free(&r);
-        if (!up)
-            usleep(20 * 1000);
-    }
-    ck_assert_msg(up, "lockd's 3 masters not connected after 5 s (see %s)", lockd->log);
+    /* lockd answers ACQUIRE with NOQUORUM until its masters are connected (a fresh
+     * clone's run failed so in 0.08 s): all three up first, as the integration tests do */
+    it_wait_masters(lockd, 3, 5000);
     snprintf(hist, hist_len, "%s/locks-%s.jsonl", th_tmpdir(), who);
     unlink(hist);
 }
