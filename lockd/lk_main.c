@@ -3,6 +3,7 @@
  * start-up and graceful-stop order of the modules: config -> redlock -> locks ->
  * server -> metrics, and the reverse on the way out.
  */
+#include <assert.h>
 #include <event2/event.h>
 #include <signal.h>
 #include <stdbool.h>
@@ -23,6 +24,13 @@
 #define DRAIN_MAX_MS  2000 /* releases in flight get this long at shutdown */
 #define FLUSH_MAX_MS  500  /* then sessions get this long to flush their replies */
 #define DRAIN_TICK_MS 10
+/* At start, sessions wait in the listen backlog until every master's first connection
+ * attempt has ended, at most this long: an ACQUIRE sent the moment lockd (re)starts gets
+ * a grant, not a NOQUORUM that only says "not connected yet". */
+#define START_HOLD_MAX_MS 1000
+
+/* The listener: held at start, then open, then stopped (graceful stop). */
+typedef enum lk_accept_state { ACCEPT_HELD, ACCEPT_OPEN, ACCEPT_STOPPED } lk_accept_state;
 
 typedef struct lk_daemon {
     const lk_config *cfg;
@@ -33,6 +41,8 @@ typedef struct lk_daemon {
     lk_server *srv;
     cm_daemon_signals *signals;
     struct event *drain;
+    struct event *start_hold; /* START_HOLD_MAX_MS */
+    lk_accept_state accept;
     bool sessions_closed;
     uint64_t stop_ms;
     uint64_t close_ms;
@@ -50,6 +60,42 @@ static void on_wanted(void *arg, const char *resource)
     lk_daemon *d = arg;
     if (d->lk)
         lk_locks_on_wanted(d->lk, resource);
+}
+
+static void accept_move(lk_daemon *d, lk_accept_state to)
+{
+    assert((d->accept == ACCEPT_HELD && to != ACCEPT_HELD) ||
+           (d->accept == ACCEPT_OPEN && to == ACCEPT_STOPPED));
+    d->accept = to;
+}
+
+/* Ends the start-up hold (masters settled, or its time is up). */
+static void start_accepting(lk_daemon *d, bool timed_out)
+{
+    if (d->accept != ACCEPT_HELD || d->srv == NULL)
+        return;
+    accept_move(d, ACCEPT_OPEN);
+    if (d->start_hold)
+        event_del(d->start_hold);
+    lk_server_start_accepting(d->srv);
+    if (timed_out)
+        log_warn("accepting sessions: masters still connecting after %d ms, %zu of %zu up",
+                 START_HOLD_MAX_MS, lk_redlock_masters_up(d->rl), lk_redlock_masters_total(d->rl));
+    else
+        log_info("accepting sessions: %zu of %zu Redis masters up", lk_redlock_masters_up(d->rl),
+                 lk_redlock_masters_total(d->rl));
+}
+
+static void on_settled(void *arg)
+{
+    start_accepting(arg, false);
+}
+
+static void start_hold_cb(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    start_accepting(arg, true);
 }
 
 static void on_masters(void *arg, size_t up, size_t total)
@@ -90,6 +136,8 @@ static void graceful_stop(void *arg, int sig)
     lk_daemon *d = arg;
     log_info("signal %d: graceful stop", sig);
     d->stop_ms = cm_now_ms();
+    if (d->accept != ACCEPT_STOPPED)
+        accept_move(d, ACCEPT_STOPPED);
     lk_server_stop_accepting(d->srv);
     lk_locks_shutdown(d->lk);
     drain_cb(-1, 0, d);
@@ -144,6 +192,7 @@ static int run(const lk_config *cfg)
         .on_released = on_released,
         .on_wanted = on_wanted,
         .on_masters = on_masters,
+        .on_settled = on_settled,
         .cb_arg = &d,
     };
     d.rl = lk_redlock_new(d.base, &ro);
@@ -170,6 +219,7 @@ static int run(const lk_config *cfg)
         .admin_auth = cfg->admin_auth,
         .session_timeout_ms = (uint64_t)cfg->session_timeout_ms,
         .max_sessions = (uint64_t)cfg->max_sessions,
+        .held = true,
     };
     d.srv = lk_server_new(d.base, d.lk, d.rl, &so);
     if (!d.srv)
@@ -179,10 +229,14 @@ static int run(const lk_config *cfg)
         goto done;
     d.drain = evtimer_new(d.base, drain_cb, &d);
     d.signals = cm_daemon_signals_new(d.base, graceful_stop, &d);
-    if (!d.drain || !d.signals)
+    d.start_hold = evtimer_new(d.base, start_hold_cb, &d);
+    struct timeval hold = cm_tv_from_ms(START_HOLD_MAX_MS);
+    if (!d.drain || !d.signals || !d.start_hold || evtimer_add(d.start_hold, &hold) != 0)
         goto done;
 
     log_start(cfg, d.rl);
+    if (lk_redlock_settled(d.rl)) /* every attempt failed at once, before the server */
+        on_settled(&d);
     if (event_base_dispatch(d.base) < 0)
         log_error("event loop failed");
     else
@@ -197,6 +251,8 @@ done:
     cm_daemon_signals_free(d.signals);
     if (d.drain)
         event_free(d.drain);
+    if (d.start_hold)
+        event_free(d.start_hold);
     event_base_free(d.base);
     return rc;
 }

@@ -75,6 +75,10 @@ typedef enum rl_phase {
     PH_FENCE = 1, /* acquire only: fence write-back */
 } rl_phase;
 
+/* Start-up: settling until the masters' first connection attempts have told whether a
+ * quorum can be reached (master_settle). */
+typedef enum rl_start_state { RL_START_SETTLING, RL_START_SETTLED } rl_start_state;
+
 typedef enum rl_slot_state {
     SL_IDLE,    /* nothing sent to this master in this phase */
     SL_WAIT,    /* sent, no reply yet */
@@ -108,6 +112,7 @@ typedef struct rl_master {
     cm_addr addr;
     char name[CM_HOST_MAX + 16];
     bool up;              /* command context connected and scripts loaded */
+    bool settled;         /* its first command connection attempt has ended, either way */
     rl_conn cmd;          /* scripts */
     rl_conn sub;          /* SUBSCRIBE <prefix>released */
     uint64_t inflight;    /* commands queued on cmd without a callback yet */
@@ -183,6 +188,10 @@ struct lk_redlock {
     lk_rl_released_cb on_released;
     lk_rl_released_cb on_wanted;
     lk_rl_masters_cb on_masters;
+    void (*on_settled)(void *arg);
+    size_t n_settled;      /* masters whose first attempt has ended */
+    size_t n_first_failed; /* of those, the ones whose first attempt failed */
+    rl_start_state start;
     void *cb_arg;
     char sha[LK_RLCMD_NSCRIPTS][41];
     const struct timeval *round_tv; /* libevent common timeout: O(1) add/del */
@@ -236,6 +245,28 @@ static void stale_release(lk_redlock *rl, size_t i, const char *resource, const 
     }
 }
 
+/* m's first command connection attempt has ended: it counts (connected, scripts loaded,
+ * out of a quarantine, which at start lasts only until its fences are raised), or the
+ * attempt failed. Start-up is settled when every master's has, when a quorum counts, or
+ * as soon as so many failed that no quorum is possible (a quarantine then waits for
+ * masters that are not there, and NOQUORUM is the true answer). */
+static void master_settle(rl_master *m, bool failed)
+{
+    lk_redlock *rl = m->rl;
+    if (m->settled)
+        return;
+    m->settled = true;
+    assert(rl->n_settled < rl->n);
+    rl->n_settled++;
+    rl->n_first_failed += failed;
+    if (rl->start == RL_START_SETTLING && (rl->n_settled == rl->n || rl->up >= rl->quorum ||
+                                           rl->n_first_failed > rl->n - rl->quorum)) {
+        rl->start = RL_START_SETTLED;
+        if (!rl->freeing && rl->on_settled)
+            rl->on_settled(rl->cb_arg);
+    }
+}
+
 static void master_set_up(rl_master *m, bool up)
 {
     lk_redlock *rl = m->rl;
@@ -257,6 +288,8 @@ static void master_set_up(rl_master *m, bool up)
     if (!rl->freeing && rl->on_masters) {
         rl->on_masters(rl->cb_arg, rl->up, rl->n);
     }
+    if (up)
+        master_settle(m, false);
 }
 
 static void quar_count(void *arg, size_t i) /* lk_quarantine lets master i count */
@@ -271,6 +304,8 @@ static void conn_schedule_reconnect(rl_conn *c)
     if (rl->freeing) {
         return;
     }
+    if (!c->is_sub)
+        master_settle(c->m, true); /* a failed attempt ends it too */
     /* Jitter in [delay/2, delay] keeps several lockds from reconnecting in lockstep. */
     uint32_t delay = cm_rand_range(c->backoff_ms / 2, c->backoff_ms);
     c->backoff_ms = CM_MIN(c->backoff_ms * 2, RL_BACKOFF_MAX_MS);
@@ -1078,6 +1113,7 @@ lk_redlock *lk_redlock_new(struct event_base *base, const lk_redlock_opts *opts)
     rl->on_released = opts->on_released;
     rl->on_wanted = opts->on_wanted;
     rl->on_masters = opts->on_masters;
+    rl->on_settled = opts->on_settled;
     rl->cb_arg = opts->cb_arg;
     rl->max_inflight = opts->max_inflight_rounds;
     TAILQ_INIT(&rl->ops);
@@ -1202,6 +1238,11 @@ size_t lk_redlock_masters_up(const lk_redlock *rl)
 size_t lk_redlock_quorum(const lk_redlock *rl)
 {
     return rl->quorum;
+}
+
+bool lk_redlock_settled(const lk_redlock *rl)
+{
+    return rl->start == RL_START_SETTLED;
 }
 
 bool lk_redlock_has_quorum(const lk_redlock *rl)

@@ -719,9 +719,11 @@ lk_server *lk_server_new(struct event_base *base, struct lk_locks *lk, struct lk
         log_error("listen: cannot resolve %s", opts->listen->host);
         goto fail;
     }
-    srv->listener = evconnlistener_new_bind(
-        base, accept_cb, srv, LEV_OPT_CLOSE_ON_FREE | LEV_OPT_REUSEABLE | LEV_OPT_CLOSE_ON_EXEC,
-        1024, ai->ai_addr, (int)ai->ai_addrlen);
+    unsigned flags = LEV_OPT_CLOSE_ON_FREE | LEV_OPT_REUSEABLE | LEV_OPT_CLOSE_ON_EXEC;
+    if (opts->held)
+        flags |= LEV_OPT_DISABLED;
+    srv->listener = evconnlistener_new_bind(base, accept_cb, srv, flags, 1024, ai->ai_addr,
+                                            (int)ai->ai_addrlen);
     evutil_freeaddrinfo(ai);
     if (!srv->listener) {
         log_error("listen: cannot bind %s:%d: %s", opts->listen->host, opts->listen->port,
@@ -733,6 +735,12 @@ lk_server *lk_server_new(struct event_base *base, struct lk_locks *lk, struct lk
 fail:
     lk_server_free(srv);
     return NULL;
+}
+
+void lk_server_start_accepting(lk_server *srv)
+{
+    if (srv->listener && evconnlistener_enable(srv->listener) != 0)
+        log_error("cannot start accepting sessions");
 }
 
 void lk_server_stop_accepting(lk_server *srv)

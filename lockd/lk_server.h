@@ -9,6 +9,7 @@
 #ifndef LK_SERVER_H
 #define LK_SERVER_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 #include "cm_addr.h"
@@ -25,11 +26,15 @@ typedef struct lk_server_opts {
     const char *admin_auth; /* copied; "" = REVOKE refused (SPEC 2b) */
     uint64_t session_timeout_ms;
     uint64_t max_sessions;
+    bool held; /* bind and listen, but accept nothing until lk_server_start_accepting():
+                  clients that connect meanwhile wait in the listen backlog */
 } lk_server_opts;
 
 /* Binds the listener (resolving the host once, at start-up). NULL on failure. */
 lk_server *lk_server_new(struct event_base *base, struct lk_locks *lk, struct lk_redlock *rl,
                          const lk_server_opts *opts) CM_MUSTCHECK;
+/* Starts accepting on a listener made with opts.held; nothing after a stop. */
+void lk_server_start_accepting(lk_server *srv);
 /* Closes the listening socket; open sessions go on. */
 void lk_server_stop_accepting(lk_server *srv);
 /* Every session: flush what is queued, then close (graceful stop). */

@@ -75,8 +75,8 @@ static void start_world(th_redis redis[3], th_lockd *lockd, const char *who, cha
         ck_assert_msg(th_redis_start(&redis[i]), "redis-server %d did not start", i);
     ck_assert_msg(th_lockd_start(lockd, redis, 3, LOCKD_YAML), "lockd did not start (see %s)",
                   lockd->log);
-    /* lockd answers ACQUIRE with NOQUORUM until its masters are connected (a fresh
-     * clone's run failed so in 0.08 s): all three up first, as the integration tests do */
+    /* lockd accepts sessions once a quorum of its masters counts: all three up first,
+     * as the integration tests do */
     it_wait_masters(lockd, 3, 5000);
     snprintf(hist, hist_len, "%s/locks-%s.jsonl", th_tmpdir(), who);
     unlink(hist);

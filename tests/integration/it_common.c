@@ -102,8 +102,8 @@ void it_lockd_start(th_lockd *l, const th_redis *r, size_t n, const char *extra_
 
 void it_wait_masters(const th_lockd *l, size_t n, int timeout_ms)
 {
-    /* lockd accepts sessions before its masters are connected (ACQUIRE then answers
-     * NOQUORUM, by design); a test that starts with "all masters up" waits for that. */
+    /* lockd accepts sessions once a quorum of its masters counts (it_start_hold), maybe
+     * before the last of them; a test that starts with "all masters up" waits for that. */
     char want[32], line[IT_LINE];
     th_conn c;
     snprintf(want, sizeof want, " masters_up=%zu ", n);
