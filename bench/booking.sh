@@ -423,8 +423,10 @@ ceiling_pgbench() { # ceiling_pgbench SCRIPT S F LABEL
     local out rc=0 cmd=("$PGBIN/pgbench" -n -M prepared -c 1 -j 1 -T "$CEILING_DURATION" -f "$1"
         -D "perf=$perf" -D "user=$user" -D "s=$2" -D "f=$3" -h "$BK_PG_DIR" -p "$BK_PG_PORT"
         -U booking booking)
-    echo "\$ ${cmd[*]}"
-    out=$("${cmd[@]}" 2>&1) || rc=$?
+    # the planner setting reserved gives its own sessions (rs_db.c), so that pgbench runs
+    # the booking transaction with the plans reserved's bookings get
+    echo "\$ PGOPTIONS='-c random_page_cost=1.1' ${cmd[*]}"
+    out=$(PGOPTIONS='-c random_page_cost=1.1' "${cmd[@]}" 2>&1) || rc=$?
     C_TPS=$(sed -n 's/^tps = \([0-9.]*\) (without initial connection time)$/\1/p' <<<"$out")
     C_LAT=$(sed -n 's/^latency average = \([0-9.]*\) ms$/\1/p' <<<"$out")
     if [[ $rc -ne 0 || -z $C_TPS ]]; then

@@ -637,6 +637,8 @@ START_TEST(test_exec_errors)
     ck_assert_str_eq(g.v, "10s");
     lease_sql(c, "SHOW statement_timeout", &g);
     ck_assert_str_eq(g.v, "10s");
+    lease_sql(c, "SHOW random_page_cost", &g);
+    ck_assert_str_eq(g.v, "1.1");
     /* the pool is fine after errors */
     rs_db_conn_return(c);
     /* a malformed conninfo is refused at start rather than retried forever */
@@ -648,6 +650,44 @@ START_TEST(test_exec_errors)
     exec2(db, "echo", "ok", "1", &g);
     ck_assert(loop_until(&g.n, 1, 5000));
     ck_assert(g.ok);
+    pool_close(db);
+}
+END_TEST
+
+/* The booking path's lookups of one row by key in a small table (150 performances,
+ * analysed) use the primary key in reserved's sessions; a session with PostgreSQL's
+ * default random_page_cost reads the whole table for the same statements. */
+START_TEST(test_point_lookup_index)
+{
+    rs_db *db = pool_open(1, 0);
+    sync_sql("INSERT INTO venues (id, name) VALUES (1, 'Hall')");
+    sync_sql("INSERT INTO performances (id, venue_id, title, starts_at, normal_price, vip_price, "
+             "total_capacity, remaining_capacity) SELECT g, 1, 'Show ' || g, "
+             "'2026-12-01T19:00:00Z', 1000, 2000, 10, 10 FROM generate_series(1, 150) g");
+    sync_sql("ANALYZE performances");
+    /* 'seq' when the plan of q reads a table whole, else 'index' when it uses an index */
+    sync_sql("CREATE FUNCTION rdb_scan(q text) RETURNS text LANGUAGE plpgsql AS $$ "
+             "DECLARE l text; kind text := 'other'; BEGIN "
+             "FOR l IN EXECUTE 'EXPLAIN ' || q LOOP "
+             "IF l LIKE '%Seq Scan%' THEN RETURN 'seq'; END IF; "
+             "IF l LIKE '%Index%' THEN kind := 'index'; END IF; END LOOP; "
+             "RETURN kind; END $$");
+    static const char *const lookups[] = {
+        "SELECT rdb_scan('SELECT remaining_capacity FROM performances WHERE id = 7')",
+        "SELECT rdb_scan('UPDATE performances SET last_fence = 1 WHERE id = 7 AND last_fence <= "
+        "1')",
+        "SELECT rdb_scan('SELECT 1 FROM performances WHERE id = 7 FOR UPDATE')",
+    };
+    rs_db_conn *c = lease_now(db);
+    got g;
+    for (size_t i = 0; i < CM_ARRAY_LEN(lookups); i++) {
+        lease_sql(c, lookups[i], &g);
+        ck_assert_msg(g.ok, "%s: %s", lookups[i], g.message);
+        ck_assert_msg(strcmp(g.v, "index") == 0, "%s: %s", lookups[i], g.v);
+        /* the same statement in a session with the default cost: why the setting is there */
+        ck_assert_str_eq(sync_sql(lookups[i]), "seq");
+    }
+    rs_db_conn_return(c);
     pool_close(db);
 }
 END_TEST
@@ -1079,6 +1119,7 @@ int main(int argc, char **argv)
         {"batch_setbased_guard_falls_back", test_batch_setbased_guard_falls_back},
         {"exec_params", test_exec_params},
         {"exec_errors", test_exec_errors},
+        {"point_lookup_index", test_point_lookup_index},
         {"lease_transaction", test_lease_transaction},
         {"return_rolls_back", test_return_rolls_back},
         {"concurrent_200", test_concurrent_200},
