@@ -24,9 +24,10 @@
 #define DRAIN_MAX_MS  2000 /* releases in flight get this long at shutdown */
 #define FLUSH_MAX_MS  500  /* then sessions get this long to flush their replies */
 #define DRAIN_TICK_MS 10
-/* At start, sessions wait in the listen backlog until every master's first connection
- * attempt has ended, at most this long: an ACQUIRE sent the moment lockd (re)starts gets
- * a grant, not a NOQUORUM that only says "not connected yet". */
+/* At start, sessions wait in the listen backlog until the masters' first connection
+ * attempts tell whether a quorum is reachable (lk_redlock's on_settled), at most this
+ * long: an ACQUIRE sent the moment lockd (re)starts gets a grant, not a NOQUORUM that
+ * only says "not connected yet". */
 #define START_HOLD_MAX_MS 1000
 
 /* The listener: held at start, then open, then stopped (graceful stop). */

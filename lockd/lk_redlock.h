@@ -90,9 +90,10 @@ typedef struct lk_redlock_opts {
     lk_rl_released_cb on_released;
     lk_rl_released_cb on_wanted; /* another lockd has waiters for resource; may be NULL */
     lk_rl_masters_cb on_masters;
-    /* Called once, when the first connection attempt to every master has ended (it
-     * counts in the quorum, or the attempt failed): from then on masters_up says what is
-     * reachable. May be NULL; lk_redlock_settled() tells whether it has happened. */
+    /* Called once, when the masters' first connection attempts tell whether a quorum is
+     * reachable: a quorum counts, every attempt has ended (the master counts, or the
+     * attempt failed), or so many failed that no quorum is possible. May be NULL;
+     * lk_redlock_settled() tells whether it has happened. */
     void (*on_settled)(void *arg);
     void *cb_arg;
 } lk_redlock_opts;
@@ -106,7 +107,7 @@ size_t lk_redlock_masters_total(const lk_redlock *rl);
 size_t lk_redlock_masters_up(const lk_redlock *rl);
 size_t lk_redlock_quorum(const lk_redlock *rl);
 bool lk_redlock_has_quorum(const lk_redlock *rl);
-/* Whether every master's first connection attempt has ended (see on_settled). */
+/* Whether start-up has settled (see on_settled). */
 bool lk_redlock_settled(const lk_redlock *rl);
 /* Master i: its address text and whether its command connection is up. */
 const char *lk_redlock_master_name(const lk_redlock *rl, size_t i);

@@ -742,8 +742,9 @@ rs_db *rs_db_new(struct event_base *base, const rs_db_opts *opts)
      * the booking path looks up one row by key in small tables that are all in memory
      * (152 performances in the benchmark), and at 4 the planner reads the whole table
      * instead, every version of the hot row included. Measured in a `mixed` sale: 29,667
-     * sequential scans of performances in 6 s, 3.7 million rows read, gone at 1.1, and
-     * 1,095.9 hot bookings/s against 834-919 in the three runs before. */
+     * sequential scans of performances in 6 s, 3.7 million rows read, none at 1.1; runs
+     * alternating the two builds gave 1,092.0 and 1,042.9 hot bookings/s against 869.0
+     * and 856.9 (docs/performance.md, "Planner costs on the booking path"). */
     int n = snprintf(db->setup_sql, sizeof db->setup_sql,
                      "SET lock_timeout = %u; SET idle_in_transaction_session_timeout = %u; "
                      "SET statement_timeout = %u; SET random_page_cost = 1.1",
