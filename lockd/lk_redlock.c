@@ -1,10 +1,9 @@
 /*
  * lk_redlock: Redlock over N Redis masters (see lk_redlock.h for the contract).
  *
- * Owns, per master, one command context and one pub/sub context (hiredis async on
- * the libevent loop), their reconnect timers and the health check that drops a
- * master whose replies stopped coming; owns every round (lk_rl_op) until its last
- * hiredis callback has run.
+ * Owns every round (lk_rl_op) until its last hiredis callback has run, the batching
+ * of rounds into script calls, and the client's life (new, free). Each master's
+ * connections are lk_rlmaster's; the types both share are in lk_rlint.h.
  *
  * The scripts and the commands that carry them are lk_rlcmd's.
  *
@@ -29,7 +28,6 @@
 
 #include <event2/event.h>
 #include <event2/event_struct.h>
-#include <hiredis/adapters/libevent.h>
 #include <hiredis/async.h>
 #include <hiredis/hiredis.h>
 #include <assert.h>
@@ -39,476 +37,12 @@
 #include <sys/queue.h>
 
 #include "cm_log.h"
-#include "cm_rand.h"
 #include "cm_sha1.h"
 #include "cm_time.h"
 #include "lk_quarantine.h"
 #include "lk_rlcmd.h"
+#include "lk_rlint.h"
 #include "lk_stale.h"
-
-#define RL_BACKOFF_MIN_MS 50
-#define RL_BACKOFF_MAX_MS 1000
-#define RL_STUCK_FACTOR   3 /* × redis_timeout_ms without a reply: drop the context */
-#define RL_MAX_RESOURCE   256
-#define RL_MAX_TOKEN      128
-#define RL_MAX_HOLDER     160 /* "<name> <lockd-id>" of the owner key */
-#define RL_FENCE_DIGITS   24
-#define RL_BATCH_MAX      128 /* rounds per script call: bounds one call's time in Redis */
-
-/* ---- types ---- */
-
-typedef enum rl_kind { OP_ACQUIRE, OP_RENEW, OP_RELEASE } rl_kind;
-
-/* Where a round is in its life; op_set_state moves it and asserts the move. */
-typedef enum rl_op_state {
-    OPS_NEW,      /* made by op_new, about to be queued or launched */
-    OPS_QUEUED,   /* waiting in rl->admit for room under max_inflight: nothing sent yet */
-    OPS_SENT,     /* launched: commands out, round timer armed, counted in rl->inflight */
-    OPS_NOQUORUM, /* launched with fewer than a quorum of masters up: nothing was sent, the
-                     NOQUORUM outcome is deferred to the loop (counted in rl->inflight) */
-    OPS_DONE,     /* outcome decided and callback run (or a cancelled round dropped from
-                     the queue); only late hiredis replies still hold references */
-} rl_op_state;
-
-typedef enum rl_phase {
-    PH_MAIN = 0,  /* the lock/renew/release script */
-    PH_FENCE = 1, /* acquire only: fence write-back */
-} rl_phase;
-
-/* Start-up: settling until the masters' first connection attempts have told whether a
- * quorum can be reached (master_settle). */
-typedef enum rl_start_state { RL_START_SETTLING, RL_START_SETTLED } rl_start_state;
-
-typedef enum rl_slot_state {
-    SL_IDLE,    /* nothing sent to this master in this phase */
-    SL_WAIT,    /* sent, no reply yet */
-    SL_YES,     /* granted / renewed / answered / fence acked */
-    SL_NO,      /* a definite no: another token holds it (acquire), not ours (renew) */
-    SL_UNKNOWN, /* NULL reply or error: the command may or may not have run */
-} rl_slot_state;
-
-typedef struct rl_slot {
-    lk_rl_op *op;
-    uint32_t idx;   /* master index */
-    uint8_t phase;  /* rl_phase this command belongs to; replies of a past phase are late */
-    uint8_t state;  /* rl_slot_state */
-    uint64_t value; /* acquire: fence when YES, PTTL when NO */
-} rl_slot;
-
-typedef struct rl_conn {
-    struct rl_master *m;
-    redisAsyncContext *ac; /* NULL while disconnected; hiredis frees it, we only drop */
-    bool is_sub;
-    bool ready;              /* subscribed (pub/sub) or scripts loaded (command) */
-    uint64_t since_us;       /* when the current context was started */
-    unsigned loads_left;     /* command context: SCRIPT LOAD replies still due */
-    bool load_failed;        /* a SCRIPT LOAD came back with an error */
-    uint32_t backoff_ms;     /* next reconnect delay (before jitter) */
-    struct event *reconnect; /* one-shot backoff timer */
-} rl_conn;
-
-typedef struct rl_master {
-    lk_redlock *rl;
-    cm_addr addr;
-    char name[CM_HOST_MAX + 16];
-    bool up;              /* command context connected and scripts loaded */
-    bool settled;         /* its first command connection attempt has ended, either way */
-    rl_conn cmd;          /* scripts */
-    rl_conn sub;          /* SUBSCRIBE <prefix>released */
-    uint64_t inflight;    /* commands queued on cmd without a callback yet */
-    uint64_t progress_us; /* last reply on cmd, or when inflight went 0 -> 1 */
-    rl_slot **pend;       /* slots waiting for this pass's batch call (each holds an op ref) */
-    size_t n_pend, cap_pend;
-    lk_stale stale; /* our tokens a handoff could not replace here: released when
-                       the master is up again */
-} rl_master;
-
-/* One batch script call on one master: the slots it carries, in ARGV order. It holds
- * one reference on each slot's op and is freed by its hiredis callback, which runs
- * exactly once. */
-typedef struct rl_batch {
-    lk_redlock *rl;
-    uint32_t idx;      /* master index */
-    bool eval_retried; /* NOSCRIPT already made us resend it as EVAL */
-    uint64_t sent_us;  /* for the per-master round-trip histogram */
-    size_t n;
-    rl_slot *slots[]; /* n */
-} rl_batch;
-
-struct lk_rl_op {
-    lk_redlock *rl;
-    TAILQ_ENTRY(lk_rl_op) link; /* rl->ops while the round is open */
-    lk_rl_cb cb;
-    void *arg;
-    struct event timer; /* round timer; also made active for a deferred outcome */
-    rl_kind kind;
-    rl_phase phase;
-    rl_op_state state;
-    bool cancelled;              /* cb must not run */
-    bool best_effort;            /* launch even without a quorum of masters up (internal unlocks) */
-    bool handoff_granted;        /* a granted takeover from prev: masters that did not answer
-                                    yes may still hold prev (see op_clean) */
-    TAILQ_ENTRY(lk_rl_op) qlink; /* rl->admit while queued */
-    uint32_t refs;               /* 1 until DONE + 1 per command whose callback has not run */
-    uint32_t yes;      /* slots of the current phase in SL_YES (plus pre-acked for PH_FENCE) */
-    uint32_t wait;     /* slots of the current phase in SL_WAIT */
-    uint32_t no;       /* slots of the current phase in SL_NO */
-    uint32_t revoked;  /* renew: of those, masters holding a REVOKE's tombstone of token */
-    uint64_t start_us; /* round start, for validity */
-    uint64_t lease_ms;
-    uint64_t fence; /* acquire: largest fence among granting masters */
-    char fence_txt[RL_FENCE_DIGITS];
-    const char *resource;
-    const char *token;
-    const char *prev; /* "" when none */
-    const char *lock_key;
-    const char *fence_key;
-    const char *owner_key; /* acquire: <prefix>owner:<resource>, for SHOW */
-    const char *holder;    /* acquire: "<name> <lockd-id>" for the owner key, or "" */
-    size_t resource_len, token_len, prev_len, lock_key_len, fence_key_len, owner_key_len,
-        holder_len;
-    rl_slot *slots; /* 2 × n_masters: PH_MAIN then PH_FENCE */
-    /* slots and the strings follow in the same allocation */
-};
-
-TAILQ_HEAD(rl_op_list, lk_rl_op);
-
-struct lk_redlock {
-    struct event_base *base;
-    rl_master *masters;
-    size_t n;
-    size_t quorum;
-    size_t up;
-    char *prefix;
-    size_t prefix_len;
-    char *channel; /* <prefix>released */
-    size_t channel_len;
-    uint32_t timeout_ms;
-    double drift;
-    lk_rl_released_cb on_released;
-    lk_rl_released_cb on_wanted;
-    lk_rl_masters_cb on_masters;
-    void (*on_settled)(void *arg);
-    size_t n_settled;      /* masters whose first attempt has ended */
-    size_t n_first_failed; /* of those, the ones whose first attempt failed */
-    rl_start_state start;
-    void *cb_arg;
-    char sha[LK_RLCMD_NSCRIPTS][41];
-    const struct timeval *round_tv; /* libevent common timeout: O(1) add/del */
-    struct event *health;
-    struct rl_op_list ops; /* open rounds, queued ones included */
-    size_t pending;
-    /* Batching: rounds (and fence write-backs) started in one loop pass wait in each
-     * master's pend list; this event, made active by the first of them, sends each
-     * master's list as one script call after the pass's other callbacks. */
-    struct event *flush;
-    bool flush_armed;
-    /* Admission: at most max_inflight rounds are sent and open at once, the rest wait
-     * in admit (FIFO), so an overload queues here instead of past redis_timeout_ms in
-     * the masters, where every round would time out, unlock, and be tried again. */
-    uint32_t max_inflight; /* 0: no limit */
-    size_t inflight;
-    struct rl_op_list admit;
-    size_t queued;
-    bool freeing; /* lk_redlock_free is running: callbacks only drop references */
-    lk_rl_stats stats;
-    lk_quar *quar; /* which masters may count (lk_quarantine): they become up through it */
-};
-
-/* ---- masters ---- */
-
-/* Sends the release script for token on master m (arg), fire and forget (compare-token:
- * it deletes only where that token still holds the lock). */
-static void stale_send(void *arg, const char *resource, const char *token)
-{
-    rl_master *m = arg;
-    lk_redlock *rl = m->rl;
-    char key[RL_MAX_RESOURCE + 256];
-    int n = snprintf(key, sizeof key, "%slock:%s", rl->prefix, resource);
-    if (n < 0 || (size_t)n >= sizeof key || m->cmd.ac == NULL) {
-        return;
-    }
-    (void)redisAsyncCommand(m->cmd.ac, NULL, NULL, "EVALSHA %s 1 %b %b %b %s",
-                            rl->sha[LK_RLCMD_RELEASE], key, (size_t)n, token, strlen(token),
-                            rl->channel, rl->channel_len, resource);
-}
-
-/* Token of resource may still hold the lock on master i: released there now when the
- * master is up, else when it comes back (lk_stale; beyond its bound the TTL does it). */
-static void stale_release(lk_redlock *rl, size_t i, const char *resource, const char *token)
-{
-    rl_master *m = &rl->masters[i];
-    if (m->up && m->cmd.ac != NULL) {
-        stale_send(m, resource, token);
-    } else if (!lk_stale_add(&m->stale, resource, token)) {
-        log_debug("redis master %s: stale token of %s left to its TTL", m->name, resource);
-    }
-}
-
-/* m's first command connection attempt has ended: it counts (connected, scripts loaded,
- * out of a quarantine, which at start lasts only until its fences are raised), or the
- * attempt failed. Start-up is settled when every master's has, when a quorum counts, or
- * as soon as so many failed that no quorum is possible (a quarantine then waits for
- * masters that are not there, and NOQUORUM is the true answer). */
-static void master_settle(rl_master *m, bool failed)
-{
-    lk_redlock *rl = m->rl;
-    if (m->settled)
-        return;
-    m->settled = true;
-    assert(rl->n_settled < rl->n);
-    rl->n_settled++;
-    rl->n_first_failed += failed;
-    if (rl->start == RL_START_SETTLING && (rl->n_settled == rl->n || rl->up >= rl->quorum ||
-                                           rl->n_first_failed > rl->n - rl->quorum)) {
-        rl->start = RL_START_SETTLED;
-        if (!rl->freeing && rl->on_settled)
-            rl->on_settled(rl->cb_arg);
-    }
-}
-
-static void master_set_up(rl_master *m, bool up)
-{
-    lk_redlock *rl = m->rl;
-    if (!up)
-        lk_quar_down(rl->quar, (size_t)(m - rl->masters));
-    if (m->up == up) {
-        return;
-    }
-    m->up = up;
-    if (up) {
-        rl->up++;
-    } else {
-        rl->up--;
-    }
-    log_info("redis master %s is %s (%zu/%zu up)", m->name, up ? "up" : "down", rl->up, rl->n);
-    if (up) {
-        lk_stale_drain(&m->stale, stale_send, m);
-    }
-    if (!rl->freeing && rl->on_masters) {
-        rl->on_masters(rl->cb_arg, rl->up, rl->n);
-    }
-    if (up)
-        master_settle(m, false);
-}
-
-static void quar_count(void *arg, size_t i) /* lk_quarantine lets master i count */
-{
-    lk_redlock *rl = arg;
-    master_set_up(&rl->masters[i], true);
-}
-
-static void conn_schedule_reconnect(rl_conn *c)
-{
-    lk_redlock *rl = c->m->rl;
-    if (rl->freeing) {
-        return;
-    }
-    if (!c->is_sub)
-        master_settle(c->m, true); /* a failed attempt ends it too */
-    /* Jitter in [delay/2, delay] keeps several lockds from reconnecting in lockstep. */
-    uint32_t delay = cm_rand_range(c->backoff_ms / 2, c->backoff_ms);
-    c->backoff_ms = CM_MIN(c->backoff_ms * 2, RL_BACKOFF_MAX_MS);
-    struct timeval tv = cm_tv_from_ms(delay);
-    event_add(c->reconnect, &tv);
-}
-
-static void cmd_inflight_add(rl_master *m)
-{
-    if (m->inflight++ == 0) {
-        m->progress_us = cm_now_us();
-    }
-}
-
-static void cmd_inflight_done(rl_master *m, bool replied)
-{
-    m->inflight--;
-    if (replied) {
-        m->progress_us = cm_now_us();
-    }
-}
-
-/* hiredis callback for SCRIPT LOAD: the master is usable once all have been loaded. */
-static void script_loaded_cb(redisAsyncContext *ac, void *r, void *privdata)
-{
-    rl_conn *c = privdata;
-    redisReply *reply = r;
-    cmd_inflight_done(c->m, reply != NULL);
-    if (reply == NULL || c->ac != ac || c->m->rl->freeing) {
-        return;
-    }
-    if (reply->type == REDIS_REPLY_ERROR) {
-        log_error("redis master %s: SCRIPT LOAD failed: %s", c->m->name, reply->str);
-        c->load_failed = true;
-    }
-    if (--c->loads_left == 0 && !c->load_failed) {
-        c->backoff_ms = RL_BACKOFF_MIN_MS;
-        c->ready = true;
-        lk_quar_ready(c->m->rl->quar, (size_t)(c->m - c->m->rl->masters), ac);
-    }
-}
-
-/* hiredis callback for every reply on the pub/sub context. */
-static void sub_message_cb(redisAsyncContext *ac, void *r, void *privdata)
-{
-    rl_conn *c = privdata;
-    redisReply *reply = r;
-    lk_redlock *rl = c->m->rl;
-    if (reply == NULL || rl->freeing || reply->type != REDIS_REPLY_ARRAY || reply->elements != 3) {
-        return;
-    }
-    const redisReply *kind = reply->element[0];
-    const redisReply *payload = reply->element[2];
-    if (kind->type != REDIS_REPLY_STRING) {
-        return;
-    }
-    if (strcmp(kind->str, "subscribe") == 0) {
-        c->backoff_ms = RL_BACKOFF_MIN_MS;
-        c->ready = true;
-    } else if (strcmp(kind->str, "message") == 0 && payload->type == REDIS_REPLY_STRING) {
-        lk_rlcmd_notice(payload->str, rl->on_released, rl->on_wanted, rl->cb_arg);
-    }
-}
-
-static void conn_connect_cb(const redisAsyncContext *ac, int status)
-{
-    rl_conn *c = ac->data;
-    if (c->ac != ac) {
-        return; /* a context we already dropped */
-    }
-    if (status != REDIS_OK) {
-        /* hiredis frees the context right after this callback. */
-        log_debug("redis master %s: connect failed: %s", c->m->name, ac->errstr);
-        c->ac = NULL;
-        conn_schedule_reconnect(c);
-        return;
-    }
-    log_debug("redis master %s: %s connection open", c->m->name, c->is_sub ? "pub/sub" : "command");
-}
-
-static void conn_disconnect_cb(const redisAsyncContext *ac, int status)
-{
-    rl_conn *c = ac->data;
-    if (c->ac != ac) {
-        return; /* dropped by us: the dropper scheduled the reconnect */
-    }
-    /* hiredis frees the context right after this callback. */
-    if (status != REDIS_OK && !c->m->rl->freeing) {
-        log_warn("redis master %s: %s connection lost: %s", c->m->name,
-                 c->is_sub ? "pub/sub" : "command", ac->errstr);
-    }
-    c->ac = NULL;
-    if (!c->is_sub) {
-        master_set_up(c->m, false);
-    }
-    conn_schedule_reconnect(c);
-}
-
-/* Starts a non-blocking connect and queues the first commands; hiredis sends them
- * once connected, and Redis runs them before anything queued later. */
-static void conn_start(rl_conn *c)
-{
-    rl_master *m = c->m;
-    lk_redlock *rl = m->rl;
-    redisAsyncContext *ac = redisAsyncConnect(m->addr.host, m->addr.port);
-    if (ac == NULL) {
-        conn_schedule_reconnect(c);
-        return;
-    }
-    if (ac->err) {
-        log_debug("redis master %s: connect: %s", m->name, ac->errstr);
-        redisAsyncFree(ac);
-        conn_schedule_reconnect(c);
-        return;
-    }
-    ac->data = c;
-    if (redisLibeventAttach(ac, rl->base) != REDIS_OK) {
-        redisAsyncFree(ac);
-        conn_schedule_reconnect(c);
-        return;
-    }
-    redisAsyncSetConnectCallback(ac, conn_connect_cb);
-    redisAsyncSetDisconnectCallback(ac, conn_disconnect_cb);
-    c->ac = ac;
-    c->ready = false;
-    c->since_us = cm_now_us();
-    if (c->is_sub) {
-        if (redisAsyncCommand(ac, sub_message_cb, c, "SUBSCRIBE %b", rl->channel,
-                              rl->channel_len) != REDIS_OK) {
-            log_warn("redis master %s: SUBSCRIBE could not be queued", m->name);
-        }
-        return;
-    }
-    lk_quar_send_probe(rl->quar, (size_t)(m - rl->masters), ac); /* answered before the loads */
-    c->loads_left = LK_RLCMD_NSCRIPTS;
-    c->load_failed = false;
-    for (int i = 0; i < LK_RLCMD_NSCRIPTS; i++) {
-        if (redisAsyncCommand(ac, script_loaded_cb, c, "SCRIPT LOAD %s", lk_rlcmd_script_text[i]) ==
-            REDIS_OK) {
-            cmd_inflight_add(m);
-        } else {
-            c->load_failed = true;
-        }
-    }
-}
-
-static void conn_reconnect_cb(evutil_socket_t fd, short what, void *arg)
-{
-    conn_start(arg);
-}
-
-/* Drops a live context from a timer (never from inside its own callbacks): its pending
- * callbacks run now with NULL replies, then a reconnect is scheduled. */
-static void conn_drop(rl_conn *c)
-{
-    redisAsyncContext *ac = c->ac;
-    if (ac == NULL) {
-        return;
-    }
-    c->ac = NULL;
-    if (!c->is_sub) {
-        master_set_up(c->m, false);
-    }
-    redisAsyncFree(ac);
-    conn_schedule_reconnect(c);
-}
-
-/* A master that has owed replies for RL_STUCK_FACTOR rounds is stopped or cut off:
- * dropping it bounds the commands piling up in hiredis and lets it count as down. */
-static void health_cb(evutil_socket_t fd, short what, void *arg)
-{
-    lk_redlock *rl = arg;
-    uint64_t now = cm_now_us();
-    uint64_t limit = (uint64_t)rl->timeout_ms * RL_STUCK_FACTOR * 1000u;
-    for (size_t i = 0; i < rl->n; i++) {
-        rl_master *m = &rl->masters[i];
-        if (m->cmd.ac != NULL && m->inflight > 0 && now - m->progress_us > limit) {
-            log_warn("redis master %s: no reply for %llu ms with %llu commands pending; "
-                     "reconnecting",
-                     m->name, (unsigned long long)((now - m->progress_us) / 1000),
-                     (unsigned long long)m->inflight);
-            conn_drop(&m->cmd);
-        }
-        /* A command connection whose SCRIPT LOADs failed (a master still loading its
-         * AOF answers -LOADING) or never completed would stay "not up" for good:
-         * bound its handshake too, and try again with backoff. */
-        if (m->cmd.ac != NULL && !m->cmd.ready && m->inflight == 0 &&
-            now - m->cmd.since_us > limit) {
-            log_warn("redis master %s: command connection not ready after %llu ms; "
-                     "reconnecting",
-                     m->name, (unsigned long long)((now - m->cmd.since_us) / 1000));
-            conn_drop(&m->cmd);
-        }
-        /* A pub/sub connect that never completes (SYN into a black hole) has no
-         * command to time out: bound the handshake the same way. */
-        if (m->sub.ac != NULL && !m->sub.ready && now - m->sub.since_us > limit) {
-            log_warn("redis master %s: pub/sub connection not ready after %llu ms; reconnecting",
-                     m->name, (unsigned long long)((now - m->sub.since_us) / 1000));
-            conn_drop(&m->sub);
-        }
-    }
-}
-
 /* ---- rounds ---- */
 
 /* A round's last reply is in: a token of ours that should be gone may sit on some master
@@ -528,7 +62,7 @@ static void op_clean(const lk_rl_op *op)
     for (size_t i = 0; i < rl->n; i++) {
         uint8_t st = op->slots[i].state;
         if (st != SL_YES && st != SL_NO)
-            stale_release(rl, i, op->resource, op->handoff_granted ? op->prev : op->token);
+            lk_rlm_stale_release(rl, i, op->resource, op->handoff_granted ? op->prev : op->token);
     }
 }
 
@@ -836,7 +370,7 @@ static bool batch_retry_eval(rl_batch *b, redisAsyncContext *ac)
         len > 0 && redisAsyncFormattedCommand(ac, batch_reply_cb, b, cmd, (size_t)len) == REDIS_OK;
     redisFreeCommand(cmd);
     if (ok) {
-        cmd_inflight_add(&b->rl->masters[b->idx]);
+        lk_rlm_inflight_add(&b->rl->masters[b->idx]);
         for (int i = 0; i < LK_RLCMD_NSCRIPTS; i++) {
             if (redisAsyncCommand(ac, NULL, NULL, "SCRIPT LOAD %s", lk_rlcmd_script_text[i]) !=
                 REDIS_OK) {
@@ -855,14 +389,14 @@ static void batch_reply_cb(redisAsyncContext *ac, void *r, void *privdata)
     lk_redlock *rl = b->rl;
     redisReply *reply = r;
     rl_master *m = &rl->masters[b->idx];
-    cmd_inflight_done(m, reply != NULL);
+    lk_rlm_inflight_done(m, reply != NULL);
     if (!rl->freeing) {
         if (reply != NULL) {
             cm_hist_observe_us(&rl->stats.redis_rtt, cm_now_us() - b->sent_us);
         } else if (ac == m->cmd.ac) {
             /* The context is going away (its disconnect callback follows): stop using
              * it before the NULL replies below complete rounds that may start new ones. */
-            master_set_up(m, false);
+            lk_rlm_set_up(m, false);
         }
         if (reply != NULL && reply->type == REDIS_REPLY_ERROR) {
             if (!b->eval_retried && strncmp(reply->str, "NOSCRIPT", 8) == 0 &&
@@ -914,7 +448,7 @@ static void master_flush(lk_redlock *rl, size_t i)
             redisFreeCommand(cmd);
         }
         if (sent) {
-            cmd_inflight_add(m);
+            lk_rlm_inflight_add(m);
             rl->stats.batch_calls_total++;
             rl->stats.batch_entries_total += cnt;
         } else {
@@ -1132,8 +666,8 @@ lk_redlock *lk_redlock_new(struct event_base *base, const lk_redlock_opts *opts)
     for (int i = 0; i < LK_RLCMD_NSCRIPTS; i++) {
         cm_sha1_hex(lk_rlcmd_script_text[i], strlen(lk_rlcmd_script_text[i]), rl->sha[i]);
     }
-    lk_quar_opts q = {opts->quarantine, rl->n, opts->max_lease_ms, rl->drift, prefix,
-                      quar_count,       rl};
+    lk_quar_opts q = {opts->quarantine,  rl->n, opts->max_lease_ms, rl->drift, prefix,
+                      lk_rlm_quar_count, rl};
     rl->quar = lk_quar_new(base, &q);
     struct timeval tv = cm_tv_from_ms(rl->timeout_ms);
     rl->round_tv = event_base_init_common_timeout(base, &tv);
@@ -1151,7 +685,7 @@ lk_redlock *lk_redlock_new(struct event_base *base, const lk_redlock_opts *opts)
             conns[k]->m = m;
             conns[k]->is_sub = k == 1;
             conns[k]->backoff_ms = RL_BACKOFF_MIN_MS;
-            conns[k]->reconnect = evtimer_new(base, conn_reconnect_cb, conns[k]);
+            conns[k]->reconnect = evtimer_new(base, lk_rlm_reconnect_cb, conns[k]);
             if (conns[k]->reconnect == NULL) {
                 goto fail;
             }
@@ -1161,14 +695,14 @@ lk_redlock *lk_redlock_new(struct event_base *base, const lk_redlock_opts *opts)
     if (rl->flush == NULL) {
         goto fail;
     }
-    rl->health = event_new(base, -1, EV_PERSIST, health_cb, rl);
+    rl->health = event_new(base, -1, EV_PERSIST, lk_rlm_health_cb, rl);
     struct timeval htv = cm_tv_from_ms(CM_MIN(1000u, CM_MAX(50u, rl->timeout_ms)));
     if (rl->health == NULL || event_add(rl->health, &htv) != 0) {
         goto fail;
     }
     for (size_t i = 0; i < rl->n; i++) {
-        conn_start(&rl->masters[i].cmd);
-        conn_start(&rl->masters[i].sub);
+        lk_rlm_conn_start(&rl->masters[i].cmd);
+        lk_rlm_conn_start(&rl->masters[i].sub);
     }
     return rl;
 fail:
