@@ -41,27 +41,6 @@ typedef struct env {
     struct event_base *base;
 } env;
 
-/* Waits until INFO shows a quorum of masters up (lockd accepts sessions only then, so
- * this is a check that start-up went as planned more than a wait). */
-static bool wait_quorum(const th_lockd *l, int timeout_ms)
-{
-    uint64_t deadline = th_now_ms() + (uint64_t)timeout_ms;
-    while (th_now_ms() < deadline) {
-        th_conn c;
-        char line[2048];
-        if (th_connect(&c, l->port)) {
-            bool ok = th_request(&c, "q", line, sizeof line, 1000, "INFO");
-            th_close(&c);
-            const char *up = ok ? strstr(line, " masters_up=") : NULL;
-            const char *quorum = ok ? strstr(line, " quorum=") : NULL;
-            if (up && quorum && atoi(up + 12) >= atoi(quorum + 8))
-                return true;
-        }
-        th_sleep_ms(10);
-    }
-    return false;
-}
-
 static void env_start(env *e, int n_lockd)
 {
     memset(e, 0, sizeof(*e));
@@ -71,7 +50,7 @@ static void env_start(env *e, int n_lockd)
         ck_assert_msg(th_lockd_start(&e->lockd[i], e->redis, 3, LOCKD_YAML),
                       "lockd %d did not start (see %s)", i, e->lockd[i].log);
     for (int i = 0; i < n_lockd; i++)
-        ck_assert_msg(wait_quorum(&e->lockd[i], 5000), "lockd %d: no quorum of masters", i);
+        it_wait_masters(&e->lockd[i], 3, 5000); /* as the integration tests start */
     e->n_lockd = n_lockd;
     e->base = event_base_new();
     ck_assert_ptr_nonnull(e->base);
