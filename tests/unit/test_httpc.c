@@ -13,6 +13,7 @@
 #include <event2/util.h>
 #include <netinet/in.h>
 #include <stdbool.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -32,14 +33,42 @@ typedef struct world {
     int status;
     char error[32];
     char body[4096];
-    bool in_request;   /* inside cm_httpc_request: a callback now breaks the contract */
-    cm_httpc *free_me; /* freed by the callback itself */
+    size_t body_len;
+    uint64_t body_hash; /* FNV-1a of the whole body */
+    bool in_request;    /* inside cm_httpc_request: a callback now breaks the contract */
+    cm_httpc *free_me;  /* freed by the callback itself */
 } world;
 
 static const char *hdr(struct evhttp_request *req, const char *name)
 {
     const char *v = evhttp_find_header(evhttp_request_get_input_headers(req), name);
     return v ? v : "-";
+}
+
+/* /huge: HUGE_LEN bytes of a pattern with no period shorter than the body, so that a
+ * chunk read twice, skipped or out of order changes the hash. */
+#define HUGE_LEN (3 * 1024 * 1024 + 17)
+static uint64_t fnv1a(uint64_t h, const char *p, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        h = (h ^ (uint8_t)p[i]) * 1099511628211ULL;
+    return h;
+}
+
+static char huge_at(size_t i)
+{
+    return (char)('a' + (i * 7 + i / 4093) % 26);
+}
+
+static void huge_body(struct evbuffer *out)
+{
+    char block[4096];
+    for (size_t i = 0; i < HUGE_LEN; i += sizeof(block)) {
+        size_t n = HUGE_LEN - i < sizeof(block) ? HUGE_LEN - i : sizeof(block);
+        for (size_t k = 0; k < n; k++)
+            block[k] = huge_at(i + k);
+        evbuffer_add(out, block, n);
+    }
 }
 
 static void serve(struct evhttp_request *req, void *arg)
@@ -60,6 +89,8 @@ static void serve(struct evhttp_request *req, void *arg)
     if (strcmp(uri, "/big") == 0) {
         for (int i = 0; i < 2000; i++)
             evbuffer_add(out, "x", 1);
+    } else if (strcmp(uri, "/huge") == 0) {
+        huge_body(out);
     } else {
         struct evbuffer *in = evhttp_request_get_input_buffer(req);
         size_t n = evbuffer_get_length(in);
@@ -104,6 +135,8 @@ static void on_resp(void *arg, const cm_httpc_resp *r)
     w->status = r->status;
     snprintf(w->error, sizeof(w->error), "%s", r->error ? r->error : "");
     snprintf(w->body, sizeof(w->body), "%s", r->body);
+    w->body_len = r->body_len;
+    w->body_hash = fnv1a(14695981039346656037ULL, r->body, r->body_len);
     ck_assert_uint_eq(strlen(r->body), r->body_len);
     if (w->free_me != NULL) {
         cm_httpc_free(w->free_me); /* deferred until this returns */
@@ -225,6 +258,34 @@ START_TEST(test_too_large)
 }
 END_TEST
 
+/* A body of megabytes (a large hall's seat map) arrives over many reads: every byte once
+ * and in order, twice on one connection, and the keep-alive connection serves the next
+ * request. */
+START_TEST(test_huge_body)
+{
+    world w;
+    world_init(&w);
+    const cm_httpc_opts o = {.max_body = 8 * 1024 * 1024};
+    cm_httpc *h = cm_httpc_new(w.base, "127.0.0.1", w.port, &o);
+    char *want = malloc(HUGE_LEN);
+    ck_assert_ptr_nonnull(want);
+    for (size_t i = 0; i < HUGE_LEN; i++)
+        want[i] = huge_at(i);
+    for (int round = 0; round < 2; round++) {
+        roundtrip(&w, h, "GET", "/huge", NULL, NULL);
+        ck_assert_int_eq(w.status, 200);
+        ck_assert_uint_eq(w.body_len, HUGE_LEN);
+        ck_assert_uint_eq(w.body_hash, fnv1a(14695981039346656037ULL, want, HUGE_LEN));
+    }
+    roundtrip(&w, h, "GET", "/echo", NULL, NULL);
+    ck_assert_int_eq(w.status, 200);
+    ck_assert_int_eq(w.conns_seen, 1);
+    free(want);
+    cm_httpc_free(h);
+    world_free(&w);
+}
+END_TEST
+
 START_TEST(test_free_in_callback)
 {
     world w;
@@ -249,8 +310,12 @@ END_TEST
 
 int main(void)
 {
-    const TTest *const tests[] = {
-        test_keepalive_headers_json, test_close_mode, test_timeout, test_refused, test_too_large,
-        test_free_in_callback};
+    const TTest *const tests[] = {test_keepalive_headers_json,
+                                  test_close_mode,
+                                  test_timeout,
+                                  test_refused,
+                                  test_too_large,
+                                  test_huge_body,
+                                  test_free_in_callback};
     return unit_run("httpc", tests, sizeof(tests) / sizeof(tests[0]), 20);
 }
