@@ -74,17 +74,9 @@
 # 0: none).
 set -euo pipefail
 # Arguments: none but --help (the knobs are environment variables, above).
-case "${1:-}" in
-'') ;;
--h | --help)
-    sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'
-    exit 0
-    ;;
-*)
-    echo "${0##*/}: unknown argument '$1' (the settings are environment variables: --help)" >&2
-    exit 2
-    ;;
-esac
+# shellcheck source=../scripts/lib/benchargs.sh
+source "$(dirname "${BASH_SOURCE[0]}")/../scripts/lib/benchargs.sh"
+bench_args "$0" "$@"
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$ROOT"
