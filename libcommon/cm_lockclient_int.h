@@ -1,7 +1,8 @@
 /*
  * cm_lockclient_int: the lock client's own types and the few internal calls its modules
- * share (cm_lockclient.c: the session, requests and grants; cm_lockclient_guard.c: the
- * with_lock guard). Private to libcommon/cm_lockclient*.c; users include cm_lockclient.h.
+ * share (cm_lockclient.c: the session, requests and grants; cm_lockclient_table.c: the
+ * table of requests in flight; cm_lockclient_guard.c: the with_lock guard). Private to
+ * libcommon/cm_lockclient*.c; users include cm_lockclient.h.
  */
 #ifndef CM_LOCKCLIENT_INT_H
 #define CM_LOCKCLIENT_INT_H
@@ -179,6 +180,13 @@ bool lc_alive(const cm_lockclient *c);
 void lc_result_init(cm_lock_result *res, cm_lock_status st, const char *code, const char *message);
 /* The lock granted through the current session as (resource, token), or NULL. */
 lc_grant *lc_grant_find(const cm_lockclient *c, const char *resource, const char *token);
+/* cm_lockclient_table.c: the requests in flight, by id (hash) and in creation order (the
+ * list c->qhead..qtail). add may grow the hash (on no memory its chains just get longer);
+ * remove of a request not in the table does nothing; free frees its timer too. */
+void lc_table_add(cm_lockclient *c, lc_req *r);
+lc_req *lc_table_find(const cm_lockclient *c, uint64_t id);
+void lc_table_remove(cm_lockclient *c, lc_req *r);
+void lc_req_free(lc_req *r);
 /* cm_lockclient_guard.c: the lock of guard g is gone (the guard is told, its abort runs). */
 void lg_on_lost(cm_lock_guard *g);
 
