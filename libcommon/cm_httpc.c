@@ -21,7 +21,10 @@
 #include "cm_time.h"
 
 #define HTTPC_MAX_HEAD (16 * 1024)
-#define HTTPC_HOST_MAX 300
+/* libevent reads at most 16 KiB a call by default: a large hall's seat map (megabytes)
+ * then takes hundreds of reads, each a wakeup of this loop. Up to this much at once. */
+#define HTTPC_MAX_SINGLE_READ (256 * 1024)
+#define HTTPC_HOST_MAX        300
 
 typedef enum httpc_state {
     HTTPC_IDLE,    /* no request; bev is connected (keep-alive) or NULL */
@@ -346,6 +349,7 @@ cm_rc cm_httpc_request(cm_httpc *h, const char *method, const char *path, const 
         if (!h->bev)
             return CM_ERR;
         bufferevent_setcb(h->bev, read_cb, NULL, event_cb, h);
+        bufferevent_set_max_single_read(h->bev, HTTPC_MAX_SINGLE_READ);
         bufferevent_enable(h->bev, EV_READ | EV_WRITE);
         if (!httpc_sockaddr(h, &sa, &salen) ||
             bufferevent_socket_connect(h->bev, (struct sockaddr *)&sa, salen) != 0)
