@@ -1,15 +1,16 @@
 #!/usr/bin/env bash
 # bench/txngroup.sh: what one transaction across several performances would save. Starts
-# PostgreSQL 15 (fsync on) and one reserved (to migrate the schema), makes 4 x CLIENTS
-# performances on one hall (3,000 seats per second of pgbench: no client runs out), and runs pgbench (PostgreSQL 15's) with lockd
-# mode's booking statement (rs_book_read of 2 seats with a growing fence, payment off: what
+# PostgreSQL 15 (fsync on) and one reserved (to migrate the schema), makes K x CLIENTS
+# performances (K the largest of SIZES) on one hall (3,000 seats for each second of
+# pgbench: no performance runs out), and runs pgbench (PostgreSQL 15's) with lockd mode's
+# booking statement (rs_book_read of 2 seats with a growing fence, payment off: what
 # reserved sends for a booking alone under its lock) on performances that nobody else
-# books: client c books its own 4 performances in turn, G bookings per transaction
+# books: client c books its own K performances in turn, G bookings per transaction
 # (BEGIN; G x rs_book_read on G different performances; COMMIT), for each G of SIZES
 # ("1 2 4"), with CLIENTS (8) clients (the machine full) and with 1 client (one after
 # another). Each run starts after VACUUM ANALYZE and CHECKPOINT; ROUNDS (2) rounds, the
 # first of which also warms the plans. Prints bookings/s for each run and, per G, the mean
-# over the rounds after the first and its ratio to G=1.
+# over the rounds after the first and its ratio to the first G.
 # Everything started is stopped by PID at the end, also on failure or Ctrl-C.
 #   bench/txngroup.sh
 #   BUILD=build-rel SIZES="1 4 8" CLIENTS=4 SECONDS_RUN=10 bench/txngroup.sh
@@ -62,7 +63,8 @@ bk_init txngroup-bench
 echo "== machine: $(nproc) cores; load before: $(cut -d' ' -f1-3 /proc/loadavg)"
 bk_start_pg
 bk_start_reserved 1 db ""
-NP=$((CLIENTS * 4)) SEATS=$((ROUNDS * ${#GROUP_LIST[@]} * 2 * SECONDS_RUN * 3000))
+K=$(printf '%s\n' "${GROUP_LIST[@]}" | sort -n | tail -1)
+NP=$((CLIENTS * K)) SEATS=$((ROUNDS * ${#GROUP_LIST[@]} * 2 * SECONDS_RUN * 3000))
 venue=$(BK_PSQL_USER=postgres bk_psql "
     WITH v AS (INSERT INTO venues (name) VALUES ('Group hall') RETURNING id),
          s AS (INSERT INTO venue_seats (venue_id, row_label, number, type)
@@ -80,14 +82,14 @@ read -r p0 s0 < <(BK_PSQL_USER=postgres bk_psql "
 user=$BK_ADMIN_ID
 echo "== $NP performances from id $p0 on hall $venue (seat ids from $s0), booked as user $user"
 
-# Booking f+I of client c: performance p0 + c*4 + (f+I)%4, seats s0 + ((f+I)/4)*2 and the
+# Booking f+I of client c: performance p0 + c*K + (f+I)%K, seats s0 + ((f+I)/K)*2 and the
 # next, fence f+I+1: each performance gets growing fences and seats nobody took, and no
 # two clients share a performance (no lock, no wait: as under lockd).
 for G in "${GROUP_LIST[@]}"; do
     {
         echo "BEGIN;"
         for ((i = 0; i < G; i++)); do
-            echo "SELECT * FROM rs_book_read((:p0 + :client_id * 4 + (:f + $i) % 4)::bigint, :user::bigint, ARRAY[(:s0 + ((:f + $i) / 4) * 2)::bigint, (:s0 + ((:f + $i) / 4) * 2 + 1)::bigint], (:f + $i + 1)::numeric, false, 'group-' || :client_id || '-' || (:f + $i));"
+            echo "SELECT * FROM rs_book_read((:p0 + :client_id * $K + (:f + $i) % $K)::bigint, :user::bigint, ARRAY[(:s0 + ((:f + $i) / $K) * 2)::bigint, (:s0 + ((:f + $i) / $K) * 2 + 1)::bigint], (:f + $i + 1)::numeric, false, 'group-' || :client_id || '-' || (:f + $i));"
         done
         echo "COMMIT;"
         echo "\\set f :f + $G"
@@ -103,7 +105,7 @@ for ((round = 1; round <= ROUNDS; round++)); do
             # fences and seats after every earlier run's
             fmax=$(bk_psql "SELECT coalesce(max(last_fence), 0)::bigint FROM performances WHERE id >= $p0")
             cmd=("$PGBIN/pgbench" -n -M prepared -c "$c" -j "$((c < 2 ? 1 : 2))" -T "$SECONDS_RUN"
-                -f "$BK_TMP/g$G.sql" -D "p0=$p0" -D "s0=$s0" -D "user=$user" -D "f=$((fmax + 4))"
+                -f "$BK_TMP/g$G.sql" -D "p0=$p0" -D "s0=$s0" -D "user=$user" -D "f=$((fmax + K))"
                 -h "$BK_PG_DIR" -p "$BK_PG_PORT" -U booking booking)
             out=$(PGOPTIONS='-c random_page_cost=1.1' "${cmd[@]}" 2>&1) || {
                 echo "txngroup.sh: pgbench failed (G=$G, $c clients):" >&2

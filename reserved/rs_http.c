@@ -281,8 +281,8 @@ static void req_finish(rs_req *r, int status, struct evbuffer *body, const char 
             evhttp_request_set_on_complete_cb(r->ereq, on_reply_written, r->h);
         }
         /* A large hall's seat map is megabytes: in libevent's 16 KiB writes, hundreds of
-         * calls, each waking the client for a piece. In mixed, reads' p99 fell from
-         * 83-96 to 56-63 ms and hot bookings rose 10% (docs/performance.md). */
+         * calls, each waking the client for a piece. In the booking benchmark's mixed
+         * shape, reads' p99 fell from 84-96 to 47-64 ms (docs/performance.md). */
         if (!r->gone && r->evcon && body && evbuffer_get_length(body) > SINGLE_WRITE_DEFAULT)
             bufferevent_set_max_single_write(evhttp_connection_get_bufferevent(r->evcon),
                                              REPLY_SINGLE_WRITE);
