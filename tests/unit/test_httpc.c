@@ -45,8 +45,8 @@ static const char *hdr(struct evhttp_request *req, const char *name)
     return v ? v : "-";
 }
 
-/* /huge: HUGE_LEN bytes of a pattern with no period shorter than the body, so that a
- * chunk read twice, skipped or out of order changes the hash. */
+/* /huge: HUGE_LEN bytes, byte i a hash of i (no period within the body), so that a chunk
+ * read twice, skipped or out of order changes the hash of what arrived. */
 #define HUGE_LEN (3 * 1024 * 1024 + 17)
 static uint64_t fnv1a(uint64_t h, const char *p, size_t n)
 {
@@ -57,7 +57,10 @@ static uint64_t fnv1a(uint64_t h, const char *p, size_t n)
 
 static char huge_at(size_t i)
 {
-    return (char)('a' + (i * 7 + i / 4093) % 26);
+    uint64_t z = (uint64_t)i + 0x9E3779B97F4A7C15ULL; /* splitmix64's finaliser */
+    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ULL;
+    z = (z ^ (z >> 27)) * 0x94D049BB133111EBULL;
+    return (char)('a' + (z ^ (z >> 31)) % 26);
 }
 
 static void huge_body(struct evbuffer *out)
