@@ -67,16 +67,37 @@ cx_wrap() {
 # stop them, the kernel sends the whole group SIGHUP and a server without a handler dies
 # of it (seen: a lockd that pause_lockd had stopped). The subshell execs in place, so $!
 # is still the server's own PID.
+# A stop signal that comes between the start and the CX_PID entry (bash runs its trap
+# between the two commands) would leave the new server unknown to cx_stop_all: seen, a
+# Redis left running after chaos_net_cleanup's SIGTERM. So cx_on_signal only notes a
+# signal that comes while CX_LAUNCHING is set, and the launch acts on it once the PID is
+# known.
+CX_LAUNCHING=0
+CX_SIGNAL_PENDING=0
 cx_launch() {
     local name=$1
     local -a pre=()
     mapfile -t pre < <(cx_wrap "$name")
     eval "set -- ${CX_CMD[$name]}"
+    CX_LAUNCHING=1
     (
         trap '' HUP
         exec "${pre[@]}" "$@"
     ) </dev/null >>"$CX_WORK/logs/$name.log" 2>&1 &
     CX_PID[$name]=$!
+    CX_LAUNCHING=0
+    [ "$CX_SIGNAL_PENDING" = 0 ] || cx_on_signal
+}
+
+# cx_on_signal: chaos/run's INT and TERM trap. Exits 130 (the EXIT trap stops everything),
+# or, inside cx_launch, once its PID is recorded.
+cx_on_signal() {
+    if [ "$CX_LAUNCHING" = 1 ]; then
+        CX_SIGNAL_PENDING=1
+        return 0
+    fi
+    echo "chaos/run: interrupted" >&2
+    exit 130
 }
 
 # cx_spawn NAME CMD ARGS...: starts CMD in the background, output appended to logs/NAME.log.
