@@ -11,6 +11,7 @@
  * loop driven by loop_until.
  */
 #include <check.h>
+#include <inttypes.h>
 #include <event2/event.h>
 #include <libpq-fe.h>
 #include <signal.h>
@@ -575,6 +576,150 @@ START_TEST(test_batch_setbased_guard_falls_back)
 }
 END_TEST
 
+/* How batch_one's request ended: booked, refused by the statement's error, or refused in
+ * the request's row. */
+typedef enum { ONE_BOOKED, ONE_STMT_ERROR, ONE_ROW_REFUSED } one_end;
+
+/* One request through rs_book_batch_read in a transaction that is rolled back, as one
+ * line: a refusal as "ERR sqlstate|message|detail" (the statement's error, or the
+ * request's row), a booking as its row without what differs between two bookings (the
+ * reservation id and its time), and in *updates how many times the call updated the
+ * performance row (-1 when refused). The fence grows with each call. */
+static one_end batch_one(int64_t user, const char *seats, const char *key, char *out, size_t cap,
+                         int *updates)
+{
+    static int fence = 10;
+    char sql[512];
+    PGconn *c = sync_connect();
+    PQclear(PQexec(c, "BEGIN"));
+    snprintf(sql, sizeof sql,
+             "SELECT o_i, o_total, o_state, o_message, o_detail, r_user, r_perf, r_status, "
+             "r_normal, r_vip, r_total, r_payment, r_seat, r_row, r_number, r_type, r_price, "
+             "o_id = r_id FROM rs_book_batch_read(1, %d, ARRAY[%" PRId64 "], ARRAY['%s'], "
+             "ARRAY['ref'], ARRAY['%s'])",
+             fence++, user, seats, key);
+    PGresult *r = PQexec(c, sql);
+    size_t len = 0;
+    one_end end = ONE_BOOKED;
+    out[0] = '\0';
+    *updates = -1;
+    if (PQresultStatus(r) != PGRES_TUPLES_OK) {
+        end = ONE_STMT_ERROR;
+        snprintf(out, cap, "ERR %s|%s|%s", PQresultErrorField(r, PG_DIAG_SQLSTATE),
+                 PQresultErrorField(r, PG_DIAG_MESSAGE_PRIMARY),
+                 PQresultErrorField(r, PG_DIAG_MESSAGE_DETAIL) != NULL
+                     ? PQresultErrorField(r, PG_DIAG_MESSAGE_DETAIL)
+                     : "");
+    } else if (PQntuples(r) == 1 && PQgetvalue(r, 0, 2)[0] != '\0') {
+        end = ONE_ROW_REFUSED;
+        snprintf(out, cap, "ERR %s|%s|%s", PQgetvalue(r, 0, 2), PQgetvalue(r, 0, 3),
+                 PQgetvalue(r, 0, 4));
+    } else {
+        for (int i = 0; i < PQntuples(r); i++)
+            for (int j = 0; j < PQnfields(r); j++) {
+                int n = snprintf(out + len, cap - len, "%s%s", j ? "|" : (i ? "\n" : ""),
+                                 PQgetisnull(r, i, j) ? "NULL" : PQgetvalue(r, i, j));
+                ck_assert(n >= 0 && (size_t)n < cap - len);
+                len += (size_t)n;
+            }
+        PGresult *u = PQexec(c, "SELECT n_tup_upd FROM pg_stat_xact_user_tables "
+                                "WHERE relname = 'performances'");
+        ck_assert(PQresultStatus(u) == PGRES_TUPLES_OK && PQntuples(u) == 1);
+        *updates = atoi(PQgetvalue(u, 0, 0));
+        PQclear(u);
+    }
+    PQclear(r);
+    PQclear(PQexec(c, "ROLLBACK"));
+    PQfinish(c);
+    return end;
+}
+
+/* A batch of one request without an Idempotency-Key goes through rs_book_read (migration
+ * 150): booked, its row and read-back are those of the batch's path (taken here by a
+ * request with a key that has no record), with one update of the performance row where the
+ * set-based path makes two; refused, the statement fails with the SQLSTATE, message and
+ * detail the batch's path gives the request's row. Every outcome: booked, a sold seat, an
+ * unknown user, a seat of another venue, not enough capacity, a guard (an added CHECK), a
+ * stale fence. And the function keeps generic plans (its read-back was planned again on
+ * every call). */
+START_TEST(test_batch_single_as_alone)
+{
+    migrate();
+    sync_sql("INSERT INTO users (id, name, email) VALUES (1, 'A', 'a@x.test'), "
+             "(3, 'C', 'c@x.test')");
+    sync_sql("INSERT INTO venues (id, name) VALUES (1, 'Hall'), (2, 'Other')");
+    sync_sql("INSERT INTO venue_seats (id, venue_id, row_label, number, type) VALUES "
+             "(1, 1, 'A', 1, 'NORMAL'), (2, 1, 'A', 2, 'VIP'), (3, 1, 'A', 3, 'NORMAL'), "
+             "(4, 1, 'A', 4, 'NORMAL'), (7, 2, 'A', 1, 'NORMAL')");
+    sync_sql("INSERT INTO performances (id, venue_id, title, starts_at, normal_price, vip_price, "
+             "total_capacity, remaining_capacity) "
+             "VALUES (1, 1, 'Show', '2026-12-01T19:00:00Z', 1000, 2500, 4, 3)");
+    sync_sql("INSERT INTO reservations (id, user_id, performance_id, status, normal_price, "
+             "vip_price, total_amount) VALUES (100, 1, 1, 'CONFIRMED', 1000, 2500, 1000)");
+    sync_sql("INSERT INTO reservation_seats (reservation_id, performance_id, seat_id, seat_type, "
+             "price) VALUES (100, 1, 1, 'NORMAL', 1000)");
+    sync_sql("ALTER TABLE reservations ADD CONSTRAINT rdb_test_guard CHECK (user_id <> 3)");
+    static const struct {
+        int64_t user;
+        const char *seats;
+        const char *want; /* the start of the answer */
+    } cases[] = {
+        {1, "{3,2}",
+         "1|3500||||1|1|CONFIRMED|1000|2500|3500|NULL|2|A|2|VIP|2500|t\n"
+         "1|3500||||1|1|CONFIRMED|1000|2500|3500|NULL|3|A|3|NORMAL|1000|t"},
+        {1, "{1}", "ERR RBTAK|seats already taken: 1|1"},
+        {99, "{2}", "ERR RBU04|user 99 not found|"},
+        {1, "{7}", "ERR RBSEA|seats not in the venue of performance 1: 7|7"},
+        {1, "{2,3,4,1}", "ERR RBTAK|seats already taken: 1|1"},
+        {3, "{4}", "ERR 23514|"},
+    };
+    char alone[2048], batch[2048], key[32];
+    int upd_alone, upd_batch;
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        one_end a_end =
+            batch_one(cases[i].user, cases[i].seats, "", alone, sizeof alone, &upd_alone);
+        snprintf(key, sizeof key, "fresh-%zu", i);
+        one_end b_end =
+            batch_one(cases[i].user, cases[i].seats, key, batch, sizeof batch, &upd_batch);
+        ck_assert_msg(strncmp(alone, cases[i].want, strlen(cases[i].want)) == 0, "case %zu: %s", i,
+                      alone);
+        if (i == 0) { /* booked: once through rs_book, twice through the set-based batch */
+            ck_assert(a_end == ONE_BOOKED && b_end == ONE_BOOKED);
+            ck_assert_int_eq(upd_alone, 1);
+            ck_assert_int_eq(upd_batch, 2);
+        } else {
+            ck_assert_int_eq(a_end, ONE_STMT_ERROR);
+            ck_assert_int_eq(b_end, ONE_ROW_REFUSED);
+        }
+        if (cases[i].user == 3) { /* the guard's detail shows the row: its id and fence */
+            char *a = strrchr(alone, '|'), *b = strrchr(batch, '|');
+            ck_assert(a != NULL && b != NULL && strstr(a, "Failing row") != NULL);
+            *a = *b = '\0';
+        }
+        ck_assert_str_eq(alone, batch);
+    }
+    /* not enough capacity */
+    sync_sql("UPDATE performances SET remaining_capacity = 1");
+    ck_assert_int_eq(batch_one(1, "{2,3}", "", alone, sizeof alone, &upd_alone), ONE_STMT_ERROR);
+    ck_assert_int_eq(batch_one(1, "{2,3}", "fresh-cap", batch, sizeof batch, &upd_batch),
+                     ONE_ROW_REFUSED);
+    ck_assert_str_eq(alone, "ERR RBSOL|performance 1 has 1 seats left, 2 asked|");
+    ck_assert_str_eq(alone, batch);
+    /* a stale fence fails the statement on both paths */
+    sync_sql("UPDATE performances SET last_fence = 1000");
+    ck_assert_int_eq(batch_one(1, "{2}", "", alone, sizeof alone, &upd_alone), ONE_STMT_ERROR);
+    ck_assert_int_eq(batch_one(1, "{2}", "fresh-fence", batch, sizeof batch, &upd_batch),
+                     ONE_STMT_ERROR);
+    ck_assert_msg(strncmp(alone, "ERR RBFEN|", 10) == 0, "%s", alone);
+    ck_assert_msg(strncmp(batch, "ERR RBFEN|", 10) == 0, "%s", batch);
+    /* nothing stayed: every call was rolled back */
+    ck_assert_str_eq(sync_sql("SELECT count(*) FROM reservations"), "1");
+    ck_assert_str_eq(sync_sql("SELECT array_to_string(proconfig, ',') FROM pg_proc "
+                              "WHERE proname = 'rs_book_batch_read'"),
+                     "plan_cache_mode=force_generic_plan");
+}
+END_TEST
+
 /* ---- rs_db round trips ---- */
 
 START_TEST(test_exec_params)
@@ -1117,6 +1262,7 @@ int main(int argc, char **argv)
         {"guard_capacity", test_guard_capacity},
         {"batch_setbased_same_answers", test_batch_setbased_same_answers},
         {"batch_setbased_guard_falls_back", test_batch_setbased_guard_falls_back},
+        {"batch_single_as_alone", test_batch_single_as_alone},
         {"exec_params", test_exec_params},
         {"exec_errors", test_exec_errors},
         {"point_lookup_index", test_point_lookup_index},
