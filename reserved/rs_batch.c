@@ -1157,10 +1157,11 @@ cm_rc rs_batch_join(rs_bk *b)
     if (rbs.max <= 1 || rbs.locks == NULL || b->op != RS_BK_BOOK || b->hold != 0)
         return CM_ERR;
     rs_batch *x = rb_forming(b->perf);
-    /* A booking that finds its performance idle in this process goes alone, unbatched: a
-     * batch of one costs PostgreSQL more than the unbatched statement (1.39x fewer
-     * uncontended bookings a second: docs/performance.md), and group booking pays only
-     * behind a lock that is busy. The bookings that come while it waits or holds form a
+    /* A booking that finds its performance idle in this process goes alone, unbatched:
+     * group booking pays only behind a lock that is busy, and with a gateway a batch of one
+     * costs PostgreSQL more than the unbatched statement (1.39x fewer uncontended bookings
+     * a second: docs/performance.md; without one, migration 150 books a batch of one with
+     * the unbatched statement). The bookings that come while it waits or holds form a
      * batch behind it. Unless the performance is contended (a batch of 2+ of it ended here
      * within RB_CONTENDED_MS): idle here then means held by another process, and a
      * booking alone would take a whole turn of the lock (with payment, its charge too)

@@ -5,8 +5,8 @@
 # every form, G and client count with transactions and bookings/s above 0 (bookings/s =
 # G x transactions/s; the script itself fails when the database holds fewer bookings than
 # G x the transactions), and the means with perfs G=1 at 1.00x. Then the script's own
-# check: with a batch request refused in every transaction (its seats held by a booking
-# made first), the batch form must fail. txngroup.sh stops everything it started by PID.
+# check: with a batch request refused in every transaction (TXNGROUP_PLANT_REFUSAL: it
+# asks a seat that does not exist), the batch form must fail. txngroup.sh stops everything it started by PID.
 #   BK_BIN=build/bin bash tests/bookbench/txngroup_sh.sh
 set -euo pipefail
 
