@@ -77,6 +77,13 @@ const char *th_tmpdir(void)
     return path;
 }
 
+static int (*port_filter)(int port);
+
+void th_set_port_filter(int (*filter)(int port))
+{
+    port_filter = filter;
+}
+
 int th_free_port(void)
 {
     /* Ports handed out by the kernel for port 0 are unlikely to be reused at once. */
@@ -91,7 +98,8 @@ int th_free_port(void)
         abort();
     }
     close(fd);
-    return ntohs(sa.sin_port);
+    int port = ntohs(sa.sin_port);
+    return port_filter != NULL ? port_filter(port) : port;
 }
 
 static void register_pid(pid_t pid)
@@ -282,6 +290,39 @@ bool th_wait_port(int port, int timeout_ms)
     return false;
 }
 
+th_up th_wait_up(pid_t pid, int port, int timeout_ms)
+{
+    uint64_t deadline = th_now_ms() + (uint64_t)timeout_ms;
+    for (;;) {
+        th_conn c;
+        if (th_connect(&c, port)) {
+            th_close(&c);
+            return TH_UP;
+        }
+        siginfo_t si;
+        memset(&si, 0, sizeof si);
+        /* WNOWAIT: the status stays for th_stop (and th_stop_all) to collect. */
+        if (waitid(P_PID, (id_t)pid, &si, WEXITED | WNOHANG | WNOWAIT) == 0 && si.si_pid == pid)
+            return TH_UP_EXITED;
+        if (th_now_ms() >= deadline)
+            return TH_UP_TIMEOUT;
+        th_sleep_ms(10);
+    }
+}
+
+bool th_file_has(const char *path, const char *needle)
+{
+    FILE *f = fopen(path, "r");
+    if (f == NULL)
+        return false;
+    char line[1024];
+    bool found = false;
+    while (!found && fgets(line, sizeof line, f) != NULL)
+        found = strstr(line, needle) != NULL;
+    fclose(f);
+    return found;
+}
+
 const char *th_bin(const char *name)
 {
     static char path[8][512];
@@ -343,32 +384,53 @@ bool th_redis_start(th_redis *r)
     if (r->dir[0] == '\0') {
         snprintf(r->dir, sizeof r->dir, "%s", th_tmpdir());
     }
-    if (r->port == 0) {
-        r->port = th_free_port();
+    /* A port this chose may be taken before redis binds it (see th_lockd_start): then
+     * again on a fresh one. A restart keeps its port: its clients know that one. */
+    bool fresh = r->port == 0;
+    for (int attempt = 1;; attempt++) {
+        if (fresh) {
+            r->port = th_free_port();
+        }
+        char port[16], log[300];
+        snprintf(port, sizeof port, "%d", r->port);
+        snprintf(log, sizeof log, "%s/redis.log", r->dir);
+        char *argv[] = {"redis-server",
+                        "--port",
+                        port,
+                        "--bind",
+                        "127.0.0.1",
+                        "--save",
+                        "",
+                        "--appendonly",
+                        r->aof ? "yes" : "no",
+                        "--appendfsync",
+                        r->aof ? "always" : "everysec",
+                        "--dir",
+                        r->dir,
+                        "--daemonize",
+                        "no",
+                        "--protected-mode",
+                        "no",
+                        NULL};
+        r->pid = th_spawn(argv, log);
+        th_up up = th_wait_up(r->pid, r->port, 15000);
+        if (up == TH_UP) {
+            return true;
+        }
+        if (!fresh || attempt == 3 || !th_file_has(log, "Address already in use")) {
+            fprintf(stderr, "th: redis-server (pid %d) %s before listening on %d\n", (int)r->pid,
+                    up == TH_UP_EXITED ? "exited" : "did not listen within 15 s", r->port);
+            th_dump_log(log, 20);
+            return false;
+        }
+        th_stop(r->pid, false, 2000);
+        r->pid = 0;
+        char kept[sizeof log + 16];
+        snprintf(kept, sizeof kept, "%s.try%d", log, attempt);
+        rename(log, kept);
+        fprintf(stderr, "th: redis-server could not bind port %d (log %s); again on a new one\n",
+                r->port, kept);
     }
-    char port[16], log[300];
-    snprintf(port, sizeof port, "%d", r->port);
-    snprintf(log, sizeof log, "%s/redis.log", r->dir);
-    char *argv[] = {"redis-server",
-                    "--port",
-                    port,
-                    "--bind",
-                    "127.0.0.1",
-                    "--save",
-                    "",
-                    "--appendonly",
-                    r->aof ? "yes" : "no",
-                    "--appendfsync",
-                    r->aof ? "always" : "everysec",
-                    "--dir",
-                    r->dir,
-                    "--daemonize",
-                    "no",
-                    "--protected-mode",
-                    "no",
-                    NULL};
-    r->pid = th_spawn(argv, log);
-    return th_wait_port(r->port, 5000);
 }
 
 void th_redis_kill(th_redis *r)
@@ -379,13 +441,15 @@ void th_redis_kill(th_redis *r)
     }
 }
 
-bool th_lockd_start(th_lockd *l, const th_redis *redis, size_t n_redis, const char *extra_yaml)
+/* lockd's own words when its listen or metrics port is taken (lk_server, lk_metrics). */
+static bool lockd_bind_failed(const char *log)
 {
-    const char *dir = th_tmpdir();
-    l->port = th_free_port();
-    l->metrics_port = th_free_port();
-    snprintf(l->config, sizeof l->config, "%s/lockd.yaml", dir);
-    snprintf(l->log, sizeof l->log, "%s/lockd.log", dir);
+    return th_file_has(log, "listen: cannot bind") || th_file_has(log, "metrics: cannot listen");
+}
+
+static bool write_lockd_config(th_lockd *l, const th_redis *redis, size_t n_redis,
+                               const char *extra_yaml)
+{
     FILE *f = fopen(l->config, "w");
     if (!f) {
         return false;
@@ -396,15 +460,48 @@ bool th_lockd_start(th_lockd *l, const th_redis *redis, size_t n_redis, const ch
         fprintf(f, "%s127.0.0.1:%d", i ? ", " : "", redis[i].port);
     }
     fprintf(f, "]\n%s\n", extra_yaml ? extra_yaml : "");
-    fclose(f);
-    return th_lockd_restart(l);
+    return fclose(f) == 0;
+}
+
+bool th_lockd_start(th_lockd *l, const th_redis *redis, size_t n_redis, const char *extra_yaml)
+{
+    const char *dir = th_tmpdir();
+    snprintf(l->config, sizeof l->config, "%s/lockd.yaml", dir);
+    snprintf(l->log, sizeof l->log, "%s/lockd.log", dir);
+    for (int attempt = 1;; attempt++) {
+        l->port = th_free_port();
+        l->metrics_port = th_free_port();
+        if (!write_lockd_config(l, redis, n_redis, extra_yaml)) {
+            return false;
+        }
+        if (th_lockd_restart(l)) {
+            return true;
+        }
+        if (attempt == 3 || !lockd_bind_failed(l->log)) {
+            return false;
+        }
+        char kept[sizeof l->log + 16];
+        th_stop(l->pid, false, 2000);
+        snprintf(kept, sizeof kept, "%s.try%d", l->log, attempt);
+        rename(l->log, kept); /* the next try's log starts empty; this one stays to read */
+        fprintf(stderr, "th: lockd could not bind port %d or %d (log %s); again on new ports\n",
+                l->port, l->metrics_port, kept);
+    }
 }
 
 bool th_lockd_restart(th_lockd *l)
 {
     char *argv[] = {(char *)th_bin("lockd"), "--config", l->config, NULL};
     l->pid = th_spawn(argv, l->log);
-    return th_wait_port(l->port, 5000);
+    /* 15 s: an ASan build on a loaded machine can be slow to start; a lockd that exits
+     * (a port taken, a bad config) is seen at once. */
+    th_up up = th_wait_up(l->pid, l->port, 15000);
+    if (up != TH_UP) {
+        fprintf(stderr, "th: lockd (pid %d) %s before listening on %d\n", (int)l->pid,
+                up == TH_UP_EXITED ? "exited" : "did not listen within 15 s", l->port);
+        th_dump_log(l->log, 20);
+    }
+    return up == TH_UP;
 }
 
 bool th_connect(th_conn *c, int port)

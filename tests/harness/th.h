@@ -21,6 +21,10 @@
 const char *th_tmpdir(void);
 /* A TCP port on 127.0.0.1 that was free a moment ago. */
 int th_free_port(void);
+/* Test-only: every port th_free_port returns passes through filter (NULL: none), which may
+ * answer another one. The harness's own test uses it to hand out a port it holds, as a
+ * port taken between th_free_port and the server's bind. */
+void th_set_port_filter(int (*filter)(int port));
 /* fork+exec argv with stdout/stderr appended to logfile; registered for th_stop_all. */
 pid_t th_spawn(char *const argv[], const char *logfile);
 /* th_spawn with standard input read from the file stdin_path (NULL: /dev/null). */
@@ -37,6 +41,13 @@ int th_wait_exit(pid_t pid, int timeout_ms);
 void th_stop_all(void);
 /* Polls a TCP connect to 127.0.0.1:port until it succeeds or timeout_ms passes. */
 bool th_wait_port(int port, int timeout_ms);
+/* th_wait_up's answer. */
+typedef enum th_up { TH_UP, TH_UP_EXITED, TH_UP_TIMEOUT } th_up;
+/* th_wait_port that also watches the registered child pid: TH_UP_EXITED as soon as it
+ * has exited (left unreaped, so th_stop still collects its status). */
+th_up th_wait_up(pid_t pid, int port, int timeout_ms);
+/* True when the file at path holds needle (a log checked for a known message). */
+bool th_file_has(const char *path, const char *needle);
 /* Milliseconds on the monotonic clock. */
 uint64_t th_now_ms(void);
 uint64_t th_now_us(void);
@@ -62,7 +73,10 @@ typedef struct th_lockd {
 } th_lockd;
 /* Writes a config (redis list from the given servers, extra_yaml appended verbatim; it may
  * override defaults like "session: {timeout_ms: 1000, lock_delay_ms: 0}") and starts
- * build/bin/lockd on free ports; waits until it accepts connections. */
+ * build/bin/lockd on free ports; waits until it accepts connections. A port that was free
+ * when th_free_port chose it can be taken before lockd binds it (by any socket that
+ * binds or connects meanwhile): lockd then exits at once saying so, and this starts it
+ * again on fresh ports (at most 3 tries). */
 bool th_lockd_start(th_lockd *l, const th_redis *redis, size_t n_redis, const char *extra_yaml);
 /* Restart with the same config and ports after a stop. */
 bool th_lockd_restart(th_lockd *l);
