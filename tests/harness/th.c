@@ -336,7 +336,7 @@ void th_server_spawn(th_server *s, const char *prog, char *const *args, size_t n
 {
     char *argv[40];
     char listen[64];
-    size_t k = 0;
+    size_t k = 0, used = 0;
     memset(s, 0, sizeof(*s));
     s->port = th_free_port();
     snprintf(listen, sizeof listen, "127.0.0.1:%d", s->port);
@@ -347,7 +347,40 @@ void th_server_spawn(th_server *s, const char *prog, char *const *args, size_t n
     for (size_t i = 0; i < n && k < sizeof argv / sizeof argv[0] - 1; i++)
         argv[k++] = args[i];
     argv[k] = NULL;
+    for (size_t i = 0; i < k; i++) {
+        /* kept: the name, and every argument after --listen's value */
+        if (i == 1 || i == 2)
+            continue;
+        const char *a = i == 0 ? prog : argv[i];
+        size_t len = strlen(a) + 1;
+        ck_assert_msg(used + len <= sizeof s->spawned, "th_server_spawn: arguments too long");
+        memcpy(s->spawned + used, a, len);
+        used += len;
+        s->n_spawned += i > 0;
+    }
     s->pid = th_spawn(argv, s->log);
+}
+
+bool th_server_wait_up(th_server *s, int timeout_ms)
+{
+    for (int attempt = 1;; attempt++) {
+        th_up up = th_wait_up(s->pid, s->port, timeout_ms);
+        if (up == TH_UP)
+            return true;
+        if (up != TH_UP_EXITED || attempt == 3 || !th_file_has(s->log, "cannot listen on"))
+            return false;
+        th_server was = *s; /* th_server_spawn clears s: the arguments are read from here */
+        th_stop(was.pid, false, 2000);
+        char *args[40];
+        size_t n = 0;
+        const char *prog = was.spawned;
+        for (char *p = was.spawned + strlen(prog) + 1; n < was.n_spawned && n < 40;
+             p += strlen(p) + 1)
+            args[n++] = p;
+        th_server_spawn(s, prog, args, n);
+        fprintf(stderr, "th: %s could not listen on %d (log %s); again on %d\n", prog, was.port,
+                was.log, s->port);
+    }
 }
 
 size_t th_va_args(va_list ap, char **out, size_t max)

@@ -86,10 +86,18 @@ typedef struct th_server {
     pid_t pid; /* 0 once stopped */
     int port;
     char log[512]; /* its stdout and stderr */
+    /* what it was spawned with, for th_server_wait_up's next try: the program's name,
+     * then each argument, every one ended by '\0' */
+    char spawned[4096];
+    size_t n_spawned; /* the arguments after the name */
 } th_server;
 /* Spawns build/bin/<prog> --listen 127.0.0.1:<free port> args[0..n) (log in a fresh temp
  * dir); does not wait. */
 void th_server_spawn(th_server *s, const char *prog, char *const *args, size_t n);
+/* Waits until the server listens (true) or has exited or timeout_ms passed (false). A
+ * server that exited because its port was taken meanwhile (its log says "cannot listen
+ * on") is spawned again the same way on a fresh port, at most 3 tries. */
+bool th_server_wait_up(th_server *s, int timeout_ms);
 /* Copies the NULL-terminated char * arguments left in ap into out (at most max); their count. */
 size_t th_va_args(va_list ap, char **out, size_t max);
 /* SIGTERM; fails the test (with the tail of the log) unless it exits 0 within timeout_ms

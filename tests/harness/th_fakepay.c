@@ -13,7 +13,7 @@
 static void start_argv(th_fakepay *s, char **extra, size_t n_extra)
 {
     th_server_spawn(s, "fakepay", extra, n_extra);
-    if (!th_wait_port(s->port, 5000)) {
+    if (!th_server_wait_up(s, 15000)) {
         th_dump_log(s->log, 30);
         ck_abort_msg("fakepay did not start on port %d", s->port);
     }

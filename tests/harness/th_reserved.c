@@ -209,7 +209,7 @@ void th_reserved_spawn_yaml(th_reserved *s, const char *yaml)
 
 void th_reserved_wait_up(th_reserved *s)
 {
-    if (!th_wait_port(s->port, TH_RESERVED_START_MS)) {
+    if (!th_server_wait_up(s, TH_RESERVED_START_MS)) {
         th_dump_log(s->log, 40);
         ck_abort_msg("reserved did not listen on %d", s->port);
     }

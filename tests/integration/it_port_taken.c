@@ -5,9 +5,11 @@
  * connect to it is refused, as to a free port):
  *  - th_redis_start and th_lockd_start, handed that port first, start the server on a
  *    fresh port and keep the first try's log, which names the bind failure;
+ *  - so does th_server_wait_up (fakepay, reserved), spawning it again the same way;
  *  - the lockd that exits on it is seen at once, not after the 15 s start time.
  */
 #include "it_common.h"
+#include "th_fakepay.h"
 
 #include <netinet/in.h>
 #include <stdio.h>
@@ -78,6 +80,15 @@ START_TEST(test_port_taken)
     ck_assert_msg(th_now_ms() - t0 < 10000, "the failed try was waited out");
 
     th_stop(l.pid, true, 5000);
+
+    /* a program of build/bin (th_server: fakepay here, reserved the same way) */
+    th_fakepay fp;
+    hand_out_held = 1;
+    th_fakepay_start(&fp, NULL);
+    ck_assert_int_ne(fp.port, held_port);
+    ck_assert(th_wait_port(fp.port, 1000));
+    ck_assert_str_eq(fp.spawned, "fakepay");
+    th_server_stop_clean(&fp, 5000);
     th_set_port_filter(NULL);
     close(fd);
 }
