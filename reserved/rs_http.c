@@ -397,6 +397,26 @@ void rs_reply_text(rs_req *r, int status, const char *content_type, const char *
         evbuffer_free(buf);
 }
 
+static void blob_written(const void *data, size_t len, void *arg)
+{
+    (void)data;
+    (void)len;
+    rs_blob_unref(arg);
+}
+
+void rs_reply_blob(rs_req *r, int status, const char *content_type, rs_blob *b)
+{
+    struct evbuffer *buf = evbuffer_new();
+    /* the reference moves with the bytes: evhttp moves the chain into the connection's
+     * output, and frees it (calling blob_written) once written or dropped */
+    if (buf && evbuffer_add_reference(buf, rs_blob_data(b), rs_blob_len(b), blob_written,
+                                      rs_blob_ref(b)) != 0)
+        rs_blob_unref(b);
+    req_finish(r, buf ? status : 500, buf, content_type, NULL, NULL);
+    if (buf)
+        evbuffer_free(buf);
+}
+
 void rs_req_add_header(rs_req *r, const char *name, const char *value)
 {
     if (r->ereq && !r->gone)

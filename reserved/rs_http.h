@@ -25,6 +25,7 @@
 #include <stdint.h>
 #include "cm_addr.h"
 #include "cm_core.h"
+#include "rs_blob.h"
 #include "rs_edge.h"
 
 struct event_base;
@@ -120,6 +121,9 @@ void rs_reply_error(rs_req *r, int status, const char *code, const char *fmt, ..
 void rs_reply_error_extra(rs_req *r, int status, const char *code, json_t *extra, const char *fmt,
                           ...) __attribute__((format(printf, 5, 6)));
 void rs_reply_text(rs_req *r, int status, const char *content_type, const char *text, size_t len);
+/* rs_reply_text of b's bytes without copying them: the answer holds a reference to b
+ * until it is written (or dropped). */
+void rs_reply_blob(rs_req *r, int status, const char *content_type, rs_blob *b);
 /* One more header on r's answer, sent by the rs_reply_* call that follows (copied; a
  * value with CR or LF is refused by evhttp and left out). */
 void rs_req_add_header(rs_req *r, const char *name, const char *value);

@@ -193,7 +193,7 @@ static void reply_kept(rs_req *r, sm_entry *e)
 {
     e->used = ++sm.clock;
     e->checked_ms = cm_now_ms();
-    rs_reply_text(r, 200, "application/json", e->map.body, e->map.len);
+    rs_reply_blob(r, 200, "application/json", e->map.text);
 }
 
 static void built(void *arg, const rs_db_result *res)
@@ -223,7 +223,12 @@ static void built(void *arg, const rs_db_result *res)
     cm_strbuf_printf(&sb, "{\"performanceId\":%" PRId64 ",\"seats\":", perf);
     rs_seatlist_text(res->pg, &cols, &sb);
     cm_strbuf_append(&sb, "}", 1);
-    rs_reply_text(r, 200, "application/json", sb.data, sb.len);
+    rs_blob *text = rs_blob_take(sb.data, sb.len);
+    if (!text) {
+        rs_reply_error(r, 500, "INTERNAL", "out of memory");
+        return;
+    }
+    rs_reply_blob(r, 200, "application/json", text);
     /* the seats in the text's order (the rows with a seat: rs_seatlist_text's) */
     int64_t *ids = malloc((size_t)rows * sizeof(*ids));
     size_t n = 0;
@@ -231,15 +236,14 @@ static void built(void *arg, const rs_db_result *res)
         if (!PQgetisnull(res->pg, i, COL_SEAT))
             ids[n++] = strtoll(PQgetvalue(res->pg, i, COL_SEAT), NULL, 10);
     rs_seatpatch map;
-    if (ids && rs_seatpatch_init(&map, sb.data, sb.len, ids, n)) /* takes sb.data */
+    if (ids && rs_seatpatch_init(&map, text, ids, n))
         sm_store(perf, PQgetvalue(res->pg, 0, COL_KEY),
                  strtoll(PQgetvalue(res->pg, 0, COL_TOP), NULL, 10), &map);
-    else if (!ids)
-        cm_strbuf_free(&sb);
-    else
+    else if (ids)
         log_warn("seat map of performance %" PRId64 ": its text has not one state per seat; "
                  "not kept",
                  perf);
+    rs_blob_unref(text);
     free(ids);
 }
 

@@ -77,7 +77,7 @@ static int cmp_id(const void *a, const void *b)
 
 void rs_seatpatch_free(rs_seatpatch *m)
 {
-    free(m->body);
+    rs_blob_unref(m->text);
     free(m->at);
     free(m->state);
     free(m->by_id);
@@ -107,12 +107,13 @@ static bool index_ids(rs_seatpatch *m, const int64_t *ids)
     return ok;
 }
 
-bool rs_seatpatch_init(rs_seatpatch *m, char *body, size_t len, const int64_t *ids, size_t n)
+bool rs_seatpatch_init(rs_seatpatch *m, rs_blob *text, const int64_t *ids, size_t n)
 {
     memset(m, 0, sizeof(*m));
-    m->body = body;
-    m->len = len;
     m->n = n;
+    m->text = rs_blob_ref(text); /* from here on dropped with m */
+    const char *body = rs_blob_data(text);
+    size_t len = rs_blob_len(text);
     if (len > UINT32_MAX || n > UINT32_MAX)
         goto fail;
     size_t cells = n ? n : 1;
@@ -176,16 +177,20 @@ bool rs_seatpatch_render(rs_seatpatch *m)
 {
     if (!m->dirty)
         return true;
-    /* each seat's two values grow by one byte at most */
-    char *out = malloc(m->len + 2 * m->n + 1);
-    if (!out)
+    /* A new text, not the old one changed: answers still being written may refer to the
+     * old (rs_blob). Each seat's two values grow by one byte at most. */
+    const char *body = rs_blob_data(m->text);
+    size_t len = rs_blob_len(m->text);
+    char *out = malloc(len + 2 * m->n + 1);
+    rs_blob *text = out ? rs_blob_take(out, 0) : NULL;
+    if (!text)
         return false;
     char *d = out;
     size_t src = 0, kl = strlen(KEY_HELD);
     for (size_t k = 0; k < m->n; k++) {
         uint8_t st = m->state[k], was = st >> SP_WRITTEN_SHIFT;
         /* the text up to this seat's values, then the values, then past the old ones */
-        d = put(d, m->body + src, m->at[k] - src);
+        d = put(d, body + src, m->at[k] - src);
         src = (size_t)m->at[k] + bool_len(was & SP_AVAIL) + kl + bool_len(was & SP_HELD);
         m->at[k] = (uint32_t)(d - out);
         d = put_bool(d, st & SP_AVAIL);
@@ -193,16 +198,16 @@ bool rs_seatpatch_render(rs_seatpatch *m)
         d = put_bool(d, st & SP_HELD);
         m->state[k] = sp_written(st);
     }
-    d = put(d, m->body + src, m->len - src);
-    free(m->body);
-    m->body = out;
-    m->len = (size_t)(d - out);
+    d = put(d, body + src, len - src);
+    rs_blob_set_len(text, (size_t)(d - out));
+    rs_blob_unref(m->text);
+    m->text = text;
     m->dirty = false;
     return true;
 }
 
 size_t rs_seatpatch_bytes(const rs_seatpatch *m)
 {
-    return m->len +
+    return rs_blob_len(m->text) +
            m->n * (sizeof(*m->at) + sizeof(*m->state) + sizeof(*m->by_id) + sizeof(*m->seat_of));
 }

@@ -5,7 +5,8 @@
  * The text is rs_seatlist_text's: every seat carries "available":B,"held":B with B true
  * or false, once, in the seats' order. A patch sets the state of some seats by id; the
  * next render writes a new text that differs from the old only in those values (true and
- * false differ in length, so the text is copied once around them). Pure: no database, no
+ * false differ in length, so the text is copied once around them). The texts are blobs:
+ * an answer refers to the text it was given, which a render leaves as it is. Pure: no database, no
  * event loop; the unit tests hold it against rs_seatlist_text of the changed rows.
  */
 #ifndef RS_SEATPATCH_H
@@ -15,9 +16,10 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "rs_blob.h"
+
 typedef struct rs_seatpatch {
-    char *body; /* the text as last rendered (owned) */
-    size_t len;
+    rs_blob *text;     /* the text as last rendered (one reference: answers may hold more) */
     size_t n;          /* seats */
     uint32_t *at;      /* at[k]: offset in body of seat k's "available" value */
     uint8_t *state;    /* per seat: SP_* bits, as wanted and as written */
@@ -26,10 +28,10 @@ typedef struct rs_seatpatch {
     bool dirty;        /* a wanted state differs from the written one */
 } rs_seatpatch;
 
-/* Takes body (len bytes, freed here on failure) whose seats are ids[0..n), in the text's
- * order. false when the text does not have exactly n seats' states where expected, when
- * an id repeats or when out of memory: then m is left empty. */
-bool rs_seatpatch_init(rs_seatpatch *m, char *body, size_t len, const int64_t *ids, size_t n);
+/* Keeps a reference to text, whose seats are ids[0..n) in the text's order. false when
+ * the text does not have exactly n seats' states where expected, when an id repeats or
+ * when out of memory: then m is left empty (and holds no reference). */
+bool rs_seatpatch_init(rs_seatpatch *m, rs_blob *text, const int64_t *ids, size_t n);
 
 /* Sets seat id's state (written at the next render). false when the map has no such
  * seat: the map and the changes do not belong together. */

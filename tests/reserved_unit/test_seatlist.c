@@ -4,7 +4,8 @@
  * PQmakeEmptyPGresult + PQsetvalue: no server), with the strings jansson escapes
  * (quotes, backslashes, control characters), UTF-8, NULL layout columns, a LEFT JOIN's
  * empty row, and the venue's form without prices. And the kept map's patches
- * (rs_seatpatch) against the text of the changed rows written anew.
+ * (rs_seatpatch) against the text of the changed rows written anew, and a text an
+ * answer still holds (rs_blob) left as it was by the next patch.
  */
 #include <check.h>
 #include <jansson.h>
@@ -155,12 +156,17 @@ static void text_of(const PGresult *pg, cm_strbuf *out)
     rs_seatlist_text(pg, &map, out);
 }
 
-static char *dup_text(const cm_strbuf *sb)
+/* rs_seatpatch_init on a copy of sb's text (as reserved: a blob of its own). */
+static bool init_from(rs_seatpatch *m, const cm_strbuf *sb, const int64_t *ids, size_t n)
 {
     char *d = malloc(sb->len + 1);
     ck_assert_ptr_nonnull(d);
     memcpy(d, sb->data, sb->len + 1);
-    return d;
+    rs_blob *text = rs_blob_take(d, sb->len);
+    ck_assert_ptr_nonnull(text);
+    bool ok = rs_seatpatch_init(m, text, ids, n);
+    rs_blob_unref(text);
+    return ok;
 }
 
 /* Random states for random seats, a render after each round: the patched text is byte
@@ -176,7 +182,7 @@ START_TEST(test_patch_matches_rebuild)
     cm_strbuf want = CM_STRBUF_INIT;
     text_of(pg, &want);
     rs_seatpatch m;
-    ck_assert(rs_seatpatch_init(&m, dup_text(&want), want.len, ids, MANY));
+    ck_assert(init_from(&m, &want, ids, MANY));
     ck_assert_int_gt(rs_seatpatch_bytes(&m), want.len);
     unsigned seed = 7;
     for (int round = 0; round < 200; round++) {
@@ -191,15 +197,32 @@ START_TEST(test_patch_matches_rebuild)
         }
         ck_assert(rs_seatpatch_render(&m));
         text_of(pg, &want);
-        ck_assert_uint_eq(m.len, want.len);
-        ck_assert(memcmp(m.body, want.data, want.len) == 0);
+        ck_assert_uint_eq(rs_blob_len(m.text), want.len);
+        ck_assert(memcmp(rs_blob_data(m.text), want.data, want.len) == 0);
     }
+    /* an answer still being written holds the text it was given: a render makes a new
+     * one and leaves that one as it was */
+    rs_blob *sent = rs_blob_ref(m.text);
+    cm_strbuf copy = CM_STRBUF_INIT;
+    cm_strbuf_append(&copy, rs_blob_data(sent), rs_blob_len(sent));
+    bool avail0 = PQgetvalue(pg, 0, 5)[0] == 't', held0 = PQgetvalue(pg, 0, 8)[0] == 't';
+    ck_assert(rs_seatpatch_set(&m, ids[0], !avail0 && !held0, false));
+    ck_assert(rs_seatpatch_render(&m));
+    ck_assert_ptr_ne(m.text, sent);
+    ck_assert(rs_blob_len(m.text) != rs_blob_len(sent) ||
+              memcmp(rs_blob_data(m.text), rs_blob_data(sent), rs_blob_len(sent)) != 0);
+    ck_assert_uint_eq(rs_blob_len(sent), copy.len);
+    ck_assert(memcmp(rs_blob_data(sent), copy.data, copy.len) == 0);
+    rs_blob_unref(sent);
+    cm_strbuf_free(&copy);
+    ck_assert(rs_seatpatch_set(&m, ids[0], avail0, held0)); /* back to the rows' state */
+    ck_assert(rs_seatpatch_render(&m));
     /* the same state again: nothing to write, the same bytes */
-    char *before = m.body;
+    const rs_blob *before = m.text;
     ck_assert(rs_seatpatch_set(&m, ids[0], PQgetvalue(pg, 0, 5)[0] == 't',
                                PQgetvalue(pg, 0, 8)[0] == 't'));
     ck_assert(rs_seatpatch_render(&m));
-    ck_assert_ptr_eq(m.body, before);
+    ck_assert_ptr_eq(m.text, before);
     rs_seatpatch_free(&m);
     cm_strbuf_free(&want);
     PQclear(pg);
@@ -217,27 +240,27 @@ START_TEST(test_patch_rejects_mismatch)
     cm_strbuf text = CM_STRBUF_INIT;
     text_of(pg, &text);
     rs_seatpatch m;
-    ck_assert(!rs_seatpatch_init(&m, dup_text(&text), text.len, ids, 5)); /* a seat too many */
-    ck_assert_ptr_null(m.body);
+    ck_assert(!init_from(&m, &text, ids, 5)); /* a seat too many */
+    ck_assert_ptr_null(m.text);
     int64_t twice[6] = {ids[0], ids[1], ids[2], ids[3], ids[4], ids[4]};
-    ck_assert(!rs_seatpatch_init(&m, dup_text(&text), text.len, twice, 6)); /* an id twice */
+    ck_assert(!init_from(&m, &text, twice, 6)); /* an id twice */
     /* the venue's form: no states at all */
     rs_seatlist_cols venue = map;
     venue.price = -1;
     cm_strbuf bare = CM_STRBUF_INIT;
     rs_seatlist_text(pg, &venue, &bare);
-    ck_assert(!rs_seatpatch_init(&m, dup_text(&bare), bare.len, ids, 6));
+    ck_assert(!init_from(&m, &bare, ids, 6));
     cm_strbuf_free(&bare);
-    ck_assert(rs_seatpatch_init(&m, dup_text(&text), text.len, ids, 6));
+    ck_assert(init_from(&m, &text, ids, 6));
     ck_assert(!rs_seatpatch_set(&m, 424242, false, true));
     ck_assert(rs_seatpatch_render(&m));
-    ck_assert_str_eq(m.body, cm_strbuf_str(&text));
+    ck_assert_str_eq(rs_blob_data(m.text), cm_strbuf_str(&text));
     rs_seatpatch_free(&m);
     /* a hall without seats: an empty map is kept and patches nothing */
     PGresult *empty = make_rows(rows + 6, 1);
     cm_strbuf none = CM_STRBUF_INIT;
     rs_seatlist_text(empty, &map, &none);
-    ck_assert(rs_seatpatch_init(&m, dup_text(&none), none.len, NULL, 0));
+    ck_assert(init_from(&m, &none, NULL, 0));
     ck_assert(!rs_seatpatch_set(&m, 1, true, false));
     rs_seatpatch_free(&m);
     cm_strbuf_free(&none);
