@@ -45,6 +45,7 @@ struct cm_httpc {
     uint32_t timeout_ms;
     size_t max_body;
     bool close_each; /* opts.close */
+    bool skip_ok;    /* opts.skip_ok_body */
     struct bufferevent *bev;
     struct event *timer;
     httpc_state state;
@@ -53,9 +54,10 @@ struct cm_httpc {
     void *arg;
     int status;
     size_t body_want;
-    bool close_after; /* the answer says the server closes (HTTP/1.0, Connection: close) */
-    bool in_cb;       /* inside the user's callback: a free is deferred */
-    bool dead;        /* freed inside the callback */
+    size_t body_skipped; /* of body_want, dropped so far (skip_ok and a 2xx status) */
+    bool close_after;    /* the answer says the server closes (HTTP/1.0, Connection: close) */
+    bool in_cb;          /* inside the user's callback: a free is deferred */
+    bool dead;           /* freed inside the callback */
 };
 
 /* Only asserts call it: unused where NDEBUG is set (Release builds). */
@@ -105,8 +107,11 @@ static void finish(cm_httpc *h, int status, const char *error, char *body, size_
 {
     cm_httpc_cb cb = h->cb;
     void *arg = h->arg;
-    cm_httpc_resp r = {
-        .status = status, .error = error, .body = body ? body : "", .body_len = body_len};
+    cm_httpc_resp r = {.status = status,
+                       .error = error,
+                       .body = body ? body : "",
+                       .body_len = body_len,
+                       .skipped = h->body_skipped};
     evtimer_del(h->timer);
     httpc_move(h, HTTPC_IDLE);
     h->cb = NULL;
@@ -210,6 +215,16 @@ static void read_cb(struct bufferevent *bev, void *arg)
         }
         httpc_move(h, HTTPC_BODY);
     }
+    if (h->skip_ok && h->status / 100 == 2) {
+        size_t take = evbuffer_get_length(in);
+        if (take > h->body_want - h->body_skipped)
+            take = h->body_want - h->body_skipped; /* more is out of step: left for IDLE */
+        evbuffer_drain(in, take);
+        h->body_skipped += take;
+        if (h->body_skipped == h->body_want)
+            finish(h, h->status, NULL, NULL, 0);
+        return;
+    }
     if (evbuffer_get_length(in) < h->body_want)
         return;
     char *body = malloc(h->body_want + 1);
@@ -264,6 +279,7 @@ cm_httpc *cm_httpc_new(struct event_base *base, const char *host, int port,
     h->timeout_ms = opts && opts->timeout_ms ? opts->timeout_ms : CM_HTTPC_DEFAULT_TIMEOUT_MS;
     h->max_body = opts && opts->max_body ? opts->max_body : CM_HTTPC_DEFAULT_MAX_BODY;
     h->close_each = opts && opts->close;
+    h->skip_ok = opts && opts->skip_ok_body;
     h->host = strdup(host);
     snprintf(h->hosthdr, sizeof(h->hosthdr), v6 ? "[%s]:%d" : "%s:%d", num, port);
     snprintf(text, sizeof(text), v6 ? "[%s]:%d" : "%s:%d", num, port);
@@ -341,6 +357,7 @@ cm_rc cm_httpc_request(cm_httpc *h, const char *method, const char *path, const 
     h->arg = arg;
     h->status = 0;
     h->body_want = 0;
+    h->body_skipped = 0;
     h->close_after = false;
     if (!h->bev) {
         struct sockaddr_storage sa;

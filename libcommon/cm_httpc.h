@@ -38,14 +38,19 @@ typedef struct cm_httpc_opts {
     uint32_t timeout_ms; /* per request, from the send to the whole answer; 0: default */
     size_t max_body;     /* a longer answer fails with "too_large"; 0: default (8 MiB) */
     bool close;          /* one connection per request (Connection: close), no keep-alive */
+    /* A 2xx answer's body is dropped as it arrives instead of kept: the callback gets an
+     * empty body and the length in resp.skipped. For a load generator that only counts answers: a
+     * seat map of megabytes is then never copied or held (other answers keep their bodies). */
+    bool skip_ok_body;
 } cm_httpc_opts;
 
 typedef struct cm_httpc_resp {
     int status;        /* HTTP status; 0 when no complete answer came */
     const char *error; /* status 0: "timeout", "connect", "reset", "eof", "protocol",
                           "too_large"; NULL otherwise */
-    const char *body;  /* NUL-terminated ("" when none) */
+    const char *body;  /* NUL-terminated ("" when none, or skipped) */
     size_t body_len;
+    size_t skipped; /* the bytes of a 2xx body dropped unread (opts.skip_ok_body) */
 } cm_httpc_resp;
 
 typedef void (*cm_httpc_cb)(void *arg, const cm_httpc_resp *resp);

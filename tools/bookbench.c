@@ -941,7 +941,10 @@ int main(int argc, char **argv)
                                .clients = (uint32_t)b->nclients,
                                .timeout_ms = (uint32_t)b->timeout_ms,
                                .map_timeout_ms = BB_SETUP_TIMEOUT_MS,
-                               .duration_ms = b->duration_s * 1000};
+                               .duration_ms = b->duration_s * 1000,
+                               /* classify() reads only the bodies of refusals: a seat map
+                                * of megabytes costs the load generator no copy */
+                               .skip_ok_bodies = true};
     int64_t *ids = calloc(b->nperfs, sizeof(*ids));
     if (ids == NULL)
         goto done;

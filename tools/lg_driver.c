@@ -187,7 +187,8 @@ static void client_next(lg_client *c)
     assert(req.server < d->o.nservers && req.method != NULL);
     cm_httpc **conn = &c->conns[req.server];
     if (*conn == NULL) {
-        const cm_httpc_opts ho = {.timeout_ms = d->o.timeout_ms};
+        const cm_httpc_opts ho = {.timeout_ms = d->o.timeout_ms,
+                                  .skip_ok_body = d->o.skip_ok_bodies};
         const cm_addr *s = &d->o.servers[req.server];
         *conn = cm_httpc_new(d->base, s->host, s->port, &ho);
     }

@@ -82,6 +82,9 @@ typedef struct lg_driver_opts {
     uint64_t duration_ms;      /* from the end of the setup */
     uint32_t grace_ms;         /* after the stop: then the loop breaks; 0: no limit */
     bool second_signal_breaks; /* a signal while stopping breaks the loop at once */
+    /* the clients drop 2xx bodies unread (cm_httpc skip_ok_body): a workload that looks
+     * only at the status of its answers; the seat maps at start are read whole */
+    bool skip_ok_bodies;
 } lg_driver_opts;
 
 /* Makes the clients and adds the signal events; NULL when out of memory or a server

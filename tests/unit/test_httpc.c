@@ -2,8 +2,9 @@
  * test_httpc: libcommon's HTTP client (cm_httpc) against a tiny evhttp server in this
  * process, on one event loop over loopback (no other server, no outside network):
  * keep-alive reuse, headers and JSON bodies, Connection: close mode, the timeout, a
- * refused connect, the size bound, and the callback contract (never inside the call;
- * a free inside the callback is deferred).
+ * refused connect, the size bound, a body of megabytes, 2xx bodies dropped unread
+ * (skip_ok_body) while other answers keep theirs, and the callback contract (never inside
+ * the call; a free inside the callback is deferred).
  */
 #include <check.h>
 #include <event2/buffer.h>
@@ -36,6 +37,8 @@ typedef struct world {
     size_t body_len;
     uint64_t body_hash; /* FNV-1a of the whole body */
     bool in_request;    /* inside cm_httpc_request: a callback now breaks the contract */
+    bool skipping;      /* the client drops 2xx bodies (skip_ok_body) */
+    size_t skipped;     /* the last answer's resp.skipped */
     cm_httpc *free_me;  /* freed by the callback itself */
 } world;
 
@@ -141,6 +144,8 @@ static void on_resp(void *arg, const cm_httpc_resp *r)
     w->body_len = r->body_len;
     w->body_hash = fnv1a(14695981039346656037ULL, r->body, r->body_len);
     ck_assert_uint_eq(strlen(r->body), r->body_len);
+    w->skipped = r->skipped;
+    ck_assert(r->skipped == 0 || (w->skipping && r->status / 100 == 2 && r->body_len == 0));
     if (w->free_me != NULL) {
         cm_httpc_free(w->free_me); /* deferred until this returns */
         w->free_me = NULL;
@@ -289,6 +294,37 @@ START_TEST(test_huge_body)
 }
 END_TEST
 
+/* skip_ok_body: a 200's body of megabytes is counted, not kept, twice on one keep-alive
+ * connection that stays in step; a 404 keeps its body; the size bound still holds. */
+START_TEST(test_skip_ok_body)
+{
+    world w;
+    world_init(&w);
+    w.skipping = true;
+    const cm_httpc_opts o = {.max_body = 8 * 1024 * 1024, .skip_ok_body = true};
+    cm_httpc *h = cm_httpc_new(w.base, "127.0.0.1", w.port, &o);
+    for (int round = 0; round < 2; round++) {
+        roundtrip(&w, h, "GET", "/huge", NULL, NULL);
+        ck_assert_int_eq(w.status, 200);
+        ck_assert_uint_eq(w.skipped, HUGE_LEN);
+        ck_assert_uint_eq(w.body_len, 0);
+    }
+    roundtrip(&w, h, "GET", "/missing", NULL, NULL);
+    ck_assert_int_eq(w.status, 404);
+    ck_assert_str_eq(w.body, "GET|-|-|keep-alive|");
+    ck_assert_uint_eq(w.skipped, 0);
+    roundtrip(&w, h, "GET", "/echo", NULL, NULL);
+    ck_assert_int_eq(w.status, 200);
+    ck_assert_uint_eq(w.skipped, strlen("GET|-|-|keep-alive|"));
+    ck_assert_str_eq(w.body, "");
+    ck_assert_int_eq(w.conns_seen, 1);
+    cm_httpc_free(h);
+    const cm_httpc_opts small = {.max_body = 1000, .skip_ok_body = true};
+    cm_httpc_free(fails_with(&w, w.port, &small, "/big", "too_large"));
+    world_free(&w);
+}
+END_TEST
+
 START_TEST(test_free_in_callback)
 {
     world w;
@@ -319,6 +355,7 @@ int main(void)
                                   test_refused,
                                   test_too_large,
                                   test_huge_body,
+                                  test_skip_ok_body,
                                   test_free_in_callback};
     return unit_run("httpc", tests, sizeof(tests) / sizeof(tests[0]), 20);
 }
