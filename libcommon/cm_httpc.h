@@ -38,9 +38,10 @@ typedef struct cm_httpc_opts {
     uint32_t timeout_ms; /* per request, from the send to the whole answer; 0: default */
     size_t max_body;     /* a longer answer fails with "too_large"; 0: default (8 MiB) */
     bool close;          /* one connection per request (Connection: close), no keep-alive */
-    /* A 2xx answer's body is dropped as it arrives instead of kept: the callback gets an
-     * empty body and the length in resp.skipped. For a load generator that only counts answers: a
-     * seat map of megabytes is then never copied or held (other answers keep their bodies). */
+    /* A 2xx answer's body is dropped as it arrives instead of kept: the callback gets
+     * an empty body and the length in resp.skipped. For a load generator that only
+     * counts answers: a seat map of megabytes is never copied or held. Other answers
+     * keep their bodies. */
     bool skip_ok_body;
 } cm_httpc_opts;
 

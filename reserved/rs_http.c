@@ -409,10 +409,14 @@ void rs_reply_blob(rs_req *r, int status, const char *content_type, rs_blob *b)
     struct evbuffer *buf = evbuffer_new();
     /* the reference moves with the bytes: evhttp moves the chain into the connection's
      * output, and frees it (calling blob_written) once written or dropped */
-    if (buf && evbuffer_add_reference(buf, rs_blob_data(b), rs_blob_len(b), blob_written,
-                                      rs_blob_ref(b)) != 0)
-        rs_blob_unref(b);
-    req_finish(r, buf ? status : 500, buf, content_type, NULL, NULL);
+    bool ok = buf && evbuffer_add_reference(buf, rs_blob_data(b), rs_blob_len(b), blob_written,
+                                            rs_blob_ref(b)) == 0;
+    if (buf && !ok)
+        rs_blob_unref(b); /* the reference the chain did not take */
+    if (ok)
+        req_finish(r, status, buf, content_type, NULL, NULL);
+    else
+        rs_reply_error(r, 500, "INTERNAL", "out of memory");
     if (buf)
         evbuffer_free(buf);
 }

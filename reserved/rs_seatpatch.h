@@ -6,8 +6,9 @@
  * or false, once, in the seats' order. A patch sets the state of some seats by id; the
  * next render writes a new text that differs from the old only in those values (true and
  * false differ in length, so the text is copied once around them). The texts are blobs:
- * an answer refers to the text it was given, which a render leaves as it is. Pure: no database, no
- * event loop; the unit tests hold it against rs_seatlist_text of the changed rows.
+ * an answer refers to the text it was given, which a render leaves as it is. Pure: no
+ * database, no event loop; the unit tests hold it against rs_seatlist_text of the changed
+ * rows.
  */
 #ifndef RS_SEATPATCH_H
 #define RS_SEATPATCH_H
@@ -21,7 +22,7 @@
 typedef struct rs_seatpatch {
     rs_blob *text;     /* the text as last rendered (one reference: answers may hold more) */
     size_t n;          /* seats */
-    uint32_t *at;      /* at[k]: offset in body of seat k's "available" value */
+    uint32_t *at;      /* at[k]: offset in the text of seat k's "available" value */
     uint8_t *state;    /* per seat: SP_* bits, as wanted and as written */
     int64_t *by_id;    /* the seat ids, ascending */
     uint32_t *seat_of; /* seat_of[i]: the seat (k) whose id is by_id[i] */
