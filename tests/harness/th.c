@@ -412,6 +412,31 @@ void th_dump_log(const char *path, int lines)
         fprintf(stderr, "(no log)\n");
 }
 
+/* The wait of the lockd and Redis starters: 15 s, because an ASan build on a loaded
+ * machine can be slow to start, while a server that exits (a port taken, a bad config) is
+ * seen at once. Says on stderr, with the log's tail, when it did not come up. */
+static th_up wait_started(const char *name, pid_t pid, int port, const char *log)
+{
+    th_up up = th_wait_up(pid, port, 15000);
+    if (up != TH_UP) {
+        fprintf(stderr, "th: %s (pid %d) %s before listening on %d\n", name, (int)pid,
+                up == TH_UP_EXITED ? "exited" : "did not listen within 15 s", port);
+        th_dump_log(log, 20);
+    }
+    return up;
+}
+
+/* A try that could not bind: reaps it and keeps its log as <log>.try<attempt>, so the
+ * next try's log starts empty. */
+static void set_try_aside(const char *name, pid_t pid, const char *log, int attempt)
+{
+    char kept[600];
+    th_stop(pid, false, 2000);
+    snprintf(kept, sizeof kept, "%s.try%d", log, attempt);
+    rename(log, kept);
+    fprintf(stderr, "th: %s could not bind its port (log %s); again on a fresh one\n", name, kept);
+}
+
 bool th_redis_start(th_redis *r)
 {
     if (r->dir[0] == '\0') {
@@ -446,23 +471,15 @@ bool th_redis_start(th_redis *r)
                         "no",
                         NULL};
         r->pid = th_spawn(argv, log);
-        th_up up = th_wait_up(r->pid, r->port, 15000);
+        th_up up = wait_started("redis-server", r->pid, r->port, log);
         if (up == TH_UP) {
             return true;
         }
         if (!fresh || attempt == 3 || !th_file_has(log, "Address already in use")) {
-            fprintf(stderr, "th: redis-server (pid %d) %s before listening on %d\n", (int)r->pid,
-                    up == TH_UP_EXITED ? "exited" : "did not listen within 15 s", r->port);
-            th_dump_log(log, 20);
             return false;
         }
-        th_stop(r->pid, false, 2000);
+        set_try_aside("redis-server", r->pid, log, attempt);
         r->pid = 0;
-        char kept[sizeof log + 16];
-        snprintf(kept, sizeof kept, "%s.try%d", log, attempt);
-        rename(log, kept);
-        fprintf(stderr, "th: redis-server could not bind port %d (log %s); again on a new one\n",
-                r->port, kept);
     }
 }
 
@@ -513,12 +530,7 @@ bool th_lockd_start(th_lockd *l, const th_redis *redis, size_t n_redis, const ch
         if (attempt == 3 || !lockd_bind_failed(l->log)) {
             return false;
         }
-        char kept[sizeof l->log + 16];
-        th_stop(l->pid, false, 2000);
-        snprintf(kept, sizeof kept, "%s.try%d", l->log, attempt);
-        rename(l->log, kept); /* the next try's log starts empty; this one stays to read */
-        fprintf(stderr, "th: lockd could not bind port %d or %d (log %s); again on new ports\n",
-                l->port, l->metrics_port, kept);
+        set_try_aside("lockd", l->pid, l->log, attempt);
     }
 }
 
@@ -526,15 +538,7 @@ bool th_lockd_restart(th_lockd *l)
 {
     char *argv[] = {(char *)th_bin("lockd"), "--config", l->config, NULL};
     l->pid = th_spawn(argv, l->log);
-    /* 15 s: an ASan build on a loaded machine can be slow to start; a lockd that exits
-     * (a port taken, a bad config) is seen at once. */
-    th_up up = th_wait_up(l->pid, l->port, 15000);
-    if (up != TH_UP) {
-        fprintf(stderr, "th: lockd (pid %d) %s before listening on %d\n", (int)l->pid,
-                up == TH_UP_EXITED ? "exited" : "did not listen within 15 s", l->port);
-        th_dump_log(l->log, 20);
-    }
-    return up == TH_UP;
+    return wait_started("lockd", l->pid, l->port, l->log) == TH_UP;
 }
 
 bool th_connect(th_conn *c, int port)
