@@ -11,10 +11,13 @@
 #   batch  group booking's statement: BEGIN; rs_book_batch_read of G requests on one
 #          performance (what reserved sends for a batch of G); COMMIT. Client c books its
 #          own performance, apart from the perfs form's.
+#   multi  a PROTOTYPE, not in reserved: BEGIN; ONE set-based statement booking G
+#          requests on G different performances (bench/txngroup_multi.sql, each with its
+#          own fence); COMMIT. The perfs form's performances, seats and fences.
 # FORMS ("perfs") picks them. Each with CLIENTS (8) clients (the machine full) and with 1
 # client (one after another); each run starts after VACUUM ANALYZE and CHECKPOINT, and
 # after it the bookings in the database must be G x the transactions pgbench counted (a
-# batch's refused request would not fail the statement). ROUNDS (2) rounds, the first of
+# batch's refused request would not fail the statement), and their seats 2 x the bookings. ROUNDS (2) rounds, the first of
 # which also warms the plans. Prints bookings/s for each run and, per form and G, the
 # mean over the rounds after the first and its ratio to the first form's first G (perfs
 # G=1: a booking alone).
@@ -24,8 +27,8 @@
 #   BUILD=build-rel SIZES="1 4 8" CLIENTS=4 SECONDS_RUN=10 bench/txngroup.sh
 # Environment: BUILD (build; built with Release when a binary is missing), FORMS
 # ("perfs"), SIZES ("1 2 4"), CLIENTS (8), ROUNDS (2), SECONDS_RUN (8); for the script's
-# test, TXNGROUP_PLANT_REFUSAL=1 makes each batch's first request ask a seat that does not
-# exist (the check above must then fail the run).
+# test, TXNGROUP_PLANT_REFUSAL=1 makes the first request of each batch and multi statement
+# ask a seat that does not exist (the check above must then fail the run).
 set -euo pipefail
 # shellcheck source=../scripts/lib/benchargs.sh
 source "$(dirname "${BASH_SOURCE[0]}")/../scripts/lib/benchargs.sh"
@@ -61,8 +64,8 @@ if ((${#FORM_LIST[@]} == 0)); then
     exit 2
 fi
 for F in "${FORM_LIST[@]}"; do
-    if [[ $F != perfs && $F != batch ]]; then
-        echo "txngroup.sh: FORMS entry '$F': want perfs or batch" >&2
+    if [[ $F != perfs && $F != batch && $F != multi ]]; then
+        echo "txngroup.sh: FORMS entry '$F': want perfs, batch or multi" >&2
         exit 2
     fi
 done
@@ -84,6 +87,9 @@ bk_init txngroup-bench
 echo "== machine: $(nproc) cores; load before: $(cut -d' ' -f1-3 /proc/loadavg)"
 bk_start_pg
 bk_start_reserved 1 db ""
+if [[ " ${FORM_LIST[*]} " == *" multi "* ]]; then
+    bk_psql "$(cat bench/txngroup_multi.sql)" >/dev/null
+fi
 K=$(printf '%s\n' "${GROUP_LIST[@]}" | sort -n | tail -1)
 GSUM=$(printf '%s\n' "${GROUP_LIST[@]}" | awk '{ s += $1 } END { print s }')
 # the perfs form's K per client, then the batch form's one per client; 3,000 seats a
@@ -109,6 +115,7 @@ echo "== $NP performances from id $p0 on hall $venue (seat ids from $s0), booked
 # perfs, booking f+I of client c: performance p0 + c*K + (f+I)%K, seats s0 + ((f+I)/K)*2
 # and the next, fence f+I+1: each performance gets growing fences and seats nobody took,
 # and no two clients share a performance (no lock, no wait: as under lockd).
+# multi: the perfs form's performances, seats and fences, in one statement.
 # batch, transaction f of client c: performance p0 + CLIENTS*K + c, fence f+1, request m
 # the seats sb + (f-f0)*2G + 2m and the next, from sb past every seat an earlier run of
 # the batch form booked (runs of another G book at another pace).
@@ -122,6 +129,19 @@ for F in "${FORM_LIST[@]}"; do
                 for ((i = 0; i < G; i++)); do
                     echo "SELECT * FROM rs_book_read((:p0 + :client_id * $K + (:f + $i) % $K)::bigint, :user::bigint, ARRAY[(:s0 + ((:f + $i) / $K) * 2)::bigint, (:s0 + ((:f + $i) / $K) * 2 + 1)::bigint], (:f + $i + 1)::numeric, false, 'group-' || :client_id || '-' || (:f + $i));"
                 done
+                echo "\\set f :f + $G"
+            elif [[ $F == multi ]]; then
+                pf="" fe="" u="" st="" rf=""
+                for ((i = 0; i < G; i++)); do
+                    first="(:s0 + ((:f + $i) / $K) * 2)"
+                    [[ ${TXNGROUP_PLANT_REFUSAL:-0} == 1 && $i == 0 ]] && first=0
+                    pf+="${pf:+, }(:p0 + :client_id * $K + (:f + $i) % $K)::bigint"
+                    fe+="${fe:+, }(:f + $i + 1)::numeric"
+                    u+="${u:+, }:user::bigint"
+                    st+="${st:+, }'{' || $first || ',' || (:s0 + ((:f + $i) / $K) * 2 + 1) || '}'"
+                    rf+="${rf:+, }'multi-' || :client_id || '-' || (:f + $i)"
+                done
+                echo "SELECT * FROM rs_book_multi_proto(ARRAY[$pf], ARRAY[$fe], ARRAY[$u], ARRAY[$st], ARRAY[$rf]);"
                 echo "\\set f :f + $G"
             else
                 u="" st="" rf="" ky=""
@@ -149,7 +169,7 @@ for ((round = 1; round <= ROUNDS; round++)); do
             BK_PSQL_USER=postgres bk_psql "VACUUM (ANALYZE)" >/dev/null
             BK_PSQL_USER=postgres bk_psql "CHECKPOINT" >/dev/null
             # fences and seats after every earlier run's
-            if [[ $F == perfs ]]; then
+            if [[ $F != batch ]]; then
                 fmax=$(bk_psql "SELECT coalesce(max(last_fence), 0)::bigint FROM performances WHERE id >= $p0 AND id < $p0 + $((CLIENTS * K))")
                 f0=$((fmax + K))
             else
@@ -157,7 +177,7 @@ for ((round = 1; round <= ROUNDS; round++)); do
                 f0=$((fmax + 1))
             fi
             sb=$(bk_psql "SELECT coalesce(max(seat_id) + 1, $s0) FROM reservation_seats WHERE performance_id >= $p0 + $((CLIENTS * K))")
-            before=$(bk_psql "SELECT count(*) FROM reservations")
+            read -r before seats_before < <(bk_psql "SELECT (SELECT count(*) FROM reservations), (SELECT count(*) FROM reservation_seats)" | tr '|' ' ')
             cmd=("$PGBIN/pgbench" -n -M prepared -c "$c" -j "$((c < 2 ? 1 : 2))" -T "$SECONDS_RUN"
                 -f "$BK_TMP/$F-$G.sql" -D "p0=$p0" -D "s0=$s0" -D "user=$user" -D "f=$f0" -D "f0=$f0" -D "sb=$sb"
                 -h "$BK_PG_DIR" -p "$BK_PG_PORT" -U booking booking)
@@ -168,9 +188,13 @@ for ((round = 1; round <= ROUNDS; round++)); do
             }
             tps=$(sed -n 's/^tps = \([0-9.]*\) .*/\1/p' <<<"$out")
             done_=$(sed -n 's/^number of transactions actually processed: \([0-9]*\).*/\1/p' <<<"$out")
-            booked=$(($(bk_psql "SELECT count(*) FROM reservations") - before))
+            read -r booked seats < <(bk_psql "SELECT (SELECT count(*) FROM reservations) - $before, (SELECT count(*) FROM reservation_seats) - $seats_before" | tr '|' ' ')
             if ((booked != done_ * G)); then
                 echo "txngroup.sh: $F G=$G, $c clients: $booked bookings for $done_ transactions of $G" >&2
+                exit 1
+            fi
+            if ((seats != 2 * booked)); then
+                echo "txngroup.sh: $F G=$G, $c clients: $seats seats for $booked bookings of 2" >&2
                 exit 1
             fi
             per=$(awk -v t="$tps" -v g="$G" 'BEGIN { printf "%.1f", t * g }')
