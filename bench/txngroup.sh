@@ -17,8 +17,8 @@
 # FORMS ("perfs") picks them. Each with CLIENTS (8) clients (the machine full) and with 1
 # client (one after another); each run starts after VACUUM ANALYZE and CHECKPOINT, and
 # after it the bookings in the database must be G x the transactions pgbench counted (a
-# batch's refused request would not fail the statement), and their seats 2 x the bookings. ROUNDS (2) rounds, the first of
-# which also warms the plans. Prints bookings/s for each run and, per form and G, the
+# batch's refused request would not fail the statement), and their seats 2 x the
+# bookings. ROUNDS (2) rounds, the first of which also warms the plans. Prints bookings/s for each run and, per form and G, the
 # mean over the rounds after the first and its ratio to the first form's first G (perfs
 # G=1: a booking alone).
 # Everything started is stopped by PID at the end, also on failure or Ctrl-C.
@@ -28,7 +28,8 @@
 # Environment: BUILD (build; built with Release when a binary is missing), FORMS
 # ("perfs"), SIZES ("1 2 4"), CLIENTS (8), ROUNDS (2), SECONDS_RUN (8); for the script's
 # test, TXNGROUP_PLANT_REFUSAL=1 makes the first request of each batch and multi statement
-# ask a seat that does not exist (the check above must then fail the run).
+# ask a seat that does not exist, and TXNGROUP_PLANT_ONE_SEAT=1 the first of each multi
+# statement its first seat twice (one seat booked): the checks above must fail the run.
 set -euo pipefail
 # shellcheck source=../scripts/lib/benchargs.sh
 source "$(dirname "${BASH_SOURCE[0]}")/../scripts/lib/benchargs.sh"
@@ -133,12 +134,13 @@ for F in "${FORM_LIST[@]}"; do
             elif [[ $F == multi ]]; then
                 pf="" fe="" u="" st="" rf=""
                 for ((i = 0; i < G; i++)); do
-                    first="(:s0 + ((:f + $i) / $K) * 2)"
+                    first="(:s0 + ((:f + $i) / $K) * 2)" second="(:s0 + ((:f + $i) / $K) * 2 + 1)"
                     [[ ${TXNGROUP_PLANT_REFUSAL:-0} == 1 && $i == 0 ]] && first=0
+                    [[ ${TXNGROUP_PLANT_ONE_SEAT:-0} == 1 && $i == 0 ]] && second=$first
                     pf+="${pf:+, }(:p0 + :client_id * $K + (:f + $i) % $K)::bigint"
                     fe+="${fe:+, }(:f + $i + 1)::numeric"
                     u+="${u:+, }:user::bigint"
-                    st+="${st:+, }'{' || $first || ',' || (:s0 + ((:f + $i) / $K) * 2 + 1) || '}'"
+                    st+="${st:+, }'{' || $first || ',' || $second || '}'"
                     rf+="${rf:+, }'multi-' || :client_id || '-' || (:f + $i)"
                 done
                 echo "SELECT * FROM rs_book_multi_proto(ARRAY[$pf], ARRAY[$fe], ARRAY[$u], ARRAY[$st], ARRAY[$rf]);"

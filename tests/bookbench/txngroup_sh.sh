@@ -5,8 +5,10 @@
 # every form, G and client count with transactions and bookings/s above 0 (bookings/s =
 # G x transactions/s; the script itself fails when the database holds fewer bookings than
 # G x the transactions), and the means with perfs G=1 at 1.00x. Then the script's own
-# check: with a batch request refused in every transaction (TXNGROUP_PLANT_REFUSAL: it
-# asks a seat that does not exist), the batch form and the multi form must each fail. txngroup.sh stops everything it started by PID.
+# checks: with a request refused in every transaction (TXNGROUP_PLANT_REFUSAL: it asks a
+# seat that does not exist), the batch form and the multi form must each fail; with a
+# request of one seat in every multi statement (TXNGROUP_PLANT_ONE_SEAT: its seat twice),
+# the multi form must fail on the seats. txngroup.sh stops everything it started by PID.
 #   BK_BIN=build/bin bash tests/bookbench/txngroup_sh.sh
 set -euo pipefail
 
@@ -63,3 +65,13 @@ for form in batch multi; do
     }
     echo "txngroup.sh: a planted refusal in the $form form is caught"
 done
+
+# the planted short booking: every multi statement books a request of one seat
+rc=0
+TXNGROUP_PLANT_ONE_SEAT=1 FORMS=multi SIZES=2 CLIENTS=1 ROUNDS=1 SECONDS_RUN=1 \
+    BUILD="$(dirname "$BK_BIN")" bash "$ROOT/bench/txngroup.sh" >"$OUT" 2>&1 || rc=$?
+[[ $rc -eq 1 ]] && grep -Eq "^txngroup.sh: multi G=2, 1 clients: [0-9]+ seats for [0-9]+ bookings of 2$" "$OUT" || {
+    cat "$OUT" >&2
+    fail "a planted one-seat booking was not caught (exit $rc)"
+}
+echo "txngroup.sh: a planted one-seat booking is caught"
